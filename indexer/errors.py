@@ -1,0 +1,72 @@
+"""One exception tree for the whole core; the service maps it to problem+json once.
+
+    ClapSearchError
+    ├── ModelError                  a model folder is missing, malformed or incompatible
+    │   ├── ManifestError           manifest.json is absent or does not validate
+    │   └── ModelMismatchError      vectors/indexes built with another model
+    ├── AudioError                  one input file could not become a vector (``.path``, ``.reason``)
+    │   ├── AudioDecodeError        unreadable, truncated or not audio at all
+    │   ├── UnsupportedFormatError  a container/codec we do not decode
+    │   ├── EmptyAudioError         zero samples, or nothing left after decoding
+    │   ├── InvalidSamplesError     NaN/Inf samples, absurd sample rate or channel count
+    │   └── AudioTooLongError       longer than the configured limit
+    └── TextError                   empty or unusable query text
+
+Every error carries a stable ``code`` string (``audio.decode`` ...) for API clients.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class ClapSearchError(Exception):
+    code = "error"
+
+
+class ModelError(ClapSearchError):
+    code = "model"
+
+
+class ManifestError(ModelError):
+    code = "model.manifest"
+
+
+class ModelMismatchError(ModelError):
+    code = "model.mismatch"
+
+
+class AudioError(ClapSearchError):
+    """A single input could not be embedded; names the file and the reason."""
+
+    code = "audio"
+
+    def __init__(self, path: str | Path | None, reason: str):
+        self.path = None if path is None else str(path)
+        self.reason = reason
+        where = self.path if self.path is not None else "<audio array>"
+        super().__init__(f"{where}: {reason}")
+
+
+class AudioDecodeError(AudioError):
+    code = "audio.decode"
+
+
+class UnsupportedFormatError(AudioError):
+    code = "audio.unsupported_format"
+
+
+class EmptyAudioError(AudioError):
+    code = "audio.empty"
+
+
+class InvalidSamplesError(AudioError):
+    code = "audio.invalid_samples"
+
+
+class AudioTooLongError(AudioError):
+    code = "audio.too_long"
+
+
+class TextError(ClapSearchError):
+    code = "text"

@@ -1,0 +1,172 @@
+"""ClapEncoder: a model folder -> L2-normalised float32 vectors, with ONNX Runtime and no torch.
+
+    enc = ClapEncoder.open("models/clap-htsat-fused")          # reads manifest.json
+    enc.embed_text(["dog barking in the rain"])                  # (1, 512)
+    for item in enc.embed_files(paths): ...                      # FileEmbedding(path, vector, error)
+
+Determinism: the same file gives the bit-identical vector alone or inside any batch.
+* every clip's views are computed on their own (``indexer.audio.clip``), with fixed fusion chunks;
+* audio clips all have the same shape, and ONNX Runtime's CPU kernels compute each batch row with
+  the same arithmetic whatever the batch size (checked by tests and ``bench/embed.py``);
+* texts are never padded against each other: a batch is split into groups of equal token length,
+  so a text's computation does not depend on its neighbours' lengths.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Iterator, Sequence
+
+import numpy as np
+
+from indexer.audio.clip import ClipViews, clip_views
+from indexer.audio.decode import DecodeLimits, int16_roundtrip, open_audio, prepare_waveform
+from indexer.errors import AudioError, ModelError
+from indexer.models.manifest import Manifest, load_manifest
+from indexer.text import TextTokenizer
+
+
+@dataclass(frozen=True)
+class FileEmbedding:
+    path: str
+    vector: np.ndarray | None          # (D,) float32, unit norm; None when ``error`` is set
+    error: AudioError | None = None
+    duration_s: float | None = None
+    is_longer: bool = False
+
+
+def available_providers(prefer: str = "auto") -> list[str]:
+    """ONNX Runtime providers to use: CUDA when present (and wanted), CPU always as the fallback."""
+    import onnxruntime as ort
+
+    have = ort.get_available_providers()
+    if prefer == "cpu":
+        return ["CPUExecutionProvider"]
+    if prefer == "cuda" and "CUDAExecutionProvider" not in have:
+        raise ModelError("CUDA was requested but this onnxruntime build has no CUDAExecutionProvider "
+                         "(install the 'gpu' extra: onnxruntime-gpu)")
+    return (["CUDAExecutionProvider"] if "CUDAExecutionProvider" in have else []) + ["CPUExecutionProvider"]
+
+
+class ClapEncoder:
+    def __init__(self, folder: str | Path, manifest: Manifest, *, variant: str = "fp32",
+                 device: str = "auto", threads: int | None = None):
+        import onnxruntime as ort
+
+        if variant not in manifest.variants:
+            raise ModelError(f"{folder}: no {variant!r} variant; this model has {sorted(manifest.variants)}")
+        self.folder = Path(folder)
+        self.manifest = manifest
+        self.variant = variant
+        files = manifest.variants[variant]
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.intra_op_num_threads = threads or 0  # 0 = one per physical core
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3
+        providers = available_providers(device)
+        self._audio = ort.InferenceSession(str(self.folder / files.audio), options, providers=providers)
+        self._text = ort.InferenceSession(str(self.folder / files.text), options, providers=providers)
+        self.providers = self._audio.get_providers()
+        self.tokenizer = TextTokenizer(self.folder / manifest.text.tokenizer,
+                                       max_length=manifest.text.max_length,
+                                       pad_token_id=manifest.text.pad_token_id)
+
+    @classmethod
+    def open(cls, folder: str | Path, **kwargs) -> "ClapEncoder":
+        return cls(folder, load_manifest(folder), **kwargs)
+
+    @property
+    def dim(self) -> int:
+        return self.manifest.embed_dim
+
+    # ------------------------------------------------------------------ text
+    def embed_text(self, texts: Sequence[str] | str) -> np.ndarray:
+        """(N, D) unit vectors for N texts, in input order."""
+        if isinstance(texts, str):
+            texts = [texts]
+        rows = self.tokenizer.ids(list(texts))
+        out = np.empty((len(rows), self.dim), np.float32)
+        by_length: dict[int, list[int]] = defaultdict(list)
+        for i, row in enumerate(rows):
+            by_length[len(row)].append(i)
+        for length, members in by_length.items():
+            ids = np.stack([rows[i] for i in members])
+            mask = np.ones_like(ids)
+            out[members] = self._text.run(None, {"input_ids": ids, "attention_mask": mask})[0]
+        return out
+
+    # ------------------------------------------------------------------ audio
+    def views_from_waveform(self, samples: np.ndarray, sample_rate: int, *, name: str | None = None) -> ClipViews:
+        """Model input for an in-memory waveform at any rate, (n,) or (n, channels)."""
+        spec = self.manifest.audio_frontend
+        wave = prepare_waveform(samples, sample_rate, spec.sample_rate, name=name)
+        if spec.int16_roundtrip:
+            wave = int16_roundtrip(wave)
+        return clip_views(lambda a, b: wave[a:b], wave.shape[0], spec)
+
+    def views_from_file(self, path: str | Path, *, limits: DecodeLimits = DecodeLimits()) -> tuple[ClipViews, float]:
+        """Model input for one file, decoding with bounded memory; returns (views, duration_s)."""
+        spec = self.manifest.audio_frontend
+        with open_audio(path, spec.sample_rate, limits=limits) as source:
+            read = source.read
+            if spec.int16_roundtrip:
+                read = lambda a, b: int16_roundtrip(source.read(a, b))  # noqa: E731
+            views = clip_views(read, source.num_samples, spec)
+            return views, source.num_samples / spec.sample_rate
+
+    def embed_views(self, views: Sequence[ClipViews]) -> np.ndarray:
+        """(N, D) unit vectors for precomputed clip views (one ONNX call)."""
+        if not views:
+            return np.zeros((0, self.dim), np.float32)
+        features = np.stack([v.features for v in views])
+        is_longer = np.array([v.is_longer for v in views], dtype=bool)
+        return self._audio.run(None, {"input_features": features, "is_longer": is_longer})[0]
+
+    def embed_waveforms(self, waveforms: Sequence[np.ndarray], sample_rate: int) -> np.ndarray:
+        return self.embed_views([self.views_from_waveform(w, sample_rate) for w in waveforms])
+
+    def embed_files(self, paths: Iterable[str | Path], *, batch_size: int = 16, workers: int | None = None,
+                    limits: DecodeLimits = DecodeLimits()) -> Iterator[FileEmbedding]:
+        """Embed files in order; a bad file yields a FileEmbedding with ``error`` and never stops the run.
+
+        Decoding and the front end run in a thread pool (soundfile, soxr and numpy's FFT release
+        the GIL) one batch ahead of the ONNX call, so neither stage waits on the other for long.
+        """
+        workers = workers or max(1, min(4, os.cpu_count() or 1))
+
+        def prepare(path: str | Path):
+            try:
+                views, duration = self.views_from_file(path, limits=limits)
+                return str(path), views, duration, None
+            except AudioError as exc:
+                return str(path), None, None, exc
+
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            pending = _chunks(iter(paths), batch_size)
+            futures = [pool.submit(prepare, p) for p in next(pending, [])]
+            while futures:
+                upcoming = [pool.submit(prepare, p) for p in next(pending, [])]  # decode ahead
+                done = [f.result() for f in futures]
+                good = [(i, d) for i, d in enumerate(done) if d[3] is None]
+                vectors = self.embed_views([d[1] for _, d in good])
+                vector_of = {i: vectors[k] for k, (i, _) in enumerate(good)}
+                for i, (path, views, duration, error) in enumerate(done):
+                    yield FileEmbedding(path, vector_of.get(i), error, duration,
+                                        bool(views.is_longer) if views is not None else False)
+                futures = upcoming
+
+
+def _chunks(items: Iterator, size: int) -> Iterator[list]:
+    batch: list = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch

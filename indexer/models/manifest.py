@@ -1,0 +1,186 @@
+"""The model manifest: the single source of truth for everything a model folder needs.
+
+A model folder looks like::
+
+    my-model/
+      manifest.json       # this schema
+      audio.onnx          # log-mel views -> L2-normalised embedding   (B,C,T,F),(B,) -> (B,D)
+      text.onnx           # token ids + mask -> L2-normalised embedding (B,L),(B,L) -> (B,D)
+      tokenizer.json      # a `tokenizers` fast-tokenizer file
+      audio.int8.onnx ... # optional variants, listed in ``variants``
+
+Code downstream reads preprocessing numbers from here and never repeats them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from indexer.errors import ManifestError
+
+MANIFEST_NAME = "manifest.json"
+FORMAT_VERSION = 1
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class LogSpec(_Strict):
+    """``multiplier * log10(max(power, amin) / ref)``, optionally clipped ``top_db`` below max."""
+
+    multiplier: float = 10.0
+    amin: float = 1e-10
+    ref: float = 1.0
+    top_db: float | None = None
+
+
+class AudioFrontend(_Strict):
+    """Waveform -> log-mel, and how a clip of any length becomes fixed-size model input."""
+
+    sample_rate: int = 48_000
+    clip_samples: int = 480_000
+    n_fft: int = 1024
+    win_length: int = 1024
+    hop_length: int = 480
+    window: Literal["hann_periodic"] = "hann_periodic"
+    center: bool = True
+    pad_mode: Literal["reflect", "constant"] = "reflect"
+    power: float = 2.0
+    n_mels: int = 64
+    f_min: float = 50.0
+    f_max: float = 14_000.0
+    mel_scale: Literal["slaney", "htk"] = "slaney"
+    mel_norm: Literal["slaney"] | None = "slaney"
+    log: LogSpec = LogSpec()
+    # laion_clap rounds every waveform through int16 before the front end; transformers does not.
+    int16_roundtrip: bool = False
+    resampler: Literal["soxr_hq"] = "soxr_hq"
+    # How clips shorter than ``clip_samples`` are filled.
+    short_policy: Literal["repeatpad"] = "repeatpad"
+    # How longer clips are reduced: ``fusion`` (global view + 3 fixed local crops, fused model) or a
+    # deterministic ``center_crop`` of one clip for non-fusion models.
+    long_policy: Literal["fusion", "center_crop"] = "center_crop"
+
+    @property
+    def chunk_frames(self) -> int:
+        """STFT frames in one clip (1001 for the public checkpoints)."""
+        return self.clip_samples // self.hop_length + 1
+
+    @model_validator(mode="after")
+    def _check(self) -> "AudioFrontend":
+        if self.win_length > self.n_fft:
+            raise ValueError("win_length must not exceed n_fft")
+        if not 0 <= self.f_min < self.f_max <= self.sample_rate / 2:
+            raise ValueError("need 0 <= f_min < f_max <= sample_rate/2")
+        return self
+
+
+class AudioTower(_Strict):
+    architecture: str = Field(description="e.g. 'htsat-tiny', 'htsat-base'")
+    fusion: Literal["aff_2d"] | None = None
+    # Number of log-mel views the ONNX graph takes: 4 for fusion ([global, front, middle, back]), else 1.
+    input_channels: int = 1
+    config: dict = Field(default_factory=dict, description="architecture hyper-parameters (informative)")
+
+
+class TextTower(_Strict):
+    architecture: str = Field(description="e.g. 'roberta'")
+    tokenizer: str = "tokenizer.json"
+    max_length: int = 77
+    pad_token_id: int = 1
+    config: dict = Field(default_factory=dict)
+
+
+class Provenance(_Strict):
+    source: str = Field(description="what was converted or trained, as the user named it")
+    source_format: Literal["laion_clap_pt", "hf_clap", "trained"]
+    source_sha256: str | None = None
+    converter: str
+    created: str
+    versions: dict[str, str] = Field(default_factory=dict)
+
+
+class Variant(_Strict):
+    """One ONNX precision of the towers, with its measured cost against fp32."""
+
+    audio: str
+    text: str
+    # Measured at export on probe inputs: min cosine of this variant's vectors to fp32's.
+    audio_min_cosine_to_fp32: float | None = None
+    text_min_cosine_to_fp32: float | None = None
+    sha256: dict[str, str] = Field(default_factory=dict)
+
+
+class Manifest(_Strict):
+    format_version: int = FORMAT_VERSION
+    name: str
+    embed_dim: int = 512
+    metric: Literal["cosine"] = "cosine"
+    audio_frontend: AudioFrontend
+    audio: AudioTower
+    text: TextTower
+    variants: dict[str, Variant] = Field(description="precision name -> files; 'fp32' is required")
+    provenance: Provenance
+    logit_scale_audio: float | None = None
+    logit_scale_text: float | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> "Manifest":
+        if self.format_version != FORMAT_VERSION:
+            raise ValueError(f"unsupported manifest format_version {self.format_version}")
+        if "fp32" not in self.variants:
+            raise ValueError("variants must include 'fp32'")
+        fused = self.audio_frontend.long_policy == "fusion"
+        if fused != (self.audio.fusion is not None):
+            raise ValueError("audio_frontend.long_policy 'fusion' requires a fusion audio tower and vice versa")
+        if self.audio.input_channels != (4 if fused else 1):
+            raise ValueError("audio.input_channels must be 4 for fusion models and 1 otherwise")
+        return self
+
+    @property
+    def fingerprint(self) -> str:
+        """Identity of the embedding space: same fingerprint <=> vectors are comparable."""
+        ident = {
+            "name": self.name,
+            "source_sha256": self.provenance.source_sha256,
+            "audio_frontend": self.audio_frontend.model_dump(),
+            "fp32": self.variants["fp32"].sha256,
+        }
+        return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
+
+    def save(self, folder: str | Path) -> Path:
+        path = Path(folder) / MANIFEST_NAME
+        path.write_text(self.model_dump_json(indent=2) + "\n")
+        return path
+
+
+def load_manifest(folder: str | Path) -> Manifest:
+    path = Path(folder) / MANIFEST_NAME
+    if not path.is_file():
+        raise ManifestError(f"{folder}: not a model folder (no {MANIFEST_NAME})")
+    try:
+        manifest = Manifest.model_validate_json(path.read_text())
+    except ValidationError as exc:
+        raise ManifestError(f"{path}: invalid manifest: {exc}") from exc
+    for variant in manifest.variants.values():
+        for name in (variant.audio, variant.text):
+            if not (Path(folder) / name).is_file():
+                raise ManifestError(f"{folder}: manifest lists {name!r} but the file is missing")
+    tok = Path(folder) / manifest.text.tokenizer
+    if not tok.is_file():
+        raise ManifestError(f"{folder}: tokenizer file {manifest.text.tokenizer!r} is missing")
+    return manifest
+
+
+def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()

@@ -1,0 +1,62 @@
+"""Shared fixtures.
+
+Real PostgreSQL and Redis: found through CLAPSEARCH_TEST_POSTGRES_URL / CLAPSEARCH_TEST_REDIS_URL
+(defaults: the local servers on 127.0.0.1). Where they are unreachable the tests that need them
+skip with the reason, except when CLAPSEARCH_REQUIRE_SERVICES=1 (set by .ci/run): then they fail,
+so CI always exercises the real components.
+
+Golden fixtures from laion_clap live in ``../shared/data/laion-golden`` beside the checkout.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+GOLDEN = Path(os.environ.get("CLAPSEARCH_GOLDEN_DIR", REPO.parent / "shared" / "data" / "laion-golden"))
+
+
+def _unavailable(what: str, reason: str):
+    message = f"{what} unavailable: {reason}"
+    if os.environ.get("CLAPSEARCH_REQUIRE_SERVICES") == "1":
+        pytest.fail(message + " (CLAPSEARCH_REQUIRE_SERVICES=1: CI must exercise the real service)")
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> str:
+    url = os.environ.get("CLAPSEARCH_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+    try:
+        import sqlalchemy as sa
+
+        engine = sa.create_engine(url, connect_args={"connect_timeout": 3})
+        with engine.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+        engine.dispose()
+    except Exception as exc:  # any driver/connection failure means "not available here"
+        _unavailable("PostgreSQL", f"{url}: {exc.__class__.__name__}: {exc}".splitlines()[0])
+    return url
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    url = os.environ.get("CLAPSEARCH_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+    try:
+        import redis
+
+        client = redis.Redis.from_url(url, socket_connect_timeout=3)
+        client.ping()
+        client.close()
+    except Exception as exc:
+        _unavailable("Redis", f"{url}: {exc.__class__.__name__}: {exc}")
+    return url
+
+
+@pytest.fixture(scope="session")
+def golden_dir() -> Path:
+    if not (GOLDEN / "index.json").is_file():
+        pytest.skip(f"laion golden fixtures not found at {GOLDEN} (set CLAPSEARCH_GOLDEN_DIR)")
+    return GOLDEN

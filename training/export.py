@@ -1,0 +1,246 @@
+"""Write a model folder (manifest + ONNX towers + tokenizer) from a converted or trained model.
+
+    write_model_folder(converted, "models/laion-630k-fusion", variants=("fp32", "int8"))
+
+Steps, each checked:
+1. export the audio and text towers (``training.towers``) to ONNX, opset 18, dynamic batch
+   (and dynamic text length);
+2. parity: the fp32 ONNX graphs must reproduce the eager towers (max abs <= ``parity_tol``) on
+   probe inputs that include long (fused) and short clips in one batch; export fails otherwise;
+3. optional variants: ``int8`` (dynamic int8 quantization of MatMul/Gemm weights) and ``fp16``;
+   each variant's cost is measured as the minimum cosine of its vectors to fp32's on the probes
+   and written to the manifest;
+4. the tokenizer file and a manifest with hashes and provenance.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import shutil
+import tempfile
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from indexer.errors import ModelError
+from indexer.models.manifest import (
+    AudioTower,
+    Manifest,
+    Provenance,
+    TextTower,
+    Variant,
+    sha256_file,
+)
+from training.convert import ConvertedModel
+from training.towers import AudioEmbedder, TextEmbedder
+
+OPSET = 18
+PROBE_CAPTIONS = [
+    "a dog barks",
+    "rain falling on a tin roof",
+    "a man speaks while cars pass by in the distance",
+    "This is a sound of church bells.",
+    "glass breaking",
+]
+
+
+def _versions() -> dict[str, str]:
+    import onnx
+    import onnxruntime
+    import transformers
+
+    return {
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "onnx": onnx.__version__,
+        "onnxruntime": onnxruntime.__version__,
+    }
+
+
+def probe_audio_inputs(converted: ConvertedModel, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Features for a short, an exact-length and two long generated clips, via our front end."""
+    from indexer.audio.clip import waveform_views
+
+    spec = converted.frontend
+    rng = np.random.default_rng(seed)
+    sr = spec.sample_rate
+    views = []
+    for seconds in (2.5, spec.clip_samples / sr, 2.6 * spec.clip_samples / sr, 4 * spec.clip_samples / sr):
+        t = np.arange(int(seconds * sr)) / sr
+        wave = 0.3 * np.sin(2 * np.pi * rng.uniform(100, 4000) * t) + 0.05 * rng.standard_normal(t.size)
+        wave *= np.linspace(0.2, 1.0, t.size)  # a level change so the fused views differ
+        views.append(waveform_views(wave.astype(np.float32), spec))
+    features = np.stack([v.features for v in views])
+    is_longer = np.array([v.is_longer for v in views])
+    return features, is_longer
+
+
+def _probe_tokens(tokenizer_file: Path, max_length: int) -> tuple[np.ndarray, np.ndarray]:
+    from indexer.text import TextTokenizer
+
+    tok = TextTokenizer(tokenizer_file, max_length=max_length)
+    return tok.encode_batch(PROBE_CAPTIONS)
+
+
+def _export(module: torch.nn.Module, args: tuple, names: list[str], output: str, dynamic: dict, path: Path) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            module, args, str(path), input_names=names, output_names=[output], opset_version=OPSET,
+            dynamo=True, dynamic_shapes=dynamic, external_data=False, verbose=False,
+        )
+
+
+def _run(path: Path, feeds: dict[str, np.ndarray]) -> np.ndarray:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3  # constant-folding notices are noise here
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    return session.run(None, feeds)[0]
+
+
+def _min_cosine(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.min(np.sum(a * b, axis=1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))))
+
+
+def _quantize_int8(src: Path, dst: Path) -> None:
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8, per_channel=True,
+                     op_types_to_quantize=["MatMul", "Gemm"])
+
+
+def _convert_fp16(src: Path, dst: Path) -> None:
+    import onnx
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    model = convert_float_to_float16(onnx.load(str(src)), keep_io_types=True)
+    onnx.save(model, str(dst))
+
+
+VARIANT_BUILDERS = {"int8": _quantize_int8, "fp16": _convert_fp16}
+
+
+def write_model_folder(
+    converted: ConvertedModel,
+    out_dir: str | Path,
+    *,
+    name: str | None = None,
+    variants: tuple[str, ...] = ("fp32",),
+    parity_tol: float = 1e-4,
+    overwrite: bool = False,
+) -> Manifest:
+    """Export ``converted`` into ``out_dir`` and return its manifest. See the module docstring."""
+    out = Path(out_dir)
+    if out.exists() and any(out.iterdir()):
+        if not overwrite:
+            raise ModelError(f"{out} exists and is not empty (pass overwrite=True)")
+        shutil.rmtree(out)
+    unknown = set(variants) - {"fp32", *VARIANT_BUILDERS}
+    if unknown:
+        raise ModelError(f"unknown variants {sorted(unknown)}; choose from fp32, {', '.join(VARIANT_BUILDERS)}")
+
+    model = converted.model.eval().float()
+    audio_tower, text_tower = AudioEmbedder(model).eval(), TextEmbedder(model).eval()
+    tokenizer_file = _tokenizer_file(converted.tokenizer_dir)
+    features, is_longer = probe_audio_inputs(converted)
+    input_ids, attention_mask = _probe_tokens(tokenizer_file, converted.max_text_length)
+
+    with tempfile.TemporaryDirectory(dir=out.parent if out.parent.exists() else None) as tmp:
+        stage = Path(tmp)
+        batch = torch.export.Dim("batch")
+        length = torch.export.Dim("length")
+        audio_args = (torch.from_numpy(features), torch.from_numpy(is_longer))
+        text_args = (torch.from_numpy(input_ids), torch.from_numpy(attention_mask))
+        _export(audio_tower, audio_args, ["input_features", "is_longer"], "clap_audio_embeds",
+                {"input_features": {0: batch}, "is_longer": {0: batch}}, stage / "audio.onnx")
+        _export(text_tower, text_args, ["input_ids", "attention_mask"], "clap_text_embeds",
+                {"input_ids": {0: batch, 1: length}, "attention_mask": {0: batch, 1: length}}, stage / "text.onnx")
+
+        with torch.inference_mode():
+            audio_ref = audio_tower(*audio_args).numpy()
+            text_ref = text_tower(*text_args).numpy()
+        audio_feeds = {"input_features": features, "is_longer": is_longer}
+        text_feeds = {"input_ids": input_ids, "attention_mask": attention_mask}
+        audio_err = float(np.abs(_run(stage / "audio.onnx", audio_feeds) - audio_ref).max())
+        text_err = float(np.abs(_run(stage / "text.onnx", text_feeds) - text_ref).max())
+        if audio_err > parity_tol or text_err > parity_tol:
+            raise ModelError(
+                f"ONNX export does not reproduce the torch model: audio max|diff| {audio_err:.2e}, "
+                f"text {text_err:.2e} (tolerance {parity_tol:.0e})"
+            )
+
+        files: dict[str, Variant] = {}
+        for variant in variants:
+            if variant == "fp32":
+                audio_name, text_name = "audio.onnx", "text.onnx"
+                audio_cos = text_cos = None
+            else:
+                audio_name, text_name = f"audio.{variant}.onnx", f"text.{variant}.onnx"
+                VARIANT_BUILDERS[variant](stage / "audio.onnx", stage / audio_name)
+                VARIANT_BUILDERS[variant](stage / "text.onnx", stage / text_name)
+                audio_cos = _min_cosine(_run(stage / audio_name, audio_feeds), audio_ref)
+                text_cos = _min_cosine(_run(stage / text_name, text_feeds), text_ref)
+            files[variant] = Variant(
+                audio=audio_name, text=text_name,
+                audio_min_cosine_to_fp32=audio_cos, text_min_cosine_to_fp32=text_cos,
+                sha256={n: sha256_file(stage / n) for n in (audio_name, text_name)},
+            )
+        if "fp32" not in variants:  # fp32 is the reference every variant is measured against
+            files["fp32"] = Variant(audio="audio.onnx", text="text.onnx",
+                                    sha256={n: sha256_file(stage / n) for n in ("audio.onnx", "text.onnx")})
+        shutil.copyfile(tokenizer_file, stage / "tokenizer.json")
+
+        audio_cfg = model.config.audio_config
+        manifest = Manifest(
+            name=name or out.name,
+            embed_dim=int(model.config.projection_dim),
+            audio_frontend=converted.frontend,
+            audio=AudioTower(
+                architecture=converted.audio_architecture,
+                fusion="aff_2d" if audio_cfg.enable_fusion else None,
+                input_channels=4 if audio_cfg.enable_fusion else 1,
+                config={k: getattr(audio_cfg, k) for k in (
+                    "patch_embeds_hidden_size", "depths", "num_attention_heads", "window_size", "hidden_size",
+                    "spec_size", "patch_size")},
+            ),
+            text=TextTower(
+                architecture=converted.text_architecture,
+                max_length=converted.max_text_length,
+                pad_token_id=int(model.config.text_config.pad_token_id),
+                config={k: getattr(model.config.text_config, k) for k in (
+                    "vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "layer_norm_eps")},
+            ),
+            variants=files,
+            provenance=Provenance(
+                source=converted.source, source_format=converted.source_format,
+                source_sha256=converted.source_sha256, converter="training.export.write_model_folder",
+                created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+                versions=_versions(),
+            ),
+            logit_scale_audio=float(model.logit_scale_a.detach().exp()),
+            logit_scale_text=float(model.logit_scale_t.detach().exp()),
+        )
+        manifest.save(stage)
+        (stage / "export_report.json").write_text(json.dumps({
+            "parity_max_abs": {"audio": audio_err, "text": text_err},
+            "notes": converted.notes,
+        }, indent=2) + "\n")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        if out.exists():
+            out.rmdir()
+        stage.chmod(0o755)  # TemporaryDirectory creates it private
+        shutil.move(str(stage), str(out))
+        stage.mkdir()  # TemporaryDirectory cleanup expects it
+    return manifest
+
+
+def _tokenizer_file(folder: Path) -> Path:
+    path = Path(folder) / "tokenizer.json"
+    if not path.is_file():
+        raise ModelError(f"{folder}: no tokenizer.json (convert vocab.json + merges.txt with transformers first)")
+    return path
