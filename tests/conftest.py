@@ -60,3 +60,17 @@ def golden_dir() -> Path:
     if not (GOLDEN / "index.json").is_file():
         pytest.skip(f"laion golden fixtures not found at {GOLDEN} (set CLAPSEARCH_GOLDEN_DIR)")
     return GOLDEN
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """A real model folder (fused tiny random CLAP, fp32 + int8) exported by our own pipeline."""
+    pytest.importorskip("torch")
+    from tests.factories import save_hf_folder, tiny_clap_model
+    from training.convert.hf import load_hf_folder
+    from training.export import write_model_folder
+
+    hf = save_hf_folder(tiny_clap_model(True, vocab_size=400, seed=21), tmp_path_factory.mktemp("hf-tiny"))
+    out = tmp_path_factory.mktemp("models") / "tiny-fused"
+    write_model_folder(load_hf_folder(hf), out, variants=("fp32", "int8"))
+    return out

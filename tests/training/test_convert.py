@@ -23,6 +23,8 @@ from training.convert.hf import load_hf_folder  # noqa: E402
 from training.convert.laion import detect_audio_config, load_laion_checkpoint  # noqa: E402
 from training.convert.layout import hf_to_laion, laion_to_hf  # noqa: E402
 
+from tests.factories import tiny_clap_model  # noqa: E402
+
 GOLDEN_DIR = Path(__file__).resolve().parents[3] / "shared" / "data" / "laion-golden"
 CLIPS = ("clip_03s", "clip_10s", "clip_10s_plus240", "clip_25s", "clip_61s")
 TOL = 1e-4
@@ -182,41 +184,7 @@ def test_laion_needs_tokenizer_dir():
 
 
 def _tiny_model(fusion: bool, text_hidden: int = 32, text_heads: int = 2, seed: int = 0):
-    from transformers import ClapConfig, ClapModel
-
-    torch.manual_seed(seed)
-    audio = dict(
-        patch_embeds_hidden_size=16,
-        depths=[1, 1, 2, 1],
-        num_attention_heads=[1, 2, 4, 8],
-        hidden_size=128,
-        window_size=8,
-        spec_size=256,
-        enable_fusion=fusion,
-        fusion_type="aff_2d" if fusion else None,
-    )
-    text = dict(
-        vocab_size=2048,
-        hidden_size=text_hidden,
-        num_hidden_layers=2,
-        num_attention_heads=text_heads,
-        intermediate_size=64,
-        max_position_embeddings=514,
-        layer_norm_eps=1e-5,
-    )
-    model = ClapModel(ClapConfig(text_config=text, audio_config=audio, projection_dim=512))
-    gen = torch.Generator().manual_seed(seed + 1)
-    with torch.no_grad():
-        for name, t in model.state_dict().items():
-            if (
-                t.is_floating_point()
-            ):  # every norm weight/bias, running stat and logit scale differs from init
-                t.copy_(torch.randn(t.shape, generator=gen) * 0.2)
-                if name.endswith("running_var"):
-                    t.abs_().add_(0.5)
-            elif name.endswith("num_batches_tracked"):
-                t.fill_(int(torch.randint(1, 1000, (1,), generator=gen)))
-    return model.eval()
+    return tiny_clap_model(fusion, text_hidden=text_hidden, text_heads=text_heads, seed=seed)
 
 
 def _assert_same_state(a, b):

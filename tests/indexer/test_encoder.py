@@ -1,0 +1,140 @@
+"""The torch-free runtime as users meet it: bad files, manifests, the CLI, bounded memory."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from indexer import cli
+from indexer.audio.decode import DecodeLimits
+from indexer.errors import (
+    AudioDecodeError,
+    EmptyAudioError,
+    InvalidSamplesError,
+    ManifestError,
+    ModelError,
+    UnsupportedFormatError,
+)
+from indexer.models.encoder import ClapEncoder
+from indexer.models.manifest import load_manifest
+
+
+def _tone(path, seconds, sr=48_000, channels=1, seed=0):
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * sr)) / sr
+    x = 0.3 * np.sin(2 * np.pi * rng.uniform(200, 2000) * t) + 0.02 * rng.standard_normal(t.size)
+    sf.write(path, np.repeat(x[:, None], channels, axis=1).astype(np.float32), sr)
+    return path
+
+
+def test_serving_modules_do_not_import_torch():
+    code = ("import sys, indexer.cli, indexer.models.encoder, indexer.audio.decode, indexer.audio.clip\n"
+            "heavy = sorted(m for m in ('torch', 'transformers', 'librosa') if m in sys.modules)\n"
+            "assert not heavy, heavy")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_bad_files_are_reported_and_never_stop_the_run(tiny_model_dir, tmp_path):
+    good = _tone(tmp_path / "good.wav", 3.0)
+    stereo = _tone(tmp_path / "stereo_44k.flac", 12.0, sr=44_100, channels=2, seed=1)
+    garbage = tmp_path / "garbage.wav"
+    garbage.write_bytes(np.random.default_rng(0).bytes(5000))
+    empty = tmp_path / "empty.wav"
+    sf.write(empty, np.zeros((0, 1), np.float32), 48_000)
+    nan = tmp_path / "nan.wav"
+    wave = np.zeros(48_000, np.float32)
+    wave[1000] = np.nan
+    sf.write(nan, wave, 48_000, subtype="FLOAT")
+    aac = tmp_path / "song.m4a"
+    aac.write_bytes(b"\x00\x00\x00\x20ftypM4A " + bytes(200))
+    missing = tmp_path / "missing.wav"
+    paths = [good, garbage, empty, stereo, nan, aac, missing]
+
+    results = list(ClapEncoder.open(tiny_model_dir).embed_files(paths, batch_size=3))
+    assert [r.path for r in results] == [str(p) for p in paths]
+    expected = [None, AudioDecodeError, EmptyAudioError, None, InvalidSamplesError, UnsupportedFormatError,
+                AudioDecodeError]
+    for result, error in zip(results, expected):
+        if error is None:
+            assert result.error is None and result.vector is not None
+            assert abs(np.linalg.norm(result.vector) - 1.0) < 1e-5
+        else:
+            assert isinstance(result.error, error), (result.path, result.error)
+            assert result.vector is None
+            assert result.path in str(result.error)
+
+
+def test_streamed_long_file_gives_the_same_vector(tiny_model_dir, tmp_path):
+    path = _tone(tmp_path / "long.wav", 61.0, seed=4)
+    encoder = ClapEncoder.open(tiny_model_dir)
+    in_memory, _ = encoder.views_from_file(path)
+    streamed, duration = encoder.views_from_file(path, limits=DecodeLimits(in_memory_max_s=5.0))
+    assert duration == pytest.approx(61.0) and streamed.is_longer
+    np.testing.assert_array_equal(in_memory.features, streamed.features)
+
+
+def test_file_and_waveform_paths_agree(tiny_model_dir, tmp_path):
+    path = _tone(tmp_path / "clip.wav", 7.0, seed=6)
+    encoder = ClapEncoder.open(tiny_model_dir)
+    wave, sr = sf.read(path, dtype="float32")
+    from_file = next(encoder.embed_files([path])).vector
+    np.testing.assert_array_equal(from_file, encoder.embed_waveforms([wave], sr)[0])
+
+
+def test_manifest_problems_are_clear(tiny_model_dir, tmp_path):
+    with pytest.raises(ManifestError, match="no manifest.json"):
+        load_manifest(tmp_path)
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_model_dir, broken)
+    (broken / "audio.int8.onnx").unlink()
+    with pytest.raises(ManifestError, match="audio.int8.onnx"):
+        load_manifest(broken)
+    data = json.loads((tiny_model_dir / "manifest.json").read_text())
+    data["audio_frontend"]["long_policy"] = "center_crop"  # contradicts the fused tower
+    (broken / "manifest.json").write_text(json.dumps(data))
+    with pytest.raises(ManifestError, match="fusion"):
+        load_manifest(broken)
+    with pytest.raises(ModelError, match="no 'fp16' variant"):
+        ClapEncoder.open(tiny_model_dir, variant="fp16")
+
+
+def test_manifest_describes_the_model(tiny_model_dir):
+    manifest = load_manifest(tiny_model_dir)
+    assert manifest.audio.fusion == "aff_2d" and manifest.audio.input_channels == 4
+    assert manifest.audio_frontend.mel_scale == "htk" and manifest.audio_frontend.long_policy == "fusion"
+    assert manifest.provenance.source_format == "hf_clap" and manifest.provenance.source_sha256
+    assert manifest.variants["int8"].audio_min_cosine_to_fp32 > 0.99
+    assert len(manifest.fingerprint) == 16
+
+
+def test_cli_embeds_a_folder_and_reports_failures(tiny_model_dir, tmp_path, capsys):
+    library = tmp_path / "library"
+    (library / "sub").mkdir(parents=True)
+    _tone(library / "a.wav", 2.0)
+    _tone(library / "sub" / "b.flac", 11.0, seed=2)
+    (library / "notes.txt").write_text("not audio")  # ignored: not an audio extension
+    (library / "broken.mp3").write_bytes(b"ID3" + bytes(64))
+    out = tmp_path / "vectors.npz"
+    code = cli.main(["embed", str(library), "--model", str(tiny_model_dir), "--out", str(out), "--quiet"])
+    assert code == 1  # one file failed
+    data = np.load(out)
+    assert data["vectors"].shape == (2, 512)
+    assert [p.rsplit("/", 1)[-1] for p in data["paths"]] == ["a.wav", "b.flac"]
+    assert str(data["fingerprint"]) == load_manifest(tiny_model_dir).fingerprint
+    assert "broken.mp3" in capsys.readouterr().err
+
+
+def test_cli_embed_text_and_model_info(tiny_model_dir, tmp_path, capsys):
+    assert cli.main(["embed-text", "dog barking", "rain", "--model", str(tiny_model_dir)]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [line["text"] for line in lines] == ["dog barking", "rain"]
+    assert len(lines[0]["vector"]) == 512
+    assert cli.main(["model-info", str(tiny_model_dir)]) == 0
+    assert json.loads(capsys.readouterr().out)["audio"]["fusion"] == "aff_2d"
+    assert cli.main(["embed-text", "x", "--model", str(tmp_path)]) == 2  # not a model folder
