@@ -2,6 +2,7 @@
 
     indexer embed ./library --model models/my-clap --out library.npz
     indexer embed-text "dog barking in the rain" --model models/my-clap
+    indexer rank library.npz "dog barking in the rain" --model models/my-clap
     indexer model-info models/my-clap
 
 The model folder defaults to $CLAPSEARCH_MODEL. Exit code: 0 all good, 1 some files failed, 2 usage
@@ -18,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from indexer.errors import ClapSearchError
+from indexer.errors import ClapSearchError, ModelMismatchError
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff")
 
@@ -59,7 +60,8 @@ def cmd_embed(args) -> int:
         return 1
     paths, vectors, failures = [], [], []
     seconds = 0.0
-    with tqdm(total=len(files), unit="file", disable=args.quiet) as bar:
+    # disable=None: tqdm turns itself off when stderr is not a terminal (CI logs stay readable).
+    with tqdm(total=len(files), unit="file", disable=True if args.quiet else None, mininterval=0.5) as bar:
         for item in encoder.embed_files(files, batch_size=args.batch_size):
             if item.error is not None:
                 failures.append(item)
@@ -88,6 +90,23 @@ def cmd_embed_text(args) -> int:
     return 0
 
 
+def cmd_rank(args) -> int:
+    """Brute-force cosine ranking of an ``embed`` output against text queries (a quick check;
+    the FAISS-backed ``indexer search`` serves real libraries)."""
+    encoder = _encoder(args)
+    data = np.load(args.embeddings)
+    if str(data["fingerprint"]) != encoder.manifest.fingerprint:
+        raise ModelMismatchError(f"{args.embeddings} was embedded with model {str(data['model'])!r} "
+                                 f"({str(data['fingerprint'])}), not {encoder.manifest.name!r} "
+                                 f"({encoder.manifest.fingerprint})")
+    scores = data["vectors"] @ encoder.embed_text(args.queries).T
+    for q, query in enumerate(args.queries):
+        print(f"{query}")
+        for i in np.argsort(-scores[:, q], kind="stable")[: args.top]:
+            print(f"  {scores[i, q]:+.3f}  {data['paths'][i]}")
+    return 0
+
+
 def cmd_model_info(args) -> int:
     from indexer.models.manifest import load_manifest
 
@@ -109,10 +128,16 @@ def main(argv: list[str] | None = None) -> int:
     text.add_argument("texts", nargs="+")
     text.add_argument("--out", type=Path)
     _model_arg(text)
+    rank = sub.add_parser("rank", help="rank an embed output (.npz) against text queries")
+    rank.add_argument("embeddings", type=Path)
+    rank.add_argument("queries", nargs="+")
+    rank.add_argument("--top", type=int, default=5)
+    _model_arg(rank)
     info = sub.add_parser("model-info", help="print a model folder's manifest")
     info.add_argument("folder", type=Path)
     args = parser.parse_args(argv)
-    handler = {"embed": cmd_embed, "embed-text": cmd_embed_text, "model-info": cmd_model_info}[args.command]
+    handler = {"embed": cmd_embed, "embed-text": cmd_embed_text, "rank": cmd_rank,
+               "model-info": cmd_model_info}[args.command]
     try:
         return handler(args)
     except ClapSearchError as exc:

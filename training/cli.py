@@ -2,6 +2,7 @@
 
     clap-train convert-laion 630k-audioset-fusion-best.pt models/laion-fusion --tokenizer ./roberta-base
     clap-train convert-hf ./clap-htsat-unfused models/clap-htsat-unfused --variants fp32,int8
+    clap-train init-random micro models/micro-random     # random weights: tests, benchmarks, demo
 """
 
 from __future__ import annotations
@@ -40,7 +41,11 @@ def main(argv: list[str] | None = None) -> int:
     hf = sub.add_parser("convert-hf", help="Hugging Face CLAP folder -> model folder")
     hf.add_argument("folder", type=Path)
     hf.add_argument("out", type=Path)
-    for p in (laion, hf):
+    rnd = sub.add_parser("init-random", help="random-weight model folder from a registry config")
+    rnd.add_argument("config", help="registry name (training/model_configs/*.json) or a JSON path")
+    rnd.add_argument("out", type=Path)
+    rnd.add_argument("--seed", type=int, default=0)
+    for p in (laion, hf, rnd):
         p.add_argument("--name", help="model name in the manifest (default: the output folder's name)")
         p.add_argument("--variants", type=_variants, default=("fp32", "int8"),
                        help="comma-separated: fp32 (always), int8, fp16 (default: fp32,int8)")
@@ -55,10 +60,16 @@ def main(argv: list[str] | None = None) -> int:
 
             converted = load_laion_checkpoint(args.checkpoint, text_config=args.text_config,
                                               tokenizer_dir=args.tokenizer)
-        else:
+        elif args.command == "convert-hf":
             from training.convert.hf import load_hf_folder
 
             converted = load_hf_folder(args.folder)
+        else:
+            import tempfile
+
+            from training.random_init import random_converted
+
+            converted = random_converted(args.config, Path(tempfile.mkdtemp(prefix="clap-tok-")), seed=args.seed)
         for note in converted.notes:
             print(f"note: {note}")
         manifest = write_model_folder(converted, args.out, name=args.name, variants=args.variants,

@@ -99,7 +99,7 @@ class TextTower(_Strict):
 
 class Provenance(_Strict):
     source: str = Field(description="what was converted or trained, as the user named it")
-    source_format: Literal["laion_clap_pt", "hf_clap", "trained"]
+    source_format: Literal["laion_clap_pt", "hf_clap", "trained", "random"]
     source_sha256: str | None = None
     converter: str
     created: str

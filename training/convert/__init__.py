@@ -27,6 +27,6 @@ class ConvertedModel:
     tokenizer_dir: Path                      # folder holding tokenizer.json (or vocab.json + merges.txt)
     max_text_length: int                     # 77 for laion checkpoints
     source: str                              # path as the user gave it
-    source_format: Literal["laion_clap_pt", "hf_clap"]
+    source_format: Literal["laion_clap_pt", "hf_clap", "trained", "random"]
     source_sha256: str | None
     notes: list[str] = field(default_factory=list)  # what the converter dropped or inferred
