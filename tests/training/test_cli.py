@@ -1,0 +1,53 @@
+"""The one-command conversions a newcomer runs, and the registry behind init-random."""
+
+import json
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")
+
+from indexer import cli as indexer_cli  # noqa: E402
+from indexer.models.manifest import load_manifest  # noqa: E402
+from training import cli  # noqa: E402
+from training.random_init import list_configs, load_config  # noqa: E402
+
+
+def test_convert_laion_command(golden_dir, tmp_path, capsys):
+    roberta = golden_dir / "configs" / "roberta-tiny"
+    out = tmp_path / "laion-unfused"
+    code = cli.main(["convert-laion", str(golden_dir / "tiny_unfused.pt"), str(out), "--tokenizer", str(roberta),
+                     "--text-config", str(roberta / "config.json"), "--variants", "fp32"])
+    assert code == 0
+    manifest = load_manifest(out)
+    assert manifest.provenance.source_format == "laion_clap_pt"
+    assert manifest.audio_frontend.int16_roundtrip and manifest.audio_frontend.long_policy == "center_crop"
+    assert "dropped" in capsys.readouterr().out  # the user sees what was left out and why
+    report = json.loads((out / "export_report.json").read_text())
+    assert max(report["parity_max_abs"].values()) < 1e-4
+    assert cli.main(["convert-laion", str(golden_dir / "tiny_unfused.pt"), str(out), "--tokenizer",
+                     str(roberta)]) == 2  # exists, and no text config: a clear error, not a traceback
+
+
+def test_registry_configs_are_complete():
+    assert {"micro", "htsat-tiny-roberta", "htsat-tiny-roberta-fusion"} <= set(list_configs())
+    for name in list_configs():
+        config = load_config(name)
+        assert {"fusion", "audio", "text", "projection_dim"} <= set(config), name
+
+
+def test_init_random_and_rank_refuses_another_models_vectors(tmp_path, capsys):
+    out = tmp_path / "micro"
+    assert cli.main(["init-random", "micro", str(out), "--variants", "fp32"]) == 0
+    manifest = load_manifest(out)
+    assert manifest.provenance.source_format == "random"
+    vectors = np.eye(3, 512, dtype=np.float32)
+    np.savez(tmp_path / "ok.npz", vectors=vectors, paths=np.array(["a", "b", "c"]),
+             model=manifest.name, fingerprint=manifest.fingerprint)
+    capsys.readouterr()
+    assert indexer_cli.main(["rank", str(tmp_path / "ok.npz"), "rain", "--model", str(out), "--top", "2"]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 3  # query line + top 2
+    np.savez(tmp_path / "other.npz", vectors=vectors, paths=np.array(["a", "b", "c"]),
+             model="other", fingerprint="0123456789abcdef")
+    assert indexer_cli.main(["rank", str(tmp_path / "other.npz"), "rain", "--model", str(out)]) == 2
+    assert "was embedded with model 'other'" in capsys.readouterr().err
