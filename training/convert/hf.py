@@ -20,6 +20,7 @@ from indexer.errors import ModelError
 from indexer.models.manifest import AudioFrontend, LogSpec, sha256_file
 from training.convert import ConvertedModel
 from training.convert.laion import LAION_MAX_TEXT_LENGTH, audio_architecture_name
+from training.convert.layout import describe_key_problems
 
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 SHARD_INDEXES = ("model.safetensors.index.json", "pytorch_model.bin.index.json")
@@ -174,15 +175,9 @@ def _check_loading_info(info: dict[str, Any], folder: Path, notes: list[str]) ->
     bad_missing = [k for k in missing if k not in benign]
     unexpected = sorted(info.get("unexpected_keys") or [])
     mismatched = sorted(str(k) for k in (info.get("mismatched_keys") or []))
-    problems = []
-    for label, items in (
-        ("missing", bad_missing),
-        ("unexpected", unexpected),
-        ("shape mismatch", mismatched),
-    ):
-        if items:
-            more = f" (+{len(items) - 8} more)" if len(items) > 8 else ""
-            problems.append(f"{label}: {', '.join(items[:8])}{more}")
+    problems = describe_key_problems(
+        {"missing": bad_missing, "unexpected": unexpected, "shape mismatch": mismatched}
+    )
     if problems:
         raise ModelError(f"{folder}: weights do not fit config.json; " + "; ".join(problems))
     if benign:

@@ -21,7 +21,13 @@ from typing import TYPE_CHECKING, Any
 from indexer.errors import ModelError
 from indexer.models.manifest import AudioFrontend, sha256_file
 from training.convert import ConvertedModel
-from training.convert.layout import HF_ONLY_BUFFERS, laion_to_hf, split_dropped, unwrap_laion
+from training.convert.layout import (
+    HF_ONLY_BUFFERS,
+    describe_key_problems,
+    laion_to_hf,
+    split_dropped,
+    unwrap_laion,
+)
 
 if TYPE_CHECKING:
     from torch import Tensor
@@ -379,15 +385,9 @@ def load_state_dict_checked(model, mapped: Mapping[str, Tensor], source: str) ->
         for k in sorted(set(mapped) & set(expected))
         if tuple(mapped[k].shape) != tuple(expected[k].shape)
     ]
-    problems = []
-    for label, items in (
-        ("missing", missing),
-        ("unexpected", unexpected),
-        ("shape mismatch", shapes),
-    ):
-        if items:
-            more = f" (+{len(items) - 8} more)" if len(items) > 8 else ""
-            problems.append(f"{label}: {', '.join(items[:8])}{more}")
+    problems = describe_key_problems(
+        {"missing": missing, "unexpected": unexpected, "shape mismatch": shapes}
+    )
     if problems:
         raise ModelError(
             f"{source}: checkpoint does not fit the detected architecture; " + "; ".join(problems)

@@ -192,3 +192,13 @@ def hf_to_laion(sd: Mapping[str, Tensor]) -> dict[str, Tensor]:
         else:
             raise ModelError(f"unexpected key in ClapModel state dict: {key!r}")
     return out
+
+
+def describe_key_problems(groups: dict[str, list[str]], shown: int = 8) -> list[str]:
+    """One readable phrase per non-empty group, e.g. ``missing: a, b (+3 more)``."""
+    phrases = []
+    for label, items in groups.items():
+        if items:
+            more = f" (+{len(items) - shown} more)" if len(items) > shown else ""
+            phrases.append(f"{label}: {', '.join(items[:shown])}{more}")
+    return phrases
