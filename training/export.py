@@ -107,6 +107,22 @@ def _min_cosine(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.min(np.sum(a * b, axis=1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))))
 
 
+def _batch_invariant(path: Path, feeds: dict[str, np.ndarray]) -> bool:
+    """True when every row of a batch equals, bit for bit, that row run alone."""
+    together = _run(path, feeds)
+    rows = next(iter(feeds.values())).shape[0]
+    return all(
+        np.array_equal(together[i], _run(path, {k: v[i : i + 1] for k, v in feeds.items()})[0])
+        for i in range(rows)
+    )
+
+
+def _equal_length_text_feeds(input_ids: np.ndarray, attention_mask: np.ndarray) -> dict[str, np.ndarray]:
+    """Probe rows cut to the shortest one: the runtime only ever batches texts of equal length."""
+    shortest = int(attention_mask.sum(axis=1).min())
+    return {"input_ids": input_ids[:, :shortest].copy(), "attention_mask": np.ones_like(input_ids[:, :shortest])}
+
+
 def _quantize_int8(src: Path, dst: Path) -> None:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
@@ -188,10 +204,15 @@ def write_model_folder(
             files[variant] = Variant(
                 audio=audio_name, text=text_name,
                 audio_min_cosine_to_fp32=audio_cos, text_min_cosine_to_fp32=text_cos,
+                audio_batch_invariant=_batch_invariant(stage / audio_name, audio_feeds),
+                text_batch_invariant=_batch_invariant(stage / text_name, _equal_length_text_feeds(**text_feeds)),
                 sha256={n: sha256_file(stage / n) for n in (audio_name, text_name)},
             )
         if "fp32" not in variants:  # fp32 is the reference every variant is measured against
             files["fp32"] = Variant(audio="audio.onnx", text="text.onnx",
+                                    audio_batch_invariant=_batch_invariant(stage / "audio.onnx", audio_feeds),
+                                    text_batch_invariant=_batch_invariant(
+                                        stage / "text.onnx", _equal_length_text_feeds(**text_feeds)),
                                     sha256={n: sha256_file(stage / n) for n in ("audio.onnx", "text.onnx")})
         shutil.copyfile(tokenizer_file, stage / "tokenizer.json")
 

@@ -9,7 +9,9 @@ Determinism: the same file gives the bit-identical vector alone or inside any ba
 * audio clips all have the same shape, and ONNX Runtime's CPU kernels compute each batch row with
   the same arithmetic whatever the batch size (checked by tests and ``bench/embed.py``);
 * texts are never padded against each other: a batch is split into groups of equal token length,
-  so a text's computation does not depend on its neighbours' lengths.
+  so a text's computation does not depend on its neighbours' lengths;
+* a variant whose export measured it NOT batch-invariant (dynamic int8 quantisation picks its
+  activation scales per batch) runs one item per call instead.
 """
 
 from __future__ import annotations
@@ -72,6 +74,8 @@ class ClapEncoder:
         self._audio = ort.InferenceSession(str(self.folder / files.audio), options, providers=providers)
         self._text = ort.InferenceSession(str(self.folder / files.text), options, providers=providers)
         self.providers = self._audio.get_providers()
+        self._audio_max_batch = None if files.audio_batch_invariant else 1
+        self._text_max_batch = None if files.text_batch_invariant else 1
         self.tokenizer = TextTokenizer(self.folder / manifest.text.tokenizer,
                                        max_length=manifest.text.max_length,
                                        pad_token_id=manifest.text.pad_token_id)
@@ -94,10 +98,10 @@ class ClapEncoder:
         by_length: dict[int, list[int]] = defaultdict(list)
         for i, row in enumerate(rows):
             by_length[len(row)].append(i)
-        for length, members in by_length.items():
-            ids = np.stack([rows[i] for i in members])
-            mask = np.ones_like(ids)
-            out[members] = self._text.run(None, {"input_ids": ids, "attention_mask": mask})[0]
+        for members in by_length.values():
+            for group in _split(members, self._text_max_batch):
+                ids = np.stack([rows[i] for i in group])
+                out[group] = self._text.run(None, {"input_ids": ids, "attention_mask": np.ones_like(ids)})[0]
         return out
 
     # ------------------------------------------------------------------ audio
@@ -123,9 +127,12 @@ class ClapEncoder:
         """(N, D) unit vectors for precomputed clip views (one ONNX call)."""
         if not views:
             return np.zeros((0, self.dim), np.float32)
-        features = np.stack([v.features for v in views])
-        is_longer = np.array([v.is_longer for v in views], dtype=bool)
-        return self._audio.run(None, {"input_features": features, "is_longer": is_longer})[0]
+        parts = []
+        for group in _split(list(views), self._audio_max_batch):
+            features = np.stack([v.features for v in group])
+            is_longer = np.array([v.is_longer for v in group], dtype=bool)
+            parts.append(self._audio.run(None, {"input_features": features, "is_longer": is_longer})[0])
+        return np.concatenate(parts)
 
     def embed_waveforms(self, waveforms: Sequence[np.ndarray], sample_rate: int) -> np.ndarray:
         return self.embed_views([self.views_from_waveform(w, sample_rate) for w in waveforms])
@@ -159,6 +166,13 @@ class ClapEncoder:
                     yield FileEmbedding(path, vector_of.get(i), error, duration,
                                         bool(views.is_longer) if views is not None else False)
                 futures = upcoming
+
+
+def _split(items: list, size: int | None) -> list[list]:
+    """``items`` in consecutive groups of at most ``size`` (one group when ``size`` is None)."""
+    if size is None:
+        return [items]
+    return [items[i : i + size] for i in range(0, len(items), size)]
 
 
 def _chunks(items: Iterator, size: int) -> Iterator[list]:

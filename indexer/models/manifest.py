@@ -114,6 +114,11 @@ class Variant(_Strict):
     # Measured at export on probe inputs: min cosine of this variant's vectors to fp32's.
     audio_min_cosine_to_fp32: float | None = None
     text_min_cosine_to_fp32: float | None = None
+    # Measured at export: does a row's vector stay bit-identical whatever else is in the batch?
+    # Dynamic int8 quantisation computes activation scales over the whole batch, so it is not;
+    # the runtime then runs such a tower one item per call to keep vectors deterministic.
+    audio_batch_invariant: bool = True
+    text_batch_invariant: bool = True
     sha256: dict[str, str] = Field(default_factory=dict)
 
 
