@@ -124,9 +124,20 @@ def _equal_length_text_feeds(input_ids: np.ndarray, attention_mask: np.ndarray) 
 
 
 def _quantize_int8(src: Path, dst: Path) -> None:
+    """Dynamic int8: weights of MatMul/Gemm in int8, activations quantized per call (u8s8, VNNI).
+
+    Audio tower: per-channel weight scales (no measurable cost there, best cosine). Text tower:
+    per-tensor scales: a single query is bound by reading the 85 M int8 weights, and per-channel
+    scales make it ~7 % slower (bench/embed.py) for a cosine to fp32 still above 0.9997.
+    Measured and rejected (bench/RESULTS.md): ORT transformer-optimizer fusions before quantizing
+    (no gain on these graphs), MatMulNBits 8/4-bit weight-only (slower at 10-token queries), and
+    quantizing the word-embedding Gather (smaller file, no speed gain).
+    """
+    import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8, per_channel=True,
+    inputs = {i.name for i in onnx.load(str(src), load_external_data=False).graph.input}
+    quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8, per_channel="input_ids" not in inputs,
                      op_types_to_quantize=["MatMul", "Gemm"])
 
 

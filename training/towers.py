@@ -22,12 +22,26 @@ from torch import nn
 from transformers import ClapModel
 
 
+CLIP_FRAMES = 1001  # STFT frames of one 10 s clip in the LAION front end (480 000 samples, hop 480)
+
+
+def _resize_matrix(frames: int, width: int) -> torch.Tensor:
+    """(width, frames) matrix R with R @ x == interpolate(x, (width, F), bicubic, align_corners=True)."""
+    eye = torch.eye(frames).reshape(1, 1, frames, frames)
+    with torch.no_grad():
+        return F.interpolate(eye, (width, frames), mode="bicubic", align_corners=True)[0, 0].contiguous()
+
+
 class AudioEmbedder(nn.Module):
     def __init__(self, model: ClapModel):
         super().__init__()
         self.encoder = model.audio_model.audio_encoder
         self.projection = model.audio_projection
         self.fusion = bool(model.config.audio_config.enable_fusion)
+        # The bicubic time resize of reshape_mel2img as a constant (width x frames) matrix, for the
+        # LAION front end's 1001-frame clips (other lengths fall back to the Resize op).
+        width = int(self.encoder.spec_size * self.encoder.freq_ratio)
+        self.register_buffer("time_resize", _resize_matrix(CLIP_FRAMES, width), persistent=False)
 
     def _patch_embed(self, image: torch.Tensor, is_longer: torch.Tensor) -> torch.Tensor:
         embed = self.encoder.patch_embed
@@ -46,11 +60,23 @@ class AudioEmbedder(nn.Module):
             hidden = hidden.flatten(2).transpose(1, 2)
         return embed.norm(hidden)
 
+    def _mel2img(self, mel: torch.Tensor) -> torch.Tensor:
+        """``reshape_mel2img`` with its bicubic time resize as a matrix product (same arithmetic up
+        to float rounding: ONNX Runtime's cubic Resize kernel costs ~6 ms per clip, 15 % of the int8
+        tower; the (1024 x 1001) product is 0.13 GFLOP)."""
+        enc = self.encoder
+        batch, channels, frames, bins = mel.shape
+        width, ratio = self.time_resize.shape[0], enc.freq_ratio
+        if frames != self.time_resize.shape[1] or bins != enc.spec_size // ratio:
+            return enc.reshape_mel2img(mel)
+        image = torch.matmul(self.time_resize, mel).reshape(batch, channels * ratio, width // ratio, bins)
+        return image.permute(0, 1, 3, 2).reshape(batch, channels, bins * ratio, width // ratio)
+
     def forward(self, input_features: torch.Tensor, is_longer: torch.Tensor) -> torch.Tensor:
         enc = self.encoder
         # BatchNorm over mel bins, then the 1001x64 -> 256x256 "image" (bicubic time resize).
         normalized = enc.batch_norm(input_features.transpose(1, 3)).transpose(1, 3)
-        image = enc.reshape_mel2img(normalized)
+        image = self._mel2img(normalized)
         frames = image.shape[2]
         hidden = self._patch_embed(image, is_longer)
         for i, stage in enumerate(enc.layers):
