@@ -1,0 +1,677 @@
+#!/usr/bin/env python
+"""End-to-end embedding benchmark: ours vs two peers on the SAME random weights, same machine and run.
+
+    python bench/embed.py                      # full run: HTSAT-tiny + RoBERTa-base, ~5-6 min on 2 cores
+    python bench/embed.py --quick              # smoke run on a micro model, well under a minute
+    python bench/embed.py --out bench/results.json --work-dir /tmp/clap-bench --reuse
+
+Systems (see ``bench/_peers.py`` for the peers, which use none of our code):
+
+* eager transformers fp32: soundfile -> ``ClapFeatureExtractor`` -> ``ClapModel`` (PyTorch eager);
+* ONNX int8 baseline: the same model through ``torch.onnx.export`` + ``quantize_dynamic`` (defaults)
+  + a default ONNX Runtime session, with transformers' numpy feature extractor;
+* ours: ``write_model_folder`` of the same model (fp32, int8, fp16), ``ClapEncoder.embed_files`` /
+  ``ClapEncoder.embed_text``.
+
+Audio timings are end to end (file on disk -> unit vector): batch 1 is one call per file, batch 16
+is one call for 16 files; clips/s is the median of ``--repeats`` passes after a warm-up. Each pass
+times every system in its own block, in a rotating order (not call by call: worker threads that
+keep spinning after a call would slow the next system down on 2 cores). Before each block the
+script waits for other processes to leave the CPUs idle and re-runs a block that another process
+disturbed; the CPU time other processes took is measured from /proc/stat and reported.
+Text: one query per call, p50/p90 latency over ``--queries`` captions of 5-10 words, tokenisation
+included. Cosine agreement: every system's vectors against eager transformers on the same inputs.
+Peak: large fp32/bf16 matmuls (torch) and fp32/int8 matmuls (ONNX Runtime) timed in the same run.
+See bench/README.md and bench/RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import _peers  # noqa: E402
+
+AUDIO_GFLOP_PER_CLIP = 11.8   # HTSAT-tiny, one 10 s clip (torch FlopCounterMode: 11.82)
+TEXT_GFLOP_PER_16_TOKENS = 2.7  # RoBERTa-base, 16-token query; scaled by each query's token count
+SAMPLE_RATE = 48_000
+CLIP_SECONDS = 10.0
+
+TARGETS = {
+    "fp32_vs_eager_b16": 1.5,      # ours fp32 / eager, batch 16, at cosine >= 0.9999
+    "fp32_min_cosine": 0.9999,
+    "fast_vs_baseline": 1.3,       # fastest ours variant / ONNX int8 baseline, batch 1 and batch 16
+    "fast_min_cosine": 0.999,
+    "text_p50_ms": 6.0,            # single query, fastest ours variant at cosine >= 0.999
+}
+
+WORDS = ("dog barking rain falling tin roof man speaks cars pass distance church bells ring glass breaking "
+         "floor birds singing dawn footsteps gravel door creaks slowly wind trees waves crashing shore engine "
+         "starts jet flies helicopter train keyboard typing clock ticking water dripping fire crackling cow "
+         "rooster crows sheep horse piano violin slow drum electric guitar applause siren chainsaw crowd "
+         "cheering baby crying thunder storm kitchen busy street market children laughing loud quiet").split()
+
+
+# ----------------------------------------------------------------------------- measurement helpers
+class CpuMonitor:
+    """CPU seconds used by OTHER processes while we measure (busy jiffies minus our own CPU time)."""
+
+    excluded = [0.0, 0.0, 0.0]  # wall s and busy CPU-s spent in wait_quiet (not measurement), total waited
+
+    def __init__(self):
+        self.hz = os.sysconf("SC_CLK_TCK")
+        self.ncpu = os.cpu_count() or 1
+
+    @staticmethod
+    def _busy_jiffies() -> int:
+        with open("/proc/stat") as fh:
+            fields = [int(x) for x in fh.readline().split()[1:]]
+        return sum(fields) - fields[3] - fields[4]  # minus idle and iowait
+
+    def __enter__(self):
+        self.t0, self.busy0, self.own0 = time.perf_counter(), self._busy_jiffies(), _own_cpu()
+        self.excluded0 = list(self.excluded)
+        return self
+
+    def __exit__(self, *exc):
+        self.waited = self.excluded[2] - self.excluded0[2]
+        self.wall = time.perf_counter() - self.t0 - (self.excluded[0] - self.excluded0[0])
+        busy = (self._busy_jiffies() - self.busy0) / self.hz - (self.excluded[1] - self.excluded0[1])
+        self.own = _own_cpu() - self.own0
+        self.other = max(0.0, busy - self.own)
+        self.other_pct = 100.0 * self.other / max(self.wall * self.ncpu, 1e-9)
+        return False
+
+    def summary(self) -> dict:
+        return {"wall_s": round(self.wall, 2), "waited_for_quiet_s": round(self.waited, 1),
+                "own_cpu_s": round(self.own, 2), "other_processes_cpu_s": round(self.other, 2),
+                "other_load_pct": round(self.other_pct, 1)}
+
+
+def wait_quiet(max_wait: float, threshold_pct: float = 10.0, window: float = 1.0) -> float:
+    """Sleep until other processes use under ``threshold_pct`` of the machine for ``window`` seconds
+    (at most ``max_wait`` seconds); returns the seconds waited. We are idle meanwhile, so every busy
+    jiffy belongs to someone else."""
+    if max_wait <= 0:
+        return 0.0
+    ncpu, hz, t0 = os.cpu_count() or 1, os.sysconf("SC_CLK_TCK"), time.perf_counter()
+    start_busy = CpuMonitor._busy_jiffies()
+    while True:
+        busy0 = CpuMonitor._busy_jiffies()
+        time.sleep(window)
+        busy_pct = 100.0 * (CpuMonitor._busy_jiffies() - busy0) / hz / (window * ncpu)
+        waited = time.perf_counter() - t0
+        if busy_pct < threshold_pct or waited >= max_wait:
+            # keep the waiting time out of CpuMonitor's contention figure
+            CpuMonitor.excluded[0] += waited
+            CpuMonitor.excluded[1] += (CpuMonitor._busy_jiffies() - start_busy) / hz
+            CpuMonitor.excluded[2] += waited
+            return waited
+
+
+def _own_cpu() -> float:
+    t = os.times()
+    return t.user + t.system
+
+
+def _time_call(fn, *args) -> tuple[float, object]:
+    t0 = time.perf_counter()
+    out = fn(*args)
+    return time.perf_counter() - t0, out
+
+
+def _min_cosine(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = np.atleast_2d(a).astype(np.float64), np.atleast_2d(b).astype(np.float64)
+    cos = np.sum(a * b, axis=1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+    return float(cos.min())
+
+
+def machine_info() -> dict:
+    info = {"cpu": platform.processor() or "unknown", "logical_cpus": os.cpu_count(),
+            "python": platform.python_version()}
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
+        fields = dict(line.split(":", 1) for line in out.splitlines() if ":" in line)
+        fields = {k.strip(): v.strip() for k, v in fields.items()}
+        info["cpu"] = fields.get("Model name", info["cpu"])
+        info["cores_per_socket"] = fields.get("Core(s) per socket")
+        info["threads_per_core"] = fields.get("Thread(s) per core")
+        flags = fields.get("Flags", "").split()
+        info["isa"] = [f for f in ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16",
+                                   "amx_int8") if f in flags]
+    except (OSError, subprocess.SubprocessError):
+        pass
+    import onnxruntime
+    import torch
+    import transformers
+
+    info["versions"] = {"torch": torch.__version__, "transformers": transformers.__version__,
+                        "onnxruntime": onnxruntime.__version__, "numpy": np.__version__}
+    return info
+
+
+# ----------------------------------------------------------------------------- matmul peak
+def matmul_peaks(n: int, seconds: float) -> dict[str, float]:
+    """GFLOP/s of one large square matmul: torch fp32/bf16, ONNX Runtime fp32 and dynamic int8."""
+    import onnx
+    import onnxruntime as ort
+    import torch
+    from onnx import TensorProto, helper, numpy_helper
+
+    def rate(fn) -> float:
+        fn()
+        best = 0.0
+        for _ in range(3):
+            reps, t0 = 0, time.perf_counter()
+            while True:
+                fn()
+                reps += 1
+                if time.perf_counter() - t0 >= seconds / 3:
+                    break
+            best = max(best, 2.0 * n**3 * reps / (time.perf_counter() - t0) / 1e9)
+        return best
+
+    peaks = {}
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    peaks["torch_fp32"] = rate(lambda: a @ b)
+    a16, b16 = a.bfloat16(), b.bfloat16()
+    peaks["torch_bf16"] = rate(lambda: a16 @ b16)
+
+    rng = np.random.default_rng(0)
+    weight = numpy_helper.from_array(rng.standard_normal((n, n)).astype(np.float32), "w")
+    graph = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"])], "mm",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [n, n])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [n, n])], initializer=[weight])
+    x = rng.standard_normal((n, n)).astype(np.float32)
+    with tempfile.TemporaryDirectory() as tmp:
+        fp32 = Path(tmp) / "mm.onnx"
+        onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(fp32))
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+
+        int8 = Path(tmp) / "mm.int8.onnx"
+        with _quiet():
+            quantize_dynamic(str(fp32), str(int8), weight_type=QuantType.QInt8)
+        for name, path in (("ort_fp32", fp32), ("ort_int8", int8)):
+            session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+            peaks[name] = rate(lambda: session.run(None, {"x": x}))
+    peaks["fp32"] = max(peaks["torch_fp32"], peaks["ort_fp32"])
+    return {k: round(v, 1) for k, v in peaks.items()}
+
+
+class _quiet:
+    """Silence library warnings and onnxruntime.quantization's root-logger advice."""
+
+    def __enter__(self):
+        import logging
+
+        self._warn = warnings.catch_warnings()
+        self._warn.__enter__()
+        warnings.simplefilter("ignore")
+        self._level = logging.getLogger().level
+        logging.getLogger().setLevel(logging.ERROR)
+
+    def __exit__(self, *exc):
+        import logging
+
+        logging.getLogger().setLevel(self._level)
+        self._warn.__exit__(*exc)
+        return False
+
+
+# ----------------------------------------------------------------------------- inputs
+def make_clips(folder: Path, count: int, seed: int) -> list[Path]:
+    """``count`` 10 s mono 48 kHz 16-bit WAV files: a few tones with envelopes over coloured noise."""
+    import soundfile as sf
+
+    folder.mkdir(parents=True, exist_ok=True)
+    n = int(CLIP_SECONDS * SAMPLE_RATE)
+    t = np.arange(n) / SAMPLE_RATE
+    paths = []
+    for i in range(count):
+        rng = np.random.default_rng(seed * 1000 + i)
+        noise = rng.standard_normal(n)
+        noise = np.convolve(noise, np.ones(rng.integers(1, 8)) / 4, mode="same")  # some colour
+        wave = rng.uniform(0.01, 0.1) * noise
+        for _ in range(rng.integers(1, 4)):
+            freq = rng.uniform(80, 6000)
+            envelope = 0.5 + 0.5 * np.sin(2 * np.pi * rng.uniform(0.1, 2.0) * t + rng.uniform(0, 6.3))
+            wave += rng.uniform(0.05, 0.3) * envelope * np.sin(2 * np.pi * freq * t)
+        path = folder / f"clip_{i:03d}.wav"
+        sf.write(str(path), np.clip(wave, -1, 1).astype(np.float32), SAMPLE_RATE, subtype="PCM_16")
+        paths.append(path)
+    return paths
+
+
+def make_queries(count: int, seed: int) -> list[str]:
+    rng = np.random.default_rng(seed)
+    return [" ".join(rng.choice(WORDS, size=int(rng.integers(5, 11)))) for _ in range(count)]
+
+
+def ensure_tokenizer(requested: Path | None, work: Path) -> Path:
+    """The tokenizer folder the model folder and the peers use.
+
+    Default: a byte-level BPE with RoBERTa's special tokens trained here on the query vocabulary, so
+    that each query word is one token, as the common English words of these captions are in
+    RoBERTa-base's 50k vocabulary: token counts (which set the text tower's cost) are then those of
+    the real tokenizer. A small BPE trained on other text (e.g. the fixtures' 2048-token
+    ``roberta-tiny``) splits these words into 2-3 pieces and inflates queries about 2.4x.
+    """
+    if requested is not None:
+        if not ((requested / "tokenizer.json").is_file() and (requested / "tokenizer_config.json").is_file()):
+            raise SystemExit(f"{requested}: needs tokenizer.json and tokenizer_config.json")
+        return requested
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+
+    folder = work / "tokenizer"
+    folder.mkdir(parents=True, exist_ok=True)
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=2048, special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    tok.train_from_iterator([" ".join(WORDS)] * 20 + [" " + w for w in WORDS] * 20, trainer)
+    tok.post_processor = processors.RobertaProcessing(("</s>", 2), ("<s>", 0))
+    tok.save(str(folder / "tokenizer.json"))
+    (folder / "tokenizer_config.json").write_text(json.dumps({
+        "tokenizer_class": "RobertaTokenizer", "bos_token": "<s>", "eos_token": "</s>", "cls_token": "<s>",
+        "sep_token": "</s>", "pad_token": "<pad>", "unk_token": "<unk>", "mask_token": "<mask>"}))
+    return folder
+
+
+# ----------------------------------------------------------------------------- the model
+def build_model(quick: bool, seed: int):
+    """Random ClapModel: transformers' default ClapConfig (HTSAT-tiny + RoBERTa-base), non-fusion."""
+    import torch
+    from transformers import ClapAudioConfig, ClapConfig, ClapModel, ClapTextConfig
+
+    torch.manual_seed(seed)
+    if quick:  # a micro model with the same structure, so the smoke run takes seconds
+        audio = ClapAudioConfig(enable_fusion=False, patch_embeds_hidden_size=16, depths=[1, 1, 2, 1],
+                                num_attention_heads=[1, 2, 4, 8], hidden_size=128)
+        text = ClapTextConfig(vocab_size=2048, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                              intermediate_size=64)
+    else:
+        audio = ClapAudioConfig(enable_fusion=False)
+        # vocab_size as RoBERTa-base; the benchmark's token ids come from a 2048-token BPE (timing only).
+        text = ClapTextConfig(vocab_size=50265)
+    config = ClapConfig(audio_config=audio.to_dict(), text_config=text.to_dict())
+    return ClapModel(config).eval()
+
+
+def write_ours(model, tokenizer_dir: Path, out: Path, variants: tuple[str, ...]) -> dict:
+    from indexer.models.manifest import AudioFrontend
+    from training.convert import ConvertedModel
+    from training.export import write_model_folder
+
+    frontend = AudioFrontend(mel_scale="slaney", mel_norm="slaney", long_policy="center_crop", f_min=50,
+                             f_max=14_000, int16_roundtrip=False)
+    converted = ConvertedModel(model=model, frontend=frontend, audio_architecture="htsat-tiny",
+                               text_architecture="roberta", tokenizer_dir=tokenizer_dir, max_text_length=77,
+                               source="random", source_format="hf_clap", source_sha256=None)
+    with _quiet():
+        manifest = write_model_folder(converted, out, variants=variants, overwrite=True)
+    return {name: {"audio_min_cosine_to_fp32": v.audio_min_cosine_to_fp32,
+                   "text_min_cosine_to_fp32": v.text_min_cosine_to_fp32} for name, v in manifest.variants.items()}
+
+
+class Ours:
+    """``ClapEncoder`` of our model folder, one precision variant."""
+
+    def __init__(self, folder: Path, variant: str, threads: int | None):
+        from indexer.models.encoder import ClapEncoder
+
+        self.name = f"ours {variant}"
+        self.variant = variant
+        self.encoder = ClapEncoder.open(folder, variant=variant, threads=threads)
+
+    def embed_files(self, paths) -> np.ndarray:
+        results = list(self.encoder.embed_files(paths, batch_size=max(1, len(paths))))
+        bad = [r for r in results if r.error is not None]
+        if bad:
+            raise RuntimeError(f"{self.name}: {bad[0].path}: {bad[0].error}")
+        return np.stack([r.vector for r in results])
+
+    def embed_text(self, text: str) -> np.ndarray:
+        return self.encoder.embed_text([text])[0]
+
+
+# ----------------------------------------------------------------------------- timing
+def _rotated(systems: list, rep: int) -> list:
+    k = rep % len(systems)
+    return systems[k:] + systems[:k]
+
+
+RETRIES = {"blocks": 0, "disturbed_blocks_kept": 0}
+
+
+def _undisturbed(block, quiet: float, max_other_pct: float = 10.0, attempts: int = 3):
+    """Run a timed block after waiting for a quiet machine; run it again (up to ``attempts`` times)
+    when other processes took more than ``max_other_pct`` of the CPUs meanwhile."""
+    for attempt in range(attempts):
+        wait_quiet(quiet)
+        time.sleep(0.05)  # let the previous system's worker threads stop spinning
+        with CpuMonitor() as monitor:
+            result = block()
+        if quiet <= 0 or monitor.other_pct <= max_other_pct:
+            return result
+        if attempt + 1 < attempts:
+            RETRIES["blocks"] += 1
+    RETRIES["disturbed_blocks_kept"] += 1
+    return result
+
+
+def time_audio(systems: list, paths: list[Path], batch: int, repeats: int, quiet: float = 0.0) -> tuple[dict, dict]:
+    """clips/s per system (median over repeats), per-call latency, and each system's vectors.
+
+    Each repeat times every system over all files in one block (systems in a rotating order), not
+    call by call: alternating ONNX Runtime sessions and torch call by call would let one system's
+    spinning worker threads slow the next one down on a 2-core machine.
+    """
+    groups = [paths[i:i + batch] for i in range(0, len(paths), batch)]
+    for system in systems:  # warm-up: first-call allocations, shape-specific caches
+        system.embed_files(groups[0])
+    rates: dict[str, list[float]] = defaultdict(list)
+    calls: dict[str, list[float]] = defaultdict(list)
+    vectors: dict[str, np.ndarray] = {}
+    for rep in range(repeats):
+        for system in _rotated(systems, rep):
+            def block():
+                outs, times = [], []
+                for group in groups:
+                    dt, vec = _time_call(system.embed_files, group)
+                    times.append(dt)
+                    outs.append(vec)
+                return outs, times
+            outs, times = _undisturbed(block, quiet)
+            rates[system.name].append(len(paths) / sum(times))
+            calls[system.name].extend(t * 1000 for t in times)
+            vectors[system.name] = np.concatenate(outs)
+    return {name: {"clips_per_s": statistics.median(r), "runs": [round(x, 3) for x in r],
+                   "call_p50_ms": float(np.percentile(calls[name], 50))}
+            for name, r in rates.items()}, vectors
+
+
+def time_text(systems: list, queries: list[str], repeats: int, quiet: float = 0.0) -> tuple[dict, dict]:
+    vectors = {s.name: np.stack([s.embed_text(q) for q in queries]) for s in systems}  # warm-up + vectors
+    latencies: dict[str, list[float]] = defaultdict(list)
+    for rep in range(repeats):
+        for system in _rotated(systems, rep):
+            times = _undisturbed(lambda: [_time_call(system.embed_text, q)[0] for q in queries], quiet)
+            latencies[system.name].extend(t * 1000 for t in times)
+    return {name: {"p50_ms": float(np.percentile(v, 50)), "p90_ms": float(np.percentile(v, 90)),
+                   "mean_ms": float(np.mean(v))} for name, v in latencies.items()}, vectors
+
+
+# ----------------------------------------------------------------------------- report
+def evaluate(results: dict) -> list[dict]:
+    audio, text = results["audio"], results["text"]
+    eager, base = "eager transformers fp32", "ONNX int8 baseline"
+    checks = []
+
+    fp32 = audio["ours fp32"]
+    ratio = fp32["b16"]["clips_per_s"] / audio[eager]["b16"]["clips_per_s"]
+    ok = ratio >= TARGETS["fp32_vs_eager_b16"] and fp32["min_cosine_to_eager"] >= TARGETS["fp32_min_cosine"]
+    checks.append({"target": f"ours fp32 >= {TARGETS['fp32_vs_eager_b16']}x eager at batch 16, cosine >= "
+                             f"{TARGETS['fp32_min_cosine']}",
+                   "measured": f"{ratio:.2f}x, min cosine {fp32['min_cosine_to_eager']:.6f}", "pass": ok})
+
+    bar = TARGETS["fast_min_cosine"]
+    candidates = [n for n in audio if n.startswith("ours ") and audio[n]["min_cosine_to_eager"] >= bar]
+    fastest = max(candidates, key=lambda n: audio[n]["b16"]["clips_per_s"]) if candidates else None
+    if fastest:
+        r1 = audio[fastest]["b1"]["clips_per_s"] / audio[base]["b1"]["clips_per_s"]
+        r16 = audio[fastest]["b16"]["clips_per_s"] / audio[base]["b16"]["clips_per_s"]
+        ok = min(r1, r16) >= TARGETS["fast_vs_baseline"]
+        measured = (f"{fastest}: {r1:.2f}x at batch 1, {r16:.2f}x at batch 16, "
+                    f"min cosine {audio[fastest]['min_cosine_to_eager']:.6f}")
+    else:
+        ok, measured = False, "no variant reaches the cosine bar"
+    checks.append({"target": f"fastest ours variant >= {TARGETS['fast_vs_baseline']}x ONNX int8 baseline at "
+                             f"batch 1 and 16, cosine >= {TARGETS['fast_min_cosine']}", "measured": measured,
+                   "pass": ok})
+
+    text_candidates = [n for n in text if n.startswith("ours ") and text[n]["min_cosine_to_eager"] >= bar]
+    best = min(text_candidates, key=lambda n: text[n]["p50_ms"]) if text_candidates else None
+    ok = best is not None and text[best]["p50_ms"] <= TARGETS["text_p50_ms"]
+    checks.append({"target": f"single text query p50 <= {TARGETS['text_p50_ms']} ms",
+                   "measured": f"{best}: {text[best]['p50_ms']:.2f} ms p50" if best else "none", "pass": ok})
+    return checks
+
+
+def print_report(results: dict) -> None:
+    audio, text, peaks = results["audio"], results["text"], results["matmul_peak_gflops"]
+    eager, base = "eager transformers fp32", "ONNX int8 baseline"
+    cfg = results["config"]
+    print()
+    print(f"machine: {results['machine']['cpu']}, {results['machine']['logical_cpus']} logical CPUs; "
+          f"load avg before/after {results['load_before']} / {results['load_after']}")
+    print(f"matmul peak (GFLOP/s, {cfg['matmul_n']}^3): torch fp32 {peaks['torch_fp32']:.0f}, ORT fp32 "
+          f"{peaks['ort_fp32']:.0f}, torch bf16 {peaks['torch_bf16']:.0f}, ORT dynamic int8 {peaks['ort_int8']:.0f}")
+    print(f"\naudio, end to end (file -> unit vector), {cfg['files']} WAV x 10 s @ 48 kHz, median of "
+          f"{cfg['repeats']} passes; GFLOP/s at {AUDIO_GFLOP_PER_CLIP} GFLOP/clip, % of fp32 peak {peaks['fp32']:.0f}")
+    big = f"b{cfg['batch']}"
+    head = (f"{'system':26s} {'b1 clip/s':>9s} {big + ' clip/s':>10s} {'ms/clip':>8s} {'GFLOP/s':>8s} {'%peak':>6s} "
+            f"{'min cos':>9s} {'x eager':>8s} {'x base b1':>9s} {'x base ' + big:>10s}")
+    print(head)
+    print("-" * len(head))
+    for name, row in audio.items():
+        b1, b16 = row["b1"]["clips_per_s"], row["b16"]["clips_per_s"]
+        print(f"{name:26s} {b1:9.2f} {b16:10.2f} {1000 / b16:8.1f} {row['b16']['gflops']:8.0f} "
+              f"{row['b16']['pct_fp32_peak']:5.0f}% {row['min_cosine_to_eager']:9.6f} "
+              f"{b16 / audio[eager]['b16']['clips_per_s']:7.2f}x {b1 / audio[base]['b1']['clips_per_s']:8.2f}x "
+              f"{b16 / audio[base]['b16']['clips_per_s']:9.2f}x")
+    print(f"\ntext, single query, {cfg['queries']} queries x {cfg['text_repeats']} passes, mean "
+          f"{results['text_tokens_mean']:.1f} tokens (RoBERTa-base at {TEXT_GFLOP_PER_16_TOKENS} GFLOP / 16 tokens)")
+    head = (f"{'system':26s} {'p50 ms':>8s} {'p90 ms':>8s} {'GFLOP/s':>8s} {'%peak':>6s} {'min cos':>9s} "
+            f"{'x eager':>8s} {'x base':>8s}")
+    print(head)
+    print("-" * len(head))
+    for name, row in text.items():
+        print(f"{name:26s} {row['p50_ms']:8.2f} {row['p90_ms']:8.2f} {row['gflops']:8.0f} {row['pct_fp32_peak']:5.0f}% "
+              f"{row['min_cosine_to_eager']:9.6f} {text[eager]['p50_ms'] / row['p50_ms']:7.2f}x "
+              f"{text[base]['p50_ms'] / row['p50_ms']:7.2f}x")
+    extra = results.get("ours_checks", {})
+    if extra:
+        print(f"\nours fp32 max |diff| to eager: {extra.get('fp32_max_abs_diff_to_eager', float('nan')):.2e}; "
+              f"max |batch-1 - batch-{cfg['batch']}| per variant: "
+              + ", ".join(f"{k} {v:.1e}" for k, v in extra["batch_1_vs_16_max_abs_diff"].items()))
+    print("\ntargets:")
+    for check in results["targets"]:
+        status = "n/a " if cfg["quick"] else ("PASS" if check["pass"] else "MISS")
+        print(f"  [{status}] {check['target']}: {check['measured']}")
+    load = results["contention"]
+    print(f"\nother processes used {load['other_processes_cpu_s']:.1f} CPU-s during {load['wall_s']:.0f} s of "
+          f"measurement ({load['other_load_pct']:.1f}% of the machine); timed blocks re-run because another "
+          f"process was busy: {load['blocks_retried']}, kept although disturbed: {load['disturbed_blocks_kept']}")
+    if load["disturbed_blocks_kept"] or load["other_load_pct"] > 10:
+        print("WARNING: the machine was busy during the measurement; re-run on a quiet machine for final numbers")
+
+
+# ----------------------------------------------------------------------------- main
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="smoke run: micro model, 2 files, few queries")
+    parser.add_argument("--out", type=Path, default=Path("bench/results.json"), help="results JSON")
+    parser.add_argument("--files", type=int, default=None, help="number of 10 s WAV files (default 16; quick 2)")
+    parser.add_argument("--batch", type=int, default=None, help="large batch size (default 16; quick 2)")
+    parser.add_argument("--repeats", type=int, default=None,
+                        help="timed passes per batch size (default: one per system, 5, so that the rotating "
+                             "order puts every system once in every position; quick 1)")
+    parser.add_argument("--queries", type=int, default=None, help="text queries (default 50; quick 5)")
+    parser.add_argument("--text-repeats", type=int, default=None, help="passes over the queries (default 2; quick 1)")
+    parser.add_argument("--variants", default="fp32,int8,fp16", help="our precision variants to export and time")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="intra-op threads for ours (default: ONNX Runtime's, one per physical core); "
+                             "torch and the baseline keep their own defaults")
+    parser.add_argument("--baseline-exporter", choices=("dynamo", "torchscript"), default="dynamo",
+                        help="torch.onnx.export flavour for the baseline (default: torch's default, dynamo)")
+    parser.add_argument("--tokenizer-dir", type=Path, default=None,
+                        help="folder with tokenizer.json + tokenizer_config.json (default: a BPE trained here "
+                             "on the query words, giving RoBERTa-like token counts; see ensure_tokenizer)")
+    parser.add_argument("--work-dir", type=Path, default=None,
+                        help="keep models and clips here (default: a temporary folder, removed at the end)")
+    parser.add_argument("--reuse", action="store_true", help="with --work-dir: reuse models exported by an "
+                        "earlier run with the same settings instead of exporting again")
+    parser.add_argument("--wait-quiet", type=float, default=None,
+                        help="before each timed pass, wait up to this many seconds for other processes to "
+                             "leave the CPUs idle (default 30; quick 0)")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+
+    quick = args.quick
+    files = args.files or (2 if quick else 16)
+    batch = args.batch or (2 if quick else 16)
+    n_queries = args.queries or (5 if quick else 50)
+    text_repeats = args.text_repeats or (1 if quick else 2)
+    quiet = args.wait_quiet if args.wait_quiet is not None else (0.0 if quick else 30.0)
+    variants = tuple(v.strip() for v in args.variants.split(",") if v.strip())
+    if "fp32" not in variants:
+        variants = ("fp32", *variants)
+    repeats = args.repeats or (1 if quick else 2 + len(variants))
+    if files < batch:
+        parser.error("--files must be at least --batch")
+
+    import torch
+
+    np.random.seed(args.seed)
+    torch.manual_seed(args.seed)
+    started = time.perf_counter()
+    results: dict = {
+        "command": " ".join([Path(sys.executable).name, *sys.argv]) if argv is None else f"embed.py {' '.join(argv)}",
+        "machine": machine_info(),
+        "load_before": [round(x, 2) for x in os.getloadavg()],
+        "config": {"quick": quick, "files": files, "batch": batch, "repeats": repeats, "queries": n_queries,
+                   "text_repeats": text_repeats, "variants": list(variants), "threads": args.threads,
+                   "seed": args.seed, "wait_quiet_s": quiet, "baseline_exporter": args.baseline_exporter,
+                   "model": "micro (smoke run)" if quick else
+                            "transformers default ClapConfig: HTSAT-tiny + RoBERTa-base, non-fusion"},
+    }
+
+    tmp = None
+    if args.work_dir is None:
+        tmp = tempfile.TemporaryDirectory(prefix="clap-bench-")
+        work = Path(tmp.name)
+    else:
+        work = args.work_dir
+        work.mkdir(parents=True, exist_ok=True)
+    try:
+        stamp = {"quick": quick, "seed": args.seed, "variants": list(variants), "exporter": args.baseline_exporter,
+                 "tokenizer": str(args.tokenizer_dir)}
+        stamp_file = work / "stamp.json"
+        reuse = args.reuse and stamp_file.is_file() and json.loads(stamp_file.read_text()) == stamp
+        tokenizer_dir = ensure_tokenizer(args.tokenizer_dir, work)
+
+        print(f"building the random model ({results['config']['model']}) ...", flush=True)
+        model = build_model(quick, args.seed)
+        ours_dir, base_dir = work / "ours", work / "baseline"
+        t0 = time.perf_counter()
+        if reuse:
+            from indexer.models.manifest import load_manifest
+
+            manifest = load_manifest(ours_dir)
+            results["ours_export"] = {n: {"audio_min_cosine_to_fp32": v.audio_min_cosine_to_fp32,
+                                          "text_min_cosine_to_fp32": v.text_min_cosine_to_fp32}
+                                      for n, v in manifest.variants.items()}
+            base_files = {t: base_dir / f"{t}.int8.onnx" for t in ("audio", "text")}
+            print("reusing exported models from", work, flush=True)
+        else:
+            stamp_file.unlink(missing_ok=True)
+            print(f"exporting our model folder ({', '.join(variants)}) ...", flush=True)
+            results["ours_export"] = write_ours(model, tokenizer_dir, ours_dir, variants)
+            results["ours_export_s"] = round(time.perf_counter() - t0, 1)
+            print(f"exporting the ONNX int8 baseline ({args.baseline_exporter} exporter) ...", flush=True)
+            t0 = time.perf_counter()
+            shutil.rmtree(base_dir, ignore_errors=True)
+            with _quiet(), contextlib.redirect_stdout(io.StringIO()):
+                base_files = _peers.export_onnx_int8_baseline(model, base_dir,
+                                                              dynamo=args.baseline_exporter == "dynamo")
+            results["baseline_export_s"] = round(time.perf_counter() - t0, 1)
+            stamp_file.write_text(json.dumps(stamp))
+        paths = make_clips(work / "clips", files, args.seed)
+        queries = make_queries(n_queries, args.seed)
+
+        systems = [_peers.EagerPeer(model, tokenizer_dir, threads=torch.get_num_threads()),
+                   _peers.OnnxInt8Peer(base_files, tokenizer_dir)]
+        systems += [Ours(ours_dir, v, args.threads) for v in variants]
+        eager_name = systems[0].name
+
+        with CpuMonitor() as monitor:
+            print("measuring the matmul peak ...", flush=True)
+            results["config"]["matmul_n"] = 512 if quick else 2048
+            peaks = _undisturbed(lambda: matmul_peaks(results["config"]["matmul_n"], 0.3 if quick else 3.0), quiet)
+            results["matmul_peak_gflops"] = peaks
+            audio: dict = {s.name: {} for s in systems}
+            vectors = {}
+            for b in (1, batch):
+                print(f"timing audio at batch {b} ...", flush=True)
+                rates, vecs = time_audio(systems, paths, b, repeats, quiet)
+                vectors[b] = vecs
+                for name, row in rates.items():
+                    gflops = row["clips_per_s"] * AUDIO_GFLOP_PER_CLIP
+                    row.update(gflops=round(gflops, 1), pct_fp32_peak=round(100 * gflops / peaks["fp32"], 1))
+                    audio[name][f"b{b}" if b == 1 else "b16"] = row
+            print("timing text ...", flush=True)
+            text, text_vectors = time_text(systems, queries, text_repeats, quiet)
+        results["contention"] = {**monitor.summary(), "blocks_retried": RETRIES["blocks"],
+                                 "disturbed_blocks_kept": RETRIES["disturbed_blocks_kept"]}
+        results["load_after"] = [round(x, 2) for x in os.getloadavg()]
+        if batch != 16:
+            results["config"]["note"] = f"the 'b16' column is batch {batch}"
+
+        ref = vectors[batch][eager_name]
+        for name, row in audio.items():
+            row["min_cosine_to_eager"] = _min_cosine(vectors[batch][name], ref)
+            row["min_cosine_to_eager_b1"] = _min_cosine(vectors[1][name], vectors[1][eager_name])
+            if name.startswith("ours ") and name != "ours fp32":
+                row["min_cosine_to_ours_fp32"] = _min_cosine(vectors[batch][name], vectors[batch]["ours fp32"])
+        tokens = [systems[0].tokens(q) for q in queries]
+        results["text_tokens_mean"] = float(np.mean(tokens))
+        gflop_per_query = TEXT_GFLOP_PER_16_TOKENS * float(np.mean(tokens)) / 16
+        for name, row in text.items():
+            row["min_cosine_to_eager"] = _min_cosine(text_vectors[name], text_vectors[eager_name])
+            row["gflops"] = round(gflop_per_query / (row["p50_ms"] / 1000), 1)
+            row["pct_fp32_peak"] = round(100 * row["gflops"] / peaks["fp32"], 1)
+        results["audio"], results["text"] = audio, text
+        results["ours_checks"] = {
+            "fp32_max_abs_diff_to_eager": float(np.abs(vectors[batch]["ours fp32"] - ref).max()),
+            "fp32_text_max_abs_diff_to_eager": float(
+                np.abs(text_vectors["ours fp32"] - text_vectors[eager_name]).max()),
+            # max |b1 - b16| per variant: 0.0 means bit-identical alone and inside a batch
+            "batch_1_vs_16_max_abs_diff": {s.variant: float(np.abs(vectors[1][s.name] - vectors[batch][s.name]).max())
+                                           for s in systems if isinstance(s, Ours)},
+        }
+        results["targets"] = evaluate(results)
+        results["elapsed_s"] = round(time.perf_counter() - started, 1)
+    finally:
+        if tmp is not None:
+            tmp.cleanup()
+
+    print_report(results)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2, default=float) + "\n")
+    print(f"\nwrote {args.out} ({results['elapsed_s']:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

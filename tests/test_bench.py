@@ -1,0 +1,28 @@
+"""The benchmark stays runnable: a smoke run on a micro model checks that every system it compares
+produces vectors, that ours agrees with eager transformers, and that the results file is complete.
+(Speed targets are judged by the full run recorded in bench/RESULTS.md, never here.)"""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("torch")
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.slow
+def test_bench_embed_quick_run(tmp_path):
+    out = tmp_path / "results.json"
+    subprocess.run([sys.executable, "bench/embed.py", "--quick", "--out", str(out), "--variants", "fp32,int8"],
+                   cwd=REPO, check=True, capture_output=True, timeout=600)
+    results = json.loads(out.read_text())
+    audio = results["audio"]
+    assert {"eager transformers fp32", "ONNX int8 baseline", "ours fp32", "ours int8"} <= set(audio)
+    for system in audio.values():
+        assert system["b1"]["clips_per_s"] > 0 and system["b16"]["clips_per_s"] > 0
+    assert audio["ours fp32"]["min_cosine_to_eager"] > 0.9999
+    assert audio["ours int8"]["min_cosine_to_eager"] > 0.99
+    assert {"ours fp32", "ours int8"} <= set(results["text"])
