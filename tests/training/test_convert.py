@@ -23,9 +23,9 @@ from training.convert.hf import load_hf_folder  # noqa: E402
 from training.convert.laion import detect_audio_config, load_laion_checkpoint  # noqa: E402
 from training.convert.layout import hf_to_laion, laion_to_hf  # noqa: E402
 
+from tests.conftest import GOLDEN as GOLDEN_DIR  # noqa: E402  (honours CLAPSEARCH_GOLDEN_DIR)
 from tests.factories import tiny_clap_model  # noqa: E402
 
-GOLDEN_DIR = Path(__file__).resolve().parents[3] / "shared" / "data" / "laion-golden"
 CLIPS = ("clip_03s", "clip_10s", "clip_10s_plus240", "clip_25s", "clip_61s")
 TOL = 1e-4
 
@@ -34,7 +34,7 @@ def golden() -> Path:
     """The shared golden folder (next to the repository checkout), or skip."""
     if not (GOLDEN_DIR / "index.json").is_file():
         pytest.skip(
-            f"laion golden fixtures not found at {GOLDEN_DIR} (expected shared/ next to the repo)"
+            f"laion golden fixtures not found at {GOLDEN_DIR} (set CLAPSEARCH_GOLDEN_DIR)"
         )
     return GOLDEN_DIR
 
