@@ -212,19 +212,17 @@ def _save_laion(model, path: Path, extra: dict | None = None, drop: str | None =
     return path
 
 
-def _slaney_melw() -> torch.Tensor:
+def _transformers_bank(scale: str, norm: str | None) -> torch.Tensor:
+    """transformers' mel bank for the LAION front end: an independent reference to our own."""
     from transformers.audio_utils import mel_filter_bank
 
-    bank = mel_filter_bank(
-        num_frequency_bins=513,
-        num_mel_filters=64,
-        min_frequency=50,
-        max_frequency=14_000,
-        sampling_rate=48_000,
-        norm="slaney",
-        mel_scale="slaney",
-    )
+    bank = mel_filter_bank(num_frequency_bins=513, num_mel_filters=64, min_frequency=50,
+                           max_frequency=14_000, sampling_rate=48_000, norm=norm, mel_scale=scale)
     return torch.from_numpy(bank.astype(np.float32))
+
+
+def _slaney_melw() -> torch.Tensor:
+    return _transformers_bank("slaney", "slaney")
 
 
 @pytest.mark.parametrize("fusion", [False, True])
@@ -332,18 +330,7 @@ def test_laion_unknown_key_is_an_error(tmp_path, key):
 
 
 def test_laion_wrong_mel_bank_is_an_error(tmp_path):
-    from transformers.audio_utils import mel_filter_bank
-
-    htk = mel_filter_bank(
-        num_frequency_bins=513,
-        num_mel_filters=64,
-        min_frequency=50,
-        max_frequency=14_000,
-        sampling_rate=48_000,
-        norm=None,
-        mel_scale="htk",
-    )
-    extra = {"audio_branch.logmel_extractor.melW": torch.from_numpy(htk.astype(np.float32))}
+    extra = {"audio_branch.logmel_extractor.melW": _transformers_bank("htk", None)}
     path = _save_laion(_tiny_model(False), tmp_path / "m.pt", extra=extra)
     with pytest.raises(ModelError, match="mel matrix"):
         load_laion_checkpoint(
