@@ -64,9 +64,20 @@ def _bilinear_rows(total: int, out: int) -> tuple[np.ndarray, np.ndarray, np.nda
 
 
 def clip_views(
-    read: SampleReader, num_samples: int, spec: AudioFrontend, *, fusion_views: bool | None = None
+    read: SampleReader,
+    num_samples: int,
+    spec: AudioFrontend,
+    *,
+    fusion_views: bool | None = None,
+    crop_start: int | None = None,
+    fusion_starts: tuple[int, int, int] | None = None,
 ) -> ClipViews:
-    """Model input for one waveform given as a sample reader (in memory or streamed from disk)."""
+    """Model input for one waveform given as a sample reader (in memory or streamed from disk).
+
+    ``crop_start`` (sample index) and ``fusion_starts`` (frame indices) replace the deterministic
+    choices for long clips; training passes random ones (laion_clap's random crop and random
+    fusion chunks), serving never does. Out-of-range values raise ValueError.
+    """
     fused = spec.long_policy == "fusion" if fusion_views is None else fusion_views
     channels = 4 if fused else 1
     clip = spec.clip_samples
@@ -77,7 +88,9 @@ def clip_views(
         return ClipViews(np.repeat(mel[None], channels, axis=0), is_longer=False)
 
     if not fused:
-        start = (num_samples - clip) // 2
+        start = (num_samples - clip) // 2 if crop_start is None else int(crop_start)
+        if not 0 <= start <= num_samples - clip:
+            raise ValueError(f"crop_start {start} outside [0, {num_samples - clip}]")
         mel = log_mel(read(start, start + clip), spec)
         return ClipViews(mel[None], is_longer=False, crop_start=start)
 
@@ -86,7 +99,9 @@ def clip_views(
         mel = log_mel_frames(read, num_samples, np.arange(total), spec)
         return ClipViews(np.repeat(mel[None], 4, axis=0), is_longer=False)
 
-    starts = fusion_chunk_starts(total, chunk)
+    starts = fusion_chunk_starts(total, chunk) if fusion_starts is None else tuple(int(s) for s in fusion_starts)
+    if len(starts) != 3 or not all(0 <= s <= total - chunk for s in starts):
+        raise ValueError(f"fusion_starts {starts} need 3 frame indices in [0, {total - chunk}]")
     i0, i1, w1 = _bilinear_rows(total, chunk)
     local = [np.arange(s, s + chunk) for s in starts]
     needed = np.unique(np.concatenate([i0, i1, *local]))

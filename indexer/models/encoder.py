@@ -25,8 +25,9 @@ from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
-from indexer.audio.clip import ClipViews, clip_views
-from indexer.audio.decode import DecodeLimits, int16_roundtrip, open_audio, prepare_waveform
+from indexer.audio.clip import ClipViews
+from indexer.audio.decode import DecodeLimits
+from indexer.audio.views import array_views, file_views
 from indexer.errors import AudioError, ModelError
 from indexer.models.manifest import Manifest, load_manifest
 from indexer.text import TextTokenizer
@@ -111,21 +112,11 @@ class ClapEncoder:
     # ------------------------------------------------------------------ audio
     def views_from_waveform(self, samples: np.ndarray, sample_rate: int, *, name: str | None = None) -> ClipViews:
         """Model input for an in-memory waveform at any rate, (n,) or (n, channels)."""
-        spec = self.manifest.audio_frontend
-        wave = prepare_waveform(samples, sample_rate, spec.sample_rate, name=name)
-        if spec.int16_roundtrip:
-            wave = int16_roundtrip(wave)
-        return clip_views(lambda a, b: wave[a:b], wave.shape[0], spec)
+        return array_views(samples, sample_rate, self.manifest.audio_frontend, name=name)
 
     def views_from_file(self, path: str | Path, *, limits: DecodeLimits = DecodeLimits()) -> tuple[ClipViews, float]:
         """Model input for one file, decoding with bounded memory; returns (views, duration_s)."""
-        spec = self.manifest.audio_frontend
-        with open_audio(path, spec.sample_rate, limits=limits) as source:
-            read = source.read
-            if spec.int16_roundtrip:
-                read = lambda a, b: int16_roundtrip(source.read(a, b))  # noqa: E731
-            views = clip_views(read, source.num_samples, spec)
-            return views, source.num_samples / spec.sample_rate
+        return file_views(path, self.manifest.audio_frontend, limits=limits)
 
     def embed_views(self, views: Sequence[ClipViews]) -> np.ndarray:
         """(N, D) unit vectors for precomputed clip views (one ONNX call)."""
