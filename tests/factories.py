@@ -3,7 +3,6 @@ Thin wrappers over ``training.random_init`` (the same code the demo and benchmar
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 
 from training.random_init import build_clap_model, load_config, train_tokenizer
@@ -19,9 +18,11 @@ def tiny_clap_model(fusion: bool, text_hidden: int = 32, text_heads: int = 2, vo
                     seed: int = 0):
     """The ``micro`` registry model with every float tensor (norms and running stats included)
     random, so a dropped or mis-mapped tensor changes the output."""
-    config = copy.deepcopy(load_config("micro"))
-    config["fusion"] = fusion
-    config["text"].update(hidden_size=text_hidden, num_attention_heads=text_heads, vocab_size=vocab_size)
+    config = load_config("micro")
+    audio = config.audio.model_copy(update={"fusion": fusion})
+    text = config.text.model_copy(update={"config": {**config.text.config, "hidden_size": text_hidden,
+                                                     "num_attention_heads": text_heads, "vocab_size": vocab_size}})
+    config = config.model_copy(update={"audio": audio, "text": text})
     return build_clap_model(config, seed, randomize_norms=True)
 
 

@@ -35,7 +35,7 @@ from indexer.models.manifest import (
     sha256_file,
 )
 from training.convert import ConvertedModel
-from training.towers import AudioEmbedder, TextEmbedder
+from training.towers import AudioEmbedder, TextEmbedder, as_train_model
 
 OPSET = 18
 PROBE_CAPTIONS = [
@@ -171,7 +171,7 @@ def write_model_folder(
     if unknown:
         raise ModelError(f"unknown variants {sorted(unknown)}; choose from fp32, {', '.join(VARIANT_BUILDERS)}")
 
-    model = converted.model.eval().float()
+    model = as_train_model(converted.model, converted.max_text_length).eval().float()
     audio_tower, text_tower = AudioEmbedder(model).eval(), TextEmbedder(model).eval()
     tokenizer_file = _tokenizer_file(converted.tokenizer_dir)
     features, is_longer = probe_audio_inputs(converted)
@@ -227,25 +227,22 @@ def write_model_folder(
                                     sha256={n: sha256_file(stage / n) for n in ("audio.onnx", "text.onnx")})
         shutil.copyfile(tokenizer_file, stage / "tokenizer.json")
 
-        audio_cfg = model.config.audio_config
+        config = model.full_config()
         manifest = Manifest(
             name=name or out.name,
-            embed_dim=int(model.config.projection_dim),
+            embed_dim=int(config.embed_dim),
             audio_frontend=converted.frontend,
             audio=AudioTower(
                 architecture=converted.audio_architecture,
-                fusion="aff_2d" if audio_cfg.enable_fusion else None,
-                input_channels=4 if audio_cfg.enable_fusion else 1,
-                config={k: getattr(audio_cfg, k) for k in (
-                    "patch_embeds_hidden_size", "depths", "num_attention_heads", "window_size", "hidden_size",
-                    "spec_size", "patch_size")},
+                fusion="aff_2d" if config.fusion else None,
+                input_channels=4 if config.fusion else 1,
+                config=config.audio.model_dump(exclude={"fusion"}),
             ),
             text=TextTower(
                 architecture=converted.text_architecture,
                 max_length=converted.max_text_length,
-                pad_token_id=int(model.config.text_config.pad_token_id),
-                config={k: getattr(model.config.text_config, k) for k in (
-                    "vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "layer_norm_eps")},
+                pad_token_id=pad_token_id(tokenizer_file, model.text.model.config.pad_token_id),
+                config={"pooling": config.text.resolved_pooling, **config.text.config},
             ),
             variants=files,
             provenance=Provenance(
@@ -254,8 +251,8 @@ def write_model_folder(
                 created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
                 versions=_versions(),
             ),
-            logit_scale_audio=float(model.logit_scale_a.detach().exp()),
-            logit_scale_text=float(model.logit_scale_t.detach().exp()),
+            logit_scale_audio=float(model.logit_scales()[0].detach()),
+            logit_scale_text=float(model.logit_scales()[1].detach()),
         )
         manifest.save(stage)
         (stage / "export_report.json").write_text(json.dumps({
@@ -269,6 +266,23 @@ def write_model_folder(
         shutil.move(str(stage), str(out))
         stage.mkdir()  # TemporaryDirectory cleanup expects it
     return manifest
+
+
+def pad_token_id(tokenizer_file: Path, fallback: int | None) -> int:
+    """The tokenizer's own padding token (what batches are padded with), else the model's."""
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_file(str(tokenizer_file))
+    padding = tok.padding
+    if padding and padding.get("pad_id") is not None and padding.get("pad_token") in tok.get_vocab():
+        return int(padding["pad_id"])
+    for token in ("<pad>", "[PAD]", "<|endoftext|>"):
+        found = tok.token_to_id(token)
+        if found is not None:
+            return int(found)
+    if fallback is None:
+        raise ModelError(f"{tokenizer_file}: no padding token found and the model names none")
+    return int(fallback)
 
 
 def _tokenizer_file(folder: Path) -> Path:

@@ -1,22 +1,20 @@
-"""Model registry (JSON configs in ``training/model_configs``) and random-weight model folders.
+"""Random-weight model folders and tokenizers trained on the fly, for tests, benchmarks and a
+demo that runs on a fresh machine with no checkpoint.
 
     clap-train init-random micro models/micro-random
-    clap-train init-random htsat-tiny-roberta /tmp/bench-model --variants fp32,int8
+    clap-train init-random cnn10-minilm /tmp/bench-model --variants fp32,int8
 
-Random weights embed nothing meaningful; such folders exist for tests, benchmarks and a demo that
-runs on a fresh machine with no checkpoint. A byte-level BPE tokenizer with RoBERTa's special
-tokens is trained on the fly on a small caption corpus, so no tokenizer download is needed.
+Random weights embed nothing meaningful. A tokenizer in the text family's style (byte-level BPE
+with RoBERTa's special tokens, WordPiece with BERT's, BPE with CLIP's) is trained on a small
+caption corpus, so no tokenizer download is needed.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from indexer.errors import ModelError
 from training.convert import ConvertedModel
-
-CONFIG_DIR = Path(__file__).with_name("model_configs")
+from training.models.config import ModelConfig, list_configs, load_config  # noqa: F401  (re-exported)
 
 TOKENIZER_CORPUS = [
     "a dog barks", "a dog barking in the rain", "rain falling on a tin roof", "heavy rain and thunder",
@@ -31,30 +29,20 @@ TOKENIZER_CORPUS = [
 ]
 
 
-def list_configs() -> list[str]:
-    return sorted(p.stem for p in CONFIG_DIR.glob("*.json"))
-
-
-def load_config(name_or_path: str | Path) -> dict:
-    path = Path(name_or_path)
-    if not path.is_file():
-        path = CONFIG_DIR / f"{name_or_path}.json"
-    if not path.is_file():
-        raise ModelError(f"unknown model config {name_or_path!r}; known: {', '.join(list_configs())}")
-    return json.loads(path.read_text())
-
-
-def build_clap_model(config: dict, seed: int = 0, *, randomize_norms: bool = False):
-    """A transformers ClapModel from a registry config. ``randomize_norms`` also draws every
-    norm/BatchNorm tensor at random (tests use it so a dropped tensor changes the output)."""
+def build_clap_model(config: ModelConfig | str | dict, seed: int = 0, *, randomize_norms: bool = False):
+    """A transformers ``ClapModel`` (the Hugging Face layout) for an HTSAT + RoBERTa config; tests
+    and the benchmark use it as the reference implementation. ``randomize_norms`` also draws every
+    norm/BatchNorm tensor at random, so a dropped tensor changes the output."""
     import torch
     from transformers import ClapConfig, ClapModel
 
+    config = config if isinstance(config, ModelConfig) else load_config(config)
+    if config.audio.type != "htsat" or config.text.type != "roberta":
+        raise ValueError("the transformers ClapModel layout needs an htsat audio and a roberta text tower")
     torch.manual_seed(seed)
-    audio = dict(config["audio"], enable_fusion=config["fusion"],
-                 fusion_type="aff_2d" if config["fusion"] else None)
-    model = ClapModel(ClapConfig(text_config=dict(config["text"]), audio_config=audio,
-                                 projection_dim=config.get("projection_dim", 512)))
+    audio = dict(config.audio.config, enable_fusion=config.fusion, fusion_type="aff_2d" if config.fusion else None)
+    model = ClapModel(ClapConfig(text_config=dict(config.text.config), audio_config=audio,
+                                 projection_dim=config.embed_dim))
     if randomize_norms:
         gen = torch.Generator().manual_seed(seed + 1)
         with torch.no_grad():
@@ -68,35 +56,67 @@ def build_clap_model(config: dict, seed: int = 0, *, randomize_norms: bool = Fal
     return model.eval()
 
 
-def train_tokenizer(dest: Path, vocab_size: int = 2048, corpus: list[str] | None = None) -> Path:
-    """Byte-level BPE with RoBERTa's ids for <s>=0 <pad>=1 </s>=2 <unk>=3 <mask>=4, saved as tokenizer.json."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+def train_tokenizer(dest: Path, vocab_size: int = 2048, corpus: list[str] | None = None,
+                    style: str = "roberta") -> Path:
+    """Train a small tokenizer and save it as ``dest/tokenizer.json``.
 
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
-    tok.train_from_iterator((corpus or TOKENIZER_CORPUS) * 5, trainer)
-    tok.post_processor = processors.RobertaProcessing(("</s>", 2), ("<s>", 0), trim_offsets=True,
-                                                      add_prefix_space=False)
+    roberta: byte-level BPE, <s>=0 <pad>=1 </s>=2 <unk>=3 <mask>=4. bert: lower-cased WordPiece,
+    [PAD]=0 [UNK]=1 [CLS]=2 [SEP]=3 [MASK]=4. clip: lower-cased byte-level BPE,
+    <|startoftext|>=0 <|endoftext|>=2 (also the padding token, as in CLIP) <pad>=1.
+    """
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+
+    texts = (corpus or TOKENIZER_CORPUS) * 5
+    if style == "bert":
+        specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+        tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+        tok.normalizer = normalizers.BertNormalizer(lowercase=True)
+        tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+        tok.decoder = decoders.WordPiece()
+        tok.train_from_iterator(texts, trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=specials,
+                                                                 show_progress=False))
+        tok.post_processor = processors.BertProcessing(("[SEP]", 3), ("[CLS]", 2))
+    elif style in ("roberta", "clip"):
+        specials = (["<s>", "<pad>", "</s>", "<unk>", "<mask>"] if style == "roberta"
+                    else ["<|startoftext|>", "<pad>", "<|endoftext|>"])
+        tok = Tokenizer(models.BPE())
+        if style == "clip":
+            tok.normalizer = normalizers.Lowercase()
+        tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+        tok.decoder = decoders.ByteLevel()
+        tok.train_from_iterator(texts, trainers.BpeTrainer(
+            vocab_size=vocab_size, special_tokens=specials, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+            show_progress=False))
+        bos, eos = specials[0], specials[2]
+        tok.post_processor = processors.RobertaProcessing((eos, 2), (bos, 0), trim_offsets=True,
+                                                          add_prefix_space=False)
+    else:
+        raise ValueError(f"unknown tokenizer style {style!r}")
     dest.mkdir(parents=True, exist_ok=True)
     tok.save(str(dest / "tokenizer.json"))
     return dest
 
 
-def random_converted(config_name: str, tokenizer_dir: Path, seed: int = 0) -> ConvertedModel:
-    """A random-weight model with the LAION front end, ready for ``write_model_folder``."""
-    from training.convert.laion import laion_frontend
+def random_converted(config_name: str | Path | dict, tokenizer_dir: Path, seed: int = 0) -> ConvertedModel:
+    """A random-weight model of any registry config, ready for ``write_model_folder``."""
+    from training.models.clap import build_model
 
     config = load_config(config_name)
-    train_tokenizer(tokenizer_dir, vocab_size=min(config.get("tokenizer_vocab_size", 2048),
-                                                  config["text"]["vocab_size"]))
-    frontend = laion_frontend(config["fusion"]).model_copy(update={"int16_roundtrip": False})
+    vocab = min(config.tokenizer_vocab_size, int(config.text.config.get("vocab_size", 2048)))
+    train_tokenizer(tokenizer_dir, vocab_size=vocab, style=config.text.type)
+    label = config_name if isinstance(config_name, (str, Path)) else "custom"
     return ConvertedModel(
-        model=build_clap_model(config, seed), frontend=frontend,
-        audio_architecture=f"htsat-{config_name}", text_architecture="roberta",
-        tokenizer_dir=tokenizer_dir, max_text_length=77, source=f"random:{config_name}:seed={seed}",
-        source_format="random", source_sha256=None,
-        notes=[f"RANDOM WEIGHTS from config {config_name!r} (seed {seed}): vectors carry no meaning"],
+        model=build_model(config, seed).eval(), frontend=config.audio_frontend(),
+        audio_architecture=architecture_name(config, "audio"), text_architecture=config.text.type,
+        tokenizer_dir=tokenizer_dir, max_text_length=config.text.max_length,
+        source=f"random:{label}:seed={seed}", source_format="random", source_sha256=None,
+        notes=[f"RANDOM WEIGHTS from config {label!r} (seed {seed}): vectors carry no meaning"],
     )
+
+
+def architecture_name(config: ModelConfig, tower: str) -> str:
+    if tower == "text":
+        return config.text.type
+    if config.audio.type == "cnn":
+        return config.audio.preset or "cnn"
+    return f"htsat-{config.audio.config.get('patch_embeds_hidden_size', 'custom')}"

@@ -29,11 +29,23 @@ def test_convert_laion_command(golden_dir, tmp_path, capsys):
                      str(roberta)]) == 2  # exists, and no text config: a clear error, not a traceback
 
 
-def test_registry_configs_are_complete():
-    assert {"micro", "htsat-tiny-roberta", "htsat-tiny-roberta-fusion"} <= set(list_configs())
+def test_registry_configs_all_build():
+    import torch
+
+    from training.models.clap import build_model
+
+    assert {"micro", "htsat-tiny-roberta", "cnn10-minilm", "cnn14-roberta", "cnn6-clip"} <= set(list_configs())
+    sizes = {}
     for name in list_configs():
-        config = load_config(name)
-        assert {"fusion", "audio", "text", "projection_dim"} <= set(config), name
+        with torch.device("meta"):  # shapes only: the big configs cost no memory or init time
+            model = build_model(load_config(name), seed=None)
+        sizes[name] = {part: sum(p.numel() for p in params) for part, params in model.parameter_groups().items()}
+    # Published sizes: PANN CNN14 80.8 M (we keep its fc, drop its classifier), MiniLM-L6 22.7 M,
+    # HTSAT-tiny 27.5 M (28.5 M with fusion), RoBERTa-base 124.6 M.
+    assert 79e6 < sizes["cnn14-roberta"]["audio"] < 81e6
+    assert 22e6 < sizes["cnn10-minilm"]["text"] < 23e6
+    assert 124e6 < sizes["htsat-tiny-roberta"]["text"] < 125.5e6
+    assert 27e6 < sizes["htsat-tiny-roberta"]["audio"] < 29e6
 
 
 def test_init_random_and_rank_refuses_another_models_vectors(tmp_path, capsys):

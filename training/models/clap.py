@@ -1,0 +1,124 @@
+"""The trainable CLAP model: an audio tower and a text tower projected into one space.
+
+    model = build_model(load_config("cnn10-minilm"))
+    a = model.encode_audio(features, is_longer)     # (B, D) unit vectors
+    t = model.encode_text(input_ids, attention_mask)
+    loss = contrastive_loss(a, t, model.logit_scales())   # training.loss
+
+Towers: :class:`~training.models.audio_htsat.HtsatTower` or
+:class:`~training.models.audio_cnn.CnnTower`, and :class:`~training.models.text.TextTower`. Each
+tower's pooled output goes through a projection MLP (Linear -> ReLU -> Linear, the LAION/HF
+layout, so public checkpoints' heads load as they are) and is L2-normalised. Two learnable
+temperatures, stored as logs like CLIP: ``logit_scale_a`` scales audio->text logits,
+``logit_scale_t`` text->audio logits (the public checkpoints carry both).
+
+The same ``encode_*`` methods are what gets exported to ONNX (``training.export``), so the graph
+the runtime serves is the graph that was trained.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from training.models.audio_cnn import CnnTower
+from training.models.audio_htsat import HtsatTower
+from training.models.config import ModelConfig, TextConfig, load_config
+from training.models.text import TextTower
+
+MAX_LOGIT_SCALE = 100.0  # CLIP clamps the learned temperature so training cannot blow up
+
+
+class ProjectionHead(nn.Module):
+    def __init__(self, width: int, dim: int):
+        super().__init__()
+        self.linear1 = nn.Linear(width, dim)
+        self.activation = nn.ReLU()
+        self.linear2 = nn.Linear(dim, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear2(self.activation(self.linear1(x)))
+
+
+class ClapTrainModel(nn.Module):
+    def __init__(self, config: ModelConfig, audio: nn.Module, text: TextTower):
+        super().__init__()
+        self.config = config
+        self.audio = audio
+        self.text = text
+        self.audio_projection = ProjectionHead(audio.width, config.embed_dim)
+        self.text_projection = ProjectionHead(text.width, config.embed_dim)
+        init = math.log(config.logit_scale_init)
+        self.logit_scale_a = nn.Parameter(torch.tensor(init))
+        self.logit_scale_t = nn.Parameter(torch.tensor(init))
+
+    def encode_audio(self, input_features: torch.Tensor, is_longer: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.audio_projection(self.audio(input_features, is_longer)), dim=-1)
+
+    def encode_text(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.text_projection(self.text(input_ids, attention_mask)), dim=-1)
+
+    def logit_scales(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(audio->text, text->audio) multipliers, exp of the learned logs, clamped."""
+        return (self.logit_scale_a.exp().clamp(max=MAX_LOGIT_SCALE),
+                self.logit_scale_t.exp().clamp(max=MAX_LOGIT_SCALE))
+
+    def forward(self, input_features, is_longer, input_ids, attention_mask):
+        return self.encode_audio(input_features, is_longer), self.encode_text(input_ids, attention_mask)
+
+    def full_config(self) -> ModelConfig:
+        """The config with the text tower's actual transformers settings, enough to rebuild it."""
+        text = self.config.text.model_copy(update={"config": self.text.config_dict(),
+                                                   "pooling": self.text.pooling})
+        return self.config.model_copy(update={"text": text})
+
+    def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
+        """Parameters by part, for per-tower learning rates and freezing."""
+        return {
+            "audio": list(self.audio.parameters()),
+            "text": list(self.text.parameters()),
+            "heads": [*self.audio_projection.parameters(), *self.text_projection.parameters(),
+                      self.logit_scale_a, self.logit_scale_t],
+        }
+
+
+def build_model(config: ModelConfig | str | dict, seed: int | None = 0) -> ClapTrainModel:
+    """A freshly initialised model for a registry name, JSON path, dict or parsed config."""
+    config = config if isinstance(config, ModelConfig) else load_config(config)
+    if seed is not None:
+        torch.manual_seed(seed)
+    if config.audio.type == "htsat":
+        audio = HtsatTower.from_config(config.audio.config, config.fusion)
+    else:
+        audio = CnnTower(config.audio_frontend().n_mels, config.audio.model_dump(), config.fusion)
+    text = TextTower.from_config(config.text.type, config.text.config, config.text.resolved_pooling)
+    return ClapTrainModel(config, audio, text)
+
+
+def from_hf_clap(clap, max_text_length: int = 77) -> ClapTrainModel:
+    """Wrap a transformers ``ClapModel`` (what the checkpoint converters produce) without copying:
+    the towers, heads and temperatures are the ClapModel's own modules and parameters."""
+    audio_cfg = clap.config.audio_config
+    keys = ("patch_embeds_hidden_size", "depths", "num_attention_heads", "window_size", "hidden_size",
+            "spec_size", "patch_size", "patch_stride", "num_mel_bins", "mlp_ratio", "flatten_patch_embeds",
+            "enable_patch_layer_norm", "projection_hidden_act")
+    config = ModelConfig(
+        description=f"converted transformers ClapModel ({'fused' if audio_cfg.enable_fusion else 'unfused'})",
+        embed_dim=int(clap.config.projection_dim),
+        audio={"type": "htsat", "fusion": bool(audio_cfg.enable_fusion),
+               "config": {k: getattr(audio_cfg, k) for k in keys if hasattr(audio_cfg, k)}},
+        text=TextConfig(type="roberta", pooling="pooler", max_length=max_text_length),
+    )
+    model = ClapTrainModel.__new__(ClapTrainModel)
+    nn.Module.__init__(model)
+    model.config = config
+    model.audio = HtsatTower(clap.audio_model.audio_encoder)
+    model.text = TextTower(clap.text_model, "roberta", "pooler")
+    model.audio_projection = clap.audio_projection
+    model.text_projection = clap.text_projection
+    model.logit_scale_a = clap.logit_scale_a
+    model.logit_scale_t = clap.logit_scale_t
+    return model

@@ -1,0 +1,115 @@
+"""Model configs: the open_clip-style registry of CLAP architectures.
+
+A config is a JSON file in ``training/model_configs`` (or any path) naming an audio tower, a text
+tower and the shared space; any audio tower goes with any text tower::
+
+    {
+      "description": "PANN CNN10 + MiniLM-style BERT, 512-d space",
+      "embed_dim": 512,
+      "audio": {"type": "cnn", "preset": "cnn10", "fusion": false},
+      "text": {"type": "bert", "config": {"hidden_size": 384, "num_hidden_layers": 6, ...},
+               "pooling": "mean"},
+      "frontend": {"sample_rate": 32000, "hop_length": 320}     # AudioFrontend overrides
+    }
+
+``audio.type``: ``htsat`` (transformers' CLAP audio encoder, ``config`` = ``ClapAudioConfig``
+fields) or ``cnn`` (our PANN-family CNN, :mod:`training.models.audio_cnn`). ``text.type``:
+``roberta``, ``bert`` or ``clip`` (``config`` = that transformers config's fields). The audio
+front end defaults to the LAION numbers (48 kHz, 10 s, 64 mels, hop 480); ``frontend`` overrides
+them and ends up, unchanged, in the exported model's manifest.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from indexer.errors import ModelError
+from indexer.models.manifest import AudioFrontend
+
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "model_configs"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class HtsatAudioConfig(_Strict):
+    type: Literal["htsat"] = "htsat"
+    fusion: bool = False
+    config: dict = Field(default_factory=dict, description="transformers ClapAudioConfig fields")
+
+
+class CnnAudioConfig(_Strict):
+    """A PANN-family CNN. ``preset`` fills every field not given explicitly."""
+
+    type: Literal["cnn"] = "cnn"
+    preset: Literal["cnn6", "cnn10", "cnn14", "cnn9-max"] | None = None
+    fusion: bool = False
+    widths: list[int] | None = None            # channels per conv block
+    convs_per_block: int | None = None         # 2 (CNN10/14: two 3x3 convs) or 1 (CNN6: one 5x5)
+    kernel_size: int | None = None
+    pool_type: Literal["avg", "max"] | None = None  # 2x2 pooling after every block but the last
+    input_norm: bool | None = None             # BatchNorm over mel bins before the first block
+    head: Literal["pann", "max"] | None = None  # pann: max+mean over time, then fc; max: max over time
+    embed_width: int | None = None             # width of the pann head's fc (default: last block's)
+    dropout: float | None = None
+
+
+class TextConfig(_Strict):
+    type: Literal["roberta", "bert", "clip"] = "roberta"
+    config: dict = Field(default_factory=dict, description="transformers config fields")
+    # pooler: the model's pooler output (tanh on the first token; laion's RoBERTa). mean: mean over
+    # real tokens (sentence encoders). cls: first token. last: last real token (CLIP's EOS).
+    pooling: Literal["pooler", "mean", "cls", "last"] | None = None
+    max_length: int = 77
+
+    @property
+    def resolved_pooling(self) -> str:
+        return self.pooling or {"roberta": "pooler", "bert": "mean", "clip": "last"}[self.type]
+
+
+class ModelConfig(_Strict):
+    description: str = ""
+    embed_dim: int = 512
+    audio: Annotated[Union[HtsatAudioConfig, CnnAudioConfig], Field(discriminator="type")]
+    text: TextConfig
+    frontend: dict = Field(default_factory=dict, description="AudioFrontend overrides")
+    logit_scale_init: float = 1 / 0.07         # CLIP's initial temperature
+    tokenizer_vocab_size: int = 2048           # for a tokenizer trained from scratch (random init)
+
+    @property
+    def fusion(self) -> bool:
+        return self.audio.fusion
+
+    def audio_frontend(self) -> AudioFrontend:
+        defaults = {"long_policy": "fusion" if self.fusion else "center_crop"}
+        try:
+            return AudioFrontend(**{**defaults, **self.frontend})
+        except ValidationError as exc:
+            raise ModelError(f"invalid frontend overrides {self.frontend}: {exc}") from exc
+
+
+def list_configs() -> list[str]:
+    return sorted(p.stem for p in CONFIG_DIR.glob("*.json"))
+
+
+def load_config(name_or_path: str | Path | dict) -> ModelConfig:
+    """A registry name (``cnn10-minilm``), a JSON path, or an already parsed dict."""
+    if isinstance(name_or_path, dict):
+        raw = name_or_path
+        where = "config dict"
+    else:
+        path = Path(name_or_path)
+        if not path.is_file():
+            path = CONFIG_DIR / f"{name_or_path}.json"
+        if not path.is_file():
+            raise ModelError(f"unknown model config {name_or_path!r}; known: {', '.join(list_configs())}")
+        raw, where = json.loads(path.read_text()), str(path)
+    try:
+        return ModelConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ModelError(f"{where}: invalid model config: {exc}") from exc
