@@ -1,17 +1,36 @@
-"""``clap-train``: convert public CLAP checkpoints into model folders (training comes later).
+"""``clap-train``: train, evaluate and export CLAP models; convert public checkpoints.
 
+    clap-train train --model cnn10-minilm --train data/train.jsonl --val data/val.jsonl --out runs/x
+    clap-train train --config run.json --set batch_size=128 --set lr=3e-4     # any TrainConfig field
+    torchrun --nproc-per-node 4 -m training.cli train --config run.json        # DDP, one process per GPU
+    clap-train evaluate --model models/x --manifest data/test.jsonl            # or --checkpoint best.pt
+    clap-train export runs/x/checkpoints/best.pt models/x --variants fp32,int8
     clap-train convert-laion 630k-audioset-fusion-best.pt models/laion-fusion --tokenizer ./roberta-base
-    clap-train convert-hf ./clap-htsat-unfused models/clap-htsat-unfused --variants fp32,int8
+    clap-train convert-hf ./clap-htsat-unfused models/clap-htsat-unfused
     clap-train init-random micro models/micro-random     # random weights: tests, benchmarks, demo
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import logging
 import sys
+import tempfile
 from pathlib import Path
 
 from indexer.errors import ClapSearchError
+
+# flag -> TrainConfig field, for the common options (everything else: --config or --set)
+TRAIN_FLAGS = {
+    "--model": ("model", str), "--train": ("train_manifest", str), "--val": ("val_manifest", str),
+    "--train-split": ("train_split", str), "--val-split": ("val_split", str), "--out": ("out_dir", str),
+    "--init": ("init", str), "--audio-init": ("audio_init", str), "--text-init": ("text_init", str),
+    "--tokenizer": ("tokenizer", str), "--epochs": ("epochs", int), "--max-steps": ("max_steps", int),
+    "--batch-size": ("batch_size", int), "--grad-accum": ("grad_accum", int), "--lr": ("lr", float),
+    "--workers": ("workers", int), "--precision": ("precision", str), "--device": ("device", str),
+    "--seed": ("seed", int), "--eval-every": ("eval_every", int), "--save-every": ("save_every", int),
+}
 
 
 def _variants(text: str) -> tuple[str, ...]:
@@ -29,9 +48,31 @@ def _report(manifest, out: Path) -> None:
         print(f"  {name}: {variant.audio}, {variant.text}{cost}")
 
 
-def main(argv: list[str] | None = None) -> int:
+def _export_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--name", help="model name in the manifest (default: the output folder's name)")
+    p.add_argument("--variants", type=_variants, default=("fp32", "int8"),
+                   help="comma-separated: fp32 (always), int8, fp16 (default: fp32,int8)")
+    p.add_argument("--overwrite", action="store_true")
+
+
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="clap-train", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
+    train = sub.add_parser("train", help="train or fine-tune (resumes from OUT/checkpoints/last.pt)")
+    train.add_argument("--config", type=Path, help="TrainConfig JSON (flags and --set override it)")
+    for flag, (field, kind) in TRAIN_FLAGS.items():
+        train.add_argument(flag, dest=field, type=kind, help=f"TrainConfig.{field}")
+    train.add_argument("--freeze-text", action="store_true", default=None, help="lock the text tower (LiT)")
+    train.add_argument("--freeze-audio", action="store_true", default=None, help="lock the audio tower")
+    train.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                       help="any TrainConfig field; VALUE is parsed as JSON when it can be")
+    train.add_argument("--export-to", type=Path, help="export best.pt to this model folder when done")
+    train.add_argument("--quiet", action="store_true", help="no progress bar")
+    sub.add_parser("evaluate", add_help=False, help="retrieval / zero-shot / linear-probe metrics")
+    export = sub.add_parser("export", help="training checkpoint -> model folder (manifest + ONNX)")
+    export.add_argument("checkpoint", type=Path)
+    export.add_argument("out", type=Path)
+    _export_options(export)
     laion = sub.add_parser("convert-laion", help="laion_clap .pt checkpoint -> model folder")
     laion.add_argument("checkpoint", type=Path)
     laion.add_argument("out", type=Path)
@@ -46,35 +87,102 @@ def main(argv: list[str] | None = None) -> int:
     rnd.add_argument("out", type=Path)
     rnd.add_argument("--seed", type=int, default=0)
     for p in (laion, hf, rnd):
-        p.add_argument("--name", help="model name in the manifest (default: the output folder's name)")
-        p.add_argument("--variants", type=_variants, default=("fp32", "int8"),
-                       help="comma-separated: fp32 (always), int8, fp16 (default: fp32,int8)")
-        p.add_argument("--overwrite", action="store_true")
-    args = parser.parse_args(argv)
+        _export_options(p)
+    return parser
 
+
+def train_config_from_args(args: argparse.Namespace):
+    from training.train_config import TrainConfig
+
+    values = json.loads(args.config.read_text()) if args.config else {}
+    for field, _ in TRAIN_FLAGS.values():
+        if getattr(args, field, None) is not None:
+            values[field] = getattr(args, field)
+    for flag in ("freeze_text", "freeze_audio"):
+        if getattr(args, flag):
+            values[flag] = True
+    for item in args.set:
+        key, sep, raw = item.partition("=")
+        if not sep:
+            raise ValueError(f"--set {item!r}: expected FIELD=VALUE")
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw
+        target = values
+        *parents, leaf = key.split(".")  # augment.mix_prob=0.3
+        for part in parents:
+            target = target.setdefault(part, {})
+        target[leaf] = value
+    if args.quiet:
+        values["progress"] = False
+    return TrainConfig.model_validate(values)
+
+
+def torch_embedder(checkpoint: Path, args: argparse.Namespace):
+    """``clap-train evaluate --checkpoint``: the checkpoint's model through the same evaluation."""
+    from training.checkpoint import converted_from_checkpoint
+    from training.evaluate import TorchEmbedder
+    from training.export import pad_token_id
+    from training.towers import AudioEmbedder, TextEmbedder
+
+    converted = converted_from_checkpoint(checkpoint, Path(tempfile.mkdtemp(prefix="clap-tok-")))
+    device = "cuda" if args.device == "cuda" else "cpu"
+    model = converted.model.to(device)
+    tokenizer_file = converted.tokenizer_dir / "tokenizer.json"
+    return TorchEmbedder(AudioEmbedder(model), TextEmbedder(model), converted.frontend, tokenizer_file,
+                         converted.max_text_length, pad_token_id(tokenizer_file, model.text.model.config.pad_token_id),
+                         device=device, name=checkpoint.name)
+
+
+def _convert(args: argparse.Namespace):
+    if args.command == "convert-laion":
+        from training.convert.laion import load_laion_checkpoint
+
+        return load_laion_checkpoint(args.checkpoint, text_config=args.text_config, tokenizer_dir=args.tokenizer)
+    if args.command == "convert-hf":
+        from training.convert.hf import load_hf_folder
+
+        return load_hf_folder(args.folder)
+    if args.command == "export":
+        from training.checkpoint import converted_from_checkpoint
+
+        return converted_from_checkpoint(args.checkpoint, Path(tempfile.mkdtemp(prefix="clap-tok-")))
+    from training.random_init import random_converted
+
+    return random_converted(args.config, Path(tempfile.mkdtemp(prefix="clap-tok-")), seed=args.seed)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["evaluate"]:
+        from training.evaluate import main as evaluate_main
+
+        return evaluate_main(argv[1:], torch_loader=torch_embedder)
+    args = build_parser().parse_args(argv)
+    # Our own progress at INFO; libraries (onnxruntime's quantizer is chatty) only when they warn.
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)
+    logging.getLogger("clap-train").setLevel(logging.INFO)
     from training.export import write_model_folder
 
     try:
-        if args.command == "convert-laion":
-            from training.convert.laion import load_laion_checkpoint
+        if args.command == "train":
+            from training.train import train
 
-            converted = load_laion_checkpoint(args.checkpoint, text_config=args.text_config,
-                                              tokenizer_dir=args.tokenizer)
-        elif args.command == "convert-hf":
-            from training.convert.hf import load_hf_folder
-
-            converted = load_hf_folder(args.folder)
-        else:
-            import tempfile
-
-            from training.random_init import random_converted
-
-            converted = random_converted(args.config, Path(tempfile.mkdtemp(prefix="clap-tok-")), seed=args.seed)
+            cfg = train_config_from_args(args)
+            state = train(cfg)
+            print(f"done: {state.step} steps; best {cfg.select_metric} = {state.best_metric} at step {state.best_step}"
+                  f"; checkpoints in {cfg.checkpoint_dir}")
+            if args.export_to is None:
+                return 0
+            args.checkpoint, args.out, args.command = cfg.checkpoint_dir / "best.pt", args.export_to, "export"
+            args.name, args.variants, args.overwrite = None, ("fp32", "int8"), True
+        converted = _convert(args)
         for note in converted.notes:
             print(f"note: {note}")
         manifest = write_model_folder(converted, args.out, name=args.name, variants=args.variants,
                                       overwrite=args.overwrite)
-    except ClapSearchError as exc:
+    except (ClapSearchError, ValueError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     _report(manifest, args.out)

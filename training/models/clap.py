@@ -71,9 +71,15 @@ class ClapTrainModel(nn.Module):
 
     def full_config(self) -> ModelConfig:
         """The config with the text tower's actual transformers settings, enough to rebuild it."""
-        text = self.config.text.model_copy(update={"config": self.text.config_dict(),
+        text = self.config.text.model_copy(update={"type": self.text.family, "config": self.text.config_dict(),
                                                    "pooling": self.text.pooling})
         return self.config.model_copy(update={"text": text})
+
+    def replace_text_tower(self, tower: TextTower) -> None:
+        """Swap in a pretrained text tower; a new width needs a new (freshly initialised) head."""
+        self.text = tower
+        if self.text_projection.linear1.in_features != tower.width:
+            self.text_projection = ProjectionHead(tower.width, self.config.embed_dim)
 
     def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
         """Parameters by part, for per-tower learning rates and freezing."""

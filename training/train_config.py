@@ -1,0 +1,93 @@
+"""Everything a training run needs, as one typed, validated object (saved into every checkpoint).
+
+Give it as JSON (``clap-train train --config run.json``), flags, or ``--set field=value``; unknown
+fields are errors, not silently ignored.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class AugmentSettings(BaseModel):
+    """Mirrors ``training.data.dataset.AugmentConfig`` (see there for each effect)."""
+
+    model_config = ConfigDict(extra="forbid")
+    enabled: bool = True
+    random_crop: bool = True          # long clips: random 10 s crop instead of serving's centre crop
+    random_fusion: bool = True        # fused models: random local chunks (laion_clap) instead of fixed
+    normalize_dbfs: float | None = None  # loudness-normalise each clip to this RMS first
+    gain_db: tuple[float, float] | None = None
+    noise_snr_db: tuple[float, float] | None = None
+    noise_prob: float = 0.0
+    mix_prob: float = 0.0             # mix two clips, captions combined ("a dog barks and rain falls")
+    mix_ratio: tuple[float, float] = (0.25, 0.5)
+
+
+class TrainConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    # ---- what to train
+    model: str = "micro-cnn-bert"           # registry name (training/model_configs) or JSON path
+    init: str | None = None                 # whole model: our checkpoint, HF CLAP folder, laion .pt
+    audio_init: str | None = None           # audio tower weights, PATH or PATH:PREFIX (models/pretrained.py)
+    text_init: str | None = None            # text tower: HF text folder (BERT/RoBERTa/CLIP) or state dict
+    tokenizer: str | None = None            # folder with tokenizer.json; default: from the init source,
+                                            # else one is trained on the training captions
+    laion_text_config: str | None = None    # --init with a laion .pt: the RoBERTa config.json to use
+
+    # ---- data
+    train_manifest: str = ""                # JSONL / CSV / AudioCaps / Clotho / WebDataset shards
+    train_split: str | None = None          # keep only records of this split (None: all)
+    val_manifest: str | None = None         # evaluated every ``eval_every`` steps; best.pt follows it
+    val_split: str | None = None
+    on_bad_record: Literal["skip", "fail"] = "skip"  # bad manifest lines / undecodable audio
+    probe_audio: bool = False               # open every audio header before training (slow, thorough)
+    keyword_prob: float = 0.3               # P(caption from tags) when a record has both
+    debias: bool = True                     # the paper's gendered-word -> "person" step on captions
+    augment: AugmentSettings = Field(default_factory=AugmentSettings)
+    workers: int = 2                        # DataLoader worker processes (0 = in the main process)
+
+    # ---- optimisation
+    seed: int = 0
+    batch_size: int = 32                    # per process; the contrastive batch is batch_size * world
+    grad_accum: int = 1                     # micro-batches per optimizer step (negatives stay per micro-batch)
+    epochs: int = 10
+    max_steps: int | None = None            # overrides epochs when set
+    lr: float = 1e-4
+    lr_audio: float | None = None           # per-tower learning rates (default: lr)
+    lr_text: float | None = None
+    lr_heads: float | None = None
+    weight_decay: float = 0.2               # not applied to biases, norms and temperatures
+    warmup_steps: int = 100
+    min_lr_ratio: float = 0.0               # cosine decays to this fraction of each group's lr
+    grad_clip: float | None = 1.0
+    freeze_audio: bool = False              # lock a tower (LiT): no gradients, eval-mode norms
+    freeze_text: bool = False
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"  # auto: bf16 on CUDA when supported, else fp32
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+
+    # ---- bookkeeping
+    out_dir: str = "runs/clap"
+    log_every: int = 10
+    eval_every: int = 200                   # steps; also at the end
+    save_every: int = 200                   # steps; also at the end; resume continues from here
+    select_metric: str = "mean_recall"      # validation number that picks best.pt (higher is better)
+    progress: bool = True
+
+    @model_validator(mode="after")
+    def _check(self) -> "TrainConfig":
+        if not self.train_manifest:
+            raise ValueError("train_manifest is required")
+        if min(self.batch_size, self.grad_accum, self.log_every, self.eval_every, self.save_every) < 1:
+            raise ValueError("batch_size, grad_accum, log_every, eval_every and save_every must be >= 1")
+        if self.freeze_audio and self.freeze_text:
+            raise ValueError("freezing both towers leaves only the heads: fine-tune at least one tower")
+        return self
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        return Path(self.out_dir) / "checkpoints"
