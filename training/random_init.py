@@ -73,8 +73,10 @@ def train_tokenizer(dest: Path, vocab_size: int = 2048, corpus: list[str] | None
         tok.normalizer = normalizers.BertNormalizer(lowercase=True)
         tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
         tok.decoder = decoders.WordPiece()
-        tok.train_from_iterator(texts, trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=specials,
-                                                                 show_progress=False))
+        tok = Tokenizer(models.WordPiece(_wordpiece_vocab(texts, specials, vocab_size, tok), unk_token="[UNK]"))
+        tok.normalizer = normalizers.BertNormalizer(lowercase=True)
+        tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+        tok.decoder = decoders.WordPiece()
         tok.post_processor = processors.BertProcessing(("[SEP]", 3), ("[CLS]", 2))
     elif style in ("roberta", "clip"):
         specials = (["<s>", "<pad>", "</s>", "<unk>", "<mask>"] if style == "roberta"
@@ -95,6 +97,28 @@ def train_tokenizer(dest: Path, vocab_size: int = 2048, corpus: list[str] | None
     dest.mkdir(parents=True, exist_ok=True)
     tok.save(str(dest / "tokenizer.json"))
     return dest
+
+
+def _wordpiece_vocab(texts: list[str], specials: list[str], size: int, tok) -> dict[str, int]:
+    """A deterministic WordPiece vocabulary: specials, every character (alone and as a ``##``
+    continuation), then whole words by frequency (ties by spelling). tokenizers' WordPiece
+    trainer breaks count ties in hash order, so the same corpus gave different ids from run to
+    run, and a training run must be reproducible from its command line."""
+    from collections import Counter
+
+    words: Counter[str] = Counter()
+    for text in texts:
+        words.update(w for w, _ in tok.pre_tokenizer.pre_tokenize_str(tok.normalizer.normalize_str(text)))
+    chars = sorted({c for w in words for c in w})
+    vocab = [*specials, *chars, *(f"##{c}" for c in chars)]
+    seen = set(vocab)
+    for word, _ in sorted(words.items(), key=lambda kv: (-kv[1], kv[0])):
+        if len(vocab) >= size:
+            break
+        if word not in seen:
+            vocab.append(word)
+            seen.add(word)
+    return {token: i for i, token in enumerate(vocab)}
 
 
 def random_converted(config_name: str | Path | dict, tokenizer_dir: Path, seed: int = 0) -> ConvertedModel:

@@ -79,7 +79,7 @@ def autocast_dtype(cfg: TrainConfig, rt: Runtime) -> torch.dtype | None:
 
 
 # ----------------------------------------------------------------------------- 2. model
-def prepare_model(cfg: TrainConfig, resume: dict | None, captions: list[str]):
+def prepare_model(cfg: TrainConfig, resume: dict | None, captions: list[str], rank: int = 0):
     """(model, tokenizer.json text, notes)."""
     from training.models.clap import build_model
     from training.models.pretrained import clap_from_source, init_tower, split_spec
@@ -108,7 +108,8 @@ def prepare_model(cfg: TrainConfig, resume: dict | None, captions: list[str]):
 
         config = model.config
         vocab = min(config.tokenizer_vocab_size, int(config.text.config.get("vocab_size", 2048)))
-        tokenizer_dir = train_tokenizer(Path(cfg.out_dir) / "tokenizer", vocab_size=vocab,
+        folder = Path(cfg.out_dir) / ("tokenizer" if rank == 0 else f".tokenizer-rank{rank}")  # no write races
+        tokenizer_dir = train_tokenizer(folder, vocab_size=vocab,
                                         corpus=captions or None, style=model.text.family)
         notes.append(f"trained a {model.text.family}-style tokenizer ({vocab} tokens) on the training captions")
     tokenizer_file = Path(tokenizer_dir) / "tokenizer.json"
@@ -221,7 +222,7 @@ def train(cfg: TrainConfig, *, stop_after_steps: int | None = None) -> TrainStat
     train_records = read_records(cfg.train_manifest, cfg.train_split, cfg, "train")
     val_records = read_records(cfg.val_manifest, cfg.val_split, cfg, "val") if cfg.val_manifest else None
     captions = [c for r in train_records for c in r.captions] + [", ".join(r.tags) for r in train_records if r.tags]
-    model, tokenizer_json, notes = prepare_model(cfg, resume, captions)
+    model, tokenizer_json, notes = prepare_model(cfg, resume, captions, rt.rank)
     out.mkdir(parents=True, exist_ok=True)
     tokenizer_file = out / "tokenizer.json"
     if rt.main:
@@ -335,7 +336,8 @@ def train(cfg: TrainConfig, *, stop_after_steps: int | None = None) -> TrainStat
             n = window["n"]
             record = {"step": state.step, "epoch": state.epoch, "loss": window["loss"] / n,
                       "batch_acc": window["acc"] / n, "lr": optimizer.param_groups[0]["lr"],
-                      "logit_scale_a": float(model.logit_scales()[0]), "logit_scale_t": float(model.logit_scales()[1]),
+                      "logit_scale_a": float(model.logit_scales()[0].detach()),
+                      "logit_scale_t": float(model.logit_scales()[1].detach()),
                       "clips_per_s": n * micro * cfg.grad_accum * rt.world / window["time"],
                       "data_wait_share": window["wait"] / window["time"]}
             _emit(record, metrics_file, bar)
