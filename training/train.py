@@ -164,7 +164,12 @@ def make_dataset(records, model, cfg: TrainConfig, *, train: bool):
 
     aug = cfg.augment.model_dump()
     augment = AugmentConfig(**aug) if train and cfg.augment.enabled else AugmentConfig.off()
-    policy = (CaptionPolicy(keyword_prob=cfg.keyword_prob, debias=cfg.debias) if train
+    generator = None
+    if train and cfg.caption_model:
+        from training.data.captions import Seq2SeqCaptioner
+
+        generator = Seq2SeqCaptioner(cfg.caption_model)
+    policy = (CaptionPolicy(keyword_prob=cfg.keyword_prob, debias=cfg.debias, generator=generator) if train
               else CaptionPolicy(random_caption=False, random_template=False, debias=False))
     return ClapDataset(records, model.config.audio_frontend(), caption_policy=policy, augment=augment,
                        seed=cfg.seed, on_error=cfg.on_bad_record)
@@ -173,6 +178,8 @@ def make_dataset(records, model, cfg: TrainConfig, *, train: bool):
 # ----------------------------------------------------------------------------- 5. validation
 def validate(model, records, cfg: TrainConfig, rt: Runtime, tokenizer_file: Path) -> dict:
     """Retrieval metrics on the validation records, with serving features (no augmentation)."""
+    from torch.utils.data import DataLoader
+
     from indexer.text import TextTokenizer
     from training.data.dataset import ClapDataset
     from training.metrics import retrieval_metrics
@@ -188,9 +195,10 @@ def validate(model, records, cfg: TrainConfig, rt: Runtime, tokenizer_file: Path
     was_training = model.training
     model.eval()
     audio, text = [], []
+    loader = DataLoader(data, batch_size=cfg.batch_size, shuffle=False, num_workers=cfg.workers,
+                        collate_fn=_as_list)
     with torch.inference_mode():
-        for start in range(0, len(records), cfg.batch_size):
-            items = [data[i] for i in range(start, min(start + cfg.batch_size, len(records)))]
+        for items in loader:  # decoding in the workers, in order
             features = torch.stack([it["features"] for it in items]).to(rt.device)
             longer = torch.stack([torch.as_tensor(it["is_longer"]) for it in items]).to(rt.device)
             audio.append(model.encode_audio(features, longer).float().cpu().numpy())
@@ -346,7 +354,8 @@ def train(cfg: TrainConfig, *, stop_after_steps: int | None = None) -> TrainStat
         if val_records and rt.main and (state.step % cfg.eval_every == 0 or final):
             result = validate(model, val_records, cfg, rt, tokenizer_file)
             set_train_mode(model, cfg)
-            value = float(result[cfg.select_metric] if cfg.select_metric in result else result["mean_recall"])
+            direction, _, name = cfg.select_metric.partition(".")
+            value = float(result[direction][name] if name else result[direction])
             state.history.append({"step": state.step, "metric": value})
             _emit({"step": state.step, "eval": result}, metrics_file, bar)
             if state.best_metric is None or value > state.best_metric:
@@ -367,6 +376,11 @@ def train(cfg: TrainConfig, *, stop_after_steps: int | None = None) -> TrainStat
 
         dist.destroy_process_group()
     return state
+
+
+def _as_list(items: list) -> list:
+    """A picklable identity collate (spawned workers must pickle it)."""
+    return items
 
 
 def _tokenizer_copy(text: str, out: Path, rt: Runtime) -> Path:

@@ -48,6 +48,8 @@ class TrainConfig(BaseModel):
     probe_audio: bool = False               # open every audio header before training (slow, thorough)
     keyword_prob: float = 0.3               # P(caption from tags) when a record has both
     debias: bool = True                     # the paper's gendered-word -> "person" step on captions
+    caption_model: str | None = None        # local seq2seq folder (e.g. a T5) that writes captions from
+                                            # tags instead of the templates (training.data.captions)
     augment: AugmentSettings = Field(default_factory=AugmentSettings)
     workers: int = 2                        # DataLoader worker processes (0 = in the main process)
 
@@ -75,7 +77,8 @@ class TrainConfig(BaseModel):
     log_every: int = 10
     eval_every: int = 200                   # steps; also at the end
     save_every: int = 200                   # steps; also at the end; resume continues from here
-    select_metric: str = "mean_recall"      # validation number that picks best.pt (higher is better)
+    select_metric: str = "mean_recall"      # validation number that picks best.pt (higher is better):
+                                            # mean_recall (of R@1/5/10 both ways) or e.g. text_to_audio.mAP@10
     progress: bool = True
 
     @model_validator(mode="after")
@@ -84,6 +87,11 @@ class TrainConfig(BaseModel):
             raise ValueError("train_manifest is required")
         if min(self.batch_size, self.grad_accum, self.log_every, self.eval_every, self.save_every) < 1:
             raise ValueError("batch_size, grad_accum, log_every, eval_every and save_every must be >= 1")
+        direction, _, name = self.select_metric.partition(".")
+        if self.select_metric != "mean_recall" and (direction not in ("text_to_audio", "audio_to_text")
+                                                    or name not in ("R@1", "R@5", "R@10", "mAP@10")):
+            raise ValueError(f"select_metric {self.select_metric!r}: use mean_recall or "
+                             "{text_to_audio|audio_to_text}.{R@1|R@5|R@10|mAP@10}")
         if self.freeze_audio and self.freeze_text:
             raise ValueError("freezing both towers leaves only the heads: fine-tune at least one tower")
         return self

@@ -183,3 +183,39 @@ def test_torchrun_ddp_two_processes(toy, tmp_path):
     state = load_checkpoint(out / "checkpoints" / "last.pt")["state"]
     assert state.step == 4 and state.samples_seen == 4 * 4 * 2  # steps x per-rank batch x ranks
     assert len([m for m in metrics(out) if "loss" in m]) == 4  # only rank 0 writes
+
+
+def test_trained_checkpoint_exports_and_scores_the_same_in_onnx_and_torch(toy, tmp_path):
+    """best.pt -> model folder (the export's own parity check runs) -> ``clap-train evaluate`` on the
+    ONNX folder and on the checkpoint: identical metrics; the runtime loads the folder."""
+    from indexer.models.encoder import ClapEncoder
+    from training import cli
+    from training.checkpoint import model_from_checkpoint
+
+    out = tmp_path / "run"
+    train(toy_config(toy, out, max_steps=8, val_manifest=str(toy / "val.jsonl"), eval_every=4))
+    assert cli.main(["export", str(out / "checkpoints" / "best.pt"), str(tmp_path / "model"),
+                     "--variants", "fp32,int8"]) == 0
+    encoder = ClapEncoder.open(tmp_path / "model")
+    assert encoder.manifest.provenance.source_format == "trained"
+    assert encoder.manifest.audio_frontend.sample_rate == 16_000  # the config's front end travels along
+    wav = toy / json.loads((toy / "val.jsonl").read_text().splitlines()[0])["audio"]
+    model = model_from_checkpoint(out / "checkpoints" / "best.pt")
+    views, _ = encoder.views_from_file(wav)
+    with torch.inference_mode():
+        eager = model.encode_audio(torch.from_numpy(views.features[None]), torch.tensor([views.is_longer]))
+    assert np.abs(encoder.embed_views([views])[0] - eager.numpy()[0]).max() < 1e-5
+
+    reports = {}
+    for source in (["--model", str(tmp_path / "model")], ["--checkpoint", str(out / "checkpoints" / "best.pt")]):
+        target = tmp_path / f"{source[0][2:]}.json"
+        assert cli.main(["evaluate", *source, "--manifest", str(toy / "val.jsonl"), "--split", "val",
+                         "--task", "retrieval", "--out", str(target)]) == 0
+        reports[source[0]] = json.loads(target.read_text())["results"][0]["metrics"]
+    assert reports["--model"] == reports["--checkpoint"]
+
+
+def test_bf16_autocast_runs_on_cpu(toy, tmp_path):
+    state = train(toy_config(toy, tmp_path / "bf16", max_steps=2, precision="bf16"))
+    losses = [m["loss"] for m in metrics(tmp_path / "bf16") if "loss" in m]
+    assert state.step == 2 and all(np.isfinite(losses))

@@ -104,9 +104,28 @@ def build_model(config: ModelConfig | str | dict, seed: int | None = 0) -> ClapT
     return ClapTrainModel(config, audio, text)
 
 
+def _as_roberta(clap_text: nn.Module) -> nn.Module:
+    """``ClapTextModel`` is RoBERTa under another name; rebuild it as a ``RobertaModel`` with the
+    same weights, so a checkpoint made from a converted model rebuilds from its config alone."""
+    from transformers import RobertaConfig, RobertaModel
+
+    from indexer.errors import ModelError
+
+    drop = {"model_type", "architectures", "transformers_version", "dtype", "torch_dtype"}
+    config = RobertaConfig(**{k: v for k, v in clap_text.config.to_dict().items() if k not in drop})
+    roberta = RobertaModel(config, add_pooling_layer=True)
+    own = roberta.state_dict()
+    state = {k: v for k, v in clap_text.state_dict().items() if k in own}
+    if set(own) - set(state):
+        raise ModelError(f"CLAP text model lacks RoBERTa tensors: {sorted(set(own) - set(state))[:5]}")
+    roberta.load_state_dict(state)
+    return roberta.train(clap_text.training)
+
+
 def from_hf_clap(clap, max_text_length: int = 77) -> ClapTrainModel:
-    """Wrap a transformers ``ClapModel`` (what the checkpoint converters produce) without copying:
-    the towers, heads and temperatures are the ClapModel's own modules and parameters."""
+    """Wrap a transformers ``ClapModel`` (what the checkpoint converters produce): the audio tower,
+    heads and temperatures are the ClapModel's own modules; the text tower becomes a
+    ``RobertaModel`` holding the same weights."""
     audio_cfg = clap.config.audio_config
     keys = ("patch_embeds_hidden_size", "depths", "num_attention_heads", "window_size", "hidden_size",
             "spec_size", "patch_size", "patch_stride", "num_mel_bins", "mlp_ratio", "flatten_patch_embeds",
@@ -122,7 +141,7 @@ def from_hf_clap(clap, max_text_length: int = 77) -> ClapTrainModel:
     nn.Module.__init__(model)
     model.config = config
     model.audio = HtsatTower(clap.audio_model.audio_encoder)
-    model.text = TextTower(clap.text_model, "roberta", "pooler")
+    model.text = TextTower(_as_roberta(clap.text_model), "roberta", "pooler")
     model.audio_projection = clap.audio_projection
     model.text_projection = clap.text_projection
     model.logit_scale_a = clap.logit_scale_a
