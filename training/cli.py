@@ -23,13 +23,27 @@ from indexer.errors import ClapSearchError
 
 # flag -> TrainConfig field, for the common options (everything else: --config or --set)
 TRAIN_FLAGS = {
-    "--model": ("model", str), "--train": ("train_manifest", str), "--val": ("val_manifest", str),
-    "--train-split": ("train_split", str), "--val-split": ("val_split", str), "--out": ("out_dir", str),
-    "--init": ("init", str), "--audio-init": ("audio_init", str), "--text-init": ("text_init", str),
-    "--tokenizer": ("tokenizer", str), "--epochs": ("epochs", int), "--max-steps": ("max_steps", int),
-    "--batch-size": ("batch_size", int), "--grad-accum": ("grad_accum", int), "--lr": ("lr", float),
-    "--workers": ("workers", int), "--precision": ("precision", str), "--device": ("device", str),
-    "--seed": ("seed", int), "--eval-every": ("eval_every", int), "--save-every": ("save_every", int),
+    "--model": ("model", str, "registry name (training/model_configs) or a model config JSON"),
+    "--train": ("train_manifest", str, "training manifest: JSONL/CSV, AudioCaps/Clotho CSV, or WebDataset shards"),
+    "--val": ("val_manifest", str, "validation manifest; best.pt follows its retrieval metric"),
+    "--train-split": ("train_split", str, "keep only records of this split from --train"),
+    "--val-split": ("val_split", str, "keep only records of this split from --val"),
+    "--out": ("out_dir", str, "run folder: checkpoints/, metrics.jsonl, tokenizer.json (default runs/clap)"),
+    "--init": ("init", str, "whole model: our checkpoint, a Hugging Face CLAP folder or a laion .pt"),
+    "--audio-init": ("audio_init", str, "audio tower weights: PATH or PATH:PREFIX (a state dict) or a CLAP source"),
+    "--text-init": ("text_init", str, "text tower: a Hugging Face BERT/RoBERTa/CLIP folder, or PATH[:PREFIX]"),
+    "--tokenizer": ("tokenizer", str, "folder with tokenizer.json (default: from the init source, else trained)"),
+    "--epochs": ("epochs", int, "passes over the training records (default 10)"),
+    "--max-steps": ("max_steps", int, "optimizer steps; overrides --epochs"),
+    "--batch-size": ("batch_size", int, "clips per process and micro-batch (default 32)"),
+    "--grad-accum": ("grad_accum", int, "micro-batches per optimizer step (default 1)"),
+    "--lr": ("lr", float, "peak learning rate (default 1e-4; per tower: --set lr_text=...)"),
+    "--workers": ("workers", int, "data loader processes (default 2)"),
+    "--precision": ("precision", str, "auto | fp32 | bf16 | fp16 (auto: bf16 on a GPU, fp32 on CPU)"),
+    "--device": ("device", str, "auto | cpu | cuda"),
+    "--seed": ("seed", int, "seed of initialisation, data order and augmentation (default 0)"),
+    "--eval-every": ("eval_every", int, "validate every N steps (default 200, and at the end)"),
+    "--save-every": ("save_every", int, "checkpoint every N steps (default 200, and at the end)"),
 }
 
 
@@ -60,8 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     train = sub.add_parser("train", help="train or fine-tune (resumes from OUT/checkpoints/last.pt)")
     train.add_argument("--config", type=Path, help="TrainConfig JSON (flags and --set override it)")
-    for flag, (field, kind) in TRAIN_FLAGS.items():
-        train.add_argument(flag, dest=field, type=kind, help=f"TrainConfig.{field}")
+    for flag, (field, kind, text) in TRAIN_FLAGS.items():
+        train.add_argument(flag, dest=field, type=kind, help=text)
     train.add_argument("--freeze-text", action="store_true", default=None, help="lock the text tower (LiT)")
     train.add_argument("--freeze-audio", action="store_true", default=None, help="lock the audio tower")
     train.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
@@ -95,7 +109,7 @@ def train_config_from_args(args: argparse.Namespace):
     from training.train_config import TrainConfig
 
     values = json.loads(args.config.read_text()) if args.config else {}
-    for field, _ in TRAIN_FLAGS.values():
+    for field, _, _ in TRAIN_FLAGS.values():
         if getattr(args, field, None) is not None:
             values[field] = getattr(args, field)
     for flag in ("freeze_text", "freeze_audio"):
