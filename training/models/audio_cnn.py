@@ -113,6 +113,13 @@ class CnnTower(nn.Module):
             self.local_merge = nn.Sequential(nn.Conv2d(3 * first, first, 1, bias=False), nn.BatchNorm2d(first))
             self.fusion_model = AttentionalFusion(first)
 
+    def prefer_channels_last(self) -> "CnnTower":
+        """Training speed: oneDNN convolutions run 15-20 % faster on CPU in channels-last layout
+        (bench/train.py). Same numbers, another memory layout; export ignores it."""
+        self.to(memory_format=torch.channels_last)
+        self.channels_last = True
+        return self
+
     def _normalize(self, x: torch.Tensor) -> torch.Tensor:
         return x if self.bn0 is None else self.bn0(x.transpose(1, 3)).transpose(1, 3)
 
@@ -120,6 +127,8 @@ class CnnTower(nn.Module):
         return F.dropout(x, self.dropout, self.training) if self.dropout else x
 
     def forward(self, input_features: torch.Tensor, is_longer: torch.Tensor) -> torch.Tensor:
+        if getattr(self, "channels_last", False):
+            input_features = input_features.contiguous(memory_format=torch.channels_last)
         x = self._normalize(input_features[:, :1])
         blocks = [getattr(self, name) for name in self.block_names]
         x = self._drop(blocks[0](x, True, self.pool_type))

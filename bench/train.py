@@ -1,0 +1,583 @@
+#!/usr/bin/env python
+"""Training throughput benchmark: clips/s of a training step, ours vs transformers' ClapModel, and
+the real training loop's data-wait share, on the same machine in the same run.
+
+    python bench/train.py                        # full run: ~6-10 min on 2 CPU cores -> bench/results-train.json
+    python bench/train.py --quick                # smoke run on micro models, well under a minute
+    python bench/train.py --device cuda          # on a GPU: fp32, bf16 and fp16 (GradScaler) model steps
+
+Parts:
+
+1. model-only step: forward + symmetric contrastive loss + backward + AdamW step on one synthetic
+   batch (random log-mel features ``(B, C, 1001, 64)``, random token ids of ``--tokens`` length),
+   for ``htsat-tiny-roberta`` (ours, ``training.models.clap.build_model``) and its peer, the
+   reference implementation ``transformers.ClapModel(..., return_loss=True)`` built from the same
+   config (``training.random_init.build_clap_model``) on the same batch; and ``cnn10-minilm``
+   (ours only: no reference implementation exists, absolute numbers). Every system gets
+   ``--warmup`` untimed steps, then ``--steps`` timed steps in rounds (one step per system per
+   round, systems in a rotating order); clips/s = batch / median step time; the ours/peer ratio
+   is the median over rounds of the two back-to-back steps' ratio.
+2. end to end: ``training.train.train(TrainConfig(...))`` on generated WAV files (3-15 s, 44.1 kHz,
+   so the resampler and the long-file crops run) for ``cnn10-minilm`` with ``--workers`` DataLoader
+   workers each; clips/s and ``data_wait_share`` come from the run's ``metrics.jsonl``, first log
+   window skipped (worker start-up, first-step allocations).
+3. CUDA (``--device cuda``, or ``auto`` when torch sees a GPU): model steps also under bf16
+   autocast and fp16 autocast + GradScaler, the loop also with ``precision="bf16"``; timings are
+   bracketed by ``torch.cuda.synchronize()``. On a CPU-only machine the CUDA parts are skipped.
+
+Noise control as in ``bench/embed.py``: before each timed block the script waits (up to
+``--wait-quiet`` s) for other processes to leave the CPUs idle and reports the CPU time other
+processes took during every timed step. See bench/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import gc
+import io
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from embed import CpuMonitor, wait_quiet  # noqa: E402  (same noise control as the embed bench)
+
+FRAMES, MELS = 1001, 64        # one 10 s clip of the LAION front end (48 kHz, hop 480, 64 mels)
+WAV_RATE = 44_100              # generated corpus: not the model's 48 kHz, so every clip is resampled
+PEER_NAME = "transformers ClapModel"
+DISTURBED_PCT = 10.0           # a step during which other processes took more than this is "disturbed"
+
+
+# ----------------------------------------------------------------------------- machine
+def machine_info(device: str) -> dict:
+    import torch
+    import transformers
+
+    info: dict = {"cpu": platform.processor() or "unknown", "logical_cpus": os.cpu_count(),
+                  "python": platform.python_version(), "torch_threads": torch.get_num_threads(),
+                  "torch_interop_threads": torch.get_num_interop_threads(),
+                  "versions": {"torch": torch.__version__, "transformers": transformers.__version__,
+                               "numpy": np.__version__}}
+    try:
+        cores, flags = set(), []
+        with open("/proc/cpuinfo") as fh:
+            block: dict[str, str] = {}
+            for line in fh:
+                if ":" in line:
+                    key, value = (s.strip() for s in line.split(":", 1))
+                    block[key] = value
+                    if key == "model name":
+                        info["cpu"] = value
+                    elif key == "flags" and not flags:
+                        flags = value.split()
+                elif block:
+                    cores.add((block.get("physical id"), block.get("core id")))
+                    block = {}
+            if block:
+                cores.add((block.get("physical id"), block.get("core id")))
+        info["physical_cores"] = len(cores) if all(c != (None, None) for c in cores) else None
+        info["isa"] = [f for f in ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16") if f in flags]
+    except OSError:
+        pass
+    if device == "cuda":
+        props = torch.cuda.get_device_properties(0)
+        info["gpu"] = {"name": props.name, "memory_gib": round(props.total_memory / 2**30, 1),
+                       "capability": f"{props.major}.{props.minor}", "cuda": torch.version.cuda,
+                       "bf16_supported": torch.cuda.is_bf16_supported()}
+    return info
+
+
+# ----------------------------------------------------------------------------- 1. model-only steps
+def synthetic_batch(config, batch: int, tokens: int, seed: int, device):
+    """Random log-mel features of the config's shape and random token ids (no padding), framed by
+    the family's begin/end tokens, as the collate function would give for ``tokens``-token captions."""
+    import torch
+
+    gen = torch.Generator().manual_seed(seed)
+    channels = 4 if config.fusion else 1
+    features = torch.randn(batch, channels, FRAMES, MELS, generator=gen)
+    # fused models: every clip long, so that both systems run the fusion branch for every clip (ours
+    # always does; transformers' only for long clips, and its BatchNorm fails on a single long one)
+    is_longer = torch.full((batch,), bool(config.fusion))
+    vocab = int(config.text.config.get("vocab_size", 2048))
+    bos, eos = {"roberta": (0, 2), "bert": (2, 3), "clip": (0, 2)}[config.text.type]
+    ids = torch.randint(5, vocab, (batch, tokens), generator=gen)
+    ids[:, 0], ids[:, -1] = bos, eos
+    mask = torch.ones_like(ids)
+    return {k: v.to(device) for k, v in
+            {"features": features, "is_longer": is_longer, "input_ids": ids, "attention_mask": mask}.items()}
+
+
+class StepSystem:
+    """One model + AdamW + one batch; ``step()`` runs one full training step and returns seconds."""
+
+    def __init__(self, name: str, config_name: str, model, batch: dict, device, precision: str, peer: bool):
+        import torch
+
+        self.name, self.config_name, self.peer = name, config_name, peer
+        self.model = model.to(device).train()
+        if hasattr(getattr(self.model, "audio", None), "prefer_channels_last"):
+            self.model.audio.prefer_channels_last()  # as training/train.py does for CNN towers
+        self.batch, self.device, self.precision = batch, device, precision
+        self.amp = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+        # the loop's optimiser settings (training/train.py), one group: both systems get the same
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=1e-4, betas=(0.9, 0.98), eps=1e-6,
+                                           weight_decay=0.2)
+        self.scaler = torch.amp.GradScaler(device.type) if self.amp == torch.float16 else None
+        self.times: list[float] = []
+        self.other_pct: list[float] = []
+        self.params = sum(p.numel() for p in self.model.parameters())
+        text_cfg = getattr(getattr(self.model, "text", None), "model", None) or getattr(self.model, "text_model", None)
+        self.text_attention = getattr(getattr(text_cfg, "config", None), "_attn_implementation", None)
+
+    def _loss(self):
+        import torch
+
+        from training.loss import contrastive_loss
+
+        b = self.batch
+        with torch.autocast(self.device.type, dtype=self.amp, enabled=self.amp is not None):
+            if self.peer:  # the reference: transformers computes the symmetric CLIP loss itself
+                out = self.model(input_ids=b["input_ids"], attention_mask=b["attention_mask"],
+                                 input_features=b["features"], is_longer=b["is_longer"].unsqueeze(-1),
+                                 return_loss=True)
+                return out.loss
+            audio, text = self.model(b["features"], b["is_longer"], b["input_ids"], b["attention_mask"])
+            scale_a, scale_t = self.model.logit_scales()
+            return contrastive_loss(audio.float(), text.float(), scale_a, scale_t)
+
+    def step(self) -> float:
+        import torch
+
+        cuda = self.device.type == "cuda"
+        if cuda:
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        self.optimizer.zero_grad(set_to_none=True)
+        loss = self._loss()
+        if self.scaler is not None:
+            self.scaler.scale(loss).backward()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            loss.backward()
+            self.optimizer.step()
+        if cuda:
+            torch.cuda.synchronize()
+        dt = time.perf_counter() - t0
+        if not torch.isfinite(loss.detach()).item():
+            raise FloatingPointError(f"{self.name} {self.precision}: loss is {float(loss)}")
+        return dt
+
+
+def build_systems(pair_config: str, solo_config: str, batch: int, tokens: int, seed: int, device,
+                  precision: str) -> list[StepSystem]:
+    from training.models.clap import build_model
+    from training.models.config import load_config
+    from training.random_init import build_clap_model
+
+    pair, solo = load_config(pair_config), load_config(solo_config)
+    pair_batch = synthetic_batch(pair, batch, tokens, seed, device)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return [
+            StepSystem(f"ours {pair_config}", pair_config, build_model(pair, seed=seed), pair_batch, device,
+                       precision, peer=False),
+            StepSystem(f"{PEER_NAME} {pair_config}", pair_config, build_clap_model(pair, seed=seed), pair_batch,
+                       device, precision, peer=True),
+            StepSystem(f"ours {solo_config}", solo_config, build_model(solo, seed=seed),
+                       synthetic_batch(solo, batch, tokens, seed, device), device, precision, peer=False),
+        ]
+
+
+def time_model_steps(systems: list[StepSystem], warmup: int, steps: int, quiet: float) -> None:
+    """Warm-up, then ``steps`` rounds of one timed step per system, in a rotating order (so that
+    no system always runs right after the same neighbour); each step after a quiet wait."""
+    import torch
+
+    for system in systems:
+        for _ in range(warmup):
+            system.step()
+        if system.device.type == "cuda":  # one more step, for the memory a step needs on top of
+            torch.cuda.reset_peak_memory_stats()  # what is resident (all systems' weights + AdamW state)
+            resident = torch.cuda.memory_allocated()
+            system.step()
+            system.step_gib = (torch.cuda.max_memory_allocated() - resident) / 2**30
+    for rnd in range(steps):
+        k = rnd % len(systems)
+        for system in systems[k:] + systems[:k]:
+            wait_quiet(quiet)
+            time.sleep(0.05)  # let the previous system's worker threads stop spinning
+            with CpuMonitor() as monitor:
+                dt = system.step()
+            system.times.append(dt)
+            system.other_pct.append(monitor.other_pct)
+
+
+def model_rows(systems: list[StepSystem], batch: int) -> list[dict]:
+    rows = []
+    for s in systems:
+        median = statistics.median(s.times)
+        row = {"system": s.name, "config": s.config_name, "precision": s.precision, "peer": s.peer,
+               "params_m": round(s.params / 1e6, 1), "text_attention": s.text_attention,
+               "clips_per_s": round(batch / median, 4), "step_ms_median": round(1000 * median, 1),
+               "step_ms": [round(1000 * t, 1) for t in s.times],
+               "clips_per_s_mean": round(batch * len(s.times) / sum(s.times), 4),
+               "other_load_pct": [round(p, 1) for p in s.other_pct],
+               "disturbed_steps": sum(p > DISTURBED_PCT for p in s.other_pct)}
+        if hasattr(s, "step_gib"):
+            row["step_memory_gib"] = round(s.step_gib, 2)  # GPU peak during a step above the resident memory
+        rows.append(row)
+    return rows
+
+
+# ----------------------------------------------------------------------------- 2. end to end
+class LoopMonitor(CpuMonitor):
+    """``CpuMonitor`` that counts our DataLoader workers (child processes, joined by the time the
+    loop returns) as our own CPU time, not as other processes'."""
+
+    def __enter__(self):
+        t = os.times()
+        self.children0 = t.children_user + t.children_system
+        return super().__enter__()
+
+    def __exit__(self, *exc):
+        super().__exit__(*exc)
+        t = os.times()
+        children = t.children_user + t.children_system - self.children0
+        self.own += children
+        self.other = max(0.0, self.other - children)
+        self.other_pct = 100.0 * self.other / max(self.wall * self.ncpu, 1e-9)
+        return False
+
+
+CAPTION_ENDINGS = ["", " in the distance", " close to the microphone", " with a lot of echo",
+                   " outdoors on a windy day", " in a small room"]
+
+
+def write_corpus(folder: Path, files: int, records: int, seed: int) -> tuple[Path, list[float]]:
+    """``files`` mono 16-bit WAVs of 3-15 s at 44.1 kHz (tones with envelopes over noise) and a
+    JSONL manifest of ``records`` lines (files repeated, with other captions, when records > files)."""
+    import soundfile as sf
+
+    from training.random_init import TOKENIZER_CORPUS
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    # evenly spread lengths, shuffled: about half the clips are longer than the 10 s window
+    lengths = rng.permutation(np.linspace(3.0, 15.0, files))
+    for i, seconds in enumerate(lengths):
+        n = int(seconds * WAV_RATE)
+        t = np.arange(n) / WAV_RATE
+        y = 0.05 * np.cumsum(rng.standard_normal(n)) / np.sqrt(n)  # brown-ish noise bed
+        y += 0.02 * rng.standard_normal(n)
+        for _ in range(3):
+            freq, start = rng.uniform(80, 4000), rng.uniform(0, seconds)
+            envelope = np.exp(-np.clip(t - start, 0, None) * rng.uniform(0.5, 4)) * (t >= start)
+            y += 0.2 * envelope * np.sin(2 * np.pi * freq * t)
+        sf.write(folder / f"clip{i:03d}.wav", (0.9 * y / max(np.abs(y).max(), 1e-9)).astype(np.float32),
+                 WAV_RATE, subtype="PCM_16")
+    lines = []
+    for r in range(records):
+        caps = [TOKENIZER_CORPUS[(r * 7 + k) % len(TOKENIZER_CORPUS)] + CAPTION_ENDINGS[(r + k) % len(CAPTION_ENDINGS)]
+                for k in range(2)]
+        lines.append(json.dumps({"audio": f"clip{r % files:03d}.wav", "captions": caps}))
+    manifest = folder / "train.jsonl"
+    manifest.write_text("\n".join(lines) + "\n")
+    return manifest, [float(x) for x in lengths]
+
+
+def run_loop(manifest: Path, out_dir: Path, model: str, batch: int, steps: int, log_every: int, workers: int,
+             device: str, precision: str, seed: int) -> dict:
+    """One real training run; clips/s and data-wait share over the log windows after the first."""
+    from training.train import train
+    from training.train_config import TrainConfig
+
+    # max_steps above what we run + stop_after_steps: the same loop, but no final checkpoint to write
+    cfg = TrainConfig(model=model, train_manifest=str(manifest), out_dir=str(out_dir), batch_size=batch,
+                      max_steps=steps * 10, warmup_steps=2, workers=workers, log_every=log_every,
+                      eval_every=10**9, save_every=10**9, progress=False, device=device, precision=precision,
+                      seed=seed)
+    t0 = time.perf_counter()
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore")
+        train(cfg, stop_after_steps=steps)
+    wall = time.perf_counter() - t0
+    windows = [json.loads(line) for line in (out_dir / "metrics.jsonl").read_text().splitlines()]
+    windows = [w for w in windows if "clips_per_s" in w]
+    prev, rows = 0, []
+    for w in windows:
+        clips = (w["step"] - prev) * batch
+        seconds = clips / w["clips_per_s"]
+        rows.append({"step": w["step"], "clips": clips, "seconds": seconds, "wait_s": w["data_wait_share"] * seconds,
+                     "clips_per_s": w["clips_per_s"], "data_wait_share": w["data_wait_share"]})
+        prev = w["step"]
+    used = rows[1:] or rows
+    clips, seconds, wait = (sum(r[k] for r in used) for k in ("clips", "seconds", "wait_s"))
+    return {"workers": workers, "precision": precision, "clips_per_s": round(clips / seconds, 4),
+            "data_wait_share": round(wait / seconds, 4), "steps_timed": sum(r["clips"] for r in used) // batch,
+            "warmup_window_skipped": len(rows) > 1, "wall_s": round(wall, 1),
+            "windows": [{"step": r["step"], "clips_per_s": round(r["clips_per_s"], 4),
+                         "data_wait_share": round(r["data_wait_share"], 4)} for r in rows]}
+
+
+# ----------------------------------------------------------------------------- report
+def print_report(results: dict) -> None:
+    m, cfg = results["machine"], results["config"]
+    gpu = f"; GPU {m['gpu']['name']}" if "gpu" in m else ""
+    print(f"\nmachine: {m['cpu']}, {m['logical_cpus']} logical CPUs ({m.get('physical_cores')} cores), "
+          f"torch {m['versions']['torch']} with {m['torch_threads']} threads{gpu}; device {cfg['device']}")
+    if "model_only" in results:
+        mo = results["model_only"]
+        print(f"\nmodel-only training step (forward + symmetric contrastive loss + backward + AdamW), synthetic "
+              f"batch of {cfg['batch']} clips x (C, {FRAMES}, {MELS}) + {cfg['tokens']} tokens; clips/s = batch / "
+              f"median of {cfg['steps']} steps after {cfg['warmup']} warm-up")
+        head = (f"{'system':46s} {'prec':>5s} {'params':>7s} {'step ms':>9s} {'clips/s':>9s} {'x peer':>8s} "
+                f"{'other load':>10s}")
+        print(head)
+        print("-" * len(head))
+        for row in mo["rows"]:
+            ratio = mo["ratio_ours_vs_peer"].get(row["precision"])
+            if row["peer"]:
+                rel = "1.00x"
+            elif row["config"] == cfg["pair_config"]:
+                rel = f"{ratio:.2f}x" if ratio else "-"
+            else:
+                rel = "no peer"
+            print(f"{row['system']:46s} {row['precision']:>5s} {row['params_m']:6.1f}M {row['step_ms_median']:9.1f} "
+                  f"{row['clips_per_s']:9.3f} {rel:>8s} {max(row['other_load_pct'], default=0):9.0f}%")
+        for prec, ratio in mo["ratio_ours_vs_peer"].items():
+            detail = mo["ratio_detail"][prec]
+            print(f"ours / {PEER_NAME} ({cfg['pair_config']}, {prec}): {ratio:.3f}x clips/s (>1: ours faster; "
+                  f"median of the per-round ratios {', '.join(f'{x:.2f}' for x in detail['per_round'])}; "
+                  f"ratio of the medians {detail['ratio_of_medians']:.3f}x)")
+        print(f"{cfg['solo_config']}: no reference implementation exists, absolute numbers only")
+    if "end_to_end" in results:
+        e = results["end_to_end"]
+        print(f"\nend to end: training.train.train, {e['model']}, batch {e['batch']}, {e['records']} records over "
+              f"{e['files']} WAV files ({min(e['lengths_s']):.0f}-{max(e['lengths_s']):.0f} s, {WAV_RATE} Hz); "
+              f"steps {e['log_every'] + 1}-{e['steps']} (first log window skipped)")
+        head = (f"{'workers':>7s} {'prec':>5s} {'clips/s':>9s} {'step ms':>9s} {'data wait':>10s} "
+                f"{'wait ms/step':>12s} {'other load':>10s}")
+        print(head)
+        print("-" * len(head))
+        for run in e["runs"]:
+            step_ms = 1000 * e["batch"] / run["clips_per_s"]
+            print(f"{run['workers']:7d} {run['precision']:>5s} {run['clips_per_s']:9.3f} {step_ms:9.1f} "
+                  f"{100 * run['data_wait_share']:9.1f}% {run['data_wait_share'] * step_ms:12.1f} "
+                  f"{run['other_load_pct']:9.0f}%")
+    for note in results["notes"]:
+        print(f"note: {note}")
+    load = results["contention"]
+    print(f"\nother processes used {load['other_processes_cpu_s']:.1f} CPU-s during {load['wall_s']:.0f} s of "
+          f"measurement ({load['other_load_pct']:.1f}% of the machine); disturbed timed blocks: "
+          f"{load['disturbed_blocks']}")
+    if load["disturbed_blocks"] or load["other_load_pct"] > DISTURBED_PCT:
+        print("WARNING: the machine was busy during the measurement; re-run on a quiet machine for final numbers")
+
+
+# ----------------------------------------------------------------------------- main
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true",
+                        help="smoke run: micro / micro-cnn-bert, batch 2, 2 steps, 8 short files")
+    parser.add_argument("--json", "--out", dest="json", type=Path, default=REPO / "bench" / "results-train.json",
+                        help="results JSON (default bench/results-train.json)")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    parser.add_argument("--precisions", default=None,
+                        help="model-step precisions, comma separated (default: fp32 on CPU; fp32,bf16,fp16 on "
+                             "CUDA); the loop runs the fp32/bf16 ones")
+    parser.add_argument("--batch", type=int, default=None, help="clips per step (default 8 on CPU, 64 on CUDA; "
+                                                                 "quick 2)")
+    parser.add_argument("--tokens", type=int, default=16, help="tokens per synthetic caption (default 16)")
+    parser.add_argument("--warmup", type=int, default=None, help="untimed steps per system (default 1; CUDA 3)")
+    parser.add_argument("--steps", type=int, default=None, help="timed steps per system (default 5; CUDA 20; "
+                                                                 "quick 2)")
+    parser.add_argument("--parts", default="model,e2e", help="which parts to run: model, e2e or both")
+    parser.add_argument("--workers", default=None,
+                        help="DataLoader worker counts for the loop (default 0,1,2; CUDA also 4,8 up to the "
+                             "CPU count)")
+    parser.add_argument("--e2e-model", default=None, help="registry config for the loop (default cnn10-minilm; "
+                                                          "quick micro-cnn-bert)")
+    parser.add_argument("--e2e-files", type=int, default=None, help="WAV files to generate (default 64; quick 8)")
+    parser.add_argument("--e2e-steps", type=int, default=None, help="loop steps per run (default 10, CUDA 30; "
+                                                                    "quick 4)")
+    parser.add_argument("--e2e-log-every", type=int, default=None,
+                        help="steps per log window; the first window is skipped (default 2, CUDA 10; quick 1)")
+    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
+    parser.add_argument("--wait-quiet", type=float, default=None,
+                        help="before each timed block, wait up to this many seconds for other processes to "
+                             "leave the CPUs idle (default 20; quick 0)")
+    parser.add_argument("--work-dir", type=Path, default=None, help="keep the corpus and runs here "
+                                                                    "(default: a temporary folder)")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.device == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda: torch sees no GPU")
+    device_name = "cuda" if args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available()) else "cpu"
+    device = torch.device(device_name)
+    cuda, quick = device_name == "cuda", args.quick
+    parts = {p.strip() for p in args.parts.split(",") if p.strip()}
+    if not parts <= {"model", "e2e"} or not parts:
+        parser.error("--parts: model, e2e or model,e2e")
+    notes: list[str] = []
+    if args.precisions:
+        precisions = [p.strip() for p in args.precisions.split(",") if p.strip()]
+        if not set(precisions) <= {"fp32", "bf16", "fp16"}:
+            parser.error("--precisions: a comma-separated subset of fp32, bf16, fp16")
+    else:
+        precisions = ["fp32", "bf16", "fp16"] if cuda else ["fp32"]
+    if cuda and "bf16" in precisions and not torch.cuda.is_bf16_supported():
+        precisions.remove("bf16")
+        notes.append("this GPU does not support bf16: bf16 skipped")
+    if not cuda:
+        if "fp16" in precisions:
+            precisions.remove("fp16")
+            notes.append("fp16 autocast + GradScaler is a CUDA mode: skipped on CPU")
+        notes.append("no CUDA device: mixed-precision (bf16/fp16) GPU runs skipped" if args.device != "cpu"
+                     else "--device cpu: GPU runs skipped")
+    if not precisions:
+        parser.error("no precision left to run on this device")
+    batch = args.batch or (2 if quick else 64 if cuda else 8)
+    warmup = args.warmup if args.warmup is not None else (1 if quick or not cuda else 3)
+    steps = args.steps or (2 if quick else 20 if cuda else 5)
+    quiet = args.wait_quiet if args.wait_quiet is not None else (0.0 if quick else 20.0)
+    pair_config, solo_config = ("micro", "micro-cnn-bert") if quick else ("htsat-tiny-roberta", "cnn10-minilm")
+    e2e_model = args.e2e_model or solo_config
+    e2e_steps = args.e2e_steps or (4 if quick else 30 if cuda else 10)
+    log_every = args.e2e_log_every or (1 if quick else 10 if cuda else 2)
+    if e2e_steps < 2 * log_every:
+        parser.error("--e2e-steps must cover at least two log windows (the first is skipped)")
+    files = args.e2e_files or (8 if quick else 64)
+    if args.workers:
+        worker_counts = [int(w) for w in args.workers.split(",")]
+    else:
+        worker_counts = [0, 1, 2] + ([w for w in (4, 8) if w <= (os.cpu_count() or 1)] if cuda else [])
+    loop_precisions = [p for p in precisions if p in ("fp32", "bf16")] or ["fp32"]
+
+    started = time.perf_counter()
+    results: dict = {
+        "command": " ".join([Path(sys.executable).name, *sys.argv]) if argv is None else f"train.py {' '.join(argv)}",
+        "machine": machine_info(device_name),
+        "load_before": [round(x, 2) for x in os.getloadavg()],
+        "config": {"quick": quick, "device": device_name, "precisions": precisions, "batch": batch,
+                   "tokens": args.tokens, "warmup": warmup, "steps": steps, "pair_config": pair_config,
+                   "solo_config": solo_config, "seed": args.seed, "wait_quiet_s": quiet, "parts": sorted(parts)},
+    }
+    torch.manual_seed(args.seed)
+    np.random.seed(args.seed)
+    busy_blocks = 0
+
+    with LoopMonitor() as monitor:  # our DataLoader workers count as ours
+        if "model" in parts:
+            rows: list[dict] = []
+            ratios: dict[str, float] = {}
+            ratio_detail: dict[str, dict] = {}
+            for precision in precisions:
+                print(f"building {pair_config} (ours + {PEER_NAME}) and {solo_config}, {precision} ...", flush=True)
+                systems = build_systems(pair_config, solo_config, batch, args.tokens, args.seed, device, precision)
+                print(f"timing model steps ({warmup} warm-up + {steps} per system, batch {batch}) ...", flush=True)
+                try:
+                    time_model_steps(systems, warmup, steps, quiet)
+                except torch.cuda.OutOfMemoryError as exc:  # a big --batch on a small GPU: report, go on
+                    notes.append(f"{precision}: out of GPU memory at batch {batch}: {str(exc).splitlines()[0]}")
+                    del systems
+                    gc.collect()
+                    torch.cuda.empty_cache()
+                    continue
+                new = model_rows(systems, batch)
+                rows += new
+                ours, peer = systems[0], systems[1]
+                # round by round (the two steps ran back to back), median: robust to the machine's
+                # speed drifting over minutes, which a ratio of two medians is not
+                paired = [p / o for o, p in zip(ours.times, peer.times)]
+                ratios[precision] = round(statistics.median(paired), 4)
+                by_name = {r["system"]: r for r in new}
+                ratio_detail[precision] = {
+                    "per_round": [round(x, 4) for x in paired],
+                    "ratio_of_medians": round(by_name[ours.name]["clips_per_s"] / by_name[peer.name]["clips_per_s"], 4)}
+                busy_blocks += sum(r["disturbed_steps"] for r in new)
+                del systems
+                gc.collect()
+                if cuda:
+                    torch.cuda.empty_cache()
+            peer_attn = next((r["text_attention"] for r in rows if r["peer"]), None)
+            ours_attn = next((r["text_attention"] for r in rows if r["config"] == pair_config and not r["peer"]), None)
+            if peer_attn != ours_attn:
+                notes.append(f"text attention: ours {ours_attn}, {PEER_NAME} {peer_attn} (transformers' defaults "
+                             f"for RobertaModel and ClapTextModel)")
+            results["model_only"] = {"rows": rows, "ratio_ours_vs_peer": ratios, "ratio_detail": ratio_detail,
+                                     "peer": f"{PEER_NAME}(input_ids, attention_mask, input_features, is_longer, "
+                                             f"return_loss=True) from training.random_init.build_clap_model",
+                                     "no_peer": {solo_config: "no reference implementation: absolute numbers only"}}
+
+        if "e2e" in parts:
+            tmp = None
+            if args.work_dir is None:
+                tmp = tempfile.TemporaryDirectory(prefix="clap-bench-train-")
+                work = Path(tmp.name)
+            else:
+                work = args.work_dir
+                work.mkdir(parents=True, exist_ok=True)
+            try:
+                records = max(files, batch * (e2e_steps + 1))
+                print(f"writing {files} WAV files (3-15 s, {WAV_RATE} Hz), {records} records ...", flush=True)
+                manifest, lengths = write_corpus(work / "corpus", files, records, args.seed)
+                runs = []
+                for precision in loop_precisions:
+                    for workers in worker_counts:
+                        print(f"training {e2e_model}: {e2e_steps} steps, workers={workers}, {precision} ...",
+                              flush=True)
+                        out_dir = work / f"run-{precision}-w{workers}"
+                        if out_dir.exists():
+                            import shutil
+
+                            shutil.rmtree(out_dir)
+                        wait_quiet(quiet)
+                        with LoopMonitor() as run_monitor:
+                            run = run_loop(manifest, out_dir, e2e_model, batch, e2e_steps, log_every, workers,
+                                           device_name, precision, args.seed)
+                        run["other_load_pct"] = round(run_monitor.other_pct, 1)
+                        busy_blocks += run_monitor.other_pct > DISTURBED_PCT
+                        runs.append(run)
+            finally:
+                if tmp is not None:
+                    tmp.cleanup()
+            model_only = {r["precision"]: r["clips_per_s"] for r in results.get("model_only", {}).get("rows", [])
+                          if r["config"] == e2e_model and not r["peer"]}
+            results["end_to_end"] = {"model": e2e_model, "batch": batch, "files": files, "records": records,
+                                     "lengths_s": [round(x, 2) for x in lengths], "sample_rate": WAV_RATE,
+                                     "steps": e2e_steps, "log_every": log_every, "runs": runs,
+                                     "model_only_clips_per_s": model_only}
+    results["contention"] = {**monitor.summary(), "disturbed_blocks": busy_blocks}
+    results["load_after"] = [round(x, 2) for x in os.getloadavg()]
+    results["notes"] = notes
+    results["elapsed_s"] = round(time.perf_counter() - started, 1)
+
+    print_report(results)
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(results, indent=2, default=float) + "\n")
+    print(f"\nwrote {args.json} ({results['elapsed_s']:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
