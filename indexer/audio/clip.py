@@ -40,6 +40,12 @@ def repeat_pad(waveform: np.ndarray, clip_samples: int) -> np.ndarray:
     return np.pad(tiled, (0, clip_samples - tiled.shape[0]))
 
 
+def peak_normalized(clip: np.ndarray) -> np.ndarray:
+    """``clip / max|clip|`` (silence stays silence)."""
+    peak = float(np.max(np.abs(clip))) if clip.size else 0.0
+    return clip / np.float32(peak) if peak > 0 else clip
+
+
 def fusion_chunk_starts(total_frames: int, chunk_frames: int) -> tuple[int, int, int]:
     """Middle element of each third of the candidate start frames (empty thirds -> 0)."""
     ranges = np.array_split(np.arange(0, total_frames - chunk_frames + 1), 3)
@@ -82,6 +88,12 @@ def clip_views(
     channels = 4 if fused else 1
     clip = spec.clip_samples
     chunk = spec.chunk_frames
+
+    if spec.peak_normalize:  # per clip, so only the samples the clip uses (centre crop or the whole)
+        if fused:
+            raise ValueError("peak_normalize is per clip and cannot be combined with fusion views")
+        raw = read
+        read = lambda a, b: peak_normalized(raw(a, b))  # noqa: E731  one read per clip below
 
     if num_samples <= clip:
         mel = log_mel(repeat_pad(read(0, num_samples), clip), spec)

@@ -58,6 +58,8 @@ def _mel_filter_bank_cached(
     bank = np.maximum(0.0, np.minimum(lower, upper))  # (n_freq, n_mels) triangles
     if norm == "slaney":
         bank *= 2.0 / (hz_edges[2:] - hz_edges[:-2])[None, :]  # equal area per filter
+    elif norm == "l1":
+        bank /= np.maximum(bank.sum(axis=0, keepdims=True), 1e-30)  # each filter sums to one
     bank = bank.astype(np.float32)
     bank.setflags(write=False)
     return bank
@@ -166,11 +168,16 @@ def log_mel_frames(
 
 def _to_log(mel: np.ndarray, spec: AudioFrontend) -> np.ndarray:
     log = spec.log
-    db = log.multiplier * np.log10(np.maximum(mel, log.amin))
-    db -= log.multiplier * np.log10(max(log.amin, log.ref))
-    if log.top_db is not None:
-        db = np.maximum(db, db.max() - log.top_db)
-    return db.astype(np.float32)
+    if log.kind == "log1p":
+        value = np.log10(np.float32(1.0) + np.float32(log.gain) * mel)
+    else:
+        value = log.multiplier * np.log10(np.maximum(mel, log.amin))
+        value -= log.multiplier * np.log10(max(log.amin, log.ref))
+        if log.top_db is not None:
+            value = np.maximum(value, value.max() - log.top_db)
+    if log.offset != 0.0 or log.divisor != 1.0:
+        value = (value - np.float32(log.offset)) / np.float32(log.divisor)
+    return value.astype(np.float32)
 
 
 def log_mel(waveform: np.ndarray, spec: AudioFrontend) -> np.ndarray:

@@ -32,12 +32,27 @@ class _Strict(BaseModel):
 
 
 class LogSpec(_Strict):
-    """``multiplier * log10(max(power, amin) / ref)``, optionally clipped ``top_db`` below max."""
+    """Mel power -> model input.
 
+    ``db`` (LAION): ``multiplier * log10(max(power, amin) / ref)``, optionally clipped ``top_db``
+    below the max. ``log1p`` (the aisfx CNN): ``log10(1 + gain * power)``. Either is then mapped
+    through ``(value - offset) / divisor`` (aisfx's min-max scaling: offset 0, divisor 9.4578).
+    """
+
+    kind: Literal["db", "log1p"] = "db"
     multiplier: float = 10.0
     amin: float = 1e-10
     ref: float = 1.0
     top_db: float | None = None
+    gain: float = 1.0
+    offset: float = 0.0
+    divisor: float = 1.0
+
+    @model_validator(mode="after")
+    def _check(self) -> "LogSpec":
+        if self.divisor == 0 or self.gain <= 0:
+            raise ValueError("log divisor must be non-zero and gain positive")
+        return self
 
 
 class AudioFrontend(_Strict):
@@ -56,7 +71,7 @@ class AudioFrontend(_Strict):
     f_min: float = 50.0
     f_max: float = 14_000.0
     mel_scale: Literal["slaney", "htk"] = "slaney"
-    mel_norm: Literal["slaney"] | None = "slaney"
+    mel_norm: Literal["slaney", "l1"] | None = "slaney"  # l1: each filter sums to 1 (librosa norm=1)
     log: LogSpec = LogSpec()
     # laion_clap rounds every waveform through int16 before the front end; transformers does not.
     int16_roundtrip: bool = False
@@ -66,6 +81,9 @@ class AudioFrontend(_Strict):
     # How longer clips are reduced: ``fusion`` (global view + 3 fixed local crops, fused model) or a
     # deterministic ``center_crop`` of one clip for non-fusion models.
     long_policy: Literal["fusion", "center_crop"] = "center_crop"
+    # Scale each clip (the repeat-padded short clip or the 10 s crop) to a peak of 1 before the
+    # front end: loudness-invariant vectors, and the input the aisfx CNN was trained on.
+    peak_normalize: bool = False
 
     @property
     def chunk_frames(self) -> int:
@@ -78,6 +96,8 @@ class AudioFrontend(_Strict):
             raise ValueError("win_length must not exceed n_fft")
         if not 0 <= self.f_min < self.f_max <= self.sample_rate / 2:
             raise ValueError("need 0 <= f_min < f_max <= sample_rate/2")
+        if self.peak_normalize and self.long_policy == "fusion":
+            raise ValueError("peak_normalize is defined per clip; fusion views span the whole file")
         return self
 
 

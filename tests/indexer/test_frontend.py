@@ -68,3 +68,37 @@ def test_reflect_padding_matches_numpy_pad():
     power = np.abs(np.fft.rfft(frames * window)) ** 2
     ref = 10 * np.log10(np.maximum(power @ mel_filter_bank(spec).astype(np.float64), 1e-10))
     assert np.abs(log_mel(x, spec) - ref).max() < 2e-3
+
+
+def test_aisfx_style_front_end_matches_librosa():
+    """log10(1 + 10000 * mel) / 9.4578 on L1-normalised HTK filters (the aisfx CNN's input)."""
+    librosa = pytest.importorskip("librosa")
+    from indexer.models.manifest import AudioFrontend, LogSpec
+
+    spec = AudioFrontend(sample_rate=44_100, clip_samples=5 * 44_100, n_fft=2048, win_length=2048,
+                         hop_length=1024, n_mels=96, f_min=0.0, f_max=22_050.0, mel_scale="htk", mel_norm="l1",
+                         pad_mode="constant", log=LogSpec(kind="log1p", gain=10_000.0, divisor=9.457798957824707))
+    rng = np.random.default_rng(3)
+    y = (0.2 * rng.standard_normal(3 * 44_100)).astype(np.float32)
+    ours = log_mel(y, spec)
+    ref = librosa.feature.melspectrogram(y=y, sr=44_100, n_fft=2048, hop_length=1024, win_length=2048, n_mels=96,
+                                         fmin=0.0, fmax=22_050.0, htk=True, norm=1.0, power=2.0, center=True,
+                                         pad_mode="constant")
+    expected = np.log10(1 + 10_000 * ref.T) / 9.457798957824707
+    assert ours.shape == expected.shape
+    assert np.abs(ours - expected).max() < 1e-4
+
+
+def test_peak_normalize_makes_features_gain_invariant():
+    from indexer.audio.clip import waveform_views
+    from indexer.models.manifest import AudioFrontend
+
+    spec = AudioFrontend(sample_rate=16_000, clip_samples=16_000, n_fft=512, win_length=512, hop_length=160,
+                         n_mels=32, f_max=8000, peak_normalize=True)
+    rng = np.random.default_rng(1)
+    for seconds in (0.4, 2.5):  # a repeat-padded short clip and a centre-cropped long one
+        y = (0.5 * rng.standard_normal(int(seconds * 16_000))).astype(np.float32)
+        loud, quiet = waveform_views(y, spec), waveform_views(0.01 * y, spec)
+        assert np.abs(loud.features - quiet.features).max() < 1e-3
+    with pytest.raises(ValueError, match="fusion"):
+        AudioFrontend(long_policy="fusion", peak_normalize=True)
