@@ -38,7 +38,7 @@ def discover(paths: list[Path], extensions: tuple[str, ...] = AUDIO_EXTENSIONS) 
 def _model_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", type=Path, default=os.environ.get("CLAPSEARCH_MODEL"),
                         help="model folder (default: $CLAPSEARCH_MODEL)")
-    parser.add_argument("--variant", default="fp32", help="fp32 (default), int8 or fp16 if the folder has it")
+    parser.add_argument("--variant", help="fp32, int8 or fp16 if the folder has it (default: the manifest's default)")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
 
 

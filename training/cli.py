@@ -55,6 +55,9 @@ def _report(manifest, out: Path) -> None:
     print(f"wrote {out}  ({manifest.name}: {manifest.audio.architecture}"
           f"{' + fusion' if manifest.audio.fusion else ''}, {manifest.text.architecture}, {manifest.embed_dim}-d)")
     for name, variant in manifest.variants.items():
+        if not variant.shipped:
+            print(f"  {name}: measured, not shipped")
+            continue
         cost = ""
         if variant.audio_min_cosine_to_fp32 is not None:
             cost = (f"  min cosine to fp32: audio {variant.audio_min_cosine_to_fp32:.5f}, "
@@ -67,6 +70,9 @@ def _export_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--variants", type=_variants, default=("fp32", "int8"),
                    help="comma-separated: fp32 (always), int8, fp16 (default: fp32,int8)")
     p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--ship", type=_variants, help="variants whose files the folder keeps (default: all); "
+                   "the others are measured and recorded but left out, e.g. --ship int8 for a small folder")
+    p.add_argument("--default-variant", help="variant the runtime opens by default (default: fp32 when shipped)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -191,11 +197,12 @@ def main(argv: list[str] | None = None) -> int:
                 return 0
             args.checkpoint, args.out, args.command = cfg.checkpoint_dir / "best.pt", args.export_to, "export"
             args.name, args.variants, args.overwrite = None, ("fp32", "int8"), True
+            args.ship, args.default_variant = None, None
         converted = _convert(args)
         for note in converted.notes:
             print(f"note: {note}")
         manifest = write_model_folder(converted, args.out, name=args.name, variants=args.variants,
-                                      overwrite=args.overwrite)
+                                      overwrite=args.overwrite, ship=args.ship, default_variant=args.default_variant)
     except (ClapSearchError, ValueError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -75,7 +75,7 @@ def _failed(failures: dict[str, str], skip: bool, dim: int, rows: list) -> np.nd
 class OnnxEmbedder:
     """An exported model folder through the serving runtime (``ClapEncoder``)."""
 
-    def __init__(self, model_folder: str | Path, variant: str = "fp32", *, device: str = "auto",
+    def __init__(self, model_folder: str | Path, variant: str | None = None, *, device: str = "auto",
                  threads: int | None = None, skip_failed: bool = False, batch_size: int = 16):
         from indexer.models.encoder import ClapEncoder
 
@@ -83,7 +83,7 @@ class OnnxEmbedder:
         self.skip_failed, self.batch_size = skip_failed, batch_size
         self.failures: dict[str, str] = {}
         m = self.encoder.manifest
-        self.identity = {"kind": "onnx", "name": m.name, "folder": str(model_folder), "variant": variant,
+        self.identity = {"kind": "onnx", "name": m.name, "folder": str(model_folder), "variant": self.encoder.variant,
                          "fingerprint": m.fingerprint, "embed_dim": m.embed_dim,
                          "providers": list(self.encoder.providers)}
 

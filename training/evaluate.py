@@ -271,7 +271,7 @@ def build_parser() -> argparse.ArgumentParser:
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--model", type=Path, help="exported model folder (manifest.json + ONNX)")
     src.add_argument("--checkpoint", type=Path, help="training checkpoint (evaluated with torch)")
-    p.add_argument("--variant", default="fp32", help="ONNX variant of --model (default fp32)")
+    p.add_argument("--variant", help="ONNX variant of --model (default: the manifest's default variant)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda")
     p.add_argument("--manifest", type=Path, required=True, help="data manifest (.jsonl, .csv, Clotho, AudioCaps)")
     p.add_argument("--audio-dir", type=Path, help="folder the manifest's audio paths are relative to")

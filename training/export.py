@@ -9,7 +9,8 @@ Steps, each checked:
    probe inputs that include long (fused) and short clips in one batch; export fails otherwise;
 3. optional variants: ``int8`` (dynamic int8 quantization of MatMul/Gemm weights) and ``fp16``;
    each variant's cost is measured as the minimum cosine of its vectors to fp32's on the probes
-   and written to the manifest;
+   and written to the manifest; ``ship`` keeps only some variants' files in the folder (the others
+   stay in the manifest, hashes included, marked ``shipped: false``);
 4. the tokenizer file and a manifest with hashes and provenance.
 """
 
@@ -160,6 +161,8 @@ def write_model_folder(
     variants: tuple[str, ...] = ("fp32",),
     parity_tol: float = 1e-4,
     overwrite: bool = False,
+    ship: tuple[str, ...] | None = None,
+    default_variant: str | None = None,
 ) -> Manifest:
     """Export ``converted`` into ``out_dir`` and return its manifest. See the module docstring."""
     out = Path(out_dir)
@@ -225,6 +228,14 @@ def write_model_folder(
                                     text_batch_invariant=_batch_invariant(
                                         stage / "text.onnx", _equal_length_text_feeds(**text_feeds)),
                                     sha256={n: sha256_file(stage / n) for n in ("audio.onnx", "text.onnx")})
+        shipped = set(files) if ship is None else set(ship)
+        if not shipped <= set(files):
+            raise ModelError(f"cannot ship {sorted(shipped - set(files))}: not among the variants {sorted(files)}")
+        default_variant = default_variant or ("fp32" if "fp32" in shipped else sorted(shipped)[0])
+        for variant_name in sorted(set(files) - shipped):  # measured, recorded, left out of the folder
+            files[variant_name] = files[variant_name].model_copy(update={"shipped": False})
+            for file_name in (files[variant_name].audio, files[variant_name].text):
+                (stage / file_name).unlink()
         shutil.copyfile(tokenizer_file, stage / "tokenizer.json")
 
         config = model.full_config()
@@ -245,6 +256,7 @@ def write_model_folder(
                 config={"pooling": config.text.resolved_pooling, **config.text.config},
             ),
             variants=files,
+            default_variant=default_variant,
             provenance=Provenance(
                 source=converted.source, source_format=converted.source_format,
                 source_sha256=converted.source_sha256, converter="training.export.write_model_folder",

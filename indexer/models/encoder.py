@@ -56,12 +56,14 @@ def available_providers(prefer: str = "auto") -> list[str]:
 
 
 class ClapEncoder:
-    def __init__(self, folder: str | Path, manifest: Manifest, *, variant: str = "fp32",
+    def __init__(self, folder: str | Path, manifest: Manifest, *, variant: str | None = None,
                  device: str = "auto", threads: int | None = None):
         import onnxruntime as ort
 
-        if variant not in manifest.variants:
-            raise ModelError(f"{folder}: no {variant!r} variant; this model has {sorted(manifest.variants)}")
+        variant = variant or manifest.default_variant
+        shipped = sorted(k for k, v in manifest.variants.items() if v.shipped)
+        if variant not in shipped:
+            raise ModelError(f"{folder}: no {variant!r} variant in this folder; it has {shipped}")
         self.folder = Path(folder)
         self.manifest = manifest
         self.variant = variant

@@ -140,6 +140,9 @@ class Variant(_Strict):
     audio_batch_invariant: bool = True
     text_batch_invariant: bool = True
     sha256: dict[str, str] = Field(default_factory=dict)
+    # False: the files were measured at export but left out of the folder (a model shipped inside
+    # the repository keeps only its compact variant); the entry still pins the model's identity.
+    shipped: bool = True
 
 
 class Manifest(_Strict):
@@ -151,6 +154,7 @@ class Manifest(_Strict):
     audio: AudioTower
     text: TextTower
     variants: dict[str, Variant] = Field(description="precision name -> files; 'fp32' is required")
+    default_variant: str = "fp32"  # what the runtime opens unless told otherwise; must be shipped
     provenance: Provenance
     logit_scale_audio: float | None = None
     logit_scale_text: float | None = None
@@ -160,7 +164,10 @@ class Manifest(_Strict):
         if self.format_version != FORMAT_VERSION:
             raise ValueError(f"unsupported manifest format_version {self.format_version}")
         if "fp32" not in self.variants:
-            raise ValueError("variants must include 'fp32'")
+            raise ValueError("variants must include 'fp32' (the reference every variant is measured against)")
+        default = self.variants.get(self.default_variant)
+        if default is None or not default.shipped:
+            raise ValueError(f"default_variant {self.default_variant!r} must be a shipped variant")
         fused = self.audio_frontend.long_policy == "fusion"
         if fused != (self.audio.fusion is not None):
             raise ValueError("audio_frontend.long_policy 'fusion' requires a fusion audio tower and vice versa")
@@ -194,6 +201,8 @@ def load_manifest(folder: str | Path) -> Manifest:
     except ValidationError as exc:
         raise ManifestError(f"{path}: invalid manifest: {exc}") from exc
     for variant in manifest.variants.values():
+        if not variant.shipped:
+            continue
         for name in (variant.audio, variant.text):
             if not (Path(folder) / name).is_file():
                 raise ManifestError(f"{folder}: manifest lists {name!r} but the file is missing")

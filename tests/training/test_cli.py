@@ -63,3 +63,22 @@ def test_init_random_and_rank_refuses_another_models_vectors(tmp_path, capsys):
              model="other", fingerprint="0123456789abcdef")
     assert indexer_cli.main(["rank", str(tmp_path / "other.npz"), "rain", "--model", str(out)]) == 2
     assert "was embedded with model 'other'" in capsys.readouterr().err
+
+
+def test_a_folder_can_ship_only_its_compact_variant(tmp_path, capsys):
+    from indexer.models.encoder import ClapEncoder
+
+    out = tmp_path / "small"
+    assert cli.main(["init-random", "micro-cnn-bert", str(out), "--variants", "fp32,int8", "--ship", "int8"]) == 0
+    manifest = load_manifest(out)
+    assert manifest.default_variant == "int8" and not manifest.variants["fp32"].shipped
+    assert not (out / "audio.onnx").exists() and (out / "audio.int8.onnx").is_file()
+    assert manifest.variants["fp32"].sha256  # the reference stays pinned: same fingerprint as the full folder
+    encoder = ClapEncoder.open(out)
+    assert encoder.variant == "int8" and encoder.embed_text("rain").shape == (1, 64)
+    import pytest
+
+    from indexer.errors import ModelError
+
+    with pytest.raises(ModelError, match="no 'fp32' variant in this folder"):
+        ClapEncoder.open(out, variant="fp32")
