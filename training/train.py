@@ -242,7 +242,8 @@ def train(cfg: TrainConfig, *, stop_after_steps: int | None = None) -> TrainStat
     rt = setup(cfg)
     out = Path(cfg.out_dir)
     last = cfg.checkpoint_dir / "last.pt"
-    resume = load_checkpoint(last) if last.is_file() else None
+    # cached-heads runs restart their (fast) head training; the tower cache itself is reused
+    resume = load_checkpoint(last) if last.is_file() and not cfg.cache_towers else None
     train_records = read_records(cfg.train_manifest, cfg.train_split, cfg, "train")
     val_records = read_records(cfg.val_manifest, cfg.val_split, cfg, "val") if cfg.val_manifest else None
     captions = [c for r in train_records for c in r.captions] + [", ".join(r.tags) for r in train_records if r.tags]
@@ -281,6 +282,12 @@ def train(cfg: TrainConfig, *, stop_after_steps: int | None = None) -> TrainStat
     tokenizer = TextTokenizer(tokenizer_file if rt.main else _tokenizer_copy(tokenizer_json, out, rt),
                               max_length=model.config.text.max_length,
                               pad_token_id=int(model.text.model.config.pad_token_id or 0))
+    if cfg.cache_towers:
+        if rt.world > 1:
+            raise ValueError("cache_towers trains on one process; launch it without torchrun")
+        from training.cached import train_heads
+
+        return train_heads(cfg, model, tokenizer, tokenizer_json, train_records, val_records, rt.device, amp)
     dataset = make_dataset(train_records, model, cfg, train=True)
     sampler = EpochSampler(len(dataset), seed=cfg.seed, shuffle=True, rank=rt.rank, world_size=rt.world)
     micro = cfg.batch_size

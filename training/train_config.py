@@ -69,6 +69,9 @@ class TrainConfig(BaseModel):
     grad_clip: float | None = 1.0
     freeze_audio: bool = False              # lock a tower (LiT): no gradients, eval-mode norms
     freeze_text: bool = False
+    cache_towers: bool = False              # lock BOTH towers and train only the heads on cached tower
+                                            # outputs of ``cache_views`` augmented renderings (cached.py)
+    cache_views: int = 4
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"  # auto: bf16 on CUDA when supported, else fp32
     device: Literal["auto", "cpu", "cuda"] = "auto"
 
@@ -92,8 +95,9 @@ class TrainConfig(BaseModel):
                                                     or name not in ("R@1", "R@5", "R@10", "mAP@10")):
             raise ValueError(f"select_metric {self.select_metric!r}: use mean_recall or "
                              "{text_to_audio|audio_to_text}.{R@1|R@5|R@10|mAP@10}")
-        if self.freeze_audio and self.freeze_text:
-            raise ValueError("freezing both towers leaves only the heads: fine-tune at least one tower")
+        if self.freeze_audio and self.freeze_text and not self.cache_towers:
+            raise ValueError("freezing both towers leaves only the heads: use cache_towers=true for that "
+                             "(much faster), or fine-tune at least one tower")
         return self
 
     @property
