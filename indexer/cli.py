@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -36,8 +35,8 @@ def discover(paths: list[Path], extensions: tuple[str, ...] = AUDIO_EXTENSIONS) 
 
 
 def _model_arg(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", type=Path, default=os.environ.get("CLAPSEARCH_MODEL"),
-                        help="model folder (default: $CLAPSEARCH_MODEL)")
+    parser.add_argument("--model", type=Path, default=None,
+                        help="model folder (default: $CLAPSEARCH_MODEL, else the shipped default model)")
     parser.add_argument("--variant", help="fp32, int8 or fp16 if the folder has it (default: the manifest's default)")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
 
@@ -45,9 +44,9 @@ def _model_arg(parser: argparse.ArgumentParser) -> None:
 def _encoder(args):
     from indexer.models.encoder import ClapEncoder
 
-    if args.model is None:
-        raise ClapSearchError("no model folder: pass --model or set CLAPSEARCH_MODEL")
-    return ClapEncoder.open(args.model, variant=args.variant, device=args.device)
+    from indexer.models.defaults import default_model_dir
+
+    return ClapEncoder.open(args.model or default_model_dir(), variant=args.variant, device=args.device)
 
 
 def cmd_embed(args) -> int:

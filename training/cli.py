@@ -5,6 +5,8 @@
     torchrun --nproc-per-node 4 -m training.cli train --config run.json        # DDP, one process per GPU
     clap-train evaluate --model models/x --manifest data/test.jsonl            # or --checkpoint best.pt
     clap-train export runs/x/checkpoints/best.pt models/x --variants fp32,int8
+    clap-train corpus --out data/corpus --extra ../shared/data/extra-sfx    # the default model's data
+    clap-train model-card models/x --corpus data/corpus --run runs/x         # held-out numbers + card
     clap-train convert-laion 630k-audioset-fusion-best.pt models/laion-fusion --tokenizer ./roberta-base
     clap-train convert-hf ./clap-htsat-unfused models/clap-htsat-unfused
     clap-train init-random micro models/micro-random     # random weights: tests, benchmarks, demo
@@ -89,6 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--export-to", type=Path, help="export best.pt to this model folder when done")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
     sub.add_parser("evaluate", add_help=False, help="retrieval / zero-shot / linear-probe metrics")
+    sub.add_parser("corpus", add_help=False, help="build the captioned training corpus from Debian packages")
+    sub.add_parser("model-card", add_help=False, help="held-out evaluation + MODEL_CARD.md of a model folder")
     export = sub.add_parser("export", help="training checkpoint -> model folder (manifest + ONNX)")
     export.add_argument("checkpoint", type=Path)
     export.add_argument("out", type=Path)
@@ -179,6 +183,14 @@ def main(argv: list[str] | None = None) -> int:
         from training.evaluate import main as evaluate_main
 
         return evaluate_main(argv[1:], torch_loader=torch_embedder)
+    if argv[:1] == ["corpus"]:
+        from training.corpus.cli import main as corpus_main
+
+        return corpus_main(argv[1:])
+    if argv[:1] == ["model-card"]:
+        from training.model_card import main as card_main
+
+        return card_main(argv[1:])
     args = build_parser().parse_args(argv)
     # Our own progress at INFO; libraries (onnxruntime's quantizer is chatty) only when they warn.
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)
