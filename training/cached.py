@@ -38,6 +38,9 @@ from training.loss import batch_accuracy, contrastive_loss, lr_at
 from training.train_config import TrainConfig
 
 log = logging.getLogger("clap-train")
+CACHE_KEY_FIELDS = {"model", "init", "audio_init", "text_init", "tokenizer", "laion_text_config", "train_manifest",
+                    "train_split", "val_manifest", "val_split", "on_bad_record", "keyword_prob", "debias",
+                    "caption_model", "augment", "seed", "cache_views", "precision", "device"}
 
 
 def _encode_texts(model, tokenizer, texts: list[str], device, batch: int = 256) -> torch.Tensor:
@@ -114,9 +117,9 @@ def train_heads(cfg: TrainConfig, model, tokenizer, tokenizer_json: str, train_r
     """Steps 1-4 of the module docstring; returns the final state (``best.pt`` holds the best)."""
     out = Path(cfg.out_dir)
     cache_file = out / "tower_cache.pt"
-    key = json.dumps({"cfg": cfg.model_dump(exclude={"epochs", "max_steps", "lr", "lr_heads", "warmup_steps",
-                                                     "eval_every", "save_every", "log_every", "progress"}),
-                      "train": len(train_records), "val": len(val_records or [])}, sort_keys=True)
+    # What the cached vectors depend on (not the head-training settings, so sweeps reuse the cache).
+    key = json.dumps({"cfg": cfg.model_dump(include=CACHE_KEY_FIELDS), "train": len(train_records),
+                      "val": len(val_records or [])}, sort_keys=True)
     cache = torch.load(cache_file, weights_only=True) if cache_file.is_file() else None
     if cache is None or cache.get("key") != key:
         started = time.perf_counter()

@@ -60,10 +60,9 @@ def _report(manifest, out: Path) -> None:
         if not variant.shipped:
             print(f"  {name}: measured, not shipped")
             continue
-        cost = ""
-        if variant.audio_min_cosine_to_fp32 is not None:
-            cost = (f"  min cosine to fp32: audio {variant.audio_min_cosine_to_fp32:.5f}, "
-                    f"text {variant.text_min_cosine_to_fp32:.5f}")
+        costs = [f"{tower} {value:.5f}" for tower, value in (("audio", variant.audio_min_cosine_to_fp32),
+                                                               ("text", variant.text_min_cosine_to_fp32)) if value is not None]
+        cost = f"  min cosine to fp32: {', '.join(costs)}" if costs else ""
         print(f"  {name}: {variant.audio}, {variant.text}{cost}")
 
 

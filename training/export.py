@@ -151,6 +151,18 @@ def _convert_fp16(src: Path, dst: Path) -> None:
 
 
 VARIANT_BUILDERS = {"int8": _quantize_int8, "fp16": _convert_fp16}
+PRECISIONS = ("fp32", *VARIANT_BUILDERS)
+
+
+def _precisions(variant: str) -> tuple[str, str]:
+    """``int8`` -> both towers int8; ``fp32-fp16`` -> audio fp32, text fp16 (mixed variants let a
+    model keep each tower at the precision that costs it nothing)."""
+    audio, _, text = variant.partition("-")
+    text = text or audio
+    if audio not in PRECISIONS or text not in PRECISIONS:
+        raise ModelError(f"unknown variant {variant!r}: use one of {', '.join(PRECISIONS)} or AUDIO-TEXT "
+                         "such as fp32-fp16")
+    return audio, text
 
 
 def write_model_folder(
@@ -170,9 +182,8 @@ def write_model_folder(
         if not overwrite:
             raise ModelError(f"{out} exists and is not empty (pass overwrite=True)")
         shutil.rmtree(out)
-    unknown = set(variants) - {"fp32", *VARIANT_BUILDERS}
-    if unknown:
-        raise ModelError(f"unknown variants {sorted(unknown)}; choose from fp32, {', '.join(VARIANT_BUILDERS)}")
+    for variant in variants:
+        _precisions(variant)  # fail before the (slow) export on a misspelt variant
 
     model = as_train_model(converted.model, converted.max_text_length).eval().float()
     audio_tower, text_tower = AudioEmbedder(model).eval(), TextEmbedder(model).eval()
@@ -205,16 +216,18 @@ def write_model_folder(
             )
 
         files: dict[str, Variant] = {}
+        def tower_file(tower: str, precision: str) -> str:
+            """The tower's file at ``precision``, built once and shared between variants."""
+            name = f"{tower}.onnx" if precision == "fp32" else f"{tower}.{precision}.onnx"
+            if not (stage / name).exists():
+                VARIANT_BUILDERS[precision](stage / f"{tower}.onnx", stage / name)
+            return name
+
         for variant in variants:
-            if variant == "fp32":
-                audio_name, text_name = "audio.onnx", "text.onnx"
-                audio_cos = text_cos = None
-            else:
-                audio_name, text_name = f"audio.{variant}.onnx", f"text.{variant}.onnx"
-                VARIANT_BUILDERS[variant](stage / "audio.onnx", stage / audio_name)
-                VARIANT_BUILDERS[variant](stage / "text.onnx", stage / text_name)
-                audio_cos = _min_cosine(_run(stage / audio_name, audio_feeds), audio_ref)
-                text_cos = _min_cosine(_run(stage / text_name, text_feeds), text_ref)
+            audio_prec, text_prec = _precisions(variant)
+            audio_name, text_name = tower_file("audio", audio_prec), tower_file("text", text_prec)
+            audio_cos = None if audio_prec == "fp32" else _min_cosine(_run(stage / audio_name, audio_feeds), audio_ref)
+            text_cos = None if text_prec == "fp32" else _min_cosine(_run(stage / text_name, text_feeds), text_ref)
             files[variant] = Variant(
                 audio=audio_name, text=text_name,
                 audio_min_cosine_to_fp32=audio_cos, text_min_cosine_to_fp32=text_cos,
@@ -232,9 +245,10 @@ def write_model_folder(
         if not shipped <= set(files):
             raise ModelError(f"cannot ship {sorted(shipped - set(files))}: not among the variants {sorted(files)}")
         default_variant = default_variant or ("fp32" if "fp32" in shipped else sorted(shipped)[0])
+        needed = {f for v in shipped for f in (files[v].audio, files[v].text)}
         for variant_name in sorted(set(files) - shipped):  # measured, recorded, left out of the folder
             files[variant_name] = files[variant_name].model_copy(update={"shipped": False})
-            for file_name in (files[variant_name].audio, files[variant_name].text):
+            for file_name in {files[variant_name].audio, files[variant_name].text} - needed:
                 (stage / file_name).unlink()
         shutil.copyfile(tokenizer_file, stage / "tokenizer.json")
 

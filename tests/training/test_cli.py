@@ -65,20 +65,23 @@ def test_init_random_and_rank_refuses_another_models_vectors(tmp_path, capsys):
     assert "was embedded with model 'other'" in capsys.readouterr().err
 
 
-def test_a_folder_can_ship_only_its_compact_variant(tmp_path, capsys):
-    from indexer.models.encoder import ClapEncoder
-
-    out = tmp_path / "small"
-    assert cli.main(["init-random", "micro-cnn-bert", str(out), "--variants", "fp32,int8", "--ship", "int8"]) == 0
-    manifest = load_manifest(out)
-    assert manifest.default_variant == "int8" and not manifest.variants["fp32"].shipped
-    assert not (out / "audio.onnx").exists() and (out / "audio.int8.onnx").is_file()
-    assert manifest.variants["fp32"].sha256  # the reference stays pinned: same fingerprint as the full folder
-    encoder = ClapEncoder.open(out)
-    assert encoder.variant == "int8" and encoder.embed_text("rain").shape == (1, 64)
+def test_a_folder_can_ship_only_its_compact_variants(tmp_path, capsys):
     import pytest
 
     from indexer.errors import ModelError
+    from indexer.models.encoder import ClapEncoder
 
+    out = tmp_path / "small"
+    assert cli.main(["init-random", "micro-cnn-bert", str(out), "--variants", "fp32,int8,fp32-int8",
+                     "--ship", "int8,fp32-int8", "--default-variant", "int8"]) == 0
+    manifest = load_manifest(out)
+    assert manifest.default_variant == "int8" and not manifest.variants["fp32"].shipped
+    mixed = manifest.variants["fp32-int8"]  # audio fp32, text int8: the audio file is shared with fp32
+    assert (mixed.audio, mixed.text) == ("audio.onnx", "text.int8.onnx") and mixed.audio_min_cosine_to_fp32 is None
+    assert (out / "audio.onnx").is_file() and not (out / "text.onnx").exists()
+    assert manifest.variants["fp32"].sha256  # the reference stays pinned: same fingerprint as the full folder
+    assert ClapEncoder.open(out).variant == "int8"
+    assert ClapEncoder.open(out, variant="fp32-int8").embed_text("rain").shape == (1, 64)
     with pytest.raises(ModelError, match="no 'fp32' variant in this folder"):
         ClapEncoder.open(out, variant="fp32")
+    assert cli.main(["init-random", "micro-cnn-bert", str(tmp_path / "x"), "--variants", "fp32,int4"]) == 2
