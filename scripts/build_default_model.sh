@@ -20,12 +20,12 @@ start=$(date +%s)
 .venv/bin/clap-train train --model sfx-cnn9-minilm \
   --audio-init data/pretrained/aisfx/checkpoint.pth:embedding_net. --text-init data/pretrained/minilm \
   --train data/corpus/manifest.jsonl --train-split train --val data/corpus/manifest.jsonl --val-split val \
-  --out "$RUN" --batch-size 256 --epochs 120 --lr 1e-3 --eval-every 100 --workers 2 --quiet \
-  --set cache_towers=true --set cache_views=${VIEWS:-4} --set warmup_steps=100 --set keyword_prob=0.3 \
+  --out "$RUN" --batch-size 256 --max-steps 300 --lr 3e-4 --eval-every 25 --workers 2 --quiet \
+  --set cache_towers=true --set cache_views=${VIEWS:-4} --set warmup_steps=30 --set keyword_prob=0.3 \
   --set augment.noise_prob=0.3 --set 'augment.noise_snr_db=[10,40]' --set augment.mix_prob=0.2
 trained=$(( $(date +%s) - start ))
 .venv/bin/clap-train export "$RUN/checkpoints/best.pt" "models/$NAME" --name "$NAME" \
-  --variants fp32,int8 --ship int8 --overwrite
+  --variants fp32,int8,fp32-fp16 --ship fp32-fp16 --overwrite
 .venv/bin/clap-train model-card "models/$NAME" --corpus data/corpus --run "$RUN" \
   --compute "training (tower cache + heads)=$(( trained / 60 )) min on $(nproc) CPU cores" \
-  --compute "command=bash scripts/build_default_model.sh"
+  --compute "command=bash scripts/build_default_model.sh" --notes scripts/default_model_notes.md

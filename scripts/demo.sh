@@ -1,18 +1,18 @@
 #!/usr/bin/env bash
-# The main job, end to end on a fresh machine: set up, get a model folder, embed an audio library
-# with the torch-free runtime, and rank it against text queries.
+# The main job, end to end on a fresh machine: set up, embed an audio library with the shipped
+# default model (models/clapsearch-sfx-v1, torch-free runtime) and rank it against text queries.
 #
-# Until the project's trained default model ships, the model here has RANDOM WEIGHTS: the ranking
-# shows the pipeline working, not meaningful search. Pass your own model folder to get real results:
-#   CLAPSEARCH_MODEL=models/my-clap bash scripts/demo.sh [LIBRARY]
+#   bash scripts/demo.sh [LIBRARY]                              # the default model
+#   CLAPSEARCH_MODEL=models/my-clap bash scripts/demo.sh [LIBRARY]   # any other model folder
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 PY=.venv/bin/python
-MODEL=${CLAPSEARCH_MODEL:-models/micro-random}
+MODEL=${CLAPSEARCH_MODEL:-models/clapsearch-sfx-v1}
 if [ ! -f "$MODEL/manifest.json" ]; then
-  echo "== building a random-weight demo model in $MODEL (no checkpoint needed)"
-  .venv/bin/clap-train init-random micro "$MODEL" 2>&1 | grep -vE '^W[0-9]{4}|torch.onnx|WARNING:root' || true
+  echo "no model folder at $MODEL (the default model ships in the repository; rebuild it with" >&2
+  echo "bash scripts/build_default_model.sh, or point CLAPSEARCH_MODEL at a model folder)" >&2
+  exit 1
 fi
 LIBRARY=${1:-}
 if [ -z "$LIBRARY" ]; then
@@ -28,4 +28,4 @@ echo "== embedding $LIBRARY with $MODEL"
 .venv/bin/indexer embed "$LIBRARY" --model "$MODEL" --out runs/demo.npz || echo "(some files failed; see above)"
 echo "== ranking"
 .venv/bin/indexer rank runs/demo.npz "dog barking in the rain" "footsteps on gravel" "a bird singing" \
-  --model "$MODEL" --top 3
+  "a door creaking" "water splashing" --model "$MODEL" --top 3

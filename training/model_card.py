@@ -130,6 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--split", default="heldout")
     p.add_argument("--template", default="This is a sound of {label}.")
     p.add_argument("--compute", action="append", default=[], metavar="KEY=VALUE", help="e.g. 'training time=12 min'")
+    p.add_argument("--notes", type=Path, help="markdown appended to the card (e.g. the alternatives tried)")
     args = p.parse_args(argv)
 
     manifest = load_manifest(args.model)
@@ -143,6 +144,8 @@ def main(argv: list[str] | None = None) -> int:
         item.split("=", 1) for item in args.compute)}
     card = render_card(args.model, manifest, report, corpus_report, train_config,
                        coverage(records, "train"), coverage(records, args.split), compute)
+    if args.notes is not None:
+        card = card.rstrip("\n") + "\n\n" + args.notes.read_text()
     (args.model / "MODEL_CARD.md").write_text(card)
     if (args.corpus / "LICENCES.md").is_file():
         shutil.copyfile(args.corpus / "LICENCES.md", args.model / "LICENCES.md")
