@@ -21,7 +21,7 @@ start=$(date +%s)
   --audio-init data/pretrained/aisfx/checkpoint.pth:embedding_net. --text-init data/pretrained/minilm \
   --train data/corpus/manifest.jsonl --train-split train --val data/corpus/manifest.jsonl --val-split val \
   --out "$RUN" --batch-size 256 --max-steps 300 --lr 3e-4 --eval-every 25 --workers 2 --quiet \
-  --set cache_towers=true --set cache_views=${VIEWS:-4} --set warmup_steps=30 --set keyword_prob=0.3 \
+  --freeze-text --set cache_towers=true --set cache_views=${VIEWS:-4} --set warmup_steps=30 --set keyword_prob=0.3 \
   --set augment.noise_prob=0.3 --set 'augment.noise_snr_db=[10,40]' --set augment.mix_prob=0.2
 trained=$(( $(date +%s) - start ))
 .venv/bin/clap-train export "$RUN/checkpoints/best.pt" "models/$NAME" --name "$NAME" \

@@ -7,6 +7,9 @@
 With both towers locked (the LiT idea taken to both sides), each tower's pooled output for a given
 input never changes during training, so it is computed once:
 
+(``freeze_text=false`` keeps only the audio side cached and fine-tunes the text tower with the
+heads: one text-tower pass per step, still far cheaper than running the audio CNN.)
+
 1. every training clip is rendered ``cache_views`` times through the normal training dataset
    (random crops, gain, noise, two-clip mixing, keyword captions: each view has its own caption)
    and the audio tower's pooled output of each view is stored, with its caption;
@@ -90,19 +93,31 @@ def build_cache(model, train_records, val_records, cfg: TrainConfig, tokenizer, 
     if val_records:
         val_set = make_dataset(val_records, model, cfg, train=False)
         feats, _ = _audio_outputs(model, val_set, cfg, device, amp, 0, "validation audio")
-        texts, owner = [], []
-        for i, record in enumerate(val_records):
-            for caption in record.captions or (", ".join(record.tags),):
-                texts.append(caption)
-                owner.append(i)
-        cache.update(val_audio=feats, val_text=_encode_texts(model, tokenizer, texts, device),
+        texts, owner = _val_texts(val_records)
+        cache.update(val_audio=feats, val_text=_encode_texts(model, tokenizer, texts, device), val_texts=texts,
                      val_owner=torch.tensor(owner))
     return cache
 
 
-def _validate(model, cache) -> dict:
+def _val_texts(val_records) -> tuple[list[str], list[int]]:
+    """Every caption of every validation clip (tags joined when a clip has none), and its clip."""
+    texts, owner = [], []
+    for i, record in enumerate(val_records):
+        for caption in record.captions or (", ".join(record.tags),):
+            texts.append(caption)
+            owner.append(i)
+    return texts, owner
+
+
+def _validate(model, cache, tokenizer=None, device="cpu") -> dict:
+    """Retrieval on the validation vectors; with ``tokenizer`` the text tower is re-run (it trains)."""
     from training.metrics import retrieval_metrics
 
+    if tokenizer is not None:
+        was = model.text.training
+        model.text.eval()
+        cache = {**cache, "val_text": _encode_texts(model, tokenizer, cache["val_texts"], device)}
+        model.text.train(was)
     with torch.inference_mode():
         a = torch.nn.functional.normalize(model.audio_projection(cache["val_audio"]), dim=-1)
         t = torch.nn.functional.normalize(model.text_projection(cache["val_text"]), dim=-1)
@@ -128,18 +143,28 @@ def train_heads(cfg: TrainConfig, model, tokenizer, tokenizer_json: str, train_r
         torch.save(cache, cache_file)
         log.info("cached %d clips x %d views and %d captions in %.0f s", cache["audio"].shape[0],
                  cache["audio"].shape[1], len(cache["captions"]), time.perf_counter() - started)
+    if val_records and "val_texts" not in cache:  # caches written before the text tower could train
+        cache["val_texts"] = _val_texts(val_records)[0]
     clips, views = cache["caption_ids"].shape
     heads = [*model.audio_projection.parameters(), *model.text_projection.parameters(),
              model.logit_scale_a, model.logit_scale_t]
+    # freeze_text=false: the text tower fine-tunes on the cached audio vectors (it runs every step)
+    train_text = not cfg.freeze_text
+    text_params = list(model.text.parameters()) if train_text else []
     for p in model.parameters():
         p.requires_grad_(False)
-    for p in heads:
+    for p in heads + text_params:
         p.requires_grad_(True)
-    decay = [p for p in heads if p.ndim >= 2]
-    rest = [p for p in heads if p.ndim < 2]
     base_lr = cfg.lr_heads or cfg.lr
-    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
-                                   {"params": rest, "weight_decay": 0.0}], lr=base_lr, betas=(0.9, 0.98), eps=1e-6)
+    groups = [{"params": [p for p in heads if p.ndim >= 2], "weight_decay": cfg.weight_decay, "base_lr": base_lr},
+              {"params": [p for p in heads if p.ndim < 2], "weight_decay": 0.0, "base_lr": base_lr}]
+    if train_text:
+        text_lr = cfg.lr_text or cfg.lr
+        groups += [{"params": [p for p in text_params if p.ndim >= 2], "weight_decay": cfg.weight_decay,
+                    "base_lr": text_lr},
+                   {"params": [p for p in text_params if p.ndim < 2], "weight_decay": 0.0, "base_lr": text_lr}]
+    optimizer = torch.optim.AdamW(groups, lr=base_lr, betas=(0.9, 0.98), eps=1e-6)
+    trainable = heads + text_params
     batch = min(cfg.batch_size, clips)
     steps_per_epoch = clips // batch
     total = cfg.max_steps or cfg.epochs * steps_per_epoch
@@ -147,6 +172,7 @@ def train_heads(cfg: TrainConfig, model, tokenizer, tokenizer_json: str, train_r
     state, metrics_file = TrainState(), open(out / "metrics.jsonl", "a")
     model.audio_projection.train()
     model.text_projection.train()
+    model.text.train(train_text)
     model_config_json = model.full_config().model_dump_json()
 
     def checkpoint(name: str) -> None:
@@ -162,17 +188,23 @@ def train_heads(cfg: TrainConfig, model, tokenizer, tokenizer_json: str, train_r
         rows = order[pos : pos + batch]
         pick = torch.randint(0, views, (rows.shape[0],), generator=gen)
         audio_in = cache["audio"][rows, pick]
-        text_in = cache["text"][cache["caption_ids"][rows, pick]]
+        caption_ids = cache["caption_ids"][rows, pick]
+        if train_text:
+            ids, mask = tokenizer.encode_batch([cache["captions"][int(i)] for i in caption_ids])
+            with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
+                text_in = model.text(torch.from_numpy(ids).to(device), torch.from_numpy(mask).to(device)).float()
+        else:
+            text_in = cache["text"][caption_ids]
         for group in optimizer.param_groups:
-            group["lr"] = lr_at(state.step, base_lr=base_lr, warmup_steps=cfg.warmup_steps, total_steps=total,
-                                min_ratio=cfg.min_lr_ratio)
+            group["lr"] = lr_at(state.step, base_lr=group["base_lr"], warmup_steps=cfg.warmup_steps,
+                                total_steps=total, min_ratio=cfg.min_lr_ratio)
         a = torch.nn.functional.normalize(model.audio_projection(audio_in), dim=-1)
         t = torch.nn.functional.normalize(model.text_projection(text_in), dim=-1)
         loss = contrastive_loss(a, t, *model.logit_scales())
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if cfg.grad_clip:
-            torch.nn.utils.clip_grad_norm_(heads, cfg.grad_clip)
+            torch.nn.utils.clip_grad_norm_(trainable, cfg.grad_clip)
         optimizer.step()
         state.step += 1
         state.samples_seen += rows.shape[0]
@@ -184,7 +216,7 @@ def train_heads(cfg: TrainConfig, model, tokenizer, tokenizer_json: str, train_r
             metrics_file.write(json.dumps(record) + "\n")
             losses = []
         if val_records and (state.step % cfg.eval_every == 0 or state.step == total):
-            result = _validate(model, cache)
+            result = _validate(model, cache, tokenizer if train_text else None, device)
             direction, _, name = cfg.select_metric.partition(".")
             value = float(result[direction][name] if name else result[direction])
             state.history.append({"step": state.step, "metric": value})

@@ -69,8 +69,9 @@ class TrainConfig(BaseModel):
     grad_clip: float | None = 1.0
     freeze_audio: bool = False              # lock a tower (LiT): no gradients, eval-mode norms
     freeze_text: bool = False
-    cache_towers: bool = False              # lock BOTH towers and train only the heads on cached tower
-                                            # outputs of ``cache_views`` augmented renderings (cached.py)
+    cache_towers: bool = False              # lock the audio tower and train on its cached outputs for
+                                            # ``cache_views`` augmented renderings (cached.py); with
+                                            # freeze_text the text tower is cached too (heads only)
     cache_views: int = 4
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"  # auto: bf16 on CUDA when supported, else fp32
     device: Literal["auto", "cpu", "cuda"] = "auto"

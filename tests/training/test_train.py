@@ -227,7 +227,8 @@ def test_cached_towers_train_the_heads_and_export(toy, tmp_path):
     from training import cli
     from training.checkpoint import model_from_checkpoint
 
-    cfg = toy_config(toy, tmp_path / "cached", cache_towers=True, cache_views=3, max_steps=150, batch_size=12,
+    cfg = toy_config(toy, tmp_path / "cached", cache_towers=True, freeze_text=True, cache_views=3, max_steps=150,
+                     batch_size=12,
                      lr=3e-3, eval_every=50, log_every=10, val_manifest=str(toy / "val.jsonl"))
     train(cfg.model_copy(update={"max_steps": 1, "eval_every": 1}))  # step 1: the towers as initialised
     start = model_from_checkpoint(tmp_path / "cached" / "checkpoints" / "last.pt")
@@ -240,3 +241,16 @@ def test_cached_towers_train_the_heads_and_export(toy, tmp_path):
     assert evals[-1]["text_to_audio"]["R@5"] > 0.6 and state.best_metric >= evals[0]["mean_recall"]
     assert cli.main(["export", str(tmp_path / "cached" / "checkpoints" / "best.pt"), str(tmp_path / "m"),
                      "--variants", "fp32"]) == 0
+
+
+def test_cached_audio_with_a_fine_tuned_text_tower(toy, tmp_path):
+    from training.checkpoint import model_from_checkpoint
+
+    cfg = toy_config(toy, tmp_path / "text", cache_towers=True, cache_views=2, max_steps=20, batch_size=12,
+                     lr=3e-3, eval_every=10, val_manifest=str(toy / "val.jsonl"))
+    train(cfg.model_copy(update={"max_steps": 1}))
+    start = model_from_checkpoint(tmp_path / "text" / "checkpoints" / "last.pt")
+    train(cfg)
+    end = model_from_checkpoint(tmp_path / "text" / "checkpoints" / "last.pt")
+    assert all(torch.equal(a, b) for a, b in zip(start.audio.state_dict().values(), end.audio.state_dict().values()))
+    assert not all(torch.equal(a, b) for a, b in zip(start.text.parameters(), end.text.parameters()))
