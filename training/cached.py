@@ -76,7 +76,7 @@ def _audio_outputs(model, dataset, cfg: TrainConfig, device, amp, epoch: int, de
 
 
 def build_cache(model, train_records, val_records, cfg: TrainConfig, tokenizer, device, amp) -> dict:
-    from training.train import make_dataset
+    from training.train import make_dataset, validation_texts
 
     model.eval()
     train_set = make_dataset(train_records, model, cfg, train=True)
@@ -93,20 +93,10 @@ def build_cache(model, train_records, val_records, cfg: TrainConfig, tokenizer, 
     if val_records:
         val_set = make_dataset(val_records, model, cfg, train=False)
         feats, _ = _audio_outputs(model, val_set, cfg, device, amp, 0, "validation audio")
-        texts, owner = _val_texts(val_records)
+        texts, owner = validation_texts(val_records)
         cache.update(val_audio=feats, val_text=_encode_texts(model, tokenizer, texts, device), val_texts=texts,
                      val_owner=torch.tensor(owner))
     return cache
-
-
-def _val_texts(val_records) -> tuple[list[str], list[int]]:
-    """Every caption of every validation clip (tags joined when a clip has none), and its clip."""
-    texts, owner = [], []
-    for i, record in enumerate(val_records):
-        for caption in record.captions or (", ".join(record.tags),):
-            texts.append(caption)
-            owner.append(i)
-    return texts, owner
 
 
 def _validate(model, cache, tokenizer=None, device="cpu") -> dict:
@@ -144,7 +134,9 @@ def train_heads(cfg: TrainConfig, model, tokenizer, tokenizer_json: str, train_r
         log.info("cached %d clips x %d views and %d captions in %.0f s", cache["audio"].shape[0],
                  cache["audio"].shape[1], len(cache["captions"]), time.perf_counter() - started)
     if val_records and "val_texts" not in cache:  # caches written before the text tower could train
-        cache["val_texts"] = _val_texts(val_records)[0]
+        from training.train import validation_texts
+
+        cache["val_texts"] = validation_texts(val_records)[0]
     clips, views = cache["caption_ids"].shape
     heads = [*model.audio_projection.parameters(), *model.text_projection.parameters(),
              model.logit_scale_a, model.logit_scale_t]

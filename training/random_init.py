@@ -69,13 +69,10 @@ def train_tokenizer(dest: Path, vocab_size: int = 2048, corpus: list[str] | None
     texts = (corpus or TOKENIZER_CORPUS) * 5
     if style == "bert":
         specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-        tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-        tok.normalizer = normalizers.BertNormalizer(lowercase=True)
-        tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-        tok.decoder = decoders.WordPiece()
-        tok = Tokenizer(models.WordPiece(_wordpiece_vocab(texts, specials, vocab_size, tok), unk_token="[UNK]"))
-        tok.normalizer = normalizers.BertNormalizer(lowercase=True)
-        tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+        normalizer, pre_tokenizer = normalizers.BertNormalizer(lowercase=True), pre_tokenizers.BertPreTokenizer()
+        vocab = _wordpiece_vocab(texts, specials, vocab_size, normalizer, pre_tokenizer)
+        tok = Tokenizer(models.WordPiece(vocab, unk_token="[UNK]"))
+        tok.normalizer, tok.pre_tokenizer = normalizer, pre_tokenizer
         tok.decoder = decoders.WordPiece()
         tok.post_processor = processors.BertProcessing(("[SEP]", 3), ("[CLS]", 2))
     elif style in ("roberta", "clip"):
@@ -99,7 +96,7 @@ def train_tokenizer(dest: Path, vocab_size: int = 2048, corpus: list[str] | None
     return dest
 
 
-def _wordpiece_vocab(texts: list[str], specials: list[str], size: int, tok) -> dict[str, int]:
+def _wordpiece_vocab(texts: list[str], specials: list[str], size: int, normalizer, pre_tokenizer) -> dict[str, int]:
     """A deterministic WordPiece vocabulary: specials, every character (alone and as a ``##``
     continuation), then whole words by frequency (ties by spelling). tokenizers' WordPiece
     trainer breaks count ties in hash order, so the same corpus gave different ids from run to
@@ -108,7 +105,7 @@ def _wordpiece_vocab(texts: list[str], specials: list[str], size: int, tok) -> d
 
     words: Counter[str] = Counter()
     for text in texts:
-        words.update(w for w, _ in tok.pre_tokenizer.pre_tokenize_str(tok.normalizer.normalize_str(text)))
+        words.update(w for w, _ in pre_tokenizer.pre_tokenize_str(normalizer.normalize_str(text)))
     chars = sorted({c for w in words for c in w})
     vocab = [*specials, *chars, *(f"##{c}" for c in chars)]
     seen = set(vocab)

@@ -192,6 +192,19 @@ def make_dataset(records, model, cfg: TrainConfig, *, train: bool):
 
 
 # ----------------------------------------------------------------------------- 5. validation
+def validation_texts(records) -> tuple[list[str], list[int]]:
+    """Every caption of every validation clip (a fixed keyword caption for clips with only tags),
+    and the clip each belongs to: the retrieval queries of both training modes."""
+    from training.data.captions import keywords_to_caption
+
+    texts, owner = [], []
+    for i, record in enumerate(records):
+        for caption in record.captions or (keywords_to_caption(record.tags),):
+            texts.append(caption)
+            owner.append(i)
+    return texts, owner
+
+
 def validate(model, records, cfg: TrainConfig, rt: Runtime, tokenizer_file: Path) -> dict:
     """Retrieval metrics on the validation records, with serving features (no augmentation)."""
     from torch.utils.data import DataLoader
@@ -203,11 +216,7 @@ def validate(model, records, cfg: TrainConfig, rt: Runtime, tokenizer_file: Path
     data: ClapDataset = make_dataset(records, model, cfg, train=False)
     tokenizer = TextTokenizer(tokenizer_file, max_length=model.config.text.max_length,
                               pad_token_id=int(model.text.model.config.pad_token_id or 0))
-    captions, owner = [], []
-    for i, record in enumerate(records):
-        for caption in record.captions or (data.caption_policy.pick(record, np.random.default_rng(0)),):
-            captions.append(caption)
-            owner.append(i)
+    captions, owner = validation_texts(records)
     was_training = model.training
     model.eval()
     audio, text = [], []
