@@ -10,7 +10,11 @@
     │   ├── EmptyAudioError         zero samples, or nothing left after decoding
     │   ├── InvalidSamplesError     NaN/Inf samples, absurd sample rate or channel count
     │   └── AudioTooLongError       longer than the configured limit
-    └── TextError                   empty or unusable query text
+    ├── TextError                   empty or unusable query text
+    └── StoreError                  the metadata database or an index cannot be used
+        ├── CollectionNotFoundError no collection of that name
+        ├── CollectionBusyError     another ingest holds the collection's lock
+        └── VectorIndexError        a FAISS index cannot be built, loaded or changed as asked
 
 Every error carries a stable ``code`` string (``audio.decode`` ...) for API clients.
 """
@@ -70,3 +74,19 @@ class AudioTooLongError(AudioError):
 
 class TextError(ClapSearchError):
     code = "text"
+
+
+class StoreError(ClapSearchError):
+    code = "store"
+
+
+class CollectionNotFoundError(StoreError):
+    code = "store.collection_not_found"
+
+
+class CollectionBusyError(StoreError):
+    code = "store.busy"
+
+
+class VectorIndexError(StoreError):
+    code = "store.index"

@@ -25,7 +25,9 @@ from indexer.models.manifest import AudioFrontend
 ViewChooser = Callable[[int], dict]
 
 
-def _views(read, num_samples: int, spec: AudioFrontend, choose: ViewChooser | None) -> ClipViews:
+def reader_views(read, num_samples: int, spec: AudioFrontend, choose: ViewChooser | None = None) -> ClipViews:
+    """Views of audio already at the model's rate, given as ``read(start, stop)`` (e.g. one
+    window of an :class:`~indexer.audio.stream.AudioSource`)."""
     if spec.int16_roundtrip:
         raw = read
         read = lambda a, b: int16_roundtrip(raw(a, b))  # noqa: E731
@@ -42,7 +44,7 @@ def file_views(
 ) -> tuple[ClipViews, float]:
     """Views of one file, decoded with bounded memory; returns ``(views, duration_s)``."""
     with open_audio(path, spec.sample_rate, limits=limits) as source:
-        views = _views(source.read, source.num_samples, spec, choose)
+        views = reader_views(source.read, source.num_samples, spec, choose)
         return views, source.num_samples / spec.sample_rate
 
 
@@ -57,4 +59,4 @@ def array_views(
 ) -> ClipViews:
     """Views of an in-memory waveform at any rate, ``(n,)`` or ``(n, channels)``."""
     wave = prepare_waveform(samples, sample_rate, spec.sample_rate, name=name, limits=limits)
-    return _views(lambda a, b: wave[a:b], wave.shape[0], spec, choose)
+    return reader_views(lambda a, b: wave[a:b], wave.shape[0], spec, choose)

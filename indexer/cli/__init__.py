@@ -1,0 +1,53 @@
+"""``indexer``: build and query a searchable audio library from the shell (torch-free).
+
+    indexer ingest ./library                    # embed new/changed files, publish the index
+    indexer search "dog barking in the rain"    # or: indexer search --audio clip.wav
+    indexer status [--errors]                   # collections, index choice, failures
+    indexer remove ./library/old                # forget files or folders
+    indexer rebuild --model models/new-clap     # re-embed a collection with another model
+    indexer export --out library.parquet        # vectors + metadata
+    indexer check [--repair]                    # rows, vectors and indexes agree?
+    indexer embed|embed-text|rank|model-info    # model-level tools without a database
+
+Data lives in $CLAPSEARCH_HOME (default ~/.local/share/clapsearch): SQLite + index versions,
+or PostgreSQL with --db / $CLAPSEARCH_DATABASE_URL. Exit codes: 0 all good, 1 some files
+failed (or problems found), 2 usage, model or store errors.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from indexer.errors import ClapSearchError
+
+
+@click.group(help=__doc__.split("\n\n")[0], context_settings={"help_option_names": ["-h", "--help"]})
+def app() -> None:
+    pass
+
+
+def _register() -> None:
+    from indexer.cli import embed, library
+
+    for module in (library, embed):
+        for command in module.COMMANDS:
+            app.add_command(command)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; returns the exit code (the console script exits with it)."""
+    _register()
+    try:
+        result = app.main(args=argv, prog_name="indexer", standalone_mode=False)
+    except click.exceptions.Abort:
+        print("aborted", file=sys.stderr)
+        return 130
+    except click.ClickException as exc:
+        exc.show()
+        return 2
+    except ClapSearchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return int(result or 0)

@@ -1,0 +1,193 @@
+"""Library commands: ingest, status, remove, rebuild, export, search, check."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from indexer.cli.common import collection_option, store_options
+from indexer.ingest.discover import AUDIO_EXTENSIONS
+
+
+def _print_report(report) -> None:
+    stats = report.stats
+    print(f"collection {report.collection!r}: {stats.discovered} files found, {stats.embedded} embedded "
+          f"({stats.audio_seconds / 3600:.2f} h of audio), {stats.skipped} unchanged, "
+          f"{stats.failed} failed, {stats.removed} removed in {report.seconds:.1f} s")
+    for result in report.published:
+        if result.version is not None:
+            print(f"  {result.kind} index {result.version.folder.name}: {result.mode}, "
+                  f"{result.version.n_vectors} vectors (+{result.added} -{result.removed}, {result.seconds:.1f} s)")
+    for path, code, message in report.failures[:50]:
+        print(f"failed [{code}] {path}: {message}", file=sys.stderr)
+    if len(report.failures) > 50:
+        print(f"... and {len(report.failures) - 50} more: `indexer status --errors`", file=sys.stderr)
+    for path, message in report.walk_errors[:20]:
+        print(f"unreadable {path}: {message}", file=sys.stderr)
+
+
+def _ingest_options(func):
+    for option in reversed([
+        click.option("--ext", "extensions", multiple=True,
+                     help=f"extensions to pick up in folders (repeatable; default {' '.join(AUDIO_EXTENSIONS)})"),
+        click.option("--follow-symlinks", is_flag=True, help="enter symlinked folders and files"),
+        click.option("--workers", type=int, default=None, help="decode processes (default: one per core)"),
+        click.option("--batch-size", type=int, default=32, show_default=True),
+        click.option("--quiet", "-q", is_flag=True, help="no progress bar"),
+    ]):
+        func = option(func)
+    return func
+
+
+@click.command("ingest", help="Embed new and changed audio files under PATHS and publish the index.")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@collection_option
+@_ingest_options
+@click.option("--prune", is_flag=True, help="forget files under PATHS that no longer exist")
+@click.option("--retry-failed", is_flag=True, help="try files that failed before again")
+@click.option("--segments/--no-segments", default=False,
+              help="also index windows of long files, so search can return the moment inside them")
+@click.option("--segment-seconds", type=float, default=10.0, show_default=True)
+@click.option("--segment-hop", type=float, default=5.0, show_default=True)
+@store_options
+def ingest(paths, collection, extensions, follow_symlinks, workers, batch_size, quiet, prune,
+           retry_failed, segments, segment_seconds, segment_hop, store) -> int:
+    from indexer.cli.progress import IngestProgress
+    from indexer.ingest.pipeline import IngestOptions, run_ingest
+    from indexer.store.catalog import SegmentSpec
+
+    options = IngestOptions(
+        paths=[str(p) for p in paths], collection=collection,
+        extensions=tuple(extensions) or AUDIO_EXTENSIONS, follow_symlinks=follow_symlinks,
+        prune=prune, retry_failed=retry_failed, workers=workers, batch_size=batch_size,
+        segments=SegmentSpec(segment_seconds, segment_hop) if segments else None)
+    bar = IngestProgress(quiet=quiet)
+    try:
+        report = run_ingest(store, options, progress=bar)
+    finally:
+        bar.close()
+    _print_report(report)
+    return report.exit_code
+
+
+@click.command("status", help="Collections, their files, index versions and how the index was chosen.")
+@click.option("--collection", "-c", default=None, help="one collection (default: all)")
+@click.option("--errors", is_flag=True, help="list the files that failed, with the reason")
+@click.option("--json", "as_json", is_flag=True, help="machine-readable output")
+@store_options
+def status(collection, errors, as_json, store) -> int:
+    from indexer.store.status import collection_status, format_status
+
+    names = [collection] if collection else [c.name for c in store_collections(store)]
+    data = [collection_status(store, name, errors=errors) for name in names]
+    if as_json:
+        print(json.dumps(data, indent=2, default=str))
+    elif not data:
+        print(f"no collections yet in {store.settings.resolved_database_url} (run `indexer ingest PATH`)")
+    else:
+        print("\n\n".join(format_status(d) for d in data))
+    return 0
+
+
+def store_collections(store):
+    from indexer.store.catalog import list_collections
+
+    return list_collections(store.db)
+
+
+@click.command("remove", help="Forget files, or every file under folders, and republish.")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@collection_option
+@store_options
+def remove(paths, collection, store) -> int:
+    from indexer.store import catalog
+
+    target = store.collection(collection)
+    with store.lock(collection):
+        ids = catalog.file_ids_under(store.db, target.id, [os.path.abspath(p) for p in paths])
+        removed = catalog.remove_files(store.db, target.id, ids)
+        store.publish(store.collection(collection))
+    print(f"removed {removed} files from {collection!r}")
+    return 0 if removed else 1
+
+
+@click.command("rebuild", help="Re-embed every file of a collection with --model, then swap it in.")
+@collection_option
+@_ingest_options
+@store_options
+def rebuild(collection, extensions, follow_symlinks, workers, batch_size, quiet, store) -> int:
+    from indexer.cli.progress import IngestProgress
+    from indexer.ingest.rebuild import rebuild_collection
+
+    bar = IngestProgress(quiet=quiet)
+    try:
+        report = rebuild_collection(store, collection, progress=bar, workers=workers,
+                                    batch_size=batch_size, follow_symlinks=follow_symlinks)
+    finally:
+        bar.close()
+    _print_report(report)
+    return report.exit_code
+
+
+@click.command("export", help="Write a collection's vectors and metadata to Parquet.")
+@collection_option
+@click.option("--out", type=click.Path(path_type=Path), required=True)
+@click.option("--segments", is_flag=True, help="export segment vectors instead of file vectors")
+@store_options
+def export(collection, out, segments, store) -> int:
+    from indexer.store.export import export_parquet
+
+    rows = export_parquet(store.db, store.collection(collection), out, kind="segments" if segments else "files")
+    print(f"wrote {rows} rows to {out}")
+    return 0
+
+
+@click.command("search", help="Search a collection by text, or by example with --audio FILE.")
+@click.argument("text", required=False)
+@click.option("--audio", type=click.Path(path_type=Path, exists=True), default=None)
+@collection_option
+@click.option("--top", "-k", type=int, default=10, show_default=True)
+@click.option("--segments", is_flag=True, help="search windows of long files (start/end seconds)")
+@click.option("--json", "as_json", is_flag=True)
+@store_options
+def search(text, audio, collection, top, segments, as_json, store) -> int:
+    from indexer.search import Searcher
+
+    if (text is None) == (audio is None):
+        raise click.UsageError("give a TEXT query or --audio FILE (one of them)")
+    searcher = Searcher(store, collection, kind="segments" if segments else "files")
+    hits = searcher.search_text(text, top) if text is not None else searcher.search_audio(audio, top)
+    if as_json:
+        print(json.dumps([h.__dict__ for h in hits], indent=2))
+        return 0
+    for hit in hits:
+        span = f"  [{hit.start_s:.1f}-{hit.end_s:.1f} s]" if hit.start_s is not None else ""
+        print(f"{hit.score:+.3f}  {hit.path}{span}")
+    return 0
+
+
+@click.command("check", help="Verify that rows, vectors and published indexes agree; --repair fixes them.")
+@click.option("--collection", "-c", default=None, help="one collection (default: all)")
+@click.option("--repair", is_flag=True)
+@store_options
+def check(collection, repair, store) -> int:
+    from indexer.store.check import check_collection
+
+    names = [collection] if collection else [c.name for c in store_collections(store)]
+    healthy = True
+    for name in names:
+        report = check_collection(store, name, repair=repair)
+        print(f"{name}: {'ok' if not report.problems else 'PROBLEMS'}")
+        for problem in report.problems:
+            print(f"  problem: {problem}")
+        for fix in report.repaired:
+            print(f"  repaired: {fix}")
+        healthy = healthy and report.ok
+    return 0 if healthy else 1
+
+
+COMMANDS = [ingest, status, remove, rebuild, export, search, check]

@@ -1,0 +1,102 @@
+"""Query a published collection: text or audio in, ranked files (or moments inside long files)
+out, with their metadata. The CLI's ``indexer search`` and the service share it.
+
+    searcher = Searcher(store, "default")                       # files index
+    searcher.search_text("glass breaking", k=10)
+    Searcher(store, "default", kind="segments").search_audio("clip.wav")   # with start/end
+
+The searcher refuses an index built by another model than the store's (ModelMismatchError)
+and picks up a newly published version with :meth:`reload_if_changed` (no restart).
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from sqlalchemy import null, select
+
+from indexer.errors import StoreError
+from indexer.store import versions
+from indexer.store.schema import File, Segment
+from indexer.store.vector_index import VectorIndex
+
+
+@dataclass(frozen=True)
+class Hit:
+    id: int                    # file id (files index) or segment id (segments index)
+    score: float               # cosine similarity
+    file_id: int
+    path: str
+    duration_s: float | None
+    format: str | None
+    tags: dict | None = field(default=None, hash=False)
+    start_s: float | None = None
+    end_s: float | None = None
+
+
+class Searcher:
+    def __init__(self, store, collection: str, *, kind: str = "files"):
+        self.store = store
+        self.collection = store.collection(collection)
+        self.kind = kind
+        self._lock = threading.Lock()
+        self.version: versions.VersionInfo | None = None
+        self.index: VectorIndex | None = None
+        self.reload_if_changed()
+        if self.index is None:
+            raise StoreError(f"collection {collection!r} has no published {kind} index yet "
+                             f"(run `indexer ingest` first)")
+
+    def reload_if_changed(self) -> bool:
+        """Load the live version if it is not the one in use; True when it switched."""
+        live = versions.current_version(self.store.index_dir, self.collection.name, self.kind)
+        if live is None or (self.version is not None and live.folder == self.version.folder):
+            return False
+        live.check_model(self.store.manifest.fingerprint, self.store.manifest.name)
+        index = VectorIndex.load(live.folder)
+        with self._lock:
+            self.version, self.index = live, index
+        return True
+
+    # ------------------------------------------------------------------ queries
+    def search_vectors(self, queries: np.ndarray, k: int = 10, *,
+                       allowed_ids: np.ndarray | None = None) -> list[list[Hit]]:
+        with self._lock:
+            index = self.index
+        scores, ids = index.search(np.ascontiguousarray(queries, np.float32), k, allowed_ids=allowed_ids)
+        rows = self._rows(sorted({int(i) for i in ids.ravel() if i >= 0}))
+        out = []
+        for q in range(len(queries)):
+            hits = []
+            for score, i in zip(scores[q], ids[q]):
+                row = rows.get(int(i))
+                if i < 0 or row is None:   # deleted since this version was published
+                    continue
+                hits.append(Hit(id=int(i), score=float(score), **row))
+            out.append(hits)
+        return out
+
+    def search_text(self, text: str, k: int = 10, **kwargs) -> list[Hit]:
+        return self.search_vectors(self.store.encoder().embed_text([text]), k, **kwargs)[0]
+
+    def search_audio(self, path: str | Path, k: int = 10, **kwargs) -> list[Hit]:
+        encoder = self.store.encoder()
+        views, _ = encoder.views_from_file(path)
+        return self.search_vectors(encoder.embed_views([views]), k, **kwargs)[0]
+
+    def _rows(self, ids: list[int]) -> dict[int, dict]:
+        if not ids:
+            return {}
+        with self.store.db.session() as s:
+            if self.kind == "files":
+                result = s.execute(select(File.id, File.id, File.path, File.duration_s, File.format,
+                                          File.tags, null(), null()).where(File.id.in_(ids)))
+            else:
+                result = s.execute(select(Segment.id, File.id, File.path, File.duration_s, File.format,
+                                          File.tags, Segment.start_s, Segment.end_s)
+                                   .join(File, File.id == Segment.file_id).where(Segment.id.in_(ids)))
+            return {r[0]: dict(file_id=r[1], path=r[2], duration_s=r[3], format=r[4], tags=r[5],
+                               start_s=r[6], end_s=r[7]) for r in result}

@@ -1,0 +1,52 @@
+"""Typed settings for the indexer (and the service built on it), from arguments or environment.
+
+    CLAPSEARCH_HOME           where the embedded default keeps its data (~/.local/share/clapsearch)
+    CLAPSEARCH_DATABASE_URL   sqlite:///$CLAPSEARCH_HOME/clapsearch.db, or postgresql+psycopg://...
+    CLAPSEARCH_INDEX_DIR      $CLAPSEARCH_HOME/indexes: published FAISS index versions
+    CLAPSEARCH_MODEL          model folder (default: the shipped clapsearch-sfx-v1)
+    CLAPSEARCH_MODEL_VARIANT  fp32 / fp16 / int8 ... if the folder has it (default: its manifest's)
+    CLAPSEARCH_DEVICE         auto | cpu | cuda            (ONNX Runtime)
+    CLAPSEARCH_FAISS_GPU      auto | never | always        (index training/adding on GPUs)
+    CLAPSEARCH_INDEX_MEMORY_GB  memory budget that picks the index type (see `indexer status`)
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def default_home() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+    return Path(base) / "clapsearch"
+
+
+class IndexerSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CLAPSEARCH_", extra="ignore", protected_namespaces=())
+
+    home: Path = Field(default_factory=default_home)
+    database_url: str | None = None
+    index_dir: Path | None = None
+    model: Path | None = None
+    model_variant: str | None = None
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    faiss_gpu: Literal["auto", "never", "always"] = "auto"
+    index_memory_gb: float = Field(4.0, gt=0)
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.home / 'clapsearch.db'}"
+
+    @property
+    def resolved_index_dir(self) -> Path:
+        return self.index_dir or self.home / "indexes"
+
+    @property
+    def resolved_model_dir(self) -> Path:
+        from indexer.models.defaults import default_model_dir
+
+        return self.model or default_model_dir()

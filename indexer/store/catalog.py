@@ -1,0 +1,313 @@
+"""Collections and their rows: the only code that reads or writes ``files`` and ``segments``.
+
+A collection is bound to one model: ``open_collection`` refuses a model whose fingerprint differs
+from the one the collection was built with (``indexer rebuild`` moves a collection to a new
+model). Every ingest commit takes a fresh ``generation`` number for the rows it writes; index
+publishing uses it to find what changed since the last version.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable, Iterator, Sequence
+
+import numpy as np
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.orm import Session
+
+from indexer.errors import CollectionNotFoundError, ModelMismatchError, StoreError
+from indexer.models.manifest import Manifest
+from indexer.store.db import Database
+from indexer.store.schema import (STATUS_FAILED, STATUS_INDEXED, Collection, File, Segment,
+                                  utcnow, vector_bytes)
+
+KINDS = ("files", "segments")
+_IN_CHUNK = 500  # paths per IN (...) query: well under SQLite's variable limit
+
+
+@dataclass(frozen=True)
+class SegmentSpec:
+    """Segment vectors: ``seconds``-long windows every ``hop`` seconds, for files longer than
+    ``seconds`` (shorter files are one segment already: their file vector)."""
+
+    seconds: float = 10.0
+    hop: float = 5.0
+
+    def __post_init__(self) -> None:
+        if not (self.seconds > 0 and 0 < self.hop <= self.seconds):
+            raise ValueError("segments need seconds > 0 and 0 < hop <= seconds")
+
+
+@dataclass(frozen=True)
+class KnownFile:
+    id: int
+    size: int
+    mtime_ns: int
+    content_hash: str | None
+    status: str
+
+
+@dataclass
+class FileRecord:
+    """What an ingest learned about one file; ``vector`` is None when ``error_code`` is set."""
+
+    path: str
+    size: int
+    mtime_ns: int
+    content_hash: str | None = None
+    duration_s: float | None = None
+    format: str | None = None
+    subtype: str | None = None
+    sample_rate: int | None = None
+    channels: int | None = None
+    tags: dict | None = None
+    vector: np.ndarray | None = None
+    segments: list[tuple[float, float, np.ndarray]] | None = None
+    error_code: str | None = None
+    error: str | None = None
+
+
+# ----------------------------------------------------------------------------- collections
+
+def open_collection(db: Database, name: str, manifest: Manifest, variant: str,
+                    segments: SegmentSpec | None = None) -> Collection:
+    """The collection ``name``, created for this model if new; refuses another model's."""
+    with db.session() as s:
+        found = s.scalars(select(Collection).where(Collection.name == name)).one_or_none()
+        if found is not None:
+            check_model(found, manifest)
+            if segments is not None and found.segment_seconds is None:
+                found.segment_seconds, found.segment_hop_seconds = segments.seconds, segments.hop
+            return found
+        created = Collection(
+            name=name, model_name=manifest.name, model_fingerprint=manifest.fingerprint,
+            model_variant=variant, manifest=manifest.model_dump(mode="json"), dim=manifest.embed_dim,
+            segment_seconds=segments.seconds if segments else None,
+            segment_hop_seconds=segments.hop if segments else None, generation=0,
+        )
+        s.add(created)
+        s.flush()
+        return created
+
+
+def check_model(collection: Collection, manifest: Manifest) -> None:
+    if collection.model_fingerprint != manifest.fingerprint:
+        raise ModelMismatchError(
+            f"collection {collection.name!r} holds vectors of model {collection.model_name!r} "
+            f"({collection.model_fingerprint}), not {manifest.name!r} ({manifest.fingerprint}); "
+            f"use `indexer rebuild --collection {collection.name} --model ...` to move it to a new model")
+
+
+def get_collection(db: Database, name: str) -> Collection:
+    with db.session() as s:
+        found = s.scalars(select(Collection).where(Collection.name == name)).one_or_none()
+    if found is None:
+        raise CollectionNotFoundError(f"no collection named {name!r} in {db.url.split('://')[0]} database; "
+                                      f"known: {[c.name for c in list_collections(db)]}")
+    return found
+
+
+def list_collections(db: Database) -> list[Collection]:
+    with db.session() as s:
+        return list(s.scalars(select(Collection).order_by(Collection.name)))
+
+
+def segment_spec(collection: Collection) -> SegmentSpec | None:
+    if collection.segment_seconds is None:
+        return None
+    return SegmentSpec(collection.segment_seconds, collection.segment_hop_seconds or collection.segment_seconds)
+
+
+def delete_collection(db: Database, name: str) -> None:
+    with db.session() as s:
+        s.execute(delete(Collection).where(Collection.name == name))
+
+
+# ----------------------------------------------------------------------------- files
+
+def known_files(db: Database, collection_id: int, paths: Sequence[str]) -> dict[str, KnownFile]:
+    """What the database already holds for these paths (one query per 500 paths)."""
+    out: dict[str, KnownFile] = {}
+    with db.session() as s:
+        for i in range(0, len(paths), _IN_CHUNK):
+            rows = s.execute(select(File.path, File.id, File.size, File.mtime_ns, File.content_hash,
+                                    File.status)
+                             .where(File.collection_id == collection_id,
+                                    File.path.in_(paths[i : i + _IN_CHUNK])))
+            for path, *rest in rows:
+                out[path] = KnownFile(*rest)
+    return out
+
+
+def touch_files(db: Database, collection_id: int, updates: Iterable[tuple[int, int]]) -> None:
+    """Record a new mtime for files whose content hash proved them unchanged: (id, mtime_ns)."""
+    with db.session() as s:
+        for file_id, mtime_ns in updates:
+            s.execute(update(File).where(File.id == file_id, File.collection_id == collection_id)
+                      .values(mtime_ns=mtime_ns))
+
+
+def write_files(db: Database, collection_id: int, records: Sequence[FileRecord]) -> None:
+    """Insert or replace these files (and their segments) in ONE transaction.
+
+    A replaced file keeps its id (clients may hold it); its segments are rewritten. The whole
+    batch carries one new generation number.
+    """
+    if not records:
+        return
+    with db.session() as s:
+        generation = next_generation(s, collection_id)
+        existing = {path: fid for path, fid in s.execute(
+            select(File.path, File.id).where(File.collection_id == collection_id,
+                                             File.path.in_([r.path for r in records])))}
+        if existing:
+            s.execute(delete(Segment).where(Segment.file_id.in_(list(existing.values()))))
+        now = utcnow()
+        for r in records:
+            values = dict(
+                collection_id=collection_id, path=r.path, size=r.size, mtime_ns=r.mtime_ns,
+                content_hash=r.content_hash, duration_s=r.duration_s, format=r.format,
+                subtype=r.subtype, sample_rate=r.sample_rate, channels=r.channels, tags=r.tags,
+                status=STATUS_FAILED if r.error_code else STATUS_INDEXED,
+                error_code=r.error_code, error=r.error,
+                vector=None if r.vector is None else vector_bytes(r.vector),
+                n_segments=len(r.segments or ()), generation=generation, updated_at=now)
+            file_id = existing.get(r.path)
+            if file_id is None:
+                row = File(**values)
+                s.add(row)
+                s.flush()
+                file_id = row.id
+            else:
+                s.execute(update(File).where(File.id == file_id).values(**values))
+            if r.segments:
+                s.add_all(Segment(file_id=file_id, collection_id=collection_id, start_s=start,
+                                  end_s=end, vector=vector_bytes(v), generation=generation)
+                          for start, end, v in r.segments)
+
+
+def remove_files(db: Database, collection_id: int, file_ids: Sequence[int]) -> int:
+    """Delete files (their segments go with them); the next publish drops their vectors."""
+    removed = 0
+    with db.session() as s:
+        for i in range(0, len(file_ids), _IN_CHUNK):
+            chunk = list(file_ids[i : i + _IN_CHUNK])
+            s.execute(delete(Segment).where(Segment.file_id.in_(chunk)))
+            removed += s.execute(delete(File).where(File.collection_id == collection_id,
+                                                    File.id.in_(chunk))).rowcount or 0
+        if removed:
+            next_generation(s, collection_id)
+    return removed
+
+
+def file_ids_under(db: Database, collection_id: int, prefixes: Sequence[str]) -> list[int]:
+    """Ids of files whose path equals a prefix or lies below it (a folder)."""
+    ids: list[int] = []
+    with db.session() as s:
+        for prefix in prefixes:
+            folder = prefix.rstrip("/") + "/"
+            ids.extend(s.scalars(select(File.id).where(
+                File.collection_id == collection_id,
+                (File.path == prefix) | (func.substr(File.path, 1, len(folder)) == folder))))
+    return sorted(set(ids))
+
+
+def iter_file_paths(db: Database, collection_id: int, batch: int = 5000) -> Iterator[tuple[int, str]]:
+    """(id, path) of every file, in id order, in pages (bounded memory)."""
+    last = 0
+    while True:
+        with db.session() as s:
+            rows = s.execute(select(File.id, File.path).where(File.collection_id == collection_id,
+                                                              File.id > last)
+                             .order_by(File.id).limit(batch)).all()
+        if not rows:
+            return
+        yield from rows
+        last = rows[-1][0]
+
+
+def next_generation(s: Session, collection_id: int) -> int:
+    s.execute(update(Collection).where(Collection.id == collection_id)
+              .values(generation=Collection.generation + 1, updated_at=utcnow()))
+    generation = s.scalar(select(Collection.generation).where(Collection.id == collection_id))
+    if generation is None:
+        raise StoreError(f"collection id {collection_id} vanished during a write")
+    return int(generation)
+
+
+# ----------------------------------------------------------------------------- vectors
+
+def _table(kind: str):
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}, not {kind!r}")
+    return File if kind == "files" else Segment
+
+
+def _live(table, collection_id: int):
+    where = [table.collection_id == collection_id]
+    if table is File:
+        where.append(File.status == STATUS_INDEXED)
+    return where
+
+
+def count_vectors(db: Database, collection_id: int, kind: str) -> int:
+    table = _table(kind)
+    with db.session() as s:
+        return int(s.scalar(select(func.count()).select_from(table).where(*_live(table, collection_id))))
+
+
+def live_ids(db: Database, collection_id: int, kind: str) -> np.ndarray:
+    """Sorted ids of every vector the collection holds (8 bytes each: 80 MB at 10 M)."""
+    table = _table(kind)
+    parts, last = [], 0
+    while True:
+        with db.session() as s:
+            ids = s.scalars(select(table.id).where(*_live(table, collection_id), table.id > last)
+                            .order_by(table.id).limit(100_000)).all()
+        if not ids:
+            break
+        parts.append(np.asarray(ids, np.int64))
+        last = ids[-1]
+    return np.concatenate(parts) if parts else np.zeros(0, np.int64)
+
+
+def iter_vectors(db: Database, collection_id: int, kind: str, *, after_generation: int | None = None,
+                 ids: np.ndarray | None = None, batch: int = 20_000
+                 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """(ids int64, vectors float32 (n, D)) pages, in id order: all live vectors, those written
+    after ``after_generation``, or exactly ``ids``. Memory: one page at a time."""
+    table = _table(kind)
+    if ids is not None:
+        for i in range(0, len(ids), _IN_CHUNK):
+            with db.session() as s:
+                rows = s.execute(select(table.id, table.vector).where(
+                    *_live(table, collection_id), table.id.in_([int(x) for x in ids[i : i + _IN_CHUNK]]))
+                    .order_by(table.id)).all()
+            if rows:
+                yield _unpack(rows)
+        return
+    last = 0
+    while True:
+        query = select(table.id, table.vector).where(*_live(table, collection_id), table.id > last)
+        if after_generation is not None:
+            query = query.where(table.generation > after_generation)
+        with db.session() as s:
+            rows = s.execute(query.order_by(table.id).limit(batch)).all()
+        if not rows:
+            return
+        yield _unpack(rows)
+        last = rows[-1][0]
+
+
+def ids_written_after(db: Database, collection_id: int, kind: str, generation: int) -> np.ndarray:
+    table = _table(kind)
+    with db.session() as s:
+        ids = s.scalars(select(table.id).where(table.collection_id == collection_id,
+                                               table.generation > generation)).all()
+    return np.asarray(sorted(ids), np.int64)
+
+
+def _unpack(rows) -> tuple[np.ndarray, np.ndarray]:
+    ids = np.fromiter((r[0] for r in rows), np.int64, len(rows))
+    vectors = np.frombuffer(b"".join(r[1] for r in rows), dtype="<f4").reshape(len(rows), -1)
+    return ids, vectors.astype(np.float32, copy=True)

@@ -1,0 +1,98 @@
+"""Open the metadata database by URL and bring its schema up to date (alembic).
+
+    db = open_database("sqlite:///library/clapsearch.db")          # the embedded default
+    db = open_database("postgresql+psycopg://user@host/clapsearch")  # a shared server
+    with db.session() as s: ...
+
+Opening runs ``alembic upgrade head`` first, so a database made by an older release is
+migrated before anything reads it. SQLite runs in WAL mode, so a search can read while an
+ingest writes.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.orm import Session, sessionmaker
+
+from indexer.errors import StoreError
+
+MIGRATIONS = Path(__file__).with_name("migrations")
+
+
+def _sqlite_pragmas(dbapi_connection, _record) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")       # readers never block the writer
+    cursor.execute("PRAGMA synchronous=NORMAL")     # durable at every WAL checkpoint; safe in WAL
+    cursor.execute("PRAGMA foreign_keys=ON")        # ON DELETE CASCADE for segments
+    cursor.execute("PRAGMA busy_timeout=30000")     # wait for another writer instead of failing
+    cursor.close()
+
+
+def make_engine(url: str) -> Engine:
+    if url.startswith("sqlite"):
+        path = url.split("///", 1)[1] if "///" in url else ""
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"timeout": 30})
+        event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    return create_engine(url, pool_pre_ping=True)
+
+
+def upgrade(engine: Engine, revision: str = "head") -> None:
+    """Apply alembic migrations up to ``revision`` on ``engine``'s database."""
+    from alembic import command
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, revision)
+
+
+class Database:
+    def __init__(self, url: str, engine: Engine):
+        self.url = url
+        self.engine = engine
+        self._sessions = sessionmaker(engine, expire_on_commit=False)
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """A session whose transaction commits on success and rolls back on any error."""
+        with self._sessions() as session, session.begin():
+            yield session
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def open_database(url: str, *, migrate: bool = True) -> Database:
+    try:
+        engine = make_engine(url)
+        if migrate:
+            upgrade(engine)
+    except StoreError:
+        raise
+    except Exception as exc:  # driver missing, server down, bad URL: one clear message
+        raise StoreError(f"cannot open the database {_safe(url)}: {exc.__class__.__name__}: "
+                         f"{str(exc).splitlines()[0] if str(exc) else ''}") from exc
+    return Database(url, engine)
+
+
+def _safe(url: str) -> str:
+    """The URL without its password, for messages."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return "<unparsable URL>"

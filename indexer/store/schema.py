@@ -1,0 +1,127 @@
+"""The metadata database: one row per collection, file, segment and published index version.
+
+Vectors live in the rows (float32 bytes), committed in the same transaction as the metadata, so
+a file is either fully ingested (row + vector + segments) or absent: a killed ingest can never
+leave a vector without its row or the reverse. FAISS indexes are built from these rows and
+published as versions (``indexer.store.versions``); their int64 ids ARE ``files.id`` and
+``segments.id``.
+
+``generation`` orders writes: every ingest commit stamps its rows with the collection's next
+generation, and an index version records the generation it contains, so a publish only has to
+add the rows stamped later (and remove ids that no longer exist).
+
+The alembic migrations in ``indexer/store/migrations`` create exactly this schema; a test
+compares the two.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import numpy as np
+from sqlalchemy import (JSON, BigInteger, DateTime, Float, ForeignKey, Index, Integer,
+                        LargeBinary, String, Text, UniqueConstraint)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+# SQLite only auto-increments an INTEGER PRIMARY KEY; elsewhere ids are 64-bit like FAISS's.
+Id = BigInteger().with_variant(Integer, "sqlite")
+
+STATUS_INDEXED = "indexed"
+STATUS_FAILED = "failed"
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Collection(Base):
+    """A named index: its files were all embedded by one model (``model_fingerprint``)."""
+
+    __tablename__ = "collections"
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    model_name: Mapped[str] = mapped_column(String(200))
+    model_fingerprint: Mapped[str] = mapped_column(String(80))
+    model_variant: Mapped[str] = mapped_column(String(40))
+    manifest: Mapped[dict] = mapped_column(JSON)
+    dim: Mapped[int] = mapped_column(Integer)
+    metric: Mapped[str] = mapped_column(String(20), default="inner_product")
+    segment_seconds: Mapped[float | None] = mapped_column(Float, nullable=True)
+    segment_hop_seconds: Mapped[float | None] = mapped_column(Float, nullable=True)
+    generation: Mapped[int] = mapped_column(BigInteger, default=0)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class File(Base):
+    __tablename__ = "files"
+    __table_args__ = (
+        UniqueConstraint("collection_id", "path", name="uq_files_collection_path"),
+        Index("ix_files_collection_status", "collection_id", "status"),
+        Index("ix_files_collection_generation", "collection_id", "generation"),
+        Index("ix_files_content_hash", "collection_id", "content_hash"),
+    )
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    collection_id: Mapped[int] = mapped_column(ForeignKey("collections.id", ondelete="CASCADE"))
+    path: Mapped[str] = mapped_column(Text)
+    size: Mapped[int] = mapped_column(BigInteger)
+    mtime_ns: Mapped[int] = mapped_column(BigInteger)
+    content_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    duration_s: Mapped[float | None] = mapped_column(Float, nullable=True)
+    format: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    subtype: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    sample_rate: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    channels: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    tags: Mapped[dict | None] = mapped_column(JSON, nullable=True)
+    status: Mapped[str] = mapped_column(String(16))
+    error_code: Mapped[str | None] = mapped_column(String(60), nullable=True)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    vector: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    n_segments: Mapped[int] = mapped_column(Integer, default=0)
+    generation: Mapped[int] = mapped_column(BigInteger, default=0)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Segment(Base):
+    """A window of a long file (``start_s``..``end_s``) with its own vector."""
+
+    __tablename__ = "segments"
+    __table_args__ = (
+        Index("ix_segments_file", "file_id"),
+        Index("ix_segments_collection_generation", "collection_id", "generation"),
+    )
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    file_id: Mapped[int] = mapped_column(ForeignKey("files.id", ondelete="CASCADE"))
+    collection_id: Mapped[int] = mapped_column(ForeignKey("collections.id", ondelete="CASCADE"))
+    start_s: Mapped[float] = mapped_column(Float)
+    end_s: Mapped[float] = mapped_column(Float)
+    vector: Mapped[bytes] = mapped_column(LargeBinary)
+    generation: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class IndexVersion(Base):
+    """One published FAISS index (``kind`` files or segments) of a collection."""
+
+    __tablename__ = "index_versions"
+    __table_args__ = (UniqueConstraint("collection_id", "kind", "version", name="uq_index_versions"),)
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    collection_id: Mapped[int] = mapped_column(ForeignKey("collections.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(16))
+    version: Mapped[int] = mapped_column(Integer)
+    folder: Mapped[str] = mapped_column(Text)
+    generation: Mapped[int] = mapped_column(BigInteger)
+    n_vectors: Mapped[int] = mapped_column(BigInteger)
+    plan: Mapped[dict] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+def vector_bytes(vector: np.ndarray) -> bytes:
+    return np.ascontiguousarray(vector, dtype="<f4").tobytes()
+
+
+def vector_from_bytes(blob: bytes) -> np.ndarray:
+    return np.frombuffer(blob, dtype="<f4")
