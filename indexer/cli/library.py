@@ -53,9 +53,11 @@ def _ingest_options(func):
               help="also index windows of long files, so search can return the moment inside them")
 @click.option("--segment-seconds", type=float, default=10.0, show_default=True)
 @click.option("--segment-hop", type=float, default=5.0, show_default=True)
+@click.option("--commit-every", type=int, default=200, show_default=True,
+              help="files per database transaction (a kill loses at most this many)")
 @store_options
 def ingest(paths, collection, extensions, follow_symlinks, workers, batch_size, quiet, prune,
-           retry_failed, segments, segment_seconds, segment_hop, store) -> int:
+           retry_failed, segments, segment_seconds, segment_hop, commit_every, store) -> int:
     from indexer.cli.progress import IngestProgress
     from indexer.ingest.pipeline import IngestOptions, run_ingest
     from indexer.store.catalog import SegmentSpec
@@ -64,6 +66,7 @@ def ingest(paths, collection, extensions, follow_symlinks, workers, batch_size, 
         paths=[str(p) for p in paths], collection=collection,
         extensions=tuple(extensions) or AUDIO_EXTENSIONS, follow_symlinks=follow_symlinks,
         prune=prune, retry_failed=retry_failed, workers=workers, batch_size=batch_size,
+        commit_every=commit_every,
         segments=SegmentSpec(segment_seconds, segment_hop) if segments else None)
     bar = IngestProgress(quiet=quiet)
     try:
