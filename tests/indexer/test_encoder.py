@@ -35,6 +35,7 @@ def _tone(path, seconds, sr=48_000, channels=1, seed=0):
 
 def test_serving_modules_do_not_import_torch():
     code = ("import sys, indexer.cli, indexer.models.encoder, indexer.audio.decode, indexer.audio.clip\n"
+            "import indexer.cli.library, indexer.ingest.pipeline, indexer.store.store, indexer.search\n"
             "heavy = sorted(m for m in ('torch', 'transformers', 'librosa') if m in sys.modules)\n"
             "assert not heavy, heavy")
     subprocess.run([sys.executable, "-c", code], check=True)
