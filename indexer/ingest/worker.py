@@ -95,8 +95,10 @@ def worker_main(worker_id: int, tasks, results, spec_json: dict, limits, segment
     import os
 
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-    from indexer.errors import AudioError
     from indexer.models.manifest import AudioFrontend
+
+    import indexer.audio.decode, indexer.audio.views, indexer.ingest.metadata  # noqa: E401,F401  warm up once
+    import mutagen  # noqa: F401  (so a task's time is the file's, not first-import time)
 
     spec = AudioFrontend.model_validate(spec_json)
     while True:
@@ -106,13 +108,20 @@ def worker_main(worker_id: int, tasks, results, spec_json: dict, limits, segment
         results.put(("start", worker_id, task.task_id))
         try:
             _process(task, results, spec, limits, segments)
-        except AudioError as exc:
-            results.put(("error", task.task_id, exc.code, exc.reason))
-        except FileNotFoundError as exc:
-            results.put(("error", task.task_id, "file.missing", f"vanished during ingest: {exc}"))
-        except PermissionError as exc:
-            results.put(("error", task.task_id, "file.permission", str(exc)))
-        except MemoryError:
-            results.put(("error", task.task_id, "audio.too_large", "ran out of memory decoding it"))
         except Exception as exc:  # a decoder bug must cost one file, never the run
-            results.put(("error", task.task_id, "audio.decode", f"{exc.__class__.__name__}: {exc}"))
+            results.put(("error", task.task_id, *error_of(exc)))
+
+
+def error_of(exc: Exception) -> tuple[str, str]:
+    """(error_code, message) recorded for a file whose processing raised ``exc``."""
+    from indexer.errors import AudioError
+
+    if isinstance(exc, AudioError):
+        return exc.code, exc.reason
+    if isinstance(exc, FileNotFoundError):
+        return "file.missing", f"vanished during ingest: {exc}"
+    if isinstance(exc, PermissionError):
+        return "file.permission", str(exc)
+    if isinstance(exc, MemoryError):
+        return "audio.too_large", "ran out of memory decoding it"
+    return "audio.decode", f"{exc.__class__.__name__}: {exc}"

@@ -236,3 +236,19 @@ def test_rebuild_moves_a_collection_to_another_model(tmp_path, tiny_model_dir):
     assert Searcher(tiny, "default").search_audio(files[1], 1)[0].path == str(files[1])
     with pytest.raises(ModelMismatchError):
         Searcher(_store(home), "default")                          # the default model may not serve it
+
+
+def test_a_stuck_decoder_is_killed_and_replaced_and_the_run_goes_on(tmp_path):
+    import soundfile as sf
+
+    lib = tmp_path / "lib"
+    long_file = lib / "a_long.flac"
+    lib.mkdir()
+    with sf.SoundFile(long_file, "w", 48_000, 2, format="FLAC") as handle:   # 10 min, written in blocks
+        for block in range(60):
+            handle.write(library.tone(10.0, 48_000, channels=2, seed=block))
+    short = [library.write(lib / f"b{i}.wav", 1.0, sr=16_000, seed=i) for i in range(3)]
+    store = _store(tmp_path / "home")
+    report = run_ingest(store, IngestOptions(paths=[str(lib)], workers=1, task_timeout_s=0.5))
+    assert [(Path(p).name, code) for p, code, _ in report.failures] == [("a_long.flac", "audio.timeout")]
+    assert report.stats.embedded == len(short) and report.exit_code == 1
