@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The main job, end to end on a fresh machine: set up, embed an audio library with the shipped
-# default model (models/clapsearch-sfx-v1, torch-free runtime) and rank it against text queries.
+# The main job, end to end on a fresh machine: set up, ingest an audio library with the shipped
+# default model (models/clapsearch-sfx-v1, torch-free runtime) into a searchable collection
+# (SQLite + FAISS under runs/demo-home), then search it by text and by example.
 #
 #   bash scripts/demo.sh [LIBRARY]                              # the default model
 #   CLAPSEARCH_MODEL=models/my-clap bash scripts/demo.sh [LIBRARY]   # any other model folder
@@ -24,8 +25,17 @@ if [ -z "$LIBRARY" ]; then
   fi
 fi
 mkdir -p runs
-echo "== embedding $LIBRARY with $MODEL"
-.venv/bin/indexer embed "$LIBRARY" --model "$MODEL" --out runs/demo.npz || echo "(some files failed; see above)"
-echo "== ranking"
-.venv/bin/indexer rank runs/demo.npz "dog barking in the rain" "footsteps on gravel" "a bird singing" \
-  "a door creaking" "water splashing" --model "$MODEL" --top 3
+HOME_DIR=runs/demo-home
+echo "== ingesting $LIBRARY with $MODEL (re-running skips unchanged files)"
+.venv/bin/indexer ingest "$LIBRARY" --model "$MODEL" --home "$HOME_DIR" --segments \
+  || echo "(some files failed; listed above and by: indexer status --errors --home $HOME_DIR)"
+.venv/bin/indexer status --home "$HOME_DIR" --model "$MODEL"
+for query in "dog barking in the rain" "footsteps on gravel" "a bird singing" "a door creaking" \
+             "water splashing"; do
+  echo "== $query"
+  .venv/bin/indexer search "$query" --model "$MODEL" --home "$HOME_DIR" --top 3
+done
+FIRST=$(.venv/bin/indexer search "a door creaking" --model "$MODEL" --home "$HOME_DIR" --top 1 --json \
+        | $PY -c "import json, sys; print(json.load(sys.stdin)[0]['path'])")
+echo "== sounds like $FIRST"
+.venv/bin/indexer search --audio "$FIRST" --model "$MODEL" --home "$HOME_DIR" --top 4

@@ -63,9 +63,9 @@ def format_status(d: dict) -> str:
                      + ("" if info["up_to_date"] else "  [behind the database: run ingest or check --repair]"))
         if plan.get("estimated_bytes") is not None:
             lines.append(f"    memory ~{plan['estimated_bytes'] / 2**20:.1f} MiB")
-        if tuning.get("recall_at_10") is not None or tuning.get("recall") is not None:
-            recall = tuning.get("recall_at_10", tuning.get("recall"))
-            lines.append(f"    measured recall@10 vs exact: {recall:.3f} (target {tuning.get('target_recall', '?')})")
+        if plan.get("kind") != "flat" and tuning.get("recall_at_10") is not None:
+            lines.append(f"    measured recall@10 vs exact: {tuning['recall_at_10']:.3f} "
+                         f"(target {tuning.get('target_recall', '?')}, {tuning.get('queries', '?')} queries)")
         if plan.get("reason"):
             lines.append(f"    why: {plan['reason']}")
     if d["errors"]:
