@@ -29,9 +29,9 @@ def app() -> None:
 
 
 def _register() -> None:
-    from indexer.cli import embed, library
+    from indexer.cli import distributed, embed, library
 
-    for module in (library, embed):
+    for module in (library, embed, distributed):
         for command in module.COMMANDS:
             app.add_command(command)
 
