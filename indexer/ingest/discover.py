@@ -20,6 +20,33 @@ class FoundFile:
     mtime_ns: int
 
 
+def is_remote(path: str) -> bool:
+    """A URL for fsspec (s3://, gs://, zip://...::..., http://) rather than a local path."""
+    return "::" in path or ("://" in path and not path.startswith(("file://", "local://")))
+
+
+def _walk_remote(url: str, wanted: tuple[str, ...]) -> Iterator[FoundFile]:
+    """Files under a bucket prefix / remote folder / glob, with size and mtime from one listing."""
+    import fsspec
+
+    from indexer.ingest.shards import _mtime_ns
+
+    chain = "::" + url.split("::", 1)[1] if "::" in url else ""
+    fs, path = fsspec.core.url_to_fs(url)
+    globbed = any(c in url.split("::", 1)[0].split("://", 1)[-1] for c in "*?[")
+    if globbed:
+        found = fs.glob(path, detail=True)
+    elif fs.isdir(path):
+        found = fs.find(path, detail=True)
+    else:
+        info = fs.info(path)
+        yield FoundFile(url, int(info.get("size") or 0), _mtime_ns(info))
+        return
+    for name, info in sorted(found.items()):
+        if info.get("type") == "file" and os.path.splitext(name)[1].lower() in wanted:
+            yield FoundFile(fs.unstrip_protocol(name) + chain, int(info.get("size") or 0), _mtime_ns(info))
+
+
 def normalise_extensions(extensions: Iterable[str]) -> tuple[str, ...]:
     return tuple(sorted({e.lower() if e.startswith(".") else "." + e.lower() for e in extensions}))
 
@@ -28,6 +55,8 @@ def walk(paths: Iterable[str | Path], *, extensions: Iterable[str] = AUDIO_EXTEN
          follow_symlinks: bool = False,
          on_error: Callable[[str, OSError], None] | None = None) -> Iterator[FoundFile]:
     """Files named directly (any extension) plus matching files below folders, recursively.
+    fsspec URLs (``s3://bucket/prefix/``, globs, ``zip://*.wav::file.zip``) are listed remotely
+    and decoded from a local copy by the worker.
 
     Unreadable folders are reported through ``on_error`` and skipped. With
     ``follow_symlinks`` linked folders are entered too (each real folder once, so a link loop
@@ -64,7 +93,17 @@ def walk(paths: Iterable[str | Path], *, extensions: Iterable[str] = AUDIO_EXTEN
             yield from visit(sub)
 
     for raw in paths:
-        path = os.path.abspath(os.fspath(raw))
+        raw = os.fspath(raw)
+        if is_remote(raw):   # a bucket or archive through fsspec (pip install 'clapsearch[distributed]')
+            try:
+                yield from _walk_remote(raw, wanted)
+            except (OSError, ValueError, ImportError) as exc:
+                if on_error:
+                    on_error(raw, exc if isinstance(exc, OSError) else OSError(str(exc)))
+            continue
+        if raw.startswith(("file://", "local://")):
+            raw = raw.split("://", 1)[1]
+        path = os.path.abspath(raw)
         try:
             st = os.stat(path)
         except OSError as exc:

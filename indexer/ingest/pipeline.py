@@ -27,7 +27,7 @@ import numpy as np
 
 from indexer.audio.clip import ClipViews
 from indexer.audio.decode import DecodeLimits
-from indexer.ingest.discover import AUDIO_EXTENSIONS, FoundFile, walk
+from indexer.ingest.discover import AUDIO_EXTENSIONS, FoundFile, is_remote, walk
 from indexer.ingest.worker import DecodeTask, worker_main
 from indexer.store import catalog
 from indexer.store.catalog import FileRecord, SegmentSpec
@@ -389,7 +389,8 @@ class _Ingest:
         self.last_commit = time.perf_counter()
 
     def _prune(self) -> int:
-        roots = [os.path.abspath(p) for p in self.options.paths]
+        # Only local folders are pruned: a bucket listing that failed must not delete anything.
+        roots = [os.path.abspath(p) for p in self.options.paths if not is_remote(p)]
         seen = self.feeder.seen
         gone = []
         for file_id, path in catalog.iter_file_paths(self.store.db, self.collection.id):

@@ -15,7 +15,8 @@ Every message is small (at most ``SEGMENT_CHUNK`` views), and the queue is bound
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -49,6 +50,37 @@ def window_starts(num_samples: int, window: int, hop: int) -> list[int]:
     if starts[-1] + window < num_samples:
         starts.append(num_samples - window)
     return starts
+
+
+def local_copy(url: str) -> str:
+    """Copy a remote file to a temporary local file (the decoder seeks); the caller deletes it."""
+    import shutil
+    import tempfile
+
+    import fsspec
+
+    suffix = os.path.splitext(url.split("::", 1)[0])[1]
+    fd, tmp = tempfile.mkstemp(prefix="clapsearch-fetch-", suffix=suffix)
+    try:
+        with os.fdopen(fd, "wb") as out, fsspec.open(url, "rb") as source:
+            shutil.copyfileobj(source, out, _HASH_BLOCK)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+    return tmp
+
+
+def _process_any(task: DecodeTask, results, spec, limits, segments) -> None:
+    """``_process`` for a local path or, through a temporary copy, a remote URL."""
+    from indexer.ingest.discover import is_remote
+
+    if not is_remote(task.path):
+        return _process(task, results, spec, limits, segments)
+    local = local_copy(task.path)
+    try:
+        _process(replace(task, path=local), results, spec, limits, segments)
+    finally:
+        os.unlink(local)
 
 
 def _process(task: DecodeTask, results, spec, limits, segments) -> None:
@@ -92,8 +124,6 @@ def _process(task: DecodeTask, results, spec, limits, segments) -> None:
 
 def worker_main(worker_id: int, tasks, results, spec_json: dict, limits, segments) -> None:
     """Loop: take a task, process it, report; ``None`` ends the loop."""
-    import os
-
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     from indexer.models.manifest import AudioFrontend
 
@@ -107,7 +137,7 @@ def worker_main(worker_id: int, tasks, results, spec_json: dict, limits, segment
             return
         results.put(("start", worker_id, task.task_id))
         try:
-            _process(task, results, spec, limits, segments)
+            _process_any(task, results, spec, limits, segments)
         except Exception as exc:  # a decoder bug must cost one file, never the run
             results.put(("error", task.task_id, *error_of(exc)))
 

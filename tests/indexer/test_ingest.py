@@ -252,3 +252,26 @@ def test_a_stuck_decoder_is_killed_and_replaced_and_the_run_goes_on(tmp_path):
     report = run_ingest(store, IngestOptions(paths=[str(lib)], workers=1, task_timeout_s=0.5))
     assert [(Path(p).name, code) for p, code, _ in report.failures] == [("a_long.flac", "audio.timeout")]
     assert report.stats.embedded == len(short) and report.exit_code == 1
+
+
+def test_a_remote_source_is_listed_and_fetched_through_fsspec(tmp_path, encoder):
+    """A bucket behaves like a folder; here an archive stands in for it (zip:// chained URL)."""
+    import zipfile
+
+    local = [library.write(tmp_path / "src" / f"{name}.wav", 1.5, sr=16_000, freq=f, seed=i)
+             for i, (name, f) in enumerate([("hum", 120.0), ("whistle", 2400.0)])]
+    archive = tmp_path / "pack.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for path in local:
+            zf.write(path, f"sfx/{path.name}")
+        zf.writestr("sfx/readme.txt", "not audio")
+    store = _store(tmp_path / "home")
+    url = f"zip://sfx/*.wav::{archive}"
+    report = run_ingest(store, IngestOptions(paths=[url], workers=1))
+    assert report.stats.embedded == 2 and report.exit_code == 0
+    vectors = _vectors(store)
+    assert sorted(vectors) == [f"zip://sfx/hum.wav::{archive}", f"zip://sfx/whistle.wav::{archive}"]
+    direct = {Path(item.path).name: item.vector for item in encoder.embed_files([str(p) for p in local])}
+    for url_path, vector in vectors.items():
+        np.testing.assert_allclose(vector, direct[url_path.split("::")[0].rsplit("/", 1)[1]], atol=1e-6)
+    assert run_ingest(store, IngestOptions(paths=[url], workers=1, prune=True)).stats.skipped == 2
