@@ -255,6 +255,19 @@ def machine_info() -> dict:
     return info
 
 
+def git_state() -> dict:
+    """The commit measured, and whether the indexer code differed from it (other people edit it)."""
+    def git(*cmd: str) -> str:
+        try:
+            return subprocess.run(["git", *cmd], cwd=REPO, capture_output=True, text=True, timeout=10,
+                                  check=False).stdout.rstrip()
+        except (OSError, subprocess.SubprocessError):
+            return ""
+
+    return {"head": git("rev-parse", "--short", "HEAD") or None,
+            "indexer_modified": [line[3:] for line in git("status", "--porcelain", "--", "indexer").splitlines()]}
+
+
 # ----------------------------------------------------------------------------- audio generation
 FORMATS = {  # name -> (extension, soundfile format, subtypes to draw from)
     "wav": (".wav", "WAV", ("PCM_16", "PCM_16", "PCM_24", "FLOAT")),
@@ -802,6 +815,7 @@ def main(argv: list[str] | None = None) -> int:
     results: dict = {
         "command": " ".join([Path(sys.executable).name, *sys.argv]) if argv is None else f"ingest.py {' '.join(argv)}",
         "machine": machine_info(),
+        "git": git_state(),
         "load_before": [round(x, 2) for x in os.getloadavg()],
         "config": {"quick": quick, "parts": sorted(parts), "model": str(model_dir), "files": args.files,
                    "rounds": args.rounds, "ingest_configs": args.ingest_configs, "rerun_files": args.rerun_files,

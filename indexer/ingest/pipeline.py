@@ -190,8 +190,9 @@ class _Ingest:
         self.segments = catalog.segment_spec(self.collection)
         ctx = mp.get_context("spawn")   # never fork a process that runs ONNX Runtime threads
         self.ctx = ctx
-        self.tasks = ctx.Queue(maxsize=4 * default_workers())
-        self.results = ctx.Queue(maxsize=8 * default_workers())
+        self.n_workers = max(1, options.workers or default_workers())
+        self.tasks = ctx.Queue(maxsize=4 * self.n_workers)
+        self.results = ctx.Queue(maxsize=8 * self.n_workers)
         self.spec_json = manifest.audio_frontend.model_dump(mode="json")
         published = []
         with store.lock(options.collection):
@@ -222,10 +223,11 @@ class _Ingest:
         self.workers[wid] = proc
 
     def _ensure_running(self) -> None:
+        # Workers first: they take ~0.4 s each to start, which overlaps loading the model.
+        while len(self.workers) < self.n_workers:
+            self._start_worker()
         if self.encoder is None:
             self.encoder = self.store.encoder()
-        while len(self.workers) < (self.options.workers or default_workers()):
-            self._start_worker()
 
     def _stop_workers(self) -> None:
         for _ in self.workers:
