@@ -52,9 +52,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import faiss  # noqa: E402
+import faiss
 
-from indexer.store.vector_index import VectorIndex, plan_index, recall_at_k  # noqa: E402
+from indexer.store.vector_index import VectorIndex, plan_index, recall_at_k
 
 K = 10
 
@@ -175,6 +175,10 @@ def _build_args(args) -> dict:
     return {k: v for k, v in vars(args).items() if k not in ("out", "queries", "rounds", "wait_quiet", "index_dir")}
 
 
+def _median(xs) -> float:
+    return float(np.median(xs))
+
+
 def _repeat(fn, min_s: float) -> tuple[float, float]:
     """Median seconds of repeated calls (at least 3, and at least ``min_s`` in all); other CPU-s."""
     times, other = [], 0.0
@@ -190,7 +194,7 @@ def machine_info() -> dict:
             "python": platform.python_version(), "faiss": faiss.__version__, "numpy": np.__version__,
             "faiss_threads": faiss.omp_get_max_threads(), "faiss_compile": faiss.get_compile_options().strip()}
     try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10, check=False).stdout
         fields = {k.strip(): v.strip() for k, v in (line.split(":", 1) for line in out.splitlines() if ":" in line)}
         info["cpu"] = fields.get("Model name", info["cpu"])
         info["hypervisor"] = fields.get("Hypervisor vendor")
@@ -276,14 +280,13 @@ def run(args) -> dict:
             if nprobe > plan.nlist:
                 continue
             _, f = index.search(queries, K, params={"nprobe": nprobe})
-            t, _ = _repeat(lambda: index.search(queries, K, params={"nprobe": nprobe}), min_s=1.0)
+            t, _ = _repeat(lambda p=nprobe: index.search(queries, K, params={"nprobe": p}), min_s=1.0)
             sweep.append({"nprobe": nprobe, "recall_at_10": round(recall_at_k(f, gt_i, K), 4),
                           "qps": round(len(queries) / t, 1)})
 
-    med = lambda xs: float(np.median(xs))  # noqa: E731
-    exact_qps, index_qps = len(queries) / med([r["exact_s"] for r in rounds]), len(queries) / med(
+    exact_qps, index_qps = len(queries) / _median([r["exact_s"] for r in rounds]), len(queries) / _median(
         [r["index_s"] for r in rounds])
-    ratio = med([r["ratio"] for r in rounds])
+    ratio = _median([r["ratio"] for r in rounds])
     return {
         "command": " ".join([".venv/bin/python", "bench/index.py", *sys.argv[1:]]),
         "machine": machine_info(),

@@ -73,7 +73,7 @@ def _gb(n_bytes: float) -> str:
 
 
 def _pow2_floor(x: float) -> int:
-    return 1 << max(0, int(math.floor(math.log2(x)))) if x >= 1 else 0
+    return 1 << max(0, math.floor(math.log2(x))) if x >= 1 else 0
 
 
 def choose_nlist(n_vectors: int) -> int:

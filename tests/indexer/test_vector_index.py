@@ -10,9 +10,9 @@ import pytest
 
 faiss = pytest.importorskip("faiss")
 
-from indexer.errors import ClapSearchError, VectorIndexError  # noqa: E402
-from indexer.store import vector_index as vi_mod  # noqa: E402
-from indexer.store.vector_index import IndexPlan, VectorIndex, plan_index, recall_at_k  # noqa: E402
+from indexer.errors import ClapSearchError, VectorIndexError
+from indexer.store import vector_index as vi_mod
+from indexer.store.vector_index import IndexPlan, VectorIndex, plan_index, recall_at_k
 
 DIM = 32
 CENTRES = np.random.default_rng(123).standard_normal((64, DIM)).astype(np.float32)
@@ -217,7 +217,7 @@ def test_ivf_ids_add_remove(ivf_data):
 
 
 def test_save_load_round_trip(ivf_data, flat_data, tmp_path):
-    ids, x, _, _, index = ivf_data
+    ids, _, _, _, index = ivf_data
     queries = unit_vectors(50, seed=15)
     before = index.search(queries, 10)
     index.save(tmp_path / "ivf")
