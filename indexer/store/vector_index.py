@@ -30,6 +30,7 @@ from faiss.contrib.ivf_tools import add_preassigned
 
 from indexer.errors import VectorIndexError
 from indexer.store.index_plan import IndexPlan, plan_index
+from indexer.store.versions import fsync_path
 
 __all__ = ["IndexPlan", "VectorIndex", "plan_index"]
 
@@ -353,16 +354,16 @@ class VectorIndex:
         folder.mkdir(parents=True, exist_ok=True)
         tmp = folder / "index.faiss.tmp"
         faiss.write_index(self.index, str(tmp))
-        _fsync(tmp)
+        fsync_path(tmp)
         os.replace(tmp, folder / "index.faiss")
         meta = {"format": FORMAT, "plan": self.plan.to_dict(), "params": self.params, "tuning": self.tuning,
                 "dim": self.dim, "ntotal": self.ntotal, "memory_bytes": self.memory_bytes,
                 "faiss_version": faiss.__version__}
         tmp = folder / "index.json.tmp"
         tmp.write_text(json.dumps(meta, indent=2) + "\n")
-        _fsync(tmp)
+        fsync_path(tmp)
         os.replace(tmp, folder / "index.json")
-        _fsync(folder)
+        fsync_path(folder)
 
     @classmethod
     def load(cls, folder: Path, *, mmap: bool = False) -> VectorIndex:
@@ -409,11 +410,3 @@ def _exact_tuning(k: int) -> dict:
 
 def _size(n_bytes: int) -> str:
     return f"{n_bytes / 2**30:.2f} GiB" if n_bytes >= 2**27 else f"{n_bytes / 2**20:.1f} MiB"
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -117,15 +117,15 @@ def publish_folder(tmp: Path, *, collection: str, collection_id: int, kind: str,
                 model_name=model_name, model_fingerprint=model_fingerprint, n_vectors=n_vectors,
                 format=1)
     _write_durably(tmp / "version.json", json.dumps(meta, indent=2).encode())
-    _fsync_dir(tmp)
+    fsync_path(tmp)
     base = tmp.parent
     final = base / f"v{version:06d}"
     os.rename(tmp, final)
-    _fsync_dir(base)
+    fsync_path(base)
     pointer = base / f".CURRENT.{os.getpid()}"
     _write_durably(pointer, final.name.encode())
     os.replace(pointer, base / "CURRENT")
-    _fsync_dir(base)
+    fsync_path(base)
     _prune(base, keep=KEEP_VERSIONS)
     return VersionInfo.read(final)
 
@@ -152,7 +152,8 @@ def _write_durably(path: Path, data: bytes) -> None:
         os.fsync(handle.fileno())
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_path(path: Path) -> None:
+    """fsync a file or a folder (a folder: so a rename or a new entry in it is durable)."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
