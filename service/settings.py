@@ -1,0 +1,81 @@
+"""Typed settings of the search service: everything the indexer reads (``IndexerSettings``:
+database, index folder, model, device) plus what only a server needs. All come from
+``CLAPSEARCH_*`` environment variables (or a ``.env`` file named by ``CLAPSEARCH_ENV_FILE``)
+and are read once, when the app is created; nothing is read at import time.
+
+Lists take comma-separated values: ``CLAPSEARCH_API_KEYS=key1,key2``,
+``CLAPSEARCH_ALLOWED_INGEST_ROOTS=/srv/library,/mnt/sfx``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import NoDecode, SettingsConfigDict
+
+from indexer.settings import IndexerSettings
+
+MB = 1 << 20
+
+
+def _split_commas(value):
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+class ServiceSettings(IndexerSettings):
+    model_config = SettingsConfigDict(env_prefix="CLAPSEARCH_", extra="ignore", protected_namespaces=())
+
+    # --- connections -------------------------------------------------------------------------
+    redis_url: str | None = Field(
+        None, description="redis://host:6379/0. Unset: no cache, ingest jobs run inside the API "
+                          "process, replicas notice new index versions by polling only.")
+    redis_timeout_s: float = Field(0.25, gt=0, description="socket timeout of every Redis call; "
+                                   "a dead Redis costs at most this per request, then is skipped")
+
+    # --- what is served ----------------------------------------------------------------------
+    default_collection: str = "default"
+    label_template: str = Field("This is a sound of {}.",
+                                description="how vocabulary labels are phrased before embedding")
+    vocabulary_file: Path | None = Field(
+        None, description="extra labels for audio->text, one per line (added to AudioSet's)")
+
+    # --- security and limits -----------------------------------------------------------------
+    api_keys: Annotated[list[SecretStr], NoDecode] = Field(
+        default_factory=list, description="accepted X-API-Key / Bearer values; empty: no auth")
+    rate_limit_per_minute: int = Field(0, ge=0, description="requests per minute per API key "
+                                       "(per client address without keys); 0: unlimited")
+    rate_limit_burst: int = Field(20, ge=1, description="requests a key may make at once")
+    metrics_public: bool = Field(False, description="serve /metrics without an API key")
+    max_upload_bytes: int = Field(50 * MB, gt=0, description="largest accepted request body")
+    max_upload_seconds: float = Field(600.0, gt=0, description="longest accepted uploaded audio")
+    max_limit: int = Field(100, ge=1, description="cap on `limit` (results per page)")
+    max_offset: int = Field(1000, ge=0, description="cap on `offset` (deeper pages are refused)")
+    max_labels: int = Field(256, ge=1, description="cap on candidate labels / texts per request")
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+
+    # --- inference -----------------------------------------------------------------------------
+    batch_max: int = Field(64, ge=1, description="queries embedded and searched together")
+    batch_wait_ms: float = Field(2.0, ge=0, description="how long a batch waits to fill up")
+    queue_max: int = Field(512, ge=1, description="queued inference requests before 503 busy")
+    decode_threads: int = Field(2, ge=1, description="uploads decoded at once")
+    embedding_cache_ttl_s: int = Field(7 * 24 * 3600, ge=0)
+    result_cache_ttl_s: int = Field(600, ge=0)
+
+    # --- ingest over HTTP and index reloads -----------------------------------------------------
+    allowed_ingest_roots: Annotated[list[Path], NoDecode] = Field(
+        default_factory=list, description="folders HTTP ingest jobs may read; empty: jobs refused")
+    reload_poll_s: float = Field(5.0, gt=0, description="how often replicas check for a newly "
+                                 "published index version besides the Redis notice")
+    job_queue: str = Field("clapsearch-ingest", description="Redis queue name of ingest jobs")
+
+    @field_validator("api_keys", "cors_origins", "allowed_ingest_roots", mode="before")
+    @classmethod
+    def _comma_lists(cls, value):
+        return _split_commas(value)
+
+    def api_key_values(self) -> set[str]:
+        return {key.get_secret_value() for key in self.api_keys}
