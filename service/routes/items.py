@@ -1,0 +1,111 @@
+"""Indexed items: metadata, the audio file itself (with HTTP Range, so browsers can seek) and
+waveform peaks for thumbnails. Only files the database lists are ever served."""
+
+from __future__ import annotations
+
+import json
+import mimetypes
+import time
+from pathlib import Path
+
+import numpy as np
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import FileResponse
+from starlette.concurrency import run_in_threadpool
+
+from indexer.store.schema import Collection, File
+from service.problems import ProblemError
+from service.schemas import Item, Peaks
+
+router = APIRouter(tags=["items"])
+
+_MEDIA = {"WAV": "audio/wav", "FLAC": "audio/flac", "OGG": "audio/ogg", "MP3": "audio/mpeg",
+          "AIFF": "audio/aiff", "AU": "audio/basic", "CAF": "audio/x-caf", "W64": "audio/x-w64",
+          "RF64": "audio/wav"}
+PEAK_BLOCK_FRAMES = 1 << 16
+
+
+def _row(rt, item_id: int) -> tuple[File, str]:
+    with rt.store.db.session() as s:
+        row = s.get(File, item_id)
+        if row is None:
+            raise ProblemError(404, "item.not_found", "No such item", f"no item has id {item_id}")
+        collection = s.get(Collection, row.collection_id)
+        s.expunge(row)
+        return row, collection.name
+
+
+def _local_file(row: File) -> Path:
+    path = Path(row.path)
+    if "://" in row.path or not path.is_file():
+        raise ProblemError(404, "item.audio_unavailable", "Audio file unavailable",
+                           f"item {row.id}'s file is not on this server's disk ({row.path})")
+    return path
+
+
+@router.get("/v1/items/{item_id}", response_model=Item, summary="Item metadata")
+async def item(request: Request, item_id: int):
+    rt = request.app.state.runtime
+    row, collection = await run_in_threadpool(_row, rt, item_id)
+    return {"id": row.id, "collection": collection, "path": row.path, "name": Path(row.path).name,
+            "size": row.size, "duration_s": row.duration_s, "format": row.format, "subtype": row.subtype,
+            "sample_rate": row.sample_rate, "channels": row.channels, "tags": row.tags or None,
+            "status": row.status, "error_code": row.error_code, "n_segments": row.n_segments,
+            "updated_at": row.updated_at, "audio_url": f"/v1/items/{row.id}/audio",
+            "peaks_url": f"/v1/items/{row.id}/peaks"}
+
+
+@router.get("/v1/items/{item_id}/audio", summary="Stream the audio file",
+            response_class=FileResponse, responses={206: {"description": "a byte range"}})
+async def audio(request: Request, item_id: int):
+    rt = request.app.state.runtime
+    row, _ = await run_in_threadpool(_row, rt, item_id)
+    path = _local_file(row)
+    media = _MEDIA.get((row.format or "").upper()) or mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+    return FileResponse(path, media_type=media, filename=path.name, content_disposition_type="inline",
+                        headers={"Cache-Control": "private, max-age=3600"})
+
+
+def compute_peaks(path: Path, n: int) -> dict:
+    """min/max of the channel mean in ``n`` equal buckets, reading blocks (bounded memory)."""
+    import soundfile as sf
+
+    try:
+        handle = sf.SoundFile(str(path))
+    except Exception as exc:
+        raise ProblemError(422, "audio.decode", "Audio could not be decoded", str(exc)) from None
+    with handle:
+        frames, rate = handle.frames, handle.samplerate
+        lows, highs = np.full(n, np.inf, np.float32), np.full(n, -np.inf, np.float32)
+        position = 0
+        try:
+            for block in handle.blocks(blocksize=PEAK_BLOCK_FRAMES, dtype="float32", always_2d=True):
+                mono = block.mean(axis=1)
+                bucket = ((position + np.arange(len(mono))) * n // max(frames, 1)).clip(0, n - 1)
+                np.minimum.at(lows, bucket, mono)
+                np.maximum.at(highs, bucket, mono)
+                position += len(mono)
+        except Exception:
+            pass    # a truncated tail: draw what decoded
+    empty = ~np.isfinite(lows)
+    lows[empty], highs[empty] = 0.0, 0.0
+    return {"n": n, "duration_s": round(frames / rate, 3) if rate else 0.0,
+            "min": [round(float(v), 4) for v in lows], "max": [round(float(v), 4) for v in highs]}
+
+
+@router.get("/v1/items/{item_id}/peaks", response_model=Peaks, summary="Waveform thumbnail data")
+async def peaks(request: Request, item_id: int, n: int = Query(200, ge=8, le=2000)):
+    rt = request.app.state.runtime
+    row, _ = await run_in_threadpool(_row, rt, item_id)
+    key = f"peaks:{row.id}:{row.mtime_ns}:{n}"
+    cached = await run_in_threadpool(rt.cache.get, key) if rt.cache.enabled else None
+    if cached is not None:
+        return json.loads(cached)
+    path = _local_file(row)
+    start = time.perf_counter()
+    async with rt.decode_slots:
+        result = await run_in_threadpool(compute_peaks, path, n)
+    rt.metrics.observe("peaks", time.perf_counter() - start)
+    if rt.cache.enabled:
+        await run_in_threadpool(rt.cache.set, key, json.dumps(result).encode(), 30 * 24 * 3600)
+    return result

@@ -1,0 +1,182 @@
+"""The service's long-lived state: store, model, loaded indexes, batcher, cache, jobs, watcher.
+
+One ``Runtime`` per app, created by the lifespan and reached by routes as
+``request.app.state.runtime``. Routes never open a model or an index themselves.
+
+Hot reload: the watcher (a Redis notice from whoever published, plus polling of the shared
+``CURRENT`` pointers) calls :meth:`reload`; each loaded searcher swaps to the new version
+under its lock, so in-flight searches finish on the old one and nothing restarts. A version
+built by another model is refused and the old one keeps serving (readiness says why).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from pathlib import Path
+
+from indexer import errors as core
+from indexer.search import Searcher
+from indexer.store import catalog, versions
+from indexer.store.store import Store
+from service.batching import MicroBatcher
+from service.cache import Cache
+from service.inference import InferenceEngine
+from service.jobs import open_job_queue
+from service.metrics import Metrics
+from service.problems import ProblemError
+from service.reload import IndexWatcher
+from service.settings import ServiceSettings
+from service.vocabulary import Vocabulary, audioset_labels, read_label_file
+
+log = logging.getLogger("service")
+KINDS = ("files", "segments")
+
+
+class Runtime:
+    def __init__(self, settings: ServiceSettings, metrics: Metrics | None = None):
+        self.settings = settings
+        self.metrics = metrics or Metrics()
+        self.store: Store | None = None
+        self.encoder = None
+        self.batcher: MicroBatcher | None = None
+        self.cache = Cache(settings.redis_url, timeout_s=settings.redis_timeout_s)
+        self.jobs = None
+        self.watcher: IndexWatcher | None = None
+        self.vocabulary: Vocabulary | None = None
+        self._searchers: dict[tuple[str, str], Searcher] = {}
+        self._load_errors: dict[str, str] = {}
+        self._lock = threading.Lock()
+        self.started_at: float | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self) -> None:
+        s = self.settings
+        self.store = Store.open(s)
+        self.encoder = self.store.encoder()          # loads the ONNX towers now, not on a request
+        self.batcher = MicroBatcher(InferenceEngine(self.encoder, self.metrics), max_batch=s.batch_max,
+                                    max_wait_s=s.batch_wait_ms / 1000, max_queue=s.queue_max,
+                                    on_batch=self._on_batch)
+        self.batcher.start()
+        labels = audioset_labels() + (read_label_file(s.vocabulary_file) if s.vocabulary_file else [])
+        manifest = self.store.manifest
+        self.vocabulary = Vocabulary(labels, s.label_template, cache_dir=Path(s.home) / "cache",
+                                     model_key=f"{manifest.fingerprint}:{self.store.variant}")
+        for collection in catalog.list_collections(self.store.db):
+            if "~" in collection.name:        # a rebuild's shadow collection is not served
+                continue
+            for kind in KINDS:
+                try:
+                    self.searcher(collection.name, kind)
+                except (ProblemError, core.ClapSearchError):
+                    pass                      # recorded in _load_errors when it is a real failure
+        self.jobs = open_job_queue(s, on_published=self.reload)
+        self.watcher = IndexWatcher(s, self.reload)
+        self.watcher.start()
+        threading.Thread(target=self._warm_vocabulary, name="vocabulary", daemon=True).start()
+        self.started_at = time.time()
+
+    def close(self) -> None:
+        if self.watcher is not None:
+            self.watcher.stop()
+        if self.jobs is not None:
+            self.jobs.close()
+        if self.batcher is not None:
+            self.batcher.stop()
+        self.cache.close()
+        if self.store is not None:
+            self.store.close()
+
+    def _warm_vocabulary(self) -> None:
+        try:
+            self.vocabulary.vectors(self.encoder.embed_text)
+        except Exception:
+            log.exception("embedding the label vocabulary failed; audio->text will retry on use")
+
+    def _on_batch(self, size: int, depth: int) -> None:
+        self.metrics.batch_size.observe(size)
+        self.metrics.queue_depth.set(depth)
+
+    # ------------------------------------------------------------------ indexes
+    @property
+    def manifest(self):
+        return self.store.manifest
+
+    def searcher(self, collection: str, kind: str = "files") -> Searcher:
+        """The loaded index of ``collection`` (``files`` or ``segments``), loading it on first use."""
+        key = (collection, kind)
+        found = self._searchers.get(key)
+        if found is not None:
+            return found
+        with self._lock:
+            found = self._searchers.get(key)
+            if found is not None:
+                return found
+            row = self.store.collection(collection)          # CollectionNotFoundError -> 404
+            if kind == "segments" and row.segment_seconds is None:
+                raise ProblemError(404, "index.no_segments", "Collection has no segments",
+                                   f"collection {collection!r} was ingested without segments; "
+                                   "run `indexer ingest --segments` to search inside long files")
+            if versions.current_version(self.store.index_dir, collection, kind) is None:
+                raise ProblemError(404, "index.not_published", "No index yet",
+                                   f"collection {collection!r} has no published {kind} index yet; "
+                                   "ingest some audio first")
+            try:
+                found = Searcher(self.store, collection, kind=kind)
+            except core.ClapSearchError as exc:
+                self._load_errors[f"{collection}/{kind}"] = f"{exc.code}: {exc}"
+                raise
+            self._load_errors.pop(f"{collection}/{kind}", None)
+            self._searchers[key] = found
+            self.metrics.index_vectors.labels(collection, kind).set(found.version.n_vectors)
+            log.info("loaded %s/%s index %s (%d vectors)", collection, kind, found.version.folder.name,
+                     found.version.n_vectors)
+            return found
+
+    def reload(self, collection: str | None = None) -> None:
+        """Switch loaded searchers to newly published versions; load indexes that appeared."""
+        for (name, kind), searcher in list(self._searchers.items()):
+            if collection is not None and name != collection:
+                continue
+            try:
+                if searcher.reload_if_changed():
+                    self.metrics.reloads.inc()
+                    self.metrics.index_vectors.labels(name, kind).set(searcher.version.n_vectors)
+                    self._load_errors.pop(f"{name}/{kind}", None)
+                    log.info("hot-reloaded %s/%s to %s", name, kind, searcher.version.folder.name)
+            except Exception as exc:
+                self._load_errors[f"{name}/{kind}"] = f"{getattr(exc, 'code', 'error')}: {exc}"
+                log.error("kept the old %s/%s index: %s", name, kind, exc)
+        if collection is not None:
+            for kind in KINDS:
+                try:
+                    self.searcher(collection, kind)
+                except (ProblemError, core.ClapSearchError):
+                    pass
+
+    def loaded(self) -> dict[str, dict]:
+        return {f"{name}/{kind}": {"version": s.version.version, "n_vectors": s.version.n_vectors,
+                                   "generation": s.version.generation}
+                for (name, kind), s in self._searchers.items()}
+
+    # ------------------------------------------------------------------ readiness
+    def readiness(self) -> tuple[bool, dict]:
+        """Ready = the model is loaded and every published index loaded without error. A fresh
+        deployment with no collection yet is ready (there is nothing to load; ingest is allowed)."""
+        model_ok = self.encoder is not None
+        detail = {
+            "model": {"loaded": model_ok, "name": self.manifest.name if model_ok else None,
+                      "fingerprint": self.manifest.fingerprint if model_ok else None,
+                      "variant": self.store.variant if model_ok else None,
+                      "providers": list(getattr(self.encoder, "providers", []))},
+            "indexes": self.loaded(),
+            "index_errors": dict(self._load_errors),
+            "vocabulary": {"labels": len(self.vocabulary.labels) if self.vocabulary else 0,
+                           "embedded": bool(self.vocabulary and self.vocabulary.ready)},
+            "redis": self.cache.status(),
+            "jobs": self.jobs.status() if self.jobs is not None else None,
+            "watcher": self.watcher.status() if self.watcher is not None else None,
+        }
+        ready = model_ok and not self._load_errors
+        return ready, {"ready": ready, **detail}
