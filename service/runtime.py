@@ -48,6 +48,7 @@ class Runtime:
         self._searchers: dict[tuple[str, str], Searcher] = {}
         self._load_errors: dict[str, str] = {}
         self._lock = threading.Lock()
+        self._reload_lock = threading.Lock()    # the watcher and a local job may both call reload
         self.started_at: float | None = None
 
     # ------------------------------------------------------------------ lifecycle
@@ -136,6 +137,10 @@ class Runtime:
 
     def reload(self, collection: str | None = None) -> None:
         """Switch loaded searchers to newly published versions; load indexes that appeared."""
+        with self._reload_lock:
+            self._reload(collection)
+
+    def _reload(self, collection: str | None) -> None:
         for (name, kind), searcher in list(self._searchers.items()):
             if collection is not None and name != collection:
                 continue

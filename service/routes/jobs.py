@@ -7,6 +7,8 @@ version is hot-reloaded by every replica when the job publishes it.
 
 from __future__ import annotations
 
+import os
+
 from fastapi import APIRouter, Query, Request
 from starlette.concurrency import run_in_threadpool
 
@@ -20,8 +22,10 @@ router = APIRouter(tags=["jobs"])
 @router.post("/v1/jobs/ingest", response_model=JobInfo, status_code=202, summary="Start an ingest job")
 async def submit(request: Request, body: IngestRequest):
     rt = request.app.state.runtime
-    path = await run_in_threadpool(check_ingest_path, body.path, rt.settings.allowed_ingest_roots)
-    spec = IngestJobSpec(path=str(path), collection=body.collection, segments=body.segments, prune=body.prune)
+    await run_in_threadpool(check_ingest_path, body.path, rt.settings.allowed_ingest_roots)
+    # catalogue the path as the user wrote it (absolute, symlinks kept), as `indexer ingest` does,
+    # so the same file never appears under two names
+    spec = IngestJobSpec(path=os.path.abspath(body.path), collection=body.collection, segments=body.segments, prune=body.prune)
     return await run_in_threadpool(rt.jobs.submit, spec)
 
 

@@ -1,0 +1,69 @@
+"""``clapsearch-worker``: runs the ingest jobs that ``POST /v1/jobs/ingest`` puts in Redis.
+
+    CLAPSEARCH_REDIS_URL=redis://redis:6379/0 clapsearch-worker            # serve forever
+    clapsearch-worker --burst                                               # drain, then exit
+
+It reads the same ``CLAPSEARCH_*`` settings as the API (database, index folder, model), so it
+must see the same storage. By default each job runs in a forked child (RQ's ``Worker``): a job
+that crashes or leaks cannot take the worker with it. ``--simple`` runs jobs in-process (RQ's
+``SimpleWorker``), for debugging and for platforms without ``fork``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+log = logging.getLogger("service.worker")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="clapsearch-worker",
+                                     description="Run the ingest jobs the API puts in Redis (RQ).")
+    parser.add_argument("--burst", action="store_true", help="exit when the queue is empty")
+    parser.add_argument("--queue", default=None, help="queue name (default: CLAPSEARCH_JOB_QUEUE or clapsearch-ingest)")
+    parser.add_argument("--simple", action="store_true", help="run jobs in this process instead of a forked child")
+    parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    from service.settings import ServiceSettings
+
+    settings = ServiceSettings()
+    if not settings.redis_url:
+        print("clapsearch-worker: CLAPSEARCH_REDIS_URL is not set. The worker takes ingest jobs from "
+              "Redis; without Redis the API runs ingest jobs itself and needs no worker.", file=sys.stderr)
+        sys.exit(2)
+
+    from rq import SimpleWorker, Worker
+
+    import service.jobs  # noqa: F401  (fail now, not on the first job, if the job code is broken)
+    from service.cache import redact_url, redis_client
+
+    # No read timeout: the worker blocks on Redis for minutes while it waits for jobs.
+    connection = redis_client(settings.redis_url, connect_timeout_s=max(settings.redis_timeout_s, 5.0),
+                              read_timeout_s=None, health_check_interval=30)
+    where = redact_url(settings.redis_url)
+    try:
+        connection.ping()
+    except Exception as exc:
+        print(f"clapsearch-worker: Redis at {where} is not reachable: {exc.__class__.__name__}: {exc}",
+              file=sys.stderr)
+        sys.exit(1)
+
+    queue = args.queue or settings.job_queue
+    worker_class = SimpleWorker if args.simple else Worker
+    log.info("%s on queue %r at %s (home %s, model %s)%s", worker_class.__name__, queue, where, settings.home,
+             settings.model or "default", ", burst" if args.burst else "")
+    worker = worker_class([queue], connection=connection)
+    worker.work(burst=args.burst, logging_level=args.log_level)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
