@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # The main job, end to end on a fresh machine: set up, ingest an audio library with the shipped
 # default model (models/clapsearch-sfx-v1, torch-free runtime) into a searchable collection
-# (SQLite + FAISS under runs/demo-home), then search it by text and by example.
+# (SQLite + FAISS under runs/demo-home), search it once from the CLI, then serve the REST API and
+# the web page over it at http://127.0.0.1:8000 (Ctrl-C stops it).
 #
 #   bash scripts/demo.sh [LIBRARY]                              # the default model
 #   CLAPSEARCH_MODEL=models/my-clap bash scripts/demo.sh [LIBRARY]   # any other model folder
+#   PORT=9000 HOST=0.0.0.0 bash scripts/demo.sh                 # where the service listens
+#   DEMO_SERVE=0 bash scripts/demo.sh                           # CLI search only, no server
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -39,3 +42,14 @@ FIRST=$(.venv/bin/indexer search "a door creaking" --model "$MODEL" --home "$HOM
         | $PY -c "import json, sys; print(json.load(sys.stdin)[0]['path'])")
 echo "== sounds like $FIRST"
 .venv/bin/indexer search --audio "$FIRST" --model "$MODEL" --home "$HOME_DIR" --top 4
+if [ "${DEMO_SERVE:-1}" = "0" ]; then
+  exit 0
+fi
+PORT=${PORT:-8000}
+HOST=${HOST:-127.0.0.1}
+echo "== serving the search page and API on http://$HOST:$PORT  (API docs: /docs; Ctrl-C stops)"
+echo "   try: curl -X POST 'http://$HOST:$PORT/search?q=dog%20barking'"
+# HTTP ingest jobs may read the demo library's folder; nothing else on this machine.
+CLAPSEARCH_HOME="$HOME_DIR" CLAPSEARCH_MODEL="$MODEL" \
+CLAPSEARCH_ALLOWED_INGEST_ROOTS="${CLAPSEARCH_ALLOWED_INGEST_ROOTS:-$(cd "$LIBRARY" && pwd)}" \
+  exec .venv/bin/clapsearch-api serve --host "$HOST" --port "$PORT"

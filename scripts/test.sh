@@ -3,4 +3,17 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+# Debian tools some tests drive: chromium (the web page's browser test, through Playwright) and
+# docker-compose (validates docker-compose.yml against the compose schema). Installed when
+# missing and possible; otherwise those tests skip (or fail under CLAPSEARCH_REQUIRE_SERVICES=1).
+need=()
+[ -x /usr/bin/chromium ] || need+=(chromium)
+command -v docker-compose >/dev/null 2>&1 || need+=(docker-compose)
+if [ ${#need[@]} -gt 0 ] && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+  echo "installing ${need[*]} (Debian packages) for the browser and compose tests" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get install -y -q "${need[@]}" >/dev/null 2>&1 \
+    || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q "${need[@]}" >/dev/null 2>&1; } \
+    || echo "could not install ${need[*]}; the tests that need them will say so" >&2
+fi
 exec .venv/bin/python -m pytest "$@"
