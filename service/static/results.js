@@ -1,0 +1,213 @@
+// Search and its results: text / clip / "similar" queries, the result cards, the summary line,
+// "more" pagination, and the query in the page's URL.
+
+import { $, state, player, ltr, fmtTime } from "./common.js";
+import { api, showError } from "./api.js";
+import { filterParams, applyFiltersFromUrl, setModel } from "./filters.js";
+import { isMoment, entryDuration, loadPeaks, togglePlay, seek, stopIfGone } from "./waveform.js";
+import { setTagTarget } from "./panels.js";
+
+// ---------------------------------------------------------------------------------------- search
+
+export function searchText(q) {
+  q = q.trim();
+  if (!q) {
+    $("#q").focus();
+    return;
+  }
+  state.query = { kind: "text", q };
+  runSearch(false);
+}
+
+export function searchFile(file) {
+  if (!file) return;
+  state.droppedFile = file;
+  state.query = { kind: "file", file };
+  runSearch(false);     // the clip becomes the tagging target once the server could decode it
+}
+
+export function searchSimilar(id, name) {
+  state.query = { kind: "item", id, name };
+  runSearch(false);
+}
+
+export async function runSearch(append) {
+  const query = state.query;
+  if (!query) return;
+  state.limit = Number($("#f-limit").value) || 20;
+  if (!append) state.offset = 0;
+  const params = filterParams();
+  params.push(["limit", String(state.limit)], ["offset", String(state.offset)]);
+  const seq = ++state.seq;
+  const summary = $("#results-summary");
+  summary.classList.add("busy");
+  document.body.classList.add("searching");
+  $("#more-btn").disabled = true;
+  let data;
+  try {
+    if (query.kind === "text") {
+      data = await api("/v1/search", { params: [["q", query.q], ...params] });
+    } else if (query.kind === "item") {
+      data = await api(`/v1/items/${query.id}/similar`, { params });
+    } else {
+      const form = new FormData();
+      form.append("file", query.file, query.file.name);
+      data = await api("/v1/search/audio", { method: "POST", params, body: form });
+    }
+  } catch (err) {
+    if (seq === state.seq) {
+      summary.classList.remove("busy");
+      document.body.classList.remove("searching");
+      $("#more-btn").disabled = false;
+      showError(err, query.kind === "file" ? `search with “${query.file.name}”` : "search");
+    }
+    return;
+  }
+  if (seq !== state.seq) return;
+  summary.classList.remove("busy");
+  document.body.classList.remove("searching");
+  $("#more-btn").disabled = false;
+  if (!append) {
+    stopIfGone();
+    state.hits = [];
+    $("#results").textContent = "";
+    updateUrl(query);
+    if (query.kind === "file") setTagTarget({ kind: "file", file: query.file, name: query.file.name });
+  }
+  setModel(data.model);
+  const start = state.hits.length;
+  for (const [i, hit] of data.results.entries()) addCard(hit, start + i + 1);
+  state.offset = data.offset + data.results.length;
+  $("#more-btn").hidden = data.results.length < data.limit;
+  renderSummary(query, data);
+}
+
+function renderSummary(query, data) {
+  const what = query.kind === "text" ? `“${query.q}”`
+    : query.kind === "item" ? `sounds like “${query.name || "item " + query.id}”`
+    : `sounds like your clip “${query.file.name}”`;
+  const n = state.hits.length;
+  const s = $("#results-summary");
+  s.textContent = "";
+  const main = document.createElement("span");
+  main.className = "summary-main";
+  main.textContent = n ? `${n} result${n === 1 ? "" : "s"} for ${what}` : `Nothing found for ${what}`;
+  const meta = document.createElement("span");
+  meta.className = "summary-meta";
+  meta.innerHTML = `<span id="took-ms" data-testid="took-ms"></span> · <span class="model"></span> · <span class="coll"></span>`;
+  $("#took-ms", meta).textContent = `${data.took_ms.toFixed(1)} ms${data.cached ? " (cached)" : ""}`;
+  $(".model", meta).textContent = data.model;
+  $(".coll", meta).textContent = `${data.collection} v${data.index_version}`;
+  s.append(main, meta);
+  if (!n) {
+    const tip = document.createElement("span");
+    tip.className = "empty-hint";
+    tip.textContent = filterParams().length > 1 ? "Try loosening the filters." : "Try other words.";
+    s.append(tip);
+  }
+}
+
+function updateUrl(query) {
+  const sp = new URLSearchParams();
+  if (query.kind === "text") sp.set("q", query.q);
+  else if (query.kind === "item") sp.set("similar", String(query.id));
+  else return;   // an uploaded clip cannot live in a link
+  for (const [k, v] of filterParams()) {
+    if (k === "collection" && v === "default") continue;
+    sp.append(k, v);
+  }
+  if (state.limit !== 20) sp.set("limit", String(state.limit));
+  const url = `${location.pathname}?${sp}`;
+  if (url !== location.pathname + location.search) history.pushState({ q: sp.toString() }, "", url);
+  document.title = query.kind === "text" ? `${query.q} · clapsearch` : "clapsearch";
+}
+
+export function fromUrl() {
+  const sp = new URLSearchParams(location.search);
+  applyFiltersFromUrl(sp);
+  const q = sp.get("q");
+  const similar = sp.get("similar");
+  if (q) {
+    $("#q").value = q;
+    state.query = { kind: "text", q };
+    runSearch(false);
+  } else if (similar && /^\d+$/.test(similar)) {
+    state.query = { kind: "item", id: Number(similar), name: `item ${similar}` };
+    runSearch(false);
+  }
+}
+
+// ----------------------------------------------------------------------------------------- cards
+
+function addCard(hit, rank) {
+  const li = document.createElement("li");
+  li.className = "card";
+  li.tabIndex = 0;
+  li.dataset.testid = "result-card";
+  li.dataset.id = hit.id;
+  const seg = isMoment(hit);
+  li.setAttribute("aria-label", `${rank}. ${hit.name}, score ${hit.score.toFixed(3)}${seg ? `, moment at ${fmtTime(hit.start_s)}` : ""}`);
+  li.innerHTML = `
+    <button type="button" class="play" aria-label="Play" data-testid="play">
+      <svg viewBox="0 0 24 24" aria-hidden="true"><path class="i-play" d="M8 5v14l11-7z"/><path class="i-pause" d="M7 5h4v14H7zM13 5h4v14h-4z"/></svg>
+    </button>
+    <div class="card-main">
+      <div class="card-head">
+        <span class="rank">${rank}</span>
+        <span class="name" data-testid="result-name"></span>
+        <span class="score" data-testid="score" title="cosine similarity">
+          <span class="score-bar"><span></span></span><span class="score-num"></span>
+        </span>
+      </div>
+      <div class="wave-wrap">
+        <canvas class="wave" data-testid="waveform" role="slider" aria-label="Waveform: click to seek"
+                aria-valuemin="0" aria-valuenow="0"></canvas>
+        <span class="wave-note"></span>
+      </div>
+      <div class="card-foot">
+        <span class="path" data-testid="result-path"></span>
+        <span class="meta"></span>
+        <span class="actions">
+          <button type="button" class="ghost small similar" data-testid="similar">Similar</button>
+          <button type="button" class="ghost small tag" data-testid="tag-this">Tag</button>
+        </span>
+      </div>
+    </div>`;
+  $(".name", li).textContent = hit.name;
+  $(".name", li).title = hit.name;
+  $(".path", li).textContent = ltr(hit.path);
+  $(".path", li).title = hit.path;
+  const score = Math.max(0, Math.min(1, hit.score));
+  $(".score-bar > span", li).style.width = `${(score * 100).toFixed(1)}%`;
+  $(".score-num", li).textContent = hit.score.toFixed(3);
+  const meta = [fmtTime(hit.duration_s), hit.format || "?"];
+  if (seg) meta.unshift(`moment ${fmtTime(hit.start_s)}–${fmtTime(hit.end_s)}`);
+  if (hit.tags && Object.keys(hit.tags).length) {
+    meta.push(Object.entries(hit.tags).slice(0, 4).map(([k, v]) => `${k}: ${v}`).join(", "));
+  }
+  $(".meta", li).textContent = meta.join(" · ");
+  const entry = { hit, card: li, peaks: null, canvas: $(".wave", li) };
+  state.hits.push(entry);
+
+  $(".play", li).addEventListener("click", () => togglePlay(entry));
+  $(".similar", li).addEventListener("click", () => searchSimilar(hit.id, hit.name));
+  $(".tag", li).addEventListener("click", () => {
+    setTagTarget({ kind: "item", id: hit.id, name: hit.name });
+    $("#labels-input").focus();
+  });
+  entry.canvas.addEventListener("click", (ev) => {
+    const rect = entry.canvas.getBoundingClientRect();
+    const frac = Math.max(0, Math.min(1, (ev.clientX - rect.left) / rect.width));
+    seek(entry, frac * entryDuration(entry));
+  });
+  entry.canvas.addEventListener("keydown", (ev) => {
+    if (ev.key !== "ArrowLeft" && ev.key !== "ArrowRight") return;
+    ev.preventDefault();
+    const base = state.current === entry ? player.currentTime : (hit.start_s || 0);
+    seek(entry, Math.max(0, base + (ev.key === "ArrowRight" ? 2 : -2)));
+  });
+  entry.canvas.tabIndex = -1;
+  $("#results").append(li);
+  loadPeaks(entry);
+}
+
