@@ -8,6 +8,9 @@
     CLAPSEARCH_DEVICE         auto | cpu | cuda            (ONNX Runtime)
     CLAPSEARCH_FAISS_GPU      auto | never | always        (index training/adding on GPUs)
     CLAPSEARCH_INDEX_MEMORY_GB  memory budget that picks the index type (see `indexer status`)
+    CLAPSEARCH_ONNX_THREADS   ONNX Runtime intra-op threads (default: one per physical core)
+    CLAPSEARCH_ONNX_SPINNING  let idle ONNX threads spin for the next call (fast back-to-back
+                              batches when ingesting; the service turns it off, see its settings)
 """
 
 from __future__ import annotations
@@ -36,6 +39,8 @@ class IndexerSettings(BaseSettings):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     faiss_gpu: Literal["auto", "never", "always"] = "auto"
     index_memory_gb: float = Field(4.0, gt=0)
+    onnx_threads: int | None = Field(None, ge=1)
+    onnx_spinning: bool = True
 
     @property
     def resolved_database_url(self) -> str:

@@ -62,6 +62,8 @@ class ServiceSettings(IndexerSettings):
     batch_wait_ms: float = Field(2.0, ge=0, description="how long a batch waits to fill up")
     queue_max: int = Field(512, ge=1, description="queued inference requests before 503 busy")
     decode_threads: int = Field(2, ge=1, description="uploads decoded at once")
+    onnx_spinning: bool = Field(False, description="idle ONNX Runtime threads spin-wait for the next "
+                                "call; off in the service so they leave the cores to the event loop")
     embedding_cache_ttl_s: int = Field(7 * 24 * 3600, ge=0)
     result_cache_ttl_s: int = Field(600, ge=0)
 

@@ -57,7 +57,7 @@ def available_providers(prefer: str = "auto") -> list[str]:
 
 class ClapEncoder:
     def __init__(self, folder: str | Path, manifest: Manifest, *, variant: str | None = None,
-                 device: str = "auto", threads: int | None = None):
+                 device: str = "auto", threads: int | None = None, spinning: bool = True):
         import onnxruntime as ort
 
         variant = variant or manifest.default_variant
@@ -73,6 +73,10 @@ class ClapEncoder:
         options.intra_op_num_threads = threads or 0  # 0 = one per physical core
         options.inter_op_num_threads = 1
         options.log_severity_level = 3
+        if not spinning:
+            # Idle intra-op threads otherwise busy-wait for the next call: good for back-to-back
+            # ingest batches, bad for a server whose event loop needs those cores between calls.
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         providers = available_providers(device)
         self._audio = ort.InferenceSession(str(self.folder / files.audio), options, providers=providers)
         self._text = ort.InferenceSession(str(self.folder / files.text), options, providers=providers)

@@ -9,7 +9,7 @@ from service.problems import ProblemError
 from service.queries import SearchRequest
 
 
-def search_request(
+async def search_request(   # async: a sync dependency would cost a thread hop per request
     request: Request,
     collection: str | None = Query(None, description="collection to search (default: the configured one)",
                                    max_length=200),
