@@ -3,12 +3,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-# Debian tools some tests drive: chromium (the web page's browser test, through Playwright) and
-# docker-compose (validates docker-compose.yml against the compose schema). Installed when
+# Debian tools some tests drive: chromium (the web page's browser test, through Playwright),
+# docker-compose (validates docker-compose.yml against the compose schema) and prometheus (for
+# promtool, which checks the scrape config, rules and dashboard queries; no daemon is started). Installed when
 # missing and possible; otherwise those tests skip (or fail under CLAPSEARCH_REQUIRE_SERVICES=1).
 need=()
 [ -x /usr/bin/chromium ] || need+=(chromium)
 command -v docker-compose >/dev/null 2>&1 || need+=(docker-compose)
+command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 if [ ${#need[@]} -gt 0 ] && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
   echo "installing ${need[*]} (Debian packages) for the browser and compose tests" >&2
   export DEBIAN_FRONTEND=noninteractive

@@ -122,10 +122,21 @@ async def _allowed(rt, searcher, req: SearchRequest):
     return ids
 
 
+def _version_token(folder: Path) -> str:
+    """Unique to one published version on one disk: ids and version numbers restart at 1 when a
+    database is recreated or another deployment shares the Redis, inode + mtime do not."""
+    try:
+        st = (folder / "version.json").stat()
+        return f"{st.st_dev:x}.{st.st_ino:x}.{st.st_mtime_ns:x}"
+    except OSError:
+        return "gone"
+
+
 def _result_key(searcher, req: SearchRequest, query_id: str) -> str:
     v = searcher.version
-    return (f"res:{v.collection_id}:{req.kind}:{v.version}:{v.generation}:"
-            + _digest(query_id, str(req.limit), str(req.offset), repr(req.min_score), req.filters.key()))
+    return (f"res:{v.collection_id}:{req.kind}:{v.version}:{v.generation}:{_version_token(v.folder)}:"
+            + _digest(str(v.folder), query_id, str(req.limit), str(req.offset), repr(req.min_score),
+                      req.filters.key()))
 
 
 async def search(rt, req: SearchRequest, *, text: str | None = None, vector: np.ndarray | None = None,

@@ -167,7 +167,7 @@ class Runtime:
 
     # ------------------------------------------------------------------ readiness
     def readiness(self) -> tuple[bool, dict]:
-        """Ready = the model is loaded and every published index loaded without error. A fresh
+        """Ready = the model is loaded and every published index is being served. A fresh
         deployment with no collection yet is ready (there is nothing to load; ingest is allowed)."""
         model_ok = self.encoder is not None
         detail = {
@@ -183,5 +183,8 @@ class Runtime:
             "jobs": self.jobs.status() if self.jobs is not None else None,
             "watcher": self.watcher.status() if self.watcher is not None else None,
         }
-        ready = model_ok and not self._load_errors
+        # A failed hot reload leaves the previous version serving: reported, but still ready
+        # (one bad publish must not pull every replica out of the load balancer at once).
+        unserved = [key for key in self._load_errors if tuple(key.split("/", 1)) not in self._searchers]
+        ready = model_ok and not unserved
         return ready, {"ready": ready, **detail}

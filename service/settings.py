@@ -1,7 +1,7 @@
 """Typed settings of the search service: everything the indexer reads (``IndexerSettings``:
 database, index folder, model, device) plus what only a server needs. All come from
-``CLAPSEARCH_*`` environment variables (or a ``.env`` file named by ``CLAPSEARCH_ENV_FILE``)
-and are read once, when the app is created; nothing is read at import time.
+``CLAPSEARCH_*`` environment variables and are read once, when the app is created; nothing is
+read at import time.
 
 Lists take comma-separated values: ``CLAPSEARCH_API_KEYS=key1,key2``,
 ``CLAPSEARCH_ALLOWED_INGEST_ROOTS=/srv/library,/mnt/sfx``.

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 
 log = logging.getLogger("service.worker")
@@ -34,6 +35,9 @@ def main(argv: list[str] | None = None) -> int:
 
     from service.settings import ServiceSettings
 
+    # A worker only ingests: let ONNX threads spin between back-to-back batches as the
+    # `indexer` CLI does (the API process turns spinning off to leave cores to its event loop).
+    os.environ.setdefault("CLAPSEARCH_ONNX_SPINNING", "true")
     settings = ServiceSettings()
     if not settings.redis_url:
         print("clapsearch-worker: CLAPSEARCH_REDIS_URL is not set. The worker takes ingest jobs from "
