@@ -74,9 +74,10 @@ def allowed_ids(db, collection_id: int, kind: str, filters: SearchFilters) -> np
         where.append(func.lower(cast(File.tags, String)).contains(value, autoescape=True))
     id_column = File.id if kind == "files" else Segment.id
     columns = [id_column, File.tags] if rules else [id_column]
-    query = select(*columns).where(*where)
+    query = select(*columns).select_from(File)
     if kind == "segments":
         query = query.join(Segment, Segment.file_id == File.id)
+    query = query.where(*where)
     with db.session() as s:
         rows = s.execute(query).all()
     ids = [row[0] for row in rows if not rules or _tags_match(row[1], rules)]

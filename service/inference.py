@@ -4,7 +4,7 @@ A batch mixes three kinds of work items; each kind is done in as few calls as po
 
 * :class:`EmbedTexts` and text queries: every distinct text in the batch goes through ONE
   ``embed_text`` call (the encoder groups equal token lengths, so no text is padded against
-  another and vectors stay bit-identical to a lone query);
+  another; a batched vector agrees with a lone query's to ~1e-7, the same ranking);
 * :class:`EmbedAudio`: uploaded clips' views in one ``embed_views`` call;
 * :class:`SearchQuery`: unfiltered queries on the same index are stacked into ONE FAISS search
   and one metadata join; filtered queries (each with its own allowed ids) run one by one.

@@ -109,7 +109,7 @@ def _page(req: SearchRequest, hits: list[Hit], exclude_file: int | None) -> list
     if exclude_file is not None:
         hits = [h for h in hits if h.file_id != exclude_file]
     if req.min_score is not None:
-        hits = [h for h in hits if h.score >= req.min_score]
+        hits = [h for h in hits if round(h.score, 6) >= req.min_score]   # as the scores are shown
     return [_hit_json(h, req.kind) for h in hits[req.offset : req.offset + req.limit]]
 
 

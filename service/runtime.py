@@ -75,10 +75,15 @@ class Runtime:
         self.jobs = open_job_queue(s, on_published=self.reload)
         self.watcher = IndexWatcher(s, self.reload)
         self.watcher.start()
-        threading.Thread(target=self._warm_vocabulary, name="vocabulary", daemon=True).start()
+        self._vocabulary_thread = threading.Thread(target=self._warm_vocabulary, name="vocabulary",
+                                                   daemon=True)
+        self._vocabulary_thread.start()
         self.started_at = time.time()
 
     def close(self) -> None:
+        # let the vocabulary finish its ONNX call: a thread killed inside one at exit aborts
+        if getattr(self, "_vocabulary_thread", None) is not None:
+            self._vocabulary_thread.join(timeout=60)
         if self.watcher is not None:
             self.watcher.stop()
         if self.jobs is not None:

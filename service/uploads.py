@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import AsyncIterator
 
 from fastapi import UploadFile
+from starlette.exceptions import HTTPException
 
 from indexer.audio.decode import DecodeLimits, probe
 from service.problems import ProblemError, problem_response
@@ -29,8 +30,8 @@ _AUDIO_TYPES = {"application/octet-stream", "application/ogg", "video/ogg", "app
 _SAFE_EXT = re.compile(r"^\.[a-z0-9]{1,8}$")
 
 
-class _TooLarge(Exception):
-    pass
+class _TooLarge(HTTPException):
+    """Raised from ``receive`` once a streamed body crosses the limit (answered as 413)."""
 
 
 class BodyLimitMiddleware:
@@ -63,7 +64,10 @@ class BodyLimitMiddleware:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > limit:
-                    raise _TooLarge()
+                    # an HTTPException, not a private error: FastAPI's form parser turns anything
+                    # else raised while it reads the body into a 400 "error parsing the body"
+                    raise _TooLarge(413, f"the body passed the limit of {limit} bytes "
+                                         "(CLAPSEARCH_MAX_UPLOAD_BYTES)")
             return message
 
         async def tracking_send(message):

@@ -51,7 +51,8 @@ async def search_audio(request: Request, params=SearchParams, file: UploadFile |
     vector, name = await queries.audio_vector(rt, optional_upload(file), item_id)
     result = await queries.search(rt, params, vector=vector,
                                   exclude_file=item_id if exclude_self else None,
-                                  query_id=name if item_id is not None else None)
+                                  query_id=(name if exclude_self else name + ":with-self")
+                                  if item_id is not None else None)
     return _fast_json({"query": name, **result})
 
 
