@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 from contextlib import asynccontextmanager
 from importlib import resources
 from pathlib import Path
@@ -46,6 +47,9 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
+        # Requests hand work to the inference thread and back: with Python's default 5 ms GIL
+        # switch interval each hand-off can wait milliseconds for the other thread to yield.
+        sys.setswitchinterval(settings.gil_switch_interval_ms / 1000)
         runtime = Runtime(settings, metrics)
         await run_in_threadpool(runtime.start)
         runtime.decode_slots = asyncio.Semaphore(settings.decode_threads)

@@ -64,6 +64,8 @@ class ServiceSettings(IndexerSettings):
     decode_threads: int = Field(2, ge=1, description="uploads decoded at once")
     onnx_spinning: bool = Field(False, description="idle ONNX Runtime threads spin-wait for the next "
                                 "call; off in the service so they leave the cores to the event loop")
+    gil_switch_interval_ms: float = Field(0.5, gt=0, description="Python's thread switch interval "
+                                          "in the API process (default 5 ms delays hand-offs)")
     embedding_cache_ttl_s: int = Field(7 * 24 * 3600, ge=0)
     result_cache_ttl_s: int = Field(600, ge=0)
 
