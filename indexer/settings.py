@@ -8,7 +8,7 @@
     CLAPSEARCH_DEVICE         auto | cpu | cuda            (ONNX Runtime)
     CLAPSEARCH_FAISS_GPU      auto | never | always        (index training/adding on GPUs)
     CLAPSEARCH_INDEX_MEMORY_GB  memory budget that picks the index type (see `indexer status`)
-    CLAPSEARCH_ONNX_THREADS   ONNX Runtime intra-op threads (default: one per physical core)
+    CLAPSEARCH_ONNX_THREADS   ONNX Runtime intra-op threads (unset or 0: one per physical core)
     CLAPSEARCH_ONNX_SPINNING  let idle ONNX threads spin for the next call (fast back-to-back
                               batches when ingesting; the service turns it off, see its settings)
 """
@@ -39,7 +39,7 @@ class IndexerSettings(BaseSettings):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     faiss_gpu: Literal["auto", "never", "always"] = "auto"
     index_memory_gb: float = Field(4.0, gt=0)
-    onnx_threads: int | None = Field(None, ge=1)
+    onnx_threads: int | None = Field(None, ge=0)
     onnx_spinning: bool = True
 
     @property

@@ -62,6 +62,9 @@ class ServiceSettings(IndexerSettings):
     batch_wait_ms: float = Field(2.0, ge=0, description="how long a batch waits to fill up")
     queue_max: int = Field(512, ge=1, description="queued inference requests before 503 busy")
     decode_threads: int = Field(2, ge=1, description="uploads decoded at once")
+    onnx_threads: int | None = Field(1, ge=0, description="ONNX Runtime threads per call; 1 in the "
+                                     "service: a text query is too small to split, and the cores "
+                                     "serve concurrent requests instead (0: one per core)")
     onnx_spinning: bool = Field(False, description="idle ONNX Runtime threads spin-wait for the next "
                                 "call; off in the service so they leave the cores to the event loop")
     gil_switch_interval_ms: float = Field(0.5, gt=0, description="Python's thread switch interval "

@@ -38,6 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     # A worker only ingests: let ONNX threads spin between back-to-back batches as the
     # `indexer` CLI does (the API process turns spinning off to leave cores to its event loop).
     os.environ.setdefault("CLAPSEARCH_ONNX_SPINNING", "true")
+    os.environ.setdefault("CLAPSEARCH_ONNX_THREADS", "0")     # and use every core per batch
     settings = ServiceSettings()
     if not settings.redis_url:
         print("clapsearch-worker: CLAPSEARCH_REDIS_URL is not set. The worker takes ingest jobs from "
