@@ -15,7 +15,9 @@ from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
 
-DEFAULT_ONTOLOGY = Path(__file__).resolve().parents[3] / "shared" / "data" / "audioset" / "ontology.json"
+# The one copy shipped in the repository (the service's label vocabulary reads it too), so
+# training works in any checkout, not only beside ../shared.
+DEFAULT_ONTOLOGY = Path(__file__).resolve().parents[2] / "service" / "data" / "audioset_ontology.json"
 
 # word (or "word pair") -> AudioSet names. Targets not in the ontology are dropped at load time.
 SYNONYMS: dict[str, tuple[str, ...]] = {
@@ -215,6 +217,6 @@ class Ontology:
 
 @lru_cache(maxsize=4)
 def load_ontology(path: str | None = None) -> Ontology:
-    """The ontology at ``path`` (default: the shared AudioSet ``ontology.json``)."""
+    """The ontology at ``path`` (default: the AudioSet ``ontology.json`` shipped in ``service/data``)."""
     with open(path or DEFAULT_ONTOLOGY, encoding="utf-8") as fh:
         return Ontology(json.load(fh))
