@@ -123,26 +123,8 @@ def query_texts(seed: int = 0):
 
 
 # ----------------------------------------------------------------------------- machine and CPU accounting
-def _busy_jiffies() -> int:
-    with open("/proc/stat") as fh:
-        fields = [int(x) for x in fh.readline().split()[1:]]
-    return sum(fields) - fields[3] - fields[4]
-
-
-def _loadavg() -> str:
-    with open("/proc/loadavg") as fh:
-        return " ".join(fh.read().split()[:3])
-
-
-def wait_quiet(max_wait: float, threshold_pct: float = 10.0) -> float:
-    """Sleep until other processes use < threshold_pct of the CPUs for 1 s (at most max_wait s)."""
-    t0, hz, ncpu = time.perf_counter(), os.sysconf("SC_CLK_TCK"), os.cpu_count() or 1
-    while max_wait > 0:
-        b0 = _busy_jiffies()
-        time.sleep(1.0)
-        if 100.0 * (_busy_jiffies() - b0) / hz / ncpu < threshold_pct or time.perf_counter() - t0 >= max_wait:
-            break
-    return time.perf_counter() - t0
+# The machine-load helpers are bench/index.py's (one definition for the benchmarks).
+from index import _busy_jiffies, _loadavg, wait_quiet  # noqa: E402
 
 
 def _tree(pid: int):
