@@ -54,7 +54,6 @@ import argparse
 import asyncio
 import json
 import os
-import platform
 import random
 import resource
 import shutil
@@ -125,6 +124,7 @@ def query_texts(seed: int = 0):
 # ----------------------------------------------------------------------------- machine and CPU accounting
 # The machine-load helpers are bench/index.py's (one definition for the benchmarks).
 from index import _busy_jiffies, _loadavg, wait_quiet  # noqa: E402
+from index import machine_info as index_machine_info  # noqa: E402
 
 
 def _tree(pid: int):
@@ -195,17 +195,9 @@ class CpuWindow:
 
 
 def machine_info() -> dict:
-    info = {"cpu": platform.processor() or "unknown", "logical_cpus": os.cpu_count(),
-            "python": platform.python_version(), "loadavg_start": _loadavg()}
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10, check=False).stdout
-        fields = {k.strip(): v.strip() for k, v in (line.split(":", 1) for line in out.splitlines() if ":" in line)}
-        info["cpu"] = fields.get("Model name", info["cpu"])
-        info["hypervisor"] = fields.get("Hypervisor vendor")
-    except (OSError, subprocess.SubprocessError):
-        pass
-    with open("/proc/meminfo") as fh:
-        info["mem_gib"] = round(int(fh.readline().split()[1]) / 2**20, 1)
+    """bench/index.py's machine record plus the serving stack's versions."""
+    info = index_machine_info()
+    info["loadavg_start"] = _loadavg()
     versions = {}
     for name in ("numpy", "faiss", "onnxruntime", "fastapi", "starlette", "uvicorn", "httpx", "redis",
                  "sqlalchemy", "pydantic"):
@@ -214,12 +206,6 @@ def machine_info() -> dict:
         except Exception:
             pass
     info["versions"] = versions
-    try:
-        import faiss
-
-        info["faiss_threads"] = faiss.omp_get_max_threads()
-    except Exception:
-        pass
     return info
 
 
@@ -1017,19 +1003,9 @@ def stage_deltas(before: str, after: str, requests: int) -> dict:
 
 
 def _metrics_excerpt(text: str) -> dict:
-    """Per-stage sums and counts from the Prometheus text (``*_sum`` / ``*_count`` samples)."""
-    out = {}
-    for line in text.splitlines():
-        if line.startswith("#") or not line.startswith("clapsearch_"):
-            continue
-        name = line.split("{")[0].split(" ")[0]
-        if name.endswith(("_sum", "_count")) or "cache" in name:
-            try:
-                key, value = line.rsplit(" ", 1)
-                out[key] = float(value)
-            except ValueError:
-                pass
-    return out
+    """Per-stage sums and counts (``*_sum`` / ``*_count`` samples) and the cache counters."""
+    return {key: value for key, value in _samples(text).items()
+            if key.split("{")[0].endswith(("_sum", "_count")) or "cache" in key.split("{")[0]}
 
 
 def print_report(res: dict) -> None:

@@ -56,7 +56,7 @@ def _digest(*parts: str) -> str:
     return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:32]
 
 
-def _background(rt, fn, *args) -> None:
+def _background(fn, *args) -> None:
     """Run a cache write off the request path (its failure is the cache's business)."""
     asyncio.get_running_loop().run_in_executor(None, fn, *args)
 
@@ -95,7 +95,7 @@ async def text_vectors(rt, texts: list[str]) -> np.ndarray:
         out[missing] = fresh
         if rt.cache.enabled:
             ttl = rt.settings.embedding_cache_ttl_s
-            _background(rt, lambda: [rt.cache.set(keys[i], out[i].astype("<f4").tobytes(), ttl)
+            _background(lambda: [rt.cache.set(keys[i], out[i].astype("<f4").tobytes(), ttl)
                                      for i in missing])
     return out
 
@@ -188,7 +188,7 @@ async def search(rt, req: SearchRequest, *, text: str | None = None, vector: np.
         if result_key is not None:
             writes.append((result_key, json.dumps(results).encode(), rt.settings.result_cache_ttl_s))
         if writes:
-            _background(rt, lambda: [rt.cache.set(*w) for w in writes])
+            _background(lambda: [rt.cache.set(*w) for w in writes])
     return _response(rt, req, version, results, started, cached=False)
 
 

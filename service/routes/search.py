@@ -10,6 +10,7 @@ from fastapi import APIRouter, Query, Request, UploadFile
 from fastapi.responses import Response
 
 from service import queries
+from service.problems import ProblemError
 from service.routes.params import AudioUpload, ItemId, SearchParams, optional_upload
 from service.schemas import SearchResponse, TextsResponse
 
@@ -75,7 +76,6 @@ async def search_texts(request: Request, file: UploadFile | None = AudioUpload, 
     started = time.perf_counter()
     user = list(dict.fromkeys(t.strip() for t in texts if t.strip()))
     if len(user) > rt.settings.max_labels:
-        from service.problems import ProblemError
         raise ProblemError(422, "request.too_many_labels", "Too many texts",
                            f"{len(user)} texts; the limit is {rt.settings.max_labels}")
     vector, name = await queries.audio_vector(rt, optional_upload(file), item_id)

@@ -19,6 +19,7 @@ from service.problems import ProblemError
 from service.reload import IndexWatcher
 from service.settings import ServiceSettings
 from tests.indexer.library import write
+from tests.service.polling import wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 MODEL = REPO / "models" / "clapsearch-sfx-v1"
@@ -179,7 +180,7 @@ def test_rq_end_to_end(tmp_path, rq_settings):
         status = queue.status()
         assert status["state"] == "ok" and status["queued"] == 1 and "no worker" in status["detail"]
         assert queue.get(job.id).status == "queued"
-        assert _wait(lambda: watcher.status()["subscribed"])
+        assert wait_until(lambda: watcher.status()["subscribed"])
 
         _run_worker(rq_settings, "--simple")
 
@@ -190,7 +191,7 @@ def test_rq_end_to_end(tmp_path, rq_settings):
         assert done.created_at <= done.started_at <= done.ended_at
         assert set(done.model_dump(mode="json")) == JOB_KEYS
         assert [j.id for j in queue.list()] == [job.id]
-        assert _wait(lambda: "default" in seen)           # the worker announced the new version
+        assert wait_until(lambda: "default" in seen)           # the worker announced the new version
         _assert_searchable(rq_settings, 3)
     finally:
         watcher.stop()
@@ -236,12 +237,3 @@ def test_worker_refuses_without_redis(monkeypatch, capsys):
         worker.main(["--burst"])
     assert exit_.value.code == 2
     assert "CLAPSEARCH_REDIS_URL" in capsys.readouterr().err
-
-
-def _wait(predicate, timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return predicate()

@@ -10,6 +10,7 @@ import pytest
 
 from service.reload import IndexWatcher, notify_published
 from service.settings import ServiceSettings
+from tests.service.polling import wait_until
 
 DEAD = "redis://127.0.0.1:1/0"
 
@@ -19,13 +20,6 @@ def _settings(**kw) -> ServiceSettings:
     return ServiceSettings(redis_timeout_s=0.5, **kw)
 
 
-def _wait(predicate, timeout=10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return predicate()
 
 
 def _stopped_quickly(watcher: IndexWatcher) -> None:
@@ -42,10 +36,10 @@ def test_notice_reaches_watcher_with_collection(redis_url):
     watcher = IndexWatcher(settings, seen.append)
     watcher.start()
     try:
-        assert _wait(lambda: watcher.status()["subscribed"])
+        assert wait_until(lambda: watcher.status()["subscribed"])
         name = f"sfx-{uuid.uuid4().hex[:8]}"
         assert notify_published(settings, name) is True
-        assert _wait(lambda: name in seen)
+        assert wait_until(lambda: name in seen)
         status = watcher.status()
         assert status["notices"] >= 1 and status["polls"] == 0 and status["last_error"] is None
     finally:
@@ -58,7 +52,7 @@ def test_polls_without_redis():
     watcher = IndexWatcher(settings, seen.append)
     watcher.start()
     try:
-        assert _wait(lambda: watcher.status()["polls"] >= 3)
+        assert wait_until(lambda: watcher.status()["polls"] >= 3)
         assert set(seen) == {None}
         assert not watcher.status()["subscribed"]
         assert notify_published(settings, "default") is False
@@ -72,7 +66,7 @@ def test_dead_redis_does_not_stop_polling():
     watcher = IndexWatcher(settings, seen.append)
     watcher.start()
     try:
-        assert _wait(lambda: watcher.status()["polls"] >= 3 and watcher.status()["last_error"])
+        assert wait_until(lambda: watcher.status()["polls"] >= 3 and watcher.status()["last_error"])
         status = watcher.status()
         assert not status["subscribed"] and "Connection" in status["last_error"]
         assert notify_published(settings, "default") is False
@@ -90,7 +84,7 @@ def test_on_change_errors_are_logged_not_fatal():
     watcher = IndexWatcher(_settings(reload_poll_s=0.05), broken)
     watcher.start()
     try:
-        assert _wait(lambda: len(calls) >= 3)
+        assert wait_until(lambda: len(calls) >= 3)
     finally:
         _stopped_quickly(watcher)
 
@@ -161,14 +155,14 @@ def test_watcher_resubscribes_when_redis_comes_back(redis_url):
     watcher = IndexWatcher(settings, seen.append)
     watcher.start()
     try:
-        assert _wait(lambda: watcher.status()["last_error"] is not None)
+        assert wait_until(lambda: watcher.status()["last_error"] is not None)
         proxy.start()                                  # Redis is back
-        assert _wait(lambda: watcher.status()["subscribed"])
-        assert _wait(lambda: None in seen)             # one catch-up check for lost notices
+        assert wait_until(lambda: watcher.status()["subscribed"])
+        assert wait_until(lambda: None in seen)             # one catch-up check for lost notices
         assert watcher.status()["last_error"] is None
         name = f"back-{uuid.uuid4().hex[:8]}"
         assert notify_published(settings, name)
-        assert _wait(lambda: name in seen)
+        assert wait_until(lambda: name in seen)
     finally:
         _stopped_quickly(watcher)
         proxy.close()

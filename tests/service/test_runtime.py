@@ -4,26 +4,22 @@ index versions without a restart, Redis down / Redis up (result cache), PostgreS
 from __future__ import annotations
 
 import random
-import time
 import uuid
 
 import pytest
 
 from tests.service.conftest import (LONG, TRACKS, assert_problem, ingest, metric_samples, names,
                                     valid_search, write_new_file)
+from tests.service.polling import wait_until
 
 DEAD_REDIS = "redis://127.0.0.1:1/0"
 
 
-def _wait_for(predicate, timeout_s: float = 30.0, every_s: float = 0.05):
-    """Poll ``predicate`` until it returns something truthy; fail after ``timeout_s``."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = predicate()
-        if value:
-            return value
-        assert time.monotonic() < deadline, "condition never became true"
-        time.sleep(every_s)
+def _wait_for(predicate, timeout_s: float = 30.0):
+    """``predicate``'s first truthy value; fails the test after ``timeout_s``."""
+    value = wait_until(predicate, timeout_s, every_s=0.05)
+    assert value, "condition never became true"
+    return value
 
 
 def _search(client, q, **params):
