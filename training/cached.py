@@ -61,6 +61,7 @@ def _audio_outputs(model, dataset, cfg: TrainConfig, device, amp, epoch: int, de
     from tqdm import tqdm
 
     from training.train import _as_list
+    from training.data.dataset import stack_features
 
     dataset.set_epoch(epoch)
     loader = DataLoader(dataset, batch_size=cfg.batch_size, shuffle=False, num_workers=cfg.workers,
@@ -68,7 +69,7 @@ def _audio_outputs(model, dataset, cfg: TrainConfig, device, amp, epoch: int, de
     feats, captions = [], []
     with torch.inference_mode(), torch.autocast(device.type, dtype=amp, enabled=amp is not None):
         for items in tqdm(loader, desc=desc, unit="batch", disable=not cfg.progress, leave=False):
-            x = torch.stack([it["features"] for it in items]).to(device)
+            x = stack_features([it["features"] for it in items]).to(device)
             longer = torch.stack([torch.as_tensor(it["is_longer"]) for it in items]).to(device)
             feats.append(model.audio(x, longer).float().cpu())
             captions += [it["caption"] for it in items]

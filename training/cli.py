@@ -91,6 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--quiet", action="store_true", help="no progress bar")
     sub.add_parser("evaluate", add_help=False, help="retrieval / zero-shot / linear-probe metrics")
     sub.add_parser("corpus", add_help=False, help="build the captioned training corpus from Debian packages")
+    sub.add_parser("label-space", add_help=False, help="tune label-space settings, table prior/branch mixes")
     sub.add_parser("model-card", add_help=False, help="held-out evaluation + MODEL_CARD.md of a model folder")
     export = sub.add_parser("export", help="training checkpoint -> model folder (manifest + ONNX)")
     export.add_argument("checkpoint", type=Path)
@@ -186,6 +187,10 @@ def main(argv: list[str] | None = None) -> int:
         from training.corpus.cli import main as corpus_main
 
         return corpus_main(argv[1:])
+    if argv[:1] == ["label-space"]:
+        from training.label_space_tune import main as label_space_main
+
+        return label_space_main(argv[1:])
     if argv[:1] == ["model-card"]:
         from training.model_card import main as card_main
 

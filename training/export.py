@@ -177,6 +177,11 @@ def write_model_folder(
     default_variant: str | None = None,
 ) -> Manifest:
     """Export ``converted`` into ``out_dir`` and return its manifest. See the module docstring."""
+    if converted.frontend.long_policy == "patch_mean":  # two audio graphs around the patch mean
+        from training.export_patched import write_patch_model_folder
+
+        return write_patch_model_folder(converted, out_dir, name=name, parity_tol=parity_tol, overwrite=overwrite,
+                                        ship_fp16_text=ship is None or "fp32-fp16" in ship)
     out = Path(out_dir)
     if out.exists() and any(out.iterdir()):
         if not overwrite:

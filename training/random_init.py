@@ -126,8 +126,14 @@ def random_converted(config_name: str | Path | dict, tokenizer_dir: Path, seed: 
     vocab = min(config.tokenizer_vocab_size, int(config.text.config.get("vocab_size", 2048)))
     train_tokenizer(tokenizer_dir, vocab_size=vocab, style=config.text.type)
     label = config_name if isinstance(config_name, (str, Path)) else "custom"
+    model = build_model(config, seed).eval()
+    if config.head is not None:  # label-space anchors from this (random) text tower
+        from indexer.text import TextTokenizer
+        from training.models.clap import refresh_anchors
+
+        refresh_anchors(model, TextTokenizer(Path(tokenizer_dir) / "tokenizer.json", max_length=config.text.max_length))
     return ConvertedModel(
-        model=build_model(config, seed).eval(), frontend=config.audio_frontend(),
+        model=model, frontend=config.audio_frontend(),
         audio_architecture=architecture_name(config, "audio"), text_architecture=config.text.type,
         tokenizer_dir=tokenizer_dir, max_text_length=config.text.max_length,
         source=f"random:{label}:seed={seed}", source_format="random", source_sha256=None,
@@ -140,4 +146,6 @@ def architecture_name(config: ModelConfig, tower: str) -> str:
         return config.text.type
     if config.audio.type == "cnn":
         return config.audio.preset or "cnn"
+    if config.audio.type == "yamnet":
+        return "yamnet-mobilenetv1"
     return f"htsat-{config.audio.config.get('patch_embeds_hidden_size', 'custom')}"

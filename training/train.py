@@ -131,6 +131,12 @@ def prepare_model(cfg: TrainConfig, resume: dict | None, captions: list[str], ra
     tokenizer_file = Path(tokenizer_dir) / "tokenizer.json"
     if not tokenizer_file.is_file():
         raise FileNotFoundError(f"{tokenizer_dir}: no tokenizer.json")
+    if model.config.head is not None:  # label-space anchors follow the final text tower
+        from indexer.text import TextTokenizer
+        from training.models.clap import refresh_anchors
+
+        refresh_anchors(model, TextTokenizer(tokenizer_file, max_length=model.config.text.max_length))
+        notes.append("label-space anchors embedded with the text tower")
     return model.train(), tokenizer_file.read_text(), notes
 
 
@@ -207,6 +213,8 @@ def validation_texts(records) -> tuple[list[str], list[int]]:
 
 def validate(model, records, cfg: TrainConfig, rt: Runtime, tokenizer_file: Path) -> dict:
     """Retrieval metrics on the validation records, with serving features (no augmentation)."""
+    from training.data.dataset import stack_features
+
     from torch.utils.data import DataLoader
 
     from indexer.text import TextTokenizer
@@ -224,7 +232,7 @@ def validate(model, records, cfg: TrainConfig, rt: Runtime, tokenizer_file: Path
                         collate_fn=_as_list)
     with torch.inference_mode():
         for items in loader:  # decoding in the workers, in order
-            features = torch.stack([it["features"] for it in items]).to(rt.device)
+            features = stack_features([it["features"] for it in items]).to(rt.device)
             longer = torch.stack([torch.as_tensor(it["is_longer"]) for it in items]).to(rt.device)
             audio.append(model.encode_audio(features, longer).float().cpu().numpy())
         for start in range(0, len(captions), cfg.batch_size):

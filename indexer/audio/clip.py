@@ -13,6 +13,11 @@ crops, one from each third of the valid start positions, at the FIXED middle of 
 (laion picks at random). A file only a few samples longer than a clip (same frame count) is
 treated as not longer, exactly like laion_clap.
 
+Patch models (``patch_mean``): one view of ALL the file's log-mel frames, ``(1, T, n_mels)``,
+zero-filled at the end as ``indexer.audio.patches`` defines; the encoder cuts it into patches and
+averages the tower's outputs over all of them. ``crop_start`` (training only) takes
+``clip_samples`` from a long file instead.
+
 Everything here is per clip: a clip's views never depend on what else is in the batch.
 """
 
@@ -84,6 +89,8 @@ def clip_views(
     choices for long clips; training passes random ones (laion_clap's random crop and random
     fusion chunks), serving never does. Out-of-range values raise ValueError.
     """
+    if spec.long_policy == "patch_mean":
+        return _patch_views(read, num_samples, spec, crop_start)
     fused = spec.long_policy == "fusion" if fusion_views is None else fusion_views
     channels = 4 if fused else 1
     clip = spec.clip_samples
@@ -123,6 +130,19 @@ def clip_views(
     global_view = take(i0) * (np.float32(1.0) - w) + take(i1) * w
     views = np.stack([global_view, *(take(frames) for frames in local)]).astype(np.float32)
     return ClipViews(views, is_longer=True, fusion_starts=starts)
+
+
+def _patch_views(read: SampleReader, num_samples: int, spec: AudioFrontend, crop_start: int | None) -> ClipViews:
+    from indexer.audio.patches import clip_frames
+
+    if crop_start is None:
+        return ClipViews(clip_frames(read, num_samples, spec)[None], is_longer=False)
+    start, clip = int(crop_start), spec.clip_samples
+    if not 0 <= start <= max(0, num_samples - clip):
+        raise ValueError(f"crop_start {start} outside [0, {max(0, num_samples - clip)}]")
+    length = min(clip, num_samples - start)
+    frames = clip_frames(lambda a, b: read(start + a, start + min(b, length)), length, spec)
+    return ClipViews(frames[None], is_longer=False, crop_start=start)
 
 
 def waveform_views(waveform: np.ndarray, spec: AudioFrontend) -> ClipViews:

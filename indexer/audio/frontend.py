@@ -48,14 +48,23 @@ def _mel_to_hz(mel: np.ndarray, scale: str) -> np.ndarray:
 
 @lru_cache(maxsize=16)
 def _mel_filter_bank_cached(
-    sample_rate: int, n_fft: int, n_mels: int, f_min: float, f_max: float, scale: str, norm: str | None
+    sample_rate: int, n_fft: int, n_mels: int, f_min: float, f_max: float, scale: str, norm: str | None,
+    triangles: str = "hz",
 ) -> np.ndarray:
     fft_freqs = np.linspace(0.0, sample_rate / 2, n_fft // 2 + 1)
     mel_edges = np.linspace(_hz_to_mel(f_min, scale), _hz_to_mel(f_max, scale), n_mels + 2)
+    if triangles == "mel":
+        # TensorFlow / VGGish: the triangles are linear in mel, not in Hz, and the DC bin is zeroed.
+        # HTK's mel is 2595 log10(1 + f/700) here and 1127 ln(1 + f/700) there: the same curve.
+        axis, edges = _hz_to_mel(fft_freqs, scale), mel_edges
+    else:
+        axis, edges = fft_freqs, _mel_to_hz(mel_edges, scale)
     hz_edges = _mel_to_hz(mel_edges, scale)
-    lower = (fft_freqs[:, None] - hz_edges[None, :-2]) / np.diff(hz_edges)[None, :-1]
-    upper = (hz_edges[None, 2:] - fft_freqs[:, None]) / np.diff(hz_edges)[None, 1:]
+    lower = (axis[:, None] - edges[None, :-2]) / np.diff(edges)[None, :-1]
+    upper = (edges[None, 2:] - axis[:, None]) / np.diff(edges)[None, 1:]
     bank = np.maximum(0.0, np.minimum(lower, upper))  # (n_freq, n_mels) triangles
+    if triangles == "mel":
+        bank[0] = 0.0
     if norm == "slaney":
         bank *= 2.0 / (hz_edges[2:] - hz_edges[:-2])[None, :]  # equal area per filter
     elif norm == "l1":
@@ -72,7 +81,8 @@ def mel_filter_bank(spec: AudioFrontend) -> np.ndarray:
     HTK scale without norm equals torchaudio's default (fusion checkpoints).
     """
     return _mel_filter_bank_cached(
-        spec.sample_rate, spec.n_fft, spec.n_mels, spec.f_min, spec.f_max, spec.mel_scale, spec.mel_norm
+        spec.sample_rate, spec.n_fft, spec.n_mels, spec.f_min, spec.f_max, spec.mel_scale, spec.mel_norm,
+        spec.mel_triangles,
     )
 
 
@@ -91,10 +101,10 @@ def _mel_bands(spec: AudioFrontend) -> tuple[tuple[int, int, np.ndarray], ...]:
 
 
 @lru_cache(maxsize=8)
-def _window(win_length: int, n_fft: int) -> np.ndarray:
+def _window(win_length: int, n_fft: int, align: str = "center") -> np.ndarray:
     n = np.arange(win_length, dtype=np.float64)
     win = 0.5 - 0.5 * np.cos(2.0 * np.pi * n / win_length)  # periodic Hann
-    left = (n_fft - win_length) // 2
+    left = (n_fft - win_length) // 2 if align == "center" else 0
     win = np.pad(win, (left, n_fft - win_length - left)).astype(np.float32)
     win.setflags(write=False)
     return win
@@ -105,7 +115,7 @@ def num_frames(num_samples: int, spec: AudioFrontend) -> int:
     """STFT frame count of a waveform (centred STFT: one frame per hop, plus one)."""
     if spec.center:
         return num_samples // spec.hop_length + 1
-    return 1 + (num_samples - spec.n_fft) // spec.hop_length
+    return max(0, 1 + (num_samples - spec.frame_span) // spec.hop_length)
 
 
 def _read_span(read: SampleReader, num_samples: int, lo: int, hi: int, pad_mode: str) -> np.ndarray:
@@ -139,7 +149,7 @@ def log_mel_frames(
     if frame_indices.size == 0:
         return np.zeros((0, spec.n_mels), np.float32)
     offset = spec.n_fft // 2 if spec.center else 0
-    window = _window(spec.win_length, spec.n_fft)
+    window = _window(spec.win_length, spec.n_fft, spec.window_align)
     bands = _mel_bands(spec)
     out = np.empty((frame_indices.size, spec.n_mels), np.float32)
     # Split into runs of consecutive indices.
@@ -170,6 +180,8 @@ def _to_log(mel: np.ndarray, spec: AudioFrontend) -> np.ndarray:
     log = spec.log
     if log.kind == "log1p":
         value = np.log10(np.float32(1.0) + np.float32(log.gain) * mel)
+    elif log.kind == "ln_eps":
+        value = np.log(mel + np.float32(log.amin))
     else:
         value = log.multiplier * np.log10(np.maximum(mel, log.amin))
         value -= log.multiplier * np.log10(max(log.amin, log.ref))

@@ -11,7 +11,9 @@ Determinism: the same file gives the bit-identical vector alone or inside any ba
 * texts are never padded against each other: a batch is split into groups of equal token length,
   so a text's computation does not depend on its neighbours' lengths;
 * a variant whose export measured it NOT batch-invariant (dynamic int8 quantisation picks its
-  activation scales per batch) runs one item per call instead.
+  activation scales per batch) runs one item per call instead;
+* patch models (``patch_mean``): each patch's tower output is computed row by row whatever else
+  shares its ONNX call, and a file's mean is a float64 reduction over its own rows only.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import numpy as np
 
 from indexer.audio.clip import ClipViews
 from indexer.audio.decode import DecodeLimits
+from indexer.audio.patches import PATCH_CHUNK, frames_to_patches
 from indexer.audio.views import array_views, file_views
 from indexer.errors import AudioError, ModelError
 from indexer.models.manifest import Manifest, load_manifest
@@ -80,12 +83,16 @@ class ClapEncoder:
         providers = available_providers(device)
         self._audio = ort.InferenceSession(str(self.folder / files.audio), options, providers=providers)
         self._text = ort.InferenceSession(str(self.folder / files.text), options, providers=providers)
+        self._head = (ort.InferenceSession(str(self.folder / files.audio_head), options, providers=providers)
+                      if files.audio_head else None)
         self.providers = self._audio.get_providers()
         # One clip per call also when the variant is batch-invariant but runs on CPU: a clip's
         # activations (~100 MB for HTSAT-tiny at batch 16) then stay in cache, and ONNX Runtime's
         # CPU cost per clip is lowest at batch 1 (fp32: 60 ms at batch 1, 75 ms at batch 16).
         on_cpu = self.providers[0] == "CPUExecutionProvider"
         self._audio_max_batch = 1 if on_cpu or not files.audio_batch_invariant else None
+        if manifest.patched:  # a patch is small: many per call, unless the variant is not row-invariant
+            self._audio_max_batch = PATCH_CHUNK if files.audio_batch_invariant else 1
         self._text_max_batch = None if files.text_batch_invariant else 1
         self.tokenizer = TextTokenizer(self.folder / manifest.text.tokenizer,
                                        max_length=manifest.text.max_length,
@@ -128,12 +135,61 @@ class ClapEncoder:
         """(N, D) unit vectors for precomputed clip views (one ONNX call)."""
         if not views:
             return np.zeros((0, self.dim), np.float32)
+        if self._head is not None:
+            return self._embed_patched(views)
         parts = []
         for group in _split(list(views), self._audio_max_batch):
             features = np.stack([v.features for v in group])
             is_longer = np.array([v.is_longer for v in group], dtype=bool)
             parts.append(self._audio.run(None, {"input_features": features, "is_longer": is_longer})[0])
         return np.concatenate(parts)
+
+    def patch_outputs(self, views: Sequence[ClipViews]) -> list[np.ndarray]:
+        """Patch models: each view's per-patch tower outputs, ``(P_i, patch_outputs)`` float32.
+
+        Patches of all views share ONNX calls of up to ``PATCH_CHUNK`` rows (many short files are
+        one call); a row's result does not depend on its neighbours (checked at export).
+        """
+        spec = self.manifest.audio_frontend
+        pieces = [frames_to_patches(v.features[0], spec) for v in views]
+        rows = np.empty((sum(p.shape[0] for p in pieces), self.manifest.audio.patch_outputs or 0), np.float32)
+        step = self._audio_max_batch or PATCH_CHUNK
+        pending: list[np.ndarray] = []
+        done = filled = 0
+        for piece in pieces:
+            for start in range(0, piece.shape[0], step):
+                pending.append(piece[start : start + step])
+                filled += pending[-1].shape[0]
+                if filled >= step:
+                    done = self._run_patches(pending, rows, done)
+                    pending, filled = [], 0
+        if pending:
+            self._run_patches(pending, rows, done)
+        bounds = np.cumsum([0] + [p.shape[0] for p in pieces])
+        return [rows[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+
+    def _run_patches(self, pending: list[np.ndarray], rows: np.ndarray, done: int) -> int:
+        batch = np.ascontiguousarray(np.concatenate(pending), dtype=np.float32)
+        step = self._audio_max_batch or batch.shape[0]
+        for start in range(0, batch.shape[0], step):
+            part = batch[start : start + step]
+            rows[done : done + part.shape[0]] = self._audio.run(None, {"patches": part})[0]
+            done += part.shape[0]
+        return done
+
+    def pool_patches(self, outputs: Sequence[np.ndarray]) -> np.ndarray:
+        """Per-file mean of patch outputs (float64 sums over each file's own rows) -> head -> (N, D)."""
+        pooled = np.stack([np.add.reduce(o, axis=0, dtype=np.float64) / max(1, o.shape[0]) for o in outputs])
+        return self._run_head(pooled.astype(np.float32))
+
+    def _run_head(self, pooled: np.ndarray) -> np.ndarray:
+        assert self._head is not None
+        return np.concatenate([self._head.run(None, {"pooled": pooled[i : i + 1]})[0]
+                               for i in range(pooled.shape[0])]) if pooled.shape[0] else \
+            np.zeros((0, self.dim), np.float32)
+
+    def _embed_patched(self, views: Sequence[ClipViews]) -> np.ndarray:
+        return self.pool_patches(self.patch_outputs(views))
 
     def embed_waveforms(self, waveforms: Sequence[np.ndarray], sample_rate: int) -> np.ndarray:
         return self.embed_views([self.views_from_waveform(w, sample_rate) for w in waveforms])

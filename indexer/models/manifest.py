@@ -35,11 +35,12 @@ class LogSpec(_Strict):
     """Mel power -> model input.
 
     ``db`` (LAION): ``multiplier * log10(max(power, amin) / ref)``, optionally clipped ``top_db``
-    below the max. ``log1p`` (the aisfx CNN): ``log10(1 + gain * power)``. Either is then mapped
-    through ``(value - offset) / divisor`` (aisfx's min-max scaling: offset 0, divisor 9.4578).
+    below the max. ``log1p`` (the aisfx CNN): ``log10(1 + gain * power)``. ``ln_eps`` (YAMNet):
+    ``ln(mel + amin)``. Any is then mapped through ``(value - offset) / divisor`` (aisfx's min-max
+    scaling: offset 0, divisor 9.4578).
     """
 
-    kind: Literal["db", "log1p"] = "db"
+    kind: Literal["db", "log1p", "ln_eps"] = "db"
     multiplier: float = 10.0
     amin: float = 1e-10
     ref: float = 1.0
@@ -64,6 +65,9 @@ class AudioFrontend(_Strict):
     win_length: int = 1024
     hop_length: int = 480
     window: Literal["hann_periodic"] = "hann_periodic"
+    # Where a ``win_length`` window sits inside its ``n_fft`` frame: ``center`` (torch.stft/librosa)
+    # or ``left`` (tf.signal.stft: a frame starts with its window and is zero-filled to n_fft).
+    window_align: Literal["center", "left"] = "center"
     center: bool = True
     pad_mode: Literal["reflect", "constant"] = "reflect"
     power: float = 2.0
@@ -72,23 +76,39 @@ class AudioFrontend(_Strict):
     f_max: float = 14_000.0
     mel_scale: Literal["slaney", "htk"] = "slaney"
     mel_norm: Literal["slaney", "l1"] | None = "slaney"  # l1: each filter sums to 1 (librosa norm=1)
+    # ``hz``: triangles drawn on the frequency axis (librosa, torchaudio). ``mel``: triangles drawn
+    # on the mel axis with the DC bin zeroed (tf.signal.linear_to_mel_weight_matrix, VGGish, YAMNet).
+    mel_triangles: Literal["hz", "mel"] = "hz"
     log: LogSpec = LogSpec()
     # laion_clap rounds every waveform through int16 before the front end; transformers does not.
     int16_roundtrip: bool = False
     resampler: Literal["soxr_hq"] = "soxr_hq"
-    # How clips shorter than ``clip_samples`` are filled.
-    short_policy: Literal["repeatpad"] = "repeatpad"
-    # How longer clips are reduced: ``fusion`` (global view + 3 fixed local crops, fused model) or a
-    # deterministic ``center_crop`` of one clip for non-fusion models.
-    long_policy: Literal["fusion", "center_crop"] = "center_crop"
+    # How clips shorter than ``clip_samples`` are filled: tiled then zero-filled (``repeatpad``,
+    # LAION) or zero-filled (``zeropad``; patch models, see ``indexer.audio.patches``).
+    short_policy: Literal["repeatpad", "zeropad"] = "repeatpad"
+    # How longer clips are reduced: ``fusion`` (global view + 3 fixed local crops, fused model), a
+    # deterministic ``center_crop`` of one clip for non-fusion models, or ``patch_mean``: the model
+    # sees short patches and a file's vector pools its tower outputs over ALL of its patches,
+    # whatever its length (YAMNet-style towers; ``clip_samples`` is then only the training crop).
+    long_policy: Literal["fusion", "center_crop", "patch_mean"] = "center_crop"
+    # patch_mean: patch length and hop in STFT frames (YAMNet: 96 and 48, 0.96 s every 0.48 s).
+    patch_frames: int | None = None
+    patch_hop_frames: int | None = None
     # Scale each clip (the repeat-padded short clip or the 10 s crop) to a peak of 1 before the
     # front end: loudness-invariant vectors, and the input the aisfx CNN was trained on.
     peak_normalize: bool = False
 
     @property
+    def frame_span(self) -> int:
+        """Samples one STFT frame reads from the (padded) waveform."""
+        return self.win_length if self.window_align == "left" else self.n_fft
+
+    @property
     def chunk_frames(self) -> int:
         """STFT frames in one clip (1001 for the public checkpoints)."""
-        return self.clip_samples // self.hop_length + 1
+        if self.center:
+            return self.clip_samples // self.hop_length + 1
+        return 1 + (self.clip_samples - self.frame_span) // self.hop_length
 
     @model_validator(mode="after")
     def _check(self) -> "AudioFrontend":
@@ -96,8 +116,20 @@ class AudioFrontend(_Strict):
             raise ValueError("win_length must not exceed n_fft")
         if not 0 <= self.f_min < self.f_max <= self.sample_rate / 2:
             raise ValueError("need 0 <= f_min < f_max <= sample_rate/2")
-        if self.peak_normalize and self.long_policy == "fusion":
-            raise ValueError("peak_normalize is defined per clip; fusion views span the whole file")
+        if self.peak_normalize and self.long_policy in ("fusion", "patch_mean"):
+            raise ValueError("peak_normalize is defined per clip; fusion and patch views span the whole file")
+        patched = self.long_policy == "patch_mean"
+        if patched != (self.patch_frames is not None and self.patch_hop_frames is not None):
+            raise ValueError("long_policy 'patch_mean' needs patch_frames and patch_hop_frames, and only it")
+        if patched:
+            if self.center or self.short_policy != "zeropad" or self.pad_mode != "constant":
+                raise ValueError("patch_mean front ends frame without centring and zero-pad (short clips, "
+                                 "last frames)")
+            if not 0 < self.patch_hop_frames <= self.patch_frames:  # type: ignore[operator]
+                raise ValueError("need 0 < patch_hop_frames <= patch_frames")
+            if (self.clip_samples - self.win_length) % self.hop_length or \
+                    (self.chunk_frames - self.patch_frames) % self.patch_hop_frames:  # type: ignore[operator]
+                raise ValueError("clip_samples must cover a whole number of patch hops")
         return self
 
 
@@ -107,6 +139,30 @@ class AudioTower(_Strict):
     # Number of log-mel views the ONNX graph takes: 4 for fusion ([global, front, middle, back]), else 1.
     input_channels: int = 1
     config: dict = Field(default_factory=dict, description="architecture hyper-parameters (informative)")
+    # patch_mean models: width of the per-patch outputs the runtime averages over a file before
+    # the variant's ``audio_head`` graph maps the mean to the embedding (YAMNet: 1024 + 521).
+    patch_outputs: int | None = None
+
+
+class LabelSpace(_Strict):
+    """A fixed text-side projection baked into the text graph (informative here; the graph holds
+    the numbers): text embedding -> cosine to each anchor prompt -> softmax at ``temperature`` ->
+    L2. ``labels`` are the audio tower's classes in output order; anchors are ``template`` filled
+    with each label."""
+
+    template: str
+    temperature: float
+    labels: list[str]
+    encoder: str = Field(description="the sentence encoder whose embeddings are compared")
+
+
+class JointPart(_Strict):
+    """One block of the embedding: ``dim`` coordinates scaled so that its cosine counts ``weight``."""
+
+    name: str
+    dim: int
+    weight: float
+    description: str = ""
 
 
 class TextTower(_Strict):
@@ -115,6 +171,7 @@ class TextTower(_Strict):
     max_length: int = 77
     pad_token_id: int = 1
     config: dict = Field(default_factory=dict)
+    label_space: LabelSpace | None = None
 
 
 class Provenance(_Strict):
@@ -131,6 +188,8 @@ class Variant(_Strict):
 
     audio: str
     text: str
+    # patch_mean models: pooled patch outputs (B, patch_outputs) -> unit embeddings (B, D).
+    audio_head: str | None = None
     # Measured at export on probe inputs: min cosine of this variant's vectors to fp32's.
     audio_min_cosine_to_fp32: float | None = None
     text_min_cosine_to_fp32: float | None = None
@@ -158,6 +217,9 @@ class Manifest(_Strict):
     provenance: Provenance
     logit_scale_audio: float | None = None
     logit_scale_text: float | None = None
+    # How the embedding is assembled from blocks (e.g. an AudioSet label-space prior and a trained
+    # branch); the cosine of two vectors is the weighted sum of the blocks' cosines.
+    joint: list[JointPart] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _check(self) -> "Manifest":
@@ -173,7 +235,19 @@ class Manifest(_Strict):
             raise ValueError("audio_frontend.long_policy 'fusion' requires a fusion audio tower and vice versa")
         if self.audio.input_channels != (4 if fused else 1):
             raise ValueError("audio.input_channels must be 4 for fusion models and 1 otherwise")
+        patched = self.audio_frontend.long_policy == "patch_mean"
+        if patched != (self.audio.patch_outputs is not None):
+            raise ValueError("audio.patch_outputs is required by, and only by, long_policy 'patch_mean'")
+        if any((v.audio_head is not None) != patched for v in self.variants.values()):
+            raise ValueError("every variant of a patch_mean model needs an audio_head graph (and only then)")
+        if self.joint and sum(p.dim for p in self.joint) != self.embed_dim:
+            raise ValueError("joint parts must add up to embed_dim")
         return self
+
+    @property
+    def patched(self) -> bool:
+        """True for patch_mean models (tower outputs averaged over all of a file's patches)."""
+        return self.audio_frontend.long_policy == "patch_mean"
 
     @property
     def fingerprint(self) -> str:
@@ -203,8 +277,8 @@ def load_manifest(folder: str | Path) -> Manifest:
     for variant in manifest.variants.values():
         if not variant.shipped:
             continue
-        for name in (variant.audio, variant.text):
-            if not (Path(folder) / name).is_file():
+        for name in (variant.audio, variant.text, variant.audio_head):
+            if name is not None and not (Path(folder) / name).is_file():
                 raise ManifestError(f"{folder}: manifest lists {name!r} but the file is missing")
     tok = Path(folder) / manifest.text.tokenizer
     if not tok.is_file():

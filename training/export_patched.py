@@ -1,0 +1,190 @@
+"""Model folders for patch models (``long_policy: patch_mean``, the YAMNet family).
+
+A patch model's file vector is ``head(mean over ALL patches of tower(patch))``; the runtime
+streams the patches of any length of file, so the audio side is exported as two graphs:
+
+    audio.onnx       patches (N, patch_frames, n_mels) -> patch_outputs (N, W)   one row per patch
+    audio_head.onnx  pooled (B, W) -> unit embeddings (B, D)                      after the mean
+    text.onnx        input_ids, attention_mask (B, L) -> unit embeddings (B, D)   label space inside
+
+Checked before anything is written: the graphs reproduce the torch model's ``encode_audio`` /
+``encode_text`` on generated clips of several lengths (max abs <= ``parity_tol``), and whether a
+row is bit-identical alone and in a batch is measured into the manifest.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from indexer.errors import ModelError
+from indexer.models.manifest import (
+    AudioTower, JointPart, LabelSpace, Manifest, Provenance, TextTower, Variant, sha256_file,
+)
+from training.convert import ConvertedModel
+from training.export import (
+    _batch_invariant, _convert_fp16, _equal_length_text_feeds, _export, _min_cosine, _probe_tokens, _run,
+    _tokenizer_file, _versions, pad_token_id,
+)
+from training.towers import TextEmbedder, as_train_model
+
+
+class _PatchGraph(nn.Module):
+    def __init__(self, tower: nn.Module):
+        super().__init__()
+        self.tower = tower
+
+    def forward(self, patches: torch.Tensor) -> torch.Tensor:
+        return self.tower.patch_outputs(patches)
+
+
+class _HeadGraph(nn.Module):
+    def __init__(self, projection: nn.Module):
+        super().__init__()
+        self.projection = projection
+
+    def forward(self, pooled: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.projection(pooled), dim=-1)
+
+
+def probe_clips(spec, seed: int = 0) -> list[np.ndarray]:
+    """Frames ``(1, T, n_mels)`` of generated clips: shorter than a patch, a few patches, long."""
+    from indexer.audio.clip import waveform_views
+
+    rng = np.random.default_rng(seed)
+    sr = spec.sample_rate
+    out = []
+    for seconds in (0.3, 2.2, 7.9, 31.0):
+        t = np.arange(int(seconds * sr)) / sr
+        wave = 0.3 * np.sin(2 * np.pi * rng.uniform(100, 4000) * t) + 0.05 * rng.standard_normal(t.size)
+        out.append(waveform_views((wave * np.linspace(0.2, 1.0, t.size)).astype(np.float32), spec).features)
+    return out
+
+
+def _onnx_file_vectors(stage: Path, audio: str, head: str, clips: list[np.ndarray], spec) -> np.ndarray:
+    from indexer.audio.patches import frames_to_patches
+
+    pooled = []
+    for frames in clips:
+        rows = _run(stage / audio, {"patches": np.ascontiguousarray(frames_to_patches(frames[0], spec))})
+        pooled.append(np.add.reduce(rows, axis=0, dtype=np.float64) / rows.shape[0])
+    return _run(stage / head, {"pooled": np.stack(pooled).astype(np.float32)})
+
+
+def write_patch_model_folder(converted: ConvertedModel, out_dir: str | Path, *, name: str | None = None,
+                             ship_fp16_text: bool = True, parity_tol: float = 1e-4,
+                             overwrite: bool = False) -> Manifest:
+    """Export a patch model (YAMNet tower) into ``out_dir``; variants ``fp32`` and ``fp32-fp16``
+    (text tower in fp16), shipping the latter only when its cosine to fp32 is >= 0.999."""
+    from indexer.audio.patches import frames_to_patches
+
+    out = Path(out_dir)
+    if out.exists() and any(out.iterdir()):
+        if not overwrite:
+            raise ModelError(f"{out} exists and is not empty (pass overwrite=True)")
+        shutil.rmtree(out)
+    spec = converted.frontend
+    model = as_train_model(converted.model, converted.max_text_length).eval().float()
+    text_tower = TextEmbedder(model).eval()
+    tokenizer_file = _tokenizer_file(converted.tokenizer_dir)
+    clips = probe_clips(spec)
+    patches = np.concatenate([frames_to_patches(c[0], spec) for c in clips])
+    input_ids, attention_mask = _probe_tokens(tokenizer_file, converted.max_text_length)
+    width = int(model.audio.width)
+
+    with tempfile.TemporaryDirectory(dir=out.parent if out.parent.exists() else None) as tmp:
+        stage = Path(tmp)
+        batch, length = torch.export.Dim("batch"), torch.export.Dim("length")
+        _export(_PatchGraph(model.audio).eval(), (torch.from_numpy(np.ascontiguousarray(patches)),), ["patches"],
+                "patch_outputs", {"patches": {0: batch}}, stage / "audio.onnx")
+        _export(_HeadGraph(model.audio_projection).eval(), (torch.zeros(3, width),), ["pooled"],
+                "clap_audio_embeds", {"pooled": {0: batch}}, stage / "audio_head.onnx")
+        text_args = (torch.from_numpy(input_ids), torch.from_numpy(attention_mask))
+        _export(text_tower, text_args, ["input_ids", "attention_mask"], "clap_text_embeds",
+                {"input_ids": {0: batch, 1: length}, "attention_mask": {0: batch, 1: length}}, stage / "text.onnx")
+
+        with torch.inference_mode():
+            audio_ref = torch.cat([model.encode_audio(torch.from_numpy(c[None]), torch.zeros(1, dtype=torch.bool))
+                                   for c in clips]).numpy()
+            text_ref = text_tower(*text_args).numpy()
+        audio_err = float(np.abs(_onnx_file_vectors(stage, "audio.onnx", "audio_head.onnx", clips, spec)
+                                 - audio_ref).max())
+        text_feeds = {"input_ids": input_ids, "attention_mask": attention_mask}
+        text_err = float(np.abs(_run(stage / "text.onnx", text_feeds) - text_ref).max())
+        if audio_err > parity_tol or text_err > parity_tol:
+            raise ModelError(f"ONNX export does not reproduce the torch model: audio max|diff| {audio_err:.2e}, "
+                             f"text {text_err:.2e} (tolerance {parity_tol:.0e})")
+        patch_feeds = {"patches": np.ascontiguousarray(patches[:9])}
+        audio_invariant = _batch_invariant(stage / "audio.onnx", patch_feeds)
+        text_invariant = _batch_invariant(stage / "text.onnx", _equal_length_text_feeds(**text_feeds))
+        hashes = {n: sha256_file(stage / n) for n in ("audio.onnx", "audio_head.onnx", "text.onnx")}
+        files = {"fp32": Variant(audio="audio.onnx", audio_head="audio_head.onnx", text="text.onnx",
+                                 audio_batch_invariant=audio_invariant, text_batch_invariant=text_invariant,
+                                 sha256=hashes)}
+        _convert_fp16(stage / "text.onnx", stage / "text.fp16.onnx")
+        fp16_cos = _min_cosine(_run(stage / "text.fp16.onnx", text_feeds), text_ref)
+        fp16_ok = ship_fp16_text and fp16_cos >= 0.999
+        files["fp32-fp16"] = Variant(
+            audio="audio.onnx", audio_head="audio_head.onnx", text="text.fp16.onnx",
+            text_min_cosine_to_fp32=fp16_cos, audio_batch_invariant=audio_invariant,
+            text_batch_invariant=_batch_invariant(stage / "text.fp16.onnx", _equal_length_text_feeds(**text_feeds)),
+            sha256={"audio.onnx": hashes["audio.onnx"], "audio_head.onnx": hashes["audio_head.onnx"],
+                    "text.fp16.onnx": sha256_file(stage / "text.fp16.onnx")}, shipped=fp16_ok)
+        default = "fp32-fp16" if fp16_ok else "fp32"
+        if fp16_ok:  # the folder keeps the compact text tower only; fp32 stays pinned by its hashes
+            (stage / "text.onnx").unlink()
+            files["fp32"] = files["fp32"].model_copy(update={"shipped": False})
+        else:
+            (stage / "text.fp16.onnx").unlink()
+        shutil.copyfile(tokenizer_file, stage / "tokenizer.json")
+
+        config = model.full_config()
+        head = config.head
+        joint: list[JointPart] = []
+        label_space = None
+        if head is not None:
+            labels = head.labels()
+            label_space = LabelSpace(template=head.template, temperature=head.temperature, labels=labels,
+                                     encoder=converted.text_architecture)
+            joint.append(JointPart(name="prior", dim=len(labels), weight=head.prior_weight,
+                                   description="AudioSet label space: mean class scores vs softmax over anchors"))
+            if config.embed_dim > len(labels):
+                joint.append(JointPart(name="branch", dim=config.embed_dim - len(labels),
+                                       weight=1.0 - head.prior_weight, description="trained branch"))
+        manifest = Manifest(
+            name=name or out.name, embed_dim=int(config.embed_dim), audio_frontend=spec,
+            audio=AudioTower(architecture=converted.audio_architecture, input_channels=1,
+                             config=config.audio.model_dump(exclude={"fusion"}), patch_outputs=width),
+            text=TextTower(architecture=converted.text_architecture, max_length=converted.max_text_length,
+                           pad_token_id=pad_token_id(tokenizer_file, model.text.model.config.pad_token_id),
+                           config={"pooling": config.text.resolved_pooling, **config.text.config},
+                           label_space=label_space),
+            variants=files, default_variant=default,
+            provenance=Provenance(source=converted.source, source_format=converted.source_format,
+                                  source_sha256=converted.source_sha256,
+                                  converter="training.export_patched.write_patch_model_folder",
+                                  created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+                                  versions=_versions()),
+            logit_scale_audio=float(model.logit_scales()[0].detach()),
+            logit_scale_text=float(model.logit_scales()[1].detach()),
+            joint=joint,
+        )
+        manifest.save(stage)
+        (stage / "export_report.json").write_text(json.dumps({
+            "parity_max_abs": {"audio": audio_err, "text": text_err},
+            "text_fp16_min_cosine": fp16_cos, "notes": converted.notes}, indent=2) + "\n")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        if out.exists():
+            out.rmdir()
+        stage.chmod(0o755)
+        shutil.move(str(stage), str(out))
+        stage.mkdir()
+    return manifest
