@@ -154,11 +154,18 @@ def write_patch_model_folder(converted: ConvertedModel, out_dir: str | Path, *, 
             labels = head.labels()
             label_space = LabelSpace(template=head.template, temperature=head.temperature, labels=labels,
                                      encoder=converted.text_architecture)
+            keep = 1.0 - head.embedding_weight
             joint.append(JointPart(name="prior", dim=len(labels), weight=head.prior_weight,
+                                   audio_weight=keep * head.prior_weight,
                                    description="AudioSet label space: mean class scores vs softmax over anchors"))
-            if config.embed_dim > len(labels):
-                joint.append(JointPart(name="branch", dim=config.embed_dim - len(labels),
-                                       weight=1.0 - head.prior_weight, description="trained branch"))
+            if head.branch_dim:
+                joint.append(JointPart(name="branch", dim=head.branch_dim, weight=1.0 - head.prior_weight,
+                                       audio_weight=keep * (1.0 - head.prior_weight),
+                                       description="trained branch (tower output / text embedding -> MLP)"))
+            if head.embedding_dim:
+                joint.append(JointPart(name="embedding", dim=head.embedding_dim, weight=0.0,
+                                       audio_weight=head.embedding_weight,
+                                       description="tower embedding on its principal axes; zero in text vectors"))
         manifest = Manifest(
             name=name or out.name, embed_dim=int(config.embed_dim), audio_frontend=spec,
             audio=AudioTower(architecture=converted.audio_architecture, input_channels=1,

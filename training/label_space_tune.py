@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from training.evaluate import DEFAULT_TEMPLATE, evaluate_retrieval, evaluate_zero_shot
+from training.model_card import LabelledRecord, primary_label
 
 
 class _MixEmbedder:
@@ -56,7 +57,7 @@ def pooled_audio(model, paths: list[str]) -> dict[str, np.ndarray]:
         for path in dict.fromkeys(paths):
             views, _ = file_views(path, spec)
             patches = np.ascontiguousarray(frames_to_patches(views.features[0], spec))
-            rows = torch.cat([model.audio.patch_outputs(torch.from_numpy(patches[i : i + 256]))
+            rows = torch.cat([model.audio.patch_outputs(torch.from_numpy(patches[i : i + 256].copy()))
                               for i in range(0, len(patches), 256)]).numpy()
             out[path] = (np.add.reduce(rows, axis=0, dtype=np.float64) / len(rows)).astype(np.float32)
     return out
@@ -101,13 +102,53 @@ def sweep(model, tokenizer, records, temperatures, templates, weights) -> list[d
         set_mix(model, prior_weight=weight, temperature=temperature, template=template, tokenizer=tokenizer)
         row = {"template": template, "temperature": temperature, "prior_weight": weight}
         if any(r.captions for r in records):
-            row.update({f"t2a_{k}": v for k, v in evaluate_retrieval(embedder, records).metrics.items()
-                        if k.startswith("text_to_audio") or k in ("mAP@10",)})
-        if any(r.labels for r in records):
-            single = [r for r in records if len(r.labels) == 1]
-            row["zeroshot_top1"] = evaluate_zero_shot(embedder, single, None, DEFAULT_TEMPLATE).metrics["top1"]
+            t2a = evaluate_retrieval(embedder, records).metrics["text_to_audio"]
+            row.update({f"t2a_{k}": t2a[k] for k in ("R@1", "R@5", "R@10", "mAP@10")})
+        labelled = [LabelledRecord(r.audio, tuple(r.captions), (primary_label(r),), r.split)
+                    for r in records if primary_label(r)]
+        if labelled:
+            row["zeroshot_top1"] = evaluate_zero_shot(embedder, labelled, None, DEFAULT_TEMPLATE).metrics["top1"]
         rows.append(row)
     return rows
+
+
+def same_label_top1(vectors: np.ndarray, labels: list[str]) -> float:
+    """Query by example: share of clips whose nearest other clip has the same primary label."""
+    unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    sims = unit @ unit.T
+    np.fill_diagonal(sims, -np.inf)
+    y = np.array(labels)
+    return float((y[sims.argmax(axis=1)] == y).mean())
+
+
+def embedding_sweep(model, train_pooled: np.ndarray, pooled: np.ndarray, labels: list[str], dim: int,
+                    weights: list[float]) -> list[dict]:
+    """Audio->audio same-label top-1 with an embedding block of ``dim`` axes at each share, plus
+    the two reference spaces (class scores alone, the whole 1024-d embedding alone)."""
+    head = model.audio_projection
+    head.fit_embedding_block(torch.from_numpy(train_pooled[:, : -head.num_classes]), dim, 0.0)
+    rows = [{"space": "class scores (prior block)", "same_label_top1": same_label_top1(pooled[:, -head.num_classes :], labels)},
+            {"space": f"tower embedding ({pooled.shape[1] - head.num_classes}-d)",
+             "same_label_top1": same_label_top1(pooled[:, : -head.num_classes], labels)}]
+    for weight in weights:
+        head.embedding_weight = weight
+        with torch.inference_mode():
+            vectors = head(torch.from_numpy(pooled)).numpy()
+        rows.append({"space": "joint vector", "embedding_dim": dim, "embedding_weight": weight,
+                     "same_label_top1": same_label_top1(vectors, labels)})
+    return rows
+
+
+def add_embedding_block(model, train_pooled: np.ndarray, dim: int, weight: float) -> None:
+    """Fit the audio-only block on the training split and record it in the config."""
+    head = model.config.head
+    model.audio_projection.fit_embedding_block(
+        torch.from_numpy(train_pooled[:, : -model.audio_projection.num_classes]), dim, weight)
+    model.text_projection.embedding_dim = dim
+    extra = dim - head.embedding_dim
+    model.config = model.config.model_copy(update={
+        "embed_dim": model.config.embed_dim + extra,
+        "head": head.model_copy(update={"embedding_dim": dim, "embedding_weight": weight})})
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -122,6 +163,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--temperatures", default="0.02")
     p.add_argument("--templates", default="This is a sound of {}.", help="'|'-separated, {} = the label")
     p.add_argument("--weights", default="1", help="prior weights to try (1 = prior alone, 0 = branch alone)")
+    p.add_argument("--embedding-dims", type=int, default=0,
+                   help="add the audio-only embedding block with this many principal axes (fitted on --fit-split)")
+    p.add_argument("--embedding-weights", default="0,0.3,0.5,0.7", help="its audio->audio shares to try")
+    p.add_argument("--fit-split", default="train")
     p.add_argument("--out", type=Path)
     p.add_argument("--apply", type=Path, help="write the checkpoint with the best setting here")
     args = p.parse_args(argv)
@@ -133,20 +178,37 @@ def main(argv: list[str] | None = None) -> int:
     tokenizer_file = args.checkpoint.parent / "tokenizer.json"
     tokenizer_file.write_text(payload["tokenizer_json"]) if not tokenizer_file.exists() else None
     tokenizer = TextTokenizer(tokenizer_file, max_length=model.config.text.max_length)
-    loaded = read_any(args.manifest)
-    records = loaded[0] if isinstance(loaded, tuple) else loaded
-    records = [r for r in records if r.split == args.split]
+    loaded = read_any(args.manifest, extra="meta")
+    every = loaded[0] if isinstance(loaded, tuple) else loaded
+    records = [r for r in every if r.split == args.split]
     rows = sweep(model, tokenizer, records, [float(t) for t in args.temperatures.split(",")],
                  args.templates.split("|"), [float(w) for w in args.weights.split(",")])
-    score = lambda r: r.get("t2a_text_to_audio_R@10", 0) + r.get("zeroshot_top1", 0)  # noqa: E731
+    audio_rows, train_pooled = [], None
+    if args.embedding_dims:
+        labelled = [r for r in records if primary_label(r)]
+        cache = pooled_audio(model, [str(r.audio) for r in labelled])
+        fit = pooled_audio(model, [str(r.audio) for r in every if r.split == args.fit_split])
+        train_pooled = np.stack(list(fit.values()))
+        audio_rows = embedding_sweep(model, train_pooled, np.stack([cache[str(r.audio)] for r in labelled]),
+                                     [primary_label(r) for r in labelled], args.embedding_dims,
+                                     [float(w) for w in args.embedding_weights.split(",")])
+        for r in audio_rows:
+            print(json.dumps(r))
+    # The two things users do: find sounds by text (R@10) and tag them (zero-shot top-1), equally.
+    score = lambda r: r.get("t2a_R@10", 0) + r.get("zeroshot_top1", 0)  # noqa: E731
     best = max(rows, key=score)
     for r in rows:
         print(json.dumps(r) + ("   <- best" if r is best else ""))
+    joint = [r for r in audio_rows if r["space"] == "joint vector"]
+    best_audio = max(joint, key=lambda r: (r["same_label_top1"], -r["embedding_weight"])) if joint else None
     if args.out:
-        args.out.write_text(json.dumps({"split": args.split, "rows": rows, "best": best}, indent=2) + "\n")
+        args.out.write_text(json.dumps({"split": args.split, "rows": rows, "best": best, "audio_rows": audio_rows,
+                                        "best_audio": best_audio}, indent=2) + "\n")
     if args.apply:
         set_mix(model, prior_weight=best["prior_weight"], temperature=best["temperature"],
                 template=best["template"], tokenizer=tokenizer)
+        if best_audio is not None and train_pooled is not None:
+            add_embedding_block(model, train_pooled, args.embedding_dims, best_audio["embedding_weight"])
         save_checkpoint(args.apply, model=model, model_config_json=model.config.model_dump_json(),
                         tokenizer_json=payload["tokenizer_json"], state=payload["state"],
                         train_config_json=payload.get("train_config", "{}"))

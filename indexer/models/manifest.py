@@ -157,11 +157,14 @@ class LabelSpace(_Strict):
 
 
 class JointPart(_Strict):
-    """One block of the embedding: ``dim`` coordinates scaled so that its cosine counts ``weight``."""
+    """One block of the embedding, in order: ``dim`` coordinates scaled so that its cosine counts
+    ``weight`` in a text->audio score and ``audio_weight`` in an audio->audio score (a block the
+    text graph leaves at zero, such as the tower-embedding block, serves query by example only)."""
 
     name: str
     dim: int
     weight: float
+    audio_weight: float | None = None
     description: str = ""
 
 

@@ -14,12 +14,13 @@ from indexer.models.encoder import ClapEncoder
 from indexer.models.manifest import load_manifest
 
 CONFIG = {
-    "embed_dim": 521 + 16,
+    "embed_dim": 521 + 16 + 8,
     "audio": {"type": "yamnet"},
     "text": {"type": "bert", "pooling": "mean", "max_length": 32,
              "config": {"vocab_size": 400, "hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2,
                         "intermediate_size": 64, "max_position_embeddings": 64, "pad_token_id": 0}},
-    "head": {"type": "label_space", "temperature": 0.05, "prior_weight": 0.6, "branch_dim": 16},
+    "head": {"type": "label_space", "temperature": 0.05, "prior_weight": 0.6, "branch_dim": 16,
+             "embedding_dim": 8, "embedding_weight": 0.5},
     "tokenizer_vocab_size": 400,
 }
 
@@ -31,6 +32,8 @@ def patched(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("patched")
     converted = random_converted(CONFIG, root / "tok", seed=3)
+    head = converted.model.audio_projection  # a fitted (random) embedding block, as label-space tuning leaves it
+    head.fit_embedding_block(torch.randn(64, 1024, generator=torch.Generator().manual_seed(0)), 8, 0.5)
     write_model_folder(converted, root / "model")
     return converted.model, root / "model"
 
@@ -49,7 +52,9 @@ def test_manifest_describes_the_patch_model(patched):
     variant = manifest.variants[manifest.default_variant]
     assert variant.audio_head == "audio_head.onnx" and variant.audio_batch_invariant
     assert manifest.text.label_space is not None and len(manifest.text.label_space.labels) == 521
-    assert [(p.name, p.dim, p.weight) for p in manifest.joint] == [("prior", 521, 0.6), ("branch", 16, pytest.approx(0.4))]
+    assert [(p.name, p.dim, p.weight) for p in manifest.joint] == [("prior", 521, 0.6), ("branch", 16, pytest.approx(0.4)),
+                                                                  ("embedding", 8, 0.0)]
+    assert manifest.joint[2].audio_weight == 0.5 and manifest.joint[0].audio_weight == pytest.approx(0.3)
 
 
 def test_runtime_equals_torch_model_for_every_length(patched):
@@ -106,6 +111,14 @@ def test_empty_file_is_a_typed_error_not_a_vector(patched, tmp_path):
     sf.write(path, np.zeros((0, 1), np.float32), 16_000)
     (item,) = ClapEncoder.open(folder).embed_files([path])
     assert item.vector is None and isinstance(item.error, EmptyAudioError)
+
+
+def test_text_vectors_leave_the_audio_only_block_at_zero(patched):
+    _, folder = patched
+    encoder = ClapEncoder.open(folder)
+    text = encoder.embed_text(["a dog barks"])[0]
+    audio = encoder.embed_waveforms([_wave(2.0)], 16_000)[0]
+    assert np.all(text[-8:] == 0) and np.abs(audio[-8:]).sum() > 0
 
 
 def test_text_side_carries_the_label_space(patched):

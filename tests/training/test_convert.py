@@ -19,12 +19,12 @@ torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
 from indexer.errors import ModelError  # noqa: E402
-from training.convert.hf import load_hf_folder  # noqa: E402
+from training.convert.hf import feature_extractor_settings, load_hf_folder  # noqa: E402
 from training.convert.laion import detect_audio_config, load_laion_checkpoint  # noqa: E402
 from training.convert.layout import hf_to_laion, laion_to_hf  # noqa: E402
 
 from tests.conftest import GOLDEN as GOLDEN_DIR  # noqa: E402  (honours CLAPSEARCH_GOLDEN_DIR)
-from tests.factories import tiny_clap_model  # noqa: E402
+from tests.factories import CAPTIONS, save_hf_folder, tiny_clap_model  # noqa: E402
 
 CLIPS = ("clip_03s", "clip_10s", "clip_10s_plus240", "clip_25s", "clip_61s")
 TOL = 1e-4
@@ -475,3 +475,82 @@ def test_hf_slow_tokenizer_files_become_tokenizer_json(tmp_path):
     ids = np.array([e.ids for e in built.encode_batch(texts)])
     shutil.rmtree(conv.tokenizer_dir)
     np.testing.assert_array_equal(ids, np.load(g / "expected" / "text_input_ids.npy"))
+
+
+# ---------------------------------------------------------------- front-end settings: both layouts
+
+
+def _save_with_processor(model, dest: Path, tokenizer_dir: Path, **fe_kwargs) -> Path:
+    """``model`` saved as the installed transformers saves a whole CLAP checkpoint: the model plus a
+    ``ClapProcessor`` (5.x: ``processor_config.json`` with the settings nested, no
+    ``preprocessor_config.json``)."""
+    from transformers import ClapFeatureExtractor, ClapProcessor, RobertaTokenizerFast
+
+    model.save_pretrained(dest)
+    tokenizer = RobertaTokenizerFast(tokenizer_file=str(tokenizer_dir / "tokenizer.json"))
+    extractor = ClapFeatureExtractor(**fe_kwargs)
+    ClapProcessor(feature_extractor=extractor, tokenizer=tokenizer).save_pretrained(dest)
+    return dest
+
+
+def _embeddings(conv, fusion: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Audio embeddings of fixed features and text embeddings through the folder's own tokenizer."""
+    from indexer.text import TextTokenizer
+
+    gen = torch.Generator().manual_seed(5)
+    mel = torch.randn(2, 4 if fusion else 1, 1001, 64, generator=gen)
+    extra = {"is_longer": torch.tensor([[False], [True]])} if fusion else {}
+    tok = TextTokenizer(conv.tokenizer_dir / "tokenizer.json", max_length=conv.max_text_length)
+    ids, mask = tok.encode_batch(CAPTIONS)
+    with torch.inference_mode():
+        audio = conv.model.get_audio_features(input_features=mel, **extra).pooler_output.numpy()
+        text = conv.model.get_text_features(
+            input_ids=torch.from_numpy(ids), attention_mask=torch.from_numpy(mask)
+        ).pooler_output.numpy()
+    return audio, text
+
+
+@pytest.mark.parametrize("fusion", [False, True])
+def test_hf_processor_config_layout_matches_legacy(tmp_path, fusion):
+    model = _tiny_model(fusion, seed=40)
+    fe_kwargs = dict(
+        frequency_min=50, frequency_max=14_000, truncation="fusion" if fusion else "rand_trunc"
+    )
+    legacy = save_hf_folder(model, tmp_path / "legacy", **fe_kwargs)
+    new = _save_with_processor(model, tmp_path / "new", legacy, **fe_kwargs)
+    if int(transformers.__version__.split(".")[0]) >= 5:  # the layout this test exists for
+        assert not (new / "preprocessor_config.json").exists()
+        nested = json.loads((new / "processor_config.json").read_text())["feature_extractor"]
+        assert nested["feature_extractor_type"] == "ClapFeatureExtractor"
+
+    old_conv, new_conv = load_hf_folder(legacy), load_hf_folder(new)
+    assert new_conv.frontend == old_conv.frontend
+    fe = new_conv.frontend
+    assert (fe.sample_rate, fe.n_mels, fe.f_min, fe.f_max) == (48_000, 64, 50.0, 14_000.0)
+    assert fe.long_policy == ("fusion" if fusion else "center_crop")
+    assert new_conv.model.config.audio_config.enable_fusion is fusion
+    _assert_same_state(old_conv.model, new_conv.model)
+    for got, want in zip(_embeddings(new_conv, fusion), _embeddings(old_conv, fusion), strict=True):
+        np.testing.assert_array_equal(got, want)
+
+
+def test_hf_nested_settings_win_over_a_stale_preprocessor_config(tmp_path):
+    # transformers reads the nested settings first; so must we, and say the legacy file is ignored
+    (tmp_path / "preprocessor_config.json").write_text(json.dumps({"frequency_min": 0}))
+    (tmp_path / "processor_config.json").write_text(
+        json.dumps({"feature_extractor": {"frequency_min": 50}, "processor_class": "ClapProcessor"})
+    )
+    notes: list[str] = []
+    pre, source = feature_extractor_settings(tmp_path, notes)
+    assert pre == {"frequency_min": 50} and source.startswith("processor_config.json")
+    assert any("preprocessor_config.json differs" in n for n in notes)
+
+
+@pytest.mark.parametrize("processor_config", [None, {"processor_class": "ClapProcessor"}])
+def test_hf_without_feature_extractor_settings_is_an_error(tmp_path, processor_config):
+    folder = save_hf_folder(_tiny_model(False, seed=30), tmp_path)
+    (folder / "preprocessor_config.json").unlink()
+    if processor_config is not None:
+        (folder / "processor_config.json").write_text(json.dumps(processor_config))
+    with pytest.raises(ModelError, match=r"processor_config\.json.*preprocessor_config\.json"):
+        load_hf_folder(folder)

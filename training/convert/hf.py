@@ -1,5 +1,10 @@
-"""Hugging Face CLAP folder (``config.json`` + weights + ``preprocessor_config.json`` + tokenizer)
--> transformers ``ClapModel`` and the front end its own preprocessor config describes.
+"""Hugging Face CLAP folder (``config.json`` + weights + feature-extractor settings + tokenizer)
+-> transformers ``ClapModel`` and the front end its own feature-extractor settings describe.
+
+The settings are read where transformers itself reads them: nested under ``"feature_extractor"``
+in ``processor_config.json`` (what ``ClapProcessor.save_pretrained`` writes from transformers 5.x
+on, with no ``preprocessor_config.json``), else top level in ``preprocessor_config.json`` (older
+saves and the hub's laion/clap-htsat-* repos).
 
 Loading is offline (``local_files_only``). The folder's configs are followed as written, but what
 would make them ambiguous or unsupported (a non-repeatpad padding, an unknown truncation, a
@@ -32,6 +37,10 @@ _BENIGN_MISSING = (
     "num_batches_tracked",
 )
 SUPPORTED_TRUNCATION = ("fusion", "rand_trunc")
+PROCESSOR_CONFIG = "processor_config.json"
+PREPROCESSOR_CONFIG = "preprocessor_config.json"
+# transformers' FeatureExtractionMixin accepts either key for the nested settings.
+_NESTED_KEYS = ("feature_extractor", "audio_processor")
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -65,31 +74,66 @@ def _weights_digest(folder: Path, notes: list[str]) -> str:
     raise ModelError(f"{folder}: no weights ({', '.join(WEIGHT_FILES + SHARD_INDEXES)})")
 
 
-def hf_frontend(pre: dict[str, Any], fusion: bool, notes: list[str]) -> AudioFrontend:
+def feature_extractor_settings(folder: Path, notes: list[str]) -> tuple[dict[str, Any], str]:
+    """The folder's ``ClapFeatureExtractor`` settings and where they were found (for messages).
+
+    Same priority as transformers' ``FeatureExtractionMixin.get_feature_extractor_dict``: nested
+    settings in ``processor_config.json`` win over ``preprocessor_config.json``, so the front end
+    recorded here is the one ``ClapProcessor.from_pretrained`` would build from this folder.
+    """
+    processor = folder / PROCESSOR_CONFIG
+    legacy = folder / PREPROCESSOR_CONFIG
+    if processor.is_file():
+        data = _read_json(processor)
+        for key in _NESTED_KEYS:
+            if key in data:
+                nested = data[key]
+                if not isinstance(nested, dict):
+                    raise ModelError(f"{processor}: {key!r} is not a JSON object")
+                source = f"{PROCESSOR_CONFIG} [{key}]"
+                # a stale legacy file next to the nested settings is ignored by transformers too;
+                # say so, since editing it would silently change nothing
+                if legacy.is_file() and _read_json(legacy) != nested:
+                    notes.append(f"{PREPROCESSOR_CONFIG} differs from {source}; following {source}")
+                return nested, source
+    if legacy.is_file():
+        return _read_json(legacy), PREPROCESSOR_CONFIG
+    if processor.is_file():
+        raise ModelError(
+            f"{folder}: {PROCESSOR_CONFIG} has no feature-extractor settings "
+            f"(no {' or '.join(repr(k) for k in _NESTED_KEYS)} key) and there is no "
+            f"{PREPROCESSOR_CONFIG}; cannot tell the audio front end"
+        )
+    raise ModelError(
+        f"{folder}: neither {PROCESSOR_CONFIG} (transformers 5.x) nor {PREPROCESSOR_CONFIG} "
+        "(older saves); cannot tell the audio front end"
+    )
+
+
+def hf_frontend(
+    pre: dict[str, Any], fusion: bool, notes: list[str], source: str = PREPROCESSOR_CONFIG
+) -> AudioFrontend:
     """The front end a ``ClapFeatureExtractor`` with these settings computes (minus its randomness).
 
     The filter bank follows the model, as in laion_clap: HTK/unnormalised for fusion models,
     slaney/slaney otherwise. transformers feeds float waveforms as they are, so no int16 round trip.
+    ``source`` names where the settings came from in errors and notes.
     """
     kind = pre.get("feature_extractor_type", "ClapFeatureExtractor")
     if kind != "ClapFeatureExtractor":
-        raise ModelError(
-            f"preprocessor_config.json describes a {kind!r}, not a ClapFeatureExtractor"
-        )
+        raise ModelError(f"{source} describes a {kind!r}, not a ClapFeatureExtractor")
     padding = pre.get("padding", "repeatpad")
     if padding != "repeatpad":
-        raise ModelError(
-            f"preprocessor_config.json padding={padding!r} is not supported (only 'repeatpad')"
-        )
+        raise ModelError(f"{source} padding={padding!r} is not supported (only 'repeatpad')")
     truncation = pre.get("truncation", "fusion")
     if truncation not in SUPPORTED_TRUNCATION:
         raise ModelError(
-            f"preprocessor_config.json truncation={truncation!r} is not supported "
+            f"{source} truncation={truncation!r} is not supported "
             f"(expected one of {SUPPORTED_TRUNCATION})"
         )
     if (truncation == "fusion") != fusion:
         notes.append(
-            f"preprocessor_config.json truncation={truncation!r} does not match a "
+            f"{source} truncation={truncation!r} does not match a "
             f"{'fusion' if fusion else 'non-fusion'} model; the model's architecture decides"
         )
     sr = int(pre.get("sampling_rate", 48_000))
@@ -97,7 +141,7 @@ def hf_frontend(pre: dict[str, Any], fusion: bool, notes: list[str]) -> AudioFro
     f_min = float(pre.get("frequency_min", 0.0))
     if f_min == 0:
         notes.append(
-            "preprocessor_config.json frequency_min is 0 (the transformers class default; every "
+            f"{source} frequency_min is 0 (the transformers class default; every "
             "public CLAP checkpoint was trained with 50 Hz); following the folder as written"
         )
     top_db = pre.get("top_db")
@@ -118,7 +162,7 @@ def hf_frontend(pre: dict[str, Any], fusion: bool, notes: list[str]) -> AudioFro
             long_policy="fusion" if fusion else "center_crop",
         )
     except ValueError as exc:  # pydantic's ValidationError is a ValueError
-        raise ModelError(f"preprocessor_config.json: unusable front-end settings: {exc}") from exc
+        raise ModelError(f"{source}: unusable front-end settings: {exc}") from exc
 
 
 def ensure_tokenizer_json(folder: Path, notes: list[str]) -> Path:
@@ -200,9 +244,9 @@ def load_hf_folder(path: str | Path) -> ConvertedModel:
         raise ModelError(
             f"{folder}: config.json is missing or is not a CLAP config (model_type 'clap')"
         )
-    if not (folder / "preprocessor_config.json").is_file():
-        raise ModelError(f"{folder}: no preprocessor_config.json; cannot tell the audio front end")
     notes: list[str] = []
+    # read before the (slow) weight load so a folder without a front end fails fast
+    pre, pre_source = feature_extractor_settings(folder, notes)
     digest = _weights_digest(folder, notes)
     try:
         model, info = ClapModel.from_pretrained(
@@ -222,11 +266,10 @@ def load_hf_folder(path: str | Path) -> ConvertedModel:
         )
     if fusion and audio_cfg.fusion_type is None:
         notes.append("config enables fusion with fusion_type null; transformers runs it as aff_2d")
-    pre = _read_json(folder / "preprocessor_config.json")
-    frontend = hf_frontend(pre, fusion, notes)
+    frontend = hf_frontend(pre, fusion, notes, pre_source)
     if frontend.n_mels != audio_cfg.num_mel_bins:
         raise ModelError(
-            f"{folder}: preprocessor feature_size {frontend.n_mels} != model num_mel_bins "
+            f"{folder}: {pre_source} feature_size {frontend.n_mels} != model num_mel_bins "
             f"{audio_cfg.num_mel_bins}"
         )
     if abs(float(text_cfg.layer_norm_eps) - 1e-12) < 1e-18:

@@ -122,12 +122,14 @@ def _install_label_space(model: ClapTrainModel) -> None:
     classes = len(head.labels())
     if getattr(model.audio, "num_classes", None) != classes:
         raise ModelError(f"label_space heads need an audio tower with {classes} class scores")
-    want = embed_dim(classes, head.prior_weight, head.branch_dim)
+    want = embed_dim(classes, head.prior_weight, head.branch_dim, head.embedding_dim)
     if model.config.embed_dim != want:
-        raise ModelError(f"embed_dim must be {want} for {classes} labels + branch {head.branch_dim}")
-    model.audio_projection = LabelSpaceAudioHead(model.audio.width, classes, head.prior_weight, head.branch_dim)
+        raise ModelError(f"embed_dim must be {want} for {classes} labels + branch {head.branch_dim} "
+                         f"+ embedding block {head.embedding_dim}")
+    model.audio_projection = LabelSpaceAudioHead(model.audio.width, classes, head.prior_weight, head.branch_dim,
+                                                 head.embedding_dim, head.embedding_weight)
     model.text_projection = LabelSpaceTextHead(torch.zeros(classes, model.text.width), head.temperature,
-                                               head.prior_weight, head.branch_dim)
+                                               head.prior_weight, head.branch_dim, head.embedding_dim)
 
 
 def refresh_anchors(model: ClapTrainModel, tokenizer) -> None:

@@ -76,6 +76,8 @@ class LabelSpaceHeadConfig(_Strict):
     temperature: float = 0.02                    # softmax temperature over the anchor cosines
     prior_weight: float = 1.0                    # share of the cosine given to the label-space prior
     branch_dim: int = 0                          # trained branch width (0 = prior only)
+    embedding_dim: int = 0                       # audio-only block: principal axes of the tower embedding
+    embedding_weight: float = 0.0                # its share of audio->audio cosines
 
     def labels(self) -> list[str]:
         import csv

@@ -15,6 +15,14 @@ cos_branch`` and every vector stays unit length:
     audio  [sqrt(w) * a, sqrt(1 - w) * L2(mlp_a(pooled tower output))]
     text   [sqrt(w) * t, sqrt(1 - w) * L2(mlp_t(enc(query)))]
 
+Audio -> audio search (query by example) is better served by the tower's own embedding than by
+class scores (same-label nearest neighbour on held-out packages: 50.5 % against 46.7 %), so the
+AUDIO vector may carry a third block: the tower embedding, centred and projected on its first
+``embedding_dim`` principal axes (fitted on the training split), where the text vector has zeros.
+With audio-to-audio share ``e``, the blocks get ``(1 - e) * w``, ``(1 - e) * (1 - w)`` and ``e``:
+an audio query compares all three blocks, and a text query's ranking is unchanged (every text
+cosine is scaled by the same ``sqrt(1 - e)``). One vector per file serves both searches.
+
 Both heads are ordinary ``nn.Module`` projection heads of :class:`~training.models.clap.ClapTrainModel`
 (``audio_projection`` / ``text_projection``): training, checkpoints and the ONNX export treat
 them like the MLP heads; the anchor matrix is a fixed buffer, so it ends up inside the text graph.
@@ -38,27 +46,47 @@ def _branch(width: int, dim: int) -> nn.Module:
 
 
 class LabelSpaceAudioHead(nn.Module):
-    def __init__(self, width: int, num_classes: int, prior_weight: float, branch_dim: int):
+    def __init__(self, width: int, num_classes: int, prior_weight: float, branch_dim: int,
+                 embedding_dim: int = 0, embedding_weight: float = 0.0):
         super().__init__()
-        if not 0.0 <= prior_weight <= 1.0:
-            raise ValueError("prior_weight must be in [0, 1]")
+        if not 0.0 <= prior_weight <= 1.0 or not 0.0 <= embedding_weight < 1.0:
+            raise ValueError("prior_weight must be in [0, 1] and embedding_weight in [0, 1)")
         self.num_classes = num_classes
         self.prior_weight = prior_weight
+        self.embedding_weight = embedding_weight
         self.branch = _branch(width, branch_dim) if branch_dim else None
+        # The embedding block: (x[:E] - mean) @ basis.T, E = width - num_classes; set by fitting.
+        self.register_buffer("embedding_mean", torch.zeros(width - num_classes))
+        self.register_buffer("embedding_basis", torch.zeros(embedding_dim, width - num_classes))
 
     def forward(self, pooled: torch.Tensor) -> torch.Tensor:
+        keep = 1.0 - self.embedding_weight
         prior = F.normalize(pooled[:, -self.num_classes :], dim=-1)
-        parts = [math.sqrt(self.prior_weight) * prior]
+        parts = [math.sqrt(keep * self.prior_weight) * prior]
         if self.branch is not None:
-            parts.append(math.sqrt(1.0 - self.prior_weight) * F.normalize(self.branch(pooled), dim=-1))
+            parts.append(math.sqrt(keep * (1.0 - self.prior_weight)) * F.normalize(self.branch(pooled), dim=-1))
+        if self.embedding_basis.shape[0]:
+            centred = pooled[:, : -self.num_classes] - self.embedding_mean
+            parts.append(math.sqrt(self.embedding_weight) * F.normalize(centred @ self.embedding_basis.T, dim=-1))
         return torch.cat(parts, dim=-1)
+
+    def fit_embedding_block(self, embeddings: torch.Tensor, dim: int, weight: float) -> None:
+        """Principal axes of ``embeddings`` ``(N, E)`` (the training split's pooled tower
+        embeddings) become the embedding block; ``weight`` its audio-to-audio share."""
+        mean = embeddings.double().mean(dim=0)
+        _, _, vt = torch.linalg.svd(embeddings.double() - mean, full_matrices=False)
+        self.embedding_mean = mean.float()
+        self.embedding_basis = vt[:dim].float().contiguous()
+        self.embedding_weight = weight
 
 
 class LabelSpaceTextHead(nn.Module):
     """``anchors``: (num_classes, text_width) unit embeddings of the filled template, fixed."""
 
-    def __init__(self, anchors: torch.Tensor, temperature: float, prior_weight: float, branch_dim: int):
+    def __init__(self, anchors: torch.Tensor, temperature: float, prior_weight: float, branch_dim: int,
+                 embedding_dim: int = 0):
         super().__init__()
+        self.embedding_dim = embedding_dim  # zeros: text has no part in the audio-only block
         if temperature <= 0:
             raise ValueError("temperature must be positive")
         self.register_buffer("anchors", F.normalize(anchors.float(), dim=-1))
@@ -73,10 +101,12 @@ class LabelSpaceTextHead(nn.Module):
         parts = [math.sqrt(self.prior_weight) * prior]
         if self.branch is not None:
             parts.append(math.sqrt(1.0 - self.prior_weight) * F.normalize(self.branch(embedding), dim=-1))
+        if self.embedding_dim:
+            parts.append(unit.new_zeros(unit.shape[0], self.embedding_dim))
         return torch.cat(parts, dim=-1)
 
 
-def embed_dim(num_classes: int, prior_weight: float, branch_dim: int) -> int:
-    """The block sizes do not depend on the weight: a weight of 0 or 1 zeroes a block, so one
+def embed_dim(num_classes: int, prior_weight: float, branch_dim: int, embedding_dim: int = 0) -> int:
+    """The block sizes do not depend on the weights: a weight of 0 or 1 zeroes a block, so one
     trained checkpoint can be exported at any mix of prior and branch."""
-    return num_classes + branch_dim
+    return num_classes + branch_dim + embedding_dim
