@@ -28,4 +28,4 @@ trained=$(( $(date +%s) - start ))
   --variants fp32,int8,fp32-fp16 --ship fp32-fp16 --overwrite
 .venv/bin/clap-train model-card "models/$NAME" --corpus data/corpus --run "$RUN" \
   --compute "training (tower cache + heads)=$(( trained / 60 )) min on $(nproc) CPU cores" \
-  --compute "command=bash scripts/build_v1_model.sh" --notes scripts/default_model_notes.md
+  --compute "command=bash scripts/build_v1_model.sh" --notes scripts/v1_model_notes.md
