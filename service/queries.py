@@ -46,6 +46,7 @@ class SearchRequest:
     min_score: float | None = None
     segments: bool = False
     filters: SearchFilters = SearchFilters()
+    min_relevance: float | None = None   # text queries on calibrated models (manifest.score_calibration)
 
     @property
     def kind(self) -> str:
@@ -102,20 +103,25 @@ async def text_vectors(rt, texts: list[str]) -> np.ndarray:
 
 # ----------------------------------------------------------------------------- search
 
-def _hit_json(hit: Hit, kind: str) -> dict:
-    return {"id": hit.file_id, "score": round(hit.score, 6), "path": hit.path, "name": Path(hit.path).name,
+def _hit_json(hit: Hit, kind: str, calibration=None) -> dict:
+    relevance = round(calibration.relevance(hit.score), 6) if calibration is not None else None
+    return {"id": hit.file_id, "score": round(hit.score, 6), "relevance": relevance,
+            "path": hit.path, "name": Path(hit.path).name,
             "duration_s": hit.duration_s, "format": hit.format, "tags": hit.tags or None,
             "start_s": hit.start_s, "end_s": hit.end_s,
             "segment_id": hit.id if kind == "segments" and hit.id > 0 else None,
             "audio_url": f"/v1/items/{hit.file_id}/audio", "peaks_url": f"/v1/items/{hit.file_id}/peaks"}
 
 
-def _page(req: SearchRequest, hits: list[Hit], exclude_file: int | None) -> list[dict]:
+def _page(req: SearchRequest, hits: list[Hit], exclude_file: int | None, calibration=None) -> list[dict]:
+    """``calibration``: the model's text->audio score calibration, for text queries only."""
     if exclude_file is not None:
         hits = [h for h in hits if h.file_id != exclude_file]
     if req.min_score is not None:
         hits = [h for h in hits if round(h.score, 6) >= req.min_score]   # as the scores are shown
-    return [_hit_json(h, req.kind) for h in hits[req.offset : req.offset + req.limit]]
+    if req.min_relevance is not None and calibration is not None:
+        hits = [h for h in hits if round(calibration.relevance(h.score), 6) >= req.min_relevance]
+    return [_hit_json(h, req.kind, calibration) for h in hits[req.offset : req.offset + req.limit]]
 
 
 async def _allowed(rt, searcher, req: SearchRequest):
@@ -141,7 +147,7 @@ def _result_key(searcher, req: SearchRequest, query_id: str) -> str:
     v = searcher.version
     return (f"res:{v.collection_id}:{req.kind}:{v.version}:{v.generation}:{_version_token(v.folder)}:"
             + _digest(str(v.folder), query_id, str(req.limit), str(req.offset), repr(req.min_score),
-                      req.filters.key()))
+                      repr(req.min_relevance), req.filters.key()))
 
 
 async def search(rt, req: SearchRequest, *, text: str | None = None, vector: np.ndarray | None = None,
@@ -180,7 +186,14 @@ async def search(rt, req: SearchRequest, *, text: str | None = None, vector: np.
     hits = outcome.hits
     if req.kind == "segments":
         hits = await _with_short_files(rt, req, searcher, outcome.vector, k, hits)
-    results = _page(req, hits, exclude_file)
+    calibration = rt.manifest.score_calibration if text is not None else None
+    if req.min_relevance is not None and calibration is None:
+        raise ProblemError(422, "request.min_relevance", "Relevance not available",
+                           "min_relevance needs a text query and a model with a score calibration "
+                           f"(this query is {'text' if text is not None else 'audio'}; model "
+                           f"{rt.manifest.name} {'has' if rt.manifest.score_calibration else 'has no'} "
+                           "calibration); use min_score")
+    results = _page(req, hits, exclude_file, calibration)
     if rt.cache.enabled:
         writes = []
         if emb_key is not None and vector is None:
@@ -195,7 +208,8 @@ async def search(rt, req: SearchRequest, *, text: str | None = None, vector: np.
 async def _with_short_files(rt, req: SearchRequest, segment_searcher, vector, k: int, segment_hits):
     """Segment search covers every file: long files by their windows (the segments index holds
     only files longer than a window), short ones by their file vector, spanning the whole file."""
-    files_req = SearchRequest(req.collection, req.limit, req.offset, req.min_score, False, req.filters)
+    files_req = SearchRequest(req.collection, req.limit, req.offset, req.min_score, False, req.filters,
+                              req.min_relevance)
     files_searcher = rt.searcher(req.collection, "files")
     window = segment_searcher.collection.segment_seconds or 0.0
     allowed = await _allowed(rt, files_searcher, files_req)

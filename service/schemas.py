@@ -10,6 +10,9 @@ from pydantic import BaseModel, Field
 class SearchHit(BaseModel):
     id: int = Field(description="item (file) id: use it for /v1/items/{id}, similar search, classify")
     score: float = Field(description="cosine similarity to the query, -1..1")
+    relevance: float | None = Field(None, description=(
+        "text queries on calibrated models: P(match) from the model's score calibration, 0..1, comparable "
+        "across queries (a nonsense query scores near 0); null otherwise"))
     path: str
     name: str
     duration_s: float | None = None
@@ -36,7 +39,7 @@ class SearchResponse(BaseModel):
     model_config = {"json_schema_extra": {"examples": [{
         "query": "dog barking in the rain", "collection": "default", "model": "clapsearch-sfx-v1",
         "index_version": 3, "took_ms": 11.2, "cached": False, "limit": 10, "offset": 0,
-        "results": [{"id": 42, "score": 0.412, "path": "/srv/library/animals/dog_bark_rain.flac",
+        "results": [{"id": 42, "score": 0.412, "relevance": 0.93, "path": "/srv/library/animals/dog_bark_rain.flac",
                      "name": "dog_bark_rain.flac", "duration_s": 7.5, "format": "FLAC", "tags": None,
                      "start_s": None, "end_s": None, "segment_id": None,
                      "audio_url": "/v1/items/42/audio", "peaks_url": "/v1/items/42/peaks"}]}]}}

@@ -27,7 +27,7 @@ from torch import nn
 
 from indexer.errors import ModelError
 from indexer.models.manifest import (
-    AudioTower, JointPart, LabelSpace, Manifest, Provenance, TextTower, Variant, sha256_file,
+    AudioTower, JointPart, LabelSpace, Manifest, Provenance, ScoreCalibration, TextTower, Variant, sha256_file,
 )
 from training.convert import ConvertedModel
 from training.export import (
@@ -183,6 +183,7 @@ def write_patch_model_folder(converted: ConvertedModel, out_dir: str | Path, *, 
             logit_scale_audio=float(model.logit_scales()[0].detach()),
             logit_scale_text=float(model.logit_scales()[1].detach()),
             joint=joint,
+            score_calibration=ScoreCalibration(**head.calibration) if head and head.calibration else None,
         )
         manifest.save(stage)
         (stage / "export_report.json").write_text(json.dumps({

@@ -151,6 +151,38 @@ def add_embedding_block(model, train_pooled: np.ndarray, dim: int, weight: float
         "head": head.model_copy(update={"embedding_dim": dim, "embedding_weight": weight})})
 
 
+def fit_calibration(model, records, audio_cache: dict[str, np.ndarray], text_cache, where: str) -> dict:
+    """Logistic map cosine -> P(match), fitted on every (caption, clip) pair of ``records`` with the
+    matching and non-matching pairs weighted equally (Newton's method on two parameters)."""
+    embedder = _MixEmbedder(model, audio_cache, text_cache)
+    paths = list(dict.fromkeys(str(r.audio) for r in records))
+    audio = embedder.embed_audio(paths)
+    captions, owner = [], []
+    for r in records:
+        for c in r.captions:
+            captions.append(c)
+            owner.append(paths.index(str(r.audio)))
+    sims = embedder.embed_texts(captions) @ audio.T                        # (captions, clips)
+    positive = np.zeros_like(sims, dtype=bool)
+    positive[np.arange(len(captions)), owner] = True
+    x, y = sims.ravel().astype(np.float64), positive.ravel().astype(np.float64)
+    w = np.where(y > 0, 0.5 / y.sum(), 0.5 / (1 - y).sum())
+    a, b = 10.0, -5.0
+    for _ in range(50):
+        p = 1 / (1 + np.exp(-(a * x + b)))
+        g = np.array([np.sum(w * (p - y) * x), np.sum(w * (p - y))])
+        h = np.sum(w * p * (1 - p) * np.stack([x * x, x, x, np.ones_like(x)]), axis=1).reshape(2, 2)
+        step = np.linalg.solve(h + 1e-9 * np.eye(2), g)
+        a, b = a - step[0], b - step[1]
+        if np.abs(step).max() < 1e-10:
+            break
+    pos, neg = x[y > 0], x[y == 0]
+    auc = float((pos[:, None] > neg[None, :]).mean()) if len(pos) * len(neg) < 5e7 else None
+    return {"slope": float(a), "intercept": float(b), "auc": auc,
+            "fitted_on": f"{where}: {len(captions)} captions x {len(paths)} clips, positives and negatives "
+                         "weighted equally"}
+
+
 def main(argv: list[str] | None = None) -> int:
     from indexer.text import TextTokenizer
     from training.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
@@ -209,6 +241,11 @@ def main(argv: list[str] | None = None) -> int:
                 template=best["template"], tokenizer=tokenizer)
         if best_audio is not None and train_pooled is not None:
             add_embedding_block(model, train_pooled, args.embedding_dims, best_audio["embedding_weight"])
+        calibration = fit_calibration(model, records, pooled_audio(model, [str(r.audio) for r in records]),
+                                      TextCache(model, tokenizer), f"{args.manifest.name} split {args.split!r}")
+        print("calibration", json.dumps(calibration))
+        model.config = model.config.model_copy(update={
+            "head": model.config.head.model_copy(update={"calibration": calibration})})
         save_checkpoint(args.apply, model=model, model_config_json=model.config.model_dump_json(),
                         tokenizer_json=payload["tokenizer_json"], state=payload["state"],
                         train_config_json=payload.get("train_config", "{}"))

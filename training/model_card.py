@@ -72,19 +72,10 @@ def render_card(model_dir: Path, manifest, report: dict, corpus_report: dict, tr
     splits = corpus_report.get("splits", {})
     lines = [
         f"# {manifest.name}", "",
-        "The project's default CLAP model: type a description, find the sounds; give a clip, find its neighbours.",
-        "Trained here, on CPU, from data any Debian machine can install; no model hub was used.", "",
+        "A clapsearch model: type a description, find the sounds; give a clip, find its neighbours.",
+        "Built here, on CPU, from data any Debian machine can install; no model hub was used.", "",
         "## Model", "",
-        f"- Audio tower: {manifest.audio.architecture} (the `aisfx` CNN, MIT, pretrained on professional "
-        "sound-effects libraries), locked.",
-        f"- Text tower: {manifest.text.architecture} (all-MiniLM-L6-v2, Apache-2.0), locked.",
-        f"- Trained: the two projection heads into a {manifest.embed_dim}-d space and the temperatures, on "
-        "cached tower outputs of augmented views (`training/cached.py`).",
-        f"- Front end: {manifest.audio_frontend.sample_rate} Hz, {manifest.audio_frontend.n_mels} HTK mels, "
-        f"{manifest.audio_frontend.clip_samples / manifest.audio_frontend.sample_rate:g} s clips (longer files: "
-        "centre crop), peak-normalised.",
-        f"- Shipped variant: `{manifest.default_variant}`; fp32 measured at export and pinned in the manifest "
-        f"(fingerprint `{manifest.fingerprint}`).", "",
+        *model_section(manifest), "",
         "## Held-out results", "",
         f"Held-out split: {report['clips']} clips from source packages the model never saw in training "
         "(split by package, `clap-train corpus`).", "",
@@ -119,6 +110,54 @@ def render_card(model_dir: Path, manifest, report: dict, corpus_report: dict, tr
     return "\n".join(lines)
 
 
+def model_section(manifest) -> list[str]:
+    """What the model is made of, from its manifest."""
+    fe = manifest.audio_frontend
+    if manifest.patched:
+        space = manifest.text.label_space
+        parts = ", ".join(f"{p.name} {p.dim}-d (text->audio weight {p.weight:.2f}, audio->audio "
+                          f"{p.audio_weight if p.audio_weight is not None else p.weight:.2f})" for p in manifest.joint)
+        return [
+            f"- Audio tower: {manifest.audio.architecture}: YAMNet (Google, Apache-2.0; trained on AudioSet, 521 "
+            "classes), converted exactly from its TFLite weights (`training/convert/yamnet.py`), locked.",
+            f"- Text tower: {manifest.text.architecture} (all-MiniLM-L6-v2, Apache-2.0, mean pooling), locked.",
+            f"- Front end: {fe.sample_rate} Hz, {fe.n_mels} mel bands ({fe.f_min:g}-{fe.f_max:g} Hz), patches of "
+            f"{fe.patch_frames} frames every {fe.patch_hop_frames} (0.96 s / 0.48 s); a file's vector pools the "
+            "tower over ALL its patches, whatever its length (no crop); shorter than a patch: zero-filled to one.",
+            *([f"- Label space: text -> cosine to the 521 prompts `{space.template}` -> softmax at temperature "
+               f"{space.temperature:g} -> L2, inside the text graph; the audio side's class scores meet it there."]
+              if space else []),
+            f"- Embedding: {manifest.embed_dim}-d, blocks {parts}.",
+            f"- Shipped variant: `{manifest.default_variant}`; fingerprint `{manifest.fingerprint}`.",
+            "- Licence: the YAMNet weights are Apache-2.0 (NOTICE: \"YAMNet weights by Google, Apache-2.0\"); "
+            "see `LICENCES.md` and `NOTICE`.",
+        ]
+    return [
+        f"- Audio tower: {manifest.audio.architecture} (the `aisfx` CNN, MIT, pretrained on professional "
+        "sound-effects libraries), locked.",
+        f"- Text tower: {manifest.text.architecture} (all-MiniLM-L6-v2, Apache-2.0), locked.",
+        f"- Trained: the two projection heads into a {manifest.embed_dim}-d space and the temperatures, on "
+        "cached tower outputs of augmented views (`training/cached.py`).",
+        f"- Front end: {fe.sample_rate} Hz, {fe.n_mels} HTK mels, {fe.clip_samples / fe.sample_rate:g} s clips "
+        "(longer files: centre crop), peak-normalised.",
+        f"- Shipped variant: `{manifest.default_variant}`; fp32 measured at export and pinned in the manifest "
+        f"(fingerprint `{manifest.fingerprint}`).",
+    ]
+
+
+def comparison_section(model_name: str, report: dict, others: dict[str, dict]) -> str:
+    """The held-out numbers of this model beside other model folders measured in the same run."""
+    rows = {model_name: report, **others}
+    lines = ["## Compared on the same held-out clips", "",
+             "| model | zero-shot top-1 | text->audio R@1 | R@10 | mAP@10 | audio->text R@10 |",
+             "|---|---|---|---|---|---|"]
+    for name, r in rows.items():
+        t2a, a2t = r["retrieval"]["text_to_audio"], r["retrieval"]["audio_to_text"]
+        lines.append(f"| {name} | {_fmt_pct(r['zero_shot']['top1'])} | {_fmt_pct(t2a['R@1'])} | "
+                     f"{_fmt_pct(t2a['R@10'])} | {t2a['mAP@10']:.3f} | {_fmt_pct(a2t['R@10'])} |")
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     from indexer.models.manifest import load_manifest
     from training.data.readers import read_any
@@ -131,6 +170,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--template", default="This is a sound of {label}.")
     p.add_argument("--compute", action="append", default=[], metavar="KEY=VALUE", help="e.g. 'training time=12 min'")
     p.add_argument("--notes", type=Path, help="markdown appended to the card (e.g. the alternatives tried)")
+    p.add_argument("--compare", type=Path, action="append", default=[],
+                   help="another model folder evaluated on the same clips in this run (e.g. the previous default)")
     args = p.parse_args(argv)
 
     manifest = load_manifest(args.model)
@@ -144,6 +185,12 @@ def main(argv: list[str] | None = None) -> int:
         item.split("=", 1) for item in args.compute)}
     card = render_card(args.model, manifest, report, corpus_report, train_config,
                        coverage(records, "train"), coverage(records, args.split), compute)
+    if args.compare:
+        others = {load_manifest(m).name: heldout_evaluation(m, heldout, args.template) for m in args.compare}
+        report["compared"] = {name: {"zero_shot_top1": r["zero_shot"]["top1"], "retrieval": r["retrieval"]}
+                              for name, r in others.items()}
+        (args.model / "heldout_report.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
+        card = card.rstrip("\n") + "\n\n" + comparison_section(manifest.name, report, others)
     if args.notes is not None:
         card = card.rstrip("\n") + "\n\n" + args.notes.read_text()
     (args.model / "MODEL_CARD.md").write_text(card)

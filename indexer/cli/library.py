@@ -164,12 +164,16 @@ def search(text, audio, collection, top, segments, as_json, store) -> int:
         raise click.UsageError("give a TEXT query or --audio FILE (one of them)")
     searcher = Searcher(store, collection, kind="segments" if segments else "files")
     hits = searcher.search_text(text, top) if text is not None else searcher.search_audio(audio, top)
+    # Calibrated relevance (0..1, same meaning for every query) for text queries, when the model has one.
+    calibration = store.manifest.score_calibration if text is not None else None
+    relevance = [calibration.relevance(h.score) if calibration else None for h in hits]
     if as_json:
-        print(json.dumps([h.__dict__ for h in hits], indent=2))
+        print(json.dumps([{**h.__dict__, "relevance": r} for h, r in zip(hits, relevance)], indent=2))
         return 0
-    for hit in hits:
+    for hit, rel in zip(hits, relevance):
         span = f"  [{hit.start_s:.1f}-{hit.end_s:.1f} s]" if hit.start_s is not None else ""
-        print(f"{hit.score:+.3f}  {hit.path}{span}")
+        shown = f"  relevance {rel:.2f}" if rel is not None else ""
+        print(f"{hit.score:+.3f}{shown}  {hit.path}{span}")
     return 0
 
 

@@ -207,6 +207,27 @@ class Variant(_Strict):
     shipped: bool = True
 
 
+class ScoreCalibration(_Strict):
+    """Text->audio cosine -> relevance in [0, 1]: ``sigmoid(slope * cosine + intercept)``.
+
+    Fitted at export on held-apart caption/clip pairs with positives and negatives weighted
+    equally, so 0.5 means "as likely a match as not" for any query; ``min_relevance`` therefore
+    reads the same for every query, unlike a raw cosine, whose scale depends on the model.
+    """
+
+    kind: Literal["logistic"] = "logistic"
+    slope: float
+    intercept: float
+    fitted_on: str = ""
+    auc: float | None = None           # ranking quality of the raw cosine on those pairs
+
+    def relevance(self, cosine: float) -> float:
+        import math
+
+        z = self.slope * cosine + self.intercept
+        return 1.0 / (1.0 + math.exp(-z)) if z > -700 else 0.0
+
+
 class Manifest(_Strict):
     format_version: int = FORMAT_VERSION
     name: str
@@ -223,6 +244,7 @@ class Manifest(_Strict):
     # How the embedding is assembled from blocks (e.g. an AudioSet label-space prior and a trained
     # branch); the cosine of two vectors is the weighted sum of the blocks' cosines.
     joint: list[JointPart] = Field(default_factory=list)
+    score_calibration: ScoreCalibration | None = None
 
     @model_validator(mode="after")
     def _check(self) -> "Manifest":

@@ -16,6 +16,9 @@ async def search_request(   # async: a sync dependency would cost a thread hop p
     limit: int = Query(10, ge=1, description="results per page; capped at CLAPSEARCH_MAX_LIMIT"),
     offset: int = Query(0, ge=0, description="skip this many results (pagination)"),
     min_score: float | None = Query(None, ge=-1, le=1, description="drop hits below this cosine"),
+    min_relevance: float | None = Query(None, ge=0, le=1, description=(
+        "text queries: drop hits whose calibrated relevance (0..1, the same meaning for every query; "
+        "0.5 = as likely a match as not) is below this; needs a model with a score calibration")),
     min_duration: float | None = Query(None, ge=0, description="seconds"),
     max_duration: float | None = Query(None, ge=0, description="seconds"),
     format: list[str] = Query([], description="container formats to keep, e.g. WAV, FLAC, MP3 (repeatable)"),
@@ -33,7 +36,7 @@ async def search_request(   # async: a sync dependency would cost a thread hop p
         raise ProblemError(422, "request.invalid", "Invalid request", "min_duration > max_duration")
     return SearchRequest(
         collection=collection or settings.default_collection, limit=min(limit, settings.max_limit),
-        offset=offset, min_score=min_score, segments=segments,
+        offset=offset, min_score=min_score, segments=segments, min_relevance=min_relevance,
         filters=SearchFilters(min_duration=min_duration, max_duration=max_duration,
                               formats=tuple(f for f in format if f), tags=tuple(t for t in tag if t),
                               path_prefix=path_prefix or None))

@@ -143,3 +143,30 @@ def test_missing_head_graph_is_refused(patched, tmp_path):
     (broken / "audio_head.onnx").unlink()
     with pytest.raises(ManifestError, match="audio_head"):
         load_manifest(broken)
+
+
+def test_ingest_with_segments_stores_the_runtime_vectors(patched, tmp_path):
+    from indexer.ingest.pipeline import IngestOptions, run_ingest
+    from indexer.search import Searcher
+    from indexer.settings import IndexerSettings
+    from indexer.store import catalog
+    from indexer.store.catalog import SegmentSpec
+    from indexer.store.store import Store
+
+    _, folder = patched
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    sf.write(lib / "long.flac", _wave(31.0, seed=1), 16_000)
+    sf.write(lib / "short_44k.wav", _wave(0.4, sr=44_100, seed=2), 44_100)
+    store = Store.open(IndexerSettings(home=tmp_path / "home", model=folder))
+    report = run_ingest(store, IngestOptions(paths=[str(lib)], segments=SegmentSpec(10, 5), workers=1))
+    assert [r.kind for r in report.published] == ["files", "segments"]
+    assert report.published[1].version.n_vectors == 6                 # 0,5,...,20 and one flush with the end
+    col = store.collection("default")
+    paths = dict(catalog.iter_file_paths(store.db, col.id))
+    stored = {paths[int(i)]: v for ids, vecs in catalog.iter_vectors(store.db, col.id, "files") for i, v in zip(ids, vecs)}
+    encoder = ClapEncoder.open(folder)
+    for item in encoder.embed_files(sorted(stored)):
+        assert np.array_equal(stored[item.path], item.vector)        # the pipeline is the runtime, bit for bit
+    hits = Searcher(store, "default").search_text("a tone", 2)
+    assert len(hits) == 2 and all(np.isfinite(h.score) for h in hits)

@@ -78,6 +78,8 @@ class LabelSpaceHeadConfig(_Strict):
     branch_dim: int = 0                          # trained branch width (0 = prior only)
     embedding_dim: int = 0                       # audio-only block: principal axes of the tower embedding
     embedding_weight: float = 0.0                # its share of audio->audio cosines
+    # text->audio cosine -> relevance: {"slope", "intercept", "fitted_on", "auc"} (clap-train label-space)
+    calibration: dict | None = None
 
     def labels(self) -> list[str]:
         import csv
