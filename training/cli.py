@@ -6,6 +6,7 @@
     clap-train evaluate --model models/x --manifest data/test.jsonl            # or --checkpoint best.pt
     clap-train export runs/x/checkpoints/best.pt models/x --variants fp32,int8
     clap-train corpus --out data/corpus --extra ../shared/data/extra-sfx    # the default model's data
+    clap-train corpus-pseudo --corpus data/corpus --yamnet yamnet_spectra_in.tflite  # + YAMNet captions
     clap-train model-card models/x --corpus data/corpus --run runs/x         # held-out numbers + card
     clap-train convert-laion 630k-audioset-fusion-best.pt models/laion-fusion --tokenizer ./roberta-base
     clap-train convert-hf ./clap-htsat-unfused models/clap-htsat-unfused
@@ -91,6 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--quiet", action="store_true", help="no progress bar")
     sub.add_parser("evaluate", add_help=False, help="retrieval / zero-shot / linear-probe metrics")
     sub.add_parser("corpus", add_help=False, help="build the captioned training corpus from Debian packages")
+    sub.add_parser("corpus-pseudo", add_help=False, help="add YAMNet-agreed captions and clips to the train split")
     sub.add_parser("label-space", add_help=False, help="tune label-space settings, table prior/branch mixes")
     sub.add_parser("model-card", add_help=False, help="held-out evaluation + MODEL_CARD.md of a model folder")
     export = sub.add_parser("export", help="training checkpoint -> model folder (manifest + ONNX)")
@@ -187,6 +189,10 @@ def main(argv: list[str] | None = None) -> int:
         from training.corpus.cli import main as corpus_main
 
         return corpus_main(argv[1:])
+    if argv[:1] == ["corpus-pseudo"]:
+        from training.corpus.pseudo import main as pseudo_main
+
+        return pseudo_main(argv[1:])
     if argv[:1] == ["label-space"]:
         from training.label_space_tune import main as label_space_main
 
