@@ -63,12 +63,12 @@ RUN --mount=type=cache,target=/root/.cache/pip \
     && useradd --system --uid 10001 --gid 10001 --home-dir /var/lib/clapsearch --shell /usr/sbin/nologin clapsearch \
     && mkdir -p /var/lib/clapsearch/indexes /work \
     && chown -R 10001:10001 /var/lib/clapsearch /work
-COPY models/clapsearch-sfx-v1/ /opt/clapsearch/models/clapsearch-sfx-v1/
+COPY models/clapsearch-sfx-v2/ /opt/clapsearch/models/clapsearch-sfx-v2/
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     CLAPSEARCH_HOME=/var/lib/clapsearch \
     CLAPSEARCH_INDEX_DIR=/var/lib/clapsearch/indexes \
-    CLAPSEARCH_MODEL=/opt/clapsearch/models/clapsearch-sfx-v1
+    CLAPSEARCH_MODEL=/opt/clapsearch/models/clapsearch-sfx-v2
 USER 10001:10001
 WORKDIR /work
 CMD ["clap-train", "--help"]
@@ -105,12 +105,12 @@ RUN apt-get update \
     && mkdir -p /var/lib/clapsearch/indexes /library \
     && chown -R 10001:10001 /var/lib/clapsearch
 COPY --from=cuda-builder /opt/venv /opt/venv
-COPY models/clapsearch-sfx-v1/ /opt/clapsearch/models/clapsearch-sfx-v1/
+COPY models/clapsearch-sfx-v2/ /opt/clapsearch/models/clapsearch-sfx-v2/
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     CLAPSEARCH_HOME=/var/lib/clapsearch \
     CLAPSEARCH_INDEX_DIR=/var/lib/clapsearch/indexes \
-    CLAPSEARCH_MODEL=/opt/clapsearch/models/clapsearch-sfx-v1 \
+    CLAPSEARCH_MODEL=/opt/clapsearch/models/clapsearch-sfx-v2 \
     CLAPSEARCH_DEVICE=cuda \
     CLAPSEARCH_FAISS_GPU=auto \
     CLAPSEARCH_HOST=0.0.0.0 \
@@ -136,12 +136,12 @@ RUN groupadd --system --gid 10001 clapsearch \
     && chown -R 10001:10001 /var/lib/clapsearch
 COPY --from=builder /opt/venv /opt/venv
 # the shipped default model (66 MB), read-only for the service user
-COPY models/clapsearch-sfx-v1/ /opt/clapsearch/models/clapsearch-sfx-v1/
+COPY models/clapsearch-sfx-v2/ /opt/clapsearch/models/clapsearch-sfx-v2/
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     CLAPSEARCH_HOME=/var/lib/clapsearch \
     CLAPSEARCH_INDEX_DIR=/var/lib/clapsearch/indexes \
-    CLAPSEARCH_MODEL=/opt/clapsearch/models/clapsearch-sfx-v1 \
+    CLAPSEARCH_MODEL=/opt/clapsearch/models/clapsearch-sfx-v2 \
     CLAPSEARCH_HOST=0.0.0.0 \
     CLAPSEARCH_PORT=8000
 USER 10001:10001

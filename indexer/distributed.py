@@ -1,7 +1,7 @@
 """Distributed ingest on a Ray cluster: many machines turn audio files into Parquet "vector
 shards"; one machine imports the shards into a collection and builds its index.
 
-    summary = ray_embed(["s3://bucket/library/**.wav"], Path("models/clapsearch-sfx-v1"), "s3://bucket/shards",
+    summary = ray_embed(["s3://bucket/library/**.wav"], Path("models/clapsearch-sfx-v2"), "s3://bucket/shards",
                         num_actors=16, num_gpus_per_actor=1, segments=SegmentSpec(10, 5))
     report = import_shards(Store.open(settings), "default", "s3://bucket/shards")
 

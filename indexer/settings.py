@@ -3,7 +3,7 @@
     CLAPSEARCH_HOME           where the embedded default keeps its data (~/.local/share/clapsearch)
     CLAPSEARCH_DATABASE_URL   sqlite:///$CLAPSEARCH_HOME/clapsearch.db, or postgresql+psycopg://...
     CLAPSEARCH_INDEX_DIR      $CLAPSEARCH_HOME/indexes: published FAISS index versions
-    CLAPSEARCH_MODEL          model folder (default: the shipped clapsearch-sfx-v1)
+    CLAPSEARCH_MODEL          model folder (default: the shipped clapsearch-sfx-v2)
     CLAPSEARCH_MODEL_VARIANT  fp32 / fp16 / int8 ... if the folder has it (default: its manifest's)
     CLAPSEARCH_DEVICE         auto | cpu | cuda            (ONNX Runtime)
     CLAPSEARCH_FAISS_GPU      auto | never | always        (index training/adding on GPUs)

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The main job, end to end on a fresh machine: set up, ingest an audio library with the shipped
-# default model (models/clapsearch-sfx-v1, torch-free runtime) into a searchable collection
+# default model (models/clapsearch-sfx-v2, torch-free runtime) into a searchable collection
 # (SQLite + FAISS under runs/demo-home), search it once from the CLI, then serve the REST API and
 # the web page over it at http://127.0.0.1:8000 (Ctrl-C stops it).
 #
@@ -12,7 +12,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 PY=.venv/bin/python
-MODEL=${CLAPSEARCH_MODEL:-models/clapsearch-sfx-v1}
+MODEL=${CLAPSEARCH_MODEL:-models/clapsearch-sfx-v2}
 if [ ! -f "$MODEL/manifest.json" ]; then
   echo "no model folder at $MODEL (the default model ships in the repository; rebuild it with" >&2
   echo "bash scripts/build_default_model.sh, or point CLAPSEARCH_MODEL at a model folder)" >&2

@@ -38,7 +38,7 @@ DERIVED_DEFAULTS = {
     "home": "`$XDG_DATA_HOME/clapsearch`, else `~/.local/share/clapsearch`",
     "database_url": "unset: `sqlite:///$CLAPSEARCH_HOME/clapsearch.db`",
     "index_dir": "unset: `$CLAPSEARCH_HOME/indexes`",
-    "model": "unset: the shipped `models/clapsearch-sfx-v1` (the images set it)",
+    "model": "unset: the shipped `models/clapsearch-sfx-v2` (the images set it)",
     "model_variant": "unset: the model manifest's default",
 }
 # Descriptions for fields that declare none (before indexer/settings.py's docstring, which is terser).
@@ -185,7 +185,7 @@ def render() -> str:
         "Command-line options such as `indexer ingest --db` override the variables.",
         "In the images (Dockerfile) `CLAPSEARCH_HOME=/var/lib/clapsearch`,",
         "`CLAPSEARCH_INDEX_DIR=/var/lib/clapsearch/indexes`,",
-        "`CLAPSEARCH_MODEL=/opt/clapsearch/models/clapsearch-sfx-v1`, `CLAPSEARCH_HOST=0.0.0.0`",
+        "`CLAPSEARCH_MODEL=/opt/clapsearch/models/clapsearch-sfx-v2`, `CLAPSEARCH_HOST=0.0.0.0`",
         "and `CLAPSEARCH_PORT=8000` are preset; docker-compose.yml and deploy/k8s/configmap.yaml",
         "set the rest (docs/deployment.md).",
         "",

@@ -59,3 +59,35 @@ def test_text_queries_find_the_matching_recordings():
     best = [owner[int(np.argmax(audio @ t))] for t in text]
     correct = sum(b == q for b, q in zip(best, kinds))
     assert correct >= len(kinds) - 1, list(zip(kinds, best))
+
+
+def test_default_model_v2_is_the_label_space_model_and_carries_its_licence():
+    manifest = load_manifest(SHIPPED)
+    if not manifest.patched:
+        pytest.skip("the shipped default is not a patch model")
+    size = sum(p.stat().st_size for p in SHIPPED.rglob("*") if p.is_file())
+    assert size < 60 * 2**20, f"{size / 2**20:.1f} MiB"
+    assert "Apache-2.0" in (SHIPPED / "NOTICE").read_text() and (SHIPPED / "YAMNET_LICENSE").is_file()
+    assert manifest.text.label_space is not None and len(manifest.text.label_space.labels) == 521
+    assert manifest.score_calibration is not None and manifest.score_calibration.slope > 0
+    card = (SHIPPED / "MODEL_CARD.md").read_text()
+    assert "## Alternatives" in card and "clapsearch-sfx-v1" in card
+
+
+def test_nonsense_queries_score_clearly_below_real_matches():
+    """Calibrated relevance: a keyboard mash must not look like a match; a real query's own sound must."""
+    if not EXTRA_SFX.is_dir():
+        pytest.skip(f"{EXTRA_SFX} not present")
+    import csv
+
+    manifest = load_manifest(SHIPPED)
+    if manifest.score_calibration is None:
+        pytest.skip("the shipped default has no score calibration")
+    rows = list(csv.DictReader((EXTRA_SFX / "manifest.csv").open()))
+    files = [EXTRA_SFX / r["path"] for r in rows if any(w in r["label_words"].lower() for w in ("rain", "dog", "bird"))][:30]
+    encoder = ClapEncoder.open(SHIPPED)
+    audio = np.stack([e.vector for e in encoder.embed_files(files)])
+    real = encoder.embed_text(["rain falling", "a dog barking", "a bird singing"]) @ audio.T
+    junk = encoder.embed_text(["asdfghjkl", "qwertyuiop zxcv", "lorem ipsum dolor"]) @ audio.T
+    relevance = np.vectorize(manifest.score_calibration.relevance)
+    assert relevance(real.max(axis=1)).min() > relevance(junk.max(axis=1)).max()

@@ -55,6 +55,31 @@ class _HeadGraph(nn.Module):
         return F.normalize(self.projection(pooled), dim=-1)
 
 
+def fp16_weights(src: Path, dst: Path, min_elements: int = 1024) -> None:
+    """The same graph with its large float32 weights STORED in float16 and cast back to float32
+    when the session loads (ONNX Runtime folds the Cast): half the file, float32 arithmetic, so
+    rows stay batch-invariant; the cost is the fp16 rounding of the weights, measured at export."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    model = onnx.load(str(src))
+    graph = model.graph
+    casts = []
+    for init in list(graph.initializer):
+        if init.data_type != TensorProto.FLOAT or np.prod(init.dims) < min_elements:
+            continue
+        value = numpy_helper.to_array(init)
+        half = numpy_helper.from_array(value.astype(np.float16), init.name + "_fp16")
+        graph.initializer.remove(init)
+        graph.initializer.append(half)
+        casts.append(helper.make_node("Cast", [half.name], [init.name], to=TensorProto.FLOAT,
+                                      name=init.name + "_to_fp32"))
+    for node in reversed(casts):
+        graph.node.insert(0, node)
+    onnx.checker.check_model(model)
+    onnx.save(model, str(dst))
+
+
 def probe_clips(spec, seed: int = 0) -> list[np.ndarray]:
     """Frames ``(1, T, n_mels)`` of generated clips: shorter than a patch, a few patches, long."""
     from indexer.audio.clip import waveform_views
@@ -138,12 +163,36 @@ def write_patch_model_folder(converted: ConvertedModel, out_dir: str | Path, *, 
             text_batch_invariant=_batch_invariant(stage / "text.fp16.onnx", _equal_length_text_feeds(**text_feeds)),
             sha256={"audio.onnx": hashes["audio.onnx"], "audio_head.onnx": hashes["audio_head.onnx"],
                     "text.fp16.onnx": sha256_file(stage / "text.fp16.onnx")}, shipped=fp16_ok)
-        default = "fp32-fp16" if fp16_ok else "fp32"
-        if fp16_ok:  # the folder keeps the compact text tower only; fp32 stays pinned by its hashes
-            (stage / "text.onnx").unlink()
+        # Audio weights stored in fp16 (float32 arithmetic): shipped with the fp16 text tower when
+        # the file vectors stay at cosine >= 0.999 to fp32 and rows stay batch-invariant.
+        fp16_weights(stage / "audio.onnx", stage / "audio.fp16w.onnx")
+        fp16_weights(stage / "audio_head.onnx", stage / "audio_head.fp16w.onnx")
+        full = _onnx_file_vectors(stage, "audio.onnx", "audio_head.onnx", clips, spec)
+        small = _onnx_file_vectors(stage, "audio.fp16w.onnx", "audio_head.fp16w.onnx", clips, spec)
+        audio_cos = _min_cosine(small, full)
+        small_invariant = _batch_invariant(stage / "audio.fp16w.onnx", patch_feeds)
+        compact_ok = fp16_ok and audio_cos >= 0.999 and small_invariant
+        files["fp16w-fp16"] = Variant(
+            audio="audio.fp16w.onnx", audio_head="audio_head.fp16w.onnx", text="text.fp16.onnx",
+            audio_min_cosine_to_fp32=audio_cos, text_min_cosine_to_fp32=fp16_cos,
+            audio_batch_invariant=small_invariant, text_batch_invariant=files["fp32-fp16"].text_batch_invariant,
+            sha256={n: sha256_file(stage / n) for n in ("audio.fp16w.onnx", "audio_head.fp16w.onnx", "text.fp16.onnx")},
+            shipped=compact_ok)
+        default = "fp16w-fp16" if compact_ok else "fp32-fp16" if fp16_ok else "fp32"
+        if compact_ok:  # the folder keeps the compact files only; the others stay pinned by their hashes
+            for leftover in ("text.onnx", "audio.onnx", "audio_head.onnx"):
+                (stage / leftover).unlink()
+            for v in ("fp32", "fp32-fp16"):
+                files[v] = files[v].model_copy(update={"shipped": False})
+        elif fp16_ok:
+            for leftover in ("text.onnx", "audio.fp16w.onnx", "audio_head.fp16w.onnx"):
+                (stage / leftover).unlink()
             files["fp32"] = files["fp32"].model_copy(update={"shipped": False})
+            files["fp16w-fp16"] = files["fp16w-fp16"].model_copy(update={"shipped": False})
         else:
-            (stage / "text.fp16.onnx").unlink()
+            for leftover in ("text.fp16.onnx", "audio.fp16w.onnx", "audio_head.fp16w.onnx"):
+                (stage / leftover).unlink()
+            files["fp16w-fp16"] = files["fp16w-fp16"].model_copy(update={"shipped": False})
         shutil.copyfile(tokenizer_file, stage / "tokenizer.json")
 
         config = model.full_config()
@@ -188,7 +237,7 @@ def write_patch_model_folder(converted: ConvertedModel, out_dir: str | Path, *, 
         manifest.save(stage)
         (stage / "export_report.json").write_text(json.dumps({
             "parity_max_abs": {"audio": audio_err, "text": text_err},
-            "text_fp16_min_cosine": fp16_cos, "notes": converted.notes}, indent=2) + "\n")
+            "text_fp16_min_cosine": fp16_cos, "audio_fp16_weights_min_cosine": audio_cos, "notes": converted.notes}, indent=2) + "\n")
         out.parent.mkdir(parents=True, exist_ok=True)
         if out.exists():
             out.rmdir()

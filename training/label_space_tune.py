@@ -167,20 +167,64 @@ def fit_calibration(model, records, audio_cache: dict[str, np.ndarray], text_cac
     positive[np.arange(len(captions)), owner] = True
     x, y = sims.ravel().astype(np.float64), positive.ravel().astype(np.float64)
     w = np.where(y > 0, 0.5 / y.sum(), 0.5 / (1 - y).sum())
-    a, b = 10.0, -5.0
-    for _ in range(50):
-        p = 1 / (1 + np.exp(-(a * x + b)))
-        g = np.array([np.sum(w * (p - y) * x), np.sum(w * (p - y))])
-        h = np.sum(w * p * (1 - p) * np.stack([x * x, x, x, np.ones_like(x)]), axis=1).reshape(2, 2)
-        step = np.linalg.solve(h + 1e-9 * np.eye(2), g)
-        a, b = a - step[0], b - step[1]
+    # Newton on the standardised cosine (well conditioned), halving steps that do not lower the loss.
+    mu, sd = float(x.mean()), float(x.std()) or 1.0
+    z = (x - mu) / sd
+
+    def loss(theta):
+        t = theta[0] * z + theta[1]
+        return float(np.sum(w * (np.logaddexp(0, t) - y * t)))
+
+    theta = np.zeros(2)
+    for _ in range(100):
+        p = 1 / (1 + np.exp(-(theta[0] * z + theta[1])))
+        g = np.array([np.sum(w * (p - y) * z), np.sum(w * (p - y))])
+        h = np.sum(w * p * (1 - p) * np.stack([z * z, z, z, np.ones_like(z)]), axis=1).reshape(2, 2)
+        step, now = np.linalg.solve(h + 1e-12 * np.eye(2), g), loss(theta)
+        while loss(theta - step) > now and np.abs(step).max() > 1e-12:
+            step = step / 2
+        theta = theta - step
         if np.abs(step).max() < 1e-10:
             break
+    a, b = theta[0] / sd, theta[1] - theta[0] * mu / sd
     pos, neg = x[y > 0], x[y == 0]
     auc = float((pos[:, None] > neg[None, :]).mean()) if len(pos) * len(neg) < 5e7 else None
     return {"slope": float(a), "intercept": float(b), "auc": auc,
             "fitted_on": f"{where}: {len(captions)} captions x {len(paths)} clips, positives and negatives "
                          "weighted equally"}
+
+
+def render_alternatives(val: dict, heldout: dict) -> str:
+    """Markdown: every mix scored on validation (where it was chosen) and held-out (reported)."""
+    def key(r):
+        return (r["template"], r["temperature"], r["prior_weight"])
+    held = {key(r): r for r in heldout["rows"]}
+    best = key(val["best"])
+    pct = lambda x: "" if x is None else f"{100 * x:.1f} %"  # noqa: E731
+    lines = ["## Alternatives", "",
+             "Chosen on the validation split (widelands-data, animalia) only; the held-out columns are reported, "
+             "never used to choose. Prior weight 1 = the label-space prior alone (no training), 0 = the trained "
+             "branch alone.", "",
+             "| prompt | temperature | prior weight | val zero-shot | val t2a R@10 | held-out zero-shot | "
+             "held-out t2a R@1 | held-out t2a R@10 | held-out mAP@10 |", "|---|---|---|---|---|---|---|---|---|"]
+    for r in sorted(val["rows"], key=lambda r: (r["template"], r["temperature"], -r["prior_weight"])):
+        h = held.get(key(r), {})
+        mark = " **(shipped)**" if key(r) == best else ""
+        lines.append(f"| `{r['template']}` | {r['temperature']:g} | {r['prior_weight']:g}{mark} | "
+                     f"{pct(r.get('zeroshot_top1'))} | {pct(r.get('t2a_R@10'))} | {pct(h.get('zeroshot_top1'))} | "
+                     f"{pct(h.get('t2a_R@1'))} | {pct(h.get('t2a_R@10'))} | "
+                     f"{h.get('t2a_mAP@10', float('nan')):.3f} |")
+    if val.get("audio_rows"):
+        held_audio = {(r["space"], r.get("embedding_weight")): r for r in heldout.get("audio_rows", [])}
+        lines += ["", "Query by example: same-label nearest neighbour (top-1) in each space.", "",
+                  "| space | embedding share | validation | held-out |", "|---|---|---|---|"]
+        for r in val["audio_rows"]:
+            h = held_audio.get((r["space"], r.get("embedding_weight")), {})
+            chosen = val.get("best_audio") and r.get("embedding_weight") == val["best_audio"]["embedding_weight"] \
+                and r["space"] == "joint vector"
+            lines.append(f"| {r['space']} | {r.get('embedding_weight', '')}{' **(shipped)**' if chosen else ''} | "
+                         f"{pct(r['same_label_top1'])} | {pct(h.get('same_label_top1'))} |")
+    return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -189,8 +233,8 @@ def main(argv: list[str] | None = None) -> int:
     from training.data.readers import read_any
 
     p = argparse.ArgumentParser(prog="clap-train label-space", description=__doc__.splitlines()[0])
-    p.add_argument("--checkpoint", type=Path, required=True)
-    p.add_argument("--manifest", type=Path, required=True)
+    p.add_argument("--checkpoint", type=Path)
+    p.add_argument("--manifest", type=Path)
     p.add_argument("--split", default="val")
     p.add_argument("--temperatures", default="0.02")
     p.add_argument("--templates", default="This is a sound of {}.", help="'|'-separated, {} = the label")
@@ -201,7 +245,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--fit-split", default="train")
     p.add_argument("--out", type=Path)
     p.add_argument("--apply", type=Path, help="write the checkpoint with the best setting here")
+    p.add_argument("--render", type=Path, nargs=2, metavar=("VAL_JSON", "HELDOUT_JSON"),
+                   help="only print the alternatives table of two earlier --out files")
     args = p.parse_args(argv)
+    if args.render:
+        print(render_alternatives(*(json.loads(path.read_text()) for path in args.render)))
+        return 0
     payload = load_checkpoint(args.checkpoint)
     model = model_from_checkpoint(payload).eval()
     if model.config.head is None:

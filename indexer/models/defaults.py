@@ -12,7 +12,7 @@ from pathlib import Path
 
 from indexer.errors import ModelError
 
-DEFAULT_MODEL = "clapsearch-sfx-v1"
+DEFAULT_MODEL = "clapsearch-sfx-v2"
 MODELS_DIR = Path(__file__).resolve().parents[2] / "models"
 
 

@@ -129,9 +129,9 @@ def test_runtime_stage():
     assert _instructions("runtime", "CMD")[-1] == '["clapsearch-api", "serve"]'
     env = _env("runtime")
     model_copy = [c for c in _instructions("runtime", "COPY") if c.startswith("models/")]
-    assert model_copy == ["models/clapsearch-sfx-v1/ /opt/clapsearch/models/clapsearch-sfx-v1/"]
-    assert env["CLAPSEARCH_MODEL"] == "/opt/clapsearch/models/clapsearch-sfx-v1"
-    assert (REPO / "models" / "clapsearch-sfx-v1" / "manifest.json").is_file()
+    assert model_copy == ["models/clapsearch-sfx-v2/ /opt/clapsearch/models/clapsearch-sfx-v2/"]
+    assert env["CLAPSEARCH_MODEL"] == "/opt/clapsearch/models/clapsearch-sfx-v2"
+    assert (REPO / "models" / "clapsearch-sfx-v2" / "manifest.json").is_file()
     assert env["CLAPSEARCH_HOST"] == "0.0.0.0" and env["CLAPSEARCH_PORT"] == "8000"
     assert env["CLAPSEARCH_INDEX_DIR"].startswith(env["CLAPSEARCH_HOME"])
     assert "/opt/venv/bin" in env["PATH"]

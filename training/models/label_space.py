@@ -56,8 +56,13 @@ class LabelSpaceAudioHead(nn.Module):
         self.embedding_weight = embedding_weight
         self.branch = _branch(width, branch_dim) if branch_dim else None
         # The embedding block: (x[:E] - mean) @ basis.T, E = width - num_classes; set by fitting.
-        self.register_buffer("embedding_mean", torch.zeros(width - num_classes))
-        self.register_buffer("embedding_basis", torch.zeros(embedding_dim, width - num_classes))
+        # Registered only when present, so checkpoints without the block load as they are.
+        if embedding_dim:
+            self.register_buffer("embedding_mean", torch.zeros(width - num_classes))
+            self.register_buffer("embedding_basis", torch.zeros(embedding_dim, width - num_classes))
+        else:
+            self.embedding_mean: torch.Tensor | None = None
+            self.embedding_basis: torch.Tensor | None = None
 
     def forward(self, pooled: torch.Tensor) -> torch.Tensor:
         keep = 1.0 - self.embedding_weight
@@ -65,7 +70,7 @@ class LabelSpaceAudioHead(nn.Module):
         parts = [math.sqrt(keep * self.prior_weight) * prior]
         if self.branch is not None:
             parts.append(math.sqrt(keep * (1.0 - self.prior_weight)) * F.normalize(self.branch(pooled), dim=-1))
-        if self.embedding_basis.shape[0]:
+        if self.embedding_basis is not None and self.embedding_mean is not None:
             centred = pooled[:, : -self.num_classes] - self.embedding_mean
             parts.append(math.sqrt(self.embedding_weight) * F.normalize(centred @ self.embedding_basis.T, dim=-1))
         return torch.cat(parts, dim=-1)
@@ -75,8 +80,14 @@ class LabelSpaceAudioHead(nn.Module):
         embeddings) become the embedding block; ``weight`` its audio-to-audio share."""
         mean = embeddings.double().mean(dim=0)
         _, _, vt = torch.linalg.svd(embeddings.double() - mean, full_matrices=False)
-        self.embedding_mean = mean.float()
-        self.embedding_basis = vt[:dim].float().contiguous()
+        # Fix each axis' sign (largest |loading| positive): SVD signs are arbitrary across LAPACKs.
+        vt = vt[:dim] * torch.sign(vt[:dim].gather(1, vt[:dim].abs().argmax(dim=1, keepdim=True)))
+        for name, value in (("embedding_mean", mean.float()), ("embedding_basis", vt.float().contiguous())):
+            if name not in self._buffers:
+                delattr(self, name)  # the plain ``None`` attribute set in __init__
+                self.register_buffer(name, value)
+            else:
+                setattr(self, name, value)
         self.embedding_weight = weight
 
 
