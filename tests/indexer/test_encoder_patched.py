@@ -34,7 +34,7 @@ def patched(tmp_path_factory):
     converted = random_converted(CONFIG, root / "tok", seed=3)
     head = converted.model.audio_projection  # a fitted (random) embedding block, as label-space tuning leaves it
     head.fit_embedding_block(torch.randn(64, 1024, generator=torch.Generator().manual_seed(0)), 8, 0.5)
-    write_model_folder(converted, root / "model")
+    write_model_folder(converted, root / "model", ship=("fp32",))   # exact float32 graphs for parity
     return converted.model, root / "model"
 
 
@@ -55,6 +55,27 @@ def test_manifest_describes_the_patch_model(patched):
     assert [(p.name, p.dim, p.weight) for p in manifest.joint] == [("prior", 521, 0.6), ("branch", 16, pytest.approx(0.4)),
                                                                   ("embedding", 8, 0.0)]
     assert manifest.joint[2].audio_weight == 0.5 and manifest.joint[0].audio_weight == pytest.approx(0.3)
+
+
+def test_compact_folder_ships_fp16_stored_weights_within_cosine_0999(patched, tmp_path):
+    from training.export import write_model_folder
+    from training.random_init import random_converted
+
+    converted = random_converted(CONFIG, tmp_path / "tok", seed=3)
+    converted.model.audio_projection.fit_embedding_block(
+        torch.randn(64, 1024, generator=torch.Generator().manual_seed(0)), 8, 0.5)
+    write_model_folder(converted, tmp_path / "compact")
+    manifest = load_manifest(tmp_path / "compact")
+    assert manifest.default_variant == "fp16w-fp16" and not manifest.variants["fp32"].shipped
+    assert manifest.variants["fp16w-fp16"].audio_min_cosine_to_fp32 >= 0.999
+    size = sum(p.stat().st_size for p in (tmp_path / "compact").glob("*.onnx"))
+    full = sum(p.stat().st_size for p in patched[1].glob("*.onnx"))
+    assert size < 0.7 * full
+    compact, exact = ClapEncoder.open(tmp_path / "compact"), ClapEncoder.open(patched[1])
+    views = [compact.views_from_waveform(_wave(s, seed=i), 16_000) for i, s in enumerate((0.5, 7.0, 30.0))]
+    a, b = compact.embed_views(views), exact.embed_views(views)
+    assert np.min(np.sum(a * b, axis=1)) >= 0.999
+    assert np.array_equal(compact.embed_views(views[1:2])[0], a[1])
 
 
 def test_runtime_equals_torch_model_for_every_length(patched):
