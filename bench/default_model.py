@@ -436,9 +436,11 @@ def run(args) -> dict:
                 "write_s": round(time.perf_counter() - t0, 1)}
         for key in ("new", "old"):
             wait_quiet(args.wait_quiet)
+            kids0 = os.times().children_user + os.times().children_system
             with CpuMonitor() as mon:
                 long[key] = long_file(names[key], path)
-            long[key]["other_load_pct"] = round(mon.other_pct, 1)
+            kids = os.times().children_user + os.times().children_system - kids0  # the subprocess is ours
+            long[key]["other_load_pct"] = round(100.0 * max(0.0, mon.other - kids) / max(mon.wall * mon.ncpu, 1e-9), 1)
             if results["models"][key]["patched"]:
                 from indexer.audio.patches import patch_count
                 from indexer.models.manifest import load_manifest

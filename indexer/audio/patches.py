@@ -26,6 +26,8 @@ from indexer.models.manifest import AudioFrontend
 
 # Patches per chunk when streaming: 256 x 96 x 64 float32 = 6.3 MB of features at a time.
 PATCH_CHUNK = 256
+# STFT frames computed at once for a view (~41 s at a 10 ms hop; ~10 MB of frames and spectra).
+FRAME_CHUNK = 4096
 
 
 def _geometry(spec: AudioFrontend) -> tuple[int, int]:
@@ -99,6 +101,12 @@ def iter_patch_chunks(read: SampleReader, num_samples: int, spec: AudioFrontend,
 
 def clip_frames(read: SampleReader, num_samples: int, spec: AudioFrontend) -> np.ndarray:
     """(T, n_mels) log-mel frames of a whole padded waveform: what a patch tower's view carries."""
-    length = padded_length(num_samples, spec)
-    return log_mel_frames(zero_filled(read, num_samples), length,
-                          np.arange(total_frames(num_samples, spec)), spec)
+    length, total = padded_length(num_samples, spec), total_frames(num_samples, spec)
+    padded = zero_filled(read, num_samples)
+    out = np.empty((total, spec.n_mels), np.float32)
+    # In runs of FRAME_CHUNK frames: the STFT of a whole hour at once would hold ~1.5 GB of frames
+    # and spectra; a frame's value does not depend on the run it is computed in (row-wise FFT).
+    for first in range(0, total, FRAME_CHUNK):
+        last = min(first + FRAME_CHUNK, total)
+        out[first:last] = log_mel_frames(padded, length, np.arange(first, last), spec)
+    return out

@@ -115,3 +115,15 @@ def test_published_test_patch_has_the_same_shape_of_spectrum():
     diff = spectra - ours
     assert abs(diff.mean() - np.log(4.1)) < 0.05
     assert np.corrcoef(spectra.ravel(), ours.ravel())[0, 1] > 0.999
+
+
+def test_clip_frames_in_chunks_equal_one_pass():
+    from indexer.audio import patches as P
+    from indexer.audio.frontend import log_mel_frames
+
+    rng = np.random.default_rng(3)
+    wave = (0.2 * rng.standard_normal(16_000 * 50)).astype(np.float32)   # > one FRAME_CHUNK
+    chunked = clip_frames(_reader(wave), wave.size, SPEC)
+    length = padded_length(wave.size, SPEC)
+    whole = log_mel_frames(P.zero_filled(_reader(wave), wave.size), length, np.arange(chunked.shape[0]), SPEC)
+    assert chunked.shape[0] > P.FRAME_CHUNK and np.array_equal(chunked, whole)
