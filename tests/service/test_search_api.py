@@ -298,3 +298,27 @@ def test_unknown_collection_is_a_404_problem(client, item_ids):
     for response in (client.get("/v1/search", params={"q": QUERY, "collection": "nope"}),
                      client.post("/v1/search/audio", params={"id": item_ids["hum.ogg"], "collection": "nope"})):
         assert_problem(response, 404, "store.collection_not_found")
+
+
+def test_relevance_is_null_and_min_relevance_refused_without_a_calibration(client, library, item_ids):
+    """The fixture's model (v1) has no score calibration: relevance is null, and asking to filter
+    by it is a clear 422, never a silent no-op."""
+    results = _all(client)
+    assert results and all(hit["relevance"] is None for hit in results)
+    response = client.get("/v1/search", params={"q": QUERY, "min_relevance": 0.5})
+    assert_problem(response, 422, "request.min_relevance")
+    assert_problem(client.get("/v1/search", params={"q": QUERY, "min_relevance": 2}), 422)
+
+
+def test_calibrated_model_shows_relevance_and_filters_by_it(client, library, item_ids, monkeypatch):
+    from indexer.models.manifest import ScoreCalibration
+
+    runtime = client.app.state.runtime
+    calibration = ScoreCalibration(slope=10.0, intercept=-2.0, fitted_on="test")
+    calibrated = runtime.manifest.model_copy(update={"score_calibration": calibration})
+    monkeypatch.setattr(type(runtime), "manifest", property(lambda self: calibrated))
+    results = _all(client, q="rain falling")
+    assert all(hit["relevance"] == pytest.approx(calibration.relevance(hit["score"]), abs=1e-6) for hit in results)
+    cut = sorted(hit["relevance"] for hit in results)[len(results) // 2]
+    kept = _all(client, q="rain falling", min_relevance=cut)
+    assert kept and all(hit["relevance"] >= cut for hit in kept) and len(kept) < len(results)
