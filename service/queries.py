@@ -103,8 +103,8 @@ async def text_vectors(rt, texts: list[str]) -> np.ndarray:
 
 # ----------------------------------------------------------------------------- search
 
-def _hit_json(hit: Hit, kind: str, calibration=None) -> dict:
-    relevance = round(calibration.relevance(hit.score), 6) if calibration is not None else None
+def _hit_json(hit: Hit, kind: str, relevance_of=None) -> dict:
+    relevance = round(relevance_of(hit.score), 6) if relevance_of is not None else None
     return {"id": hit.file_id, "score": round(hit.score, 6), "relevance": relevance,
             "path": hit.path, "name": Path(hit.path).name,
             "duration_s": hit.duration_s, "format": hit.format, "tags": hit.tags or None,
@@ -113,15 +113,15 @@ def _hit_json(hit: Hit, kind: str, calibration=None) -> dict:
             "audio_url": f"/v1/items/{hit.file_id}/audio", "peaks_url": f"/v1/items/{hit.file_id}/peaks"}
 
 
-def _page(req: SearchRequest, hits: list[Hit], exclude_file: int | None, calibration=None) -> list[dict]:
-    """``calibration``: the model's text->audio score calibration, for text queries only."""
+def _page(req: SearchRequest, hits: list[Hit], exclude_file: int | None, relevance_of=None) -> list[dict]:
+    """``relevance_of(cosine)``: this text query's calibrated relevance (None for audio queries)."""
     if exclude_file is not None:
         hits = [h for h in hits if h.file_id != exclude_file]
     if req.min_score is not None:
         hits = [h for h in hits if round(h.score, 6) >= req.min_score]   # as the scores are shown
-    if req.min_relevance is not None and calibration is not None:
-        hits = [h for h in hits if round(calibration.relevance(h.score), 6) >= req.min_relevance]
-    return [_hit_json(h, req.kind, calibration) for h in hits[req.offset : req.offset + req.limit]]
+    if req.min_relevance is not None and relevance_of is not None:
+        hits = [h for h in hits if round(relevance_of(h.score), 6) >= req.min_relevance]
+    return [_hit_json(h, req.kind, relevance_of) for h in hits[req.offset : req.offset + req.limit]]
 
 
 async def _allowed(rt, searcher, req: SearchRequest):
@@ -193,7 +193,11 @@ async def search(rt, req: SearchRequest, *, text: str | None = None, vector: np.
                            f"(this query is {'text' if text is not None else 'audio'}; model "
                            f"{rt.manifest.name} {'has' if rt.manifest.score_calibration else 'has no'} "
                            "calibration); use min_score")
-    results = _page(req, hits, exclude_file, calibration)
+    relevance_of = None
+    if calibration is not None:
+        peak = calibration.query_peak(outcome.vector)
+        relevance_of = lambda cosine: calibration.relevance(cosine, peak)  # noqa: E731
+    results = _page(req, hits, exclude_file, relevance_of)
     if rt.cache.enabled:
         writes = []
         if emb_key is not None and vector is None:

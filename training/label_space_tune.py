@@ -165,31 +165,37 @@ def fit_calibration(model, records, audio_cache: dict[str, np.ndarray], text_cac
     sims = embedder.embed_texts(captions) @ audio.T                        # (captions, clips)
     positive = np.zeros_like(sims, dtype=bool)
     positive[np.arange(len(captions)), owner] = True
+    texts = embedder.embed_texts(captions)
+    classes = model.audio_projection.num_classes
+    block = texts[:, :classes]
+    peaks = block.max(axis=1) / np.maximum(np.linalg.norm(block, axis=1), 1e-12)   # ScoreCalibration.query_peak
     x, y = sims.ravel().astype(np.float64), positive.ravel().astype(np.float64)
+    peak = np.repeat(peaks, sims.shape[1]).astype(np.float64)
     w = np.where(y > 0, 0.5 / y.sum(), 0.5 / (1 - y).sum())
-    # Newton on the standardised cosine (well conditioned), halving steps that do not lower the loss.
-    mu, sd = float(x.mean()), float(x.std()) or 1.0
-    z = (x - mu) / sd
+    # Newton on standardised features (well conditioned), halving steps that do not lower the loss.
+    mean, std = np.array([x.mean(), peak.mean()]), np.array([x.std() or 1.0, peak.std() or 1.0])
+    feats = np.column_stack([(x - mean[0]) / std[0], (peak - mean[1]) / std[1], np.ones_like(x)])
 
     def loss(theta):
-        t = theta[0] * z + theta[1]
+        t = feats @ theta
         return float(np.sum(w * (np.logaddexp(0, t) - y * t)))
 
-    theta = np.zeros(2)
+    theta = np.zeros(3)
     for _ in range(100):
-        p = 1 / (1 + np.exp(-(theta[0] * z + theta[1])))
-        g = np.array([np.sum(w * (p - y) * z), np.sum(w * (p - y))])
-        h = np.sum(w * p * (1 - p) * np.stack([z * z, z, z, np.ones_like(z)]), axis=1).reshape(2, 2)
-        step, now = np.linalg.solve(h + 1e-12 * np.eye(2), g), loss(theta)
+        p = 1 / (1 + np.exp(-(feats @ theta)))
+        g = feats.T @ (w * (p - y))
+        h = (feats * (w * p * (1 - p))[:, None]).T @ feats
+        step, now = np.linalg.solve(h + 1e-12 * np.eye(3), g), loss(theta)
         while loss(theta - step) > now and np.abs(step).max() > 1e-12:
             step = step / 2
         theta = theta - step
         if np.abs(step).max() < 1e-10:
             break
-    a, b = theta[0] / sd, theta[1] - theta[0] * mu / sd
+    a, c = theta[0] / std[0], theta[1] / std[1]
+    b = theta[2] - a * mean[0] - c * mean[1]
     pos, neg = x[y > 0], x[y == 0]
     auc = float((pos[:, None] > neg[None, :]).mean()) if len(pos) * len(neg) < 5e7 else None
-    return {"slope": float(a), "intercept": float(b), "auc": auc,
+    return {"slope": float(a), "intercept": float(b), "peak_slope": float(c), "prior_dims": int(classes), "auc": auc,
             "fitted_on": f"{where}: {len(captions)} captions x {len(paths)} clips, positives and negatives "
                          "weighted equally"}
 

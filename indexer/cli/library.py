@@ -166,7 +166,8 @@ def search(text, audio, collection, top, segments, as_json, store) -> int:
     hits = searcher.search_text(text, top) if text is not None else searcher.search_audio(audio, top)
     # Calibrated relevance (0..1, same meaning for every query) for text queries, when the model has one.
     calibration = store.manifest.score_calibration if text is not None else None
-    relevance = [calibration.relevance(h.score) if calibration else None for h in hits]
+    peak = calibration.query_peak(store.encoder().embed_text([text])[0]) if calibration else 1.0
+    relevance = [calibration.relevance(h.score, peak) if calibration else None for h in hits]
     if as_json:
         print(json.dumps([{**h.__dict__, "relevance": r} for h, r in zip(hits, relevance)], indent=2))
         return 0

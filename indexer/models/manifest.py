@@ -208,23 +208,39 @@ class Variant(_Strict):
 
 
 class ScoreCalibration(_Strict):
-    """Text->audio cosine -> relevance in [0, 1]: ``sigmoid(slope * cosine + intercept)``.
+    """Text->audio score -> relevance in [0, 1]:
+    ``sigmoid(slope * cosine + peak_slope * peak + intercept)``.
 
-    Fitted at export on held-apart caption/clip pairs with positives and negatives weighted
-    equally, so 0.5 means "as likely a match as not" for any query; ``min_relevance`` therefore
-    reads the same for every query, unlike a raw cosine, whose scale depends on the model.
+    ``peak`` says how clearly the QUERY names a sound the model knows: the largest coordinate of
+    the query vector's first ``prior_dims`` coordinates (its label-space block), over that block's
+    norm; "footsteps on gravel" is near 1, a keyboard mash near 0.3. Fitted at export on held-apart
+    caption/clip pairs with matches and non-matches weighted equally, so 0.5 means "as likely a
+    match as not" for any query, and ``min_relevance`` reads the same for every query, unlike a
+    raw cosine. Without ``prior_dims`` the peak term is left out.
     """
 
     kind: Literal["logistic"] = "logistic"
     slope: float
     intercept: float
+    peak_slope: float = 0.0
+    prior_dims: int | None = None
     fitted_on: str = ""
     auc: float | None = None           # ranking quality of the raw cosine on those pairs
 
-    def relevance(self, cosine: float) -> float:
+    def query_peak(self, query) -> float:
+        """The label-space peak of a query vector (1.0 when the model has no such block)."""
+        if not self.prior_dims or query is None:
+            return 1.0
+        import numpy as np
+
+        block = np.asarray(query, dtype=np.float64)[: self.prior_dims]
+        norm = float(np.linalg.norm(block))
+        return float(block.max()) / norm if norm > 0 else 0.0
+
+    def relevance(self, cosine: float, peak: float = 1.0) -> float:
         import math
 
-        z = self.slope * cosine + self.intercept
+        z = self.slope * cosine + self.peak_slope * peak + self.intercept
         return 1.0 / (1.0 + math.exp(-z)) if z > -700 else 0.0
 
 
