@@ -191,6 +191,22 @@ def fit_calibration(model, records, audio_cache: dict[str, np.ndarray], text_cac
         theta = theta - step
         if np.abs(step).max() < 1e-10:
             break
+    if theta[1] < 0:
+        # A clearer query must never LOWER relevance. On path-derived captions a focused query
+        # ("a bird") also matches many non-positive clips of its class, which can pull the fitted
+        # peak weight below zero; then the peak term is dropped and the cosine alone is fitted.
+        feats[:, 1] = 0.0
+        theta = np.zeros(3)
+        for _ in range(100):
+            p = 1 / (1 + np.exp(-(feats @ theta)))
+            g = feats.T @ (w * (p - y))
+            h = (feats * (w * p * (1 - p))[:, None]).T @ feats + np.diag([0.0, 1.0, 0.0])
+            step, now = np.linalg.solve(h + 1e-12 * np.eye(3), g), loss(theta)
+            while loss(theta - step) > now and np.abs(step).max() > 1e-12:
+                step = step / 2
+            theta = theta - step
+            if np.abs(step).max() < 1e-10:
+                break
     a, c = theta[0] / std[0], theta[1] / std[1]
     b = theta[2] - a * mean[0] - c * mean[1]
     pos, neg = x[y > 0], x[y == 0]

@@ -19,7 +19,7 @@ from indexer.store.publish import publish_index
 from indexer.store.schema import Base
 from indexer.store.vector_index import VectorIndex
 
-DIM = 512
+DIM = load_manifest(default_model_dir()).embed_dim   # the store tests' rows match the default model
 
 
 @pytest.fixture(scope="module")

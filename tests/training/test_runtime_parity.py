@@ -67,11 +67,14 @@ def test_int8_variant_is_close_and_recorded(golden_model, golden_dir):
     _, folder = golden_model
     fp32, int8 = ClapEncoder.open(folder), ClapEncoder.open(folder, variant="int8")
     cosine = int8.manifest.variants["int8"].audio_min_cosine_to_fp32
-    assert cosine is not None and cosine > 0.99
+    # Dynamic u8s8 int8 on random weights depends on the CPU: 0.998 with VNNI (the Xeon this was
+    # written on), 0.975 on an AVX2-only AMD EPYC (u8s8 products saturate without VNNI). The bound
+    # catches a broken quantisation, not the ISA.
+    assert cosine is not None and cosine > 0.95
     files = sorted((golden_dir / "audio").glob("*.wav"))
     a = np.stack([r.vector for r in fp32.embed_files(files)])
     b = np.stack([r.vector for r in int8.embed_files(files)])
-    assert np.min(np.sum(a * b, axis=1)) > 0.99
+    assert np.min(np.sum(a * b, axis=1)) > 0.95
 
 
 # ----------------------------------------------------------------------------- transformers
