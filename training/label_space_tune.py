@@ -94,9 +94,10 @@ def set_mix(model, *, prior_weight: float | None = None, temperature: float | No
         refresh_anchors(model, tokenizer)
 
 
-def sweep(model, tokenizer, records, temperatures, templates, weights) -> list[dict]:
+def sweep(model, tokenizer, records, temperatures, templates, weights, audio_cache=None) -> list[dict]:
     """Retrieval and zero-shot for every (template, temperature, weight) over ``records``."""
-    embedder = _MixEmbedder(model, pooled_audio(model, [str(r.audio) for r in records]), TextCache(model, tokenizer))
+    audio_cache = audio_cache or pooled_audio(model, [str(r.audio) for r in records])
+    embedder = _MixEmbedder(model, audio_cache, TextCache(model, tokenizer))
     rows = []
     for template, temperature, weight in itertools.product(templates, temperatures, weights):
         set_mix(model, prior_weight=weight, temperature=temperature, template=template, tokenizer=tokenizer)
@@ -151,6 +152,30 @@ def add_embedding_block(model, train_pooled: np.ndarray, dim: int, weight: float
         "head": head.model_copy(update={"embedding_dim": dim, "embedding_weight": weight})})
 
 
+def _fit_logistic(feats: np.ndarray, y: np.ndarray, w: np.ndarray, ridge: np.ndarray | None = None) -> np.ndarray:
+    """Weighted logistic regression by Newton's method on (standardised) features, halving any
+    step that does not lower the loss; ``ridge`` pins coefficients whose feature is zeroed."""
+    k = feats.shape[1]
+    ridge = np.zeros((k, k)) if ridge is None else ridge
+
+    def loss(theta):
+        t = feats @ theta
+        return float(np.sum(w * (np.logaddexp(0, t) - y * t)))
+
+    theta = np.zeros(k)
+    for _ in range(100):
+        p = 1 / (1 + np.exp(-(feats @ theta)))
+        g = feats.T @ (w * (p - y))
+        h = (feats * (w * p * (1 - p))[:, None]).T @ feats + ridge
+        step, now = np.linalg.solve(h + 1e-12 * np.eye(k), g), loss(theta)
+        while loss(theta - step) > now and np.abs(step).max() > 1e-12:
+            step = step / 2
+        theta = theta - step
+        if np.abs(step).max() < 1e-10:
+            break
+    return theta
+
+
 def fit_calibration(model, records, audio_cache: dict[str, np.ndarray], text_cache, where: str) -> dict:
     """Logistic map cosine -> P(match), fitted on every (caption, clip) pair of ``records`` with the
     matching and non-matching pairs weighted equally (Newton's method on two parameters)."""
@@ -162,51 +187,25 @@ def fit_calibration(model, records, audio_cache: dict[str, np.ndarray], text_cac
         for c in r.captions:
             captions.append(c)
             owner.append(paths.index(str(r.audio)))
-    sims = embedder.embed_texts(captions) @ audio.T                        # (captions, clips)
+    texts = embedder.embed_texts(captions)
+    sims = texts @ audio.T                                                 # (captions, clips)
     positive = np.zeros_like(sims, dtype=bool)
     positive[np.arange(len(captions)), owner] = True
-    texts = embedder.embed_texts(captions)
     classes = model.audio_projection.num_classes
     block = texts[:, :classes]
     peaks = block.max(axis=1) / np.maximum(np.linalg.norm(block, axis=1), 1e-12)   # ScoreCalibration.query_peak
     x, y = sims.ravel().astype(np.float64), positive.ravel().astype(np.float64)
     peak = np.repeat(peaks, sims.shape[1]).astype(np.float64)
     w = np.where(y > 0, 0.5 / y.sum(), 0.5 / (1 - y).sum())
-    # Newton on standardised features (well conditioned), halving steps that do not lower the loss.
     mean, std = np.array([x.mean(), peak.mean()]), np.array([x.std() or 1.0, peak.std() or 1.0])
     feats = np.column_stack([(x - mean[0]) / std[0], (peak - mean[1]) / std[1], np.ones_like(x)])
-
-    def loss(theta):
-        t = feats @ theta
-        return float(np.sum(w * (np.logaddexp(0, t) - y * t)))
-
-    theta = np.zeros(3)
-    for _ in range(100):
-        p = 1 / (1 + np.exp(-(feats @ theta)))
-        g = feats.T @ (w * (p - y))
-        h = (feats * (w * p * (1 - p))[:, None]).T @ feats
-        step, now = np.linalg.solve(h + 1e-12 * np.eye(3), g), loss(theta)
-        while loss(theta - step) > now and np.abs(step).max() > 1e-12:
-            step = step / 2
-        theta = theta - step
-        if np.abs(step).max() < 1e-10:
-            break
+    theta = _fit_logistic(feats, y, w)
     if theta[1] < 0:
         # A clearer query must never LOWER relevance. On path-derived captions a focused query
         # ("a bird") also matches many non-positive clips of its class, which can pull the fitted
         # peak weight below zero; then the peak term is dropped and the cosine alone is fitted.
         feats[:, 1] = 0.0
-        theta = np.zeros(3)
-        for _ in range(100):
-            p = 1 / (1 + np.exp(-(feats @ theta)))
-            g = feats.T @ (w * (p - y))
-            h = (feats * (w * p * (1 - p))[:, None]).T @ feats + np.diag([0.0, 1.0, 0.0])
-            step, now = np.linalg.solve(h + 1e-12 * np.eye(3), g), loss(theta)
-            while loss(theta - step) > now and np.abs(step).max() > 1e-12:
-                step = step / 2
-            theta = theta - step
-            if np.abs(step).max() < 1e-10:
-                break
+        theta = _fit_logistic(feats, y, w, ridge=np.diag([0.0, 1.0, 0.0]))
     a, c = theta[0] / std[0], theta[1] / std[1]
     b = theta[2] - a * mean[0] - c * mean[1]
     pos, neg = x[y > 0], x[y == 0]
@@ -284,12 +283,13 @@ def main(argv: list[str] | None = None) -> int:
     loaded = read_any(args.manifest, extra="meta")
     every = loaded[0] if isinstance(loaded, tuple) else loaded
     records = [r for r in every if r.split == args.split]
+    audio_cache = pooled_audio(model, [str(r.audio) for r in records])   # the towers run once per clip
     rows = sweep(model, tokenizer, records, [float(t) for t in args.temperatures.split(",")],
-                 args.templates.split("|"), [float(w) for w in args.weights.split(",")])
+                 args.templates.split("|"), [float(w) for w in args.weights.split(",")], audio_cache)
     audio_rows, train_pooled = [], None
     if args.embedding_dims:
         labelled = [r for r in records if primary_label(r)]
-        cache = pooled_audio(model, [str(r.audio) for r in labelled])
+        cache = audio_cache
         fit = pooled_audio(model, [str(r.audio) for r in every if r.split == args.fit_split])
         train_pooled = np.stack(list(fit.values()))
         audio_rows = embedding_sweep(model, train_pooled, np.stack([cache[str(r.audio)] for r in labelled]),
@@ -312,8 +312,7 @@ def main(argv: list[str] | None = None) -> int:
                 template=best["template"], tokenizer=tokenizer)
         if best_audio is not None and train_pooled is not None:
             add_embedding_block(model, train_pooled, args.embedding_dims, best_audio["embedding_weight"])
-        calibration = fit_calibration(model, records, pooled_audio(model, [str(r.audio) for r in records]),
-                                      TextCache(model, tokenizer), f"{args.manifest.name} split {args.split!r}")
+        calibration = fit_calibration(model, records, audio_cache, TextCache(model, tokenizer), f"{args.manifest.name} split {args.split!r}")
         print("calibration", json.dumps(calibration))
         model.config = model.config.model_copy(update={
             "head": model.config.head.model_copy(update={"calibration": calibration})})
