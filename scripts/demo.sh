@@ -24,6 +24,9 @@ if [ -z "$LIBRARY" ]; then
     LIBRARY=../shared/data/extra-sfx          # 341 real, licence-checked recordings
   else
     LIBRARY=runs/demo-library
+    echo "== no ../shared/data/extra-sfx beside this clone: generating 6 SYNTHETIC test sounds (tones and" >&2
+    echo "   noise) in $LIBRARY, so text answers will not mean much; for real results pass a folder of" >&2
+    echo "   your own sounds: bash scripts/demo.sh ~/Sounds" >&2
     $PY scripts/make_demo_library.py "$LIBRARY"
   fi
 fi
