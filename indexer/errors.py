@@ -11,6 +11,13 @@
     │   ├── InvalidSamplesError     NaN/Inf samples, absurd sample rate or channel count
     │   └── AudioTooLongError       longer than the configured limit
     ├── TextError                   empty or unusable query text
+    │   └── TextTooLongError        longer than the query limit
+    ├── QueryError                  a search asked for what this model or request cannot give
+    │   └── RelevanceUnavailableError  min_relevance without a text query and a calibrated model
+    ├── ItemError                   an indexed item cannot serve as asked
+    │   ├── ItemNotFoundError       no item has that id
+    │   ├── ItemNotIndexedError     the item failed to ingest, so it has no vector
+    │   └── ItemAudioUnavailableError  the item's file is not on this machine's disk
     └── StoreError                  the metadata database or an index cannot be used
         ├── CollectionNotFoundError no collection of that name
         ├── CollectionBusyError     another ingest holds the collection's lock
@@ -74,6 +81,34 @@ class AudioTooLongError(AudioError):
 
 class TextError(ClapSearchError):
     code = "text"
+
+
+class TextTooLongError(TextError):
+    code = "text.too_long"
+
+
+class QueryError(ClapSearchError):
+    code = "request"
+
+
+class RelevanceUnavailableError(QueryError):
+    code = "request.min_relevance"
+
+
+class ItemError(ClapSearchError):
+    code = "item"
+
+
+class ItemNotFoundError(ItemError):
+    code = "item.not_found"
+
+
+class ItemNotIndexedError(ItemError):
+    code = "item.not_indexed"
+
+
+class ItemAudioUnavailableError(ItemError):
+    code = "item.audio_unavailable"
 
 
 class StoreError(ClapSearchError):

@@ -21,36 +21,19 @@ import asyncio
 import hashlib
 import json
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from starlette.concurrency import run_in_threadpool
 
-from indexer import errors as core
-from indexer.search import Hit
-from indexer.store.schema import STATUS_INDEXED, Collection, File, vector_from_bytes
-from service.filters import SearchFilters, allowed_ids
+from indexer import query as core
+from indexer.query import SearchRequest
+from indexer.store.schema import vector_from_bytes
 from service.inference import EmbedAudio, EmbedTexts, SearchQuery
 from service.problems import ProblemError
 from service.uploads import stored_upload
 
-MAX_QUERY_CHARS = 1000
-
-
-@dataclass(frozen=True)
-class SearchRequest:
-    collection: str
-    limit: int
-    offset: int = 0
-    min_score: float | None = None
-    segments: bool = False
-    filters: SearchFilters = SearchFilters()
-    min_relevance: float | None = None   # text queries on calibrated models (manifest.score_calibration)
-
-    @property
-    def kind(self) -> str:
-        return "segments" if self.segments else "files"
+__all__ = ["SearchRequest", "search", "audio_vector", "text_vectors"]
 
 
 def _digest(*parts: str) -> str:
@@ -60,16 +43,6 @@ def _digest(*parts: str) -> str:
 def _background(fn, *args) -> None:
     """Run a cache write off the request path (its failure is the cache's business)."""
     asyncio.get_running_loop().run_in_executor(None, fn, *args)
-
-
-def check_query(q: str) -> str:
-    text = (q or "").strip()
-    if not text:
-        raise ProblemError(422, "text", "Text could not be used", "the query text is empty")
-    if len(text) > MAX_QUERY_CHARS:
-        raise ProblemError(422, "text.too_long", "Query too long",
-                           f"the query has {len(text)} characters; the limit is {MAX_QUERY_CHARS}")
-    return text
 
 
 # ----------------------------------------------------------------------------- embeddings
@@ -103,32 +76,16 @@ async def text_vectors(rt, texts: list[str]) -> np.ndarray:
 
 # ----------------------------------------------------------------------------- search
 
-def _hit_json(hit: Hit, kind: str, relevance_of=None) -> dict:
-    relevance = round(relevance_of(hit.score), 6) if relevance_of is not None else None
-    return {"id": hit.file_id, "score": round(hit.score, 6), "relevance": relevance,
-            "path": hit.path, "name": Path(hit.path).name,
-            "duration_s": hit.duration_s, "format": hit.format, "tags": hit.tags or None,
-            "start_s": hit.start_s, "end_s": hit.end_s,
-            "segment_id": hit.id if kind == "segments" and hit.id > 0 else None,
-            "audio_url": f"/v1/items/{hit.file_id}/audio", "peaks_url": f"/v1/items/{hit.file_id}/peaks"}
+def _with_urls(record: dict) -> dict:
+    item = record["id"]
+    return {**record, "audio_url": f"/v1/items/{item}/audio", "peaks_url": f"/v1/items/{item}/peaks"}
 
 
-def _page(req: SearchRequest, hits: list[Hit], exclude_file: int | None, relevance_of=None) -> list[dict]:
-    """``relevance_of(cosine)``: this text query's calibrated relevance (None for audio queries)."""
-    if exclude_file is not None:
-        hits = [h for h in hits if h.file_id != exclude_file]
-    if req.min_score is not None:
-        hits = [h for h in hits if round(h.score, 6) >= req.min_score]   # as the scores are shown
-    if req.min_relevance is not None and relevance_of is not None:
-        hits = [h for h in hits if round(relevance_of(h.score), 6) >= req.min_relevance]
-    return [_hit_json(h, req.kind, relevance_of) for h in hits[req.offset : req.offset + req.limit]]
-
-
-async def _allowed(rt, searcher, req: SearchRequest):
+async def _allowed(rt, searcher, req: SearchRequest, kind: str | None = None):
     if not req.filters.active:
         return None
     start = time.perf_counter()
-    ids = await run_in_threadpool(allowed_ids, rt.store.db, searcher.collection.id, req.kind, req.filters)
+    ids = await run_in_threadpool(core.filter_ids, rt.store, searcher.collection.id, req, kind)
     rt.metrics.observe("database", time.perf_counter() - start)
     return ids
 
@@ -178,26 +135,14 @@ async def search(rt, req: SearchRequest, *, text: str | None = None, vector: np.
         if blob is not None:
             vector = vector_from_bytes(blob)
     allowed = await _allowed(rt, searcher, req)
-    k = req.offset + req.limit + (1 if exclude_file is not None else 0)
-    if req.kind == "segments" and exclude_file is not None:
-        k += 64    # a long file's own windows are all near the query; look past them
+    k = core.candidates_needed(req, exclude_file)
     outcome = await rt.batcher.submit(SearchQuery(searcher, k, vector=vector, text=None if vector is not None
                                                   else text, allowed_ids=allowed))
     hits = outcome.hits
     if req.kind == "segments":
         hits = await _with_short_files(rt, req, searcher, outcome.vector, k, hits)
-    calibration = rt.manifest.score_calibration if text is not None else None
-    if req.min_relevance is not None and calibration is None:
-        raise ProblemError(422, "request.min_relevance", "Relevance not available",
-                           "min_relevance needs a text query and a model with a score calibration "
-                           f"(this query is {'text' if text is not None else 'audio'}; model "
-                           f"{rt.manifest.name} {'has' if rt.manifest.score_calibration else 'has no'} "
-                           "calibration); use min_score")
-    relevance_of = None
-    if calibration is not None:
-        peak = calibration.query_peak(outcome.vector)
-        relevance_of = lambda cosine: calibration.relevance(cosine, peak)  # noqa: E731
-    results = _page(req, hits, exclude_file, relevance_of)
+    relevance_of = core.relevance_for(rt.manifest, outcome.vector, text_query=text is not None, req=req)
+    results = [_with_urls(r) for r in core.page_of(req, hits, exclude_file, relevance_of)]
     if rt.cache.enabled:
         writes = []
         if emb_key is not None and vector is None:
@@ -210,18 +155,11 @@ async def search(rt, req: SearchRequest, *, text: str | None = None, vector: np.
 
 
 async def _with_short_files(rt, req: SearchRequest, segment_searcher, vector, k: int, segment_hits):
-    """Segment search covers every file: long files by their windows (the segments index holds
-    only files longer than a window), short ones by their file vector, spanning the whole file."""
-    files_req = SearchRequest(req.collection, req.limit, req.offset, req.min_score, False, req.filters,
-                              req.min_relevance)
+    """Short files join a moment search by their file vector (``indexer.query.merge_short_files``)."""
     files_searcher = rt.searcher(req.collection, "files")
-    window = segment_searcher.collection.segment_seconds or 0.0
-    allowed = await _allowed(rt, files_searcher, files_req)
+    allowed = await _allowed(rt, files_searcher, req, "files")
     outcome = await rt.batcher.submit(SearchQuery(files_searcher, k, vector=vector, allowed_ids=allowed))
-    short = [Hit(id=-h.file_id, score=h.score, file_id=h.file_id, path=h.path, duration_s=h.duration_s,
-                 format=h.format, tags=h.tags, start_s=0.0, end_s=h.duration_s)
-             for h in outcome.hits if h.duration_s is not None and h.duration_s <= window]
-    return sorted(segment_hits + short, key=lambda h: -h.score)
+    return core.merge_short_files(segment_hits, outcome.hits, segment_searcher.collection.segment_seconds or 0.0)
 
 
 def _response(rt, req, version, results, started, *, cached: bool) -> dict:
@@ -232,21 +170,6 @@ def _response(rt, req, version, results, started, *, cached: bool) -> dict:
 
 # ----------------------------------------------------------------------------- audio input
 
-def _stored_vector(rt, item_id: int) -> np.ndarray:
-    with rt.store.db.session() as s:
-        row = s.get(File, item_id)
-        collection = s.get(Collection, row.collection_id) if row is not None else None
-    if row is None:
-        raise ProblemError(404, "item.not_found", "No such item", f"no indexed item has id {item_id}")
-    if row.status != STATUS_INDEXED or row.vector is None:
-        raise ProblemError(409, "item.not_indexed", "Item has no vector",
-                           f"item {item_id} failed to ingest ({row.error_code}): {row.error}")
-    if collection.model_fingerprint != rt.manifest.fingerprint:
-        raise core.ModelMismatchError(f"item {item_id} was embedded by model {collection.model_name!r}, "
-                                      f"not the served {rt.manifest.name!r}")
-    return vector_from_bytes(row.vector).copy()
-
-
 async def audio_vector(rt, upload, item_id: int | None) -> tuple[np.ndarray, str]:
     """The query vector of an uploaded clip or an indexed item, and a name for it."""
     if (upload is None) == (item_id is None):
@@ -254,7 +177,7 @@ async def audio_vector(rt, upload, item_id: int | None) -> tuple[np.ndarray, str
                            "send either a multipart `file` upload or an item `id`, not both or neither")
     if item_id is not None:
         start = time.perf_counter()
-        vector = await run_in_threadpool(_stored_vector, rt, item_id)
+        vector = await run_in_threadpool(core.stored_vector, rt.store, item_id)
         rt.metrics.observe("database", time.perf_counter() - start)
         return vector, f"item:{item_id}"
     async with stored_upload(upload, max_seconds=rt.settings.max_upload_seconds) as path:

@@ -1,7 +1,7 @@
 """``indexer``: build and query a searchable audio library from the shell (torch-free).
 
     indexer ingest ./library                    # embed new/changed files, publish the index
-    indexer search "dog barking in the rain"    # or: indexer search --audio clip.wav
+    indexer search "dog barking in the rain"    # --audio clip.wav, --item ID, --tag rain, --format flac...
     indexer status [--errors]                   # collections, index choice, failures
     indexer remove ./library/old                # forget files or folders
     indexer rebuild --model models/new-clap     # re-embed a collection with another model
@@ -48,6 +48,6 @@ def main(argv: list[str] | None = None) -> int:
         exc.show()
         return 2
     except ClapSearchError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error [{exc.code}]: {exc}", file=sys.stderr)
         return 2
     return int(result or 0)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from fastapi import Depends, File, Query, Request, UploadFile
 
-from service.filters import SearchFilters
+from indexer.filters import SearchFilters
+from indexer.query import SearchRequest
 from service.problems import ProblemError
-from service.queries import SearchRequest
 
 
 async def search_request(   # async: a sync dependency would cost a thread hop per request

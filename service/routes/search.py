@@ -9,6 +9,7 @@ import numpy as np
 from fastapi import APIRouter, Query, Request, UploadFile
 from fastapi.responses import Response
 
+from indexer.query import check_query_text
 from service import queries
 from service.problems import ProblemError
 from service.routes.params import AudioUpload, ItemId, SearchParams, optional_upload
@@ -37,7 +38,7 @@ async def search_text(request: Request, q: str = Query(..., description="what it
                                                        examples=["dog barking in the rain"]),
                       params=SearchParams):
     rt = request.app.state.runtime
-    text = queries.check_query(q)
+    text = check_query_text(q)
     result = await queries.search(rt, params, text=text, query_id="t:" + text)
     return _fast_json({"query": text, **result})
 

@@ -1,4 +1,5 @@
-"""Search filters (duration, format, tags, path prefix), applied WITH the search.
+"""Search filters (duration, format, tags, path prefix), applied WITH the search, for the CLI
+(``indexer search --tag rain``) and the API (``/v1/search?tag=rain``) alike.
 
 The matching row ids are selected in SQL and handed to FAISS as an allowed-id set
 (``VectorIndex.search(allowed_ids=...)``), so a filtered query still returns ``limit`` hits when
@@ -12,11 +13,15 @@ column, Python checks the exact rule (JSON functions differ between SQLite and P
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 from sqlalchemy import String, cast, func, select
 
 from indexer.store.schema import STATUS_INDEXED, File, Segment
+
+if TYPE_CHECKING:
+    from indexer.store.db import Database
 
 
 @dataclass(frozen=True)
@@ -55,7 +60,7 @@ def _tags_match(tags: dict | None, rules: list[tuple[str | None, str]]) -> bool:
     return True
 
 
-def allowed_ids(db, collection_id: int, kind: str, filters: SearchFilters) -> np.ndarray:
+def allowed_ids(db: Database, collection_id: int, kind: str, filters: SearchFilters) -> np.ndarray:
     """Sorted ids (files.id, or segments.id for ``kind="segments"``) of rows passing ``filters``."""
     where = [File.collection_id == collection_id, File.status == STATUS_INDEXED]
     if filters.min_duration is not None:
