@@ -7,7 +7,7 @@ files, no-change re-runs of a large library, and the peak memory of an ingest.
     python bench/ingest.py --parts throughput --files 200 --rounds 3
     python bench/ingest.py --parts rerun --rerun-files 10000
 
-Everything runs the shipped default model (``indexer.models.defaults.default_model_dir()``, or
+Everything runs the shipped default model (``IndexerSettings().resolved_model_dir``, or
 ``--model``). Parts:
 
 1. throughput: a seeded library (``--files``, mixed WAV/FLAC/Ogg Vorbis/MP3, 16/44.1/48 kHz,
@@ -806,9 +806,9 @@ def main(argv: list[str] | None = None) -> int:
     if 2 * args.touch > args.rerun_files:
         parser.error("--touch must be at most half of --rerun-files")
 
-    from indexer.models.defaults import default_model_dir
+    from indexer.settings import IndexerSettings
 
-    model_dir = (args.model or default_model_dir()).resolve()
+    model_dir = (args.model or IndexerSettings().resolved_model_dir).resolve()
     work = args.work.resolve()
     work.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()

@@ -11,11 +11,15 @@
     CLAPSEARCH_ONNX_THREADS   ONNX Runtime intra-op threads (unset or 0: one per physical core)
     CLAPSEARCH_ONNX_SPINNING  let idle ONNX threads spin for the next call (fast back-to-back
                               batches when ingesting; the service turns it off, see its settings)
+
+This class alone resolves the model folder (``resolved_model_dir``) and the ONNX Runtime options
+(``onnx``); every CLI command, the service and the worker build their encoder from it.
 """
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -26,6 +30,15 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 def default_home() -> Path:
     base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
     return Path(base) / "clapsearch"
+
+
+@dataclass(frozen=True)
+class OnnxOptions:
+    """How ONNX Runtime runs a model's graphs."""
+
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    threads: int | None = None     # intra-op threads; None or 0: one per physical core
+    spinning: bool = True          # idle threads busy-wait for the next call
 
 
 class IndexerSettings(BaseSettings):
@@ -52,6 +65,16 @@ class IndexerSettings(BaseSettings):
 
     @property
     def resolved_model_dir(self) -> Path:
-        from indexer.models.defaults import default_model_dir
+        from indexer.models.defaults import shipped_model_dir
 
-        return self.model or default_model_dir()
+        return self.model or shipped_model_dir()   # ``model`` already holds $CLAPSEARCH_MODEL
+
+    @property
+    def onnx(self) -> OnnxOptions:
+        return OnnxOptions(self.device, self.onnx_threads, self.onnx_spinning)
+
+    def open_encoder(self):
+        """The model named by these settings, with their variant and ONNX options."""
+        from indexer.models.encoder import ClapEncoder
+
+        return ClapEncoder.open(self.resolved_model_dir, variant=self.model_variant, options=self.onnx)

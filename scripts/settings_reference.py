@@ -7,8 +7,8 @@ Every field of ``service.settings.ServiceSettings`` (which extends
 ``indexer.settings.IndexerSettings``) becomes a row: its environment variable, type, default
 and description. Descriptions come from ``Field(description=...)``; the indexer's fields, which
 have none, take theirs from the ``CLAPSEARCH_*`` table in ``indexer/settings.py``'s docstring.
-The ``clapsearch-api serve`` options that read an environment variable follow. Nothing here
-reads the environment, so the output is the same on every machine.
+Where ``clapsearch-worker`` (``WorkerSettings``) changes a default, the row says so. Nothing
+here reads the environment, so the output is the same on every machine.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from pydantic_core import PydanticUndefined  # noqa: E402
 
 import indexer.settings as indexer_settings  # noqa: E402
 from indexer.settings import IndexerSettings  # noqa: E402
-from service.settings import ServiceSettings  # noqa: E402
+from service.settings import ServiceSettings, WorkerSettings  # noqa: E402
 
 PREFIX = ServiceSettings.model_config.get("env_prefix", "CLAPSEARCH_")
 
@@ -141,29 +141,11 @@ def _settings_rows(names, fields, docs) -> list[str]:
             default = f"{default}; the service: {_default(name, field)}"
             if field.description and field.description != base.description:
                 description = f"{description} (service: {field.description})"
+        worker = WorkerSettings.model_fields[name]
+        if _default(name, worker) != _default(name, field):
+            default = f"{default}; the worker: {_default(name, worker)}"
         rows.append(f"| `{PREFIX}{name.upper()}` | {_type_name(base.annotation)}{_bounds(base)} | "
                     f"{_cell(default)} | {_cell(description)} |")
-    return rows
-
-
-CLI_HELP = {"--host": "address uvicorn listens on (the images: `0.0.0.0`)",
-            "--port": "port uvicorn listens on"}
-
-
-def _cli_rows() -> list[str]:
-    import click
-
-    from service.cli import main as api_cli
-
-    rows = ["| variable | option | default | what it does |", "|---|---|---|---|"]
-    for command_name, command in sorted(getattr(api_cli, "commands", {}).items()):
-        for param in command.params:
-            if not isinstance(param, click.Option) or not param.envvar:
-                continue
-            envvars = [param.envvar] if isinstance(param.envvar, str) else list(param.envvar)
-            for envvar in envvars:
-                rows.append(f"| `{envvar}` | `clapsearch-api {command_name} {param.opts[0]}` | "
-                            f"`{param.default}` | {_cell(param.help or CLI_HELP.get(param.opts[0], ''))} |")
     return rows
 
 
@@ -196,12 +178,6 @@ def render() -> str:
         "## Service",
         "",
         *_settings_rows(service_names, fields, docs),
-        "",
-        "## `clapsearch-api` process options",
-        "",
-        "Read by the command line, not by the settings class.",
-        "",
-        *_cli_rows(),
         "",
     ]
     return "\n".join(lines)

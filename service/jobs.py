@@ -291,9 +291,9 @@ def run_ingest_job(spec: dict) -> dict:
     from rq import get_current_job
 
     from service.reload import notify_published
-    from service.settings import ServiceSettings
+    from service.settings import WorkerSettings
 
-    settings = ServiceSettings()
+    settings = WorkerSettings()
     job_spec = IngestJobSpec(**spec)
     job = get_current_job()
 

@@ -19,6 +19,22 @@ REPO = Path(__file__).resolve().parents[1]
 GOLDEN = Path(os.environ.get("CLAPSEARCH_GOLDEN_DIR", REPO.parent / "shared" / "data" / "laion-golden"))
 
 
+# What the test run itself is told through the environment; every other CLAPSEARCH_* variable is
+# a developer's or a machine's setting and must not reach the code under test.
+TEST_VARIABLES = ("CLAPSEARCH_TEST_", "CLAPSEARCH_REQUIRE_SERVICES", "CLAPSEARCH_GOLDEN_DIR")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def settings_ignore_the_environment():
+    """Settings in tests come from their arguments and the defaults only (a test that wants a
+    variable sets it with ``monkeypatch.setenv``)."""
+    with pytest.MonkeyPatch.context() as patch:
+        for name in list(os.environ):
+            if name.startswith("CLAPSEARCH_") and not name.startswith(TEST_VARIABLES):
+                patch.delenv(name)
+        yield
+
+
 def _unavailable(what: str, reason: str):
     message = f"{what} unavailable: {reason}"
     if os.environ.get("CLAPSEARCH_REQUIRE_SERVICES") == "1":

@@ -33,6 +33,7 @@ from indexer.audio.patches import PATCH_CHUNK, frames_to_patches
 from indexer.audio.views import array_views, file_views
 from indexer.errors import AudioError, ModelError
 from indexer.models.manifest import Manifest, load_manifest
+from indexer.settings import OnnxOptions
 from indexer.text import TextTokenizer
 
 
@@ -60,8 +61,13 @@ def available_providers(prefer: str = "auto") -> list[str]:
 
 class ClapEncoder:
     def __init__(self, folder: str | Path, manifest: Manifest, *, variant: str | None = None,
-                 device: str = "auto", threads: int | None = None, spinning: bool = True):
+                 options: OnnxOptions | None = None, device: str = "auto", threads: int | None = None,
+                 spinning: bool = True):
+        """``options`` (the settings' ``onnx``), or its fields as keywords for one-off use."""
         import onnxruntime as ort
+
+        if options is not None:
+            device, threads, spinning = options.device, options.threads, options.spinning
 
         variant = variant or manifest.default_variant
         shipped = sorted(k for k, v in manifest.variants.items() if v.shipped)

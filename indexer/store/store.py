@@ -58,8 +58,7 @@ class Store:
             from indexer.models.encoder import ClapEncoder
 
             self._encoder = ClapEncoder(self.model_dir, self.manifest, variant=self.variant,
-                                        device=self.settings.device, threads=self.settings.onnx_threads,
-                                        spinning=self.settings.onnx_spinning)
+                                        options=self.settings.onnx)
         return self._encoder
 
     # ------------------------------------------------------------------ collections
