@@ -3,7 +3,8 @@
     ClapSearchError
     ├── ModelError                  a model folder is missing, malformed or incompatible
     │   ├── ManifestError           manifest.json is absent or does not validate
-    │   └── ModelMismatchError      vectors/indexes built with another model
+    │   ├── ModelMismatchError      vectors/indexes built with another model
+    │   └── ModelRuntimeError       ONNX Runtime failed while running the model
     ├── AudioError                  one input file could not become a vector (``.path``, ``.reason``)
     │   ├── AudioDecodeError        unreadable, truncated or not audio at all
     │   ├── UnsupportedFormatError  a container/codec we do not decode
@@ -21,13 +22,20 @@
     └── StoreError                  the metadata database or an index cannot be used
         ├── CollectionNotFoundError no collection of that name
         ├── CollectionBusyError     another ingest holds the collection's lock
-        └── VectorIndexError        a FAISS index cannot be built, loaded or changed as asked
+        ├── VectorIndexError        a FAISS index cannot be built, loaded or changed as asked
+        ├── DatabaseUnavailableError  the metadata database refused or dropped the connection
+        └── StorageIOError          the disk under the data folder failed (full, read-only...)
 
-Every error carries a stable ``code`` string (``audio.decode`` ...) for API clients.
+Every error carries a stable ``code`` string (``audio.decode`` ...) for API clients; the CLIs
+print it (``error [store.busy]: ...``) and exit with ``exit_code(exc)``. ``translate`` is the one
+place that says what a foreign exception (OS, libsndfile, SQLAlchemy, ONNX Runtime) means.
+docs/errors.md lists every code (``scripts/errors_reference.py``).
 """
 
 from __future__ import annotations
 
+import errno
+import sys
 from pathlib import Path
 
 
@@ -45,6 +53,10 @@ class ManifestError(ModelError):
 
 class ModelMismatchError(ModelError):
     code = "model.mismatch"
+
+
+class ModelRuntimeError(ModelError):
+    code = "model.runtime"
 
 
 class AudioError(ClapSearchError):
@@ -125,3 +137,47 @@ class CollectionBusyError(StoreError):
 
 class VectorIndexError(StoreError):
     code = "store.index"
+
+
+class DatabaseUnavailableError(StoreError):
+    code = "store.database"
+
+
+class StorageIOError(StoreError):
+    code = "store.io"
+
+
+# Exit codes of the command-line tools (`indexer`, `clap-train`) by code family, the most
+# specific prefix first; 1 is kept for "ran, but some files failed", 130 for Ctrl-C.
+EXIT_CODES = {"error": 2}
+
+
+def exit_code(exc: ClapSearchError) -> int:
+    code = exc.code
+    while code not in EXIT_CODES and code:
+        code = code.rpartition(".")[0]
+    return EXIT_CODES.get(code, EXIT_CODES["error"])
+
+
+_DATABASE_DOWN = {"OperationalError", "InterfaceError", "DisconnectionError", "TimeoutError"}
+
+
+def translate(exc: BaseException) -> ClapSearchError | None:
+    """The core error a foreign exception means, or None when it means a bug (let it surface).
+
+    Matched by the raising library's class names, so this module imports none of them."""
+    if isinstance(exc, ClapSearchError):
+        return exc
+    module = type(exc).__module__ or ""
+    name = type(exc).__name__
+    if module.startswith("sqlalchemy") and name in _DATABASE_DOWN:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else name
+        return DatabaseUnavailableError(f"the metadata database is unavailable: {first}")
+    if module.startswith("onnxruntime"):
+        return ModelRuntimeError(f"ONNX Runtime failed: {exc}")
+    soundfile = sys.modules.get("soundfile")
+    if soundfile is not None and isinstance(exc, getattr(soundfile, "LibsndfileError", ())):
+        return AudioDecodeError(None, str(exc))
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EROFS, errno.EDQUOT, errno.EIO):
+        return StorageIOError(f"{exc.filename or 'storage'}: {exc.strerror}")
+    return None

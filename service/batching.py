@@ -64,8 +64,7 @@ class MicroBatcher(Generic[T, R]):
         try:
             self._queue.put_nowait((item, future, loop))
         except queue.Full:
-            raise ProblemError(503, "busy", "Server busy",
-                               f"{self._queue.maxsize} requests are already waiting for inference",
+            raise ProblemError("busy", f"{self._queue.maxsize} requests are already waiting for inference",
                                headers={"Retry-After": "1"}) from None
         return await future
 

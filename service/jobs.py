@@ -83,7 +83,7 @@ def _utc(value: datetime | None) -> datetime | None:
 
 # ---------------------------------------------------------------------- paths
 def _not_allowed(detail: str) -> ProblemError:
-    return ProblemError(403, "ingest.path_not_allowed", "Ingest path not allowed", detail)
+    return ProblemError("ingest.path_not_allowed", detail)
 
 
 def check_ingest_path(path: str, roots: list[Path]) -> Path:
@@ -109,7 +109,7 @@ def check_ingest_path(path: str, roots: list[Path]) -> Path:
         raise _not_allowed(f"{path} is outside the folders HTTP ingest may read ({allowed}; "
                            "CLAPSEARCH_ALLOWED_INGEST_ROOTS)")
     if not target.exists():
-        raise ProblemError(404, "ingest.path_not_found", "Ingest path not found", f"{path} does not exist")
+        raise ProblemError("ingest.path_not_found", f"{path} does not exist")
     return target
 
 
@@ -138,8 +138,7 @@ def execute_ingest(spec: IngestJobSpec, settings, report: Callable[[dict], None]
     from indexer.store.store import Store
 
     if not os.path.exists(spec.path):
-        raise ProblemError(404, "ingest.path_not_found", "Ingest path not found",
-                           f"{spec.path} does not exist (any more)")
+        raise ProblemError("ingest.path_not_found", f"{spec.path} does not exist (any more)")
     last = [float("-inf")]
 
     def throttled(stats) -> None:
@@ -214,7 +213,7 @@ class LocalJobQueue(JobQueue):
         job = JobInfo(id=uuid.uuid4().hex, status="queued", created_at=_now(), **asdict(spec))
         with self._lock:
             if self._closed:
-                raise ProblemError(503, "jobs.unavailable", "Job queue unavailable", "the service is stopping")
+                raise ProblemError("job.unavailable", "the service is stopping")
             self._jobs[job.id] = job
             ended = [j.id for j in self._jobs.values() if j.status in ("finished", "failed")]
             for old in ended[:max(0, len(self._jobs) - _LOCAL_KEEP)]:    # bounded memory
@@ -325,7 +324,7 @@ _RQ_STATUS = {"started": "running", "finished": "finished", "failed": "failed", 
 
 
 class RQJobQueue(JobQueue):
-    """Jobs in Redis through RQ, run by ``clapsearch-worker``. Redis down: 503 jobs.unavailable."""
+    """Jobs in Redis through RQ, run by ``clapsearch-worker``. Redis down: 503 job.unavailable."""
 
     backend = "rq"
 
@@ -351,8 +350,7 @@ class RQJobQueue(JobQueue):
     def _unavailable(self, exc: BaseException) -> ProblemError:
         log.warning("job queue %s at %s unavailable: %s: %s", self.name, redact_url(self.settings.redis_url),
                     exc.__class__.__name__, exc)
-        return ProblemError(503, "jobs.unavailable", "Job queue unavailable",
-                            f"Redis at {redact_url(self.settings.redis_url)} is not reachable; try again later",
+        return ProblemError("job.unavailable", f"Redis at {redact_url(self.settings.redis_url)} is not reachable; try again later",
                             headers={"Retry-After": "5"})
 
     def submit(self, spec: IngestJobSpec) -> JobInfo:

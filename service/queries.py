@@ -173,8 +173,7 @@ def _response(rt, req, version, results, started, *, cached: bool) -> dict:
 async def audio_vector(rt, upload, item_id: int | None) -> tuple[np.ndarray, str]:
     """The query vector of an uploaded clip or an indexed item, and a name for it."""
     if (upload is None) == (item_id is None):
-        raise ProblemError(422, "request.audio_source", "Send one audio source",
-                           "send either a multipart `file` upload or an item `id`, not both or neither")
+        raise ProblemError("request.audio_source", "send either a multipart `file` upload or an item `id`, not both or neither")
     if item_id is not None:
         start = time.perf_counter()
         vector = await run_in_threadpool(core.stored_vector, rt.store, item_id)

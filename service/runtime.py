@@ -121,12 +121,10 @@ class Runtime:
                 return found
             row = self.store.collection(collection)          # CollectionNotFoundError -> 404
             if kind == "segments" and row.segment_seconds is None:
-                raise ProblemError(404, "index.no_segments", "Collection has no segments",
-                                   f"collection {collection!r} was ingested without segments; "
+                raise ProblemError("index.no_segments", f"collection {collection!r} was ingested without segments; "
                                    "run `indexer ingest --segments` to search inside long files")
             if versions.current_version(self.store.index_dir, collection, kind) is None:
-                raise ProblemError(404, "index.not_published", "No index yet",
-                                   f"collection {collection!r} has no published {kind} index yet; "
+                raise ProblemError("index.not_published", f"collection {collection!r} has no published {kind} index yet; "
                                    "ingest some audio first")
             try:
                 found = Searcher(self.store, collection, kind=kind)

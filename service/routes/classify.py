@@ -31,13 +31,11 @@ def _labels(values: list[str], limit: int) -> list[str]:
         labels.extend(p.strip() for p in parts if p.strip())
     labels = list(dict.fromkeys(labels))
     if not labels:
-        raise ProblemError(422, "request.no_labels", "No candidate labels",
-                           "send candidate_labels, repeated or as one comma-separated value")
+        raise ProblemError("request.no_labels", "send candidate_labels, repeated or as one comma-separated value")
     if len(labels) > limit:
-        raise ProblemError(422, "request.too_many_labels", "Too many labels",
-                           f"{len(labels)} labels; the limit is {limit} (CLAPSEARCH_MAX_LABELS)")
+        raise ProblemError("request.too_many_labels", f"{len(labels)} labels; the limit is {limit} (CLAPSEARCH_MAX_LABELS)")
     if any(len(label) > 200 for label in labels):
-        raise ProblemError(422, "request.label_too_long", "Label too long", "labels are at most 200 characters")
+        raise ProblemError("request.label_too_long", "labels are at most 200 characters")
     return labels
 
 
@@ -60,8 +58,7 @@ async def classify(request: Request, file: UploadFile | None = AudioUpload,
     labels = _labels(candidate_labels or qp.getlist("candidate_labels"), rt.settings.max_labels)
     template = hypothesis_template or qp.get("hypothesis_template") or DEFAULT_TEMPLATE
     if "{}" not in template and "{label}" not in template:
-        raise ProblemError(422, "request.template", "Invalid hypothesis template",
-                           "hypothesis_template must contain {} where the label goes")
+        raise ProblemError("request.template", "hypothesis_template must contain {} where the label goes")
     multi = _flag(multi_label if multi_label is not None else qp.get("multi_label"))
     item_id = id if id is not None else (int(qp["id"]) if qp.get("id", "").isdigit() else None)
     vector, name = await queries.audio_vector(rt, optional_upload(file), item_id)

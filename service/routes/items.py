@@ -55,7 +55,7 @@ def compute_peaks(path: Path, n: int) -> dict:
     try:
         handle = sf.SoundFile(str(path))
     except Exception as exc:
-        raise ProblemError(422, "audio.decode", "Audio could not be decoded", str(exc)) from None
+        raise ProblemError("audio.decode", str(exc)) from None
     with handle:
         frames, rate = handle.frames, handle.samplerate
         lows, highs = np.full(n, np.inf, np.float32), np.full(n, -np.inf, np.float32)

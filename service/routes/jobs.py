@@ -38,5 +38,5 @@ async def list_jobs(request: Request, limit: int = Query(20, ge=1, le=200)):
 async def get_job(request: Request, job_id: str):
     job = await run_in_threadpool(request.app.state.runtime.jobs.get, job_id)
     if job is None:
-        raise ProblemError(404, "job.not_found", "No such job", f"no ingest job {job_id!r}")
+        raise ProblemError("job.not_found", f"no ingest job {job_id!r}")
     return job

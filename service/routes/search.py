@@ -77,8 +77,7 @@ async def search_texts(request: Request, file: UploadFile | None = AudioUpload, 
     started = time.perf_counter()
     user = list(dict.fromkeys(t.strip() for t in texts if t.strip()))
     if len(user) > rt.settings.max_labels:
-        raise ProblemError(422, "request.too_many_labels", "Too many texts",
-                           f"{len(user)} texts; the limit is {rt.settings.max_labels}")
+        raise ProblemError("request.too_many_labels", f"{len(user)} texts; the limit is {rt.settings.max_labels}")
     vector, name = await queries.audio_vector(rt, optional_upload(file), item_id)
     candidates: list[tuple[str, str]] = []
     blocks = []

@@ -223,7 +223,7 @@ def test_rq_queue_with_dead_redis_is_503(tmp_path):
     for call in (lambda: queue.submit(IngestJobSpec("/x")), lambda: queue.get("abc"), queue.list):
         with pytest.raises(ProblemError) as err:
             call()
-        assert (err.value.status, err.value.code) == (503, "jobs.unavailable")
+        assert (err.value.status, err.value.code) == (503, "job.unavailable")
     status = queue.status()
     assert status["backend"] == "rq" and status["state"] == "down"
     queue.close()
