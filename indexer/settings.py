@@ -19,26 +19,18 @@ This class alone resolves the model folder (``resolved_model_dir``) and the ONNX
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from indexer.models.options import OnnxOptions
+
 
 def default_home() -> Path:
     base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
     return Path(base) / "clapsearch"
-
-
-@dataclass(frozen=True)
-class OnnxOptions:
-    """How ONNX Runtime runs a model's graphs."""
-
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    threads: int | None = None     # intra-op threads; None or 0: one per physical core
-    spinning: bool = True          # idle threads busy-wait for the next call
 
 
 class IndexerSettings(BaseSettings):

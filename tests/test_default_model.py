@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from indexer.models.defaults import DEFAULT_MODEL, MODELS_DIR, default_model_dir
+from indexer.models.defaults import DEFAULT_MODEL, MODELS_DIR
+from indexer.settings import IndexerSettings
 from indexer.models.encoder import ClapEncoder
 from indexer.models.manifest import load_manifest
 
@@ -20,9 +21,9 @@ EXTRA_SFX = REPO.parent / "shared" / "data" / "extra-sfx"
 
 def test_default_model_is_found_without_configuration(monkeypatch, tmp_path):
     monkeypatch.delenv("CLAPSEARCH_MODEL", raising=False)
-    assert default_model_dir() == SHIPPED
+    assert IndexerSettings().resolved_model_dir == SHIPPED
     monkeypatch.setenv("CLAPSEARCH_MODEL", str(tmp_path))
-    assert default_model_dir() == tmp_path  # the environment wins
+    assert IndexerSettings().resolved_model_dir == tmp_path  # the environment wins
 
 
 def test_shipped_folder_is_small_self_describing_and_documented():

@@ -6,7 +6,7 @@ us compute only the frames a clip actually needs (a long file's global view read
 output frame, the local views 3 x 1001 frames), so memory and time are bounded for any length,
 and training imports this same module so a model sees identical features in training and serving.
 
-Numbers come from :class:`indexer.models.manifest.AudioFrontend`; nothing here hard-codes them.
+Numbers come from :class:`indexer.audio.spec.AudioFrontend`; nothing here hard-codes them.
 Frames are computed one clip at a time, so a clip's features never depend on its batch.
 """
 
@@ -17,7 +17,7 @@ from typing import Callable
 
 import numpy as np
 
-from indexer.models.manifest import AudioFrontend
+from indexer.audio.spec import AudioFrontend
 
 # read(start, stop) -> float32 samples [start, stop) of a waveform; see ``indexer.audio.decode``.
 SampleReader = Callable[[int, int], np.ndarray]

@@ -22,7 +22,7 @@ from typing import Iterator
 import numpy as np
 
 from indexer.audio.frontend import SampleReader, log_mel_frames
-from indexer.models.manifest import AudioFrontend
+from indexer.audio.spec import AudioFrontend
 
 # Patches per chunk when streaming: 256 x 96 x 64 float32 = 6.3 MB of features at a time.
 PATCH_CHUNK = 256

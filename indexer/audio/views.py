@@ -19,7 +19,7 @@ import numpy as np
 
 from indexer.audio.clip import ClipViews, clip_views
 from indexer.audio.decode import DecodeLimits, int16_roundtrip, open_audio, prepare_waveform
-from indexer.models.manifest import AudioFrontend
+from indexer.audio.spec import AudioFrontend
 
 # choose(num_samples) -> {"crop_start": ..., "fusion_starts": ...} (either may be absent)
 ViewChooser = Callable[[int], dict]

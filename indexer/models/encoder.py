@@ -33,7 +33,7 @@ from indexer.audio.patches import PATCH_CHUNK, frames_to_patches
 from indexer.audio.views import array_views, file_views
 from indexer.errors import AudioError, ModelError
 from indexer.models.manifest import Manifest, load_manifest
-from indexer.settings import OnnxOptions
+from indexer.models.options import OnnxOptions
 from indexer.text import TextTokenizer
 
 

@@ -18,7 +18,7 @@ import pytest
 from indexer import cli
 from indexer.errors import ModelMismatchError
 from indexer.ingest.pipeline import IngestOptions, run_ingest
-from indexer.models.defaults import default_model_dir
+from indexer.models.defaults import shipped_model_dir
 from indexer.models.encoder import ClapEncoder
 from indexer.search import Searcher
 from indexer.settings import IndexerSettings
@@ -33,7 +33,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 @pytest.fixture(scope="module")
 def encoder():
-    return ClapEncoder.open(default_model_dir())
+    return ClapEncoder.open(shipped_model_dir())
 
 
 def _store(home: Path, **settings) -> Store:

@@ -10,7 +10,8 @@ import pytest
 
 from indexer import cli
 from indexer.models.defaults import shipped_model_dir
-from indexer.settings import IndexerSettings, OnnxOptions
+from indexer.models.options import OnnxOptions
+from indexer.settings import IndexerSettings
 
 V1 = Path(__file__).resolve().parents[2] / "models" / "clapsearch-sfx-v1"
 

@@ -10,7 +10,7 @@ import pytest
 import sqlalchemy as sa
 
 from indexer.errors import CollectionBusyError, CollectionNotFoundError, ModelMismatchError
-from indexer.models.defaults import default_model_dir
+from indexer.models.defaults import shipped_model_dir
 from indexer.models.manifest import load_manifest
 from indexer.store import catalog, versions
 from indexer.store.catalog import FileRecord, SegmentSpec
@@ -19,12 +19,12 @@ from indexer.store.publish import publish_index
 from indexer.store.schema import Base
 from indexer.store.vector_index import VectorIndex
 
-DIM = load_manifest(default_model_dir()).embed_dim   # the store tests' rows match the default model
+DIM = load_manifest(shipped_model_dir()).embed_dim   # the store tests' rows match the default model
 
 
 @pytest.fixture(scope="module")
 def manifest():
-    return load_manifest(default_model_dir())
+    return load_manifest(shipped_model_dir())
 
 
 def _drop_all(url: str) -> None:
