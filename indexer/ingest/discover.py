@@ -183,9 +183,7 @@ def walk(paths: Iterable[str | Path], *, extensions: Iterable[str] = AUDIO_EXTEN
                 if on_error:
                     on_error(raw, exc if isinstance(exc, OSError) else OSError(str(exc)))
             continue
-        if raw.startswith(("file://", "local://")):
-            raw = raw.split("://", 1)[1]
-        path = os.path.abspath(raw)
+        path = local_path(raw)
         try:
             st = os.stat(path)
         except OSError as exc:

@@ -21,7 +21,8 @@ import queue
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable
+from multiprocessing.queues import Queue
+from typing import Callable
 
 from indexer.audio.clip import ClipViews
 from indexer.audio.decode import DecodeLimits
@@ -31,11 +32,7 @@ from indexer.ingest.worker import (DecodeTask, Done, Failed, FileResult, Message
 from indexer.store import catalog
 from indexer.store.catalog import FileRecord, SegmentSpec
 from indexer.store.schema import STATUS_FAILED
-
-if TYPE_CHECKING:
-    from multiprocessing.queues import Queue
-
-    from indexer.store.store import Store
+from indexer.store.store import Store
 
 
 @dataclass
@@ -87,7 +84,6 @@ class IngestReport:
 
 @dataclass
 class _InFlight(FileResult):
-    known_hash: str | None = None
     pending_views: int = 0
     finished: bool = False
 
@@ -100,7 +96,7 @@ class _Feeder(threading.Thread):
         self.store, self.collection_id, self.options = store, collection_id, options
         self.tasks, self.stats = tasks, stats
         self.lock = threading.Lock()
-        self.submitted: dict[int, tuple[FoundFile, str | None]] = {}   # queued, not yet started
+        self.submitted: dict[int, _InFlight] = {}   # queued, not yet started
         self.count = 0
         self.seen = bytearray()            # bitmap over file ids met on disk (for --prune)
         self.walk_errors: list[tuple[str, str]] = []
@@ -147,7 +143,7 @@ class _Feeder(threading.Thread):
             with self.lock:
                 self.count += 1
                 task_id = self.count
-                self.submitted[task_id] = (found, known_hash)
+                self.submitted[task_id] = _InFlight(found.path, found.size, found.mtime_ns)
             while not self.stop.is_set():
                 try:
                     self.tasks.put(DecodeTask(task_id, found.path, found.size, found.mtime_ns, known_hash), timeout=0.5)
@@ -187,8 +183,7 @@ class _Ingest:
         manifest = store.manifest
         self.collection = store.open_collection(options.collection, segments=options.segments)
         self.segments = catalog.segment_spec(self.collection)
-        ctx = mp.get_context("spawn")   # never fork a process that runs ONNX Runtime threads
-        self.ctx = ctx
+        self.ctx = ctx = mp.get_context("spawn")   # never fork a process that runs ONNX Runtime threads
         self.n_workers = max(1, options.workers or default_workers())
         self.tasks = ctx.Queue(maxsize=4 * self.n_workers)
         self.results = ctx.Queue(maxsize=8 * self.n_workers)
@@ -269,8 +264,7 @@ class _Ingest:
     def _handle(self, message: Message) -> None:
         if isinstance(message, Started):
             with self.feeder.lock:
-                found, known_hash = self.feeder.submitted.pop(message.task_id)
-            self.inflight[message.task_id] = _InFlight(found.path, found.size, found.mtime_ns, known_hash=known_hash)
+                self.inflight[message.task_id] = self.feeder.submitted.pop(message.task_id)
             self.busy[message.worker_id] = (message.task_id, time.monotonic())
             return
         task_id = message.task_id

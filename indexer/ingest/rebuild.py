@@ -9,16 +9,14 @@ published under the old name.
 from __future__ import annotations
 
 import shutil
-from typing import TYPE_CHECKING, Callable
+from typing import Callable
 
 from sqlalchemy import delete, update
 
 from indexer.ingest.pipeline import IngestOptions, IngestReport, IngestStats, run_ingest
 from indexer.store import catalog
 from indexer.store.schema import Collection
-
-if TYPE_CHECKING:
-    from indexer.store.store import Store
+from indexer.store.store import Store
 
 
 def shadow_name(name: str) -> str:

@@ -10,19 +10,16 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, Callable
+from multiprocessing.queues import Queue
+from typing import Any, Callable
 
 import numpy as np
 
 from indexer.audio.clip import ClipViews
+from indexer.audio.decode import DecodeLimits
 from indexer.ingest.discover import is_remote, local_copy
 from indexer.models.manifest import AudioFrontend, sha256_file
 from indexer.store.catalog import FileRecord, SegmentSpec
-
-if TYPE_CHECKING:
-    from multiprocessing.queues import Queue
-
-    from indexer.audio.decode import DecodeLimits
 
 SEGMENT_CHUNK = 16
 
@@ -66,7 +63,6 @@ class Views:
 @dataclass(frozen=True)
 class Done:
     task_id: int
-    n_segments: int
 
 
 @dataclass(frozen=True)
@@ -142,13 +138,12 @@ def process_file(task: DecodeTask, put: Sink, spec: AudioFrontend, limits: Decod
     """Hash, read tags, decode and cut views of ``task.path`` (a local path, or a remote URL
     through a temporary copy), handing each message to ``put``. Raises on a bad file: the
     caller turns the exception into a ``Failed`` row with ``error_of``."""
-    if not is_remote(task.path):
-        return _process(task, put, spec, limits, segments)
-    local = local_copy(task.path)
+    local = local_copy(task.path) if is_remote(task.path) else None
     try:
-        _process(replace(task, path=local), put, spec, limits, segments)
+        _process(replace(task, path=local) if local else task, put, spec, limits, segments)
     finally:
-        os.unlink(local)
+        if local:
+            os.unlink(local)
 
 
 def _process(task: DecodeTask, put: Sink, spec: AudioFrontend, limits: DecodeLimits,
@@ -171,7 +166,6 @@ def _process(task: DecodeTask, put: Sink, spec: AudioFrontend, limits: DecodeLim
             tags=read_tags(task.path) or None)))
         whole = reader_views(source.read, n, spec)
         put(Views(task.task_id, "file", whole.features[None], np.array([whole.is_longer]), None))
-        n_segments = 0
         if segments is not None and n > int(segments.seconds * spec.sample_rate):
             window = int(round(segments.seconds * spec.sample_rate))
             hop = int(round(segments.hop * spec.sample_rate))
@@ -186,8 +180,7 @@ def _process(task: DecodeTask, put: Sink, spec: AudioFrontend, limits: DecodeLim
                     longer.append(views.is_longer)
                     spans.append((s0 / spec.sample_rate, (s0 + length) / spec.sample_rate))
                 put(Views(task.task_id, "segments", np.stack(feats), np.array(longer), spans))
-                n_segments += len(spans)
-        put(Done(task.task_id, n_segments))
+        put(Done(task.task_id))
 
 
 def worker_main(worker_id: int, tasks: Queue, results: Queue, spec_json: dict, limits: DecodeLimits,
