@@ -40,7 +40,7 @@ def require(module: str) -> ModuleType:
 
 def is_remote(path: str) -> bool:
     """A URL for fsspec (s3://, gs://, zip://...::..., http://) rather than a local path."""
-    return "::" in path or ("://" in path and not path.startswith(("file://", "local://")))
+    return local_path(path) is None
 
 
 def local_path(url: str) -> str | None:

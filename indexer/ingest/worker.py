@@ -16,8 +16,10 @@ from typing import Any, Callable
 import numpy as np
 
 from indexer.audio.clip import ClipViews
-from indexer.audio.decode import DecodeLimits
+from indexer.audio.decode import DecodeLimits, open_audio
+from indexer.audio.views import reader_views
 from indexer.ingest.discover import is_remote, local_copy
+from indexer.ingest.metadata import read_tags
 from indexer.models.manifest import AudioFrontend, sha256_file
 from indexer.store.catalog import FileRecord, SegmentSpec
 
@@ -148,10 +150,6 @@ def process_file(task: DecodeTask, put: Sink, spec: AudioFrontend, limits: Decod
 
 def _process(task: DecodeTask, put: Sink, spec: AudioFrontend, limits: DecodeLimits,
              segments: SegmentSpec | None) -> None:
-    from indexer.audio.decode import open_audio
-    from indexer.audio.views import reader_views
-    from indexer.ingest.metadata import read_tags
-
     digest = sha256_file(task.path)
     if task.known_hash is not None and digest == task.known_hash:
         put(Unchanged(task.task_id, digest))
@@ -187,8 +185,7 @@ def worker_main(worker_id: int, tasks: Queue, results: Queue, spec_json: dict, l
                 segments: SegmentSpec | None) -> None:
     """Loop: take a task, process it, report; ``None`` ends the loop."""
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-    import indexer.audio.decode, indexer.audio.views, indexer.ingest.metadata  # noqa: E401,F401  warm up once
-    import mutagen  # noqa: F401  (so a task's time is the file's, not first-import time)
+    import mutagen  # noqa: F401  (warm up once, so a task's time is the file's, not first-import time)
 
     spec = AudioFrontend.model_validate(spec_json)
     while True:
