@@ -22,10 +22,11 @@ import shutil
 import tempfile
 import threading
 import time
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable
+from typing import TYPE_CHECKING
 
 from indexer.audio.clip import ClipViews
 from indexer.audio.decode import DecodeLimits

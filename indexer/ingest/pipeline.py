@@ -20,9 +20,9 @@ import os
 import queue
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing.queues import Queue
-from typing import Callable
 
 from indexer.audio.clip import ClipViews
 from indexer.audio.decode import DecodeLimits

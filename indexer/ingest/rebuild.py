@@ -9,7 +9,7 @@ published under the old name.
 from __future__ import annotations
 
 import shutil
-from typing import Callable
+from collections.abc import Callable
 
 from sqlalchemy import delete, update
 

@@ -9,9 +9,10 @@ Every message is small (at most ``SEGMENT_CHUNK`` views), and the queue is bound
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from multiprocessing.queues import Queue
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 

@@ -13,10 +13,10 @@ import pytest
 from sqlalchemy import func, select
 
 from indexer import cli
-from indexer.ingest.distributed import ray_embed
-from indexer.ingest.shards import import_shards, read_shard_manifest
 from indexer.errors import ModelMismatchError
+from indexer.ingest.distributed import ray_embed
 from indexer.ingest.pipeline import IngestOptions, run_ingest
+from indexer.ingest.shards import import_shards, read_shard_manifest
 from indexer.settings import IndexerSettings
 from indexer.store.catalog import SegmentSpec, list_collections
 from indexer.store.schema import File, Segment
