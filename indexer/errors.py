@@ -10,7 +10,14 @@
     │   ├── UnsupportedFormatError  a container/codec we do not decode
     │   ├── EmptyAudioError         zero samples, or nothing left after decoding
     │   ├── InvalidSamplesError     NaN/Inf samples, absurd sample rate or channel count
-    │   └── AudioTooLongError       longer than the configured limit
+    │   ├── AudioTooLongError       longer than the configured limit
+    │   ├── AudioTooLargeError      decoding it ran out of memory
+    │   ├── DecoderCrashedError     the decoder process died on it (ingest)
+    │   ├── DecodeTimeoutError      the decoder hung on it past the deadline (ingest)
+    │   └── FileError               the file itself could not be read
+    │       ├── FileMissingError    it vanished between listing and reading
+    │       ├── FilePermissionError  no permission to read it
+    │       └── FileFetchError      a remote (object store) file could not be fetched
     ├── TextError                   empty or unusable query text
     │   └── TextTooLongError        longer than the query limit
     ├── QueryError                  a search asked for what this model or request cannot give
@@ -23,6 +30,7 @@
         ├── CollectionNotFoundError no collection of that name
         ├── CollectionBusyError     another ingest holds the collection's lock
         ├── VectorIndexError        a FAISS index cannot be built, loaded or changed as asked
+        ├── CorruptVectorError      a stored vector is unreadable (`indexer check --repair` marks it)
         ├── DatabaseUnavailableError  the metadata database refused or dropped the connection
         └── StorageIOError          the disk under the data folder failed (full, read-only...)
 
@@ -91,6 +99,34 @@ class AudioTooLongError(AudioError):
     code = "audio.too_long"
 
 
+class AudioTooLargeError(AudioError):
+    code = "audio.too_large"
+
+
+class DecoderCrashedError(AudioError):
+    code = "audio.decoder_crashed"
+
+
+class DecodeTimeoutError(AudioError):
+    code = "audio.timeout"
+
+
+class FileError(AudioError):
+    code = "file"
+
+
+class FileMissingError(FileError):
+    code = "file.missing"
+
+
+class FilePermissionError(FileError):
+    code = "file.permission"
+
+
+class FileFetchError(FileError):
+    code = "file.fetch"
+
+
 class TextError(ClapSearchError):
     code = "text"
 
@@ -137,6 +173,10 @@ class CollectionBusyError(StoreError):
 
 class VectorIndexError(StoreError):
     code = "store.index"
+
+
+class CorruptVectorError(StoreError):
+    code = "store.corrupt_vector"
 
 
 class DatabaseUnavailableError(StoreError):

@@ -40,6 +40,7 @@ PROBLEMS: dict[str, tuple[int, str]] = {
     "audio.empty": (422, "Audio is empty"),
     "audio.invalid_samples": (422, "Audio has invalid samples"),
     "audio": (422, "Audio could not be used"),
+    "file": (422, "File could not be read"),
     "text.too_long": (422, "Query too long"),
     "text": (422, "Text could not be used"),
     "request.min_relevance": (422, "Relevance not available"),

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING
 
 from indexer.audio.clip import ClipViews
 from indexer.audio.decode import DecodeLimits
-from indexer.errors import StoreError
+from indexer.errors import AudioDecodeError, FileFetchError, StoreError
 from indexer.ingest.discover import (AUDIO_EXTENSIONS, expand_sources, local_copy, local_path,
                                      mtime_ns, require)
 from indexer.ingest.shards import (MANIFEST, check_model, read_shard_manifest, records_table,
@@ -118,7 +118,7 @@ class ShardEmbedder:
                          self.spec, self.limits, self.segments)
         except Exception as exc:  # one bad file costs one row, never the task
             code, message = error_of(exc)
-            code = "file.fetch" if fetching and code == "audio.decode" else code
+            code = FileFetchError.code if fetching and code == AudioDecodeError.code else code
             item.error = (code, message.replace(copy, url) if copy else message)
         finally:
             if copy and os.path.exists(copy):

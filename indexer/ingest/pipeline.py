@@ -26,6 +26,7 @@ from multiprocessing.queues import Queue
 
 from indexer.audio.clip import ClipViews
 from indexer.audio.decode import DecodeLimits
+from indexer.errors import DecodeTimeoutError, DecoderCrashedError
 from indexer.ingest.discover import AUDIO_EXTENSIONS, FoundFile, is_remote, walk
 from indexer.ingest.worker import (DecodeTask, Done, Failed, FileResult, Message, Meta, Started,
                                    Unchanged, Views, worker_main)
@@ -339,7 +340,7 @@ class _Ingest:
             if task is not None and task[0] in self.inflight:
                 reason = (f"decoding took longer than {self.options.task_timeout_s:.0f} s" if hung else
                           f"the decoder process died (exit code {proc.exitcode}) on this file")
-                self._fail(task[0], "audio.decoder_crashed" if not hung else "audio.timeout", reason)
+                self._fail(task[0], (DecodeTimeoutError if hung else DecoderCrashedError).code, reason)
             self.busy.pop(wid, None)
             self._start_worker()
 

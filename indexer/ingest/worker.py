@@ -202,14 +202,14 @@ def worker_main(worker_id: int, tasks: Queue, results: Queue, spec_json: dict, l
 
 def error_of(exc: Exception) -> tuple[str, str]:
     """(error_code, message) recorded for a file whose processing raised ``exc``."""
-    from indexer.errors import AudioError
+    from indexer import errors
 
-    if isinstance(exc, AudioError):
+    if isinstance(exc, errors.AudioError):
         return exc.code, exc.reason
     if isinstance(exc, FileNotFoundError):
-        return "file.missing", f"vanished during ingest: {exc}"
+        return errors.FileMissingError.code, f"vanished during ingest: {exc}"
     if isinstance(exc, PermissionError):
-        return "file.permission", str(exc)
+        return errors.FilePermissionError.code, str(exc)
     if isinstance(exc, MemoryError):
-        return "audio.too_large", "ran out of memory decoding it"
-    return "audio.decode", f"{exc.__class__.__name__}: {exc}"
+        return errors.AudioTooLargeError.code, "ran out of memory decoding it"
+    return errors.AudioDecodeError.code, f"{exc.__class__.__name__}: {exc}"

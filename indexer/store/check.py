@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from sqlalchemy import select, update
 
+from indexer.errors import CorruptVectorError
 from indexer.store import catalog, versions
 from indexer.store.schema import STATUS_FAILED, STATUS_INDEXED, Collection, File, Segment
 
@@ -100,7 +101,7 @@ def _quarantine(store, collection: Collection, kind: str, ids: list[int]) -> Non
     with store.db.session() as s:
         if kind == "files":
             s.execute(update(File).where(File.id.in_(ids)).values(
-                status=STATUS_FAILED, error_code="store.corrupt_vector", vector=None, size=-1,
+                status=STATUS_FAILED, error_code=CorruptVectorError.code, vector=None, size=-1,
                 error="stored vector was damaged; the next ingest re-embeds this file"))
         else:
             file_ids = s.scalars(select(Segment.file_id).where(Segment.id.in_(ids))).all()
