@@ -268,8 +268,12 @@ class LocalJobQueue(JobQueue):
                     continue
             spec = IngestJobSpec(job.path, job.collection, job.segments, job.prune)
             self._update(job_id, status="running", started_at=_now())
+
+            def progress(p: dict, job_id: str = job_id) -> None:
+                self._update(job_id, progress=p)
+
             try:
-                result = execute_ingest(spec, self.settings, lambda p, job_id=job_id: self._update(job_id, progress=p))
+                result = execute_ingest(spec, self.settings, progress)
             except Exception as exc:
                 log.warning("ingest job %s (%s) failed: %s", job_id, spec.path, describe_error(exc),
                             exc_info=not isinstance(exc, (ClapSearchError, ProblemError)))

@@ -116,15 +116,16 @@ async def search(rt, req: SearchRequest, *, text: str | None = None, vector: np.
     result_key = _result_key(searcher, req, query_id) if query_id is not None else None
     emb_key = _embedding_key(rt, text) if text is not None and vector is None else None
     keys = [k for k in (result_key, emb_key) if k]
-    cached = [None] * len(keys)
+    cached: list[bytes | None] = [None] * len(keys)
     if keys and rt.cache.enabled:
         t0 = time.perf_counter()
         cached = rt.cache.get_many(keys)
         rt.metrics.observe("cache", time.perf_counter() - t0)
     found = dict(zip(keys, cached))
-    if result_key is not None and found.get(result_key) is not None:
+    cached_result = found.get(result_key) if result_key is not None else None
+    if cached_result is not None:
         rt.metrics.cache.labels("result", "hit").inc()
-        results = json.loads(found[result_key])
+        results = json.loads(cached_result)
         return _response(rt, req, version, results, started, cached=True)
     if result_key is not None:
         rt.metrics.cache.labels("result", "miss" if rt.cache.enabled else "skip").inc()

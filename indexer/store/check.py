@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 
 from indexer.errors import CorruptVectorError
 from indexer.store import catalog, versions
@@ -106,5 +106,5 @@ def _quarantine(store, collection: Collection, kind: str, ids: list[int]) -> Non
         else:
             file_ids = s.scalars(select(Segment.file_id).where(Segment.id.in_(ids))).all()
             s.execute(update(File).where(File.id.in_(file_ids)).values(size=-1))
-            s.execute(Segment.__table__.delete().where(Segment.id.in_(ids)))
+            s.execute(delete(Segment).where(Segment.id.in_(ids)))
         catalog.next_generation(s, collection.id)   # so the next publish sees the change
