@@ -133,6 +133,7 @@ def item_row(store: Store, item_id: int) -> tuple[File, Collection]:
         if row is None:
             raise errors.ItemNotFoundError(f"no item has id {item_id}")
         collection = s.get(Collection, row.collection_id)
+        assert collection is not None, "files.collection_id is a foreign key"
         s.expunge(row)
         s.expunge(collection)
         return row, collection

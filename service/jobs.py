@@ -25,13 +25,16 @@ import uuid
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable, Literal
+from typing import TYPE_CHECKING, Callable, Literal
 
 from pydantic import BaseModel, Field
 
 from indexer.errors import ClapSearchError
 from service.cache import redact_url, redis_client, redis_errors
 from service.problems import ProblemError
+
+if TYPE_CHECKING:
+    from service.settings import ServiceSettings
 
 log = logging.getLogger("service.jobs")
 
@@ -126,7 +129,7 @@ def published_anything(result: dict) -> bool:
                for p in (result or {}).get("published", []))
 
 
-def execute_ingest(spec: IngestJobSpec, settings, report: Callable[[dict], None]) -> dict:
+def execute_ingest(spec: IngestJobSpec, settings: ServiceSettings, report: Callable[[dict], None]) -> dict:
     """Run one ingest like ``indexer ingest`` would and return its summary (the job result).
 
     ``report`` gets progress dicts at most twice a second (it writes to Redis or a lock-held
@@ -200,7 +203,7 @@ class LocalJobQueue(JobQueue):
 
     backend = "local"
 
-    def __init__(self, settings, *, on_published: Callable[[str], None] | None = None):
+    def __init__(self, settings: ServiceSettings, *, on_published: Callable[[str], None] | None = None):
         self.settings = settings
         self.on_published = on_published
         self._jobs: dict[str, JobInfo] = {}        # insertion order = submission order
@@ -268,8 +271,12 @@ class LocalJobQueue(JobQueue):
                     continue
             spec = IngestJobSpec(job.path, job.collection, job.segments, job.prune)
             self._update(job_id, status="running", started_at=_now())
+
+            def progress(p: dict, job_id: str = job_id) -> None:
+                self._update(job_id, progress=p)
+
             try:
-                result = execute_ingest(spec, self.settings, lambda p, job_id=job_id: self._update(job_id, progress=p))
+                result = execute_ingest(spec, self.settings, progress)
             except Exception as exc:
                 log.warning("ingest job %s (%s) failed: %s", job_id, spec.path, describe_error(exc),
                             exc_info=not isinstance(exc, (ClapSearchError, ProblemError)))
@@ -328,7 +335,7 @@ class RQJobQueue(JobQueue):
 
     backend = "rq"
 
-    def __init__(self, settings):
+    def __init__(self, settings: ServiceSettings):
         self.settings = settings
         self.name = settings.job_queue
         self.index_key = f"clapsearch:jobs:{self.name}"   # sorted set: job id -> submit time
@@ -338,6 +345,7 @@ class RQJobQueue(JobQueue):
         if self._conn is None:
             # Submissions are rare: allow a loaded Redis a little longer than a cache lookup.
             timeout = self.settings.redis_timeout_s
+            assert self.settings.redis_url is not None, "open_job_queue() picks RQ only with a Redis URL"
             self._conn = redis_client(self.settings.redis_url, connect_timeout_s=timeout,
                                       read_timeout_s=max(timeout, 2.0))
         return self._conn
@@ -439,7 +447,7 @@ class RQJobQueue(JobQueue):
         return lines[-1].strip() if lines else f"job {raw_status}"
 
 
-def open_job_queue(settings, *, on_published: Callable[[str], None] | None = None) -> JobQueue:
+def open_job_queue(settings: ServiceSettings, *, on_published: Callable[[str], None] | None = None) -> JobQueue:
     """RQ when Redis is configured (workers do the work), else jobs in this process."""
     if settings.redis_url:
         return RQJobQueue(settings)

@@ -22,6 +22,7 @@ import hashlib
 import json
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from starlette.concurrency import run_in_threadpool
@@ -32,6 +33,10 @@ from indexer.store.schema import vector_from_bytes
 from service.inference import EmbedAudio, EmbedTexts, SearchQuery
 from service.problems import ProblemError
 from service.uploads import stored_upload
+
+if TYPE_CHECKING:
+    from indexer.search import Searcher
+    from service.runtime import Runtime
 
 __all__ = ["SearchRequest", "search", "audio_vector", "text_vectors"]
 
@@ -47,11 +52,11 @@ def _background(fn, *args) -> None:
 
 # ----------------------------------------------------------------------------- embeddings
 
-def _embedding_key(rt, text: str) -> str:
+def _embedding_key(rt: Runtime, text: str) -> str:
     return f"emb:{rt.manifest.fingerprint[:16]}:{rt.store.variant}:{_digest(text)}"
 
 
-async def text_vectors(rt, texts: list[str]) -> np.ndarray:
+async def text_vectors(rt: Runtime, texts: list[str]) -> np.ndarray:
     """(n, D) unit vectors of ``texts``: from the embedding cache, the rest in one batched call."""
     keys = [_embedding_key(rt, t) for t in texts]
     start = time.perf_counter()
@@ -69,8 +74,12 @@ async def text_vectors(rt, texts: list[str]) -> np.ndarray:
         out[missing] = fresh
         if rt.cache.enabled:
             ttl = rt.settings.embedding_cache_ttl_s
-            _background(lambda: [rt.cache.set(keys[i], out[i].astype("<f4").tobytes(), ttl)
-                                     for i in missing])
+
+            def write_embeddings() -> None:
+                for i in missing:
+                    rt.cache.set(keys[i], out[i].astype("<f4").tobytes(), ttl)
+
+            _background(write_embeddings)
     return out
 
 
@@ -81,7 +90,7 @@ def _with_urls(record: dict) -> dict:
     return {**record, "audio_url": f"/v1/items/{item}/audio", "peaks_url": f"/v1/items/{item}/peaks"}
 
 
-async def _allowed(rt, searcher, req: SearchRequest, kind: str | None = None):
+async def _allowed(rt: Runtime, searcher: Searcher, req: SearchRequest, kind: str | None = None):
     if not req.filters.active:
         return None
     start = time.perf_counter()
@@ -100,14 +109,14 @@ def _version_token(folder: Path) -> str:
         return "gone"
 
 
-def _result_key(searcher, req: SearchRequest, query_id: str) -> str:
+def _result_key(searcher: Searcher, req: SearchRequest, query_id: str) -> str:
     v = searcher.version
     return (f"res:{v.collection_id}:{req.kind}:{v.version}:{v.generation}:{_version_token(v.folder)}:"
             + _digest(str(v.folder), query_id, str(req.limit), str(req.offset), repr(req.min_score),
                       repr(req.min_relevance), req.filters.key()))
 
 
-async def search(rt, req: SearchRequest, *, text: str | None = None, vector: np.ndarray | None = None,
+async def search(rt: Runtime, req: SearchRequest, *, text: str | None = None, vector: np.ndarray | None = None,
                  exclude_file: int | None = None, query_id: str | None = None) -> dict:
     """One page of hits for a text or a vector; ``exclude_file`` drops the query's own file."""
     started = time.perf_counter()
@@ -116,15 +125,16 @@ async def search(rt, req: SearchRequest, *, text: str | None = None, vector: np.
     result_key = _result_key(searcher, req, query_id) if query_id is not None else None
     emb_key = _embedding_key(rt, text) if text is not None and vector is None else None
     keys = [k for k in (result_key, emb_key) if k]
-    cached = [None] * len(keys)
+    cached: list[bytes | None] = [None] * len(keys)
     if keys and rt.cache.enabled:
         t0 = time.perf_counter()
         cached = rt.cache.get_many(keys)
         rt.metrics.observe("cache", time.perf_counter() - t0)
     found = dict(zip(keys, cached))
-    if result_key is not None and found.get(result_key) is not None:
+    cached_result = found.get(result_key) if result_key is not None else None
+    if cached_result is not None:
         rt.metrics.cache.labels("result", "hit").inc()
-        results = json.loads(found[result_key])
+        results = json.loads(cached_result)
         return _response(rt, req, version, results, started, cached=True)
     if result_key is not None:
         rt.metrics.cache.labels("result", "miss" if rt.cache.enabled else "skip").inc()
@@ -150,11 +160,15 @@ async def search(rt, req: SearchRequest, *, text: str | None = None, vector: np.
         if result_key is not None:
             writes.append((result_key, json.dumps(results).encode(), rt.settings.result_cache_ttl_s))
         if writes:
-            _background(lambda: [rt.cache.set(*w) for w in writes])
+            def write_results() -> None:
+                for w in writes:
+                    rt.cache.set(*w)
+
+            _background(write_results)
     return _response(rt, req, version, results, started, cached=False)
 
 
-async def _with_short_files(rt, req: SearchRequest, segment_searcher, vector, k: int, segment_hits):
+async def _with_short_files(rt: Runtime, req: SearchRequest, segment_searcher: Searcher, vector, k: int, segment_hits):
     """Short files join a moment search by their file vector (``indexer.query.merge_short_files``)."""
     files_searcher = rt.searcher(req.collection, "files")
     allowed = await _allowed(rt, files_searcher, req, "files")
@@ -162,7 +176,7 @@ async def _with_short_files(rt, req: SearchRequest, segment_searcher, vector, k:
     return core.merge_short_files(segment_hits, outcome.hits, segment_searcher.collection.segment_seconds or 0.0)
 
 
-def _response(rt, req, version, results, started, *, cached: bool) -> dict:
+def _response(rt: Runtime, req, version, results, started, *, cached: bool) -> dict:
     return {"collection": req.collection, "model": rt.manifest.name, "index_version": version.version,
             "took_ms": round((time.perf_counter() - started) * 1000, 3), "cached": cached,
             "limit": req.limit, "offset": req.offset, "results": results}
@@ -170,7 +184,7 @@ def _response(rt, req, version, results, started, *, cached: bool) -> dict:
 
 # ----------------------------------------------------------------------------- audio input
 
-async def audio_vector(rt, upload, item_id: int | None) -> tuple[np.ndarray, str]:
+async def audio_vector(rt: Runtime, upload, item_id: int | None) -> tuple[np.ndarray, str]:
     """The query vector of an uploaded clip or an indexed item, and a name for it."""
     if (upload is None) == (item_id is None):
         raise ProblemError("request.audio_source", "send either a multipart `file` upload or an item `id`, not both or neither")
@@ -190,7 +204,7 @@ async def audio_vector(rt, upload, item_id: int | None) -> tuple[np.ndarray, str
 
 # ----------------------------------------------------------------------------- labels
 
-async def vocabulary_vectors(rt) -> np.ndarray:
+async def vocabulary_vectors(rt: Runtime) -> np.ndarray:
     return await run_in_threadpool(rt.vocabulary.vectors, rt.encoder.embed_text)
 
 
@@ -200,7 +214,7 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return e / e.sum()
 
 
-def logit_scale(rt) -> float:
+def logit_scale(rt: Runtime) -> float:
     """The model's learned audio->text temperature (CLAP's logit_scale_a), else CLIP's 100."""
     return float(rt.manifest.logit_scale_audio or 100.0)
 

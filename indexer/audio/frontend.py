@@ -24,7 +24,7 @@ SampleReader = Callable[[int, int], np.ndarray]
 
 
 # ----------------------------------------------------------------------------- filter banks
-def _hz_to_mel(freq: np.ndarray, scale: str) -> np.ndarray:
+def _hz_to_mel(freq: np.ndarray | float, scale: str) -> np.ndarray:
     freq = np.asarray(freq, dtype=np.float64)
     if scale == "htk":
         return 2595.0 * np.log10(1.0 + freq / 700.0)

@@ -176,14 +176,14 @@ def walk(paths: Iterable[str | Path], *, extensions: Iterable[str] = AUDIO_EXTEN
 
     for raw in paths:
         raw = os.fspath(raw)
-        if is_remote(raw):   # a bucket or archive through fsspec (pip install 'clapsearch[distributed]')
+        path = local_path(raw)
+        if path is None:     # a bucket or archive through fsspec (pip install 'clapsearch[distributed]')
             try:
                 yield from list_url(raw, wanted)
             except (OSError, ValueError, ImportError) as exc:
                 if on_error:
                     on_error(raw, exc if isinstance(exc, OSError) else OSError(str(exc)))
             continue
-        path = local_path(raw)
         try:
             st = os.stat(path)
         except OSError as exc:

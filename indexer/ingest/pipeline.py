@@ -22,7 +22,9 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from multiprocessing.process import BaseProcess
 from multiprocessing.queues import Queue
+from typing import TYPE_CHECKING
 
 from indexer.audio.clip import ClipViews
 from indexer.audio.decode import DecodeLimits
@@ -34,6 +36,9 @@ from indexer.store import catalog
 from indexer.store.catalog import FileRecord, SegmentSpec
 from indexer.store.schema import STATUS_FAILED
 from indexer.store.store import Store
+
+if TYPE_CHECKING:
+    from indexer.models.encoder import ClapEncoder
 
 
 @dataclass
@@ -173,10 +178,10 @@ class _Ingest:
         self.writes: list[FileRecord] = []
         self.touches: list[tuple[int, int]] = []
         self.last_commit = self.last_publish = time.perf_counter()
-        self.workers: dict[int, mp.Process] = {}
+        self.workers: dict[int, BaseProcess] = {}
         self.busy: dict[int, tuple[int, float]] = {}             # worker -> (task, since)
         self.next_worker = 0
-        self.encoder = None
+        self.encoder: ClapEncoder | None = None
 
     # ------------------------------------------------------------------ setup
     def run(self) -> IngestReport:
@@ -304,6 +309,7 @@ class _Ingest:
 
     def _embed(self) -> None:
         batch, self.buffer = self.buffer, []
+        assert self.encoder is not None, "_ensure_running() opens the model before anything is embedded"
         vectors = self.encoder.embed_views([views for *_, views in batch])
         touched = set()
         for (task_id, slot, _), vector in zip(batch, vectors):

@@ -102,7 +102,8 @@ def records_from_batch(batch: pa.RecordBatch, dim: int) -> list[FileRecord]:
     scol = batch.column("segments")
     lengths = scol.value_lengths().fill_null(0).to_numpy(zero_copy_only=False)
     splits = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
-    starts = ends = seg_vectors = None
+    starts = ends = np.zeros(0)                       # no segment in this batch: never indexed
+    seg_vectors = np.zeros((0, dim), np.float32)
     if splits[-1]:
         start_col, end_col, vector_col = scol.flatten().flatten()
         starts, ends = start_col.to_numpy(zero_copy_only=False), end_col.to_numpy(zero_copy_only=False)

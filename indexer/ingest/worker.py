@@ -104,6 +104,7 @@ class FileResult:
         for i in range(len(message.features)):
             slot = None
             if message.kind == "segments":
+                assert message.spans is not None, "segment views carry their spans"
                 slot = len(self.spans)
                 self.spans.append(message.spans[i])
                 self.seg_vectors.append(None)
@@ -120,7 +121,10 @@ class FileResult:
         if self.error is not None:
             return FileRecord(self.path, self.size, self.mtime_ns, content_hash=(self.meta or {}).get("content_hash"),
                               error_code=self.error[0], error=self.error[1])
-        segments = [(a, b, v) for (a, b), v in zip(self.spans, self.seg_vectors)]
+        segments: list[tuple[float, float, np.ndarray]] = []
+        for (a, b), v in zip(self.spans, self.seg_vectors):
+            assert v is not None, "a file is recorded only once all its views are embedded"
+            segments.append((a, b, v))
         return FileRecord(self.path, self.size, self.mtime_ns, vector=self.vector, segments=segments or None,
                           **(self.meta or {}))
 

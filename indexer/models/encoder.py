@@ -77,19 +77,19 @@ class ClapEncoder:
         self.manifest = manifest
         self.variant = variant
         files = manifest.variants[variant]
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.intra_op_num_threads = threads or 0  # 0 = one per physical core
-        options.inter_op_num_threads = 1
-        options.log_severity_level = 3
+        session_options = ort.SessionOptions()
+        session_options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        session_options.intra_op_num_threads = threads or 0  # 0 = one per physical core
+        session_options.inter_op_num_threads = 1
+        session_options.log_severity_level = 3
         if not spinning:
             # Idle intra-op threads otherwise busy-wait for the next call: good for back-to-back
             # ingest batches, bad for a server whose event loop needs those cores between calls.
-            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+            session_options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         providers = available_providers(device)
-        self._audio = ort.InferenceSession(str(self.folder / files.audio), options, providers=providers)
-        self._text = ort.InferenceSession(str(self.folder / files.text), options, providers=providers)
-        self._head = (ort.InferenceSession(str(self.folder / files.audio_head), options, providers=providers)
+        self._audio = ort.InferenceSession(str(self.folder / files.audio), session_options, providers=providers)
+        self._text = ort.InferenceSession(str(self.folder / files.text), session_options, providers=providers)
+        self._head = (ort.InferenceSession(str(self.folder / files.audio_head), session_options, providers=providers)
                       if files.audio_head else None)
         self.providers = self._audio.get_providers()
         # One clip per call also when the variant is batch-invariant but runs on CPU: a clip's

@@ -10,6 +10,7 @@ clip, so several labels can all be near 1 (present) or all low.
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
 
 import numpy as np
 from fastapi import APIRouter, Form, Request, UploadFile
@@ -19,6 +20,9 @@ from service.problems import ProblemError
 from service.routes.params import AudioUpload, optional_upload
 from service.schemas import ClassifyResponse
 from service.vocabulary import phrase
+
+if TYPE_CHECKING:
+    from service.runtime import Runtime
 
 router = APIRouter(tags=["classify"])
 DEFAULT_TEMPLATE = "This is a sound of {}."
@@ -52,7 +56,7 @@ async def classify(request: Request, file: UploadFile | None = AudioUpload,
                    hypothesis_template: str | None = Form(None, description='default "This is a sound of {}."'),
                    multi_label: str | None = Form(None, description="true: score labels independently"),
                    id: int | None = Form(None, ge=1, description="an indexed item instead of an upload")):
-    rt = request.app.state.runtime
+    rt: Runtime = request.app.state.runtime
     started = time.perf_counter()
     qp = request.query_params
     labels = _labels(candidate_labels or qp.getlist("candidate_labels"), rt.settings.max_labels)

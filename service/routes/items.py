@@ -7,6 +7,7 @@ import json
 import mimetypes
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from fastapi import APIRouter, Query, Request
@@ -16,6 +17,9 @@ from starlette.concurrency import run_in_threadpool
 from indexer.query import item_row, local_audio_path
 from service.problems import ProblemError
 from service.schemas import Item, Peaks
+
+if TYPE_CHECKING:
+    from service.runtime import Runtime
 
 router = APIRouter(tags=["items"])
 
@@ -27,7 +31,7 @@ PEAK_BLOCK_FRAMES = 1 << 16
 
 @router.get("/v1/items/{item_id}", response_model=Item, summary="Item metadata")
 async def item(request: Request, item_id: int):
-    rt = request.app.state.runtime
+    rt: Runtime = request.app.state.runtime
     row, collection = await run_in_threadpool(item_row, rt.store, item_id)
     return {"id": row.id, "collection": collection.name, "path": row.path, "name": Path(row.path).name,
             "size": row.size, "duration_s": row.duration_s, "format": row.format, "subtype": row.subtype,
@@ -40,7 +44,7 @@ async def item(request: Request, item_id: int):
 @router.get("/v1/items/{item_id}/audio", summary="Stream the audio file",
             response_class=FileResponse, responses={206: {"description": "a byte range"}})
 async def audio(request: Request, item_id: int):
-    rt = request.app.state.runtime
+    rt: Runtime = request.app.state.runtime
     row, _ = await run_in_threadpool(item_row, rt.store, item_id)
     path = local_audio_path(row)
     media = _MEDIA.get((row.format or "").upper()) or mimetypes.guess_type(path.name)[0] or "application/octet-stream"
@@ -77,7 +81,7 @@ def compute_peaks(path: Path, n: int) -> dict:
 
 @router.get("/v1/items/{item_id}/peaks", response_model=Peaks, summary="Waveform thumbnail data")
 async def peaks(request: Request, item_id: int, n: int = Query(200, ge=8, le=2000)):
-    rt = request.app.state.runtime
+    rt: Runtime = request.app.state.runtime
     row, _ = await run_in_threadpool(item_row, rt.store, item_id)
     key = f"peaks:{row.id}:{row.mtime_ns}:{n}"
     cached = await run_in_threadpool(rt.cache.get, key) if rt.cache.enabled else None
