@@ -20,7 +20,8 @@ import logging
 import queue
 import threading
 import time
-from typing import Callable, Generic, Sequence, TypeVar
+from collections.abc import Callable, Sequence
+from typing import Generic, TypeVar
 
 from service.problems import ProblemError
 

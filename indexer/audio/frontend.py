@@ -12,8 +12,8 @@ Frames are computed one clip at a time, so a clip's features never depend on its
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import lru_cache
-from typing import Callable
 
 import numpy as np
 

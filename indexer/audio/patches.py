@@ -17,7 +17,7 @@ numpy's FFT and the per-filter mel sums work row by row, so a patch is bit-ident
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
 

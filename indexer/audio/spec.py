@@ -34,7 +34,7 @@ class LogSpec(StrictModel):
     divisor: float = 1.0
 
     @model_validator(mode="after")
-    def _check(self) -> "LogSpec":
+    def _check(self) -> LogSpec:
         if self.divisor == 0 or self.gain <= 0:
             raise ValueError("log divisor must be non-zero and gain positive")
         return self
@@ -95,7 +95,7 @@ class AudioFrontend(StrictModel):
         return 1 + (self.clip_samples - self.frame_span) // self.hop_length
 
     @model_validator(mode="after")
-    def _check(self) -> "AudioFrontend":
+    def _check(self) -> AudioFrontend:
         if self.win_length > self.n_fft:
             raise ValueError("win_length must not exceed n_fft")
         if not 0 <= self.f_min < self.f_max <= self.sample_rate / 2:

@@ -12,8 +12,8 @@ crop and random fusion chunks. Serving never passes it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 

@@ -31,10 +31,17 @@ from typing import TYPE_CHECKING
 from indexer.audio.clip import ClipViews
 from indexer.audio.decode import DecodeLimits
 from indexer.errors import AudioDecodeError, FileFetchError, StoreError
-from indexer.ingest.discover import (AUDIO_EXTENSIONS, expand_sources, local_copy, local_path,
-                                     mtime_ns, require)
-from indexer.ingest.shards import (MANIFEST, check_model, read_shard_manifest, records_table,
-                                   shard_fs, shard_manifest, shard_schema, shard_spec)
+from indexer.ingest.discover import AUDIO_EXTENSIONS, expand_sources, local_copy, local_path, mtime_ns, require
+from indexer.ingest.shards import (
+    MANIFEST,
+    check_model,
+    read_shard_manifest,
+    records_table,
+    shard_fs,
+    shard_manifest,
+    shard_schema,
+    shard_spec,
+)
 from indexer.ingest.worker import DecodeTask, FileResult, Message, error_of, process_file
 from indexer.models.manifest import MANIFEST_NAME, load_manifest
 from indexer.store.catalog import SegmentSpec

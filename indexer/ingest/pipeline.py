@@ -28,10 +28,20 @@ from typing import TYPE_CHECKING
 
 from indexer.audio.clip import ClipViews
 from indexer.audio.decode import DecodeLimits
-from indexer.errors import DecodeTimeoutError, DecoderCrashedError
+from indexer.errors import DecoderCrashedError, DecodeTimeoutError
 from indexer.ingest.discover import AUDIO_EXTENSIONS, FoundFile, is_remote, walk
-from indexer.ingest.worker import (DecodeTask, Done, Failed, FileResult, Message, Meta, Started,
-                                   Unchanged, Views, worker_main)
+from indexer.ingest.worker import (
+    DecodeTask,
+    Done,
+    Failed,
+    FileResult,
+    Message,
+    Meta,
+    Started,
+    Unchanged,
+    Views,
+    worker_main,
+)
 from indexer.store import catalog
 from indexer.store.catalog import FileRecord, SegmentSpec
 from indexer.store.schema import STATUS_FAILED

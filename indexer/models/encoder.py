@@ -20,10 +20,10 @@ from __future__ import annotations
 
 import os
 from collections import defaultdict
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -105,7 +105,7 @@ class ClapEncoder:
                                        pad_token_id=manifest.text.pad_token_id)
 
     @classmethod
-    def open(cls, folder: str | Path, **kwargs) -> "ClapEncoder":
+    def open(cls, folder: str | Path, **kwargs) -> ClapEncoder:
         return cls(folder, load_manifest(folder), **kwargs)
 
     @property

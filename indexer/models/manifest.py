@@ -160,7 +160,7 @@ class Manifest(StrictModel):
     score_calibration: ScoreCalibration | None = None
 
     @model_validator(mode="after")
-    def _check(self) -> "Manifest":
+    def _check(self) -> Manifest:
         if self.format_version != FORMAT_VERSION:
             raise ValueError(f"unsupported manifest format_version {self.format_version}")
         if "fp32" not in self.variants:

@@ -8,8 +8,8 @@ publishing uses it to find what changed since the last version.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 from sqlalchemy import delete, func, select, update
@@ -18,8 +18,7 @@ from sqlalchemy.orm import Session
 from indexer.errors import CollectionNotFoundError, ModelMismatchError, StoreError
 from indexer.models.manifest import Manifest
 from indexer.store.db import Database
-from indexer.store.schema import (STATUS_FAILED, STATUS_INDEXED, Collection, File, Segment,
-                                  utcnow, vector_bytes)
+from indexer.store.schema import STATUS_FAILED, STATUS_INDEXED, Collection, File, Segment, utcnow, vector_bytes
 
 KINDS = ("files", "segments")
 _IN_CHUNK = 500  # paths per IN (...) query: well under SQLite's variable limit

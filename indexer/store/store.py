@@ -11,10 +11,11 @@ re-run never pays for loading it.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING
 
 from indexer.models.manifest import Manifest, load_manifest
 from indexer.settings import IndexerSettings
@@ -36,7 +37,7 @@ class Store:
         self._encoder: ClapEncoder | None = None
 
     @classmethod
-    def open(cls, settings: IndexerSettings | None = None, *, model: Path | None = None) -> "Store":
+    def open(cls, settings: IndexerSettings | None = None, *, model: Path | None = None) -> Store:
         settings = settings or IndexerSettings()
         return cls(settings, open_database(settings.resolved_database_url), model)
 
