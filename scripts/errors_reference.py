@@ -10,14 +10,14 @@ HTTP status and title of every code, and the codes only HTTP knows).
 
 from __future__ import annotations
 
-import argparse
-import difflib
 import re
 import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+
+import generated_doc  # noqa: E402  (beside this script)
 
 from indexer import errors  # noqa: E402
 from service.problems import PROBLEMS  # noqa: E402
@@ -83,20 +83,7 @@ def render() -> str:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--check", type=Path, metavar="FILE", help="compare with FILE; exit 1 with a diff if stale")
-    args = parser.parse_args(argv)
-    text = render()
-    if args.check is None:
-        sys.stdout.write(text)
-        return 0
-    current = args.check.read_text() if args.check.is_file() else ""
-    if current == text:
-        return 0
-    sys.stderr.writelines(difflib.unified_diff(current.splitlines(True), text.splitlines(True),
-                                               str(args.check), "generated"))
-    sys.stderr.write(f"\n{args.check} is stale: python scripts/errors_reference.py > {args.check}\n")
-    return 1
+    return generated_doc.main(render, "scripts/errors_reference.py", __doc__.splitlines()[0], argv)
 
 
 if __name__ == "__main__":

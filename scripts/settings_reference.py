@@ -13,8 +13,6 @@ here reads the environment, so the output is the same on every machine.
 
 from __future__ import annotations
 
-import argparse
-import difflib
 import enum
 import re
 import sys
@@ -24,6 +22,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+import generated_doc  # noqa: E402  (beside this script)
 from pydantic import SecretStr  # noqa: E402
 from pydantic_core import PydanticUndefined  # noqa: E402
 
@@ -184,21 +183,7 @@ def render() -> str:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--check", type=Path, metavar="FILE",
-                        help="compare with FILE instead of printing; exit 1 and show a diff if it differs")
-    args = parser.parse_args(argv)
-    text = render()
-    if args.check is None:
-        sys.stdout.write(text)
-        return 0
-    current = args.check.read_text() if args.check.is_file() else ""
-    if current == text:
-        return 0
-    sys.stderr.writelines(difflib.unified_diff(current.splitlines(True), text.splitlines(True),
-                                               str(args.check), "generated"))
-    sys.stderr.write(f"\n{args.check} is stale: python scripts/settings_reference.py > {args.check}\n")
-    return 1
+    return generated_doc.main(render, "scripts/settings_reference.py", __doc__.splitlines()[0], argv)
 
 
 if __name__ == "__main__":
