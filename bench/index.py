@@ -3,7 +3,7 @@
 
     python bench/index.py                                    # 1 M x 512-d, 4 GiB budget -> bench/results_index.json
     python bench/index.py --budget-gb 0.75 --out bench/results_index_sq8.json   # a budget that forces SQ8
-    python bench/index.py --n 20000 --dim 64 --queries 50    # smoke run (tests/test_bench_index.py)
+    python bench/index.py --n 20000 --dim 64 --queries 50    # smoke run (tests/bench/test_index.py)
 
 Target (issue 5): recall@10 >= 0.95 against exact search at >= 20x exact queries/s, memory reported.
 

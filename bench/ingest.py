@@ -3,7 +3,7 @@
 files, no-change re-runs of a large library, and the peak memory of an ingest.
 
     python bench/ingest.py                              # full run, ~30-40 min on 2 cores -> bench/results_ingest.json
-    python bench/ingest.py --quick                      # smoke run, small sizes (used by tests/test_bench_ingest.py)
+    python bench/ingest.py --quick                      # smoke run, small sizes (used by tests/bench/test_ingest.py)
     python bench/ingest.py --parts throughput --files 200 --rounds 3
     python bench/ingest.py --parts rerun --rerun-files 10000
 

@@ -4,7 +4,7 @@ through ``indexer`` directly (encode + search, the "raw" time), at 1 M indexed v
 
     python bench/service.py                                   # 1 M vectors, concurrency 1/8/64 -> bench/results_service.json
     python bench/service.py --no-redis                        # the embedded default (no cache)
-    python bench/service.py --quick --home /tmp/bs            # smoke run (tests/test_bench_service.py)
+    python bench/service.py --quick --home /tmp/bs            # smoke run (tests/bench/test_service.py)
 
 Target (issue 6): on this 2-core machine with the default model and 1 M indexed vectors, p50 and
 p99 of ``/v1/search`` at concurrency 1, 8 and 64, cache hits vs misses, queries/s, and the

@@ -13,7 +13,7 @@ import pytest
 pytest.importorskip("faiss")
 pytest.importorskip("uvicorn")
 pytest.importorskip("psutil")
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 REDIS_URL = "redis://127.0.0.1:6379/13"   # not the full benchmark's db 14: this run flushes its db
 
 

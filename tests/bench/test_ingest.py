@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 pytest.importorskip("psutil")
 if not (REPO / "models" / "clapsearch-sfx-v1" / "manifest.json").is_file():
     pytest.skip("the shipped default model is not in this checkout", allow_module_level=True)

@@ -10,7 +10,7 @@ import pytest
 
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnx")
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 NEW = REPO / "models" / "clapsearch-sfx-v2"
 OLD = REPO / "models" / "clapsearch-sfx-v1"
 
