@@ -55,6 +55,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import faiss
 
 from indexer.store.vector_index import VectorIndex, plan_index, recall_at_k
+from machine import loadavg, timed, wait_quiet  # noqa: E402
 
 K = 10
 
@@ -134,43 +135,6 @@ def _peak_rss() -> int:
     return 0
 
 
-def _busy_jiffies() -> int:
-    with open("/proc/stat") as fh:
-        fields = [int(x) for x in fh.readline().split()[1:]]
-    return sum(fields) - fields[3] - fields[4]
-
-
-def _own_cpu() -> float:
-    t = os.times()
-    return t.user + t.system
-
-
-def wait_quiet(max_wait: float, threshold_pct: float = 10.0) -> float:
-    """Sleep until other processes use < threshold_pct of the CPUs for 1 s (at most max_wait s)."""
-    t0, hz, ncpu = time.perf_counter(), os.sysconf("SC_CLK_TCK"), os.cpu_count() or 1
-    while max_wait > 0:
-        b0 = _busy_jiffies()
-        time.sleep(1.0)
-        if 100.0 * (_busy_jiffies() - b0) / hz / ncpu < threshold_pct or time.perf_counter() - t0 >= max_wait:
-            break
-    return time.perf_counter() - t0
-
-
-def timed(fn):
-    """(seconds, result, CPU-s other processes took meanwhile)."""
-    hz = os.sysconf("SC_CLK_TCK")
-    b0, own0, t0 = _busy_jiffies(), _own_cpu(), time.perf_counter()
-    out = fn()
-    wall = time.perf_counter() - t0
-    other = max(0.0, (_busy_jiffies() - b0) / hz - (_own_cpu() - own0))
-    return wall, out, other
-
-
-def _loadavg() -> str:
-    with open("/proc/loadavg") as fh:
-        return " ".join(fh.read().split()[:3])
-
-
 def _build_args(args) -> dict:
     return {k: v for k, v in vars(args).items() if k not in ("out", "queries", "rounds", "wait_quiet", "index_dir")}
 
@@ -244,7 +208,7 @@ def run(args) -> dict:
                  "train_s": index.tuning.get("train_seconds"), "add_s": index.tuning.get("add_seconds"),
                  "index_file_bytes": file_bytes, "rss_growth_bytes": rss_growth, "loaded_rss_bytes": loaded_rss,
                  "peak_rss_after_build": _peak_rss(),
-                 "other_processes_load": _loadavg()}
+                 "other_processes_load": loadavg()}
         if saved is not None:
             saved.write_text(json.dumps(build, indent=2) + "\n")
 
@@ -262,7 +226,7 @@ def run(args) -> dict:
     rounds = []
     for r in range(args.rounds):
         waited = wait_quiet(args.wait_quiet)
-        load = _loadavg()
+        load = loadavg()
         te, (_, ie), oe = timed(lambda: exact.search(queries, K))
         ti, oi = _repeat(lambda: index.search(queries, K), min_s=max(0.2, min(2.0, te)))
         assert np.array_equal(ie, gt_i)
