@@ -31,6 +31,7 @@ import pytest
 
 from tests.deploy import REPO, compose, interpolate_defaults
 from tests.deploy.test_dockerfile import stages
+from tests.helpers import wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.needs_postgres, pytest.mark.needs_redis]
 
@@ -182,19 +183,20 @@ def _json(url: str, **kwargs):
 
 
 def _wait(what: str, check, timeout: float, procs):
-    deadline = time.monotonic() + timeout
     last = None
-    while time.monotonic() < deadline:
+
+    def probe():
+        nonlocal last
         for name, proc in procs.items():
             assert proc.poll() is None, f"{name} exited with {proc.returncode} while waiting for {what}"
         try:
             last = check()
-            if last:
-                return last
+            return last
         except (urllib.error.URLError, ConnectionError, TimeoutError, OSError) as exc:
-            last = exc
-        time.sleep(0.5)
-    pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}; last: {last!r}")
+            last = exc   # not up yet: kept for the failure message, never returned as success
+
+    return wait_until(probe, timeout, every_s=0.5) or pytest.fail(
+        f"timed out after {timeout:.0f} s waiting for {what}; last: {last!r}")
 
 
 class Services:

@@ -26,6 +26,7 @@ from indexer.store import catalog
 from indexer.store.catalog import SegmentSpec
 from indexer.store.store import Store
 from indexer.store.vector_index import VectorIndex
+from tests.helpers import tone
 from tests.indexer import library
 
 REPO = Path(__file__).resolve().parents[2]
@@ -246,7 +247,7 @@ def test_a_stuck_decoder_is_killed_and_replaced_and_the_run_goes_on(tmp_path):
     lib.mkdir()
     with sf.SoundFile(long_file, "w", 48_000, 2, format="FLAC") as handle:   # 10 min, written in blocks
         for block in range(60):
-            handle.write(library.tone(10.0, 48_000, channels=2, seed=block))
+            handle.write(tone(10.0, 48_000, channels=2, seed=block))
     short = [library.write(lib / f"b{i}.wav", 1.0, sr=16_000, seed=i) for i in range(3)]
     store = _store(tmp_path / "home")
     report = run_ingest(store, IngestOptions(paths=[str(lib)], workers=1, task_timeout_s=0.5))

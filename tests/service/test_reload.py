@@ -10,7 +10,7 @@ import pytest
 
 from service.reload import IndexWatcher, notify_published
 from service.settings import ServiceSettings
-from tests.service.polling import wait_until
+from tests.helpers import wait_until
 
 DEAD = "redis://127.0.0.1:1/0"
 

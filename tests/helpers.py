@@ -1,0 +1,36 @@
+"""Small helpers the test suites share: generated tones and polling for conditions that
+background threads or processes make true (jobs, notices, reloads)."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+
+def tone(seconds: float, sr: int, *, freq: float | tuple[float, float] = 440.0, amplitude: float = 0.3,
+         noise: float = 0.02, seed: int = 0, channels: int | None = None, dtype=np.float32) -> np.ndarray:
+    """A sine of ``freq`` Hz plus white noise of standard deviation ``noise``, from ``seed``.
+    A ``(low, high)`` pair draws the pitch from the seed (before the noise, so the same seed always
+    gives the same file). Shape ``(n,)``, or ``(n, channels)`` with the same signal in each."""
+    rng = np.random.default_rng(seed)
+    if isinstance(freq, tuple):
+        freq = rng.uniform(*freq)
+    t = np.arange(int(seconds * sr)) / sr
+    x = amplitude * np.sin(2 * np.pi * freq * t)
+    if noise:
+        x = x + noise * rng.standard_normal(t.size)
+    if channels is not None:
+        x = np.repeat(x[:, None], channels, axis=1)
+    return x.astype(dtype)
+
+
+def wait_until(predicate, timeout_s: float = 10.0, every_s: float = 0.02):
+    """The first truthy value of ``predicate()`` within ``timeout_s``, else its last (falsy) value."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(every_s)
+    return predicate()
