@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -45,7 +44,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from embed import machine_info as _embed_machine_info, quiet_logs  # noqa: E402
-from machine import CpuMonitor, loadavg, wait_quiet  # noqa: E402
+from machine import CpuMonitor, cpu_info, loadavg, wait_quiet  # noqa: E402
 
 CLIP_SECONDS = 10.0
 CLIP_RATE = 44_100
@@ -360,13 +359,9 @@ def machine_info() -> dict:
     try:
         info = _embed_machine_info()  # also records torch/transformers versions where installed
     except ImportError:
-        import platform
-
         import onnxruntime
 
-        info = {"cpu": platform.processor() or "unknown", "logical_cpus": os.cpu_count(),
-                "python": platform.python_version(),
-                "versions": {"onnxruntime": onnxruntime.__version__, "numpy": np.__version__}}
+        info = cpu_info() | {"versions": {"onnxruntime": onnxruntime.__version__, "numpy": np.__version__}}
     info["loadavg_at_start"] = loadavg()
     return info
 

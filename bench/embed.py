@@ -31,11 +31,8 @@ import argparse
 import contextlib
 import io
 import json
-import os
-import platform
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -50,7 +47,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _peers  # noqa: E402
-from machine import CpuMonitor, loadavg_figures, wait_quiet  # noqa: E402
+from machine import CpuMonitor, cpu_info, loadavg_figures, wait_quiet  # noqa: E402
 
 AUDIO_GFLOP_PER_CLIP = 11.8   # HTSAT-tiny, one 10 s clip (torch FlopCounterMode: 11.82)
 TEXT_GFLOP_PER_16_TOKENS = 2.7  # RoBERTa-base, 16-token query; scaled by each query's token count
@@ -86,20 +83,8 @@ def _min_cosine(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def machine_info() -> dict:
-    info = {"cpu": platform.processor() or "unknown", "logical_cpus": os.cpu_count(),
-            "python": platform.python_version()}
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
-        fields = dict(line.split(":", 1) for line in out.splitlines() if ":" in line)
-        fields = {k.strip(): v.strip() for k, v in fields.items()}
-        info["cpu"] = fields.get("Model name", info["cpu"])
-        info["cores_per_socket"] = fields.get("Core(s) per socket")
-        info["threads_per_core"] = fields.get("Thread(s) per core")
-        flags = fields.get("Flags", "").split()
-        info["isa"] = [f for f in ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16",
-                                   "amx_int8") if f in flags]
-    except (OSError, subprocess.SubprocessError):
-        pass
+    info = cpu_info("cores_per_socket", "threads_per_core",
+                    isa=("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16", "amx_int8"))
     import onnxruntime
     import torch
     import transformers

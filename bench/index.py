@@ -40,8 +40,6 @@ from __future__ import annotations
 import argparse
 import gc
 import json
-import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -55,7 +53,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import faiss
 
 from indexer.store.vector_index import VectorIndex, plan_index, recall_at_k
-from machine import loadavg, timed, wait_quiet  # noqa: E402
+from machine import cpu_info, loadavg, timed, wait_quiet  # noqa: E402
 
 K = 10
 
@@ -87,6 +85,10 @@ class Clustered:
             f"a fixed random linear map, plus isotropic noise of {noise} x the norm, L2-normalised")
 
     def draw(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        return self.draw_clustered(n, rng)[0]
+
+    def draw_clustered(self, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """(vectors, their cluster numbers)."""
         c = rng.choice(self.clusters, size=n, p=self.weights)
         z = rng.standard_normal((n, self.latent), dtype=np.float32)
         z *= self.spread[c, None] * self.axis_sd[c]
@@ -95,7 +97,7 @@ class Clustered:
         scale = self.noise * np.linalg.norm(x, axis=1, keepdims=True) / np.sqrt(self.dim)
         x += scale * rng.standard_normal((n, self.dim), dtype=np.float32)
         x /= np.linalg.norm(x, axis=1, keepdims=True)
-        return x
+        return x, c
 
     def stream(self, n: int, chunk: int, seed: int, clock: list | None = None):
         """(ids, vectors) chunks of the database; ids = row numbers; generation time added to clock[0]."""
@@ -154,16 +156,9 @@ def _repeat(fn, min_s: float) -> tuple[float, float]:
 
 
 def machine_info() -> dict:
-    info = {"cpu": platform.processor() or "unknown", "logical_cpus": os.cpu_count(),
-            "python": platform.python_version(), "faiss": faiss.__version__, "numpy": np.__version__,
-            "faiss_threads": faiss.omp_get_max_threads(), "faiss_compile": faiss.get_compile_options().strip()}
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10, check=False).stdout
-        fields = {k.strip(): v.strip() for k, v in (line.split(":", 1) for line in out.splitlines() if ":" in line)}
-        info["cpu"] = fields.get("Model name", info["cpu"])
-        info["hypervisor"] = fields.get("Hypervisor vendor")
-    except (OSError, subprocess.SubprocessError):
-        pass
+    info = cpu_info("hypervisor") | {
+        "faiss": faiss.__version__, "numpy": np.__version__, "faiss_threads": faiss.omp_get_max_threads(),
+        "faiss_compile": faiss.get_compile_options().strip()}
     with open("/proc/meminfo") as fh:
         info["mem_gib"] = round(int(fh.readline().split()[1]) / 2**20, 1)
     return info

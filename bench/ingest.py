@@ -45,7 +45,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import re
 import shutil
 import statistics
@@ -61,7 +60,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from machine import CpuMonitor, loadavg_figures, own_cpu, wait_quiet  # noqa: E402
+from machine import CpuMonitor, cpu_info, loadavg_figures, own_cpu, wait_quiet  # noqa: E402
 
 TARGETS = {"overhead": 0.15, "rerun_s": 30.0, "peak_rss_gb": 2.0}
 DISTURBED_PCT = 15.0
@@ -184,17 +183,7 @@ def run_cli(args: list[str], *, sample_s: float | None, timeout: float = 7200) -
 
 # ----------------------------------------------------------------------------- machine
 def machine_info() -> dict:
-    info: dict = {"cpu": platform.processor() or "unknown", "logical_cpus": os.cpu_count(),
-                  "python": platform.python_version()}
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10, check=False).stdout
-        fields = {k.strip(): v.strip() for k, v in (line.split(":", 1) for line in out.splitlines() if ":" in line)}
-        info["cpu"] = fields.get("Model name", info["cpu"])
-        info["cores_per_socket"] = fields.get("Core(s) per socket")
-        info["threads_per_core"] = fields.get("Thread(s) per core")
-        info["hypervisor"] = fields.get("Hypervisor vendor")
-    except (OSError, subprocess.SubprocessError):
-        pass
+    info = cpu_info("cores_per_socket", "threads_per_core", "hypervisor")
     try:
         import psutil
 

@@ -8,7 +8,31 @@ beside the CPU time other processes took meanwhile. One definition here (it was 
 from __future__ import annotations
 
 import os
+import platform
+import subprocess
 import time
+
+
+LSCPU = {"cores_per_socket": "Core(s) per socket", "threads_per_core": "Thread(s) per core",
+         "hypervisor": "Hypervisor vendor"}
+
+
+def cpu_info(*fields: str, isa: tuple[str, ...] = ()) -> dict:
+    """The CPU model (lscpu's name where it runs), logical CPUs and Python version; plus the named
+    ``LSCPU`` fields and, with ``isa``, which of those instruction set flags the CPU has."""
+    info = {"cpu": platform.processor() or "unknown", "logical_cpus": os.cpu_count(),
+            "python": platform.python_version()}
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10, check=False).stdout
+    except (OSError, subprocess.SubprocessError):
+        return info
+    lscpu = {k.strip(): v.strip() for k, v in (line.split(":", 1) for line in out.splitlines() if ":" in line)}
+    info["cpu"] = lscpu.get("Model name", info["cpu"])
+    info.update({name: lscpu.get(LSCPU[name]) for name in fields})
+    if isa:
+        flags = lscpu.get("Flags", "").split()
+        info["isa"] = [f for f in isa if f in flags]
+    return info
 
 
 def busy_jiffies() -> int:

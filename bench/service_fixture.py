@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import random
 import shutil
-import sys
 import threading
 import time
 from pathlib import Path
@@ -83,7 +82,6 @@ def open_store(home: Path):
 def anchored_generator(n: int, anchors, seed: int, weight: float):
     import numpy as np
 
-    sys.path.insert(0, str(REPO / "bench"))
     from index import Clustered   # bench/index.py's generator
 
     class Anchored(Clustered):
@@ -95,14 +93,7 @@ def anchored_generator(n: int, anchors, seed: int, weight: float):
             self.anchor_of = rng.integers(len(anchors), size=self.clusters)
 
         def draw(self, count, rng):
-            c = rng.choice(self.clusters, size=count, p=self.weights)
-            z = rng.standard_normal((count, self.latent), dtype=np.float32)
-            z *= self.spread[c, None] * self.axis_sd[c]
-            z += self.centres[c]
-            x = z @ self.lift
-            scale = self.noise * np.linalg.norm(x, axis=1, keepdims=True) / np.sqrt(self.dim)
-            x += scale * rng.standard_normal((count, self.dim), dtype=np.float32)
-            x /= np.linalg.norm(x, axis=1, keepdims=True)
+            x, c = self.draw_clustered(count, rng)
             x += weight * anchors[self.anchor_of[c]]
             x /= np.linalg.norm(x, axis=1, keepdims=True)
             return x

@@ -1,5 +1,5 @@
-"""Small helpers the test suites share: generated tones and polling for conditions that
-background threads or processes make true (jobs, notices, reloads)."""
+"""Small helpers the test suites share: generated tones, polling for conditions that background
+threads or processes make true (jobs, notices, reloads), and whether a Redis answers."""
 
 from __future__ import annotations
 
@@ -34,3 +34,16 @@ def wait_until(predicate, timeout_s: float = 10.0, every_s: float = 0.02):
             return value
         time.sleep(every_s)
     return predicate()
+
+
+def redis_error(url: str, timeout_s: float = 3.0) -> Exception | None:
+    """Why the Redis at ``url`` does not answer a ping, or None when it does."""
+    try:
+        import redis
+
+        client = redis.Redis.from_url(url, socket_connect_timeout=timeout_s)
+        client.ping()
+        client.close()
+    except Exception as exc:  # no client library or any connection failure: not usable here
+        return exc
+    return None
