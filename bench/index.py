@@ -53,7 +53,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import faiss
 
 from indexer.store.vector_index import VectorIndex, plan_index, recall_at_k
-from machine import cpu_info, loadavg, timed, wait_quiet  # noqa: E402
+from machine import cpu_info, loadavg, status_bytes, timed, wait_quiet  # noqa: E402
 
 K = 10
 
@@ -110,14 +110,6 @@ class Clustered:
 
 
 # ----------------------------------------------------------------------------- measurement helpers
-def _rss() -> int:
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    return 0
-
-
 def _loaded_rss(folder: Path) -> int:
     """RSS a fresh process gains by loading the saved index (no build leftovers, no list slack)."""
     code = ("import gc, sys; sys.path.insert(0, sys.argv[1])\n"
@@ -127,14 +119,6 @@ def _loaded_rss(folder: Path) -> int:
     out = subprocess.run([sys.executable, "-c", code, str(Path(__file__).resolve().parents[1]), str(folder)],
                          capture_output=True, text=True, check=True, timeout=600)
     return int(out.stdout.strip().splitlines()[-1])
-
-
-def _peak_rss() -> int:
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-    return 0
 
 
 def _build_args(args) -> dict:
@@ -184,13 +168,13 @@ def run(args) -> dict:
         print(f"reusing the index in {args.index_dir} (built {build['built_at']})", flush=True)
     else:
         gc.collect()
-        rss0, clock = _rss(), [0.0]
+        rss0, clock = status_bytes("VmRSS"), [0.0]
         t0 = time.perf_counter()
         index = VectorIndex.build(plan, gen.stream(n, args.chunk, args.seed, clock), sample=sample, k=K,
                                   target_recall=args.target_recall, use_gpu="never", seed=args.seed)
         build_s = time.perf_counter() - t0
         gc.collect()
-        rss_growth = _rss() - rss0   # the sample is still held, as it was at rss0
+        rss_growth = status_bytes("VmRSS") - rss0   # the sample is still held, as it was at rss0
         del sample
         print(f"built in {build_s:.1f} s ({clock[0]:.1f} s of it generating data): {index.params}", flush=True)
         with tempfile.TemporaryDirectory() as tmp:
@@ -202,7 +186,7 @@ def run(args) -> dict:
                  "total_s": round(build_s, 2), "data_generation_s": round(clock[0], 2),
                  "train_s": index.tuning.get("train_seconds"), "add_s": index.tuning.get("add_seconds"),
                  "index_file_bytes": file_bytes, "rss_growth_bytes": rss_growth, "loaded_rss_bytes": loaded_rss,
-                 "peak_rss_after_build": _peak_rss(),
+                 "peak_rss_after_build": status_bytes("VmHWM"),
                  "other_processes_load": loadavg()}
         if saved is not None:
             saved.write_text(json.dumps(build, indent=2) + "\n")
@@ -259,7 +243,8 @@ def run(args) -> dict:
         "memory": {"index_file_bytes": build["index_file_bytes"], "memory_bytes_estimate": index.memory_bytes,
                    "planned_bytes": plan.estimated_bytes, "loaded_rss_bytes": build["loaded_rss_bytes"],
                    "rss_growth_bytes": build["rss_growth_bytes"],
-                   "peak_rss_after_build": build["peak_rss_after_build"], "peak_rss_bytes": _peak_rss(),
+                   "peak_rss_after_build": build["peak_rss_after_build"],
+                   "peak_rss_bytes": status_bytes("VmHWM"),
                    "exact_flat_bytes": n * dim * 4,
                    "budget_bytes": int(args.budget_gb * 2**30)},
         "search": {"k": K, "exact_qps": round(exact_qps, 1), "index_qps": round(index_qps, 1),

@@ -60,7 +60,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from machine import CpuMonitor, cpu_info, loadavg_figures, own_cpu, wait_quiet  # noqa: E402
+from machine import CpuMonitor, cpu_info, git, loadavg_figures, own_cpu, wait_quiet  # noqa: E402
 
 TARGETS = {"overhead": 0.15, "rerun_s": 30.0, "peak_rss_gb": 2.0}
 DISTURBED_PCT = 15.0
@@ -205,13 +205,6 @@ def machine_info() -> dict:
 
 def git_state() -> dict:
     """The commit measured, and whether the indexer code differed from it (other people edit it)."""
-    def git(*cmd: str) -> str:
-        try:
-            return subprocess.run(["git", *cmd], cwd=REPO, capture_output=True, text=True, timeout=10,
-                                  check=False).stdout.rstrip()
-        except (OSError, subprocess.SubprocessError):
-            return ""
-
     return {"head": git("rev-parse", "--short", "HEAD") or None,
             "indexer_modified": [line[3:] for line in git("status", "--porcelain", "--", "indexer").splitlines()]}
 

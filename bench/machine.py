@@ -1,4 +1,5 @@
-"""Machine load for every benchmark: how busy the shared CPUs are and how much of that is ours.
+"""Machine load for every benchmark: how busy the shared CPUs are and how much of that is ours;
+and the record of the machine and the code measured.
 
 The benchmarks run on a few cores shared with other tenants, so a timing means something only
 beside the CPU time other processes took meanwhile. One definition here (it was three, drifting):
@@ -11,6 +12,9 @@ import os
 import platform
 import subprocess
 import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 LSCPU = {"cores_per_socket": "Core(s) per socket", "threads_per_core": "Thread(s) per core",
@@ -35,6 +39,15 @@ def cpu_info(*fields: str, isa: tuple[str, ...] = ()) -> dict:
     return info
 
 
+def git(*args: str, cwd: Path = REPO) -> str:
+    """``git ARGS``'s output in the checkout ("" where git cannot run)."""
+    try:
+        return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=20,
+                              check=False).stdout.rstrip()
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
 def busy_jiffies() -> int:
     """Busy clock ticks of all CPUs since boot (everything but idle and iowait)."""
     with open("/proc/stat") as fh:
@@ -46,6 +59,12 @@ def own_cpu() -> tuple[float, float]:
     """(this process, its reaped children) CPU seconds."""
     t = os.times()
     return t.user + t.system, t.children_user + t.children_system
+
+
+def status_bytes(field: str) -> int:
+    """A size from /proc/self/status (``VmRSS``, ``VmHWM``, ...) in bytes; 0 where it is missing."""
+    with open("/proc/self/status") as fh:
+        return next((int(line.split()[1]) * 1024 for line in fh if line.startswith(field + ":")), 0)
 
 
 def loadavg() -> str:

@@ -11,7 +11,7 @@ import threading
 import time
 from pathlib import Path
 
-from machine import loadavg
+from machine import loadavg, status_bytes
 
 REPO = Path(__file__).resolve().parents[1]
 MODEL = REPO / "models" / "clapsearch-sfx-v1"
@@ -106,8 +106,7 @@ def anchored_generator(n: int, anchors, seed: int, weight: float):
 
 def _heartbeat(label: str, t0: float, stop: threading.Event, every: float = 30.0) -> None:
     while not stop.wait(every):
-        with open("/proc/self/status") as fh:
-            rss = next((int(line.split()[1]) * 1024 for line in fh if line.startswith("VmRSS:")), 0)
+        rss = status_bytes("VmRSS")
         print(f"  ... {label}: {time.perf_counter() - t0:.0f} s, RSS {rss / 2**20:,.0f} MiB, "
               f"load {loadavg()}", flush=True)
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from urllib.parse import quote_plus
 
 from service_fixture import COLLECTION, K, MODEL, REPO, open_store
-from service_report import RssSampler, pct, summarize
+from service_report import RssSampler, get_text, pct, summarize
 
 ENTRY = Path(__file__).with_name("service.py")   # runs the load generator with --loadgen
 
@@ -245,22 +245,14 @@ class LoadGen:
         out["cpu_s"] = time.process_time() - c0
         return out
 
-    async def metrics_text(self) -> str:
-        conn = await _raw_connect(self.host, self.port)
-        try:
-            status, body, _ = await _raw_request(conn, "/metrics")
-        finally:
-            conn[1].close()
-        return body.decode(errors="replace") if status == 200 else ""
-
     async def main(self) -> dict:
         spec = self.spec
         if spec.get("warmup"):
             await self.run(spec["warmup"], record=False)
-        before = await self.metrics_text() if spec.get("metrics") else ""
+        before = get_text(self.port, "/metrics") if spec.get("metrics") else ""
         out = await self.run(spec["targets"], record=True)
         if spec.get("metrics"):
-            out["metrics_before"], out["metrics_after"] = before, await self.metrics_text()
+            out["metrics_before"], out["metrics_after"] = before, get_text(self.port, "/metrics")
         if self.client is not None:
             await self.client.aclose()
         return out
@@ -301,24 +293,3 @@ def run_load_health(port: int, client: str, n: int = 500) -> dict:
     return {"requests": len(lat), **{k: v for k, v in summarize(lat).items() if k != "n"},
             "loadgen_cpu_ms_per_request": round(1e3 * r["cpu_s"] / max(1, len(lat)), 3),
             "statuses": r["statuses"]}
-
-
-# ----------------------------------------------------------------------------- Redis
-def flush_redis(url: str) -> None:
-    import redis
-
-    client = redis.Redis.from_url(url, socket_connect_timeout=3)
-    client.flushdb()
-    client.close()
-
-
-def redis_reachable(url: str) -> bool:
-    try:
-        import redis
-
-        client = redis.Redis.from_url(url, socket_connect_timeout=2)
-        client.ping()
-        client.close()
-        return True
-    except Exception:
-        return False

@@ -5,12 +5,11 @@ phase, the derived overhead and memory figures, and the report."""
 from __future__ import annotations
 
 import resource
-import subprocess
 import threading
 import time
 
-from machine import CpuMonitor, loadavg
-from service_fixture import REPO, index_file_bytes, model_file_bytes
+from machine import CpuMonitor, git, loadavg
+from service_fixture import index_file_bytes, model_file_bytes
 
 OVERHEAD_TARGET = 0.20
 QUIET_PCT = 10.0          # a round is "quiet" when other processes took < 10 % of the CPUs meanwhile
@@ -48,53 +47,39 @@ def machine_info() -> dict:
 
 def code_state() -> dict:
     """Which service/indexer code was measured: the commit and whether those folders differ from it."""
-    def git(*a):
-        try:
-            return subprocess.run(["git", *a], cwd=REPO, capture_output=True, text=True, timeout=20).stdout.strip()
-        except (OSError, subprocess.SubprocessError):
-            return ""
     dirty = git("status", "--porcelain", "--", "service", "indexer")
     return {"commit": git("rev-parse", "--short", "HEAD"), "subject": git("log", "-1", "--format=%s")[:120],
             "service_or_indexer_uncommitted": [line[3:] for line in dirty.splitlines()]}
 
 
 # ----------------------------------------------------------------------------- processes: CPU and memory
-def _tree(pid: int):
-    import psutil
-
-    try:
-        root = psutil.Process(pid)
-        return [root] + root.children(recursive=True)
-    except psutil.Error:
-        return []
-
-
-def tree_rss(pid: int) -> int:
-    import psutil
-
-    total = 0
-    for p in _tree(pid):
-        try:
-            total += p.memory_info().rss
-        except psutil.Error:
-            pass
-    return total
-
-
-def tree_cpu(pid: int | None) -> float:
+def _tree_sum(pid: int | None, of) -> float:
+    """The sum of ``of(process)`` over the process ``pid`` and its descendants (those that exit
+    meanwhile are skipped)."""
     import psutil
 
     if pid is None:
-        return 0.0
-    total = 0.0
-    for p in _tree(pid):
+        return 0
+    try:
+        root = psutil.Process(pid)
+        procs = [root] + root.children(recursive=True)
+    except psutil.Error:
+        return 0
+    total = 0
+    for p in procs:
         try:
-            t = p.cpu_times()
-            total += t.user + t.system
+            total += of(p)
         except psutil.Error:
             pass
     return total
 
+
+def tree_rss(pid: int) -> int:
+    return _tree_sum(pid, lambda p: p.memory_info().rss)
+
+
+def tree_cpu(pid: int | None) -> float:
+    return _tree_sum(pid, lambda p: sum(p.cpu_times()[:2]))   # user + system
 
 
 class CpuWindow(CpuMonitor):
