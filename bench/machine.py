@@ -18,7 +18,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 LSCPU = {"cores_per_socket": "Core(s) per socket", "threads_per_core": "Thread(s) per core",
-         "hypervisor": "Hypervisor vendor"}
+         "hypervisor": "Hypervisor vendor", "sockets": "Socket(s)"}
 
 
 def cpu_info(*fields: str, isa: tuple[str, ...] = ()) -> dict:

@@ -38,7 +38,6 @@ import gc
 import io
 import json
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -52,7 +51,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from machine import CpuMonitor, loadavg_figures, wait_quiet  # noqa: E402
+from machine import CpuMonitor, cpu_info, loadavg_figures, wait_quiet  # noqa: E402
 
 FRAMES, MELS = 1001, 64        # one 10 s clip of the LAION front end (48 kHz, hop 480, 64 mels)
 WAV_RATE = 44_100              # generated corpus: not the model's 48 kHz, so every clip is resampled
@@ -65,32 +64,13 @@ def machine_info(device: str) -> dict:
     import torch
     import transformers
 
-    info: dict = {"cpu": platform.processor() or "unknown", "logical_cpus": os.cpu_count(),
-                  "python": platform.python_version(), "torch_threads": torch.get_num_threads(),
-                  "torch_interop_threads": torch.get_num_interop_threads(),
-                  "versions": {"torch": torch.__version__, "transformers": transformers.__version__,
-                               "numpy": np.__version__}}
-    try:
-        cores, flags = set(), []
-        with open("/proc/cpuinfo") as fh:
-            block: dict[str, str] = {}
-            for line in fh:
-                if ":" in line:
-                    key, value = (s.strip() for s in line.split(":", 1))
-                    block[key] = value
-                    if key == "model name":
-                        info["cpu"] = value
-                    elif key == "flags" and not flags:
-                        flags = value.split()
-                elif block:
-                    cores.add((block.get("physical id"), block.get("core id")))
-                    block = {}
-            if block:
-                cores.add((block.get("physical id"), block.get("core id")))
-        info["physical_cores"] = len(cores) if all(c != (None, None) for c in cores) else None
-        info["isa"] = [f for f in ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16") if f in flags]
-    except OSError:
-        pass
+    info = cpu_info("cores_per_socket", "sockets",
+                    isa=("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16"))
+    per_socket, sockets = info.pop("cores_per_socket"), info.pop("sockets")
+    info["physical_cores"] = int(per_socket) * int(sockets) if f"{per_socket}{sockets}".isdigit() else None
+    info |= {"torch_threads": torch.get_num_threads(), "torch_interop_threads": torch.get_num_interop_threads(),
+             "versions": {"torch": torch.__version__, "transformers": transformers.__version__,
+                          "numpy": np.__version__}}
     if device == "cuda":
         props = torch.cuda.get_device_properties(0)
         info["gpu"] = {"name": props.name, "memory_gib": round(props.total_memory / 2**30, 1),

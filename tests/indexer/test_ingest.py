@@ -26,7 +26,7 @@ from indexer.store import catalog
 from indexer.store.catalog import SegmentSpec
 from indexer.store.store import Store
 from indexer.store.vector_index import VectorIndex
-from tests.helpers import tone
+from tests.helpers import tone, wait_until
 from tests.indexer import library
 
 REPO = Path(__file__).resolve().parents[2]
@@ -148,9 +148,7 @@ def test_kill_minus_9_mid_ingest_then_resume_loses_and_duplicates_nothing(tmp_pa
                "-q", "--workers", "1", "--commit-every", "3"]
     proc = subprocess.Popen(command, cwd=REPO, start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 120
-    while _db_count(home / "clapsearch.db") < 6 and time.monotonic() < deadline and proc.poll() is None:
-        time.sleep(0.05)
+    wait_until(lambda: _db_count(home / "clapsearch.db") >= 6 or proc.poll() is not None, 120, every_s=0.05)
     assert proc.poll() is None, "ingest finished before it could be killed: make the library bigger"
     os.killpg(proc.pid, signal.SIGKILL)                            # the CLI and its decode workers
     proc.wait()
