@@ -149,6 +149,37 @@ def machine_info() -> dict:
 
 
 # ----------------------------------------------------------------------------- the run
+def _timed_rounds(args, exact, index, queries: np.ndarray, gt_i: np.ndarray) -> list[dict]:
+    """Exact and index search timed in alternating rounds, each after waiting for a quiet machine."""
+    rounds = []
+    for r in range(args.rounds):
+        waited = wait_quiet(args.wait_quiet)
+        load = loadavg()
+        te, (_, ie), oe = timed(lambda: exact.search(queries, K))
+        ti, oi = _repeat(lambda: index.search(queries, K), min_s=max(0.2, min(2.0, te)))
+        assert np.array_equal(ie, gt_i)
+        rounds.append({"exact_s": te, "index_s": ti, "ratio": te / ti, "other_cpu_s": round(oe + oi, 2),
+                       "waited_s": round(waited, 1), "loadavg_before": load})
+        print(f"round {r}: exact {len(queries) / te:,.0f} q/s, index {len(queries) / ti:,.0f} q/s, "
+              f"x{te / ti:.1f} (other processes {oe + oi:.2f} CPU-s)", flush=True)
+    return rounds
+
+
+def _nprobe_sweep(index, plan, queries: np.ndarray, gt_i: np.ndarray) -> list[dict]:
+    """Recall and queries/s around the tuned nprobe (none for a flat index)."""
+    sweep = []
+    if plan.kind != "flat":
+        tuned = int(index.params["nprobe"])
+        for nprobe in sorted({1, max(1, tuned // 4), max(1, tuned // 2), tuned, tuned * 2, tuned * 4}):
+            if nprobe > plan.nlist:
+                continue
+            _, f = index.search(queries, K, params={"nprobe": nprobe})
+            t, _ = _repeat(lambda p=nprobe: index.search(queries, K, params={"nprobe": p}), min_s=1.0)
+            sweep.append({"nprobe": nprobe, "recall_at_10": round(recall_at_k(f, gt_i, K), 4),
+                          "qps": round(len(queries) / t, 1)})
+    return sweep
+
+
 def run(args) -> dict:
     n, dim = args.n, args.dim
     gen = Clustered(dim, args.clusters or max(1, n // 40), latent=args.latent, topics=args.topics,
@@ -202,30 +233,10 @@ def run(args) -> dict:
                   "mean_cos_random": float(np.mean(np.sum(queries * gen.draw(len(queries),
                                                   np.random.default_rng([args.seed, 4])), axis=1)))}
 
-    rounds = []
-    for r in range(args.rounds):
-        waited = wait_quiet(args.wait_quiet)
-        load = loadavg()
-        te, (_, ie), oe = timed(lambda: exact.search(queries, K))
-        ti, oi = _repeat(lambda: index.search(queries, K), min_s=max(0.2, min(2.0, te)))
-        assert np.array_equal(ie, gt_i)
-        rounds.append({"exact_s": te, "index_s": ti, "ratio": te / ti, "other_cpu_s": round(oe + oi, 2),
-                       "waited_s": round(waited, 1), "loadavg_before": load})
-        print(f"round {r}: exact {len(queries) / te:,.0f} q/s, index {len(queries) / ti:,.0f} q/s, "
-              f"x{te / ti:.1f} (other processes {oe + oi:.2f} CPU-s)", flush=True)
+    rounds = _timed_rounds(args, exact, index, queries, gt_i)
     _, found = index.search(queries, K)
     recall = recall_at_k(found, gt_i, K)
-
-    sweep = []
-    if plan.kind != "flat":
-        tuned = int(index.params["nprobe"])
-        for nprobe in sorted({1, max(1, tuned // 4), max(1, tuned // 2), tuned, tuned * 2, tuned * 4}):
-            if nprobe > plan.nlist:
-                continue
-            _, f = index.search(queries, K, params={"nprobe": nprobe})
-            t, _ = _repeat(lambda p=nprobe: index.search(queries, K, params={"nprobe": p}), min_s=1.0)
-            sweep.append({"nprobe": nprobe, "recall_at_10": round(recall_at_k(f, gt_i, K), 4),
-                          "qps": round(len(queries) / t, 1)})
+    sweep = _nprobe_sweep(index, plan, queries, gt_i)
 
     exact_qps, index_qps = len(queries) / _median([r["exact_s"] for r in rounds]), len(queries) / _median(
         [r["index_s"] for r in rounds])
