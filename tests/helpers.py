@@ -3,6 +3,7 @@ threads or processes make true (jobs, notices, reloads), and whether a Redis ans
 
 from __future__ import annotations
 
+import socket
 import time
 
 import numpy as np
@@ -47,3 +48,10 @@ def redis_error(url: str, timeout_s: float = 3.0) -> Exception | None:
     except Exception as exc:  # no client library or any connection failure: not usable here
         return exc
     return None
+
+
+def free_port() -> int:
+    """A loopback TCP port nothing listens on (for a server a test starts)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

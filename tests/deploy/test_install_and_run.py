@@ -17,7 +17,6 @@ import posixpath
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -31,7 +30,7 @@ import pytest
 
 from tests.deploy import REPO, compose, interpolate_defaults
 from tests.deploy.test_dockerfile import stages
-from tests.helpers import wait_until
+from tests.helpers import free_port, wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.needs_postgres, pytest.mark.needs_redis]
 
@@ -138,12 +137,6 @@ def redis_db(redis_url):
         client.close()
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _compose_env(tmp: Path, database_url: str, redis_url: str, port: int) -> dict[str, str]:
     """docker-compose.yml's settings for the api/worker, with the container paths and hosts
     replaced by this machine's (everything else exactly as compose sets it by default)."""
@@ -229,7 +222,7 @@ def test_image_install_serves_search_after_ingest(venv, database, redis_db, tmp_
 
     redis_url, redis_markers = redis_db
     bin_dir = venv / "bin"
-    port = _free_port()
+    port = free_port()
     env = _compose_env(tmp_path, database, redis_url, port)
     redis_markers.append(env["CLAPSEARCH_JOB_QUEUE"])
     assert env["CLAPSEARCH_WORKERS"] == "2"              # uvicorn workers, as compose runs them
