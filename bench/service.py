@@ -224,17 +224,6 @@ def redis_for(args) -> str | None:
     return redis_url
 
 
-def start(args, home: Path, work: Path, redis_url: str | None) -> tuple[dict, dict]:
-    """(the started server, its extra environment)."""
-    extra_env = dict(kv.split("=", 1) for kv in args.server_env)
-    print(f"starting the server (redis: {redis_url or 'off'}{', env ' + str(extra_env) if extra_env else ''}) ...",
-          flush=True)
-    server = start_server(home, redis_url, work / "server.log", extra_env=extra_env)
-    print(f"server ready in {server['ready_s']:.1f} s (vocabulary embedded at {server['ready_with_vocabulary_s']:.1f} s), "
-          f"RSS {server['rss_ready'] / 2**20:,.0f} MiB", flush=True)
-    return server, extra_env
-
-
 def run(args) -> dict:
     conc_levels = [int(c) for c in args.concurrency.split(",") if c.strip()]
     home = (args.home or REPO / "runs" / "bench-service" / f"home-{args.n}").resolve()
@@ -253,7 +242,12 @@ def run(args) -> dict:
     texts = Texts(args, conc_levels)
     baseline_rss = import_baseline_rss()
     page_cache = warm_database(home) if args.warm_db else None
-    server, extra_env = start(args, home, work, redis_url)
+    extra_env = dict(kv.split("=", 1) for kv in args.server_env)
+    print(f"starting the server (redis: {redis_url or 'off'}{', env ' + str(extra_env) if extra_env else ''}) ...",
+          flush=True)
+    server = start_server(home, redis_url, work / "server.log", extra_env=extra_env)
+    print(f"server ready in {server['ready_s']:.1f} s (vocabulary embedded at {server['ready_with_vocabulary_s']:.1f} s), "
+          f"RSS {server['rss_ready'] / 2**20:,.0f} MiB", flush=True)
     ph = Phases(args, server, texts)
     try:
         ph.measure(home, conc_levels)
