@@ -168,9 +168,9 @@ def test_kill_minus_9_mid_ingest_then_resume_loses_and_duplicates_nothing(tmp_pa
 
 
 def test_postgresql_store(tmp_path, postgres_url):
-    from tests.indexer.test_store import _drop_all
+    from tests.indexer.test_store import drop_all
 
-    _drop_all(postgres_url)
+    drop_all(postgres_url)
     files = library.good_library(tmp_path / "lib")
     store = _store(tmp_path / "home", database_url=postgres_url)
     try:
@@ -181,7 +181,7 @@ def test_postgresql_store(tmp_path, postgres_url):
         assert run_ingest(store, IngestOptions(paths=[str(tmp_path / "lib")])).stats.skipped == len(files)
     finally:
         store.close()
-        _drop_all(postgres_url)
+        drop_all(postgres_url)
 
 
 def test_export_check_and_repair(tmp_path, capsys):
