@@ -43,7 +43,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from embed import machine_info as _embed_machine_info, quiet_logs  # noqa: E402
+from embed import machine_info as _embed_machine_info  # noqa: E402
+from embed import quiet_logs  # noqa: E402
 from machine import CpuMonitor, cpu_info, loadavg, wait_quiet  # noqa: E402
 
 CLIP_SECONDS = 10.0

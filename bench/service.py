@@ -58,16 +58,13 @@ import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+import service_report as report
+from machine import loadavg, wait_quiet
+from service_fixture import build_fixture, query_texts, warm_database
+from service_load import Peer, import_baseline_rss, loadgen_main, run_load, run_load_health, start_server, stop_server
 
-from machine import loadavg, wait_quiet  # noqa: E402
-from service_fixture import build_fixture, query_texts, warm_database  # noqa: E402
-from service_load import (Peer, import_baseline_rss, loadgen_main, run_load, run_load_health,  # noqa: E402
-                          start_server, stop_server)
-from service_report import (OVERHEAD_TARGET, CpuWindow, code_state, get_text, machine_info,  # noqa: E402
-                            memory_figures, metrics_excerpt, overhead_figures, pct, phase_row, print_phase,
-                            print_report, summarize)
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))   # the indexer, which the fixture and the peer import when they run
 
 
 class Texts:
@@ -101,19 +98,19 @@ class Phases:
 
     def record(self, kind: str, c: int, r: dict, window: dict, waited: float, load: str,
                extra: dict | None = None) -> None:
-        row = phase_row(kind, c, r, window, waited, load, self.sampler.sample(), extra)
+        row = report.phase_row(kind, c, r, window, waited, load, self.sampler.sample(), extra)
         self.phases.append(row)
-        print_phase(row)
+        report.print_phase(row)
 
     def phase(self, kind: str, c: int, texts: list[str], warm: list[str]) -> None:
         waited = wait_quiet(self.args.wait_quiet)
         load = loadavg()
-        with CpuWindow(self.proc.pid) as w:
+        with report.CpuWindow(self.proc.pid) as w:
             r = self.load(texts, c, warm, metrics=True)
         self.record(kind, c, r, w.record(), waited, load)
 
     def _peer_round(self, peer: Peer, chunk: list[str], warm: list[str], row: dict) -> None:
-        with CpuWindow(self.proc.pid) as w:
+        with report.CpuWindow(self.proc.pid) as w:
             peer.run(warm)
             res = peer.run(chunk)
         self.peer_lat.extend(res.pop("_latencies"))
@@ -123,7 +120,7 @@ class Phases:
         row["peer_other_cpu_pct"] = w.record()["other_cpu_pct"]
 
     def _service_round(self, chunk: list[str], warm: list[str], row: dict, merged: dict, totals: dict) -> None:
-        with CpuWindow(self.proc.pid) as w:
+        with report.CpuWindow(self.proc.pid) as w:
             res = self.load(chunk, 1, warm)
         for key in ("latencies_ms", "took_ms", "errors"):
             merged[key].extend(res[key])
@@ -133,7 +130,7 @@ class Phases:
             merged["statuses"][k] = merged["statuses"].get(k, 0) + v
         for k in totals:
             totals[k] += w.record()[k]
-        row["service_p50_ms"] = round(pct(res["latencies_ms"], 50), 3)
+        row["service_p50_ms"] = round(report.pct(res["latencies_ms"], 50), 3)
         row["service_other_cpu_pct"] = w.record()["other_cpu_pct"]
 
     def interleaved_c1(self, peer: Peer) -> None:
@@ -146,7 +143,7 @@ class Phases:
                   "short_results": 0, "wall_s": 0.0, "cpu_s": 0.0}
         totals = {"other_cpu_s": 0.0, "own_cpu_s": 0.0, "wall_s": 0.0}
         waited_all, load = 0.0, loadavg()
-        m_before = get_text(self.port, "/metrics")
+        m_before = report.get_text(self.port, "/metrics")
         for r_i in range(rounds):
             chunk = peer_texts[r_i * size:(r_i + 1) * size]
             warm = self.texts.take(5)
@@ -161,15 +158,17 @@ class Phases:
                     self._service_round(chunk, warm, row, merged, totals)
             row["overhead_p50"] = round(row["service_p50_ms"] / row["peer_p50_ms"] - 1, 4)
             self.peer_rounds.append(row)
-            print(f"  c=1 round {r_i}: peer p50 {row['peer_p50_ms']:.2f} ms, service p50 {row['service_p50_ms']:.2f} ms "
+            print(f"  c=1 round {r_i}: peer p50 {row['peer_p50_ms']:.2f} ms, "
+                  f"service p50 {row['service_p50_ms']:.2f} ms "
                   f"({100 * row['overhead_p50']:+.1f} %); other processes {row['peer_other_cpu_pct']:.0f} / "
                   f"{row['service_other_cpu_pct']:.0f} % CPU", flush=True)
-        merged["metrics_before"], merged["metrics_after"] = m_before, get_text(self.port, "/metrics")
+        merged["metrics_before"], merged["metrics_after"] = m_before, report.get_text(self.port, "/metrics")
         ncpu = os.cpu_count() or 1
         window = {"other_cpu_s": round(totals["other_cpu_s"], 2),
                   "other_cpu_pct": round(100 * totals["other_cpu_s"] / max(1e-9, totals["wall_s"] * ncpu), 1),
                   "own_cpu_s": round(totals["own_cpu_s"], 2), "wall_s": round(totals["wall_s"], 2)}
-        self.record("miss", 1, merged, window, waited_all, load, {"interleaved_with_peer_rounds": len(self.peer_rounds)})
+        extra = {"interleaved_with_peer_rounds": len(self.peer_rounds)}
+        self.record("miss", 1, merged, window, waited_all, load, extra)
 
     def measure(self, home: Path, conc_levels: list[int]) -> None:
         args, texts, warm_n = self.args, self.texts, self.args.warmup
@@ -204,7 +203,7 @@ class Phases:
 
         # the load generator's own cost: /healthz is the cheapest answer the app gives
         self.health = {kind: run_load_health(self.port, kind) for kind in ("raw", "httpx")}
-        self.metrics_text = get_text(self.port, "/metrics")
+        self.metrics_text = report.get_text(self.port, "/metrics")
         self.rss_end = self.sampler.sample()
 
 
@@ -229,10 +228,10 @@ def run(args) -> dict:
     home = (args.home or REPO / "runs" / "bench-service" / f"home-{args.n}").resolve()
     work = home.parent
     work.mkdir(parents=True, exist_ok=True)
-    machine = machine_info()
+    machine = report.machine_info()
     t_run = time.perf_counter()
 
-    with CpuWindow(None) as cw:
+    with report.CpuWindow(None) as cw:
         fixture = build_fixture(home, args.n, args.seed, rebuild=args.rebuild)
     fixture["this_run"] = cw.record() if not fixture.get("reused") else None
     if args.build_only:
@@ -254,23 +253,23 @@ def run(args) -> dict:
     finally:
         stop_server(server)
 
-    peer_sum = summarize(ph.peer_lat)
-    overhead = overhead_figures(ph.phases, ph.peer_rounds, peer_sum)
-    memory = memory_figures(home, ph.sampler, baseline_rss=baseline_rss, rss_ready=server["rss_ready"],
+    peer_sum = report.summarize(ph.peer_lat)
+    overhead = report.overhead_figures(ph.phases, ph.peer_rounds, peer_sum)
+    memory = report.memory_figures(home, ph.sampler, baseline_rss=baseline_rss, rss_ready=server["rss_ready"],
                             rss_start=ph.rss_start, t_start=ph.t_start, rss_end=ph.rss_end)
     errors = sum(p["errors"] for p in ph.phases)
-    met = bool(overhead and overhead["p50"] < OVERHEAD_TARGET and errors == 0)
+    met = bool(overhead and overhead["p50"] < report.OVERHEAD_TARGET and errors == 0)
     return {
         "command": " ".join([".venv/bin/python", "bench/service.py", *sys.argv[1:]]),
         "machine": machine | {"loadavg_end": loadavg()},
         "run_s": round(time.perf_counter() - t_run, 1),
-        "code": code_state(),
+        "code": report.code_state(),
         "fixture": fixture,
         "database_page_cache": page_cache,
         "server": {"command": " ".join(server["command"][1:]), "redis": redis_url, "extra_env": extra_env,
                    "ready_s": server["ready_s"],
                    "ready_with_vocabulary_s": server["ready_with_vocabulary_s"],
-                   "readyz": server["readyz"], "metrics_excerpt": metrics_excerpt(ph.metrics_text)},
+                   "readyz": server["readyz"], "metrics_excerpt": report.metrics_excerpt(ph.metrics_text)},
         "client": {"kind": args.client, "healthz": ph.health},
         "peer": {"what": "ClapEncoder.embed_text([q]) + Searcher.search_vectors(v, k=10) in-process, sequential",
                  "queries": len(ph.peer_lat), **peer_sum, "rounds": ph.peer_rounds},
@@ -278,7 +277,7 @@ def run(args) -> dict:
         "overhead": overhead,
         "memory": memory,
         "errors": errors,
-        "target": {"overhead_p50_max": OVERHEAD_TARGET, "overhead_p50": overhead.get("p50"), "errors": errors,
+        "target": {"overhead_p50_max": report.OVERHEAD_TARGET, "overhead_p50": overhead.get("p50"), "errors": errors,
                    "memory_stable": memory["stable"], "met": met},
     }
 
@@ -323,7 +322,7 @@ def main(argv: list[str] | None = None) -> int:
     res = run(args)
     if args.build_only:
         return 0
-    print_report(res)
+    report.print_report(res)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(res, indent=2) + "\n")
     print(f"wrote {args.out}")

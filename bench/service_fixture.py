@@ -81,8 +81,7 @@ def open_store(home: Path):
 
 def anchored_generator(n: int, anchors, seed: int, weight: float):
     import numpy as np
-
-    from index import Clustered   # bench/index.py's generator
+    from index import Clustered  # bench/index.py's generator
 
     class Anchored(Clustered):
         """Clustered, with every cluster pulled towards one caption's text embedding."""
@@ -162,7 +161,7 @@ def _insert_rows(store, collection, gen, n: int, seed: int) -> tuple[float, floa
 def _publish(store) -> tuple[object, float]:
     """``Store.publish`` exactly as an ingest would (plan, train, add, tune), with a heartbeat
     since it runs for minutes at 1 M; returns (the publish result, seconds)."""
-    print(f"  publishing (plan, train, add, tune) ...", flush=True)
+    print("  publishing (plan, train, add, tune) ...", flush=True)
     t0 = time.perf_counter()
     stop = threading.Event()
     threading.Thread(target=_heartbeat, args=("publish", t0, stop), daemon=True).start()

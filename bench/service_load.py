@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from urllib.parse import quote_plus
 
-from service_fixture import COLLECTION, K, MODEL, REPO, open_store
+from service_fixture import COLLECTION, MODEL, REPO, K, open_store
 from service_report import RssSampler, get_text, pct, summarize
 
 ENTRY = Path(__file__).with_name("service.py")   # runs the load generator with --loadgen
@@ -272,7 +272,7 @@ def _spawn_loadgen(spec: dict, timeout: float) -> subprocess.CompletedProcess:
 
 def run_load(port: int, texts: list[str], concurrency: int, *, warmup: list[str], client: str,
              metrics: bool = False) -> dict:
-    target = lambda t: f"/v1/search?q={quote_plus(t)}&limit={K}"
+    target = lambda t: f"/v1/search?q={quote_plus(t)}&limit={K}"  # noqa: E731
     spec = {"port": port, "concurrency": concurrency, "client": client, "targets": [target(t) for t in texts],
             "warmup": [target(t) for t in warmup], "expect_results": K, "metrics": metrics}
     out = _spawn_loadgen(spec, timeout=3600)

@@ -30,7 +30,7 @@ def summarize(latencies_ms: list[float]) -> dict:
 
 def machine_info() -> dict:
     """bench/index.py's machine record plus the serving stack's versions."""
-    from index import machine_info as index_machine_info   # imports faiss: not in the load generator
+    from index import machine_info as index_machine_info  # imports faiss: not in the load generator
 
     info = index_machine_info()
     info["loadavg_start"] = loadavg()
@@ -107,7 +107,7 @@ class RssSampler:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def start(self) -> "RssSampler":
+    def start(self) -> RssSampler:
         self._thread.start()
         return self
 
@@ -158,7 +158,7 @@ def stage_deltas(before: str, after: str, requests: int) -> dict:
     if not before or not after:
         return {}
     b, a = _samples(before), _samples(after)
-    d = lambda key: a.get(key, 0.0) - b.get(key, 0.0)
+    d = lambda key: a.get(key, 0.0) - b.get(key, 0.0)  # noqa: E731
     out = {}
     for key in a:
         if key.startswith("clapsearch_stage_seconds_sum{"):
@@ -274,7 +274,7 @@ def print_report(res: dict) -> None:
         if o.get("p50_quiet_rounds") is not None:
             print(f"  median over the {o['quiet_rounds']} quiet rounds (other processes < {QUIET_PCT:.0f} % CPU): "
                   f"{100 * o['p50_quiet_rounds']:+.1f} %")
-    mib = lambda b: f"{b / 2**20:,.0f} MiB"
+    mib = lambda b: f"{b / 2**20:,.0f} MiB"  # noqa: E731
     print(f"server RSS: ready {mib(m['rss_ready'])}, start {mib(m['rss_start'])}, peak {mib(m['rss_peak'])}, "
           f"end {mib(m['rss_end'])} (growth {m['growth_pct']:+.1f} %: {'stable' if m['stable'] else 'NOT stable'}); "
           f"model files {mib(m['model_file_bytes'])} + index file {mib(m['index_file_bytes'])}, bare import "

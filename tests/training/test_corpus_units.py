@@ -3,7 +3,6 @@ mapping, fingerprints / dedupe, windows and the GM MIDI writer. Offline, no apt,
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 from training.corpus import audio as A
