@@ -1,5 +1,5 @@
 """Small helpers the test suites share: generated tones, polling for conditions that background
-threads or processes make true (jobs, notices, reloads), and whether a Redis answers."""
+threads or processes make true (jobs, notices, reloads), whether a Redis answers, a free port."""
 
 from __future__ import annotations
 
