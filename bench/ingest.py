@@ -701,7 +701,7 @@ def print_report(results: dict) -> None:
 
 
 # ----------------------------------------------------------------------------- main
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="smoke run: small sizes, one round")
@@ -727,6 +727,11 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"re-runs of a timed block that others disturbed (> {DISTURBED_PCT:.0f} %% of the CPUs) "
                              "(default 1; quick 0)")
     parser.add_argument("--seed", type=int, default=0)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
 
     quick = args.quick
