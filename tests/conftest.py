@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import redis_error
+
 REPO = Path(__file__).resolve().parents[1]
 GOLDEN = Path(os.environ.get("CLAPSEARCH_GOLDEN_DIR", REPO.parent / "shared" / "data" / "laion-golden"))
 
@@ -60,13 +62,8 @@ def postgres_url() -> str:
 @pytest.fixture(scope="session")
 def redis_url() -> str:
     url = os.environ.get("CLAPSEARCH_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
-    try:
-        import redis
-
-        client = redis.Redis.from_url(url, socket_connect_timeout=3)
-        client.ping()
-        client.close()
-    except Exception as exc:
+    exc = redis_error(url)
+    if exc is not None:
         _unavailable("Redis", f"{url}: {exc.__class__.__name__}: {exc}")
     return url
 

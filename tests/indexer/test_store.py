@@ -27,7 +27,8 @@ def manifest():
     return load_manifest(shipped_model_dir())
 
 
-def _drop_all(url: str) -> None:
+def drop_all(url: str) -> None:
+    """The store's tables dropped from the test database, so that a PostgreSQL store test starts empty."""
     engine = sa.create_engine(url)
     with engine.begin() as conn:
         for table in ("segments", "index_versions", "files", "collections", "alembic_version"):
@@ -41,12 +42,12 @@ def db(request, tmp_path):
         url = f"sqlite:///{tmp_path / 'store.db'}"
     else:
         url = request.getfixturevalue("postgres_url")
-        _drop_all(url)
+        drop_all(url)
     database = open_database(url)
     yield database
     database.close()
     if request.param == "postgresql":
-        _drop_all(url)
+        drop_all(url)
 
 
 def _unit(rng, n=1):

@@ -21,7 +21,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from tests.indexer.library import tone, write
+from tests.helpers import tone
+from tests.indexer.library import write
 
 MODEL = Path(__file__).resolve().parents[2] / "models" / "clapsearch-sfx-v1"
 SR = 16_000

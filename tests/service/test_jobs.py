@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 
@@ -18,8 +17,8 @@ from service.jobs import (IngestJobSpec, JobInfo, LocalJobQueue, RQJobQueue, che
 from service.problems import ProblemError
 from service.reload import IndexWatcher
 from service.settings import ServiceSettings
+from tests.helpers import wait_until
 from tests.indexer.library import write
-from tests.service.polling import wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 MODEL = REPO / "models" / "clapsearch-sfx-v1"
@@ -41,13 +40,10 @@ def _settings(tmp_path: Path, **kw) -> ServiceSettings:
 
 
 def _wait_job(queue, job_id: str, timeout: float = 90.0) -> JobInfo:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        job = queue.get(job_id)
-        if job is not None and job.status in ("finished", "failed"):
-            return job
-        time.sleep(0.05)
-    raise AssertionError(f"job {job_id} did not end: {queue.get(job_id)}")
+    job = wait_until(lambda: (j := queue.get(job_id)) is not None and j.status in ("finished", "failed") and j,
+                     timeout, every_s=0.05)
+    assert job, f"job {job_id} did not end: {queue.get(job_id)}"
+    return job
 
 
 def _assert_searchable(settings: ServiceSettings, n: int) -> None:

@@ -6,33 +6,22 @@ errors. (The targets are judged by the full 1 M run recorded in bench/RESULTS.md
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
+
+from tests.bench import REPO
+from tests.helpers import redis_error
 
 pytest.importorskip("faiss")
 pytest.importorskip("uvicorn")
 pytest.importorskip("psutil")
-REPO = Path(__file__).resolve().parents[1]
 REDIS_URL = "redis://127.0.0.1:6379/13"   # not the full benchmark's db 14: this run flushes its db
-
-
-def _redis_up() -> bool:
-    try:
-        import redis
-
-        client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2)
-        client.ping()
-        client.close()
-        return True
-    except Exception:
-        return False
 
 
 @pytest.mark.slow
 def test_bench_service_quick_run(tmp_path):
     out = tmp_path / "results_service.json"
-    redis = _redis_up()
+    redis = redis_error(REDIS_URL, timeout_s=2) is None
     cmd = [sys.executable, "bench/service.py", "--quick", "--n", "20000", "--requests", "40",
            "--concurrency", "1,4", "--home", str(tmp_path / "home"), "--out", str(out)]
     cmd += ["--redis-url", REDIS_URL] if redis else ["--no-redis"]

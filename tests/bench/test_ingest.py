@@ -3,14 +3,10 @@ checks that every part produces throughputs, the ingest/peer ratio, re-run timin
 embedded/unchanged counts and memory peaks, and that the results file is complete. (Targets are
 judged by the full run recorded in bench/RESULTS.md, never here.)"""
 
-import json
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+from tests.bench import REPO, run_bench
+
 pytest.importorskip("psutil")
 if not (REPO / "models" / "clapsearch-sfx-v1" / "manifest.json").is_file():
     pytest.skip("the shipped default model is not in this checkout", allow_module_level=True)
@@ -19,9 +15,8 @@ if not (REPO / "models" / "clapsearch-sfx-v1" / "manifest.json").is_file():
 @pytest.mark.slow
 def test_bench_ingest_quick_run(tmp_path):
     out = tmp_path / "results_ingest.json"
-    subprocess.run([sys.executable, "bench/ingest.py", "--quick", "--out", str(out), "--work", str(tmp_path / "work")],
-                   cwd=REPO, check=True, capture_output=True, timeout=300)
-    results = json.loads(out.read_text())
+    results = run_bench("ingest.py", "--quick", "--out", str(out), "--work", str(tmp_path / "work"), out=out,
+                        timeout=300)
     assert results["command"] and results["machine"]["logical_cpus"] >= 1
     assert results["config"]["quick"] is True
     files = results["config"]["files"]

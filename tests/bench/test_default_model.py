@@ -4,13 +4,13 @@ file. (Speed targets are judged by the full run in bench/results_default_model.j
 
 import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 
+from tests.bench import REPO
+
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnx")
-REPO = Path(__file__).resolve().parents[1]
 NEW = REPO / "models" / "clapsearch-sfx-v2"
 OLD = REPO / "models" / "clapsearch-sfx-v1"
 

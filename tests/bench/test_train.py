@@ -2,23 +2,17 @@
 produces throughputs, the ours/peer ratio and data-wait shares, and that the results file is
 complete. (Speed is judged by the full run recorded in bench/RESULTS.md, never here.)"""
 
-import json
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
+from tests.bench import run_bench
+
 pytest.importorskip("torch")
-REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.slow
 def test_bench_train_quick_run(tmp_path):
     out = tmp_path / "results-train.json"
-    subprocess.run([sys.executable, "bench/train.py", "--quick", "--json", str(out), "--device", "cpu"],
-                   cwd=REPO, check=True, capture_output=True, timeout=120)
-    results = json.loads(out.read_text())
+    results = run_bench("train.py", "--quick", "--json", str(out), "--device", "cpu", out=out, timeout=120)
     assert results["command"] and results["machine"]["cpu"] and results["machine"]["torch_threads"] >= 1
 
     model = results["model_only"]

@@ -14,7 +14,7 @@ from indexer.settings import IndexerSettings
 from indexer.models.encoder import ClapEncoder
 from indexer.models.manifest import load_manifest
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SHIPPED = MODELS_DIR / DEFAULT_MODEL
 EXTRA_SFX = REPO.parent / "shared" / "data" / "extra-sfx"
 

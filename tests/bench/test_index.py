@@ -2,24 +2,18 @@
 plan_index + VectorIndex.build, times it against exact search and writes a complete results file.
 (The target is judged by the full 1 M run recorded in bench/RESULTS.md, never here.)"""
 
-import json
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
+from tests.bench import run_bench
+
 pytest.importorskip("faiss")
-REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.slow
 def test_bench_index_quick_run(tmp_path):
     out = tmp_path / "results_index.json"
-    subprocess.run([sys.executable, "bench/index.py", "--n", "20000", "--dim", "64", "--queries", "50",
-                    "--exact-below", "0", "--rounds", "2", "--wait-quiet", "0", "--out", str(out)],
-                   cwd=REPO, check=True, capture_output=True, timeout=300)
-    results = json.loads(out.read_text())
+    results = run_bench("index.py", "--n", "20000", "--dim", "64", "--queries", "50", "--exact-below", "0",
+                        "--rounds", "2", "--wait-quiet", "0", "--out", str(out), out=out, timeout=300)
     assert results["command"] and results["machine"]["cpu"] and results["machine"]["faiss"]
     assert results["data"]["n"] == 20000 and results["data"]["dim"] == 64 and results["data"]["generator"]
     assert results["plan"]["kind"].startswith("ivf") and results["index"]["ntotal"] == 20000

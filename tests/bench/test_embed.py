@@ -2,23 +2,17 @@
 produces vectors, that ours agrees with eager transformers, and that the results file is complete.
 (Speed targets are judged by the full run recorded in bench/RESULTS.md, never here.)"""
 
-import json
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
+from tests.bench import run_bench
+
 pytest.importorskip("torch")
-REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.slow
 def test_bench_embed_quick_run(tmp_path):
     out = tmp_path / "results.json"
-    subprocess.run([sys.executable, "bench/embed.py", "--quick", "--out", str(out), "--variants", "fp32,int8"],
-                   cwd=REPO, check=True, capture_output=True, timeout=600)
-    results = json.loads(out.read_text())
+    results = run_bench("embed.py", "--quick", "--out", str(out), "--variants", "fp32,int8", out=out, timeout=600)
     audio = results["audio"]
     assert {"eager transformers fp32", "ONNX int8 baseline", "ours fp32", "ours int8"} <= set(audio)
     for system in audio.values():
