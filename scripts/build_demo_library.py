@@ -164,7 +164,7 @@ SELECTION: list[tuple[str, str, str, str, str, str]] = [
     ("tires_skidding_2.ogg", "car tyres skidding", STK, "karts/sara_the_racer/skid.ogg", "CC0", "Crystal"),
     ("airplane_flyover.ogg", "a jet airplane flying over", STK, "sfx/airplane_jetEngine.ogg", "CC BY-SA 3.0", "Fritz Schlüter (Wikimedia Commons)"),
     ("steam_locomotive.ogg", "a steam locomotive", STK, "tracks/black_forest/steamLocomotive.ogg", "CC BY-SA 3.0", "Daniel Simion"),
-    ("car_crash_thud.ogg", "a car bumping into something", STK, "sfx/crash.ogg", "CC BY-SA 4.0", "The Audio Monkey"),
+    ("crash_impact.ogg", "a short crash, something hard hit", STK, "sfx/crash.ogg", "CC BY-SA 4.0", "The Audio Monkey"),
     # --- people, sport and places ---
     ("applause.ogg", "an audience applauding", STK, "sfx/gp_end.ogg", "CC BY 3.0", "Mike Koenig (soundbible 989)"),
     ("restaurant_ambience.ogg", "a busy restaurant: chatter and cutlery", STK, "sfx/lenautile_restaurant.ogg", "CC0", "\"Alcappuccino\" (freesound 263528)"),
@@ -267,7 +267,14 @@ def _convert(src: Path, dest: Path) -> float:
         fade = int(FADE_S * SR)
         audio[-fade:] *= np.linspace(1.0, 0.0, fade, dtype=np.float32)
     audio = np.clip(audio, -1.0, 1.0)
-    sf.write(str(dest), audio, SR, format="OGG", subtype="VORBIS")
+    tmp = dest.with_name(dest.name + ".tmp")
+    sf.write(str(tmp), audio, SR, format="OGG", subtype="VORBIS")
+    # libsndfile picks a random Ogg stream serial, so the bytes change on every run: keep the
+    # existing file when it decodes to the same samples (no churn in git for a rebuild).
+    if dest.exists() and np.array_equal(sf.read(str(dest))[0], sf.read(str(tmp))[0]):
+        tmp.unlink()
+    else:
+        tmp.replace(dest)
     return len(audio) / SR
 
 
