@@ -137,7 +137,7 @@ def matmul_peaks(n: int, seconds: float) -> dict[str, float]:
             quantize_dynamic(str(fp32), str(int8), weight_type=QuantType.QInt8)
         for name, path in (("ort_fp32", fp32), ("ort_int8", int8)):
             session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-            peaks[name] = rate(lambda: session.run(None, {"x": x}))
+            peaks[name] = rate(lambda session=session: session.run(None, {"x": x}))
     peaks["fp32"] = max(peaks["torch_fp32"], peaks["ort_fp32"])
     return {k: round(v, 1) for k, v in peaks.items()}
 
@@ -322,7 +322,7 @@ def time_audio(systems: list, paths: list[Path], batch: int, repeats: int, quiet
             def block():
                 outs, times = [], []
                 for group in groups:
-                    dt, vec = _time_call(system.embed_files, group)
+                    dt, vec = _time_call(system.embed_files, group)  # noqa: B023  (called at once)
                     times.append(dt)
                     outs.append(vec)
                 return outs, times
@@ -340,7 +340,7 @@ def time_text(systems: list, queries: list[str], repeats: int, quiet: float = 0.
     latencies: dict[str, list[float]] = defaultdict(list)
     for rep in range(repeats):
         for system in _rotated(systems, rep):
-            times = _undisturbed(lambda: [_time_call(system.embed_text, q)[0] for q in queries], quiet)
+            times = _undisturbed(lambda system=system: [_time_call(system.embed_text, q)[0] for q in queries], quiet)
             latencies[system.name].extend(t * 1000 for t in times)
     return {name: {"p50_ms": float(np.percentile(v, 50)), "p90_ms": float(np.percentile(v, 90)),
                    "mean_ms": float(np.mean(v))} for name, v in latencies.items()}, vectors

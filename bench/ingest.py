@@ -43,6 +43,7 @@ others took more than 15 % of the machine. See bench/README.md and bench/RESULTS
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import re
@@ -465,10 +466,10 @@ def throughput_part(args, model_dir: Path, work: Path, quick: bool, quiet_s: flo
         row = {"round": r + 1, "order": order, "files_per_s": {}, "other_load_pct": {}}
         for name in order:
             if name == PEER:
-                fn = lambda: run_peer(model_dir, paths)
+                fn = functools.partial(run_peer, model_dir, paths)
             else:
                 cfg = configs[systems.index(name) - 1]
-                fn = lambda cfg=cfg: run_ingest_inprocess(model_dir, lib_dir, work / "homes" / "throughput", cfg)
+                fn = functools.partial(run_ingest_inprocess, model_dir, lib_dir, work / "homes" / "throughput", cfg)
             out, mon = timed_block(fn, quiet_s=quiet_s, retries=args.retries, label=name)
             out.update(round=r + 1, files_per_s=out["files"] / out["wall_s"], audio_s_per_s=out["audio_s"] / out["wall_s"],
                        contention=mon)

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from indexer.models.defaults import DEFAULT_MODEL, MODELS_DIR
-from indexer.settings import IndexerSettings
 from indexer.models.encoder import ClapEncoder
 from indexer.models.manifest import load_manifest
+from indexer.settings import IndexerSettings
 
 REPO = Path(__file__).resolve().parents[2]
 SHIPPED = MODELS_DIR / DEFAULT_MODEL

@@ -11,7 +11,12 @@ import pytest
 from indexer.audio.clip import waveform_views
 from indexer.audio.frontend import mel_filter_bank
 from indexer.audio.patches import (
-    clip_frames, frames_to_patches, iter_patch_chunks, padded_length, patch_count, patch_samples,
+    clip_frames,
+    frames_to_patches,
+    iter_patch_chunks,
+    padded_length,
+    patch_count,
+    patch_samples,
 )
 from indexer.models.manifest import AudioFrontend
 from tests.helpers import tone

@@ -12,8 +12,7 @@ from pathlib import Path
 import pytest
 
 from indexer.store import versions
-from service.jobs import (IngestJobSpec, JobInfo, LocalJobQueue, RQJobQueue, check_ingest_path,
-                          open_job_queue)
+from service.jobs import IngestJobSpec, JobInfo, LocalJobQueue, RQJobQueue, check_ingest_path, open_job_queue
 from service.problems import ProblemError
 from service.reload import IndexWatcher
 from service.settings import ServiceSettings

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import pytest
 
+from tests.helpers import tone
 from training.corpus import audio as A
 from training.corpus.captions import describe, event_phrase
 from training.corpus.gm import PERCUSSION, PROGRAMS, midi_file, renders
 from training.corpus.ontology import load_ontology
 from training.corpus.rcc import RccArchive, RccError, build_rcc, extract_rcc
 from training.corpus.sources import BY_NAME, SOURCES, Source, path_words, skip_reason
-from tests.helpers import tone
 
 
 @pytest.fixture(scope="module")
