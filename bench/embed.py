@@ -47,7 +47,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _peers  # noqa: E402
-from machine import CpuMonitor, cpu_info, loadavg_figures, wait_quiet  # noqa: E402
+from machine import CpuMonitor, cpu_info, loadavg_figures, wait_quiet, write_results  # noqa: E402
 
 AUDIO_GFLOP_PER_CLIP = 11.8   # HTSAT-tiny, one 10 s clip (torch FlopCounterMode: 11.82)
 TEXT_GFLOP_PER_16_TOKENS = 2.7  # RoBERTa-base, 16-token query; scaled by each query's token count
@@ -592,9 +592,7 @@ def main(argv: list[str] | None = None) -> int:
             tmp.cleanup()
 
     print_report(results)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2, default=float) + "\n")
-    print(f"\nwrote {args.out} ({results['elapsed_s']:.0f} s)")
+    write_results(args.out, results)
     return 0
 
 

@@ -61,7 +61,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from machine import CpuMonitor, cpu_info, git, loadavg_figures, own_cpu, wait_quiet  # noqa: E402
+from machine import CpuMonitor, cpu_info, git, loadavg_figures, own_cpu, wait_quiet, write_results  # noqa: E402
 
 TARGETS = {"overhead": 0.15, "rerun_s": 30.0, "peak_rss_gb": 2.0}
 DISTURBED_PCT = 15.0
@@ -785,9 +785,7 @@ def main(argv: list[str] | None = None) -> int:
     shutil.rmtree(work / "homes", ignore_errors=True)
 
     print_report(results)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2, default=float) + "\n")
-    print(f"\nwrote {args.out} ({results['elapsed_s']:.0f} s)")
+    write_results(args.out, results)
     return 0
 
 

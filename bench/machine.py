@@ -146,3 +146,12 @@ def timed(fn):
     with CpuMonitor() as monitor:
         out = fn()
     return monitor.wall, out, monitor.other
+
+
+def write_results(path: Path, results: dict) -> None:
+    """Every bench ends the same way: its JSON record on disk and where it went."""
+    import json
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results, indent=2, default=float) + "\n")
+    print(f"\nwrote {path} ({results['elapsed_s']:.0f} s)")

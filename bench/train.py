@@ -51,7 +51,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from machine import CpuMonitor, cpu_info, loadavg_figures, wait_quiet  # noqa: E402
+from machine import CpuMonitor, cpu_info, loadavg_figures, wait_quiet, write_results  # noqa: E402
 
 FRAMES, MELS = 1001, 64        # one 10 s clip of the LAION front end (48 kHz, hop 480, 64 mels)
 WAV_RATE = 44_100              # generated corpus: not the model's 48 kHz, so every clip is resampled
@@ -534,9 +534,7 @@ def main(argv: list[str] | None = None) -> int:
     results["elapsed_s"] = round(time.perf_counter() - started, 1)
 
     print_report(results)
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(results, indent=2, default=float) + "\n")
-    print(f"\nwrote {args.json} ({results['elapsed_s']:.0f} s)")
+    write_results(args.json, results)
     return 0
 
 
