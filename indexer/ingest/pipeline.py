@@ -45,6 +45,7 @@ from indexer.ingest.worker import (
 from indexer.store import catalog
 from indexer.store.catalog import FileRecord, SegmentSpec
 from indexer.store.schema import STATUS_FAILED
+from indexer.store.status import failing_files
 from indexer.store.store import Store
 
 if TYPE_CHECKING:
@@ -88,14 +89,17 @@ class IngestStats:
 class IngestReport:
     collection: str
     stats: IngestStats
-    failures: list[tuple[str, str, str]]          # (path, code, message)
+    failures: list[tuple[str, str, str]]          # (path, code, message): failed in this run
     walk_errors: list[tuple[str, str]]
     published: list = field(default_factory=list)
     seconds: float = 0.0
+    # Every file under the run's paths failing now, also those that failed in an earlier run
+    # and were skipped as unchanged in this one: a re-run must not make them look fixed.
+    failing: list[tuple[str, str, str]] = field(default_factory=list)
 
     @property
     def exit_code(self) -> int:
-        return 1 if (self.failures or self.walk_errors) else 0
+        return 1 if (self.failures or self.walk_errors or self.failing) else 0
 
 
 @dataclass
@@ -168,6 +172,19 @@ class _Feeder(threading.Thread):
                     continue
 
 
+def _decode_worker(*args) -> None:
+    """``worker_main`` with native decoder chatter captured into the failing file's error
+    instead of the user's terminal (see ``stream.CAPTURE_DECODER_OUTPUT``)."""
+    from indexer.audio import stream
+
+    stream.CAPTURE_DECODER_OUTPUT = True
+    worker_main(*args)
+
+
+def _under(path: str, roots: list[str]) -> bool:
+    return any(path == r or path.startswith(r.rstrip("/") + "/") for r in roots)
+
+
 def default_workers() -> int:
     return max(1, os.cpu_count() or 1)
 
@@ -205,6 +222,9 @@ class _Ingest:
         self.results = ctx.Queue(maxsize=8 * self.n_workers)
         self.spec_json = manifest.audio_frontend.model_dump(mode="json")
         published = []
+        # Failures already on record: one that recurs unchanged (--retry-failed on a file still
+        # broken) is not rewritten, so the generation stays and nothing is republished.
+        self.known_failures = {path: rest for path, *rest in failing_files(store, self.collection.id)}
         with store.lock(options.collection):
             self.feeder = _Feeder(store, self.collection.id, options, self.tasks, self.stats)
             self.feeder.start()
@@ -220,13 +240,16 @@ class _Ingest:
         if self.feeder.error is not None:
             raise self.feeder.error
         self._report_progress(force=True)
+        roots = [p if is_remote(p) else os.path.abspath(p) for p in options.paths]
+        failing = [(path, code, reason) for path, code, reason, *_ in failing_files(store, self.collection.id)
+                   if _under(path, roots)]
         return IngestReport(options.collection, self.stats, self.failures, self.feeder.walk_errors,
-                            published, time.perf_counter() - self.stats.started)
+                            published, time.perf_counter() - self.stats.started, failing)
 
     def _start_worker(self) -> None:
         wid = self.next_worker
         self.next_worker += 1
-        proc = self.ctx.Process(target=worker_main, name=f"ingest-decode-{wid}", daemon=True,
+        proc = self.ctx.Process(target=_decode_worker, name=f"ingest-decode-{wid}", daemon=True,
                                 args=(wid, self.tasks, self.results, self.spec_json, self.options.limits,
                                       self.segments))
         proc.start()
@@ -314,7 +337,8 @@ class _Ingest:
         item.error = (code, text)
         self.failures.append((item.path, code, text))
         self.stats.failed += 1
-        self.writes.append(item.record())
+        if self.known_failures.get(item.path) != [code, text, item.size, item.mtime_ns]:
+            self.writes.append(item.record())
         self._forget(task_id)
 
     def _embed(self) -> None:
@@ -388,7 +412,7 @@ class _Ingest:
             seen_it = file_id < len(seen) and seen[file_id]
             # Files first written by this run are not in ``seen`` (their ids came at commit);
             # the existence check keeps them, and anything else still on disk.
-            if not seen_it and not os.path.lexists(path) and any(path == r or path.startswith(r.rstrip("/") + "/") for r in roots):
+            if not seen_it and not os.path.lexists(path) and _under(path, roots):
                 gone.append(file_id)
         return catalog.remove_files(self.store.db, self.collection.id, gone)
 
