@@ -46,6 +46,8 @@ def _ingest_options(func):
         click.option("--workers", type=int, default=None, help="decode processes (default: one per core)"),
         click.option("--batch-size", type=int, default=32, show_default=True),
         click.option("--quiet", "-q", is_flag=True, help="no progress bar"),
+        click.option("--progress-every", type=click.FloatRange(min=0.1), default=5.0, show_default=True,
+                     help="seconds between progress lines when stderr is not a terminal (a log, a pipe)"),
     ]):
         func = option(func)
     return func
@@ -64,7 +66,7 @@ def _ingest_options(func):
 @click.option("--commit-every", type=int, default=200, show_default=True,
               help="files per database transaction (a kill loses at most this many)")
 @store_options
-def ingest(paths, collection, extensions, follow_symlinks, workers, batch_size, quiet, prune,
+def ingest(paths, collection, extensions, follow_symlinks, workers, batch_size, quiet, progress_every, prune,
            retry_failed, segments, segment_seconds, segment_hop, commit_every, store) -> int:
     from indexer.cli.progress import IngestProgress
     from indexer.ingest.pipeline import IngestOptions, run_ingest
@@ -76,7 +78,7 @@ def ingest(paths, collection, extensions, follow_symlinks, workers, batch_size, 
         prune=prune, retry_failed=retry_failed, workers=workers, batch_size=batch_size,
         commit_every=commit_every,
         segments=SegmentSpec(segment_seconds, segment_hop) if segments else None)
-    bar = IngestProgress(quiet=quiet)
+    bar = IngestProgress(quiet=quiet, interval=progress_every)
     try:
         report = run_ingest(store, options, progress=bar)
     finally:
@@ -130,11 +132,11 @@ def remove(paths, collection, store) -> int:
 @collection_option
 @_ingest_options
 @store_options
-def rebuild(collection, extensions, follow_symlinks, workers, batch_size, quiet, store) -> int:
+def rebuild(collection, extensions, follow_symlinks, workers, batch_size, quiet, progress_every, store) -> int:
     from indexer.cli.progress import IngestProgress
     from indexer.ingest.rebuild import rebuild_collection
 
-    bar = IngestProgress(quiet=quiet)
+    bar = IngestProgress(quiet=quiet, interval=progress_every)
     try:
         report = rebuild_collection(store, collection, progress=bar, workers=workers,
                                     batch_size=batch_size, follow_symlinks=follow_symlinks)
