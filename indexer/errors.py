@@ -167,6 +167,13 @@ class CollectionNotFoundError(StoreError):
     code = "store.collection_not_found"
 
 
+class StoreMissingError(StoreError):
+    """A read-only command (search, status, check, export) met a home with no database: it says
+    so instead of creating an empty one there."""
+
+    code = "store.missing"
+
+
 class CollectionBusyError(StoreError):
     code = "store.busy"
 

@@ -13,10 +13,13 @@
 #   PORT=9000 HOST=0.0.0.0 bash scripts/demo.sh                 # where the service listens
 #   DEMO_SERVE=0 bash scripts/demo.sh                           # CLI search only, no server
 #   DEMO_SETUP=0 bash scripts/demo.sh                           # use .venv as it is (no pip)
+#   VERBOSE=1 bash scripts/demo.sh                              # also the libraries' log lines
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ "${DEMO_SETUP:-1}" != "0" ]; then
-  bash scripts/setup.sh
+  # The torch-free runtime only (about 0.55 GB); tests and training add their extras
+  # (scripts/setup.sh all). An existing full .venv is kept as it is.
+  bash scripts/setup.sh runtime
 fi
 PY=.venv/bin/python
 MODEL=${CLAPSEARCH_MODEL:-models/clapsearch-sfx-v2}
@@ -37,9 +40,11 @@ if [ "$LIBRARY" = deploy/demo-library ]; then
 else
   HOME_DIR=runs/demo-home-$(basename "$(cd "$LIBRARY" && pwd)")
 fi
+V=()
+[ "${VERBOSE:-0}" = "0" ] || V=(-v)
 echo "== ingesting $LIBRARY with $MODEL (re-running skips unchanged files)"
-.venv/bin/indexer ingest "$LIBRARY" --model "$MODEL" --home "$HOME_DIR" --segments \
-  || echo "(some files failed; listed above and by: indexer status --errors --home $HOME_DIR)"
+.venv/bin/indexer ${V[@]+"${V[@]}"} ingest "$LIBRARY" --model "$MODEL" --home "$HOME_DIR" --segments \
+  || echo "(some files are failing: listed above, and by .venv/bin/indexer status --errors --home $HOME_DIR)"
 .venv/bin/indexer status --home "$HOME_DIR" --model "$MODEL"
 for query in "dog barking" "rain" "a cat meowing" "glass breaking" "a baby crying"; do
   echo "== $query"
@@ -59,4 +64,5 @@ echo "   try: curl -X POST 'http://$HOST:$PORT/search?q=dog%20barking'"
 # HTTP ingest jobs may read the demo library's folder; nothing else on this machine.
 CLAPSEARCH_HOME="$HOME_DIR" CLAPSEARCH_MODEL="$MODEL" \
 CLAPSEARCH_ALLOWED_INGEST_ROOTS="${CLAPSEARCH_ALLOWED_INGEST_ROOTS:-$(cd "$LIBRARY" && pwd)}" \
-  exec .venv/bin/clapsearch-api serve --host "$HOST" --port "$PORT"
+  exec .venv/bin/clapsearch-api serve --host "$HOST" --port "$PORT" \
+  --log-level "$([ "${VERBOSE:-0}" = "0" ] && echo info || echo debug)"

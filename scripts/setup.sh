@@ -1,11 +1,22 @@
 #!/usr/bin/env bash
-# Create .venv with everything: the torch-free runtime, the training/conversion extra and the
-# test tools. torch is pinned through constraints.txt so no dependency pulls another build.
+# Create or update .venv. Versions are pinned through constraints.txt (torch among them, so no
+# dependency pulls another build).
+#
+#   bash scripts/setup.sh runtime   # the torch-free runtime only: indexer, service, ONNX Runtime, FAISS
+#                                   # (what scripts/demo.sh and the runtime Docker image need; ~0.55 GB)
+#   bash scripts/setup.sh [all]     # + the training/conversion extra (torch) and the test tools
+#                                   # (what scripts/test.sh and the model build scripts need)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+MODE=${1:-all}
+case "$MODE" in
+  runtime) TARGET="." ;;
+  all) TARGET=".[train,dev]" ;;
+  *) echo "usage: bash scripts/setup.sh [runtime|all]" >&2; exit 2 ;;
+esac
 PY=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
-.venv/bin/python -m pip install -q --upgrade pip
-.venv/bin/python -m pip install -q -c constraints.txt -e ".[train,dev]"
+.venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip
+.venv/bin/python -m pip install -q --disable-pip-version-check -c constraints.txt -e "$TARGET"

@@ -37,6 +37,7 @@ from indexer.audio.stream import (
     SUPPORTED_FORMATS_TEXT,
     AudioSource,
     block_frames_for,
+    decoder_output_captured,
     first_non_finite,
     fix_length,
     non_finite_error,
@@ -219,26 +220,32 @@ def _open_checked(
         raise AudioDecodeError(p, f"cannot be read ({exc.strerror or exc})") from exc
     if not head:
         raise EmptyAudioError(p, "file is empty (0 bytes)")
-    try:
-        handle = sf.SoundFile(p)
-    except (sf.SoundFileError, RuntimeError) as exc:
-        raise _classify_open_error(p, head, exc) from exc
-    with handle:
-        info = AudioInfo(
-            path=p, format=handle.format, subtype=handle.subtype or None,
-            sample_rate=int(handle.samplerate), channels=int(handle.channels),
-            frames=int(handle.frames),
-            duration_s=handle.frames / handle.samplerate if handle.samplerate > 0 else 0.0,
+    with decoder_output_captured():   # the caller's decoding runs inside too (it is under yield)
+        try:
+            handle = sf.SoundFile(p)
+        except (sf.SoundFileError, RuntimeError) as exc:
+            raise _classify_open_error(p, head, exc) from exc
+        with handle:
+            yield handle, _checked_info(p, handle, limits)
+
+
+def _checked_info(p: str, handle: sf.SoundFile, limits: DecodeLimits | None) -> AudioInfo:
+    """The header's facts, checked for sense and against ``limits``."""
+    info = AudioInfo(
+        path=p, format=handle.format, subtype=handle.subtype or None,
+        sample_rate=int(handle.samplerate), channels=int(handle.channels),
+        frames=int(handle.frames),
+        duration_s=handle.frames / handle.samplerate if handle.samplerate > 0 else 0.0,
+    )
+    if info.sample_rate <= 0 or info.channels <= 0:
+        raise InvalidSamplesError(
+            p, f"header declares {info.sample_rate} Hz and {info.channels} channels"
         )
-        if info.sample_rate <= 0 or info.channels <= 0:
-            raise InvalidSamplesError(
-                p, f"header declares {info.sample_rate} Hz and {info.channels} channels"
-            )
-        if info.frames <= 0:
-            raise EmptyAudioError(p, "contains no audio frames")
-        if limits is not None:
-            _check_limits(p, info.sample_rate, info.channels, info.frames, limits)
-        yield handle, info
+    if info.frames <= 0:
+        raise EmptyAudioError(p, "contains no audio frames")
+    if limits is not None:
+        _check_limits(p, info.sample_rate, info.channels, info.frames, limits)
+    return info
 
 
 def _note_short(handle: sf.SoundFile, info: AudioInfo, decoded: int) -> None:

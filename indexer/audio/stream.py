@@ -17,8 +17,12 @@ one-shot ``soxr.resample`` produces for the whole signal.
 
 from __future__ import annotations
 
+import os
+import sys
+import tempfile
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from math import ceil
 from types import TracebackType
 from typing import TYPE_CHECKING, BinaryIO
@@ -27,7 +31,7 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-from indexer.errors import AudioDecodeError, InvalidSamplesError
+from indexer.errors import AudioDecodeError, AudioError, InvalidSamplesError
 
 if TYPE_CHECKING:
     from indexer.audio.decode import AudioInfo
@@ -38,6 +42,47 @@ SUPPORTED_FORMATS_TEXT = "WAV, FLAC, OGG/Vorbis, Opus, MP3, AIFF"
 #: Upper bound on the samples (frames x channels) held in one streaming block, so that a block
 #: of a 768 kHz, 64-channel file stays around 8 MB instead of 10 s x 768 000 x 64 x 4 B = 2 GB.
 MAX_BLOCK_SAMPLES = 1 << 21
+
+
+#: Set in ingest's decode worker processes only. There fd 2 carries nothing but what native
+#: decoders print about the file at hand (libmpg123: "Note: Illegal Audio-MPEG-Header..."),
+#: so it is captured into the file's error; a CLI or server process keeps its stderr, because
+#: other threads write to it too.
+CAPTURE_DECODER_OUTPUT = False
+_CAPTURED_MAX_CHARS = 400
+
+
+@contextmanager
+def decoder_output_captured() -> Iterator[None]:
+    """Redirect fd 2 while decoding (when ``CAPTURE_DECODER_OUTPUT``); an ``AudioError`` raised
+    inside gets what the libraries printed appended to its reason; output of a file that
+    decodes fine is dropped (it is the library's chatter about a file that is usable)."""
+    if not CAPTURE_DECODER_OUTPUT:
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 2)
+        restored = False
+        try:
+            yield
+        except AudioError as exc:
+            os.dup2(saved, 2)
+            restored = True
+            sink.seek(0)
+            said = " / ".join(line.strip() for line in sink.read().decode("utf-8", "replace").splitlines()
+                              if line.strip())
+            if said:
+                if len(said) > _CAPTURED_MAX_CHARS:
+                    said = said[:_CAPTURED_MAX_CHARS] + "..."
+                exc.reason = f"{exc.reason}; the decoder said: {said}"
+                exc.args = (f"{exc.path if exc.path is not None else '<audio array>'}: {exc.reason}",)
+            raise
+        finally:
+            if not restored:
+                os.dup2(saved, 2)
+            os.close(saved)
 
 
 def to_mono(frames: np.ndarray) -> np.ndarray:

@@ -8,6 +8,7 @@
     indexer export --out library.parquet        # vectors + metadata
     indexer check [--repair]                    # rows, vectors and indexes agree?
     indexer embed|embed-text|rank|model-info    # model-level tools without a database
+    indexer -v ingest ...                       # also log what happens (-vv: debug)
 
 Data lives in $CLAPSEARCH_HOME (default ~/.local/share/clapsearch): SQLite + index versions,
 or PostgreSQL with --db / $CLAPSEARCH_DATABASE_URL. Exit codes: 0 all good, 1 some files
@@ -24,8 +25,17 @@ from indexer.errors import exit_code, translate
 
 
 @click.group(help=__doc__.split("\n\n")[0], context_settings={"help_option_names": ["-h", "--help"]})
-def app() -> None:
-    pass
+@click.option("--verbose", "-v", count=True,
+              help="log what happens (-v: info, including the libraries' start-up lines; -vv: debug)")
+def app(verbose: int) -> None:
+    if verbose:
+        import logging
+
+        from indexer.logs import set_verbose
+
+        logging.basicConfig(level=logging.DEBUG if verbose > 1 else logging.INFO,
+                            format="%(levelname)s %(name)s: %(message)s")
+        set_verbose()
 
 
 def _register() -> None:
@@ -36,9 +46,21 @@ def _register() -> None:
             app.add_command(command)
 
 
+_VERBOSE_FLAGS = {"-v", "-vv", "-vvv", "--verbose"}
+
+
+def _hoist_verbose(argv: list[str]) -> list[str]:
+    """``indexer ingest ... -v`` works like ``indexer -v ingest ...``: no command has a -v of
+    its own, and people add it at the end of the line they just ran."""
+    end = argv.index("--") if "--" in argv else len(argv)
+    flags = [a for a in argv[:end] if a in _VERBOSE_FLAGS]
+    return flags + [a for a in argv[:end] if a not in _VERBOSE_FLAGS] + argv[end:]
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the exit code (the console script exits with it)."""
     _register()
+    argv = _hoist_verbose(list(sys.argv[1:] if argv is None else argv))
     try:
         result = app.main(args=argv, prog_name="indexer", standalone_mode=False)
     except click.exceptions.Abort:

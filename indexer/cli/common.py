@@ -48,10 +48,10 @@ def _settings_command(func, options, build):
 
 
 @contextmanager
-def _open_store(settings):
+def _open_store(settings, *, create: bool = True):
     from indexer.store.store import Store
 
-    store = Store.open(settings)
+    store = Store.open(settings, create=create)
     try:
         yield {"store": store}
     finally:
@@ -66,6 +66,14 @@ def settings_options(func):
 def store_options(func):
     """--home/--db/--index-dir and the model options, then ``store`` passed as a keyword."""
     return _settings_command(func, _STORE_OPTIONS + _MODEL_OPTIONS, _open_store)
+
+
+def read_store_options(func):
+    """``store_options`` for commands that only read: they never create a database or a home
+    folder (a typo in --home must not leave an empty library behind); a missing one is
+    ``error [store.missing]``, exit 2."""
+    return _settings_command(func, _STORE_OPTIONS + _MODEL_OPTIONS,
+                             functools.partial(_open_store, create=False))
 
 
 collection_option = click.option("--collection", "-c", default="default", show_default=True,

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from indexer.cli.common import collection_option, store_options
+from indexer.cli.common import collection_option, read_store_options, store_options
 from indexer.ingest.discover import AUDIO_EXTENSIONS
 
 
@@ -22,10 +22,18 @@ def _print_report(report) -> None:
         if result.version is not None:
             print(f"  {result.kind} index {result.version.folder.name}: {result.mode}, "
                   f"{result.version.n_vectors} vectors (+{result.added} -{result.removed}, {result.seconds:.1f} s)")
-    for path, code, message in report.failures[:50]:
-        print(f"failed [{code}] {path}: {message}", file=sys.stderr)
-    if len(report.failures) > 50:
-        print(f"... and {len(report.failures) - 50} more: `indexer status --errors`", file=sys.stderr)
+    # Every file failing now, not just this run's: a re-run skips unchanged broken files, and
+    # a summary without them would read as if they were fixed.
+    new = {path for path, _, _ in report.failures}
+    failing = report.failing or report.failures
+    if failing:
+        print(f"{len(failing)} file{'s' if len(failing) != 1 else ''} failing (fix or replace them, then "
+              f"`indexer ingest --retry-failed`; `indexer status --errors` lists them again):", file=sys.stderr)
+    for path, code, message in failing[:50]:
+        since = "" if path in new else "  (since an earlier run)"
+        print(f"  failed [{code}] {path}: {message}{since}", file=sys.stderr)
+    if len(failing) > 50:
+        print(f"  ... and {len(failing) - 50} more: `indexer status --errors`", file=sys.stderr)
     for path, message in report.walk_errors[:20]:
         print(f"unreadable {path}: {message}", file=sys.stderr)
 
@@ -38,6 +46,8 @@ def _ingest_options(func):
         click.option("--workers", type=int, default=None, help="decode processes (default: one per core)"),
         click.option("--batch-size", type=int, default=32, show_default=True),
         click.option("--quiet", "-q", is_flag=True, help="no progress bar"),
+        click.option("--progress-every", type=click.FloatRange(min=0.1), default=5.0, show_default=True,
+                     help="seconds between progress lines when stderr is not a terminal (a log, a pipe)"),
     ]):
         func = option(func)
     return func
@@ -56,7 +66,7 @@ def _ingest_options(func):
 @click.option("--commit-every", type=int, default=200, show_default=True,
               help="files per database transaction (a kill loses at most this many)")
 @store_options
-def ingest(paths, collection, extensions, follow_symlinks, workers, batch_size, quiet, prune,
+def ingest(paths, collection, extensions, follow_symlinks, workers, batch_size, quiet, progress_every, prune,
            retry_failed, segments, segment_seconds, segment_hop, commit_every, store) -> int:
     from indexer.cli.progress import IngestProgress
     from indexer.ingest.pipeline import IngestOptions, run_ingest
@@ -68,7 +78,7 @@ def ingest(paths, collection, extensions, follow_symlinks, workers, batch_size, 
         prune=prune, retry_failed=retry_failed, workers=workers, batch_size=batch_size,
         commit_every=commit_every,
         segments=SegmentSpec(segment_seconds, segment_hop) if segments else None)
-    bar = IngestProgress(quiet=quiet)
+    bar = IngestProgress(quiet=quiet, interval=progress_every)
     try:
         report = run_ingest(store, options, progress=bar)
     finally:
@@ -81,7 +91,7 @@ def ingest(paths, collection, extensions, follow_symlinks, workers, batch_size, 
 @click.option("--collection", "-c", default=None, help="one collection (default: all)")
 @click.option("--errors", is_flag=True, help="list the files that failed, with the reason")
 @click.option("--json", "as_json", is_flag=True, help="machine-readable output")
-@store_options
+@read_store_options
 def status(collection, errors, as_json, store) -> int:
     from indexer.store.status import collection_status, format_status
 
@@ -122,11 +132,11 @@ def remove(paths, collection, store) -> int:
 @collection_option
 @_ingest_options
 @store_options
-def rebuild(collection, extensions, follow_symlinks, workers, batch_size, quiet, store) -> int:
+def rebuild(collection, extensions, follow_symlinks, workers, batch_size, quiet, progress_every, store) -> int:
     from indexer.cli.progress import IngestProgress
     from indexer.ingest.rebuild import rebuild_collection
 
-    bar = IngestProgress(quiet=quiet)
+    bar = IngestProgress(quiet=quiet, interval=progress_every)
     try:
         report = rebuild_collection(store, collection, progress=bar, workers=workers,
                                     batch_size=batch_size, follow_symlinks=follow_symlinks)
@@ -140,7 +150,7 @@ def rebuild(collection, extensions, follow_symlinks, workers, batch_size, quiet,
 @collection_option
 @click.option("--out", type=click.Path(path_type=Path), required=True)
 @click.option("--segments", is_flag=True, help="export segment vectors instead of file vectors")
-@store_options
+@read_store_options
 def export(collection, out, segments, store) -> int:
     from indexer.store.export import export_parquet
 
@@ -168,7 +178,7 @@ def export(collection, out, segments, store) -> int:
 @click.option("--max-duration", type=click.FloatRange(min=0), default=None, help="seconds")
 @click.option("--path-prefix", default=None, help="only files whose path starts with this")
 @click.option("--json", "as_json", is_flag=True)
-@store_options
+@read_store_options
 def search(text, audio, item_id, collection, limit, offset, segments, min_score, min_relevance, tags, formats,
            min_duration, max_duration, path_prefix, as_json, store) -> int:
     from indexer.filters import SearchFilters
@@ -201,7 +211,7 @@ def search(text, audio, item_id, collection, limit, offset, segments, min_score,
 @click.command("check", help="Verify that rows, vectors and published indexes agree; --repair fixes them.")
 @click.option("--collection", "-c", default=None, help="one collection (default: all)")
 @click.option("--repair", is_flag=True)
-@store_options
+@read_store_options
 def check(collection, repair, store) -> int:
     from indexer.store.check import check_collection
 

@@ -21,15 +21,15 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from multiprocessing.process import BaseProcess
 from multiprocessing.queues import Queue
 from typing import TYPE_CHECKING
 
 from indexer.audio.clip import ClipViews
-from indexer.audio.decode import DecodeLimits
 from indexer.errors import DecoderCrashedError, DecodeTimeoutError
-from indexer.ingest.discover import AUDIO_EXTENSIONS, FoundFile, is_remote, walk
+from indexer.ingest.discover import FoundFile, is_remote, walk
+from indexer.ingest.report import IngestOptions, IngestReport, IngestStats
 from indexer.ingest.worker import (
     DecodeTask,
     Done,
@@ -43,59 +43,15 @@ from indexer.ingest.worker import (
     worker_main,
 )
 from indexer.store import catalog
-from indexer.store.catalog import FileRecord, SegmentSpec
+from indexer.store.catalog import FileRecord
 from indexer.store.schema import STATUS_FAILED
+from indexer.store.status import failing_files
 from indexer.store.store import Store
 
 if TYPE_CHECKING:
     from indexer.models.encoder import ClapEncoder
 
-
-@dataclass
-class IngestOptions:
-    paths: list[str]
-    collection: str = "default"
-    extensions: tuple[str, ...] = AUDIO_EXTENSIONS
-    follow_symlinks: bool = False
-    prune: bool = False                 # forget files under ``paths`` that no longer exist
-    retry_failed: bool = False          # re-try files that failed before even if unchanged
-    segments: SegmentSpec | None = None
-    workers: int | None = None          # decode processes (default: one per core)
-    batch_size: int = 32                # views per embedding flush
-    commit_every: int = 200             # files per transaction (also at least every 5 s)
-    publish_every_s: float = 600.0      # long ingests become searchable as they go
-    task_timeout_s: float = 900.0       # a decoder stuck on one file longer is killed
-    limits: DecodeLimits = field(default_factory=DecodeLimits)
-
-
-@dataclass
-class IngestStats:
-    discovered: int = 0
-    discovery_done: bool = False
-    skipped: int = 0                    # unchanged (size + mtime), or unchanged content
-    embedded: int = 0
-    failed: int = 0
-    removed: int = 0
-    audio_seconds: float = 0.0
-    started: float = field(default_factory=time.perf_counter)
-
-    @property
-    def done(self) -> int:
-        return self.skipped + self.embedded + self.failed
-
-
-@dataclass
-class IngestReport:
-    collection: str
-    stats: IngestStats
-    failures: list[tuple[str, str, str]]          # (path, code, message)
-    walk_errors: list[tuple[str, str]]
-    published: list = field(default_factory=list)
-    seconds: float = 0.0
-
-    @property
-    def exit_code(self) -> int:
-        return 1 if (self.failures or self.walk_errors) else 0
+__all__ = ["IngestOptions", "IngestReport", "IngestStats", "default_workers", "run_ingest"]
 
 
 @dataclass
@@ -168,6 +124,19 @@ class _Feeder(threading.Thread):
                     continue
 
 
+def _decode_worker(*args) -> None:
+    """``worker_main`` with native decoder chatter captured into the failing file's error
+    instead of the user's terminal (see ``stream.CAPTURE_DECODER_OUTPUT``)."""
+    from indexer.audio import stream
+
+    stream.CAPTURE_DECODER_OUTPUT = True
+    worker_main(*args)
+
+
+def _under(path: str, roots: list[str]) -> bool:
+    return any(path == r or path.startswith(r.rstrip("/") + "/") for r in roots)
+
+
 def default_workers() -> int:
     return max(1, os.cpu_count() or 1)
 
@@ -205,6 +174,9 @@ class _Ingest:
         self.results = ctx.Queue(maxsize=8 * self.n_workers)
         self.spec_json = manifest.audio_frontend.model_dump(mode="json")
         published = []
+        # Failures already on record: one that recurs unchanged (--retry-failed on a file still
+        # broken) is not rewritten, so the generation stays and nothing is republished.
+        self.known_failures = {path: rest for path, *rest in failing_files(store, self.collection.id)}
         with store.lock(options.collection):
             self.feeder = _Feeder(store, self.collection.id, options, self.tasks, self.stats)
             self.feeder.start()
@@ -220,13 +192,16 @@ class _Ingest:
         if self.feeder.error is not None:
             raise self.feeder.error
         self._report_progress(force=True)
+        roots = [p if is_remote(p) else os.path.abspath(p) for p in options.paths]
+        failing = [(path, code, reason) for path, code, reason, *_ in failing_files(store, self.collection.id)
+                   if _under(path, roots)]
         return IngestReport(options.collection, self.stats, self.failures, self.feeder.walk_errors,
-                            published, time.perf_counter() - self.stats.started)
+                            published, time.perf_counter() - self.stats.started, failing)
 
     def _start_worker(self) -> None:
         wid = self.next_worker
         self.next_worker += 1
-        proc = self.ctx.Process(target=worker_main, name=f"ingest-decode-{wid}", daemon=True,
+        proc = self.ctx.Process(target=_decode_worker, name=f"ingest-decode-{wid}", daemon=True,
                                 args=(wid, self.tasks, self.results, self.spec_json, self.options.limits,
                                       self.segments))
         proc.start()
@@ -314,7 +289,8 @@ class _Ingest:
         item.error = (code, text)
         self.failures.append((item.path, code, text))
         self.stats.failed += 1
-        self.writes.append(item.record())
+        if self.known_failures.get(item.path) != [code, text, item.size, item.mtime_ns]:
+            self.writes.append(item.record())
         self._forget(task_id)
 
     def _embed(self) -> None:
@@ -388,7 +364,7 @@ class _Ingest:
             seen_it = file_id < len(seen) and seen[file_id]
             # Files first written by this run are not in ``seen`` (their ids came at commit);
             # the existence check keeps them, and anything else still on disk.
-            if not seen_it and not os.path.lexists(path) and any(path == r or path.startswith(r.rstrip("/") + "/") for r in roots):
+            if not seen_it and not os.path.lexists(path) and _under(path, roots):
                 gone.append(file_id)
         return catalog.remove_files(self.store.db, self.collection.id, gone)
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
-from indexer.errors import StoreError
+from indexer.errors import StoreError, StoreMissingError
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 
@@ -34,9 +34,9 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
 
 def make_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
-        path = url.split("///", 1)[1] if "///" in url else ""
-        if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        path = sqlite_path(url)
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(url, connect_args={"timeout": 30})
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
@@ -75,7 +75,21 @@ class Database:
         self.engine.dispose()
 
 
-def open_database(url: str, *, migrate: bool = True) -> Database:
+def sqlite_path(url: str) -> Path | None:
+    """The file of a SQLite URL (None for other databases and in-memory SQLite)."""
+    if not url.startswith("sqlite"):
+        return None
+    path = url.split("///", 1)[1] if "///" in url else ""
+    return Path(path) if path and path != ":memory:" else None
+
+
+def open_database(url: str, *, migrate: bool = True, create: bool = True) -> Database:
+    """``create=False`` (read-only commands): a SQLite file that does not exist raises
+    ``StoreMissingError`` rather than leaving an empty database (and its folder) behind."""
+    path = sqlite_path(url)
+    if not create and path is not None and not path.exists():
+        raise StoreMissingError(f"nothing stored at {path.parent}: no database there yet (ingest files "
+                                f"first: `indexer ingest PATH --home {path.parent}`, or pick another --home/--db)")
     try:
         engine = make_engine(url)
         if migrate:

@@ -15,6 +15,14 @@ if TYPE_CHECKING:
     from indexer.store.store import Store
 
 
+def failing_files(store: Store, collection_id: int, *, limit: int | None = None) -> list[tuple[str, str, str, int, int]]:
+    """The files of a collection that are failing now: (path, code, reason, size, mtime_ns)."""
+    with store.db.session() as s:
+        query = (select(File.path, File.error_code, File.error, File.size, File.mtime_ns)
+                 .where(File.collection_id == collection_id, File.status == STATUS_FAILED).order_by(File.path))
+        return [(p, c or "error", e or "", size, mtime) for p, c, e, size, mtime in s.execute(query.limit(limit))]
+
+
 def collection_status(store: Store, name: str, *, errors: bool = False, max_errors: int = 1000) -> dict:
     collection = store.collection(name)
     with store.db.session() as s:
@@ -23,12 +31,10 @@ def collection_status(store: Store, name: str, *, errors: bool = False, max_erro
         hours = (s.scalar(select(func.sum(File.duration_s)).where(File.collection_id == collection.id)) or 0) / 3600
         n_segments = s.scalar(select(func.count()).select_from(Segment)
                               .where(Segment.collection_id == collection.id)) or 0
-        failed = []
-        if errors:
-            failed = [dict(path=p, code=c, error=e) for p, c, e in s.execute(
-                select(File.path, File.error_code, File.error)
-                .where(File.collection_id == collection.id, File.status == STATUS_FAILED)
-                .order_by(File.path).limit(max_errors))]
+    failed = []
+    if errors:
+        failed = [dict(path=p, code=c, error=e)
+                  for p, c, e, *_ in failing_files(store, collection.id, limit=max_errors)]
     indexes = {}
     for kind in ("files", "segments"):
         live = versions.current_version(store.index_dir, name, kind)

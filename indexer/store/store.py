@@ -37,9 +37,11 @@ class Store:
         self._encoder: ClapEncoder | None = None
 
     @classmethod
-    def open(cls, settings: IndexerSettings | None = None, *, model: Path | None = None) -> Store:
+    def open(cls, settings: IndexerSettings | None = None, *, model: Path | None = None,
+             create: bool = True) -> Store:
+        """``create=False``: read-only use, a missing SQLite database is an error (``open_database``)."""
         settings = settings or IndexerSettings()
-        return cls(settings, open_database(settings.resolved_database_url), model)
+        return cls(settings, open_database(settings.resolved_database_url, create=create), model)
 
     def close(self) -> None:
         self.db.close()
