@@ -23,8 +23,10 @@ def _keep(record: logging.LogRecord) -> bool:
 
 
 def quiet_library_loggers() -> None:
-    """Attach the filter (idempotent). A filter on the emitting logger, not a level: levels
-    would have to be chosen now, before the application has configured logging."""
+    """Attach the filter (idempotent). Called by each entry point (``indexer``, ``clapsearch-api``,
+    the app factory, ``clapsearch-worker``) before faiss or alembic is imported, never at import
+    time. A filter on the emitting logger, not a level: levels would have to be chosen now,
+    before the application has configured logging."""
     for name in CHATTY:
         logger = logging.getLogger(name)
         if _keep not in logger.filters:

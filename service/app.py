@@ -23,6 +23,7 @@ from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 
+from indexer.logs import quiet_library_loggers
 from service import problems
 from service.metrics import Metrics, RequestMetricsMiddleware
 from service.routes import classify, collections, health, items, jobs, search
@@ -42,6 +43,7 @@ When API keys are configured, send one as `X-API-Key` or `Authorization: Bearer`
 
 
 def create_app(settings: ServiceSettings | None = None) -> FastAPI:
+    quiet_library_loggers()      # uvicorn's worker processes start here, not in `serve`
     settings = settings or ServiceSettings()
     metrics = Metrics()
 

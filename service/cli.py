@@ -34,8 +34,10 @@ def serve(host, port, workers, log_level):
 
     import uvicorn
 
+    from indexer.logs import quiet_library_loggers
     from service.settings import ServiceSettings
 
+    quiet_library_loggers()
     given = {"host": host, "port": port, "workers": workers}
     settings = ServiceSettings(**{k: v for k, v in given.items() if v is not None})
     host, port, workers = settings.host, settings.port, settings.workers

@@ -32,8 +32,10 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
+    from indexer.logs import quiet_library_loggers
     from service.settings import WorkerSettings
 
+    quiet_library_loggers()
     settings = WorkerSettings()
     if not settings.redis_url:
         print("clapsearch-worker: CLAPSEARCH_REDIS_URL is not set. The worker takes ingest jobs from "

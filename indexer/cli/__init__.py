@@ -59,6 +59,9 @@ def _hoist_verbose(argv: list[str]) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the exit code (the console script exits with it)."""
+    from indexer.logs import quiet_library_loggers
+
+    quiet_library_loggers()
     _register()
     argv = _hoist_verbose(list(sys.argv[1:] if argv is None else argv))
     try:
