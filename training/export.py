@@ -48,7 +48,7 @@ PROBE_CAPTIONS = [
 ]
 
 
-def _versions() -> dict[str, str]:
+def tool_versions() -> dict[str, str]:
     import onnx
     import onnxruntime
     import transformers
@@ -79,14 +79,14 @@ def probe_audio_inputs(converted: ConvertedModel, seed: int = 0) -> tuple[np.nda
     return features, is_longer
 
 
-def _probe_tokens(tokenizer_file: Path, max_length: int) -> tuple[np.ndarray, np.ndarray]:
+def probe_tokens(tokenizer_file: Path, max_length: int) -> tuple[np.ndarray, np.ndarray]:
     from indexer.text import TextTokenizer
 
     tok = TextTokenizer(tokenizer_file, max_length=max_length)
     return tok.encode_batch(PROBE_CAPTIONS)
 
 
-def _export(module: torch.nn.Module, args: tuple, names: list[str], output: str, dynamic: dict, path: Path) -> None:
+def export_onnx(module: torch.nn.Module, args: tuple, names: list[str], output: str, dynamic: dict, path: Path) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(
@@ -95,7 +95,7 @@ def _export(module: torch.nn.Module, args: tuple, names: list[str], output: str,
         )
 
 
-def _run(path: Path, feeds: dict[str, np.ndarray]) -> np.ndarray:
+def run_onnx(path: Path, feeds: dict[str, np.ndarray]) -> np.ndarray:
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -104,21 +104,21 @@ def _run(path: Path, feeds: dict[str, np.ndarray]) -> np.ndarray:
     return session.run(None, feeds)[0]
 
 
-def _min_cosine(a: np.ndarray, b: np.ndarray) -> float:
+def min_cosine(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.min(np.sum(a * b, axis=1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))))
 
 
-def _batch_invariant(path: Path, feeds: dict[str, np.ndarray]) -> bool:
+def batch_invariant(path: Path, feeds: dict[str, np.ndarray]) -> bool:
     """True when every row of a batch equals, bit for bit, that row run alone."""
-    together = _run(path, feeds)
+    together = run_onnx(path, feeds)
     rows = next(iter(feeds.values())).shape[0]
     return all(
-        np.array_equal(together[i], _run(path, {k: v[i : i + 1] for k, v in feeds.items()})[0])
+        np.array_equal(together[i], run_onnx(path, {k: v[i : i + 1] for k, v in feeds.items()})[0])
         for i in range(rows)
     )
 
 
-def _equal_length_text_feeds(input_ids: np.ndarray, attention_mask: np.ndarray) -> dict[str, np.ndarray]:
+def equal_length_text_feeds(input_ids: np.ndarray, attention_mask: np.ndarray) -> dict[str, np.ndarray]:
     """Probe rows cut to the shortest one: the runtime only ever batches texts of equal length."""
     shortest = int(attention_mask.sum(axis=1).min())
     return {"input_ids": input_ids[:, :shortest].copy(), "attention_mask": np.ones_like(input_ids[:, :shortest])}
@@ -142,7 +142,7 @@ def _quantize_int8(src: Path, dst: Path) -> None:
                      op_types_to_quantize=["MatMul", "Gemm"])
 
 
-def _convert_fp16(src: Path, dst: Path) -> None:
+def convert_fp16(src: Path, dst: Path) -> None:
     import onnx
     from onnxruntime.transformers.float16 import convert_float_to_float16
 
@@ -150,7 +150,7 @@ def _convert_fp16(src: Path, dst: Path) -> None:
     onnx.save(model, str(dst))
 
 
-VARIANT_BUILDERS = {"int8": _quantize_int8, "fp16": _convert_fp16}
+VARIANT_BUILDERS = {"int8": _quantize_int8, "fp16": convert_fp16}
 PRECISIONS = ("fp32", *VARIANT_BUILDERS)
 
 
@@ -192,9 +192,9 @@ def write_model_folder(
 
     model = as_train_model(converted.model, converted.max_text_length).eval().float()
     audio_tower, text_tower = AudioEmbedder(model).eval(), TextEmbedder(model).eval()
-    tokenizer_file = _tokenizer_file(converted.tokenizer_dir)
+    tokenizer_file = tokenizer_file_in(converted.tokenizer_dir)
     features, is_longer = probe_audio_inputs(converted)
-    input_ids, attention_mask = _probe_tokens(tokenizer_file, converted.max_text_length)
+    input_ids, attention_mask = probe_tokens(tokenizer_file, converted.max_text_length)
 
     with tempfile.TemporaryDirectory(dir=out.parent if out.parent.exists() else None) as tmp:
         stage = Path(tmp)
@@ -202,9 +202,9 @@ def write_model_folder(
         length = torch.export.Dim("length")
         audio_args = (torch.from_numpy(features), torch.from_numpy(is_longer))
         text_args = (torch.from_numpy(input_ids), torch.from_numpy(attention_mask))
-        _export(audio_tower, audio_args, ["input_features", "is_longer"], "clap_audio_embeds",
+        export_onnx(audio_tower, audio_args, ["input_features", "is_longer"], "clap_audio_embeds",
                 {"input_features": {0: batch}, "is_longer": {0: batch}}, stage / "audio.onnx")
-        _export(text_tower, text_args, ["input_ids", "attention_mask"], "clap_text_embeds",
+        export_onnx(text_tower, text_args, ["input_ids", "attention_mask"], "clap_text_embeds",
                 {"input_ids": {0: batch, 1: length}, "attention_mask": {0: batch, 1: length}}, stage / "text.onnx")
 
         with torch.inference_mode():
@@ -212,8 +212,8 @@ def write_model_folder(
             text_ref = text_tower(*text_args).numpy()
         audio_feeds = {"input_features": features, "is_longer": is_longer}
         text_feeds = {"input_ids": input_ids, "attention_mask": attention_mask}
-        audio_err = float(np.abs(_run(stage / "audio.onnx", audio_feeds) - audio_ref).max())
-        text_err = float(np.abs(_run(stage / "text.onnx", text_feeds) - text_ref).max())
+        audio_err = float(np.abs(run_onnx(stage / "audio.onnx", audio_feeds) - audio_ref).max())
+        text_err = float(np.abs(run_onnx(stage / "text.onnx", text_feeds) - text_ref).max())
         if audio_err > parity_tol or text_err > parity_tol:
             raise ModelError(
                 f"ONNX export does not reproduce the torch model: audio max|diff| {audio_err:.2e}, "
@@ -231,20 +231,20 @@ def write_model_folder(
         for variant in variants:
             audio_prec, text_prec = _precisions(variant)
             audio_name, text_name = tower_file("audio", audio_prec), tower_file("text", text_prec)
-            audio_cos = None if audio_prec == "fp32" else _min_cosine(_run(stage / audio_name, audio_feeds), audio_ref)
-            text_cos = None if text_prec == "fp32" else _min_cosine(_run(stage / text_name, text_feeds), text_ref)
+            audio_cos = None if audio_prec == "fp32" else min_cosine(run_onnx(stage / audio_name, audio_feeds), audio_ref)
+            text_cos = None if text_prec == "fp32" else min_cosine(run_onnx(stage / text_name, text_feeds), text_ref)
             files[variant] = Variant(
                 audio=audio_name, text=text_name,
                 audio_min_cosine_to_fp32=audio_cos, text_min_cosine_to_fp32=text_cos,
-                audio_batch_invariant=_batch_invariant(stage / audio_name, audio_feeds),
-                text_batch_invariant=_batch_invariant(stage / text_name, _equal_length_text_feeds(**text_feeds)),
+                audio_batch_invariant=batch_invariant(stage / audio_name, audio_feeds),
+                text_batch_invariant=batch_invariant(stage / text_name, equal_length_text_feeds(**text_feeds)),
                 sha256={n: sha256_file(stage / n) for n in (audio_name, text_name)},
             )
         if "fp32" not in variants:  # fp32 is the reference every variant is measured against
             files["fp32"] = Variant(audio="audio.onnx", text="text.onnx",
-                                    audio_batch_invariant=_batch_invariant(stage / "audio.onnx", audio_feeds),
-                                    text_batch_invariant=_batch_invariant(
-                                        stage / "text.onnx", _equal_length_text_feeds(**text_feeds)),
+                                    audio_batch_invariant=batch_invariant(stage / "audio.onnx", audio_feeds),
+                                    text_batch_invariant=batch_invariant(
+                                        stage / "text.onnx", equal_length_text_feeds(**text_feeds)),
                                     sha256={n: sha256_file(stage / n) for n in ("audio.onnx", "text.onnx")})
         shipped = set(files) if ship is None else set(ship)
         if not shipped <= set(files):
@@ -280,7 +280,7 @@ def write_model_folder(
                 source=converted.source, source_format=converted.source_format,
                 source_sha256=converted.source_sha256, converter="training.export.write_model_folder",
                 created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-                versions=_versions(),
+                versions=tool_versions(),
             ),
             logit_scale_audio=float(model.logit_scales()[0].detach()),
             logit_scale_text=float(model.logit_scales()[1].detach()),
@@ -316,7 +316,7 @@ def pad_token_id(tokenizer_file: Path, fallback: int | None) -> int:
     return int(fallback)
 
 
-def _tokenizer_file(folder: Path) -> Path:
+def tokenizer_file_in(folder: Path) -> Path:
     path = Path(folder) / "tokenizer.json"
     if not path.is_file():
         raise ModelError(f"{folder}: no tokenizer.json (convert vocab.json + merges.txt with transformers first)")

@@ -31,8 +31,8 @@ from indexer.models.manifest import (
 )
 from training.convert import ConvertedModel
 from training.export import (
-    _batch_invariant, _convert_fp16, _equal_length_text_feeds, _export, _min_cosine, _probe_tokens, _run,
-    _tokenizer_file, _versions, pad_token_id,
+    batch_invariant, convert_fp16, equal_length_text_feeds, export_onnx, min_cosine, pad_token_id, probe_tokens,
+    run_onnx, tokenizer_file_in, tool_versions,
 )
 from training.towers import TextEmbedder, as_train_model
 
@@ -99,9 +99,9 @@ def _onnx_file_vectors(stage: Path, audio: str, head: str, clips: list[np.ndarra
 
     pooled = []
     for frames in clips:
-        rows = _run(stage / audio, {"patches": np.ascontiguousarray(frames_to_patches(frames[0], spec))})
+        rows = run_onnx(stage / audio, {"patches": np.ascontiguousarray(frames_to_patches(frames[0], spec))})
         pooled.append(np.add.reduce(rows, axis=0, dtype=np.float64) / rows.shape[0])
-    return _run(stage / head, {"pooled": np.stack(pooled).astype(np.float32)})
+    return run_onnx(stage / head, {"pooled": np.stack(pooled).astype(np.float32)})
 
 
 def write_patch_model_folder(converted: ConvertedModel, out_dir: str | Path, *, name: str | None = None,
@@ -119,21 +119,21 @@ def write_patch_model_folder(converted: ConvertedModel, out_dir: str | Path, *, 
     spec = converted.frontend
     model = as_train_model(converted.model, converted.max_text_length).eval().float()
     text_tower = TextEmbedder(model).eval()
-    tokenizer_file = _tokenizer_file(converted.tokenizer_dir)
+    tokenizer_file = tokenizer_file_in(converted.tokenizer_dir)
     clips = probe_clips(spec)
     patches = np.concatenate([frames_to_patches(c[0], spec) for c in clips])
-    input_ids, attention_mask = _probe_tokens(tokenizer_file, converted.max_text_length)
+    input_ids, attention_mask = probe_tokens(tokenizer_file, converted.max_text_length)
     width = int(model.audio.width)
 
     with tempfile.TemporaryDirectory(dir=out.parent if out.parent.exists() else None) as tmp:
         stage = Path(tmp)
         batch, length = torch.export.Dim("batch"), torch.export.Dim("length")
-        _export(_PatchGraph(model.audio).eval(), (torch.from_numpy(np.ascontiguousarray(patches)),), ["patches"],
+        export_onnx(_PatchGraph(model.audio).eval(), (torch.from_numpy(np.ascontiguousarray(patches)),), ["patches"],
                 "patch_outputs", {"patches": {0: batch}}, stage / "audio.onnx")
-        _export(_HeadGraph(model.audio_projection).eval(), (torch.zeros(3, width),), ["pooled"],
+        export_onnx(_HeadGraph(model.audio_projection).eval(), (torch.zeros(3, width),), ["pooled"],
                 "clap_audio_embeds", {"pooled": {0: batch}}, stage / "audio_head.onnx")
         text_args = (torch.from_numpy(input_ids), torch.from_numpy(attention_mask))
-        _export(text_tower, text_args, ["input_ids", "attention_mask"], "clap_text_embeds",
+        export_onnx(text_tower, text_args, ["input_ids", "attention_mask"], "clap_text_embeds",
                 {"input_ids": {0: batch, 1: length}, "attention_mask": {0: batch, 1: length}}, stage / "text.onnx")
 
         with torch.inference_mode():
@@ -143,24 +143,24 @@ def write_patch_model_folder(converted: ConvertedModel, out_dir: str | Path, *, 
         audio_err = float(np.abs(_onnx_file_vectors(stage, "audio.onnx", "audio_head.onnx", clips, spec)
                                  - audio_ref).max())
         text_feeds = {"input_ids": input_ids, "attention_mask": attention_mask}
-        text_err = float(np.abs(_run(stage / "text.onnx", text_feeds) - text_ref).max())
+        text_err = float(np.abs(run_onnx(stage / "text.onnx", text_feeds) - text_ref).max())
         if audio_err > parity_tol or text_err > parity_tol:
             raise ModelError(f"ONNX export does not reproduce the torch model: audio max|diff| {audio_err:.2e}, "
                              f"text {text_err:.2e} (tolerance {parity_tol:.0e})")
         patch_feeds = {"patches": np.ascontiguousarray(patches[:9])}
-        audio_invariant = _batch_invariant(stage / "audio.onnx", patch_feeds)
-        text_invariant = _batch_invariant(stage / "text.onnx", _equal_length_text_feeds(**text_feeds))
+        audio_invariant = batch_invariant(stage / "audio.onnx", patch_feeds)
+        text_invariant = batch_invariant(stage / "text.onnx", equal_length_text_feeds(**text_feeds))
         hashes = {n: sha256_file(stage / n) for n in ("audio.onnx", "audio_head.onnx", "text.onnx")}
         files = {"fp32": Variant(audio="audio.onnx", audio_head="audio_head.onnx", text="text.onnx",
                                  audio_batch_invariant=audio_invariant, text_batch_invariant=text_invariant,
                                  sha256=hashes)}
-        _convert_fp16(stage / "text.onnx", stage / "text.fp16.onnx")
-        fp16_cos = _min_cosine(_run(stage / "text.fp16.onnx", text_feeds), text_ref)
+        convert_fp16(stage / "text.onnx", stage / "text.fp16.onnx")
+        fp16_cos = min_cosine(run_onnx(stage / "text.fp16.onnx", text_feeds), text_ref)
         fp16_ok = ship_fp16_text and fp16_cos >= 0.999
         files["fp32-fp16"] = Variant(
             audio="audio.onnx", audio_head="audio_head.onnx", text="text.fp16.onnx",
             text_min_cosine_to_fp32=fp16_cos, audio_batch_invariant=audio_invariant,
-            text_batch_invariant=_batch_invariant(stage / "text.fp16.onnx", _equal_length_text_feeds(**text_feeds)),
+            text_batch_invariant=batch_invariant(stage / "text.fp16.onnx", equal_length_text_feeds(**text_feeds)),
             sha256={"audio.onnx": hashes["audio.onnx"], "audio_head.onnx": hashes["audio_head.onnx"],
                     "text.fp16.onnx": sha256_file(stage / "text.fp16.onnx")}, shipped=fp16_ok)
         # Audio weights stored in fp16 (float32 arithmetic): shipped with the fp16 text tower when
@@ -169,8 +169,8 @@ def write_patch_model_folder(converted: ConvertedModel, out_dir: str | Path, *, 
         fp16_weights(stage / "audio_head.onnx", stage / "audio_head.fp16w.onnx")
         full = _onnx_file_vectors(stage, "audio.onnx", "audio_head.onnx", clips, spec)
         small = _onnx_file_vectors(stage, "audio.fp16w.onnx", "audio_head.fp16w.onnx", clips, spec)
-        audio_cos = _min_cosine(small, full)
-        small_invariant = _batch_invariant(stage / "audio.fp16w.onnx", patch_feeds)
+        audio_cos = min_cosine(small, full)
+        small_invariant = batch_invariant(stage / "audio.fp16w.onnx", patch_feeds)
         compact_ok = fp16_ok and audio_cos >= 0.999 and small_invariant
         files["fp16w-fp16"] = Variant(
             audio="audio.fp16w.onnx", audio_head="audio_head.fp16w.onnx", text="text.fp16.onnx",
@@ -228,7 +228,7 @@ def write_patch_model_folder(converted: ConvertedModel, out_dir: str | Path, *, 
                                   source_sha256=converted.source_sha256,
                                   converter="training.export_patched.write_patch_model_folder",
                                   created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-                                  versions=_versions()),
+                                  versions=tool_versions()),
             logit_scale_audio=float(model.logit_scales()[0].detach()),
             logit_scale_text=float(model.logit_scales()[1].detach()),
             joint=joint,

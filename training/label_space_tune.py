@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from training.evaluate import DEFAULT_TEMPLATE, evaluate_retrieval, evaluate_zero_shot
-from training.model_card import LabelledRecord, primary_label
+from training.model_card import LabelledRecord, primary_label, read_corpus
 
 
 class _MixEmbedder:
@@ -251,7 +251,6 @@ def render_alternatives(val: dict, heldout: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     from indexer.text import TextTokenizer
     from training.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
-    from training.data.readers import read_any
 
     p = argparse.ArgumentParser(prog="clap-train label-space", description=__doc__.splitlines()[0])
     p.add_argument("--checkpoint", type=Path)
@@ -280,8 +279,7 @@ def main(argv: list[str] | None = None) -> int:
     tokenizer_file = args.checkpoint.parent / "tokenizer.json"
     tokenizer_file.write_text(payload["tokenizer_json"]) if not tokenizer_file.exists() else None
     tokenizer = TextTokenizer(tokenizer_file, max_length=model.config.text.max_length)
-    loaded = read_any(args.manifest, extra="meta")
-    every = loaded[0] if isinstance(loaded, tuple) else loaded
+    every = read_corpus(args.manifest)
     records = [r for r in every if r.split == args.split]
     audio_cache = pooled_audio(model, [str(r.audio) for r in records])   # the towers run once per clip
     rows = sweep(model, tokenizer, records, [float(t) for t in args.temperatures.split(",")],

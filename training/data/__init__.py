@@ -29,7 +29,7 @@ from training.data.readers import (
 from training.data.records import ClipRecord, ManifestError, ManifestIssue
 
 _TORCH_NAMES = {
-    "AugmentConfig": "training.data.dataset",
+    "AugmentConfig": "training.train_config",
     "ClapDataset": "training.data.dataset",
     "CaptionCollator": "training.data.dataset",
     "make_collate": "training.data.dataset",

@@ -19,6 +19,7 @@ the runtime serves is the graph that was trained.
 from __future__ import annotations
 
 import math
+from collections.abc import Collection
 
 import torch
 import torch.nn.functional as F
@@ -89,6 +90,26 @@ class ClapTrainModel(nn.Module):
             "heads": [*self.audio_projection.parameters(), *self.text_projection.parameters(),
                       self.logit_scale_a, self.logit_scale_t],
         }
+
+    def configure_optimizers(self, weight_decay: float, rates: dict[str, float],
+                             frozen: Collection[str] = ()) -> torch.optim.AdamW:
+        """AdamW with one group per (part, decay / no decay) of :meth:`parameter_groups`; each group
+        carries its part's rate as ``base_lr`` for the schedule (``training.loss.lr_at``).
+
+        Weights of linear and conv layers decay; biases, norms and temperatures do not (decaying a
+        temperature drags it towards 1). A part in ``frozen`` stops taking gradients and gets no
+        group at all, so AdamW keeps no state for it (LiT)."""
+        groups = []
+        for part, params in self.parameter_groups().items():
+            for p in params:
+                p.requires_grad_(part not in frozen)
+            if part in frozen:
+                continue
+            groups += [{"params": [p for p in params if p.ndim >= 2], "weight_decay": weight_decay,
+                        "base_lr": rates[part], "lr": rates[part], "name": part},
+                       {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0,
+                        "base_lr": rates[part], "lr": rates[part], "name": part + "/no_decay"}]
+        return torch.optim.AdamW([g for g in groups if g["params"]], betas=(0.9, 0.98), eps=1e-6)
 
 
 def build_model(config: ModelConfig | str | dict, seed: int | None = 0) -> ClapTrainModel:
