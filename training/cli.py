@@ -147,7 +147,7 @@ def train_config_from_args(args: argparse.Namespace):
 
 def torch_embedder(checkpoint: Path, args: argparse.Namespace):
     """``clap-train evaluate --checkpoint``: the checkpoint's model through the same evaluation."""
-    from training.checkpoint import converted_from_checkpoint
+    from training.export import converted_from_checkpoint
     from training.evaluate import TorchEmbedder
     from training.export import pad_token_id
     from training.towers import AudioEmbedder, TextEmbedder
@@ -171,7 +171,7 @@ def _convert(args: argparse.Namespace):
 
         return load_hf_folder(args.folder)
     if args.command == "export":
-        from training.checkpoint import converted_from_checkpoint
+        from training.export import converted_from_checkpoint
 
         return converted_from_checkpoint(args.checkpoint, Path(tempfile.mkdtemp(prefix="clap-tok-")))
     from training.random_init import random_converted

@@ -36,7 +36,8 @@ from indexer.models.manifest import (
     sha256_file,
 )
 from training.convert import ConvertedModel
-from training.towers import AudioEmbedder, TextEmbedder, as_train_model
+from training.models.factory import create_model
+from training.towers import AudioEmbedder, TextEmbedder
 
 OPSET = 18
 PROBE_CAPTIONS = [
@@ -190,7 +191,7 @@ def write_model_folder(
     for variant in variants:
         _precisions(variant)  # fail before the (slow) export on a misspelt variant
 
-    model = as_train_model(converted.model, converted.max_text_length).eval().float()
+    model = create_model(pretrained=converted.model, max_text_length=converted.max_text_length).eval().float()
     audio_tower, text_tower = AudioEmbedder(model).eval(), TextEmbedder(model).eval()
     tokenizer_file = tokenizer_file_in(converted.tokenizer_dir)
     features, is_longer = probe_audio_inputs(converted)
@@ -321,3 +322,25 @@ def tokenizer_file_in(folder: Path) -> Path:
     if not path.is_file():
         raise ModelError(f"{folder}: no tokenizer.json (convert vocab.json + merges.txt with transformers first)")
     return path
+
+
+def converted_from_checkpoint(path: str | Path, tokenizer_dir: Path):
+    """A ``ConvertedModel`` of a training checkpoint (its tokenizer written into ``tokenizer_dir``),
+    ready for ``training.export.write_model_folder`` or a torch evaluation."""
+    from training.checkpoint import TrainState, load_checkpoint
+    from training.random_init import architecture_name
+
+    payload = load_checkpoint(path)
+    model = create_model(pretrained=payload)
+    tokenizer_dir.mkdir(parents=True, exist_ok=True)
+    (tokenizer_dir / "tokenizer.json").write_text(payload["tokenizer_json"])
+    config = model.config
+    state: TrainState = payload["state"]
+    notes = [f"trained {state.step} steps ({state.samples_seen} pairs)"]
+    if state.best_metric is not None:
+        notes.append(f"validation metric {state.best_metric:.4f} at step {state.best_step}")
+    return ConvertedModel(
+        model=model, frontend=config.audio_frontend(), audio_architecture=architecture_name(config, "audio"),
+        text_architecture=architecture_name(config, "text"), tokenizer_dir=tokenizer_dir,
+        max_text_length=config.text.max_length, source=str(path), source_format="trained",
+        source_sha256=sha256_file(path), notes=notes)

@@ -34,7 +34,8 @@ from training.export import (
     batch_invariant, convert_fp16, equal_length_text_feeds, export_onnx, min_cosine, pad_token_id, probe_tokens,
     run_onnx, tokenizer_file_in, tool_versions,
 )
-from training.towers import TextEmbedder, as_train_model
+from training.models.factory import create_model
+from training.towers import TextEmbedder
 
 
 class _PatchGraph(nn.Module):
@@ -117,7 +118,7 @@ def write_patch_model_folder(converted: ConvertedModel, out_dir: str | Path, *, 
             raise ModelError(f"{out} exists and is not empty (pass overwrite=True)")
         shutil.rmtree(out)
     spec = converted.frontend
-    model = as_train_model(converted.model, converted.max_text_length).eval().float()
+    model = create_model(pretrained=converted.model, max_text_length=converted.max_text_length).eval().float()
     text_tower = TextEmbedder(model).eval()
     tokenizer_file = tokenizer_file_in(converted.tokenizer_dir)
     clips = probe_clips(spec)

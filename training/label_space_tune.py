@@ -250,7 +250,8 @@ def render_alternatives(val: dict, heldout: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     from indexer.text import TextTokenizer
-    from training.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
+    from training.checkpoint import load_checkpoint, save_checkpoint
+    from training.models.factory import create_model
 
     p = argparse.ArgumentParser(prog="clap-train label-space", description=__doc__.splitlines()[0])
     p.add_argument("--checkpoint", type=Path)
@@ -272,7 +273,7 @@ def main(argv: list[str] | None = None) -> int:
         print(render_alternatives(*(json.loads(path.read_text()) for path in args.render)))
         return 0
     payload = load_checkpoint(args.checkpoint)
-    model = model_from_checkpoint(payload).eval()
+    model = create_model(pretrained=payload).eval()
     if model.config.head is None:
         print("error: not a label-space model", file=sys.stderr)
         return 2

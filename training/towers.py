@@ -15,23 +15,13 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from training.models.clap import ClapTrainModel, from_hf_clap
-
-
-def as_train_model(model: nn.Module, max_text_length: int = 77) -> ClapTrainModel:
-    if isinstance(model, ClapTrainModel):
-        return model
-    from transformers import ClapModel
-
-    if isinstance(model, ClapModel):
-        return from_hf_clap(model, max_text_length)
-    raise TypeError(f"expected ClapTrainModel or transformers ClapModel, got {type(model).__name__}")
+from training.models.factory import create_model
 
 
 class AudioEmbedder(nn.Module):
     def __init__(self, model: nn.Module):
         super().__init__()
-        self.model = as_train_model(model)
+        self.model = create_model(pretrained=model)
 
     def forward(self, input_features: torch.Tensor, is_longer: torch.Tensor) -> torch.Tensor:
         return self.model.encode_audio(input_features, is_longer)
@@ -40,7 +30,7 @@ class AudioEmbedder(nn.Module):
 class TextEmbedder(nn.Module):
     def __init__(self, model: nn.Module):
         super().__init__()
-        self.model = as_train_model(model)
+        self.model = create_model(pretrained=model)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         return self.model.encode_text(input_ids, attention_mask)

@@ -33,7 +33,7 @@ from pathlib import Path
 import torch
 
 from training.cached import CachedStep
-from training.checkpoint import TrainState, load_checkpoint, model_from_checkpoint, restore_rng, save_checkpoint
+from training.checkpoint import TrainState, load_checkpoint, restore_rng, save_checkpoint
 from training.loss import lr_at
 from training.steps import TowerStep, read_records
 from training.train_config import TrainConfig
@@ -98,19 +98,15 @@ def autocast_dtype(cfg: TrainConfig, rt: Runtime) -> torch.dtype | None:
 # ----------------------------------------------------------------------------- 2. model
 def prepare_model(cfg: TrainConfig, resume: dict | None, captions: list[str], rank: int = 0):
     """(model, tokenizer.json text, notes)."""
-    from training.models.clap import build_model
-    from training.models.pretrained import clap_from_source, init_tower, split_spec
+    from training.models.factory import create_model, init_tower
+    from training.models.pretrained import split_spec
 
     if resume is not None:
-        return model_from_checkpoint(resume).train(), resume["tokenizer_json"], ["resumed"]
-    notes, tokenizer_dir = [], None
-    if cfg.init:
-        model, tokenizer_dir = clap_from_source(
-            Path(cfg.init), tokenizer_dir=Path(cfg.tokenizer) if cfg.tokenizer else None,
-            text_config=Path(cfg.laion_text_config) if cfg.laion_text_config else None)
-        notes.append(f"initialised from {cfg.init}")
-    else:
-        model = build_model(cfg.model, seed=cfg.seed)
+        return create_model(pretrained=resume).train(), resume["tokenizer_json"], ["resumed"]
+    # a whole-model source brings its own architecture (cfg.model is only the default then)
+    model = create_model(None if cfg.init else cfg.model, pretrained=cfg.init, seed=cfg.seed,
+                         tokenizer=cfg.tokenizer, text_config=cfg.laion_text_config)
+    notes, tokenizer_dir = [f"initialised from {cfg.init}"] if cfg.init else [], model.tokenizer_dir
     if cfg.audio_init:
         notes.append("audio: " + init_tower(model, "audio", cfg.audio_init).summary())
     if cfg.text_init:

@@ -97,13 +97,13 @@ def test_resume_continues_bit_for_bit(toy, tmp_path):
 
 
 def test_frozen_text_tower_stays_put_and_lr_groups_apply(toy, tmp_path):
-    from training.checkpoint import model_from_checkpoint
+    from training.models.factory import create_model
 
     cfg = toy_config(toy, tmp_path / "lit", max_steps=3, freeze_text=True, lr_heads=1e-2, save_every=1)
     train(cfg.model_copy(update={"max_steps": 1}))  # the initial weights after one step
-    before = model_from_checkpoint(tmp_path / "lit" / "checkpoints" / "last.pt")
+    before = create_model(pretrained=tmp_path / "lit" / "checkpoints" / "last.pt")
     train(cfg)
-    after = model_from_checkpoint(tmp_path / "lit" / "checkpoints" / "last.pt")
+    after = create_model(pretrained=tmp_path / "lit" / "checkpoints" / "last.pt")
     for (name, p0), p1 in zip(before.text.named_parameters(), after.text.parameters()):
         assert torch.equal(p0, p1), name
     assert not torch.equal(before.audio_projection.linear1.weight, after.audio_projection.linear1.weight)
@@ -190,7 +190,7 @@ def test_trained_checkpoint_exports_and_scores_the_same_in_onnx_and_torch(toy, t
     ONNX folder and on the checkpoint: identical metrics; the runtime loads the folder."""
     from indexer.models.encoder import ClapEncoder
     from training import cli
-    from training.checkpoint import model_from_checkpoint
+    from training.models.factory import create_model
 
     out = tmp_path / "run"
     train(toy_config(toy, out, max_steps=8, val_manifest=str(toy / "val.jsonl"), eval_every=4))
@@ -200,7 +200,7 @@ def test_trained_checkpoint_exports_and_scores_the_same_in_onnx_and_torch(toy, t
     assert encoder.manifest.provenance.source_format == "trained"
     assert encoder.manifest.audio_frontend.sample_rate == 16_000  # the config's front end travels along
     wav = toy / json.loads((toy / "val.jsonl").read_text().splitlines()[0])["audio"]
-    model = model_from_checkpoint(out / "checkpoints" / "best.pt")
+    model = create_model(pretrained=out / "checkpoints" / "best.pt")
     views, _ = encoder.views_from_file(wav)
     with torch.inference_mode():
         eager = model.encode_audio(torch.from_numpy(views.features[None]), torch.tensor([views.is_longer]))
@@ -225,15 +225,15 @@ def test_cached_towers_train_the_heads_and_export(toy, tmp_path):
     """Both towers locked: heads trained on cached tower outputs of augmented views; the towers'
     weights stay bit-identical, validation improves on the toy task, best.pt exports."""
     from training import cli
-    from training.checkpoint import model_from_checkpoint
+    from training.models.factory import create_model
 
     cfg = toy_config(toy, tmp_path / "cached", cache_towers=True, freeze_text=True, cache_views=3, max_steps=150,
                      batch_size=12,
                      lr=3e-3, eval_every=50, log_every=10, val_manifest=str(toy / "val.jsonl"))
     train(cfg.model_copy(update={"max_steps": 1, "eval_every": 1}))  # step 1: the towers as initialised
-    start = model_from_checkpoint(tmp_path / "cached" / "checkpoints" / "last.pt")
+    start = create_model(pretrained=tmp_path / "cached" / "checkpoints" / "last.pt")
     state = train(cfg)  # reuses tower_cache.pt
-    end = model_from_checkpoint(tmp_path / "cached" / "checkpoints" / "last.pt")
+    end = create_model(pretrained=tmp_path / "cached" / "checkpoints" / "last.pt")
     for part in ("audio", "text"):
         for (name, p0), p1 in zip(getattr(start, part).state_dict().items(), getattr(end, part).state_dict().values()):
             assert torch.equal(p0, p1), name
@@ -244,13 +244,13 @@ def test_cached_towers_train_the_heads_and_export(toy, tmp_path):
 
 
 def test_cached_audio_with_a_fine_tuned_text_tower(toy, tmp_path):
-    from training.checkpoint import model_from_checkpoint
+    from training.models.factory import create_model
 
     cfg = toy_config(toy, tmp_path / "text", cache_towers=True, cache_views=2, max_steps=20, batch_size=12,
                      lr=3e-3, eval_every=10, val_manifest=str(toy / "val.jsonl"))
     train(cfg.model_copy(update={"max_steps": 1}))
-    start = model_from_checkpoint(tmp_path / "text" / "checkpoints" / "last.pt")
+    start = create_model(pretrained=tmp_path / "text" / "checkpoints" / "last.pt")
     train(cfg)
-    end = model_from_checkpoint(tmp_path / "text" / "checkpoints" / "last.pt")
+    end = create_model(pretrained=tmp_path / "text" / "checkpoints" / "last.pt")
     assert all(torch.equal(a, b) for a, b in zip(start.audio.state_dict().values(), end.audio.state_dict().values()))
     assert not all(torch.equal(a, b) for a, b in zip(start.text.parameters(), end.text.parameters()))

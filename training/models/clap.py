@@ -1,6 +1,6 @@
 """The trainable CLAP model: an audio tower and a text tower projected into one space.
 
-    model = build_model(load_config("cnn10-minilm"))
+    model = create_model("cnn10-minilm")             # training.models.factory, the door to this class
     a = model.encode_audio(features, is_longer)     # (B, D) unit vectors
     t = model.encode_text(input_ids, attention_mask)
     loss = contrastive_loss(a, t, model.logit_scales())   # training.loss
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Collection
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -55,6 +56,7 @@ class ClapTrainModel(nn.Module):
         init = math.log(config.logit_scale_init)
         self.logit_scale_a = nn.Parameter(torch.tensor(init))
         self.logit_scale_t = nn.Parameter(torch.tensor(init))
+        self.tokenizer_dir: Path | None = None  # the tokenizer that came with pretrained weights
 
     def encode_audio(self, input_features: torch.Tensor, is_longer: torch.Tensor) -> torch.Tensor:
         return F.normalize(self.audio_projection(self.audio(input_features, is_longer)), dim=-1)
@@ -215,4 +217,5 @@ def from_hf_clap(clap, max_text_length: int = 77) -> ClapTrainModel:
     model.text_projection = clap.text_projection
     model.logit_scale_a = clap.logit_scale_a
     model.logit_scale_t = clap.logit_scale_t
+    model.tokenizer_dir = None
     return model
