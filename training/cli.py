@@ -149,7 +149,7 @@ def torch_embedder(checkpoint: Path, args: argparse.Namespace):
     """``clap-train evaluate --checkpoint``: the checkpoint's model through the same evaluation."""
     from training.export import converted_from_checkpoint
     from training.evaluate import TorchEmbedder
-    from training.export import pad_token_id
+    from training.towers import pad_token_id
     from training.towers import AudioEmbedder, TextEmbedder
 
     converted = converted_from_checkpoint(checkpoint, Path(tempfile.mkdtemp(prefix="clap-tok-")))

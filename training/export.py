@@ -20,7 +20,6 @@ import datetime as _dt
 import json
 import shutil
 import tempfile
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -37,30 +36,10 @@ from indexer.models.manifest import (
 )
 from training.convert import ConvertedModel
 from training.models.factory import create_model
-from training.towers import AudioEmbedder, TextEmbedder
-
-OPSET = 18
-PROBE_CAPTIONS = [
-    "a dog barks",
-    "rain falling on a tin roof",
-    "a man speaks while cars pass by in the distance",
-    "This is a sound of church bells.",
-    "glass breaking",
-]
-
-
-def tool_versions() -> dict[str, str]:
-    import onnx
-    import onnxruntime
-    import transformers
-
-    return {
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
-        "onnx": onnx.__version__,
-        "onnxruntime": onnxruntime.__version__,
-    }
-
+from training.towers import (
+    AudioEmbedder, TextEmbedder, batch_invariant, convert_fp16, equal_length_text_feeds, export_onnx, min_cosine,
+    pad_token_id, probe_tokens, run_onnx, tokenizer_file_in, tool_versions,
+)
 
 def probe_audio_inputs(converted: ConvertedModel, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Features for a short, an exact-length and two long generated clips, via our front end."""
@@ -80,51 +59,6 @@ def probe_audio_inputs(converted: ConvertedModel, seed: int = 0) -> tuple[np.nda
     return features, is_longer
 
 
-def probe_tokens(tokenizer_file: Path, max_length: int) -> tuple[np.ndarray, np.ndarray]:
-    from indexer.text import TextTokenizer
-
-    tok = TextTokenizer(tokenizer_file, max_length=max_length)
-    return tok.encode_batch(PROBE_CAPTIONS)
-
-
-def export_onnx(module: torch.nn.Module, args: tuple, names: list[str], output: str, dynamic: dict, path: Path) -> None:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(
-            module, args, str(path), input_names=names, output_names=[output], opset_version=OPSET,
-            dynamo=True, dynamic_shapes=dynamic, external_data=False, verbose=False,
-        )
-
-
-def run_onnx(path: Path, feeds: dict[str, np.ndarray]) -> np.ndarray:
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.log_severity_level = 3  # constant-folding notices are noise here
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    return session.run(None, feeds)[0]
-
-
-def min_cosine(a: np.ndarray, b: np.ndarray) -> float:
-    return float(np.min(np.sum(a * b, axis=1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))))
-
-
-def batch_invariant(path: Path, feeds: dict[str, np.ndarray]) -> bool:
-    """True when every row of a batch equals, bit for bit, that row run alone."""
-    together = run_onnx(path, feeds)
-    rows = next(iter(feeds.values())).shape[0]
-    return all(
-        np.array_equal(together[i], run_onnx(path, {k: v[i : i + 1] for k, v in feeds.items()})[0])
-        for i in range(rows)
-    )
-
-
-def equal_length_text_feeds(input_ids: np.ndarray, attention_mask: np.ndarray) -> dict[str, np.ndarray]:
-    """Probe rows cut to the shortest one: the runtime only ever batches texts of equal length."""
-    shortest = int(attention_mask.sum(axis=1).min())
-    return {"input_ids": input_ids[:, :shortest].copy(), "attention_mask": np.ones_like(input_ids[:, :shortest])}
-
-
 def _quantize_int8(src: Path, dst: Path) -> None:
     """Dynamic int8: weights of MatMul/Gemm in int8, activations quantized per call (u8s8, VNNI).
 
@@ -141,14 +75,6 @@ def _quantize_int8(src: Path, dst: Path) -> None:
     inputs = {i.name for i in onnx.load(str(src), load_external_data=False).graph.input}
     quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8, per_channel="input_ids" not in inputs,
                      op_types_to_quantize=["MatMul", "Gemm"])
-
-
-def convert_fp16(src: Path, dst: Path) -> None:
-    import onnx
-    from onnxruntime.transformers.float16 import convert_float_to_float16
-
-    model = convert_float_to_float16(onnx.load(str(src)), keep_io_types=True)
-    onnx.save(model, str(dst))
 
 
 VARIANT_BUILDERS = {"int8": _quantize_int8, "fp16": convert_fp16}
@@ -298,30 +224,6 @@ def write_model_folder(
         shutil.move(str(stage), str(out))
         stage.mkdir()  # TemporaryDirectory cleanup expects it
     return manifest
-
-
-def pad_token_id(tokenizer_file: Path, fallback: int | None) -> int:
-    """The tokenizer's own padding token (what batches are padded with), else the model's."""
-    from tokenizers import Tokenizer
-
-    tok = Tokenizer.from_file(str(tokenizer_file))
-    padding = tok.padding
-    if padding and padding.get("pad_id") is not None and padding.get("pad_token") in tok.get_vocab():
-        return int(padding["pad_id"])
-    for token in ("<pad>", "[PAD]", "<|endoftext|>"):
-        found = tok.token_to_id(token)
-        if found is not None:
-            return int(found)
-    if fallback is None:
-        raise ModelError(f"{tokenizer_file}: no padding token found and the model names none")
-    return int(fallback)
-
-
-def tokenizer_file_in(folder: Path) -> Path:
-    path = Path(folder) / "tokenizer.json"
-    if not path.is_file():
-        raise ModelError(f"{folder}: no tokenizer.json (convert vocab.json + merges.txt with transformers first)")
-    return path
 
 
 def converted_from_checkpoint(path: str | Path, tokenizer_dir: Path):

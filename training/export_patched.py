@@ -30,12 +30,11 @@ from indexer.models.manifest import (
     AudioTower, JointPart, LabelSpace, Manifest, Provenance, ScoreCalibration, TextTower, Variant, sha256_file,
 )
 from training.convert import ConvertedModel
-from training.export import (
-    batch_invariant, convert_fp16, equal_length_text_feeds, export_onnx, min_cosine, pad_token_id, probe_tokens,
-    run_onnx, tokenizer_file_in, tool_versions,
-)
 from training.models.factory import create_model
-from training.towers import TextEmbedder
+from training.towers import (
+    TextEmbedder, batch_invariant, convert_fp16, equal_length_text_feeds, export_onnx, min_cosine, pad_token_id,
+    probe_tokens, run_onnx, tokenizer_file_in, tool_versions,
+)
 
 
 class _PatchGraph(nn.Module):

@@ -1,19 +1,12 @@
-"""What one optimizer step of ``training.train`` computes: the data, the forward/backward pass and
-the validation of a training mode.
+"""What one optimizer step of ``training.train.train`` computes, per training mode.
 
-The loop (``training.train.train``) owns everything that is the same for every mode: the learning
-rate schedule, the optimizer step, gradient clipping, logging, validation timing, best-metric
-selection and checkpoints. A mode is an object with this shape (a ``Step``):
-
-    steps_per_epoch   optimizer steps in one pass over the training data
-    resumable         whether ``last.pt`` mid-run is worth writing (the run can continue from it)
-    summary           one line for the log
-    step(state)       gradients of one optimizer step (already backpropagated), as
-                      ``{"loss", "acc", "clips", "wait"}``, or None when the epoch ran dry
-    validate()        retrieval metrics on the validation records
-
-:class:`TowerStep` runs the towers on decoded audio (the full recipe, DDP included);
-``training.cached.CachedStep`` trains on cached tower outputs.
+The loop owns what every mode shares: schedule, optimizer step, clipping, logging, validation
+timing, best-metric selection, checkpoints. A mode (a "step") has ``steps_per_epoch``,
+``resumable`` (whether a mid-run ``last.pt`` can be continued from), ``summary`` (a log line),
+``step(state)`` (backpropagates one optimizer step's loss and returns ``{"loss", "acc", "clips",
+"wait"}``, or None when the epoch ran dry) and ``validate()`` (retrieval metrics).
+:class:`TowerStep` runs the towers on decoded audio (DDP included); ``training.cached.CachedStep``
+trains on cached tower outputs.
 """
 
 from __future__ import annotations

@@ -26,6 +26,7 @@ import json
 import logging
 import os
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -269,7 +270,7 @@ def train(cfg: TrainConfig, *, stop_after_steps: int | None = None) -> TrainStat
     metrics_file = open(Path(cfg.out_dir) / "metrics.jsonl", "a") if rt.main else None
     bar = _progress(cfg, rt, total_steps, state.step)
     emit = lambda record: _emit(record, metrics_file, bar)
-    window = Window()
+    window = Counter()  # sums since the last log line
     while state.step < total_steps:
         started = time.perf_counter()
         for group in run.optimizer.param_groups:
@@ -283,14 +284,14 @@ def train(cfg: TrainConfig, *, stop_after_steps: int | None = None) -> TrainStat
         optimizer_step(run, cfg)
         state.step += 1
         state.samples_seen += stats["clips"]
-        window.add(stats, time.perf_counter() - started)
+        window.update({**stats, "time": time.perf_counter() - started, "n": 1})
         if bar is not None:
             bar.update(1)
-            bar.set_postfix(loss=f"{window.loss / window.n:.3f}", refresh=False)
+            bar.set_postfix(loss=f"{window['loss'] / window['n']:.3f}", refresh=False)
         final = state.step == total_steps
         if state.step % cfg.log_every == 0 or final:
-            emit(window.record(state, run))
-            window = Window()
+            emit(log_record(window, state, run))
+            window = Counter()
         if run.has_val and rt.main and (state.step % cfg.eval_every == 0 or final):
             evaluate(run, cfg, emit)
         if (step.resumable and state.step % cfg.save_every == 0) or final:
@@ -310,28 +311,14 @@ def train(cfg: TrainConfig, *, stop_after_steps: int | None = None) -> TrainStat
     return state
 
 
-@dataclass
-class Window:
-    """Sums over the optimizer steps since the last log line."""
-
-    loss: float = 0.0
-    acc: float = 0.0
-    wait: float = 0.0
-    time: float = 0.0
-    clips: int = 0
-    n: int = 0
-
-    def add(self, stats: dict, seconds: float) -> None:
-        self.loss, self.acc = self.loss + stats["loss"], self.acc + stats["acc"]
-        self.wait, self.time = self.wait + stats["wait"], self.time + seconds
-        self.clips, self.n = self.clips + stats["clips"], self.n + 1
-
-    def record(self, state: TrainState, run: Run) -> dict:
-        scale_a, scale_t = run.model.logit_scales()
-        return {"step": state.step, "epoch": state.epoch, "loss": self.loss / self.n, "batch_acc": self.acc / self.n,
-                "lr": run.optimizer.param_groups[0]["lr"], "logit_scale_a": float(scale_a.detach()),
-                "logit_scale_t": float(scale_t.detach()), "clips_per_s": self.clips / self.time,
-                "data_wait_share": self.wait / self.time}
+def log_record(window: Counter, state: TrainState, run: Run) -> dict:
+    """The log line of the optimizer steps summed in ``window`` (means per step, rates per second)."""
+    scale_a, scale_t = run.model.logit_scales()
+    n, seconds = window["n"], window["time"]
+    return {"step": state.step, "epoch": state.epoch, "loss": window["loss"] / n, "batch_acc": window["acc"] / n,
+            "lr": run.optimizer.param_groups[0]["lr"], "logit_scale_a": float(scale_a.detach()),
+            "logit_scale_t": float(scale_t.detach()), "clips_per_s": window["clips"] / seconds,
+            "data_wait_share": window["wait"] / seconds}
 
 
 def _tokenizer_copy(text: str, out: Path, rt: Runtime) -> Path:

@@ -225,13 +225,6 @@ def class_captions(classes: Sequence[str], onto: Ontology) -> list[str]:
     return [debias(c) for c in caps]
 
 
-def _merge(old: Sequence[str], new: Sequence[str]) -> list[str]:
-    seen = {c.lower().rstrip("."): c for c in old}
-    for c in new:
-        seen.setdefault(c.lower().rstrip("."), c)
-    return list(seen.values())
-
-
 def yamnet_tagger(tflite: str | Path, threads: int = 1) -> Tagger:
     """Real YAMNet: a span's scores are the mean over the patches centred inside it (all of
     the file's patches for a whole-file span), the tower's own patch-mean rule."""

@@ -16,16 +16,8 @@ from training.data.captions import (
     debias,
     keywords_to_caption,
 )
-from training.data.readers import (
-    expand_shards,
-    read_any,
-    read_audiocaps,
-    read_clotho,
-    read_csv,
-    read_jsonl,
-    read_webdataset,
-    summarize,
-)
+from training.data.public_readers import expand_shards, read_audiocaps, read_clotho, read_webdataset
+from training.data.readers import read_any, read_csv, read_jsonl, summarize
 from training.data.records import ClipRecord, ManifestError, ManifestIssue
 
 _TORCH_NAMES = {
