@@ -16,29 +16,20 @@ Steps, each checked:
 
 from __future__ import annotations
 
-import datetime as _dt
 import json
 import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from indexer.errors import ModelError
-from indexer.models.manifest import (
-    AudioTower,
-    Manifest,
-    Provenance,
-    TextTower,
-    Variant,
-    sha256_file,
-)
+from indexer.models.manifest import AudioTower, Manifest, Variant, sha256_file
 from training.convert import ConvertedModel
 from training.models.factory import create_model
 from training.towers import (
-    AudioEmbedder, TextEmbedder, batch_invariant, convert_fp16, equal_length_text_feeds, export_onnx, min_cosine,
-    pad_token_id, probe_tokens, run_onnx, tokenizer_file_in, tool_versions,
+    AudioEmbedder, TextEmbedder, batch_invariant, check_parity, convert_fp16, equal_length_text_feeds, export_onnx,
+    export_text, min_cosine, probe_tokens, provenance, run_onnx, staged_folder, text_entry, tokenizer_file_in,
 )
 
 def probe_audio_inputs(converted: ConvertedModel, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -110,10 +101,6 @@ def write_model_folder(
         return write_patch_model_folder(converted, out_dir, name=name, parity_tol=parity_tol, overwrite=overwrite,
                                         ship_fp16_text=ship is None or "fp32-fp16" in ship)
     out = Path(out_dir)
-    if out.exists() and any(out.iterdir()):
-        if not overwrite:
-            raise ModelError(f"{out} exists and is not empty (pass overwrite=True)")
-        shutil.rmtree(out)
     for variant in variants:
         _precisions(variant)  # fail before the (slow) export on a misspelt variant
 
@@ -123,16 +110,13 @@ def write_model_folder(
     features, is_longer = probe_audio_inputs(converted)
     input_ids, attention_mask = probe_tokens(tokenizer_file, converted.max_text_length)
 
-    with tempfile.TemporaryDirectory(dir=out.parent if out.parent.exists() else None) as tmp:
-        stage = Path(tmp)
+    with staged_folder(out, overwrite) as stage:
         batch = torch.export.Dim("batch")
-        length = torch.export.Dim("length")
         audio_args = (torch.from_numpy(features), torch.from_numpy(is_longer))
         text_args = (torch.from_numpy(input_ids), torch.from_numpy(attention_mask))
         export_onnx(audio_tower, audio_args, ["input_features", "is_longer"], "clap_audio_embeds",
-                {"input_features": {0: batch}, "is_longer": {0: batch}}, stage / "audio.onnx")
-        export_onnx(text_tower, text_args, ["input_ids", "attention_mask"], "clap_text_embeds",
-                {"input_ids": {0: batch, 1: length}, "attention_mask": {0: batch, 1: length}}, stage / "text.onnx")
+                    {"input_features": {0: batch}, "is_longer": {0: batch}}, stage / "audio.onnx")
+        export_text(text_tower, text_args, stage / "text.onnx")
 
         with torch.inference_mode():
             audio_ref = audio_tower(*audio_args).numpy()
@@ -141,11 +125,7 @@ def write_model_folder(
         text_feeds = {"input_ids": input_ids, "attention_mask": attention_mask}
         audio_err = float(np.abs(run_onnx(stage / "audio.onnx", audio_feeds) - audio_ref).max())
         text_err = float(np.abs(run_onnx(stage / "text.onnx", text_feeds) - text_ref).max())
-        if audio_err > parity_tol or text_err > parity_tol:
-            raise ModelError(
-                f"ONNX export does not reproduce the torch model: audio max|diff| {audio_err:.2e}, "
-                f"text {text_err:.2e} (tolerance {parity_tol:.0e})"
-            )
+        check_parity(audio_err, text_err, parity_tol)
 
         files: dict[str, Variant] = {}
         def tower_file(tower: str, precision: str) -> str:
@@ -195,20 +175,10 @@ def write_model_folder(
                 input_channels=4 if config.fusion else 1,
                 config=config.audio.model_dump(exclude={"fusion"}),
             ),
-            text=TextTower(
-                architecture=converted.text_architecture,
-                max_length=converted.max_text_length,
-                pad_token_id=pad_token_id(tokenizer_file, model.text.model.config.pad_token_id),
-                config={"pooling": config.text.resolved_pooling, **config.text.config},
-            ),
+            text=text_entry(converted, model, tokenizer_file),
             variants=files,
             default_variant=default_variant,
-            provenance=Provenance(
-                source=converted.source, source_format=converted.source_format,
-                source_sha256=converted.source_sha256, converter="training.export.write_model_folder",
-                created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-                versions=tool_versions(),
-            ),
+            provenance=provenance(converted, "training.export.write_model_folder"),
             logit_scale_audio=float(model.logit_scales()[0].detach()),
             logit_scale_text=float(model.logit_scales()[1].detach()),
         )
@@ -217,12 +187,6 @@ def write_model_folder(
             "parity_max_abs": {"audio": audio_err, "text": text_err},
             "notes": converted.notes,
         }, indent=2) + "\n")
-        out.parent.mkdir(parents=True, exist_ok=True)
-        if out.exists():
-            out.rmdir()
-        stage.chmod(0o755)  # TemporaryDirectory creates it private
-        shutil.move(str(stage), str(out))
-        stage.mkdir()  # TemporaryDirectory cleanup expects it
     return manifest
 
 

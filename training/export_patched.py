@@ -14,10 +14,8 @@ row is bit-identical alone and in a batch is measured into the manifest.
 
 from __future__ import annotations
 
-import datetime as _dt
 import json
 import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -25,15 +23,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from indexer.errors import ModelError
 from indexer.models.manifest import (
-    AudioTower, JointPart, LabelSpace, Manifest, Provenance, ScoreCalibration, TextTower, Variant, sha256_file,
+    AudioTower, JointPart, LabelSpace, Manifest, ScoreCalibration, Variant, sha256_file,
 )
 from training.convert import ConvertedModel
 from training.models.factory import create_model
 from training.towers import (
-    TextEmbedder, batch_invariant, convert_fp16, equal_length_text_feeds, export_onnx, min_cosine, pad_token_id,
-    probe_tokens, run_onnx, tokenizer_file_in, tool_versions,
+    TextEmbedder, batch_invariant, check_parity, convert_fp16, equal_length_text_feeds, export_onnx, export_text,
+    min_cosine, probe_tokens, provenance, run_onnx, staged_folder, text_entry, tokenizer_file_in,
 )
 
 
@@ -112,10 +109,6 @@ def write_patch_model_folder(converted: ConvertedModel, out_dir: str | Path, *, 
     from indexer.audio.patches import frames_to_patches
 
     out = Path(out_dir)
-    if out.exists() and any(out.iterdir()):
-        if not overwrite:
-            raise ModelError(f"{out} exists and is not empty (pass overwrite=True)")
-        shutil.rmtree(out)
     spec = converted.frontend
     model = create_model(pretrained=converted.model, max_text_length=converted.max_text_length).eval().float()
     text_tower = TextEmbedder(model).eval()
@@ -125,16 +118,14 @@ def write_patch_model_folder(converted: ConvertedModel, out_dir: str | Path, *, 
     input_ids, attention_mask = probe_tokens(tokenizer_file, converted.max_text_length)
     width = int(model.audio.width)
 
-    with tempfile.TemporaryDirectory(dir=out.parent if out.parent.exists() else None) as tmp:
-        stage = Path(tmp)
-        batch, length = torch.export.Dim("batch"), torch.export.Dim("length")
+    with staged_folder(out, overwrite) as stage:
+        batch = torch.export.Dim("batch")
         export_onnx(_PatchGraph(model.audio).eval(), (torch.from_numpy(np.ascontiguousarray(patches)),), ["patches"],
                 "patch_outputs", {"patches": {0: batch}}, stage / "audio.onnx")
         export_onnx(_HeadGraph(model.audio_projection).eval(), (torch.zeros(3, width),), ["pooled"],
                 "clap_audio_embeds", {"pooled": {0: batch}}, stage / "audio_head.onnx")
         text_args = (torch.from_numpy(input_ids), torch.from_numpy(attention_mask))
-        export_onnx(text_tower, text_args, ["input_ids", "attention_mask"], "clap_text_embeds",
-                {"input_ids": {0: batch, 1: length}, "attention_mask": {0: batch, 1: length}}, stage / "text.onnx")
+        export_text(text_tower, text_args, stage / "text.onnx")
 
         with torch.inference_mode():
             audio_ref = torch.cat([model.encode_audio(torch.from_numpy(c[None]), torch.zeros(1, dtype=torch.bool))
@@ -144,9 +135,7 @@ def write_patch_model_folder(converted: ConvertedModel, out_dir: str | Path, *, 
                                  - audio_ref).max())
         text_feeds = {"input_ids": input_ids, "attention_mask": attention_mask}
         text_err = float(np.abs(run_onnx(stage / "text.onnx", text_feeds) - text_ref).max())
-        if audio_err > parity_tol or text_err > parity_tol:
-            raise ModelError(f"ONNX export does not reproduce the torch model: audio max|diff| {audio_err:.2e}, "
-                             f"text {text_err:.2e} (tolerance {parity_tol:.0e})")
+        check_parity(audio_err, text_err, parity_tol)
         patch_feeds = {"patches": np.ascontiguousarray(patches[:9])}
         audio_invariant = batch_invariant(stage / "audio.onnx", patch_feeds)
         text_invariant = batch_invariant(stage / "text.onnx", equal_length_text_feeds(**text_feeds))
@@ -219,16 +208,9 @@ def write_patch_model_folder(converted: ConvertedModel, out_dir: str | Path, *, 
             name=name or out.name, embed_dim=int(config.embed_dim), audio_frontend=spec,
             audio=AudioTower(architecture=converted.audio_architecture, input_channels=1,
                              config=config.audio.model_dump(exclude={"fusion"}), patch_outputs=width),
-            text=TextTower(architecture=converted.text_architecture, max_length=converted.max_text_length,
-                           pad_token_id=pad_token_id(tokenizer_file, model.text.model.config.pad_token_id),
-                           config={"pooling": config.text.resolved_pooling, **config.text.config},
-                           label_space=label_space),
+            text=text_entry(converted, model, tokenizer_file, label_space=label_space),
             variants=files, default_variant=default,
-            provenance=Provenance(source=converted.source, source_format=converted.source_format,
-                                  source_sha256=converted.source_sha256,
-                                  converter="training.export_patched.write_patch_model_folder",
-                                  created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-                                  versions=tool_versions()),
+            provenance=provenance(converted, "training.export_patched.write_patch_model_folder"),
             logit_scale_audio=float(model.logit_scales()[0].detach()),
             logit_scale_text=float(model.logit_scales()[1].detach()),
             joint=joint,
@@ -238,10 +220,4 @@ def write_patch_model_folder(converted: ConvertedModel, out_dir: str | Path, *, 
         (stage / "export_report.json").write_text(json.dumps({
             "parity_max_abs": {"audio": audio_err, "text": text_err},
             "text_fp16_min_cosine": fp16_cos, "audio_fp16_weights_min_cosine": audio_cos, "notes": converted.notes}, indent=2) + "\n")
-        out.parent.mkdir(parents=True, exist_ok=True)
-        if out.exists():
-            out.rmdir()
-        stage.chmod(0o755)
-        shutil.move(str(stage), str(out))
-        stage.mkdir()
     return manifest

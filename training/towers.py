@@ -13,7 +13,11 @@ Shapes: audio ``input_features`` (B, C, T, F) float32 (C=4 fusion, 1 otherwise) 
 
 from __future__ import annotations
 
+import datetime as _dt
+import shutil
+import tempfile
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +25,7 @@ import torch
 from torch import nn
 
 from indexer.errors import ModelError
+from indexer.models.manifest import Provenance, TextTower
 from training.models.factory import create_model
 
 
@@ -140,3 +145,51 @@ def tokenizer_file_in(folder: Path) -> Path:
     if not path.is_file():
         raise ModelError(f"{folder}: no tokenizer.json (convert vocab.json + merges.txt with transformers first)")
     return path
+
+
+# ----------------------------------------------------------------------------- model folders
+@contextmanager
+def staged_folder(out: Path, overwrite: bool):
+    """A private staging folder beside ``out`` that becomes ``out`` only when the block succeeds:
+    a failed parity check never leaves half a model folder behind."""
+    if out.exists() and any(out.iterdir()):
+        if not overwrite:
+            raise ModelError(f"{out} exists and is not empty (pass overwrite=True)")
+        shutil.rmtree(out)
+    with tempfile.TemporaryDirectory(dir=out.parent if out.parent.exists() else None) as tmp:
+        stage = Path(tmp)
+        yield stage
+        out.parent.mkdir(parents=True, exist_ok=True)
+        if out.exists():
+            out.rmdir()
+        stage.chmod(0o755)  # TemporaryDirectory creates it private
+        shutil.move(str(stage), str(out))
+        stage.mkdir()  # TemporaryDirectory cleanup expects it
+
+
+def export_text(text_tower: nn.Module, text_args: tuple, path: Path) -> None:
+    """The text tower with a dynamic batch and text length."""
+    batch, length = torch.export.Dim("batch"), torch.export.Dim("length")
+    export_onnx(text_tower, text_args, ["input_ids", "attention_mask"], "clap_text_embeds",
+                {"input_ids": {0: batch, 1: length}, "attention_mask": {0: batch, 1: length}}, path)
+
+
+def check_parity(audio_err: float, text_err: float, tol: float) -> None:
+    if audio_err > tol or text_err > tol:
+        raise ModelError(f"ONNX export does not reproduce the torch model: audio max|diff| {audio_err:.2e}, "
+                         f"text {text_err:.2e} (tolerance {tol:.0e})")
+
+
+def text_entry(converted, model, tokenizer_file: Path, **extra) -> TextTower:
+    """The manifest's text tower: architecture, length, padding token and transformers config."""
+    config = model.full_config()
+    return TextTower(architecture=converted.text_architecture, max_length=converted.max_text_length,
+                     pad_token_id=pad_token_id(tokenizer_file, model.text.model.config.pad_token_id),
+                     config={"pooling": config.text.resolved_pooling, **config.text.config}, **extra)
+
+
+def provenance(converted, converter: str) -> Provenance:
+    return Provenance(source=converted.source, source_format=converted.source_format,
+                      source_sha256=converted.source_sha256, converter=converter,
+                      created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+                      versions=tool_versions())

@@ -5,15 +5,15 @@
     torchrun --nproc-per-node 8 -m training.cli train --config run.json     # multi-GPU / multi-node
 
 1. setup: device, DDP (when launched by torchrun), seeds;
-2. model: a registry config, optionally initialised from pretrained towers or a whole checkpoint,
-   or the state of ``out_dir/checkpoints/last.pt`` when resuming;
-3. data: manifest readers (bad lines reported with their line numbers), the dataset (runtime
-   features + seeded training randomness), an epoch sampler that can restart mid-epoch;
-4. loop: symmetric contrastive loss with learnable temperatures, AdamW with per-tower learning
-   rates, warm-up + cosine schedule, gradient accumulation, mixed precision on GPU, gradient
-   clipping; logs to stdout, ``metrics.jsonl`` and a progress bar;
-5. every ``eval_every`` steps: validation retrieval metrics; every ``save_every``: an atomic
-   checkpoint (``last.pt``, and ``best.pt`` when the validation metric improves).
+2. model: ``training.models.factory.create_model`` for a registry config or a whole pretrained
+   model, towers from pretrained weights, or the state of ``out_dir/checkpoints/last.pt``;
+3. the loop, the same for every mode: AdamW with per-tower rates (``configure_optimizers``),
+   warm-up + cosine schedule, gradient clipping, mixed precision, logs to stdout,
+   ``metrics.jsonl`` and a progress bar; every ``eval_every`` steps validation metrics and
+   ``best.pt`` when the selected one improves; every ``save_every`` an atomic ``last.pt``.
+   What one step computes is the mode's (``training.steps``): the towers on decoded audio with
+   gradient accumulation and DDP (:class:`~training.steps.TowerStep`), or the heads on cached
+   tower outputs (:class:`~training.cached.CachedStep`, ``cache_towers=true``).
 
 Resuming (``--resume``, or just re-running the same command) continues from ``last.pt`` with the
 same data order, augmentation draws, dropout draws and optimizer state, so an interrupted run
