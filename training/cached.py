@@ -5,10 +5,8 @@
         --val-split val --set cache_towers=true --set cache_views=8 --epochs 300
 
 With both towers locked (the LiT idea taken to both sides), each tower's pooled output for a given
-input never changes during training, so it is computed once:
-
-(``freeze_text=false`` keeps only the audio side cached and fine-tunes the text tower with the
-heads: one text-tower pass per step, still far cheaper than running the audio CNN.)
+input never changes during training, so it is computed once (``freeze_text=false`` caches only the
+audio side and fine-tunes the text tower with the heads: still far cheaper than the audio CNN):
 
 1. every training clip is rendered ``cache_views`` times through the normal training dataset
    (random crops, gain, noise, two-clip mixing, keyword captions: each view has its own caption)
@@ -17,9 +15,8 @@ heads: one text-tower pass per step, still far cheaper than running the audio CN
 3. the heads (two projection MLPs and the temperatures) train on those vectors: this module is
    only the step (:class:`CachedStep`); the loop, schedule, optimizer, logging, validation
    timing and checkpoints are ``training.train``'s, thousands of steps a minute;
-4. validation uses serving features (no augmentation) and the same retrieval metrics; ``best.pt``
-   and ``last.pt`` are ordinary checkpoints of the whole model, so export and evaluation are
-   unchanged.
+4. validation uses serving features and the same metrics; ``best.pt`` and ``last.pt`` are
+   ordinary checkpoints of the whole model.
 
 Worth it when the data is small (a few thousand clips) and pretrained towers are strong: a fully
 fine-tuned tower would overfit, and on 2 CPU cores one pass of a CNN over the data costs minutes
@@ -46,16 +43,6 @@ log = logging.getLogger("clap-train")
 CACHE_KEY_FIELDS = {"model", "init", "audio_init", "text_init", "tokenizer", "laion_text_config", "train_manifest",
                     "train_split", "val_manifest", "val_split", "on_bad_record", "keyword_prob", "debias",
                     "caption_model", "augment", "seed", "cache_views", "precision", "device"}
-
-
-def encode_texts(model, tokenizer, texts: list[str], device, batch: int = 256) -> torch.Tensor:
-    """Pooled text-tower outputs (before the head), on the CPU."""
-    out = []
-    with torch.inference_mode():
-        for start in range(0, len(texts), batch):
-            ids, mask = tokenizer.encode_batch(texts[start : start + batch])
-            out.append(model.text(torch.from_numpy(ids).to(device), torch.from_numpy(mask).to(device)).float().cpu())
-    return torch.cat(out)
 
 
 def audio_outputs(model, dataset, cfg: TrainConfig, device, amp, epoch: int, desc: str):
@@ -86,12 +73,12 @@ def build_cache(model, train_records, val_records, cfg: TrainConfig, tokenizer, 
     index = {c: i for i, c in enumerate(unique)}
     cache = {"audio": torch.stack(views, dim=1),                                   # (N, V, W_audio)
              "caption_ids": torch.tensor([[index[c] for c in caps] for caps in captions]).T,  # (N, V)
-             "text": encode_texts(model, tokenizer, unique, device), "captions": unique}
+             "text": model.text_outputs(tokenizer, unique), "captions": unique}
     if val_records:
         val_set = make_dataset(val_records, model, cfg, train=False)
         feats, _ = audio_outputs(model, val_set, cfg, device, amp, 0, "validation audio")
         texts, owner = validation_texts(val_records)
-        cache.update(val_audio=feats, val_text=encode_texts(model, tokenizer, texts, device), val_texts=texts,
+        cache.update(val_audio=feats, val_text=model.text_outputs(tokenizer, texts), val_texts=texts,
                      val_owner=torch.tensor(owner))
     return cache
 
@@ -110,8 +97,6 @@ def load_or_build_cache(cfg: TrainConfig, model, tokenizer, train_records, val_r
         torch.save(cache, cache_file)
         log.info("cached %d clips x %d views and %d captions in %.0f s", cache["audio"].shape[0],
                  cache["audio"].shape[1], len(cache["captions"]), time.perf_counter() - started)
-    if val_records and "val_texts" not in cache:  # caches written before the text tower could train
-        cache["val_texts"] = validation_texts(val_records)[0]
     return cache
 
 
@@ -160,12 +145,7 @@ class CachedStep:
     def validate(self) -> dict:
         """Retrieval on the cached validation vectors; a training text tower is re-run on the texts."""
         cache, model = self.cache, self.model
-        val_text = cache["val_text"]
-        if self.train_text:
-            was = model.text.training
-            model.text.eval()
-            val_text = encode_texts(model, self.tokenizer, cache["val_texts"], self.device)
-            model.text.train(was)
+        val_text = model.text_outputs(self.tokenizer, cache["val_texts"]) if self.train_text else cache["val_text"]
         with torch.inference_mode():
             a = F.normalize(model.audio_projection(cache["val_audio"].to(self.device)), dim=-1)
             t = F.normalize(model.text_projection(val_text.to(self.device)), dim=-1)

@@ -29,25 +29,16 @@ from training.convert import ConvertedModel
 from training.models.factory import create_model
 from training.towers import (
     AudioEmbedder, TextEmbedder, batch_invariant, check_parity, convert_fp16, equal_length_text_feeds, export_onnx,
-    export_text, min_cosine, probe_tokens, provenance, run_onnx, staged_folder, text_entry, tokenizer_file_in,
+    export_text, min_cosine, probe_tokens, probe_views, provenance, run_onnx, staged_folder, text_entry,
+    tokenizer_file_in,
 )
 
 def probe_audio_inputs(converted: ConvertedModel, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Features for a short, an exact-length and two long generated clips, via our front end."""
-    from indexer.audio.clip import waveform_views
-
     spec = converted.frontend
-    rng = np.random.default_rng(seed)
-    sr = spec.sample_rate
-    views = []
-    for seconds in (2.5, spec.clip_samples / sr, 2.6 * spec.clip_samples / sr, 4 * spec.clip_samples / sr):
-        t = np.arange(int(seconds * sr)) / sr
-        wave = 0.3 * np.sin(2 * np.pi * rng.uniform(100, 4000) * t) + 0.05 * rng.standard_normal(t.size)
-        wave *= np.linspace(0.2, 1.0, t.size)  # a level change so the fused views differ
-        views.append(waveform_views(wave.astype(np.float32), spec))
-    features = np.stack([v.features for v in views])
-    is_longer = np.array([v.is_longer for v in views])
-    return features, is_longer
+    clip = spec.clip_samples / spec.sample_rate
+    views = probe_views(spec, (2.5, clip, 2.6 * spec.clip_samples / spec.sample_rate, 4 * clip), seed)
+    return np.stack([v.features for v in views]), np.array([v.is_longer for v in views])
 
 
 def _quantize_int8(src: Path, dst: Path) -> None:
@@ -81,6 +72,45 @@ def _precisions(variant: str) -> tuple[str, str]:
         raise ModelError(f"unknown variant {variant!r}: use one of {', '.join(PRECISIONS)} or AUDIO-TEXT "
                          "such as fp32-fp16")
     return audio, text
+
+
+def measure_variants(stage: Path, variants: tuple[str, ...], audio_feeds: dict, text_feeds: dict,
+                     audio_ref: np.ndarray, text_ref: np.ndarray) -> dict[str, Variant]:
+    """Each variant's files (built once, shared between variants), its cosine to fp32 and batch
+    invariance, on the probes; fp32 always, since every variant is measured against it."""
+    def tower_file(tower: str, precision: str) -> str:
+        name = f"{tower}.onnx" if precision == "fp32" else f"{tower}.{precision}.onnx"
+        if not (stage / name).exists():
+            VARIANT_BUILDERS[precision](stage / f"{tower}.onnx", stage / name)
+        return name
+
+    files: dict[str, Variant] = {}
+    for variant in dict.fromkeys((*variants, "fp32")):
+        audio_prec, text_prec = _precisions(variant)
+        audio_name, text_name = tower_file("audio", audio_prec), tower_file("text", text_prec)
+        audio_cos = None if audio_prec == "fp32" else min_cosine(run_onnx(stage / audio_name, audio_feeds), audio_ref)
+        text_cos = None if text_prec == "fp32" else min_cosine(run_onnx(stage / text_name, text_feeds), text_ref)
+        files[variant] = Variant(
+            audio=audio_name, text=text_name, audio_min_cosine_to_fp32=audio_cos, text_min_cosine_to_fp32=text_cos,
+            audio_batch_invariant=batch_invariant(stage / audio_name, audio_feeds),
+            text_batch_invariant=batch_invariant(stage / text_name, equal_length_text_feeds(**text_feeds)),
+            sha256={n: sha256_file(stage / n) for n in (audio_name, text_name)})
+    return files
+
+
+def keep_shipped(stage: Path, files: dict[str, Variant], ship: tuple[str, ...] | None,
+                 default_variant: str | None) -> str:
+    """Mark the variants left out of the folder (measured and recorded all the same), delete the
+    files only they use, and return the default variant."""
+    shipped = set(files) if ship is None else set(ship)
+    if not shipped <= set(files):
+        raise ModelError(f"cannot ship {sorted(shipped - set(files))}: not among the variants {sorted(files)}")
+    needed = {f for v in shipped for f in (files[v].audio, files[v].text)}
+    for variant_name in sorted(set(files) - shipped):
+        files[variant_name] = files[variant_name].model_copy(update={"shipped": False})
+        for file_name in {files[variant_name].audio, files[variant_name].text} - needed:
+            (stage / file_name).unlink()
+    return default_variant or ("fp32" if "fp32" in shipped else sorted(shipped)[0])
 
 
 def write_model_folder(
@@ -127,41 +157,8 @@ def write_model_folder(
         text_err = float(np.abs(run_onnx(stage / "text.onnx", text_feeds) - text_ref).max())
         check_parity(audio_err, text_err, parity_tol)
 
-        files: dict[str, Variant] = {}
-        def tower_file(tower: str, precision: str) -> str:
-            """The tower's file at ``precision``, built once and shared between variants."""
-            name = f"{tower}.onnx" if precision == "fp32" else f"{tower}.{precision}.onnx"
-            if not (stage / name).exists():
-                VARIANT_BUILDERS[precision](stage / f"{tower}.onnx", stage / name)
-            return name
-
-        for variant in variants:
-            audio_prec, text_prec = _precisions(variant)
-            audio_name, text_name = tower_file("audio", audio_prec), tower_file("text", text_prec)
-            audio_cos = None if audio_prec == "fp32" else min_cosine(run_onnx(stage / audio_name, audio_feeds), audio_ref)
-            text_cos = None if text_prec == "fp32" else min_cosine(run_onnx(stage / text_name, text_feeds), text_ref)
-            files[variant] = Variant(
-                audio=audio_name, text=text_name,
-                audio_min_cosine_to_fp32=audio_cos, text_min_cosine_to_fp32=text_cos,
-                audio_batch_invariant=batch_invariant(stage / audio_name, audio_feeds),
-                text_batch_invariant=batch_invariant(stage / text_name, equal_length_text_feeds(**text_feeds)),
-                sha256={n: sha256_file(stage / n) for n in (audio_name, text_name)},
-            )
-        if "fp32" not in variants:  # fp32 is the reference every variant is measured against
-            files["fp32"] = Variant(audio="audio.onnx", text="text.onnx",
-                                    audio_batch_invariant=batch_invariant(stage / "audio.onnx", audio_feeds),
-                                    text_batch_invariant=batch_invariant(
-                                        stage / "text.onnx", equal_length_text_feeds(**text_feeds)),
-                                    sha256={n: sha256_file(stage / n) for n in ("audio.onnx", "text.onnx")})
-        shipped = set(files) if ship is None else set(ship)
-        if not shipped <= set(files):
-            raise ModelError(f"cannot ship {sorted(shipped - set(files))}: not among the variants {sorted(files)}")
-        default_variant = default_variant or ("fp32" if "fp32" in shipped else sorted(shipped)[0])
-        needed = {f for v in shipped for f in (files[v].audio, files[v].text)}
-        for variant_name in sorted(set(files) - shipped):  # measured, recorded, left out of the folder
-            files[variant_name] = files[variant_name].model_copy(update={"shipped": False})
-            for file_name in {files[variant_name].audio, files[variant_name].text} - needed:
-                (stage / file_name).unlink()
+        files = measure_variants(stage, variants, audio_feeds, text_feeds, audio_ref, text_ref)
+        default_variant = keep_shipped(stage, files, ship, default_variant)
         shutil.copyfile(tokenizer_file, stage / "tokenizer.json")
 
         config = model.full_config()

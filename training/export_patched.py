@@ -30,7 +30,7 @@ from training.convert import ConvertedModel
 from training.models.factory import create_model
 from training.towers import (
     TextEmbedder, batch_invariant, check_parity, convert_fp16, equal_length_text_feeds, export_onnx, export_text,
-    min_cosine, probe_tokens, provenance, run_onnx, staged_folder, text_entry, tokenizer_file_in,
+    min_cosine, probe_tokens, probe_views, provenance, run_onnx, staged_folder, text_entry, tokenizer_file_in,
 )
 
 
@@ -79,16 +79,7 @@ def fp16_weights(src: Path, dst: Path, min_elements: int = 1024) -> None:
 
 def probe_clips(spec, seed: int = 0) -> list[np.ndarray]:
     """Frames ``(1, T, n_mels)`` of generated clips: shorter than a patch, a few patches, long."""
-    from indexer.audio.clip import waveform_views
-
-    rng = np.random.default_rng(seed)
-    sr = spec.sample_rate
-    out = []
-    for seconds in (0.3, 2.2, 7.9, 31.0):
-        t = np.arange(int(seconds * sr)) / sr
-        wave = 0.3 * np.sin(2 * np.pi * rng.uniform(100, 4000) * t) + 0.05 * rng.standard_normal(t.size)
-        out.append(waveform_views((wave * np.linspace(0.2, 1.0, t.size)).astype(np.float32), spec).features)
-    return out
+    return [views.features for views in probe_views(spec, (0.3, 2.2, 7.9, 31.0), seed)]
 
 
 def _onnx_file_vectors(stage: Path, audio: str, head: str, clips: list[np.ndarray], spec) -> np.ndarray:
@@ -99,6 +90,35 @@ def _onnx_file_vectors(stage: Path, audio: str, head: str, clips: list[np.ndarra
         rows = run_onnx(stage / audio, {"patches": np.ascontiguousarray(frames_to_patches(frames[0], spec))})
         pooled.append(np.add.reduce(rows, axis=0, dtype=np.float64) / rows.shape[0])
     return run_onnx(stage / head, {"pooled": np.stack(pooled).astype(np.float32)})
+
+
+def keep_only(stage: Path, files: dict[str, Variant], default: str) -> None:
+    """Ship the default variant alone: the files only the others use are deleted; the others stay
+    in the manifest, pinned by their hashes, marked ``shipped: false``."""
+    for other in set(files) - {default}:
+        files[other] = files[other].model_copy(update={"shipped": False})
+    keep = {n for n in (files[default].audio, files[default].audio_head, files[default].text) if n}
+    for variant in files.values():
+        for leftover in {variant.audio, variant.audio_head, variant.text} - keep - {None}:
+            (stage / leftover).unlink(missing_ok=True)
+
+
+def label_space_parts(head, encoder: str) -> tuple[LabelSpace, list[JointPart]]:
+    """The manifest's label space and the blocks of the joint vector of a label-space head: the
+    prior (class scores vs anchors), the trained branch, the audio-only embedding block."""
+    labels = head.labels()
+    label_space = LabelSpace(template=head.template, temperature=head.temperature, labels=labels, encoder=encoder)
+    keep = 1.0 - head.embedding_weight
+    joint = [JointPart(name="prior", dim=len(labels), weight=head.prior_weight, audio_weight=keep * head.prior_weight,
+                       description="AudioSet label space: mean class scores vs softmax over anchors")]
+    if head.branch_dim:
+        joint.append(JointPart(name="branch", dim=head.branch_dim, weight=1.0 - head.prior_weight,
+                               audio_weight=keep * (1.0 - head.prior_weight),
+                               description="trained branch (tower output / text embedding -> MLP)"))
+    if head.embedding_dim:
+        joint.append(JointPart(name="embedding", dim=head.embedding_dim, weight=0.0, audio_weight=head.embedding_weight,
+                               description="tower embedding on its principal axes; zero in text vectors"))
+    return label_space, joint
 
 
 def write_patch_model_folder(converted: ConvertedModel, out_dir: str | Path, *, name: str | None = None,
@@ -168,42 +188,12 @@ def write_patch_model_folder(converted: ConvertedModel, out_dir: str | Path, *, 
             sha256={n: sha256_file(stage / n) for n in ("audio.fp16w.onnx", "audio_head.fp16w.onnx", "text.fp16.onnx")},
             shipped=compact_ok)
         default = "fp16w-fp16" if compact_ok else "fp32-fp16" if fp16_ok else "fp32"
-        if compact_ok:  # the folder keeps the compact files only; the others stay pinned by their hashes
-            for leftover in ("text.onnx", "audio.onnx", "audio_head.onnx"):
-                (stage / leftover).unlink()
-            for v in ("fp32", "fp32-fp16"):
-                files[v] = files[v].model_copy(update={"shipped": False})
-        elif fp16_ok:
-            for leftover in ("text.onnx", "audio.fp16w.onnx", "audio_head.fp16w.onnx"):
-                (stage / leftover).unlink()
-            files["fp32"] = files["fp32"].model_copy(update={"shipped": False})
-            files["fp16w-fp16"] = files["fp16w-fp16"].model_copy(update={"shipped": False})
-        else:
-            for leftover in ("text.fp16.onnx", "audio.fp16w.onnx", "audio_head.fp16w.onnx"):
-                (stage / leftover).unlink()
-            files["fp16w-fp16"] = files["fp16w-fp16"].model_copy(update={"shipped": False})
+        keep_only(stage, files, default)
         shutil.copyfile(tokenizer_file, stage / "tokenizer.json")
 
         config = model.full_config()
         head = config.head
-        joint: list[JointPart] = []
-        label_space = None
-        if head is not None:
-            labels = head.labels()
-            label_space = LabelSpace(template=head.template, temperature=head.temperature, labels=labels,
-                                     encoder=converted.text_architecture)
-            keep = 1.0 - head.embedding_weight
-            joint.append(JointPart(name="prior", dim=len(labels), weight=head.prior_weight,
-                                   audio_weight=keep * head.prior_weight,
-                                   description="AudioSet label space: mean class scores vs softmax over anchors"))
-            if head.branch_dim:
-                joint.append(JointPart(name="branch", dim=head.branch_dim, weight=1.0 - head.prior_weight,
-                                       audio_weight=keep * (1.0 - head.prior_weight),
-                                       description="trained branch (tower output / text embedding -> MLP)"))
-            if head.embedding_dim:
-                joint.append(JointPart(name="embedding", dim=head.embedding_dim, weight=0.0,
-                                       audio_weight=head.embedding_weight,
-                                       description="tower embedding on its principal axes; zero in text vectors"))
+        label_space, joint = label_space_parts(head, converted.text_architecture) if head else (None, [])
         manifest = Manifest(
             name=name or out.name, embed_dim=int(config.embed_dim), audio_frontend=spec,
             audio=AudioTower(architecture=converted.audio_architecture, input_channels=1,

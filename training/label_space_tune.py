@@ -69,11 +69,8 @@ class TextCache:
 
     def __call__(self, texts: list[str]) -> np.ndarray:
         todo = [t for t in dict.fromkeys(texts) if t not in self.seen]
-        with torch.inference_mode():
-            for i in range(0, len(todo), 128):
-                ids, mask = self.tokenizer.encode_batch(todo[i : i + 128])
-                rows = self.model.text(torch.from_numpy(ids), torch.from_numpy(mask)).float().numpy()
-                self.seen.update(zip(todo[i : i + 128], rows))
+        if todo:
+            self.seen.update(zip(todo, self.model.text_outputs(self.tokenizer, todo, batch=128).numpy()))
         return np.stack([self.seen[t] for t in texts])
 
 

@@ -70,6 +70,19 @@ def tool_versions() -> dict[str, str]:
     }
 
 
+def probe_views(spec, seconds: tuple[float, ...], seed: int = 0) -> list:
+    """Serving views of generated probe clips, one per duration: a random tone plus noise under a
+    level ramp (so a long clip's fused views differ from each other)."""
+    from indexer.audio.clip import waveform_views
+
+    rng, sr, views = np.random.default_rng(seed), spec.sample_rate, []
+    for length in seconds:
+        t = np.arange(int(length * sr)) / sr
+        wave = 0.3 * np.sin(2 * np.pi * rng.uniform(100, 4000) * t) + 0.05 * rng.standard_normal(t.size)
+        views.append(waveform_views((wave * np.linspace(0.2, 1.0, t.size)).astype(np.float32), spec))
+    return views
+
+
 def probe_tokens(tokenizer_file: Path, max_length: int) -> tuple[np.ndarray, np.ndarray]:
     from indexer.text import TextTokenizer
 

@@ -15,10 +15,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 @dataclass(frozen=True)
 class AugmentConfig:
-    """Training-time randomness; ``AugmentConfig.off()`` gives exactly the serving features.
-
-    A plain frozen dataclass (the dataset takes it as it is) that pydantic also validates as the
-    ``augment`` field of :class:`TrainConfig`: one definition, so the two cannot drift apart."""
+    """Training-time randomness; ``AugmentConfig.off()`` gives exactly the serving features. Also
+    ``TrainConfig.augment`` (pydantic validates the dataclass): one definition, no drift."""
 
     __pydantic_config__ = ConfigDict(extra="forbid")
 

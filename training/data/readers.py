@@ -67,8 +67,8 @@ def read_jsonl(path: str | Path, *, audio_dir: str | Path | None = None, split: 
                check_audio: bool = True, probe_audio: bool = False,
                limits: DecodeLimits | None = None) -> Result:
     """Our JSON Lines manifest (see the module docstring); ``split`` fills rows that have none."""
-    ctx = row_checker(path, on_error, audio_dir, split=split, check_audio=check_audio,
-               probe_audio=probe_audio, limits=limits)
+    ctx = row_checker(path, on_error, audio_dir, split=split, check_audio=check_audio, probe_audio=probe_audio,
+                      limits=limits)
     records = []
     with open(path, encoding="utf-8-sig") as fh:
         for line, text in enumerate(fh, 1):
@@ -129,8 +129,8 @@ def read_csv(path: str | Path, *, audio_dir: str | Path | None = None, split: st
              check_audio: bool = True, probe_audio: bool = False,
              limits: DecodeLimits | None = None) -> Result:
     """Our CSV manifest (see the module docstring)."""
-    ctx = row_checker(path, on_error, audio_dir, split=split, check_audio=check_audio,
-               probe_audio=probe_audio, limits=limits)
+    ctx = row_checker(path, on_error, audio_dir, split=split, check_audio=check_audio, probe_audio=probe_audio,
+                      limits=limits)
     records = []
     with open(path, newline="", encoding="utf-8-sig") as fh:
         reader = csv.DictReader(fh)

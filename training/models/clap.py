@@ -64,6 +64,19 @@ class ClapTrainModel(nn.Module):
     def encode_text(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         return F.normalize(self.text_projection(self.text(input_ids, attention_mask)), dim=-1)
 
+    def text_outputs(self, tokenizer, texts: list[str], batch: int = 256) -> torch.Tensor:
+        """Pooled text-tower outputs (before the head) of ``texts``, in eval mode, on the CPU:
+        what the cached mode stores and the label-space anchors are made of."""
+        device, was_training = self.logit_scale_a.device, self.text.training
+        self.text.eval()
+        out = []
+        with torch.inference_mode():
+            for start in range(0, len(texts), batch):
+                ids, mask = tokenizer.encode_batch(texts[start : start + batch])
+                out.append(self.text(torch.from_numpy(ids).to(device), torch.from_numpy(mask).to(device)).float().cpu())
+        self.text.train(was_training)
+        return torch.cat(out)
+
     def logit_scales(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(audio->text, text->audio) multipliers, exp of the learned logs, clamped."""
         return (self.logit_scale_a.exp().clamp(max=MAX_LOGIT_SCALE),
@@ -164,15 +177,8 @@ def refresh_anchors(model: ClapTrainModel, tokenizer) -> None:
     if head is None:
         return
     prompts = [head.template.format(label) for label in head.labels()]
-    chunks = []
-    was_training = model.text.training
-    model.text.eval()
-    with torch.inference_mode():
-        for start in range(0, len(prompts), 128):
-            ids, mask = tokenizer.encode_batch(prompts[start : start + 128])
-            chunks.append(model.text(torch.from_numpy(ids), torch.from_numpy(mask)).float())
-    model.text.train(was_training)
-    model.text_projection.anchors.copy_(F.normalize(torch.cat(chunks), dim=-1))
+    anchors = model.text_outputs(tokenizer, prompts, batch=128).to(model.text_projection.anchors.device)
+    model.text_projection.anchors.copy_(F.normalize(anchors, dim=-1))
 
 
 def _as_roberta(clap_text: nn.Module) -> nn.Module:

@@ -1,29 +1,20 @@
 """The one door to a torch CLAP model (open_clip's ``create_model`` / ``list_models`` /
-``list_pretrained``); training, export, evaluation, tests and benchmarks all come in here.
+``list_pretrained``): training, export, evaluation, tests and benchmarks all come in here.
 
     create_model("cnn10-minilm", seed=0)                     # random weights of a registry config
     create_model(pretrained="runs/x/checkpoints/best.pt")    # our checkpoint (path or loaded payload)
     create_model(pretrained="clap-htsat-unfused/")           # a Hugging Face CLAP folder
     create_model("htsat-tiny-roberta", pretrained="630k-audioset-best.pt", tokenizer="roberta-base/")
     create_model(pretrained=clap_model)                      # a transformers ClapModel, wrapped, no copy
-    init_tower(model, "audio", "aisfx.pth:embedding_net.")   # one tower from pretrained weights
+    init_tower(model, "audio", "aisfx.pth:embedding_net.")   # one tower: our checkpoint, HF CLAP folder,
+    init_tower(model, "text", "minilm/")                     # laion .pt, HF text folder, YAMNet .tflite,
+                                                             # or a plain state dict (PATH:PREFIX)
 
-Whole-model sources carry their own architecture. When the file or folder is one of the known
-public checkpoints (``pretrained.json``, :func:`list_pretrained`), its sha256 is checked where the
-table pins one, and a ``name`` given alongside must be the config the table expects: loading a
-base checkpoint into a tiny model is the classic size mismatch, caught here before any tensor.
-Nothing is downloaded. The model's ``tokenizer_dir`` names the tokenizer that came with the weights.
-
-Tower sources for :func:`init_tower` (``PATH`` or ``PATH:PREFIX``, see ``models/pretrained.py``):
-
-| source                          | whole model | audio tower  | text tower  |
-|---------------------------------|-------------|--------------|-------------|
-| our training checkpoint (.pt)   | yes         | audio tower  | text tower  |
-| Hugging Face CLAP folder        | yes         | HTSAT tower  | RoBERTa     |
-| laion_clap checkpoint (.pt)     | yes         | HTSAT tower  | RoBERTa     |
-| HF text model folder (BERT/...) | no          | no           | yes         |
-| YAMNet TFLite file              | no          | yamnet tower | no          |
-| plain state dict (.pt/.pth/.bin/.safetensors) | no | yes      | yes         |
+Whole-model sources carry their own architecture. A file or folder named like a known public
+checkpoint (``pretrained.json``) is checked against the table's sha256 where it pins one, and a
+``name`` given alongside must be the config the table expects: a base checkpoint loaded into a tiny
+model is the classic size mismatch, caught before any tensor. Nothing is downloaded. The model's
+``tokenizer_dir`` names the tokenizer that came with the weights.
 """
 
 from __future__ import annotations
