@@ -121,6 +121,38 @@ def label_space_parts(head, encoder: str) -> tuple[LabelSpace, list[JointPart]]:
     return label_space, joint
 
 
+def add_fp16_variants(stage: Path, files: dict[str, Variant], clips: list[np.ndarray], spec, patch_feeds: dict,
+                      text_feeds: dict, text_ref: np.ndarray, ship_fp16_text: bool) -> tuple[str, float, float]:
+    """Measure ``fp32-fp16`` (text tower in fp16) and ``fp16w-fp16`` (audio weights stored in fp16
+    too) against fp32; returns the variant to ship and the two costs (min cosines to fp32)."""
+    convert_fp16(stage / "text.onnx", stage / "text.fp16.onnx")
+    fp16_cos = min_cosine(run_onnx(stage / "text.fp16.onnx", text_feeds), text_ref)
+    fp16_ok = ship_fp16_text and fp16_cos >= 0.999
+    files["fp32-fp16"] = Variant(
+        audio="audio.onnx", audio_head="audio_head.onnx", text="text.fp16.onnx",
+        text_min_cosine_to_fp32=fp16_cos, audio_batch_invariant=files["fp32"].audio_batch_invariant,
+        text_batch_invariant=batch_invariant(stage / "text.fp16.onnx", equal_length_text_feeds(**text_feeds)),
+        sha256={**{n: files["fp32"].sha256[n] for n in ("audio.onnx", "audio_head.onnx")},
+                "text.fp16.onnx": sha256_file(stage / "text.fp16.onnx")}, shipped=fp16_ok)
+    # Audio weights stored in fp16 (float32 arithmetic): shipped with the fp16 text tower when
+    # the file vectors stay at cosine >= 0.999 to fp32 and rows stay batch-invariant.
+    fp16_weights(stage / "audio.onnx", stage / "audio.fp16w.onnx")
+    fp16_weights(stage / "audio_head.onnx", stage / "audio_head.fp16w.onnx")
+    full = _onnx_file_vectors(stage, "audio.onnx", "audio_head.onnx", clips, spec)
+    small = _onnx_file_vectors(stage, "audio.fp16w.onnx", "audio_head.fp16w.onnx", clips, spec)
+    audio_cos = min_cosine(small, full)
+    small_invariant = batch_invariant(stage / "audio.fp16w.onnx", patch_feeds)
+    compact_ok = fp16_ok and audio_cos >= 0.999 and small_invariant
+    files["fp16w-fp16"] = Variant(
+        audio="audio.fp16w.onnx", audio_head="audio_head.fp16w.onnx", text="text.fp16.onnx",
+        audio_min_cosine_to_fp32=audio_cos, text_min_cosine_to_fp32=fp16_cos,
+        audio_batch_invariant=small_invariant, text_batch_invariant=files["fp32-fp16"].text_batch_invariant,
+        sha256={n: sha256_file(stage / n) for n in ("audio.fp16w.onnx", "audio_head.fp16w.onnx", "text.fp16.onnx")},
+        shipped=compact_ok)
+    default = "fp16w-fp16" if compact_ok else "fp32-fp16" if fp16_ok else "fp32"
+    return default, fp16_cos, audio_cos
+
+
 def write_patch_model_folder(converted: ConvertedModel, out_dir: str | Path, *, name: str | None = None,
                              ship_fp16_text: bool = True, parity_tol: float = 1e-4,
                              overwrite: bool = False) -> Manifest:
@@ -163,31 +195,8 @@ def write_patch_model_folder(converted: ConvertedModel, out_dir: str | Path, *, 
         files = {"fp32": Variant(audio="audio.onnx", audio_head="audio_head.onnx", text="text.onnx",
                                  audio_batch_invariant=audio_invariant, text_batch_invariant=text_invariant,
                                  sha256=hashes)}
-        convert_fp16(stage / "text.onnx", stage / "text.fp16.onnx")
-        fp16_cos = min_cosine(run_onnx(stage / "text.fp16.onnx", text_feeds), text_ref)
-        fp16_ok = ship_fp16_text and fp16_cos >= 0.999
-        files["fp32-fp16"] = Variant(
-            audio="audio.onnx", audio_head="audio_head.onnx", text="text.fp16.onnx",
-            text_min_cosine_to_fp32=fp16_cos, audio_batch_invariant=audio_invariant,
-            text_batch_invariant=batch_invariant(stage / "text.fp16.onnx", equal_length_text_feeds(**text_feeds)),
-            sha256={"audio.onnx": hashes["audio.onnx"], "audio_head.onnx": hashes["audio_head.onnx"],
-                    "text.fp16.onnx": sha256_file(stage / "text.fp16.onnx")}, shipped=fp16_ok)
-        # Audio weights stored in fp16 (float32 arithmetic): shipped with the fp16 text tower when
-        # the file vectors stay at cosine >= 0.999 to fp32 and rows stay batch-invariant.
-        fp16_weights(stage / "audio.onnx", stage / "audio.fp16w.onnx")
-        fp16_weights(stage / "audio_head.onnx", stage / "audio_head.fp16w.onnx")
-        full = _onnx_file_vectors(stage, "audio.onnx", "audio_head.onnx", clips, spec)
-        small = _onnx_file_vectors(stage, "audio.fp16w.onnx", "audio_head.fp16w.onnx", clips, spec)
-        audio_cos = min_cosine(small, full)
-        small_invariant = batch_invariant(stage / "audio.fp16w.onnx", patch_feeds)
-        compact_ok = fp16_ok and audio_cos >= 0.999 and small_invariant
-        files["fp16w-fp16"] = Variant(
-            audio="audio.fp16w.onnx", audio_head="audio_head.fp16w.onnx", text="text.fp16.onnx",
-            audio_min_cosine_to_fp32=audio_cos, text_min_cosine_to_fp32=fp16_cos,
-            audio_batch_invariant=small_invariant, text_batch_invariant=files["fp32-fp16"].text_batch_invariant,
-            sha256={n: sha256_file(stage / n) for n in ("audio.fp16w.onnx", "audio_head.fp16w.onnx", "text.fp16.onnx")},
-            shipped=compact_ok)
-        default = "fp16w-fp16" if compact_ok else "fp32-fp16" if fp16_ok else "fp32"
+        default, fp16_cos, audio_cos = add_fp16_variants(stage, files, clips, spec, patch_feeds, text_feeds, text_ref,
+                                                         ship_fp16_text)
         keep_only(stage, files, default)
         shutil.copyfile(tokenizer_file, stage / "tokenizer.json")
 

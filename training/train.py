@@ -211,8 +211,9 @@ def start(cfg: TrainConfig, rt: Runtime) -> Run:
     def checkpoint(name: str) -> None:
         if rt.main:
             save_checkpoint(cfg.checkpoint_dir / name, model=model, model_config_json=model_config_json,
-                            tokenizer_json=tokenizer_json, state=state, optimizer=optimizer, scaler=scaler,
-                            train_config_json=cfg.model_dump_json())
+                            tokenizer_json=tokenizer_json, state=state, train_config_json=cfg.model_dump_json(),
+                            # optimizer state only where a run can continue from it
+                            **({"optimizer": optimizer, "scaler": scaler} if step.resumable else {}))
 
     log.info("training %s on %s, autocast=%s", step.summary, rt.device, amp)
     return Run(model, optimizer, scaler, state, step, bool(val_records), checkpoint)
