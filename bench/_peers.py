@@ -14,8 +14,8 @@ benchmark's clips are exactly 10 s, so the random truncation never fires).
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import soundfile as sf

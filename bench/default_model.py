@@ -22,7 +22,7 @@ For each model folder (``ClapEncoder.open``, default variant, CPU):
    fresh subprocess per model: wall time and that subprocess's peak RSS (VmHWM), plus its RSS
    after opening the model (so the growth due to the file is visible).
 
-Noise control: ``wait_quiet`` / ``CpuMonitor`` from ``bench/embed.py``; the CPU share other
+Noise control: ``wait_quiet`` / ``CpuMonitor`` from ``bench/machine.py``; the CPU share other
 processes took during each block is recorded. See bench/README.md.
 """
 
@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -44,7 +43,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from embed import CpuMonitor, _quiet, machine_info as _embed_machine_info, wait_quiet  # noqa: E402
+from embed import machine_info as _embed_machine_info  # noqa: E402
+from embed import quiet_logs  # noqa: E402
+from machine import CpuMonitor, cpu_info, loadavg, wait_quiet  # noqa: E402
 
 CLIP_SECONDS = 10.0
 CLIP_RATE = 44_100
@@ -359,15 +360,10 @@ def machine_info() -> dict:
     try:
         info = _embed_machine_info()  # also records torch/transformers versions where installed
     except ImportError:
-        import platform
-
         import onnxruntime
 
-        info = {"cpu": platform.processor() or "unknown", "logical_cpus": os.cpu_count(),
-                "python": platform.python_version(),
-                "versions": {"onnxruntime": onnxruntime.__version__, "numpy": np.__version__}}
-    with open("/proc/loadavg") as fh:
-        info["loadavg_at_start"] = " ".join(fh.read().split()[:3])
+        info = cpu_info() | {"versions": {"onnxruntime": onnxruntime.__version__, "numpy": np.__version__}}
+    info["loadavg_at_start"] = loadavg()
     return info
 
 
@@ -392,7 +388,7 @@ def run(args) -> dict:
                                   "queries": args.queries, "long_seconds": args.long_seconds,
                                   "clip_seconds": CLIP_SECONDS, "clip_rate": CLIP_RATE, "long_rate": LONG_RATE,
                                   "same_folder_both_sides": same}}
-    with _quiet():
+    with quiet_logs():
         encoders = {key: _open(folder) for key, folder in names.items()}
     results["models"] = {key: _model_info(key, enc) for key, enc in encoders.items()}
 
@@ -436,11 +432,9 @@ def run(args) -> dict:
                 "write_s": round(time.perf_counter() - t0, 1)}
         for key in ("new", "old"):
             wait_quiet(args.wait_quiet)
-            kids0 = os.times().children_user + os.times().children_system
-            with CpuMonitor() as mon:
+            with CpuMonitor(children=True) as mon:   # the subprocess is ours
                 long[key] = long_file(names[key], path)
-            kids = os.times().children_user + os.times().children_system - kids0  # the subprocess is ours
-            long[key]["other_load_pct"] = round(100.0 * max(0.0, mon.other - kids) / max(mon.wall * mon.ncpu, 1e-9), 1)
+            long[key]["other_load_pct"] = round(mon.other_pct, 1)
             if results["models"][key]["patched"]:
                 from indexer.audio.patches import patch_count
                 from indexer.models.manifest import load_manifest

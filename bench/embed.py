@@ -31,11 +31,8 @@ import argparse
 import contextlib
 import io
 import json
-import os
-import platform
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -50,6 +47,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _peers  # noqa: E402
+from machine import CpuMonitor, cpu_info, loadavg_figures, wait_quiet  # noqa: E402
 
 AUDIO_GFLOP_PER_CLIP = 11.8   # HTSAT-tiny, one 10 s clip (torch FlopCounterMode: 11.82)
 TEXT_GFLOP_PER_16_TOKENS = 2.7  # RoBERTa-base, 16-token query; scaled by each query's token count
@@ -72,67 +70,6 @@ WORDS = ("dog barking rain falling tin roof man speaks cars pass distance church
 
 
 # ----------------------------------------------------------------------------- measurement helpers
-class CpuMonitor:
-    """CPU seconds used by OTHER processes while we measure (busy jiffies minus our own CPU time)."""
-
-    excluded = [0.0, 0.0, 0.0]  # wall s and busy CPU-s spent in wait_quiet (not measurement), total waited
-
-    def __init__(self):
-        self.hz = os.sysconf("SC_CLK_TCK")
-        self.ncpu = os.cpu_count() or 1
-
-    @staticmethod
-    def _busy_jiffies() -> int:
-        with open("/proc/stat") as fh:
-            fields = [int(x) for x in fh.readline().split()[1:]]
-        return sum(fields) - fields[3] - fields[4]  # minus idle and iowait
-
-    def __enter__(self):
-        self.t0, self.busy0, self.own0 = time.perf_counter(), self._busy_jiffies(), _own_cpu()
-        self.excluded0 = list(self.excluded)
-        return self
-
-    def __exit__(self, *exc):
-        self.waited = self.excluded[2] - self.excluded0[2]
-        self.wall = time.perf_counter() - self.t0 - (self.excluded[0] - self.excluded0[0])
-        busy = (self._busy_jiffies() - self.busy0) / self.hz - (self.excluded[1] - self.excluded0[1])
-        self.own = _own_cpu() - self.own0
-        self.other = max(0.0, busy - self.own)
-        self.other_pct = 100.0 * self.other / max(self.wall * self.ncpu, 1e-9)
-        return False
-
-    def summary(self) -> dict:
-        return {"wall_s": round(self.wall, 2), "waited_for_quiet_s": round(self.waited, 1),
-                "own_cpu_s": round(self.own, 2), "other_processes_cpu_s": round(self.other, 2),
-                "other_load_pct": round(self.other_pct, 1)}
-
-
-def wait_quiet(max_wait: float, threshold_pct: float = 10.0, window: float = 1.0) -> float:
-    """Sleep until other processes use under ``threshold_pct`` of the machine for ``window`` seconds
-    (at most ``max_wait`` seconds); returns the seconds waited. We are idle meanwhile, so every busy
-    jiffy belongs to someone else."""
-    if max_wait <= 0:
-        return 0.0
-    ncpu, hz, t0 = os.cpu_count() or 1, os.sysconf("SC_CLK_TCK"), time.perf_counter()
-    start_busy = CpuMonitor._busy_jiffies()
-    while True:
-        busy0 = CpuMonitor._busy_jiffies()
-        time.sleep(window)
-        busy_pct = 100.0 * (CpuMonitor._busy_jiffies() - busy0) / hz / (window * ncpu)
-        waited = time.perf_counter() - t0
-        if busy_pct < threshold_pct or waited >= max_wait:
-            # keep the waiting time out of CpuMonitor's contention figure
-            CpuMonitor.excluded[0] += waited
-            CpuMonitor.excluded[1] += (CpuMonitor._busy_jiffies() - start_busy) / hz
-            CpuMonitor.excluded[2] += waited
-            return waited
-
-
-def _own_cpu() -> float:
-    t = os.times()
-    return t.user + t.system
-
-
 def _time_call(fn, *args) -> tuple[float, object]:
     t0 = time.perf_counter()
     out = fn(*args)
@@ -146,20 +83,8 @@ def _min_cosine(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def machine_info() -> dict:
-    info = {"cpu": platform.processor() or "unknown", "logical_cpus": os.cpu_count(),
-            "python": platform.python_version()}
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
-        fields = dict(line.split(":", 1) for line in out.splitlines() if ":" in line)
-        fields = {k.strip(): v.strip() for k, v in fields.items()}
-        info["cpu"] = fields.get("Model name", info["cpu"])
-        info["cores_per_socket"] = fields.get("Core(s) per socket")
-        info["threads_per_core"] = fields.get("Thread(s) per core")
-        flags = fields.get("Flags", "").split()
-        info["isa"] = [f for f in ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16",
-                                   "amx_int8") if f in flags]
-    except (OSError, subprocess.SubprocessError):
-        pass
+    info = cpu_info("cores_per_socket", "threads_per_core",
+                    isa=("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16", "amx_int8"))
     import onnxruntime
     import torch
     import transformers
@@ -208,16 +133,16 @@ def matmul_peaks(n: int, seconds: float) -> dict[str, float]:
         from onnxruntime.quantization import QuantType, quantize_dynamic
 
         int8 = Path(tmp) / "mm.int8.onnx"
-        with _quiet():
+        with quiet_logs():
             quantize_dynamic(str(fp32), str(int8), weight_type=QuantType.QInt8)
         for name, path in (("ort_fp32", fp32), ("ort_int8", int8)):
             session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-            peaks[name] = rate(lambda: session.run(None, {"x": x}))
+            peaks[name] = rate(lambda session=session: session.run(None, {"x": x}))
     peaks["fp32"] = max(peaks["torch_fp32"], peaks["ort_fp32"])
     return {k: round(v, 1) for k, v in peaks.items()}
 
 
-class _quiet:
+class quiet_logs:
     """Silence library warnings and onnxruntime.quantization's root-logger advice."""
 
     def __enter__(self):
@@ -327,7 +252,7 @@ def write_ours(model, tokenizer_dir: Path, out: Path, variants: tuple[str, ...])
     converted = ConvertedModel(model=model, frontend=frontend, audio_architecture="htsat-tiny",
                                text_architecture="roberta", tokenizer_dir=tokenizer_dir, max_text_length=77,
                                source="random", source_format="hf_clap", source_sha256=None)
-    with _quiet():
+    with quiet_logs():
         manifest = write_model_folder(converted, out, variants=variants, overwrite=True)
     return {name: {"audio_min_cosine_to_fp32": v.audio_min_cosine_to_fp32,
                    "text_min_cosine_to_fp32": v.text_min_cosine_to_fp32} for name, v in manifest.variants.items()}
@@ -397,7 +322,7 @@ def time_audio(systems: list, paths: list[Path], batch: int, repeats: int, quiet
             def block():
                 outs, times = [], []
                 for group in groups:
-                    dt, vec = _time_call(system.embed_files, group)
+                    dt, vec = _time_call(system.embed_files, group)  # noqa: B023  (called at once)
                     times.append(dt)
                     outs.append(vec)
                 return outs, times
@@ -415,7 +340,7 @@ def time_text(systems: list, queries: list[str], repeats: int, quiet: float = 0.
     latencies: dict[str, list[float]] = defaultdict(list)
     for rep in range(repeats):
         for system in _rotated(systems, rep):
-            times = _undisturbed(lambda: [_time_call(system.embed_text, q)[0] for q in queries], quiet)
+            times = _undisturbed(lambda system=system: [_time_call(system.embed_text, q)[0] for q in queries], quiet)
             latencies[system.name].extend(t * 1000 for t in times)
     return {name: {"p50_ms": float(np.percentile(v, 50)), "p90_ms": float(np.percentile(v, 90)),
                    "mean_ms": float(np.mean(v))} for name, v in latencies.items()}, vectors
@@ -559,7 +484,7 @@ def main(argv: list[str] | None = None) -> int:
     results: dict = {
         "command": " ".join([Path(sys.executable).name, *sys.argv]) if argv is None else f"embed.py {' '.join(argv)}",
         "machine": machine_info(),
-        "load_before": [round(x, 2) for x in os.getloadavg()],
+        "load_before": loadavg_figures(),
         "config": {"quick": quick, "files": files, "batch": batch, "repeats": repeats, "queries": n_queries,
                    "text_repeats": text_repeats, "variants": list(variants), "threads": args.threads,
                    "seed": args.seed, "wait_quiet_s": quiet, "baseline_exporter": args.baseline_exporter,
@@ -602,7 +527,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"exporting the ONNX int8 baseline ({args.baseline_exporter} exporter) ...", flush=True)
             t0 = time.perf_counter()
             shutil.rmtree(base_dir, ignore_errors=True)
-            with _quiet(), contextlib.redirect_stdout(io.StringIO()):
+            with quiet_logs(), contextlib.redirect_stdout(io.StringIO()):
                 base_files = _peers.export_onnx_int8_baseline(model, base_dir,
                                                               dynamo=args.baseline_exporter == "dynamo")
             results["baseline_export_s"] = round(time.perf_counter() - t0, 1)
@@ -634,7 +559,7 @@ def main(argv: list[str] | None = None) -> int:
             text, text_vectors = time_text(systems, queries, text_repeats, quiet)
         results["contention"] = {**monitor.summary(), "blocks_retried": RETRIES["blocks"],
                                  "disturbed_blocks_kept": RETRIES["disturbed_blocks_kept"]}
-        results["load_after"] = [round(x, 2) for x in os.getloadavg()]
+        results["load_after"] = loadavg_figures()
         if batch != 16:
             results["config"]["note"] = f"the 'b16' column is batch {batch}"
 

@@ -3,7 +3,7 @@
 
     python bench/index.py                                    # 1 M x 512-d, 4 GiB budget -> bench/results_index.json
     python bench/index.py --budget-gb 0.75 --out bench/results_index_sq8.json   # a budget that forces SQ8
-    python bench/index.py --n 20000 --dim 64 --queries 50    # smoke run (tests/test_bench_index.py)
+    python bench/index.py --n 20000 --dim 64 --queries 50    # smoke run (tests/bench/test_index.py)
 
 Target (issue 5): recall@10 >= 0.95 against exact search at >= 20x exact queries/s, memory reported.
 
@@ -40,8 +40,6 @@ from __future__ import annotations
 import argparse
 import gc
 import json
-import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -53,6 +51,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import faiss
+from machine import cpu_info, loadavg, status_bytes, timed, wait_quiet  # noqa: E402
 
 from indexer.store.vector_index import VectorIndex, plan_index, recall_at_k
 
@@ -86,6 +85,10 @@ class Clustered:
             f"a fixed random linear map, plus isotropic noise of {noise} x the norm, L2-normalised")
 
     def draw(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        return self.draw_clustered(n, rng)[0]
+
+    def draw_clustered(self, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """(vectors, their cluster numbers)."""
         c = rng.choice(self.clusters, size=n, p=self.weights)
         z = rng.standard_normal((n, self.latent), dtype=np.float32)
         z *= self.spread[c, None] * self.axis_sd[c]
@@ -94,7 +97,7 @@ class Clustered:
         scale = self.noise * np.linalg.norm(x, axis=1, keepdims=True) / np.sqrt(self.dim)
         x += scale * rng.standard_normal((n, self.dim), dtype=np.float32)
         x /= np.linalg.norm(x, axis=1, keepdims=True)
-        return x
+        return x, c
 
     def stream(self, n: int, chunk: int, seed: int, clock: list | None = None):
         """(ids, vectors) chunks of the database; ids = row numbers; generation time added to clock[0]."""
@@ -107,14 +110,6 @@ class Clustered:
 
 
 # ----------------------------------------------------------------------------- measurement helpers
-def _rss() -> int:
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    return 0
-
-
 def _loaded_rss(folder: Path) -> int:
     """RSS a fresh process gains by loading the saved index (no build leftovers, no list slack)."""
     code = ("import gc, sys; sys.path.insert(0, sys.argv[1])\n"
@@ -124,51 +119,6 @@ def _loaded_rss(folder: Path) -> int:
     out = subprocess.run([sys.executable, "-c", code, str(Path(__file__).resolve().parents[1]), str(folder)],
                          capture_output=True, text=True, check=True, timeout=600)
     return int(out.stdout.strip().splitlines()[-1])
-
-
-def _peak_rss() -> int:
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-    return 0
-
-
-def _busy_jiffies() -> int:
-    with open("/proc/stat") as fh:
-        fields = [int(x) for x in fh.readline().split()[1:]]
-    return sum(fields) - fields[3] - fields[4]
-
-
-def _own_cpu() -> float:
-    t = os.times()
-    return t.user + t.system
-
-
-def wait_quiet(max_wait: float, threshold_pct: float = 10.0) -> float:
-    """Sleep until other processes use < threshold_pct of the CPUs for 1 s (at most max_wait s)."""
-    t0, hz, ncpu = time.perf_counter(), os.sysconf("SC_CLK_TCK"), os.cpu_count() or 1
-    while max_wait > 0:
-        b0 = _busy_jiffies()
-        time.sleep(1.0)
-        if 100.0 * (_busy_jiffies() - b0) / hz / ncpu < threshold_pct or time.perf_counter() - t0 >= max_wait:
-            break
-    return time.perf_counter() - t0
-
-
-def timed(fn):
-    """(seconds, result, CPU-s other processes took meanwhile)."""
-    hz = os.sysconf("SC_CLK_TCK")
-    b0, own0, t0 = _busy_jiffies(), _own_cpu(), time.perf_counter()
-    out = fn()
-    wall = time.perf_counter() - t0
-    other = max(0.0, (_busy_jiffies() - b0) / hz - (_own_cpu() - own0))
-    return wall, out, other
-
-
-def _loadavg() -> str:
-    with open("/proc/loadavg") as fh:
-        return " ".join(fh.read().split()[:3])
 
 
 def _build_args(args) -> dict:
@@ -190,22 +140,46 @@ def _repeat(fn, min_s: float) -> tuple[float, float]:
 
 
 def machine_info() -> dict:
-    info = {"cpu": platform.processor() or "unknown", "logical_cpus": os.cpu_count(),
-            "python": platform.python_version(), "faiss": faiss.__version__, "numpy": np.__version__,
-            "faiss_threads": faiss.omp_get_max_threads(), "faiss_compile": faiss.get_compile_options().strip()}
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10, check=False).stdout
-        fields = {k.strip(): v.strip() for k, v in (line.split(":", 1) for line in out.splitlines() if ":" in line)}
-        info["cpu"] = fields.get("Model name", info["cpu"])
-        info["hypervisor"] = fields.get("Hypervisor vendor")
-    except (OSError, subprocess.SubprocessError):
-        pass
+    info = cpu_info("hypervisor") | {
+        "faiss": faiss.__version__, "numpy": np.__version__, "faiss_threads": faiss.omp_get_max_threads(),
+        "faiss_compile": faiss.get_compile_options().strip()}
     with open("/proc/meminfo") as fh:
         info["mem_gib"] = round(int(fh.readline().split()[1]) / 2**20, 1)
     return info
 
 
 # ----------------------------------------------------------------------------- the run
+def _timed_rounds(args, exact, index, queries: np.ndarray, gt_i: np.ndarray) -> list[dict]:
+    """Exact and index search timed in alternating rounds, each after waiting for a quiet machine."""
+    rounds = []
+    for r in range(args.rounds):
+        waited = wait_quiet(args.wait_quiet)
+        load = loadavg()
+        te, (_, ie), oe = timed(lambda: exact.search(queries, K))
+        ti, oi = _repeat(lambda: index.search(queries, K), min_s=max(0.2, min(2.0, te)))
+        assert np.array_equal(ie, gt_i)
+        rounds.append({"exact_s": te, "index_s": ti, "ratio": te / ti, "other_cpu_s": round(oe + oi, 2),
+                       "waited_s": round(waited, 1), "loadavg_before": load})
+        print(f"round {r}: exact {len(queries) / te:,.0f} q/s, index {len(queries) / ti:,.0f} q/s, "
+              f"x{te / ti:.1f} (other processes {oe + oi:.2f} CPU-s)", flush=True)
+    return rounds
+
+
+def _nprobe_sweep(index, plan, queries: np.ndarray, gt_i: np.ndarray) -> list[dict]:
+    """Recall and queries/s around the tuned nprobe (none for a flat index)."""
+    sweep = []
+    if plan.kind != "flat":
+        tuned = int(index.params["nprobe"])
+        for nprobe in sorted({1, max(1, tuned // 4), max(1, tuned // 2), tuned, tuned * 2, tuned * 4}):
+            if nprobe > plan.nlist:
+                continue
+            _, f = index.search(queries, K, params={"nprobe": nprobe})
+            t, _ = _repeat(lambda p=nprobe: index.search(queries, K, params={"nprobe": p}), min_s=1.0)
+            sweep.append({"nprobe": nprobe, "recall_at_10": round(recall_at_k(f, gt_i, K), 4),
+                          "qps": round(len(queries) / t, 1)})
+    return sweep
+
+
 def run(args) -> dict:
     n, dim = args.n, args.dim
     gen = Clustered(dim, args.clusters or max(1, n // 40), latent=args.latent, topics=args.topics,
@@ -225,13 +199,13 @@ def run(args) -> dict:
         print(f"reusing the index in {args.index_dir} (built {build['built_at']})", flush=True)
     else:
         gc.collect()
-        rss0, clock = _rss(), [0.0]
+        rss0, clock = status_bytes("VmRSS"), [0.0]
         t0 = time.perf_counter()
         index = VectorIndex.build(plan, gen.stream(n, args.chunk, args.seed, clock), sample=sample, k=K,
                                   target_recall=args.target_recall, use_gpu="never", seed=args.seed)
         build_s = time.perf_counter() - t0
         gc.collect()
-        rss_growth = _rss() - rss0   # the sample is still held, as it was at rss0
+        rss_growth = status_bytes("VmRSS") - rss0   # the sample is still held, as it was at rss0
         del sample
         print(f"built in {build_s:.1f} s ({clock[0]:.1f} s of it generating data): {index.params}", flush=True)
         with tempfile.TemporaryDirectory() as tmp:
@@ -243,8 +217,8 @@ def run(args) -> dict:
                  "total_s": round(build_s, 2), "data_generation_s": round(clock[0], 2),
                  "train_s": index.tuning.get("train_seconds"), "add_s": index.tuning.get("add_seconds"),
                  "index_file_bytes": file_bytes, "rss_growth_bytes": rss_growth, "loaded_rss_bytes": loaded_rss,
-                 "peak_rss_after_build": _peak_rss(),
-                 "other_processes_load": _loadavg()}
+                 "peak_rss_after_build": status_bytes("VmHWM"),
+                 "other_processes_load": loadavg()}
         if saved is not None:
             saved.write_text(json.dumps(build, indent=2) + "\n")
 
@@ -259,30 +233,10 @@ def run(args) -> dict:
                   "mean_cos_random": float(np.mean(np.sum(queries * gen.draw(len(queries),
                                                   np.random.default_rng([args.seed, 4])), axis=1)))}
 
-    rounds = []
-    for r in range(args.rounds):
-        waited = wait_quiet(args.wait_quiet)
-        load = _loadavg()
-        te, (_, ie), oe = timed(lambda: exact.search(queries, K))
-        ti, oi = _repeat(lambda: index.search(queries, K), min_s=max(0.2, min(2.0, te)))
-        assert np.array_equal(ie, gt_i)
-        rounds.append({"exact_s": te, "index_s": ti, "ratio": te / ti, "other_cpu_s": round(oe + oi, 2),
-                       "waited_s": round(waited, 1), "loadavg_before": load})
-        print(f"round {r}: exact {len(queries) / te:,.0f} q/s, index {len(queries) / ti:,.0f} q/s, "
-              f"x{te / ti:.1f} (other processes {oe + oi:.2f} CPU-s)", flush=True)
+    rounds = _timed_rounds(args, exact, index, queries, gt_i)
     _, found = index.search(queries, K)
     recall = recall_at_k(found, gt_i, K)
-
-    sweep = []
-    if plan.kind != "flat":
-        tuned = int(index.params["nprobe"])
-        for nprobe in sorted({1, max(1, tuned // 4), max(1, tuned // 2), tuned, tuned * 2, tuned * 4}):
-            if nprobe > plan.nlist:
-                continue
-            _, f = index.search(queries, K, params={"nprobe": nprobe})
-            t, _ = _repeat(lambda p=nprobe: index.search(queries, K, params={"nprobe": p}), min_s=1.0)
-            sweep.append({"nprobe": nprobe, "recall_at_10": round(recall_at_k(f, gt_i, K), 4),
-                          "qps": round(len(queries) / t, 1)})
+    sweep = _nprobe_sweep(index, plan, queries, gt_i)
 
     exact_qps, index_qps = len(queries) / _median([r["exact_s"] for r in rounds]), len(queries) / _median(
         [r["index_s"] for r in rounds])
@@ -300,7 +254,8 @@ def run(args) -> dict:
         "memory": {"index_file_bytes": build["index_file_bytes"], "memory_bytes_estimate": index.memory_bytes,
                    "planned_bytes": plan.estimated_bytes, "loaded_rss_bytes": build["loaded_rss_bytes"],
                    "rss_growth_bytes": build["rss_growth_bytes"],
-                   "peak_rss_after_build": build["peak_rss_after_build"], "peak_rss_bytes": _peak_rss(),
+                   "peak_rss_after_build": build["peak_rss_after_build"],
+                   "peak_rss_bytes": status_bytes("VmHWM"),
                    "exact_flat_bytes": n * dim * 4,
                    "budget_bytes": int(args.budget_gb * 2**30)},
         "search": {"k": K, "exact_qps": round(exact_qps, 1), "index_qps": round(index_qps, 1),

@@ -3,11 +3,11 @@
 files, no-change re-runs of a large library, and the peak memory of an ingest.
 
     python bench/ingest.py                              # full run, ~30-40 min on 2 cores -> bench/results_ingest.json
-    python bench/ingest.py --quick                      # smoke run, small sizes (used by tests/test_bench_ingest.py)
+    python bench/ingest.py --quick                      # smoke run, small sizes (used by tests/bench/test_ingest.py)
     python bench/ingest.py --parts throughput --files 200 --rounds 3
     python bench/ingest.py --parts rerun --rerun-files 10000
 
-Everything runs the shipped default model (``indexer.models.defaults.default_model_dir()``, or
+Everything runs the shipped default model (``IndexerSettings().resolved_model_dir``, or
 ``--model``). Parts:
 
 1. throughput: a seeded library (``--files``, mixed WAV/FLAC/Ogg Vorbis/MP3, 16/44.1/48 kHz,
@@ -43,9 +43,9 @@ others took more than 15 % of the machine. See bench/README.md and bench/RESULTS
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
-import platform
 import re
 import shutil
 import statistics
@@ -61,6 +61,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from machine import CpuMonitor, cpu_info, git, loadavg_figures, own_cpu, wait_quiet  # noqa: E402
+
 TARGETS = {"overhead": 0.15, "rerun_s": 30.0, "peak_rss_gb": 2.0}
 DISTURBED_PCT = 15.0
 GB = float(1 << 30)
@@ -68,54 +70,11 @@ PEER = "peer embed_files"
 
 
 # ----------------------------------------------------------------------------- noise control
-def _busy_jiffies() -> int:
-    with open("/proc/stat") as fh:
-        fields = [int(x) for x in fh.readline().split()[1:]]
-    return sum(fields) - fields[3] - fields[4]  # minus idle and iowait
-
-
-def _own_cpu() -> tuple[float, float]:
-    """(this process, its reaped children) CPU seconds."""
-    t = os.times()
-    return t.user + t.system, t.children_user + t.children_system
-
-
-class CpuMonitor:
-    """Wall time, our CPU (process + reaped children) and the CPU other processes took meanwhile."""
-
-    def __init__(self):
-        self.hz, self.ncpu = os.sysconf("SC_CLK_TCK"), os.cpu_count() or 1
-
-    def __enter__(self):
-        self.t0, self.busy0, self.own0 = time.perf_counter(), _busy_jiffies(), _own_cpu()
-        return self
-
-    def __exit__(self, *exc):
-        self.wall = time.perf_counter() - self.t0
-        own = _own_cpu()
-        self.self_cpu, self.children_cpu = own[0] - self.own0[0], own[1] - self.own0[1]
-        busy = (_busy_jiffies() - self.busy0) / self.hz
-        self.other = max(0.0, busy - self.self_cpu - self.children_cpu)
-        self.other_pct = 100.0 * self.other / max(self.wall * self.ncpu, 1e-9)
-        return False
-
-    def summary(self) -> dict:
-        return {"wall_s": round(self.wall, 3), "self_cpu_s": round(self.self_cpu, 2),
-                "children_cpu_s": round(self.children_cpu, 2), "other_processes_cpu_s": round(self.other, 2),
-                "other_load_pct": round(self.other_pct, 1)}
-
-
-def wait_quiet(max_wait: float, threshold_pct: float = 10.0, window: float = 1.0) -> float:
-    """Sleep until other processes use under ``threshold_pct`` of the machine for ``window`` s."""
-    if max_wait <= 0:
-        return 0.0
-    hz, ncpu, t0 = os.sysconf("SC_CLK_TCK"), os.cpu_count() or 1, time.perf_counter()
-    while True:
-        b0 = _busy_jiffies()
-        time.sleep(window)
-        pct = 100.0 * (_busy_jiffies() - b0) / hz / (window * ncpu)
-        if pct < threshold_pct or time.perf_counter() - t0 >= max_wait:
-            return time.perf_counter() - t0
+def contention(mon: CpuMonitor) -> dict:
+    """A ``CpuMonitor(children=True)``'s record, our children's CPU (the CLI runs) apart."""
+    return {"wall_s": round(mon.wall, 3), "self_cpu_s": round(mon.self_cpu, 2),
+            "children_cpu_s": round(mon.children_cpu, 2), "other_processes_cpu_s": round(mon.other, 2),
+            "other_load_pct": round(mon.other_pct, 1)}
 
 
 def timed_block(fn, *, quiet_s: float, retries: int, label: str) -> tuple[object, dict]:
@@ -124,9 +83,9 @@ def timed_block(fn, *, quiet_s: float, retries: int, label: str) -> tuple[object
     best = None
     for attempt in range(retries + 1):
         waited = wait_quiet(quiet_s)
-        with CpuMonitor() as mon:
+        with CpuMonitor(children=True) as mon:
             out = fn()
-        summary = {**mon.summary(), "waited_for_quiet_s": round(waited, 1), "attempt": attempt + 1}
+        summary = {**contention(mon), "waited_for_quiet_s": round(waited, 1), "attempt": attempt + 1}
         if best is None or summary["other_load_pct"] < best[1]["other_load_pct"]:
             best = (out, summary)
         if summary["other_load_pct"] <= DISTURBED_PCT:
@@ -225,17 +184,7 @@ def run_cli(args: list[str], *, sample_s: float | None, timeout: float = 7200) -
 
 # ----------------------------------------------------------------------------- machine
 def machine_info() -> dict:
-    info: dict = {"cpu": platform.processor() or "unknown", "logical_cpus": os.cpu_count(),
-                  "python": platform.python_version()}
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10, check=False).stdout
-        fields = {k.strip(): v.strip() for k, v in (line.split(":", 1) for line in out.splitlines() if ":" in line)}
-        info["cpu"] = fields.get("Model name", info["cpu"])
-        info["cores_per_socket"] = fields.get("Core(s) per socket")
-        info["threads_per_core"] = fields.get("Thread(s) per core")
-        info["hypervisor"] = fields.get("Hypervisor vendor")
-    except (OSError, subprocess.SubprocessError):
-        pass
+    info = cpu_info("cores_per_socket", "threads_per_core", "hypervisor")
     try:
         import psutil
 
@@ -257,13 +206,6 @@ def machine_info() -> dict:
 
 def git_state() -> dict:
     """The commit measured, and whether the indexer code differed from it (other people edit it)."""
-    def git(*cmd: str) -> str:
-        try:
-            return subprocess.run(["git", *cmd], cwd=REPO, capture_output=True, text=True, timeout=10,
-                                  check=False).stdout.rstrip()
-        except (OSError, subprocess.SubprocessError):
-            return ""
-
     return {"head": git("rev-parse", "--short", "HEAD") or None,
             "indexer_modified": [line[3:] for line in git("status", "--porcelain", "--", "indexer").splitlines()]}
 
@@ -467,7 +409,7 @@ def run_ingest_inprocess(model_dir: Path, library: Path, home: Path, config: dic
     saved = {name: getattr(catalog, name) for name in ("write_files", "touch_files", "known_files")}
     for name, fn in saved.items():
         setattr(catalog, name, timer.wrap(f"db_{name}", fn))
-    cpu0 = _own_cpu()
+    cpu0 = own_cpu()
     t0 = time.perf_counter()
     try:
         store = Store.open(IndexerSettings(home=home), model=model_dir)
@@ -488,7 +430,7 @@ def run_ingest_inprocess(model_dir: Path, library: Path, home: Path, config: dic
     finally:
         for name, fn in saved.items():
             setattr(catalog, name, fn)
-    cpu1 = _own_cpu()
+    cpu1 = own_cpu()
     s = timer.seconds
     db = sum(v for k, v in s.items() if k.startswith("db_") and k != "db_known_files")
     onnx, publish, model_open = s.get("onnx", 0.0), s.get("publish", 0.0), s.get("model_open", 0.0)
@@ -524,10 +466,10 @@ def throughput_part(args, model_dir: Path, work: Path, quick: bool, quiet_s: flo
         row = {"round": r + 1, "order": order, "files_per_s": {}, "other_load_pct": {}}
         for name in order:
             if name == PEER:
-                fn = lambda: run_peer(model_dir, paths)
+                fn = functools.partial(run_peer, model_dir, paths)
             else:
                 cfg = configs[systems.index(name) - 1]
-                fn = lambda cfg=cfg: run_ingest_inprocess(model_dir, lib_dir, work / "homes" / "throughput", cfg)
+                fn = functools.partial(run_ingest_inprocess, model_dir, lib_dir, work / "homes" / "throughput", cfg)
             out, mon = timed_block(fn, quiet_s=quiet_s, retries=args.retries, label=name)
             out.update(round=r + 1, files_per_s=out["files"] / out["wall_s"], audio_s_per_s=out["audio_s"] / out["wall_s"],
                        contention=mon)
@@ -760,7 +702,7 @@ def print_report(results: dict) -> None:
 
 
 # ----------------------------------------------------------------------------- main
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="smoke run: small sizes, one round")
@@ -786,6 +728,11 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"re-runs of a timed block that others disturbed (> {DISTURBED_PCT:.0f} %% of the CPUs) "
                              "(default 1; quick 0)")
     parser.add_argument("--seed", type=int, default=0)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
 
     quick = args.quick
@@ -806,9 +753,9 @@ def main(argv: list[str] | None = None) -> int:
     if 2 * args.touch > args.rerun_files:
         parser.error("--touch must be at most half of --rerun-files")
 
-    from indexer.models.defaults import default_model_dir
+    from indexer.settings import IndexerSettings
 
-    model_dir = (args.model or default_model_dir()).resolve()
+    model_dir = (args.model or IndexerSettings().resolved_model_dir).resolve()
     work = args.work.resolve()
     work.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
@@ -816,7 +763,7 @@ def main(argv: list[str] | None = None) -> int:
         "command": " ".join([Path(sys.executable).name, *sys.argv]) if argv is None else f"ingest.py {' '.join(argv)}",
         "machine": machine_info(),
         "git": git_state(),
-        "load_before": [round(x, 2) for x in os.getloadavg()],
+        "load_before": loadavg_figures(),
         "config": {"quick": quick, "parts": sorted(parts), "model": str(model_dir), "files": args.files,
                    "rounds": args.rounds, "ingest_configs": args.ingest_configs, "rerun_files": args.rerun_files,
                    "rerun_repeats": args.rerun_repeats, "touch": args.touch, "long_minutes": args.long_minutes,
@@ -824,15 +771,15 @@ def main(argv: list[str] | None = None) -> int:
                    "work": str(work), "default_workers": os.cpu_count()},
     }
     print(f"model {model_dir.name}; work dir {work}", flush=True)
-    with CpuMonitor() as total:
+    with CpuMonitor(children=True, exclude_waits=False) as total:
         if "throughput" in parts:
             results["throughput"] = throughput_part(args, model_dir, work, quick, quiet_s)
         if "rerun" in parts:
             results["rerun"] = rerun_part(args, work, quiet_s)
         if "long" in parts:
             results["long_file"] = long_part(args, work, quiet_s)
-    results["contention"] = total.summary()
-    results["load_after"] = [round(x, 2) for x in os.getloadavg()]
+    results["contention"] = contention(total)
+    results["load_after"] = loadavg_figures()
     results["targets"] = evaluate(results)
     results["elapsed_s"] = round(time.perf_counter() - started, 1)
     shutil.rmtree(work / "homes", ignore_errors=True)

@@ -38,7 +38,6 @@ import gc
 import io
 import json
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -52,7 +51,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from embed import CpuMonitor, wait_quiet  # noqa: E402  (same noise control as the embed bench)
+from machine import CpuMonitor, cpu_info, loadavg_figures, wait_quiet  # noqa: E402
 
 FRAMES, MELS = 1001, 64        # one 10 s clip of the LAION front end (48 kHz, hop 480, 64 mels)
 WAV_RATE = 44_100              # generated corpus: not the model's 48 kHz, so every clip is resampled
@@ -65,32 +64,13 @@ def machine_info(device: str) -> dict:
     import torch
     import transformers
 
-    info: dict = {"cpu": platform.processor() or "unknown", "logical_cpus": os.cpu_count(),
-                  "python": platform.python_version(), "torch_threads": torch.get_num_threads(),
-                  "torch_interop_threads": torch.get_num_interop_threads(),
-                  "versions": {"torch": torch.__version__, "transformers": transformers.__version__,
-                               "numpy": np.__version__}}
-    try:
-        cores, flags = set(), []
-        with open("/proc/cpuinfo") as fh:
-            block: dict[str, str] = {}
-            for line in fh:
-                if ":" in line:
-                    key, value = (s.strip() for s in line.split(":", 1))
-                    block[key] = value
-                    if key == "model name":
-                        info["cpu"] = value
-                    elif key == "flags" and not flags:
-                        flags = value.split()
-                elif block:
-                    cores.add((block.get("physical id"), block.get("core id")))
-                    block = {}
-            if block:
-                cores.add((block.get("physical id"), block.get("core id")))
-        info["physical_cores"] = len(cores) if all(c != (None, None) for c in cores) else None
-        info["isa"] = [f for f in ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16") if f in flags]
-    except OSError:
-        pass
+    info = cpu_info("cores_per_socket", "sockets",
+                    isa=("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16"))
+    per_socket, sockets = info.pop("cores_per_socket"), info.pop("sockets")
+    info["physical_cores"] = int(per_socket) * int(sockets) if f"{per_socket}{sockets}".isdigit() else None
+    info |= {"torch_threads": torch.get_num_threads(), "torch_interop_threads": torch.get_num_interop_threads(),
+             "versions": {"torch": torch.__version__, "transformers": transformers.__version__,
+                          "numpy": np.__version__}}
     if device == "cuda":
         props = torch.cuda.get_device_properties(0)
         info["gpu"] = {"name": props.name, "memory_gib": round(props.total_memory / 2**30, 1),
@@ -244,25 +224,6 @@ def model_rows(systems: list[StepSystem], batch: int) -> list[dict]:
 
 
 # ----------------------------------------------------------------------------- 2. end to end
-class LoopMonitor(CpuMonitor):
-    """``CpuMonitor`` that counts our DataLoader workers (child processes, joined by the time the
-    loop returns) as our own CPU time, not as other processes'."""
-
-    def __enter__(self):
-        t = os.times()
-        self.children0 = t.children_user + t.children_system
-        return super().__enter__()
-
-    def __exit__(self, *exc):
-        super().__exit__(*exc)
-        t = os.times()
-        children = t.children_user + t.children_system - self.children0
-        self.own += children
-        self.other = max(0.0, self.other - children)
-        self.other_pct = 100.0 * self.other / max(self.wall * self.ncpu, 1e-9)
-        return False
-
-
 CAPTION_ENDINGS = ["", " in the distance", " close to the microphone", " with a lot of echo",
                    " outdoors on a windy day", " in a small room"]
 
@@ -477,7 +438,7 @@ def main(argv: list[str] | None = None) -> int:
     results: dict = {
         "command": " ".join([Path(sys.executable).name, *sys.argv]) if argv is None else f"train.py {' '.join(argv)}",
         "machine": machine_info(device_name),
-        "load_before": [round(x, 2) for x in os.getloadavg()],
+        "load_before": loadavg_figures(),
         "config": {"quick": quick, "device": device_name, "precisions": precisions, "batch": batch,
                    "tokens": args.tokens, "warmup": warmup, "steps": steps, "pair_config": pair_config,
                    "solo_config": solo_config, "seed": args.seed, "wait_quiet_s": quiet, "parts": sorted(parts)},
@@ -486,7 +447,7 @@ def main(argv: list[str] | None = None) -> int:
     np.random.seed(args.seed)
     busy_blocks = 0
 
-    with LoopMonitor() as monitor:  # our DataLoader workers count as ours
+    with CpuMonitor(children=True) as monitor:  # our DataLoader workers count as ours
         if "model" in parts:
             rows: list[dict] = []
             ratios: dict[str, float] = {}
@@ -552,7 +513,7 @@ def main(argv: list[str] | None = None) -> int:
 
                             shutil.rmtree(out_dir)
                         wait_quiet(quiet)
-                        with LoopMonitor() as run_monitor:
+                        with CpuMonitor(children=True) as run_monitor:   # DataLoader workers are ours
                             run = run_loop(manifest, out_dir, e2e_model, batch, e2e_steps, log_every, workers,
                                            device_name, precision, args.seed)
                         run["other_load_pct"] = round(run_monitor.other_pct, 1)
@@ -568,7 +529,7 @@ def main(argv: list[str] | None = None) -> int:
                                      "steps": e2e_steps, "log_every": log_every, "runs": runs,
                                      "model_only_clips_per_s": model_only}
     results["contention"] = {**monitor.summary(), "disturbed_blocks": busy_blocks}
-    results["load_after"] = [round(x, 2) for x in os.getloadavg()]
+    results["load_after"] = loadavg_figures()
     results["notes"] = notes
     results["elapsed_s"] = round(time.perf_counter() - started, 1)
 

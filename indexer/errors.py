@@ -3,24 +3,47 @@
     ClapSearchError
     ├── ModelError                  a model folder is missing, malformed or incompatible
     │   ├── ManifestError           manifest.json is absent or does not validate
-    │   └── ModelMismatchError      vectors/indexes built with another model
+    │   ├── ModelMismatchError      vectors/indexes built with another model
+    │   └── ModelRuntimeError       ONNX Runtime failed while running the model
     ├── AudioError                  one input file could not become a vector (``.path``, ``.reason``)
     │   ├── AudioDecodeError        unreadable, truncated or not audio at all
     │   ├── UnsupportedFormatError  a container/codec we do not decode
     │   ├── EmptyAudioError         zero samples, or nothing left after decoding
     │   ├── InvalidSamplesError     NaN/Inf samples, absurd sample rate or channel count
-    │   └── AudioTooLongError       longer than the configured limit
+    │   ├── AudioTooLongError       longer than the configured limit
+    │   ├── AudioTooLargeError      decoding it ran out of memory
+    │   ├── DecoderCrashedError     the decoder process died on it (ingest)
+    │   ├── DecodeTimeoutError      the decoder hung on it past the deadline (ingest)
+    │   └── FileError               the file itself could not be read
+    │       ├── FileMissingError    it vanished between listing and reading
+    │       ├── FilePermissionError  no permission to read it
+    │       └── FileFetchError      a remote (object store) file could not be fetched
     ├── TextError                   empty or unusable query text
+    │   └── TextTooLongError        longer than the query limit
+    ├── QueryError                  a search asked for what this model or request cannot give
+    │   └── RelevanceUnavailableError  min_relevance without a text query and a calibrated model
+    ├── ItemError                   an indexed item cannot serve as asked
+    │   ├── ItemNotFoundError       no item has that id
+    │   ├── ItemNotIndexedError     the item failed to ingest, so it has no vector
+    │   └── ItemAudioUnavailableError  the item's file is not on this machine's disk
     └── StoreError                  the metadata database or an index cannot be used
         ├── CollectionNotFoundError no collection of that name
         ├── CollectionBusyError     another ingest holds the collection's lock
-        └── VectorIndexError        a FAISS index cannot be built, loaded or changed as asked
+        ├── VectorIndexError        a FAISS index cannot be built, loaded or changed as asked
+        ├── CorruptVectorError      a stored vector is unreadable (`indexer check --repair` marks it)
+        ├── DatabaseUnavailableError  the metadata database refused or dropped the connection
+        └── StorageIOError          the disk under the data folder failed (full, read-only...)
 
-Every error carries a stable ``code`` string (``audio.decode`` ...) for API clients.
+Every error carries a stable ``code`` string (``audio.decode`` ...) for API clients; the CLIs
+print it (``error [store.busy]: ...``) and exit with ``exit_code(exc)``. ``translate`` is the one
+place that says what a foreign exception (OS, libsndfile, SQLAlchemy, ONNX Runtime) means.
+docs/errors.md lists every code (``scripts/errors_reference.py``).
 """
 
 from __future__ import annotations
 
+import errno
+import sys
 from pathlib import Path
 
 
@@ -38,6 +61,10 @@ class ManifestError(ModelError):
 
 class ModelMismatchError(ModelError):
     code = "model.mismatch"
+
+
+class ModelRuntimeError(ModelError):
+    code = "model.runtime"
 
 
 class AudioError(ClapSearchError):
@@ -72,8 +99,64 @@ class AudioTooLongError(AudioError):
     code = "audio.too_long"
 
 
+class AudioTooLargeError(AudioError):
+    code = "audio.too_large"
+
+
+class DecoderCrashedError(AudioError):
+    code = "audio.decoder_crashed"
+
+
+class DecodeTimeoutError(AudioError):
+    code = "audio.timeout"
+
+
+class FileError(AudioError):
+    code = "file"
+
+
+class FileMissingError(FileError):
+    code = "file.missing"
+
+
+class FilePermissionError(FileError):
+    code = "file.permission"
+
+
+class FileFetchError(FileError):
+    code = "file.fetch"
+
+
 class TextError(ClapSearchError):
     code = "text"
+
+
+class TextTooLongError(TextError):
+    code = "text.too_long"
+
+
+class QueryError(ClapSearchError):
+    code = "request"
+
+
+class RelevanceUnavailableError(QueryError):
+    code = "request.min_relevance"
+
+
+class ItemError(ClapSearchError):
+    code = "item"
+
+
+class ItemNotFoundError(ItemError):
+    code = "item.not_found"
+
+
+class ItemNotIndexedError(ItemError):
+    code = "item.not_indexed"
+
+
+class ItemAudioUnavailableError(ItemError):
+    code = "item.audio_unavailable"
 
 
 class StoreError(ClapSearchError):
@@ -90,3 +173,51 @@ class CollectionBusyError(StoreError):
 
 class VectorIndexError(StoreError):
     code = "store.index"
+
+
+class CorruptVectorError(StoreError):
+    code = "store.corrupt_vector"
+
+
+class DatabaseUnavailableError(StoreError):
+    code = "store.database"
+
+
+class StorageIOError(StoreError):
+    code = "store.io"
+
+
+# Exit codes of the command-line tools (`indexer`, `clap-train`) by code family, the most
+# specific prefix first; 1 is kept for "ran, but some files failed", 130 for Ctrl-C.
+EXIT_CODES = {"error": 2}
+
+
+def exit_code(exc: ClapSearchError) -> int:
+    code = exc.code
+    while code not in EXIT_CODES and code:
+        code = code.rpartition(".")[0]
+    return EXIT_CODES.get(code, EXIT_CODES["error"])
+
+
+_DATABASE_DOWN = {"OperationalError", "InterfaceError", "DisconnectionError", "TimeoutError"}
+
+
+def translate(exc: BaseException) -> ClapSearchError | None:
+    """The core error a foreign exception means, or None when it means a bug (let it surface).
+
+    Matched by the raising library's class names, so this module imports none of them."""
+    if isinstance(exc, ClapSearchError):
+        return exc
+    module = type(exc).__module__ or ""
+    name = type(exc).__name__
+    if module.startswith("sqlalchemy") and name in _DATABASE_DOWN:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else name
+        return DatabaseUnavailableError(f"the metadata database is unavailable: {first}")
+    if module.startswith("onnxruntime"):
+        return ModelRuntimeError(f"ONNX Runtime failed: {exc}")
+    soundfile = sys.modules.get("soundfile")
+    if soundfile is not None and isinstance(exc, getattr(soundfile, "LibsndfileError", ())):
+        return AudioDecodeError(None, str(exc))
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EROFS, errno.EDQUOT, errno.EIO):
+        return StorageIOError(f"{exc.filename or 'storage'}: {exc.strerror}")
+    return None

@@ -15,6 +15,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from sqlalchemy import null, select
@@ -23,6 +24,9 @@ from indexer.errors import StoreError
 from indexer.store import versions
 from indexer.store.schema import File, Segment
 from indexer.store.vector_index import VectorIndex
+
+if TYPE_CHECKING:
+    from indexer.store.store import Store
 
 
 @dataclass(frozen=True)
@@ -39,28 +43,31 @@ class Hit:
 
 
 class Searcher:
-    def __init__(self, store, collection: str, *, kind: str = "files"):
+    def __init__(self, store: Store, collection: str, *, kind: str = "files"):
         self.store = store
         self.collection = store.collection(collection)
         self.kind = kind
         self._lock = threading.Lock()
-        self.version: versions.VersionInfo | None = None
-        self.index: VectorIndex | None = None
-        self.reload_if_changed()
-        if self.index is None:
+        live = versions.current_version(store.index_dir, self.collection.name, kind)
+        if live is None:
             raise StoreError(f"collection {collection!r} has no published {kind} index yet "
                              f"(run `indexer ingest` first)")
+        self.version: versions.VersionInfo = live
+        self.index: VectorIndex = self._open(live)
 
     def reload_if_changed(self) -> bool:
         """Load the live version if it is not the one in use; True when it switched."""
         live = versions.current_version(self.store.index_dir, self.collection.name, self.kind)
-        if live is None or (self.version is not None and live.folder == self.version.folder):
+        if live is None or live.folder == self.version.folder:
             return False
-        live.check_model(self.store.manifest.fingerprint, self.store.manifest.name)
-        index = VectorIndex.load(live.folder)
+        index = self._open(live)
         with self._lock:
             self.version, self.index = live, index
         return True
+
+    def _open(self, live: versions.VersionInfo) -> VectorIndex:
+        live.check_model(self.store.manifest.fingerprint, self.store.manifest.name)
+        return VectorIndex.load(live.folder)
 
     # ------------------------------------------------------------------ queries
     def search_vectors(self, queries: np.ndarray, k: int = 10, *,

@@ -11,6 +11,9 @@
     CLAPSEARCH_ONNX_THREADS   ONNX Runtime intra-op threads (unset or 0: one per physical core)
     CLAPSEARCH_ONNX_SPINNING  let idle ONNX threads spin for the next call (fast back-to-back
                               batches when ingesting; the service turns it off, see its settings)
+
+This class alone resolves the model folder (``resolved_model_dir``) and the ONNX Runtime options
+(``onnx``); every CLI command, the service and the worker build their encoder from it.
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from indexer.models.options import OnnxOptions
 
 
 def default_home() -> Path:
@@ -52,6 +57,16 @@ class IndexerSettings(BaseSettings):
 
     @property
     def resolved_model_dir(self) -> Path:
-        from indexer.models.defaults import default_model_dir
+        from indexer.models.defaults import shipped_model_dir
 
-        return self.model or default_model_dir()
+        return self.model or shipped_model_dir()   # ``model`` already holds $CLAPSEARCH_MODEL
+
+    @property
+    def onnx(self) -> OnnxOptions:
+        return OnnxOptions(self.device, self.onnx_threads, self.onnx_spinning)
+
+    def open_encoder(self):
+        """The model named by these settings, with their variant and ONNX options."""
+        from indexer.models.encoder import ClapEncoder
+
+        return ClapEncoder.open(self.resolved_model_dir, variant=self.model_variant, options=self.onnx)

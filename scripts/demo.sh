@@ -4,13 +4,20 @@
 # (SQLite + FAISS under runs/demo-home), search it once from the CLI, then serve the REST API and
 # the web page over it at http://127.0.0.1:8000 (Ctrl-C stops it).
 #
-#   bash scripts/demo.sh [LIBRARY]                              # the default model
+# LIBRARY defaults to deploy/demo-library: 143 short licence-checked recordings that ship in the
+# repository (none used to train the model; credits in deploy/demo-library/CREDITS.md).
+#
+#   bash scripts/demo.sh                                        # the demo library
+#   bash scripts/demo.sh ~/Sounds                               # your own folder of sounds
 #   CLAPSEARCH_MODEL=models/my-clap bash scripts/demo.sh [LIBRARY]   # any other model folder
 #   PORT=9000 HOST=0.0.0.0 bash scripts/demo.sh                 # where the service listens
 #   DEMO_SERVE=0 bash scripts/demo.sh                           # CLI search only, no server
+#   DEMO_SETUP=0 bash scripts/demo.sh                           # use .venv as it is (no pip)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh
+if [ "${DEMO_SETUP:-1}" != "0" ]; then
+  bash scripts/setup.sh
+fi
 PY=.venv/bin/python
 MODEL=${CLAPSEARCH_MODEL:-models/clapsearch-sfx-v2}
 if [ ! -f "$MODEL/manifest.json" ]; then
@@ -18,30 +25,27 @@ if [ ! -f "$MODEL/manifest.json" ]; then
   echo "bash scripts/build_default_model.sh, or point CLAPSEARCH_MODEL at a model folder)" >&2
   exit 1
 fi
-LIBRARY=${1:-}
-if [ -z "$LIBRARY" ]; then
-  if [ -d ../shared/data/extra-sfx ]; then
-    LIBRARY=../shared/data/extra-sfx          # 341 real, licence-checked recordings
-  else
-    LIBRARY=runs/demo-library
-    echo "== no ../shared/data/extra-sfx beside this clone: generating 6 SYNTHETIC test sounds (tones and" >&2
-    echo "   noise) in $LIBRARY, so text answers will not mean much; for real results pass a folder of" >&2
-    echo "   your own sounds: bash scripts/demo.sh ~/Sounds" >&2
-    $PY scripts/make_demo_library.py "$LIBRARY"
-  fi
+LIBRARY=${1:-deploy/demo-library}
+if [ ! -d "$LIBRARY" ]; then
+  echo "no folder at $LIBRARY (give a folder of audio files: bash scripts/demo.sh ~/Sounds)" >&2
+  exit 1
 fi
 mkdir -p runs
-HOME_DIR=runs/demo-home
+# One collection home per library, so the demo library and your own folder never mix.
+if [ "$LIBRARY" = deploy/demo-library ]; then
+  HOME_DIR=runs/demo-home
+else
+  HOME_DIR=runs/demo-home-$(basename "$(cd "$LIBRARY" && pwd)")
+fi
 echo "== ingesting $LIBRARY with $MODEL (re-running skips unchanged files)"
 .venv/bin/indexer ingest "$LIBRARY" --model "$MODEL" --home "$HOME_DIR" --segments \
   || echo "(some files failed; listed above and by: indexer status --errors --home $HOME_DIR)"
 .venv/bin/indexer status --home "$HOME_DIR" --model "$MODEL"
-for query in "dog barking in the rain" "footsteps on gravel" "a bird singing" "a door creaking" \
-             "water splashing"; do
+for query in "dog barking" "rain" "a cat meowing" "glass breaking" "a baby crying"; do
   echo "== $query"
   .venv/bin/indexer search "$query" --model "$MODEL" --home "$HOME_DIR" --top 3
 done
-FIRST=$(.venv/bin/indexer search "a door creaking" --model "$MODEL" --home "$HOME_DIR" --top 1 --json \
+FIRST=$(.venv/bin/indexer search "dog barking" --model "$MODEL" --home "$HOME_DIR" --top 1 --json \
         | $PY -c "import json, sys; print(json.load(sys.stdin)[0]['path'])")
 echo "== sounds like $FIRST"
 .venv/bin/indexer search --audio "$FIRST" --model "$MODEL" --home "$HOME_DIR" --top 4

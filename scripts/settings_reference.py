@@ -7,14 +7,12 @@ Every field of ``service.settings.ServiceSettings`` (which extends
 ``indexer.settings.IndexerSettings``) becomes a row: its environment variable, type, default
 and description. Descriptions come from ``Field(description=...)``; the indexer's fields, which
 have none, take theirs from the ``CLAPSEARCH_*`` table in ``indexer/settings.py``'s docstring.
-The ``clapsearch-api serve`` options that read an environment variable follow. Nothing here
-reads the environment, so the output is the same on every machine.
+Where ``clapsearch-worker`` (``WorkerSettings``) changes a default, the row says so. Nothing
+here reads the environment, so the output is the same on every machine.
 """
 
 from __future__ import annotations
 
-import argparse
-import difflib
 import enum
 import re
 import sys
@@ -24,12 +22,13 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+import generated_doc  # noqa: E402  (beside this script)
 from pydantic import SecretStr  # noqa: E402
 from pydantic_core import PydanticUndefined  # noqa: E402
 
 import indexer.settings as indexer_settings  # noqa: E402
 from indexer.settings import IndexerSettings  # noqa: E402
-from service.settings import ServiceSettings  # noqa: E402
+from service.settings import ServiceSettings, WorkerSettings  # noqa: E402
 
 PREFIX = ServiceSettings.model_config.get("env_prefix", "CLAPSEARCH_")
 
@@ -141,29 +140,11 @@ def _settings_rows(names, fields, docs) -> list[str]:
             default = f"{default}; the service: {_default(name, field)}"
             if field.description and field.description != base.description:
                 description = f"{description} (service: {field.description})"
+        worker = WorkerSettings.model_fields[name]
+        if _default(name, worker) != _default(name, field):
+            default = f"{default}; the worker: {_default(name, worker)}"
         rows.append(f"| `{PREFIX}{name.upper()}` | {_type_name(base.annotation)}{_bounds(base)} | "
                     f"{_cell(default)} | {_cell(description)} |")
-    return rows
-
-
-CLI_HELP = {"--host": "address uvicorn listens on (the images: `0.0.0.0`)",
-            "--port": "port uvicorn listens on"}
-
-
-def _cli_rows() -> list[str]:
-    import click
-
-    from service.cli import main as api_cli
-
-    rows = ["| variable | option | default | what it does |", "|---|---|---|---|"]
-    for command_name, command in sorted(getattr(api_cli, "commands", {}).items()):
-        for param in command.params:
-            if not isinstance(param, click.Option) or not param.envvar:
-                continue
-            envvars = [param.envvar] if isinstance(param.envvar, str) else list(param.envvar)
-            for envvar in envvars:
-                rows.append(f"| `{envvar}` | `clapsearch-api {command_name} {param.opts[0]}` | "
-                            f"`{param.default}` | {_cell(param.help or CLI_HELP.get(param.opts[0], ''))} |")
     return rows
 
 
@@ -197,32 +178,12 @@ def render() -> str:
         "",
         *_settings_rows(service_names, fields, docs),
         "",
-        "## `clapsearch-api` process options",
-        "",
-        "Read by the command line, not by the settings class.",
-        "",
-        *_cli_rows(),
-        "",
     ]
     return "\n".join(lines)
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--check", type=Path, metavar="FILE",
-                        help="compare with FILE instead of printing; exit 1 and show a diff if it differs")
-    args = parser.parse_args(argv)
-    text = render()
-    if args.check is None:
-        sys.stdout.write(text)
-        return 0
-    current = args.check.read_text() if args.check.is_file() else ""
-    if current == text:
-        return 0
-    sys.stderr.writelines(difflib.unified_diff(current.splitlines(True), text.splitlines(True),
-                                               str(args.check), "generated"))
-    sys.stderr.write(f"\n{args.check} is stale: python scripts/settings_reference.py > {args.check}\n")
-    return 1
+    return generated_doc.main(render, "scripts/settings_reference.py", __doc__.splitlines()[0], argv)
 
 
 if __name__ == "__main__":

@@ -20,7 +20,8 @@ import logging
 import queue
 import threading
 import time
-from typing import Callable, Generic, Sequence, TypeVar
+from collections.abc import Callable, Sequence
+from typing import Generic, TypeVar
 
 from service.problems import ProblemError
 
@@ -64,8 +65,7 @@ class MicroBatcher(Generic[T, R]):
         try:
             self._queue.put_nowait((item, future, loop))
         except queue.Full:
-            raise ProblemError(503, "busy", "Server busy",
-                               f"{self._queue.maxsize} requests are already waiting for inference",
+            raise ProblemError("busy", f"{self._queue.maxsize} requests are already waiting for inference",
                                headers={"Retry-After": "1"}) from None
         return await future
 

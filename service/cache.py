@@ -17,7 +17,11 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit, urlunsplit
+
+if TYPE_CHECKING:
+    import redis
 
 log = logging.getLogger("service.cache")
 
@@ -74,7 +78,7 @@ class Cache:
         self.timeout_s = timeout_s
         self.retry_after_s = retry_after_s
         self.prefix = prefix
-        self._client = None
+        self._client: redis.Redis | None = None
         self._lock = threading.Lock()
         self._down_until = 0.0          # monotonic time before which Redis is not tried
         self._down = False              # inside an outage (warned once, not again)

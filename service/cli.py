@@ -23,16 +23,22 @@ def main(ctx):
 
 
 @main.command()
-@click.option("--host", default="127.0.0.1", show_default=True, envvar="CLAPSEARCH_HOST")
-@click.option("--port", default=8000, show_default=True, type=int, envvar="CLAPSEARCH_PORT")
-@click.option("--workers", default=1, show_default=True, type=int, envvar="CLAPSEARCH_WORKERS",
-              help="uvicorn worker processes (each holds the model and the index)")
+@click.option("--host", default=None, help="listen address [env CLAPSEARCH_HOST; default 127.0.0.1]")
+@click.option("--port", default=None, type=click.IntRange(1, 65535), help="[env CLAPSEARCH_PORT; default 8000]")
+@click.option("--workers", default=None, type=click.IntRange(min=1),
+              help="uvicorn worker processes, each holding the model and the index [env CLAPSEARCH_WORKERS; default 1]")
 @click.option("--log-level", default="info", show_default=True)
 def serve(host, port, workers, log_level):
     """Serve the API and the web page."""
     import logging
 
     import uvicorn
+
+    from service.settings import ServiceSettings
+
+    given = {"host": host, "port": port, "workers": workers}
+    settings = ServiceSettings(**{k: v for k, v in given.items() if v is not None})
+    host, port, workers = settings.host, settings.port, settings.workers
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     uvicorn.run("service.app:create_app", factory=True, host=host, port=port, workers=workers,

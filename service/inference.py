@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from indexer.audio.clip import ClipViews
-from indexer.search import Hit
+from indexer.search import Hit, Searcher
 
 
 @dataclass
@@ -36,7 +36,7 @@ class EmbedAudio:
 
 @dataclass
 class SearchQuery:
-    searcher: object                       # indexer.search.Searcher
+    searcher: Searcher
     k: int
     vector: np.ndarray | None = None       # given, or embedded from ``text`` in this batch
     text: str | None = None
@@ -132,16 +132,18 @@ class InferenceEngine:
             for i, outcome in zip(slots, self._run(group[0].searcher, group, k, None)):
                 results[i] = outcome
 
-    def _run(self, searcher, group: list[SearchQuery], k: int, allowed_ids) -> list:
+    def _run(self, searcher: Searcher, group: list[SearchQuery], k: int, allowed_ids: np.ndarray | None) -> list:
         timings: dict[str, float] = {}
+        vectors = [q.vector for q in group if q.vector is not None]
         try:
-            hits = searcher.search_vectors(np.stack([q.vector for q in group]), k, allowed_ids=allowed_ids,
+            assert len(vectors) == len(group), "a query without a vector is answered before it is run"
+            hits = searcher.search_vectors(np.stack(vectors), k, allowed_ids=allowed_ids,
                                            timings=timings)
         except Exception as exc:
             return [exc] * len(group)
         for stage, seconds in timings.items():
             self.metrics.observe(stage, seconds)
-        return [SearchOutcome(q.vector, h[: q.k]) for q, h in zip(group, hits)]
+        return [SearchOutcome(v, h[: q.k]) for q, v, h in zip(group, vectors, hits)]
 
 
 def _unwrap(value):

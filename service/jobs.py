@@ -22,16 +22,20 @@ import queue as queue_mod
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable, Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, Field
 
 from indexer.errors import ClapSearchError
 from service.cache import redact_url, redis_client, redis_errors
 from service.problems import ProblemError
+
+if TYPE_CHECKING:
+    from service.settings import ServiceSettings
 
 log = logging.getLogger("service.jobs")
 
@@ -83,7 +87,7 @@ def _utc(value: datetime | None) -> datetime | None:
 
 # ---------------------------------------------------------------------- paths
 def _not_allowed(detail: str) -> ProblemError:
-    return ProblemError(403, "ingest.path_not_allowed", "Ingest path not allowed", detail)
+    return ProblemError("ingest.path_not_allowed", detail)
 
 
 def check_ingest_path(path: str, roots: list[Path]) -> Path:
@@ -109,7 +113,7 @@ def check_ingest_path(path: str, roots: list[Path]) -> Path:
         raise _not_allowed(f"{path} is outside the folders HTTP ingest may read ({allowed}; "
                            "CLAPSEARCH_ALLOWED_INGEST_ROOTS)")
     if not target.exists():
-        raise ProblemError(404, "ingest.path_not_found", "Ingest path not found", f"{path} does not exist")
+        raise ProblemError("ingest.path_not_found", f"{path} does not exist")
     return target
 
 
@@ -126,7 +130,7 @@ def published_anything(result: dict) -> bool:
                for p in (result or {}).get("published", []))
 
 
-def execute_ingest(spec: IngestJobSpec, settings, report: Callable[[dict], None]) -> dict:
+def execute_ingest(spec: IngestJobSpec, settings: ServiceSettings, report: Callable[[dict], None]) -> dict:
     """Run one ingest like ``indexer ingest`` would and return its summary (the job result).
 
     ``report`` gets progress dicts at most twice a second (it writes to Redis or a lock-held
@@ -138,8 +142,7 @@ def execute_ingest(spec: IngestJobSpec, settings, report: Callable[[dict], None]
     from indexer.store.store import Store
 
     if not os.path.exists(spec.path):
-        raise ProblemError(404, "ingest.path_not_found", "Ingest path not found",
-                           f"{spec.path} does not exist (any more)")
+        raise ProblemError("ingest.path_not_found", f"{spec.path} does not exist (any more)")
     last = [float("-inf")]
 
     def throttled(stats) -> None:
@@ -201,7 +204,7 @@ class LocalJobQueue(JobQueue):
 
     backend = "local"
 
-    def __init__(self, settings, *, on_published: Callable[[str], None] | None = None):
+    def __init__(self, settings: ServiceSettings, *, on_published: Callable[[str], None] | None = None):
         self.settings = settings
         self.on_published = on_published
         self._jobs: dict[str, JobInfo] = {}        # insertion order = submission order
@@ -214,7 +217,7 @@ class LocalJobQueue(JobQueue):
         job = JobInfo(id=uuid.uuid4().hex, status="queued", created_at=_now(), **asdict(spec))
         with self._lock:
             if self._closed:
-                raise ProblemError(503, "jobs.unavailable", "Job queue unavailable", "the service is stopping")
+                raise ProblemError("job.unavailable", "the service is stopping")
             self._jobs[job.id] = job
             ended = [j.id for j in self._jobs.values() if j.status in ("finished", "failed")]
             for old in ended[:max(0, len(self._jobs) - _LOCAL_KEEP)]:    # bounded memory
@@ -269,8 +272,12 @@ class LocalJobQueue(JobQueue):
                     continue
             spec = IngestJobSpec(job.path, job.collection, job.segments, job.prune)
             self._update(job_id, status="running", started_at=_now())
+
+            def progress(p: dict, job_id: str = job_id) -> None:
+                self._update(job_id, progress=p)
+
             try:
-                result = execute_ingest(spec, self.settings, lambda p, job_id=job_id: self._update(job_id, progress=p))
+                result = execute_ingest(spec, self.settings, progress)
             except Exception as exc:
                 log.warning("ingest job %s (%s) failed: %s", job_id, spec.path, describe_error(exc),
                             exc_info=not isinstance(exc, (ClapSearchError, ProblemError)))
@@ -291,9 +298,9 @@ def run_ingest_job(spec: dict) -> dict:
     from rq import get_current_job
 
     from service.reload import notify_published
-    from service.settings import ServiceSettings
+    from service.settings import WorkerSettings
 
-    settings = ServiceSettings()
+    settings = WorkerSettings()
     job_spec = IngestJobSpec(**spec)
     job = get_current_job()
 
@@ -325,11 +332,11 @@ _RQ_STATUS = {"started": "running", "finished": "finished", "failed": "failed", 
 
 
 class RQJobQueue(JobQueue):
-    """Jobs in Redis through RQ, run by ``clapsearch-worker``. Redis down: 503 jobs.unavailable."""
+    """Jobs in Redis through RQ, run by ``clapsearch-worker``. Redis down: 503 job.unavailable."""
 
     backend = "rq"
 
-    def __init__(self, settings):
+    def __init__(self, settings: ServiceSettings):
         self.settings = settings
         self.name = settings.job_queue
         self.index_key = f"clapsearch:jobs:{self.name}"   # sorted set: job id -> submit time
@@ -339,6 +346,7 @@ class RQJobQueue(JobQueue):
         if self._conn is None:
             # Submissions are rare: allow a loaded Redis a little longer than a cache lookup.
             timeout = self.settings.redis_timeout_s
+            assert self.settings.redis_url is not None, "open_job_queue() picks RQ only with a Redis URL"
             self._conn = redis_client(self.settings.redis_url, connect_timeout_s=timeout,
                                       read_timeout_s=max(timeout, 2.0))
         return self._conn
@@ -351,8 +359,7 @@ class RQJobQueue(JobQueue):
     def _unavailable(self, exc: BaseException) -> ProblemError:
         log.warning("job queue %s at %s unavailable: %s: %s", self.name, redact_url(self.settings.redis_url),
                     exc.__class__.__name__, exc)
-        return ProblemError(503, "jobs.unavailable", "Job queue unavailable",
-                            f"Redis at {redact_url(self.settings.redis_url)} is not reachable; try again later",
+        return ProblemError("job.unavailable", f"Redis at {redact_url(self.settings.redis_url)} is not reachable; try again later",
                             headers={"Retry-After": "5"})
 
     def submit(self, spec: IngestJobSpec) -> JobInfo:
@@ -441,7 +448,7 @@ class RQJobQueue(JobQueue):
         return lines[-1].strip() if lines else f"job {raw_status}"
 
 
-def open_job_queue(settings, *, on_published: Callable[[str], None] | None = None) -> JobQueue:
+def open_job_queue(settings: ServiceSettings, *, on_published: Callable[[str], None] | None = None) -> JobQueue:
     """RQ when Redis is configured (workers do the work), else jobs in this process."""
     if settings.redis_url:
         return RQJobQueue(settings)

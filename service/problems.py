@@ -7,7 +7,10 @@ Every error response has the same shape and a stable ``code`` clients can switch
 
 The core raises its own exception tree (``indexer.errors``: audio.*, text, store.*, model.*);
 the service adds :class:`ProblemError` for what only HTTP knows (auth, limits, uploads, jobs).
-Unexpected exceptions become a 500 ``internal`` problem that names no internals; they are logged.
+``PROBLEMS`` below is the one closed table of codes. A foreign exception the core knows the
+meaning of (``indexer.errors.translate``: a database refusing connections, a full disk, ONNX
+Runtime failing) answers with that meaning; anything else is a 500 ``internal`` problem that
+names no internals, and is logged.
 """
 
 from __future__ import annotations
@@ -25,36 +28,76 @@ log = logging.getLogger("service")
 
 PROBLEM_JSON = "application/problem+json"
 
-# core error code -> (HTTP status, title). Looked up by the most specific code first.
-_CORE = {
+# Every code an HTTP answer can carry: code -> (HTTP status, title). The core's codes
+# (indexer.errors) are looked up most specific first ("audio.decode", then "audio"); the rest are
+# what only HTTP knows. ProblemError refuses a code that is not here, so the set stays closed;
+# docs/errors.md is generated from this table and the core's classes.
+PROBLEMS: dict[str, tuple[int, str]] = {
+    # the core
     "audio.too_long": (413, "Audio is too long"),
     "audio.unsupported_format": (415, "Unsupported audio format"),
     "audio.decode": (422, "Audio could not be decoded"),
     "audio.empty": (422, "Audio is empty"),
     "audio.invalid_samples": (422, "Audio has invalid samples"),
     "audio": (422, "Audio could not be used"),
+    "file": (422, "File could not be read"),
+    "text.too_long": (422, "Query too long"),
     "text": (422, "Text could not be used"),
+    "request.min_relevance": (422, "Relevance not available"),
+    "request": (422, "Invalid request"),
+    "item.not_found": (404, "No such item"),
+    "item.not_indexed": (409, "Item has no vector"),
+    "item.audio_unavailable": (404, "Audio file unavailable"),
+    "item": (422, "Item cannot be used"),
     "store.collection_not_found": (404, "No such collection"),
     "store.busy": (409, "Collection is busy"),
     "store.index": (503, "Index unavailable"),
+    "store.database": (503, "Database unavailable"),
+    "store.io": (503, "Storage unavailable"),
     "store": (503, "Store unavailable"),
     "model.mismatch": (409, "Index and model do not match"),
     "model.manifest": (503, "Model unavailable"),
+    "model.runtime": (503, "Model failed"),
     "model": (503, "Model unavailable"),
+    # requests
+    "request.invalid": (422, "Invalid request"),
+    "request.method": (405, "Method not allowed"),
+    "request.audio_source": (422, "Send one audio source"),
+    "request.offset": (422, "Offset too deep"),
+    "request.no_labels": (422, "No candidate labels"),
+    "request.too_many_labels": (422, "Too many labels"),
+    "request.label_too_long": (422, "Label too long"),
+    "request.template": (422, "Invalid hypothesis template"),
+    "not_found": (404, "Not found"),
+    # uploads
+    "upload.too_large": (413, "Request too large"),
+    "upload.content_type": (415, "Unsupported media type"),
+    # access
+    "auth.required": (401, "Authentication required"),
+    "auth.invalid_key": (401, "Invalid API key"),
+    "auth.forbidden": (403, "Forbidden"),
+    "rate_limited": (429, "Too many requests"),
+    "busy": (503, "Server busy"),
+    # indexes and jobs
+    "index.no_segments": (404, "Collection has no segments"),
+    "index.not_published": (404, "No index yet"),
+    "ingest.path_not_allowed": (403, "Ingest path not allowed"),
+    "ingest.path_not_found": (404, "Ingest path not found"),
+    "job.not_found": (404, "No such job"),
+    "job.unavailable": (503, "Job queue unavailable"),
+    "internal": (500, "Internal error"),
 }
-_HTTP_CODES = {
-    400: ("request.invalid", "Bad request"), 401: ("auth.required", "Authentication required"),
-    403: ("auth.forbidden", "Forbidden"), 404: ("not_found", "Not found"),
-    405: ("request.method", "Method not allowed"), 413: ("upload.too_large", "Request too large"),
-    415: ("upload.content_type", "Unsupported media type"), 429: ("rate_limited", "Too many requests"),
-}
+# Starlette's own HTTP errors (unknown route, wrong method...) -> our code.
+_HTTP_CODES = {400: "request.invalid", 401: "auth.required", 403: "auth.forbidden", 404: "not_found",
+               405: "request.method", 413: "upload.too_large", 415: "upload.content_type", 429: "rate_limited"}
 
 
 class ProblemError(Exception):
-    """An error the service answers with ``status`` and a stable ``code``."""
+    """An error the service answers with a ``code`` of ``PROBLEMS`` (which gives its status and title)."""
 
-    def __init__(self, status: int, code: str, title: str, detail: str | None = None, *,
+    def __init__(self, code: str, detail: str | None = None, *,
                  headers: dict[str, str] | None = None, extra: dict | None = None):
+        status, title = PROBLEMS[code]     # KeyError: a code outside the closed set is a bug
         super().__init__(detail or title)
         self.status, self.code, self.title, self.detail = status, code, title, detail
         self.headers = headers or {}
@@ -76,10 +119,10 @@ def problem_response(status: int, code: str, title: str, detail: str | None = No
 def core_status(exc: core.ClapSearchError) -> tuple[int, str]:
     code = exc.code
     while code:
-        if code in _CORE:
-            return _CORE[code]
+        if code in PROBLEMS:
+            return PROBLEMS[code]
         code = code.rpartition(".")[0]
-    return 500, "Internal error"
+    return PROBLEMS["internal"]
 
 
 def _core_detail(exc: core.ClapSearchError) -> str:
@@ -89,7 +132,33 @@ def _core_detail(exc: core.ClapSearchError) -> str:
     return str(exc)
 
 
+def _core_problem(request: Request, exc: core.ClapSearchError) -> JSONResponse:
+    status, title = core_status(exc)
+    headers = None
+    if status >= 500:
+        log.warning("%s on %s: %s", exc.code, request.url.path, exc)
+        headers = {"Retry-After": "5"}      # a database, disk or model that failed may come back
+    return problem_response(status, exc.code, title, _core_detail(exc), instance=request.url.path,
+                            headers=headers)
+
+
+def _internal(request: Request) -> JSONResponse:
+    log.exception("unexpected error on %s", request.url.path)
+    return problem_response(500, "internal", "Internal error",
+                            "the server failed on this request; it is logged", instance=request.url.path)
+
+
+async def _foreign(request: Request, exc: Exception) -> JSONResponse:
+    """OS, SQLAlchemy and runtime errors: answered with their meaning where the core knows it
+    (``indexer.errors.translate``). Registered per class, so the answer does not pass through
+    Starlette's last-resort handler, which re-raises and drops the keep-alive connection."""
+    known = core.translate(exc)
+    return _core_problem(request, known) if known is not None else _internal(request)
+
+
 def install(app: FastAPI) -> None:
+    from sqlalchemy.exc import SQLAlchemyError
+
     @app.exception_handler(ProblemError)
     async def _problem(request: Request, exc: ProblemError):
         return problem_response(exc.status, exc.code, exc.title, exc.detail,
@@ -97,10 +166,7 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(core.ClapSearchError)
     async def _core(request: Request, exc: core.ClapSearchError):
-        status, title = core_status(exc)
-        if status >= 500:
-            log.warning("%s on %s: %s", exc.code, request.url.path, exc)
-        return problem_response(status, exc.code, title, _core_detail(exc), instance=request.url.path)
+        return _core_problem(request, exc)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError):
@@ -112,13 +178,13 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException):
-        code, title = _HTTP_CODES.get(exc.status_code, (f"http.{exc.status_code}", "Error"))
+        code = _HTTP_CODES.get(exc.status_code)
+        title = PROBLEMS[code][1] if code else "Error"
+        code = code or f"http.{exc.status_code}"
         detail = exc.detail if isinstance(exc.detail, str) else None
         return problem_response(exc.status_code, code, title, detail, instance=request.url.path,
                                 headers=getattr(exc, "headers", None))
 
-    @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception):
-        log.exception("unexpected error on %s", request.url.path)
-        return problem_response(500, "internal", "Internal error",
-                                "the server failed on this request; it is logged", instance=request.url.path)
+    # Exception last: ONNX Runtime's errors derive from it directly.
+    for kind in (OSError, RuntimeError, SQLAlchemyError, Exception):
+        app.add_exception_handler(kind, _foreign)

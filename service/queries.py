@@ -21,36 +21,24 @@ import asyncio
 import hashlib
 import json
 import time
-from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from starlette.concurrency import run_in_threadpool
 
-from indexer import errors as core
-from indexer.search import Hit
-from indexer.store.schema import STATUS_INDEXED, Collection, File, vector_from_bytes
-from service.filters import SearchFilters, allowed_ids
+from indexer import query as core
+from indexer.query import SearchRequest
+from indexer.store.schema import vector_from_bytes
 from service.inference import EmbedAudio, EmbedTexts, SearchQuery
 from service.problems import ProblemError
 from service.uploads import stored_upload
 
-MAX_QUERY_CHARS = 1000
+if TYPE_CHECKING:
+    from indexer.search import Searcher
+    from service.runtime import Runtime
 
-
-@dataclass(frozen=True)
-class SearchRequest:
-    collection: str
-    limit: int
-    offset: int = 0
-    min_score: float | None = None
-    segments: bool = False
-    filters: SearchFilters = SearchFilters()
-    min_relevance: float | None = None   # text queries on calibrated models (manifest.score_calibration)
-
-    @property
-    def kind(self) -> str:
-        return "segments" if self.segments else "files"
+__all__ = ["SearchRequest", "search", "audio_vector", "text_vectors"]
 
 
 def _digest(*parts: str) -> str:
@@ -62,23 +50,13 @@ def _background(fn, *args) -> None:
     asyncio.get_running_loop().run_in_executor(None, fn, *args)
 
 
-def check_query(q: str) -> str:
-    text = (q or "").strip()
-    if not text:
-        raise ProblemError(422, "text", "Text could not be used", "the query text is empty")
-    if len(text) > MAX_QUERY_CHARS:
-        raise ProblemError(422, "text.too_long", "Query too long",
-                           f"the query has {len(text)} characters; the limit is {MAX_QUERY_CHARS}")
-    return text
-
-
 # ----------------------------------------------------------------------------- embeddings
 
-def _embedding_key(rt, text: str) -> str:
+def _embedding_key(rt: Runtime, text: str) -> str:
     return f"emb:{rt.manifest.fingerprint[:16]}:{rt.store.variant}:{_digest(text)}"
 
 
-async def text_vectors(rt, texts: list[str]) -> np.ndarray:
+async def text_vectors(rt: Runtime, texts: list[str]) -> np.ndarray:
     """(n, D) unit vectors of ``texts``: from the embedding cache, the rest in one batched call."""
     keys = [_embedding_key(rt, t) for t in texts]
     start = time.perf_counter()
@@ -96,39 +74,27 @@ async def text_vectors(rt, texts: list[str]) -> np.ndarray:
         out[missing] = fresh
         if rt.cache.enabled:
             ttl = rt.settings.embedding_cache_ttl_s
-            _background(lambda: [rt.cache.set(keys[i], out[i].astype("<f4").tobytes(), ttl)
-                                     for i in missing])
+
+            def write_embeddings() -> None:
+                for i in missing:
+                    rt.cache.set(keys[i], out[i].astype("<f4").tobytes(), ttl)
+
+            _background(write_embeddings)
     return out
 
 
 # ----------------------------------------------------------------------------- search
 
-def _hit_json(hit: Hit, kind: str, relevance_of=None) -> dict:
-    relevance = round(relevance_of(hit.score), 6) if relevance_of is not None else None
-    return {"id": hit.file_id, "score": round(hit.score, 6), "relevance": relevance,
-            "path": hit.path, "name": Path(hit.path).name,
-            "duration_s": hit.duration_s, "format": hit.format, "tags": hit.tags or None,
-            "start_s": hit.start_s, "end_s": hit.end_s,
-            "segment_id": hit.id if kind == "segments" and hit.id > 0 else None,
-            "audio_url": f"/v1/items/{hit.file_id}/audio", "peaks_url": f"/v1/items/{hit.file_id}/peaks"}
+def _with_urls(record: dict) -> dict:
+    item = record["id"]
+    return {**record, "audio_url": f"/v1/items/{item}/audio", "peaks_url": f"/v1/items/{item}/peaks"}
 
 
-def _page(req: SearchRequest, hits: list[Hit], exclude_file: int | None, relevance_of=None) -> list[dict]:
-    """``relevance_of(cosine)``: this text query's calibrated relevance (None for audio queries)."""
-    if exclude_file is not None:
-        hits = [h for h in hits if h.file_id != exclude_file]
-    if req.min_score is not None:
-        hits = [h for h in hits if round(h.score, 6) >= req.min_score]   # as the scores are shown
-    if req.min_relevance is not None and relevance_of is not None:
-        hits = [h for h in hits if round(relevance_of(h.score), 6) >= req.min_relevance]
-    return [_hit_json(h, req.kind, relevance_of) for h in hits[req.offset : req.offset + req.limit]]
-
-
-async def _allowed(rt, searcher, req: SearchRequest):
+async def _allowed(rt: Runtime, searcher: Searcher, req: SearchRequest, kind: str | None = None):
     if not req.filters.active:
         return None
     start = time.perf_counter()
-    ids = await run_in_threadpool(allowed_ids, rt.store.db, searcher.collection.id, req.kind, req.filters)
+    ids = await run_in_threadpool(core.filter_ids, rt.store, searcher.collection.id, req, kind)
     rt.metrics.observe("database", time.perf_counter() - start)
     return ids
 
@@ -143,14 +109,14 @@ def _version_token(folder: Path) -> str:
         return "gone"
 
 
-def _result_key(searcher, req: SearchRequest, query_id: str) -> str:
+def _result_key(searcher: Searcher, req: SearchRequest, query_id: str) -> str:
     v = searcher.version
     return (f"res:{v.collection_id}:{req.kind}:{v.version}:{v.generation}:{_version_token(v.folder)}:"
             + _digest(str(v.folder), query_id, str(req.limit), str(req.offset), repr(req.min_score),
                       repr(req.min_relevance), req.filters.key()))
 
 
-async def search(rt, req: SearchRequest, *, text: str | None = None, vector: np.ndarray | None = None,
+async def search(rt: Runtime, req: SearchRequest, *, text: str | None = None, vector: np.ndarray | None = None,
                  exclude_file: int | None = None, query_id: str | None = None) -> dict:
     """One page of hits for a text or a vector; ``exclude_file`` drops the query's own file."""
     started = time.perf_counter()
@@ -159,15 +125,16 @@ async def search(rt, req: SearchRequest, *, text: str | None = None, vector: np.
     result_key = _result_key(searcher, req, query_id) if query_id is not None else None
     emb_key = _embedding_key(rt, text) if text is not None and vector is None else None
     keys = [k for k in (result_key, emb_key) if k]
-    cached = [None] * len(keys)
+    cached: list[bytes | None] = [None] * len(keys)
     if keys and rt.cache.enabled:
         t0 = time.perf_counter()
         cached = rt.cache.get_many(keys)
         rt.metrics.observe("cache", time.perf_counter() - t0)
     found = dict(zip(keys, cached))
-    if result_key is not None and found.get(result_key) is not None:
+    cached_result = found.get(result_key) if result_key is not None else None
+    if cached_result is not None:
         rt.metrics.cache.labels("result", "hit").inc()
-        results = json.loads(found[result_key])
+        results = json.loads(cached_result)
         return _response(rt, req, version, results, started, cached=True)
     if result_key is not None:
         rt.metrics.cache.labels("result", "miss" if rt.cache.enabled else "skip").inc()
@@ -178,26 +145,14 @@ async def search(rt, req: SearchRequest, *, text: str | None = None, vector: np.
         if blob is not None:
             vector = vector_from_bytes(blob)
     allowed = await _allowed(rt, searcher, req)
-    k = req.offset + req.limit + (1 if exclude_file is not None else 0)
-    if req.kind == "segments" and exclude_file is not None:
-        k += 64    # a long file's own windows are all near the query; look past them
+    k = core.candidates_needed(req, exclude_file)
     outcome = await rt.batcher.submit(SearchQuery(searcher, k, vector=vector, text=None if vector is not None
                                                   else text, allowed_ids=allowed))
     hits = outcome.hits
     if req.kind == "segments":
         hits = await _with_short_files(rt, req, searcher, outcome.vector, k, hits)
-    calibration = rt.manifest.score_calibration if text is not None else None
-    if req.min_relevance is not None and calibration is None:
-        raise ProblemError(422, "request.min_relevance", "Relevance not available",
-                           "min_relevance needs a text query and a model with a score calibration "
-                           f"(this query is {'text' if text is not None else 'audio'}; model "
-                           f"{rt.manifest.name} {'has' if rt.manifest.score_calibration else 'has no'} "
-                           "calibration); use min_score")
-    relevance_of = None
-    if calibration is not None:
-        peak = calibration.query_peak(outcome.vector)
-        relevance_of = lambda cosine: calibration.relevance(cosine, peak)  # noqa: E731
-    results = _page(req, hits, exclude_file, relevance_of)
+    relevance_of = core.relevance_for(rt.manifest, outcome.vector, text_query=text is not None, req=req)
+    results = [_with_urls(r) for r in core.page_of(req, hits, exclude_file, relevance_of)]
     if rt.cache.enabled:
         writes = []
         if emb_key is not None and vector is None:
@@ -205,26 +160,23 @@ async def search(rt, req: SearchRequest, *, text: str | None = None, vector: np.
         if result_key is not None:
             writes.append((result_key, json.dumps(results).encode(), rt.settings.result_cache_ttl_s))
         if writes:
-            _background(lambda: [rt.cache.set(*w) for w in writes])
+            def write_results() -> None:
+                for w in writes:
+                    rt.cache.set(*w)
+
+            _background(write_results)
     return _response(rt, req, version, results, started, cached=False)
 
 
-async def _with_short_files(rt, req: SearchRequest, segment_searcher, vector, k: int, segment_hits):
-    """Segment search covers every file: long files by their windows (the segments index holds
-    only files longer than a window), short ones by their file vector, spanning the whole file."""
-    files_req = SearchRequest(req.collection, req.limit, req.offset, req.min_score, False, req.filters,
-                              req.min_relevance)
+async def _with_short_files(rt: Runtime, req: SearchRequest, segment_searcher: Searcher, vector, k: int, segment_hits):
+    """Short files join a moment search by their file vector (``indexer.query.merge_short_files``)."""
     files_searcher = rt.searcher(req.collection, "files")
-    window = segment_searcher.collection.segment_seconds or 0.0
-    allowed = await _allowed(rt, files_searcher, files_req)
+    allowed = await _allowed(rt, files_searcher, req, "files")
     outcome = await rt.batcher.submit(SearchQuery(files_searcher, k, vector=vector, allowed_ids=allowed))
-    short = [Hit(id=-h.file_id, score=h.score, file_id=h.file_id, path=h.path, duration_s=h.duration_s,
-                 format=h.format, tags=h.tags, start_s=0.0, end_s=h.duration_s)
-             for h in outcome.hits if h.duration_s is not None and h.duration_s <= window]
-    return sorted(segment_hits + short, key=lambda h: -h.score)
+    return core.merge_short_files(segment_hits, outcome.hits, segment_searcher.collection.segment_seconds or 0.0)
 
 
-def _response(rt, req, version, results, started, *, cached: bool) -> dict:
+def _response(rt: Runtime, req, version, results, started, *, cached: bool) -> dict:
     return {"collection": req.collection, "model": rt.manifest.name, "index_version": version.version,
             "took_ms": round((time.perf_counter() - started) * 1000, 3), "cached": cached,
             "limit": req.limit, "offset": req.offset, "results": results}
@@ -232,29 +184,13 @@ def _response(rt, req, version, results, started, *, cached: bool) -> dict:
 
 # ----------------------------------------------------------------------------- audio input
 
-def _stored_vector(rt, item_id: int) -> np.ndarray:
-    with rt.store.db.session() as s:
-        row = s.get(File, item_id)
-        collection = s.get(Collection, row.collection_id) if row is not None else None
-    if row is None:
-        raise ProblemError(404, "item.not_found", "No such item", f"no indexed item has id {item_id}")
-    if row.status != STATUS_INDEXED or row.vector is None:
-        raise ProblemError(409, "item.not_indexed", "Item has no vector",
-                           f"item {item_id} failed to ingest ({row.error_code}): {row.error}")
-    if collection.model_fingerprint != rt.manifest.fingerprint:
-        raise core.ModelMismatchError(f"item {item_id} was embedded by model {collection.model_name!r}, "
-                                      f"not the served {rt.manifest.name!r}")
-    return vector_from_bytes(row.vector).copy()
-
-
-async def audio_vector(rt, upload, item_id: int | None) -> tuple[np.ndarray, str]:
+async def audio_vector(rt: Runtime, upload, item_id: int | None) -> tuple[np.ndarray, str]:
     """The query vector of an uploaded clip or an indexed item, and a name for it."""
     if (upload is None) == (item_id is None):
-        raise ProblemError(422, "request.audio_source", "Send one audio source",
-                           "send either a multipart `file` upload or an item `id`, not both or neither")
+        raise ProblemError("request.audio_source", "send either a multipart `file` upload or an item `id`, not both or neither")
     if item_id is not None:
         start = time.perf_counter()
-        vector = await run_in_threadpool(_stored_vector, rt, item_id)
+        vector = await run_in_threadpool(core.stored_vector, rt.store, item_id)
         rt.metrics.observe("database", time.perf_counter() - start)
         return vector, f"item:{item_id}"
     async with stored_upload(upload, max_seconds=rt.settings.max_upload_seconds) as path:
@@ -268,7 +204,7 @@ async def audio_vector(rt, upload, item_id: int | None) -> tuple[np.ndarray, str
 
 # ----------------------------------------------------------------------------- labels
 
-async def vocabulary_vectors(rt) -> np.ndarray:
+async def vocabulary_vectors(rt: Runtime) -> np.ndarray:
     return await run_in_threadpool(rt.vocabulary.vectors, rt.encoder.embed_text)
 
 
@@ -278,7 +214,7 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return e / e.sum()
 
 
-def logit_scale(rt) -> float:
+def logit_scale(rt: Runtime) -> float:
     """The model's learned audio->text temperature (CLAP's logit_scale_a), else CLIP's 100."""
     return float(rt.manifest.logit_scale_audio or 100.0)
 

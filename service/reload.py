@@ -20,10 +20,14 @@ import os
 import socket
 import threading
 import time
+from collections.abc import Callable
 from datetime import datetime, timezone
-from typing import Callable
+from typing import TYPE_CHECKING
 
 from service.cache import redact_url, redis_client
+
+if TYPE_CHECKING:
+    from service.settings import ServiceSettings
 
 log = logging.getLogger("service.reload")
 
@@ -33,7 +37,7 @@ _BACKOFF_MIN_S, _BACKOFF_MAX_S = 0.5, 30.0
 _LISTEN_TICK_S = 0.5          # how long one get_message waits: bounds how fast stop() returns
 
 
-def notify_published(settings, collection: str) -> bool:
+def notify_published(settings: ServiceSettings, collection: str) -> bool:
     """PUBLISH a JSON notice that ``collection`` has a new index version.
 
     Returns False (and logs) when Redis is unset or unreachable: replicas then find the
@@ -74,7 +78,7 @@ class IndexWatcher:
     raises is logged and the watcher carries on.
     """
 
-    def __init__(self, settings, on_change: Callable[[str | None], None]):
+    def __init__(self, settings: ServiceSettings, on_change: Callable[[str | None], None]):
         self.settings = settings
         self.on_change = on_change
         self._stop = threading.Event()
@@ -130,6 +134,7 @@ class IndexWatcher:
             client = pubsub = None
             try:
                 timeout = self.settings.redis_timeout_s
+                assert self.settings.redis_url is not None, "start() listens only with a Redis URL"
                 # reads wait for messages, so the read timeout must outlast one listening tick;
                 # the health check PINGs an idle connection so a silently dead one is noticed
                 client = redis_client(self.settings.redis_url, connect_timeout_s=timeout,

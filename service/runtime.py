@@ -11,60 +11,96 @@ built by another model is refused and the old one keeps serving (readiness says 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
 
 from indexer import errors as core
+from indexer.models.manifest import Manifest
 from indexer.search import Searcher
 from indexer.store import catalog, versions
 from indexer.store.store import Store
 from service.batching import MicroBatcher
 from service.cache import Cache
 from service.inference import InferenceEngine
-from service.jobs import open_job_queue
+from service.jobs import JobQueue, open_job_queue
 from service.metrics import Metrics
 from service.problems import ProblemError
 from service.reload import IndexWatcher
 from service.settings import ServiceSettings
 from service.vocabulary import Vocabulary, audioset_labels, read_label_file
 
+if TYPE_CHECKING:
+    from indexer.models.encoder import ClapEncoder
+
 log = logging.getLogger("service")
 KINDS = ("files", "segments")
+_T = TypeVar("_T")
+
+
+def _started(value: _T | None, what: str) -> _T:
+    if value is None:
+        raise RuntimeError(f"the runtime has no {what}: Runtime.start() has not run")
+    return value
 
 
 class Runtime:
+    decode_slots: asyncio.Semaphore     # set by the app's lifespan, on its event loop
+
     def __init__(self, settings: ServiceSettings, metrics: Metrics | None = None):
         self.settings = settings
         self.metrics = metrics or Metrics()
-        self.store: Store | None = None
-        self.encoder = None
-        self.batcher: MicroBatcher | None = None
+        self._store: Store | None = None
+        self._encoder: ClapEncoder | None = None
+        self._batcher: MicroBatcher | None = None
         self.cache = Cache(settings.redis_url, timeout_s=settings.redis_timeout_s)
-        self.jobs = None
+        self._jobs: JobQueue | None = None
         self.watcher: IndexWatcher | None = None
-        self.vocabulary: Vocabulary | None = None
+        self._vocabulary: Vocabulary | None = None
         self._searchers: dict[tuple[str, str], Searcher] = {}
         self._load_errors: dict[str, str] = {}
         self._lock = threading.Lock()
         self._reload_lock = threading.Lock()    # the watcher and a local job may both call reload
         self.started_at: float | None = None
 
+    # Started by start(); reading one before it ran is a programming error, said clearly.
+    @property
+    def store(self) -> Store:
+        return _started(self._store, "store")
+
+    @property
+    def encoder(self) -> ClapEncoder:
+        return _started(self._encoder, "encoder")
+
+    @property
+    def batcher(self) -> MicroBatcher:
+        return _started(self._batcher, "batcher")
+
+    @property
+    def jobs(self) -> JobQueue:
+        return _started(self._jobs, "job queue")
+
+    @property
+    def vocabulary(self) -> Vocabulary:
+        return _started(self._vocabulary, "vocabulary")
+
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
         s = self.settings
-        self.store = Store.open(s)
-        self.encoder = self.store.encoder()          # loads the ONNX towers now, not on a request
-        self.batcher = MicroBatcher(InferenceEngine(self.encoder, self.metrics), max_batch=s.batch_max,
-                                    max_wait_s=s.batch_wait_ms / 1000, max_queue=s.queue_max,
-                                    on_batch=self._on_batch)
-        self.batcher.start()
+        store = self._store = Store.open(s)
+        encoder = self._encoder = store.encoder()     # loads the ONNX towers now, not on a request
+        batcher = self._batcher = MicroBatcher(InferenceEngine(encoder, self.metrics), max_batch=s.batch_max,
+                                               max_wait_s=s.batch_wait_ms / 1000, max_queue=s.queue_max,
+                                               on_batch=self._on_batch)
+        batcher.start()
         labels = audioset_labels() + (read_label_file(s.vocabulary_file) if s.vocabulary_file else [])
-        manifest = self.store.manifest
-        self.vocabulary = Vocabulary(labels, s.label_template, cache_dir=Path(s.home) / "cache",
-                                     model_key=f"{manifest.fingerprint}:{self.store.variant}")
-        for collection in catalog.list_collections(self.store.db):
+        manifest = store.manifest
+        self._vocabulary = Vocabulary(labels, s.label_template, cache_dir=Path(s.home) / "cache",
+                                      model_key=f"{manifest.fingerprint}:{store.variant}")
+        for collection in catalog.list_collections(store.db):
             if "~" in collection.name:        # a rebuild's shadow collection is not served
                 continue
             for kind in KINDS:
@@ -72,7 +108,7 @@ class Runtime:
                     self.searcher(collection.name, kind)
                 except (ProblemError, core.ClapSearchError):
                     pass                      # recorded in _load_errors when it is a real failure
-        self.jobs = open_job_queue(s, on_published=self.reload)
+        self._jobs = open_job_queue(s, on_published=self.reload)
         self.watcher = IndexWatcher(s, self.reload)
         self.watcher.start()
         self._vocabulary_thread = threading.Thread(target=self._warm_vocabulary, name="vocabulary",
@@ -86,13 +122,13 @@ class Runtime:
             self._vocabulary_thread.join(timeout=60)
         if self.watcher is not None:
             self.watcher.stop()
-        if self.jobs is not None:
-            self.jobs.close()
-        if self.batcher is not None:
-            self.batcher.stop()
+        if self._jobs is not None:
+            self._jobs.close()
+        if self._batcher is not None:
+            self._batcher.stop()
         self.cache.close()
-        if self.store is not None:
-            self.store.close()
+        if self._store is not None:
+            self._store.close()
 
     def _warm_vocabulary(self) -> None:
         try:
@@ -106,7 +142,7 @@ class Runtime:
 
     # ------------------------------------------------------------------ indexes
     @property
-    def manifest(self):
+    def manifest(self) -> Manifest:
         return self.store.manifest
 
     def searcher(self, collection: str, kind: str = "files") -> Searcher:
@@ -121,12 +157,10 @@ class Runtime:
                 return found
             row = self.store.collection(collection)          # CollectionNotFoundError -> 404
             if kind == "segments" and row.segment_seconds is None:
-                raise ProblemError(404, "index.no_segments", "Collection has no segments",
-                                   f"collection {collection!r} was ingested without segments; "
+                raise ProblemError("index.no_segments", f"collection {collection!r} was ingested without segments; "
                                    "run `indexer ingest --segments` to search inside long files")
             if versions.current_version(self.store.index_dir, collection, kind) is None:
-                raise ProblemError(404, "index.not_published", "No index yet",
-                                   f"collection {collection!r} has no published {kind} index yet; "
+                raise ProblemError("index.not_published", f"collection {collection!r} has no published {kind} index yet; "
                                    "ingest some audio first")
             try:
                 found = Searcher(self.store, collection, kind=kind)
@@ -174,18 +208,18 @@ class Runtime:
     def readiness(self) -> tuple[bool, dict]:
         """Ready = the model is loaded and every published index is being served. A fresh
         deployment with no collection yet is ready (there is nothing to load; ingest is allowed)."""
-        model_ok = self.encoder is not None
+        model_ok = self._encoder is not None
         detail = {
             "model": {"loaded": model_ok, "name": self.manifest.name if model_ok else None,
                       "fingerprint": self.manifest.fingerprint if model_ok else None,
                       "variant": self.store.variant if model_ok else None,
-                      "providers": list(getattr(self.encoder, "providers", []))},
+                      "providers": list(getattr(self._encoder, "providers", []))},
             "indexes": self.loaded(),
             "index_errors": dict(self._load_errors),
-            "vocabulary": {"labels": len(self.vocabulary.labels) if self.vocabulary else 0,
-                           "embedded": bool(self.vocabulary and self.vocabulary.ready)},
+            "vocabulary": {"labels": len(self._vocabulary.labels) if self._vocabulary else 0,
+                           "embedded": bool(self._vocabulary and self._vocabulary.ready)},
             "redis": self.cache.status(),
-            "jobs": self.jobs.status() if self.jobs is not None else None,
+            "jobs": self._jobs.status() if self._jobs is not None else None,
             "watcher": self.watcher.status() if self.watcher is not None else None,
         }
         # A failed hot reload leaves the previous version serving: reported, but still ready

@@ -67,8 +67,7 @@ class Guard:
             return f"addr:{request.client.host if request.client else 'unknown'}"
         key = presented_key(request)
         if not key:
-            raise ProblemError(401, "auth.required", "Authentication required",
-                               "send an API key as X-API-Key or Authorization: Bearer",
+            raise ProblemError("auth.required", "send an API key as X-API-Key or Authorization: Bearer",
                                headers={"WWW-Authenticate": 'Bearer realm="clapsearch"'})
         given = key.encode()
         # compare with every key, constant time, so timing does not reveal a key's prefix
@@ -76,7 +75,7 @@ class Guard:
         for known in self.keys:
             matched |= hmac.compare_digest(given, known)
         if not matched:
-            raise ProblemError(401, "auth.invalid_key", "Invalid API key", "the API key is not accepted",
+            raise ProblemError("auth.invalid_key", "the API key is not accepted",
                                headers={"WWW-Authenticate": 'Bearer realm="clapsearch", error="invalid_token"'})
         return "key:" + hmac.new(b"clapsearch", given, "sha256").hexdigest()[:16]
 
@@ -86,8 +85,7 @@ class Guard:
             wait = self.buckets.take(who)
             if wait > 0:
                 retry = max(1, int(wait + 0.999))
-                raise ProblemError(429, "rate_limited", "Too many requests",
-                                   f"rate limit exceeded; retry in {retry} s",
+                raise ProblemError("rate_limited", f"rate limit exceeded; retry in {retry} s",
                                    headers={"Retry-After": str(retry)})
         return who
 

@@ -29,6 +29,12 @@ def _split_commas(value):
 class ServiceSettings(IndexerSettings):
     model_config = SettingsConfigDict(env_prefix="CLAPSEARCH_", extra="ignore", protected_namespaces=())
 
+    # --- the server process (clapsearch-api serve) -------------------------------------------
+    host: str = Field("127.0.0.1", description="address uvicorn listens on (the images: `0.0.0.0`)")
+    port: int = Field(8000, ge=1, le=65535, description="port uvicorn listens on")
+    workers: int = Field(1, ge=1, description="uvicorn worker processes (each holds the model and the index, "
+                         "so memory grows with them)")
+
     # --- connections -------------------------------------------------------------------------
     redis_url: str | None = Field(
         None, description="redis://host:6379/0. Unset: no cache, ingest jobs run inside the API "
@@ -86,3 +92,12 @@ class ServiceSettings(IndexerSettings):
 
     def api_key_values(self) -> set[str]:
         return {key.get_secret_value() for key in self.api_keys}
+
+
+class WorkerSettings(ServiceSettings):
+    """``clapsearch-worker``: the API's settings (the same storage and model), with ONNX Runtime
+    tuned as the ``indexer`` CLI is: a worker only ingests, so its threads use every core per
+    batch and spin between back-to-back batches (the API leaves the cores to its event loop)."""
+
+    onnx_threads: int | None = Field(0, ge=0, description="ONNX Runtime threads per call (0: one per core)")
+    onnx_spinning: bool = Field(True, description="idle ONNX Runtime threads spin-wait for the next batch")

@@ -14,9 +14,9 @@ from __future__ import annotations
 import os
 import re
 import tempfile
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import AsyncIterator
 
 from fastapi import UploadFile
 from starlette.exceptions import HTTPException
@@ -87,8 +87,7 @@ class BodyLimitMiddleware:
 def check_content_type(upload: UploadFile) -> None:
     ctype = (upload.content_type or "application/octet-stream").split(";")[0].strip().lower()
     if not (ctype.startswith("audio/") or ctype in _AUDIO_TYPES):
-        raise ProblemError(415, "upload.content_type", "Unsupported media type",
-                           f"the uploaded part is {ctype!r}; send audio (audio/*, or "
+        raise ProblemError("upload.content_type", f"the uploaded part is {ctype!r}; send audio (audio/*, or "
                            "application/octet-stream)")
 
 
@@ -109,7 +108,7 @@ async def stored_upload(upload: UploadFile, *, max_seconds: float, copy_chunk: i
             while chunk := await upload.read(copy_chunk):
                 out.write(chunk)
         if path.stat().st_size == 0:
-            raise ProblemError(422, "audio.empty", "Audio is empty", "the uploaded file has no bytes")
+            raise ProblemError("audio.empty", "the uploaded file has no bytes")
         # header only: a 3-hour file is refused here, before the decoder sees it
         probe(path, limits=DecodeLimits(max_duration_s=max_seconds))
         yield path

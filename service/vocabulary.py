@@ -16,9 +16,9 @@ import hashlib
 import json
 import logging
 import threading
+from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 
 log = logging.getLogger("service.worker")
@@ -33,13 +32,9 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
-    from service.settings import ServiceSettings
+    from service.settings import WorkerSettings
 
-    # A worker only ingests: let ONNX threads spin between back-to-back batches as the
-    # `indexer` CLI does (the API process turns spinning off to leave cores to its event loop).
-    os.environ.setdefault("CLAPSEARCH_ONNX_SPINNING", "true")
-    os.environ.setdefault("CLAPSEARCH_ONNX_THREADS", "0")     # and use every core per batch
-    settings = ServiceSettings()
+    settings = WorkerSettings()
     if not settings.redis_url:
         print("clapsearch-worker: CLAPSEARCH_REDIS_URL is not set. The worker takes ingest jobs from "
               "Redis; without Redis the API runs ingest jobs itself and needs no worker.", file=sys.stderr)

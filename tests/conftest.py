@@ -15,8 +15,26 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import redis_error
+
 REPO = Path(__file__).resolve().parents[1]
 GOLDEN = Path(os.environ.get("CLAPSEARCH_GOLDEN_DIR", REPO.parent / "shared" / "data" / "laion-golden"))
+
+
+# What the test run itself is told through the environment; every other CLAPSEARCH_* variable is
+# a developer's or a machine's setting and must not reach the code under test.
+TEST_VARIABLES = ("CLAPSEARCH_TEST_", "CLAPSEARCH_REQUIRE_SERVICES", "CLAPSEARCH_GOLDEN_DIR")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def settings_ignore_the_environment():
+    """Settings in tests come from their arguments and the defaults only (a test that wants a
+    variable sets it with ``monkeypatch.setenv``)."""
+    with pytest.MonkeyPatch.context() as patch:
+        for name in list(os.environ):
+            if name.startswith("CLAPSEARCH_") and not name.startswith(TEST_VARIABLES):
+                patch.delenv(name)
+        yield
 
 
 def _unavailable(what: str, reason: str):
@@ -44,13 +62,8 @@ def postgres_url() -> str:
 @pytest.fixture(scope="session")
 def redis_url() -> str:
     url = os.environ.get("CLAPSEARCH_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
-    try:
-        import redis
-
-        client = redis.Redis.from_url(url, socket_connect_timeout=3)
-        client.ping()
-        client.close()
-    except Exception as exc:
+    exc = redis_error(url)
+    if exc is not None:
         _unavailable("Redis", f"{url}: {exc.__class__.__name__}: {exc}")
     return url
 

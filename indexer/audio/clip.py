@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from indexer.audio.frontend import SampleReader, log_mel, log_mel_frames, num_frames
-from indexer.models.manifest import AudioFrontend
+from indexer.audio.spec import AudioFrontend
 
 
 @dataclass(frozen=True)

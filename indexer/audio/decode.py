@@ -390,7 +390,7 @@ def open_audio(
 
             def sink(chunk: np.ndarray) -> None:
                 nonlocal written
-                fh.write(memoryview(np.ascontiguousarray(chunk, dtype=np.float32)).cast("B"))
+                fh.write(np.ascontiguousarray(chunk, dtype=np.float32).data.cast("B"))
                 written += len(chunk)
 
             decoded = stream_decode(handle, info.path, target_sr, _block_frames(info, limits), sink)

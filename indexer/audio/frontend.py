@@ -6,25 +6,25 @@ us compute only the frames a clip actually needs (a long file's global view read
 output frame, the local views 3 x 1001 frames), so memory and time are bounded for any length,
 and training imports this same module so a model sees identical features in training and serving.
 
-Numbers come from :class:`indexer.models.manifest.AudioFrontend`; nothing here hard-codes them.
+Numbers come from :class:`indexer.audio.spec.AudioFrontend`; nothing here hard-codes them.
 Frames are computed one clip at a time, so a clip's features never depend on its batch.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import lru_cache
-from typing import Callable
 
 import numpy as np
 
-from indexer.models.manifest import AudioFrontend
+from indexer.audio.spec import AudioFrontend
 
 # read(start, stop) -> float32 samples [start, stop) of a waveform; see ``indexer.audio.decode``.
 SampleReader = Callable[[int, int], np.ndarray]
 
 
 # ----------------------------------------------------------------------------- filter banks
-def _hz_to_mel(freq: np.ndarray, scale: str) -> np.ndarray:
+def _hz_to_mel(freq: np.ndarray | float, scale: str) -> np.ndarray:
     freq = np.asarray(freq, dtype=np.float64)
     if scale == "htk":
         return 2595.0 * np.log10(1.0 + freq / 700.0)

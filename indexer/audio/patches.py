@@ -17,12 +17,12 @@ numpy's FFT and the per-filter mel sums work row by row, so a patch is bit-ident
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
 
 from indexer.audio.frontend import SampleReader, log_mel_frames
-from indexer.models.manifest import AudioFrontend
+from indexer.audio.spec import AudioFrontend
 
 # Patches per chunk when streaming: 256 x 96 x 64 float32 = 6.3 MB of features at a time.
 PATCH_CHUNK = 256

@@ -12,14 +12,14 @@ crop and random fusion chunks. Serving never passes it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
 from indexer.audio.clip import ClipViews, clip_views
 from indexer.audio.decode import DecodeLimits, int16_roundtrip, open_audio, prepare_waveform
-from indexer.models.manifest import AudioFrontend
+from indexer.audio.spec import AudioFrontend
 
 # choose(num_samples) -> {"crop_start": ..., "fusion_starts": ...} (either may be absent)
 ViewChooser = Callable[[int], dict]

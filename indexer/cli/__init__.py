@@ -1,7 +1,7 @@
 """``indexer``: build and query a searchable audio library from the shell (torch-free).
 
     indexer ingest ./library                    # embed new/changed files, publish the index
-    indexer search "dog barking in the rain"    # or: indexer search --audio clip.wav
+    indexer search "dog barking in the rain"    # --audio clip.wav, --item ID, --tag rain, --format flac...
     indexer status [--errors]                   # collections, index choice, failures
     indexer remove ./library/old                # forget files or folders
     indexer rebuild --model models/new-clap     # re-embed a collection with another model
@@ -11,7 +11,7 @@
 
 Data lives in $CLAPSEARCH_HOME (default ~/.local/share/clapsearch): SQLite + index versions,
 or PostgreSQL with --db / $CLAPSEARCH_DATABASE_URL. Exit codes: 0 all good, 1 some files
-failed (or problems found), 2 usage, model or store errors.
+failed (or problems found), 2 usage, model or store errors (``error [code]: ...``, docs/errors.md).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import sys
 
 import click
 
-from indexer.errors import ClapSearchError
+from indexer.errors import exit_code, translate
 
 
 @click.group(help=__doc__.split("\n\n")[0], context_settings={"help_option_names": ["-h", "--help"]})
@@ -47,7 +47,10 @@ def main(argv: list[str] | None = None) -> int:
     except click.ClickException as exc:
         exc.show()
         return 2
-    except ClapSearchError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    except Exception as exc:
+        known = translate(exc)      # a core error, or a database/disk/runtime failure it names
+        if known is None:
+            raise                   # a bug: the traceback is the useful report
+        print(f"error [{known.code}]: {known}", file=sys.stderr)
+        return exit_code(known)
     return int(result or 0)

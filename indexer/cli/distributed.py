@@ -4,19 +4,20 @@ import-shards (shards -> a collection and its index, on one machine). See docs/d
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING
 
 import click
 
 from indexer.cli.common import collection_option, store_options
+from indexer.ingest.discover import INSTALL_HINT, require
 
-INSTALL_HINT = "pip install 'clapsearch[distributed]'"
+if TYPE_CHECKING:
+    from indexer.store.store import Store
 
 
 def _need(module: str) -> None:
-    import importlib
-
     try:
-        importlib.import_module(module)
+        require(module)
     except ImportError:
         raise click.ClickException(f"this command needs {module}, which is not installed: {INSTALL_HINT}") from None
 
@@ -46,7 +47,7 @@ def ray_ingest(sources, out_dir, address, actors, gpus_per_actor, cpus_per_actor
     _need("fsspec")
     import ray
 
-    from indexer.distributed import ray_embed
+    from indexer.ingest.distributed import ray_embed
     from indexer.settings import IndexerSettings
     from indexer.store.catalog import SegmentSpec
 
@@ -73,9 +74,9 @@ def ray_ingest(sources, out_dir, address, actors, gpus_per_actor, cpus_per_actor
 @collection_option
 @click.option("--batch", type=int, default=500, show_default=True, help="rows per transaction")
 @store_options
-def import_shards(shards_dir, collection, batch, store) -> int:
+def import_shards(shards_dir: str, collection: str, batch: int, store: Store) -> int:
     _need("fsspec")
-    from indexer.distributed import import_shards as run_import
+    from indexer.ingest.shards import import_shards as run_import
 
     report = run_import(store, collection, shards_dir, batch=batch)
     print(f"collection {collection!r}: {report['files']} files from {report['shards']} shards "

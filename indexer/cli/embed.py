@@ -10,23 +10,9 @@ from pathlib import Path
 import click
 import numpy as np
 
+from indexer.cli.common import settings_options
 from indexer.errors import ModelMismatchError
 from indexer.ingest.discover import walk
-
-
-def _model_options(func):
-    func = click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto")(func)
-    func = click.option("--variant", default=None,
-                        help="fp32, int8 or fp16 if the folder has it (default: the manifest's)")(func)
-    return click.option("--model", type=click.Path(path_type=Path), default=None,
-                        help="model folder (default: $CLAPSEARCH_MODEL, else the shipped model)")(func)
-
-
-def _encoder(model, variant, device):
-    from indexer.models.defaults import default_model_dir
-    from indexer.models.encoder import ClapEncoder
-
-    return ClapEncoder.open(model or default_model_dir(), variant=variant, device=device)
 
 
 @click.command("embed", help="Embed audio files/folders into an .npz (vectors, paths).")
@@ -34,11 +20,11 @@ def _encoder(model, variant, device):
 @click.option("--out", type=click.Path(path_type=Path), default=Path("embeddings.npz"), show_default=True)
 @click.option("--batch-size", type=int, default=16, show_default=True)
 @click.option("--quiet", is_flag=True)
-@_model_options
-def embed(paths, out, batch_size, quiet, model, variant, device) -> int:
+@settings_options
+def embed(paths, out, batch_size, quiet, settings) -> int:
     from tqdm import tqdm
 
-    encoder = _encoder(model, variant, device)
+    encoder = settings.open_encoder()
     files = [f.path for f in walk(paths)]
     if not files:
         print("no audio files found", file=sys.stderr)
@@ -67,9 +53,9 @@ def embed(paths, out, batch_size, quiet, model, variant, device) -> int:
 @click.command("embed-text", help="Embed texts (JSON lines to stdout, or --out .npy).")
 @click.argument("texts", nargs=-1, required=True)
 @click.option("--out", type=click.Path(path_type=Path), default=None)
-@_model_options
-def embed_text(texts, out, model, variant, device) -> int:
-    vectors = _encoder(model, variant, device).embed_text(list(texts))
+@settings_options
+def embed_text(texts, out, settings) -> int:
+    vectors = settings.open_encoder().embed_text(list(texts))
     if out:
         np.save(out, vectors)
     else:
@@ -82,9 +68,9 @@ def embed_text(texts, out, model, variant, device) -> int:
 @click.argument("embeddings", type=click.Path(path_type=Path))
 @click.argument("queries", nargs=-1, required=True)
 @click.option("--top", type=int, default=5, show_default=True)
-@_model_options
-def rank(embeddings, queries, top, model, variant, device) -> int:
-    encoder = _encoder(model, variant, device)
+@settings_options
+def rank(embeddings, queries, top, settings) -> int:
+    encoder = settings.open_encoder()
     data = np.load(embeddings)
     if str(data["fingerprint"]) != encoder.manifest.fingerprint:
         raise ModelMismatchError(f"{embeddings} was embedded with model {str(data['model'])!r} "

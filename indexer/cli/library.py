@@ -149,32 +149,52 @@ def export(collection, out, segments, store) -> int:
     return 0
 
 
-@click.command("search", help="Search a collection by text, or by example with --audio FILE.")
+@click.command("search", help="Search a collection by text, by example (--audio FILE) or like an "
+                              "indexed item (--item ID); the same answers as the API's /v1/search.")
 @click.argument("text", required=False)
 @click.option("--audio", type=click.Path(path_type=Path, exists=True), default=None)
+@click.option("--item", "item_id", type=click.IntRange(min=1), default=None,
+              help="an indexed item's id: its similar sounds (the item itself left out)")
 @collection_option
-@click.option("--top", "-k", type=int, default=10, show_default=True)
+@click.option("--top", "-k", "limit", type=click.IntRange(min=1), default=10, show_default=True)
+@click.option("--offset", type=click.IntRange(min=0), default=0, help="skip this many hits (pagination)")
 @click.option("--segments", is_flag=True, help="search windows of long files (start/end seconds)")
+@click.option("--min-score", type=click.FloatRange(-1, 1), default=None, help="drop hits below this cosine")
+@click.option("--min-relevance", type=click.FloatRange(0, 1), default=None,
+              help="text queries on calibrated models: drop hits below this relevance (0..1)")
+@click.option("--tag", "tags", multiple=True, help="'rain' (any tag contains it) or 'genre:ambient' (repeatable)")
+@click.option("--format", "formats", multiple=True, help="container formats to keep: WAV, FLAC... (repeatable)")
+@click.option("--min-duration", type=click.FloatRange(min=0), default=None, help="seconds")
+@click.option("--max-duration", type=click.FloatRange(min=0), default=None, help="seconds")
+@click.option("--path-prefix", default=None, help="only files whose path starts with this")
 @click.option("--json", "as_json", is_flag=True)
 @store_options
-def search(text, audio, collection, top, segments, as_json, store) -> int:
-    from indexer.search import Searcher
+def search(text, audio, item_id, collection, limit, offset, segments, min_score, min_relevance, tags, formats,
+           min_duration, max_duration, path_prefix, as_json, store) -> int:
+    from indexer.filters import SearchFilters
+    from indexer.query import SearchRequest, run_search, stored_vector
 
-    if (text is None) == (audio is None):
-        raise click.UsageError("give a TEXT query or --audio FILE (one of them)")
-    searcher = Searcher(store, collection, kind="segments" if segments else "files")
-    hits = searcher.search_text(text, top) if text is not None else searcher.search_audio(audio, top)
-    # Calibrated relevance (0..1, same meaning for every query) for text queries, when the model has one.
-    calibration = store.manifest.score_calibration if text is not None else None
-    peak = calibration.query_peak(store.encoder().embed_text([text])[0]) if calibration else 1.0
-    relevance = [calibration.relevance(h.score, peak) if calibration else None for h in hits]
+    if sum(x is not None for x in (text, audio, item_id)) != 1:
+        raise click.UsageError("give a TEXT query, --audio FILE or --item ID (one of them)")
+    if min_duration is not None and max_duration is not None and min_duration > max_duration:
+        raise click.UsageError("--min-duration is larger than --max-duration")
+    filters = SearchFilters(min_duration=min_duration, max_duration=max_duration, formats=tuple(formats),
+                            tags=tuple(t for t in tags if t), path_prefix=path_prefix or None)
+    req = SearchRequest(collection, limit, offset, min_score, segments, filters, min_relevance)
+    vector = None
+    if audio is not None:
+        encoder = store.encoder()
+        vector = encoder.embed_views([encoder.views_from_file(audio)[0]])[0]
+    elif item_id is not None:
+        vector = stored_vector(store, item_id)
+    hits = run_search(store, req, text=text, vector=vector, exclude_file=item_id)
     if as_json:
-        print(json.dumps([{**h.__dict__, "relevance": r} for h, r in zip(hits, relevance)], indent=2))
+        print(json.dumps(hits, indent=2))
         return 0
-    for hit, rel in zip(hits, relevance):
-        span = f"  [{hit.start_s:.1f}-{hit.end_s:.1f} s]" if hit.start_s is not None else ""
-        shown = f"  relevance {rel:.2f}" if rel is not None else ""
-        print(f"{hit.score:+.3f}{shown}  {hit.path}{span}")
+    for hit in hits:
+        span = f"  [{hit['start_s']:.1f}-{hit['end_s']:.1f} s]" if hit["start_s"] is not None else ""
+        shown = f"  relevance {hit['relevance']:.2f}" if hit["relevance"] is not None else ""
+        print(f"{hit['score']:+.3f}{shown}  {hit['path']}{span}")
     return 0
 
 

@@ -1,16 +1,26 @@
 """Find audio files under the paths a user gives, streaming (a 10-million-file tree is never
-held in memory at once), in a stable order (sorted within each folder)."""
+held in memory at once), in a stable order (sorted within each folder). The one place that
+lists remote files (fsspec URLs), for ``indexer ingest`` (``walk``) and Ray (``expand_sources``).
+"""
 
 from __future__ import annotations
 
+import importlib
 import os
+import re
+import shutil
 import stat as stat_flags
+import tempfile
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
+from types import ModuleType
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".aifc",
                     ".au", ".caf", ".w64", ".rf64")
+LIST_SUFFIXES = (".txt", ".lst", ".list")
+INSTALL_HINT = "pip install 'clapsearch[distributed]'"
 
 
 @dataclass(frozen=True)
@@ -20,31 +30,103 @@ class FoundFile:
     mtime_ns: int
 
 
+def require(module: str) -> ModuleType:
+    """Import an optional dependency of remote/distributed ingest, or say how to install it."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise ImportError(f"distributed ingest needs {module.split('.')[0]}: {INSTALL_HINT}") from exc
+
+
 def is_remote(path: str) -> bool:
     """A URL for fsspec (s3://, gs://, zip://...::..., http://) rather than a local path."""
-    return "::" in path or ("://" in path and not path.startswith(("file://", "local://")))
+    return local_path(path) is None
 
 
-def _walk_remote(url: str, wanted: tuple[str, ...]) -> Iterator[FoundFile]:
-    """Files under a bucket prefix / remote folder / glob, with size and mtime from one listing."""
-    import fsspec
+def local_path(url: str) -> str | None:
+    """The absolute local path of a plain path or file:// URL; None for any other filesystem."""
+    if "::" in url:
+        return None
+    if "://" not in url:
+        return os.path.abspath(url)
+    protocol, rest = url.split("://", 1)
+    return os.path.abspath(rest) if protocol in ("file", "local") else None
 
-    from indexer.ingest.shards import _mtime_ns
 
+def is_glob(url: str) -> bool:
+    return any(c in url.split("::", 1)[0].split("://", 1)[-1] for c in "*?[")
+
+
+def mtime_ns(info: dict) -> int:
+    """Modification time from an fsspec ``info()`` (its key and type differ per filesystem)."""
+    for key in ("mtime", "LastModified", "last_modified", "updated", "modified", "date_time", "created"):
+        value = info.get(key)
+        try:
+            value = (datetime(*value) if isinstance(value, (tuple, list)) else
+                     datetime.fromisoformat(value.replace("Z", "+00:00")) if isinstance(value, str) else value)
+            if isinstance(value, (int, float, datetime)):
+                return int((value.timestamp() if isinstance(value, datetime) else value) * 1e9)
+        except (TypeError, ValueError):
+            continue
+    return 0
+
+
+def list_url(url: str, wanted: tuple[str, ...], *, stat_single: bool = True) -> Iterator[FoundFile]:
+    """Files under a folder or glob URL (``**.wav``: ``**/*.wav``), with size and mtime from one
+    listing. A URL naming one file comes back as itself, whatever its extension; unstatted with
+    ``stat_single=False`` (Ray), so a missing one fails as its own row rather than the listing."""
     chain = "::" + url.split("::", 1)[1] if "::" in url else ""
-    fs, path = fsspec.core.url_to_fs(url)
-    globbed = any(c in url.split("::", 1)[0].split("://", 1)[-1] for c in "*?[")
-    if globbed:
+    keep_path = local_path(url) is not None      # local globs stay plain paths, not file:// URLs
+    fs, path = require("fsspec").core.url_to_fs(re.sub(r"(^|/)\*\*(?=[^/])", r"\1**/*", url))
+    if is_glob(url):
         found = fs.glob(path, detail=True)
     elif fs.isdir(path):
         found = fs.find(path, detail=True)
     else:
-        info = fs.info(path)
-        yield FoundFile(url, int(info.get("size") or 0), _mtime_ns(info))
+        info = fs.info(path) if stat_single else {}
+        yield FoundFile(url, int(info.get("size") or 0), mtime_ns(info))
         return
     for name, info in sorted(found.items()):
         if info.get("type") == "file" and os.path.splitext(name)[1].lower() in wanted:
-            yield FoundFile(fs.unstrip_protocol(name) + chain, int(info.get("size") or 0), _mtime_ns(info))
+            yield FoundFile((name if keep_path else fs.unstrip_protocol(name)) + chain,
+                            int(info.get("size") or 0), mtime_ns(info))
+
+
+def local_copy(url: str) -> str:
+    """Copy a remote file to a temporary local file (the decoder seeks); the caller deletes it."""
+    suffix = os.path.splitext(url.split("::", 1)[0])[1]
+    fd, tmp = tempfile.mkstemp(prefix="clapsearch-fetch-", suffix=suffix)
+    try:
+        with os.fdopen(fd, "wb") as out, require("fsspec").open(url, "rb") as source:
+            shutil.copyfileobj(source, out, 1 << 20)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+    return tmp
+
+
+def expand_sources(sources: list[str] | str, *, extensions: Iterable[str] = AUDIO_EXTENSIONS) -> list[str]:
+    """Every file named by ``sources``, in order, once: files (any extension), folders and globs
+    (``**`` recurses; audio extensions only), and list files (``@FILE`` or ``*.txt|.lst|.list``,
+    one path or URL per line, ``#`` comments). Local files come back as absolute paths."""
+    wanted = normalise_extensions(extensions)
+    out: dict[str, None] = {}
+    for src in [sources] if isinstance(sources, (str, Path)) else sources:
+        src = str(src)
+        if src.startswith("@") or src.lower().endswith(LIST_SUFFIXES):
+            with require("fsspec").open(src.removeprefix("@"), "rt") as handle:
+                for line in handle:
+                    if (line := line.strip()) and not line.startswith("#"):
+                        out[local_path(line) or line] = None
+            continue
+        local = local_path(src)
+        if local is not None and not is_glob(src):
+            if not os.path.exists(local):
+                raise FileNotFoundError(f"no such file or folder: {src}")
+            out.update(dict.fromkeys(f.path for f in walk([local], extensions=wanted)))
+        else:
+            out.update(dict.fromkeys(f.path for f in list_url(src, wanted, stat_single=False)))
+    return list(out)
 
 
 def normalise_extensions(extensions: Iterable[str]) -> tuple[str, ...]:
@@ -94,16 +176,14 @@ def walk(paths: Iterable[str | Path], *, extensions: Iterable[str] = AUDIO_EXTEN
 
     for raw in paths:
         raw = os.fspath(raw)
-        if is_remote(raw):   # a bucket or archive through fsspec (pip install 'clapsearch[distributed]')
+        path = local_path(raw)
+        if path is None:     # a bucket or archive through fsspec (pip install 'clapsearch[distributed]')
             try:
-                yield from _walk_remote(raw, wanted)
+                yield from list_url(raw, wanted)
             except (OSError, ValueError, ImportError) as exc:
                 if on_error:
                     on_error(raw, exc if isinstance(exc, OSError) else OSError(str(exc)))
             continue
-        if raw.startswith(("file://", "local://")):
-            raw = raw.split("://", 1)[1]
-        path = os.path.abspath(raw)
         try:
             st = os.stat(path)
         except OSError as exc:

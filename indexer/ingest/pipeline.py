@@ -20,18 +20,35 @@ import os
 import queue
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
-
-import numpy as np
+from multiprocessing.process import BaseProcess
+from multiprocessing.queues import Queue
+from typing import TYPE_CHECKING
 
 from indexer.audio.clip import ClipViews
 from indexer.audio.decode import DecodeLimits
+from indexer.errors import DecoderCrashedError, DecodeTimeoutError
 from indexer.ingest.discover import AUDIO_EXTENSIONS, FoundFile, is_remote, walk
-from indexer.ingest.worker import DecodeTask, worker_main
+from indexer.ingest.worker import (
+    DecodeTask,
+    Done,
+    Failed,
+    FileResult,
+    Message,
+    Meta,
+    Started,
+    Unchanged,
+    Views,
+    worker_main,
+)
 from indexer.store import catalog
 from indexer.store.catalog import FileRecord, SegmentSpec
 from indexer.store.schema import STATUS_FAILED
+from indexer.store.store import Store
+
+if TYPE_CHECKING:
+    from indexer.models.encoder import ClapEncoder
 
 
 @dataclass
@@ -82,13 +99,7 @@ class IngestReport:
 
 
 @dataclass
-class _InFlight:
-    found: FoundFile
-    known_hash: str | None
-    meta: dict | None = None
-    vector: np.ndarray | None = None
-    spans: list = field(default_factory=list)
-    seg_vectors: list = field(default_factory=list)
+class _InFlight(FileResult):
     pending_views: int = 0
     finished: bool = False
 
@@ -96,12 +107,12 @@ class _InFlight:
 class _Feeder(threading.Thread):
     """Walks the tree, asks the database what changed, queues decode tasks."""
 
-    def __init__(self, store, collection_id: int, options: IngestOptions, tasks, stats: IngestStats):
+    def __init__(self, store: Store, collection_id: int, options: IngestOptions, tasks: Queue, stats: IngestStats):
         super().__init__(name="ingest-feeder", daemon=True)
         self.store, self.collection_id, self.options = store, collection_id, options
         self.tasks, self.stats = tasks, stats
         self.lock = threading.Lock()
-        self.submitted: dict[int, tuple[FoundFile, str | None]] = {}   # queued, not yet started
+        self.submitted: dict[int, _InFlight] = {}   # queued, not yet started
         self.count = 0
         self.seen = bytearray()            # bitmap over file ids met on disk (for --prune)
         self.walk_errors: list[tuple[str, str]] = []
@@ -148,7 +159,7 @@ class _Feeder(threading.Thread):
             with self.lock:
                 self.count += 1
                 task_id = self.count
-                self.submitted[task_id] = (found, known_hash)
+                self.submitted[task_id] = _InFlight(found.path, found.size, found.mtime_ns)
             while not self.stop.is_set():
                 try:
                     self.tasks.put(DecodeTask(task_id, found.path, found.size, found.mtime_ns, known_hash), timeout=0.5)
@@ -161,26 +172,26 @@ def default_workers() -> int:
     return max(1, os.cpu_count() or 1)
 
 
-def run_ingest(store, options: IngestOptions, *, progress: Callable[[IngestStats], None] | None = None
+def run_ingest(store: Store, options: IngestOptions, *, progress: Callable[[IngestStats], None] | None = None
                ) -> IngestReport:
     """Ingest ``options.paths`` into ``options.collection`` of ``store`` (``indexer.store.Store``)."""
     return _Ingest(store, options, progress).run()
 
 
 class _Ingest:
-    def __init__(self, store, options: IngestOptions, progress):
+    def __init__(self, store: Store, options: IngestOptions, progress: Callable[[IngestStats], None] | None):
         self.store, self.options, self.progress = store, options, progress
         self.stats = IngestStats()
         self.failures: list[tuple[str, str, str]] = []
         self.inflight: dict[int, _InFlight] = {}
-        self.buffer: list[tuple[int, str, int, ClipViews]] = []   # (task, kind, slot, views)
+        self.buffer: list[tuple[int, int | None, ClipViews]] = []   # (task, slot, views)
         self.writes: list[FileRecord] = []
         self.touches: list[tuple[int, int]] = []
         self.last_commit = self.last_publish = time.perf_counter()
-        self.workers: dict[int, mp.Process] = {}
+        self.workers: dict[int, BaseProcess] = {}
         self.busy: dict[int, tuple[int, float]] = {}             # worker -> (task, since)
         self.next_worker = 0
-        self.encoder = None
+        self.encoder: ClapEncoder | None = None
 
     # ------------------------------------------------------------------ setup
     def run(self) -> IngestReport:
@@ -188,8 +199,7 @@ class _Ingest:
         manifest = store.manifest
         self.collection = store.open_collection(options.collection, segments=options.segments)
         self.segments = catalog.segment_spec(self.collection)
-        ctx = mp.get_context("spawn")   # never fork a process that runs ONNX Runtime threads
-        self.ctx = ctx
+        self.ctx = ctx = mp.get_context("spawn")   # never fork a process that runs ONNX Runtime threads
         self.n_workers = max(1, options.workers or default_workers())
         self.tasks = ctx.Queue(maxsize=4 * self.n_workers)
         self.results = ctx.Queue(maxsize=8 * self.n_workers)
@@ -267,44 +277,31 @@ class _Ingest:
             self._maybe_commit()
             self._report_progress()
 
-    def _handle(self, message: tuple) -> None:
-        kind, *rest = message
-        if kind == "start":
-            wid, task_id = rest
+    def _handle(self, message: Message) -> None:
+        if isinstance(message, Started):
             with self.feeder.lock:
-                found, known_hash = self.feeder.submitted.pop(task_id)
-            self.inflight[task_id] = _InFlight(found, known_hash)
-            self.busy[wid] = (task_id, time.monotonic())
+                self.inflight[message.task_id] = self.feeder.submitted.pop(message.task_id)
+            self.busy[message.worker_id] = (message.task_id, time.monotonic())
             return
-        task_id = rest[0]
+        task_id = message.task_id
         item = self.inflight.get(task_id)
         if item is None:
             return   # its file already failed (e.g. the worker was killed); late message
-        if kind == "unchanged":
-            known = catalog.known_files(self.store.db, self.collection.id, [item.found.path])
-            row = known.get(item.found.path)
+        if isinstance(message, Unchanged):
+            row = catalog.known_files(self.store.db, self.collection.id, [item.path]).get(item.path)
             if row is not None:
-                self.touches.append((row.id, item.found.mtime_ns))
+                self.touches.append((row.id, item.mtime_ns))
             self.stats.skipped += 1
             self._forget(task_id)
-        elif kind == "meta":
-            item.meta = rest[1]
-        elif kind == "views":
-            _, view_kind, features, is_longer, spans = rest
-            for i in range(len(features)):
-                slot = 0
-                if view_kind == "segments":
-                    slot = len(item.spans)
-                    item.spans.append(spans[i])
-                    item.seg_vectors.append(None)
-                self.buffer.append((task_id, view_kind, slot, ClipViews(features[i], bool(is_longer[i]))))
+        elif isinstance(message, (Meta, Views)):
+            for slot, views in item.take(message):
+                self.buffer.append((task_id, slot, views))
                 item.pending_views += 1
-        elif kind == "done":
+        elif isinstance(message, Done):
             item.finished = True
             self._maybe_finish(task_id)
-        elif kind == "error":
-            _, code, text = rest
-            self._fail(task_id, code, text)
+        elif isinstance(message, Failed):
+            self._fail(task_id, message.code, message.message)
 
     def _forget(self, task_id: int) -> None:
         self.inflight.pop(task_id, None)
@@ -314,26 +311,22 @@ class _Ingest:
 
     def _fail(self, task_id: int, code: str, text: str) -> None:
         item = self.inflight[task_id]
-        found = item.found
-        self.failures.append((found.path, code, text))
+        item.error = (code, text)
+        self.failures.append((item.path, code, text))
         self.stats.failed += 1
-        self.writes.append(FileRecord(found.path, found.size, found.mtime_ns,
-                                      content_hash=(item.meta or {}).get("content_hash"),
-                                      error_code=code, error=text))
+        self.writes.append(item.record())
         self._forget(task_id)
 
     def _embed(self) -> None:
         batch, self.buffer = self.buffer, []
+        assert self.encoder is not None, "_ensure_running() opens the model before anything is embedded"
         vectors = self.encoder.embed_views([views for *_, views in batch])
         touched = set()
-        for (task_id, kind, slot, _), vector in zip(batch, vectors):
+        for (task_id, slot, _), vector in zip(batch, vectors):
             item = self.inflight.get(task_id)
             if item is None:
                 continue
-            if kind == "file":
-                item.vector = vector
-            else:
-                item.seg_vectors[slot] = vector
+            item.set_vector(slot, vector)
             item.pending_views -= 1
             touched.add(task_id)
         for task_id in touched:
@@ -343,13 +336,9 @@ class _Ingest:
         item = self.inflight.get(task_id)
         if item is None or not item.finished or item.pending_views:
             return
-        meta = item.meta or {}
-        found = item.found
-        segments = [(a, b, v) for (a, b), v in zip(item.spans, item.seg_vectors)]
-        self.writes.append(FileRecord(found.path, found.size, found.mtime_ns, vector=item.vector,
-                                      segments=segments or None, **meta))
+        self.writes.append(item.record())
         self.stats.embedded += 1
-        self.stats.audio_seconds += meta.get("duration_s") or 0.0
+        self.stats.audio_seconds += (item.meta or {}).get("duration_s") or 0.0
         self._forget(task_id)
 
     def _check_workers(self) -> None:
@@ -367,7 +356,7 @@ class _Ingest:
             if task is not None and task[0] in self.inflight:
                 reason = (f"decoding took longer than {self.options.task_timeout_s:.0f} s" if hung else
                           f"the decoder process died (exit code {proc.exitcode}) on this file")
-                self._fail(task[0], "audio.decoder_crashed" if not hung else "audio.timeout", reason)
+                self._fail(task[0], (DecodeTimeoutError if hung else DecoderCrashedError).code, reason)
             self.busy.pop(wid, None)
             self._start_worker()
 

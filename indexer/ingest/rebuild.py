@@ -9,19 +9,22 @@ published under the old name.
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 
 from sqlalchemy import delete, update
 
-from indexer.ingest.pipeline import IngestOptions, IngestReport, run_ingest
+from indexer.ingest.pipeline import IngestOptions, IngestReport, IngestStats, run_ingest
 from indexer.store import catalog
 from indexer.store.schema import Collection
+from indexer.store.store import Store
 
 
 def shadow_name(name: str) -> str:
     return f"{name}~rebuild"
 
 
-def rebuild_collection(store, name: str, *, progress=None, **options) -> IngestReport:
+def rebuild_collection(store: Store, name: str, *,
+                       progress: Callable[[IngestStats], None] | None = None, **options) -> IngestReport:
     """Re-embed collection ``name`` with ``store``'s model (see module doc)."""
     old = store.collection(name)
     shadow = shadow_name(name)

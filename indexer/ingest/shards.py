@@ -1,128 +1,55 @@
-"""Vector shards: the Parquet files distributed ingest writes and the index builder imports.
+"""Vector shards: the Parquet files distributed ingest (``indexer.ingest.distributed``) writes,
+and ``import_shards``, which upserts them into a collection on the index machine.
 
-Also the source expansion shared by the Ray driver and its actors (local paths, fsspec URLs,
-globs and list files). The shard schema is documented in ``indexer.distributed``.
+    report = import_shards(Store.open(settings), "default", "s3://bucket/shards")
+
+Shard schema (one row per file; ``D`` = the model's embed_dim; schema metadata
+``clapsearch.model_fingerprint``):
+
+    path          string      local absolute path, or the URL as listed
+    size          int64       bytes
+    mtime_ns      int64       local: st_mtime_ns; remote: the store's modification time, else 0
+    content_hash  string      sha256 of the bytes (null if the file could not be read)
+    duration_s    double      null on error, like the columns down to tags
+    format, subtype  string   libsndfile's container and sample format
+    sample_rate, channels  int32   of the file as stored
+    tags          string      JSON object of the file's text tags, or null
+    vector        fixed_size_list<float32>[D]   unit-norm whole-file vector, null on error
+    error_code, error  string null when the file was embedded
+    segments      list<struct<start_s: double, end_s: double, vector: fixed_size_list<float32>[D]>>
+                  windows of files longer than the segment length, null when none
+
+``_manifest.json`` beside the shards names the model (name, fingerprint, variant, embed_dim) and
+segment spec. ``import_shards`` refuses another model's shards (``ModelMismatchError``), reads them
+in row batches, upserts rows by path (re-importing duplicates nothing) and publishes the index.
 """
 
 from __future__ import annotations
 
-import hashlib
-import importlib
 import json
-import os
-import re
-import shutil
-import tempfile
-from datetime import datetime
-from pathlib import Path
+import time
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from indexer.errors import ManifestError, ModelMismatchError
-from indexer.ingest.discover import AUDIO_EXTENSIONS, normalise_extensions, walk
-from indexer.models.manifest import MANIFEST_NAME
-from indexer.store.catalog import FileRecord, SegmentSpec
+from indexer.errors import ManifestError, ModelMismatchError, StoreError
+from indexer.ingest.discover import require
+from indexer.store.catalog import FileRecord, SegmentSpec, segment_spec, write_files
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+    from fsspec import AbstractFileSystem
+
+    from indexer.models.manifest import Manifest
+    from indexer.store.store import Store
 
 MANIFEST = "_manifest.json"
 SHARD_FORMAT = "clapsearch.vector-shards/1"
-LIST_SUFFIXES = (".txt", ".lst", ".list")
-INSTALL_HINT = "pip install 'clapsearch[distributed]'"
 _SCALARS = ("path", "size", "mtime_ns", "content_hash", "duration_s", "format", "subtype",
             "sample_rate", "channels", "error_code", "error")
 
 
-def _require(module: str):
-    try:
-        return importlib.import_module(module)
-    except ImportError as exc:
-        raise ImportError(f"distributed ingest needs {module.split('.')[0]}: {INSTALL_HINT}") from exc
-
-
-# ----------------------------------------------------------------------------- URLs
-
-def _local_path(url: str) -> str | None:
-    """The absolute local path of a plain path or file:// URL; None for any other filesystem."""
-    if "::" in url:
-        return None
-    if "://" not in url:
-        return os.path.abspath(url)
-    protocol, rest = url.split("://", 1)
-    return os.path.abspath(rest) if protocol in ("file", "local") else None
-
-
-def expand_sources(sources: list[str] | str, *, extensions=AUDIO_EXTENSIONS) -> list[str]:
-    """Every file named by ``sources``, in order, once: files (any extension), folders and globs
-    (``**`` recurses; audio extensions only), and list files (``@FILE`` or ``*.txt|.lst|.list``,
-    one path or URL per line, ``#`` comments). Local files come back as absolute paths."""
-    fsspec = _require("fsspec")
-    wanted = normalise_extensions(extensions)
-    out: dict[str, None] = {}
-    for src in [sources] if isinstance(sources, (str, Path)) else sources:
-        src = str(src)
-        if src.startswith("@") or src.lower().endswith(LIST_SUFFIXES):
-            with fsspec.open(src.removeprefix("@"), "rt") as handle:
-                for line in handle:
-                    if (line := line.strip()) and not line.startswith("#"):
-                        out[_local_path(line) or line] = None
-            continue
-        local = _local_path(src)
-        globbed = any(c in src.split("::", 1)[0].split("://", 1)[-1] for c in "*?[")
-        if local is not None and not globbed:
-            if not os.path.exists(local):
-                raise FileNotFoundError(f"no such file or folder: {src}")
-            out.update(dict.fromkeys(f.path for f in walk([local], extensions=wanted)))
-            continue
-        fs, path = fsspec.core.url_to_fs(re.sub(r"(^|/)\*\*(?=[^/])", r"\1**/*", src))   # **.wav: **/*.wav
-        if globbed:
-            found = fs.glob(path, detail=True)
-        elif fs.isdir(path):
-            found = fs.find(path, detail=True)
-        else:
-            out[src] = None
-            continue
-        for name, info in sorted(found.items()):
-            if info.get("type") == "file" and name.lower().endswith(wanted):
-                url = name if local is not None else fs.unstrip_protocol(name)
-                out[url + ("::" + src.split("::", 1)[1] if "::" in src else "")] = None
-    return list(out)
-
-
-def _mtime_ns(info: dict) -> int:
-    """Modification time from an fsspec ``info()`` (its key and type differ per filesystem)."""
-    for key in ("mtime", "LastModified", "last_modified", "updated", "modified", "date_time", "created"):
-        value = info.get(key)
-        try:
-            value = (datetime(*value) if isinstance(value, (tuple, list)) else
-                     datetime.fromisoformat(value.replace("Z", "+00:00")) if isinstance(value, str) else value)
-            if isinstance(value, (int, float, datetime)):
-                return int((value.timestamp() if isinstance(value, datetime) else value) * 1e9)
-        except (TypeError, ValueError):
-            continue
-    return 0
-
-
-def _model_folder(model_dir: str | Path) -> Path:
-    """A local folder with the model: ``model_dir`` itself, or a cached copy of a remote one."""
-    local = _local_path(str(model_dir))
-    if local is not None:
-        return Path(local)
-    fs, root = _require("fsspec").core.url_to_fs(str(model_dir))
-    key = hashlib.sha1(str(model_dir).encode() + fs.cat_file(f"{root.rstrip('/')}/{MANIFEST_NAME}")).hexdigest()
-    target = Path(tempfile.gettempdir()) / "clapsearch-models" / key[:16]
-    if not (target / MANIFEST_NAME).is_file():
-        target.parent.mkdir(parents=True, exist_ok=True)
-        partial = Path(tempfile.mkdtemp(dir=target.parent))
-        fs.get(root.rstrip("/") + "/", str(partial) + "/", recursive=True)
-        try:
-            os.replace(partial, target)          # another actor on this node may have won
-        except OSError:
-            shutil.rmtree(partial, ignore_errors=True)
-    return target
-
-
-# ----------------------------------------------------------------------------- shards
-
-def shard_schema(dim: int, fingerprint: str = ""):
+def shard_schema(dim: int, fingerprint: str = "") -> pa.Schema:
     import pyarrow as pa
 
     vector = pa.list_(pa.float32(), dim)
@@ -135,7 +62,7 @@ def shard_schema(dim: int, fingerprint: str = ""):
                      metadata={"clapsearch.model_fingerprint": fingerprint})
 
 
-def records_table(records: list[FileRecord], schema):
+def records_table(records: list[FileRecord], schema: pa.Schema) -> pa.Table:
     """FileRecords -> one Arrow table of ``shard_schema``."""
     import pyarrow as pa
 
@@ -161,13 +88,13 @@ def records_table(records: list[FileRecord], schema):
     return pa.Table.from_arrays([columns[f.name] for f in schema], schema=schema)
 
 
-def _matrix(array, dim: int) -> np.ndarray:
+def _matrix(array: pa.FixedSizeListArray, dim: int) -> np.ndarray:
     """(n, dim) float32 of a (possibly sliced) fixed-size-list array; null rows read as zeros."""
     values = array.values.slice(array.offset * dim, len(array) * dim)
     return values.to_numpy(zero_copy_only=False).astype(np.float32, copy=False).reshape(len(array), dim)
 
 
-def records_from_batch(batch, dim: int) -> list[FileRecord]:
+def records_from_batch(batch: pa.RecordBatch, dim: int) -> list[FileRecord]:
     """One Arrow record batch of a shard -> FileRecords (vectors copied out of Arrow memory)."""
     cols = {name: batch.column(name).to_pylist() for name in _SCALARS + ("tags",)}
     vcol = batch.column("vector")
@@ -175,7 +102,8 @@ def records_from_batch(batch, dim: int) -> list[FileRecord]:
     scol = batch.column("segments")
     lengths = scol.value_lengths().fill_null(0).to_numpy(zero_copy_only=False)
     splits = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
-    starts = ends = seg_vectors = None
+    starts = ends = np.zeros(0)                       # no segment in this batch: never indexed
+    seg_vectors = np.zeros((0, dim), np.float32)
     if splits[-1]:
         start_col, end_col, vector_col = scol.flatten().flatten()
         starts, ends = start_col.to_numpy(zero_copy_only=False), end_col.to_numpy(zero_copy_only=False)
@@ -191,13 +119,14 @@ def records_from_batch(batch, dim: int) -> list[FileRecord]:
     return out
 
 
-def _out_fs(out_dir):
-    fs, root = _require("fsspec").core.url_to_fs(str(out_dir))
+def shard_fs(out_dir: Any) -> tuple[AbstractFileSystem, str]:
+    """The filesystem of a shard folder (path or URL) and the folder's path on it."""
+    fs, root = require("fsspec").core.url_to_fs(str(out_dir))
     return fs, root.rstrip("/")
 
 
-def read_shard_manifest(shard_dir) -> dict:
-    fs, root = _out_fs(shard_dir)
+def read_shard_manifest(shard_dir: Any) -> dict:
+    fs, root = shard_fs(shard_dir)
     try:
         with fs.open(f"{root}/{MANIFEST}", "rt") as handle:
             return json.load(handle)
@@ -205,7 +134,7 @@ def read_shard_manifest(shard_dir) -> dict:
         raise ManifestError(f"{shard_dir}: no {MANIFEST}; not a shard folder written by ray_embed") from None
 
 
-def shard_manifest(manifest, variant: str, segments: SegmentSpec | None) -> dict:
+def shard_manifest(manifest: Manifest, variant: str, segments: SegmentSpec | None) -> dict:
     """The ``_manifest.json`` of a shard folder: which model (and segment spec) made its vectors."""
     return {"format": SHARD_FORMAT,
             "model": {"name": manifest.name, "fingerprint": manifest.fingerprint, "variant": variant,
@@ -213,15 +142,52 @@ def shard_manifest(manifest, variant: str, segments: SegmentSpec | None) -> dict
             "segments": None if segments is None else {"seconds": segments.seconds, "hop": segments.hop}}
 
 
-def _check_model(found: dict, fingerprint: str, where) -> None:
+def check_model(found: dict, fingerprint: str, where: Any) -> None:
     model = found.get("model") or {}
     if model.get("fingerprint") != fingerprint:
         raise ModelMismatchError(f"{where} holds vectors of model {model.get('name')!r} "
                                  f"({model.get('fingerprint')}), not this store's model ({fingerprint})")
 
 
-def _spec(found: dict) -> SegmentSpec | None:
+def shard_spec(found: dict) -> SegmentSpec | None:
     return SegmentSpec(**found["segments"]) if found.get("segments") else None
 
 
-# ----------------------------------------------------------------------------- the Ray side
+def import_shards(store: Store, collection: str, shard_dir: Any, *, segments: SegmentSpec | None = None,
+                  batch: int = 500) -> dict:
+    """Upsert the rows of every shard in ``shard_dir`` into ``collection`` of ``store``
+    (``indexer.store.Store``), one transaction per ``batch`` rows, then publish its index."""
+    import pyarrow.parquet as pq
+
+    started = time.perf_counter()
+    found = read_shard_manifest(shard_dir)
+    fingerprint = store.manifest.fingerprint
+    check_model(found, fingerprint, shard_dir)
+    spec = shard_spec(found)
+    if segments is not None and spec is not None and segments != spec:
+        raise StoreError(f"{shard_dir} holds segments {found['segments']}, not {segments}")
+    target = store.open_collection(collection, segments=segments or spec)
+    have = segment_spec(target)
+    if spec is not None and have is not None and have != spec:
+        raise StoreError(f"collection {collection!r} has {have.seconds:g} s segments every {have.hop:g} s; "
+                         f"{shard_dir} holds {spec.seconds:g} s every {spec.hop:g} s")
+    fs, root = shard_fs(shard_dir)
+    shards = sorted(p for p in fs.glob(f"{root}/*.parquet") if not p.rsplit("/", 1)[-1].startswith((".", "_")))
+    dim = store.manifest.embed_dim
+    totals = {"files": 0, "failed": 0, "segments": 0}
+    with store.lock(collection):
+        for shard in shards:
+            with fs.open(shard, "rb") as handle:
+                reader = pq.ParquetFile(handle)
+                meta = reader.schema_arrow.metadata or {}
+                check_model({"model": {"fingerprint": meta.get(b"clapsearch.model_fingerprint", b"").decode()}},
+                            fingerprint, shard)
+                for record_batch in reader.iter_batches(batch_size=batch):
+                    records = {r.path: r for r in records_from_batch(record_batch, dim)}   # last row wins
+                    write_files(store.db, target.id, list(records.values()))
+                    totals["files"] += len(records)
+                    totals["failed"] += sum(r.error_code is not None for r in records.values())
+                    totals["segments"] += sum(len(r.segments or ()) for r in records.values())
+        published = store.publish(store.collection(collection))
+    return {"collection": collection, "shards": len(shards), **totals, "published": published,
+            "seconds": time.perf_counter() - started}

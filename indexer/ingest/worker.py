@@ -1,27 +1,30 @@
 """Decode worker processes: file -> content hash, metadata, model input views (and segment
-windows), sent to the main process as messages. They never load a model.
+windows), sent to the main process as the typed messages below. They never load a model.
+Ray actors run the same ``process_file``, so both modes record the same rows and error codes.
 
-Messages put on the results queue (plain tuples, cheap to pickle):
-    ("start", worker_id, task_id)                       took a task
-    ("unchanged", task_id, content_hash)               same bytes as the database row: no decode
-    ("meta", task_id, dict)                             hash, duration, format, channels, tags
-    ("views", task_id, kind, features, is_longer, spans)   kind "file" (one view) or "segments"
-    ("done", task_id, n_segments)
-    ("error", task_id, code, message)
 Every message is small (at most ``SEGMENT_CHUNK`` views), and the queue is bounded, so a
 4-hour recording flows through in pieces and memory stays flat whatever the file length.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
-from dataclasses import dataclass, replace
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from multiprocessing.queues import Queue
+from typing import Any
 
 import numpy as np
 
+from indexer.audio.clip import ClipViews
+from indexer.audio.decode import DecodeLimits, open_audio
+from indexer.audio.views import reader_views
+from indexer.ingest.discover import is_remote, local_copy
+from indexer.ingest.metadata import read_tags
+from indexer.models.manifest import AudioFrontend, sha256_file
+from indexer.store.catalog import FileRecord, SegmentSpec
+
 SEGMENT_CHUNK = 16
-_HASH_BLOCK = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -33,12 +36,97 @@ class DecodeTask:
     known_hash: str | None = None     # set when only the mtime changed: confirm by content
 
 
-def content_hash(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(_HASH_BLOCK):
-            digest.update(block)
-    return digest.hexdigest()
+@dataclass(frozen=True)
+class Started:                    # a worker took a task: a hung or dead worker is blamed on its file
+    worker_id: int
+    task_id: int
+
+
+@dataclass(frozen=True)
+class Unchanged:                  # same bytes as the database row: nothing decoded
+    task_id: int
+    content_hash: str
+
+
+@dataclass(frozen=True)
+class Meta:
+    task_id: int
+    fields: dict[str, Any]       # content_hash, duration_s, format, subtype, sample_rate, channels, tags
+
+
+@dataclass(frozen=True)
+class Views:
+    task_id: int
+    kind: str                    # "file" (one view) or "segments" (one per window, spans in s)
+    features: np.ndarray
+    is_longer: np.ndarray
+    spans: list[tuple[float, float]] | None
+
+
+@dataclass(frozen=True)
+class Done:
+    task_id: int
+
+
+@dataclass(frozen=True)
+class Failed:
+    task_id: int
+    code: str
+    message: str
+
+
+Message = Started | Unchanged | Meta | Views | Done | Failed
+Sink = Callable[[Message], Any]
+
+
+@dataclass
+class FileResult:
+    """One file's messages gathered into one row: its metadata, then its whole-file and segment
+    vectors as the embedder returns them (both ingest modes batch views across files)."""
+
+    path: str
+    size: int
+    mtime_ns: int
+    meta: dict[str, Any] | None = None
+    vector: np.ndarray | None = None
+    spans: list[tuple[float, float]] = field(default_factory=list)
+    seg_vectors: list[np.ndarray | None] = field(default_factory=list)
+    error: tuple[str, str] | None = None     # (code, message): the file is recorded as failed
+
+    def take(self, message: Message) -> list[tuple[int | None, ClipViews]]:
+        """Keep a ``Meta``'s fields; return a ``Views``' model inputs, each with the slot its
+        vector goes to (``set_vector``: None is the whole file, else a segment's index)."""
+        if isinstance(message, Meta):
+            self.meta = message.fields
+        if not isinstance(message, Views):
+            return []
+        out: list[tuple[int | None, ClipViews]] = []
+        for i in range(len(message.features)):
+            slot = None
+            if message.kind == "segments":
+                assert message.spans is not None, "segment views carry their spans"
+                slot = len(self.spans)
+                self.spans.append(message.spans[i])
+                self.seg_vectors.append(None)
+            out.append((slot, ClipViews(message.features[i], bool(message.is_longer[i]))))
+        return out
+
+    def set_vector(self, slot: int | None, vector: np.ndarray) -> None:
+        if slot is None:
+            self.vector = vector
+        else:
+            self.seg_vectors[slot] = vector
+
+    def record(self) -> FileRecord:
+        if self.error is not None:
+            return FileRecord(self.path, self.size, self.mtime_ns, content_hash=(self.meta or {}).get("content_hash"),
+                              error_code=self.error[0], error=self.error[1])
+        segments: list[tuple[float, float, np.ndarray]] = []
+        for (a, b), v in zip(self.spans, self.seg_vectors):
+            assert v is not None, "a file is recorded only once all its views are embedded"
+            segments.append((a, b, v))
+        return FileRecord(self.path, self.size, self.mtime_ns, vector=self.vector, segments=segments or None,
+                          **(self.meta or {}))
 
 
 def window_starts(num_samples: int, window: int, hop: int) -> list[int]:
@@ -52,58 +140,35 @@ def window_starts(num_samples: int, window: int, hop: int) -> list[int]:
     return starts
 
 
-def local_copy(url: str) -> str:
-    """Copy a remote file to a temporary local file (the decoder seeks); the caller deletes it."""
-    import shutil
-    import tempfile
-
-    import fsspec
-
-    suffix = os.path.splitext(url.split("::", 1)[0])[1]
-    fd, tmp = tempfile.mkstemp(prefix="clapsearch-fetch-", suffix=suffix)
+def process_file(task: DecodeTask, put: Sink, spec: AudioFrontend, limits: DecodeLimits,
+                 segments: SegmentSpec | None) -> None:
+    """Hash, read tags, decode and cut views of ``task.path`` (a local path, or a remote URL
+    through a temporary copy), handing each message to ``put``. Raises on a bad file: the
+    caller turns the exception into a ``Failed`` row with ``error_of``."""
+    local = local_copy(task.path) if is_remote(task.path) else None
     try:
-        with os.fdopen(fd, "wb") as out, fsspec.open(url, "rb") as source:
-            shutil.copyfileobj(source, out, _HASH_BLOCK)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-    return tmp
-
-
-def _process_any(task: DecodeTask, results, spec, limits, segments) -> None:
-    """``_process`` for a local path or, through a temporary copy, a remote URL."""
-    from indexer.ingest.discover import is_remote
-
-    if not is_remote(task.path):
-        return _process(task, results, spec, limits, segments)
-    local = local_copy(task.path)
-    try:
-        _process(replace(task, path=local), results, spec, limits, segments)
+        _process(replace(task, path=local) if local else task, put, spec, limits, segments)
     finally:
-        os.unlink(local)
+        if local:
+            os.unlink(local)
 
 
-def _process(task: DecodeTask, results, spec, limits, segments) -> None:
-    from indexer.audio.decode import open_audio
-    from indexer.audio.views import reader_views
-    from indexer.ingest.metadata import read_tags
-
-    digest = content_hash(task.path)
+def _process(task: DecodeTask, put: Sink, spec: AudioFrontend, limits: DecodeLimits,
+             segments: SegmentSpec | None) -> None:
+    digest = sha256_file(task.path)
     if task.known_hash is not None and digest == task.known_hash:
-        results.put(("unchanged", task.task_id, digest))
+        put(Unchanged(task.task_id, digest))
         return
     with open_audio(task.path, spec.sample_rate, limits=limits) as source:
         info = source.info
         n = source.num_samples
-        results.put(("meta", task.task_id, dict(
+        put(Meta(task.task_id, dict(
             content_hash=digest, duration_s=n / spec.sample_rate,
             format=info.format if info else None, subtype=info.subtype if info else None,
             sample_rate=info.sample_rate if info else None, channels=info.channels if info else None,
             tags=read_tags(task.path) or None)))
         whole = reader_views(source.read, n, spec)
-        results.put(("views", task.task_id, "file", whole.features[None],
-                     np.array([whole.is_longer]), None))
-        n_segments = 0
+        put(Views(task.task_id, "file", whole.features[None], np.array([whole.is_longer]), None))
         if segments is not None and n > int(segments.seconds * spec.sample_rate):
             window = int(round(segments.seconds * spec.sample_rate))
             hop = int(round(segments.hop * spec.sample_rate))
@@ -117,41 +182,38 @@ def _process(task: DecodeTask, results, spec, limits, segments) -> None:
                     feats.append(views.features)
                     longer.append(views.is_longer)
                     spans.append((s0 / spec.sample_rate, (s0 + length) / spec.sample_rate))
-                results.put(("views", task.task_id, "segments", np.stack(feats), np.array(longer), spans))
-                n_segments += len(spans)
-        results.put(("done", task.task_id, n_segments))
+                put(Views(task.task_id, "segments", np.stack(feats), np.array(longer), spans))
+        put(Done(task.task_id))
 
 
-def worker_main(worker_id: int, tasks, results, spec_json: dict, limits, segments) -> None:
+def worker_main(worker_id: int, tasks: Queue, results: Queue, spec_json: dict, limits: DecodeLimits,
+                segments: SegmentSpec | None) -> None:
     """Loop: take a task, process it, report; ``None`` ends the loop."""
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-    from indexer.models.manifest import AudioFrontend
-
-    import indexer.audio.decode, indexer.audio.views, indexer.ingest.metadata  # noqa: E401,F401  warm up once
-    import mutagen  # noqa: F401  (so a task's time is the file's, not first-import time)
+    import mutagen  # noqa: F401  (warm up once, so a task's time is the file's, not first-import time)
 
     spec = AudioFrontend.model_validate(spec_json)
     while True:
         task = tasks.get()
         if task is None:
             return
-        results.put(("start", worker_id, task.task_id))
+        results.put(Started(worker_id, task.task_id))
         try:
-            _process_any(task, results, spec, limits, segments)
+            process_file(task, results.put, spec, limits, segments)
         except Exception as exc:  # a decoder bug must cost one file, never the run
-            results.put(("error", task.task_id, *error_of(exc)))
+            results.put(Failed(task.task_id, *error_of(exc)))
 
 
 def error_of(exc: Exception) -> tuple[str, str]:
     """(error_code, message) recorded for a file whose processing raised ``exc``."""
-    from indexer.errors import AudioError
+    from indexer import errors
 
-    if isinstance(exc, AudioError):
+    if isinstance(exc, errors.AudioError):
         return exc.code, exc.reason
     if isinstance(exc, FileNotFoundError):
-        return "file.missing", f"vanished during ingest: {exc}"
+        return errors.FileMissingError.code, f"vanished during ingest: {exc}"
     if isinstance(exc, PermissionError):
-        return "file.permission", str(exc)
+        return errors.FilePermissionError.code, str(exc)
     if isinstance(exc, MemoryError):
-        return "audio.too_large", "ran out of memory decoding it"
-    return "audio.decode", f"{exc.__class__.__name__}: {exc}"
+        return errors.AudioTooLargeError.code, "ran out of memory decoding it"
+    return errors.AudioDecodeError.code, f"{exc.__class__.__name__}: {exc}"

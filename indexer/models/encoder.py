@@ -20,10 +20,10 @@ from __future__ import annotations
 
 import os
 from collections import defaultdict
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -33,6 +33,7 @@ from indexer.audio.patches import PATCH_CHUNK, frames_to_patches
 from indexer.audio.views import array_views, file_views
 from indexer.errors import AudioError, ModelError
 from indexer.models.manifest import Manifest, load_manifest
+from indexer.models.options import OnnxOptions
 from indexer.text import TextTokenizer
 
 
@@ -60,8 +61,13 @@ def available_providers(prefer: str = "auto") -> list[str]:
 
 class ClapEncoder:
     def __init__(self, folder: str | Path, manifest: Manifest, *, variant: str | None = None,
-                 device: str = "auto", threads: int | None = None, spinning: bool = True):
+                 options: OnnxOptions | None = None, device: str = "auto", threads: int | None = None,
+                 spinning: bool = True):
+        """``options`` (the settings' ``onnx``), or its fields as keywords for one-off use."""
         import onnxruntime as ort
+
+        if options is not None:
+            device, threads, spinning = options.device, options.threads, options.spinning
 
         variant = variant or manifest.default_variant
         shipped = sorted(k for k, v in manifest.variants.items() if v.shipped)
@@ -71,19 +77,19 @@ class ClapEncoder:
         self.manifest = manifest
         self.variant = variant
         files = manifest.variants[variant]
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.intra_op_num_threads = threads or 0  # 0 = one per physical core
-        options.inter_op_num_threads = 1
-        options.log_severity_level = 3
+        session_options = ort.SessionOptions()
+        session_options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        session_options.intra_op_num_threads = threads or 0  # 0 = one per physical core
+        session_options.inter_op_num_threads = 1
+        session_options.log_severity_level = 3
         if not spinning:
             # Idle intra-op threads otherwise busy-wait for the next call: good for back-to-back
             # ingest batches, bad for a server whose event loop needs those cores between calls.
-            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+            session_options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         providers = available_providers(device)
-        self._audio = ort.InferenceSession(str(self.folder / files.audio), options, providers=providers)
-        self._text = ort.InferenceSession(str(self.folder / files.text), options, providers=providers)
-        self._head = (ort.InferenceSession(str(self.folder / files.audio_head), options, providers=providers)
+        self._audio = ort.InferenceSession(str(self.folder / files.audio), session_options, providers=providers)
+        self._text = ort.InferenceSession(str(self.folder / files.text), session_options, providers=providers)
+        self._head = (ort.InferenceSession(str(self.folder / files.audio_head), session_options, providers=providers)
                       if files.audio_head else None)
         self.providers = self._audio.get_providers()
         # One clip per call also when the variant is batch-invariant but runs on CPU: a clip's
@@ -99,7 +105,7 @@ class ClapEncoder:
                                        pad_token_id=manifest.text.pad_token_id)
 
     @classmethod
-    def open(cls, folder: str | Path, **kwargs) -> "ClapEncoder":
+    def open(cls, folder: str | Path, **kwargs) -> ClapEncoder:
         return cls(folder, load_manifest(folder), **kwargs)
 
     @property

@@ -19,121 +19,18 @@ import json
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, model_validator
 
+from indexer.audio.spec import AudioFrontend, LogSpec, StrictModel
 from indexer.errors import ManifestError
+
+__all__ = ["AudioFrontend", "LogSpec", "Manifest", "load_manifest"]
 
 MANIFEST_NAME = "manifest.json"
 FORMAT_VERSION = 1
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class LogSpec(_Strict):
-    """Mel power -> model input.
-
-    ``db`` (LAION): ``multiplier * log10(max(power, amin) / ref)``, optionally clipped ``top_db``
-    below the max. ``log1p`` (the aisfx CNN): ``log10(1 + gain * power)``. ``ln_eps`` (YAMNet):
-    ``ln(mel + amin)``. Any is then mapped through ``(value - offset) / divisor`` (aisfx's min-max
-    scaling: offset 0, divisor 9.4578).
-    """
-
-    kind: Literal["db", "log1p", "ln_eps"] = "db"
-    multiplier: float = 10.0
-    amin: float = 1e-10
-    ref: float = 1.0
-    top_db: float | None = None
-    gain: float = 1.0
-    offset: float = 0.0
-    divisor: float = 1.0
-
-    @model_validator(mode="after")
-    def _check(self) -> "LogSpec":
-        if self.divisor == 0 or self.gain <= 0:
-            raise ValueError("log divisor must be non-zero and gain positive")
-        return self
-
-
-class AudioFrontend(_Strict):
-    """Waveform -> log-mel, and how a clip of any length becomes fixed-size model input."""
-
-    sample_rate: int = 48_000
-    clip_samples: int = 480_000
-    n_fft: int = 1024
-    win_length: int = 1024
-    hop_length: int = 480
-    window: Literal["hann_periodic"] = "hann_periodic"
-    # Where a ``win_length`` window sits inside its ``n_fft`` frame: ``center`` (torch.stft/librosa)
-    # or ``left`` (tf.signal.stft: a frame starts with its window and is zero-filled to n_fft).
-    window_align: Literal["center", "left"] = "center"
-    center: bool = True
-    pad_mode: Literal["reflect", "constant"] = "reflect"
-    power: float = 2.0
-    n_mels: int = 64
-    f_min: float = 50.0
-    f_max: float = 14_000.0
-    mel_scale: Literal["slaney", "htk"] = "slaney"
-    mel_norm: Literal["slaney", "l1"] | None = "slaney"  # l1: each filter sums to 1 (librosa norm=1)
-    # ``hz``: triangles drawn on the frequency axis (librosa, torchaudio). ``mel``: triangles drawn
-    # on the mel axis with the DC bin zeroed (tf.signal.linear_to_mel_weight_matrix, VGGish, YAMNet).
-    mel_triangles: Literal["hz", "mel"] = "hz"
-    log: LogSpec = LogSpec()
-    # laion_clap rounds every waveform through int16 before the front end; transformers does not.
-    int16_roundtrip: bool = False
-    resampler: Literal["soxr_hq"] = "soxr_hq"
-    # How clips shorter than ``clip_samples`` are filled: tiled then zero-filled (``repeatpad``,
-    # LAION) or zero-filled (``zeropad``; patch models, see ``indexer.audio.patches``).
-    short_policy: Literal["repeatpad", "zeropad"] = "repeatpad"
-    # How longer clips are reduced: ``fusion`` (global view + 3 fixed local crops, fused model), a
-    # deterministic ``center_crop`` of one clip for non-fusion models, or ``patch_mean``: the model
-    # sees short patches and a file's vector pools its tower outputs over ALL of its patches,
-    # whatever its length (YAMNet-style towers; ``clip_samples`` is then only the training crop).
-    long_policy: Literal["fusion", "center_crop", "patch_mean"] = "center_crop"
-    # patch_mean: patch length and hop in STFT frames (YAMNet: 96 and 48, 0.96 s every 0.48 s).
-    patch_frames: int | None = None
-    patch_hop_frames: int | None = None
-    # Scale each clip (the repeat-padded short clip or the 10 s crop) to a peak of 1 before the
-    # front end: loudness-invariant vectors, and the input the aisfx CNN was trained on.
-    peak_normalize: bool = False
-
-    @property
-    def frame_span(self) -> int:
-        """Samples one STFT frame reads from the (padded) waveform."""
-        return self.win_length if self.window_align == "left" else self.n_fft
-
-    @property
-    def chunk_frames(self) -> int:
-        """STFT frames in one clip (1001 for the public checkpoints)."""
-        if self.center:
-            return self.clip_samples // self.hop_length + 1
-        return 1 + (self.clip_samples - self.frame_span) // self.hop_length
-
-    @model_validator(mode="after")
-    def _check(self) -> "AudioFrontend":
-        if self.win_length > self.n_fft:
-            raise ValueError("win_length must not exceed n_fft")
-        if not 0 <= self.f_min < self.f_max <= self.sample_rate / 2:
-            raise ValueError("need 0 <= f_min < f_max <= sample_rate/2")
-        if self.peak_normalize and self.long_policy in ("fusion", "patch_mean"):
-            raise ValueError("peak_normalize is defined per clip; fusion and patch views span the whole file")
-        patched = self.long_policy == "patch_mean"
-        if patched != (self.patch_frames is not None and self.patch_hop_frames is not None):
-            raise ValueError("long_policy 'patch_mean' needs patch_frames and patch_hop_frames, and only it")
-        if patched:
-            if self.center or self.short_policy != "zeropad" or self.pad_mode != "constant":
-                raise ValueError("patch_mean front ends frame without centring and zero-pad (short clips, "
-                                 "last frames)")
-            if not 0 < self.patch_hop_frames <= self.patch_frames:  # type: ignore[operator]
-                raise ValueError("need 0 < patch_hop_frames <= patch_frames")
-            if (self.clip_samples - self.win_length) % self.hop_length or \
-                    (self.chunk_frames - self.patch_frames) % self.patch_hop_frames:  # type: ignore[operator]
-                raise ValueError("clip_samples must cover a whole number of patch hops")
-        return self
-
-
-class AudioTower(_Strict):
+class AudioTower(StrictModel):
     architecture: str = Field(description="e.g. 'htsat-tiny', 'htsat-base'")
     fusion: Literal["aff_2d"] | None = None
     # Number of log-mel views the ONNX graph takes: 4 for fusion ([global, front, middle, back]), else 1.
@@ -144,7 +41,7 @@ class AudioTower(_Strict):
     patch_outputs: int | None = None
 
 
-class LabelSpace(_Strict):
+class LabelSpace(StrictModel):
     """A fixed text-side projection baked into the text graph (informative here; the graph holds
     the numbers): text embedding -> cosine to each anchor prompt -> softmax at ``temperature`` ->
     L2. ``labels`` are the audio tower's classes in output order; anchors are ``template`` filled
@@ -156,7 +53,7 @@ class LabelSpace(_Strict):
     encoder: str = Field(description="the sentence encoder whose embeddings are compared")
 
 
-class JointPart(_Strict):
+class JointPart(StrictModel):
     """One block of the embedding, in order: ``dim`` coordinates scaled so that its cosine counts
     ``weight`` in a text->audio score and ``audio_weight`` in an audio->audio score (a block the
     text graph leaves at zero, such as the tower-embedding block, serves query by example only)."""
@@ -168,7 +65,7 @@ class JointPart(_Strict):
     description: str = ""
 
 
-class TextTower(_Strict):
+class TextTower(StrictModel):
     architecture: str = Field(description="e.g. 'roberta'")
     tokenizer: str = "tokenizer.json"
     max_length: int = 77
@@ -177,7 +74,7 @@ class TextTower(_Strict):
     label_space: LabelSpace | None = None
 
 
-class Provenance(_Strict):
+class Provenance(StrictModel):
     source: str = Field(description="what was converted or trained, as the user named it")
     source_format: Literal["laion_clap_pt", "hf_clap", "trained", "random"]
     source_sha256: str | None = None
@@ -186,7 +83,7 @@ class Provenance(_Strict):
     versions: dict[str, str] = Field(default_factory=dict)
 
 
-class Variant(_Strict):
+class Variant(StrictModel):
     """One ONNX precision of the towers, with its measured cost against fp32."""
 
     audio: str
@@ -207,7 +104,7 @@ class Variant(_Strict):
     shipped: bool = True
 
 
-class ScoreCalibration(_Strict):
+class ScoreCalibration(StrictModel):
     """Text->audio score -> relevance in [0, 1]:
     ``sigmoid(slope * cosine + peak_slope * peak + intercept)``.
 
@@ -244,7 +141,7 @@ class ScoreCalibration(_Strict):
         return 1.0 / (1.0 + math.exp(-z)) if z > -700 else 0.0
 
 
-class Manifest(_Strict):
+class Manifest(StrictModel):
     format_version: int = FORMAT_VERSION
     name: str
     embed_dim: int = 512
@@ -263,7 +160,7 @@ class Manifest(_Strict):
     score_calibration: ScoreCalibration | None = None
 
     @model_validator(mode="after")
-    def _check(self) -> "Manifest":
+    def _check(self) -> Manifest:
         if self.format_version != FORMAT_VERSION:
             raise ValueError(f"unsupported manifest format_version {self.format_version}")
         if "fp32" not in self.variants:

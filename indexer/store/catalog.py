@@ -8,8 +8,8 @@ publishing uses it to find what changed since the last version.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 from sqlalchemy import delete, func, select, update
@@ -18,8 +18,7 @@ from sqlalchemy.orm import Session
 from indexer.errors import CollectionNotFoundError, ModelMismatchError, StoreError
 from indexer.models.manifest import Manifest
 from indexer.store.db import Database
-from indexer.store.schema import (STATUS_FAILED, STATUS_INDEXED, Collection, File, Segment,
-                                  utcnow, vector_bytes)
+from indexer.store.schema import STATUS_FAILED, STATUS_INDEXED, Collection, File, Segment, utcnow, vector_bytes
 
 KINDS = ("files", "segments")
 _IN_CHUNK = 500  # paths per IN (...) query: well under SQLite's variable limit
@@ -134,8 +133,8 @@ def known_files(db: Database, collection_id: int, paths: Sequence[str]) -> dict[
                                     File.status)
                              .where(File.collection_id == collection_id,
                                     File.path.in_(paths[i : i + _IN_CHUNK])))
-            for path, *rest in rows:
-                out[path] = KnownFile(*rest)
+            for path, file_id, size, mtime_ns, content_hash, status in rows:
+                out[path] = KnownFile(file_id, size, mtime_ns, content_hash, status)
     return out
 
 
@@ -193,8 +192,9 @@ def remove_files(db: Database, collection_id: int, file_ids: Sequence[int]) -> i
         for i in range(0, len(file_ids), _IN_CHUNK):
             chunk = list(file_ids[i : i + _IN_CHUNK])
             s.execute(delete(Segment).where(Segment.file_id.in_(chunk)))
+            # the stubs type Session.execute as Result; a DELETE's is a CursorResult, with rowcount
             removed += s.execute(delete(File).where(File.collection_id == collection_id,
-                                                    File.id.in_(chunk))).rowcount or 0
+                                                    File.id.in_(chunk))).rowcount or 0  # type: ignore[attr-defined]
         if removed:
             next_generation(s, collection_id)
     return removed
@@ -253,7 +253,7 @@ def _live(table, collection_id: int):
 def count_vectors(db: Database, collection_id: int, kind: str) -> int:
     table = _table(kind)
     with db.session() as s:
-        return int(s.scalar(select(func.count()).select_from(table).where(*_live(table, collection_id))))
+        return int(s.execute(select(func.count()).select_from(table).where(*_live(table, collection_id))).scalar_one())
 
 
 def live_ids(db: Database, collection_id: int, kind: str) -> np.ndarray:

@@ -13,12 +13,17 @@ Repair re-publishes from the database (a full rebuild when the ids disagree).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 
+from indexer.errors import CorruptVectorError
 from indexer.store import catalog, versions
 from indexer.store.schema import STATUS_FAILED, STATUS_INDEXED, Collection, File, Segment
+
+if TYPE_CHECKING:
+    from indexer.store.store import Store
 
 
 @dataclass
@@ -32,7 +37,7 @@ class CheckReport:
         return not self.problems or bool(self.repaired)
 
 
-def _bad_vectors(store, collection: Collection, kind: str) -> list[int]:
+def _bad_vectors(store: Store, collection: Collection, kind: str) -> list[int]:
     bad: list[int] = []
     table = File if kind == "files" else Segment
     last = 0
@@ -54,7 +59,7 @@ def _bad_vectors(store, collection: Collection, kind: str) -> list[int]:
         last = rows[-1][0]
 
 
-def check_collection(store, name: str, *, repair: bool = False) -> CheckReport:
+def check_collection(store: Store, name: str, *, repair: bool = False) -> CheckReport:
     collection = store.collection(name)
     report = CheckReport(name)
     kinds = ["files"] + (["segments"] if collection.segment_seconds else [])
@@ -96,14 +101,14 @@ def check_collection(store, name: str, *, repair: bool = False) -> CheckReport:
     return report
 
 
-def _quarantine(store, collection: Collection, kind: str, ids: list[int]) -> None:
+def _quarantine(store: Store, collection: Collection, kind: str, ids: list[int]) -> None:
     with store.db.session() as s:
         if kind == "files":
             s.execute(update(File).where(File.id.in_(ids)).values(
-                status=STATUS_FAILED, error_code="store.corrupt_vector", vector=None, size=-1,
+                status=STATUS_FAILED, error_code=CorruptVectorError.code, vector=None, size=-1,
                 error="stored vector was damaged; the next ingest re-embeds this file"))
         else:
             file_ids = s.scalars(select(Segment.file_id).where(Segment.id.in_(ids))).all()
             s.execute(update(File).where(File.id.in_(file_ids)).values(size=-1))
-            s.execute(Segment.__table__.delete().where(Segment.id.in_(ids)))
+            s.execute(delete(Segment).where(Segment.id.in_(ids)))
         catalog.next_generation(s, collection.id)   # so the next publish sees the change

@@ -62,7 +62,7 @@ def publish_index(db: Database, collection: Collection, index_dir: Path, kind: s
     live = versions.current_version(index_dir, collection.name, kind)
     # Re-read the generation: rows may have been written since ``collection`` was loaded.
     with db.session() as s:
-        generation = int(s.scalar(select(Collection.generation).where(Collection.id == collection.id)))
+        generation = int(s.execute(select(Collection.generation).where(Collection.id == collection.id)).scalar_one())
     # A version of an earlier collection of the same name (deleted, or moved to another model
     # by ``indexer rebuild``) is never updated in place.
     if live is not None and (live.collection_id != collection.id

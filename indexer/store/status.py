@@ -4,14 +4,18 @@ versions and WHY that index type was chosen (plan reason, nlist/nprobe, measured
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
 from sqlalchemy import func, select
 
 from indexer.store import versions
 from indexer.store.schema import STATUS_FAILED, File, Segment
 
+if TYPE_CHECKING:
+    from indexer.store.store import Store
 
-def collection_status(store, name: str, *, errors: bool = False, max_errors: int = 1000) -> dict:
+
+def collection_status(store: Store, name: str, *, errors: bool = False, max_errors: int = 1000) -> dict:
     collection = store.collection(name)
     with store.db.session() as s:
         by_status = dict(s.execute(select(File.status, func.count()).where(File.collection_id == collection.id)

@@ -11,10 +11,11 @@ re-run never pays for loading it.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cached_property
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING
 
 from indexer.models.manifest import Manifest, load_manifest
 from indexer.settings import IndexerSettings
@@ -23,6 +24,9 @@ from indexer.store.catalog import SegmentSpec
 from indexer.store.db import Database, open_database
 from indexer.store.schema import Collection
 
+if TYPE_CHECKING:
+    from indexer.models.encoder import ClapEncoder
+
 
 class Store:
     def __init__(self, settings: IndexerSettings, db: Database, model_dir: Path | None):
@@ -30,10 +34,10 @@ class Store:
         self.db = db
         self.index_dir = Path(settings.resolved_index_dir)
         self._model_dir = model_dir
-        self._encoder = None
+        self._encoder: ClapEncoder | None = None
 
     @classmethod
-    def open(cls, settings: IndexerSettings | None = None, *, model: Path | None = None) -> "Store":
+    def open(cls, settings: IndexerSettings | None = None, *, model: Path | None = None) -> Store:
         settings = settings or IndexerSettings()
         return cls(settings, open_database(settings.resolved_database_url), model)
 
@@ -53,13 +57,12 @@ class Store:
     def variant(self) -> str:
         return self.settings.model_variant or self.manifest.default_variant
 
-    def encoder(self):
+    def encoder(self) -> ClapEncoder:
         if self._encoder is None:
             from indexer.models.encoder import ClapEncoder
 
             self._encoder = ClapEncoder(self.model_dir, self.manifest, variant=self.variant,
-                                        device=self.settings.device, threads=self.settings.onnx_threads,
-                                        spinning=self.settings.onnx_spinning)
+                                        options=self.settings.onnx)
         return self._encoder
 
     # ------------------------------------------------------------------ collections

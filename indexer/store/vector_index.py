@@ -23,6 +23,7 @@ import os
 import time
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import faiss
 import numpy as np
@@ -188,7 +189,7 @@ class VectorIndex:
         ivf.cp.seed = seed
         ivf.cp.spherical = True  # unit vectors: keep the centroids on the sphere
         if plan.kind == "ivf_pq":
-            faiss.downcast_index(index).pq.cp.seed = seed
+            faiss.downcast_index(index).pq.cp.seed = seed  # type: ignore[attr-defined]  # stub: Index, not IVFPQ
         started = time.perf_counter()
         if gpu:
             gpu_flat = _to_gpus(faiss.IndexFlatIP(plan.dim))  # stays referenced while training
@@ -196,7 +197,7 @@ class VectorIndex:
             try:
                 ivf.train(sample)
             finally:
-                ivf.clustering_index = None
+                ivf.clustering_index = None  # type: ignore[assignment]  # stub: not Optional, SWIG takes None
             assign = _to_gpus(faiss.IndexFlatIP(plan.dim))
             assign.add(ivf.quantizer.reconstruct_n(0, ivf.nlist))
         else:
@@ -231,8 +232,9 @@ class VectorIndex:
     def _autotune(self, exact: _ExactTopK, k: int, target: float) -> dict:
         """Smallest nprobe on a doubling ladder whose recall@k on the tuning queries reaches ``target``
         (by one standard error: the mean over queries minus its standard error)."""
+        assert self._ivf is not None, "nprobe is tuned on IVF indexes only"
         nlist = self._ivf.nlist
-        out = {"target_recall": target, "k": k, "queries": len(exact.queries)}
+        out: dict[str, Any] = {"target_recall": target, "k": k, "queries": len(exact.queries)}
         if not len(exact.queries) or self.ntotal == 0:
             self.params = {"nprobe": min(nlist, 16)}
             return out | {"nprobe": self.params["nprobe"], "reached": None,
@@ -307,6 +309,7 @@ class VectorIndex:
             raise ValueError(f"k must be >= 1, got {k}")
         chosen = {**self.params, **(params or {})}
         selector = None
+        sp: faiss.SearchParameters | None
         if allowed_ids is not None:
             allowed = np.unique(_as_ids(allowed_ids))
             if not len(allowed):
@@ -318,10 +321,13 @@ class VectorIndex:
             if selector is not None and self.ntotal:
                 share = min(1.0, len(allowed) / self.ntotal)
                 nprobe = min(nlist, math.ceil(nprobe / share))
-            sp = faiss.SearchParametersIVF(nprobe=nprobe, sel=selector) if selector is not None \
-                else faiss.SearchParametersIVF(nprobe=nprobe)
+            # the generated stubs lack the keyword constructors faiss's Python layer adds
+            if selector is not None:
+                sp = faiss.SearchParametersIVF(nprobe=nprobe, sel=selector)  # type: ignore[call-arg]
+            else:
+                sp = faiss.SearchParametersIVF(nprobe=nprobe)  # type: ignore[call-arg]
         else:
-            sp = faiss.SearchParameters(sel=selector) if selector is not None else None
+            sp = faiss.SearchParameters(sel=selector) if selector is not None else None  # type: ignore[call-arg]
         scores, ids = self.index.search(q, k, params=sp)
         scores[ids < 0] = -np.inf
         return scores, ids
@@ -329,15 +335,17 @@ class VectorIndex:
     def ids(self) -> np.ndarray:
         """Every stored id, sorted (int64)."""
         if self._ivf is None:
-            return np.sort(faiss.vector_to_array(self.index.id_map).astype(np.int64, copy=False))
+            id_map = self.index.id_map  # type: ignore[attr-defined]  # stub: Index, not IndexIDMap2
+            return np.sort(faiss.vector_to_array(id_map).astype(np.int64, copy=False))
         invlists = self._ivf.invlists
+        assert invlists is not None, "an IVF index always has inverted lists"
         parts = []
         for lst in range(invlists.nlist):
             size = invlists.list_size(lst)
             if size:
                 ptr = invlists.get_ids(lst)
                 parts.append(faiss.rev_swig_ptr(ptr, size).copy())
-                invlists.release_ids(lst, ptr)
+                invlists.release_ids(lst, ptr)  # type: ignore[attr-defined]  # missing from the stub
         return np.sort(np.concatenate(parts)) if parts else np.zeros(0, np.int64)
 
     @property

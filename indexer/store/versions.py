@@ -21,10 +21,10 @@ import json
 import os
 import re
 import shutil
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 from indexer.errors import CollectionBusyError, ModelMismatchError, StoreError
 
@@ -45,7 +45,7 @@ class VersionInfo:
     n_vectors: int
 
     @classmethod
-    def read(cls, folder: Path) -> "VersionInfo":
+    def read(cls, folder: Path) -> VersionInfo:
         data = json.loads((folder / "version.json").read_text())
         return cls(data["collection"], int(data["collection_id"]), data["kind"], int(data["version"]), folder,
                    int(data["generation"]), data["model_name"], data["model_fingerprint"],

@@ -10,6 +10,7 @@ clip, so several labels can all be near 1 (present) or all low.
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
 
 import numpy as np
 from fastapi import APIRouter, Form, Request, UploadFile
@@ -19,6 +20,9 @@ from service.problems import ProblemError
 from service.routes.params import AudioUpload, optional_upload
 from service.schemas import ClassifyResponse
 from service.vocabulary import phrase
+
+if TYPE_CHECKING:
+    from service.runtime import Runtime
 
 router = APIRouter(tags=["classify"])
 DEFAULT_TEMPLATE = "This is a sound of {}."
@@ -31,13 +35,11 @@ def _labels(values: list[str], limit: int) -> list[str]:
         labels.extend(p.strip() for p in parts if p.strip())
     labels = list(dict.fromkeys(labels))
     if not labels:
-        raise ProblemError(422, "request.no_labels", "No candidate labels",
-                           "send candidate_labels, repeated or as one comma-separated value")
+        raise ProblemError("request.no_labels", "send candidate_labels, repeated or as one comma-separated value")
     if len(labels) > limit:
-        raise ProblemError(422, "request.too_many_labels", "Too many labels",
-                           f"{len(labels)} labels; the limit is {limit} (CLAPSEARCH_MAX_LABELS)")
+        raise ProblemError("request.too_many_labels", f"{len(labels)} labels; the limit is {limit} (CLAPSEARCH_MAX_LABELS)")
     if any(len(label) > 200 for label in labels):
-        raise ProblemError(422, "request.label_too_long", "Label too long", "labels are at most 200 characters")
+        raise ProblemError("request.label_too_long", "labels are at most 200 characters")
     return labels
 
 
@@ -54,14 +56,13 @@ async def classify(request: Request, file: UploadFile | None = AudioUpload,
                    hypothesis_template: str | None = Form(None, description='default "This is a sound of {}."'),
                    multi_label: str | None = Form(None, description="true: score labels independently"),
                    id: int | None = Form(None, ge=1, description="an indexed item instead of an upload")):
-    rt = request.app.state.runtime
+    rt: Runtime = request.app.state.runtime
     started = time.perf_counter()
     qp = request.query_params
     labels = _labels(candidate_labels or qp.getlist("candidate_labels"), rt.settings.max_labels)
     template = hypothesis_template or qp.get("hypothesis_template") or DEFAULT_TEMPLATE
     if "{}" not in template and "{label}" not in template:
-        raise ProblemError(422, "request.template", "Invalid hypothesis template",
-                           "hypothesis_template must contain {} where the label goes")
+        raise ProblemError("request.template", "hypothesis_template must contain {} where the label goes")
     multi = _flag(multi_label if multi_label is not None else qp.get("multi_label"))
     item_id = id if id is not None else (int(qp["id"]) if qp.get("id", "").isdigit() else None)
     vector, name = await queries.audio_vector(rt, optional_upload(file), item_id)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 
@@ -9,10 +11,13 @@ from indexer.store import catalog
 from indexer.store.status import collection_status
 from service.schemas import CollectionInfo, CollectionList
 
+if TYPE_CHECKING:
+    from service.runtime import Runtime
+
 router = APIRouter(tags=["collections"])
 
 
-def _info(rt, name: str) -> dict:
+def _info(rt: Runtime, name: str) -> dict:
     status = collection_status(rt.store, name)
     index = {}
     for kind in ("files", "segments"):
@@ -26,7 +31,7 @@ def _info(rt, name: str) -> dict:
             "hours": status["audio_hours"], "segments": status["segment_seconds"] is not None, "index": index}
 
 
-def _all(rt) -> dict:
+def _all(rt: Runtime) -> dict:
     names = [c.name for c in catalog.list_collections(rt.store.db) if "~" not in c.name]
     return {"collections": [_info(rt, name) for name in names]}
 

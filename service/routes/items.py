@@ -7,15 +7,19 @@ import json
 import mimetypes
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse
 from starlette.concurrency import run_in_threadpool
 
-from indexer.store.schema import Collection, File
+from indexer.query import item_row, local_audio_path
 from service.problems import ProblemError
 from service.schemas import Item, Peaks
+
+if TYPE_CHECKING:
+    from service.runtime import Runtime
 
 router = APIRouter(tags=["items"])
 
@@ -25,29 +29,11 @@ _MEDIA = {"WAV": "audio/wav", "FLAC": "audio/flac", "OGG": "audio/ogg", "MP3": "
 PEAK_BLOCK_FRAMES = 1 << 16
 
 
-def _row(rt, item_id: int) -> tuple[File, str]:
-    with rt.store.db.session() as s:
-        row = s.get(File, item_id)
-        if row is None:
-            raise ProblemError(404, "item.not_found", "No such item", f"no item has id {item_id}")
-        collection = s.get(Collection, row.collection_id)
-        s.expunge(row)
-        return row, collection.name
-
-
-def _local_file(row: File) -> Path:
-    path = Path(row.path)
-    if "://" in row.path or not path.is_file():
-        raise ProblemError(404, "item.audio_unavailable", "Audio file unavailable",
-                           f"item {row.id}'s file is not on this server's disk ({row.path})")
-    return path
-
-
 @router.get("/v1/items/{item_id}", response_model=Item, summary="Item metadata")
 async def item(request: Request, item_id: int):
-    rt = request.app.state.runtime
-    row, collection = await run_in_threadpool(_row, rt, item_id)
-    return {"id": row.id, "collection": collection, "path": row.path, "name": Path(row.path).name,
+    rt: Runtime = request.app.state.runtime
+    row, collection = await run_in_threadpool(item_row, rt.store, item_id)
+    return {"id": row.id, "collection": collection.name, "path": row.path, "name": Path(row.path).name,
             "size": row.size, "duration_s": row.duration_s, "format": row.format, "subtype": row.subtype,
             "sample_rate": row.sample_rate, "channels": row.channels, "tags": row.tags or None,
             "status": row.status, "error_code": row.error_code, "n_segments": row.n_segments,
@@ -58,9 +44,9 @@ async def item(request: Request, item_id: int):
 @router.get("/v1/items/{item_id}/audio", summary="Stream the audio file",
             response_class=FileResponse, responses={206: {"description": "a byte range"}})
 async def audio(request: Request, item_id: int):
-    rt = request.app.state.runtime
-    row, _ = await run_in_threadpool(_row, rt, item_id)
-    path = _local_file(row)
+    rt: Runtime = request.app.state.runtime
+    row, _ = await run_in_threadpool(item_row, rt.store, item_id)
+    path = local_audio_path(row)
     media = _MEDIA.get((row.format or "").upper()) or mimetypes.guess_type(path.name)[0] or "application/octet-stream"
     return FileResponse(path, media_type=media, filename=path.name, content_disposition_type="inline",
                         headers={"Cache-Control": "private, max-age=3600"})
@@ -73,7 +59,7 @@ def compute_peaks(path: Path, n: int) -> dict:
     try:
         handle = sf.SoundFile(str(path))
     except Exception as exc:
-        raise ProblemError(422, "audio.decode", "Audio could not be decoded", str(exc)) from None
+        raise ProblemError("audio.decode", str(exc)) from None
     with handle:
         frames, rate = handle.frames, handle.samplerate
         lows, highs = np.full(n, np.inf, np.float32), np.full(n, -np.inf, np.float32)
@@ -95,13 +81,13 @@ def compute_peaks(path: Path, n: int) -> dict:
 
 @router.get("/v1/items/{item_id}/peaks", response_model=Peaks, summary="Waveform thumbnail data")
 async def peaks(request: Request, item_id: int, n: int = Query(200, ge=8, le=2000)):
-    rt = request.app.state.runtime
-    row, _ = await run_in_threadpool(_row, rt, item_id)
+    rt: Runtime = request.app.state.runtime
+    row, _ = await run_in_threadpool(item_row, rt.store, item_id)
     key = f"peaks:{row.id}:{row.mtime_ns}:{n}"
     cached = await run_in_threadpool(rt.cache.get, key) if rt.cache.enabled else None
     if cached is not None:
         return json.loads(cached)
-    path = _local_file(row)
+    path = local_audio_path(row)
     start = time.perf_counter()
     async with rt.decode_slots:
         result = await run_in_threadpool(compute_peaks, path, n)

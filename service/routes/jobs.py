@@ -8,6 +8,7 @@ version is hot-reloaded by every replica when the job publishes it.
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
 from fastapi import APIRouter, Query, Request
 from starlette.concurrency import run_in_threadpool
@@ -16,12 +17,15 @@ from service.jobs import IngestJobSpec, JobInfo, check_ingest_path
 from service.problems import ProblemError
 from service.schemas import IngestRequest
 
+if TYPE_CHECKING:
+    from service.runtime import Runtime
+
 router = APIRouter(tags=["jobs"])
 
 
 @router.post("/v1/jobs/ingest", response_model=JobInfo, status_code=202, summary="Start an ingest job")
 async def submit(request: Request, body: IngestRequest):
-    rt = request.app.state.runtime
+    rt: Runtime = request.app.state.runtime
     await run_in_threadpool(check_ingest_path, body.path, rt.settings.allowed_ingest_roots)
     # catalogue the path as the user wrote it (absolute, symlinks kept), as `indexer ingest` does,
     # so the same file never appears under two names
@@ -38,5 +42,5 @@ async def list_jobs(request: Request, limit: int = Query(20, ge=1, le=200)):
 async def get_job(request: Request, job_id: str):
     job = await run_in_threadpool(request.app.state.runtime.jobs.get, job_id)
     if job is None:
-        raise ProblemError(404, "job.not_found", "No such job", f"no ingest job {job_id!r}")
+        raise ProblemError("job.not_found", f"no ingest job {job_id!r}")
     return job

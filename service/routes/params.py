@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from fastapi import Depends, File, Query, Request, UploadFile
 
-from service.filters import SearchFilters
+from indexer.filters import SearchFilters
+from indexer.query import SearchRequest
 from service.problems import ProblemError
-from service.queries import SearchRequest
 
 
 async def search_request(   # async: a sync dependency would cost a thread hop per request
@@ -29,11 +29,10 @@ async def search_request(   # async: a sync dependency would cost a thread hop p
 ) -> SearchRequest:
     settings = request.app.state.settings
     if offset > settings.max_offset:
-        raise ProblemError(422, "request.offset", "Offset too deep",
-                           f"offset {offset} is past CLAPSEARCH_MAX_OFFSET={settings.max_offset}; "
+        raise ProblemError("request.offset", f"offset {offset} is past CLAPSEARCH_MAX_OFFSET={settings.max_offset}; "
                            "narrow the query with filters instead")
     if min_duration is not None and max_duration is not None and min_duration > max_duration:
-        raise ProblemError(422, "request.invalid", "Invalid request", "min_duration > max_duration")
+        raise ProblemError("request.invalid", "min_duration > max_duration")
     return SearchRequest(
         collection=collection or settings.default_collection, limit=min(limit, settings.max_limit),
         offset=offset, min_score=min_score, segments=segments, min_relevance=min_relevance,

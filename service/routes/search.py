@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import json
 import time
+from typing import TYPE_CHECKING
 
 import numpy as np
 from fastapi import APIRouter, Query, Request, UploadFile
 from fastapi.responses import Response
 
+from indexer.query import check_query_text
 from service import queries
 from service.problems import ProblemError
 from service.routes.params import AudioUpload, ItemId, SearchParams, optional_upload
 from service.schemas import SearchResponse, TextsResponse
+
+if TYPE_CHECKING:
+    from service.runtime import Runtime
 
 router = APIRouter(tags=["search"])
 
@@ -36,8 +41,8 @@ _TEXT_DOC = ("Text -> audio: the files (or, with `segments=true`, the moments in
 async def search_text(request: Request, q: str = Query(..., description="what it should sound like",
                                                        examples=["dog barking in the rain"]),
                       params=SearchParams):
-    rt = request.app.state.runtime
-    text = queries.check_query(q)
+    rt: Runtime = request.app.state.runtime
+    text = check_query_text(q)
     result = await queries.search(rt, params, text=text, query_id="t:" + text)
     return _fast_json({"query": text, **result})
 
@@ -48,7 +53,7 @@ async def search_text(request: Request, q: str = Query(..., description="what it
 async def search_audio(request: Request, params=SearchParams, file: UploadFile | None = AudioUpload,
                        item_id: int | None = ItemId,
                        exclude_self: bool = Query(True, description="leave the query item out")):
-    rt = request.app.state.runtime
+    rt: Runtime = request.app.state.runtime
     vector, name = await queries.audio_vector(rt, optional_upload(file), item_id)
     result = await queries.search(rt, params, vector=vector,
                                   exclude_file=item_id if exclude_self else None,
@@ -59,7 +64,7 @@ async def search_audio(request: Request, params=SearchParams, file: UploadFile |
 
 @router.get("/v1/items/{item_id}/similar", response_model=SearchResponse, summary="Similar sounds")
 async def similar(request: Request, item_id: int, params=SearchParams):
-    rt = request.app.state.runtime
+    rt: Runtime = request.app.state.runtime
     vector, name = await queries.audio_vector(rt, None, item_id)
     result = await queries.search(rt, params, vector=vector, exclude_file=item_id, query_id=name)
     return _fast_json({"query": name, **result})
@@ -72,12 +77,11 @@ async def search_texts(request: Request, file: UploadFile | None = AudioUpload, 
                        limit: int = Query(10, ge=1, le=1000),
                        texts: list[str] = Query([], description="your own candidate texts (repeatable)"),
                        vocabulary: bool = Query(True, description="include AudioSet's labels")):
-    rt = request.app.state.runtime
+    rt: Runtime = request.app.state.runtime
     started = time.perf_counter()
     user = list(dict.fromkeys(t.strip() for t in texts if t.strip()))
     if len(user) > rt.settings.max_labels:
-        raise ProblemError(422, "request.too_many_labels", "Too many texts",
-                           f"{len(user)} texts; the limit is {rt.settings.max_labels}")
+        raise ProblemError("request.too_many_labels", f"{len(user)} texts; the limit is {rt.settings.max_labels}")
     vector, name = await queries.audio_vector(rt, optional_upload(file), item_id)
     candidates: list[tuple[str, str]] = []
     blocks = []

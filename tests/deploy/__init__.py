@@ -58,16 +58,9 @@ def interpolate_defaults(value: str) -> str:
 
 
 def known_settings() -> set[str]:
-    """Every environment variable the clapsearch processes read: settings fields + CLI options."""
-    import click
-
-    from service.cli import main as api_cli
+    """Every environment variable the clapsearch processes read: the settings fields (the
+    commands read none themselves)."""
     from service.settings import ServiceSettings
 
     prefix = ServiceSettings.model_config.get("env_prefix", "CLAPSEARCH_")
-    names = {prefix + name.upper() for name in ServiceSettings.model_fields}
-    for command in getattr(api_cli, "commands", {}).values():
-        for param in command.params:
-            if isinstance(param, click.Option) and param.envvar:
-                names.update([param.envvar] if isinstance(param.envvar, str) else param.envvar)
-    return names
+    return {prefix + name.upper() for name in ServiceSettings.model_fields}

@@ -17,7 +17,6 @@ import posixpath
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -31,6 +30,7 @@ import pytest
 
 from tests.deploy import REPO, compose, interpolate_defaults
 from tests.deploy.test_dockerfile import stages
+from tests.helpers import free_port, wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.needs_postgres, pytest.mark.needs_redis]
 
@@ -137,12 +137,6 @@ def redis_db(redis_url):
         client.close()
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _compose_env(tmp: Path, database_url: str, redis_url: str, port: int) -> dict[str, str]:
     """docker-compose.yml's settings for the api/worker, with the container paths and hosts
     replaced by this machine's (everything else exactly as compose sets it by default)."""
@@ -182,19 +176,20 @@ def _json(url: str, **kwargs):
 
 
 def _wait(what: str, check, timeout: float, procs):
-    deadline = time.monotonic() + timeout
     last = None
-    while time.monotonic() < deadline:
+
+    def probe():
+        nonlocal last
         for name, proc in procs.items():
             assert proc.poll() is None, f"{name} exited with {proc.returncode} while waiting for {what}"
         try:
             last = check()
-            if last:
-                return last
+            return last
         except (urllib.error.URLError, ConnectionError, TimeoutError, OSError) as exc:
-            last = exc
-        time.sleep(0.5)
-    pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}; last: {last!r}")
+            last = exc   # not up yet: kept for the failure message, never returned as success
+
+    return wait_until(probe, timeout, every_s=0.5) or pytest.fail(
+        f"timed out after {timeout:.0f} s waiting for {what}; last: {last!r}")
 
 
 class Services:
@@ -227,7 +222,7 @@ def test_image_install_serves_search_after_ingest(venv, database, redis_db, tmp_
 
     redis_url, redis_markers = redis_db
     bin_dir = venv / "bin"
-    port = _free_port()
+    port = free_port()
     env = _compose_env(tmp_path, database, redis_url, port)
     redis_markers.append(env["CLAPSEARCH_JOB_QUEUE"])
     assert env["CLAPSEARCH_WORKERS"] == "2"              # uvicorn workers, as compose runs them

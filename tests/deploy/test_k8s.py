@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.deploy import DEPLOY, K8S, load_yaml_documents, known_settings, missing_tool
+from tests.deploy import DEPLOY, K8S, known_settings, load_yaml_documents, missing_tool
 
 # the oldest Kubernetes minor we promise to run on, and the newest the schemas know
 VERSIONS = ("1.29.0", None)

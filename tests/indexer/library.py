@@ -8,19 +8,14 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from tests.helpers import tone
+
 # extension -> (soundfile format, subtype)
 FORMATS = {
     "wav": ("WAV", "PCM_16"), "flac": ("FLAC", "PCM_16"), "ogg": ("OGG", "VORBIS"),
     "opus": ("OGG", "OPUS"), "mp3": ("MP3", "MPEG_LAYER_III"), "aiff": ("AIFF", "PCM_24"),
     "au": ("AU", "PCM_16"), "caf": ("CAF", "PCM_16"), "w64": ("W64", "FLOAT"), "rf64": ("RF64", "PCM_16"),
 }
-
-
-def tone(seconds: float, sr: int, *, freq: float = 440.0, channels: int = 1, seed: int = 0) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    t = np.arange(int(seconds * sr)) / sr
-    x = 0.3 * np.sin(2 * np.pi * freq * t) + 0.02 * rng.standard_normal(t.size)
-    return np.repeat(x[:, None], channels, axis=1).astype(np.float32)
 
 
 def write(path: Path, seconds: float = 2.0, *, sr: int = 48_000, ext: str | None = None, freq: float = 440.0,

@@ -31,6 +31,7 @@ from indexer.errors import (
     InvalidSamplesError,
     UnsupportedFormatError,
 )
+from tests.helpers import tone
 
 SR = 48_000
 STREAM = DecodeLimits(in_memory_max_s=0.0, stream_block_s=0.37)  # force the streaming path
@@ -42,10 +43,9 @@ def noise(seconds: float, sr: int, channels: int = 1, seed: int = 0) -> np.ndarr
     return x.astype(np.float32) if channels > 1 else x[:, 0].astype(np.float32)
 
 
-def tone(seconds: float, sr: int, channels: int = 1, hz: float = 440.0) -> np.ndarray:
-    t = np.arange(int(seconds * sr)) / sr
-    x = 0.5 * np.sin(2 * np.pi * hz * t)
-    return np.repeat(x[:, None], channels, axis=1) if channels > 1 else x
+def pure(seconds: float, sr: int, channels: int = 1) -> np.ndarray:
+    """A clean 440 Hz sine (float64, no noise), one column per channel when several."""
+    return tone(seconds, sr, amplitude=0.5, noise=0, channels=channels if channels > 1 else None, dtype=np.float64)
 
 
 def write(path: Path, data: np.ndarray, sr: int, **kw) -> Path:
@@ -120,7 +120,7 @@ def test_decodes_every_supported_format(tmp_path, name, suffix, sr, kw, lossless
     fmt = kw.get("format", "WAV")
     if fmt not in sf.available_formats() or kw["subtype"] not in sf.available_subtypes(fmt):
         pytest.skip(f"libsndfile {sf.__libsndfile_version__} cannot write {fmt}/{kw['subtype']}")
-    x = tone(1.0, sr, channels=2)
+    x = pure(1.0, sr, channels=2)
     path = write(tmp_path / f"x{suffix}", x, sr, **kw)
     info = probe(path)
     assert (info.format, info.subtype, info.channels) == (fmt, kw["subtype"], 2)
@@ -147,13 +147,13 @@ def test_high_rate_many_channels_and_low_rate(tmp_path):
     with open_audio(hi, SR, limits=DecodeLimits(in_memory_max_s=0.5)) as src:
         assert not src.in_memory
         np.testing.assert_array_equal(src.read(0, len(src)), y_hi)
-    lo = write(tmp_path / "lo.wav", tone(0.5, 8_000), 8_000)
+    lo = write(tmp_path / "lo.wav", pure(0.5, 8_000), 8_000)
     y = load_audio(lo, SR)
     assert len(y) == 24_000 and np.abs(y).max() > 0.4
 
 
 def test_content_wins_over_a_wrong_extension(tmp_path):
-    path = write(tmp_path / "really_a_wav.m4a", tone(0.2, SR), SR, format="WAV")
+    path = write(tmp_path / "really_a_wav.m4a", pure(0.2, SR), SR, format="WAV")
     assert len(load_audio(path, SR)) == int(0.2 * SR)
 
 

@@ -13,9 +13,10 @@ import pytest
 from sqlalchemy import func, select
 
 from indexer import cli
-from indexer.distributed import import_shards, ray_embed, read_shard_manifest
 from indexer.errors import ModelMismatchError
+from indexer.ingest.distributed import ray_embed
 from indexer.ingest.pipeline import IngestOptions, run_ingest
+from indexer.ingest.shards import import_shards, read_shard_manifest
 from indexer.settings import IndexerSettings
 from indexer.store.catalog import SegmentSpec, list_collections
 from indexer.store.schema import File, Segment
@@ -172,7 +173,9 @@ def test_memory_urls_and_a_remote_model_in_process(built, lib):
     import pyarrow as pa
 
     from indexer.audio.decode import DecodeLimits
-    from indexer.distributed import _Embedder, _model_folder, expand_sources, shard_manifest
+    from indexer.ingest.discover import expand_sources
+    from indexer.ingest.distributed import ShardEmbedder, model_folder
+    from indexer.ingest.shards import shard_manifest
 
     store, fs = built["store"], fsspec.filesystem("memory")
     for name in ("a.wav", "corrupt.wav", "sub/b.flac"):
@@ -187,9 +190,9 @@ def test_memory_urls_and_a_remote_model_in_process(built, lib):
         assert urls == [f"memory:///dist-test/lib/{n}" for n in ("a.wav", "corrupt.wav", "sub/b.flac")]
         fs.pipe("/dist-test/shards/_manifest.json",
                 json.dumps(shard_manifest(store.manifest, store.variant, None)).encode())
-        embedder = _Embedder("memory://dist-test/model", store.variant, "cpu", 2, None, DecodeLimits(), 4,
+        embedder = ShardEmbedder("memory://dist-test/model", store.variant, "cpu", 2, None, DecodeLimits(), 4,
                              "memory://dist-test/shards", store.manifest.fingerprint)
-        cached = _model_folder("memory://dist-test/model")          # the copy the embedder opened
+        cached = model_folder("memory://dist-test/model")          # the copy the embedder opened
         assert (cached / "manifest.json").is_file() and cached != store.model_dir
         assert embedder(pa.table({"url": urls})).column("failed").to_pylist() == [1]
         assert import_shards(store, "memory", "memory://dist-test/shards")["files"] == 3

@@ -23,13 +23,11 @@ from indexer.errors import (
 )
 from indexer.models.encoder import ClapEncoder
 from indexer.models.manifest import load_manifest
+from tests.helpers import tone
 
 
 def _tone(path, seconds, sr=48_000, channels=1, seed=0):
-    rng = np.random.default_rng(seed)
-    t = np.arange(int(seconds * sr)) / sr
-    x = 0.3 * np.sin(2 * np.pi * rng.uniform(200, 2000) * t) + 0.02 * rng.standard_normal(t.size)
-    sf.write(path, np.repeat(x[:, None], channels, axis=1).astype(np.float32), sr)
+    sf.write(path, tone(seconds, sr, freq=(200, 2000), channels=channels, seed=seed), sr)
     return path
 
 

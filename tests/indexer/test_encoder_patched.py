@@ -12,6 +12,7 @@ from indexer.audio.patches import patch_count
 from indexer.errors import EmptyAudioError, ManifestError
 from indexer.models.encoder import ClapEncoder
 from indexer.models.manifest import load_manifest
+from tests.helpers import tone
 
 CONFIG = {
     "embed_dim": 521 + 16 + 8,
@@ -39,9 +40,7 @@ def patched(tmp_path_factory):
 
 
 def _wave(seconds, sr=16_000, seed=0):
-    rng = np.random.default_rng(seed)
-    t = np.arange(int(seconds * sr)) / sr
-    return (0.3 * np.sin(2 * np.pi * rng.uniform(200, 3000) * t) + 0.05 * rng.standard_normal(t.size)).astype(np.float32)
+    return tone(seconds, sr, freq=(200, 3000), noise=0.05, seed=seed)
 
 
 def test_manifest_describes_the_patch_model(patched):

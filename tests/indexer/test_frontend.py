@@ -6,17 +6,16 @@ import pytest
 
 from indexer.audio.frontend import log_mel, log_mel_frames, mel_filter_bank, num_frames
 from indexer.models.manifest import AudioFrontend
+from tests.helpers import tone
 
 SLANEY = AudioFrontend(mel_scale="slaney", mel_norm="slaney", long_policy="center_crop")
 HTK = AudioFrontend(mel_scale="htk", mel_norm=None, long_policy="fusion")
 
 
 def _signal(seconds=10.0, sr=48_000, seed=0):
-    rng = np.random.default_rng(seed)
-    t = np.arange(int(seconds * sr)) / sr
-    x = 0.4 * np.sin(2 * np.pi * 440 * t) + 0.1 * rng.standard_normal(t.size)
+    x = tone(seconds, sr, amplitude=0.4, noise=0.1, seed=seed)
     x[: sr // 2] = 0.0  # digital silence exercises the amin floor
-    return x.astype(np.float32)
+    return x
 
 
 def test_slaney_bank_equals_librosa():

@@ -18,7 +18,7 @@ import pytest
 from indexer import cli
 from indexer.errors import ModelMismatchError
 from indexer.ingest.pipeline import IngestOptions, run_ingest
-from indexer.models.defaults import default_model_dir
+from indexer.models.defaults import shipped_model_dir
 from indexer.models.encoder import ClapEncoder
 from indexer.search import Searcher
 from indexer.settings import IndexerSettings
@@ -26,6 +26,7 @@ from indexer.store import catalog
 from indexer.store.catalog import SegmentSpec
 from indexer.store.store import Store
 from indexer.store.vector_index import VectorIndex
+from tests.helpers import tone, wait_until
 from tests.indexer import library
 
 REPO = Path(__file__).resolve().parents[2]
@@ -33,7 +34,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 @pytest.fixture(scope="module")
 def encoder():
-    return ClapEncoder.open(default_model_dir())
+    return ClapEncoder.open(shipped_model_dir())
 
 
 def _store(home: Path, **settings) -> Store:
@@ -147,9 +148,7 @@ def test_kill_minus_9_mid_ingest_then_resume_loses_and_duplicates_nothing(tmp_pa
                "-q", "--workers", "1", "--commit-every", "3"]
     proc = subprocess.Popen(command, cwd=REPO, start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 120
-    while _db_count(home / "clapsearch.db") < 6 and time.monotonic() < deadline and proc.poll() is None:
-        time.sleep(0.05)
+    wait_until(lambda: _db_count(home / "clapsearch.db") >= 6 or proc.poll() is not None, 120, every_s=0.05)
     assert proc.poll() is None, "ingest finished before it could be killed: make the library bigger"
     os.killpg(proc.pid, signal.SIGKILL)                            # the CLI and its decode workers
     proc.wait()
@@ -169,9 +168,9 @@ def test_kill_minus_9_mid_ingest_then_resume_loses_and_duplicates_nothing(tmp_pa
 
 
 def test_postgresql_store(tmp_path, postgres_url):
-    from tests.indexer.test_store import _drop_all
+    from tests.indexer.test_store import drop_all
 
-    _drop_all(postgres_url)
+    drop_all(postgres_url)
     files = library.good_library(tmp_path / "lib")
     store = _store(tmp_path / "home", database_url=postgres_url)
     try:
@@ -182,7 +181,7 @@ def test_postgresql_store(tmp_path, postgres_url):
         assert run_ingest(store, IngestOptions(paths=[str(tmp_path / "lib")])).stats.skipped == len(files)
     finally:
         store.close()
-        _drop_all(postgres_url)
+        drop_all(postgres_url)
 
 
 def test_export_check_and_repair(tmp_path, capsys):
@@ -246,7 +245,7 @@ def test_a_stuck_decoder_is_killed_and_replaced_and_the_run_goes_on(tmp_path):
     lib.mkdir()
     with sf.SoundFile(long_file, "w", 48_000, 2, format="FLAC") as handle:   # 10 min, written in blocks
         for block in range(60):
-            handle.write(library.tone(10.0, 48_000, channels=2, seed=block))
+            handle.write(tone(10.0, 48_000, channels=2, seed=block))
     short = [library.write(lib / f"b{i}.wav", 1.0, sr=16_000, seed=i) for i in range(3)]
     store = _store(tmp_path / "home")
     report = run_ingest(store, IngestOptions(paths=[str(lib)], workers=1, task_timeout_s=0.5))

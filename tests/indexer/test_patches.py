@@ -11,9 +11,15 @@ import pytest
 from indexer.audio.clip import waveform_views
 from indexer.audio.frontend import mel_filter_bank
 from indexer.audio.patches import (
-    clip_frames, frames_to_patches, iter_patch_chunks, padded_length, patch_count, patch_samples,
+    clip_frames,
+    frames_to_patches,
+    iter_patch_chunks,
+    padded_length,
+    patch_count,
+    patch_samples,
 )
 from indexer.models.manifest import AudioFrontend
+from tests.helpers import tone
 from training.models.config import YAMNET_FRONTEND
 
 SPEC = AudioFrontend(**YAMNET_FRONTEND)
@@ -58,9 +64,7 @@ def test_mel_bank_matches_tensorflow_construction():
 
 
 def test_front_end_matches_independent_reference():
-    rng = np.random.default_rng(0)
-    t = np.arange(16_000 * 3) / 16_000
-    wave = (0.4 * np.sin(2 * np.pi * 440 * t) + 0.1 * rng.standard_normal(t.size)).astype(np.float32)
+    wave = tone(3, 16_000, amplitude=0.4, noise=0.1)
     ours = clip_frames(_reader(wave), wave.size, SPEC)
     ref = _tf_reference(np.concatenate([wave, np.zeros(padded_length(wave.size, SPEC) - wave.size)]))
     assert ours.shape == ref.shape

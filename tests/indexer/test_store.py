@@ -10,7 +10,7 @@ import pytest
 import sqlalchemy as sa
 
 from indexer.errors import CollectionBusyError, CollectionNotFoundError, ModelMismatchError
-from indexer.models.defaults import default_model_dir
+from indexer.models.defaults import shipped_model_dir
 from indexer.models.manifest import load_manifest
 from indexer.store import catalog, versions
 from indexer.store.catalog import FileRecord, SegmentSpec
@@ -19,15 +19,16 @@ from indexer.store.publish import publish_index
 from indexer.store.schema import Base
 from indexer.store.vector_index import VectorIndex
 
-DIM = load_manifest(default_model_dir()).embed_dim   # the store tests' rows match the default model
+DIM = load_manifest(shipped_model_dir()).embed_dim   # the store tests' rows match the default model
 
 
 @pytest.fixture(scope="module")
 def manifest():
-    return load_manifest(default_model_dir())
+    return load_manifest(shipped_model_dir())
 
 
-def _drop_all(url: str) -> None:
+def drop_all(url: str) -> None:
+    """The store's tables dropped from the test database, so that a PostgreSQL store test starts empty."""
     engine = sa.create_engine(url)
     with engine.begin() as conn:
         for table in ("segments", "index_versions", "files", "collections", "alembic_version"):
@@ -41,12 +42,12 @@ def db(request, tmp_path):
         url = f"sqlite:///{tmp_path / 'store.db'}"
     else:
         url = request.getfixturevalue("postgres_url")
-        _drop_all(url)
+        drop_all(url)
     database = open_database(url)
     yield database
     database.close()
     if request.param == "postgresql":
-        _drop_all(url)
+        drop_all(url)
 
 
 def _unit(rng, n=1):
@@ -105,7 +106,7 @@ def test_a_write_batch_is_all_or_nothing(db, manifest):
     col = catalog.open_collection(db, "lib", manifest, "fp32")
     records = _records(rng, ["a", "b"])
     records[1].vector = "not a vector"          # fails while the transaction is open
-    with pytest.raises(Exception):
+    with pytest.raises(Exception):  # noqa: B017  (whatever the driver raises: the rollback is the point)
         catalog.write_files(db, col.id, records)
     assert catalog.known_files(db, col.id, ["/lib/a.wav", "/lib/b.wav"]) == {}
 

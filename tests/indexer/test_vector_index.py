@@ -10,9 +10,9 @@ import pytest
 
 faiss = pytest.importorskip("faiss")
 
-from indexer.errors import ClapSearchError, VectorIndexError
-from indexer.store import vector_index as vi_mod
-from indexer.store.vector_index import IndexPlan, VectorIndex, plan_index, recall_at_k
+from indexer.errors import ClapSearchError, VectorIndexError  # noqa: E402  (after the faiss skip)
+from indexer.store import vector_index as vi_mod  # noqa: E402  (after the faiss skip)
+from indexer.store.vector_index import IndexPlan, VectorIndex, plan_index, recall_at_k  # noqa: E402  (after the faiss skip)
 
 DIM = 32
 CENTRES = np.random.default_rng(123).standard_normal((64, DIM)).astype(np.float32)

@@ -21,7 +21,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from tests.indexer.library import tone, write
+from tests.helpers import tone
+from tests.indexer.library import write
 
 MODEL = Path(__file__).resolve().parents[2] / "models" / "clapsearch-sfx-v1"
 SR = 16_000
@@ -149,16 +150,12 @@ def item_ids(ingested_home, library) -> dict[str, int]:
 # ----------------------------------------------------------------------------- apps
 
 def service_settings(home: Path, **overrides):
-    """Settings for a test app: explicit values for everything a CLAPSEARCH_* variable of the
-    environment could otherwise change, then the test's overrides."""
+    """Settings for a test app: the defaults (the environment is ignored: tests/conftest.py),
+    the test library's home and model, then the test's overrides."""
     from service.settings import ServiceSettings
 
-    base = dict(home=home, model=MODEL, database_url=None, index_dir=None, redis_url=None,
-                api_keys=[], rate_limit_per_minute=0, metrics_public=False, cors_origins=[],
-                default_collection="default", vocabulary_file=None, allowed_ingest_roots=[],
-                max_limit=100, max_offset=1000, max_labels=256, max_upload_bytes=50 << 20,
-                max_upload_seconds=600.0, reload_poll_s=60.0, batch_max=64, batch_wait_ms=2.0,
-                queue_max=512, embedding_cache_ttl_s=900, result_cache_ttl_s=900)   # short: Redis outlives runs
+    base = dict(home=home, model=MODEL, reload_poll_s=60.0,
+                embedding_cache_ttl_s=900, result_cache_ttl_s=900)   # short: Redis outlives runs
     base.update(overrides)
     return ServiceSettings(**base)
 

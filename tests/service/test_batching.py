@@ -14,6 +14,7 @@ import pytest
 
 from service.batching import MicroBatcher
 from service.problems import ProblemError
+from tests.helpers import wait_until
 from tests.service.conftest import MODEL, metric_samples, service_settings
 
 
@@ -48,10 +49,8 @@ def run(coro_fn, batcher: MicroBatcher):
 
 
 async def _until(predicate, timeout_s: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        assert time.monotonic() < deadline, "condition never became true"
-        await asyncio.sleep(0.005)
+    # polled from a thread, so that the event loop under test keeps running meanwhile
+    assert await asyncio.to_thread(wait_until, predicate, timeout_s, 0.005), "condition never became true"
 
 
 # ----------------------------------------------------------------------------- MicroBatcher

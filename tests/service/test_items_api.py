@@ -6,7 +6,6 @@ import pytest
 
 from tests.service.conftest import LONG, TRACKS, assert_problem, metric_samples
 
-
 # ----------------------------------------------------------------------------- items
 
 def test_item_metadata(client, library, item_ids):

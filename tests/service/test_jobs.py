@@ -6,20 +6,18 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 
 import pytest
 
 from indexer.store import versions
-from service.jobs import (IngestJobSpec, JobInfo, LocalJobQueue, RQJobQueue, check_ingest_path,
-                          open_job_queue)
+from service.jobs import IngestJobSpec, JobInfo, LocalJobQueue, RQJobQueue, check_ingest_path, open_job_queue
 from service.problems import ProblemError
 from service.reload import IndexWatcher
 from service.settings import ServiceSettings
+from tests.helpers import wait_until
 from tests.indexer.library import write
-from tests.service.polling import wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 MODEL = REPO / "models" / "clapsearch-sfx-v1"
@@ -41,13 +39,10 @@ def _settings(tmp_path: Path, **kw) -> ServiceSettings:
 
 
 def _wait_job(queue, job_id: str, timeout: float = 90.0) -> JobInfo:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        job = queue.get(job_id)
-        if job is not None and job.status in ("finished", "failed"):
-            return job
-        time.sleep(0.05)
-    raise AssertionError(f"job {job_id} did not end: {queue.get(job_id)}")
+    job = wait_until(lambda: (j := queue.get(job_id)) is not None and j.status in ("finished", "failed") and j,
+                     timeout, every_s=0.05)
+    assert job, f"job {job_id} did not end: {queue.get(job_id)}"
+    return job
 
 
 def _assert_searchable(settings: ServiceSettings, n: int) -> None:
@@ -223,7 +218,7 @@ def test_rq_queue_with_dead_redis_is_503(tmp_path):
     for call in (lambda: queue.submit(IngestJobSpec("/x")), lambda: queue.get("abc"), queue.list):
         with pytest.raises(ProblemError) as err:
             call()
-        assert (err.value.status, err.value.code) == (503, "jobs.unavailable")
+        assert (err.value.status, err.value.code) == (503, "job.unavailable")
     status = queue.status()
     assert status["backend"] == "rq" and status["state"] == "down"
     queue.close()

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -23,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.helpers import free_port
 from tests.indexer.library import write
 
 pytestmark = pytest.mark.slow
@@ -48,12 +48,6 @@ def _unavailable(reason: str):
     if os.environ.get("CLAPSEARCH_REQUIRE_SERVICES") == "1":
         pytest.fail(f"{reason} (CLAPSEARCH_REQUIRE_SERVICES=1: the browser test must run)")
     pytest.skip(reason)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _tail(path: Path, n: int = 60) -> str:
@@ -104,7 +98,7 @@ def _serve(env: dict, log: Path):
     """The real app under uvicorn on a free port; yields its base URL once /readyz says 200."""
     import httpx
 
-    port = _free_port()
+    port = free_port()
     with open(log, "wb") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "uvicorn", "--factory", "service.app:create_app",

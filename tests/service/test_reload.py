@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import time
 import uuid
+from contextlib import contextmanager
 
 import pytest
 
 from service.reload import IndexWatcher, notify_published
 from service.settings import ServiceSettings
-from tests.service.polling import wait_until
+from tests.helpers import wait_until
 
 DEAD = "redis://127.0.0.1:1/0"
 
@@ -29,49 +30,47 @@ def _stopped_quickly(watcher: IndexWatcher) -> None:
     assert not watcher._threads and not watcher.status()["subscribed"]
 
 
+@contextmanager
+def _watching(settings: ServiceSettings, on_change=None):
+    """(a started watcher, the collections it reported to the default ``on_change``); the watcher
+    must stop quickly afterwards."""
+    seen: list = []
+    watcher = IndexWatcher(settings, on_change or seen.append)
+    watcher.start()
+    try:
+        yield watcher, seen
+    finally:
+        _stopped_quickly(watcher)
+
+
 @pytest.mark.needs_redis
 def test_notice_reaches_watcher_with_collection(redis_url):
     settings = _settings(redis_url=redis_url, reload_poll_s=60)
-    seen: list = []
-    watcher = IndexWatcher(settings, seen.append)
-    watcher.start()
-    try:
+    with _watching(settings) as (watcher, seen):
         assert wait_until(lambda: watcher.status()["subscribed"])
         name = f"sfx-{uuid.uuid4().hex[:8]}"
         assert notify_published(settings, name) is True
         assert wait_until(lambda: name in seen)
         status = watcher.status()
         assert status["notices"] >= 1 and status["polls"] == 0 and status["last_error"] is None
-    finally:
-        _stopped_quickly(watcher)
 
 
 def test_polls_without_redis():
     settings = _settings(reload_poll_s=0.05)
-    seen: list = []
-    watcher = IndexWatcher(settings, seen.append)
-    watcher.start()
-    try:
+    with _watching(settings) as (watcher, seen):
         assert wait_until(lambda: watcher.status()["polls"] >= 3)
         assert set(seen) == {None}
         assert not watcher.status()["subscribed"]
         assert notify_published(settings, "default") is False
-    finally:
-        _stopped_quickly(watcher)
 
 
 def test_dead_redis_does_not_stop_polling():
     settings = _settings(redis_url=DEAD, reload_poll_s=0.05)
-    seen: list = []
-    watcher = IndexWatcher(settings, seen.append)
-    watcher.start()
-    try:
+    with _watching(settings) as (watcher, _):
         assert wait_until(lambda: watcher.status()["polls"] >= 3 and watcher.status()["last_error"])
         status = watcher.status()
         assert not status["subscribed"] and "Connection" in status["last_error"]
         assert notify_published(settings, "default") is False
-    finally:
-        _stopped_quickly(watcher)
 
 
 def test_on_change_errors_are_logged_not_fatal():
@@ -81,12 +80,8 @@ def test_on_change_errors_are_logged_not_fatal():
         calls.append(collection)
         raise RuntimeError("reload exploded")
 
-    watcher = IndexWatcher(_settings(reload_poll_s=0.05), broken)
-    watcher.start()
-    try:
+    with _watching(_settings(reload_poll_s=0.05), broken):
         assert wait_until(lambda: len(calls) >= 3)
-    finally:
-        _stopped_quickly(watcher)
 
 
 class _Proxy:

@@ -8,9 +8,17 @@ import uuid
 
 import pytest
 
-from tests.service.conftest import (LONG, TRACKS, assert_problem, ingest, metric_samples, names,
-                                    valid_search, write_new_file)
-from tests.service.polling import wait_until
+from tests.helpers import wait_until
+from tests.service.conftest import (
+    LONG,
+    TRACKS,
+    assert_problem,
+    ingest,
+    metric_samples,
+    names,
+    valid_search,
+    write_new_file,
+)
 
 DEAD_REDIS = "redis://127.0.0.1:1/0"
 

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from tests.helpers import tone
 from tests.indexer.library import bad_files
 from tests.service.conftest import assert_problem, service_settings, settle
 
@@ -24,8 +25,7 @@ MAX_SECONDS, MAX_BYTES = 2.0, 300_000
 
 def wav_bytes(seconds: float, sr: int = 16_000) -> bytes:
     buf = io.BytesIO()
-    t = np.arange(int(seconds * sr)) / sr
-    sf.write(buf, (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32), sr, format="WAV", subtype="PCM_16")
+    sf.write(buf, tone(seconds, sr, noise=0), sr, format="WAV", subtype="PCM_16")
     return buf.getvalue()
 
 

@@ -19,12 +19,11 @@ torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
 from indexer.errors import ModelError  # noqa: E402
+from tests.conftest import GOLDEN as GOLDEN_DIR  # noqa: E402  (honours CLAPSEARCH_GOLDEN_DIR)
+from tests.factories import CAPTIONS, save_hf_folder, tiny_clap_model  # noqa: E402
 from training.convert.hf import feature_extractor_settings, load_hf_folder  # noqa: E402
 from training.convert.laion import detect_audio_config, load_laion_checkpoint  # noqa: E402
 from training.convert.layout import hf_to_laion, laion_to_hf  # noqa: E402
-
-from tests.conftest import GOLDEN as GOLDEN_DIR  # noqa: E402  (honours CLAPSEARCH_GOLDEN_DIR)
-from tests.factories import CAPTIONS, save_hf_folder, tiny_clap_model  # noqa: E402
 
 CLIPS = ("clip_03s", "clip_10s", "clip_10s_plus240", "clip_25s", "clip_61s")
 TOL = 1e-4

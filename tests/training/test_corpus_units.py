@@ -3,9 +3,9 @@ mapping, fingerprints / dedupe, windows and the GM MIDI writer. Offline, no apt,
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
+from tests.helpers import tone
 from training.corpus import audio as A
 from training.corpus.captions import describe, event_phrase
 from training.corpus.gm import PERCUSSION, PROGRAMS, midi_file, renders
@@ -141,9 +141,7 @@ def test_midi_file_layout():
 
 
 def _tone(freq, seconds, sr=22050, seed=0):
-    t = np.arange(int(seconds * sr)) / sr
-    rng = np.random.default_rng(seed)
-    return (0.3 * np.sin(2 * np.pi * freq * t) + 0.01 * rng.standard_normal(t.size)).astype(np.float32)
+    return tone(seconds, sr, freq=freq, noise=0.01, seed=seed)
 
 
 def test_fingerprint_separates_sounds_and_matches_copies():

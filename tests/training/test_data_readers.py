@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from tests.helpers import tone
 from training.data.public_readers import expand_shards, read_audiocaps, read_clotho, read_webdataset
 from training.data.readers import read_any, read_csv, read_jsonl, summarize
 from training.data.records import ClipRecord, ManifestError, split_tar_ref
@@ -18,8 +19,7 @@ from training.data.records import ClipRecord, ManifestError, split_tar_ref
 
 def wav(path: Path, seconds: float = 0.1, sr: int = 16000) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    t = np.arange(int(seconds * sr)) / sr
-    sf.write(path, (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32), sr)
+    sf.write(path, tone(seconds, sr, noise=0), sr)
     return path
 
 

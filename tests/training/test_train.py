@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +15,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from tests.helpers import wait_until  # noqa: E402
 from tests.training.toy import write_config, write_corpus  # noqa: E402
 from training.checkpoint import load_checkpoint  # noqa: E402
 from training.loss import contrastive_loss, lr_at  # noqa: E402
@@ -155,12 +155,9 @@ def test_kill_dash_nine_then_rerun_gives_the_uninterrupted_weights(toy, tmp_path
     victim = subprocess.Popen(_cli(*common, "--out", str(tmp_path / "killed")), env=env, cwd=REPO,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     metrics_file = tmp_path / "killed" / "metrics.jsonl"
-    deadline = time.time() + 300
-    while time.time() < deadline and victim.poll() is None:  # kill it between checkpoints
-        if metrics_file.is_file() and sum(1 for _ in metrics_file.open()) >= 10:
-            os.killpg(victim.pid, signal.SIGKILL)
-            break
-        time.sleep(0.05)
+    logged = lambda: metrics_file.is_file() and sum(1 for _ in metrics_file.open()) >= 10  # noqa: E731
+    if wait_until(lambda: victim.poll() is not None or logged(), 300, every_s=0.05) and victim.poll() is None:
+        os.killpg(victim.pid, signal.SIGKILL)  # kill it between checkpoints
     victim.wait(timeout=60)
     assert victim.returncode == -signal.SIGKILL, "the run finished before it could be killed"
     assert load_checkpoint(tmp_path / "killed" / "checkpoints" / "last.pt")["state"].step < 24

@@ -1,0 +1,179 @@
+"""Search behaviour, owned by the core: what a query means, how many candidates it needs, how
+moments and short files share one ranking, what relevance is, and what a page of hits holds.
+
+The CLI runs it directly::
+
+    page = run_search(store, SearchRequest("default", limit=10, filters=SearchFilters(tags=("rain",))),
+                      text="rain on a tin roof")
+
+The service runs the same steps with its cache and micro-batcher around the two costly calls
+(embedding and the FAISS search, ``service/queries.py``), so ``indexer search`` and
+``/v1/search`` give the same answers (``tests/service/test_cli_parity.py`` holds them to it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from indexer import errors
+from indexer.filters import SearchFilters, allowed_ids
+from indexer.search import Hit, Searcher
+from indexer.store.schema import STATUS_INDEXED, Collection, File, vector_from_bytes
+
+if TYPE_CHECKING:
+    from indexer.models.manifest import Manifest
+    from indexer.store.store import Store
+
+MAX_QUERY_CHARS = 1000
+MAX_ITEM_ID = 2**63 - 1        # database ids are signed 64-bit; a larger one can name nothing
+SEGMENT_SELF_MARGIN = 64       # a long file's own windows all sit near its query: look past them
+
+Relevance = Callable[[float], float]
+
+
+@dataclass(frozen=True)
+class SearchRequest:
+    collection: str
+    limit: int = 10
+    offset: int = 0
+    min_score: float | None = None
+    segments: bool = False
+    filters: SearchFilters = SearchFilters()
+    min_relevance: float | None = None   # text queries on calibrated models (manifest.score_calibration)
+
+    @property
+    def kind(self) -> str:
+        return "segments" if self.segments else "files"
+
+
+def check_query_text(q: str | None) -> str:
+    text = (q or "").strip()
+    if not text:
+        raise errors.TextError("the query text is empty")
+    if len(text) > MAX_QUERY_CHARS:
+        raise errors.TextTooLongError(f"the query has {len(text)} characters; the limit is {MAX_QUERY_CHARS}")
+    return text
+
+
+def candidates_needed(req: SearchRequest, exclude_file: int | None) -> int:
+    """How many hits to ask the index for so that the page is full after dropping the query's own file."""
+    k = req.offset + req.limit + (1 if exclude_file is not None else 0)
+    if req.segments and exclude_file is not None:
+        k += SEGMENT_SELF_MARGIN
+    return k
+
+
+def filter_ids(store: Store, collection_id: int, req: SearchRequest, kind: str | None = None) -> np.ndarray | None:
+    """The allowed-id set for ``req``'s filters on one index (None: no filter, search everything)."""
+    if not req.filters.active:
+        return None
+    return allowed_ids(store.db, collection_id, kind or req.kind, req.filters)
+
+
+def merge_short_files(segment_hits: list[Hit], file_hits: list[Hit], window_s: float) -> list[Hit]:
+    """Segment search covers every file: long files by their windows (the segments index holds
+    only files longer than a window), short ones by their file vector, spanning the whole file."""
+    short = [Hit(id=-h.file_id, score=h.score, file_id=h.file_id, path=h.path, duration_s=h.duration_s,
+                 format=h.format, tags=h.tags, start_s=0.0, end_s=h.duration_s)
+             for h in file_hits if h.duration_s is not None and h.duration_s <= window_s]
+    return sorted(segment_hits + short, key=lambda h: -h.score)
+
+
+def relevance_for(manifest: Manifest, query_vector: np.ndarray, *, text_query: bool,
+                  req: SearchRequest) -> Relevance | None:
+    """This query's calibrated relevance (cosine -> 0..1), or None where the model has no
+    calibration or the query is audio (the calibration was fitted on text/audio pairs)."""
+    calibration = manifest.score_calibration if text_query else None
+    if req.min_relevance is not None and calibration is None:
+        raise errors.RelevanceUnavailableError(
+            "min_relevance needs a text query and a model with a score calibration "
+            f"(this query is {'text' if text_query else 'audio'}; model {manifest.name} "
+            f"{'has' if manifest.score_calibration else 'has no'} calibration); use min_score")
+    if calibration is None:
+        return None
+    peak = calibration.query_peak(query_vector)
+    return lambda cosine: calibration.relevance(cosine, peak)
+
+
+def hit_record(hit: Hit, kind: str, relevance_of: Relevance | None = None) -> dict:
+    """One hit as users see it (the CLI's ``--json`` and the API, which adds its URLs)."""
+    relevance = round(relevance_of(hit.score), 6) if relevance_of is not None else None
+    return {"id": hit.file_id, "score": round(hit.score, 6), "relevance": relevance,
+            "path": hit.path, "name": Path(hit.path).name,
+            "duration_s": hit.duration_s, "format": hit.format, "tags": hit.tags or None,
+            "start_s": hit.start_s, "end_s": hit.end_s,
+            "segment_id": hit.id if kind == "segments" and hit.id > 0 else None}
+
+
+def page_of(req: SearchRequest, hits: list[Hit], exclude_file: int | None,
+            relevance_of: Relevance | None = None) -> list[dict]:
+    """Thresholds (on the scores as shown, 6 decimals), then the requested page."""
+    if exclude_file is not None:
+        hits = [h for h in hits if h.file_id != exclude_file]
+    if req.min_score is not None:
+        hits = [h for h in hits if round(h.score, 6) >= req.min_score]
+    if req.min_relevance is not None and relevance_of is not None:
+        hits = [h for h in hits if round(relevance_of(h.score), 6) >= req.min_relevance]
+    return [hit_record(h, req.kind, relevance_of) for h in hits[req.offset : req.offset + req.limit]]
+
+
+# ----------------------------------------------------------------------------- items
+
+def item_row(store: Store, item_id: int) -> tuple[File, Collection]:
+    """An item's row and its collection's, detached from the session."""
+    if not 1 <= item_id <= MAX_ITEM_ID:
+        raise errors.ItemNotFoundError(f"no item has id {item_id}")
+    with store.db.session() as s:
+        row = s.get(File, item_id)
+        if row is None:
+            raise errors.ItemNotFoundError(f"no item has id {item_id}")
+        collection = s.get(Collection, row.collection_id)
+        assert collection is not None, "files.collection_id is a foreign key"
+        s.expunge(row)
+        s.expunge(collection)
+        return row, collection
+
+
+def stored_vector(store: Store, item_id: int) -> np.ndarray:
+    """An indexed item's vector, refused when another model than the store's made it."""
+    manifest = store.manifest
+    row, collection = item_row(store, item_id)
+    if row.status != STATUS_INDEXED or row.vector is None:
+        raise errors.ItemNotIndexedError(f"item {item_id} failed to ingest ({row.error_code}): {row.error}")
+    if collection.model_fingerprint != manifest.fingerprint:
+        raise errors.ModelMismatchError(f"item {item_id} was embedded by model {collection.model_name!r}, "
+                                        f"not the served {manifest.name!r}")
+    return vector_from_bytes(row.vector).copy()
+
+
+def local_audio_path(row: File) -> Path:
+    """The item's file on this machine's disk (a remote or vanished file cannot be served)."""
+    path = Path(row.path)
+    if "://" in row.path or not path.is_file():
+        raise errors.ItemAudioUnavailableError(f"item {row.id}'s file is not on this server's disk ({row.path})")
+    return path
+
+
+# ----------------------------------------------------------------------------- the direct path
+
+def run_search(store: Store, req: SearchRequest, *, text: str | None = None, vector: np.ndarray | None = None,
+               exclude_file: int | None = None) -> list[dict]:
+    """One page of hits for a text or a vector, without the service's cache and batching."""
+    if vector is None:
+        vector = store.encoder().embed_text([check_query_text(text)])[0]
+    query = np.asarray(vector, np.float32)[None]
+    searcher = Searcher(store, req.collection, kind=req.kind)
+    k = candidates_needed(req, exclude_file)
+    hits = searcher.search_vectors(query, k, allowed_ids=filter_ids(store, searcher.collection.id, req))[0]
+    if req.segments:
+        files = Searcher(store, req.collection)
+        file_hits = files.search_vectors(query, k, allowed_ids=filter_ids(store, files.collection.id, req,
+                                                                          "files"))[0]
+        hits = merge_short_files(hits, file_hits, searcher.collection.segment_seconds or 0.0)
+    relevance_of = relevance_for(store.manifest, query[0], text_query=text is not None, req=req)
+    return page_of(req, hits, exclude_file, relevance_of)

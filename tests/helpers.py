@@ -1,0 +1,57 @@
+"""Small helpers the test suites share: generated tones, polling for conditions that background
+threads or processes make true (jobs, notices, reloads), whether a Redis answers, a free port."""
+
+from __future__ import annotations
+
+import socket
+import time
+
+import numpy as np
+
+
+def tone(seconds: float, sr: int, *, freq: float | tuple[float, float] = 440.0, amplitude: float = 0.3,
+         noise: float = 0.02, seed: int = 0, channels: int | None = None, dtype=np.float32) -> np.ndarray:
+    """A sine of ``freq`` Hz plus white noise of standard deviation ``noise``, from ``seed``.
+    A ``(low, high)`` pair draws the pitch from the seed (before the noise, so the same seed always
+    gives the same file). Shape ``(n,)``, or ``(n, channels)`` with the same signal in each."""
+    rng = np.random.default_rng(seed)
+    if isinstance(freq, tuple):
+        freq = rng.uniform(*freq)
+    t = np.arange(int(seconds * sr)) / sr
+    x = amplitude * np.sin(2 * np.pi * freq * t)
+    if noise:
+        x = x + noise * rng.standard_normal(t.size)
+    if channels is not None:
+        x = np.repeat(x[:, None], channels, axis=1)
+    return x.astype(dtype)
+
+
+def wait_until(predicate, timeout_s: float = 10.0, every_s: float = 0.02):
+    """The first truthy value of ``predicate()`` within ``timeout_s``, else its last (falsy) value."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(every_s)
+    return predicate()
+
+
+def redis_error(url: str, timeout_s: float = 3.0) -> Exception | None:
+    """Why the Redis at ``url`` does not answer a ping, or None when it does."""
+    try:
+        import redis
+
+        client = redis.Redis.from_url(url, socket_connect_timeout=timeout_s)
+        client.ping()
+        client.close()
+    except Exception as exc:  # no client library or any connection failure: not usable here
+        return exc
+    return None
+
+
+def free_port() -> int:
+    """A loopback TCP port nothing listens on (for a server a test starts)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

@@ -1,0 +1,85 @@
+"""One closed error set: foreign exceptions translated in one place, codes and exit codes from
+one table, and docs/errors.md generated from them."""
+
+from __future__ import annotations
+
+import errno
+import io
+import subprocess
+import sys
+
+import pytest
+
+from indexer import errors
+
+REPO = errors.Path(__file__).resolve().parents[2]
+
+
+def _raised(fn):
+    try:
+        fn()
+    except Exception as exc:   # the real library's exception, whatever it is
+        return exc
+    raise AssertionError("expected an exception")
+
+
+def test_a_refused_database_connection_means_store_database():
+    import sqlalchemy as sa
+
+    engine = sa.create_engine("postgresql+psycopg://postgres@127.0.0.1:1/none", connect_args={"connect_timeout": 2})
+    known = errors.translate(_raised(engine.connect))
+    assert isinstance(known, errors.DatabaseUnavailableError) and known.code == "store.database"
+    assert "unavailable" in str(known)
+
+
+def test_libsndfile_onnxruntime_and_disk_failures_get_their_codes():
+    import onnxruntime as ort
+    import soundfile as sf
+
+    decode = errors.translate(_raised(lambda: sf.read(io.BytesIO(b"not audio" * 20))))
+    assert isinstance(decode, errors.AudioDecodeError)
+    runtime = errors.translate(_raised(lambda: ort.InferenceSession(b"not a model")))
+    assert isinstance(runtime, errors.ModelRuntimeError) and runtime.code == "model.runtime"
+    full = errors.translate(OSError(errno.ENOSPC, "No space left on device", "/data/index"))
+    assert isinstance(full, errors.StorageIOError) and "/data/index" in str(full)
+
+
+def test_bugs_are_not_translated():
+    assert errors.translate(KeyError("x")) is None
+    assert errors.translate(ZeroDivisionError()) is None
+    assert errors.translate(FileNotFoundError(errno.ENOENT, "gone")) is None
+    core = errors.TextError("empty")
+    assert errors.translate(core) is core
+
+
+def test_exit_codes_come_from_one_table(monkeypatch):
+    assert errors.exit_code(errors.CollectionBusyError("x")) == 2
+    monkeypatch.setitem(errors.EXIT_CODES, "store", 7)
+    assert errors.exit_code(errors.CollectionBusyError("x")) == 7
+    assert errors.exit_code(errors.TextError("x")) == 2
+
+
+def test_every_code_is_unique_and_documented():
+    codes = [cls.code for cls in _all_classes(errors.ClapSearchError)]
+    assert len(codes) == len(set(codes)), sorted(codes)
+    result = subprocess.run([sys.executable, "scripts/errors_reference.py", "--check", "docs/errors.md"],
+                            cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, ("docs/errors.md is stale: python scripts/errors_reference.py > docs/errors.md\n"
+                                    + result.stderr[-3000:])
+
+
+def test_every_core_code_has_an_http_answer():
+    from service.problems import PROBLEMS, ProblemError, core_status
+
+    for cls in _all_classes(errors.ClapSearchError):
+        if cls is not errors.ClapSearchError:      # matched by its code or its family's
+            assert core_status(cls.__new__(cls)) != PROBLEMS["internal"], cls
+    with pytest.raises(KeyError):
+        ProblemError("made.up")
+
+
+def _all_classes(root):
+    out = [root]
+    for sub in root.__subclasses__():
+        out += _all_classes(sub)
+    return out

@@ -1,0 +1,87 @@
+"""`indexer search` and the HTTP API give the same answers: the same hits, in the same order,
+with the same scores and fields, for text, example and similar-item queries, with filters,
+paging, thresholds and moments; and the same error code where one refuses."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from indexer import cli
+from tests.service.conftest import MODEL
+
+URL_FIELDS = {"audio_url", "peaks_url"}
+
+# (CLI options, API query parameters) meaning the same request
+CASES = {
+    "plain": ([], {}),
+    "tag": (["--tag", "genre:ambient"], {"tag": "genre:ambient"}),
+    "tags-and-format": (["--tag", "rain", "--format", "flac", "--format", "WAV"],
+                        {"tag": "rain", "format": ["flac", "WAV"]}),
+    "durations-paged": (["--min-duration", "2", "--max-duration", "4", "-k", "3", "--offset", "1"],
+                        {"min_duration": 2, "max_duration": 4, "limit": 3, "offset": 1}),
+    "path-prefix": (["--path-prefix", "{root}/tones"], {"path_prefix": "{root}/tones"}),
+    "min-score": (["--min-score", "0.2"], {"min_score": 0.2}),
+    "moments": (["--segments", "-k", "20"], {"segments": "true", "limit": 20}),
+    "moments-filtered": (["--segments", "--format", "FLAC"], {"segments": "true", "format": "FLAC"}),
+}
+
+
+def _cli_hits(capsys, home, args: list[str]) -> list[dict]:
+    capsys.readouterr()
+    code = cli.main(["search", *args, "--home", str(home), "--model", str(MODEL), "--json"])
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    return json.loads(out.out)
+
+
+def _api_hits(response) -> list[dict]:
+    assert response.status_code == 200, response.text[:500]
+    return [{k: v for k, v in hit.items() if k not in URL_FIELDS} for hit in response.json()["results"]]
+
+
+def _fill(value, root: str):
+    if isinstance(value, list):
+        return [_fill(v, root) for v in value]
+    return value.replace("{root}", root) if isinstance(value, str) else value
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+@pytest.mark.parametrize("query", ["heavy rain", "a high beep"])
+def test_text_search_answers_match(case, query, client, ingested_home, library, capsys):
+    options, params = CASES[case]
+    root = str(library.root)
+    api = _api_hits(client.get("/v1/search", params={"q": query, **{k: _fill(v, root) for k, v in params.items()}}))
+    ours = _cli_hits(capsys, ingested_home, [query, *_fill(options, root)])
+    assert ours == api
+    assert api or case == "min-score"          # the cases are built to return something
+
+
+@pytest.mark.parametrize("case", ["plain", "tag", "durations-paged", "moments"])
+def test_similar_item_and_example_answers_match(case, client, ingested_home, item_ids, library, capsys):
+    options, params = CASES[case]
+    item = item_ids["rain.flac"]
+    api = _api_hits(client.get(f"/v1/items/{item}/similar", params=params))
+    assert _cli_hits(capsys, ingested_home, ["--item", str(item), *options]) == api
+    assert all(hit["id"] != item for hit in api)
+    path = library.path("rain.flac")
+    with path.open("rb") as f:
+        uploaded = _api_hits(client.post("/v1/search/audio", params=params, files={"file": ("rain.flac", f)}))
+    assert _cli_hits(capsys, ingested_home, ["--audio", str(path), *options]) == uploaded
+
+
+def test_refusals_carry_the_same_code(client, ingested_home, capsys):
+    cases = [(["x", "--min-relevance", "0.5"], {"q": "x", "min_relevance": 0.5}, "request.min_relevance"),
+             (["   "], {"q": "   "}, "text"),
+             (["x" * 1001], {"q": "x" * 1001}, "text.too_long"),
+             (["--item", str(2**63)], None, "item.not_found")]
+    for options, params, code in cases:
+        capsys.readouterr()
+        assert cli.main(["search", *options, "--home", str(ingested_home), "--model", str(MODEL)]) == 2
+        assert f"error [{code}]" in capsys.readouterr().err
+        if params is not None:
+            response = client.get("/v1/search", params=params)
+            assert response.status_code == 422 and response.json()["code"] == code
+    response = client.get(f"/v1/items/{2**63}/similar")
+    assert response.status_code == 404 and response.json()["code"] == "item.not_found"
