@@ -66,6 +66,31 @@ def test_lr_schedule_warms_up_then_decays_to_the_floor():
     assert all(lr_at(s, **kw) >= lr_at(s + 1, **kw) for s in range(4, 20))
 
 
+def test_configure_optimizers_splits_decay_and_leaves_frozen_parts_out():
+    from training.models.factory import create_model
+
+    model = create_model("micro", seed=0)
+    optimizer = model.configure_optimizers(0.2, {"audio": 1.0, "text": 2.0, "heads": 3.0}, frozen={"text"})
+    groups = {g["name"]: g for g in optimizer.param_groups}
+    assert set(groups) == {"audio", "audio/no_decay", "heads", "heads/no_decay"}
+    assert all(p.ndim >= 2 for p in groups["heads"]["params"]) and groups["heads"]["weight_decay"] == 0.2
+    assert any(p is model.logit_scale_a for p in groups["heads/no_decay"]["params"])
+    assert groups["heads/no_decay"]["weight_decay"] == 0.0 and groups["heads"]["base_lr"] == 3.0
+    assert not any(p.requires_grad for p in model.text.parameters())
+
+
+def test_one_augmentation_config_validated_by_the_train_config():
+    from pydantic import ValidationError
+
+    from training.train_config import AugmentConfig
+
+    cfg = TrainConfig(train_manifest="x.jsonl", augment={"noise_colors": ["pink"], "gain_db": [-3, 3]})
+    assert cfg.augment == AugmentConfig(noise_colors=("pink",), gain_db=(-3.0, 3.0))
+    for bad in ({"noise_colors": ["blue"]}, {"gain_db": [3, -3]}, {"no_such_field": 1}):
+        with pytest.raises(ValidationError):
+            TrainConfig(train_manifest="x.jsonl", augment=bad)
+
+
 # ----------------------------------------------------------------------------- the loop
 def test_loss_goes_down_and_validation_improves(toy, tmp_path):
     cfg = toy_config(toy, tmp_path / "run", max_steps=30, eval_every=30, val_manifest=str(toy / "val.jsonl"),
