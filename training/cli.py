@@ -155,10 +155,9 @@ def train_config_from_args(args: argparse.Namespace):
 
 def torch_embedder(checkpoint: Path, args: argparse.Namespace):
     """``clap-train evaluate --checkpoint``: the checkpoint's model through the same evaluation."""
-    from training.export import converted_from_checkpoint
     from training.evaluate import TorchEmbedder
-    from training.towers import pad_token_id
-    from training.towers import AudioEmbedder, TextEmbedder
+    from training.export import converted_from_checkpoint
+    from training.towers import AudioEmbedder, TextEmbedder, pad_token_id
 
     converted = converted_from_checkpoint(checkpoint, Path(tempfile.mkdtemp(prefix="clap-tok-")))
     device = "cuda" if args.device == "cuda" else "cpu"

@@ -25,19 +25,17 @@ import torch
 
 from indexer.errors import ModelError
 from indexer.models.manifest import AudioTower, Manifest, Variant, sha256_file
+from training import towers
 from training.convert import ConvertedModel
 from training.models.factory import create_model
-from training.towers import (
-    AudioEmbedder, TextEmbedder, batch_invariant, check_parity, convert_fp16, equal_length_text_feeds, export_onnx,
-    export_text, min_cosine, probe_tokens, probe_views, provenance, run_onnx, staged_folder, text_entry,
-    tokenizer_file_in,
-)
+from training.towers import batch_invariant, equal_length_text_feeds, min_cosine, run_onnx
+
 
 def probe_audio_inputs(converted: ConvertedModel, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Features for a short, an exact-length and two long generated clips, via our front end."""
     spec = converted.frontend
     clip = spec.clip_samples / spec.sample_rate
-    views = probe_views(spec, (2.5, clip, 2.6 * spec.clip_samples / spec.sample_rate, 4 * clip), seed)
+    views = towers.probe_views(spec, (2.5, clip, 2.6 * spec.clip_samples / spec.sample_rate, 4 * clip), seed)
     return np.stack([v.features for v in views]), np.array([v.is_longer for v in views])
 
 
@@ -59,7 +57,7 @@ def _quantize_int8(src: Path, dst: Path) -> None:
                      op_types_to_quantize=["MatMul", "Gemm"])
 
 
-VARIANT_BUILDERS = {"int8": _quantize_int8, "fp16": convert_fp16}
+VARIANT_BUILDERS = {"int8": _quantize_int8, "fp16": towers.convert_fp16}
 PRECISIONS = ("fp32", *VARIANT_BUILDERS)
 
 
@@ -135,18 +133,18 @@ def write_model_folder(
         _precisions(variant)  # fail before the (slow) export on a misspelt variant
 
     model = create_model(pretrained=converted.model, max_text_length=converted.max_text_length).eval().float()
-    audio_tower, text_tower = AudioEmbedder(model).eval(), TextEmbedder(model).eval()
-    tokenizer_file = tokenizer_file_in(converted.tokenizer_dir)
+    audio_tower, text_tower = towers.AudioEmbedder(model).eval(), towers.TextEmbedder(model).eval()
+    tokenizer_file = towers.tokenizer_file_in(converted.tokenizer_dir)
     features, is_longer = probe_audio_inputs(converted)
-    input_ids, attention_mask = probe_tokens(tokenizer_file, converted.max_text_length)
+    input_ids, attention_mask = towers.probe_tokens(tokenizer_file, converted.max_text_length)
 
-    with staged_folder(out, overwrite) as stage:
+    with towers.staged_folder(out, overwrite) as stage:
         batch = torch.export.Dim("batch")
         audio_args = (torch.from_numpy(features), torch.from_numpy(is_longer))
         text_args = (torch.from_numpy(input_ids), torch.from_numpy(attention_mask))
-        export_onnx(audio_tower, audio_args, ["input_features", "is_longer"], "clap_audio_embeds",
+        towers.export_onnx(audio_tower, audio_args, ["input_features", "is_longer"], "clap_audio_embeds",
                     {"input_features": {0: batch}, "is_longer": {0: batch}}, stage / "audio.onnx")
-        export_text(text_tower, text_args, stage / "text.onnx")
+        towers.export_text(text_tower, text_args, stage / "text.onnx")
 
         with torch.inference_mode():
             audio_ref = audio_tower(*audio_args).numpy()
@@ -155,7 +153,7 @@ def write_model_folder(
         text_feeds = {"input_ids": input_ids, "attention_mask": attention_mask}
         audio_err = float(np.abs(run_onnx(stage / "audio.onnx", audio_feeds) - audio_ref).max())
         text_err = float(np.abs(run_onnx(stage / "text.onnx", text_feeds) - text_ref).max())
-        check_parity(audio_err, text_err, parity_tol)
+        towers.check_parity(audio_err, text_err, parity_tol)
 
         files = measure_variants(stage, variants, audio_feeds, text_feeds, audio_ref, text_ref)
         default_variant = keep_shipped(stage, files, ship, default_variant)
@@ -172,10 +170,10 @@ def write_model_folder(
                 input_channels=4 if config.fusion else 1,
                 config=config.audio.model_dump(exclude={"fusion"}),
             ),
-            text=text_entry(converted, model, tokenizer_file),
+            text=towers.text_entry(converted, model, tokenizer_file),
             variants=files,
             default_variant=default_variant,
-            provenance=provenance(converted, "training.export.write_model_folder"),
+            provenance=towers.provenance(converted, "training.export.write_model_folder"),
             logit_scale_audio=float(model.logit_scales()[0].detach()),
             logit_scale_text=float(model.logit_scales()[1].detach()),
         )

@@ -24,14 +24,18 @@ import torch.nn.functional as F
 from torch import nn
 
 from indexer.models.manifest import (
-    AudioTower, JointPart, LabelSpace, Manifest, ScoreCalibration, Variant, sha256_file,
+    AudioTower,
+    JointPart,
+    LabelSpace,
+    Manifest,
+    ScoreCalibration,
+    Variant,
+    sha256_file,
 )
+from training import towers
 from training.convert import ConvertedModel
 from training.models.factory import create_model
-from training.towers import (
-    TextEmbedder, batch_invariant, check_parity, convert_fp16, equal_length_text_feeds, export_onnx, export_text,
-    min_cosine, probe_tokens, probe_views, provenance, run_onnx, staged_folder, text_entry, tokenizer_file_in,
-)
+from training.towers import batch_invariant, equal_length_text_feeds, export_onnx, run_onnx
 
 
 class _PatchGraph(nn.Module):
@@ -79,7 +83,7 @@ def fp16_weights(src: Path, dst: Path, min_elements: int = 1024) -> None:
 
 def probe_clips(spec, seed: int = 0) -> list[np.ndarray]:
     """Frames ``(1, T, n_mels)`` of generated clips: shorter than a patch, a few patches, long."""
-    return [views.features for views in probe_views(spec, (0.3, 2.2, 7.9, 31.0), seed)]
+    return [views.features for views in towers.probe_views(spec, (0.3, 2.2, 7.9, 31.0), seed)]
 
 
 def _onnx_file_vectors(stage: Path, audio: str, head: str, clips: list[np.ndarray], spec) -> np.ndarray:
@@ -125,8 +129,8 @@ def add_fp16_variants(stage: Path, files: dict[str, Variant], clips: list[np.nda
                       text_feeds: dict, text_ref: np.ndarray, ship_fp16_text: bool) -> tuple[str, float, float]:
     """Measure ``fp32-fp16`` (text tower in fp16) and ``fp16w-fp16`` (audio weights stored in fp16
     too) against fp32; returns the variant to ship and the two costs (min cosines to fp32)."""
-    convert_fp16(stage / "text.onnx", stage / "text.fp16.onnx")
-    fp16_cos = min_cosine(run_onnx(stage / "text.fp16.onnx", text_feeds), text_ref)
+    towers.convert_fp16(stage / "text.onnx", stage / "text.fp16.onnx")
+    fp16_cos = towers.min_cosine(run_onnx(stage / "text.fp16.onnx", text_feeds), text_ref)
     fp16_ok = ship_fp16_text and fp16_cos >= 0.999
     files["fp32-fp16"] = Variant(
         audio="audio.onnx", audio_head="audio_head.onnx", text="text.fp16.onnx",
@@ -140,7 +144,7 @@ def add_fp16_variants(stage: Path, files: dict[str, Variant], clips: list[np.nda
     fp16_weights(stage / "audio_head.onnx", stage / "audio_head.fp16w.onnx")
     full = _onnx_file_vectors(stage, "audio.onnx", "audio_head.onnx", clips, spec)
     small = _onnx_file_vectors(stage, "audio.fp16w.onnx", "audio_head.fp16w.onnx", clips, spec)
-    audio_cos = min_cosine(small, full)
+    audio_cos = towers.min_cosine(small, full)
     small_invariant = batch_invariant(stage / "audio.fp16w.onnx", patch_feeds)
     compact_ok = fp16_ok and audio_cos >= 0.999 and small_invariant
     files["fp16w-fp16"] = Variant(
@@ -163,21 +167,21 @@ def write_patch_model_folder(converted: ConvertedModel, out_dir: str | Path, *, 
     out = Path(out_dir)
     spec = converted.frontend
     model = create_model(pretrained=converted.model, max_text_length=converted.max_text_length).eval().float()
-    text_tower = TextEmbedder(model).eval()
-    tokenizer_file = tokenizer_file_in(converted.tokenizer_dir)
+    text_tower = towers.TextEmbedder(model).eval()
+    tokenizer_file = towers.tokenizer_file_in(converted.tokenizer_dir)
     clips = probe_clips(spec)
     patches = np.concatenate([frames_to_patches(c[0], spec) for c in clips])
-    input_ids, attention_mask = probe_tokens(tokenizer_file, converted.max_text_length)
+    input_ids, attention_mask = towers.probe_tokens(tokenizer_file, converted.max_text_length)
     width = int(model.audio.width)
 
-    with staged_folder(out, overwrite) as stage:
+    with towers.staged_folder(out, overwrite) as stage:
         batch = torch.export.Dim("batch")
         export_onnx(_PatchGraph(model.audio).eval(), (torch.from_numpy(np.ascontiguousarray(patches)),), ["patches"],
                 "patch_outputs", {"patches": {0: batch}}, stage / "audio.onnx")
         export_onnx(_HeadGraph(model.audio_projection).eval(), (torch.zeros(3, width),), ["pooled"],
                 "clap_audio_embeds", {"pooled": {0: batch}}, stage / "audio_head.onnx")
         text_args = (torch.from_numpy(input_ids), torch.from_numpy(attention_mask))
-        export_text(text_tower, text_args, stage / "text.onnx")
+        towers.export_text(text_tower, text_args, stage / "text.onnx")
 
         with torch.inference_mode():
             audio_ref = torch.cat([model.encode_audio(torch.from_numpy(c[None]), torch.zeros(1, dtype=torch.bool))
@@ -187,7 +191,7 @@ def write_patch_model_folder(converted: ConvertedModel, out_dir: str | Path, *, 
                                  - audio_ref).max())
         text_feeds = {"input_ids": input_ids, "attention_mask": attention_mask}
         text_err = float(np.abs(run_onnx(stage / "text.onnx", text_feeds) - text_ref).max())
-        check_parity(audio_err, text_err, parity_tol)
+        towers.check_parity(audio_err, text_err, parity_tol)
         patch_feeds = {"patches": np.ascontiguousarray(patches[:9])}
         audio_invariant = batch_invariant(stage / "audio.onnx", patch_feeds)
         text_invariant = batch_invariant(stage / "text.onnx", equal_length_text_feeds(**text_feeds))
@@ -207,9 +211,9 @@ def write_patch_model_folder(converted: ConvertedModel, out_dir: str | Path, *, 
             name=name or out.name, embed_dim=int(config.embed_dim), audio_frontend=spec,
             audio=AudioTower(architecture=converted.audio_architecture, input_channels=1,
                              config=config.audio.model_dump(exclude={"fusion"}), patch_outputs=width),
-            text=text_entry(converted, model, tokenizer_file, label_space=label_space),
+            text=towers.text_entry(converted, model, tokenizer_file, label_space=label_space),
             variants=files, default_variant=default,
-            provenance=provenance(converted, "training.export_patched.write_patch_model_folder"),
+            provenance=towers.provenance(converted, "training.export_patched.write_patch_model_folder"),
             logit_scale_audio=float(model.logit_scales()[0].detach()),
             logit_scale_text=float(model.logit_scales()[1].detach()),
             joint=joint,

@@ -1,12 +1,11 @@
 """What one optimizer step of ``training.train.train`` computes, per training mode.
 
-The loop owns what every mode shares: schedule, optimizer step, clipping, logging, validation
-timing, best-metric selection, checkpoints. A mode (a "step") has ``steps_per_epoch``,
-``resumable`` (whether a mid-run ``last.pt`` can be continued from), ``summary`` (a log line),
-``step(state)`` (backpropagates one optimizer step's loss and returns ``{"loss", "acc", "clips",
-"wait"}``, or None when the epoch ran dry) and ``validate()`` (retrieval metrics).
-:class:`TowerStep` runs the towers on decoded audio (DDP included); ``training.cached.CachedStep``
-trains on cached tower outputs.
+The loop owns what every mode shares (schedule, optimizer step, clipping, logging, validation,
+best-metric selection, checkpoints). A step object has ``steps_per_epoch``, ``resumable`` (can a
+mid-run ``last.pt`` be continued from), ``summary``, ``step(state)`` (backpropagates one optimizer
+step; returns ``{"loss", "acc", "clips", "wait"}``, or None when the epoch ran dry) and
+``validate()``. :class:`TowerStep` runs the towers on decoded audio (DDP included);
+``training.cached.CachedStep`` trains on cached tower outputs.
 """
 
 from __future__ import annotations

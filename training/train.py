@@ -247,18 +247,18 @@ def optimizer_step(run: Run, cfg: TrainConfig) -> None:
         run.optimizer.step()
 
 
-def evaluate(run: Run, cfg: TrainConfig, emit: Callable[[dict], None]) -> None:
-    """Validation metrics into the log; ``best.pt`` when the selected one improved."""
+def evaluate(run: Run, cfg: TrainConfig) -> dict:
+    """Validation metrics (returned as a log record); ``best.pt`` when the selected one improved."""
     state = run.state
     result = run.step.validate()
     set_train_mode(run.model, cfg)
     direction, _, name = cfg.select_metric.partition(".")
     value = float(result[direction][name] if name else result[direction])
     state.history.append({"step": state.step, "metric": value})
-    emit({"step": state.step, "eval": result})
     if state.best_metric is None or value > state.best_metric:
         state.best_metric, state.best_step = value, state.step
         run.checkpoint("best.pt")
+    return {"step": state.step, "eval": result}
 
 
 def train(cfg: TrainConfig, *, stop_after_steps: int | None = None) -> TrainState:
@@ -270,7 +270,6 @@ def train(cfg: TrainConfig, *, stop_after_steps: int | None = None) -> TrainStat
     total_steps = cfg.max_steps or cfg.epochs * step.steps_per_epoch
     metrics_file = open(Path(cfg.out_dir) / "metrics.jsonl", "a") if rt.main else None
     bar = _progress(cfg, rt, total_steps, state.step)
-    emit = lambda record: _emit(record, metrics_file, bar)
     window = Counter()  # sums since the last log line
     while state.step < total_steps:
         started = time.perf_counter()
@@ -291,10 +290,10 @@ def train(cfg: TrainConfig, *, stop_after_steps: int | None = None) -> TrainStat
             bar.set_postfix(loss=f"{window['loss'] / window['n']:.3f}", refresh=False)
         final = state.step == total_steps
         if state.step % cfg.log_every == 0 or final:
-            emit(log_record(window, state, run))
+            _emit(log_record(window, state, run), metrics_file, bar)
             window = Counter()
         if run.has_val and rt.main and (state.step % cfg.eval_every == 0 or final):
-            evaluate(run, cfg, emit)
+            _emit(evaluate(run, cfg), metrics_file, bar)
         if (step.resumable and state.step % cfg.save_every == 0) or final:
             run.checkpoint("last.pt")
             if not run.has_val and final:

@@ -82,8 +82,7 @@ def test_whole_model_init_from_an_hf_clap_folder_then_export(tmp_path):
     """Fine-tune a (tiny) converted Hugging Face CLAP: HTSAT + fusion through our training forward,
     then the export's parity check against the trained torch model."""
     from tests.factories import save_hf_folder, tiny_clap_model
-    from training.export import converted_from_checkpoint
-    from training.export import write_model_folder
+    from training.export import converted_from_checkpoint, write_model_folder
 
     hf = save_hf_folder(tiny_clap_model(True, vocab_size=400, seed=3), tmp_path / "hf")
     corpus = write_corpus(tmp_path / "data", per_kind=1)

@@ -16,9 +16,20 @@ from pathlib import Path
 
 from indexer.audio.decode import DecodeLimits
 from training.data.records import (  # the shared row checks and issue bookkeeping
-    AUDIO_EXTS, AUDIOCAPS_TEMPLATES, CAPTION_N, TAG_SEP, ClipRecord, OnError, Result, RowChecker, csv_rows,
-    row_checker, split_list, tar_ref,
+    CAPTION_N,
+    TAG_SEP,
+    ClipRecord,
+    OnError,
+    Result,
+    RowChecker,
+    csv_rows,
+    row_checker,
+    split_list,
+    tar_ref,
 )
+
+AUDIO_EXTS = ("flac", "wav", "ogg", "mp3", "opus")
+AUDIOCAPS_TEMPLATES = ("{youtube_id}.{ext}", "{youtube_id}_{start_time}.{ext}", "Y{youtube_id}.{ext}")
 
 
 def read_audiocaps(path: str | Path, audio_dir: str | Path | None = None, *,

@@ -51,7 +51,14 @@ from typing import Literal
 from indexer.audio.decode import DecodeLimits
 from training.data.public_readers import read_audiocaps, read_clotho, read_webdataset
 from training.data.records import (
-    CAPTION_N, TAG_SEP, ManifestIssue, OnError, Result, row_checker, split_list, wrong_columns,
+    CAPTION_N,
+    TAG_SEP,
+    ManifestIssue,
+    OnError,
+    Result,
+    row_checker,
+    split_list,
+    wrong_columns,
 )
 
 _OUR_FIELDS = ("audio", "caption", "captions", "tags", "labels", "split", "licence", "license",

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Literal
 
 from indexer.audio.decode import DecodeLimits, probe
-
 from indexer.errors import AudioError, ClapSearchError
 
 # Separator between a shard path and a member name in ``ClipRecord.audio``.
@@ -97,10 +96,6 @@ class ManifestError(ClapSearchError):
 # shared by every manifest reader (training.data.readers, training.data.public_readers)
 OnError = Literal["skip", "fail"]
 Result = tuple[list[ClipRecord], list[ManifestIssue]]
-
-AUDIO_EXTS = ("flac", "wav", "ogg", "mp3", "opus")
-AUDIOCAPS_TEMPLATES = ("{youtube_id}.{ext}", "{youtube_id}_{start_time}.{ext}",
-                       "Y{youtube_id}.{ext}")
 CAPTION_N = re.compile(r"caption_(\d+)")
 TAG_SEP = re.compile(r"[;,]")
 
