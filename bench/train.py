@@ -10,7 +10,7 @@ Parts:
 
 1. model-only step: forward + symmetric contrastive loss + backward + AdamW step on one synthetic
    batch (random log-mel features ``(B, C, 1001, 64)``, random token ids of ``--tokens`` length),
-   for ``htsat-tiny-roberta`` (ours, ``training.models.clap.build_model``) and its peer, the
+   for ``htsat-tiny-roberta`` (ours, ``training.models.factory.create_model``) and its peer, the
    reference implementation ``transformers.ClapModel(..., return_loss=True)`` built from the same
    config (``training.random_init.build_clap_model``) on the same batch; and ``cnn10-minilm``
    (ours only: no reference implementation exists, absolute numbers). Every system gets
@@ -164,8 +164,8 @@ class StepSystem:
 
 def build_systems(pair_config: str, solo_config: str, batch: int, tokens: int, seed: int, device,
                   precision: str) -> list[StepSystem]:
-    from training.models.clap import build_model
     from training.models.config import load_config
+    from training.models.factory import create_model
     from training.random_init import build_clap_model
 
     pair, solo = load_config(pair_config), load_config(solo_config)
@@ -173,11 +173,11 @@ def build_systems(pair_config: str, solo_config: str, batch: int, tokens: int, s
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return [
-            StepSystem(f"ours {pair_config}", pair_config, build_model(pair, seed=seed), pair_batch, device,
+            StepSystem(f"ours {pair_config}", pair_config, create_model(pair, seed=seed), pair_batch, device,
                        precision, peer=False),
             StepSystem(f"{PEER_NAME} {pair_config}", pair_config, build_clap_model(pair, seed=seed), pair_batch,
                        device, precision, peer=True),
-            StepSystem(f"ours {solo_config}", solo_config, build_model(solo, seed=seed),
+            StepSystem(f"ours {solo_config}", solo_config, create_model(solo, seed=seed),
                        synthetic_batch(solo, batch, tokens, seed, device), device, precision, peer=False),
         ]
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from training.random_init import build_clap_model, load_config, train_tokenizer
+from training.models.config import load_config
+from training.random_init import build_clap_model, train_tokenizer
 
 CAPTIONS = [
     "a dog barks in the rain", "rain falling on a tin roof", "a man speaks while cars pass by",

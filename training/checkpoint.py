@@ -96,42 +96,7 @@ def is_training_checkpoint(path: str | Path) -> bool:
     return isinstance(payload, dict) and payload.get("format") == FORMAT
 
 
-def model_from_checkpoint(path_or_payload):
-    """The trained ClapTrainModel (eval mode) of a checkpoint path or loaded payload."""
-    from training.models.clap import build_model
-    from training.models.config import ModelConfig
-
-    payload = path_or_payload if isinstance(path_or_payload, dict) else load_checkpoint(path_or_payload)
-    config = ModelConfig.model_validate_json(payload["model_config"])
-    model = build_model(config, seed=None)
-    model.load_state_dict(payload["model"])
-    return model.eval()
-
-
 def restore_rng(payload: dict) -> None:
     torch.set_rng_state(payload["rng"]["cpu"])
     if "cuda" in payload["rng"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(payload["rng"]["cuda"])
-
-
-def converted_from_checkpoint(path: str | Path, tokenizer_dir: Path):
-    """A ``ConvertedModel`` of a training checkpoint (its tokenizer written into ``tokenizer_dir``),
-    ready for ``training.export.write_model_folder`` or a torch evaluation."""
-    from indexer.models.manifest import sha256_file
-    from training.convert import ConvertedModel
-    from training.random_init import architecture_name
-
-    payload = load_checkpoint(path)
-    model = model_from_checkpoint(payload)
-    tokenizer_dir.mkdir(parents=True, exist_ok=True)
-    (tokenizer_dir / "tokenizer.json").write_text(payload["tokenizer_json"])
-    config = model.config
-    state: TrainState = payload["state"]
-    notes = [f"trained {state.step} steps ({state.samples_seen} pairs)"]
-    if state.best_metric is not None:
-        notes.append(f"validation metric {state.best_metric:.4f} at step {state.best_step}")
-    return ConvertedModel(
-        model=model, frontend=config.audio_frontend(), audio_architecture=architecture_name(config, "audio"),
-        text_architecture=architecture_name(config, "text"), tokenizer_dir=tokenizer_dir,
-        max_text_length=config.text.max_length, source=str(path), source_format="trained",
-        source_sha256=sha256_file(path), notes=notes)

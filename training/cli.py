@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import logging
 import sys
@@ -47,6 +48,15 @@ TRAIN_FLAGS = {
     "--seed": ("seed", int, "seed of initialisation, data order and augmentation (default 0)"),
     "--eval-every": ("eval_every", int, "validate every N steps (default 200, and at the end)"),
     "--save-every": ("save_every", int, "checkpoint every N steps (default 200, and at the end)"),
+}
+
+
+# subcommands with argument parsers of their own: module (its ``main(argv)``), help
+DELEGATED = {
+    "corpus": ("training.corpus.cli", "build the captioned training corpus from Debian packages"),
+    "corpus-pseudo": ("training.corpus.pseudo", "add YAMNet-agreed captions and clips to the train split"),
+    "label-space": ("training.label_space_tune", "tune label-space settings, table prior/branch mixes"),
+    "model-card": ("training.model_card", "held-out evaluation + MODEL_CARD.md of a model folder"),
 }
 
 
@@ -91,10 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--export-to", type=Path, help="export best.pt to this model folder when done")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
     sub.add_parser("evaluate", add_help=False, help="retrieval / zero-shot / linear-probe metrics")
-    sub.add_parser("corpus", add_help=False, help="build the captioned training corpus from Debian packages")
-    sub.add_parser("corpus-pseudo", add_help=False, help="add YAMNet-agreed captions and clips to the train split")
-    sub.add_parser("label-space", add_help=False, help="tune label-space settings, table prior/branch mixes")
-    sub.add_parser("model-card", add_help=False, help="held-out evaluation + MODEL_CARD.md of a model folder")
+    for name, (_, text) in DELEGATED.items():
+        sub.add_parser(name, add_help=False, help=text)
     export = sub.add_parser("export", help="training checkpoint -> model folder (manifest + ONNX)")
     export.add_argument("checkpoint", type=Path)
     export.add_argument("out", type=Path)
@@ -147,10 +155,9 @@ def train_config_from_args(args: argparse.Namespace):
 
 def torch_embedder(checkpoint: Path, args: argparse.Namespace):
     """``clap-train evaluate --checkpoint``: the checkpoint's model through the same evaluation."""
-    from training.checkpoint import converted_from_checkpoint
     from training.evaluate import TorchEmbedder
-    from training.export import pad_token_id
-    from training.towers import AudioEmbedder, TextEmbedder
+    from training.export import converted_from_checkpoint
+    from training.towers import AudioEmbedder, TextEmbedder, pad_token_id
 
     converted = converted_from_checkpoint(checkpoint, Path(tempfile.mkdtemp(prefix="clap-tok-")))
     device = "cuda" if args.device == "cuda" else "cpu"
@@ -171,7 +178,7 @@ def _convert(args: argparse.Namespace):
 
         return load_hf_folder(args.folder)
     if args.command == "export":
-        from training.checkpoint import converted_from_checkpoint
+        from training.export import converted_from_checkpoint
 
         return converted_from_checkpoint(args.checkpoint, Path(tempfile.mkdtemp(prefix="clap-tok-")))
     from training.random_init import random_converted
@@ -185,22 +192,8 @@ def main(argv: list[str] | None = None) -> int:
         from training.evaluate import main as evaluate_main
 
         return evaluate_main(argv[1:], torch_loader=torch_embedder)
-    if argv[:1] == ["corpus"]:
-        from training.corpus.cli import main as corpus_main
-
-        return corpus_main(argv[1:])
-    if argv[:1] == ["corpus-pseudo"]:
-        from training.corpus.pseudo import main as pseudo_main
-
-        return pseudo_main(argv[1:])
-    if argv[:1] == ["label-space"]:
-        from training.label_space_tune import main as label_space_main
-
-        return label_space_main(argv[1:])
-    if argv[:1] == ["model-card"]:
-        from training.model_card import main as card_main
-
-        return card_main(argv[1:])
+    if argv[:1] and argv[0] in DELEGATED:
+        return importlib.import_module(DELEGATED[argv[0]][0]).main(argv[1:])
     args = build_parser().parse_args(argv)
     # Our own progress at INFO; libraries (onnxruntime's quantizer is chatty) only when they warn.
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)

@@ -288,12 +288,6 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _default_read_records(path: Path, **kw):
-    from training.data.readers import read_any
-
-    return read_any(path, **kw)
-
-
 def _split(records: Sequence, names: Sequence[str | None]) -> list:
     return list(records) if "all" in names else [r for r in records if getattr(r, "split", None) in names]
 
@@ -325,7 +319,9 @@ def main(argv: list[str] | None = None, *, read_records: Callable | None = None,
     start = time.perf_counter()
     try:
         kw = {"audio_dir": args.audio_dir} if args.audio_dir else {}
-        loaded = (read_records or _default_read_records)(args.manifest, **kw)
+        if read_records is None:
+            from training.data.readers import read_any as read_records
+        loaded = read_records(args.manifest, **kw)
         records, issues = loaded if isinstance(loaded, tuple) and len(loaded) == 2 else (loaded, [])
         if issues:
             print(f"note: {len(issues)} manifest line(s) skipped in {args.manifest}", file=sys.stderr)

@@ -16,112 +16,27 @@ Steps, each checked:
 
 from __future__ import annotations
 
-import datetime as _dt
 import json
 import shutil
-import tempfile
-import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from indexer.errors import ModelError
-from indexer.models.manifest import (
-    AudioTower,
-    Manifest,
-    Provenance,
-    TextTower,
-    Variant,
-    sha256_file,
-)
+from indexer.models.manifest import AudioTower, Manifest, Variant, sha256_file
+from training import towers
 from training.convert import ConvertedModel
-from training.towers import AudioEmbedder, TextEmbedder, as_train_model
-
-OPSET = 18
-PROBE_CAPTIONS = [
-    "a dog barks",
-    "rain falling on a tin roof",
-    "a man speaks while cars pass by in the distance",
-    "This is a sound of church bells.",
-    "glass breaking",
-]
-
-
-def _versions() -> dict[str, str]:
-    import onnx
-    import onnxruntime
-    import transformers
-
-    return {
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
-        "onnx": onnx.__version__,
-        "onnxruntime": onnxruntime.__version__,
-    }
+from training.models.factory import create_model
+from training.towers import batch_invariant, equal_length_text_feeds, min_cosine, run_onnx
 
 
 def probe_audio_inputs(converted: ConvertedModel, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Features for a short, an exact-length and two long generated clips, via our front end."""
-    from indexer.audio.clip import waveform_views
-
     spec = converted.frontend
-    rng = np.random.default_rng(seed)
-    sr = spec.sample_rate
-    views = []
-    for seconds in (2.5, spec.clip_samples / sr, 2.6 * spec.clip_samples / sr, 4 * spec.clip_samples / sr):
-        t = np.arange(int(seconds * sr)) / sr
-        wave = 0.3 * np.sin(2 * np.pi * rng.uniform(100, 4000) * t) + 0.05 * rng.standard_normal(t.size)
-        wave *= np.linspace(0.2, 1.0, t.size)  # a level change so the fused views differ
-        views.append(waveform_views(wave.astype(np.float32), spec))
-    features = np.stack([v.features for v in views])
-    is_longer = np.array([v.is_longer for v in views])
-    return features, is_longer
-
-
-def _probe_tokens(tokenizer_file: Path, max_length: int) -> tuple[np.ndarray, np.ndarray]:
-    from indexer.text import TextTokenizer
-
-    tok = TextTokenizer(tokenizer_file, max_length=max_length)
-    return tok.encode_batch(PROBE_CAPTIONS)
-
-
-def _export(module: torch.nn.Module, args: tuple, names: list[str], output: str, dynamic: dict, path: Path) -> None:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(
-            module, args, str(path), input_names=names, output_names=[output], opset_version=OPSET,
-            dynamo=True, dynamic_shapes=dynamic, external_data=False, verbose=False,
-        )
-
-
-def _run(path: Path, feeds: dict[str, np.ndarray]) -> np.ndarray:
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.log_severity_level = 3  # constant-folding notices are noise here
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    return session.run(None, feeds)[0]
-
-
-def _min_cosine(a: np.ndarray, b: np.ndarray) -> float:
-    return float(np.min(np.sum(a * b, axis=1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))))
-
-
-def _batch_invariant(path: Path, feeds: dict[str, np.ndarray]) -> bool:
-    """True when every row of a batch equals, bit for bit, that row run alone."""
-    together = _run(path, feeds)
-    rows = next(iter(feeds.values())).shape[0]
-    return all(
-        np.array_equal(together[i], _run(path, {k: v[i : i + 1] for k, v in feeds.items()})[0])
-        for i in range(rows)
-    )
-
-
-def _equal_length_text_feeds(input_ids: np.ndarray, attention_mask: np.ndarray) -> dict[str, np.ndarray]:
-    """Probe rows cut to the shortest one: the runtime only ever batches texts of equal length."""
-    shortest = int(attention_mask.sum(axis=1).min())
-    return {"input_ids": input_ids[:, :shortest].copy(), "attention_mask": np.ones_like(input_ids[:, :shortest])}
+    clip = spec.clip_samples / spec.sample_rate
+    views = towers.probe_views(spec, (2.5, clip, 2.6 * spec.clip_samples / spec.sample_rate, 4 * clip), seed)
+    return np.stack([v.features for v in views]), np.array([v.is_longer for v in views])
 
 
 def _quantize_int8(src: Path, dst: Path) -> None:
@@ -142,15 +57,7 @@ def _quantize_int8(src: Path, dst: Path) -> None:
                      op_types_to_quantize=["MatMul", "Gemm"])
 
 
-def _convert_fp16(src: Path, dst: Path) -> None:
-    import onnx
-    from onnxruntime.transformers.float16 import convert_float_to_float16
-
-    model = convert_float_to_float16(onnx.load(str(src)), keep_io_types=True)
-    onnx.save(model, str(dst))
-
-
-VARIANT_BUILDERS = {"int8": _quantize_int8, "fp16": _convert_fp16}
+VARIANT_BUILDERS = {"int8": _quantize_int8, "fp16": towers.convert_fp16}
 PRECISIONS = ("fp32", *VARIANT_BUILDERS)
 
 
@@ -163,6 +70,45 @@ def _precisions(variant: str) -> tuple[str, str]:
         raise ModelError(f"unknown variant {variant!r}: use one of {', '.join(PRECISIONS)} or AUDIO-TEXT "
                          "such as fp32-fp16")
     return audio, text
+
+
+def measure_variants(stage: Path, variants: tuple[str, ...], audio_feeds: dict, text_feeds: dict,
+                     audio_ref: np.ndarray, text_ref: np.ndarray) -> dict[str, Variant]:
+    """Each variant's files (built once, shared between variants), its cosine to fp32 and batch
+    invariance, on the probes; fp32 always, since every variant is measured against it."""
+    def tower_file(tower: str, precision: str) -> str:
+        name = f"{tower}.onnx" if precision == "fp32" else f"{tower}.{precision}.onnx"
+        if not (stage / name).exists():
+            VARIANT_BUILDERS[precision](stage / f"{tower}.onnx", stage / name)
+        return name
+
+    files: dict[str, Variant] = {}
+    for variant in dict.fromkeys((*variants, "fp32")):
+        audio_prec, text_prec = _precisions(variant)
+        audio_name, text_name = tower_file("audio", audio_prec), tower_file("text", text_prec)
+        audio_cos = None if audio_prec == "fp32" else min_cosine(run_onnx(stage / audio_name, audio_feeds), audio_ref)
+        text_cos = None if text_prec == "fp32" else min_cosine(run_onnx(stage / text_name, text_feeds), text_ref)
+        files[variant] = Variant(
+            audio=audio_name, text=text_name, audio_min_cosine_to_fp32=audio_cos, text_min_cosine_to_fp32=text_cos,
+            audio_batch_invariant=batch_invariant(stage / audio_name, audio_feeds),
+            text_batch_invariant=batch_invariant(stage / text_name, equal_length_text_feeds(**text_feeds)),
+            sha256={n: sha256_file(stage / n) for n in (audio_name, text_name)})
+    return files
+
+
+def keep_shipped(stage: Path, files: dict[str, Variant], ship: tuple[str, ...] | None,
+                 default_variant: str | None) -> str:
+    """Mark the variants left out of the folder (measured and recorded all the same), delete the
+    files only they use, and return the default variant."""
+    shipped = set(files) if ship is None else set(ship)
+    if not shipped <= set(files):
+        raise ModelError(f"cannot ship {sorted(shipped - set(files))}: not among the variants {sorted(files)}")
+    needed = {f for v in shipped for f in (files[v].audio, files[v].text)}
+    for variant_name in sorted(set(files) - shipped):
+        files[variant_name] = files[variant_name].model_copy(update={"shipped": False})
+        for file_name in {files[variant_name].audio, files[variant_name].text} - needed:
+            (stage / file_name).unlink()
+    return default_variant or ("fp32" if "fp32" in shipped else sorted(shipped)[0])
 
 
 def write_model_folder(
@@ -183,78 +129,34 @@ def write_model_folder(
         return write_patch_model_folder(converted, out_dir, name=name, parity_tol=parity_tol, overwrite=overwrite,
                                         ship_fp16_text=ship is None or "fp32-fp16" in ship)
     out = Path(out_dir)
-    if out.exists() and any(out.iterdir()):
-        if not overwrite:
-            raise ModelError(f"{out} exists and is not empty (pass overwrite=True)")
-        shutil.rmtree(out)
     for variant in variants:
         _precisions(variant)  # fail before the (slow) export on a misspelt variant
 
-    model = as_train_model(converted.model, converted.max_text_length).eval().float()
-    audio_tower, text_tower = AudioEmbedder(model).eval(), TextEmbedder(model).eval()
-    tokenizer_file = _tokenizer_file(converted.tokenizer_dir)
+    model = create_model(pretrained=converted.model, max_text_length=converted.max_text_length).eval().float()
+    audio_tower, text_tower = towers.AudioEmbedder(model).eval(), towers.TextEmbedder(model).eval()
+    tokenizer_file = towers.tokenizer_file_in(converted.tokenizer_dir)
     features, is_longer = probe_audio_inputs(converted)
-    input_ids, attention_mask = _probe_tokens(tokenizer_file, converted.max_text_length)
+    input_ids, attention_mask = towers.probe_tokens(tokenizer_file, converted.max_text_length)
 
-    with tempfile.TemporaryDirectory(dir=out.parent if out.parent.exists() else None) as tmp:
-        stage = Path(tmp)
+    with towers.staged_folder(out, overwrite) as stage:
         batch = torch.export.Dim("batch")
-        length = torch.export.Dim("length")
         audio_args = (torch.from_numpy(features), torch.from_numpy(is_longer))
         text_args = (torch.from_numpy(input_ids), torch.from_numpy(attention_mask))
-        _export(audio_tower, audio_args, ["input_features", "is_longer"], "clap_audio_embeds",
-                {"input_features": {0: batch}, "is_longer": {0: batch}}, stage / "audio.onnx")
-        _export(text_tower, text_args, ["input_ids", "attention_mask"], "clap_text_embeds",
-                {"input_ids": {0: batch, 1: length}, "attention_mask": {0: batch, 1: length}}, stage / "text.onnx")
+        towers.export_onnx(audio_tower, audio_args, ["input_features", "is_longer"], "clap_audio_embeds",
+                    {"input_features": {0: batch}, "is_longer": {0: batch}}, stage / "audio.onnx")
+        towers.export_text(text_tower, text_args, stage / "text.onnx")
 
         with torch.inference_mode():
             audio_ref = audio_tower(*audio_args).numpy()
             text_ref = text_tower(*text_args).numpy()
         audio_feeds = {"input_features": features, "is_longer": is_longer}
         text_feeds = {"input_ids": input_ids, "attention_mask": attention_mask}
-        audio_err = float(np.abs(_run(stage / "audio.onnx", audio_feeds) - audio_ref).max())
-        text_err = float(np.abs(_run(stage / "text.onnx", text_feeds) - text_ref).max())
-        if audio_err > parity_tol or text_err > parity_tol:
-            raise ModelError(
-                f"ONNX export does not reproduce the torch model: audio max|diff| {audio_err:.2e}, "
-                f"text {text_err:.2e} (tolerance {parity_tol:.0e})"
-            )
+        audio_err = float(np.abs(run_onnx(stage / "audio.onnx", audio_feeds) - audio_ref).max())
+        text_err = float(np.abs(run_onnx(stage / "text.onnx", text_feeds) - text_ref).max())
+        towers.check_parity(audio_err, text_err, parity_tol)
 
-        files: dict[str, Variant] = {}
-        def tower_file(tower: str, precision: str) -> str:
-            """The tower's file at ``precision``, built once and shared between variants."""
-            name = f"{tower}.onnx" if precision == "fp32" else f"{tower}.{precision}.onnx"
-            if not (stage / name).exists():
-                VARIANT_BUILDERS[precision](stage / f"{tower}.onnx", stage / name)
-            return name
-
-        for variant in variants:
-            audio_prec, text_prec = _precisions(variant)
-            audio_name, text_name = tower_file("audio", audio_prec), tower_file("text", text_prec)
-            audio_cos = None if audio_prec == "fp32" else _min_cosine(_run(stage / audio_name, audio_feeds), audio_ref)
-            text_cos = None if text_prec == "fp32" else _min_cosine(_run(stage / text_name, text_feeds), text_ref)
-            files[variant] = Variant(
-                audio=audio_name, text=text_name,
-                audio_min_cosine_to_fp32=audio_cos, text_min_cosine_to_fp32=text_cos,
-                audio_batch_invariant=_batch_invariant(stage / audio_name, audio_feeds),
-                text_batch_invariant=_batch_invariant(stage / text_name, _equal_length_text_feeds(**text_feeds)),
-                sha256={n: sha256_file(stage / n) for n in (audio_name, text_name)},
-            )
-        if "fp32" not in variants:  # fp32 is the reference every variant is measured against
-            files["fp32"] = Variant(audio="audio.onnx", text="text.onnx",
-                                    audio_batch_invariant=_batch_invariant(stage / "audio.onnx", audio_feeds),
-                                    text_batch_invariant=_batch_invariant(
-                                        stage / "text.onnx", _equal_length_text_feeds(**text_feeds)),
-                                    sha256={n: sha256_file(stage / n) for n in ("audio.onnx", "text.onnx")})
-        shipped = set(files) if ship is None else set(ship)
-        if not shipped <= set(files):
-            raise ModelError(f"cannot ship {sorted(shipped - set(files))}: not among the variants {sorted(files)}")
-        default_variant = default_variant or ("fp32" if "fp32" in shipped else sorted(shipped)[0])
-        needed = {f for v in shipped for f in (files[v].audio, files[v].text)}
-        for variant_name in sorted(set(files) - shipped):  # measured, recorded, left out of the folder
-            files[variant_name] = files[variant_name].model_copy(update={"shipped": False})
-            for file_name in {files[variant_name].audio, files[variant_name].text} - needed:
-                (stage / file_name).unlink()
+        files = measure_variants(stage, variants, audio_feeds, text_feeds, audio_ref, text_ref)
+        default_variant = keep_shipped(stage, files, ship, default_variant)
         shutil.copyfile(tokenizer_file, stage / "tokenizer.json")
 
         config = model.full_config()
@@ -268,20 +170,10 @@ def write_model_folder(
                 input_channels=4 if config.fusion else 1,
                 config=config.audio.model_dump(exclude={"fusion"}),
             ),
-            text=TextTower(
-                architecture=converted.text_architecture,
-                max_length=converted.max_text_length,
-                pad_token_id=pad_token_id(tokenizer_file, model.text.model.config.pad_token_id),
-                config={"pooling": config.text.resolved_pooling, **config.text.config},
-            ),
+            text=towers.text_entry(converted, model, tokenizer_file),
             variants=files,
             default_variant=default_variant,
-            provenance=Provenance(
-                source=converted.source, source_format=converted.source_format,
-                source_sha256=converted.source_sha256, converter="training.export.write_model_folder",
-                created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-                versions=_versions(),
-            ),
+            provenance=towers.provenance(converted, "training.export.write_model_folder"),
             logit_scale_audio=float(model.logit_scales()[0].detach()),
             logit_scale_text=float(model.logit_scales()[1].detach()),
         )
@@ -290,34 +182,26 @@ def write_model_folder(
             "parity_max_abs": {"audio": audio_err, "text": text_err},
             "notes": converted.notes,
         }, indent=2) + "\n")
-        out.parent.mkdir(parents=True, exist_ok=True)
-        if out.exists():
-            out.rmdir()
-        stage.chmod(0o755)  # TemporaryDirectory creates it private
-        shutil.move(str(stage), str(out))
-        stage.mkdir()  # TemporaryDirectory cleanup expects it
     return manifest
 
 
-def pad_token_id(tokenizer_file: Path, fallback: int | None) -> int:
-    """The tokenizer's own padding token (what batches are padded with), else the model's."""
-    from tokenizers import Tokenizer
+def converted_from_checkpoint(path: str | Path, tokenizer_dir: Path):
+    """A ``ConvertedModel`` of a training checkpoint (its tokenizer written into ``tokenizer_dir``),
+    ready for ``training.export.write_model_folder`` or a torch evaluation."""
+    from training.checkpoint import TrainState, load_checkpoint
+    from training.random_init import architecture_name
 
-    tok = Tokenizer.from_file(str(tokenizer_file))
-    padding = tok.padding
-    if padding and padding.get("pad_id") is not None and padding.get("pad_token") in tok.get_vocab():
-        return int(padding["pad_id"])
-    for token in ("<pad>", "[PAD]", "<|endoftext|>"):
-        found = tok.token_to_id(token)
-        if found is not None:
-            return int(found)
-    if fallback is None:
-        raise ModelError(f"{tokenizer_file}: no padding token found and the model names none")
-    return int(fallback)
-
-
-def _tokenizer_file(folder: Path) -> Path:
-    path = Path(folder) / "tokenizer.json"
-    if not path.is_file():
-        raise ModelError(f"{folder}: no tokenizer.json (convert vocab.json + merges.txt with transformers first)")
-    return path
+    payload = load_checkpoint(path)
+    model = create_model(pretrained=payload)
+    tokenizer_dir.mkdir(parents=True, exist_ok=True)
+    (tokenizer_dir / "tokenizer.json").write_text(payload["tokenizer_json"])
+    config = model.config
+    state: TrainState = payload["state"]
+    notes = [f"trained {state.step} steps ({state.samples_seen} pairs)"]
+    if state.best_metric is not None:
+        notes.append(f"validation metric {state.best_metric:.4f} at step {state.best_step}")
+    return ConvertedModel(
+        model=model, frontend=config.audio_frontend(), audio_architecture=architecture_name(config, "audio"),
+        text_architecture=architecture_name(config, "text"), tokenizer_dir=tokenizer_dir,
+        max_text_length=config.text.max_length, source=str(path), source_format="trained",
+        source_sha256=sha256_file(path), notes=notes)

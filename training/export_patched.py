@@ -14,10 +14,8 @@ row is bit-identical alone and in a batch is measured into the manifest.
 
 from __future__ import annotations
 
-import datetime as _dt
 import json
 import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -25,16 +23,19 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from indexer.errors import ModelError
 from indexer.models.manifest import (
-    AudioTower, JointPart, LabelSpace, Manifest, Provenance, ScoreCalibration, TextTower, Variant, sha256_file,
+    AudioTower,
+    JointPart,
+    LabelSpace,
+    Manifest,
+    ScoreCalibration,
+    Variant,
+    sha256_file,
 )
+from training import towers
 from training.convert import ConvertedModel
-from training.export import (
-    _batch_invariant, _convert_fp16, _equal_length_text_feeds, _export, _min_cosine, _probe_tokens, _run,
-    _tokenizer_file, _versions, pad_token_id,
-)
-from training.towers import TextEmbedder, as_train_model
+from training.models.factory import create_model
+from training.towers import batch_invariant, equal_length_text_feeds, export_onnx, run_onnx
 
 
 class _PatchGraph(nn.Module):
@@ -82,16 +83,7 @@ def fp16_weights(src: Path, dst: Path, min_elements: int = 1024) -> None:
 
 def probe_clips(spec, seed: int = 0) -> list[np.ndarray]:
     """Frames ``(1, T, n_mels)`` of generated clips: shorter than a patch, a few patches, long."""
-    from indexer.audio.clip import waveform_views
-
-    rng = np.random.default_rng(seed)
-    sr = spec.sample_rate
-    out = []
-    for seconds in (0.3, 2.2, 7.9, 31.0):
-        t = np.arange(int(seconds * sr)) / sr
-        wave = 0.3 * np.sin(2 * np.pi * rng.uniform(100, 4000) * t) + 0.05 * rng.standard_normal(t.size)
-        out.append(waveform_views((wave * np.linspace(0.2, 1.0, t.size)).astype(np.float32), spec).features)
-    return out
+    return [views.features for views in towers.probe_views(spec, (0.3, 2.2, 7.9, 31.0), seed)]
 
 
 def _onnx_file_vectors(stage: Path, audio: str, head: str, clips: list[np.ndarray], spec) -> np.ndarray:
@@ -99,9 +91,70 @@ def _onnx_file_vectors(stage: Path, audio: str, head: str, clips: list[np.ndarra
 
     pooled = []
     for frames in clips:
-        rows = _run(stage / audio, {"patches": np.ascontiguousarray(frames_to_patches(frames[0], spec))})
+        rows = run_onnx(stage / audio, {"patches": np.ascontiguousarray(frames_to_patches(frames[0], spec))})
         pooled.append(np.add.reduce(rows, axis=0, dtype=np.float64) / rows.shape[0])
-    return _run(stage / head, {"pooled": np.stack(pooled).astype(np.float32)})
+    return run_onnx(stage / head, {"pooled": np.stack(pooled).astype(np.float32)})
+
+
+def keep_only(stage: Path, files: dict[str, Variant], default: str) -> None:
+    """Ship the default variant alone: the files only the others use are deleted; the others stay
+    in the manifest, pinned by their hashes, marked ``shipped: false``."""
+    for other in set(files) - {default}:
+        files[other] = files[other].model_copy(update={"shipped": False})
+    keep = {n for n in (files[default].audio, files[default].audio_head, files[default].text) if n}
+    for variant in files.values():
+        for leftover in {variant.audio, variant.audio_head, variant.text} - keep - {None}:
+            (stage / leftover).unlink(missing_ok=True)
+
+
+def label_space_parts(head, encoder: str) -> tuple[LabelSpace, list[JointPart]]:
+    """The manifest's label space and the blocks of the joint vector of a label-space head: the
+    prior (class scores vs anchors), the trained branch, the audio-only embedding block."""
+    labels = head.labels()
+    label_space = LabelSpace(template=head.template, temperature=head.temperature, labels=labels, encoder=encoder)
+    keep = 1.0 - head.embedding_weight
+    joint = [JointPart(name="prior", dim=len(labels), weight=head.prior_weight, audio_weight=keep * head.prior_weight,
+                       description="AudioSet label space: mean class scores vs softmax over anchors")]
+    if head.branch_dim:
+        joint.append(JointPart(name="branch", dim=head.branch_dim, weight=1.0 - head.prior_weight,
+                               audio_weight=keep * (1.0 - head.prior_weight),
+                               description="trained branch (tower output / text embedding -> MLP)"))
+    if head.embedding_dim:
+        joint.append(JointPart(name="embedding", dim=head.embedding_dim, weight=0.0, audio_weight=head.embedding_weight,
+                               description="tower embedding on its principal axes; zero in text vectors"))
+    return label_space, joint
+
+
+def add_fp16_variants(stage: Path, files: dict[str, Variant], clips: list[np.ndarray], spec, patch_feeds: dict,
+                      text_feeds: dict, text_ref: np.ndarray, ship_fp16_text: bool) -> tuple[str, float, float]:
+    """Measure ``fp32-fp16`` (text tower in fp16) and ``fp16w-fp16`` (audio weights stored in fp16
+    too) against fp32; returns the variant to ship and the two costs (min cosines to fp32)."""
+    towers.convert_fp16(stage / "text.onnx", stage / "text.fp16.onnx")
+    fp16_cos = towers.min_cosine(run_onnx(stage / "text.fp16.onnx", text_feeds), text_ref)
+    fp16_ok = ship_fp16_text and fp16_cos >= 0.999
+    files["fp32-fp16"] = Variant(
+        audio="audio.onnx", audio_head="audio_head.onnx", text="text.fp16.onnx",
+        text_min_cosine_to_fp32=fp16_cos, audio_batch_invariant=files["fp32"].audio_batch_invariant,
+        text_batch_invariant=batch_invariant(stage / "text.fp16.onnx", equal_length_text_feeds(**text_feeds)),
+        sha256={**{n: files["fp32"].sha256[n] for n in ("audio.onnx", "audio_head.onnx")},
+                "text.fp16.onnx": sha256_file(stage / "text.fp16.onnx")}, shipped=fp16_ok)
+    # Audio weights stored in fp16 (float32 arithmetic): shipped with the fp16 text tower when
+    # the file vectors stay at cosine >= 0.999 to fp32 and rows stay batch-invariant.
+    fp16_weights(stage / "audio.onnx", stage / "audio.fp16w.onnx")
+    fp16_weights(stage / "audio_head.onnx", stage / "audio_head.fp16w.onnx")
+    full = _onnx_file_vectors(stage, "audio.onnx", "audio_head.onnx", clips, spec)
+    small = _onnx_file_vectors(stage, "audio.fp16w.onnx", "audio_head.fp16w.onnx", clips, spec)
+    audio_cos = towers.min_cosine(small, full)
+    small_invariant = batch_invariant(stage / "audio.fp16w.onnx", patch_feeds)
+    compact_ok = fp16_ok and audio_cos >= 0.999 and small_invariant
+    files["fp16w-fp16"] = Variant(
+        audio="audio.fp16w.onnx", audio_head="audio_head.fp16w.onnx", text="text.fp16.onnx",
+        audio_min_cosine_to_fp32=audio_cos, text_min_cosine_to_fp32=fp16_cos,
+        audio_batch_invariant=small_invariant, text_batch_invariant=files["fp32-fp16"].text_batch_invariant,
+        sha256={n: sha256_file(stage / n) for n in ("audio.fp16w.onnx", "audio_head.fp16w.onnx", "text.fp16.onnx")},
+        shipped=compact_ok)
+    default = "fp16w-fp16" if compact_ok else "fp32-fp16" if fp16_ok else "fp32"
+    return default, fp16_cos, audio_cos
 
 
 def write_patch_model_folder(converted: ConvertedModel, out_dir: str | Path, *, name: str | None = None,
@@ -112,29 +165,23 @@ def write_patch_model_folder(converted: ConvertedModel, out_dir: str | Path, *, 
     from indexer.audio.patches import frames_to_patches
 
     out = Path(out_dir)
-    if out.exists() and any(out.iterdir()):
-        if not overwrite:
-            raise ModelError(f"{out} exists and is not empty (pass overwrite=True)")
-        shutil.rmtree(out)
     spec = converted.frontend
-    model = as_train_model(converted.model, converted.max_text_length).eval().float()
-    text_tower = TextEmbedder(model).eval()
-    tokenizer_file = _tokenizer_file(converted.tokenizer_dir)
+    model = create_model(pretrained=converted.model, max_text_length=converted.max_text_length).eval().float()
+    text_tower = towers.TextEmbedder(model).eval()
+    tokenizer_file = towers.tokenizer_file_in(converted.tokenizer_dir)
     clips = probe_clips(spec)
     patches = np.concatenate([frames_to_patches(c[0], spec) for c in clips])
-    input_ids, attention_mask = _probe_tokens(tokenizer_file, converted.max_text_length)
+    input_ids, attention_mask = towers.probe_tokens(tokenizer_file, converted.max_text_length)
     width = int(model.audio.width)
 
-    with tempfile.TemporaryDirectory(dir=out.parent if out.parent.exists() else None) as tmp:
-        stage = Path(tmp)
-        batch, length = torch.export.Dim("batch"), torch.export.Dim("length")
-        _export(_PatchGraph(model.audio).eval(), (torch.from_numpy(np.ascontiguousarray(patches)),), ["patches"],
+    with towers.staged_folder(out, overwrite) as stage:
+        batch = torch.export.Dim("batch")
+        export_onnx(_PatchGraph(model.audio).eval(), (torch.from_numpy(np.ascontiguousarray(patches)),), ["patches"],
                 "patch_outputs", {"patches": {0: batch}}, stage / "audio.onnx")
-        _export(_HeadGraph(model.audio_projection).eval(), (torch.zeros(3, width),), ["pooled"],
+        export_onnx(_HeadGraph(model.audio_projection).eval(), (torch.zeros(3, width),), ["pooled"],
                 "clap_audio_embeds", {"pooled": {0: batch}}, stage / "audio_head.onnx")
         text_args = (torch.from_numpy(input_ids), torch.from_numpy(attention_mask))
-        _export(text_tower, text_args, ["input_ids", "attention_mask"], "clap_text_embeds",
-                {"input_ids": {0: batch, 1: length}, "attention_mask": {0: batch, 1: length}}, stage / "text.onnx")
+        towers.export_text(text_tower, text_args, stage / "text.onnx")
 
         with torch.inference_mode():
             audio_ref = torch.cat([model.encode_audio(torch.from_numpy(c[None]), torch.zeros(1, dtype=torch.bool))
@@ -143,92 +190,30 @@ def write_patch_model_folder(converted: ConvertedModel, out_dir: str | Path, *, 
         audio_err = float(np.abs(_onnx_file_vectors(stage, "audio.onnx", "audio_head.onnx", clips, spec)
                                  - audio_ref).max())
         text_feeds = {"input_ids": input_ids, "attention_mask": attention_mask}
-        text_err = float(np.abs(_run(stage / "text.onnx", text_feeds) - text_ref).max())
-        if audio_err > parity_tol or text_err > parity_tol:
-            raise ModelError(f"ONNX export does not reproduce the torch model: audio max|diff| {audio_err:.2e}, "
-                             f"text {text_err:.2e} (tolerance {parity_tol:.0e})")
+        text_err = float(np.abs(run_onnx(stage / "text.onnx", text_feeds) - text_ref).max())
+        towers.check_parity(audio_err, text_err, parity_tol)
         patch_feeds = {"patches": np.ascontiguousarray(patches[:9])}
-        audio_invariant = _batch_invariant(stage / "audio.onnx", patch_feeds)
-        text_invariant = _batch_invariant(stage / "text.onnx", _equal_length_text_feeds(**text_feeds))
+        audio_invariant = batch_invariant(stage / "audio.onnx", patch_feeds)
+        text_invariant = batch_invariant(stage / "text.onnx", equal_length_text_feeds(**text_feeds))
         hashes = {n: sha256_file(stage / n) for n in ("audio.onnx", "audio_head.onnx", "text.onnx")}
         files = {"fp32": Variant(audio="audio.onnx", audio_head="audio_head.onnx", text="text.onnx",
                                  audio_batch_invariant=audio_invariant, text_batch_invariant=text_invariant,
                                  sha256=hashes)}
-        _convert_fp16(stage / "text.onnx", stage / "text.fp16.onnx")
-        fp16_cos = _min_cosine(_run(stage / "text.fp16.onnx", text_feeds), text_ref)
-        fp16_ok = ship_fp16_text and fp16_cos >= 0.999
-        files["fp32-fp16"] = Variant(
-            audio="audio.onnx", audio_head="audio_head.onnx", text="text.fp16.onnx",
-            text_min_cosine_to_fp32=fp16_cos, audio_batch_invariant=audio_invariant,
-            text_batch_invariant=_batch_invariant(stage / "text.fp16.onnx", _equal_length_text_feeds(**text_feeds)),
-            sha256={"audio.onnx": hashes["audio.onnx"], "audio_head.onnx": hashes["audio_head.onnx"],
-                    "text.fp16.onnx": sha256_file(stage / "text.fp16.onnx")}, shipped=fp16_ok)
-        # Audio weights stored in fp16 (float32 arithmetic): shipped with the fp16 text tower when
-        # the file vectors stay at cosine >= 0.999 to fp32 and rows stay batch-invariant.
-        fp16_weights(stage / "audio.onnx", stage / "audio.fp16w.onnx")
-        fp16_weights(stage / "audio_head.onnx", stage / "audio_head.fp16w.onnx")
-        full = _onnx_file_vectors(stage, "audio.onnx", "audio_head.onnx", clips, spec)
-        small = _onnx_file_vectors(stage, "audio.fp16w.onnx", "audio_head.fp16w.onnx", clips, spec)
-        audio_cos = _min_cosine(small, full)
-        small_invariant = _batch_invariant(stage / "audio.fp16w.onnx", patch_feeds)
-        compact_ok = fp16_ok and audio_cos >= 0.999 and small_invariant
-        files["fp16w-fp16"] = Variant(
-            audio="audio.fp16w.onnx", audio_head="audio_head.fp16w.onnx", text="text.fp16.onnx",
-            audio_min_cosine_to_fp32=audio_cos, text_min_cosine_to_fp32=fp16_cos,
-            audio_batch_invariant=small_invariant, text_batch_invariant=files["fp32-fp16"].text_batch_invariant,
-            sha256={n: sha256_file(stage / n) for n in ("audio.fp16w.onnx", "audio_head.fp16w.onnx", "text.fp16.onnx")},
-            shipped=compact_ok)
-        default = "fp16w-fp16" if compact_ok else "fp32-fp16" if fp16_ok else "fp32"
-        if compact_ok:  # the folder keeps the compact files only; the others stay pinned by their hashes
-            for leftover in ("text.onnx", "audio.onnx", "audio_head.onnx"):
-                (stage / leftover).unlink()
-            for v in ("fp32", "fp32-fp16"):
-                files[v] = files[v].model_copy(update={"shipped": False})
-        elif fp16_ok:
-            for leftover in ("text.onnx", "audio.fp16w.onnx", "audio_head.fp16w.onnx"):
-                (stage / leftover).unlink()
-            files["fp32"] = files["fp32"].model_copy(update={"shipped": False})
-            files["fp16w-fp16"] = files["fp16w-fp16"].model_copy(update={"shipped": False})
-        else:
-            for leftover in ("text.fp16.onnx", "audio.fp16w.onnx", "audio_head.fp16w.onnx"):
-                (stage / leftover).unlink()
-            files["fp16w-fp16"] = files["fp16w-fp16"].model_copy(update={"shipped": False})
+        default, fp16_cos, audio_cos = add_fp16_variants(stage, files, clips, spec, patch_feeds, text_feeds, text_ref,
+                                                         ship_fp16_text)
+        keep_only(stage, files, default)
         shutil.copyfile(tokenizer_file, stage / "tokenizer.json")
 
         config = model.full_config()
         head = config.head
-        joint: list[JointPart] = []
-        label_space = None
-        if head is not None:
-            labels = head.labels()
-            label_space = LabelSpace(template=head.template, temperature=head.temperature, labels=labels,
-                                     encoder=converted.text_architecture)
-            keep = 1.0 - head.embedding_weight
-            joint.append(JointPart(name="prior", dim=len(labels), weight=head.prior_weight,
-                                   audio_weight=keep * head.prior_weight,
-                                   description="AudioSet label space: mean class scores vs softmax over anchors"))
-            if head.branch_dim:
-                joint.append(JointPart(name="branch", dim=head.branch_dim, weight=1.0 - head.prior_weight,
-                                       audio_weight=keep * (1.0 - head.prior_weight),
-                                       description="trained branch (tower output / text embedding -> MLP)"))
-            if head.embedding_dim:
-                joint.append(JointPart(name="embedding", dim=head.embedding_dim, weight=0.0,
-                                       audio_weight=head.embedding_weight,
-                                       description="tower embedding on its principal axes; zero in text vectors"))
+        label_space, joint = label_space_parts(head, converted.text_architecture) if head else (None, [])
         manifest = Manifest(
             name=name or out.name, embed_dim=int(config.embed_dim), audio_frontend=spec,
             audio=AudioTower(architecture=converted.audio_architecture, input_channels=1,
                              config=config.audio.model_dump(exclude={"fusion"}), patch_outputs=width),
-            text=TextTower(architecture=converted.text_architecture, max_length=converted.max_text_length,
-                           pad_token_id=pad_token_id(tokenizer_file, model.text.model.config.pad_token_id),
-                           config={"pooling": config.text.resolved_pooling, **config.text.config},
-                           label_space=label_space),
+            text=towers.text_entry(converted, model, tokenizer_file, label_space=label_space),
             variants=files, default_variant=default,
-            provenance=Provenance(source=converted.source, source_format=converted.source_format,
-                                  source_sha256=converted.source_sha256,
-                                  converter="training.export_patched.write_patch_model_folder",
-                                  created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-                                  versions=_versions()),
+            provenance=towers.provenance(converted, "training.export_patched.write_patch_model_folder"),
             logit_scale_audio=float(model.logit_scales()[0].detach()),
             logit_scale_text=float(model.logit_scales()[1].detach()),
             joint=joint,
@@ -238,10 +223,4 @@ def write_patch_model_folder(converted: ConvertedModel, out_dir: str | Path, *, 
         (stage / "export_report.json").write_text(json.dumps({
             "parity_max_abs": {"audio": audio_err, "text": text_err},
             "text_fp16_min_cosine": fp16_cos, "audio_fp16_weights_min_cosine": audio_cos, "notes": converted.notes}, indent=2) + "\n")
-        out.parent.mkdir(parents=True, exist_ok=True)
-        if out.exists():
-            out.rmdir()
-        stage.chmod(0o755)
-        shutil.move(str(stage), str(out))
-        stage.mkdir()
     return manifest

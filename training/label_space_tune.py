@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from training.evaluate import DEFAULT_TEMPLATE, evaluate_retrieval, evaluate_zero_shot
-from training.model_card import LabelledRecord, primary_label
+from training.model_card import LabelledRecord, primary_label, read_corpus
 
 
 class _MixEmbedder:
@@ -69,11 +69,8 @@ class TextCache:
 
     def __call__(self, texts: list[str]) -> np.ndarray:
         todo = [t for t in dict.fromkeys(texts) if t not in self.seen]
-        with torch.inference_mode():
-            for i in range(0, len(todo), 128):
-                ids, mask = self.tokenizer.encode_batch(todo[i : i + 128])
-                rows = self.model.text(torch.from_numpy(ids), torch.from_numpy(mask)).float().numpy()
-                self.seen.update(zip(todo[i : i + 128], rows))
+        if todo:
+            self.seen.update(zip(todo, self.model.text_outputs(self.tokenizer, todo, batch=128).numpy()))
         return np.stack([self.seen[t] for t in texts])
 
 
@@ -250,8 +247,8 @@ def render_alternatives(val: dict, heldout: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     from indexer.text import TextTokenizer
-    from training.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
-    from training.data.readers import read_any
+    from training.checkpoint import load_checkpoint, save_checkpoint
+    from training.models.factory import create_model
 
     p = argparse.ArgumentParser(prog="clap-train label-space", description=__doc__.splitlines()[0])
     p.add_argument("--checkpoint", type=Path)
@@ -273,15 +270,14 @@ def main(argv: list[str] | None = None) -> int:
         print(render_alternatives(*(json.loads(path.read_text()) for path in args.render)))
         return 0
     payload = load_checkpoint(args.checkpoint)
-    model = model_from_checkpoint(payload).eval()
+    model = create_model(pretrained=payload).eval()
     if model.config.head is None:
         print("error: not a label-space model", file=sys.stderr)
         return 2
     tokenizer_file = args.checkpoint.parent / "tokenizer.json"
     tokenizer_file.write_text(payload["tokenizer_json"]) if not tokenizer_file.exists() else None
     tokenizer = TextTokenizer(tokenizer_file, max_length=model.config.text.max_length)
-    loaded = read_any(args.manifest, extra="meta")
-    every = loaded[0] if isinstance(loaded, tuple) else loaded
+    every = read_corpus(args.manifest)
     records = [r for r in every if r.split == args.split]
     audio_cache = pooled_audio(model, [str(r.audio) for r in records])   # the towers run once per clip
     rows = sweep(model, tokenizer, records, [float(t) for t in args.temperatures.split(",")],

@@ -42,6 +42,13 @@ def primary_label(record) -> str | None:
     return meta.get("primary_label") or (record.labels[0] if record.labels else None)
 
 
+def read_corpus(manifest: Path) -> list:
+    """Every record of a corpus manifest, with its ``meta`` (where the primary labels live)."""
+    from training.data.readers import read_any
+
+    return read_any(manifest, extra="meta")[0]
+
+
 def heldout_evaluation(model_dir: Path, records, template: str) -> dict:
     from training.evaluate import CachedEmbedder, OnnxEmbedder, evaluate_retrieval, evaluate_zero_shot
 
@@ -160,7 +167,6 @@ def comparison_section(model_name: str, report: dict, others: dict[str, dict]) -
 
 def main(argv: list[str] | None = None) -> int:
     from indexer.models.manifest import load_manifest
-    from training.data.readers import read_any
 
     p = argparse.ArgumentParser(prog="clap-train model-card", description=__doc__.splitlines()[0])
     p.add_argument("model", type=Path)
@@ -175,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
 
     manifest = load_manifest(args.model)
-    records, _ = read_any(args.corpus / "manifest.jsonl", extra="meta")
+    records = read_corpus(args.corpus / "manifest.jsonl")
     heldout = [r for r in records if r.split == args.split]
     report = heldout_evaluation(args.model, heldout, args.template)
     (args.model / "heldout_report.json").write_text(json.dumps(report, indent=2, default=str) + "\n")

@@ -14,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from training.convert import ConvertedModel
-from training.models.config import ModelConfig, list_configs, load_config  # noqa: F401  (re-exported)
+from training.models.config import ModelConfig, load_config
 
 TOKENIZER_CORPUS = [
     "a dog barks", "a dog barking in the rain", "rain falling on a tin roof", "heavy rain and thunder",
@@ -120,13 +120,13 @@ def _wordpiece_vocab(texts: list[str], specials: list[str], size: int, normalize
 
 def random_converted(config_name: str | Path | dict, tokenizer_dir: Path, seed: int = 0) -> ConvertedModel:
     """A random-weight model of any registry config, ready for ``write_model_folder``."""
-    from training.models.clap import build_model
+    from training.models.factory import create_model
 
     config = load_config(config_name)
     vocab = min(config.tokenizer_vocab_size, int(config.text.config.get("vocab_size", 2048)))
     train_tokenizer(tokenizer_dir, vocab_size=vocab, style=config.text.type)
     label = config_name if isinstance(config_name, (str, Path)) else "custom"
-    model = build_model(config, seed).eval()
+    model = create_model(config, seed=seed).eval()
     if config.head is not None:  # label-space anchors from this (random) text tower
         from indexer.text import TextTokenizer
         from training.models.clap import refresh_anchors

@@ -5,15 +5,15 @@
     torchrun --nproc-per-node 8 -m training.cli train --config run.json     # multi-GPU / multi-node
 
 1. setup: device, DDP (when launched by torchrun), seeds;
-2. model: a registry config, optionally initialised from pretrained towers or a whole checkpoint,
-   or the state of ``out_dir/checkpoints/last.pt`` when resuming;
-3. data: manifest readers (bad lines reported with their line numbers), the dataset (runtime
-   features + seeded training randomness), an epoch sampler that can restart mid-epoch;
-4. loop: symmetric contrastive loss with learnable temperatures, AdamW with per-tower learning
-   rates, warm-up + cosine schedule, gradient accumulation, mixed precision on GPU, gradient
-   clipping; logs to stdout, ``metrics.jsonl`` and a progress bar;
-5. every ``eval_every`` steps: validation retrieval metrics; every ``save_every``: an atomic
-   checkpoint (``last.pt``, and ``best.pt`` when the validation metric improves).
+2. model: ``training.models.factory.create_model`` for a registry config or a whole pretrained
+   model, towers from pretrained weights, or the state of ``out_dir/checkpoints/last.pt``;
+3. the loop, the same for every mode: AdamW with per-tower rates (``configure_optimizers``),
+   warm-up + cosine schedule, gradient clipping, mixed precision, logs to stdout,
+   ``metrics.jsonl`` and a progress bar; every ``eval_every`` steps validation metrics and
+   ``best.pt`` when the selected one improves; every ``save_every`` an atomic ``last.pt``.
+   What one step computes is the mode's (``training.steps``): the towers on decoded audio with
+   gradient accumulation and DDP (:class:`~training.steps.TowerStep`), or the heads on cached
+   tower outputs (:class:`~training.cached.CachedStep`, ``cache_towers=true``).
 
 Resuming (``--resume``, or just re-running the same command) continues from ``last.pt`` with the
 same data order, augmentation draws, dropout draws and optimizer state, so an interrupted run
@@ -26,15 +26,17 @@ import json
 import logging
 import os
 import time
-from contextlib import nullcontext
+from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 
-from training.checkpoint import TrainState, load_checkpoint, model_from_checkpoint, restore_rng, save_checkpoint
-from training.loss import batch_accuracy, contrastive_loss, lr_at
+from training.cached import CachedStep
+from training.checkpoint import TrainState, load_checkpoint, restore_rng, save_checkpoint
+from training.loss import lr_at
+from training.steps import TowerStep, read_records
 from training.train_config import TrainConfig
 
 log = logging.getLogger("clap-train")
@@ -97,19 +99,15 @@ def autocast_dtype(cfg: TrainConfig, rt: Runtime) -> torch.dtype | None:
 # ----------------------------------------------------------------------------- 2. model
 def prepare_model(cfg: TrainConfig, resume: dict | None, captions: list[str], rank: int = 0):
     """(model, tokenizer.json text, notes)."""
-    from training.models.clap import build_model
-    from training.models.pretrained import clap_from_source, init_tower, split_spec
+    from training.models.factory import create_model, init_tower
+    from training.models.pretrained import split_spec
 
     if resume is not None:
-        return model_from_checkpoint(resume).train(), resume["tokenizer_json"], ["resumed"]
-    notes, tokenizer_dir = [], None
-    if cfg.init:
-        model, tokenizer_dir = clap_from_source(
-            Path(cfg.init), tokenizer_dir=Path(cfg.tokenizer) if cfg.tokenizer else None,
-            text_config=Path(cfg.laion_text_config) if cfg.laion_text_config else None)
-        notes.append(f"initialised from {cfg.init}")
-    else:
-        model = build_model(cfg.model, seed=cfg.seed)
+        return create_model(pretrained=resume).train(), resume["tokenizer_json"], ["resumed"]
+    # a whole-model source brings its own architecture (cfg.model is only the default then)
+    model = create_model(None if cfg.init else cfg.model, pretrained=cfg.init, seed=cfg.seed,
+                         tokenizer=cfg.tokenizer, text_config=cfg.laion_text_config)
+    notes, tokenizer_dir = [f"initialised from {cfg.init}"] if cfg.init else [], model.tokenizer_dir
     if cfg.audio_init:
         notes.append("audio: " + init_tower(model, "audio", cfg.audio_init).summary())
     if cfg.text_init:
@@ -140,123 +138,37 @@ def prepare_model(cfg: TrainConfig, resume: dict | None, captions: list[str], ra
     return model.train(), tokenizer_file.read_text(), notes
 
 
-def optimizer_for(model, cfg: TrainConfig) -> torch.optim.Optimizer:
-    """AdamW, one group per (tower, decay/no-decay). Frozen towers get no group at all."""
-    rates = {"audio": cfg.lr_audio or cfg.lr, "text": cfg.lr_text or cfg.lr, "heads": cfg.lr_heads or cfg.lr}
-    frozen = {"audio": cfg.freeze_audio, "text": cfg.freeze_text, "heads": False}
-    groups = []
-    for part, params in model.parameter_groups().items():
-        for p in params:
-            p.requires_grad_(not frozen[part])
-        if frozen[part]:
-            continue
-        decay = [p for p in params if p.ndim >= 2]           # weights of linear/conv layers
-        no_decay = [p for p in params if p.ndim < 2]         # biases, norms, temperatures
-        groups += [{"params": decay, "weight_decay": cfg.weight_decay, "base_lr": rates[part], "name": part},
-                   {"params": no_decay, "weight_decay": 0.0, "base_lr": rates[part], "name": part + "/no_decay"}]
-    return torch.optim.AdamW([g for g in groups if g["params"]], lr=cfg.lr, betas=(0.9, 0.98), eps=1e-6)
+def frozen_parts(cfg: TrainConfig) -> set[str]:
+    """Parts that take no gradients: the locked towers (cached-tower runs always lock the audio)."""
+    return {part for part, locked in (("audio", cfg.freeze_audio or cfg.cache_towers), ("text", cfg.freeze_text))
+            if locked}
 
 
 def set_train_mode(model, cfg: TrainConfig) -> None:
     """Train mode, but frozen towers stay in eval mode (LiT: their norms and dropout stay fixed)."""
     model.train()
-    if cfg.freeze_audio:
-        model.audio.eval()
-    if cfg.freeze_text:
-        model.text.eval()
+    for part in frozen_parts(cfg):
+        getattr(model, part).eval()
 
 
-# ----------------------------------------------------------------------------- 3. data
-def read_records(path: str, split: str | None, cfg: TrainConfig, what: str):
-    from training.data.readers import read_any, summarize
+# ----------------------------------------------------------------------------- 3. the loop
+@dataclass
+class Run:
+    """What the loop works on, set up by :func:`start`."""
 
-    records, issues = read_any(path, on_error=cfg.on_bad_record, probe_audio=cfg.probe_audio)
-    if issues:
-        log.warning("%s manifest %s: %d bad records skipped\n%s", what, path, len(issues), summarize(issues))
-    if split is not None:
-        records = [r for r in records if r.split == split]
-    if not records:
-        raise ValueError(f"{what} manifest {path}: no usable records" + (f" in split {split!r}" if split else ""))
-    return records
-
-
-def make_dataset(records, model, cfg: TrainConfig, *, train: bool):
-    from training.data.captions import CaptionPolicy
-    from training.data.dataset import AugmentConfig, ClapDataset
-
-    aug = cfg.augment.model_dump()
-    augment = AugmentConfig(**aug) if train and cfg.augment.enabled else AugmentConfig.off()
-    generator = None
-    if train and cfg.caption_model:
-        from training.data.captions import Seq2SeqCaptioner
-
-        generator = Seq2SeqCaptioner(cfg.caption_model)
-    policy = (CaptionPolicy(keyword_prob=cfg.keyword_prob, debias=cfg.debias, generator=generator) if train
-              else CaptionPolicy(random_caption=False, random_template=False, debias=False))
-    return ClapDataset(records, model.config.audio_frontend(), caption_policy=policy, augment=augment,
-                       seed=cfg.seed, on_error=cfg.on_bad_record)
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler | None
+    state: TrainState
+    step: TowerStep | CachedStep  # what one optimizer step computes (training.steps)
+    has_val: bool
+    checkpoint: Callable[[str], None]
 
 
-# ----------------------------------------------------------------------------- 5. validation
-def validation_texts(records) -> tuple[list[str], list[int]]:
-    """Every caption of every validation clip (a fixed keyword caption for clips with only tags),
-    and the clip each belongs to: the retrieval queries of both training modes."""
-    from training.data.captions import keywords_to_caption
-
-    texts, owner = [], []
-    for i, record in enumerate(records):
-        for caption in record.captions or (keywords_to_caption(record.tags),):
-            texts.append(caption)
-            owner.append(i)
-    return texts, owner
-
-
-def validate(model, records, cfg: TrainConfig, rt: Runtime, tokenizer_file: Path) -> dict:
-    """Retrieval metrics on the validation records, with serving features (no augmentation)."""
-    from training.data.dataset import stack_features
-
-    from torch.utils.data import DataLoader
-
+def start(cfg: TrainConfig, rt: Runtime) -> Run:
+    """Model, optimizer, state (fresh or resumed) and the step of this run's mode."""
     from indexer.text import TextTokenizer
-    from training.data.dataset import ClapDataset
-    from training.metrics import retrieval_metrics
 
-    data: ClapDataset = make_dataset(records, model, cfg, train=False)
-    tokenizer = TextTokenizer(tokenizer_file, max_length=model.config.text.max_length,
-                              pad_token_id=int(model.text.model.config.pad_token_id or 0))
-    captions, owner = validation_texts(records)
-    was_training = model.training
-    model.eval()
-    audio, text = [], []
-    loader = DataLoader(data, batch_size=cfg.batch_size, shuffle=False, num_workers=cfg.workers,
-                        collate_fn=_as_list)
-    with torch.inference_mode():
-        for items in loader:  # decoding in the workers, in order
-            features = stack_features([it["features"] for it in items]).to(rt.device)
-            longer = torch.stack([torch.as_tensor(it["is_longer"]) for it in items]).to(rt.device)
-            audio.append(model.encode_audio(features, longer).float().cpu().numpy())
-        for start in range(0, len(captions), cfg.batch_size):
-            ids, mask = tokenizer.encode_batch(captions[start : start + cfg.batch_size])
-            text.append(model.encode_text(torch.from_numpy(ids).to(rt.device),
-                                          torch.from_numpy(mask).to(rt.device)).float().cpu().numpy())
-    model.train(was_training)
-    result = retrieval_metrics(np.concatenate(audio), np.concatenate(text), np.array(owner))
-    recalls = [result[d][f"R@{k}"] for d in ("text_to_audio", "audio_to_text") for k in (1, 5, 10)]
-    result["mean_recall"] = float(np.mean(recalls))
-    return result
-
-
-# ----------------------------------------------------------------------------- 4. the loop
-def train(cfg: TrainConfig, *, stop_after_steps: int | None = None) -> TrainState:
-    """Run (or resume) training; returns the final state. ``stop_after_steps`` ends the process's
-    work early as if it had been killed right after that step's checkpoint (tests use it)."""
-    from torch.utils.data import DataLoader
-
-    from indexer.text import TextTokenizer
-    from training.data.dataset import make_collate
-    from training.data.sampler import EpochSampler
-
-    rt = setup(cfg)
     out = Path(cfg.out_dir)
     last = cfg.checkpoint_dir / "last.pt"
     # cached-heads runs restart their (fast) head training; the tower cache itself is reused
@@ -275,8 +187,8 @@ def train(cfg: TrainConfig, *, stop_after_steps: int | None = None) -> TrainStat
     model.to(rt.device)
     if hasattr(model.audio, "prefer_channels_last"):
         model.audio.prefer_channels_last()
-    model_config_json = model.full_config().model_dump_json()
-    optimizer = optimizer_for(model, cfg)
+    rates = {"audio": cfg.lr_audio or cfg.lr, "text": cfg.lr_text or cfg.lr, "heads": cfg.lr_heads or cfg.lr}
+    optimizer = model.configure_optimizers(cfg.weight_decay, rates, frozen_parts(cfg))
     amp = autocast_dtype(cfg, rt)
     scaler = torch.amp.GradScaler(rt.device.type) if amp == torch.float16 else None
     state = TrainState()
@@ -289,124 +201,103 @@ def train(cfg: TrainConfig, *, stop_after_steps: int | None = None) -> TrainStat
         log.info("resuming from %s at step %d (epoch %d, item %d)", last, state.step, state.epoch, state.position)
     else:
         torch.manual_seed(cfg.seed + rt.rank)
+    tokenizer = TextTokenizer(tokenizer_file if rt.main else _tokenizer_copy(tokenizer_json, out, rt),
+                              max_length=model.config.text.max_length,
+                              pad_token_id=int(model.text.model.config.pad_token_id or 0))
+    step = make_step(cfg, rt, model, tokenizer, train_records, val_records, amp, scaler)
+    set_train_mode(model, cfg)
+    model_config_json = model.full_config().model_dump_json()
+
+    def checkpoint(name: str) -> None:
+        if rt.main:
+            save_checkpoint(cfg.checkpoint_dir / name, model=model, model_config_json=model_config_json,
+                            tokenizer_json=tokenizer_json, state=state, train_config_json=cfg.model_dump_json(),
+                            # optimizer state only where a run can continue from it
+                            **({"optimizer": optimizer, "scaler": scaler} if step.resumable else {}))
+
+    log.info("training %s on %s, autocast=%s", step.summary, rt.device, amp)
+    return Run(model, optimizer, scaler, state, step, bool(val_records), checkpoint)
+
+
+def make_step(cfg: TrainConfig, rt: Runtime, model, tokenizer, train_records, val_records, amp, scaler):
+    """The mode's step: cached tower outputs (one process), or the towers themselves (DDP-wrapped
+    when launched by torchrun)."""
+    if cfg.cache_towers:
+        if rt.world > 1:
+            raise ValueError("cache_towers trains on one process; launch it without torchrun")
+        return CachedStep(cfg, model, tokenizer, train_records, val_records, rt.device, amp, scaler)
     ddp_model = model
     if rt.world > 1:
         from torch.nn.parallel import DistributedDataParallel
 
         ddp_model = DistributedDataParallel(model, device_ids=[rt.local_rank] if rt.device.type == "cuda" else None)
-    set_train_mode(model, cfg)
+    return TowerStep(cfg, rt, model, ddp_model, tokenizer, train_records, val_records, amp, scaler)
 
-    tokenizer = TextTokenizer(tokenizer_file if rt.main else _tokenizer_copy(tokenizer_json, out, rt),
-                              max_length=model.config.text.max_length,
-                              pad_token_id=int(model.text.model.config.pad_token_id or 0))
-    if cfg.cache_towers:
-        if rt.world > 1:
-            raise ValueError("cache_towers trains on one process; launch it without torchrun")
-        from training.cached import train_heads
 
-        return train_heads(cfg, model, tokenizer, tokenizer_json, train_records, val_records, rt.device, amp)
-    dataset = make_dataset(train_records, model, cfg, train=True)
-    sampler = EpochSampler(len(dataset), seed=cfg.seed, shuffle=True, rank=rt.rank, world_size=rt.world)
-    micro = cfg.batch_size
-    steps_per_epoch = sampler.per_rank // (micro * cfg.grad_accum)
-    if steps_per_epoch == 0:
-        raise ValueError(f"{len(dataset)} training records cannot fill one step of "
-                         f"{micro} x {cfg.grad_accum} x {rt.world} clips; lower --batch-size")
-    total_steps = cfg.max_steps or cfg.epochs * steps_per_epoch
-    metrics_file = open(out / "metrics.jsonl", "a") if rt.main else None
+def optimizer_step(run: Run, cfg: TrainConfig) -> None:
+    """Unscale (fp16), clip, step: the gradients the step left behind become an update."""
+    if run.scaler:
+        run.scaler.unscale_(run.optimizer)
+    if cfg.grad_clip:
+        torch.nn.utils.clip_grad_norm_([p for g in run.optimizer.param_groups for p in g["params"]], cfg.grad_clip)
+    if run.scaler:
+        run.scaler.step(run.optimizer)
+        run.scaler.update()
+    else:
+        run.optimizer.step()
+
+
+def evaluate(run: Run, cfg: TrainConfig) -> dict:
+    """Validation metrics (returned as a log record); ``best.pt`` when the selected one improved."""
+    state = run.state
+    result = run.step.validate()
+    set_train_mode(run.model, cfg)
+    direction, _, name = cfg.select_metric.partition(".")
+    value = float(result[direction][name] if name else result[direction])
+    state.history.append({"step": state.step, "metric": value})
+    if state.best_metric is None or value > state.best_metric:
+        state.best_metric, state.best_step = value, state.step
+        run.checkpoint("best.pt")
+    return {"step": state.step, "eval": result}
+
+
+def train(cfg: TrainConfig, *, stop_after_steps: int | None = None) -> TrainState:
+    """Run (or resume) training; returns the final state. ``stop_after_steps`` ends the process's
+    work early as if it had been killed right after that step's checkpoint (tests use it)."""
+    rt = setup(cfg)
+    run = start(cfg, rt)
+    state, step = run.state, run.step
+    total_steps = cfg.max_steps or cfg.epochs * step.steps_per_epoch
+    metrics_file = open(Path(cfg.out_dir) / "metrics.jsonl", "a") if rt.main else None
     bar = _progress(cfg, rt, total_steps, state.step)
-    log.info("training %d clips, %d steps of %d x %d x %d clips, %s, autocast=%s", len(dataset), total_steps,
-             micro, cfg.grad_accum, rt.world, rt.device, amp)
-
-    def checkpoint(name: str) -> None:
-        if rt.main:
-            save_checkpoint(cfg.checkpoint_dir / name, model=model, model_config_json=model_config_json,
-                            tokenizer_json=tokenizer_json, state=state, optimizer=optimizer, scaler=scaler,
-                            train_config_json=cfg.model_dump_json())
-
-    window = {"loss": 0.0, "acc": 0.0, "wait": 0.0, "time": 0.0, "n": 0}
-    batches = None
+    window = Counter()  # sums since the last log line
     while state.step < total_steps:
-        if batches is None:  # (re)open the epoch at the current position
-            dataset.set_epoch(state.epoch)
-            sampler.set_epoch(state.epoch)
-            sampler.set_start(state.position)
-            loader = DataLoader(dataset, batch_size=micro, sampler=sampler, drop_last=True,
-                                collate_fn=make_collate(tokenizer), num_workers=cfg.workers,
-                                pin_memory=rt.device.type == "cuda",
-                                generator=torch.Generator().manual_seed(cfg.seed + state.epoch))
-            batches = iter(loader)
-        step_start = time.perf_counter()
-        wait, lr_step = 0.0, state.step
-        for group in optimizer.param_groups:
-            group["lr"] = lr_at(lr_step, base_lr=group["base_lr"], warmup_steps=cfg.warmup_steps,
+        started = time.perf_counter()
+        for group in run.optimizer.param_groups:
+            group["lr"] = lr_at(state.step, base_lr=group["base_lr"], warmup_steps=cfg.warmup_steps,
                                 total_steps=total_steps, min_ratio=cfg.min_lr_ratio)
-        optimizer.zero_grad(set_to_none=True)
-        epoch_done = False
-        for k in range(cfg.grad_accum):
-            t0 = time.perf_counter()
-            batch = next(batches, None)
-            wait += time.perf_counter() - t0
-            if batch is None:
-                epoch_done = True
-                break
-            state.position += micro
-            sync = nullcontext() if (k == cfg.grad_accum - 1 or rt.world == 1) else ddp_model.no_sync()
-            with sync, torch.autocast(rt.device.type, dtype=amp, enabled=amp is not None):
-                audio, text = ddp_model(batch["features"].to(rt.device, non_blocking=True),
-                                        batch["is_longer"].to(rt.device), batch["input_ids"].to(rt.device),
-                                        batch["attention_mask"].to(rt.device))
-                scale_a, scale_t = model.logit_scales()
-                loss = contrastive_loss(audio.float(), text.float(), scale_a, scale_t) / cfg.grad_accum
-                (scaler.scale(loss) if scaler else loss).backward()
-            window["loss"] += float(loss.detach())
-            window["acc"] += batch_accuracy(audio.float(), text.float()) / cfg.grad_accum
-        if epoch_done:  # the sampler ran dry: next epoch; a partial accumulation is discarded
-            state.epoch, state.position, batches = state.epoch + 1, 0, None
+        run.optimizer.zero_grad(set_to_none=True)
+        stats = step.step(state)
+        if stats is None:  # the epoch ran dry: next epoch
+            state.epoch, state.position = state.epoch + 1, 0
             continue
-        if scaler:
-            scaler.unscale_(optimizer)
-        if cfg.grad_clip:
-            torch.nn.utils.clip_grad_norm_([p for g in optimizer.param_groups for p in g["params"]], cfg.grad_clip)
-        if scaler:
-            scaler.step(optimizer)
-            scaler.update()
-        else:
-            optimizer.step()
+        optimizer_step(run, cfg)
         state.step += 1
-        state.samples_seen += micro * cfg.grad_accum * rt.world
-        window["wait"] += wait
-        window["time"] += time.perf_counter() - step_start
-        window["n"] += 1
+        state.samples_seen += stats["clips"]
+        window.update({**stats, "time": time.perf_counter() - started, "n": 1})
         if bar is not None:
             bar.update(1)
             bar.set_postfix(loss=f"{window['loss'] / window['n']:.3f}", refresh=False)
-
-        if state.step % cfg.log_every == 0 or state.step == total_steps:
-            n = window["n"]
-            record = {"step": state.step, "epoch": state.epoch, "loss": window["loss"] / n,
-                      "batch_acc": window["acc"] / n, "lr": optimizer.param_groups[0]["lr"],
-                      "logit_scale_a": float(model.logit_scales()[0].detach()),
-                      "logit_scale_t": float(model.logit_scales()[1].detach()),
-                      "clips_per_s": n * micro * cfg.grad_accum * rt.world / window["time"],
-                      "data_wait_share": window["wait"] / window["time"]}
-            _emit(record, metrics_file, bar)
-            window = {"loss": 0.0, "acc": 0.0, "wait": 0.0, "time": 0.0, "n": 0}
         final = state.step == total_steps
-        if val_records and rt.main and (state.step % cfg.eval_every == 0 or final):
-            result = validate(model, val_records, cfg, rt, tokenizer_file)
-            set_train_mode(model, cfg)
-            direction, _, name = cfg.select_metric.partition(".")
-            value = float(result[direction][name] if name else result[direction])
-            state.history.append({"step": state.step, "metric": value})
-            _emit({"step": state.step, "eval": result}, metrics_file, bar)
-            if state.best_metric is None or value > state.best_metric:
-                state.best_metric, state.best_step = value, state.step
-                checkpoint("best.pt")
-        if state.step % cfg.save_every == 0 or final:
-            checkpoint("last.pt")
-            if not val_records and final:
-                checkpoint("best.pt")  # nothing to select by: the final weights are the best we know
+        if state.step % cfg.log_every == 0 or final:
+            _emit(log_record(window, state, run), metrics_file, bar)
+            window = Counter()
+        if run.has_val and rt.main and (state.step % cfg.eval_every == 0 or final):
+            _emit(evaluate(run, cfg), metrics_file, bar)
+        if (step.resumable and state.step % cfg.save_every == 0) or final:
+            run.checkpoint("last.pt")
+            if not run.has_val and final:
+                run.checkpoint("best.pt")  # nothing to select by: the final weights are the best we know
         if stop_after_steps is not None and state.step >= stop_after_steps:
             break
     if bar is not None:
@@ -420,9 +311,14 @@ def train(cfg: TrainConfig, *, stop_after_steps: int | None = None) -> TrainStat
     return state
 
 
-def _as_list(items: list) -> list:
-    """A picklable identity collate (spawned workers must pickle it)."""
-    return items
+def log_record(window: Counter, state: TrainState, run: Run) -> dict:
+    """The log line of the optimizer steps summed in ``window`` (means per step, rates per second)."""
+    scale_a, scale_t = run.model.logit_scales()
+    n, seconds = window["n"], window["time"]
+    return {"step": state.step, "epoch": state.epoch, "loss": window["loss"] / n, "batch_acc": window["acc"] / n,
+            "lr": run.optimizer.param_groups[0]["lr"], "logit_scale_a": float(scale_a.detach()),
+            "logit_scale_t": float(scale_t.detach()), "clips_per_s": window["clips"] / seconds,
+            "data_wait_share": window["wait"] / seconds}
 
 
 def _tokenizer_copy(text: str, out: Path, rt: Runtime) -> Path:

@@ -6,25 +6,56 @@ fields are errors, not silently ignored.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
-class AugmentSettings(BaseModel):
-    """Mirrors ``training.data.dataset.AugmentConfig`` (see there for each effect)."""
+@dataclass(frozen=True)
+class AugmentConfig:
+    """Training-time randomness; ``AugmentConfig.off()`` gives exactly the serving features. Also
+    ``TrainConfig.augment`` (pydantic validates the dataclass): one definition, no drift."""
 
-    model_config = ConfigDict(extra="forbid")
-    enabled: bool = True
-    random_crop: bool = True          # long clips: random 10 s crop instead of serving's centre crop
-    random_fusion: bool = True        # fused models: random local chunks (laion_clap) instead of fixed
-    normalize_dbfs: float | None = None  # loudness-normalise each clip to this RMS first
-    gain_db: tuple[float, float] | None = None
-    noise_snr_db: tuple[float, float] | None = None
-    noise_prob: float = 0.0
-    mix_prob: float = 0.0             # mix two clips, captions combined ("a dog barks and rain falls")
-    mix_ratio: tuple[float, float] = (0.25, 0.5)
+    __pydantic_config__ = ConfigDict(extra="forbid")
+
+    enabled: bool = True                             # master switch: False = serving features
+    random_crop: bool = True                         # long clips, non-fusion: uniform random crop
+                                                     # instead of serving's centre crop
+    random_fusion: bool = True                       # long clips, fusion: each local chunk starts
+                                                     # uniformly in its third (laion_clap), not mid
+    normalize_dbfs: float | None = None              # scale each waveform to this RMS (dBFS) first
+    gain_db: tuple[float, float] | None = None       # then a uniform random gain in this range
+    noise_snr_db: tuple[float, float] | None = None  # added noise at a uniform SNR in this range
+    noise_prob: float = 0.0                          # probability of adding noise to a clip
+    noise_colors: tuple[str, ...] = ("white", "pink")  # noise colour, picked uniformly
+    mix_prob: float = 0.0                            # probability of mixing in another clip
+    mix_ratio: tuple[float, float] = (0.25, 0.5)     # weight of the other clip, uniform in range
+
+    def __post_init__(self) -> None:
+        for name in ("noise_prob", "mix_prob"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1]")
+        for name in ("gain_db", "noise_snr_db", "mix_ratio"):
+            span = getattr(self, name)
+            if span is not None and (len(span) != 2 or span[0] > span[1]):
+                raise ValueError(f"{name} must be (low, high) with low <= high")
+        if not 0.0 <= self.mix_ratio[0] <= self.mix_ratio[1] <= 1.0:
+            raise ValueError("mix_ratio must lie in [0, 1]")
+        if not self.noise_colors or set(self.noise_colors) - {"white", "pink"}:
+            raise ValueError("noise_colors must be a non-empty subset of ('white', 'pink')")
+
+    @classmethod
+    def off(cls) -> AugmentConfig:
+        return cls(enabled=False)
+
+    @property
+    def needs_waveform(self) -> bool:
+        """Whether clips must be decoded whole to change their samples."""
+        noise = self.noise_snr_db is not None and self.noise_prob > 0
+        return self.enabled and (self.normalize_dbfs is not None or self.gain_db is not None
+                                 or noise or self.mix_prob > 0)
 
 
 class TrainConfig(BaseModel):
@@ -50,7 +81,7 @@ class TrainConfig(BaseModel):
     debias: bool = True                     # the paper's gendered-word -> "person" step on captions
     caption_model: str | None = None        # local seq2seq folder (e.g. a T5) that writes captions from
                                             # tags instead of the templates (training.data.captions)
-    augment: AugmentSettings = Field(default_factory=AugmentSettings)
+    augment: AugmentConfig = Field(default_factory=AugmentConfig)
     workers: int = 2                        # DataLoader worker processes (0 = in the main process)
 
     # ---- optimisation

@@ -10,7 +10,7 @@ pytest.importorskip("torch")
 from indexer import cli as indexer_cli  # noqa: E402
 from indexer.models.manifest import load_manifest  # noqa: E402
 from training import cli  # noqa: E402
-from training.random_init import list_configs, load_config  # noqa: E402
+from training.models.factory import create_model, list_models  # noqa: E402
 
 
 def test_convert_laion_command(golden_dir, tmp_path, capsys):
@@ -32,13 +32,11 @@ def test_convert_laion_command(golden_dir, tmp_path, capsys):
 def test_registry_configs_all_build():
     import torch
 
-    from training.models.clap import build_model
-
-    assert {"micro", "htsat-tiny-roberta", "cnn10-minilm", "cnn14-roberta", "cnn6-clip"} <= set(list_configs())
+    assert {"micro", "htsat-tiny-roberta", "cnn10-minilm", "cnn14-roberta", "cnn6-clip"} <= set(list_models())
     sizes = {}
-    for name in list_configs():
+    for name in list_models():
         with torch.device("meta"):  # shapes only: the big configs cost no memory or init time
-            model = build_model(load_config(name), seed=None)
+            model = create_model(name, seed=None)
         sizes[name] = {part: sum(p.numel() for p in params) for part, params in model.parameter_groups().items()}
     # Published sizes: PANN CNN14 80.8 M (we keep its fc, drop its classifier), MiniLM-L6 22.7 M,
     # HTSAT-tiny 27.5 M (28.5 M with fusion), RoBERTa-base 124.6 M.

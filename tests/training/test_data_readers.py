@@ -12,16 +12,8 @@ import pytest
 import soundfile as sf
 
 from tests.helpers import tone
-from training.data.readers import (
-    expand_shards,
-    read_any,
-    read_audiocaps,
-    read_clotho,
-    read_csv,
-    read_jsonl,
-    read_webdataset,
-    summarize,
-)
+from training.data.public_readers import expand_shards, read_audiocaps, read_clotho, read_webdataset
+from training.data.readers import read_any, read_csv, read_jsonl, summarize
 from training.data.records import ClipRecord, ManifestError, split_tar_ref
 
 

@@ -13,9 +13,7 @@ torch = pytest.importorskip("torch")
 from indexer.errors import ModelError  # noqa: E402
 from tests.training.toy import TOY_CONFIG, write_config, write_corpus  # noqa: E402
 from training.models.audio_cnn import CnnTower  # noqa: E402
-from training.models.clap import build_model  # noqa: E402
-from training.models.config import load_config  # noqa: E402
-from training.models.pretrained import init_tower  # noqa: E402
+from training.models.factory import create_model, init_tower  # noqa: E402
 from training.train import prepare_model, train  # noqa: E402
 from training.train_config import TrainConfig  # noqa: E402
 
@@ -33,15 +31,15 @@ def test_plain_state_dict_with_prefix_loads_every_tensor(tmp_path):
     state["fc.0.0.weight"] = torch.zeros(3, 3)
     torch.save((state, {"sfx": (0, 10)}), tmp_path / "checkpoint.pth")
 
-    model = build_model(load_config(CNN9))
+    model = create_model(CNN9)
     report = init_tower(model, "audio", f"{tmp_path / 'checkpoint.pth'}:embedding_net.")
     assert report.loaded == len(donor.state_dict()) and not report.missing
     for key, tensor in donor.state_dict().items():
         assert torch.equal(model.audio.state_dict()[key], tensor), key
 
     with pytest.raises(ModelError, match="PATH:PREFIX"):  # forgot the prefix: nothing matches
-        init_tower(build_model(load_config(CNN9)), "audio", str(tmp_path / "checkpoint.pth"))
-    wider = build_model(load_config({**CNN9, "audio": {**CNN9["audio"], "widths": [8, 16, 32, 128]}}))
+        init_tower(create_model(CNN9), "audio", str(tmp_path / "checkpoint.pth"))
+    wider = create_model({**CNN9, "audio": {**CNN9["audio"], "widths": [8, 16, 32, 128]}})
     with pytest.raises(ModelError, match="shape mismatch"):
         init_tower(wider, "audio", f"{tmp_path / 'checkpoint.pth'}:embedding_net.")
 
@@ -84,8 +82,7 @@ def test_whole_model_init_from_an_hf_clap_folder_then_export(tmp_path):
     """Fine-tune a (tiny) converted Hugging Face CLAP: HTSAT + fusion through our training forward,
     then the export's parity check against the trained torch model."""
     from tests.factories import save_hf_folder, tiny_clap_model
-    from training.checkpoint import converted_from_checkpoint
-    from training.export import write_model_folder
+    from training.export import converted_from_checkpoint, write_model_folder
 
     hf = save_hf_folder(tiny_clap_model(True, vocab_size=400, seed=3), tmp_path / "hf")
     corpus = write_corpus(tmp_path / "data", per_kind=1)
@@ -107,3 +104,18 @@ def test_whole_model_init_from_an_hf_clap_folder_then_export(tmp_path):
                                None, [])
     for key, tensor in converted.model.state_dict().items():
         assert torch.equal(warm.state_dict()[key], tensor), key
+
+
+def test_known_public_checkpoints_name_real_configs_and_refuse_a_mismatch(tmp_path, monkeypatch):
+    from indexer.errors import ModelError
+    from training.models import factory
+
+    assert {model for model, _ in factory.list_pretrained()} <= set(factory.list_models())
+    fake = tmp_path / "630k-audioset-best.pt"  # a tiny checkpoint's file name: refused before any tensor
+    fake.write_bytes(b"not a checkpoint")
+    with pytest.raises(ModelError, match="is a htsat-tiny-roberta checkpoint, not htsat-base-roberta"):
+        create_model("htsat-base-roberta", pretrained=fake)
+    monkeypatch.setattr(factory, "pretrained_table", lambda: {"pinned": {
+        "kind": "clap", "file": fake.name, "model": "htsat-tiny-roberta", "sha256": "0" * 64}})
+    with pytest.raises(ModelError, match="not the published pinned"):
+        create_model(pretrained=fake)

@@ -66,6 +66,31 @@ def test_lr_schedule_warms_up_then_decays_to_the_floor():
     assert all(lr_at(s, **kw) >= lr_at(s + 1, **kw) for s in range(4, 20))
 
 
+def test_configure_optimizers_splits_decay_and_leaves_frozen_parts_out():
+    from training.models.factory import create_model
+
+    model = create_model("micro", seed=0)
+    optimizer = model.configure_optimizers(0.2, {"audio": 1.0, "text": 2.0, "heads": 3.0}, frozen={"text"})
+    groups = {g["name"]: g for g in optimizer.param_groups}
+    assert set(groups) == {"audio", "audio/no_decay", "heads", "heads/no_decay"}
+    assert all(p.ndim >= 2 for p in groups["heads"]["params"]) and groups["heads"]["weight_decay"] == 0.2
+    assert any(p is model.logit_scale_a for p in groups["heads/no_decay"]["params"])
+    assert groups["heads/no_decay"]["weight_decay"] == 0.0 and groups["heads"]["base_lr"] == 3.0
+    assert not any(p.requires_grad for p in model.text.parameters())
+
+
+def test_one_augmentation_config_validated_by_the_train_config():
+    from pydantic import ValidationError
+
+    from training.train_config import AugmentConfig
+
+    cfg = TrainConfig(train_manifest="x.jsonl", augment={"noise_colors": ["pink"], "gain_db": [-3, 3]})
+    assert cfg.augment == AugmentConfig(noise_colors=("pink",), gain_db=(-3.0, 3.0))
+    for bad in ({"noise_colors": ["blue"]}, {"gain_db": [3, -3]}, {"no_such_field": 1}):
+        with pytest.raises(ValidationError):
+            TrainConfig(train_manifest="x.jsonl", augment=bad)
+
+
 # ----------------------------------------------------------------------------- the loop
 def test_loss_goes_down_and_validation_improves(toy, tmp_path):
     cfg = toy_config(toy, tmp_path / "run", max_steps=30, eval_every=30, val_manifest=str(toy / "val.jsonl"),
@@ -97,13 +122,13 @@ def test_resume_continues_bit_for_bit(toy, tmp_path):
 
 
 def test_frozen_text_tower_stays_put_and_lr_groups_apply(toy, tmp_path):
-    from training.checkpoint import model_from_checkpoint
+    from training.models.factory import create_model
 
     cfg = toy_config(toy, tmp_path / "lit", max_steps=3, freeze_text=True, lr_heads=1e-2, save_every=1)
     train(cfg.model_copy(update={"max_steps": 1}))  # the initial weights after one step
-    before = model_from_checkpoint(tmp_path / "lit" / "checkpoints" / "last.pt")
+    before = create_model(pretrained=tmp_path / "lit" / "checkpoints" / "last.pt")
     train(cfg)
-    after = model_from_checkpoint(tmp_path / "lit" / "checkpoints" / "last.pt")
+    after = create_model(pretrained=tmp_path / "lit" / "checkpoints" / "last.pt")
     for (name, p0), p1 in zip(before.text.named_parameters(), after.text.parameters()):
         assert torch.equal(p0, p1), name
     assert not torch.equal(before.audio_projection.linear1.weight, after.audio_projection.linear1.weight)
@@ -187,7 +212,7 @@ def test_trained_checkpoint_exports_and_scores_the_same_in_onnx_and_torch(toy, t
     ONNX folder and on the checkpoint: identical metrics; the runtime loads the folder."""
     from indexer.models.encoder import ClapEncoder
     from training import cli
-    from training.checkpoint import model_from_checkpoint
+    from training.models.factory import create_model
 
     out = tmp_path / "run"
     train(toy_config(toy, out, max_steps=8, val_manifest=str(toy / "val.jsonl"), eval_every=4))
@@ -197,7 +222,7 @@ def test_trained_checkpoint_exports_and_scores_the_same_in_onnx_and_torch(toy, t
     assert encoder.manifest.provenance.source_format == "trained"
     assert encoder.manifest.audio_frontend.sample_rate == 16_000  # the config's front end travels along
     wav = toy / json.loads((toy / "val.jsonl").read_text().splitlines()[0])["audio"]
-    model = model_from_checkpoint(out / "checkpoints" / "best.pt")
+    model = create_model(pretrained=out / "checkpoints" / "best.pt")
     views, _ = encoder.views_from_file(wav)
     with torch.inference_mode():
         eager = model.encode_audio(torch.from_numpy(views.features[None]), torch.tensor([views.is_longer]))
@@ -222,15 +247,15 @@ def test_cached_towers_train_the_heads_and_export(toy, tmp_path):
     """Both towers locked: heads trained on cached tower outputs of augmented views; the towers'
     weights stay bit-identical, validation improves on the toy task, best.pt exports."""
     from training import cli
-    from training.checkpoint import model_from_checkpoint
+    from training.models.factory import create_model
 
     cfg = toy_config(toy, tmp_path / "cached", cache_towers=True, freeze_text=True, cache_views=3, max_steps=150,
                      batch_size=12,
                      lr=3e-3, eval_every=50, log_every=10, val_manifest=str(toy / "val.jsonl"))
     train(cfg.model_copy(update={"max_steps": 1, "eval_every": 1}))  # step 1: the towers as initialised
-    start = model_from_checkpoint(tmp_path / "cached" / "checkpoints" / "last.pt")
+    start = create_model(pretrained=tmp_path / "cached" / "checkpoints" / "last.pt")
     state = train(cfg)  # reuses tower_cache.pt
-    end = model_from_checkpoint(tmp_path / "cached" / "checkpoints" / "last.pt")
+    end = create_model(pretrained=tmp_path / "cached" / "checkpoints" / "last.pt")
     for part in ("audio", "text"):
         for (name, p0), p1 in zip(getattr(start, part).state_dict().items(), getattr(end, part).state_dict().values()):
             assert torch.equal(p0, p1), name
@@ -241,13 +266,13 @@ def test_cached_towers_train_the_heads_and_export(toy, tmp_path):
 
 
 def test_cached_audio_with_a_fine_tuned_text_tower(toy, tmp_path):
-    from training.checkpoint import model_from_checkpoint
+    from training.models.factory import create_model
 
     cfg = toy_config(toy, tmp_path / "text", cache_towers=True, cache_views=2, max_steps=20, batch_size=12,
                      lr=3e-3, eval_every=10, val_manifest=str(toy / "val.jsonl"))
     train(cfg.model_copy(update={"max_steps": 1}))
-    start = model_from_checkpoint(tmp_path / "text" / "checkpoints" / "last.pt")
+    start = create_model(pretrained=tmp_path / "text" / "checkpoints" / "last.pt")
     train(cfg)
-    end = model_from_checkpoint(tmp_path / "text" / "checkpoints" / "last.pt")
+    end = create_model(pretrained=tmp_path / "text" / "checkpoints" / "last.pt")
     assert all(torch.equal(a, b) for a, b in zip(start.audio.state_dict().values(), end.audio.state_dict().values()))
     assert not all(torch.equal(a, b) for a, b in zip(start.text.parameters(), end.text.parameters()))

@@ -31,14 +31,15 @@ import numpy as np
 from indexer.errors import ModelError
 from indexer.models.manifest import sha256_file
 from training.convert.tflite_reader import Operator, TFLiteGraph, dequantize, read_tflite
+from training.models.config import pretrained_table
 
 if TYPE_CHECKING:  # torch stays out of import time
     import torch
 
     from training.models.audio_yamnet import YamnetNet
 
-# sha256 of google-coral/coralmicro models/yamnet_spectra_in.tflite (commit c9f665b0a8b9)
-YAMNET_SHA256 = "0a266465c46718f3fcc4137366be82882a8c93bfcc4f0278581a11d11dddcdf9"
+# sha256 of google-coral/coralmicro models/yamnet_spectra_in.tflite, from the table of known weights
+YAMNET_SHA256 = pretrained_table()["yamnet"]["sha256"]
 _LAYOUT_OPS = ("QUANTIZE", "RESHAPE", "SPLIT", "DEQUANTIZE")
 
 

@@ -78,7 +78,7 @@ def split_of(package: str, cfg: BuildConfig) -> str:
     return "train"
 
 
-def _slug(text: str) -> str:
+def slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "x"
 
 
@@ -255,9 +255,9 @@ def build(cfg: BuildConfig) -> dict:
             f["no caption words"] = f.get("no caption words", 0) + 1
             continue
         stem = re.sub(r"\.[A-Za-z0-9]+$", "", c.rel_path)
-        base = out / "audio" / _slug(c.package) / "/".join(_slug(p) for p in stem.split("/"))
+        base = out / "audio" / slug(c.package) / "/".join(slug(p) for p in stem.split("/"))
         if str(base) in used_names:
-            base = base.with_name(base.name + "_" + _slug(Path(c.rel_path).suffix.lstrip(".")))
+            base = base.with_name(base.name + "_" + slug(Path(c.rel_path).suffix.lstrip(".")))
         used_names.add(str(base))
         wins = A.windows(a.duration_s, cfg.long_s, cfg.window_s, cfg.hop_s, cfg.max_windows)
         targets = [(str(base) + ".flac", s, e) if len(wins) == 1 and s == 0 and e == a.duration_s

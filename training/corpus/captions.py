@@ -117,7 +117,7 @@ _MASS = frozenset("glass water gravel sand snow ice wood metal lava steam grass 
                   "fire thunder traffic machinery static applause laughter typing".split())
 
 
-def _article(phrase: str) -> str:
+def mass_aware_article(phrase: str) -> str:
     """``with_article`` that also leaves materials alone ("glass breaking", not "a glass ...")."""
     words = phrase.split()
     return phrase if words[-1] in _MASS or words[0] in _MASS else with_article(phrase)
@@ -153,22 +153,22 @@ def event_phrase(words: Sequence[str], hint: str | None = None,
     if animals:
         animal = animals[-1]
         call = next((CALL_WORDS[w] for w in ws if w in CALL_WORDS and w != animal), None)
-        return f"{_article(animal)} {call or ANIMAL_CALLS[animal]}"
+        return f"{mass_aware_article(animal)} {call or ANIMAL_CALLS[animal]}"
     gerunds = [ACTIONS[w] for w in ws if w in ACTIONS]
     nouns = [w for w in ws if w not in ACTIONS and w not in SKIP_IN_PHRASE]
     if gerunds and nouns:
         noun = " ".join(nouns[-2:])
-        return f"{_article(noun)} {gerunds[-1]}"
+        return f"{mass_aware_article(noun)} {gerunds[-1]}"
     if gerunds:
         if hint is not None:
             return f"{hint}, {gerunds[-1]}"
         said = [w for w in ws if w in ACTIONS][-1]
         return said if said.endswith("ing") else f"something {gerunds[-1]}"
     tail = [w for w in head if w not in SKIP_IN_PHRASE] or ws
-    return _article(" ".join(tail[-3:]))
+    return mass_aware_article(" ".join(tail[-3:]))
 
 
-def _sentence(text: str) -> str:
+def as_sentence(text: str) -> str:
     text = " ".join(text.split()).strip()
     return text[:1].upper() + text[1:] if text else text
 
@@ -176,9 +176,9 @@ def _sentence(text: str) -> str:
 def make_captions(phrase: str | None, keywords: Sequence[str], given: Sequence[str] = ()) -> list[str]:
     """Caption variants: given texts, the phrase as a sentence, a keyword caption; de-biased,
     de-duplicated, never empty strings."""
-    out: list[str] = [_sentence(t) for t in given if t and t.strip()]
+    out: list[str] = [as_sentence(t) for t in given if t and t.strip()]
     if phrase:
-        out.append(_sentence(phrase))
+        out.append(as_sentence(phrase))
     kw = clean_tags([t for t in keywords if t])[:3]
     if kw:
         out.append(keywords_to_caption(kw))

@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from training.corpus import audio as A
-from training.corpus.build import _slug
+from training.corpus.build import slug
 from training.corpus.captions import describe
 from training.corpus.extract import candidates
 from training.corpus.ontology import load_ontology
@@ -229,7 +229,7 @@ def run(cfg: PseudoConfig, tagger: Tagger, names: list[str]) -> dict:
         path_caps, path_tags, _ = describe(src, c.rel_path, c.given, c.extra_words)
         path_labels = onto.labels_for(path_tags)
         stem = re.sub(r"\.[A-Za-z0-9]+$", "", c.rel_path)
-        base = f"audio/{_slug(c.package)}/" + "/".join(_slug(p) for p in stem.split("/"))
+        base = f"audio/{slug(c.package)}/" + "/".join(slug(p) for p in stem.split("/"))
         if any(t.startswith(base + ".") or t.startswith(base + "_w") for t in taken):
             base += "_yamnet"  # a name the corpus already uses for another file
         accepted = []

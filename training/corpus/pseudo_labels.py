@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from training.corpus.captions import _article, _sentence
+from training.corpus.captions import as_sentence, mass_aware_article
 from training.corpus.ontology import BLOCKED_CLASSES, Ontology
 from training.corpus.sources import SOURCES, Source
 from training.data.captions import combine_captions, debias
@@ -209,13 +209,13 @@ def judge(scores: np.ndarray, labels: Sequence[str], tree: Tree, cfg: PseudoConf
 def phrase(name: str) -> str:
     if name in PHRASES:
         return PHRASES[name]
-    return _article(re.sub(r"\s*\(.*?\)", "", name.split(", ")[0]).lower().strip())
+    return mass_aware_article(re.sub(r"\s*\(.*?\)", "", name.split(", ")[0]).lower().strip())
 
 
 def class_captions(classes: Sequence[str], onto: Ontology) -> list[str]:
     """The top class as a phrase, the two top classes joined, then the top class's ontology
     description when that reads as "the sound of X" in a few words."""
-    caps = [_sentence(phrase(classes[0]))]
+    caps = [as_sentence(phrase(classes[0]))]
     if len(classes) > 1:
         caps.append(combine_captions(caps[0], phrase(classes[1])))
     m = _DESC.match(onto.by_name.get(classes[0], {}).get("description", ""))
@@ -223,13 +223,6 @@ def class_captions(classes: Sequence[str], onto: Ontology) -> list[str]:
     if 2 <= len(words) <= 10 and not set(words) & _DEFINITIONAL:  # a sound, not a dictionary entry
         caps.append(f"The sound of {' '.join(words)}")
     return [debias(c) for c in caps]
-
-
-def _merge(old: Sequence[str], new: Sequence[str]) -> list[str]:
-    seen = {c.lower().rstrip("."): c for c in old}
-    for c in new:
-        seen.setdefault(c.lower().rstrip("."), c)
-    return list(seen.values())
 
 
 def yamnet_tagger(tflite: str | Path, threads: int = 1) -> Tagger:

@@ -26,7 +26,6 @@ import os
 import tarfile
 from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
@@ -43,53 +42,12 @@ from indexer.models.manifest import AudioFrontend
 from indexer.text import TextTokenizer
 from training.data.captions import CaptionPolicy, combine_captions
 from training.data.records import ClipRecord, split_tar_ref
+from training.train_config import AugmentConfig
 
 log = logging.getLogger(__name__)
 
 # What a bad clip can raise; anything else (ValueError from a bug...) should surface.
 DECODE_ERRORS = (AudioError, sf.SoundFileError, tarfile.TarError, OSError, EOFError)
-
-
-@dataclass(frozen=True)
-class AugmentConfig:
-    """Training-time randomness; ``AugmentConfig.off()`` gives exactly the serving features."""
-
-    enabled: bool = True                             # master switch: False = serving features
-    random_crop: bool = True                         # long clips, non-fusion: uniform random crop
-                                                     # instead of serving's centre crop
-    random_fusion: bool = True                       # long clips, fusion: each local chunk starts
-                                                     # uniformly in its third (laion_clap), not mid
-    normalize_dbfs: float | None = None              # scale each waveform to this RMS (dBFS) first
-    gain_db: tuple[float, float] | None = None       # then a uniform random gain in this range
-    noise_snr_db: tuple[float, float] | None = None  # added noise at a uniform SNR in this range
-    noise_prob: float = 0.0                          # probability of adding noise to a clip
-    noise_colors: tuple[str, ...] = ("white", "pink")  # noise colour, picked uniformly
-    mix_prob: float = 0.0                            # probability of mixing in another clip
-    mix_ratio: tuple[float, float] = (0.25, 0.5)     # weight of the other clip, uniform in range
-
-    def __post_init__(self) -> None:
-        for name in ("noise_prob", "mix_prob"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ValueError(f"{name} must be in [0, 1]")
-        for name in ("gain_db", "noise_snr_db", "mix_ratio"):
-            span = getattr(self, name)
-            if span is not None and (len(span) != 2 or span[0] > span[1]):
-                raise ValueError(f"{name} must be (low, high) with low <= high")
-        if not 0.0 <= self.mix_ratio[0] <= self.mix_ratio[1] <= 1.0:
-            raise ValueError("mix_ratio must lie in [0, 1]")
-        if not self.noise_colors or set(self.noise_colors) - {"white", "pink"}:
-            raise ValueError("noise_colors must be a non-empty subset of ('white', 'pink')")
-
-    @classmethod
-    def off(cls) -> AugmentConfig:
-        return cls(enabled=False)
-
-    @property
-    def needs_waveform(self) -> bool:
-        """Whether clips must be decoded whole to change their samples."""
-        noise = self.noise_snr_db is not None and self.noise_prob > 0
-        return self.enabled and (self.normalize_dbfs is not None or self.gain_db is not None
-                                 or noise or self.mix_prob > 0)
 
 
 # ----------------------------------------------------------------------------- tar members

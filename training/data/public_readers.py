@@ -15,19 +15,21 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from indexer.audio.decode import DecodeLimits
-from training.data.readers import (  # the shared row checks and issue bookkeeping
-    _CAPTION_N,
-    _TAG_SEP,
-    AUDIO_EXTS,
-    AUDIOCAPS_TEMPLATES,
+from training.data.records import (  # the shared row checks and issue bookkeeping
+    CAPTION_N,
+    TAG_SEP,
+    ClipRecord,
     OnError,
     Result,
-    _as_list,
-    _csv_rows,
-    _ctx,
-    _Ctx,
+    RowChecker,
+    csv_rows,
+    row_checker,
+    split_list,
+    tar_ref,
 )
-from training.data.records import ClipRecord, tar_ref
+
+AUDIO_EXTS = ("flac", "wav", "ogg", "mp3", "opus")
+AUDIOCAPS_TEMPLATES = ("{youtube_id}.{ext}", "{youtube_id}_{start_time}.{ext}", "Y{youtube_id}.{ext}")
 
 
 def read_audiocaps(path: str | Path, audio_dir: str | Path | None = None, *,
@@ -39,9 +41,9 @@ def read_audiocaps(path: str | Path, audio_dir: str | Path | None = None, *,
     start_time) with all its captions. The audio is the first existing
     ``audio_dir/template.format(youtube_id=, start_time=, audiocap_id=, ext=)`` over ``templates``
     x ``exts`` (``start_time`` as an integer when whole, e.g. ``30``)."""
-    ctx = _ctx(path, on_error, audio_dir, split=split, check_audio=check_audio,
+    ctx = row_checker(path, on_error, audio_dir, split=split, check_audio=check_audio,
                probe_audio=probe_audio, limits=limits)
-    _, rows = _csv_rows(path, ("youtube_id", "start_time", "caption"),
+    _, rows = csv_rows(path, ("youtube_id", "start_time", "caption"),
                         "audiocap_id, youtube_id, start_time, caption")
     groups: dict[tuple[str, str], dict] = {}
     for line, row in rows:
@@ -80,10 +82,10 @@ def read_clotho(path: str | Path, audio_dir: str | Path | None = None, *, split:
                 limits: DecodeLimits | None = None) -> Result:
     """Clotho ``file_name,caption_1..caption_5`` (one CSV per split, hence the ``split``
     argument); audio is ``audio_dir/file_name``."""
-    ctx = _ctx(path, on_error, audio_dir, split=split, check_audio=check_audio,
+    ctx = row_checker(path, on_error, audio_dir, split=split, check_audio=check_audio,
                probe_audio=probe_audio, limits=limits)
-    header, rows = _csv_rows(path, ("file_name", "caption_1"), "file_name, caption_1..caption_N")
-    numbered = sorted((c for c in header if _CAPTION_N.fullmatch(c)), key=lambda c: int(c[8:]))
+    header, rows = csv_rows(path, ("file_name", "caption_1"), "file_name, caption_1..caption_N")
+    numbered = sorted((c for c in header if CAPTION_N.fullmatch(c)), key=lambda c: int(c[8:]))
     records = []
     for line, row in rows:
         rec = ctx.record(line, row["file_name"], [row[c] for c in numbered if row.get(c)])
@@ -126,7 +128,7 @@ def read_webdataset(shards: str | Path | Sequence[str | Path], *, split: str | N
     (probing means reading every member; a bad one is substituted at training time)."""
     records, issues = [], []
     for shard in expand_shards(shards):
-        ctx = _ctx(shard, on_error, None, split=split, check_audio=check_audio)
+        ctx = row_checker(shard, on_error, None, split=split, check_audio=check_audio)
         if not os.path.isfile(shard):
             ctx.issue(0, "shard not found")
             issues += ctx.issues
@@ -154,7 +156,7 @@ def read_webdataset(shards: str | Path | Sequence[str | Path], *, split: str | N
     return records, issues
 
 
-def _laion_record(ctx: _Ctx, number: int, shard: str, key: str, sample: dict) -> ClipRecord | None:
+def _laion_record(ctx: RowChecker, number: int, shard: str, key: str, sample: dict) -> ClipRecord | None:
     if "audio" not in sample:
         return ctx.issue(number, f"sample {key} has no audio member")
     if "json" not in sample:
@@ -164,8 +166,8 @@ def _laion_record(ctx: _Ctx, number: int, shard: str, key: str, sample: dict) ->
         if not isinstance(obj, dict):
             raise ValueError("not a JSON object")
         text = obj.get("text")
-        captions = _as_list([text] if isinstance(text, str) else text, _TAG_SEP, "text")
-        tags = _as_list(obj.get("tag"), _TAG_SEP, "tag")
+        captions = split_list([text] if isinstance(text, str) else text, TAG_SEP, "text")
+        tags = split_list(obj.get("tag"), TAG_SEP, "tag")
     except (ValueError, TypeError) as exc:  # json.JSONDecodeError is a ValueError
         return ctx.issue(number, f"{key}.json: {exc}")
     licence = obj.get("licence", obj.get("license"))

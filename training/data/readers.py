@@ -42,110 +42,28 @@ from __future__ import annotations
 import csv
 import glob
 import json
-import os
 import re
 from collections import Counter
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
 
-from indexer.audio.decode import DecodeLimits, probe
-from indexer.errors import AudioError
-from training.data.records import ClipRecord, ManifestError, ManifestIssue, split_tar_ref, tar_ref
+from indexer.audio.decode import DecodeLimits
+from training.data.public_readers import read_audiocaps, read_clotho, read_webdataset
+from training.data.records import (
+    CAPTION_N,
+    TAG_SEP,
+    ManifestIssue,
+    OnError,
+    Result,
+    row_checker,
+    split_list,
+    wrong_columns,
+)
 
-OnError = Literal["skip", "fail"]
-Result = tuple[list[ClipRecord], list[ManifestIssue]]
-
-AUDIO_EXTS = ("flac", "wav", "ogg", "mp3", "opus")
-AUDIOCAPS_TEMPLATES = ("{youtube_id}.{ext}", "{youtube_id}_{start_time}.{ext}",
-                       "Y{youtube_id}.{ext}")
 _OUR_FIELDS = ("audio", "caption", "captions", "tags", "labels", "split", "licence", "license",
                "meta")
-_CAPTION_N = re.compile(r"caption_(\d+)")
-_TAG_SEP = re.compile(r"[;,]")
 _LABEL_SEP = re.compile(r";")
-
-
-@dataclass
-class _Ctx:
-    """What every row of one file is checked against, and where its issues go."""
-
-    source: str
-    on_error: OnError
-    base_dir: Path
-    split: str | None = None
-    check_audio: bool = True
-    probe_audio: bool = False
-    limits: DecodeLimits | None = None
-    issues: list[ManifestIssue] = field(default_factory=list)
-
-    def issue(self, line: int, reason: str) -> None:
-        problem = ManifestIssue(self.source, line, reason)
-        if self.on_error == "fail":
-            raise ManifestError(problem)
-        self.issues.append(problem)
-
-    def resolve(self, audio: str) -> str:
-        """Absolute-ise ``audio`` (or the shard part of a tar reference) against ``base_dir``."""
-        ref = split_tar_ref(audio)
-        path = Path(os.path.expanduser(ref[0] if ref else audio))
-        path = path if path.is_absolute() else self.base_dir / path
-        return tar_ref(str(path), ref[1]) if ref else str(path)
-
-    def audio_problem(self, audio: str) -> str | None:
-        ref = split_tar_ref(audio)
-        target = ref[0] if ref else audio
-        if not os.path.isfile(target):
-            return f"audio file not found: {target}"
-        if self.probe_audio and ref is None:
-            try:
-                probe(target, limits=self.limits)
-            except AudioError as exc:
-                return f"audio cannot be used: {exc.reason} ({target})"
-        return None
-
-    def record(self, line: int, audio: str, captions: Sequence[str], tags: Sequence[str] = (),
-               labels: Sequence[str] = (), split: str | None = None, licence: str | None = None,
-               meta: dict | None = None) -> ClipRecord | None:
-        """Validate one row's fields; None (after reporting) when it cannot be used."""
-        if not audio.strip():
-            return self.issue(line, "'audio' is empty")
-        if any(not c.strip() for c in captions):
-            return self.issue(line, "empty caption")
-        captions = tuple(dict.fromkeys(c.strip() for c in captions))
-        tags = tuple(dict.fromkeys(t for t in tags if t))
-        if not captions and not tags:
-            return self.issue(line, "no caption and no tags")
-        path = self.resolve(audio.strip())
-        problem = self.audio_problem(path) if self.check_audio else None
-        if problem:
-            return self.issue(line, problem)
-        return ClipRecord(path, captions, tags, tuple(labels), split or self.split, self.source,
-                          line, licence or None, meta or {})
-
-
-def _as_list(value, sep: re.Pattern, what: str) -> list[str]:
-    """A JSON list of strings, or one string split on ``sep``; stripped, empties dropped."""
-    if value is None:
-        return []
-    if isinstance(value, str):
-        return [v.strip() for v in sep.split(value) if v.strip()]
-    if isinstance(value, list) and all(isinstance(v, str) for v in value):
-        return [v.strip() for v in value if v.strip()]
-    raise ValueError(f"'{what}' must be a string or a list of strings")
-
-
-def _ctx(path: str | Path, on_error: OnError, audio_dir, **kw) -> _Ctx:
-    if on_error not in ("skip", "fail"):
-        raise ValueError(f"on_error must be 'skip' or 'fail', got {on_error!r}")
-    base = Path(audio_dir) if audio_dir is not None else Path(path).resolve().parent
-    return _Ctx(str(path), on_error, base, **kw)
-
-
-def _wrong_columns(source: str, found: Sequence[str], expected: str) -> ManifestError:
-    return ManifestError(ManifestIssue(
-        source, 1, f"wrong columns: found {', '.join(found) or '(none)'}; expected {expected}"))
 
 
 # ----------------------------------------------------------------------------- our manifest
@@ -156,8 +74,8 @@ def read_jsonl(path: str | Path, *, audio_dir: str | Path | None = None, split: 
                check_audio: bool = True, probe_audio: bool = False,
                limits: DecodeLimits | None = None) -> Result:
     """Our JSON Lines manifest (see the module docstring); ``split`` fills rows that have none."""
-    ctx = _ctx(path, on_error, audio_dir, split=split, check_audio=check_audio,
-               probe_audio=probe_audio, limits=limits)
+    ctx = row_checker(path, on_error, audio_dir, split=split, check_audio=check_audio, probe_audio=probe_audio,
+                      limits=limits)
     records = []
     with open(path, encoding="utf-8-sig") as fh:
         for line, text in enumerate(fh, 1):
@@ -178,8 +96,8 @@ def read_jsonl(path: str | Path, *, audio_dir: str | Path | None = None, split: 
                 continue
             try:
                 captions = _json_captions(obj)
-                tags = _as_list(obj.get("tags"), _TAG_SEP, "tags")
-                labels = _as_list(obj.get("labels"), _LABEL_SEP, "labels")
+                tags = split_list(obj.get("tags"), TAG_SEP, "tags")
+                labels = split_list(obj.get("labels"), _LABEL_SEP, "labels")
                 audio, split_v = obj.get("audio"), obj.get("split")
                 licence = obj.get("licence", obj.get("license"))
                 if not isinstance(audio, str):
@@ -218,19 +136,19 @@ def read_csv(path: str | Path, *, audio_dir: str | Path | None = None, split: st
              check_audio: bool = True, probe_audio: bool = False,
              limits: DecodeLimits | None = None) -> Result:
     """Our CSV manifest (see the module docstring)."""
-    ctx = _ctx(path, on_error, audio_dir, split=split, check_audio=check_audio,
-               probe_audio=probe_audio, limits=limits)
+    ctx = row_checker(path, on_error, audio_dir, split=split, check_audio=check_audio, probe_audio=probe_audio,
+                      limits=limits)
     records = []
     with open(path, newline="", encoding="utf-8-sig") as fh:
         reader = csv.DictReader(fh)
         header = [h.strip() for h in reader.fieldnames or []]
         reader.fieldnames = header
-        numbered = sorted((c for c in header if _CAPTION_N.fullmatch(c)),
+        numbered = sorted((c for c in header if CAPTION_N.fullmatch(c)),
                           key=lambda c: int(c.split("_")[1]))
         unknown = [c for c in header if c not in _OUR_FIELDS and c not in numbered]
         has_text = {"caption", "captions", "tags"} & set(header) or numbered
         if "audio" not in header or not has_text or (unknown and extra == "error"):
-            raise _wrong_columns(str(path), header, "'audio', a caption column ('caption', "
+            raise wrong_columns(str(path), header, "'audio', a caption column ('caption', "
                                  "'captions' or 'caption_1..caption_N') and/or 'tags'; optional "
                                  "'labels', 'split', 'licence'"
                                  + (f"; unknown: {', '.join(unknown)}" if unknown else ""))
@@ -243,9 +161,9 @@ def read_csv(path: str | Path, *, audio_dir: str | Path | None = None, split: st
             captions = [cell[c] for c in ["caption", *numbered] if cell.get(c)]
             if cell.get("captions"):
                 captions += cell["captions"].split("|")
-            tags = _as_list(cell.get("tags"), _TAG_SEP, "tags")
+            tags = split_list(cell.get("tags"), TAG_SEP, "tags")
             rec = ctx.record(line, cell["audio"], captions, tags,
-                             _as_list(cell.get("labels"), _LABEL_SEP, "labels"), cell.get("split"),
+                             split_list(cell.get("labels"), _LABEL_SEP, "labels"), cell.get("split"),
                              cell.get("licence") or cell.get("license"),
                              {k: cell[k] for k in unknown})
             if rec is not None:
@@ -253,51 +171,7 @@ def read_csv(path: str | Path, *, audio_dir: str | Path | None = None, split: st
     return records, ctx.issues
 
 
-def _csv_rows(path: str | Path, required: Iterable[str], expected: str):
-    """(header, iterator of (line, row)) after checking the required columns are present."""
-    fh = open(path, newline="", encoding="utf-8-sig")
-    reader = csv.DictReader(fh)
-    header = [h.strip() for h in reader.fieldnames or []]
-    reader.fieldnames = header
-    if not set(required) <= set(header):
-        fh.close()
-        raise _wrong_columns(str(path), header, expected)
-
-    def rows():
-        with fh:
-            for row in reader:
-                yield reader.line_num, {k: (v or "").strip() for k, v in row.items() if k}
-    return header, rows()
-
-
 # ----------------------------------------------------------------------------- dispatch, report
-
-
-def read_audiocaps(*args, **kw) -> Result:
-    """AudioCaps CSV; see :func:`training.data.public_readers.read_audiocaps`."""
-    from training.data.public_readers import read_audiocaps as reader
-
-    return reader(*args, **kw)
-
-
-def read_clotho(*args, **kw) -> Result:
-    """Clotho CSV; see :func:`training.data.public_readers.read_clotho`."""
-    from training.data.public_readers import read_clotho as reader
-
-    return reader(*args, **kw)
-
-
-def read_webdataset(*args, **kw) -> Result:
-    """LAION-630K WebDataset shards; see :func:`training.data.public_readers.read_webdataset`."""
-    from training.data.public_readers import read_webdataset as reader
-
-    return reader(*args, **kw)
-
-
-def expand_shards(*args, **kw) -> list[str]:
-    from training.data.public_readers import expand_shards as expand
-
-    return expand(*args, **kw)
 
 
 def read_any(path: str | Path | Sequence[str | Path], **kw) -> Result:

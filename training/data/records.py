@@ -8,9 +8,16 @@ reported as ``manifest.jsonl:1234`` instead of an anonymous index.
 
 from __future__ import annotations
 
+import csv
+import os
+import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
 
-from indexer.errors import ClapSearchError
+from indexer.audio.decode import DecodeLimits, probe
+from indexer.errors import AudioError, ClapSearchError
 
 # Separator between a shard path and a member name in ``ClipRecord.audio``.
 TAR_MEMBER_SEP = ".tar#"
@@ -39,11 +46,6 @@ class ClipRecord:
     def where(self) -> str:
         """``source:line`` for messages (just the audio reference when the source is unknown)."""
         return f"{self.source}:{self.line}" if self.source else self.audio
-
-    @property
-    def tar_member(self) -> tuple[str, str] | None:
-        """``(shard_path, member_name)`` when the audio lives inside a tar shard, else None."""
-        return split_tar_ref(self.audio)
 
 
 def split_tar_ref(audio: str) -> tuple[str, str] | None:
@@ -88,3 +90,109 @@ class ManifestError(ClapSearchError):
     def __init__(self, issue: ManifestIssue):
         self.issue = issue
         super().__init__(str(issue))
+
+
+# ----------------------------------------------------------------------------- row checks
+# shared by every manifest reader (training.data.readers, training.data.public_readers)
+OnError = Literal["skip", "fail"]
+Result = tuple[list[ClipRecord], list[ManifestIssue]]
+CAPTION_N = re.compile(r"caption_(\d+)")
+TAG_SEP = re.compile(r"[;,]")
+
+
+@dataclass
+class RowChecker:
+    """What every row of one file is checked against, and where its issues go."""
+
+    source: str
+    on_error: OnError
+    base_dir: Path
+    split: str | None = None
+    check_audio: bool = True
+    probe_audio: bool = False
+    limits: DecodeLimits | None = None
+    issues: list[ManifestIssue] = field(default_factory=list)
+
+    def issue(self, line: int, reason: str) -> None:
+        problem = ManifestIssue(self.source, line, reason)
+        if self.on_error == "fail":
+            raise ManifestError(problem)
+        self.issues.append(problem)
+
+    def resolve(self, audio: str) -> str:
+        """Absolute-ise ``audio`` (or the shard part of a tar reference) against ``base_dir``."""
+        ref = split_tar_ref(audio)
+        path = Path(os.path.expanduser(ref[0] if ref else audio))
+        path = path if path.is_absolute() else self.base_dir / path
+        return tar_ref(str(path), ref[1]) if ref else str(path)
+
+    def audio_problem(self, audio: str) -> str | None:
+        ref = split_tar_ref(audio)
+        target = ref[0] if ref else audio
+        if not os.path.isfile(target):
+            return f"audio file not found: {target}"
+        if self.probe_audio and ref is None:
+            try:
+                probe(target, limits=self.limits)
+            except AudioError as exc:
+                return f"audio cannot be used: {exc.reason} ({target})"
+        return None
+
+    def record(self, line: int, audio: str, captions: Sequence[str], tags: Sequence[str] = (),
+               labels: Sequence[str] = (), split: str | None = None, licence: str | None = None,
+               meta: dict | None = None) -> ClipRecord | None:
+        """Validate one row's fields; None (after reporting) when it cannot be used."""
+        if not audio.strip():
+            return self.issue(line, "'audio' is empty")
+        if any(not c.strip() for c in captions):
+            return self.issue(line, "empty caption")
+        captions = tuple(dict.fromkeys(c.strip() for c in captions))
+        tags = tuple(dict.fromkeys(t for t in tags if t))
+        if not captions and not tags:
+            return self.issue(line, "no caption and no tags")
+        path = self.resolve(audio.strip())
+        problem = self.audio_problem(path) if self.check_audio else None
+        if problem:
+            return self.issue(line, problem)
+        return ClipRecord(path, captions, tags, tuple(labels), split or self.split, self.source,
+                          line, licence or None, meta or {})
+
+
+def split_list(value, sep: re.Pattern, what: str) -> list[str]:
+    """A JSON list of strings, or one string split on ``sep``; stripped, empties dropped."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [v.strip() for v in sep.split(value) if v.strip()]
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return [v.strip() for v in value if v.strip()]
+    raise ValueError(f"'{what}' must be a string or a list of strings")
+
+
+def row_checker(path: str | Path, on_error: OnError, audio_dir, **kw) -> RowChecker:
+    if on_error not in ("skip", "fail"):
+        raise ValueError(f"on_error must be 'skip' or 'fail', got {on_error!r}")
+    base = Path(audio_dir) if audio_dir is not None else Path(path).resolve().parent
+    return RowChecker(str(path), on_error, base, **kw)
+
+
+def wrong_columns(source: str, found: Sequence[str], expected: str) -> ManifestError:
+    return ManifestError(ManifestIssue(
+        source, 1, f"wrong columns: found {', '.join(found) or '(none)'}; expected {expected}"))
+
+
+def csv_rows(path: str | Path, required: Iterable[str], expected: str):
+    """(header, iterator of (line, row)) after checking the required columns are present."""
+    fh = open(path, newline="", encoding="utf-8-sig")
+    reader = csv.DictReader(fh)
+    header = [h.strip() for h in reader.fieldnames or []]
+    reader.fieldnames = header
+    if not set(required) <= set(header):
+        fh.close()
+        raise wrong_columns(str(path), header, expected)
+
+    def rows():
+        with fh:
+            for row in reader:
+                yield reader.line_num, {k: (v or "").strip() for k, v in row.items() if k}
+    return header, rows()

@@ -1,6 +1,6 @@
 """The trainable CLAP model: an audio tower and a text tower projected into one space.
 
-    model = build_model(load_config("cnn10-minilm"))
+    model = create_model("cnn10-minilm")             # training.models.factory, the door to this class
     a = model.encode_audio(features, is_longer)     # (B, D) unit vectors
     t = model.encode_text(input_ids, attention_mask)
     loss = contrastive_loss(a, t, model.logit_scales())   # training.loss
@@ -19,6 +19,8 @@ the runtime serves is the graph that was trained.
 from __future__ import annotations
 
 import math
+from collections.abc import Collection
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -54,12 +56,26 @@ class ClapTrainModel(nn.Module):
         init = math.log(config.logit_scale_init)
         self.logit_scale_a = nn.Parameter(torch.tensor(init))
         self.logit_scale_t = nn.Parameter(torch.tensor(init))
+        self.tokenizer_dir: Path | None = None  # the tokenizer that came with pretrained weights
 
     def encode_audio(self, input_features: torch.Tensor, is_longer: torch.Tensor) -> torch.Tensor:
         return F.normalize(self.audio_projection(self.audio(input_features, is_longer)), dim=-1)
 
     def encode_text(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         return F.normalize(self.text_projection(self.text(input_ids, attention_mask)), dim=-1)
+
+    def text_outputs(self, tokenizer, texts: list[str], batch: int = 256) -> torch.Tensor:
+        """Pooled text-tower outputs (before the head) of ``texts``, in eval mode, on the CPU:
+        what the cached mode stores and the label-space anchors are made of."""
+        device, was_training = self.logit_scale_a.device, self.text.training
+        self.text.eval()
+        out = []
+        with torch.inference_mode():
+            for start in range(0, len(texts), batch):
+                ids, mask = tokenizer.encode_batch(texts[start : start + batch])
+                out.append(self.text(torch.from_numpy(ids).to(device), torch.from_numpy(mask).to(device)).float().cpu())
+        self.text.train(was_training)
+        return torch.cat(out)
 
     def logit_scales(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(audio->text, text->audio) multipliers, exp of the learned logs, clamped."""
@@ -89,6 +105,26 @@ class ClapTrainModel(nn.Module):
             "heads": [*self.audio_projection.parameters(), *self.text_projection.parameters(),
                       self.logit_scale_a, self.logit_scale_t],
         }
+
+    def configure_optimizers(self, weight_decay: float, rates: dict[str, float],
+                             frozen: Collection[str] = ()) -> torch.optim.AdamW:
+        """AdamW with one group per (part, decay / no decay) of :meth:`parameter_groups`; each group
+        carries its part's rate as ``base_lr`` for the schedule (``training.loss.lr_at``).
+
+        Weights of linear and conv layers decay; biases, norms and temperatures do not (decaying a
+        temperature drags it towards 1). A part in ``frozen`` stops taking gradients and gets no
+        group at all, so AdamW keeps no state for it (LiT)."""
+        groups = []
+        for part, params in self.parameter_groups().items():
+            for p in params:
+                p.requires_grad_(part not in frozen)
+            if part in frozen:
+                continue
+            groups += [{"params": [p for p in params if p.ndim >= 2], "weight_decay": weight_decay,
+                        "base_lr": rates[part], "lr": rates[part], "name": part},
+                       {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0,
+                        "base_lr": rates[part], "lr": rates[part], "name": part + "/no_decay"}]
+        return torch.optim.AdamW([g for g in groups if g["params"]], betas=(0.9, 0.98), eps=1e-6)
 
 
 def build_model(config: ModelConfig | str | dict, seed: int | None = 0) -> ClapTrainModel:
@@ -141,15 +177,8 @@ def refresh_anchors(model: ClapTrainModel, tokenizer) -> None:
     if head is None:
         return
     prompts = [head.template.format(label) for label in head.labels()]
-    chunks = []
-    was_training = model.text.training
-    model.text.eval()
-    with torch.inference_mode():
-        for start in range(0, len(prompts), 128):
-            ids, mask = tokenizer.encode_batch(prompts[start : start + 128])
-            chunks.append(model.text(torch.from_numpy(ids), torch.from_numpy(mask)).float())
-    model.text.train(was_training)
-    model.text_projection.anchors.copy_(F.normalize(torch.cat(chunks), dim=-1))
+    anchors = model.text_outputs(tokenizer, prompts, batch=128).to(model.text_projection.anchors.device)
+    model.text_projection.anchors.copy_(F.normalize(anchors, dim=-1))
 
 
 def _as_roberta(clap_text: nn.Module) -> nn.Module:
@@ -194,4 +223,5 @@ def from_hf_clap(clap, max_text_length: int = 77) -> ClapTrainModel:
     model.text_projection = clap.text_projection
     model.logit_scale_a = clap.logit_scale_a
     model.logit_scale_t = clap.logit_scale_t
+    model.tokenizer_dir = None
     return model

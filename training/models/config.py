@@ -144,6 +144,13 @@ def list_configs() -> list[str]:
     return sorted(p.stem for p in CONFIG_DIR.glob("*.json"))
 
 
+def pretrained_table() -> dict[str, dict]:
+    """Known public checkpoints and towers by name (``pretrained.json`` beside this module): kind
+    (clap / audio / text), format, published file name, matching registry config, source, sha256."""
+    table = json.loads(Path(__file__).with_name("pretrained.json").read_text())
+    return {name: entry for name, entry in table.items() if not name.startswith("_")}
+
+
 def load_config(name_or_path: str | Path | dict) -> ModelConfig:
     """A registry name (``cnn10-minilm``), a JSON path, or an already parsed dict."""
     if isinstance(name_or_path, dict):
