@@ -22,6 +22,10 @@
     │   └── TextTooLongError        longer than the query limit
     ├── QueryError                  a search asked for what this model or request cannot give
     │   └── RelevanceUnavailableError  min_relevance without a text query and a calibrated model
+    ├── ConfigError                 a command's arguments or configuration file are invalid
+    ├── DataError                   training data cannot be used (clap-train)
+    │   └── DataManifestError       a training data listing is unusable (``.issue``: where and why)
+    ├── EvaluationError             an evaluation cannot run on the given data (clap-train eval)
     ├── ItemError                   an indexed item cannot serve as asked
     │   ├── ItemNotFoundError       no item has that id
     │   ├── ItemNotIndexedError     the item failed to ingest, so it has no vector
@@ -143,6 +147,26 @@ class RelevanceUnavailableError(QueryError):
     code = "request.min_relevance"
 
 
+class ConfigError(ClapSearchError):
+    code = "config"
+
+
+class DataError(ClapSearchError):
+    code = "data"
+
+
+class DataManifestError(DataError):
+    code = "data.manifest"
+
+    def __init__(self, message: str, issue: object | None = None):
+        self.issue = issue          # training.data.records.ManifestIssue: source, line, reason
+        super().__init__(message)
+
+
+class EvaluationError(ClapSearchError):
+    code = "evaluation"
+
+
 class ItemError(ClapSearchError):
     code = "item"
 
@@ -197,6 +221,12 @@ class StorageIOError(StoreError):
 # Exit codes of the command-line tools (`indexer`, `clap-train`) by code family, the most
 # specific prefix first; 1 is kept for "ran, but some files failed", 130 for Ctrl-C.
 EXIT_CODES = {"error": 2}
+
+
+def report_error(exc: ClapSearchError) -> int:
+    """Print an error as every CLI does (``error [code]: message`` on stderr); its exit code."""
+    print(f"error [{exc.code}]: {exc}", file=sys.stderr)
+    return exit_code(exc)
 
 
 def exit_code(exc: ClapSearchError) -> int:

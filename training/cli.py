@@ -23,7 +23,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from indexer.errors import ClapSearchError
+from indexer.errors import ClapSearchError, ConfigError, report_error
 
 # flag -> TrainConfig field, for the common options (everything else: --config or --set)
 TRAIN_FLAGS = {
@@ -219,8 +219,7 @@ def main(argv: list[str] | None = None) -> int:
         manifest = write_model_folder(converted, args.out, name=args.name, variants=args.variants,
                                       overwrite=args.overwrite, ship=args.ship, default_variant=args.default_variant)
     except (ClapSearchError, ValueError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return report_error(exc if isinstance(exc, ClapSearchError) else ConfigError(str(exc)))
     _report(manifest, args.out)
     return 0
 

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import contextlib
 from collections import defaultdict
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, Callable, Iterator, Protocol, Sequence
+from typing import Any, Protocol
 
 import numpy as np
 
-from indexer.errors import AudioError, ClapSearchError
+from indexer.errors import AudioError, EvaluationError
 
 
 def audio_views(ref: str, frontend):
@@ -32,10 +33,6 @@ def audio_views(ref: str, frontend):
     limits = DecodeLimits()
     samples, rate = decode_bytes(read_tar_member(*member), str(ref), limits)
     return array_views(samples, rate, frontend, name=str(ref), limits=limits)
-
-
-class EvaluationError(ClapSearchError):
-    code = "evaluation"
 
 
 class EvalRecord(Protocol):
@@ -128,7 +125,7 @@ class TorchEmbedder:
         self.identity = {"kind": "torch", "name": name, "device": device, "batch_size": batch_size}
 
     @classmethod
-    def from_converted(cls, converted, **kwargs) -> "TorchEmbedder":
+    def from_converted(cls, converted, **kwargs) -> TorchEmbedder:
         """From a ``training.convert.ConvertedModel`` (e.g. ``load_hf_folder(folder)``)."""
         from training.towers import AudioEmbedder, TextEmbedder
 

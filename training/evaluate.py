@@ -20,19 +20,19 @@ import datetime as _dt
 import json
 import sys
 import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 
-from indexer.errors import ClapSearchError
+from indexer.errors import ClapSearchError, ConfigError, EvaluationError, report_error
 from training import metrics as M
 from training.embedders import (  # noqa: F401  (re-exported: the evaluation API)
     CachedEmbedder,
     Embedder,
     EvalRecord,
-    EvaluationError,
     OnnxEmbedder,
     TorchEmbedder,
 )
@@ -68,7 +68,7 @@ class EvaluationReport:
         return json.dumps(self.to_dict(), indent=indent, allow_nan=False)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "EvaluationReport":
+    def from_dict(cls, data: dict[str, Any]) -> EvaluationReport:
         results = [TaskResult(**r) for r in data["results"]]
         return cls(**{**data, "results": results})
 
@@ -340,8 +340,7 @@ def main(argv: list[str] | None = None, *, read_records: Callable | None = None,
                                                    skip_failed=args.skip_failed))
         results = _run_tasks(embedder, records, test, args)
     except (ClapSearchError, ValueError) as exc:  # data problems: a message, not a traceback
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return report_error(exc if isinstance(exc, ClapSearchError) else ConfigError(str(exc)))
     report = EvaluationReport(model=embedder.identity, results=results,
                               data={"manifest": str(args.manifest), "split": args.split, "records": len(test)},
                               seconds_total=round(time.perf_counter() - start, 3))

@@ -17,12 +17,12 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from indexer.errors import ConfigError, report_error
 from training.evaluate import DEFAULT_TEMPLATE, evaluate_retrieval, evaluate_zero_shot
 from training.model_card import LabelledRecord, primary_label, read_corpus
 
@@ -272,8 +272,7 @@ def main(argv: list[str] | None = None) -> int:
     payload = load_checkpoint(args.checkpoint)
     model = create_model(pretrained=payload).eval()
     if model.config.head is None:
-        print("error: not a label-space model", file=sys.stderr)
-        return 2
+        return report_error(ConfigError(f"{args.checkpoint}: not a label-space model"))
     tokenizer_file = args.checkpoint.parent / "tokenizer.json"
     tokenizer_file.write_text(payload["tokenizer_json"]) if not tokenizer_file.exists() else None
     tokenizer = TextTokenizer(tokenizer_file, max_length=model.config.text.max_length)

@@ -15,8 +15,8 @@ torch is imported inside the functions: importing this module costs nothing.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import numpy as np
 

@@ -15,7 +15,7 @@ that changes between runs would hide that.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

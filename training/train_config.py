@@ -117,7 +117,7 @@ class TrainConfig(BaseModel):
     progress: bool = True
 
     @model_validator(mode="after")
-    def _check(self) -> "TrainConfig":
+    def _check(self) -> TrainConfig:
         if not self.train_manifest:
             raise ValueError("train_manifest is required")
         if min(self.batch_size, self.grad_accum, self.log_every, self.eval_every, self.save_every) < 1:

@@ -21,7 +21,7 @@ import sys
 
 import click
 
-from indexer.errors import exit_code, translate
+from indexer.errors import report_error, translate
 
 
 @click.group(help=__doc__.split("\n\n")[0], context_settings={"help_option_names": ["-h", "--help"]})
@@ -76,6 +76,5 @@ def main(argv: list[str] | None = None) -> int:
         known = translate(exc)      # a core error, or a database/disk/runtime failure it names
         if known is None:
             raise                   # a bug: the traceback is the useful report
-        print(f"error [{known.code}]: {known}", file=sys.stderr)
-        return exit_code(known)
+        return report_error(known)
     return int(result or 0)

@@ -11,10 +11,11 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from indexer.errors import DataManifestError
 from tests.helpers import tone
 from training.data.public_readers import expand_shards, read_audiocaps, read_clotho, read_webdataset
 from training.data.readers import read_any, read_csv, read_jsonl, summarize
-from training.data.records import ClipRecord, ManifestError, split_tar_ref
+from training.data.records import ClipRecord, split_tar_ref
 
 
 def wav(path: Path, seconds: float = 0.1, sr: int = 16000) -> Path:
@@ -90,7 +91,7 @@ def test_jsonl_bad_lines_are_reported_with_line_numbers(tmp_path):
 def test_jsonl_fail_mode_raises_at_the_first_bad_line(tmp_path):
     wav(tmp_path / "ok.wav")
     manifest = lines(tmp_path / "m.jsonl", BAD_JSONL)
-    with pytest.raises(ManifestError, match=r"m\.jsonl:2: not valid JSON") as info:
+    with pytest.raises(DataManifestError, match=r"m\.jsonl:2: not valid JSON") as info:
         read_jsonl(manifest, on_error="fail")
     assert info.value.issue.line == 2 and info.value.code == "data.manifest"
 
@@ -155,7 +156,7 @@ def test_csv_pipe_separated_captions_and_bad_rows(tmp_path):
 def test_csv_wrong_columns_name_found_and_expected(tmp_path, header, missing):
     manifest = tmp_path / "m.csv"
     manifest.write_text(header + "\nx,y\n")
-    with pytest.raises(ManifestError, match="wrong columns") as info:
+    with pytest.raises(DataManifestError, match="wrong columns") as info:
         read_csv(manifest)          # even with on_error="skip": every row would be bad
     message = str(info.value)
     assert missing in message and "expected 'audio'" in message and info.value.issue.line == 1

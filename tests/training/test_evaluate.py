@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from indexer.errors import EvaluationError
 from training.evaluate import (
-    EvaluationError,
     EvaluationReport,
     evaluate_linear_probe,
     evaluate_retrieval,

@@ -147,9 +147,9 @@ def test_bad_manifest_lines_are_skipped_with_their_line_numbers_or_fatal(toy, tm
         state = train(toy_config(toy, tmp_path / "skip", train_manifest=str(manifest), max_steps=2))
     assert state.step == 2
     assert "bad.jsonl:17" in caplog.text and "bad.jsonl:18" in caplog.text and "bad.jsonl:19" in caplog.text
-    from training.data.records import ManifestError
+    from indexer.errors import DataManifestError
 
-    with pytest.raises(ManifestError, match="bad.jsonl:17"):
+    with pytest.raises(DataManifestError, match="bad.jsonl:17"):
         train(toy_config(toy, tmp_path / "fail", train_manifest=str(manifest), on_bad_record="fail"))
 
 

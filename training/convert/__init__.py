@@ -20,8 +20,8 @@ if TYPE_CHECKING:  # torch stays out of import time
 
 @dataclass
 class ConvertedModel:
-    model: "ClapModel"                       # eval mode, float32, CPU
-    frontend: "AudioFrontend"                # exact preprocessing these weights expect
+    model: ClapModel                       # eval mode, float32, CPU
+    frontend: AudioFrontend                # exact preprocessing these weights expect
     audio_architecture: str                  # "htsat-tiny", "htsat-base", or "htsat-custom"
     text_architecture: str                   # "roberta"
     tokenizer_dir: Path                      # folder holding tokenizer.json (or vocab.json + merges.txt)

@@ -15,6 +15,7 @@ import os
 import sys
 from pathlib import Path
 
+from indexer.errors import ConfigError, report_error
 from training.corpus.build import DEFAULT_HELDOUT, DEFAULT_VAL, BuildConfig, build
 
 
@@ -48,8 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     heldout, val = _names(args.heldout), _names(args.val)
     both = set(heldout) & set(val)
     if both:
-        print(f"error: in both --heldout and --val: {sorted(both)}", file=sys.stderr)
-        return 2
+        return report_error(ConfigError(f"in both --heldout and --val: {sorted(both)}"))
     roots = {}
     for item in args.root:
         name, _, folder = item.partition("=")

@@ -40,8 +40,16 @@ from training.corpus.build import slug
 from training.corpus.captions import describe
 from training.corpus.extract import candidates
 from training.corpus.ontology import load_ontology
-from training.corpus.pseudo_labels import (CLASS_MAP, PseudoConfig, Tagger, cached, class_captions,
-                                           class_tree, judge, yamnet_tagger)
+from training.corpus.pseudo_labels import (
+    CLASS_MAP,
+    PseudoConfig,
+    Tagger,
+    cached,
+    class_captions,
+    class_tree,
+    judge,
+    yamnet_tagger,
+)
 from training.data.captions import clean_tags
 
 __all__ = ["PseudoConfig", "judge", "main", "report_path", "run", "yamnet_tagger"]
@@ -219,7 +227,7 @@ def run(cfg: PseudoConfig, tagger: Tagger, names: list[str]) -> dict:
     # 4. new files: caption the windows YAMNet agrees on (or is sure of), write their FLACs
     taken = {r["audio"] for r in rows}
     new_rows = []
-    for src, c, a, spans, keep in bar(plans, "tag new files"):
+    for src, c, _a, spans, keep in bar(plans, "tag new files"):
         alive = [(k, s, e) for k, s, e in keep if f"new:{c.package}:{c.rel_path}#{k}" not in dups]
         bump(c.package, "duplicate windows", len(keep) - len(alive))
         if not alive:

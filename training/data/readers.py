@@ -2,7 +2,7 @@
 
 Every reader returns ``(records, issues)``. ``on_error="skip"`` records a :class:`ManifestIssue`
 (file, 1-based line, reason) for each bad line and carries on; ``on_error="fail"`` raises
-:class:`ManifestError` at the first one. A file whose columns are wrong always raises: every row
+:class:`indexer.errors.DataManifestError` at the first one. A file whose columns are wrong always raises: every row
 would be bad, and an empty dataset hours later is worse than an error now.
 
 Our manifest, JSON Lines (``*.jsonl``), one object per line; blank lines are ignored::

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Literal
 
 from indexer.audio.decode import DecodeLimits, probe
-from indexer.errors import AudioError, ClapSearchError
+from indexer.errors import AudioError, DataManifestError
 
 # Separator between a shard path and a member name in ``ClipRecord.audio``.
 TAR_MEMBER_SEP = ".tar#"
@@ -78,20 +78,6 @@ class ManifestIssue:
         return f"{where}: {self.reason}"
 
 
-class ManifestError(ClapSearchError):
-    """A training manifest is unusable (wrong columns), or a bad line met with ``on_error="fail"``.
-
-    Distinct from :class:`indexer.errors.ManifestError`, which is about a *model* folder's
-    manifest.json; this one is about training data listings.
-    """
-
-    code = "data.manifest"
-
-    def __init__(self, issue: ManifestIssue):
-        self.issue = issue
-        super().__init__(str(issue))
-
-
 # ----------------------------------------------------------------------------- row checks
 # shared by every manifest reader (training.data.readers, training.data.public_readers)
 OnError = Literal["skip", "fail"]
@@ -116,7 +102,7 @@ class RowChecker:
     def issue(self, line: int, reason: str) -> None:
         problem = ManifestIssue(self.source, line, reason)
         if self.on_error == "fail":
-            raise ManifestError(problem)
+            raise DataManifestError(str(problem), problem)
         self.issues.append(problem)
 
     def resolve(self, audio: str) -> str:
@@ -176,9 +162,9 @@ def row_checker(path: str | Path, on_error: OnError, audio_dir, **kw) -> RowChec
     return RowChecker(str(path), on_error, base, **kw)
 
 
-def wrong_columns(source: str, found: Sequence[str], expected: str) -> ManifestError:
-    return ManifestError(ManifestIssue(
-        source, 1, f"wrong columns: found {', '.join(found) or '(none)'}; expected {expected}"))
+def wrong_columns(source: str, found: Sequence[str], expected: str) -> DataManifestError:
+    issue = ManifestIssue(source, 1, f"wrong columns: found {', '.join(found) or '(none)'}; expected {expected}")
+    return DataManifestError(str(issue), issue)
 
 
 def csv_rows(path: str | Path, required: Iterable[str], expected: str):

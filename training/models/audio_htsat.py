@@ -46,7 +46,7 @@ class HtsatTower(nn.Module):
         self.register_buffer("time_resize", _resize_matrix(CLIP_FRAMES, width), persistent=False)
 
     @classmethod
-    def from_config(cls, settings: dict, fusion: bool) -> "HtsatTower":
+    def from_config(cls, settings: dict, fusion: bool) -> HtsatTower:
         # ClapAudioModel (a PreTrainedModel) applies transformers' weight init; keep its encoder.
         from transformers import ClapAudioModel
 

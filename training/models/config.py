@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Literal, Union
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -106,7 +106,7 @@ class TextConfig(_Strict):
 class ModelConfig(_Strict):
     description: str = ""
     embed_dim: int = 512
-    audio: Annotated[Union[HtsatAudioConfig, CnnAudioConfig, YamnetAudioConfig], Field(discriminator="type")]
+    audio: Annotated[HtsatAudioConfig | CnnAudioConfig | YamnetAudioConfig, Field(discriminator="type")]
     text: TextConfig
     frontend: dict = Field(default_factory=dict, description="AudioFrontend overrides")
     # None: projection MLPs into ``embed_dim``; label_space: see LabelSpaceHeadConfig.

@@ -38,14 +38,14 @@ class TextTower(nn.Module):
         self.width = int(model.config.hidden_size)
 
     @classmethod
-    def from_config(cls, family: str, settings: dict, pooling: str) -> "TextTower":
+    def from_config(cls, family: str, settings: dict, pooling: str) -> TextTower:
         config = _transformers_class(CONFIGS[family])(**settings)
         model_cls = _transformers_class(FAMILIES[family])
         model = model_cls(config, add_pooling_layer=pooling == "pooler") if family != "clip" else model_cls(config)
         return cls(model, family, pooling)
 
     @classmethod
-    def from_pretrained(cls, folder: str | Path, pooling: str | None = None) -> "TextTower":
+    def from_pretrained(cls, folder: str | Path, pooling: str | None = None) -> TextTower:
         """An HF-format text model folder (config.json + weights), e.g. an unzipped MiniLM."""
         from transformers import AutoConfig
 
