@@ -105,7 +105,7 @@ def hit_record(hit: Hit, kind: str, relevance_of: Relevance | None = None) -> di
     relevance = round(relevance_of(hit.score), 6) if relevance_of is not None else None
     return {"id": hit.file_id, "score": round(hit.score, 6), "relevance": relevance,
             "path": hit.path, "name": Path(hit.path).name,
-            "duration_s": hit.duration_s, "format": hit.format, "tags": hit.tags or None,
+            "duration_s": hit.duration_s, "format": hit.format, "tags": dict(hit.tags or {}),
             "start_s": hit.start_s, "end_s": hit.end_s,
             "segment_id": hit.id if kind == "segments" and hit.id > 0 else None}
 

@@ -395,3 +395,31 @@ def test_page_asks_for_an_api_key(page, site, sync_api):
 
     errors = [e for e in page.console_errors if "status of 401" not in e]
     assert not errors, "console errors:\n" + "\n".join(errors)
+
+
+def test_api_docs_render_offline(page, site, sync_api):
+    """/docs (Swagger UI) and /redoc render the operations with every request that leaves this
+    server refused: their scripts, styles and fonts come from the app itself."""
+    expect = sync_api.expect
+    outside: list[str] = []
+
+    def only_local(route):
+        if route.request.url.startswith(site["url"]):
+            route.continue_()
+        else:
+            outside.append(route.request.url)
+            route.abort()
+
+    page.route("**/*", only_local)
+    page.goto(site["url"] + "/docs")
+    operations = page.locator(".opblock")
+    expect(operations.first).to_be_visible()
+    assert operations.count() >= 15
+    expect(page.locator(".opblock-summary-path", has_text="/v1/classify").first).to_be_visible()
+    page.locator(".opblock-post", has_text="/v1/classify").first.locator(".opblock-summary").click()
+    expect(page.get_by_text("multipart/form-data").first).to_be_attached()
+
+    page.goto(site["url"] + "/redoc")
+    expect(page.get_by_text("Zero-shot tagging").first).to_be_visible(timeout=60_000)
+    assert not outside, f"the docs asked outside this server for {outside}"
+    assert not page.console_errors, "console errors:\n" + "\n".join(page.console_errors)
