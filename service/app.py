@@ -36,6 +36,11 @@ from service.uploads import BodyLimitMiddleware
 log = logging.getLogger("service")
 STATIC = Path(str(resources.files("service").joinpath("static")))
 DOCS_ASSETS = "/docs-assets"
+# The docs pages may load only from this server: ReDoc's bundle would still fetch a decorative
+# logo from its vendor's CDN, and neither page should talk to anything else. Inline scripts and
+# styles are how Swagger UI starts and how ReDoc styles itself; ReDoc's search runs in a blob worker.
+DOCS_CSP = ("default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
+            "img-src 'self' data:; font-src 'self' data:; worker-src 'self' blob:; connect-src 'self'")
 
 DESCRIPTION = """Search your audio library by text ("dog barking in the rain"), by example (a clip or an
 indexed item) and tag clips zero-shot with the labels you choose, on CLAP embeddings.
@@ -50,6 +55,11 @@ def docs_assets() -> Path | None:
         return Path(str(resources.files("fastapi_offline").joinpath("static")))
     except ModuleNotFoundError:
         return None
+
+
+def _with_csp(page: HTMLResponse) -> HTMLResponse:
+    page.headers["Content-Security-Policy"] = DOCS_CSP
+    return page
 
 
 def add_docs(app: FastAPI) -> None:
@@ -67,11 +77,11 @@ def add_docs(app: FastAPI) -> None:
     @app.get("/docs", include_in_schema=False)
     async def swagger(request: Request) -> HTMLResponse:
         root = prefix(request)
-        return get_swagger_ui_html(
+        return _with_csp(get_swagger_ui_html(
             openapi_url=root + str(app.openapi_url), title=f"{app.title} API",
             swagger_js_url=f"{root}{DOCS_ASSETS}/swagger-ui-bundle.js",
             swagger_css_url=f"{root}{DOCS_ASSETS}/swagger-ui.css", swagger_favicon_url=f"{root}/static/favicon.svg",
-            oauth2_redirect_url=root + "/docs/oauth2-redirect", swagger_ui_parameters={"validatorUrl": None})
+            oauth2_redirect_url=root + "/docs/oauth2-redirect", swagger_ui_parameters={"validatorUrl": None}))
 
     @app.get("/docs/oauth2-redirect", include_in_schema=False)
     async def swagger_redirect() -> HTMLResponse:
@@ -80,9 +90,9 @@ def add_docs(app: FastAPI) -> None:
     @app.get("/redoc", include_in_schema=False)
     async def redoc(request: Request) -> HTMLResponse:
         root = prefix(request)
-        return get_redoc_html(openapi_url=root + str(app.openapi_url), title=f"{app.title} API",
-                              redoc_js_url=f"{root}{DOCS_ASSETS}/redoc.standalone.js",
-                              redoc_favicon_url=f"{root}/static/favicon.svg", with_google_fonts=False)
+        return _with_csp(get_redoc_html(openapi_url=root + str(app.openapi_url), title=f"{app.title} API",
+                                        redoc_js_url=f"{root}{DOCS_ASSETS}/redoc.standalone.js",
+                                        redoc_favicon_url=f"{root}/static/favicon.svg", with_google_fonts=False))
 
 
 def document_problems(app: FastAPI) -> None:
