@@ -54,7 +54,7 @@ class SearchRequest:
 def check_query_text(q: str | None) -> str:
     text = (q or "").strip()
     if not text:
-        raise errors.TextError("the query text is empty")
+        raise errors.EmptyTextError("the query text is empty")
     if len(text) > MAX_QUERY_CHARS:
         raise errors.TextTooLongError(f"the query has {len(text)} characters; the limit is {MAX_QUERY_CHARS}")
     return text

@@ -30,6 +30,7 @@ def test_docs_pages_reference_only_local_assets(client, page):
     urls = _urls(html)
     assert urls, html
     assert "cdn" not in html.lower() and "fonts.googleapis" not in html
+    assert "default-src 'self'" in response.headers["content-security-policy"]   # nothing else, even by script
     for url in urls:
         parts = urlsplit(url)
         assert not parts.scheme and not parts.netloc, f"{page} loads {url} from elsewhere"

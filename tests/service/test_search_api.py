@@ -280,7 +280,7 @@ def test_texts_scores_are_the_cosines_classify_reports(client, item_ids, library
     ({"q": QUERY, "min_score": 2}, "request.invalid"),
     ({"q": QUERY, "limit": "ten"}, "request.invalid"),
     ({"q": QUERY, "segments": "maybe"}, "request.invalid"),
-    ({"q": "   "}, "text"),
+    ({"q": "   "}, "text.empty"),
     ({"q": "x" * 1001}, "text.too_long"),
     ({}, "request.invalid"),
 ])
