@@ -45,6 +45,9 @@ DOCS_CSP = ("default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 's
 DESCRIPTION = """Search your audio library by text ("dog barking in the rain"), by example (a clip or an
 indexed item) and tag clips zero-shot with the labels you choose, on CLAP embeddings.
 
+Every POST takes its fields as a JSON object or as form fields (multipart when a `file` is
+uploaded); lists are JSON arrays or repeated fields, never split on commas. Lists of resources
+answer `{items, total, limit, offset}`; `tags` is always an object.
 Errors are RFC 9457 problem details (`application/problem+json`) with a stable `code`.
 When API keys are configured, send one as `X-API-Key` or `Authorization: Bearer`."""
 
