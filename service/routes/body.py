@@ -85,7 +85,7 @@ async def request_fields(request: Request) -> AsyncIterator[Fields]:
         raw = await request.body()
         try:
             data = json.loads(raw) if raw.strip() else {}
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, RecursionError):     # RecursionError: nesting deeper than Python's stack
             raise ProblemError("request.invalid", "the body is not valid JSON") from None
         if not isinstance(data, dict):
             raise ProblemError("request.invalid", "send the fields as one JSON object")

@@ -160,6 +160,16 @@ def test_huge_lists_are_4xx_problems(client, item_ids):
     assert form.status_code in (400, 413, 422) and form.headers["content-type"].startswith("application/problem+json")
 
 
+def test_deep_json_and_long_query_lists_are_problems(client):
+    deep = b"[" * 200_000 + b"]" * 200_000
+    assert_problem(client.post("/search", content=deep, headers={"Content-Type": "application/json"}),
+                   422, "request.invalid")
+    nested = b'{"q": ' + b"[" * 200_000 + b"]" * 200_000 + b"}"
+    assert_problem(client.post("/search", content=nested, headers={"Content-Type": "application/json"}),
+                   422, "request.invalid")
+    assert_problem(client.get("/v1/search", params=[("q", "a")] + [("tag", "t")] * 500), 422, "request.invalid")
+
+
 def test_file_must_be_a_file_part(client, item_ids):
     assert_problem(client.post("/v1/search/audio", data={"file": "not a file"}), 422, "request.invalid")
     assert_problem(client.post("/v1/search/audio", json={"file": "clip.wav"}), 422, "request.invalid")
