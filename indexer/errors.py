@@ -18,7 +18,8 @@
     │       ├── FileMissingError    it vanished between listing and reading
     │       ├── FilePermissionError  no permission to read it
     │       └── FileFetchError      a remote (object store) file could not be fetched
-    ├── TextError                   empty or unusable query text
+    ├── TextError                   unusable query text
+    │   ├── EmptyTextError          empty, or only white space
     │   └── TextTooLongError        longer than the query limit
     ├── QueryError                  a search asked for what this model or request cannot give
     │   └── RelevanceUnavailableError  min_relevance without a text query and a calibrated model
@@ -133,6 +134,10 @@ class FileFetchError(FileError):
 
 class TextError(ClapSearchError):
     code = "text"
+
+
+class EmptyTextError(TextError):
+    code = "text.empty"
 
 
 class TextTooLongError(TextError):

@@ -54,7 +54,7 @@ class SearchRequest:
 def check_query_text(q: str | None) -> str:
     text = (q or "").strip()
     if not text:
-        raise errors.TextError("the query text is empty")
+        raise errors.EmptyTextError("the query text is empty")
     if len(text) > MAX_QUERY_CHARS:
         raise errors.TextTooLongError(f"the query has {len(text)} characters; the limit is {MAX_QUERY_CHARS}")
     return text
@@ -105,7 +105,7 @@ def hit_record(hit: Hit, kind: str, relevance_of: Relevance | None = None) -> di
     relevance = round(relevance_of(hit.score), 6) if relevance_of is not None else None
     return {"id": hit.file_id, "score": round(hit.score, 6), "relevance": relevance,
             "path": hit.path, "name": Path(hit.path).name,
-            "duration_s": hit.duration_s, "format": hit.format, "tags": hit.tags or None,
+            "duration_s": hit.duration_s, "format": hit.format, "tags": dict(hit.tags or {}),
             "start_s": hit.start_s, "end_s": hit.end_s,
             "segment_id": hit.id if kind == "segments" and hit.id > 0 else None}
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from indexer.errors import ManifestError, TextError
+from indexer.errors import EmptyTextError, ManifestError
 
 MAX_QUERY_CHARS = 2000  # bound the work one request can ask for; truncation keeps max_length tokens anyway
 
@@ -39,7 +39,7 @@ class TextTokenizer:
         clean = []
         for text in texts:
             if not isinstance(text, str) or not text.strip():
-                raise TextError("query text is empty")
+                raise EmptyTextError("query text is empty")
             clean.append(text[:MAX_QUERY_CHARS])
         return [np.asarray(enc.ids, dtype=np.int64) for enc in self._tok.encode_batch(clean)]
 

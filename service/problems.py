@@ -89,6 +89,8 @@ PROBLEMS: dict[str, tuple[int, str]] = {
     "job.not_found": (404, "No such job"),
     "job.unavailable": (503, "Job queue unavailable"),
     "internal": (500, "Internal error"),
+    # h-api (issue 15, one API style): an empty query had only the family code "text"
+    "text.empty": (422, "Query is empty"),
 }
 # Starlette's own HTTP errors (unknown route, wrong method...) -> our code.
 _HTTP_CODES = {400: "request.invalid", 401: "auth.required", 403: "auth.forbidden", 404: "not_found",

@@ -1,10 +1,33 @@
-"""Response models: what the API returns, as documented in OpenAPI (``/docs``, ``/openapi.json``)."""
+"""What the API takes and returns, as documented in OpenAPI (``/docs``, ``/openapi.json``).
+
+Conventions (README, "API"): POST fields come as JSON or form fields (``routes/body.py``); lists
+are arrays or repeated fields; list resources answer ``{items, total, limit, offset}``; ``tags``
+is always an object.
+"""
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
+
+from service.jobs import JobInfo
+
+
+def _tags(value: object) -> object:
+    return {} if value is None else value     # no tags is an empty object, never null
+
+
+class Problem(BaseModel):
+    """Every error (RFC 9457, ``application/problem+json``); docs/errors.md lists every ``code``."""
+
+    type: str = Field(examples=["/problems/audio.decode"])
+    title: str
+    status: int
+    code: str = Field(description="stable and dotted: switch on this, not on the title or detail")
+    detail: str | None = None
+    instance: str | None = Field(None, description="the request path")
+    errors: list[dict] | None = Field(None, description="request.invalid: one entry per field (loc, msg, type)")
 
 
 class SearchHit(BaseModel):
@@ -17,7 +40,7 @@ class SearchHit(BaseModel):
     name: str
     duration_s: float | None = None
     format: str | None = None
-    tags: dict[str, str] | None = None
+    tags: dict[str, str] = Field(default_factory=dict, description="the file's tags; {} when it has none")
     start_s: float | None = Field(None, description="with segments=true: where the moment starts")
     end_s: float | None = None
     segment_id: int | None = None
@@ -40,7 +63,7 @@ class SearchResponse(BaseModel):
         "query": "dog barking in the rain", "collection": "default", "model": "clapsearch-sfx-v1",
         "index_version": 3, "took_ms": 11.2, "cached": False, "limit": 10, "offset": 0,
         "results": [{"id": 42, "score": 0.412, "relevance": 0.93, "path": "/srv/library/animals/dog_bark_rain.flac",
-                     "name": "dog_bark_rain.flac", "duration_s": 7.5, "format": "FLAC", "tags": None,
+                     "name": "dog_bark_rain.flac", "duration_s": 7.5, "format": "FLAC", "tags": {},
                      "start_s": None, "end_s": None, "segment_id": None,
                      "audio_url": "/v1/items/42/audio", "peaks_url": "/v1/items/42/peaks"}]}]}}
 
@@ -93,13 +116,15 @@ class Item(BaseModel):
     subtype: str | None
     sample_rate: int | None
     channels: int | None
-    tags: dict[str, str] | None
+    tags: dict[str, str] = Field(default_factory=dict, description="the file's tags; {} when it has none")
     status: str
     error_code: str | None = None
     n_segments: int
     updated_at: datetime | None
     audio_url: str
     peaks_url: str
+
+    _no_null_tags = field_validator("tags", mode="before")(_tags)
 
 
 class Peaks(BaseModel):
@@ -129,8 +154,65 @@ class CollectionInfo(BaseModel):
     index: dict[str, IndexSummary | None]
 
 
-class CollectionList(BaseModel):
-    collections: list[CollectionInfo]
+class Page(BaseModel):
+    """The envelope of every list resource."""
+
+    total: int = Field(description="how many there are in all (jobs: of the most recent ones kept)")
+    limit: int
+    offset: int
+
+
+class CollectionList(Page):
+    items: list[CollectionInfo]
+
+
+class JobList(Page):
+    items: list[JobInfo]
+
+
+# ----------------------------------------------------------------------------- inputs
+# POST bodies, JSON or form fields alike (routes/body.py). Flat models: OpenAPI shows them inline.
+
+class SearchOptions(BaseModel):
+    """Paging and filters of every search; GET takes the same as query parameters (routes/params.py)."""
+
+    collection: str | None = Field(None, max_length=200, description="collection to search (default: the configured one)")
+    limit: int = Field(10, ge=1, description="results per page; capped at CLAPSEARCH_MAX_LIMIT")
+    offset: int = Field(0, ge=0, description="skip this many results (pagination)")
+    min_score: float | None = Field(None, ge=-1, le=1, description="drop hits below this cosine")
+    min_relevance: float | None = Field(None, ge=0, le=1, description=(
+        "text queries: drop hits whose calibrated relevance (0..1, the same meaning for every query; "
+        "0.5 = as likely a match as not) is below this; needs a model with a score calibration"))
+    min_duration: float | None = Field(None, ge=0, description="seconds")
+    max_duration: float | None = Field(None, ge=0, description="seconds")
+    format: list[str] = Field([], max_length=100, description="container formats to keep, e.g. WAV, FLAC, MP3")
+    tag: list[str] = Field([], max_length=100, description="'rain' (any tag contains it) or 'genre:ambient'")
+    path_prefix: str | None = Field(None, description="only files whose path starts with this")
+    segments: bool = Field(False, description="search 10 s windows inside long files; hits carry start_s/end_s")
+
+
+class SearchTextInput(SearchOptions):
+    q: str = Field(description="what it should sound like", examples=["dog barking in the rain"])
+
+
+class SearchAudioInput(SearchOptions):
+    id: int | None = Field(None, ge=1, description="an indexed item's id instead of an upload")
+    exclude_self: bool = Field(True, description="leave the query item out")
+
+
+class TextsInput(BaseModel):
+    id: int | None = Field(None, ge=1, description="an indexed item's id instead of an upload")
+    limit: int = Field(10, ge=1, le=1000)
+    texts: list[str] = Field([], description="your own candidate texts")
+    vocabulary: bool = Field(True, description="include AudioSet's labels")
+
+
+class ClassifyInput(BaseModel):
+    id: int | None = Field(None, ge=1, description="an indexed item instead of an upload")
+    candidate_labels: list[str] = Field([], description="labels to choose from: a JSON array or repeated "
+                                                        "fields; a label may contain commas")
+    hypothesis_template: str | None = Field(None, max_length=1000, description='default "This is a sound of {}."')
+    multi_label: bool = Field(False, description="true: score labels independently")
 
 
 class IngestRequest(BaseModel):

@@ -13,12 +13,13 @@ import time
 from typing import TYPE_CHECKING
 
 import numpy as np
-from fastapi import APIRouter, Form, Request, UploadFile
+from fastapi import APIRouter, Request
 
 from service import queries
 from service.problems import ProblemError
-from service.routes.params import AudioUpload, optional_upload
-from service.schemas import ClassifyResponse
+from service.routes.body import BodyFields, Fields, body_doc
+from service.routes.params import optional_upload
+from service.schemas import ClassifyInput, ClassifyResponse
 from service.vocabulary import phrase
 
 if TYPE_CHECKING:
@@ -29,13 +30,10 @@ DEFAULT_TEMPLATE = "This is a sound of {}."
 
 
 def _labels(values: list[str], limit: int) -> list[str]:
-    labels: list[str] = []
-    for value in values:
-        parts = value.split(",") if len(values) == 1 else [value]   # one "a, b, c" value or repeated
-        labels.extend(p.strip() for p in parts if p.strip())
-    labels = list(dict.fromkeys(labels))
+    # never split on commas: "Crowing, cock-a-doodle-doo" is one of AudioSet's own labels
+    labels = list(dict.fromkeys(v.strip() for v in values if v.strip()))
     if not labels:
-        raise ProblemError("request.no_labels", "send candidate_labels, repeated or as one comma-separated value")
+        raise ProblemError("request.no_labels", "send candidate_labels: a JSON array or repeated form fields")
     if len(labels) > limit:
         raise ProblemError("request.too_many_labels", f"{len(labels)} labels; the limit is {limit} (CLAPSEARCH_MAX_LABELS)")
     if any(len(label) > 200 for label in labels):
@@ -43,29 +41,20 @@ def _labels(values: list[str], limit: int) -> list[str]:
     return labels
 
 
-def _flag(value: str | None) -> bool:
-    return str(value).strip().lower() in {"1", "true", "yes", "on"}
-
-
-@router.post("/v1/classify", response_model=ClassifyResponse, summary="Zero-shot tagging")
-@router.post("/classify", response_model=ClassifyResponse, summary="Zero-shot tagging (unversioned alias)")
-async def classify(request: Request, file: UploadFile | None = AudioUpload,
-                   candidate_labels: list[str] = Form([], description="labels to choose from "
-                                                      "(repeatable, or one comma-separated value); "
-                                                      "also accepted as query parameters"),
-                   hypothesis_template: str | None = Form(None, description='default "This is a sound of {}."'),
-                   multi_label: str | None = Form(None, description="true: score labels independently"),
-                   id: int | None = Form(None, ge=1, description="an indexed item instead of an upload")):
+@router.post("/v1/classify", response_model=ClassifyResponse, summary="Zero-shot tagging",
+             openapi_extra=body_doc(ClassifyInput, file=True, required=True))
+@router.post("/classify", response_model=ClassifyResponse, summary="Zero-shot tagging (unversioned alias)",
+             openapi_extra=body_doc(ClassifyInput, file=True, required=True))
+async def classify(request: Request, fields: Fields = BodyFields):
     rt: Runtime = request.app.state.runtime
     started = time.perf_counter()
-    qp = request.query_params
-    labels = _labels(candidate_labels or qp.getlist("candidate_labels"), rt.settings.max_labels)
-    template = hypothesis_template or qp.get("hypothesis_template") or DEFAULT_TEMPLATE
+    body = fields.parse(ClassifyInput, request.query_params)
+    labels = _labels(body.candidate_labels, rt.settings.max_labels)
+    template = body.hypothesis_template or DEFAULT_TEMPLATE
     if "{}" not in template and "{label}" not in template:
         raise ProblemError("request.template", "hypothesis_template must contain {} where the label goes")
-    multi = _flag(multi_label if multi_label is not None else qp.get("multi_label"))
-    item_id = id if id is not None else (int(qp["id"]) if qp.get("id", "").isdigit() else None)
-    vector, name = await queries.audio_vector(rt, optional_upload(file), item_id)
+    multi = body.multi_label
+    vector, name = await queries.audio_vector(rt, optional_upload(fields.file), body.id)
     texts = await queries.text_vectors(rt, [phrase(template, label) for label in labels])
     cosines = texts @ vector
     scale = queries.logit_scale(rt)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from starlette.concurrency import run_in_threadpool
 
 from indexer.store import catalog
@@ -31,14 +31,16 @@ def _info(rt: Runtime, name: str) -> dict:
             "hours": status["audio_hours"], "segments": status["segment_seconds"] is not None, "index": index}
 
 
-def _all(rt: Runtime) -> dict:
+def _all(rt: Runtime, limit: int, offset: int) -> dict:
     names = [c.name for c in catalog.list_collections(rt.store.db) if "~" not in c.name]
-    return {"collections": [_info(rt, name) for name in names]}
+    page = names[offset:offset + limit]
+    return {"items": [_info(rt, name) for name in page], "total": len(names), "limit": limit, "offset": offset}
 
 
 @router.get("/v1/collections", response_model=CollectionList, summary="List collections")
-async def list_collections(request: Request):
-    return await run_in_threadpool(_all, request.app.state.runtime)
+async def list_collections(request: Request, limit: int = Query(100, ge=1, le=1000),
+                           offset: int = Query(0, ge=0, le=1_000_000)):
+    return await run_in_threadpool(_all, request.app.state.runtime, limit, offset)
 
 
 @router.get("/v1/collections/{name}", response_model=CollectionInfo, summary="One collection")

@@ -15,7 +15,8 @@ from starlette.concurrency import run_in_threadpool
 
 from service.jobs import IngestJobSpec, JobInfo, check_ingest_path
 from service.problems import ProblemError
-from service.schemas import IngestRequest
+from service.routes.body import BodyFields, Fields, body_doc
+from service.schemas import IngestRequest, JobList
 
 if TYPE_CHECKING:
     from service.runtime import Runtime
@@ -23,9 +24,15 @@ if TYPE_CHECKING:
 router = APIRouter(tags=["jobs"])
 
 
-@router.post("/v1/jobs/ingest", response_model=JobInfo, status_code=202, summary="Start an ingest job")
-async def submit(request: Request, body: IngestRequest):
+# list pages count at most this many recent jobs (the queue keeps finished jobs for a while only)
+JOBS_COUNTED = 1000
+
+
+@router.post("/v1/jobs/ingest", response_model=JobInfo, status_code=202, summary="Start an ingest job",
+             openapi_extra=body_doc(IngestRequest, required=True))
+async def submit(request: Request, fields: Fields = BodyFields):
     rt: Runtime = request.app.state.runtime
+    body = fields.parse(IngestRequest)
     await run_in_threadpool(check_ingest_path, body.path, rt.settings.allowed_ingest_roots)
     # catalogue the path as the user wrote it (absolute, symlinks kept), as `indexer ingest` does,
     # so the same file never appears under two names
@@ -33,9 +40,11 @@ async def submit(request: Request, body: IngestRequest):
     return await run_in_threadpool(rt.jobs.submit, spec)
 
 
-@router.get("/v1/jobs", response_model=list[JobInfo], summary="Recent ingest jobs")
-async def list_jobs(request: Request, limit: int = Query(20, ge=1, le=200)):
-    return await run_in_threadpool(request.app.state.runtime.jobs.list, limit)
+@router.get("/v1/jobs", response_model=JobList, summary="Recent ingest jobs, newest first")
+async def list_jobs(request: Request, limit: int = Query(20, ge=1, le=200),
+                    offset: int = Query(0, ge=0, le=JOBS_COUNTED)):
+    jobs = await run_in_threadpool(request.app.state.runtime.jobs.list, JOBS_COUNTED)
+    return {"items": jobs[offset:offset + limit], "total": len(jobs), "limit": limit, "offset": offset}
 
 
 @router.get("/v1/jobs/{job_id}", response_model=JobInfo, summary="An ingest job's progress")

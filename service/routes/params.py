@@ -1,12 +1,17 @@
-"""Query parameters shared by the search routes (text, audio and similar search)."""
+"""Paging and filters shared by the search routes (text, audio and similar search): query
+parameters on GET, body fields on POST (``SearchOptions``), one ``SearchRequest`` either way."""
 
 from __future__ import annotations
 
-from fastapi import Depends, File, Query, Request, UploadFile
+from fastapi import Depends, Query, Request
+from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError
+from starlette.datastructures import UploadFile
 
 from indexer.filters import SearchFilters
 from indexer.query import SearchRequest
 from service.problems import ProblemError
+from service.schemas import SearchOptions
 
 
 async def search_request(   # async: a sync dependency would cost a thread hop per request
@@ -27,23 +32,33 @@ async def search_request(   # async: a sync dependency would cost a thread hop p
     segments: bool = Query(False, description="search 10 s windows inside long files; hits carry "
                                               "start_s/end_s"),
 ) -> SearchRequest:
+    try:    # the Query declarations above already hold all but the list lengths
+        options = SearchOptions(
+            collection=collection, limit=limit, offset=offset, min_score=min_score, min_relevance=min_relevance,
+            min_duration=min_duration, max_duration=max_duration, format=format, tag=tag,
+            path_prefix=path_prefix, segments=segments)
+    except ValidationError as exc:
+        raise RequestValidationError([{**e, "loc": ("query", *e["loc"])}
+                                      for e in exc.errors(include_url=False)]) from None
+    return search_options(request, options)
+
+
+def search_options(request: Request, o: SearchOptions) -> SearchRequest:
     settings = request.app.state.settings
-    if offset > settings.max_offset:
-        raise ProblemError("request.offset", f"offset {offset} is past CLAPSEARCH_MAX_OFFSET={settings.max_offset}; "
+    if o.offset > settings.max_offset:
+        raise ProblemError("request.offset", f"offset {o.offset} is past CLAPSEARCH_MAX_OFFSET={settings.max_offset}; "
                            "narrow the query with filters instead")
-    if min_duration is not None and max_duration is not None and min_duration > max_duration:
+    if o.min_duration is not None and o.max_duration is not None and o.min_duration > o.max_duration:
         raise ProblemError("request.invalid", "min_duration > max_duration")
     return SearchRequest(
-        collection=collection or settings.default_collection, limit=min(limit, settings.max_limit),
-        offset=offset, min_score=min_score, segments=segments, min_relevance=min_relevance,
-        filters=SearchFilters(min_duration=min_duration, max_duration=max_duration,
-                              formats=tuple(f for f in format if f), tags=tuple(t for t in tag if t),
-                              path_prefix=path_prefix or None))
+        collection=o.collection or settings.default_collection, limit=min(o.limit, settings.max_limit),
+        offset=o.offset, min_score=o.min_score, segments=o.segments, min_relevance=o.min_relevance,
+        filters=SearchFilters(min_duration=o.min_duration, max_duration=o.max_duration,
+                              formats=tuple(f for f in o.format if f), tags=tuple(t for t in o.tag if t),
+                              path_prefix=o.path_prefix or None))
 
 
 SearchParams = Depends(search_request)
-AudioUpload = File(None, description="an audio clip (WAV, FLAC, Ogg, Opus, MP3, AIFF...)")
-ItemId = Query(None, alias="id", ge=1, description="an indexed item's id instead of an upload")
 
 
 def optional_upload(file: UploadFile | None) -> UploadFile | None:

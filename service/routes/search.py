@@ -7,14 +7,15 @@ import time
 from typing import TYPE_CHECKING
 
 import numpy as np
-from fastapi import APIRouter, Query, Request, UploadFile
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
-from indexer.query import check_query_text
+from indexer.query import SearchRequest, check_query_text
 from service import queries
 from service.problems import ProblemError
-from service.routes.params import AudioUpload, ItemId, SearchParams, optional_upload
-from service.schemas import SearchResponse, TextsResponse
+from service.routes.body import BodyFields, Fields, body_doc
+from service.routes.params import SearchParams, optional_upload, search_options
+from service.schemas import SearchAudioInput, SearchResponse, SearchTextInput, TextsInput, TextsResponse
 
 if TYPE_CHECKING:
     from service.runtime import Runtime
@@ -33,33 +34,47 @@ _TEXT_DOC = ("Text -> audio: the files (or, with `segments=true`, the moments in
              "even when few files match.")
 
 
+def _answer(name: str, result: dict) -> Response:
+    return _fast_json({"query": name, **result})
+
+
+async def _text_search(rt: Runtime, q: str, params: SearchRequest) -> Response:
+    text = check_query_text(q)
+    return _answer(text, await queries.search(rt, params, text=text, query_id="t:" + text))
+
+
 @router.get("/v1/search", response_model=SearchResponse, summary="Search audio by text", description=_TEXT_DOC)
-@router.post("/v1/search", response_model=SearchResponse, include_in_schema=False)
 @router.get("/search", response_model=SearchResponse, include_in_schema=False)
-@router.post("/search", response_model=SearchResponse, summary="Search audio by text (unversioned alias)",
-             description=_TEXT_DOC)
 async def search_text(request: Request, q: str = Query(..., description="what it should sound like",
                                                        examples=["dog barking in the rain"]),
                       params=SearchParams):
-    rt: Runtime = request.app.state.runtime
-    text = check_query_text(q)
-    result = await queries.search(rt, params, text=text, query_id="t:" + text)
-    return _fast_json({"query": text, **result})
+    return await _text_search(request.app.state.runtime, q, params)
+
+
+@router.post("/v1/search", response_model=SearchResponse, summary="Search audio by text (fields in the body)",
+             description=_TEXT_DOC, openapi_extra=body_doc(SearchTextInput, required=True))
+@router.post("/search", response_model=SearchResponse, summary="Search audio by text (unversioned alias)",
+             description=_TEXT_DOC, openapi_extra=body_doc(SearchTextInput, required=True))
+async def search_text_post(request: Request, fields: Fields = BodyFields):
+    body = fields.parse(SearchTextInput, request.query_params)
+    return await _text_search(request.app.state.runtime, body.q, search_options(request, body))
 
 
 @router.post("/v1/search/audio", response_model=SearchResponse, summary="Search audio by example",
              description="Audio -> audio: upload a clip as multipart `file`, or name an indexed item "
-                         "with `id`; returns the most similar sounds (the item itself excluded).")
-async def search_audio(request: Request, params=SearchParams, file: UploadFile | None = AudioUpload,
-                       item_id: int | None = ItemId,
-                       exclude_self: bool = Query(True, description="leave the query item out")):
+                         "with `id`; returns the most similar sounds (the item itself excluded).",
+             openapi_extra=body_doc(SearchAudioInput, file=True))
+async def search_audio(request: Request, fields: Fields = BodyFields):
     rt: Runtime = request.app.state.runtime
-    vector, name = await queries.audio_vector(rt, optional_upload(file), item_id)
+    body = fields.parse(SearchAudioInput, request.query_params)
+    params = search_options(request, body)
+    item_id = body.id
+    vector, name = await queries.audio_vector(rt, optional_upload(fields.file), item_id)
     result = await queries.search(rt, params, vector=vector,
-                                  exclude_file=item_id if exclude_self else None,
-                                  query_id=(name if exclude_self else name + ":with-self")
+                                  exclude_file=item_id if body.exclude_self else None,
+                                  query_id=(name if body.exclude_self else name + ":with-self")
                                   if item_id is not None else None)
-    return _fast_json({"query": name, **result})
+    return _answer(name, result)
 
 
 @router.get("/v1/items/{item_id}/similar", response_model=SearchResponse, summary="Similar sounds")
@@ -67,25 +82,24 @@ async def similar(request: Request, item_id: int, params=SearchParams):
     rt: Runtime = request.app.state.runtime
     vector, name = await queries.audio_vector(rt, None, item_id)
     result = await queries.search(rt, params, vector=vector, exclude_file=item_id, query_id=name)
-    return _fast_json({"query": name, **result})
+    return _answer(name, result)
 
 
 @router.post("/v1/search/texts", response_model=TextsResponse, summary="Describe audio with text",
              description="Audio -> text: the texts nearest to a clip, from AudioSet's label vocabulary "
-                         "and/or the `texts` you send.")
-async def search_texts(request: Request, file: UploadFile | None = AudioUpload, item_id: int | None = ItemId,
-                       limit: int = Query(10, ge=1, le=1000),
-                       texts: list[str] = Query([], description="your own candidate texts (repeatable)"),
-                       vocabulary: bool = Query(True, description="include AudioSet's labels")):
+                         "and/or the `texts` you send.", openapi_extra=body_doc(TextsInput, file=True))
+async def search_texts(request: Request, fields: Fields = BodyFields):
     rt: Runtime = request.app.state.runtime
     started = time.perf_counter()
+    body = fields.parse(TextsInput, request.query_params)
+    limit, texts = body.limit, body.texts
     user = list(dict.fromkeys(t.strip() for t in texts if t.strip()))
     if len(user) > rt.settings.max_labels:
         raise ProblemError("request.too_many_labels", f"{len(user)} texts; the limit is {rt.settings.max_labels}")
-    vector, name = await queries.audio_vector(rt, optional_upload(file), item_id)
+    vector, name = await queries.audio_vector(rt, optional_upload(fields.file), body.id)
     candidates: list[tuple[str, str]] = []
     blocks = []
-    if vocabulary:
+    if body.vocabulary:
         blocks.append(await queries.vocabulary_vectors(rt))
         candidates += [(label, "vocabulary") for label in rt.vocabulary.labels]
     if user:

@@ -57,7 +57,7 @@ export async function loadCollections() {
     const sel = $("#f-collection");
     const chosen = sel.value || "default";
     sel.textContent = "";
-    const list = data.collections || [];
+    const list = data.items || [];
     if (!list.some((c) => c.name === chosen)) sel.add(new Option(chosen, chosen));
     for (const c of list) {
       const label = `${c.name} (${c.files} file${c.files === 1 ? "" : "s"})${c.served === false ? " ⚠" : ""}`;

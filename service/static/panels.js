@@ -75,7 +75,10 @@ export async function classify(ev) {
     return;
   }
   const form = targetForm(target);
-  form.append("candidate_labels", labels);
+  // The API never splits a label (AudioSet has "Crowing, cock-a-doodle-doo"): the page sends one
+  // field per label, split on ";" or new lines when the text has them, else on commas.
+  const sep = /[;\n]/.test(labels) ? /[;\n]/ : /,/;
+  for (const label of labels.split(sep)) if (label.trim()) form.append("candidate_labels", label.trim());
   form.append("hypothesis_template", $("#template-input").value || "This is a sound of {}.");
   form.append("multi_label", $("#multi-label").checked ? "true" : "false");
   const btn = $("#classify-btn");
@@ -187,7 +190,7 @@ function watchJob(job) {
 export async function loadJobs() {
   let jobs;
   try {
-    jobs = await api("/v1/jobs", { params: [["limit", "8"]] });
+    jobs = (await api("/v1/jobs", { params: [["limit", "8"]] })).items;
   } catch (err) {
     showError(err, "recent jobs");
     return;

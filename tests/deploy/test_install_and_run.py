@@ -285,7 +285,7 @@ def test_image_install_serves_search_after_ingest(venv, database, redis_db, tmp_
         status, headers, html = _request(base + "/")
         assert status == 200 and headers["Content-Type"].startswith("text/html")
         status, collections = _json(base + "/v1/collections")
-        (default,) = [c for c in collections["collections"] if c["name"] == "default"]
+        (default,) = [c for c in collections["items"] if c["name"] == "default"]
         assert default["files"] == len(first) + len(more)
     except BaseException:
         print(services.logs())

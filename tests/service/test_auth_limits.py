@@ -20,7 +20,7 @@ def _protected(item_ids) -> list[tuple[str, str, dict]]:
             ("POST", "/search", {"params": {"q": "rain"}}),
             ("POST", "/v1/search/audio", {"params": {"id": item}}),
             ("POST", "/v1/search/texts", {"params": {"id": item, "limit": 3}}),
-            ("POST", "/v1/classify", {"data": {"id": item, "candidate_labels": "a, b"}}),
+            ("POST", "/v1/classify", {"data": {"id": item, "candidate_labels": ["a", "b"]}}),
             ("GET", f"/v1/items/{item}", {}), ("GET", f"/v1/items/{item}/audio", {}),
             ("GET", f"/v1/items/{item}/peaks", {}), ("GET", f"/v1/items/{item}/similar", {}),
             ("GET", "/v1/collections", {}), ("GET", "/v1/collections/default", {}), ("GET", "/v1/jobs", {})]

@@ -73,7 +73,7 @@ def test_similar_item_and_example_answers_match(case, client, ingested_home, ite
 
 def test_refusals_carry_the_same_code(client, ingested_home, capsys):
     cases = [(["x", "--min-relevance", "0.5"], {"q": "x", "min_relevance": 0.5}, "request.min_relevance"),
-             (["   "], {"q": "   "}, "text"),
+             (["   "], {"q": "   "}, "text.empty"),
              (["x" * 1001], {"q": "x" * 1001}, "text.too_long"),
              (["--item", str(2**63)], None, "item.not_found")]
     for options, params, code in cases:

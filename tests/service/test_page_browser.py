@@ -395,3 +395,4 @@ def test_page_asks_for_an_api_key(page, site, sync_api):
 
     errors = [e for e in page.console_errors if "status of 401" not in e]
     assert not errors, "console errors:\n" + "\n".join(errors)
+

@@ -71,7 +71,7 @@ def test_empty_home_is_ready_and_serves_what_is_ingested_later(open_client, tmp_
     clip = write_new_file(tmp_path / "lib")
     assert_problem(client.post("/v1/search/audio", files={"file": ("c.wav", clip.read_bytes(), "audio/wav")}),
                    404, "store.collection_not_found")
-    assert client.get("/v1/collections").json() == {"collections": []}
+    assert client.get("/v1/collections").json() == {"items": [], "total": 0, "limit": 100, "offset": 0}
 
     second = write_new_file(tmp_path / "lib", "second.wav", freq=150.0)
     assert ingest(home, [tmp_path / "lib"]).embedded == 2
@@ -150,7 +150,7 @@ def test_redis_down_changes_nothing_users_see(open_client, library, item_ids):
     assert len(first["results"]) == len(TRACKS)
     assert _upload_search(client, library.path("roof.wav"))["results"][0]["name"] == "roof.wav"
     assert client.get(f"/v1/items/{item_ids['roof.wav']}/peaks").status_code == 200
-    assert client.post("/v1/classify", data={"id": item_ids["roof.wav"], "candidate_labels": "rain, dog"}
+    assert client.post("/v1/classify", data={"id": item_ids["roof.wav"], "candidate_labels": ["rain", "dog"]}
                        ).status_code == 200
     ready = client.get("/readyz")
     assert ready.status_code == 200

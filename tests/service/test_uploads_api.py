@@ -18,7 +18,7 @@ from tests.service.conftest import assert_problem, service_settings, settle
 ENDPOINTS = {
     "search/audio": ("/v1/search/audio", {}),
     "search/texts": ("/v1/search/texts", {}),
-    "classify": ("/v1/classify", {"candidate_labels": "rain, dog"}),
+    "classify": ("/v1/classify", {"candidate_labels": ["rain", "dog"]}),
 }
 MAX_SECONDS, MAX_BYTES = 2.0, 300_000
 
