@@ -28,6 +28,7 @@
     │   └── ItemAudioUnavailableError  the item's file is not on this machine's disk
     └── StoreError                  the metadata database or an index cannot be used
         ├── CollectionNotFoundError no collection of that name
+        ├── CollectionNameError     a collection name outside the one rule (``catalog.check_collection_name``)
         ├── CollectionBusyError     another ingest holds the collection's lock
         ├── VectorIndexError        a FAISS index cannot be built, loaded or changed as asked
         ├── CorruptVectorError      a stored vector is unreadable (`indexer check --repair` marks it)
@@ -165,6 +166,10 @@ class StoreError(ClapSearchError):
 
 class CollectionNotFoundError(StoreError):
     code = "store.collection_not_found"
+
+
+class CollectionNameError(StoreError):
+    code = "store.collection_name"
 
 
 class CollectionBusyError(StoreError):

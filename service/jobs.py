@@ -54,6 +54,13 @@ class IngestJobSpec:
     segments: bool = False
     prune: bool = False
 
+    def __post_init__(self) -> None:
+        # the core's one name rule, before a job exists (a bad name used to pass here, then
+        # break every collection listing once the job created it)
+        from indexer.store.catalog import check_collection_name
+
+        check_collection_name(self.collection)
+
 
 def empty_progress() -> dict:
     return {"discovered": 0, "discovery_done": False, "done": 0, "embedded": 0, "skipped": 0,

@@ -86,6 +86,8 @@ PROBLEMS: dict[str, tuple[int, str]] = {
     "job.not_found": (404, "No such job"),
     "job.unavailable": (503, "Job queue unavailable"),
     "internal": (500, "Internal error"),
+    # issue 16 (hostile inputs): a core code whose family ("store", 503) would misstate it
+    "store.collection_name": (422, "Invalid collection name"),
 }
 # Starlette's own HTTP errors (unknown route, wrong method...) -> our code.
 _HTTP_CODES = {400: "request.invalid", 401: "auth.required", 403: "auth.forbidden", 404: "not_found",
