@@ -21,7 +21,8 @@
     ├── TextError                   empty or unusable query text
     │   └── TextTooLongError        longer than the query limit
     ├── QueryError                  a search asked for what this model or request cannot give
-    │   └── RelevanceUnavailableError  min_relevance without a text query and a calibrated model
+    │   ├── RelevanceUnavailableError  min_relevance without a text query and a calibrated model
+    │   └── FilterLimitError        more filter values (tags, formats) or longer ones than a query may carry
     ├── ItemError                   an indexed item cannot serve as asked
     │   ├── ItemNotFoundError       no item has that id
     │   ├── ItemNotIndexedError     the item failed to ingest, so it has no vector
@@ -142,6 +143,10 @@ class QueryError(ClapSearchError):
 
 class RelevanceUnavailableError(QueryError):
     code = "request.min_relevance"
+
+
+class FilterLimitError(QueryError):
+    code = "request.filters"
 
 
 class ItemError(ClapSearchError):

@@ -45,6 +45,7 @@ KEEP_IDS = 1000                    # job ids listed (newest first) per queue
 MAX_FAILURES = 50                  # failures listed in a job result (the CLI shows all)
 PROGRESS_EVERY_S = 0.5             # at most 2 progress writes per second
 _LOCAL_KEEP = 200                  # jobs remembered by a LocalJobQueue
+MAX_PATH_CHARS = 4095              # PATH_MAX less the NUL: a longer path can name nothing
 
 
 @dataclass(frozen=True)
@@ -104,6 +105,12 @@ def check_ingest_path(path: str, roots: list[Path]) -> Path:
     root pointing elsewhere gets out; it is checked before existence, so a refusal says
     nothing about what exists outside the roots.
     """
+    if len(path) > MAX_PATH_CHARS:
+        raise ProblemError("request.invalid", f"the path has {len(path)} characters; at most {MAX_PATH_CHARS}")
+    try:
+        path.encode("utf-8")     # JSON can carry lone surrogates; no job, log or reply can
+    except UnicodeEncodeError:
+        raise ProblemError("request.invalid", "the path is not valid Unicode (lone surrogates)") from None
     if not roots:
         raise _not_allowed("HTTP ingest is disabled on this server: no folder is allowed. Set "
                            "CLAPSEARCH_ALLOWED_INGEST_ROOTS (comma-separated folders) to enable it.")
@@ -119,7 +126,11 @@ def check_ingest_path(path: str, roots: list[Path]) -> Path:
         allowed = ", ".join(str(r) for r in roots)
         raise _not_allowed(f"{path} is outside the folders HTTP ingest may read ({allowed}; "
                            "CLAPSEARCH_ALLOWED_INGEST_ROOTS)")
-    if not target.exists():
+    try:
+        exists = target.exists()
+    except OSError:               # a component too long, not a folder, no permission ...
+        exists = False
+    if not exists:
         raise ProblemError("ingest.path_not_found", f"{path} does not exist")
     return target
 
