@@ -11,7 +11,8 @@ Two backends, one :class:`JobInfo` shape:
   process runs jobs one at a time; it tells the runtime through ``on_published``.
 
 Paths are checked against ``CLAPSEARCH_ALLOWED_INGEST_ROOTS`` (:func:`check_ingest_path`)
-before a job exists: an API key must not be a way to read any folder of the server.
+before a job exists, and again when it runs: an API key must not be a way to read any folder
+of the server.
 """
 
 from __future__ import annotations
@@ -159,7 +160,13 @@ def execute_ingest(spec: IngestJobSpec, settings: ServiceSettings, report: Calla
     from indexer.store.catalog import SegmentSpec
     from indexer.store.store import Store
 
-    if not os.path.exists(spec.path):
+    # Confinement again, now: the submission check ran maybe hours ago, and a folder swapped for
+    # a symlink since then must not get files outside the roots indexed. (Below the top folder
+    # the walk enters no linked folder and takes no linked file, so this one check suffices.)
+    roots = settings.allowed_ingest_roots
+    if roots:
+        check_ingest_path(spec.path, roots)
+    elif not os.path.exists(spec.path):
         raise ProblemError("ingest.path_not_found", f"{spec.path} does not exist (any more)")
     last = [float("-inf")]
 
@@ -331,9 +338,7 @@ def run_ingest_job(spec: dict) -> dict:
         except Exception as exc:   # a progress write must never abort hours of ingest
             log.warning("could not save the state of job %s: %s", job.id, exc)
 
-    try:
-        if settings.allowed_ingest_roots:   # a worker with its own roots enforces them too
-            check_ingest_path(job_spec.path, settings.allowed_ingest_roots)
+    try:     # execute_ingest re-checks the path against this worker's own roots when it has some
         result = execute_ingest(job_spec, settings, lambda progress: save(progress=progress))
     except Exception as exc:
         save(error=describe_error(exc))     # the clean message; RQ keeps the traceback
