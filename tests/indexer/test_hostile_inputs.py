@@ -65,3 +65,43 @@ def test_a_name_that_is_not_utf8_is_indexed_and_the_rest_of_the_library_too(tmp_
         assert len(vectors) == 2 and all(np.isfinite(v).all() for v in vectors.values())
     finally:
         store.close()
+
+
+def _truncate_live(home: Path) -> Path:
+    from indexer.store import versions
+
+    live = versions.current_version(home / "indexes", "default", "files")
+    assert live is not None
+    faiss_file = live.folder / "index.faiss"
+    faiss_file.write_bytes(faiss_file.read_bytes()[: faiss_file.stat().st_size // 2])
+    return live.folder
+
+
+def test_a_truncated_live_index_is_republished_by_ingest_and_repaired_by_check(tmp_path, capsys):
+    from indexer import cli
+    from indexer.store.vector_index import VectorIndex
+
+    root = tmp_path / "lib"
+    root.mkdir()
+    for i in range(3):
+        sf.write(str(root / f"t{i}.wav"), tone(1.0, 16000, freq=300.0 + 200 * i), 16000)
+    home = tmp_path / "home"
+    args = ["--home", str(home)]
+    assert cli.main(["ingest", str(root), *args, "-q", "--workers", "1"]) == 0
+    capsys.readouterr()
+
+    broken = _truncate_live(home)
+    assert cli.main(["ingest", str(root), *args, "-q", "--workers", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "unchanged" not in out.split("files index")[-1], out      # a broken index is not "unchanged"
+    from indexer.store import versions
+
+    live = versions.current_version(home / "indexes", "default", "files")
+    assert live is not None and live.folder != broken and VectorIndex.load(live.folder).ntotal == 3
+
+    _truncate_live(home)
+    assert cli.main(["check", *args]) != 0
+    assert cli.main(["check", "--repair", *args]) == 0, capsys.readouterr()
+    assert cli.main(["check", *args]) == 0, capsys.readouterr()
+    live = versions.current_version(home / "indexes", "default", "files")
+    assert live is not None and VectorIndex.load(live.folder).ntotal == 3
