@@ -8,6 +8,7 @@ publishing uses it to find what changed since the last version.
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -20,6 +21,8 @@ from indexer.errors import CollectionNameError, CollectionNotFoundError, ModelMi
 from indexer.models.manifest import Manifest
 from indexer.store.db import Database
 from indexer.store.schema import STATUS_FAILED, STATUS_INDEXED, Collection, File, Segment, utcnow, vector_bytes
+
+log = logging.getLogger("indexer.store")
 
 KINDS = ("files", "segments")
 _IN_CHUNK = 500  # paths per IN (...) query: well under SQLite's variable limit
@@ -130,8 +133,20 @@ def get_collection(db: Database, name: str) -> Collection:
 
 
 def list_collections(db: Database) -> list[Collection]:
+    """Every collection, less any whose name breaks the rule: created before the rule by an
+    older version ('.', '..'), it has no usable index folder and used to fail every listing
+    (`indexer status`, ``GET /v1/collections``). It is logged instead, with the way out."""
     with db.session() as s:
-        return list(s.scalars(select(Collection).order_by(Collection.name)))
+        rows = list(s.scalars(select(Collection).order_by(Collection.name)))
+    kept = []
+    for row in rows:
+        try:
+            check_collection_name(row.name, shadow_ok=True)
+            kept.append(row)
+        except CollectionNameError:
+            log.warning("collection id %s has a name no version may use (%r); it is not listed: delete "
+                        "its rows (collections.id = %s) or rename it in the database", row.id, row.name, row.id)
+    return kept
 
 
 def segment_spec(collection: Collection) -> SegmentSpec | None:

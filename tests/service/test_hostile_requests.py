@@ -109,3 +109,21 @@ def test_long_or_unencodable_ingest_paths_are_refused_not_500(ingest_client, tmp
     assert r.status_code < 500, r.text[:300]
     assert_problem(r, 404 if len(tail) < 4000 and "\udcff" not in tail else 422)
     assert ingest_client.get("/v1/jobs").status_code == 200
+
+
+def test_a_dot_collection_left_by_an_older_version_no_longer_breaks_listings(open_client, home_copy, capsys):
+    import sqlite3
+
+    from indexer import cli
+
+    with sqlite3.connect(home_copy / "clapsearch.db") as db:
+        row = list(db.execute("SELECT * FROM collections LIMIT 1").fetchone())
+        columns = [c[1] for c in db.execute("PRAGMA table_info(collections)")]
+        values = dict(zip(columns, row), id=None, name="..")
+        db.execute(f"INSERT INTO collections ({', '.join(values)}) VALUES ({', '.join('?' * len(values))})",
+                   list(values.values()))
+    client = open_client(home_copy)
+    r = client.get("/v1/collections")
+    assert r.status_code == 200 and ".." not in [c["name"] for c in r.json()["collections"]]
+    capsys.readouterr()
+    assert cli.main(["status", "--home", str(home_copy)]) == 0, capsys.readouterr()
