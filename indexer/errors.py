@@ -22,7 +22,8 @@
     │   ├── EmptyTextError          empty, or only white space
     │   └── TextTooLongError        longer than the query limit
     ├── QueryError                  a search asked for what this model or request cannot give
-    │   └── RelevanceUnavailableError  min_relevance without a text query and a calibrated model
+    │   ├── RelevanceUnavailableError  min_relevance without a text query and a calibrated model
+    │   └── FilterLimitError        more filter values (tags, formats) or longer ones than a query may carry
     ├── ConfigError                 a command's arguments or configuration file are invalid
     ├── DataError                   training data cannot be used (clap-train)
     │   └── DataManifestError       a training data listing is unusable (``.issue``: where and why)
@@ -33,6 +34,7 @@
     │   └── ItemAudioUnavailableError  the item's file is not on this machine's disk
     └── StoreError                  the metadata database or an index cannot be used
         ├── CollectionNotFoundError no collection of that name
+        ├── CollectionNameError     a collection name outside the one rule (``catalog.check_collection_name``)
         ├── CollectionBusyError     another ingest holds the collection's lock
         ├── VectorIndexError        a FAISS index cannot be built, loaded or changed as asked
         ├── CorruptVectorError      a stored vector is unreadable (`indexer check --repair` marks it)
@@ -172,6 +174,10 @@ class EvaluationError(ClapSearchError):
     code = "evaluation"
 
 
+class FilterLimitError(QueryError):
+    code = "request.filters"
+
+
 class ItemError(ClapSearchError):
     code = "item"
 
@@ -201,6 +207,10 @@ class StoreMissingError(StoreError):
     so instead of creating an empty one there."""
 
     code = "store.missing"
+
+
+class CollectionNameError(StoreError):
+    code = "store.collection_name"
 
 
 class CollectionBusyError(StoreError):

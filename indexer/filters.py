@@ -18,10 +18,17 @@ from typing import TYPE_CHECKING
 import numpy as np
 from sqlalchemy import String, cast, func, select
 
+from indexer.errors import FilterLimitError
 from indexer.store.schema import STATUS_INDEXED, File, Segment
 
 if TYPE_CHECKING:
     from indexer.store.db import Database
+
+# Each tag is one LIKE and each format one IN value in a single SQL expression: about 1,000 tags
+# went past SQLite's expression depth and failed the request as a database error. No real query
+# needs more than a handful, so bound them where a filter is made (API and CLI alike).
+MAX_FILTER_VALUES = 32
+MAX_FILTER_CHARS = 200
 
 
 @dataclass(frozen=True)
@@ -31,6 +38,15 @@ class SearchFilters:
     formats: tuple[str, ...] = ()
     tags: tuple[str, ...] = ()
     path_prefix: str | None = None
+
+    def __post_init__(self) -> None:
+        for name, values in (("tag", self.tags), ("format", self.formats)):
+            if len(values) > MAX_FILTER_VALUES:
+                raise FilterLimitError(f"{len(values)} {name} filters; at most {MAX_FILTER_VALUES} per query")
+            if any(len(v) > MAX_FILTER_CHARS for v in values):
+                raise FilterLimitError(f"a {name} filter is longer than {MAX_FILTER_CHARS} characters")
+        if self.path_prefix is not None and len(self.path_prefix) > 4096:
+            raise FilterLimitError("path_prefix is longer than 4096 characters")
 
     @property
     def active(self) -> bool:

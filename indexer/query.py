@@ -13,7 +13,10 @@ The service runs the same steps with its cache and micro-batcher around the two 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import errno
+import os
+import stat
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -22,6 +25,7 @@ import numpy as np
 
 from indexer import errors
 from indexer.filters import SearchFilters, allowed_ids
+from indexer.ingest.discover import os_path
 from indexer.search import Hit, Searcher
 from indexer.store.schema import STATUS_INDEXED, Collection, File, vector_from_bytes
 
@@ -151,12 +155,62 @@ def stored_vector(store: Store, item_id: int) -> np.ndarray:
     return vector_from_bytes(row.vector).copy()
 
 
-def local_audio_path(row: File) -> Path:
-    """The item's file on this machine's disk (a remote or vanished file cannot be served)."""
-    path = Path(row.path)
-    if "://" in row.path or not path.is_file():
-        raise errors.ItemAudioUnavailableError(f"item {row.id}'s file is not on this server's disk ({row.path})")
-    return path
+class ItemAudio:
+    """An indexed item's file, opened for serving; ``path`` names exactly the opened file
+    (``/proc/self/fd/N`` where the OS has it), so swapping the file after the checks serves
+    nothing else. Close it when the response is sent."""
+
+    def __init__(self, fd: int, path: str, name: str, size: int):
+        self.fd, self.path, self.name, self.size = fd, path, name, size
+
+    def close(self) -> None:
+        fd, self.fd = self.fd, -1
+        if fd >= 0:
+            os.close(fd)
+
+
+def open_item_audio(row: File, roots: Sequence[Path] = ()) -> ItemAudio:
+    """Open an item's file to serve it, refusing what the catalogue did not index: a failed
+    row, a remote file, a file that is now a symlink (opened with ``O_NOFOLLOW``), not a regular
+    file (a FIFO must not hang the request), or, under one of ``roots`` (the service's allowed
+    ingest roots), a path whose real location left the roots (a folder swapped for a symlink).
+    The path is re-checked at every request: the disk may have changed since the ingest."""
+    def refuse(why: str) -> errors.ItemAudioUnavailableError:
+        return errors.ItemAudioUnavailableError(f"item {row.id}'s file cannot be served: {why}")
+
+    if row.status != STATUS_INDEXED:
+        raise refuse(f"it failed to ingest ({row.error_code})")
+    if "://" in row.path:
+        raise refuse("it is not on this server's disk")
+    path = os_path(row.path)
+    if not os.path.isabs(path):
+        raise refuse("it is not on this server's disk")
+    lexical = os.path.normpath(path)
+    real_roots = [os.path.realpath(r) for r in roots]
+    for root, real in zip(roots, real_roots):
+        if _inside(lexical, os.path.normpath(os.path.abspath(root))) or _inside(lexical, real):
+            if not _inside(os.path.realpath(path), real):
+                raise refuse("its path now leads outside the allowed folders")
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError as exc:       # ELOOP: the file itself was replaced by a symlink
+        reason = "it is now a symlink" if exc.errno == errno.ELOOP else (exc.strerror or "unreadable")
+        raise refuse(reason) from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise refuse("it is not a regular file")
+        by_fd = f"/proc/self/fd/{fd}"
+        served = by_fd if os.path.exists(by_fd) else path
+    except BaseException:
+        os.close(fd)
+        raise
+    return ItemAudio(fd, served, Path(row.path).name, st.st_size)
+
+
+def _inside(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip("/") + "/")
 
 
 # ----------------------------------------------------------------------------- the direct path

@@ -11,7 +11,8 @@ Two backends, one :class:`JobInfo` shape:
   process runs jobs one at a time; it tells the runtime through ``on_published``.
 
 Paths are checked against ``CLAPSEARCH_ALLOWED_INGEST_ROOTS`` (:func:`check_ingest_path`)
-before a job exists: an API key must not be a way to read any folder of the server.
+before a job exists, and again when it runs: an API key must not be a way to read any folder
+of the server.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ KEEP_IDS = 1000                    # job ids listed (newest first) per queue
 MAX_FAILURES = 50                  # failures listed in a job result (the CLI shows all)
 PROGRESS_EVERY_S = 0.5             # at most 2 progress writes per second
 _LOCAL_KEEP = 200                  # jobs remembered by a LocalJobQueue
+MAX_PATH_CHARS = 4095              # PATH_MAX less the NUL: a longer path can name nothing
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,13 @@ class IngestJobSpec:
     collection: str = "default"
     segments: bool = False
     prune: bool = False
+
+    def __post_init__(self) -> None:
+        # the core's one name rule, before a job exists (a bad name used to pass here, then
+        # break every collection listing once the job created it)
+        from indexer.store.catalog import check_collection_name
+
+        check_collection_name(self.collection)
 
 
 def empty_progress() -> dict:
@@ -97,6 +106,12 @@ def check_ingest_path(path: str, roots: list[Path]) -> Path:
     root pointing elsewhere gets out; it is checked before existence, so a refusal says
     nothing about what exists outside the roots.
     """
+    if len(path) > MAX_PATH_CHARS:
+        raise ProblemError("request.invalid", f"the path has {len(path)} characters; at most {MAX_PATH_CHARS}")
+    try:
+        path.encode("utf-8")     # JSON can carry lone surrogates; no job, log or reply can
+    except UnicodeEncodeError:
+        raise ProblemError("request.invalid", "the path is not valid Unicode (lone surrogates)") from None
     if not roots:
         raise _not_allowed("HTTP ingest is disabled on this server: no folder is allowed. Set "
                            "CLAPSEARCH_ALLOWED_INGEST_ROOTS (comma-separated folders) to enable it.")
@@ -112,7 +127,11 @@ def check_ingest_path(path: str, roots: list[Path]) -> Path:
         allowed = ", ".join(str(r) for r in roots)
         raise _not_allowed(f"{path} is outside the folders HTTP ingest may read ({allowed}; "
                            "CLAPSEARCH_ALLOWED_INGEST_ROOTS)")
-    if not target.exists():
+    try:
+        exists = target.exists()
+    except OSError:               # a component too long, not a folder, no permission ...
+        exists = False
+    if not exists:
         raise ProblemError("ingest.path_not_found", f"{path} does not exist")
     return target
 
@@ -141,7 +160,13 @@ def execute_ingest(spec: IngestJobSpec, settings: ServiceSettings, report: Calla
     from indexer.store.catalog import SegmentSpec
     from indexer.store.store import Store
 
-    if not os.path.exists(spec.path):
+    # Confinement again, now: the submission check ran maybe hours ago, and a folder swapped for
+    # a symlink since then must not get files outside the roots indexed. (Below the top folder
+    # the walk enters no linked folder and takes no linked file, so this one check suffices.)
+    roots = settings.allowed_ingest_roots
+    if roots:
+        check_ingest_path(spec.path, roots)
+    elif not os.path.exists(spec.path):
         raise ProblemError("ingest.path_not_found", f"{spec.path} does not exist (any more)")
     last = [float("-inf")]
 
@@ -313,9 +338,7 @@ def run_ingest_job(spec: dict) -> dict:
         except Exception as exc:   # a progress write must never abort hours of ingest
             log.warning("could not save the state of job %s: %s", job.id, exc)
 
-    try:
-        if settings.allowed_ingest_roots:   # a worker with its own roots enforces them too
-            check_ingest_path(job_spec.path, settings.allowed_ingest_roots)
+    try:     # execute_ingest re-checks the path against this worker's own roots when it has some
         result = execute_ingest(job_spec, settings, lambda progress: save(progress=progress))
     except Exception as exc:
         save(error=describe_error(exc))     # the clean message; RQ keeps the traceback

@@ -91,6 +91,9 @@ PROBLEMS: dict[str, tuple[int, str]] = {
     "internal": (500, "Internal error"),
     # h-api (issue 15, one API style): an empty query had only the family code "text"
     "text.empty": (422, "Query is empty"),
+    # issue 16 (hostile inputs): a core code whose family ("store", 503) would misstate it
+    "store.collection_name": (422, "Invalid collection name"),
+    "request.filters": (422, "Too many filter values"),
 }
 # Starlette's own HTTP errors (unknown route, wrong method...) -> our code.
 _HTTP_CODES = {400: "request.invalid", 401: "auth.required", 403: "auth.forbidden", 404: "not_found",

@@ -16,18 +16,59 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from types import ModuleType
+from urllib.parse import quote, unquote_to_bytes
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".aifc",
                     ".au", ".caf", ".w64", ".rf64")
 LIST_SUFFIXES = (".txt", ".lst", ".list")
 INSTALL_HINT = "pip install 'clapsearch[distributed]'"
 
+# File names that are not valid UTF-8. POSIX names are bytes; Python hands the bytes that are not
+# UTF-8 over as lone surrogates (``surrogateescape``), which neither SQLite nor PostgreSQL nor JSON
+# can hold, so one such name used to abort a whole ingest. The catalogue stores such a path as
+#     NON_UTF8_PREFIX + urllib.parse.quote(os.fsencode(path), safe=SAFE)
+# e.g. ``fs-bytes:/lib/bad_name_%FF%FE.wav``. The rule is lossless and reversible
+# (``os_path``): '%' itself is quoted, and the prefix cannot start a real stored path (local
+# paths are stored absolute, starting with '/'; remote ones carry '://'). Valid UTF-8 paths are
+# stored unchanged, so existing catalogues keep their rows.
+NON_UTF8_PREFIX = "fs-bytes:"
+_SAFE = "/ !#$&'()*+,-.:;=@[]^_`{|}~"
+
 
 @dataclass(frozen=True)
 class FoundFile:
-    path: str          # absolute, normalised (symlinks are NOT resolved: the user's name is kept)
+    path: str          # absolute, normalised (symlinks are NOT resolved: the user's name is kept);
+                       # as the catalogue stores it (``stored_path``): ``os_path`` gives the name to open
     size: int
     mtime_ns: int
+
+
+def stored_path(path: str) -> str:
+    """How ``path`` is written in the catalogue: itself when it is valid UTF-8, else the
+    ``NON_UTF8_PREFIX`` form above (never raises)."""
+    try:
+        path.encode("utf-8")
+        return path
+    except UnicodeEncodeError:
+        return NON_UTF8_PREFIX + quote(os.fsencode(path), safe=_SAFE)
+
+
+def os_path(stored: str) -> str:
+    """The path to open for a catalogue path: ``stored_path``'s inverse (lone surrogates for the
+    bytes that are not UTF-8, which ``os`` functions turn back into the original bytes)."""
+    if stored.startswith(NON_UTF8_PREFIX):
+        return os.fsdecode(unquote_to_bytes(stored[len(NON_UTF8_PREFIX):]))
+    return stored
+
+
+def printable(text: str) -> str:
+    """``text`` with lone surrogates written as ``\\xNN`` (for messages, which need not be
+    reversible but must be storable)."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def require(module: str) -> ModuleType:
@@ -147,6 +188,12 @@ def walk(paths: Iterable[str | Path], *, extensions: Iterable[str] = AUDIO_EXTEN
     wanted = normalise_extensions(extensions)
     seen_dirs: set[tuple[int, int]] = set()
 
+    def failed(path: str, exc: OSError) -> None:
+        # paths and messages go into results, JSON and logs: no lone surrogates
+        if on_error is not None:
+            text = str(exc)
+            on_error(stored_path(path), exc if printable(text) == text else type(exc)(printable(text)))
+
     def visit(folder: str) -> Iterator[FoundFile]:
         try:
             st = os.stat(folder)
@@ -156,8 +203,7 @@ def walk(paths: Iterable[str | Path], *, extensions: Iterable[str] = AUDIO_EXTEN
             with os.scandir(folder) as it:
                 entries = sorted(it, key=lambda e: e.name)
         except OSError as exc:
-            if on_error:
-                on_error(folder, exc)
+            failed(folder, exc)
             return
         subdirs = []
         for entry in entries:
@@ -167,10 +213,9 @@ def walk(paths: Iterable[str | Path], *, extensions: Iterable[str] = AUDIO_EXTEN
                 elif (entry.is_file(follow_symlinks=follow_symlinks)
                       and os.path.splitext(entry.name)[1].lower() in wanted):
                     st = entry.stat(follow_symlinks=True)
-                    yield FoundFile(entry.path, st.st_size, st.st_mtime_ns)
+                    yield FoundFile(stored_path(entry.path), st.st_size, st.st_mtime_ns)
             except OSError as exc:  # vanished, dangling link, permission
-                if on_error:
-                    on_error(entry.path, exc)
+                failed(entry.path, exc)
         for sub in subdirs:
             yield from visit(sub)
 
@@ -181,16 +226,14 @@ def walk(paths: Iterable[str | Path], *, extensions: Iterable[str] = AUDIO_EXTEN
             try:
                 yield from list_url(raw, wanted)
             except (OSError, ValueError, ImportError) as exc:
-                if on_error:
-                    on_error(raw, exc if isinstance(exc, OSError) else OSError(str(exc)))
+                failed(raw, exc if isinstance(exc, OSError) else OSError(str(exc)))
             continue
         try:
             st = os.stat(path)
         except OSError as exc:
-            if on_error:
-                on_error(path, exc)
+            failed(path, exc)
             continue
         if stat_flags.S_ISDIR(st.st_mode):
             yield from visit(path)
         else:
-            yield FoundFile(path, st.st_size, st.st_mtime_ns)
+            yield FoundFile(stored_path(path), st.st_size, st.st_mtime_ns)

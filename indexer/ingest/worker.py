@@ -19,7 +19,7 @@ import numpy as np
 from indexer.audio.clip import ClipViews
 from indexer.audio.decode import DecodeLimits, open_audio
 from indexer.audio.views import reader_views
-from indexer.ingest.discover import is_remote, local_copy
+from indexer.ingest.discover import NON_UTF8_PREFIX, is_remote, local_copy, os_path, printable
 from indexer.ingest.metadata import read_tags
 from indexer.models.manifest import AudioFrontend, sha256_file
 from indexer.store.catalog import FileRecord, SegmentSpec
@@ -145,12 +145,32 @@ def process_file(task: DecodeTask, put: Sink, spec: AudioFrontend, limits: Decod
     """Hash, read tags, decode and cut views of ``task.path`` (a local path, or a remote URL
     through a temporary copy), handing each message to ``put``. Raises on a bad file: the
     caller turns the exception into a ``Failed`` row with ``error_of``."""
-    local = local_copy(task.path) if is_remote(task.path) else None
+    local: str | None
+    if task.path.startswith(NON_UTF8_PREFIX):
+        local = non_utf8_alias(os_path(task.path))
+    else:
+        local = local_copy(task.path) if is_remote(task.path) else None
     try:
         _process(replace(task, path=local) if local else task, put, spec, limits, segments)
     finally:
         if local:
             os.unlink(local)
+
+
+def non_utf8_alias(path: str) -> str:
+    """A temporary UTF-8-named symlink to a file whose name is not UTF-8 (``discover.stored_path``):
+    libsndfile and mutagen take str names and fail on lone surrogates; the caller deletes it."""
+    import tempfile
+    import uuid
+
+    suffix = os.path.splitext(printable(path))[1]
+    while True:
+        alias = os.path.join(tempfile.gettempdir(), f"clapsearch-name-{uuid.uuid4().hex}{suffix}")
+        try:
+            os.symlink(os.fsencode(path), alias)     # fails rather than reuse a name that exists
+            return alias
+        except FileExistsError:
+            continue
 
 
 def _process(task: DecodeTask, put: Sink, spec: AudioFrontend, limits: DecodeLimits,
@@ -208,12 +228,13 @@ def error_of(exc: Exception) -> tuple[str, str]:
     """(error_code, message) recorded for a file whose processing raised ``exc``."""
     from indexer import errors
 
+    # messages are stored and sent as JSON: a name that is not UTF-8 must not make them unwritable
     if isinstance(exc, errors.AudioError):
-        return exc.code, exc.reason
+        return exc.code, printable(exc.reason)
     if isinstance(exc, FileNotFoundError):
-        return errors.FileMissingError.code, f"vanished during ingest: {exc}"
+        return errors.FileMissingError.code, printable(f"vanished during ingest: {exc}")
     if isinstance(exc, PermissionError):
-        return errors.FilePermissionError.code, str(exc)
+        return errors.FilePermissionError.code, printable(str(exc))
     if isinstance(exc, MemoryError):
         return errors.AudioTooLargeError.code, "ran out of memory decoding it"
-    return errors.AudioDecodeError.code, f"{exc.__class__.__name__}: {exc}"
+    return errors.AudioDecodeError.code, printable(f"{exc.__class__.__name__}: {exc}")

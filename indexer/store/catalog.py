@@ -8,6 +8,8 @@ publishing uses it to find what changed since the last version.
 
 from __future__ import annotations
 
+import logging
+import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
@@ -15,13 +17,23 @@ import numpy as np
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
-from indexer.errors import CollectionNotFoundError, ModelMismatchError, StoreError
+from indexer.errors import CollectionNameError, CollectionNotFoundError, ModelMismatchError, StoreError
 from indexer.models.manifest import Manifest
 from indexer.store.db import Database
 from indexer.store.schema import STATUS_FAILED, STATUS_INDEXED, Collection, File, Segment, utcnow, vector_bytes
 
+log = logging.getLogger("indexer.store")
+
 KINDS = ("files", "segments")
 _IN_CHUNK = 500  # paths per IN (...) query: well under SQLite's variable limit
+
+# THE collection-name rule (CLI, store and service all call check_collection_name): a name is a
+# folder under the index directory and a lock file in it, so '.', '..', '...' or '.hidden' would
+# land on (or above) the index folder itself and break every listing afterwards.
+COLLECTION_NAME_MAX = 64
+COLLECTION_NAME_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$"
+_COLLECTION_NAME = re.compile(COLLECTION_NAME_PATTERN)
+_SHADOW_SUFFIX = "~rebuild"      # indexer/ingest/rebuild.py's shadow collection, never user-given
 
 
 @dataclass(frozen=True)
@@ -68,9 +80,23 @@ class FileRecord:
 
 # ----------------------------------------------------------------------------- collections
 
+def check_collection_name(name: str, *, shadow_ok: bool = False) -> str:
+    """``name`` when it is a valid collection name: 1-64 characters of ``[A-Za-z0-9_.-]`` not
+    starting with '.' or '-' (so no dot-only name, no hidden folder, no option look-alike).
+    ``shadow_ok``: the store also accepts rebuild's ``<name>~rebuild``."""
+    base = name[: -len(_SHADOW_SUFFIX)] if shadow_ok and isinstance(name, str) and name.endswith(_SHADOW_SUFFIX) else name
+    if not isinstance(base, str) or not _COLLECTION_NAME.fullmatch(base):
+        shown = repr(name)[:80] if isinstance(name, str) else type(name).__name__
+        raise CollectionNameError(
+            f"collection name {shown} is not allowed: use 1-{COLLECTION_NAME_MAX} letters, digits, '_', "
+            "'.' or '-', starting with a letter, digit or '_'")
+    return name
+
+
 def open_collection(db: Database, name: str, manifest: Manifest, variant: str,
                     segments: SegmentSpec | None = None) -> Collection:
     """The collection ``name``, created for this model if new; refuses another model's."""
+    check_collection_name(name, shadow_ok=True)
     with db.session() as s:
         found = s.scalars(select(Collection).where(Collection.name == name)).one_or_none()
         if found is not None:
@@ -107,8 +133,20 @@ def get_collection(db: Database, name: str) -> Collection:
 
 
 def list_collections(db: Database) -> list[Collection]:
+    """Every collection, less any whose name breaks the rule: created before the rule by an
+    older version ('.', '..'), it has no usable index folder and used to fail every listing
+    (`indexer status`, ``GET /v1/collections``). It is logged instead, with the way out."""
     with db.session() as s:
-        return list(s.scalars(select(Collection).order_by(Collection.name)))
+        rows = list(s.scalars(select(Collection).order_by(Collection.name)))
+    kept = []
+    for row in rows:
+        try:
+            check_collection_name(row.name, shadow_ok=True)
+            kept.append(row)
+        except CollectionNameError:
+            log.warning("collection id %s has a name no version may use (%r); it is not listed: delete "
+                        "its rows (collections.id = %s) or rename it in the database", row.id, row.name, row.id)
+    return kept
 
 
 def segment_spec(collection: Collection) -> SegmentSpec | None:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from sqlalchemy import delete, select, update
 
-from indexer.errors import CorruptVectorError
+from indexer.errors import CorruptVectorError, VectorIndexError
 from indexer.store import catalog, versions
 from indexer.store.schema import STATUS_FAILED, STATUS_INDEXED, Collection, File, Segment
 
@@ -84,7 +84,12 @@ def check_collection(store: Store, name: str, *, repair: bool = False) -> CheckR
             continue
         from indexer.store.vector_index import VectorIndex
 
-        held = VectorIndex.load(live.folder).ids()
+        try:
+            held = VectorIndex.load(live.folder).ids()
+        except VectorIndexError as exc:      # truncated, damaged: repair rebuilds it from the rows
+            report.problems.append(f"{kind}: live index {live.folder.name} is unreadable ({exc})")
+            rebuild = True
+            continue
         missing = np.setdiff1d(ids, held)
         extra = np.setdiff1d(held, ids)
         if len(missing) or len(extra):

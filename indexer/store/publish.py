@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 from sqlalchemy import select
 
+from indexer.errors import VectorIndexError
 from indexer.store import catalog, versions
 from indexer.store.db import Database
 from indexer.store.schema import Collection, IndexVersion
@@ -68,6 +69,15 @@ def publish_index(db: Database, collection: Collection, index_dir: Path, kind: s
     if live is not None and (live.collection_id != collection.id
                              or live.model_fingerprint != collection.model_fingerprint):
         force_rebuild = True
+    current: VectorIndex | None = None
+    if live is not None and not force_rebuild:
+        # The live index is read before it is trusted: a truncated or damaged one (a full disk,
+        # a bad copy) used to be reported "unchanged" forever. It costs one read of the index
+        # per publish (a no-op ingest included); an unreadable one is rebuilt from the database.
+        try:
+            current = VectorIndex.load(live.folder)
+        except VectorIndexError:
+            force_rebuild = True
     if live is not None and live.generation == generation and not force_rebuild:
         return PublishResult(kind, "unchanged", live, 0, 0, time.perf_counter() - start, None)
 
@@ -75,8 +85,7 @@ def publish_index(db: Database, collection: Collection, index_dir: Path, kind: s
     fresh = plan_index(len(ids), collection.dim, memory_budget_bytes=memory_budget_bytes)
     index: VectorIndex | None = None
     removed = added = 0
-    if live is not None and not force_rebuild:
-        current = VectorIndex.load(live.folder)
+    if live is not None and current is not None and not force_rebuild:
         if not _needs_replan(current.plan, fresh, len(ids)):
             index = current
             held = index.ids()

@@ -76,6 +76,7 @@ class Store:
 
     @contextmanager
     def lock(self, name: str, *, wait: bool = False) -> Iterator[None]:
+        catalog.check_collection_name(name, shadow_ok=True)   # the lock is a file in <index>/<name>/
         with versions.collection_lock(self.index_dir, name, wait=wait):
             yield
 

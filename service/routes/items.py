@@ -1,5 +1,7 @@
 """Indexed items: metadata, the audio file itself (with HTTP Range, so browsers can seek) and
-waveform peaks for thumbnails. Only files the database lists are ever served."""
+waveform peaks for thumbnails. Only files the database lists as indexed are ever served, and
+each request re-checks the file on disk (``indexer.query.open_item_audio``: no symlink swapped
+in, nothing outside the allowed roots) and serves the very file it checked."""
 
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse
 from starlette.concurrency import run_in_threadpool
 
-from indexer.query import item_row, local_audio_path
+from indexer.query import ItemAudio, item_row, open_item_audio
 from service.problems import ProblemError
 from service.schemas import Item, Peaks
 
@@ -41,15 +43,39 @@ async def item(request: Request, item_id: int):
             "peaks_url": f"/v1/items/{row.id}/peaks"}
 
 
+class _OpenedFileResponse(FileResponse):
+    """A FileResponse that closes the checked file descriptor however the response ends
+    (a background task would not run when the client goes away mid-stream)."""
+
+    def __init__(self, opened: ItemAudio, **kwargs):
+        super().__init__(opened.path, **kwargs)
+        self.opened = opened
+
+    async def __call__(self, scope, receive, send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self.opened.close()
+
+
+async def _open(rt: Runtime, item_id: int):
+    row, _ = await run_in_threadpool(item_row, rt.store, item_id)
+    return row, await run_in_threadpool(open_item_audio, row, rt.settings.allowed_ingest_roots)
+
+
 @router.get("/v1/items/{item_id}/audio", summary="Stream the audio file",
             response_class=FileResponse, responses={206: {"description": "a byte range"}})
 async def audio(request: Request, item_id: int):
     rt: Runtime = request.app.state.runtime
-    row, _ = await run_in_threadpool(item_row, rt.store, item_id)
-    path = local_audio_path(row)
-    media = _MEDIA.get((row.format or "").upper()) or mimetypes.guess_type(path.name)[0] or "application/octet-stream"
-    return FileResponse(path, media_type=media, filename=path.name, content_disposition_type="inline",
-                        headers={"Cache-Control": "private, max-age=3600"})
+    row, opened = await _open(rt, item_id)
+    try:
+        media = (_MEDIA.get((row.format or "").upper()) or mimetypes.guess_type(opened.name)[0]
+                 or "application/octet-stream")
+        return _OpenedFileResponse(opened, media_type=media, filename=opened.name, content_disposition_type="inline",
+                                   headers={"Cache-Control": "private, max-age=3600"})
+    except BaseException:
+        opened.close()
+        raise
 
 
 def compute_peaks(path: Path, n: int) -> dict:
@@ -82,16 +108,18 @@ def compute_peaks(path: Path, n: int) -> dict:
 @router.get("/v1/items/{item_id}/peaks", response_model=Peaks, summary="Waveform thumbnail data")
 async def peaks(request: Request, item_id: int, n: int = Query(200, ge=8, le=2000)):
     rt: Runtime = request.app.state.runtime
-    row, _ = await run_in_threadpool(item_row, rt.store, item_id)
-    key = f"peaks:{row.id}:{row.mtime_ns}:{n}"
-    cached = await run_in_threadpool(rt.cache.get, key) if rt.cache.enabled else None
-    if cached is not None:
-        return json.loads(cached)
-    path = local_audio_path(row)
-    start = time.perf_counter()
-    async with rt.decode_slots:
-        result = await run_in_threadpool(compute_peaks, path, n)
-    rt.metrics.observe("peaks", time.perf_counter() - start)
+    row, opened = await _open(rt, item_id)      # checked before the cache: a refused file shows nothing
+    try:
+        key = f"peaks:{row.id}:{row.mtime_ns}:{n}"
+        cached = await run_in_threadpool(rt.cache.get, key) if rt.cache.enabled else None
+        if cached is not None:
+            return json.loads(cached)
+        start = time.perf_counter()
+        async with rt.decode_slots:
+            result = await run_in_threadpool(compute_peaks, Path(opened.path), n)
+        rt.metrics.observe("peaks", time.perf_counter() - start)
+    finally:
+        opened.close()
     if rt.cache.enabled:
         await run_in_threadpool(rt.cache.set, key, json.dumps(result).encode(), 30 * 24 * 3600)
     return result
