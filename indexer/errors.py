@@ -35,6 +35,7 @@
     └── StoreError                  the metadata database or an index cannot be used
         ├── CollectionNotFoundError no collection of that name
         ├── CollectionNameError     a collection name outside the one rule (``catalog.check_collection_name``)
+        ├── StoreMissingError       a read-only command met a home with no database (none is created)
         ├── CollectionBusyError     another ingest holds the collection's lock
         ├── VectorIndexError        a FAISS index cannot be built, loaded or changed as asked
         ├── CorruptVectorError      a stored vector is unreadable (`indexer check --repair` marks it)
