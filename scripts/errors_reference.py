@@ -20,7 +20,7 @@ sys.path.insert(0, str(REPO))
 import generated_doc  # noqa: E402  (beside this script)
 
 from indexer import errors  # noqa: E402
-from service.problems import PROBLEMS  # noqa: E402
+from service.problems import PROBLEMS, core_status  # noqa: E402
 
 
 def _meanings() -> dict[str, str]:
@@ -61,7 +61,7 @@ def render() -> str:
     ]
     for depth, cls in _classes(errors.ClapSearchError):
         core_codes.add(cls.code)
-        status = PROBLEMS.get(cls.code, (500, "Internal error"))[0] if cls is not errors.ClapSearchError else 500
+        status = core_status(cls.__new__(cls))[0]     # the code's own row, else its family's
         meaning = meanings.get(cls.__name__, "any error of the core")
         lines.append(f"| `{cls.code}` | {'&nbsp;' * 2 * depth}`{cls.__name__}` | {status} | "
                      f"{errors.exit_code(cls.__new__(cls))} | {meaning} |")
