@@ -20,8 +20,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-FEATURE_EXTRACTOR_KWARGS = dict(frequency_min=50, frequency_max=14_000, truncation="rand_trunc",
-                                padding="repeatpad")
+FEATURE_EXTRACTOR_KWARGS = dict(frequency_min=50, frequency_max=14_000, truncation="rand_trunc", padding="repeatpad")
 
 
 def read_mono(path: str | Path) -> np.ndarray:
@@ -57,8 +56,7 @@ class EagerPeer:
     def embed_text(self, text: str) -> np.ndarray:
         inputs = self.tokenizer(text, return_tensors="pt")
         with self.torch.inference_mode():
-            out = self.model.get_text_features(input_ids=inputs["input_ids"],
-                                               attention_mask=inputs["attention_mask"])
+            out = self.model.get_text_features(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"])
         return out.pooler_output.numpy()[0]
 
     def tokens(self, text: str) -> int:
@@ -95,16 +93,30 @@ def export_onnx_int8_baseline(model, out_dir: str | Path, *, dynamo: bool = True
     ids[:, 0], ids[:, -1] = 0, 2
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(AudioTower(model), (features,), str(out / "audio.onnx"),
-                          input_names=["input_features"], output_names=["audio_embeds"],
-                          dynamic_axes={"input_features": {0: "batch"}, "audio_embeds": {0: "batch"}},
-                          opset_version=17, dynamo=dynamo)
-        torch.onnx.export(TextTower(model), (ids, torch.ones_like(ids)), str(out / "text.onnx"),
-                          input_names=["input_ids", "attention_mask"], output_names=["text_embeds"],
-                          dynamic_axes={"input_ids": {0: "batch", 1: "sequence"},
-                                        "attention_mask": {0: "batch", 1: "sequence"},
-                                        "text_embeds": {0: "batch"}},
-                          opset_version=17, dynamo=dynamo)
+        torch.onnx.export(
+            AudioTower(model),
+            (features,),
+            str(out / "audio.onnx"),
+            input_names=["input_features"],
+            output_names=["audio_embeds"],
+            dynamic_axes={"input_features": {0: "batch"}, "audio_embeds": {0: "batch"}},
+            opset_version=17,
+            dynamo=dynamo,
+        )
+        torch.onnx.export(
+            TextTower(model),
+            (ids, torch.ones_like(ids)),
+            str(out / "text.onnx"),
+            input_names=["input_ids", "attention_mask"],
+            output_names=["text_embeds"],
+            dynamic_axes={
+                "input_ids": {0: "batch", 1: "sequence"},
+                "attention_mask": {0: "batch", 1: "sequence"},
+                "text_embeds": {0: "batch"},
+            },
+            opset_version=17,
+            dynamo=dynamo,
+        )
     files = {}
     for tower in ("audio", "text"):
         files[tower] = out / f"{tower}.int8.onnx"
@@ -133,5 +145,10 @@ class OnnxInt8Peer:
 
     def embed_text(self, text: str) -> np.ndarray:
         inputs = self.tokenizer(text, return_tensors="np")
-        return self.text.run(None, {"input_ids": inputs["input_ids"].astype(np.int64),
-                                    "attention_mask": inputs["attention_mask"].astype(np.int64)})[0][0]
+        return self.text.run(
+            None,
+            {
+                "input_ids": inputs["input_ids"].astype(np.int64),
+                "attention_mask": inputs["attention_mask"].astype(np.int64),
+            },
+        )[0][0]

@@ -56,21 +56,82 @@ TEXT_P50_TARGET_MS = 5.0  # new default model, single query
 YAMNET_STRIDES = (1, 2, 1, 2, 1, 2, 1, 1, 1, 1, 1, 2, 1)
 YAMNET_WIDTHS = (64, 128, 128, 256, 256, 512, 512, 512, 512, 512, 512, 1024, 1024)
 
-SOUNDS = ("dog barking", "rain on a tin roof", "church bells ringing", "glass breaking", "birds singing at dawn",
-          "footsteps on gravel", "a door creaking open", "wind in the trees", "waves crashing on the shore",
-          "a car engine starting", "a jet flying overhead", "a helicopter passing", "a train horn",
-          "typing on a keyboard", "a clock ticking", "water dripping", "a crackling fire", "a rooster crowing",
-          "a horse galloping", "slow piano", "a violin melody", "a drum roll", "an electric guitar riff",
-          "applause", "a police siren", "a chainsaw", "a crowd cheering", "a baby crying", "thunder",
-          "a busy kitchen", "street market chatter", "children laughing", "a cat meowing", "a phone ringing",
-          "a microwave beeping", "a vacuum cleaner", "a toilet flushing", "frying bacon", "a kettle whistling",
-          "cutlery clinking", "a bicycle bell", "a motorbike revving", "a lawn mower", "bees buzzing",
-          "frogs croaking at night", "an owl hooting", "a cow mooing", "sheep bleating", "a door slamming",
-          "a zipper", "coins dropping", "paper rustling", "a camera shutter", "a ball bouncing",
-          "a whistle blowing", "a fog horn", "a heartbeat", "someone snoring", "a man coughing",
-          "a woman whispering")
-PLACES = ("", "", " in the distance", " close up", " indoors", " outside", " at night", " in a large hall",
-          " with traffic behind", " in the rain", " on the radio", " echoing in a tunnel")
+SOUNDS = (
+    "dog barking",
+    "rain on a tin roof",
+    "church bells ringing",
+    "glass breaking",
+    "birds singing at dawn",
+    "footsteps on gravel",
+    "a door creaking open",
+    "wind in the trees",
+    "waves crashing on the shore",
+    "a car engine starting",
+    "a jet flying overhead",
+    "a helicopter passing",
+    "a train horn",
+    "typing on a keyboard",
+    "a clock ticking",
+    "water dripping",
+    "a crackling fire",
+    "a rooster crowing",
+    "a horse galloping",
+    "slow piano",
+    "a violin melody",
+    "a drum roll",
+    "an electric guitar riff",
+    "applause",
+    "a police siren",
+    "a chainsaw",
+    "a crowd cheering",
+    "a baby crying",
+    "thunder",
+    "a busy kitchen",
+    "street market chatter",
+    "children laughing",
+    "a cat meowing",
+    "a phone ringing",
+    "a microwave beeping",
+    "a vacuum cleaner",
+    "a toilet flushing",
+    "frying bacon",
+    "a kettle whistling",
+    "cutlery clinking",
+    "a bicycle bell",
+    "a motorbike revving",
+    "a lawn mower",
+    "bees buzzing",
+    "frogs croaking at night",
+    "an owl hooting",
+    "a cow mooing",
+    "sheep bleating",
+    "a door slamming",
+    "a zipper",
+    "coins dropping",
+    "paper rustling",
+    "a camera shutter",
+    "a ball bouncing",
+    "a whistle blowing",
+    "a fog horn",
+    "a heartbeat",
+    "someone snoring",
+    "a man coughing",
+    "a woman whispering",
+)
+PLACES = (
+    "",
+    "",
+    " in the distance",
+    " close up",
+    " indoors",
+    " outside",
+    " at night",
+    " in a large hall",
+    " with traffic behind",
+    " in the rain",
+    " on the radio",
+    " echoing in a tunnel",
+)
 
 
 # ----------------------------------------------------------------------------- inputs
@@ -127,10 +188,10 @@ def yamnet_macs(frames: int = 96, mels: int = 64, classes: int = 521) -> int:
     cin = 32
     for stride, cout in zip(YAMNET_STRIDES, YAMNET_WIDTHS):
         h, w = -(-h // stride), -(-w // stride)
-        macs += h * w * cin * 9          # depthwise 3x3
-        macs += h * w * cin * cout       # pointwise 1x1
+        macs += h * w * cin * 9  # depthwise 3x3
+        macs += h * w * cin * cout  # pointwise 1x1
         cin = cout
-    return macs + cin * classes          # dense 1024 -> 521 after global average pooling
+    return macs + cin * classes  # dense 1024 -> 521 after global average pooling
 
 
 def onnx_macs(path: Path, feeds: dict[str, tuple[int, ...]] | None = None) -> dict:
@@ -181,7 +242,9 @@ def onnx_macs(path: Path, feeds: dict[str, tuple[int, ...]] | None = None) -> di
                 unresolved += 1
                 continue
             # Conv weight (Cout, Cin/g, k...): each output element costs Cin/g * prod(k) MACs
-            per_out = int(np.prod(w[1:])) if node.op_type == "Conv" else int(np.prod(w[2:])) * w[0] // attrs.get("group", 1)
+            per_out = (
+                int(np.prod(w[1:])) if node.op_type == "Conv" else int(np.prod(w[2:])) * w[0] // attrs.get("group", 1)
+            )
             macs = int(np.prod(out)) * per_out
         else:
             a = shapes.get(node.input[0])
@@ -191,8 +254,12 @@ def onnx_macs(path: Path, feeds: dict[str, tuple[int, ...]] | None = None) -> di
             k = a[0] if (node.op_type == "Gemm" and attrs.get("transA", 0)) else a[-1]
             macs = int(np.prod(out)) * int(k)
         by_op[node.op_type] = by_op.get(node.op_type, 0) + macs
-    return {"macs": sum(by_op.values()), "by_op": by_op, "unresolved_nodes": unresolved,
-            "shapes_from_run": len(missing)}
+    return {
+        "macs": sum(by_op.values()),
+        "by_op": by_op,
+        "unresolved_nodes": unresolved,
+        "shapes_from_run": len(missing),
+    }
 
 
 def _run_shapes(model, names: list[str], feeds: dict | None) -> dict[str, tuple[int, ...]]:
@@ -209,10 +276,17 @@ def _run_shapes(model, names: list[str], feeds: dict | None) -> dict[str, tuple[
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     options.log_severity_level = 3
     session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
-    dtypes = {"tensor(float)": np.float32, "tensor(bool)": np.bool_, "tensor(int64)": np.int64,
-              "tensor(int32)": np.int32, "tensor(float16)": np.float16}
-    inputs = {i.name: np.zeros([d if isinstance(d, int) else 1 for d in i.shape], dtypes.get(i.type, np.float32))
-              for i in session.get_inputs()}
+    dtypes = {
+        "tensor(float)": np.float32,
+        "tensor(bool)": np.bool_,
+        "tensor(int64)": np.int64,
+        "tensor(int32)": np.int32,
+        "tensor(float16)": np.float16,
+    }
+    inputs = {
+        i.name: np.zeros([d if isinstance(d, int) else 1 for d in i.shape], dtypes.get(i.type, np.float32))
+        for i in session.get_inputs()
+    }
     values = session.run(names, inputs)
     return {name: tuple(v.shape) for name, v in zip(names, values)}
 
@@ -231,15 +305,22 @@ def audio_gflop_per_clip(encoder, wave: np.ndarray, rate: int) -> dict:
         head = onnx_macs(folder / files.audio_head) if files.audio_head else {"macs": 0}
         analytic = yamnet_macs(frames, mels)  # YAMNet's 521-way dense (outputs may add the 1024-d embedding)
         macs = tower["macs"] * n_patches + head["macs"]
-        return {"gflop": round(2 * macs / 1e9, 3), "patches_per_clip": int(n_patches),
-                "tower_mflop_per_patch": round(2 * tower["macs"] / 1e6, 2),
-                "head_mflop": round(2 * head["macs"] / 1e6, 3), "unresolved_nodes": tower["unresolved_nodes"],
-                "analytic_yamnet_gflop": round(2 * analytic * n_patches / 1e9, 3),
-                "analytic_yamnet_mflop_per_patch": round(2 * analytic / 1e6, 2)}
+        return {
+            "gflop": round(2 * macs / 1e9, 3),
+            "patches_per_clip": int(n_patches),
+            "tower_mflop_per_patch": round(2 * tower["macs"] / 1e6, 2),
+            "head_mflop": round(2 * head["macs"] / 1e6, 3),
+            "unresolved_nodes": tower["unresolved_nodes"],
+            "analytic_yamnet_gflop": round(2 * analytic * n_patches / 1e9, 3),
+            "analytic_yamnet_mflop_per_patch": round(2 * analytic / 1e6, 2),
+        }
     feats = views.features
     tower = onnx_macs(folder / files.audio, {"input_features": (1, *feats.shape), "is_longer": (1,)})
-    return {"gflop": round(2 * tower["macs"] / 1e9, 3), "input_shape": list(feats.shape),
-            "unresolved_nodes": tower["unresolved_nodes"]}
+    return {
+        "gflop": round(2 * tower["macs"] / 1e9, 3),
+        "input_shape": list(feats.shape),
+        "unresolved_nodes": tower["unresolved_nodes"],
+    }
 
 
 def numpy_peak_gflops(n: int = 2048, tries: int = 5) -> float:
@@ -271,8 +352,7 @@ def audio_pass(encoder, waves: list[np.ndarray], batch: int, rate: int = CLIP_RA
     return time.perf_counter() - t0
 
 
-def time_audio(encoders: dict, waves: list[np.ndarray], batches: tuple[int, ...], repeats: int,
-               quiet: float) -> dict:
+def time_audio(encoders: dict, waves: list[np.ndarray], batches: tuple[int, ...], repeats: int, quiet: float) -> dict:
     """clips/s per model and batch: median of ``repeats`` passes, models in alternating blocks."""
     names = list(encoders)
     for enc in encoders.values():  # warm-up: first-call allocations, thread pools
@@ -282,17 +362,19 @@ def time_audio(encoders: dict, waves: list[np.ndarray], batches: tuple[int, ...]
         times: dict[str, list[float]] = {name: [] for name in names}
         others: dict[str, list[float]] = {name: [] for name in names}
         for rep in range(repeats):
-            for name in (names if rep % 2 == 0 else names[::-1]):
+            for name in names if rep % 2 == 0 else names[::-1]:
                 wait_quiet(quiet)
                 with CpuMonitor() as mon:
                     times[name].append(audio_pass(encoders[name], waves, batch))
                 others[name].append(mon.other_pct)
         for name in names:
             med = statistics.median(times[name])
-            out[name][f"b{batch}"] = {"clips_per_s": round(len(waves) / med, 2),
-                                      "ms_per_clip": round(1000 * med / len(waves), 2),
-                                      "pass_s": [round(t, 3) for t in times[name]],
-                                      "other_load_pct": [round(o, 1) for o in others[name]]}
+            out[name][f"b{batch}"] = {
+                "clips_per_s": round(len(waves) / med, 2),
+                "ms_per_clip": round(1000 * med / len(waves), 2),
+                "pass_s": [round(t, 3) for t in times[name]],
+                "other_load_pct": [round(o, 1) for o in others[name]],
+            }
     return out
 
 
@@ -308,9 +390,15 @@ def time_text(encoder, phrases: list[str], warmup: int, quiet: float) -> dict:
             t0 = time.perf_counter()
             encoder.embed_text([q])
             lat.append(1000 * (time.perf_counter() - t0))
-    return {"p50_ms": round(float(np.percentile(lat, 50)), 3), "p95_ms": round(float(np.percentile(lat, 95)), 3),
-            "mean_ms": round(float(np.mean(lat)), 3), "max_ms": round(float(np.max(lat)), 3),
-            "queries": len(lat), "warmup": warmup, "other_load_pct": round(mon.other_pct, 1)}
+    return {
+        "p50_ms": round(float(np.percentile(lat, 50)), 3),
+        "p95_ms": round(float(np.percentile(lat, 95)), 3),
+        "mean_ms": round(float(np.mean(lat)), 3),
+        "max_ms": round(float(np.max(lat)), 3),
+        "queries": len(lat),
+        "warmup": warmup,
+        "other_load_pct": round(mon.other_pct, 1),
+    }
 
 
 _LONG_CHILD = r"""
@@ -343,8 +431,12 @@ print(json.dumps({"wall_s": wall, "open_s": open_s, "rss_after_open_bytes": rss_
 
 def long_file(folder: Path, path: Path, timeout: float = 1800) -> dict:
     """Embed ``path`` with ``embed_files([path])`` in a fresh subprocess; its wall time and peak RSS."""
-    proc = subprocess.run([sys.executable, "-c", _LONG_CHILD, str(REPO), str(folder), str(path)],
-                          capture_output=True, text=True, timeout=timeout)
+    proc = subprocess.run(
+        [sys.executable, "-c", _LONG_CHILD, str(REPO), str(folder), str(path)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
     if proc.returncode != 0:
         raise RuntimeError(f"long-file subprocess for {folder} failed:\n{proc.stderr[-3000:]}")
     res = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -371,9 +463,17 @@ def _model_info(name: str, enc) -> dict:
     m = enc.manifest
     folder = enc.folder.resolve()
     folder = folder.relative_to(REPO) if folder.is_relative_to(REPO) else folder
-    return {"folder": str(folder), "name": m.name, "variant": enc.variant, "patched": bool(m.patched),
-            "architecture": m.audio.architecture, "sample_rate": m.audio_frontend.sample_rate,
-            "long_policy": m.audio_frontend.long_policy, "embed_dim": m.embed_dim, "providers": enc.providers}
+    return {
+        "folder": str(folder),
+        "name": m.name,
+        "variant": enc.variant,
+        "patched": bool(m.patched),
+        "architecture": m.audio.architecture,
+        "sample_rate": m.audio_frontend.sample_rate,
+        "long_policy": m.audio_frontend.long_policy,
+        "embed_dim": m.embed_dim,
+        "providers": enc.providers,
+    }
 
 
 # ----------------------------------------------------------------------------- the run
@@ -381,13 +481,23 @@ def run(args) -> dict:
     new_dir, old_dir = Path(args.new), Path(args.old)
     same = new_dir.resolve() == old_dir.resolve()
     names = {"new": new_dir, "old": old_dir}
-    results: dict = {"command": " ".join([Path(sys.executable).name] + sys.argv) if args.argv is None
-                     else "bench/default_model.py " + " ".join(args.argv),
-                     "machine": machine_info(),
-                     "settings": {"clips": args.clips, "repeats": args.repeats, "batches": args.batches,
-                                  "queries": args.queries, "long_seconds": args.long_seconds,
-                                  "clip_seconds": CLIP_SECONDS, "clip_rate": CLIP_RATE, "long_rate": LONG_RATE,
-                                  "same_folder_both_sides": same}}
+    results: dict = {
+        "command": " ".join([Path(sys.executable).name] + sys.argv)
+        if args.argv is None
+        else "bench/default_model.py " + " ".join(args.argv),
+        "machine": machine_info(),
+        "settings": {
+            "clips": args.clips,
+            "repeats": args.repeats,
+            "batches": args.batches,
+            "queries": args.queries,
+            "long_seconds": args.long_seconds,
+            "clip_seconds": CLIP_SECONDS,
+            "clip_rate": CLIP_RATE,
+            "long_rate": LONG_RATE,
+            "same_folder_both_sides": same,
+        },
+    }
     with quiet_logs():
         encoders = {key: _open(folder) for key, folder in names.items()}
     results["models"] = {key: _model_info(key, enc) for key, enc in encoders.items()}
@@ -408,14 +518,16 @@ def run(args) -> dict:
             if gflop:
                 row["gflops_achieved"] = round(gflop * row["clips_per_s"], 2)
                 row["fraction_of_peak"] = round(gflop * row["clips_per_s"] / peak, 4)
-    audio["ratio_new_over_old"] = {f"b{b}": round(audio["new"][f"b{b}"]["clips_per_s"] /
-                                                  audio["old"][f"b{b}"]["clips_per_s"], 3) for b in args.batches}
+    audio["ratio_new_over_old"] = {
+        f"b{b}": round(audio["new"][f"b{b}"]["clips_per_s"] / audio["old"][f"b{b}"]["clips_per_s"], 3)
+        for b in args.batches
+    }
     results["audio"] = audio
 
     # 2. text latency
     phrases = make_phrases(args.queries + args.text_warmup, args.seed)
     text = {}
-    for key in (["old", "new"] if args.seed % 2 else ["new", "old"]):
+    for key in ["old", "new"] if args.seed % 2 else ["new", "old"]:
         text[key] = time_text(encoders[key], phrases, args.text_warmup, args.wait_quiet)
     text["ratio_p50_new_over_old"] = round(text["new"]["p50_ms"] / text["old"]["p50_ms"], 3)
     text["target_p50_ms"] = TEXT_P50_TARGET_MS
@@ -428,11 +540,15 @@ def run(args) -> dict:
         path = Path(tmp) / f"long_{int(args.long_seconds)}s_16k.flac"
         t0 = time.perf_counter()
         write_long_flac(path, args.long_seconds, args.seed)
-        long = {"seconds": args.long_seconds, "rate": LONG_RATE, "file_bytes": path.stat().st_size,
-                "write_s": round(time.perf_counter() - t0, 1)}
+        long = {
+            "seconds": args.long_seconds,
+            "rate": LONG_RATE,
+            "file_bytes": path.stat().st_size,
+            "write_s": round(time.perf_counter() - t0, 1),
+        }
         for key in ("new", "old"):
             wait_quiet(args.wait_quiet)
-            with CpuMonitor(children=True) as mon:   # the subprocess is ours
+            with CpuMonitor(children=True) as mon:  # the subprocess is ours
                 long[key] = long_file(names[key], path)
             long[key]["other_load_pct"] = round(mon.other_pct, 1)
             if results["models"][key]["patched"]:
@@ -447,39 +563,74 @@ def run(args) -> dict:
 
 def print_report(r: dict) -> None:
     m, a, t, lf = r["models"], r["audio"], r["text"], r["long_file"]
-    print(f"machine: {r['machine'].get('cpu')} ({r['machine'].get('logical_cpus')} logical CPUs), "
-          f"numpy fp32 peak {r['peak']['numpy_fp32_gflops']} GFLOP/s")
-    print(f"new: {m['new']['folder']} ({m['new']['architecture']}, patched={m['new']['patched']})   "
-          f"old: {m['old']['folder']} ({m['old']['architecture']}, patched={m['old']['patched']})")
+    print(
+        f"machine: {r['machine'].get('cpu')} ({r['machine'].get('logical_cpus')} logical CPUs), "
+        f"numpy fp32 peak {r['peak']['numpy_fp32_gflops']} GFLOP/s"
+    )
+    print(
+        f"new: {m['new']['folder']} ({m['new']['architecture']}, patched={m['new']['patched']})   "
+        f"old: {m['old']['folder']} ({m['old']['architecture']}, patched={m['old']['patched']})"
+    )
     rows = []
     for b in r["settings"]["batches"]:
-        rows.append((f"audio clips/s, batch {b}", a["new"][f"b{b}"]["clips_per_s"], a["old"][f"b{b}"]["clips_per_s"],
-                     a["ratio_new_over_old"][f"b{b}"]))
+        rows.append(
+            (
+                f"audio clips/s, batch {b}",
+                a["new"][f"b{b}"]["clips_per_s"],
+                a["old"][f"b{b}"]["clips_per_s"],
+                a["ratio_new_over_old"][f"b{b}"],
+            )
+        )
     rows.append(("audio GFLOP / 10 s clip", a["new"]["flops"].get("gflop"), a["old"]["flops"].get("gflop"), None))
     for b in r["settings"]["batches"]:
-        rows.append((f"fraction of fp32 peak, b{b}", a["new"][f"b{b}"].get("fraction_of_peak"),
-                     a["old"][f"b{b}"].get("fraction_of_peak"), None))
+        rows.append(
+            (
+                f"fraction of fp32 peak, b{b}",
+                a["new"][f"b{b}"].get("fraction_of_peak"),
+                a["old"][f"b{b}"].get("fraction_of_peak"),
+                None,
+            )
+        )
     rows.append(("text p50 ms", t["new"]["p50_ms"], t["old"]["p50_ms"], t["ratio_p50_new_over_old"]))
-    rows.append(("text p95 ms", t["new"]["p95_ms"], t["old"]["p95_ms"],
-                 round(t["new"]["p95_ms"] / t["old"]["p95_ms"], 3)))
+    rows.append(
+        ("text p95 ms", t["new"]["p95_ms"], t["old"]["p95_ms"], round(t["new"]["p95_ms"] / t["old"]["p95_ms"], 3))
+    )
     label = f"{lf['seconds'] / 3600:g} h file" if lf["seconds"] >= 3600 else f"{lf['seconds']:g} s file"
-    rows.append((f"{label}: wall s", lf["new"]["wall_s"], lf["old"]["wall_s"],
-                 round(lf["new"]["wall_s"] / lf["old"]["wall_s"], 3)))
-    rows.append((f"{label}: peak RSS MiB", lf["new"]["peak_rss_mib"], lf["old"]["peak_rss_mib"],
-                 round(lf["new"]["peak_rss_mib"] / lf["old"]["peak_rss_mib"], 3)))
-    rows.append((f"{label}: RSS after open MiB", lf["new"]["rss_after_open_mib"], lf["old"]["rss_after_open_mib"],
-                 None))
+    rows.append(
+        (
+            f"{label}: wall s",
+            lf["new"]["wall_s"],
+            lf["old"]["wall_s"],
+            round(lf["new"]["wall_s"] / lf["old"]["wall_s"], 3),
+        )
+    )
+    rows.append(
+        (
+            f"{label}: peak RSS MiB",
+            lf["new"]["peak_rss_mib"],
+            lf["old"]["peak_rss_mib"],
+            round(lf["new"]["peak_rss_mib"] / lf["old"]["peak_rss_mib"], 3),
+        )
+    )
+    rows.append(
+        (f"{label}: RSS after open MiB", lf["new"]["rss_after_open_mib"], lf["old"]["rss_after_open_mib"], None)
+    )
     print(f"{'':32s} {'new':>12s} {'old':>12s} {'new/old':>9s}")
     for name, new, old, ratio in rows:
         fmt = lambda v: "-" if v is None else f"{v:g}"  # noqa: E731
         print(f"{name:32s} {fmt(new):>12s} {fmt(old):>12s} {fmt(ratio):>9s}")
     fl = a["new"]["flops"]
     if "analytic_yamnet_gflop" in fl:
-        print(f"new audio net: {fl['patches_per_clip']} patches x {fl['tower_mflop_per_patch']} MFLOP "
-              f"(analytic YAMNet {fl['analytic_yamnet_mflop_per_patch']}) + head {fl['head_mflop']} MFLOP")
+        print(
+            f"new audio net: {fl['patches_per_clip']} patches x {fl['tower_mflop_per_patch']} MFLOP "
+            f"(analytic YAMNet {fl['analytic_yamnet_mflop_per_patch']}) + head {fl['head_mflop']} MFLOP"
+        )
     print(f"text p50 target <= {t['target_p50_ms']} ms for new: {'PASS' if t['new_meets_target'] else 'MISS'}")
-    worst = max([o for k in ("new", "old") for b in r["settings"]["batches"] for o in a[k][f"b{b}"]["other_load_pct"]]
-                + [t["new"]["other_load_pct"], t["old"]["other_load_pct"]], default=0.0)
+    worst = max(
+        [o for k in ("new", "old") for b in r["settings"]["batches"] for o in a[k][f"b{b}"]["other_load_pct"]]
+        + [t["new"]["other_load_pct"], t["old"]["other_load_pct"]],
+        default=0.0,
+    )
     if worst > 10:
         print(f"warning: other processes took up to {worst:.0f} % of the CPUs during a timed block")
 

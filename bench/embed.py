@@ -49,24 +49,26 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _peers  # noqa: E402
 from machine import CpuMonitor, cpu_info, loadavg_figures, wait_quiet, write_results  # noqa: E402
 
-AUDIO_GFLOP_PER_CLIP = 11.8   # HTSAT-tiny, one 10 s clip (torch FlopCounterMode: 11.82)
+AUDIO_GFLOP_PER_CLIP = 11.8  # HTSAT-tiny, one 10 s clip (torch FlopCounterMode: 11.82)
 TEXT_GFLOP_PER_16_TOKENS = 2.7  # RoBERTa-base, 16-token query; scaled by each query's token count
 SAMPLE_RATE = 48_000
 CLIP_SECONDS = 10.0
 
 TARGETS = {
-    "fp32_vs_eager_b16": 1.5,      # ours fp32 / eager, batch 16, at cosine >= 0.9999
+    "fp32_vs_eager_b16": 1.5,  # ours fp32 / eager, batch 16, at cosine >= 0.9999
     "fp32_min_cosine": 0.9999,
-    "fast_vs_baseline": 1.3,       # fastest ours variant / ONNX int8 baseline, batch 1 and batch 16
+    "fast_vs_baseline": 1.3,  # fastest ours variant / ONNX int8 baseline, batch 1 and batch 16
     "fast_min_cosine": 0.999,
-    "text_p50_ms": 6.0,            # single query, fastest ours variant at cosine >= 0.999
+    "text_p50_ms": 6.0,  # single query, fastest ours variant at cosine >= 0.999
 }
 
-WORDS = ("dog barking rain falling tin roof man speaks cars pass distance church bells ring glass breaking "
-         "floor birds singing dawn footsteps gravel door creaks slowly wind trees waves crashing shore engine "
-         "starts jet flies helicopter train keyboard typing clock ticking water dripping fire crackling cow "
-         "rooster crows sheep horse piano violin slow drum electric guitar applause siren chainsaw crowd "
-         "cheering baby crying thunder storm kitchen busy street market children laughing loud quiet").split()
+WORDS = (
+    "dog barking rain falling tin roof man speaks cars pass distance church bells ring glass breaking "
+    "floor birds singing dawn footsteps gravel door creaks slowly wind trees waves crashing shore engine "
+    "starts jet flies helicopter train keyboard typing clock ticking water dripping fire crackling cow "
+    "rooster crows sheep horse piano violin slow drum electric guitar applause siren chainsaw crowd "
+    "cheering baby crying thunder storm kitchen busy street market children laughing loud quiet"
+).split()
 
 
 # ----------------------------------------------------------------------------- measurement helpers
@@ -83,14 +85,21 @@ def _min_cosine(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def machine_info() -> dict:
-    info = cpu_info("cores_per_socket", "threads_per_core",
-                    isa=("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16", "amx_int8"))
+    info = cpu_info(
+        "cores_per_socket",
+        "threads_per_core",
+        isa=("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16", "amx_int8"),
+    )
     import onnxruntime
     import torch
     import transformers
 
-    info["versions"] = {"torch": torch.__version__, "transformers": transformers.__version__,
-                        "onnxruntime": onnxruntime.__version__, "numpy": np.__version__}
+    info["versions"] = {
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "onnxruntime": onnxruntime.__version__,
+        "numpy": np.__version__,
+    }
     return info
 
 
@@ -123,9 +132,13 @@ def matmul_peaks(n: int, seconds: float) -> dict[str, float]:
 
     rng = np.random.default_rng(0)
     weight = numpy_helper.from_array(rng.standard_normal((n, n)).astype(np.float32), "w")
-    graph = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"])], "mm",
-                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [n, n])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [n, n])], initializer=[weight])
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["y"])],
+        "mm",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [n, n])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [n, n])],
+        initializer=[weight],
+    )
     x = rng.standard_normal((n, n)).astype(np.float32)
     with tempfile.TemporaryDirectory() as tmp:
         fp32 = Path(tmp) / "mm.onnx"
@@ -211,14 +224,29 @@ def ensure_tokenizer(requested: Path | None, work: Path) -> Path:
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=2048, special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=2048,
+        special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
     tok.train_from_iterator([" ".join(WORDS)] * 20 + [" " + w for w in WORDS] * 20, trainer)
     tok.post_processor = processors.RobertaProcessing(("</s>", 2), ("<s>", 0))
     tok.save(str(folder / "tokenizer.json"))
-    (folder / "tokenizer_config.json").write_text(json.dumps({
-        "tokenizer_class": "RobertaTokenizer", "bos_token": "<s>", "eos_token": "</s>", "cls_token": "<s>",
-        "sep_token": "</s>", "pad_token": "<pad>", "unk_token": "<unk>", "mask_token": "<mask>"}))
+    (folder / "tokenizer_config.json").write_text(
+        json.dumps(
+            {
+                "tokenizer_class": "RobertaTokenizer",
+                "bos_token": "<s>",
+                "eos_token": "</s>",
+                "cls_token": "<s>",
+                "sep_token": "</s>",
+                "pad_token": "<pad>",
+                "unk_token": "<unk>",
+                "mask_token": "<mask>",
+            }
+        )
+    )
     return folder
 
 
@@ -230,10 +258,16 @@ def build_model(quick: bool, seed: int):
 
     torch.manual_seed(seed)
     if quick:  # a micro model with the same structure, so the smoke run takes seconds
-        audio = ClapAudioConfig(enable_fusion=False, patch_embeds_hidden_size=16, depths=[1, 1, 2, 1],
-                                num_attention_heads=[1, 2, 4, 8], hidden_size=128)
-        text = ClapTextConfig(vocab_size=2048, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                              intermediate_size=64)
+        audio = ClapAudioConfig(
+            enable_fusion=False,
+            patch_embeds_hidden_size=16,
+            depths=[1, 1, 2, 1],
+            num_attention_heads=[1, 2, 4, 8],
+            hidden_size=128,
+        )
+        text = ClapTextConfig(
+            vocab_size=2048, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64
+        )
     else:
         audio = ClapAudioConfig(enable_fusion=False)
         # vocab_size as RoBERTa-base; the benchmark's token ids come from a 2048-token BPE (timing only).
@@ -247,15 +281,29 @@ def write_ours(model, tokenizer_dir: Path, out: Path, variants: tuple[str, ...])
     from training.convert import ConvertedModel
     from training.export import write_model_folder
 
-    frontend = AudioFrontend(mel_scale="slaney", mel_norm="slaney", long_policy="center_crop", f_min=50,
-                             f_max=14_000, int16_roundtrip=False)
-    converted = ConvertedModel(model=model, frontend=frontend, audio_architecture="htsat-tiny",
-                               text_architecture="roberta", tokenizer_dir=tokenizer_dir, max_text_length=77,
-                               source="random", source_format="hf_clap", source_sha256=None)
+    frontend = AudioFrontend(
+        mel_scale="slaney", mel_norm="slaney", long_policy="center_crop", f_min=50, f_max=14_000, int16_roundtrip=False
+    )
+    converted = ConvertedModel(
+        model=model,
+        frontend=frontend,
+        audio_architecture="htsat-tiny",
+        text_architecture="roberta",
+        tokenizer_dir=tokenizer_dir,
+        max_text_length=77,
+        source="random",
+        source_format="hf_clap",
+        source_sha256=None,
+    )
     with quiet_logs():
         manifest = write_model_folder(converted, out, variants=variants, overwrite=True)
-    return {name: {"audio_min_cosine_to_fp32": v.audio_min_cosine_to_fp32,
-                   "text_min_cosine_to_fp32": v.text_min_cosine_to_fp32} for name, v in manifest.variants.items()}
+    return {
+        name: {
+            "audio_min_cosine_to_fp32": v.audio_min_cosine_to_fp32,
+            "text_min_cosine_to_fp32": v.text_min_cosine_to_fp32,
+        }
+        for name, v in manifest.variants.items()
+    }
 
 
 class Ours:
@@ -311,7 +359,7 @@ def time_audio(systems: list, paths: list[Path], batch: int, repeats: int, quiet
     call by call: alternating ONNX Runtime sessions and torch call by call would let one system's
     spinning worker threads slow the next one down on a 2-core machine.
     """
-    groups = [paths[i:i + batch] for i in range(0, len(paths), batch)]
+    groups = [paths[i : i + batch] for i in range(0, len(paths), batch)]
     for system in systems:  # warm-up: first-call allocations, shape-specific caches
         system.embed_files(groups[0])
     rates: dict[str, list[float]] = defaultdict(list)
@@ -319,6 +367,7 @@ def time_audio(systems: list, paths: list[Path], batch: int, repeats: int, quiet
     vectors: dict[str, np.ndarray] = {}
     for rep in range(repeats):
         for system in _rotated(systems, rep):
+
             def block():
                 outs, times = [], []
                 for group in groups:
@@ -326,13 +375,19 @@ def time_audio(systems: list, paths: list[Path], batch: int, repeats: int, quiet
                     times.append(dt)
                     outs.append(vec)
                 return outs, times
+
             outs, times = _undisturbed(block, quiet)
             rates[system.name].append(len(paths) / sum(times))
             calls[system.name].extend(t * 1000 for t in times)
             vectors[system.name] = np.concatenate(outs)
-    return {name: {"clips_per_s": statistics.median(r), "runs": [round(x, 3) for x in r],
-                   "call_p50_ms": float(np.percentile(calls[name], 50))}
-            for name, r in rates.items()}, vectors
+    return {
+        name: {
+            "clips_per_s": statistics.median(r),
+            "runs": [round(x, 3) for x in r],
+            "call_p50_ms": float(np.percentile(calls[name], 50)),
+        }
+        for name, r in rates.items()
+    }, vectors
 
 
 def time_text(systems: list, queries: list[str], repeats: int, quiet: float = 0.0) -> tuple[dict, dict]:
@@ -342,8 +397,14 @@ def time_text(systems: list, queries: list[str], repeats: int, quiet: float = 0.
         for system in _rotated(systems, rep):
             times = _undisturbed(lambda system=system: [_time_call(system.embed_text, q)[0] for q in queries], quiet)
             latencies[system.name].extend(t * 1000 for t in times)
-    return {name: {"p50_ms": float(np.percentile(v, 50)), "p90_ms": float(np.percentile(v, 90)),
-                   "mean_ms": float(np.mean(v))} for name, v in latencies.items()}, vectors
+    return {
+        name: {
+            "p50_ms": float(np.percentile(v, 50)),
+            "p90_ms": float(np.percentile(v, 90)),
+            "mean_ms": float(np.mean(v)),
+        }
+        for name, v in latencies.items()
+    }, vectors
 
 
 # ----------------------------------------------------------------------------- report
@@ -355,9 +416,14 @@ def evaluate(results: dict) -> list[dict]:
     fp32 = audio["ours fp32"]
     ratio = fp32["b16"]["clips_per_s"] / audio[eager]["b16"]["clips_per_s"]
     ok = ratio >= TARGETS["fp32_vs_eager_b16"] and fp32["min_cosine_to_eager"] >= TARGETS["fp32_min_cosine"]
-    checks.append({"target": f"ours fp32 >= {TARGETS['fp32_vs_eager_b16']}x eager at batch 16, cosine >= "
-                             f"{TARGETS['fp32_min_cosine']}",
-                   "measured": f"{ratio:.2f}x, min cosine {fp32['min_cosine_to_eager']:.6f}", "pass": ok})
+    checks.append(
+        {
+            "target": f"ours fp32 >= {TARGETS['fp32_vs_eager_b16']}x eager at batch 16, cosine >= "
+            f"{TARGETS['fp32_min_cosine']}",
+            "measured": f"{ratio:.2f}x, min cosine {fp32['min_cosine_to_eager']:.6f}",
+            "pass": ok,
+        }
+    )
 
     bar = TARGETS["fast_min_cosine"]
     candidates = [n for n in audio if n.startswith("ours ") and audio[n]["min_cosine_to_eager"] >= bar]
@@ -366,19 +432,31 @@ def evaluate(results: dict) -> list[dict]:
         r1 = audio[fastest]["b1"]["clips_per_s"] / audio[base]["b1"]["clips_per_s"]
         r16 = audio[fastest]["b16"]["clips_per_s"] / audio[base]["b16"]["clips_per_s"]
         ok = min(r1, r16) >= TARGETS["fast_vs_baseline"]
-        measured = (f"{fastest}: {r1:.2f}x at batch 1, {r16:.2f}x at batch 16, "
-                    f"min cosine {audio[fastest]['min_cosine_to_eager']:.6f}")
+        measured = (
+            f"{fastest}: {r1:.2f}x at batch 1, {r16:.2f}x at batch 16, "
+            f"min cosine {audio[fastest]['min_cosine_to_eager']:.6f}"
+        )
     else:
         ok, measured = False, "no variant reaches the cosine bar"
-    checks.append({"target": f"fastest ours variant >= {TARGETS['fast_vs_baseline']}x ONNX int8 baseline at "
-                             f"batch 1 and 16, cosine >= {TARGETS['fast_min_cosine']}", "measured": measured,
-                   "pass": ok})
+    checks.append(
+        {
+            "target": f"fastest ours variant >= {TARGETS['fast_vs_baseline']}x ONNX int8 baseline at "
+            f"batch 1 and 16, cosine >= {TARGETS['fast_min_cosine']}",
+            "measured": measured,
+            "pass": ok,
+        }
+    )
 
     text_candidates = [n for n in text if n.startswith("ours ") and text[n]["min_cosine_to_eager"] >= bar]
     best = min(text_candidates, key=lambda n: text[n]["p50_ms"]) if text_candidates else None
     ok = best is not None and text[best]["p50_ms"] <= TARGETS["text_p50_ms"]
-    checks.append({"target": f"single text query p50 <= {TARGETS['text_p50_ms']} ms",
-                   "measured": f"{best}: {text[best]['p50_ms']:.2f} ms p50" if best else "none", "pass": ok})
+    checks.append(
+        {
+            "target": f"single text query p50 <= {TARGETS['text_p50_ms']} ms",
+            "measured": f"{best}: {text[best]['p50_ms']:.2f} ms p50" if best else "none",
+            "pass": ok,
+        }
+    )
     return checks
 
 
@@ -387,79 +465,128 @@ def print_report(results: dict) -> None:
     eager, base = "eager transformers fp32", "ONNX int8 baseline"
     cfg = results["config"]
     print()
-    print(f"machine: {results['machine']['cpu']}, {results['machine']['logical_cpus']} logical CPUs; "
-          f"load avg before/after {results['load_before']} / {results['load_after']}")
-    print(f"matmul peak (GFLOP/s, {cfg['matmul_n']}^3): torch fp32 {peaks['torch_fp32']:.0f}, ORT fp32 "
-          f"{peaks['ort_fp32']:.0f}, torch bf16 {peaks['torch_bf16']:.0f}, ORT dynamic int8 {peaks['ort_int8']:.0f}")
-    print(f"\naudio, end to end (file -> unit vector), {cfg['files']} WAV x 10 s @ 48 kHz, median of "
-          f"{cfg['repeats']} passes; GFLOP/s at {AUDIO_GFLOP_PER_CLIP} GFLOP/clip, % of fp32 peak {peaks['fp32']:.0f}")
+    print(
+        f"machine: {results['machine']['cpu']}, {results['machine']['logical_cpus']} logical CPUs; "
+        f"load avg before/after {results['load_before']} / {results['load_after']}"
+    )
+    print(
+        f"matmul peak (GFLOP/s, {cfg['matmul_n']}^3): torch fp32 {peaks['torch_fp32']:.0f}, ORT fp32 "
+        f"{peaks['ort_fp32']:.0f}, torch bf16 {peaks['torch_bf16']:.0f}, ORT dynamic int8 {peaks['ort_int8']:.0f}"
+    )
+    print(
+        f"\naudio, end to end (file -> unit vector), {cfg['files']} WAV x 10 s @ 48 kHz, median of "
+        f"{cfg['repeats']} passes; GFLOP/s at {AUDIO_GFLOP_PER_CLIP} GFLOP/clip, % of fp32 peak {peaks['fp32']:.0f}"
+    )
     big = f"b{cfg['batch']}"
-    head = (f"{'system':26s} {'b1 clip/s':>9s} {big + ' clip/s':>10s} {'ms/clip':>8s} {'GFLOP/s':>8s} {'%peak':>6s} "
-            f"{'min cos':>9s} {'x eager':>8s} {'x base b1':>9s} {'x base ' + big:>10s}")
+    head = (
+        f"{'system':26s} {'b1 clip/s':>9s} {big + ' clip/s':>10s} {'ms/clip':>8s} {'GFLOP/s':>8s} {'%peak':>6s} "
+        f"{'min cos':>9s} {'x eager':>8s} {'x base b1':>9s} {'x base ' + big:>10s}"
+    )
     print(head)
     print("-" * len(head))
     for name, row in audio.items():
         b1, b16 = row["b1"]["clips_per_s"], row["b16"]["clips_per_s"]
-        print(f"{name:26s} {b1:9.2f} {b16:10.2f} {1000 / b16:8.1f} {row['b16']['gflops']:8.0f} "
-              f"{row['b16']['pct_fp32_peak']:5.0f}% {row['min_cosine_to_eager']:9.6f} "
-              f"{b16 / audio[eager]['b16']['clips_per_s']:7.2f}x {b1 / audio[base]['b1']['clips_per_s']:8.2f}x "
-              f"{b16 / audio[base]['b16']['clips_per_s']:9.2f}x")
-    print(f"\ntext, single query, {cfg['queries']} queries x {cfg['text_repeats']} passes, mean "
-          f"{results['text_tokens_mean']:.1f} tokens (RoBERTa-base at {TEXT_GFLOP_PER_16_TOKENS} GFLOP / 16 tokens)")
-    head = (f"{'system':26s} {'p50 ms':>8s} {'p90 ms':>8s} {'GFLOP/s':>8s} {'%peak':>6s} {'min cos':>9s} "
-            f"{'x eager':>8s} {'x base':>8s}")
+        print(
+            f"{name:26s} {b1:9.2f} {b16:10.2f} {1000 / b16:8.1f} {row['b16']['gflops']:8.0f} "
+            f"{row['b16']['pct_fp32_peak']:5.0f}% {row['min_cosine_to_eager']:9.6f} "
+            f"{b16 / audio[eager]['b16']['clips_per_s']:7.2f}x {b1 / audio[base]['b1']['clips_per_s']:8.2f}x "
+            f"{b16 / audio[base]['b16']['clips_per_s']:9.2f}x"
+        )
+    print(
+        f"\ntext, single query, {cfg['queries']} queries x {cfg['text_repeats']} passes, mean "
+        f"{results['text_tokens_mean']:.1f} tokens (RoBERTa-base at {TEXT_GFLOP_PER_16_TOKENS} GFLOP / 16 tokens)"
+    )
+    head = (
+        f"{'system':26s} {'p50 ms':>8s} {'p90 ms':>8s} {'GFLOP/s':>8s} {'%peak':>6s} {'min cos':>9s} "
+        f"{'x eager':>8s} {'x base':>8s}"
+    )
     print(head)
     print("-" * len(head))
     for name, row in text.items():
-        print(f"{name:26s} {row['p50_ms']:8.2f} {row['p90_ms']:8.2f} {row['gflops']:8.0f} {row['pct_fp32_peak']:5.0f}% "
-              f"{row['min_cosine_to_eager']:9.6f} {text[eager]['p50_ms'] / row['p50_ms']:7.2f}x "
-              f"{text[base]['p50_ms'] / row['p50_ms']:7.2f}x")
+        print(
+            f"{name:26s} {row['p50_ms']:8.2f} {row['p90_ms']:8.2f} {row['gflops']:8.0f} {row['pct_fp32_peak']:5.0f}% "
+            f"{row['min_cosine_to_eager']:9.6f} {text[eager]['p50_ms'] / row['p50_ms']:7.2f}x "
+            f"{text[base]['p50_ms'] / row['p50_ms']:7.2f}x"
+        )
     extra = results.get("ours_checks", {})
     if extra:
-        print(f"\nours fp32 max |diff| to eager: {extra.get('fp32_max_abs_diff_to_eager', float('nan')):.2e}; "
-              f"max |batch-1 - batch-{cfg['batch']}| per variant: "
-              + ", ".join(f"{k} {v:.1e}" for k, v in extra["batch_1_vs_16_max_abs_diff"].items()))
+        print(
+            f"\nours fp32 max |diff| to eager: {extra.get('fp32_max_abs_diff_to_eager', float('nan')):.2e}; "
+            f"max |batch-1 - batch-{cfg['batch']}| per variant: "
+            + ", ".join(f"{k} {v:.1e}" for k, v in extra["batch_1_vs_16_max_abs_diff"].items())
+        )
     print("\ntargets:")
     for check in results["targets"]:
         status = "n/a " if cfg["quick"] else ("PASS" if check["pass"] else "MISS")
         print(f"  [{status}] {check['target']}: {check['measured']}")
     load = results["contention"]
-    print(f"\nother processes used {load['other_processes_cpu_s']:.1f} CPU-s during {load['wall_s']:.0f} s of "
-          f"measurement ({load['other_load_pct']:.1f}% of the machine); timed blocks re-run because another "
-          f"process was busy: {load['blocks_retried']}, kept although disturbed: {load['disturbed_blocks_kept']}")
+    print(
+        f"\nother processes used {load['other_processes_cpu_s']:.1f} CPU-s during {load['wall_s']:.0f} s of "
+        f"measurement ({load['other_load_pct']:.1f}% of the machine); timed blocks re-run because another "
+        f"process was busy: {load['blocks_retried']}, kept although disturbed: {load['disturbed_blocks_kept']}"
+    )
     if load["disturbed_blocks_kept"] or load["other_load_pct"] > 10:
         print("WARNING: the machine was busy during the measurement; re-run on a quiet machine for final numbers")
 
 
 # ----------------------------------------------------------------------------- main
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--quick", action="store_true", help="smoke run: micro model, 2 files, few queries")
     parser.add_argument("--out", type=Path, default=Path("bench/results.json"), help="results JSON")
     parser.add_argument("--files", type=int, default=None, help="number of 10 s WAV files (default 16; quick 2)")
     parser.add_argument("--batch", type=int, default=None, help="large batch size (default 16; quick 2)")
-    parser.add_argument("--repeats", type=int, default=None,
-                        help="timed passes per batch size (default: one per system, 5, so that the rotating "
-                             "order puts every system once in every position; quick 1)")
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=None,
+        help="timed passes per batch size (default: one per system, 5, so that the rotating "
+        "order puts every system once in every position; quick 1)",
+    )
     parser.add_argument("--queries", type=int, default=None, help="text queries (default 50; quick 5)")
     parser.add_argument("--text-repeats", type=int, default=None, help="passes over the queries (default 2; quick 1)")
     parser.add_argument("--variants", default="fp32,int8,fp16", help="our precision variants to export and time")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="intra-op threads for ours (default: ONNX Runtime's, one per physical core); "
-                             "torch and the baseline keep their own defaults")
-    parser.add_argument("--baseline-exporter", choices=("dynamo", "torchscript"), default="dynamo",
-                        help="torch.onnx.export flavour for the baseline (default: torch's default, dynamo)")
-    parser.add_argument("--tokenizer-dir", type=Path, default=None,
-                        help="folder with tokenizer.json + tokenizer_config.json (default: a BPE trained here "
-                             "on the query words, giving RoBERTa-like token counts; see ensure_tokenizer)")
-    parser.add_argument("--work-dir", type=Path, default=None,
-                        help="keep models and clips here (default: a temporary folder, removed at the end)")
-    parser.add_argument("--reuse", action="store_true", help="with --work-dir: reuse models exported by an "
-                        "earlier run with the same settings instead of exporting again")
-    parser.add_argument("--wait-quiet", type=float, default=None,
-                        help="before each timed pass, wait up to this many seconds for other processes to "
-                             "leave the CPUs idle (default 30; quick 0)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="intra-op threads for ours (default: ONNX Runtime's, one per physical core); "
+        "torch and the baseline keep their own defaults",
+    )
+    parser.add_argument(
+        "--baseline-exporter",
+        choices=("dynamo", "torchscript"),
+        default="dynamo",
+        help="torch.onnx.export flavour for the baseline (default: torch's default, dynamo)",
+    )
+    parser.add_argument(
+        "--tokenizer-dir",
+        type=Path,
+        default=None,
+        help="folder with tokenizer.json + tokenizer_config.json (default: a BPE trained here "
+        "on the query words, giving RoBERTa-like token counts; see ensure_tokenizer)",
+    )
+    parser.add_argument(
+        "--work-dir",
+        type=Path,
+        default=None,
+        help="keep models and clips here (default: a temporary folder, removed at the end)",
+    )
+    parser.add_argument(
+        "--reuse",
+        action="store_true",
+        help="with --work-dir: reuse models exported by an "
+        "earlier run with the same settings instead of exporting again",
+    )
+    parser.add_argument(
+        "--wait-quiet",
+        type=float,
+        default=None,
+        help="before each timed pass, wait up to this many seconds for other processes to "
+        "leave the CPUs idle (default 30; quick 0)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
 
@@ -485,11 +612,22 @@ def main(argv: list[str] | None = None) -> int:
         "command": " ".join([Path(sys.executable).name, *sys.argv]) if argv is None else f"embed.py {' '.join(argv)}",
         "machine": machine_info(),
         "load_before": loadavg_figures(),
-        "config": {"quick": quick, "files": files, "batch": batch, "repeats": repeats, "queries": n_queries,
-                   "text_repeats": text_repeats, "variants": list(variants), "threads": args.threads,
-                   "seed": args.seed, "wait_quiet_s": quiet, "baseline_exporter": args.baseline_exporter,
-                   "model": "micro (smoke run)" if quick else
-                            "transformers default ClapConfig: HTSAT-tiny + RoBERTa-base, non-fusion"},
+        "config": {
+            "quick": quick,
+            "files": files,
+            "batch": batch,
+            "repeats": repeats,
+            "queries": n_queries,
+            "text_repeats": text_repeats,
+            "variants": list(variants),
+            "threads": args.threads,
+            "seed": args.seed,
+            "wait_quiet_s": quiet,
+            "baseline_exporter": args.baseline_exporter,
+            "model": "micro (smoke run)"
+            if quick
+            else "transformers default ClapConfig: HTSAT-tiny + RoBERTa-base, non-fusion",
+        },
     }
 
     tmp = None
@@ -500,8 +638,13 @@ def main(argv: list[str] | None = None) -> int:
         work = args.work_dir
         work.mkdir(parents=True, exist_ok=True)
     try:
-        stamp = {"quick": quick, "seed": args.seed, "variants": list(variants), "exporter": args.baseline_exporter,
-                 "tokenizer": str(args.tokenizer_dir)}
+        stamp = {
+            "quick": quick,
+            "seed": args.seed,
+            "variants": list(variants),
+            "exporter": args.baseline_exporter,
+            "tokenizer": str(args.tokenizer_dir),
+        }
         stamp_file = work / "stamp.json"
         reuse = args.reuse and stamp_file.is_file() and json.loads(stamp_file.read_text()) == stamp
         tokenizer_dir = ensure_tokenizer(args.tokenizer_dir, work)
@@ -514,9 +657,13 @@ def main(argv: list[str] | None = None) -> int:
             from indexer.models.manifest import load_manifest
 
             manifest = load_manifest(ours_dir)
-            results["ours_export"] = {n: {"audio_min_cosine_to_fp32": v.audio_min_cosine_to_fp32,
-                                          "text_min_cosine_to_fp32": v.text_min_cosine_to_fp32}
-                                      for n, v in manifest.variants.items()}
+            results["ours_export"] = {
+                n: {
+                    "audio_min_cosine_to_fp32": v.audio_min_cosine_to_fp32,
+                    "text_min_cosine_to_fp32": v.text_min_cosine_to_fp32,
+                }
+                for n, v in manifest.variants.items()
+            }
             base_files = {t: base_dir / f"{t}.int8.onnx" for t in ("audio", "text")}
             print("reusing exported models from", work, flush=True)
         else:
@@ -528,15 +675,18 @@ def main(argv: list[str] | None = None) -> int:
             t0 = time.perf_counter()
             shutil.rmtree(base_dir, ignore_errors=True)
             with quiet_logs(), contextlib.redirect_stdout(io.StringIO()):
-                base_files = _peers.export_onnx_int8_baseline(model, base_dir,
-                                                              dynamo=args.baseline_exporter == "dynamo")
+                base_files = _peers.export_onnx_int8_baseline(
+                    model, base_dir, dynamo=args.baseline_exporter == "dynamo"
+                )
             results["baseline_export_s"] = round(time.perf_counter() - t0, 1)
             stamp_file.write_text(json.dumps(stamp))
         paths = make_clips(work / "clips", files, args.seed)
         queries = make_queries(n_queries, args.seed)
 
-        systems = [_peers.EagerPeer(model, tokenizer_dir, threads=torch.get_num_threads()),
-                   _peers.OnnxInt8Peer(base_files, tokenizer_dir)]
+        systems = [
+            _peers.EagerPeer(model, tokenizer_dir, threads=torch.get_num_threads()),
+            _peers.OnnxInt8Peer(base_files, tokenizer_dir),
+        ]
         systems += [Ours(ours_dir, v, args.threads) for v in variants]
         eager_name = systems[0].name
 
@@ -557,8 +707,11 @@ def main(argv: list[str] | None = None) -> int:
                     audio[name][f"b{b}" if b == 1 else "b16"] = row
             print("timing text ...", flush=True)
             text, text_vectors = time_text(systems, queries, text_repeats, quiet)
-        results["contention"] = {**monitor.summary(), "blocks_retried": RETRIES["blocks"],
-                                 "disturbed_blocks_kept": RETRIES["disturbed_blocks_kept"]}
+        results["contention"] = {
+            **monitor.summary(),
+            "blocks_retried": RETRIES["blocks"],
+            "disturbed_blocks_kept": RETRIES["disturbed_blocks_kept"],
+        }
         results["load_after"] = loadavg_figures()
         if batch != 16:
             results["config"]["note"] = f"the 'b16' column is batch {batch}"
@@ -580,10 +733,14 @@ def main(argv: list[str] | None = None) -> int:
         results["ours_checks"] = {
             "fp32_max_abs_diff_to_eager": float(np.abs(vectors[batch]["ours fp32"] - ref).max()),
             "fp32_text_max_abs_diff_to_eager": float(
-                np.abs(text_vectors["ours fp32"] - text_vectors[eager_name]).max()),
+                np.abs(text_vectors["ours fp32"] - text_vectors[eager_name]).max()
+            ),
             # max |b1 - b16| per variant: 0.0 means bit-identical alone and inside a batch
-            "batch_1_vs_16_max_abs_diff": {s.variant: float(np.abs(vectors[1][s.name] - vectors[batch][s.name]).max())
-                                           for s in systems if isinstance(s, Ours)},
+            "batch_1_vs_16_max_abs_diff": {
+                s.variant: float(np.abs(vectors[1][s.name] - vectors[batch][s.name]).max())
+                for s in systems
+                if isinstance(s, Ours)
+            },
         }
         results["targets"] = evaluate(results)
         results["elapsed_s"] = round(time.perf_counter() - started, 1)

@@ -62,18 +62,30 @@ K = 10
 class Clustered:
     """Clustered unit vectors of low intrinsic dimension (see the module docstring)."""
 
-    def __init__(self, dim: int, clusters: int, *, latent: int = 64, topics: int = 1000, offset: float = 0.7,
-                 spread: tuple[float, float] = (0.7, 1.2), decay: float = 2.0, noise: float = 0.15, seed: int = 0):
+    def __init__(
+        self,
+        dim: int,
+        clusters: int,
+        *,
+        latent: int = 64,
+        topics: int = 1000,
+        offset: float = 0.7,
+        spread: tuple[float, float] = (0.7, 1.2),
+        decay: float = 2.0,
+        noise: float = 0.15,
+        seed: int = 0,
+    ):
         rng = np.random.default_rng([seed, 0xC1A5])
         self.dim, self.latent, self.noise, self.clusters = dim, latent, noise, clusters
         self.lift = (rng.standard_normal((latent, dim)) / np.sqrt(latent)).astype(np.float32)
         topic = rng.standard_normal((topics, latent))
-        self.centres = (topic[rng.integers(topics, size=clusters)]
-                        + offset * rng.standard_normal((clusters, latent))).astype(np.float32)
+        self.centres = (
+            topic[rng.integers(topics, size=clusters)] + offset * rng.standard_normal((clusters, latent))
+        ).astype(np.float32)
         self.spread = rng.uniform(*spread, size=clusters).astype(np.float32)
         # axis standard deviations decay as i^(-decay/2) (mean variance 1), in a random order per cluster
         axis_sd = np.arange(1, latent + 1) ** (-decay / 2)
-        axis_sd *= np.sqrt(latent / np.sum(axis_sd ** 2))
+        axis_sd *= np.sqrt(latent / np.sum(axis_sd**2))
         self.axis_sd = np.stack([rng.permutation(axis_sd) for _ in range(clusters)]).astype(np.float32)
         w = rng.lognormal(0.0, 1.0, size=clusters)
         self.weights = w / w.sum()
@@ -82,7 +94,8 @@ class Clustered:
             f"{offset} N(0, I) in a {latent}-d latent space; a point = its centre + spread (uniform "
             f"{spread[0]}-{spread[1]} per cluster) x N(0, diag(i^-{decay})) with the axes in a random order per "
             f"cluster (so every cluster is locally low-dimensional in its own directions); lifted to {dim}-d by "
-            f"a fixed random linear map, plus isotropic noise of {noise} x the norm, L2-normalised")
+            f"a fixed random linear map, plus isotropic noise of {noise} x the norm, L2-normalised"
+        )
 
     def draw(self, n: int, rng: np.random.Generator) -> np.ndarray:
         return self.draw_clustered(n, rng)[0]
@@ -112,12 +125,19 @@ class Clustered:
 # ----------------------------------------------------------------------------- measurement helpers
 def _loaded_rss(folder: Path) -> int:
     """RSS a fresh process gains by loading the saved index (no build leftovers, no list slack)."""
-    code = ("import gc, sys; sys.path.insert(0, sys.argv[1])\n"
-            "from indexer.store.vector_index import VectorIndex\n"
-            "rss = lambda: int([l for l in open('/proc/self/status') if l.startswith('VmRSS:')][0].split()[1]) * 1024\n"
-            "gc.collect(); before = rss(); index = VectorIndex.load(sys.argv[2]); print(rss() - before)")
-    out = subprocess.run([sys.executable, "-c", code, str(Path(__file__).resolve().parents[1]), str(folder)],
-                         capture_output=True, text=True, check=True, timeout=600)
+    code = (
+        "import gc, sys; sys.path.insert(0, sys.argv[1])\n"
+        "from indexer.store.vector_index import VectorIndex\n"
+        "rss = lambda: int([l for l in open('/proc/self/status') if l.startswith('VmRSS:')][0].split()[1]) * 1024\n"
+        "gc.collect(); before = rss(); index = VectorIndex.load(sys.argv[2]); print(rss() - before)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(Path(__file__).resolve().parents[1]), str(folder)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=600,
+    )
     return int(out.stdout.strip().splitlines()[-1])
 
 
@@ -141,8 +161,11 @@ def _repeat(fn, min_s: float) -> tuple[float, float]:
 
 def machine_info() -> dict:
     info = cpu_info("hypervisor") | {
-        "faiss": faiss.__version__, "numpy": np.__version__, "faiss_threads": faiss.omp_get_max_threads(),
-        "faiss_compile": faiss.get_compile_options().strip()}
+        "faiss": faiss.__version__,
+        "numpy": np.__version__,
+        "faiss_threads": faiss.omp_get_max_threads(),
+        "faiss_compile": faiss.get_compile_options().strip(),
+    }
     with open("/proc/meminfo") as fh:
         info["mem_gib"] = round(int(fh.readline().split()[1]) / 2**20, 1)
     return info
@@ -158,10 +181,21 @@ def _timed_rounds(args, exact, index, queries: np.ndarray, gt_i: np.ndarray) -> 
         te, (_, ie), oe = timed(lambda: exact.search(queries, K))
         ti, oi = _repeat(lambda: index.search(queries, K), min_s=max(0.2, min(2.0, te)))
         assert np.array_equal(ie, gt_i)
-        rounds.append({"exact_s": te, "index_s": ti, "ratio": te / ti, "other_cpu_s": round(oe + oi, 2),
-                       "waited_s": round(waited, 1), "loadavg_before": load})
-        print(f"round {r}: exact {len(queries) / te:,.0f} q/s, index {len(queries) / ti:,.0f} q/s, "
-              f"x{te / ti:.1f} (other processes {oe + oi:.2f} CPU-s)", flush=True)
+        rounds.append(
+            {
+                "exact_s": te,
+                "index_s": ti,
+                "ratio": te / ti,
+                "other_cpu_s": round(oe + oi, 2),
+                "waited_s": round(waited, 1),
+                "loadavg_before": load,
+            }
+        )
+        print(
+            f"round {r}: exact {len(queries) / te:,.0f} q/s, index {len(queries) / ti:,.0f} q/s, "
+            f"x{te / ti:.1f} (other processes {oe + oi:.2f} CPU-s)",
+            flush=True,
+        )
     return rounds
 
 
@@ -175,15 +209,23 @@ def _nprobe_sweep(index, plan, queries: np.ndarray, gt_i: np.ndarray) -> list[di
                 continue
             _, f = index.search(queries, K, params={"nprobe": nprobe})
             t, _ = _repeat(lambda p=nprobe: index.search(queries, K, params={"nprobe": p}), min_s=1.0)
-            sweep.append({"nprobe": nprobe, "recall_at_10": round(recall_at_k(f, gt_i, K), 4),
-                          "qps": round(len(queries) / t, 1)})
+            sweep.append(
+                {"nprobe": nprobe, "recall_at_10": round(recall_at_k(f, gt_i, K), 4), "qps": round(len(queries) / t, 1)}
+            )
     return sweep
 
 
 def run(args) -> dict:
     n, dim = args.n, args.dim
-    gen = Clustered(dim, args.clusters or max(1, n // 40), latent=args.latent, topics=args.topics,
-                    spread=(args.spread_min, args.spread_max), noise=args.noise, seed=args.seed)
+    gen = Clustered(
+        dim,
+        args.clusters or max(1, n // 40),
+        latent=args.latent,
+        topics=args.topics,
+        spread=(args.spread_min, args.spread_max),
+        noise=args.noise,
+        seed=args.seed,
+    )
     plan = plan_index(n, dim, memory_budget_bytes=int(args.budget_gb * 2**30), exact_below=args.exact_below)
     print(f"plan: {plan.kind} {plan.factory}: {plan.reason}", flush=True)
     sample = gen.draw(plan.train_size, np.random.default_rng([args.seed, 2])) if plan.train_size else None
@@ -201,11 +243,18 @@ def run(args) -> dict:
         gc.collect()
         rss0, clock = status_bytes("VmRSS"), [0.0]
         t0 = time.perf_counter()
-        index = VectorIndex.build(plan, gen.stream(n, args.chunk, args.seed, clock), sample=sample, k=K,
-                                  target_recall=args.target_recall, use_gpu="never", seed=args.seed)
+        index = VectorIndex.build(
+            plan,
+            gen.stream(n, args.chunk, args.seed, clock),
+            sample=sample,
+            k=K,
+            target_recall=args.target_recall,
+            use_gpu="never",
+            seed=args.seed,
+        )
         build_s = time.perf_counter() - t0
         gc.collect()
-        rss_growth = status_bytes("VmRSS") - rss0   # the sample is still held, as it was at rss0
+        rss_growth = status_bytes("VmRSS") - rss0  # the sample is still held, as it was at rss0
         del sample
         print(f"built in {build_s:.1f} s ({clock[0]:.1f} s of it generating data): {index.params}", flush=True)
         with tempfile.TemporaryDirectory() as tmp:
@@ -213,12 +262,19 @@ def run(args) -> dict:
             index.save(folder)
             file_bytes = (folder / "index.faiss").stat().st_size
             loaded_rss = _loaded_rss(folder)
-        build = {"args": _build_args(args), "built_at": time.strftime("%Y-%m-%d %H:%M:%S"),
-                 "total_s": round(build_s, 2), "data_generation_s": round(clock[0], 2),
-                 "train_s": index.tuning.get("train_seconds"), "add_s": index.tuning.get("add_seconds"),
-                 "index_file_bytes": file_bytes, "rss_growth_bytes": rss_growth, "loaded_rss_bytes": loaded_rss,
-                 "peak_rss_after_build": status_bytes("VmHWM"),
-                 "other_processes_load": loadavg()}
+        build = {
+            "args": _build_args(args),
+            "built_at": time.strftime("%Y-%m-%d %H:%M:%S"),
+            "total_s": round(build_s, 2),
+            "data_generation_s": round(clock[0], 2),
+            "train_s": index.tuning.get("train_seconds"),
+            "add_s": index.tuning.get("add_seconds"),
+            "index_file_bytes": file_bytes,
+            "rss_growth_bytes": rss_growth,
+            "loaded_rss_bytes": loaded_rss,
+            "peak_rss_after_build": status_bytes("VmHWM"),
+            "other_processes_load": loadavg(),
+        }
         if saved is not None:
             saved.write_text(json.dumps(build, indent=2) + "\n")
 
@@ -229,40 +285,63 @@ def run(args) -> dict:
     exact_build_s = time.perf_counter() - t0
 
     gt_s, gt_i = exact.search(queries, K)
-    difficulty = {"mean_cos_nn1": float(gt_s[:, 0].mean()), "mean_cos_nn10": float(gt_s[:, K - 1].mean()),
-                  "mean_cos_random": float(np.mean(np.sum(queries * gen.draw(len(queries),
-                                                  np.random.default_rng([args.seed, 4])), axis=1)))}
+    difficulty = {
+        "mean_cos_nn1": float(gt_s[:, 0].mean()),
+        "mean_cos_nn10": float(gt_s[:, K - 1].mean()),
+        "mean_cos_random": float(
+            np.mean(np.sum(queries * gen.draw(len(queries), np.random.default_rng([args.seed, 4])), axis=1))
+        ),
+    }
 
     rounds = _timed_rounds(args, exact, index, queries, gt_i)
     _, found = index.search(queries, K)
     recall = recall_at_k(found, gt_i, K)
     sweep = _nprobe_sweep(index, plan, queries, gt_i)
 
-    exact_qps, index_qps = len(queries) / _median([r["exact_s"] for r in rounds]), len(queries) / _median(
-        [r["index_s"] for r in rounds])
+    exact_qps, index_qps = (
+        len(queries) / _median([r["exact_s"] for r in rounds]),
+        len(queries) / _median([r["index_s"] for r in rounds]),
+    )
     ratio = _median([r["ratio"] for r in rounds])
     return {
         "command": " ".join([".venv/bin/python", "bench/index.py", *sys.argv[1:]]),
         "machine": machine_info(),
-        "data": {"n": n, "dim": dim, "generator": gen.description, "queries": len(queries),
-                 "held_out_queries": True, "difficulty": {k: round(v, 4) for k, v in difficulty.items()}},
+        "data": {
+            "n": n,
+            "dim": dim,
+            "generator": gen.description,
+            "queries": len(queries),
+            "held_out_queries": True,
+            "difficulty": {k: round(v, 4) for k, v in difficulty.items()},
+        },
         "plan": plan.to_dict(),
-        "index": {"describe": index.describe(), "params": index.params, "tuning": index.tuning,
-                  "ntotal": index.ntotal},
-        "build": {k: build[k] for k in ("built_at", "total_s", "data_generation_s", "train_s", "add_s",
-                                        "other_processes_load")} | {"exact_flat_build_s": round(exact_build_s, 2)},
-        "memory": {"index_file_bytes": build["index_file_bytes"], "memory_bytes_estimate": index.memory_bytes,
-                   "planned_bytes": plan.estimated_bytes, "loaded_rss_bytes": build["loaded_rss_bytes"],
-                   "rss_growth_bytes": build["rss_growth_bytes"],
-                   "peak_rss_after_build": build["peak_rss_after_build"],
-                   "peak_rss_bytes": status_bytes("VmHWM"),
-                   "exact_flat_bytes": n * dim * 4,
-                   "budget_bytes": int(args.budget_gb * 2**30)},
-        "search": {"k": K, "exact_qps": round(exact_qps, 1), "index_qps": round(index_qps, 1),
-                   "speedup": round(ratio, 2), "recall_at_10": round(recall, 4), "rounds": rounds,
-                   "nprobe_sweep": sweep},
-        "target": {"recall_at_10_min": 0.95, "speedup_min": 20.0,
-                   "met": bool(recall >= 0.95 and ratio >= 20.0)},
+        "index": {"describe": index.describe(), "params": index.params, "tuning": index.tuning, "ntotal": index.ntotal},
+        "build": {
+            k: build[k]
+            for k in ("built_at", "total_s", "data_generation_s", "train_s", "add_s", "other_processes_load")
+        }
+        | {"exact_flat_build_s": round(exact_build_s, 2)},
+        "memory": {
+            "index_file_bytes": build["index_file_bytes"],
+            "memory_bytes_estimate": index.memory_bytes,
+            "planned_bytes": plan.estimated_bytes,
+            "loaded_rss_bytes": build["loaded_rss_bytes"],
+            "rss_growth_bytes": build["rss_growth_bytes"],
+            "peak_rss_after_build": build["peak_rss_after_build"],
+            "peak_rss_bytes": status_bytes("VmHWM"),
+            "exact_flat_bytes": n * dim * 4,
+            "budget_bytes": int(args.budget_gb * 2**30),
+        },
+        "search": {
+            "k": K,
+            "exact_qps": round(exact_qps, 1),
+            "index_qps": round(index_qps, 1),
+            "speedup": round(ratio, 2),
+            "recall_at_10": round(recall, 4),
+            "rounds": rounds,
+            "nprobe_sweep": sweep,
+        },
+        "target": {"recall_at_10_min": 0.95, "speedup_min": 20.0, "met": bool(recall >= 0.95 and ratio >= 20.0)},
     }
 
 
@@ -285,15 +364,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--wait-quiet", type=float, default=60.0, help="max s to wait for a quiet machine per round")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--index-dir", type=Path, default=None,
-                    help="keep the built index here; a later run with the same arguments re-times it instead of rebuilding")
+    ap.add_argument(
+        "--index-dir",
+        type=Path,
+        default=None,
+        help="keep the built index here; a later run with the same arguments re-times it instead of rebuilding",
+    )
     args = ap.parse_args(argv)
     res = run(args)
     s, m = res["search"], res["memory"]
-    print(f"\n{res['plan']['factory']} at {args.n:,} x {args.dim}-d: recall@10 {s['recall_at_10']:.4f}, "
-          f"{s['index_qps']:,.0f} q/s vs exact {s['exact_qps']:,.0f} q/s = {s['speedup']:.1f}x; "
-          f"index {m['index_file_bytes'] / 2**20:,.0f} MiB on disk, {m['loaded_rss_bytes'] / 2**20:,.0f} MiB loaded, "
-          f"RSS +{m['rss_growth_bytes'] / 2**20:,.0f} MiB across the build")
+    print(
+        f"\n{res['plan']['factory']} at {args.n:,} x {args.dim}-d: recall@10 {s['recall_at_10']:.4f}, "
+        f"{s['index_qps']:,.0f} q/s vs exact {s['exact_qps']:,.0f} q/s = {s['speedup']:.1f}x; "
+        f"index {m['index_file_bytes'] / 2**20:,.0f} MiB on disk, {m['loaded_rss_bytes'] / 2**20:,.0f} MiB loaded, "
+        f"RSS +{m['rss_growth_bytes'] / 2**20:,.0f} MiB across the build"
+    )
     print(f"target recall@10 >= 0.95 at >= 20x exact q/s: {'MET' if res['target']['met'] else 'NOT MET'}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(res, indent=2) + "\n")

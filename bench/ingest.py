@@ -72,9 +72,13 @@ PEER = "peer embed_files"
 # ----------------------------------------------------------------------------- noise control
 def contention(mon: CpuMonitor) -> dict:
     """A ``CpuMonitor(children=True)``'s record, our children's CPU (the CLI runs) apart."""
-    return {"wall_s": round(mon.wall, 3), "self_cpu_s": round(mon.self_cpu, 2),
-            "children_cpu_s": round(mon.children_cpu, 2), "other_processes_cpu_s": round(mon.other, 2),
-            "other_load_pct": round(mon.other_pct, 1)}
+    return {
+        "wall_s": round(mon.wall, 3),
+        "self_cpu_s": round(mon.self_cpu, 2),
+        "children_cpu_s": round(mon.children_cpu, 2),
+        "other_processes_cpu_s": round(mon.other, 2),
+        "other_load_pct": round(mon.other_pct, 1),
+    }
 
 
 def timed_block(fn, *, quiet_s: float, retries: int, label: str) -> tuple[object, dict]:
@@ -90,8 +94,11 @@ def timed_block(fn, *, quiet_s: float, retries: int, label: str) -> tuple[object
             best = (out, summary)
         if summary["other_load_pct"] <= DISTURBED_PCT:
             break
-        print(f"    ({label}: other processes took {summary['other_load_pct']:.0f}% of the CPUs"
-              + (", re-running)" if attempt < retries else ", kept)"), flush=True)
+        print(
+            f"    ({label}: other processes took {summary['other_load_pct']:.0f}% of the CPUs"
+            + (", re-running)" if attempt < retries else ", kept)"),
+            flush=True,
+        )
     best[1]["attempts"] = attempt + 1
     return best
 
@@ -108,7 +115,7 @@ class TreeSampler(threading.Thread):
         self.stop = threading.Event()
         self.peak_tree = self.peak_single = self.peak_pss = 0
         self.peak_procs = self.samples = 0
-        self.timeline: list[tuple[float, int]] = []   # (t, tree RSS) every ~1 s
+        self.timeline: list[tuple[float, int]] = []  # (t, tree RSS) every ~1 s
 
     def run(self) -> None:
         ps, t0, last_mark = self.psutil, time.perf_counter(), -1.0
@@ -142,13 +149,20 @@ class TreeSampler(threading.Thread):
             self.stop.wait(self.interval)
 
     def result(self) -> dict:
-        return {"peak_tree_rss_gb": round(self.peak_tree / GB, 3), "peak_single_rss_gb": round(self.peak_single / GB, 3),
-                "peak_tree_pss_gb": round(self.peak_pss / GB, 3), "max_processes": self.peak_procs,
-                "samples": self.samples, "interval_ms": round(1000 * self.interval)}
+        return {
+            "peak_tree_rss_gb": round(self.peak_tree / GB, 3),
+            "peak_single_rss_gb": round(self.peak_single / GB, 3),
+            "peak_tree_pss_gb": round(self.peak_pss / GB, 3),
+            "max_processes": self.peak_procs,
+            "samples": self.samples,
+            "interval_ms": round(1000 * self.interval),
+        }
 
 
-_REPORT = re.compile(r"(\d+) files found, (\d+) embedded \(([\d.]+) h of audio\), (\d+) unchanged, "
-                     r"(\d+) failed, (\d+) removed in ([\d.]+) s")
+_REPORT = re.compile(
+    r"(\d+) files found, (\d+) embedded \(([\d.]+) h of audio\), (\d+) unchanged, "
+    r"(\d+) failed, (\d+) removed in ([\d.]+) s"
+)
 _INDEX = re.compile(r"(files|segments) index \S+: (\w+), (\d+) vectors")
 
 
@@ -174,8 +188,15 @@ def run_cli(args: list[str], *, sample_s: float | None, timeout: float = 7200) -
     m = _REPORT.search(out)
     if m:
         found, embedded, hours, unchanged, failed, removed, secs = m.groups()
-        row.update(found=int(found), embedded=int(embedded), audio_h=float(hours), unchanged=int(unchanged),
-                   failed=int(failed), removed=int(removed), reported_s=float(secs))
+        row.update(
+            found=int(found),
+            embedded=int(embedded),
+            audio_h=float(hours),
+            unchanged=int(unchanged),
+            failed=int(failed),
+            removed=int(removed),
+            reported_s=float(secs),
+        )
     row["index"] = {kind: {"mode": mode, "vectors": int(n)} for kind, mode, n in _INDEX.findall(out)}
     if sampler is not None:
         row["memory"] = sampler.result()
@@ -206,8 +227,10 @@ def machine_info() -> dict:
 
 def git_state() -> dict:
     """The commit measured, and whether the indexer code differed from it (other people edit it)."""
-    return {"head": git("rev-parse", "--short", "HEAD") or None,
-            "indexer_modified": [line[3:] for line in git("status", "--porcelain", "--", "indexer").splitlines()]}
+    return {
+        "head": git("rev-parse", "--short", "HEAD") or None,
+        "indexer_modified": [line[3:] for line in git("status", "--porcelain", "--", "indexer").splitlines()],
+    }
 
 
 # ----------------------------------------------------------------------------- audio generation
@@ -243,7 +266,7 @@ def write_blocks(path: Path, wave: np.ndarray, rate: int, sf_format: str, subtyp
 
     with sf.SoundFile(str(path), "w", rate, wave.shape[1], format=sf_format, subtype=subtype) as out:
         for start in range(0, wave.shape[0], 10 * rate):
-            out.write(wave[start:start + 10 * rate])
+            out.write(wave[start : start + 10 * rate])
 
 
 def make_library(folder: Path, count: int, seed: int, quick: bool) -> dict:
@@ -275,14 +298,23 @@ def make_library(folder: Path, count: int, seed: int, quick: bool) -> dict:
         else:
             seconds = float(rng.uniform(1, 6 if quick else 30))
         subtype = str(rng.choice(subtypes))
-        n = int(seconds * rate) // 2 * 2   # even: libsndfile writes an odd-sized 24-bit mono data chunk unpadded
+        n = int(seconds * rate) // 2 * 2  # even: libsndfile writes an odd-sized 24-bit mono data chunk unpadded
         sub = folder / FOLDERS[i % len(FOLDERS)]
         sub.mkdir(exist_ok=True)
         path = sub / f"sound_{i:04d}{ext}"
         wave = synth(np.random.default_rng(seed * 100_003 + i), n, rate, channels)
         write_blocks(path, wave, rate, sf_format, subtype)
-        files.append({"path": str(path), "format": fmt, "subtype": subtype, "sample_rate": rate,
-                      "channels": channels, "seconds": round(n / rate, 3), "bytes": path.stat().st_size})
+        files.append(
+            {
+                "path": str(path),
+                "format": fmt,
+                "subtype": subtype,
+                "sample_rate": rate,
+                "channels": channels,
+                "seconds": round(n / rate, 3),
+                "bytes": path.stat().st_size,
+            }
+        )
     data = {"stamp": stamp, "files": files, "generate_s": round(time.perf_counter() - t0, 1)}
     marker.write_text(json.dumps(data, indent=1))
     data["generated_now"] = True
@@ -292,13 +324,20 @@ def make_library(folder: Path, count: int, seed: int, quick: bool) -> dict:
 def library_summary(lib: dict) -> dict:
     files = lib["files"]
     secs = [f["seconds"] for f in files]
-    return {"files": len(files), "audio_s": round(sum(secs), 1), "bytes": sum(f["bytes"] for f in files),
-            "formats": dict(Counter(f["format"] for f in files)),
-            "sample_rates": {str(k): v for k, v in sorted(Counter(f["sample_rate"] for f in files).items())},
-            "channels": {str(k): v for k, v in sorted(Counter(f["channels"] for f in files).items())},
-            "seconds_min": round(min(secs), 2), "seconds_median": round(statistics.median(secs), 2),
-            "seconds_max": round(max(secs), 2), "files_over_60s": sum(s > 60 for s in secs),
-            "generate_s": lib["generate_s"], "generated_now": lib["generated_now"]}
+    return {
+        "files": len(files),
+        "audio_s": round(sum(secs), 1),
+        "bytes": sum(f["bytes"] for f in files),
+        "formats": dict(Counter(f["format"] for f in files)),
+        "sample_rates": {str(k): v for k, v in sorted(Counter(f["sample_rate"] for f in files).items())},
+        "channels": {str(k): v for k, v in sorted(Counter(f["channels"] for f in files).items())},
+        "seconds_min": round(min(secs), 2),
+        "seconds_median": round(statistics.median(secs), 2),
+        "seconds_max": round(max(secs), 2),
+        "files_over_60s": sum(s > 60 for s in secs),
+        "generate_s": lib["generate_s"],
+        "generated_now": lib["generated_now"],
+    }
 
 
 def make_small_library(folder: Path, count: int, seed: int) -> float:
@@ -316,7 +355,7 @@ def make_small_library(folder: Path, count: int, seed: int) -> float:
             sub.mkdir(parents=True)
         n = int(rng.integers(rate // 2, rate + 1))
         start = int(rng.integers(0, base.shape[0] - n))
-        wave = base[start:start + n] * np.float32(rng.uniform(0.3, 1.0))
+        wave = base[start : start + n] * np.float32(rng.uniform(0.3, 1.0))
         sf.write(str(sub / f"s{i:05d}.wav"), wave, rate, subtype="PCM_16")
     return time.perf_counter() - t0
 
@@ -340,12 +379,25 @@ def make_long_library(folder: Path, minutes: float, seed: int) -> dict:
     rng = np.random.default_rng(seed)
     with sf.SoundFile(str(path), "w", rate, 2, format="FLAC", subtype="PCM_16") as out:
         for start in range(0, total, block):
-            out.write(synth(np.random.default_rng([seed, start // block % 64]), min(block, total - start), rate, 2,
-                            t0=start / rate))
+            out.write(
+                synth(
+                    np.random.default_rng([seed, start // block % 64]),
+                    min(block, total - start),
+                    rate,
+                    2,
+                    t0=start / rate,
+                )
+            )
     for i in range(3):
         sf.write(str(folder / f"short_{i}.wav"), synth(rng, 3 * 44_100, 44_100, 1), 44_100, subtype="PCM_16")
-    data = {"stamp": stamp, "long_file": str(path), "long_seconds": total / rate, "long_bytes": path.stat().st_size,
-            "files": 4, "generate_s": round(time.perf_counter() - t0, 1)}
+    data = {
+        "stamp": stamp,
+        "long_file": str(path),
+        "long_seconds": total / rate,
+        "long_bytes": path.stat().st_size,
+        "files": 4,
+        "generate_s": round(time.perf_counter() - t0, 1),
+    }
     marker.write_text(json.dumps(data, indent=1))
     data["generated_now"] = True
     return data
@@ -372,6 +424,7 @@ class _Timer:
                     self.seconds[name] = self.seconds.get(name, 0.0) + dt
                     self.calls[name] = self.calls.get(name, 0) + 1
                     self.first.setdefault(name, t0)
+
         return wrapped
 
 
@@ -390,11 +443,19 @@ def run_peer(model_dir: Path, paths: list[str]) -> dict:
     errors = [e.path for e in out if e.error is not None]
     audio_s = sum(e.duration_s or 0.0 for e in out)
     del enc
-    return {"wall_s": wall, "files": len(out) - len(errors), "failed": len(errors), "audio_s": audio_s,
-            "profile": {"model_open_s": round(t_open, 3), "onnx_s": round(timer.seconds.get("onnx", 0.0), 2),
-                        "decode_thread_wall_s": round(timer.seconds.get("decode", 0.0), 2),
-                        "first_vector_s": round(timer.first.get("onnx", t0) - t0 + 0.0, 2)},
-            "vectors_sample": [e.vector[:4].tolist() for e in out[:1] if e.vector is not None]}
+    return {
+        "wall_s": wall,
+        "files": len(out) - len(errors),
+        "failed": len(errors),
+        "audio_s": audio_s,
+        "profile": {
+            "model_open_s": round(t_open, 3),
+            "onnx_s": round(timer.seconds.get("onnx", 0.0), 2),
+            "decode_thread_wall_s": round(timer.seconds.get("decode", 0.0), 2),
+            "first_vector_s": round(timer.first.get("onnx", t0) - t0 + 0.0, 2),
+        },
+        "vectors_sample": [e.vector[:4].tolist() for e in out[:1] if e.vector is not None],
+    }
 
 
 def run_ingest_inprocess(model_dir: Path, library: Path, home: Path, config: dict) -> dict:
@@ -436,15 +497,26 @@ def run_ingest_inprocess(model_dir: Path, library: Path, home: Path, config: dic
     onnx, publish, model_open = s.get("onnx", 0.0), s.get("publish", 0.0), s.get("model_open", 0.0)
     first_vec = timer.first.get("onnx", t0) - t0
     stats = report.stats
-    return {"wall_s": wall, "files": stats.embedded, "failed": stats.failed, "skipped": stats.skipped,
-            "audio_s": stats.audio_seconds, "ingest_reported_s": round(report.seconds, 3),
-            "profile": {"model_open_s": round(model_open, 3), "first_vector_s": round(first_vec, 2),
-                        "onnx_s": round(onnx, 2), "onnx_calls": timer.calls.get("onnx", 0),
-                        "db_write_s": round(db, 3), "db_lookup_s": round(s.get("db_known_files", 0.0), 3),
-                        "publish_s": round(publish, 3),
-                        "main_not_embedding_s": round(wall - onnx - db - publish - model_open, 2),
-                        "main_process_cpu_s": round(cpu1[0] - cpu0[0], 2),
-                        "decode_workers_cpu_s": round(cpu1[1] - cpu0[1], 2)}}
+    return {
+        "wall_s": wall,
+        "files": stats.embedded,
+        "failed": stats.failed,
+        "skipped": stats.skipped,
+        "audio_s": stats.audio_seconds,
+        "ingest_reported_s": round(report.seconds, 3),
+        "profile": {
+            "model_open_s": round(model_open, 3),
+            "first_vector_s": round(first_vec, 2),
+            "onnx_s": round(onnx, 2),
+            "onnx_calls": timer.calls.get("onnx", 0),
+            "db_write_s": round(db, 3),
+            "db_lookup_s": round(s.get("db_known_files", 0.0), 3),
+            "publish_s": round(publish, 3),
+            "main_not_embedding_s": round(wall - onnx - db - publish - model_open, 2),
+            "main_process_cpu_s": round(cpu1[0] - cpu0[0], 2),
+            "decode_workers_cpu_s": round(cpu1[1] - cpu0[1], 2),
+        },
+    }
 
 
 def throughput_part(args, model_dir: Path, work: Path, quick: bool, quiet_s: float) -> dict:
@@ -452,16 +524,19 @@ def throughput_part(args, model_dir: Path, work: Path, quick: bool, quiet_s: flo
     print(f"library: {args.files} files in {lib_dir} ...", flush=True)
     lib = make_library(lib_dir, args.files, args.seed, quick)
     summary = library_summary(lib)
-    print(f"  {summary['files']} files, {summary['audio_s'] / 60:.1f} min of audio, formats {summary['formats']}, "
-          f"rates {summary['sample_rates']}, channels {summary['channels']}"
-          + (f" (generated in {summary['generate_s']:.0f} s)" if lib["generated_now"] else " (cached)"), flush=True)
+    print(
+        f"  {summary['files']} files, {summary['audio_s'] / 60:.1f} min of audio, formats {summary['formats']}, "
+        f"rates {summary['sample_rates']}, channels {summary['channels']}"
+        + (f" (generated in {summary['generate_s']:.0f} s)" if lib["generated_now"] else " (cached)"),
+        flush=True,
+    )
     paths = sorted(f["path"] for f in lib["files"])
     configs = [parse_config(c) for c in args.ingest_configs.split(",") if c.strip()]
     systems = [PEER] + [_ingest_name(c) for c in configs]
     rounds = []
     per_system: dict[str, list[dict]] = {name: [] for name in systems}
     for r in range(args.rounds):
-        order = systems[r % len(systems):] + systems[:r % len(systems)]
+        order = systems[r % len(systems) :] + systems[: r % len(systems)]
         print(f"round {r + 1}/{args.rounds}: {' -> '.join(order)}", flush=True)
         row = {"round": r + 1, "order": order, "files_per_s": {}, "other_load_pct": {}}
         for name in order:
@@ -471,14 +546,21 @@ def throughput_part(args, model_dir: Path, work: Path, quick: bool, quiet_s: flo
                 cfg = configs[systems.index(name) - 1]
                 fn = functools.partial(run_ingest_inprocess, model_dir, lib_dir, work / "homes" / "throughput", cfg)
             out, mon = timed_block(fn, quiet_s=quiet_s, retries=args.retries, label=name)
-            out.update(round=r + 1, files_per_s=out["files"] / out["wall_s"], audio_s_per_s=out["audio_s"] / out["wall_s"],
-                       contention=mon)
+            out.update(
+                round=r + 1,
+                files_per_s=out["files"] / out["wall_s"],
+                audio_s_per_s=out["audio_s"] / out["wall_s"],
+                contention=mon,
+            )
             out["wall_s"] = round(out["wall_s"], 3)
             per_system[name].append(out)
             row["files_per_s"][name] = round(out["files_per_s"], 3)
             row["other_load_pct"][name] = mon["other_load_pct"]
-            print(f"  {name:28s} {out['wall_s']:7.1f} s  {out['files_per_s']:6.2f} files/s  "
-                  f"{out['audio_s_per_s']:6.1f} audio-s/s  (others {mon['other_load_pct']:.0f}% of CPUs)", flush=True)
+            print(
+                f"  {name:28s} {out['wall_s']:7.1f} s  {out['files_per_s']:6.2f} files/s  "
+                f"{out['audio_s_per_s']:6.1f} audio-s/s  (others {mon['other_load_pct']:.0f}% of CPUs)",
+                flush=True,
+            )
         rounds.append(row)
     shutil.rmtree(work / "homes" / "throughput", ignore_errors=True)
 
@@ -490,43 +572,71 @@ def throughput_part(args, model_dir: Path, work: Path, quick: bool, quiet_s: flo
             "files_per_s_best": round(best["files_per_s"], 3),
             "files_per_s_median": round(statistics.median(o["files_per_s"] for o in runs), 3),
             "audio_s_per_s_best": round(best["audio_s_per_s"], 2),
-            "wall_s_best": best["wall_s"], "files": best["files"], "failed": best["failed"],
-            "audio_s": round(best["audio_s"], 1), "profile_best": best["profile"],
+            "wall_s_best": best["wall_s"],
+            "files": best["files"],
+            "failed": best["failed"],
+            "audio_s": round(best["audio_s"], 1),
+            "profile_best": best["profile"],
             "cpu_s_per_file_median": round(statistics.median(cpu), 4),
             "undisturbed_runs": sum(o["contention"]["other_load_pct"] <= DISTURBED_PCT for o in runs),
-            "runs": [{k: (round(v, 3) if isinstance(v, float) else v) for k, v in o.items() if k != "vectors_sample"}
-                     for o in runs]}
+            "runs": [
+                {k: (round(v, 3) if isinstance(v, float) else v) for k, v in o.items() if k != "vectors_sample"}
+                for o in runs
+            ],
+        }
     default = _ingest_name(configs[0])
     ratio = table[default]["files_per_s_best"] / table[PEER]["files_per_s_best"]
     per_round = [row["files_per_s"][default] / row["files_per_s"][PEER] for row in rounds]
-    clean = [x for x, row in zip(per_round, rounds)
-             if max(row["other_load_pct"][default], row["other_load_pct"][PEER]) <= DISTURBED_PCT]
+    clean = [
+        x
+        for x, row in zip(per_round, rounds)
+        if max(row["other_load_pct"][default], row["other_load_pct"][PEER]) <= DISTURBED_PCT
+    ]
     best_ingest = max((n for n in systems if n != PEER), key=lambda n: table[n]["files_per_s_best"])
-    result = {"library": summary, "rounds": rounds, "systems": table, "default_system": default,
-              "ratio_ingest_vs_peer": round(ratio, 4), "overhead": round(1 - ratio, 4),
-              "ratio_per_round": [round(x, 4) for x in per_round],
-              "ratio_per_undisturbed_round": [round(x, 4) for x in clean],
-              "cpu_ratio_peer_vs_ingest": round(table[PEER]["cpu_s_per_file_median"]
-                                                / table[default]["cpu_s_per_file_median"], 4),
-              "ratio_of_medians": round(table[default]["files_per_s_median"] / table[PEER]["files_per_s_median"], 4),
-              "best_ingest_config": best_ingest,
-              "ratio_best_config": round(table[best_ingest]["files_per_s_best"] / table[PEER]["files_per_s_best"], 4),
-              "statistic": f"best of {args.rounds} round(s) per system (highest files/s)"}
-    print(f"ratio ingest/peer = {ratio:.3f} (overhead {100 * (1 - ratio):.1f} %; per round "
-          + ", ".join(f"{x:.3f}" for x in per_round) + "; rounds where neither block was disturbed: "
-          + (", ".join(f"{x:.3f}" for x in clean) or "none") + ")", flush=True)
+    result = {
+        "library": summary,
+        "rounds": rounds,
+        "systems": table,
+        "default_system": default,
+        "ratio_ingest_vs_peer": round(ratio, 4),
+        "overhead": round(1 - ratio, 4),
+        "ratio_per_round": [round(x, 4) for x in per_round],
+        "ratio_per_undisturbed_round": [round(x, 4) for x in clean],
+        "cpu_ratio_peer_vs_ingest": round(
+            table[PEER]["cpu_s_per_file_median"] / table[default]["cpu_s_per_file_median"], 4
+        ),
+        "ratio_of_medians": round(table[default]["files_per_s_median"] / table[PEER]["files_per_s_median"], 4),
+        "best_ingest_config": best_ingest,
+        "ratio_best_config": round(table[best_ingest]["files_per_s_best"] / table[PEER]["files_per_s_best"], 4),
+        "statistic": f"best of {args.rounds} round(s) per system (highest files/s)",
+    }
+    print(
+        f"ratio ingest/peer = {ratio:.3f} (overhead {100 * (1 - ratio):.1f} %; per round "
+        + ", ".join(f"{x:.3f}" for x in per_round)
+        + "; rounds where neither block was disturbed: "
+        + (", ".join(f"{x:.3f}" for x in clean) or "none")
+        + ")",
+        flush=True,
+    )
 
     print("CLI ingest of the same library (process tree memory sampled) ...", flush=True)
     home = work / "homes" / "throughput-cli"
     shutil.rmtree(home, ignore_errors=True)
-    cli, mon = timed_block(lambda: run_cli(["ingest", str(lib_dir), "--home", str(home), "-q"], sample_s=args.sample_s),
-                           quiet_s=quiet_s, retries=0, label="CLI ingest")
+    cli, mon = timed_block(
+        lambda: run_cli(["ingest", str(lib_dir), "--home", str(home), "-q"], sample_s=args.sample_s),
+        quiet_s=quiet_s,
+        retries=0,
+        label="CLI ingest",
+    )
     cli["contention"] = mon
     cli["files_per_s"] = round(cli.get("embedded", 0) / cli["wall_s"], 3)
     shutil.rmtree(home, ignore_errors=True)
     result["cli_ingest"] = cli
-    print(f"  {cli['wall_s']:.1f} s wall ({cli['files_per_s']:.2f} files/s incl. start-up), peak tree RSS "
-          f"{cli['memory']['peak_tree_rss_gb']:.2f} GB, max single {cli['memory']['peak_single_rss_gb']:.2f} GB", flush=True)
+    print(
+        f"  {cli['wall_s']:.1f} s wall ({cli['files_per_s']:.2f} files/s incl. start-up), peak tree RSS "
+        f"{cli['memory']['peak_tree_rss_gb']:.2f} GB, max single {cli['memory']['peak_single_rss_gb']:.2f} GB",
+        flush=True,
+    )
     return result
 
 
@@ -559,12 +669,16 @@ def rerun_part(args, work: Path, quiet_s: float) -> dict:
     print(f"  written in {gen_s:.1f} s; first ingest (CLI, memory sampled) ...", flush=True)
     shutil.rmtree(home, ignore_errors=True)
     base = ["ingest", str(lib), "--home", str(home), "-q"]
-    first, mon = timed_block(lambda: run_cli(base, sample_s=args.sample_s), quiet_s=quiet_s, retries=0,
-                             label="first ingest")
+    first, mon = timed_block(
+        lambda: run_cli(base, sample_s=args.sample_s), quiet_s=quiet_s, retries=0, label="first ingest"
+    )
     first["contention"] = mon
-    print(f"  first ingest {first['wall_s']:.1f} s ({first.get('embedded')} embedded, "
-          f"{first.get('embedded', 0) / first['wall_s']:.1f} files/s), peak tree RSS "
-          f"{first['memory']['peak_tree_rss_gb']:.2f} GB", flush=True)
+    print(
+        f"  first ingest {first['wall_s']:.1f} s ({first.get('embedded')} embedded, "
+        f"{first.get('embedded', 0) / first['wall_s']:.1f} files/s), peak tree RSS "
+        f"{first['memory']['peak_tree_rss_gb']:.2f} GB",
+        flush=True,
+    )
 
     startup, _ = timed_block(lambda: run_cli(["ingest", "--help"], sample_s=None), quiet_s=0, retries=0, label="help")
 
@@ -572,15 +686,18 @@ def rerun_part(args, work: Path, quiet_s: float) -> dict:
         # a run after touching/modifying files changes the store: never re-run those blocks
         row, mon = timed_block(lambda: run_cli(base, sample_s=None), quiet_s=quiet_s, retries=retries, label=label)
         row["contention"] = mon
-        print(f"  {label:30s} {row['wall_s']:6.2f} s  (embedded {row.get('embedded')}, unchanged "
-              f"{row.get('unchanged')}, others {mon['other_load_pct']:.0f}% of CPUs)", flush=True)
+        print(
+            f"  {label:30s} {row['wall_s']:6.2f} s  (embedded {row.get('embedded')}, unchanged "
+            f"{row.get('unchanged')}, others {mon['other_load_pct']:.0f}% of CPUs)",
+            flush=True,
+        )
         return row
 
     no_change = [timed_rerun(f"no-change re-run {i + 1}") for i in range(args.rerun_repeats)]
     files = sorted(str(p) for p in lib.rglob("*.wav"))
     rng = np.random.default_rng(args.seed + 11)
     picks = rng.choice(len(files), size=min(2 * args.touch, len(files)), replace=False)
-    touched, modified = [files[i] for i in picks[:args.touch]], [files[i] for i in picks[args.touch:]]
+    touched, modified = [files[i] for i in picks[: args.touch]], [files[i] for i in picks[args.touch :]]
     for path in touched:
         st = os.stat(path)
         os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 5_000_000_000))
@@ -593,11 +710,18 @@ def rerun_part(args, work: Path, quiet_s: float) -> dict:
         sf.write(path, synth(np.random.default_rng(10_000 + k), data.shape[0], rate, 1), rate, subtype="PCM_16")
     after_modify = timed_rerun(f"after modifying {len(modified)}", retries=0)
     walls = [r["wall_s"] for r in no_change]
-    return {"files": args.rerun_files, "generate_s": round(gen_s, 1), "first_ingest": first,
-            "cli_startup_s": startup["wall_s"], "no_change": no_change,
-            "no_change_median_s": round(statistics.median(walls), 3), "no_change_max_s": round(max(walls), 3),
-            "after_touch": {**after_touch, "touched": len(touched)}, "after_touch_again": after_touch_again,
-            "after_modify": {**after_modify, "modified": len(modified)}}
+    return {
+        "files": args.rerun_files,
+        "generate_s": round(gen_s, 1),
+        "first_ingest": first,
+        "cli_startup_s": startup["wall_s"],
+        "no_change": no_change,
+        "no_change_median_s": round(statistics.median(walls), 3),
+        "no_change_max_s": round(max(walls), 3),
+        "after_touch": {**after_touch, "touched": len(touched)},
+        "after_touch_again": after_touch_again,
+        "after_modify": {**after_modify, "modified": len(modified)},
+    }
 
 
 # ----------------------------------------------------------------------------- long file
@@ -605,19 +729,34 @@ def long_part(args, work: Path, quiet_s: float) -> dict:
     folder = work / "cache" / f"long-{args.long_minutes:g}min-s{args.seed}"
     print(f"long-file library: one {args.long_minutes:g} min 48 kHz stereo FLAC ...", flush=True)
     lib = make_long_library(folder, args.long_minutes, args.seed)
-    print(f"  {lib['long_bytes'] / 1e6:.0f} MB" + (f", written in {lib['generate_s']:.0f} s" if lib["generated_now"]
-                                                    else " (cached)") + "; CLI ingest --segments ...", flush=True)
+    print(
+        f"  {lib['long_bytes'] / 1e6:.0f} MB"
+        + (f", written in {lib['generate_s']:.0f} s" if lib["generated_now"] else " (cached)")
+        + "; CLI ingest --segments ...",
+        flush=True,
+    )
     home = work / "homes" / "long"
     shutil.rmtree(home, ignore_errors=True)
-    row, mon = timed_block(lambda: run_cli(["ingest", str(folder), "--home", str(home), "-q", "--segments"],
-                                           sample_s=args.sample_s), quiet_s=quiet_s, retries=0, label="long ingest")
+    row, mon = timed_block(
+        lambda: run_cli(["ingest", str(folder), "--home", str(home), "-q", "--segments"], sample_s=args.sample_s),
+        quiet_s=quiet_s,
+        retries=0,
+        label="long ingest",
+    )
     row["contention"] = mon
     shutil.rmtree(home, ignore_errors=True)
     mem = row["memory"]
-    print(f"  {row['wall_s']:.1f} s, {row.get('embedded')} files, segments index "
-          f"{row['index'].get('segments', {}).get('vectors')} vectors; peak tree RSS {mem['peak_tree_rss_gb']:.2f} GB, "
-          f"max single {mem['peak_single_rss_gb']:.2f} GB, tree PSS {mem['peak_tree_pss_gb']:.2f} GB", flush=True)
-    return {"library": {k: v for k, v in lib.items() if k != "stamp"}, "ingest": row, "segments": "10 s windows, 5 s hop"}
+    print(
+        f"  {row['wall_s']:.1f} s, {row.get('embedded')} files, segments index "
+        f"{row['index'].get('segments', {}).get('vectors')} vectors; peak tree RSS {mem['peak_tree_rss_gb']:.2f} GB, "
+        f"max single {mem['peak_single_rss_gb']:.2f} GB, tree PSS {mem['peak_tree_pss_gb']:.2f} GB",
+        flush=True,
+    )
+    return {
+        "library": {k: v for k, v in lib.items() if k != "stamp"},
+        "ingest": row,
+        "segments": "10 s windows, 5 s hop",
+    }
 
 
 # ----------------------------------------------------------------------------- report
@@ -625,17 +764,25 @@ def evaluate(results: dict) -> list[dict]:
     checks = []
     tp = results.get("throughput")
     if tp:
-        checks.append({"target": f"pipeline overhead < {100 * TARGETS['overhead']:.0f} % (ingest >= "
-                                 f"{1 - TARGETS['overhead']:.2f}x pure decode+embed)",
-                       "measured": f"ratio {tp['ratio_ingest_vs_peer']:.3f} ({tp['default_system']}), "
-                                   f"overhead {100 * tp['overhead']:.1f} %",
-                       "pass": tp["overhead"] < TARGETS["overhead"]})
+        checks.append(
+            {
+                "target": f"pipeline overhead < {100 * TARGETS['overhead']:.0f} % (ingest >= "
+                f"{1 - TARGETS['overhead']:.2f}x pure decode+embed)",
+                "measured": f"ratio {tp['ratio_ingest_vs_peer']:.3f} ({tp['default_system']}), "
+                f"overhead {100 * tp['overhead']:.1f} %",
+                "pass": tp["overhead"] < TARGETS["overhead"],
+            }
+        )
     rr = results.get("rerun")
     if rr:
-        checks.append({"target": f"no-change re-run of {rr['files']} files < {TARGETS['rerun_s']:.0f} s (CLI, "
-                                 "start-up included)",
-                       "measured": f"median {rr['no_change_median_s']:.2f} s, max {rr['no_change_max_s']:.2f} s",
-                       "pass": rr["no_change_max_s"] < TARGETS["rerun_s"]})
+        checks.append(
+            {
+                "target": f"no-change re-run of {rr['files']} files < {TARGETS['rerun_s']:.0f} s (CLI, "
+                "start-up included)",
+                "measured": f"median {rr['no_change_median_s']:.2f} s, max {rr['no_change_max_s']:.2f} s",
+                "pass": rr["no_change_max_s"] < TARGETS["rerun_s"],
+            }
+        )
     peaks = []
     if tp:
         peaks.append(("throughput library", tp["cli_ingest"]["memory"]))
@@ -645,56 +792,82 @@ def evaluate(results: dict) -> list[dict]:
         peaks.append(("long file --segments", results["long_file"]["ingest"]["memory"]))
     if peaks:
         worst = max(m["peak_tree_rss_gb"] for _, m in peaks)
-        checks.append({"target": f"peak RSS of the ingest process tree < {TARGETS['peak_rss_gb']:.0f} GB",
-                       "measured": "; ".join(f"{n}: {m['peak_tree_rss_gb']:.2f} GB" for n, m in peaks),
-                       "pass": worst < TARGETS["peak_rss_gb"]})
+        checks.append(
+            {
+                "target": f"peak RSS of the ingest process tree < {TARGETS['peak_rss_gb']:.0f} GB",
+                "measured": "; ".join(f"{n}: {m['peak_tree_rss_gb']:.2f} GB" for n, m in peaks),
+                "pass": worst < TARGETS["peak_rss_gb"],
+            }
+        )
     return checks
 
 
 def print_report(results: dict) -> None:
     m = results["machine"]
-    print(f"\nmachine: {m['cpu']}, {m['logical_cpus']} logical CPUs; load avg before/after "
-          f"{results['load_before']} / {results['load_after']}")
+    print(
+        f"\nmachine: {m['cpu']}, {m['logical_cpus']} logical CPUs; load avg before/after "
+        f"{results['load_before']} / {results['load_after']}"
+    )
     tp = results.get("throughput")
     if tp:
         lib = tp["library"]
         print(f"\nthroughput: {lib['files']} files, {lib['audio_s'] / 60:.1f} min of audio ({tp['statistic']})")
-        head = (f"{'system':28s} {'files/s':>8s} {'median':>8s} {'audio-s/s':>10s} {'wall s':>8s} {'x peer':>7s} "
-                f"{'CPU-s/file':>10s} {'quiet runs':>10s}")
+        head = (
+            f"{'system':28s} {'files/s':>8s} {'median':>8s} {'audio-s/s':>10s} {'wall s':>8s} {'x peer':>7s} "
+            f"{'CPU-s/file':>10s} {'quiet runs':>10s}"
+        )
         print(head + "\n" + "-" * len(head))
         peer = tp["systems"][PEER]["files_per_s_best"]
         for name, row in tp["systems"].items():
-            print(f"{name:28s} {row['files_per_s_best']:8.2f} {row['files_per_s_median']:8.2f} "
-                  f"{row['audio_s_per_s_best']:10.1f} {row['wall_s_best']:8.1f} {row['files_per_s_best'] / peer:6.3f}x "
-                  f"{row['cpu_s_per_file_median']:10.4f} {row['undisturbed_runs']:>5d}/{len(row['runs'])}")
+            print(
+                f"{name:28s} {row['files_per_s_best']:8.2f} {row['files_per_s_median']:8.2f} "
+                f"{row['audio_s_per_s_best']:10.1f} {row['wall_s_best']:8.1f} {row['files_per_s_best'] / peer:6.3f}x "
+                f"{row['cpu_s_per_file_median']:10.4f} {row['undisturbed_runs']:>5d}/{len(row['runs'])}"
+            )
         cli = tp["cli_ingest"]
-        print(f"{'CLI indexer ingest (1 run)':28s} {cli['files_per_s']:8.2f} {'':8s} {'':10s} {cli['wall_s']:8.1f} "
-              f"{cli['files_per_s'] / peer:6.3f}x")
-        print(f"ratio ingest/peer = {tp['ratio_ingest_vs_peer']:.3f}  overhead = {100 * tp['overhead']:.1f} %  "
-              f"(per round {tp['ratio_per_round']}, undisturbed rounds {tp['ratio_per_undisturbed_round']}, ratio of "
-              f"medians {tp['ratio_of_medians']:.3f}); CPU-s per file peer/ingest {tp['cpu_ratio_peer_vs_ingest']:.3f}")
+        print(
+            f"{'CLI indexer ingest (1 run)':28s} {cli['files_per_s']:8.2f} {'':8s} {'':10s} {cli['wall_s']:8.1f} "
+            f"{cli['files_per_s'] / peer:6.3f}x"
+        )
+        print(
+            f"ratio ingest/peer = {tp['ratio_ingest_vs_peer']:.3f}  overhead = {100 * tp['overhead']:.1f} %  "
+            f"(per round {tp['ratio_per_round']}, undisturbed rounds {tp['ratio_per_undisturbed_round']}, ratio of "
+            f"medians {tp['ratio_of_medians']:.3f}); CPU-s per file peer/ingest {tp['cpu_ratio_peer_vs_ingest']:.3f}"
+        )
         p = tp["systems"][tp["default_system"]]["profile_best"]
         q = tp["systems"][PEER]["profile_best"]
-        print(f"where the time goes (best {tp['default_system']} run): model open {p['model_open_s']:.2f} s, first "
-              f"vector at {p['first_vector_s']:.2f} s, ONNX {p['onnx_s']:.1f} s, DB writes {p['db_write_s']:.2f} s, "
-              f"publish {p['publish_s']:.2f} s, main loop not embedding {p['main_not_embedding_s']:.1f} s; CPU: main "
-              f"{p['main_process_cpu_s']:.1f} s, decode workers {p['decode_workers_cpu_s']:.1f} s")
-        print(f"peer: model open {q['model_open_s']:.2f} s, first vector at {q['first_vector_s']:.2f} s, ONNX "
-              f"{q['onnx_s']:.1f} s, decode (thread wall) {q['decode_thread_wall_s']:.1f} s")
+        print(
+            f"where the time goes (best {tp['default_system']} run): model open {p['model_open_s']:.2f} s, first "
+            f"vector at {p['first_vector_s']:.2f} s, ONNX {p['onnx_s']:.1f} s, DB writes {p['db_write_s']:.2f} s, "
+            f"publish {p['publish_s']:.2f} s, main loop not embedding {p['main_not_embedding_s']:.1f} s; CPU: main "
+            f"{p['main_process_cpu_s']:.1f} s, decode workers {p['decode_workers_cpu_s']:.1f} s"
+        )
+        print(
+            f"peer: model open {q['model_open_s']:.2f} s, first vector at {q['first_vector_s']:.2f} s, ONNX "
+            f"{q['onnx_s']:.1f} s, decode (thread wall) {q['decode_thread_wall_s']:.1f} s"
+        )
     rr = results.get("rerun")
     if rr:
-        print(f"\nrerun: {rr['files']} files; first ingest {rr['first_ingest']['wall_s']:.1f} s; CLI start-up "
-              f"(ingest --help) {rr['cli_startup_s']:.2f} s")
+        print(
+            f"\nrerun: {rr['files']} files; first ingest {rr['first_ingest']['wall_s']:.1f} s; CLI start-up "
+            f"(ingest --help) {rr['cli_startup_s']:.2f} s"
+        )
         print("  no-change: " + ", ".join(f"{r['wall_s']:.2f}" for r in rr["no_change"]) + " s")
-        for key, label in (("after_touch", "after touch"), ("after_touch_again", "again"), ("after_modify", "after modify")):
+        for key, label in (
+            ("after_touch", "after touch"),
+            ("after_touch_again", "again"),
+            ("after_modify", "after modify"),
+        ):
             r = rr[key]
             print(f"  {label:13s} {r['wall_s']:.2f} s (embedded {r.get('embedded')}, unchanged {r.get('unchanged')})")
     lf = results.get("long_file")
     if lf:
         mem = lf["ingest"]["memory"]
-        print(f"\nlong file: {lf['library']['long_seconds'] / 3600:.2f} h FLAC, --segments: {lf['ingest']['wall_s']:.1f} s, "
-              f"peak tree RSS {mem['peak_tree_rss_gb']:.2f} GB (max single {mem['peak_single_rss_gb']:.2f} GB, tree PSS "
-              f"{mem['peak_tree_pss_gb']:.2f} GB, {mem['max_processes']} processes)")
+        print(
+            f"\nlong file: {lf['library']['long_seconds'] / 3600:.2f} h FLAC, --segments: {lf['ingest']['wall_s']:.1f} s, "
+            f"peak tree RSS {mem['peak_tree_rss_gb']:.2f} GB (max single {mem['peak_single_rss_gb']:.2f} GB, tree PSS "
+            f"{mem['peak_tree_pss_gb']:.2f} GB, {mem['max_processes']} processes)"
+        )
     print("\ntargets:")
     for check in results["targets"]:
         status = "n/a " if results["config"]["quick"] else ("PASS" if check["pass"] else "MISS")
@@ -703,30 +876,48 @@ def print_report(results: dict) -> None:
 
 # ----------------------------------------------------------------------------- main
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--quick", action="store_true", help="smoke run: small sizes, one round")
     parser.add_argument("--out", type=Path, default=Path("bench/results_ingest.json"), help="results JSON")
-    parser.add_argument("--work", type=Path, default=Path("/tmp/clap-bench-ingest"),
-                        help="generated libraries (cached under WORK/cache) and stores")
+    parser.add_argument(
+        "--work",
+        type=Path,
+        default=Path("/tmp/clap-bench-ingest"),
+        help="generated libraries (cached under WORK/cache) and stores",
+    )
     parser.add_argument("--model", type=Path, default=None, help="model folder (default: the shipped default model)")
     parser.add_argument("--parts", default="throughput,rerun,long", help="comma list of throughput, rerun, long")
     parser.add_argument("--files", type=int, default=None, help="throughput library size (default 400; quick 6)")
     parser.add_argument("--rounds", type=int, default=None, help="throughput rounds (default 2; quick 1)")
-    parser.add_argument("--ingest-configs", default=None,
-                        help="ingest configurations, comma list of 'default' or overrides joined by '+' "
-                             "(workers=N, batch=N: the CLI's --workers / --batch-size); the first is the one the "
-                             "ratio uses (default 'default,workers=1'; quick 'default')")
+    parser.add_argument(
+        "--ingest-configs",
+        default=None,
+        help="ingest configurations, comma list of 'default' or overrides joined by '+' "
+        "(workers=N, batch=N: the CLI's --workers / --batch-size); the first is the one the "
+        "ratio uses (default 'default,workers=1'; quick 'default')",
+    )
     parser.add_argument("--rerun-files", type=int, default=None, help="re-run library size (default 10000; quick 30)")
     parser.add_argument("--rerun-repeats", type=int, default=None, help="no-change re-runs timed (default 3; quick 1)")
-    parser.add_argument("--touch", type=int, default=None, help="files touched, and files modified (default 100; quick 3)")
+    parser.add_argument(
+        "--touch", type=int, default=None, help="files touched, and files modified (default 100; quick 3)"
+    )
     parser.add_argument("--long-minutes", type=float, default=None, help="long file length (default 120; quick 1)")
     parser.add_argument("--sample-ms", type=float, default=50.0, help="memory sampling interval")
-    parser.add_argument("--wait-quiet", type=float, default=None,
-                        help="wait up to this many s for other processes to idle before each block (default 20; quick 0)")
-    parser.add_argument("--retries", type=int, default=None,
-                        help=f"re-runs of a timed block that others disturbed (> {DISTURBED_PCT:.0f} %% of the CPUs) "
-                             "(default 1; quick 0)")
+    parser.add_argument(
+        "--wait-quiet",
+        type=float,
+        default=None,
+        help="wait up to this many s for other processes to idle before each block (default 20; quick 0)",
+    )
+    parser.add_argument(
+        "--retries",
+        type=int,
+        default=None,
+        help=f"re-runs of a timed block that others disturbed (> {DISTURBED_PCT:.0f} %% of the CPUs) "
+        "(default 1; quick 0)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     return parser
 
@@ -764,11 +955,24 @@ def main(argv: list[str] | None = None) -> int:
         "machine": machine_info(),
         "git": git_state(),
         "load_before": loadavg_figures(),
-        "config": {"quick": quick, "parts": sorted(parts), "model": str(model_dir), "files": args.files,
-                   "rounds": args.rounds, "ingest_configs": args.ingest_configs, "rerun_files": args.rerun_files,
-                   "rerun_repeats": args.rerun_repeats, "touch": args.touch, "long_minutes": args.long_minutes,
-                   "sample_ms": args.sample_ms, "wait_quiet_s": quiet_s, "retries": args.retries, "seed": args.seed,
-                   "work": str(work), "default_workers": os.cpu_count()},
+        "config": {
+            "quick": quick,
+            "parts": sorted(parts),
+            "model": str(model_dir),
+            "files": args.files,
+            "rounds": args.rounds,
+            "ingest_configs": args.ingest_configs,
+            "rerun_files": args.rerun_files,
+            "rerun_repeats": args.rerun_repeats,
+            "touch": args.touch,
+            "long_minutes": args.long_minutes,
+            "sample_ms": args.sample_ms,
+            "wait_quiet_s": quiet_s,
+            "retries": args.retries,
+            "seed": args.seed,
+            "work": str(work),
+            "default_workers": os.cpu_count(),
+        },
     }
     print(f"model {model_dir.name}; work dir {work}", flush=True)
     with CpuMonitor(children=True, exclude_waits=False) as total:

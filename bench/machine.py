@@ -17,15 +17,22 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 
-LSCPU = {"cores_per_socket": "Core(s) per socket", "threads_per_core": "Thread(s) per core",
-         "hypervisor": "Hypervisor vendor", "sockets": "Socket(s)"}
+LSCPU = {
+    "cores_per_socket": "Core(s) per socket",
+    "threads_per_core": "Thread(s) per core",
+    "hypervisor": "Hypervisor vendor",
+    "sockets": "Socket(s)",
+}
 
 
 def cpu_info(*fields: str, isa: tuple[str, ...] = ()) -> dict:
     """The CPU model (lscpu's name where it runs), logical CPUs and Python version; plus the named
     ``LSCPU`` fields and, with ``isa``, which of those instruction set flags the CPU has."""
-    info = {"cpu": platform.processor() or "unknown", "logical_cpus": os.cpu_count(),
-            "python": platform.python_version()}
+    info = {
+        "cpu": platform.processor() or "unknown",
+        "logical_cpus": os.cpu_count(),
+        "python": platform.python_version(),
+    }
     try:
         out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10, check=False).stdout
     except (OSError, subprocess.SubprocessError):
@@ -42,8 +49,9 @@ def cpu_info(*fields: str, isa: tuple[str, ...] = ()) -> dict:
 def git(*args: str, cwd: Path = REPO) -> str:
     """``git ARGS``'s output in the checkout ("" where git cannot run)."""
     try:
-        return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=20,
-                              check=False).stdout.rstrip()
+        return subprocess.run(
+            ["git", *args], cwd=cwd, capture_output=True, text=True, timeout=20, check=False
+        ).stdout.rstrip()
     except (OSError, subprocess.SubprocessError):
         return ""
 
@@ -116,9 +124,13 @@ class CpuMonitor:
         return False
 
     def summary(self) -> dict:
-        return {"wall_s": round(self.wall, 2), "waited_for_quiet_s": round(self.waited, 1),
-                "own_cpu_s": round(self.own, 2), "other_processes_cpu_s": round(self.other, 2),
-                "other_load_pct": round(self.other_pct, 1)}
+        return {
+            "wall_s": round(self.wall, 2),
+            "waited_for_quiet_s": round(self.waited, 1),
+            "own_cpu_s": round(self.own, 2),
+            "other_processes_cpu_s": round(self.other, 2),
+            "other_load_pct": round(self.other_pct, 1),
+        }
 
 
 def wait_quiet(max_wait: float, threshold_pct: float = 10.0, window: float = 1.0) -> float:

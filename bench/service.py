@@ -48,7 +48,6 @@ s) for other processes to leave the CPUs idle and records the CPU share other pr
 during it (everything but this script, the server and the load generator).
 """
 
-
 from __future__ import annotations
 
 import argparse
@@ -64,7 +63,7 @@ from service_fixture import build_fixture, query_texts, warm_database
 from service_load import Peer, import_baseline_rss, loadgen_main, run_load, run_load_health, start_server, stop_server
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))   # the indexer, which the fixture and the peer import when they run
+sys.path.insert(0, str(REPO))  # the indexer, which the fixture and the peer import when they run
 
 
 class Texts:
@@ -96,8 +95,9 @@ class Phases:
     def load(self, texts: list[str], c: int, warmup: list[str], metrics: bool = False) -> dict:
         return run_load(self.port, texts, c, warmup=warmup, client=self.args.client, metrics=metrics)
 
-    def record(self, kind: str, c: int, r: dict, window: dict, waited: float, load: str,
-               extra: dict | None = None) -> None:
+    def record(
+        self, kind: str, c: int, r: dict, window: dict, waited: float, load: str, extra: dict | None = None
+    ) -> None:
         row = report.phase_row(kind, c, r, window, waited, load, self.sampler.sample(), extra)
         self.phases.append(row)
         report.print_phase(row)
@@ -139,34 +139,48 @@ class Phases:
         peer_texts = self.texts.peer
         rounds = max(1, min(self.args.rounds, len(peer_texts)))
         size = -(-len(peer_texts) // rounds)
-        merged = {"latencies_ms": [], "took_ms": [], "statuses": {}, "errors": [], "cached": 0,
-                  "short_results": 0, "wall_s": 0.0, "cpu_s": 0.0}
+        merged = {
+            "latencies_ms": [],
+            "took_ms": [],
+            "statuses": {},
+            "errors": [],
+            "cached": 0,
+            "short_results": 0,
+            "wall_s": 0.0,
+            "cpu_s": 0.0,
+        }
         totals = {"other_cpu_s": 0.0, "own_cpu_s": 0.0, "wall_s": 0.0}
         waited_all, load = 0.0, loadavg()
         m_before = report.get_text(self.port, "/metrics")
         for r_i in range(rounds):
-            chunk = peer_texts[r_i * size:(r_i + 1) * size]
+            chunk = peer_texts[r_i * size : (r_i + 1) * size]
             warm = self.texts.take(5)
             if not chunk:
                 break
             waited_all += wait_quiet(self.args.wait_quiet / rounds)
             row = {"round": r_i, "queries": len(chunk), "first": "peer" if r_i % 2 == 0 else "service"}
-            for who in (("peer", "service") if r_i % 2 == 0 else ("service", "peer")):
+            for who in ("peer", "service") if r_i % 2 == 0 else ("service", "peer"):
                 if who == "peer":
                     self._peer_round(peer, chunk, warm, row)
                 else:
                     self._service_round(chunk, warm, row, merged, totals)
             row["overhead_p50"] = round(row["service_p50_ms"] / row["peer_p50_ms"] - 1, 4)
             self.peer_rounds.append(row)
-            print(f"  c=1 round {r_i}: peer p50 {row['peer_p50_ms']:.2f} ms, "
-                  f"service p50 {row['service_p50_ms']:.2f} ms "
-                  f"({100 * row['overhead_p50']:+.1f} %); other processes {row['peer_other_cpu_pct']:.0f} / "
-                  f"{row['service_other_cpu_pct']:.0f} % CPU", flush=True)
+            print(
+                f"  c=1 round {r_i}: peer p50 {row['peer_p50_ms']:.2f} ms, "
+                f"service p50 {row['service_p50_ms']:.2f} ms "
+                f"({100 * row['overhead_p50']:+.1f} %); other processes {row['peer_other_cpu_pct']:.0f} / "
+                f"{row['service_other_cpu_pct']:.0f} % CPU",
+                flush=True,
+            )
         merged["metrics_before"], merged["metrics_after"] = m_before, report.get_text(self.port, "/metrics")
         ncpu = os.cpu_count() or 1
-        window = {"other_cpu_s": round(totals["other_cpu_s"], 2),
-                  "other_cpu_pct": round(100 * totals["other_cpu_s"] / max(1e-9, totals["wall_s"] * ncpu), 1),
-                  "own_cpu_s": round(totals["own_cpu_s"], 2), "wall_s": round(totals["wall_s"], 2)}
+        window = {
+            "other_cpu_s": round(totals["other_cpu_s"], 2),
+            "other_cpu_pct": round(100 * totals["other_cpu_s"] / max(1e-9, totals["wall_s"] * ncpu), 1),
+            "own_cpu_s": round(totals["own_cpu_s"], 2),
+            "wall_s": round(totals["wall_s"], 2),
+        }
         extra = {"interleaved_with_peer_rounds": len(self.peer_rounds)}
         self.record("miss", 1, merged, window, waited_all, load, extra)
 
@@ -196,7 +210,7 @@ class Phases:
         # hits: the hit set asked once (fills the result cache), then repeated
         hit_set = texts.hit_set
         self.load(hit_set, 1, [])
-        time.sleep(0.5)                                  # the cache writes run after the response
+        time.sleep(0.5)  # the cache writes run after the response
         for c in conc_levels:
             hits = [hit_set[i % len(hit_set)] for i in range(args.hit_requests or args.requests)]
             self.phase("hit", c, hits, [hit_set[i % len(hit_set)] for i in range(max(warm_n, 2 * c))])
@@ -218,7 +232,7 @@ def redis_for(args) -> str | None:
             client = redis.Redis.from_url(redis_url, socket_connect_timeout=3)
             client.flushdb()
             client.close()
-        except Exception:   # no client library, refused, timed out: no Redis for this run
+        except Exception:  # no client library, refused, timed out: no Redis for this run
             raise SystemExit(f"Redis {redis_url} is not reachable (use --no-redis for the embedded default)") from None
     return redis_url
 
@@ -242,11 +256,16 @@ def run(args) -> dict:
     baseline_rss = import_baseline_rss()
     page_cache = warm_database(home) if args.warm_db else None
     extra_env = dict(kv.split("=", 1) for kv in args.server_env)
-    print(f"starting the server (redis: {redis_url or 'off'}{', env ' + str(extra_env) if extra_env else ''}) ...",
-          flush=True)
+    print(
+        f"starting the server (redis: {redis_url or 'off'}{', env ' + str(extra_env) if extra_env else ''}) ...",
+        flush=True,
+    )
     server = start_server(home, redis_url, work / "server.log", extra_env=extra_env)
-    print(f"server ready in {server['ready_s']:.1f} s (vocabulary embedded at {server['ready_with_vocabulary_s']:.1f} s), "
-          f"RSS {server['rss_ready'] / 2**20:,.0f} MiB", flush=True)
+    print(
+        f"server ready in {server['ready_s']:.1f} s (vocabulary embedded at {server['ready_with_vocabulary_s']:.1f} s), "
+        f"RSS {server['rss_ready'] / 2**20:,.0f} MiB",
+        flush=True,
+    )
     ph = Phases(args, server, texts)
     try:
         ph.measure(home, conc_levels)
@@ -255,8 +274,15 @@ def run(args) -> dict:
 
     peer_sum = report.summarize(ph.peer_lat)
     overhead = report.overhead_figures(ph.phases, ph.peer_rounds, peer_sum)
-    memory = report.memory_figures(home, ph.sampler, baseline_rss=baseline_rss, rss_ready=server["rss_ready"],
-                            rss_start=ph.rss_start, t_start=ph.t_start, rss_end=ph.rss_end)
+    memory = report.memory_figures(
+        home,
+        ph.sampler,
+        baseline_rss=baseline_rss,
+        rss_ready=server["rss_ready"],
+        rss_start=ph.rss_start,
+        t_start=ph.t_start,
+        rss_end=ph.rss_end,
+    )
     errors = sum(p["errors"] for p in ph.phases)
     met = bool(overhead and overhead["p50"] < report.OVERHEAD_TARGET and errors == 0)
     return {
@@ -266,19 +292,33 @@ def run(args) -> dict:
         "code": report.code_state(),
         "fixture": fixture,
         "database_page_cache": page_cache,
-        "server": {"command": " ".join(server["command"][1:]), "redis": redis_url, "extra_env": extra_env,
-                   "ready_s": server["ready_s"],
-                   "ready_with_vocabulary_s": server["ready_with_vocabulary_s"],
-                   "readyz": server["readyz"], "metrics_excerpt": report.metrics_excerpt(ph.metrics_text)},
+        "server": {
+            "command": " ".join(server["command"][1:]),
+            "redis": redis_url,
+            "extra_env": extra_env,
+            "ready_s": server["ready_s"],
+            "ready_with_vocabulary_s": server["ready_with_vocabulary_s"],
+            "readyz": server["readyz"],
+            "metrics_excerpt": report.metrics_excerpt(ph.metrics_text),
+        },
         "client": {"kind": args.client, "healthz": ph.health},
-        "peer": {"what": "ClapEncoder.embed_text([q]) + Searcher.search_vectors(v, k=10) in-process, sequential",
-                 "queries": len(ph.peer_lat), **peer_sum, "rounds": ph.peer_rounds},
+        "peer": {
+            "what": "ClapEncoder.embed_text([q]) + Searcher.search_vectors(v, k=10) in-process, sequential",
+            "queries": len(ph.peer_lat),
+            **peer_sum,
+            "rounds": ph.peer_rounds,
+        },
         "phases": ph.phases,
         "overhead": overhead,
         "memory": memory,
         "errors": errors,
-        "target": {"overhead_p50_max": report.OVERHEAD_TARGET, "overhead_p50": overhead.get("p50"), "errors": errors,
-                   "memory_stable": memory["stable"], "met": met},
+        "target": {
+            "overhead_p50_max": report.OVERHEAD_TARGET,
+            "overhead_p50": overhead.get("p50"),
+            "errors": errors,
+            "memory_stable": memory["stable"],
+            "met": met,
+        },
     }
 
 
@@ -300,12 +340,25 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--warmup", type=int, default=None, help="untimed requests before each phase (default 50)")
     ap.add_argument("--wait-quiet", type=float, default=None, help="max s to wait for a quiet machine per block")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--rounds", type=int, default=None,
-                    help="c=1 miss phase and peer interleaved in this many rounds (default 10; --quick 2)")
-    ap.add_argument("--no-warm-db", dest="warm_db", action="store_false",
-                    help="do not read the database file into the page cache first (cold metadata joins)")
-    ap.add_argument("--server-env", action="append", default=[], metavar="K=V",
-                    help="extra environment of the server (e.g. OMP_NUM_THREADS=1), recorded in the JSON")
+    ap.add_argument(
+        "--rounds",
+        type=int,
+        default=None,
+        help="c=1 miss phase and peer interleaved in this many rounds (default 10; --quick 2)",
+    )
+    ap.add_argument(
+        "--no-warm-db",
+        dest="warm_db",
+        action="store_false",
+        help="do not read the database file into the page cache first (cold metadata joins)",
+    )
+    ap.add_argument(
+        "--server-env",
+        action="append",
+        default=[],
+        metavar="K=V",
+        help="extra environment of the server (e.g. OMP_NUM_THREADS=1), recorded in the JSON",
+    )
     ap.add_argument("--rebuild", action="store_true", help="rebuild the fixture even if it matches")
     ap.add_argument("--build-only", action="store_true", help="build (or check) the fixture and stop")
     ap.add_argument("--quick", action="store_true", help="smoke run: 20k vectors, 40 requests, c=1,4")

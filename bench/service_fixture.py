@@ -19,34 +19,135 @@ COLLECTION = "bench"
 K = 10
 FIXTURE_FORMAT = 1
 
-QUIET_PCT = 10.0          # a round is "quiet" when other processes took < 10 % of the CPUs meanwhile
+QUIET_PCT = 10.0  # a round is "quiet" when other processes took < 10 % of the CPUs meanwhile
 
 # ----------------------------------------------------------------------------- query texts
 SOUNDS = [
-    "dog barking", "rain on a tin roof", "glass breaking", "door slamming", "footsteps on gravel",
-    "thunder rumbling", "birds singing", "car engine starting", "church bells", "waves crashing",
-    "a baby crying", "wind howling", "fire crackling", "a cat meowing", "a helicopter passing",
-    "keys jingling", "a clock ticking", "water dripping", "a motorcycle revving", "applause",
-    "a train horn", "a siren wailing", "a drum roll", "a wooden creak", "paper rustling",
-    "a gunshot", "an explosion", "a phone ringing", "typing on a keyboard", "a kettle whistling",
-    "a cow mooing", "a horse galloping", "a rooster crowing", "frogs croaking", "crickets chirping",
-    "a stream flowing", "a waterfall", "heavy traffic", "a jet plane flying over", "a lawn mower",
-    "a chainsaw", "a hammer hitting a nail", "a saw cutting wood", "a drill", "coins dropping",
-    "a zipper", "a doorbell", "a car horn honking", "tyres screeching", "a crowd cheering",
-    "a whistle blowing", "a sword clash", "a laser zap", "a magic chime", "a bubble popping",
-    "a balloon bursting", "a squeaky toy", "a bass drum", "a snare hit", "a cymbal crash",
-    "a piano note", "a guitar strum", "a bell ringing", "a gong", "a toilet flushing",
-    "a shower running", "dishes clattering", "a microwave beep", "a vacuum cleaner", "a fan humming",
-    "an owl hooting", "a wolf howling", "a lion roaring", "an elephant trumpeting", "bees buzzing",
-    "a mosquito whine", "a seagull calling", "ducks quacking", "a goat bleating", "a pig grunting",
+    "dog barking",
+    "rain on a tin roof",
+    "glass breaking",
+    "door slamming",
+    "footsteps on gravel",
+    "thunder rumbling",
+    "birds singing",
+    "car engine starting",
+    "church bells",
+    "waves crashing",
+    "a baby crying",
+    "wind howling",
+    "fire crackling",
+    "a cat meowing",
+    "a helicopter passing",
+    "keys jingling",
+    "a clock ticking",
+    "water dripping",
+    "a motorcycle revving",
+    "applause",
+    "a train horn",
+    "a siren wailing",
+    "a drum roll",
+    "a wooden creak",
+    "paper rustling",
+    "a gunshot",
+    "an explosion",
+    "a phone ringing",
+    "typing on a keyboard",
+    "a kettle whistling",
+    "a cow mooing",
+    "a horse galloping",
+    "a rooster crowing",
+    "frogs croaking",
+    "crickets chirping",
+    "a stream flowing",
+    "a waterfall",
+    "heavy traffic",
+    "a jet plane flying over",
+    "a lawn mower",
+    "a chainsaw",
+    "a hammer hitting a nail",
+    "a saw cutting wood",
+    "a drill",
+    "coins dropping",
+    "a zipper",
+    "a doorbell",
+    "a car horn honking",
+    "tyres screeching",
+    "a crowd cheering",
+    "a whistle blowing",
+    "a sword clash",
+    "a laser zap",
+    "a magic chime",
+    "a bubble popping",
+    "a balloon bursting",
+    "a squeaky toy",
+    "a bass drum",
+    "a snare hit",
+    "a cymbal crash",
+    "a piano note",
+    "a guitar strum",
+    "a bell ringing",
+    "a gong",
+    "a toilet flushing",
+    "a shower running",
+    "dishes clattering",
+    "a microwave beep",
+    "a vacuum cleaner",
+    "a fan humming",
+    "an owl hooting",
+    "a wolf howling",
+    "a lion roaring",
+    "an elephant trumpeting",
+    "bees buzzing",
+    "a mosquito whine",
+    "a seagull calling",
+    "ducks quacking",
+    "a goat bleating",
+    "a pig grunting",
 ]
-ADJECTIVES = ["loud", "distant", "soft", "close", "muffled", "echoing", "short", "long", "sharp",
-              "deep", "quiet", "metallic", "wet", "dry", "heavy", "light", "rhythmic", "sudden",
-              "repeated", "low"]
-PLACES = ["in the rain", "at night", "indoors", "outdoors", "in a forest", "in a city street",
-          "in a small room", "in a large hall", "far away", "up close", "in a cave", "on a farm",
-          "by the sea", "in a kitchen", "in a garage", "underwater", "in a car", "in the morning",
-          "in a stadium", "in a factory"]
+ADJECTIVES = [
+    "loud",
+    "distant",
+    "soft",
+    "close",
+    "muffled",
+    "echoing",
+    "short",
+    "long",
+    "sharp",
+    "deep",
+    "quiet",
+    "metallic",
+    "wet",
+    "dry",
+    "heavy",
+    "light",
+    "rhythmic",
+    "sudden",
+    "repeated",
+    "low",
+]
+PLACES = [
+    "in the rain",
+    "at night",
+    "indoors",
+    "outdoors",
+    "in a forest",
+    "in a city street",
+    "in a small room",
+    "in a large hall",
+    "far away",
+    "up close",
+    "in a cave",
+    "on a farm",
+    "by the sea",
+    "in a kitchen",
+    "in a garage",
+    "underwater",
+    "in a car",
+    "in the morning",
+    "in a stadium",
+    "in a factory",
+]
 CAPTION_TEMPLATES = ["the sound of {}", "{}"]
 
 
@@ -66,7 +167,6 @@ def query_texts(seed: int = 0):
         for c in combos:
             yield f"{c} take {take}"
         take += 1
-
 
 
 # ----------------------------------------------------------------------------- fixture
@@ -98,16 +198,19 @@ def anchored_generator(n: int, anchors, seed: int, weight: float):
             return x
 
     gen = Anchored(anchors.shape[1], max(1, n // 40), seed=seed)
-    gen.description = (gen.description + f"; then each cluster is pulled towards the text embedding of one of "
-                       f"{len(anchors)} sound captions (x + {weight} * caption, renormalised)")
+    gen.description = (
+        gen.description + f"; then each cluster is pulled towards the text embedding of one of "
+        f"{len(anchors)} sound captions (x + {weight} * caption, renormalised)"
+    )
     return gen
 
 
 def _heartbeat(label: str, t0: float, stop: threading.Event, every: float = 30.0) -> None:
     while not stop.wait(every):
         rss = status_bytes("VmRSS")
-        print(f"  ... {label}: {time.perf_counter() - t0:.0f} s, RSS {rss / 2**20:,.0f} MiB, "
-              f"load {loadavg()}", flush=True)
+        print(
+            f"  ... {label}: {time.perf_counter() - t0:.0f} s, RSS {rss / 2**20:,.0f} MiB, load {loadavg()}", flush=True
+        )
 
 
 def _reusable(stamp_path: Path, wanted: dict, home: Path, n: int) -> dict | None:
@@ -116,10 +219,12 @@ def _reusable(stamp_path: Path, wanted: dict, home: Path, n: int) -> dict | None
         return None
     stamp = json.loads(stamp_path.read_text())
     if {k: stamp.get(k) for k in wanted} == wanted:
-        print(f"fixture: reusing {home} ({n:,} vectors, built {stamp['built_at']} in "
-              f"{stamp['build_s']:.0f} s)", flush=True)
+        print(
+            f"fixture: reusing {home} ({n:,} vectors, built {stamp['built_at']} in {stamp['build_s']:.0f} s)",
+            flush=True,
+        )
         return stamp
-    print(f"fixture: {home} was built with {({k: stamp.get(k) for k in wanted})}; rebuilding", flush=True)
+    print(f"fixture: {home} was built with { ({k: stamp.get(k) for k in wanted}) }; rebuilding", flush=True)
     return None
 
 
@@ -144,13 +249,29 @@ def _insert_rows(store, collection, gen, n: int, seed: int) -> tuple[float, floa
         x = gen.draw(hi - lo, np.random.default_rng([seed, 1, ci]))
         gen_s += time.perf_counter() - g0
         duration = rng_meta.uniform(0.3, 30.0, size=hi - lo)
-        rows = [dict(collection_id=collection.id, path=f"lib/pack_{i // 1000:04d}/sfx_{i:07d}.wav",
-                     size=int(44 + d * 48_000 * 2), mtime_ns=1_700_000_000_000_000_000 + i,
-                     content_hash=None, duration_s=round(float(d), 3), format="WAV", subtype="PCM_16",
-                     sample_rate=48_000, channels=1, tags=None, status=STATUS_INDEXED,
-                     error_code=None, error=None, vector=vector_bytes(x[j]), n_segments=0,
-                     generation=generation, updated_at=now)
-                for j, (i, d) in enumerate(zip(range(lo, hi), duration))]
+        rows = [
+            dict(
+                collection_id=collection.id,
+                path=f"lib/pack_{i // 1000:04d}/sfx_{i:07d}.wav",
+                size=int(44 + d * 48_000 * 2),
+                mtime_ns=1_700_000_000_000_000_000 + i,
+                content_hash=None,
+                duration_s=round(float(d), 3),
+                format="WAV",
+                subtype="PCM_16",
+                sample_rate=48_000,
+                channels=1,
+                tags=None,
+                status=STATUS_INDEXED,
+                error_code=None,
+                error=None,
+                vector=vector_bytes(x[j]),
+                n_segments=0,
+                generation=generation,
+                updated_at=now,
+            )
+            for j, (i, d) in enumerate(zip(range(lo, hi), duration))
+        ]
         with store.db.engine.begin() as conn:
             conn.execute(insert(File), rows)
         if ci % 10 == 0 or hi == n:
@@ -178,10 +299,15 @@ def _index_record(result) -> dict:
 
     index = VectorIndex.load(result.version.folder)
     index_file = Path(result.version.folder) / "index.faiss"
-    return {"describe": index.describe(), "params": index.params,
-            "train_s": index.tuning.get("train_seconds"), "add_s": index.tuning.get("add_seconds"),
-            "ntotal": index.ntotal, "version": result.version.version,
-            "file_bytes": index_file.stat().st_size if index_file.exists() else None}
+    return {
+        "describe": index.describe(),
+        "params": index.params,
+        "train_s": index.tuning.get("train_seconds"),
+        "add_s": index.tuning.get("add_seconds"),
+        "ntotal": index.ntotal,
+        "version": result.version.version,
+        "file_bytes": index_file.stat().st_size if index_file.exists() else None,
+    }
 
 
 def build_fixture(home: Path, n: int, seed: int, *, rebuild: bool = False) -> dict:
@@ -190,8 +316,14 @@ def build_fixture(home: Path, n: int, seed: int, *, rebuild: bool = False) -> di
 
     stamp_path = home / "fixture.json"
     fingerprint = load_manifest(MODEL).fingerprint
-    wanted = {"format": FIXTURE_FORMAT, "n": n, "seed": seed, "model": str(MODEL.relative_to(REPO)),
-              "model_fingerprint": fingerprint, "collection": COLLECTION}
+    wanted = {
+        "format": FIXTURE_FORMAT,
+        "n": n,
+        "seed": seed,
+        "model": str(MODEL.relative_to(REPO)),
+        "model_fingerprint": fingerprint,
+        "collection": COLLECTION,
+    }
     stamp = None if rebuild else _reusable(stamp_path, wanted, home, n)
     if stamp is not None:
         return stamp | {"reused": True}
@@ -209,18 +341,28 @@ def build_fixture(home: Path, n: int, seed: int, *, rebuild: bool = False) -> di
         result, publish_s = _publish(store)
         db_path = home / "clapsearch.db"
         stamp = wanted | {
-            "built_at": time.strftime("%Y-%m-%d %H:%M:%S"), "build_s": round(time.perf_counter() - t_all, 1),
-            "insert_s": round(insert_s, 1), "data_generation_s": round(gen_s, 1), "publish_s": round(publish_s, 1),
-            "publish_mode": result.mode, "plan": result.plan.to_dict() if result.plan else None,
+            "built_at": time.strftime("%Y-%m-%d %H:%M:%S"),
+            "build_s": round(time.perf_counter() - t_all, 1),
+            "insert_s": round(insert_s, 1),
+            "data_generation_s": round(gen_s, 1),
+            "publish_s": round(publish_s, 1),
+            "publish_mode": result.mode,
+            "plan": result.plan.to_dict() if result.plan else None,
             "index": _index_record(result),
             "database_bytes": db_path.stat().st_size if db_path.exists() else None,
-            "generator": gen.description, "captions": len(captions), "loadavg_before": load0,
-            "loadavg_after": loadavg()}
+            "generator": gen.description,
+            "captions": len(captions),
+            "loadavg_before": load0,
+            "loadavg_after": loadavg(),
+        }
     finally:
         store.close()
     stamp_path.write_text(json.dumps(stamp, indent=2) + "\n")
-    print(f"fixture: built {home} in {stamp['build_s']:.0f} s (rows {stamp['insert_s']:.0f} s, publish "
-          f"{stamp['publish_s']:.0f} s: {stamp['index']['describe']})", flush=True)
+    print(
+        f"fixture: built {home} in {stamp['build_s']:.0f} s (rows {stamp['insert_s']:.0f} s, publish "
+        f"{stamp['publish_s']:.0f} s: {stamp['index']['describe']})",
+        flush=True,
+    )
     return stamp | {"reused": False}
 
 
@@ -233,7 +375,9 @@ def warm_database(home: Path) -> dict:
         while fh.read(8 << 20):
             pass
     seconds = time.perf_counter() - t0
-    print(f"database file read into the page cache: {path.stat().st_size / 2**30:.2f} GiB in {seconds:.1f} s", flush=True)
+    print(
+        f"database file read into the page cache: {path.stat().st_size / 2**30:.2f} GiB in {seconds:.1f} s", flush=True
+    )
     return {"file_bytes": path.stat().st_size, "read_s": round(seconds, 2)}
 
 
@@ -252,4 +396,3 @@ def model_file_bytes() -> dict:
         out[f"{tower}_bytes"] = (MODEL / getattr(files, tower)).stat().st_size
     out["total_bytes"] = out["audio_bytes"] + out["text_bytes"]
     return out
-

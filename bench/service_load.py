@@ -17,7 +17,7 @@ from urllib.parse import quote_plus
 from service_fixture import COLLECTION, MODEL, REPO, K, open_store
 from service_report import RssSampler, get_text, pct, summarize
 
-ENTRY = Path(__file__).with_name("service.py")   # runs the load generator with --loadgen
+ENTRY = Path(__file__).with_name("service.py")  # runs the load generator with --loadgen
 
 
 # ----------------------------------------------------------------------------- the peer
@@ -43,9 +43,13 @@ class Peer:
             total_ms.append((t2 - t0) * 1e3)
             short += len(hits) < K
         search_ms = [t - e for t, e in zip(total_ms, embed_ms)]
-        return {"total": summarize(total_ms), "embed_p50_ms": round(pct(embed_ms, 50), 3),
-                "search_and_join_p50_ms": round(pct(search_ms, 50), 3), "short_results": short,
-                "_latencies": total_ms}
+        return {
+            "total": summarize(total_ms),
+            "embed_p50_ms": round(pct(embed_ms, 50), 3),
+            "search_and_join_p50_ms": round(pct(search_ms, 50), 3),
+            "short_results": short,
+            "_latencies": total_ms,
+        }
 
     def close(self) -> None:
         self.store.close()
@@ -76,26 +80,51 @@ def _get_json(port: int, path: str, timeout: float = 5.0):
 
 def import_baseline_rss() -> int:
     """RSS of a fresh interpreter that imported the app (no model, no index, no database)."""
-    code = ("import sys; sys.path.insert(0, sys.argv[1]); import service.app\n"
-            "print(int([l for l in open('/proc/self/status') if l.startswith('VmRSS:')][0].split()[1]) * 1024)")
-    out = subprocess.run([sys.executable, "-c", code, str(REPO)], capture_output=True, text=True,
-                         timeout=300, cwd=REPO)
+    code = (
+        "import sys; sys.path.insert(0, sys.argv[1]); import service.app\n"
+        "print(int([l for l in open('/proc/self/status') if l.startswith('VmRSS:')][0].split()[1]) * 1024)"
+    )
+    out = subprocess.run([sys.executable, "-c", code, str(REPO)], capture_output=True, text=True, timeout=300, cwd=REPO)
     if out.returncode != 0:
         return 0
     return int(out.stdout.strip().splitlines()[-1])
 
 
-def start_server(home: Path, redis_url: str | None, log_path: Path, ready_timeout: float = 600.0,
-                 extra_env: dict[str, str] | None = None):
+def start_server(
+    home: Path,
+    redis_url: str | None,
+    log_path: Path,
+    ready_timeout: float = 600.0,
+    extra_env: dict[str, str] | None = None,
+):
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("CLAPSEARCH_")}
-    env.update(CLAPSEARCH_HOME=str(home), CLAPSEARCH_MODEL=str(MODEL), CLAPSEARCH_DEFAULT_COLLECTION=COLLECTION,
-               CLAPSEARCH_RATE_LIMIT_PER_MINUTE="0", PYTHONUNBUFFERED="1")
+    env.update(
+        CLAPSEARCH_HOME=str(home),
+        CLAPSEARCH_MODEL=str(MODEL),
+        CLAPSEARCH_DEFAULT_COLLECTION=COLLECTION,
+        CLAPSEARCH_RATE_LIMIT_PER_MINUTE="0",
+        PYTHONUNBUFFERED="1",
+    )
     if redis_url:
         env["CLAPSEARCH_REDIS_URL"] = redis_url
     env.update(extra_env or {})
-    cmd = [sys.executable, "-m", "uvicorn", "--factory", "service.app:create_app", "--host", "127.0.0.1",
-           "--port", str(port), "--workers", "1", "--log-level", "warning", "--no-access-log"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "--factory",
+        "service.app:create_app",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+        "--log-level",
+        "warning",
+        "--no-access-log",
+    ]
     log = open(log_path, "w")
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -105,14 +134,16 @@ def start_server(home: Path, redis_url: str | None, log_path: Path, ready_timeou
     detail = None
     while time.perf_counter() - t0 < ready_timeout:
         if proc.poll() is not None:
-            raise SystemExit(f"the server exited with {proc.returncode} during start-up; see {log_path}:\n"
-                             + log_path.read_text()[-3000:])
+            raise SystemExit(
+                f"the server exited with {proc.returncode} during start-up; see {log_path}:\n"
+                + log_path.read_text()[-3000:]
+            )
         status, body = _get_json(port, "/readyz", timeout=2.0)
         if status == 200:
             detail = body
             ready_s = ready_s or time.perf_counter() - t0
             vocab = (body or {}).get("vocabulary") or {}
-            if vocab.get("embedded", True):   # the label vocabulary is embedded in a background thread
+            if vocab.get("embedded", True):  # the label vocabulary is embedded in a background thread
                 vocab_s = time.perf_counter() - t0
                 break
         time.sleep(0.2)
@@ -120,9 +151,17 @@ def start_server(home: Path, redis_url: str | None, log_path: Path, ready_timeou
         proc.terminate()
         raise SystemExit(f"the server was not ready within {ready_timeout:.0f} s; see {log_path}")
     rss_ready = sampler.sample()
-    return {"proc": proc, "port": port, "sampler": sampler, "log": log, "command": cmd,
-            "ready_s": round(ready_s, 2), "ready_with_vocabulary_s": round(vocab_s, 2), "rss_ready": rss_ready,
-            "readyz": detail}
+    return {
+        "proc": proc,
+        "port": port,
+        "sampler": sampler,
+        "log": log,
+        "command": cmd,
+        "ready_s": round(ready_s, 2),
+        "ready_with_vocabulary_s": round(vocab_s, 2),
+        "rss_ready": rss_ready,
+        "readyz": detail,
+    }
 
 
 def stop_server(server: dict) -> None:
@@ -152,7 +191,7 @@ async def _raw_request(conn, target: str):
     i = lower.find(b"\r\ncontent-length:")
     if i >= 0:
         j = lower.index(b"\r\n", i + 2)
-        body = await reader.readexactly(int(lower[i + 17: j]))
+        body = await reader.readexactly(int(lower[i + 17 : j]))
     elif b"transfer-encoding: chunked" in lower:
         parts = []
         while True:
@@ -180,9 +219,11 @@ class LoadGen:
         if spec.get("client") == "httpx":
             import httpx
 
-            self.client = httpx.AsyncClient(base_url=f"http://{self.host}:{self.port}", timeout=60.0,
-                                            limits=httpx.Limits(max_connections=self.conc,
-                                                                max_keepalive_connections=self.conc))
+            self.client = httpx.AsyncClient(
+                base_url=f"http://{self.host}:{self.port}",
+                timeout=60.0,
+                limits=httpx.Limits(max_connections=self.conc, max_keepalive_connections=self.conc),
+            )
 
     def _close(self, conn) -> None:
         if conn is not None and self.client is None:
@@ -219,12 +260,12 @@ class LoadGen:
             out["errors"].append(err)
 
     async def _worker(self, conn, targets, out: dict | None) -> None:
-        for target in targets:   # one iterator shared by all workers: each takes the next free target
+        for target in targets:  # one iterator shared by all workers: each takes the next free target
             t0 = time.perf_counter()
             try:
                 status, body, conn = await self._one(conn, target)
                 err = None
-            except Exception as exc:   # a connection error is an error, never a crash
+            except Exception as exc:  # a connection error is an error, never a crash
                 status, body, err = -1, b"", f"{type(exc).__name__}: {exc}"
                 self._close(conn)
                 conn = None
@@ -266,15 +307,29 @@ def loadgen_main() -> int:
 
 
 def _spawn_loadgen(spec: dict, timeout: float) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(ENTRY), "--loadgen"], input=json.dumps(spec),
-                          capture_output=True, text=True, timeout=timeout, cwd=REPO)
+    return subprocess.run(
+        [sys.executable, str(ENTRY), "--loadgen"],
+        input=json.dumps(spec),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=REPO,
+    )
 
 
-def run_load(port: int, texts: list[str], concurrency: int, *, warmup: list[str], client: str,
-             metrics: bool = False) -> dict:
+def run_load(
+    port: int, texts: list[str], concurrency: int, *, warmup: list[str], client: str, metrics: bool = False
+) -> dict:
     target = lambda t: f"/v1/search?q={quote_plus(t)}&limit={K}"  # noqa: E731
-    spec = {"port": port, "concurrency": concurrency, "client": client, "targets": [target(t) for t in texts],
-            "warmup": [target(t) for t in warmup], "expect_results": K, "metrics": metrics}
+    spec = {
+        "port": port,
+        "concurrency": concurrency,
+        "client": client,
+        "targets": [target(t) for t in texts],
+        "warmup": [target(t) for t in warmup],
+        "expect_results": K,
+        "metrics": metrics,
+    }
     out = _spawn_loadgen(spec, timeout=3600)
     if out.returncode != 0:
         raise SystemExit(f"load generator failed:\n{out.stderr[-3000:]}")
@@ -283,13 +338,22 @@ def run_load(port: int, texts: list[str], concurrency: int, *, warmup: list[str]
 
 def run_load_health(port: int, client: str, n: int = 500) -> dict:
     """The load generator's own cost: /healthz is the cheapest answer the app gives."""
-    spec = {"port": port, "concurrency": 1, "client": client, "targets": ["/healthz"] * n, "warmup": ["/healthz"] * 20,
-            "expect_results": 0}
+    spec = {
+        "port": port,
+        "concurrency": 1,
+        "client": client,
+        "targets": ["/healthz"] * n,
+        "warmup": ["/healthz"] * 20,
+        "expect_results": 0,
+    }
     out = _spawn_loadgen(spec, timeout=600)
     if out.returncode != 0:
         return {"error": out.stderr[-500:]}
     r = json.loads(out.stdout)
     lat = r["latencies_ms"]
-    return {"requests": len(lat), **{k: v for k, v in summarize(lat).items() if k != "n"},
-            "loadgen_cpu_ms_per_request": round(1e3 * r["cpu_s"] / max(1, len(lat)), 3),
-            "statuses": r["statuses"]}
+    return {
+        "requests": len(lat),
+        **{k: v for k, v in summarize(lat).items() if k != "n"},
+        "loadgen_cpu_ms_per_request": round(1e3 * r["cpu_s"] / max(1, len(lat)), 3),
+        "statuses": r["statuses"],
+    }

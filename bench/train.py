@@ -53,10 +53,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from machine import CpuMonitor, cpu_info, loadavg_figures, wait_quiet, write_results  # noqa: E402
 
-FRAMES, MELS = 1001, 64        # one 10 s clip of the LAION front end (48 kHz, hop 480, 64 mels)
-WAV_RATE = 44_100              # generated corpus: not the model's 48 kHz, so every clip is resampled
+FRAMES, MELS = 1001, 64  # one 10 s clip of the LAION front end (48 kHz, hop 480, 64 mels)
+WAV_RATE = 44_100  # generated corpus: not the model's 48 kHz, so every clip is resampled
 PEER_NAME = "transformers ClapModel"
-DISTURBED_PCT = 10.0           # a step during which other processes took more than this is "disturbed"
+DISTURBED_PCT = 10.0  # a step during which other processes took more than this is "disturbed"
 
 
 # ----------------------------------------------------------------------------- machine
@@ -64,18 +64,23 @@ def machine_info(device: str) -> dict:
     import torch
     import transformers
 
-    info = cpu_info("cores_per_socket", "sockets",
-                    isa=("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16"))
+    info = cpu_info("cores_per_socket", "sockets", isa=("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16"))
     per_socket, sockets = info.pop("cores_per_socket"), info.pop("sockets")
     info["physical_cores"] = int(per_socket) * int(sockets) if f"{per_socket}{sockets}".isdigit() else None
-    info |= {"torch_threads": torch.get_num_threads(), "torch_interop_threads": torch.get_num_interop_threads(),
-             "versions": {"torch": torch.__version__, "transformers": transformers.__version__,
-                          "numpy": np.__version__}}
+    info |= {
+        "torch_threads": torch.get_num_threads(),
+        "torch_interop_threads": torch.get_num_interop_threads(),
+        "versions": {"torch": torch.__version__, "transformers": transformers.__version__, "numpy": np.__version__},
+    }
     if device == "cuda":
         props = torch.cuda.get_device_properties(0)
-        info["gpu"] = {"name": props.name, "memory_gib": round(props.total_memory / 2**30, 1),
-                       "capability": f"{props.major}.{props.minor}", "cuda": torch.version.cuda,
-                       "bf16_supported": torch.cuda.is_bf16_supported()}
+        info["gpu"] = {
+            "name": props.name,
+            "memory_gib": round(props.total_memory / 2**30, 1),
+            "capability": f"{props.major}.{props.minor}",
+            "cuda": torch.version.cuda,
+            "bf16_supported": torch.cuda.is_bf16_supported(),
+        }
     return info
 
 
@@ -96,8 +101,10 @@ def synthetic_batch(config, batch: int, tokens: int, seed: int, device):
     ids = torch.randint(5, vocab, (batch, tokens), generator=gen)
     ids[:, 0], ids[:, -1] = bos, eos
     mask = torch.ones_like(ids)
-    return {k: v.to(device) for k, v in
-            {"features": features, "is_longer": is_longer, "input_ids": ids, "attention_mask": mask}.items()}
+    return {
+        k: v.to(device)
+        for k, v in {"features": features, "is_longer": is_longer, "input_ids": ids, "attention_mask": mask}.items()
+    }
 
 
 class StepSystem:
@@ -113,8 +120,9 @@ class StepSystem:
         self.batch, self.device, self.precision = batch, device, precision
         self.amp = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
         # the loop's optimiser settings (training/train.py), one group: both systems get the same
-        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=1e-4, betas=(0.9, 0.98), eps=1e-6,
-                                           weight_decay=0.2)
+        self.optimizer = torch.optim.AdamW(
+            self.model.parameters(), lr=1e-4, betas=(0.9, 0.98), eps=1e-6, weight_decay=0.2
+        )
         self.scaler = torch.amp.GradScaler(device.type) if self.amp == torch.float16 else None
         self.times: list[float] = []
         self.other_pct: list[float] = []
@@ -130,9 +138,13 @@ class StepSystem:
         b = self.batch
         with torch.autocast(self.device.type, dtype=self.amp, enabled=self.amp is not None):
             if self.peer:  # the reference: transformers computes the symmetric CLIP loss itself
-                out = self.model(input_ids=b["input_ids"], attention_mask=b["attention_mask"],
-                                 input_features=b["features"], is_longer=b["is_longer"].unsqueeze(-1),
-                                 return_loss=True)
+                out = self.model(
+                    input_ids=b["input_ids"],
+                    attention_mask=b["attention_mask"],
+                    input_features=b["features"],
+                    is_longer=b["is_longer"].unsqueeze(-1),
+                    return_loss=True,
+                )
                 return out.loss
             audio, text = self.model(b["features"], b["is_longer"], b["input_ids"], b["attention_mask"])
             scale_a, scale_t = self.model.logit_scales()
@@ -162,8 +174,9 @@ class StepSystem:
         return dt
 
 
-def build_systems(pair_config: str, solo_config: str, batch: int, tokens: int, seed: int, device,
-                  precision: str) -> list[StepSystem]:
+def build_systems(
+    pair_config: str, solo_config: str, batch: int, tokens: int, seed: int, device, precision: str
+) -> list[StepSystem]:
     from training.models.config import load_config
     from training.models.factory import create_model
     from training.random_init import build_clap_model
@@ -173,12 +186,33 @@ def build_systems(pair_config: str, solo_config: str, batch: int, tokens: int, s
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return [
-            StepSystem(f"ours {pair_config}", pair_config, create_model(pair, seed=seed), pair_batch, device,
-                       precision, peer=False),
-            StepSystem(f"{PEER_NAME} {pair_config}", pair_config, build_clap_model(pair, seed=seed), pair_batch,
-                       device, precision, peer=True),
-            StepSystem(f"ours {solo_config}", solo_config, create_model(solo, seed=seed),
-                       synthetic_batch(solo, batch, tokens, seed, device), device, precision, peer=False),
+            StepSystem(
+                f"ours {pair_config}",
+                pair_config,
+                create_model(pair, seed=seed),
+                pair_batch,
+                device,
+                precision,
+                peer=False,
+            ),
+            StepSystem(
+                f"{PEER_NAME} {pair_config}",
+                pair_config,
+                build_clap_model(pair, seed=seed),
+                pair_batch,
+                device,
+                precision,
+                peer=True,
+            ),
+            StepSystem(
+                f"ours {solo_config}",
+                solo_config,
+                create_model(solo, seed=seed),
+                synthetic_batch(solo, batch, tokens, seed, device),
+                device,
+                precision,
+                peer=False,
+            ),
         ]
 
 
@@ -210,13 +244,20 @@ def model_rows(systems: list[StepSystem], batch: int) -> list[dict]:
     rows = []
     for s in systems:
         median = statistics.median(s.times)
-        row = {"system": s.name, "config": s.config_name, "precision": s.precision, "peer": s.peer,
-               "params_m": round(s.params / 1e6, 1), "text_attention": s.text_attention,
-               "clips_per_s": round(batch / median, 4), "step_ms_median": round(1000 * median, 1),
-               "step_ms": [round(1000 * t, 1) for t in s.times],
-               "clips_per_s_mean": round(batch * len(s.times) / sum(s.times), 4),
-               "other_load_pct": [round(p, 1) for p in s.other_pct],
-               "disturbed_steps": sum(p > DISTURBED_PCT for p in s.other_pct)}
+        row = {
+            "system": s.name,
+            "config": s.config_name,
+            "precision": s.precision,
+            "peer": s.peer,
+            "params_m": round(s.params / 1e6, 1),
+            "text_attention": s.text_attention,
+            "clips_per_s": round(batch / median, 4),
+            "step_ms_median": round(1000 * median, 1),
+            "step_ms": [round(1000 * t, 1) for t in s.times],
+            "clips_per_s_mean": round(batch * len(s.times) / sum(s.times), 4),
+            "other_load_pct": [round(p, 1) for p in s.other_pct],
+            "disturbed_steps": sum(p > DISTURBED_PCT for p in s.other_pct),
+        }
         if hasattr(s, "step_gib"):
             row["step_memory_gib"] = round(s.step_gib, 2)  # GPU peak during a step above the resident memory
         rows.append(row)
@@ -224,8 +265,14 @@ def model_rows(systems: list[StepSystem], batch: int) -> list[dict]:
 
 
 # ----------------------------------------------------------------------------- 2. end to end
-CAPTION_ENDINGS = ["", " in the distance", " close to the microphone", " with a lot of echo",
-                   " outdoors on a windy day", " in a small room"]
+CAPTION_ENDINGS = [
+    "",
+    " in the distance",
+    " close to the microphone",
+    " with a lot of echo",
+    " outdoors on a windy day",
+    " in a small room",
+]
 
 
 def write_corpus(folder: Path, files: int, records: int, seed: int) -> tuple[Path, list[float]]:
@@ -248,29 +295,57 @@ def write_corpus(folder: Path, files: int, records: int, seed: int) -> tuple[Pat
             freq, start = rng.uniform(80, 4000), rng.uniform(0, seconds)
             envelope = np.exp(-np.clip(t - start, 0, None) * rng.uniform(0.5, 4)) * (t >= start)
             y += 0.2 * envelope * np.sin(2 * np.pi * freq * t)
-        sf.write(folder / f"clip{i:03d}.wav", (0.9 * y / max(np.abs(y).max(), 1e-9)).astype(np.float32),
-                 WAV_RATE, subtype="PCM_16")
+        sf.write(
+            folder / f"clip{i:03d}.wav",
+            (0.9 * y / max(np.abs(y).max(), 1e-9)).astype(np.float32),
+            WAV_RATE,
+            subtype="PCM_16",
+        )
     lines = []
     for r in range(records):
-        caps = [TOKENIZER_CORPUS[(r * 7 + k) % len(TOKENIZER_CORPUS)] + CAPTION_ENDINGS[(r + k) % len(CAPTION_ENDINGS)]
-                for k in range(2)]
+        caps = [
+            TOKENIZER_CORPUS[(r * 7 + k) % len(TOKENIZER_CORPUS)] + CAPTION_ENDINGS[(r + k) % len(CAPTION_ENDINGS)]
+            for k in range(2)
+        ]
         lines.append(json.dumps({"audio": f"clip{r % files:03d}.wav", "captions": caps}))
     manifest = folder / "train.jsonl"
     manifest.write_text("\n".join(lines) + "\n")
     return manifest, [float(x) for x in lengths]
 
 
-def run_loop(manifest: Path, out_dir: Path, model: str, batch: int, steps: int, log_every: int, workers: int,
-             device: str, precision: str, seed: int) -> dict:
+def run_loop(
+    manifest: Path,
+    out_dir: Path,
+    model: str,
+    batch: int,
+    steps: int,
+    log_every: int,
+    workers: int,
+    device: str,
+    precision: str,
+    seed: int,
+) -> dict:
     """One real training run; clips/s and data-wait share over the log windows after the first."""
     from training.train import train
     from training.train_config import TrainConfig
 
     # max_steps above what we run + stop_after_steps: the same loop, but no final checkpoint to write
-    cfg = TrainConfig(model=model, train_manifest=str(manifest), out_dir=str(out_dir), batch_size=batch,
-                      max_steps=steps * 10, warmup_steps=2, workers=workers, log_every=log_every,
-                      eval_every=10**9, save_every=10**9, progress=False, device=device, precision=precision,
-                      seed=seed)
+    cfg = TrainConfig(
+        model=model,
+        train_manifest=str(manifest),
+        out_dir=str(out_dir),
+        batch_size=batch,
+        max_steps=steps * 10,
+        warmup_steps=2,
+        workers=workers,
+        log_every=log_every,
+        eval_every=10**9,
+        save_every=10**9,
+        progress=False,
+        device=device,
+        precision=precision,
+        seed=seed,
+    )
     t0 = time.perf_counter()
     with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
         warnings.simplefilter("ignore")
@@ -282,31 +357,57 @@ def run_loop(manifest: Path, out_dir: Path, model: str, batch: int, steps: int, 
     for w in windows:
         clips = (w["step"] - prev) * batch
         seconds = clips / w["clips_per_s"]
-        rows.append({"step": w["step"], "clips": clips, "seconds": seconds, "wait_s": w["data_wait_share"] * seconds,
-                     "clips_per_s": w["clips_per_s"], "data_wait_share": w["data_wait_share"]})
+        rows.append(
+            {
+                "step": w["step"],
+                "clips": clips,
+                "seconds": seconds,
+                "wait_s": w["data_wait_share"] * seconds,
+                "clips_per_s": w["clips_per_s"],
+                "data_wait_share": w["data_wait_share"],
+            }
+        )
         prev = w["step"]
     used = rows[1:] or rows
     clips, seconds, wait = (sum(r[k] for r in used) for k in ("clips", "seconds", "wait_s"))
-    return {"workers": workers, "precision": precision, "clips_per_s": round(clips / seconds, 4),
-            "data_wait_share": round(wait / seconds, 4), "steps_timed": sum(r["clips"] for r in used) // batch,
-            "warmup_window_skipped": len(rows) > 1, "wall_s": round(wall, 1),
-            "windows": [{"step": r["step"], "clips_per_s": round(r["clips_per_s"], 4),
-                         "data_wait_share": round(r["data_wait_share"], 4)} for r in rows]}
+    return {
+        "workers": workers,
+        "precision": precision,
+        "clips_per_s": round(clips / seconds, 4),
+        "data_wait_share": round(wait / seconds, 4),
+        "steps_timed": sum(r["clips"] for r in used) // batch,
+        "warmup_window_skipped": len(rows) > 1,
+        "wall_s": round(wall, 1),
+        "windows": [
+            {
+                "step": r["step"],
+                "clips_per_s": round(r["clips_per_s"], 4),
+                "data_wait_share": round(r["data_wait_share"], 4),
+            }
+            for r in rows
+        ],
+    }
 
 
 # ----------------------------------------------------------------------------- report
 def print_report(results: dict) -> None:
     m, cfg = results["machine"], results["config"]
     gpu = f"; GPU {m['gpu']['name']}" if "gpu" in m else ""
-    print(f"\nmachine: {m['cpu']}, {m['logical_cpus']} logical CPUs ({m.get('physical_cores')} cores), "
-          f"torch {m['versions']['torch']} with {m['torch_threads']} threads{gpu}; device {cfg['device']}")
+    print(
+        f"\nmachine: {m['cpu']}, {m['logical_cpus']} logical CPUs ({m.get('physical_cores')} cores), "
+        f"torch {m['versions']['torch']} with {m['torch_threads']} threads{gpu}; device {cfg['device']}"
+    )
     if "model_only" in results:
         mo = results["model_only"]
-        print(f"\nmodel-only training step (forward + symmetric contrastive loss + backward + AdamW), synthetic "
-              f"batch of {cfg['batch']} clips x (C, {FRAMES}, {MELS}) + {cfg['tokens']} tokens; clips/s = batch / "
-              f"median of {cfg['steps']} steps after {cfg['warmup']} warm-up")
-        head = (f"{'system':46s} {'prec':>5s} {'params':>7s} {'step ms':>9s} {'clips/s':>9s} {'x peer':>8s} "
-                f"{'other load':>10s}")
+        print(
+            f"\nmodel-only training step (forward + symmetric contrastive loss + backward + AdamW), synthetic "
+            f"batch of {cfg['batch']} clips x (C, {FRAMES}, {MELS}) + {cfg['tokens']} tokens; clips/s = batch / "
+            f"median of {cfg['steps']} steps after {cfg['warmup']} warm-up"
+        )
+        head = (
+            f"{'system':46s} {'prec':>5s} {'params':>7s} {'step ms':>9s} {'clips/s':>9s} {'x peer':>8s} "
+            f"{'other load':>10s}"
+        )
         print(head)
         print("-" * len(head))
         for row in mo["rows"]:
@@ -317,73 +418,107 @@ def print_report(results: dict) -> None:
                 rel = f"{ratio:.2f}x" if ratio else "-"
             else:
                 rel = "no peer"
-            print(f"{row['system']:46s} {row['precision']:>5s} {row['params_m']:6.1f}M {row['step_ms_median']:9.1f} "
-                  f"{row['clips_per_s']:9.3f} {rel:>8s} {max(row['other_load_pct'], default=0):9.0f}%")
+            print(
+                f"{row['system']:46s} {row['precision']:>5s} {row['params_m']:6.1f}M {row['step_ms_median']:9.1f} "
+                f"{row['clips_per_s']:9.3f} {rel:>8s} {max(row['other_load_pct'], default=0):9.0f}%"
+            )
         for prec, ratio in mo["ratio_ours_vs_peer"].items():
             detail = mo["ratio_detail"][prec]
-            print(f"ours / {PEER_NAME} ({cfg['pair_config']}, {prec}): {ratio:.3f}x clips/s (>1: ours faster; "
-                  f"median of the per-round ratios {', '.join(f'{x:.2f}' for x in detail['per_round'])}; "
-                  f"ratio of the medians {detail['ratio_of_medians']:.3f}x)")
+            print(
+                f"ours / {PEER_NAME} ({cfg['pair_config']}, {prec}): {ratio:.3f}x clips/s (>1: ours faster; "
+                f"median of the per-round ratios {', '.join(f'{x:.2f}' for x in detail['per_round'])}; "
+                f"ratio of the medians {detail['ratio_of_medians']:.3f}x)"
+            )
         print(f"{cfg['solo_config']}: no reference implementation exists, absolute numbers only")
     if "end_to_end" in results:
         e = results["end_to_end"]
-        print(f"\nend to end: training.train.train, {e['model']}, batch {e['batch']}, {e['records']} records over "
-              f"{e['files']} WAV files ({min(e['lengths_s']):.0f}-{max(e['lengths_s']):.0f} s, {WAV_RATE} Hz); "
-              f"steps {e['log_every'] + 1}-{e['steps']} (first log window skipped)")
-        head = (f"{'workers':>7s} {'prec':>5s} {'clips/s':>9s} {'step ms':>9s} {'data wait':>10s} "
-                f"{'wait ms/step':>12s} {'other load':>10s}")
+        print(
+            f"\nend to end: training.train.train, {e['model']}, batch {e['batch']}, {e['records']} records over "
+            f"{e['files']} WAV files ({min(e['lengths_s']):.0f}-{max(e['lengths_s']):.0f} s, {WAV_RATE} Hz); "
+            f"steps {e['log_every'] + 1}-{e['steps']} (first log window skipped)"
+        )
+        head = (
+            f"{'workers':>7s} {'prec':>5s} {'clips/s':>9s} {'step ms':>9s} {'data wait':>10s} "
+            f"{'wait ms/step':>12s} {'other load':>10s}"
+        )
         print(head)
         print("-" * len(head))
         for run in e["runs"]:
             step_ms = 1000 * e["batch"] / run["clips_per_s"]
-            print(f"{run['workers']:7d} {run['precision']:>5s} {run['clips_per_s']:9.3f} {step_ms:9.1f} "
-                  f"{100 * run['data_wait_share']:9.1f}% {run['data_wait_share'] * step_ms:12.1f} "
-                  f"{run['other_load_pct']:9.0f}%")
+            print(
+                f"{run['workers']:7d} {run['precision']:>5s} {run['clips_per_s']:9.3f} {step_ms:9.1f} "
+                f"{100 * run['data_wait_share']:9.1f}% {run['data_wait_share'] * step_ms:12.1f} "
+                f"{run['other_load_pct']:9.0f}%"
+            )
     for note in results["notes"]:
         print(f"note: {note}")
     load = results["contention"]
-    print(f"\nother processes used {load['other_processes_cpu_s']:.1f} CPU-s during {load['wall_s']:.0f} s of "
-          f"measurement ({load['other_load_pct']:.1f}% of the machine); disturbed timed blocks: "
-          f"{load['disturbed_blocks']}")
+    print(
+        f"\nother processes used {load['other_processes_cpu_s']:.1f} CPU-s during {load['wall_s']:.0f} s of "
+        f"measurement ({load['other_load_pct']:.1f}% of the machine); disturbed timed blocks: "
+        f"{load['disturbed_blocks']}"
+    )
     if load["disturbed_blocks"] or load["other_load_pct"] > DISTURBED_PCT:
         print("WARNING: the machine was busy during the measurement; re-run on a quiet machine for final numbers")
 
 
 # ----------------------------------------------------------------------------- main
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true",
-                        help="smoke run: micro / micro-cnn-bert, batch 2, 2 steps, 8 short files")
-    parser.add_argument("--json", "--out", dest="json", type=Path, default=REPO / "bench" / "results-train.json",
-                        help="results JSON (default bench/results-train.json)")
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="smoke run: micro / micro-cnn-bert, batch 2, 2 steps, 8 short files"
+    )
+    parser.add_argument(
+        "--json",
+        "--out",
+        dest="json",
+        type=Path,
+        default=REPO / "bench" / "results-train.json",
+        help="results JSON (default bench/results-train.json)",
+    )
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    parser.add_argument("--precisions", default=None,
-                        help="model-step precisions, comma separated (default: fp32 on CPU; fp32,bf16,fp16 on "
-                             "CUDA); the loop runs the fp32/bf16 ones")
-    parser.add_argument("--batch", type=int, default=None, help="clips per step (default 8 on CPU, 64 on CUDA; "
-                                                                 "quick 2)")
+    parser.add_argument(
+        "--precisions",
+        default=None,
+        help="model-step precisions, comma separated (default: fp32 on CPU; fp32,bf16,fp16 on "
+        "CUDA); the loop runs the fp32/bf16 ones",
+    )
+    parser.add_argument(
+        "--batch", type=int, default=None, help="clips per step (default 8 on CPU, 64 on CUDA; quick 2)"
+    )
     parser.add_argument("--tokens", type=int, default=16, help="tokens per synthetic caption (default 16)")
     parser.add_argument("--warmup", type=int, default=None, help="untimed steps per system (default 1; CUDA 3)")
-    parser.add_argument("--steps", type=int, default=None, help="timed steps per system (default 5; CUDA 20; "
-                                                                 "quick 2)")
+    parser.add_argument("--steps", type=int, default=None, help="timed steps per system (default 5; CUDA 20; quick 2)")
     parser.add_argument("--parts", default="model,e2e", help="which parts to run: model, e2e or both")
-    parser.add_argument("--workers", default=None,
-                        help="DataLoader worker counts for the loop (default 0,1,2; CUDA also 4,8 up to the "
-                             "CPU count)")
-    parser.add_argument("--e2e-model", default=None, help="registry config for the loop (default cnn10-minilm; "
-                                                          "quick micro-cnn-bert)")
+    parser.add_argument(
+        "--workers",
+        default=None,
+        help="DataLoader worker counts for the loop (default 0,1,2; CUDA also 4,8 up to the CPU count)",
+    )
+    parser.add_argument(
+        "--e2e-model", default=None, help="registry config for the loop (default cnn10-minilm; quick micro-cnn-bert)"
+    )
     parser.add_argument("--e2e-files", type=int, default=None, help="WAV files to generate (default 64; quick 8)")
-    parser.add_argument("--e2e-steps", type=int, default=None, help="loop steps per run (default 10, CUDA 30; "
-                                                                    "quick 4)")
-    parser.add_argument("--e2e-log-every", type=int, default=None,
-                        help="steps per log window; the first window is skipped (default 2, CUDA 10; quick 1)")
+    parser.add_argument("--e2e-steps", type=int, default=None, help="loop steps per run (default 10, CUDA 30; quick 4)")
+    parser.add_argument(
+        "--e2e-log-every",
+        type=int,
+        default=None,
+        help="steps per log window; the first window is skipped (default 2, CUDA 10; quick 1)",
+    )
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
-    parser.add_argument("--wait-quiet", type=float, default=None,
-                        help="before each timed block, wait up to this many seconds for other processes to "
-                             "leave the CPUs idle (default 20; quick 0)")
-    parser.add_argument("--work-dir", type=Path, default=None, help="keep the corpus and runs here "
-                                                                    "(default: a temporary folder)")
+    parser.add_argument(
+        "--wait-quiet",
+        type=float,
+        default=None,
+        help="before each timed block, wait up to this many seconds for other processes to "
+        "leave the CPUs idle (default 20; quick 0)",
+    )
+    parser.add_argument(
+        "--work-dir", type=Path, default=None, help="keep the corpus and runs here (default: a temporary folder)"
+    )
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
 
@@ -413,8 +548,11 @@ def main(argv: list[str] | None = None) -> int:
         if "fp16" in precisions:
             precisions.remove("fp16")
             notes.append("fp16 autocast + GradScaler is a CUDA mode: skipped on CPU")
-        notes.append("no CUDA device: mixed-precision (bf16/fp16) GPU runs skipped" if args.device != "cpu"
-                     else "--device cpu: GPU runs skipped")
+        notes.append(
+            "no CUDA device: mixed-precision (bf16/fp16) GPU runs skipped"
+            if args.device != "cpu"
+            else "--device cpu: GPU runs skipped"
+        )
     if not precisions:
         parser.error("no precision left to run on this device")
     batch = args.batch or (2 if quick else 64 if cuda else 8)
@@ -439,9 +577,20 @@ def main(argv: list[str] | None = None) -> int:
         "command": " ".join([Path(sys.executable).name, *sys.argv]) if argv is None else f"train.py {' '.join(argv)}",
         "machine": machine_info(device_name),
         "load_before": loadavg_figures(),
-        "config": {"quick": quick, "device": device_name, "precisions": precisions, "batch": batch,
-                   "tokens": args.tokens, "warmup": warmup, "steps": steps, "pair_config": pair_config,
-                   "solo_config": solo_config, "seed": args.seed, "wait_quiet_s": quiet, "parts": sorted(parts)},
+        "config": {
+            "quick": quick,
+            "device": device_name,
+            "precisions": precisions,
+            "batch": batch,
+            "tokens": args.tokens,
+            "warmup": warmup,
+            "steps": steps,
+            "pair_config": pair_config,
+            "solo_config": solo_config,
+            "seed": args.seed,
+            "wait_quiet_s": quiet,
+            "parts": sorted(parts),
+        },
     }
     torch.manual_seed(args.seed)
     np.random.seed(args.seed)
@@ -474,7 +623,8 @@ def main(argv: list[str] | None = None) -> int:
                 by_name = {r["system"]: r for r in new}
                 ratio_detail[precision] = {
                     "per_round": [round(x, 4) for x in paired],
-                    "ratio_of_medians": round(by_name[ours.name]["clips_per_s"] / by_name[peer.name]["clips_per_s"], 4)}
+                    "ratio_of_medians": round(by_name[ours.name]["clips_per_s"] / by_name[peer.name]["clips_per_s"], 4),
+                }
                 busy_blocks += sum(r["disturbed_steps"] for r in new)
                 del systems
                 gc.collect()
@@ -483,12 +633,18 @@ def main(argv: list[str] | None = None) -> int:
             peer_attn = next((r["text_attention"] for r in rows if r["peer"]), None)
             ours_attn = next((r["text_attention"] for r in rows if r["config"] == pair_config and not r["peer"]), None)
             if peer_attn != ours_attn:
-                notes.append(f"text attention: ours {ours_attn}, {PEER_NAME} {peer_attn} (transformers' defaults "
-                             f"for RobertaModel and ClapTextModel)")
-            results["model_only"] = {"rows": rows, "ratio_ours_vs_peer": ratios, "ratio_detail": ratio_detail,
-                                     "peer": f"{PEER_NAME}(input_ids, attention_mask, input_features, is_longer, "
-                                             f"return_loss=True) from training.random_init.build_clap_model",
-                                     "no_peer": {solo_config: "no reference implementation: absolute numbers only"}}
+                notes.append(
+                    f"text attention: ours {ours_attn}, {PEER_NAME} {peer_attn} (transformers' defaults "
+                    f"for RobertaModel and ClapTextModel)"
+                )
+            results["model_only"] = {
+                "rows": rows,
+                "ratio_ours_vs_peer": ratios,
+                "ratio_detail": ratio_detail,
+                "peer": f"{PEER_NAME}(input_ids, attention_mask, input_features, is_longer, "
+                f"return_loss=True) from training.random_init.build_clap_model",
+                "no_peer": {solo_config: "no reference implementation: absolute numbers only"},
+            }
 
         if "e2e" in parts:
             tmp = None
@@ -505,29 +661,51 @@ def main(argv: list[str] | None = None) -> int:
                 runs = []
                 for precision in loop_precisions:
                     for workers in worker_counts:
-                        print(f"training {e2e_model}: {e2e_steps} steps, workers={workers}, {precision} ...",
-                              flush=True)
+                        print(
+                            f"training {e2e_model}: {e2e_steps} steps, workers={workers}, {precision} ...", flush=True
+                        )
                         out_dir = work / f"run-{precision}-w{workers}"
                         if out_dir.exists():
                             import shutil
 
                             shutil.rmtree(out_dir)
                         wait_quiet(quiet)
-                        with CpuMonitor(children=True) as run_monitor:   # DataLoader workers are ours
-                            run = run_loop(manifest, out_dir, e2e_model, batch, e2e_steps, log_every, workers,
-                                           device_name, precision, args.seed)
+                        with CpuMonitor(children=True) as run_monitor:  # DataLoader workers are ours
+                            run = run_loop(
+                                manifest,
+                                out_dir,
+                                e2e_model,
+                                batch,
+                                e2e_steps,
+                                log_every,
+                                workers,
+                                device_name,
+                                precision,
+                                args.seed,
+                            )
                         run["other_load_pct"] = round(run_monitor.other_pct, 1)
                         busy_blocks += run_monitor.other_pct > DISTURBED_PCT
                         runs.append(run)
             finally:
                 if tmp is not None:
                     tmp.cleanup()
-            model_only = {r["precision"]: r["clips_per_s"] for r in results.get("model_only", {}).get("rows", [])
-                          if r["config"] == e2e_model and not r["peer"]}
-            results["end_to_end"] = {"model": e2e_model, "batch": batch, "files": files, "records": records,
-                                     "lengths_s": [round(x, 2) for x in lengths], "sample_rate": WAV_RATE,
-                                     "steps": e2e_steps, "log_every": log_every, "runs": runs,
-                                     "model_only_clips_per_s": model_only}
+            model_only = {
+                r["precision"]: r["clips_per_s"]
+                for r in results.get("model_only", {}).get("rows", [])
+                if r["config"] == e2e_model and not r["peer"]
+            }
+            results["end_to_end"] = {
+                "model": e2e_model,
+                "batch": batch,
+                "files": files,
+                "records": records,
+                "lengths_s": [round(x, 2) for x in lengths],
+                "sample_rate": WAV_RATE,
+                "steps": e2e_steps,
+                "log_every": log_every,
+                "runs": runs,
+                "model_only_clips_per_s": model_only,
+            }
     results["contention"] = {**monitor.summary(), "disturbed_blocks": busy_blocks}
     results["load_after"] = loadavg_figures()
     results["notes"] = notes

@@ -167,7 +167,7 @@ class DataManifestError(DataError):
     code = "data.manifest"
 
     def __init__(self, message: str, issue: object | None = None):
-        self.issue = issue          # training.data.records.ManifestIssue: source, line, reason
+        self.issue = issue  # training.data.records.ManifestIssue: source, line, reason
         super().__init__(message)
 
 

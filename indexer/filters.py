@@ -50,12 +50,24 @@ class SearchFilters:
 
     @property
     def active(self) -> bool:
-        return bool(self.min_duration is not None or self.max_duration is not None or self.formats
-                    or self.tags or self.path_prefix)
+        return bool(
+            self.min_duration is not None
+            or self.max_duration is not None
+            or self.formats
+            or self.tags
+            or self.path_prefix
+        )
 
     def key(self) -> str:
-        return repr((self.min_duration, self.max_duration, sorted(f.upper() for f in self.formats),
-                     sorted(self.tags), self.path_prefix))
+        return repr(
+            (
+                self.min_duration,
+                self.max_duration,
+                sorted(f.upper() for f in self.formats),
+                sorted(self.tags),
+                self.path_prefix,
+            )
+        )
 
 
 def _tag_rule(tag: str) -> tuple[str | None, str]:
@@ -90,7 +102,7 @@ def allowed_ids(db: Database, collection_id: int, kind: str, filters: SearchFilt
         where.append(func.substr(File.path, 1, len(prefix)) == prefix)
     rules = [_tag_rule(t) for t in filters.tags if t.strip()]
     for _, value in rules:
-        if not value.isascii():   # stored JSON escapes non-ASCII (\u00e9): only Python can match it
+        if not value.isascii():  # stored JSON escapes non-ASCII (\u00e9): only Python can match it
             continue
         where.append(func.lower(cast(File.tags, String)).contains(value, autoescape=True))
     id_column = File.id if kind == "files" else Segment.id

@@ -18,8 +18,7 @@ _verbose = False
 
 def _keep(record: logging.LogRecord) -> bool:
     # Decided when the record is made, so it follows a logging setup done after this import.
-    return (record.levelno >= logging.WARNING or _verbose
-            or logging.getLogger().getEffectiveLevel() <= logging.DEBUG)
+    return record.levelno >= logging.WARNING or _verbose or logging.getLogger().getEffectiveLevel() <= logging.DEBUG
 
 
 def quiet_library_loggers() -> None:

@@ -34,8 +34,8 @@ if TYPE_CHECKING:
     from indexer.store.store import Store
 
 MAX_QUERY_CHARS = 1000
-MAX_ITEM_ID = 2**63 - 1        # database ids are signed 64-bit; a larger one can name nothing
-SEGMENT_SELF_MARGIN = 64       # a long file's own windows all sit near its query: look past them
+MAX_ITEM_ID = 2**63 - 1  # database ids are signed 64-bit; a larger one can name nothing
+SEGMENT_SELF_MARGIN = 64  # a long file's own windows all sit near its query: look past them
 
 Relevance = Callable[[float], float]
 
@@ -48,7 +48,7 @@ class SearchRequest:
     min_score: float | None = None
     segments: bool = False
     filters: SearchFilters = SearchFilters()
-    min_relevance: float | None = None   # text queries on calibrated models (manifest.score_calibration)
+    min_relevance: float | None = None  # text queries on calibrated models (manifest.score_calibration)
 
     @property
     def kind(self) -> str:
@@ -82,14 +82,27 @@ def filter_ids(store: Store, collection_id: int, req: SearchRequest, kind: str |
 def merge_short_files(segment_hits: list[Hit], file_hits: list[Hit], window_s: float) -> list[Hit]:
     """Segment search covers every file: long files by their windows (the segments index holds
     only files longer than a window), short ones by their file vector, spanning the whole file."""
-    short = [Hit(id=-h.file_id, score=h.score, file_id=h.file_id, path=h.path, duration_s=h.duration_s,
-                 format=h.format, tags=h.tags, start_s=0.0, end_s=h.duration_s)
-             for h in file_hits if h.duration_s is not None and h.duration_s <= window_s]
+    short = [
+        Hit(
+            id=-h.file_id,
+            score=h.score,
+            file_id=h.file_id,
+            path=h.path,
+            duration_s=h.duration_s,
+            format=h.format,
+            tags=h.tags,
+            start_s=0.0,
+            end_s=h.duration_s,
+        )
+        for h in file_hits
+        if h.duration_s is not None and h.duration_s <= window_s
+    ]
     return sorted(segment_hits + short, key=lambda h: -h.score)
 
 
-def relevance_for(manifest: Manifest, query_vector: np.ndarray, *, text_query: bool,
-                  req: SearchRequest) -> Relevance | None:
+def relevance_for(
+    manifest: Manifest, query_vector: np.ndarray, *, text_query: bool, req: SearchRequest
+) -> Relevance | None:
     """This query's calibrated relevance (cosine -> 0..1), or None where the model has no
     calibration or the query is audio (the calibration was fitted on text/audio pairs)."""
     calibration = manifest.score_calibration if text_query else None
@@ -97,7 +110,8 @@ def relevance_for(manifest: Manifest, query_vector: np.ndarray, *, text_query: b
         raise errors.RelevanceUnavailableError(
             "min_relevance needs a text query and a model with a score calibration "
             f"(this query is {'text' if text_query else 'audio'}; model {manifest.name} "
-            f"{'has' if manifest.score_calibration else 'has no'} calibration); use min_score")
+            f"{'has' if manifest.score_calibration else 'has no'} calibration); use min_score"
+        )
     if calibration is None:
         return None
     peak = calibration.query_peak(query_vector)
@@ -107,15 +121,24 @@ def relevance_for(manifest: Manifest, query_vector: np.ndarray, *, text_query: b
 def hit_record(hit: Hit, kind: str, relevance_of: Relevance | None = None) -> dict:
     """One hit as users see it (the CLI's ``--json`` and the API, which adds its URLs)."""
     relevance = round(relevance_of(hit.score), 6) if relevance_of is not None else None
-    return {"id": hit.file_id, "score": round(hit.score, 6), "relevance": relevance,
-            "path": hit.path, "name": Path(hit.path).name,
-            "duration_s": hit.duration_s, "format": hit.format, "tags": dict(hit.tags or {}),
-            "start_s": hit.start_s, "end_s": hit.end_s,
-            "segment_id": hit.id if kind == "segments" and hit.id > 0 else None}
+    return {
+        "id": hit.file_id,
+        "score": round(hit.score, 6),
+        "relevance": relevance,
+        "path": hit.path,
+        "name": Path(hit.path).name,
+        "duration_s": hit.duration_s,
+        "format": hit.format,
+        "tags": dict(hit.tags or {}),
+        "start_s": hit.start_s,
+        "end_s": hit.end_s,
+        "segment_id": hit.id if kind == "segments" and hit.id > 0 else None,
+    }
 
 
-def page_of(req: SearchRequest, hits: list[Hit], exclude_file: int | None,
-            relevance_of: Relevance | None = None) -> list[dict]:
+def page_of(
+    req: SearchRequest, hits: list[Hit], exclude_file: int | None, relevance_of: Relevance | None = None
+) -> list[dict]:
     """Thresholds (on the scores as shown, 6 decimals), then the requested page."""
     if exclude_file is not None:
         hits = [h for h in hits if h.file_id != exclude_file]
@@ -127,6 +150,7 @@ def page_of(req: SearchRequest, hits: list[Hit], exclude_file: int | None,
 
 
 # ----------------------------------------------------------------------------- items
+
 
 def item_row(store: Store, item_id: int) -> tuple[File, Collection]:
     """An item's row and its collection's, detached from the session."""
@@ -150,8 +174,9 @@ def stored_vector(store: Store, item_id: int) -> np.ndarray:
     if row.status != STATUS_INDEXED or row.vector is None:
         raise errors.ItemNotIndexedError(f"item {item_id} failed to ingest ({row.error_code}): {row.error}")
     if collection.model_fingerprint != manifest.fingerprint:
-        raise errors.ModelMismatchError(f"item {item_id} was embedded by model {collection.model_name!r}, "
-                                        f"not the served {manifest.name!r}")
+        raise errors.ModelMismatchError(
+            f"item {item_id} was embedded by model {collection.model_name!r}, not the served {manifest.name!r}"
+        )
     return vector_from_bytes(row.vector).copy()
 
 
@@ -175,6 +200,7 @@ def open_item_audio(row: File, roots: Sequence[Path] = ()) -> ItemAudio:
     file (a FIFO must not hang the request), or, under one of ``roots`` (the service's allowed
     ingest roots), a path whose real location left the roots (a folder swapped for a symlink).
     The path is re-checked at every request: the disk may have changed since the ingest."""
+
     def refuse(why: str) -> errors.ItemAudioUnavailableError:
         return errors.ItemAudioUnavailableError(f"item {row.id}'s file cannot be served: {why}")
 
@@ -194,7 +220,7 @@ def open_item_audio(row: File, roots: Sequence[Path] = ()) -> ItemAudio:
     flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
     try:
         fd = os.open(path, flags)
-    except OSError as exc:       # ELOOP: the file itself was replaced by a symlink
+    except OSError as exc:  # ELOOP: the file itself was replaced by a symlink
         reason = "it is now a symlink" if exc.errno == errno.ELOOP else (exc.strerror or "unreadable")
         raise refuse(reason) from None
     try:
@@ -215,8 +241,15 @@ def _inside(path: str, root: str) -> bool:
 
 # ----------------------------------------------------------------------------- the direct path
 
-def run_search(store: Store, req: SearchRequest, *, text: str | None = None, vector: np.ndarray | None = None,
-               exclude_file: int | None = None) -> list[dict]:
+
+def run_search(
+    store: Store,
+    req: SearchRequest,
+    *,
+    text: str | None = None,
+    vector: np.ndarray | None = None,
+    exclude_file: int | None = None,
+) -> list[dict]:
     """One page of hits for a text or a vector, without the service's cache and batching."""
     if vector is None:
         vector = store.encoder().embed_text([check_query_text(text)])[0]
@@ -226,8 +259,7 @@ def run_search(store: Store, req: SearchRequest, *, text: str | None = None, vec
     hits = searcher.search_vectors(query, k, allowed_ids=filter_ids(store, searcher.collection.id, req))[0]
     if req.segments:
         files = Searcher(store, req.collection)
-        file_hits = files.search_vectors(query, k, allowed_ids=filter_ids(store, files.collection.id, req,
-                                                                          "files"))[0]
+        file_hits = files.search_vectors(query, k, allowed_ids=filter_ids(store, files.collection.id, req, "files"))[0]
         hits = merge_short_files(hits, file_hits, searcher.collection.segment_seconds or 0.0)
     relevance_of = relevance_for(store.manifest, query[0], text_query=text is not None, req=req)
     return page_of(req, hits, exclude_file, relevance_of)

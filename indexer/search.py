@@ -31,8 +31,8 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Hit:
-    id: int                    # file id (files index) or segment id (segments index)
-    score: float               # cosine similarity
+    id: int  # file id (files index) or segment id (segments index)
+    score: float  # cosine similarity
     file_id: int
     path: str
     duration_s: float | None
@@ -50,8 +50,9 @@ class Searcher:
         self._lock = threading.Lock()
         live = versions.current_version(store.index_dir, self.collection.name, kind)
         if live is None:
-            raise StoreError(f"collection {collection!r} has no published {kind} index yet "
-                             f"(run `indexer ingest` first)")
+            raise StoreError(
+                f"collection {collection!r} has no published {kind} index yet (run `indexer ingest` first)"
+            )
         self.version: versions.VersionInfo = live
         self.index: VectorIndex = self._open(live)
 
@@ -70,9 +71,14 @@ class Searcher:
         return VectorIndex.load(live.folder)
 
     # ------------------------------------------------------------------ queries
-    def search_vectors(self, queries: np.ndarray, k: int = 10, *,
-                       allowed_ids: np.ndarray | None = None,
-                       timings: dict[str, float] | None = None) -> list[list[Hit]]:
+    def search_vectors(
+        self,
+        queries: np.ndarray,
+        k: int = 10,
+        *,
+        allowed_ids: np.ndarray | None = None,
+        timings: dict[str, float] | None = None,
+    ) -> list[list[Hit]]:
         """Top-``k`` hits per query row. ``timings``, when given, receives the seconds spent in
         the index (``search``) and in the metadata join (``database``), for the service's metrics."""
         with self._lock:
@@ -89,7 +95,7 @@ class Searcher:
             hits = []
             for score, i in zip(scores[q], ids[q]):
                 row = rows.get(int(i))
-                if i < 0 or row is None:   # deleted since this version was published
+                if i < 0 or row is None:  # deleted since this version was published
                     continue
                 hits.append(Hit(id=int(i), score=float(score), **row))
             out.append(hits)
@@ -108,11 +114,27 @@ class Searcher:
             return {}
         with self.store.db.session() as s:
             if self.kind == "files":
-                result = s.execute(select(File.id, File.id, File.path, File.duration_s, File.format,
-                                          File.tags, null(), null()).where(File.id.in_(ids)))
+                result = s.execute(
+                    select(File.id, File.id, File.path, File.duration_s, File.format, File.tags, null(), null()).where(
+                        File.id.in_(ids)
+                    )
+                )
             else:
-                result = s.execute(select(Segment.id, File.id, File.path, File.duration_s, File.format,
-                                          File.tags, Segment.start_s, Segment.end_s)
-                                   .join(File, File.id == Segment.file_id).where(Segment.id.in_(ids)))
-            return {r[0]: dict(file_id=r[1], path=r[2], duration_s=r[3], format=r[4], tags=r[5],
-                               start_s=r[6], end_s=r[7]) for r in result}
+                result = s.execute(
+                    select(
+                        Segment.id,
+                        File.id,
+                        File.path,
+                        File.duration_s,
+                        File.format,
+                        File.tags,
+                        Segment.start_s,
+                        Segment.end_s,
+                    )
+                    .join(File, File.id == Segment.file_id)
+                    .where(Segment.id.in_(ids))
+                )
+            return {
+                r[0]: dict(file_id=r[1], path=r[2], duration_s=r[3], format=r[4], tags=r[5], start_s=r[6], end_s=r[7])
+                for r in result
+            }

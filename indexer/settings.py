@@ -59,7 +59,7 @@ class IndexerSettings(BaseSettings):
     def resolved_model_dir(self) -> Path:
         from indexer.models.defaults import shipped_model_dir
 
-        return self.model or shipped_model_dir()   # ``model`` already holds $CLAPSEARCH_MODEL
+        return self.model or shipped_model_dir()  # ``model`` already holds $CLAPSEARCH_MODEL
 
     @property
     def onnx(self) -> OnnxOptions:

@@ -61,10 +61,12 @@ def render() -> str:
     ]
     for depth, cls in _classes(errors.ClapSearchError):
         core_codes.add(cls.code)
-        status = core_status(cls.__new__(cls))[0]     # the code's own row, else its family's
+        status = core_status(cls.__new__(cls))[0]  # the code's own row, else its family's
         meaning = meanings.get(cls.__name__, "any error of the core")
-        lines.append(f"| `{cls.code}` | {'&nbsp;' * 2 * depth}`{cls.__name__}` | {status} | "
-                     f"{errors.exit_code(cls.__new__(cls))} | {meaning} |")
+        lines.append(
+            f"| `{cls.code}` | {'&nbsp;' * 2 * depth}`{cls.__name__}` | {status} | "
+            f"{errors.exit_code(cls.__new__(cls))} | {meaning} |"
+        )
     lines += [
         "",
         "## Codes only HTTP knows (`service.problems.PROBLEMS`)",
@@ -75,10 +77,14 @@ def render() -> str:
     for code, (status, title) in sorted(PROBLEMS.items()):
         if code not in core_codes:
             lines.append(f"| `{code}` | {status} | {title} |")
-    lines += ["", "Foreign exceptions are translated in one place (`indexer.errors.translate`): a database",
-              "that refuses connections is `store.database`, a full or read-only disk `store.io`,",
-              "libsndfile's errors `audio.decode`, ONNX Runtime's `model.runtime`. Anything else is a",
-              "bug: HTTP answers `internal` (500, logged) and the CLIs show the traceback.", ""]
+    lines += [
+        "",
+        "Foreign exceptions are translated in one place (`indexer.errors.translate`): a database",
+        "that refuses connections is `store.database`, a full or read-only disk `store.io`,",
+        "libsndfile's errors `audio.decode`, ONNX Runtime's `model.runtime`. Anything else is a",
+        "bug: HTTP answers `internal` (500, logged) and the CLIs show the traceback.",
+        "",
+    ]
     return "\n".join(lines)
 
 

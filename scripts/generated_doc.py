@@ -12,8 +12,12 @@ from pathlib import Path
 
 def main(render: Callable[[], str], script: str, description: str, argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=description)
-    parser.add_argument("--check", type=Path, metavar="FILE",
-                        help="compare with FILE instead of printing; exit 1 and show a diff if it differs")
+    parser.add_argument(
+        "--check",
+        type=Path,
+        metavar="FILE",
+        help="compare with FILE instead of printing; exit 1 and show a diff if it differs",
+    )
     args = parser.parse_args(argv)
     text = render()
     if args.check is None:
@@ -22,7 +26,8 @@ def main(render: Callable[[], str], script: str, description: str, argv: list[st
     current = args.check.read_text() if args.check.is_file() else ""
     if current == text:
         return 0
-    sys.stderr.writelines(difflib.unified_diff(current.splitlines(True), text.splitlines(True),
-                                               str(args.check), "generated"))
+    sys.stderr.writelines(
+        difflib.unified_diff(current.splitlines(True), text.splitlines(True), str(args.check), "generated")
+    )
     sys.stderr.write(f"\n{args.check} is stale: python {script} > {args.check}\n")
     return 1

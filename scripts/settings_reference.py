@@ -44,16 +44,15 @@ DERIVED_DEFAULTS = {
 EXTRA_DESCRIPTIONS = {
     "home": "data folder of the embedded default (SQLite database, index versions, caches)",
     "database_url": "metadata database: `sqlite:///...` or `postgresql+psycopg://user:pass@host/db` "
-                    "(shared by the API, workers and `indexer`)",
+    "(shared by the API, workers and `indexer`)",
     "index_dir": "where FAISS index versions are published (`<collection>/<files|segments>/vNNNNNN/` + "
-                 "`CURRENT`); shared storage when several machines serve",
+    "`CURRENT`); shared storage when several machines serve",
     "model": "model folder (`manifest.json` + ONNX towers + `tokenizer.json`); changing it means "
-             "rebuilding the index (`indexer rebuild`)",
+    "rebuilding the index (`indexer rebuild`)",
     "model_variant": "`fp32`, `fp16`, `int8` ... when the model folder has that variant",
     "device": "ONNX Runtime execution provider: `cuda` needs onnxruntime-gpu (the cuda image)",
     "faiss_gpu": "train/add index vectors on GPUs when faiss-gpu is installed",
-    "index_memory_gb": "memory budget that picks the index type above 50k vectors (`indexer status` "
-                       "shows the plan)",
+    "index_memory_gb": "memory budget that picks the index type above 50k vectors (`indexer status` shows the plan)",
     "default_collection": "collection searched when a request names none",
     "cors_origins": "origins allowed to call the API from a browser (CORS); empty: same origin only",
     "embedding_cache_ttl_s": "seconds a query embedding stays in the Redis cache (0: not cached)",
@@ -69,7 +68,7 @@ def _docstring_descriptions() -> dict[str, str]:
         if match:
             last, column = match.group(2).lower(), match.start(3)
             found[last] = " ".join(match.group(3).split())
-        elif last and line.strip() and len(line) - len(line.lstrip()) >= column:   # continued
+        elif last and line.strip() and len(line) - len(line.lstrip()) >= column:  # continued
             found[last] += " " + " ".join(line.split())
         else:
             last = None
@@ -133,18 +132,20 @@ def _settings_rows(names, fields, docs) -> list[str]:
     rows = ["| variable | type | default | what it does |", "|---|---|---|---|"]
     for name in names:
         field = fields[name]
-        base = IndexerSettings.model_fields.get(name, field)   # the indexer's own definition
+        base = IndexerSettings.model_fields.get(name, field)  # the indexer's own definition
         description = base.description or EXTRA_DESCRIPTIONS.get(name) or docs.get(name, "")
         default = _default(name, base)
-        if base is not field and _default(name, field) != default:   # the service changes it
+        if base is not field and _default(name, field) != default:  # the service changes it
             default = f"{default}; the service: {_default(name, field)}"
             if field.description and field.description != base.description:
                 description = f"{description} (service: {field.description})"
         worker = WorkerSettings.model_fields[name]
         if _default(name, worker) != _default(name, field):
             default = f"{default}; the worker: {_default(name, worker)}"
-        rows.append(f"| `{PREFIX}{name.upper()}` | {_type_name(base.annotation)}{_bounds(base)} | "
-                    f"{_cell(default)} | {_cell(description)} |")
+        rows.append(
+            f"| `{PREFIX}{name.upper()}` | {_type_name(base.annotation)}{_bounds(base)} | "
+            f"{_cell(default)} | {_cell(description)} |"
+        )
     return rows
 
 

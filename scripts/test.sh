@@ -18,4 +18,5 @@ if [ ${#need[@]} -gt 0 ] && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" =
     || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q "${need[@]}" >/dev/null 2>&1; } \
     || echo "could not install ${need[*]}; the tests that need them will say so" >&2
 fi
+bash scripts/lint.sh
 exec .venv/bin/python -m pytest "$@"

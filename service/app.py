@@ -40,8 +40,10 @@ DOCS_ASSETS = "/docs-assets"
 # The docs pages may load only from this server: ReDoc's bundle would still fetch a decorative
 # logo from its vendor's CDN, and neither page should talk to anything else. Inline scripts and
 # styles are how Swagger UI starts and how ReDoc styles itself; ReDoc's search runs in a blob worker.
-DOCS_CSP = ("default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
-            "img-src 'self' data:; font-src 'self' data:; worker-src 'self' blob:; connect-src 'self'")
+DOCS_CSP = (
+    "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; font-src 'self' data:; worker-src 'self' blob:; connect-src 'self'"
+)
 
 DESCRIPTION = """Search your audio library by text ("dog barking in the rain"), by example (a clip or an
 indexed item) and tag clips zero-shot with the labels you choose, on CLAP embeddings.
@@ -81,11 +83,17 @@ def add_docs(app: FastAPI) -> None:
     @app.get("/docs", include_in_schema=False)
     async def swagger(request: Request) -> HTMLResponse:
         root = prefix(request)
-        return _with_csp(get_swagger_ui_html(
-            openapi_url=root + str(app.openapi_url), title=f"{app.title} API",
-            swagger_js_url=f"{root}{DOCS_ASSETS}/swagger-ui-bundle.js",
-            swagger_css_url=f"{root}{DOCS_ASSETS}/swagger-ui.css", swagger_favicon_url=f"{root}/static/favicon.svg",
-            oauth2_redirect_url=root + "/docs/oauth2-redirect", swagger_ui_parameters={"validatorUrl": None}))
+        return _with_csp(
+            get_swagger_ui_html(
+                openapi_url=root + str(app.openapi_url),
+                title=f"{app.title} API",
+                swagger_js_url=f"{root}{DOCS_ASSETS}/swagger-ui-bundle.js",
+                swagger_css_url=f"{root}{DOCS_ASSETS}/swagger-ui.css",
+                swagger_favicon_url=f"{root}/static/favicon.svg",
+                oauth2_redirect_url=root + "/docs/oauth2-redirect",
+                swagger_ui_parameters={"validatorUrl": None},
+            )
+        )
 
     @app.get("/docs/oauth2-redirect", include_in_schema=False)
     async def swagger_redirect() -> HTMLResponse:
@@ -94,9 +102,15 @@ def add_docs(app: FastAPI) -> None:
     @app.get("/redoc", include_in_schema=False)
     async def redoc(request: Request) -> HTMLResponse:
         root = prefix(request)
-        return _with_csp(get_redoc_html(openapi_url=root + str(app.openapi_url), title=f"{app.title} API",
-                                        redoc_js_url=f"{root}{DOCS_ASSETS}/redoc.standalone.js",
-                                        redoc_favicon_url=f"{root}/static/favicon.svg", with_google_fonts=False))
+        return _with_csp(
+            get_redoc_html(
+                openapi_url=root + str(app.openapi_url),
+                title=f"{app.title} API",
+                redoc_js_url=f"{root}{DOCS_ASSETS}/redoc.standalone.js",
+                redoc_favicon_url=f"{root}/static/favicon.svg",
+                with_google_fonts=False,
+            )
+        )
 
 
 def document_problems(app: FastAPI) -> None:
@@ -107,13 +121,15 @@ def document_problems(app: FastAPI) -> None:
     def openapi() -> dict:
         spec = app.openapi_schema
         if spec is None:
-            spec = generate()       # caches itself in app.openapi_schema; completed here, once
+            spec = generate()  # caches itself in app.openapi_schema; completed here, once
             schemas = spec.setdefault("components", {}).setdefault("schemas", {})
             for default in ("HTTPValidationError", "ValidationError"):
                 schemas.pop(default, None)
             schemas["Problem"] = Problem.model_json_schema()
-            answer = {"description": "an error: RFC 9457 problem details with a stable `code` (docs/errors.md)",
-                      "content": {problems.PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}}}
+            answer = {
+                "description": "an error: RFC 9457 problem details with a stable `code` (docs/errors.md)",
+                "content": {problems.PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}},
+            }
             for operations in spec.get("paths", {}).values():
                 for operation in operations.values():
                     operation.get("responses", {}).pop("422", None)
@@ -124,7 +140,7 @@ def document_problems(app: FastAPI) -> None:
 
 
 def create_app(settings: ServiceSettings | None = None) -> FastAPI:
-    quiet_library_loggers()      # uvicorn's worker processes start here, not in `serve`
+    quiet_library_loggers()  # uvicorn's worker processes start here, not in `serve`
     settings = settings or ServiceSettings()
     metrics = Metrics()
 
@@ -144,8 +160,9 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
             await run_in_threadpool(runtime.close)
 
     # docs_url/redoc_url off: FastAPI's pages load Swagger UI and ReDoc from a CDN, blank offline
-    app = FastAPI(title="clapsearch", version="0.1.0", description=DESCRIPTION, lifespan=lifespan,
-                  docs_url=None, redoc_url=None)
+    app = FastAPI(
+        title="clapsearch", version="0.1.0", description=DESCRIPTION, lifespan=lifespan, docs_url=None, redoc_url=None
+    )
     app.state.settings = settings
     app.state.guard = Guard(settings.api_key_values(), settings.rate_limit_per_minute, settings.rate_limit_burst)
     problems.install(app)
@@ -155,20 +172,31 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     for module in (search, classify, items, collections, jobs):
         app.include_router(module.router, dependencies=protected)
     app.include_router(health.router)
-    app.add_api_route("/metrics", health.metrics, methods=["GET"], tags=["health"],
-                      summary="Prometheus metrics", response_class=PlainTextResponse, dependencies=[] if settings.metrics_public else protected)
+    app.add_api_route(
+        "/metrics",
+        health.metrics,
+        methods=["GET"],
+        tags=["health"],
+        summary="Prometheus metrics",
+        response_class=PlainTextResponse,
+        dependencies=[] if settings.metrics_public else protected,
+    )
 
     @app.get("/", include_in_schema=False)
     async def page():
-        return FileResponse(STATIC / "index.html", media_type="text/html",
-                            headers={"Cache-Control": "no-cache"})
+        return FileResponse(STATIC / "index.html", media_type="text/html", headers={"Cache-Control": "no-cache"})
 
     app.mount("/static", StaticFiles(directory=STATIC, check_dir=False), name="static")
     add_docs(app)
 
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_upload_bytes)
     if settings.cors_origins:
-        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["*"],
-                           allow_headers=["*"], expose_headers=["Retry-After"])
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["*"],
+            allow_headers=["*"],
+            expose_headers=["Retry-After"],
+        )
     app.add_middleware(RequestMetricsMiddleware, metrics=metrics)
     return app

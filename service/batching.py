@@ -33,9 +33,16 @@ _STOP = object()
 
 
 class MicroBatcher(Generic[T, R]):
-    def __init__(self, process: Callable[[list[T]], Sequence[R | BaseException]], *, max_batch: int = 64,
-                 max_wait_s: float = 0.002, max_queue: int = 512, name: str = "inference",
-                 on_batch: Callable[[int, int], None] | None = None):
+    def __init__(
+        self,
+        process: Callable[[list[T]], Sequence[R | BaseException]],
+        *,
+        max_batch: int = 64,
+        max_wait_s: float = 0.002,
+        max_queue: int = 512,
+        name: str = "inference",
+        on_batch: Callable[[int, int], None] | None = None,
+    ):
         """``process`` returns one result per item, in order; an exception instance in the list
         fails only that item. ``on_batch(batch_size, queue_depth)`` feeds the metrics."""
         self.process, self.max_batch, self.max_wait_s = process, max_batch, max_wait_s
@@ -65,8 +72,11 @@ class MicroBatcher(Generic[T, R]):
         try:
             self._queue.put_nowait((item, future, loop))
         except queue.Full:
-            raise ProblemError("busy", f"{self._queue.maxsize} requests are already waiting for inference",
-                               headers={"Retry-After": "1"}) from None
+            raise ProblemError(
+                "busy",
+                f"{self._queue.maxsize} requests are already waiting for inference",
+                headers={"Retry-After": "1"},
+            ) from None
         return await future
 
     # ------------------------------------------------------------------ the inference thread
@@ -105,7 +115,7 @@ class MicroBatcher(Generic[T, R]):
                     results = list(self.process([item for item, _, _ in live]))
                     if len(results) != len(live):
                         raise RuntimeError(f"batch process returned {len(results)} results for {len(live)} items")
-                except BaseException as exc:   # the whole batch failed: every caller hears why
+                except BaseException as exc:  # the whole batch failed: every caller hears why
                     log.exception("inference batch of %d failed", len(live))
                     results = [exc] * len(live)
                 for (_, fut, loop), result in zip(live, results):

@@ -46,8 +46,7 @@ def redact_url(url: str | None) -> str:
         return "<unparseable redis url>"
 
 
-def redis_client(url: str, *, connect_timeout_s: float, read_timeout_s: float | None,
-                 health_check_interval: int = 0):
+def redis_client(url: str, *, connect_timeout_s: float, read_timeout_s: float | None, health_check_interval: int = 0):
     """A ``redis.Redis`` with explicit timeouts and no automatic retries.
 
     redis-py retries failed commands 3 times by default; for a request path that multiplies
@@ -57,9 +56,14 @@ def redis_client(url: str, *, connect_timeout_s: float, read_timeout_s: float | 
     from redis.backoff import NoBackoff
     from redis.retry import Retry
 
-    return redis.Redis.from_url(url, socket_connect_timeout=connect_timeout_s, socket_timeout=read_timeout_s,
-                                retry=Retry(NoBackoff(), 0), retry_on_timeout=False,
-                                health_check_interval=health_check_interval)
+    return redis.Redis.from_url(
+        url,
+        socket_connect_timeout=connect_timeout_s,
+        socket_timeout=read_timeout_s,
+        retry=Retry(NoBackoff(), 0),
+        retry_on_timeout=False,
+        health_check_interval=health_check_interval,
+    )
 
 
 def redis_errors() -> tuple[type[BaseException], ...]:
@@ -72,16 +76,17 @@ def redis_errors() -> tuple[type[BaseException], ...]:
 class Cache:
     """Redis-backed byte cache that never fails a request: a miss when disabled or down."""
 
-    def __init__(self, redis_url: str | None, *, timeout_s: float = 0.25, retry_after_s: float = 2.0,
-                 prefix: str = "clapsearch:"):
+    def __init__(
+        self, redis_url: str | None, *, timeout_s: float = 0.25, retry_after_s: float = 2.0, prefix: str = "clapsearch:"
+    ):
         self.url = redis_url or None
         self.timeout_s = timeout_s
         self.retry_after_s = retry_after_s
         self.prefix = prefix
         self._client: redis.Redis | None = None
         self._lock = threading.Lock()
-        self._down_until = 0.0          # monotonic time before which Redis is not tried
-        self._down = False              # inside an outage (warned once, not again)
+        self._down_until = 0.0  # monotonic time before which Redis is not tried
+        self._down = False  # inside an outage (warned once, not again)
         self._last_error: str | None = None
         self._status: dict | None = None
         self._status_at = float("-inf")
@@ -99,8 +104,9 @@ class Cache:
         if self._client is None:
             with self._lock:
                 if self._client is None:
-                    self._client = redis_client(self.url, connect_timeout_s=self.timeout_s,
-                                                read_timeout_s=self.timeout_s)
+                    self._client = redis_client(
+                        self.url, connect_timeout_s=self.timeout_s, read_timeout_s=self.timeout_s
+                    )
         return self._client
 
     def _failed(self, exc: BaseException) -> None:
@@ -110,8 +116,12 @@ class Cache:
             first = not self._down
             self._down = True
         if first:
-            log.warning("Redis cache at %s unusable (%s); serving without cache, retrying every %.1f s",
-                        redact_url(self.url), self._last_error, self.retry_after_s)
+            log.warning(
+                "Redis cache at %s unusable (%s); serving without cache, retrying every %.1f s",
+                redact_url(self.url),
+                self._last_error,
+                self.retry_after_s,
+            )
 
     def _worked(self) -> None:
         if self._down:
@@ -130,7 +140,7 @@ class Cache:
             return None
         try:
             value = client.get(self._key(key))
-        except Exception as exc:   # never fail a request on the cache: anything is a miss
+        except Exception as exc:  # never fail a request on the cache: anything is a miss
             self._failed(exc)
             return None
         self._worked()
@@ -180,8 +190,9 @@ class Cache:
         try:
             with self._lock:
                 if self._client is None:
-                    self._client = redis_client(self.url, connect_timeout_s=self.timeout_s,
-                                                read_timeout_s=self.timeout_s)
+                    self._client = redis_client(
+                        self.url, connect_timeout_s=self.timeout_s, read_timeout_s=self.timeout_s
+                    )
             started = time.perf_counter()
             self._client.ping()
             took_ms = (time.perf_counter() - started) * 1000
@@ -202,5 +213,5 @@ class Cache:
         if client is not None:
             try:
                 client.close()
-            except Exception:   # closing a dead connection is not worth an error
+            except Exception:  # closing a dead connection is not worth an error
                 pass

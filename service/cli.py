@@ -25,8 +25,12 @@ def main(ctx):
 @main.command()
 @click.option("--host", default=None, help="listen address [env CLAPSEARCH_HOST; default 127.0.0.1]")
 @click.option("--port", default=None, type=click.IntRange(1, 65535), help="[env CLAPSEARCH_PORT; default 8000]")
-@click.option("--workers", default=None, type=click.IntRange(min=1),
-              help="uvicorn worker processes, each holding the model and the index [env CLAPSEARCH_WORKERS; default 1]")
+@click.option(
+    "--workers",
+    default=None,
+    type=click.IntRange(min=1),
+    help="uvicorn worker processes, each holding the model and the index [env CLAPSEARCH_WORKERS; default 1]",
+)
 @click.option("--log-level", default="info", show_default=True)
 def serve(host, port, workers, log_level):
     """Serve the API and the web page."""
@@ -43,8 +47,16 @@ def serve(host, port, workers, log_level):
     host, port, workers = settings.host, settings.port, settings.workers
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    uvicorn.run("service.app:create_app", factory=True, host=host, port=port, workers=workers,
-                log_level=log_level, proxy_headers=True, timeout_graceful_shutdown=20)
+    uvicorn.run(
+        "service.app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level=log_level,
+        proxy_headers=True,
+        timeout_graceful_shutdown=20,
+    )
 
 
 @main.command()

@@ -26,19 +26,19 @@ from indexer.search import Hit, Searcher
 
 @dataclass
 class EmbedTexts:
-    texts: list[str]                       # -> (n, D) float32
+    texts: list[str]  # -> (n, D) float32
 
 
 @dataclass
 class EmbedAudio:
-    views: ClipViews                       # -> (D,) float32
+    views: ClipViews  # -> (D,) float32
 
 
 @dataclass
 class SearchQuery:
     searcher: Searcher
     k: int
-    vector: np.ndarray | None = None       # given, or embedded from ``text`` in this batch
+    vector: np.ndarray | None = None  # given, or embedded from ``text`` in this batch
     text: str | None = None
     allowed_ids: np.ndarray | None = None
 
@@ -116,7 +116,7 @@ class InferenceEngine:
 
     # ------------------------------------------------------------------ search
     def _searches(self, items: list, results: list) -> None:
-        stacked: dict[int, list[int]] = defaultdict(list)     # id(searcher) -> item slots
+        stacked: dict[int, list[int]] = defaultdict(list)  # id(searcher) -> item slots
         for i, item in enumerate(items):
             if not isinstance(item, SearchQuery) or isinstance(results[i], BaseException):
                 continue
@@ -137,8 +137,7 @@ class InferenceEngine:
         vectors = [q.vector for q in group if q.vector is not None]
         try:
             assert len(vectors) == len(group), "a query without a vector is answered before it is run"
-            hits = searcher.search_vectors(np.stack(vectors), k, allowed_ids=allowed_ids,
-                                           timings=timings)
+            hits = searcher.search_vectors(np.stack(vectors), k, allowed_ids=allowed_ids, timings=timings)
         except Exception as exc:
             return [exc] * len(group)
         for stage, seconds in timings.items():

@@ -40,13 +40,13 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("service.jobs")
 
-JOB_TIMEOUT_S = 24 * 3600          # a big library on a slow disk may take most of a day
-KEEP_S = 7 * 24 * 3600             # finished/failed jobs stay visible for a week
-KEEP_IDS = 1000                    # job ids listed (newest first) per queue
-MAX_FAILURES = 50                  # failures listed in a job result (the CLI shows all)
-PROGRESS_EVERY_S = 0.5             # at most 2 progress writes per second
-_LOCAL_KEEP = 200                  # jobs remembered by a LocalJobQueue
-MAX_PATH_CHARS = 4095              # PATH_MAX less the NUL: a longer path can name nothing
+JOB_TIMEOUT_S = 24 * 3600  # a big library on a slow disk may take most of a day
+KEEP_S = 7 * 24 * 3600  # finished/failed jobs stay visible for a week
+KEEP_IDS = 1000  # job ids listed (newest first) per queue
+MAX_FAILURES = 50  # failures listed in a job result (the CLI shows all)
+PROGRESS_EVERY_S = 0.5  # at most 2 progress writes per second
+_LOCAL_KEEP = 200  # jobs remembered by a LocalJobQueue
+MAX_PATH_CHARS = 4095  # PATH_MAX less the NUL: a longer path can name nothing
 
 
 @dataclass(frozen=True)
@@ -65,8 +65,15 @@ class IngestJobSpec:
 
 
 def empty_progress() -> dict:
-    return {"discovered": 0, "discovery_done": False, "done": 0, "embedded": 0, "skipped": 0,
-            "failed": 0, "audio_seconds": 0.0}
+    return {
+        "discovered": 0,
+        "discovery_done": False,
+        "done": 0,
+        "embedded": 0,
+        "skipped": 0,
+        "failed": 0,
+        "audio_seconds": 0.0,
+    }
 
 
 class JobInfo(BaseModel):
@@ -109,27 +116,30 @@ def check_ingest_path(path: str, roots: list[Path]) -> Path:
     if len(path) > MAX_PATH_CHARS:
         raise ProblemError("request.invalid", f"the path has {len(path)} characters; at most {MAX_PATH_CHARS}")
     try:
-        path.encode("utf-8")     # JSON can carry lone surrogates; no job, log or reply can
+        path.encode("utf-8")  # JSON can carry lone surrogates; no job, log or reply can
     except UnicodeEncodeError:
         raise ProblemError("request.invalid", "the path is not valid Unicode (lone surrogates)") from None
     if not roots:
-        raise _not_allowed("HTTP ingest is disabled on this server: no folder is allowed. Set "
-                           "CLAPSEARCH_ALLOWED_INGEST_ROOTS (comma-separated folders) to enable it.")
+        raise _not_allowed(
+            "HTTP ingest is disabled on this server: no folder is allowed. Set "
+            "CLAPSEARCH_ALLOWED_INGEST_ROOTS (comma-separated folders) to enable it."
+        )
     try:
         raw = Path(path)
         if not raw.is_absolute():
             raise _not_allowed(f"{path!r} is not an absolute path")
         target = Path(os.path.realpath(raw))
         real_roots = [Path(os.path.realpath(root)) for root in roots]
-    except (ValueError, OSError) as exc:      # NUL bytes, loops, unreadable components
+    except (ValueError, OSError) as exc:  # NUL bytes, loops, unreadable components
         raise _not_allowed(f"{path!r} is not a usable path ({exc})") from None
     if not any(target == root or root in target.parents for root in real_roots):
         allowed = ", ".join(str(r) for r in roots)
-        raise _not_allowed(f"{path} is outside the folders HTTP ingest may read ({allowed}; "
-                           "CLAPSEARCH_ALLOWED_INGEST_ROOTS)")
+        raise _not_allowed(
+            f"{path} is outside the folders HTTP ingest may read ({allowed}; CLAPSEARCH_ALLOWED_INGEST_ROOTS)"
+        )
     try:
         exists = target.exists()
-    except OSError:               # a component too long, not a folder, no permission ...
+    except OSError:  # a component too long, not a folder, no permission ...
         exists = False
     if not exists:
         raise ProblemError("ingest.path_not_found", f"{path} does not exist")
@@ -138,15 +148,22 @@ def check_ingest_path(path: str, roots: list[Path]) -> Path:
 
 # ---------------------------------------------------------------------- running one ingest
 def progress_dict(stats) -> dict:
-    return {"discovered": stats.discovered, "discovery_done": bool(stats.discovery_done), "done": stats.done,
-            "embedded": stats.embedded, "skipped": stats.skipped, "failed": stats.failed,
-            "audio_seconds": round(float(stats.audio_seconds), 3)}
+    return {
+        "discovered": stats.discovered,
+        "discovery_done": bool(stats.discovery_done),
+        "done": stats.done,
+        "embedded": stats.embedded,
+        "skipped": stats.skipped,
+        "failed": stats.failed,
+        "audio_seconds": round(float(stats.audio_seconds), 3),
+    }
 
 
 def published_anything(result: dict) -> bool:
     """True when a job's result switched at least one index to a new version."""
-    return any(p.get("mode") != "unchanged" and p.get("version") is not None
-               for p in (result or {}).get("published", []))
+    return any(
+        p.get("mode") != "unchanged" and p.get("version") is not None for p in (result or {}).get("published", [])
+    )
 
 
 def execute_ingest(spec: IngestJobSpec, settings: ServiceSettings, report: Callable[[dict], None]) -> dict:
@@ -176,8 +193,12 @@ def execute_ingest(spec: IngestJobSpec, settings: ServiceSettings, report: Calla
             last[0] = now
             report(progress_dict(stats))
 
-    options = IngestOptions(paths=[spec.path], collection=spec.collection, prune=spec.prune,
-                            segments=SegmentSpec() if spec.segments else None)
+    options = IngestOptions(
+        paths=[spec.path],
+        collection=spec.collection,
+        prune=spec.prune,
+        segments=SegmentSpec() if spec.segments else None,
+    )
     store = Store.open(settings)
     try:
         outcome = run_ingest(store, options, progress=throttled)
@@ -186,15 +207,28 @@ def execute_ingest(spec: IngestJobSpec, settings: ServiceSettings, report: Calla
     stats = outcome.stats
     report(progress_dict(stats))
     return {
-        "collection": outcome.collection, "path": spec.path,
-        "embedded": stats.embedded, "skipped": stats.skipped, "failed": stats.failed, "removed": stats.removed,
-        "audio_seconds": round(float(stats.audio_seconds), 3), "seconds": round(float(outcome.seconds), 3),
+        "collection": outcome.collection,
+        "path": spec.path,
+        "embedded": stats.embedded,
+        "skipped": stats.skipped,
+        "failed": stats.failed,
+        "removed": stats.removed,
+        "audio_seconds": round(float(stats.audio_seconds), 3),
+        "seconds": round(float(outcome.seconds), 3),
         "failures": [{"path": p, "code": c, "message": m} for p, c, m in outcome.failures[:MAX_FAILURES]],
         "failures_total": len(outcome.failures),
         "walk_errors": [{"path": p, "message": m} for p, m in outcome.walk_errors[:MAX_FAILURES]],
-        "published": [{"kind": r.kind, "mode": r.mode, "version": r.version.version if r.version else None,
-                       "n_vectors": r.version.n_vectors if r.version else 0, "added": r.added,
-                       "removed": r.removed} for r in outcome.published],
+        "published": [
+            {
+                "kind": r.kind,
+                "mode": r.mode,
+                "version": r.version.version if r.version else None,
+                "n_vectors": r.version.n_vectors if r.version else 0,
+                "added": r.added,
+                "removed": r.removed,
+            }
+            for r in outcome.published
+        ],
     }
 
 
@@ -213,11 +247,20 @@ class JobQueue:
 
     backend = "base"
 
-    def submit(self, spec: IngestJobSpec) -> JobInfo: raise NotImplementedError
-    def get(self, job_id: str) -> JobInfo | None: raise NotImplementedError
-    def list(self, limit: int = 50) -> list[JobInfo]: raise NotImplementedError
-    def status(self) -> dict: raise NotImplementedError
-    def close(self) -> None: pass
+    def submit(self, spec: IngestJobSpec) -> JobInfo:
+        raise NotImplementedError
+
+    def get(self, job_id: str) -> JobInfo | None:
+        raise NotImplementedError
+
+    def list(self, limit: int = 50) -> list[JobInfo]:
+        raise NotImplementedError
+
+    def status(self) -> dict:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
 
 
 class LocalJobQueue(JobQueue):
@@ -232,7 +275,7 @@ class LocalJobQueue(JobQueue):
     def __init__(self, settings: ServiceSettings, *, on_published: Callable[[str], None] | None = None):
         self.settings = settings
         self.on_published = on_published
-        self._jobs: dict[str, JobInfo] = {}        # insertion order = submission order
+        self._jobs: dict[str, JobInfo] = {}  # insertion order = submission order
         self._pending: queue_mod.Queue = queue_mod.Queue()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -245,7 +288,7 @@ class LocalJobQueue(JobQueue):
                 raise ProblemError("job.unavailable", "the service is stopping")
             self._jobs[job.id] = job
             ended = [j.id for j in self._jobs.values() if j.status in ("finished", "failed")]
-            for old in ended[:max(0, len(self._jobs) - _LOCAL_KEEP)]:    # bounded memory
+            for old in ended[: max(0, len(self._jobs) - _LOCAL_KEEP)]:  # bounded memory
                 del self._jobs[old]
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="ingest-jobs", daemon=True)
@@ -260,13 +303,17 @@ class LocalJobQueue(JobQueue):
 
     def list(self, limit: int = 50) -> list[JobInfo]:
         with self._lock:
-            return [job.model_copy() for job in reversed(self._jobs.values())][:max(0, limit)]
+            return [job.model_copy() for job in reversed(self._jobs.values())][: max(0, limit)]
 
     def status(self) -> dict:
         with self._lock:
             queued = sum(1 for job in self._jobs.values() if job.status == "queued")
-        return {"backend": "local", "state": "ok", "queued": queued,
-                "detail": "no Redis: ingest jobs run one at a time inside the API process"}
+        return {
+            "backend": "local",
+            "state": "ok",
+            "queued": queued,
+            "detail": "no Redis: ingest jobs run one at a time inside the API process",
+        }
 
     def close(self) -> None:
         """Stop taking jobs; queued ones are failed, a running ingest is left to finish (its
@@ -275,8 +322,13 @@ class LocalJobQueue(JobQueue):
             self._closed = True
             for job_id, job in self._jobs.items():
                 if job.status == "queued":
-                    self._jobs[job_id] = job.model_copy(update={
-                        "status": "failed", "error": "the service stopped before the job ran", "ended_at": _now()})
+                    self._jobs[job_id] = job.model_copy(
+                        update={
+                            "status": "failed",
+                            "error": "the service stopped before the job ran",
+                            "ended_at": _now(),
+                        }
+                    )
         self._pending.put(None)
         if self._thread is not None:
             self._thread.join(timeout=1.0)
@@ -304,8 +356,13 @@ class LocalJobQueue(JobQueue):
             try:
                 result = execute_ingest(spec, self.settings, progress)
             except Exception as exc:
-                log.warning("ingest job %s (%s) failed: %s", job_id, spec.path, describe_error(exc),
-                            exc_info=not isinstance(exc, (ClapSearchError, ProblemError)))
+                log.warning(
+                    "ingest job %s (%s) failed: %s",
+                    job_id,
+                    spec.path,
+                    describe_error(exc),
+                    exc_info=not isinstance(exc, (ClapSearchError, ProblemError)),
+                )
                 self._update(job_id, status="failed", error=describe_error(exc), ended_at=_now())
                 continue
             self._update(job_id, status="finished", result=result, ended_at=_now())
@@ -330,28 +387,33 @@ def run_ingest_job(spec: dict) -> dict:
     job = get_current_job()
 
     def save(**meta) -> None:
-        if job is None:      # called directly, outside a worker
+        if job is None:  # called directly, outside a worker
             return
         job.meta.update(meta)
         try:
             job.save_meta()
-        except Exception as exc:   # a progress write must never abort hours of ingest
+        except Exception as exc:  # a progress write must never abort hours of ingest
             log.warning("could not save the state of job %s: %s", job.id, exc)
 
-    try:     # execute_ingest re-checks the path against this worker's own roots when it has some
+    try:  # execute_ingest re-checks the path against this worker's own roots when it has some
         result = execute_ingest(job_spec, settings, lambda progress: save(progress=progress))
     except Exception as exc:
-        save(error=describe_error(exc))     # the clean message; RQ keeps the traceback
+        save(error=describe_error(exc))  # the clean message; RQ keeps the traceback
         raise
-    save(result=result)                     # read back by JobInfo without another round trip
+    save(result=result)  # read back by JobInfo without another round trip
     if published_anything(result):
         notify_published(settings, job_spec.collection)
     return result
 
 
 # RQ's statuses not named here (queued, deferred, scheduled, ...) all mean "not started yet"
-_RQ_STATUS = {"started": "running", "finished": "finished", "failed": "failed", "stopped": "failed",
-              "canceled": "failed"}
+_RQ_STATUS = {
+    "started": "running",
+    "finished": "finished",
+    "failed": "failed",
+    "stopped": "failed",
+    "canceled": "failed",
+}
 
 
 class RQJobQueue(JobQueue):
@@ -362,7 +424,7 @@ class RQJobQueue(JobQueue):
     def __init__(self, settings: ServiceSettings):
         self.settings = settings
         self.name = settings.job_queue
-        self.index_key = f"clapsearch:jobs:{self.name}"   # sorted set: job id -> submit time
+        self.index_key = f"clapsearch:jobs:{self.name}"  # sorted set: job id -> submit time
         self._conn = None
 
     def _connection(self):
@@ -370,8 +432,9 @@ class RQJobQueue(JobQueue):
             # Submissions are rare: allow a loaded Redis a little longer than a cache lookup.
             timeout = self.settings.redis_timeout_s
             assert self.settings.redis_url is not None, "open_job_queue() picks RQ only with a Redis URL"
-            self._conn = redis_client(self.settings.redis_url, connect_timeout_s=timeout,
-                                      read_timeout_s=max(timeout, 2.0))
+            self._conn = redis_client(
+                self.settings.redis_url, connect_timeout_s=timeout, read_timeout_s=max(timeout, 2.0)
+            )
         return self._conn
 
     def _queue(self):
@@ -380,10 +443,18 @@ class RQJobQueue(JobQueue):
         return Queue(self.name, connection=self._connection())
 
     def _unavailable(self, exc: BaseException) -> ProblemError:
-        log.warning("job queue %s at %s unavailable: %s: %s", self.name, redact_url(self.settings.redis_url),
-                    exc.__class__.__name__, exc)
-        return ProblemError("job.unavailable", f"Redis at {redact_url(self.settings.redis_url)} is not reachable; try again later",
-                            headers={"Retry-After": "5"})
+        log.warning(
+            "job queue %s at %s unavailable: %s: %s",
+            self.name,
+            redact_url(self.settings.redis_url),
+            exc.__class__.__name__,
+            exc,
+        )
+        return ProblemError(
+            "job.unavailable",
+            f"Redis at {redact_url(self.settings.redis_url)} is not reachable; try again later",
+            headers={"Retry-After": "5"},
+        )
 
     def submit(self, spec: IngestJobSpec) -> JobInfo:
         spec_dict = asdict(spec)
@@ -393,9 +464,15 @@ class RQJobQueue(JobQueue):
             pipe.zadd(self.index_key, {job_id: time.time()})
             pipe.zremrangebyrank(self.index_key, 0, -(KEEP_IDS + 1)).execute()
             job = self._queue().enqueue_call(
-                run_ingest_job, args=(spec_dict,), timeout=JOB_TIMEOUT_S, result_ttl=KEEP_S,
-                failure_ttl=KEEP_S, job_id=job_id, meta={"spec": spec_dict, "progress": empty_progress()},
-                description=f"ingest {spec.path} into {spec.collection}")
+                run_ingest_job,
+                args=(spec_dict,),
+                timeout=JOB_TIMEOUT_S,
+                result_ttl=KEEP_S,
+                failure_ttl=KEEP_S,
+                job_id=job_id,
+                meta={"spec": spec_dict, "progress": empty_progress()},
+                description=f"ingest {spec.path} into {spec.collection}",
+            )
         except redis_errors() as exc:
             raise self._unavailable(exc) from None
         return self._info(job)
@@ -405,7 +482,7 @@ class RQJobQueue(JobQueue):
 
         try:
             conn = self._connection()
-            if conn.zscore(self.index_key, job_id) is None:   # only our ingest jobs, not any RQ job
+            if conn.zscore(self.index_key, job_id) is None:  # only our ingest jobs, not any RQ job
                 return None
             job = Job.fetch_many([job_id], connection=conn)[0]
             return None if job is None else self._info(job)
@@ -436,8 +513,12 @@ class RQJobQueue(JobQueue):
             queued = q.count
             workers = Worker.count(queue=q)
         except redis_errors() as exc:
-            return {"backend": "rq", "state": "down", "queued": 0,
-                    "detail": f"{redact_url(self.settings.redis_url)}: {exc.__class__.__name__}: {exc}"}
+            return {
+                "backend": "rq",
+                "state": "down",
+                "queued": 0,
+                "detail": f"{redact_url(self.settings.redis_url)}: {exc.__class__.__name__}: {exc}",
+            }
         detail = f"queue {self.name!r} on {redact_url(self.settings.redis_url)}: {workers} worker(s)"
         if not workers:
             detail += "; no worker is running, start `clapsearch-worker`"
@@ -458,11 +539,20 @@ class RQJobQueue(JobQueue):
             result = meta.get("result") or job.return_value()
         elif status == "failed":
             error = meta.get("error") or self._failure_text(job, raw)
-        return JobInfo(id=job.id, status=status, path=spec.get("path", ""),
-                       collection=spec.get("collection", "default"), segments=bool(spec.get("segments")),
-                       prune=bool(spec.get("prune")), progress=meta.get("progress") or empty_progress(),
-                       result=result, error=error, created_at=_utc(job.created_at),
-                       started_at=_utc(job.started_at), ended_at=_utc(job.ended_at))
+        return JobInfo(
+            id=job.id,
+            status=status,
+            path=spec.get("path", ""),
+            collection=spec.get("collection", "default"),
+            segments=bool(spec.get("segments")),
+            prune=bool(spec.get("prune")),
+            progress=meta.get("progress") or empty_progress(),
+            result=result,
+            error=error,
+            created_at=_utc(job.created_at),
+            started_at=_utc(job.started_at),
+            ended_at=_utc(job.ended_at),
+        )
 
     @staticmethod
     def _failure_text(job, raw_status) -> str:

@@ -33,19 +33,28 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
-        self.requests = Histogram("clapsearch_request_seconds", "Request latency by route",
-                                  ["route", "method", "status"], buckets=_SECONDS, registry=r)
-        self.stages = Histogram("clapsearch_stage_seconds", "Time spent per pipeline stage",
-                                ["stage"], buckets=_SECONDS, registry=r)
-        self.batch_size = Histogram("clapsearch_batch_size", "Queries per inference batch",
-                                    buckets=(1, 2, 4, 8, 16, 32, 64, 128), registry=r)
+        self.requests = Histogram(
+            "clapsearch_request_seconds",
+            "Request latency by route",
+            ["route", "method", "status"],
+            buckets=_SECONDS,
+            registry=r,
+        )
+        self.stages = Histogram(
+            "clapsearch_stage_seconds", "Time spent per pipeline stage", ["stage"], buckets=_SECONDS, registry=r
+        )
+        self.batch_size = Histogram(
+            "clapsearch_batch_size", "Queries per inference batch", buckets=(1, 2, 4, 8, 16, 32, 64, 128), registry=r
+        )
         self.queue_depth = Gauge("clapsearch_queue_depth", "Inference requests waiting", registry=r)
         self.cache = Counter("clapsearch_cache_total", "Cache lookups", ["kind", "result"], registry=r)
-        self.index_vectors = Gauge("clapsearch_index_vectors", "Vectors in the loaded index version",
-                                   ["collection", "kind"], registry=r)
-        self.reloads = Counter("clapsearch_index_reloads_total", "Hot reloads of a newly published "
-                               "index version", registry=r)
-        for stage in STAGES:   # export every stage from the start, so dashboards see zeros
+        self.index_vectors = Gauge(
+            "clapsearch_index_vectors", "Vectors in the loaded index version", ["collection", "kind"], registry=r
+        )
+        self.reloads = Counter(
+            "clapsearch_index_reloads_total", "Hot reloads of a newly published index version", registry=r
+        )
+        for stage in STAGES:  # export every stage from the start, so dashboards see zeros
             self.stages.labels(stage)
 
     def observe(self, stage: str, seconds: float) -> None:
@@ -88,4 +97,5 @@ class RequestMetricsMiddleware:
             route = scope.get("route")
             template = getattr(route, "path", None) or "unmatched"
             self.metrics.requests.labels(template, scope.get("method", ""), str(status["code"])).observe(
-                time.perf_counter() - start)
+                time.perf_counter() - start
+            )

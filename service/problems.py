@@ -96,25 +96,41 @@ PROBLEMS: dict[str, tuple[int, str]] = {
     "request.filters": (422, "Too many filter values"),
 }
 # Starlette's own HTTP errors (unknown route, wrong method...) -> our code.
-_HTTP_CODES = {400: "request.invalid", 401: "auth.required", 403: "auth.forbidden", 404: "not_found",
-               405: "request.method", 413: "upload.too_large", 415: "upload.content_type", 429: "rate_limited"}
+_HTTP_CODES = {
+    400: "request.invalid",
+    401: "auth.required",
+    403: "auth.forbidden",
+    404: "not_found",
+    405: "request.method",
+    413: "upload.too_large",
+    415: "upload.content_type",
+    429: "rate_limited",
+}
 
 
 class ProblemError(Exception):
     """An error the service answers with a ``code`` of ``PROBLEMS`` (which gives its status and title)."""
 
-    def __init__(self, code: str, detail: str | None = None, *,
-                 headers: dict[str, str] | None = None, extra: dict | None = None):
-        status, title = PROBLEMS[code]     # KeyError: a code outside the closed set is a bug
+    def __init__(
+        self, code: str, detail: str | None = None, *, headers: dict[str, str] | None = None, extra: dict | None = None
+    ):
+        status, title = PROBLEMS[code]  # KeyError: a code outside the closed set is a bug
         super().__init__(detail or title)
         self.status, self.code, self.title, self.detail = status, code, title, detail
         self.headers = headers or {}
         self.extra = extra or {}
 
 
-def problem_response(status: int, code: str, title: str, detail: str | None = None, *,
-                     instance: str | None = None, headers: dict[str, str] | None = None,
-                     extra: dict | None = None) -> JSONResponse:
+def problem_response(
+    status: int,
+    code: str,
+    title: str,
+    detail: str | None = None,
+    *,
+    instance: str | None = None,
+    headers: dict[str, str] | None = None,
+    extra: dict | None = None,
+) -> JSONResponse:
     body = {"type": f"/problems/{code}", "title": title, "status": status, "code": code}
     if detail:
         body["detail"] = detail
@@ -145,15 +161,15 @@ def _core_problem(request: Request, exc: core.ClapSearchError) -> JSONResponse:
     headers = None
     if status >= 500:
         log.warning("%s on %s: %s", exc.code, request.url.path, exc)
-        headers = {"Retry-After": "5"}      # a database, disk or model that failed may come back
-    return problem_response(status, exc.code, title, _core_detail(exc), instance=request.url.path,
-                            headers=headers)
+        headers = {"Retry-After": "5"}  # a database, disk or model that failed may come back
+    return problem_response(status, exc.code, title, _core_detail(exc), instance=request.url.path, headers=headers)
 
 
 def _internal(request: Request) -> JSONResponse:
     log.exception("unexpected error on %s", request.url.path)
-    return problem_response(500, "internal", "Internal error",
-                            "the server failed on this request; it is logged", instance=request.url.path)
+    return problem_response(
+        500, "internal", "Internal error", "the server failed on this request; it is logged", instance=request.url.path
+    )
 
 
 async def _foreign(request: Request, exc: Exception) -> JSONResponse:
@@ -169,8 +185,9 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(ProblemError)
     async def _problem(request: Request, exc: ProblemError):
-        return problem_response(exc.status, exc.code, exc.title, exc.detail,
-                                instance=request.url.path, headers=exc.headers, extra=exc.extra)
+        return problem_response(
+            exc.status, exc.code, exc.title, exc.detail, instance=request.url.path, headers=exc.headers, extra=exc.extra
+        )
 
     @app.exception_handler(core.ClapSearchError)
     async def _core(request: Request, exc: core.ClapSearchError):
@@ -178,11 +195,13 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError):
-        errors = [{"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
-                  for e in exc.errors()]
+        errors = [
+            {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")} for e in exc.errors()
+        ]
         detail = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in errors)
-        return problem_response(422, "request.invalid", "Invalid request", detail,
-                                instance=request.url.path, extra={"errors": errors})
+        return problem_response(
+            422, "request.invalid", "Invalid request", detail, instance=request.url.path, extra={"errors": errors}
+        )
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException):
@@ -190,8 +209,9 @@ def install(app: FastAPI) -> None:
         title = PROBLEMS[code][1] if code else "Error"
         code = code or f"http.{exc.status_code}"
         detail = exc.detail if isinstance(exc.detail, str) else None
-        return problem_response(exc.status_code, code, title, detail, instance=request.url.path,
-                                headers=getattr(exc, "headers", None))
+        return problem_response(
+            exc.status_code, code, title, detail, instance=request.url.path, headers=getattr(exc, "headers", None)
+        )
 
     # Exception last: ONNX Runtime's errors derive from it directly.
     for kind in (OSError, RuntimeError, SQLAlchemyError, Exception):

@@ -52,6 +52,7 @@ def _background(fn, *args) -> None:
 
 # ----------------------------------------------------------------------------- embeddings
 
+
 def _embedding_key(rt: Runtime, text: str) -> str:
     return f"emb:{rt.manifest.fingerprint[:16]}:{rt.store.variant}:{_digest(text)}"
 
@@ -85,6 +86,7 @@ async def text_vectors(rt: Runtime, texts: list[str]) -> np.ndarray:
 
 # ----------------------------------------------------------------------------- search
 
+
 def _with_urls(record: dict) -> dict:
     item = record["id"]
     return {**record, "audio_url": f"/v1/items/{item}/audio", "peaks_url": f"/v1/items/{item}/peaks"}
@@ -111,13 +113,26 @@ def _version_token(folder: Path) -> str:
 
 def _result_key(searcher: Searcher, req: SearchRequest, query_id: str) -> str:
     v = searcher.version
-    return (f"res:{v.collection_id}:{req.kind}:{v.version}:{v.generation}:{_version_token(v.folder)}:"
-            + _digest(str(v.folder), query_id, str(req.limit), str(req.offset), repr(req.min_score),
-                      repr(req.min_relevance), req.filters.key()))
+    return f"res:{v.collection_id}:{req.kind}:{v.version}:{v.generation}:{_version_token(v.folder)}:" + _digest(
+        str(v.folder),
+        query_id,
+        str(req.limit),
+        str(req.offset),
+        repr(req.min_score),
+        repr(req.min_relevance),
+        req.filters.key(),
+    )
 
 
-async def search(rt: Runtime, req: SearchRequest, *, text: str | None = None, vector: np.ndarray | None = None,
-                 exclude_file: int | None = None, query_id: str | None = None) -> dict:
+async def search(
+    rt: Runtime,
+    req: SearchRequest,
+    *,
+    text: str | None = None,
+    vector: np.ndarray | None = None,
+    exclude_file: int | None = None,
+    query_id: str | None = None,
+) -> dict:
     """One page of hits for a text or a vector; ``exclude_file`` drops the query's own file."""
     started = time.perf_counter()
     searcher = rt.searcher(req.collection, req.kind)
@@ -140,14 +155,16 @@ async def search(rt: Runtime, req: SearchRequest, *, text: str | None = None, ve
         rt.metrics.cache.labels("result", "miss" if rt.cache.enabled else "skip").inc()
     if emb_key is not None:
         blob = found.get(emb_key)
-        rt.metrics.cache.labels("embedding", "hit" if blob is not None else
-                                ("miss" if rt.cache.enabled else "skip")).inc()
+        rt.metrics.cache.labels(
+            "embedding", "hit" if blob is not None else ("miss" if rt.cache.enabled else "skip")
+        ).inc()
         if blob is not None:
             vector = vector_from_bytes(blob)
     allowed = await _allowed(rt, searcher, req)
     k = core.candidates_needed(req, exclude_file)
-    outcome = await rt.batcher.submit(SearchQuery(searcher, k, vector=vector, text=None if vector is not None
-                                                  else text, allowed_ids=allowed))
+    outcome = await rt.batcher.submit(
+        SearchQuery(searcher, k, vector=vector, text=None if vector is not None else text, allowed_ids=allowed)
+    )
     hits = outcome.hits
     if req.kind == "segments":
         hits = await _with_short_files(rt, req, searcher, outcome.vector, k, hits)
@@ -160,6 +177,7 @@ async def search(rt: Runtime, req: SearchRequest, *, text: str | None = None, ve
         if result_key is not None:
             writes.append((result_key, json.dumps(results).encode(), rt.settings.result_cache_ttl_s))
         if writes:
+
             def write_results() -> None:
                 for w in writes:
                     rt.cache.set(*w)
@@ -177,17 +195,27 @@ async def _with_short_files(rt: Runtime, req: SearchRequest, segment_searcher: S
 
 
 def _response(rt: Runtime, req, version, results, started, *, cached: bool) -> dict:
-    return {"collection": req.collection, "model": rt.manifest.name, "index_version": version.version,
-            "took_ms": round((time.perf_counter() - started) * 1000, 3), "cached": cached,
-            "limit": req.limit, "offset": req.offset, "results": results}
+    return {
+        "collection": req.collection,
+        "model": rt.manifest.name,
+        "index_version": version.version,
+        "took_ms": round((time.perf_counter() - started) * 1000, 3),
+        "cached": cached,
+        "limit": req.limit,
+        "offset": req.offset,
+        "results": results,
+    }
 
 
 # ----------------------------------------------------------------------------- audio input
 
+
 async def audio_vector(rt: Runtime, upload, item_id: int | None) -> tuple[np.ndarray, str]:
     """The query vector of an uploaded clip or an indexed item, and a name for it."""
     if (upload is None) == (item_id is None):
-        raise ProblemError("request.audio_source", "send either a multipart `file` upload or an item `id`, not both or neither")
+        raise ProblemError(
+            "request.audio_source", "send either a multipart `file` upload or an item `id`, not both or neither"
+        )
     if item_id is not None:
         start = time.perf_counter()
         vector = await run_in_threadpool(core.stored_vector, rt.store, item_id)
@@ -203,6 +231,7 @@ async def audio_vector(rt: Runtime, upload, item_id: int | None) -> tuple[np.nda
 
 
 # ----------------------------------------------------------------------------- labels
+
 
 async def vocabulary_vectors(rt: Runtime) -> np.ndarray:
     return await run_in_threadpool(rt.vocabulary.vectors, rt.encoder.embed_text)

@@ -34,7 +34,7 @@ log = logging.getLogger("service.reload")
 CHANNEL = "clapsearch:index-published"
 
 _BACKOFF_MIN_S, _BACKOFF_MAX_S = 0.5, 30.0
-_LISTEN_TICK_S = 0.5          # how long one get_message waits: bounds how fast stop() returns
+_LISTEN_TICK_S = 0.5  # how long one get_message waits: bounds how fast stop() returns
 
 
 def notify_published(settings: ServiceSettings, collection: str) -> bool:
@@ -46,17 +46,30 @@ def notify_published(settings: ServiceSettings, collection: str) -> bool:
     if not settings.redis_url:
         log.info("index of %r published; no Redis configured, replicas will notice by polling", collection)
         return False
-    notice = json.dumps({"collection": collection, "host": socket.gethostname(), "pid": os.getpid(),
-                         "at": datetime.now(timezone.utc).isoformat()})
+    notice = json.dumps(
+        {
+            "collection": collection,
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "at": datetime.now(timezone.utc).isoformat(),
+        }
+    )
     client = None
     try:
-        client = redis_client(settings.redis_url, connect_timeout_s=settings.redis_timeout_s,
-                              read_timeout_s=max(settings.redis_timeout_s, 1.0))
+        client = redis_client(
+            settings.redis_url,
+            connect_timeout_s=settings.redis_timeout_s,
+            read_timeout_s=max(settings.redis_timeout_s, 1.0),
+        )
         receivers = client.publish(CHANNEL, notice)
     except Exception as exc:
-        log.warning("could not notify replicas that %r was published (Redis %s: %s: %s); "
-                    "they will notice by polling", collection, redact_url(settings.redis_url),
-                    exc.__class__.__name__, exc)
+        log.warning(
+            "could not notify replicas that %r was published (Redis %s: %s: %s); they will notice by polling",
+            collection,
+            redact_url(settings.redis_url),
+            exc.__class__.__name__,
+            exc,
+        )
         return False
     finally:
         if client is not None:
@@ -111,8 +124,12 @@ class IndexWatcher:
         self.subscribed = False
 
     def status(self) -> dict:
-        return {"subscribed": self.subscribed, "notices": self.notices, "polls": self.polls,
-                "last_error": self.last_error}
+        return {
+            "subscribed": self.subscribed,
+            "notices": self.notices,
+            "polls": self.polls,
+            "last_error": self.last_error,
+        }
 
     # ------------------------------------------------------------------ loops
     def _call(self, collection: str | None) -> None:
@@ -137,9 +154,12 @@ class IndexWatcher:
                 assert self.settings.redis_url is not None, "start() listens only with a Redis URL"
                 # reads wait for messages, so the read timeout must outlast one listening tick;
                 # the health check PINGs an idle connection so a silently dead one is noticed
-                client = redis_client(self.settings.redis_url, connect_timeout_s=timeout,
-                                      read_timeout_s=max(timeout, _LISTEN_TICK_S) + 5.0,
-                                      health_check_interval=10)
+                client = redis_client(
+                    self.settings.redis_url,
+                    connect_timeout_s=timeout,
+                    read_timeout_s=max(timeout, _LISTEN_TICK_S) + 5.0,
+                    health_check_interval=10,
+                )
                 pubsub = client.pubsub(ignore_subscribe_messages=True)
                 pubsub.subscribe(CHANNEL)
                 self.subscribed = True
@@ -147,7 +167,7 @@ class IndexWatcher:
                     log.warning("index notices from Redis %s resumed", redact_url(self.settings.redis_url))
                     self.last_error = None
                     had_error = False
-                    self._call(None)       # notices sent while we were away are lost: look once
+                    self._call(None)  # notices sent while we were away are lost: look once
                 backoff = _BACKOFF_MIN_S
                 while not self._stop.is_set():
                     message = pubsub.get_message(timeout=_LISTEN_TICK_S)
@@ -157,9 +177,12 @@ class IndexWatcher:
                 self.subscribed = False
                 self.last_error = f"{exc.__class__.__name__}: {exc}"
                 if not had_error:
-                    log.warning("index notices from Redis %s unavailable (%s); polling every %.1f s, "
-                                "reconnecting with backoff", redact_url(self.settings.redis_url),
-                                self.last_error, self.settings.reload_poll_s)
+                    log.warning(
+                        "index notices from Redis %s unavailable (%s); polling every %.1f s, reconnecting with backoff",
+                        redact_url(self.settings.redis_url),
+                        self.last_error,
+                        self.settings.reload_poll_s,
+                    )
                 had_error = True
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, _BACKOFF_MAX_S)

@@ -48,7 +48,7 @@ def _started(value: _T | None, what: str) -> _T:
 
 
 class Runtime:
-    decode_slots: asyncio.Semaphore     # set by the app's lifespan, on its event loop
+    decode_slots: asyncio.Semaphore  # set by the app's lifespan, on its event loop
 
     def __init__(self, settings: ServiceSettings, metrics: Metrics | None = None):
         self.settings = settings
@@ -63,7 +63,7 @@ class Runtime:
         self._searchers: dict[tuple[str, str], Searcher] = {}
         self._load_errors: dict[str, str] = {}
         self._lock = threading.Lock()
-        self._reload_lock = threading.Lock()    # the watcher and a local job may both call reload
+        self._reload_lock = threading.Lock()  # the watcher and a local job may both call reload
         self.started_at: float | None = None
 
     # Started by start(); reading one before it ran is a programming error, said clearly.
@@ -91,28 +91,35 @@ class Runtime:
     def start(self) -> None:
         s = self.settings
         store = self._store = Store.open(s)
-        encoder = self._encoder = store.encoder()     # loads the ONNX towers now, not on a request
-        batcher = self._batcher = MicroBatcher(InferenceEngine(encoder, self.metrics), max_batch=s.batch_max,
-                                               max_wait_s=s.batch_wait_ms / 1000, max_queue=s.queue_max,
-                                               on_batch=self._on_batch)
+        encoder = self._encoder = store.encoder()  # loads the ONNX towers now, not on a request
+        batcher = self._batcher = MicroBatcher(
+            InferenceEngine(encoder, self.metrics),
+            max_batch=s.batch_max,
+            max_wait_s=s.batch_wait_ms / 1000,
+            max_queue=s.queue_max,
+            on_batch=self._on_batch,
+        )
         batcher.start()
         labels = audioset_labels() + (read_label_file(s.vocabulary_file) if s.vocabulary_file else [])
         manifest = store.manifest
-        self._vocabulary = Vocabulary(labels, s.label_template, cache_dir=Path(s.home) / "cache",
-                                      model_key=f"{manifest.fingerprint}:{store.variant}")
+        self._vocabulary = Vocabulary(
+            labels,
+            s.label_template,
+            cache_dir=Path(s.home) / "cache",
+            model_key=f"{manifest.fingerprint}:{store.variant}",
+        )
         for collection in catalog.list_collections(store.db):
-            if "~" in collection.name:        # a rebuild's shadow collection is not served
+            if "~" in collection.name:  # a rebuild's shadow collection is not served
                 continue
             for kind in KINDS:
                 try:
                     self.searcher(collection.name, kind)
                 except (ProblemError, core.ClapSearchError):
-                    pass                      # recorded in _load_errors when it is a real failure
+                    pass  # recorded in _load_errors when it is a real failure
         self._jobs = open_job_queue(s, on_published=self.reload)
         self.watcher = IndexWatcher(s, self.reload)
         self.watcher.start()
-        self._vocabulary_thread = threading.Thread(target=self._warm_vocabulary, name="vocabulary",
-                                                   daemon=True)
+        self._vocabulary_thread = threading.Thread(target=self._warm_vocabulary, name="vocabulary", daemon=True)
         self._vocabulary_thread.start()
         self.started_at = time.time()
 
@@ -155,13 +162,18 @@ class Runtime:
             found = self._searchers.get(key)
             if found is not None:
                 return found
-            row = self.store.collection(collection)          # CollectionNotFoundError -> 404
+            row = self.store.collection(collection)  # CollectionNotFoundError -> 404
             if kind == "segments" and row.segment_seconds is None:
-                raise ProblemError("index.no_segments", f"collection {collection!r} was ingested without segments; "
-                                   "run `indexer ingest --segments` to search inside long files")
+                raise ProblemError(
+                    "index.no_segments",
+                    f"collection {collection!r} was ingested without segments; "
+                    "run `indexer ingest --segments` to search inside long files",
+                )
             if versions.current_version(self.store.index_dir, collection, kind) is None:
-                raise ProblemError("index.not_published", f"collection {collection!r} has no published {kind} index yet; "
-                                   "ingest some audio first")
+                raise ProblemError(
+                    "index.not_published",
+                    f"collection {collection!r} has no published {kind} index yet; ingest some audio first",
+                )
             try:
                 found = Searcher(self.store, collection, kind=kind)
             except core.ClapSearchError as exc:
@@ -170,8 +182,13 @@ class Runtime:
             self._load_errors.pop(f"{collection}/{kind}", None)
             self._searchers[key] = found
             self.metrics.index_vectors.labels(collection, kind).set(found.version.n_vectors)
-            log.info("loaded %s/%s index %s (%d vectors)", collection, kind, found.version.folder.name,
-                     found.version.n_vectors)
+            log.info(
+                "loaded %s/%s index %s (%d vectors)",
+                collection,
+                kind,
+                found.version.folder.name,
+                found.version.n_vectors,
+            )
             return found
 
     def reload(self, collection: str | None = None) -> None:
@@ -200,9 +217,14 @@ class Runtime:
                     pass
 
     def loaded(self) -> dict[str, dict]:
-        return {f"{name}/{kind}": {"version": s.version.version, "n_vectors": s.version.n_vectors,
-                                   "generation": s.version.generation}
-                for (name, kind), s in self._searchers.items()}
+        return {
+            f"{name}/{kind}": {
+                "version": s.version.version,
+                "n_vectors": s.version.n_vectors,
+                "generation": s.version.generation,
+            }
+            for (name, kind), s in self._searchers.items()
+        }
 
     # ------------------------------------------------------------------ readiness
     def readiness(self) -> tuple[bool, dict]:
@@ -210,14 +232,19 @@ class Runtime:
         deployment with no collection yet is ready (there is nothing to load; ingest is allowed)."""
         model_ok = self._encoder is not None
         detail = {
-            "model": {"loaded": model_ok, "name": self.manifest.name if model_ok else None,
-                      "fingerprint": self.manifest.fingerprint if model_ok else None,
-                      "variant": self.store.variant if model_ok else None,
-                      "providers": list(getattr(self._encoder, "providers", []))},
+            "model": {
+                "loaded": model_ok,
+                "name": self.manifest.name if model_ok else None,
+                "fingerprint": self.manifest.fingerprint if model_ok else None,
+                "variant": self.store.variant if model_ok else None,
+                "providers": list(getattr(self._encoder, "providers", [])),
+            },
             "indexes": self.loaded(),
             "index_errors": dict(self._load_errors),
-            "vocabulary": {"labels": len(self._vocabulary.labels) if self._vocabulary else 0,
-                           "embedded": bool(self._vocabulary and self._vocabulary.ready)},
+            "vocabulary": {
+                "labels": len(self._vocabulary.labels) if self._vocabulary else 0,
+                "embedded": bool(self._vocabulary and self._vocabulary.ready),
+            },
             "redis": self.cache.status(),
             "jobs": self._jobs.status() if self._jobs is not None else None,
             "watcher": self.watcher.status() if self.watcher is not None else None,

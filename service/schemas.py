@@ -15,7 +15,7 @@ from service.jobs import JobInfo
 
 
 def _tags(value: object) -> object:
-    return {} if value is None else value     # no tags is an empty object, never null
+    return {} if value is None else value  # no tags is an empty object, never null
 
 
 class Problem(BaseModel):
@@ -33,9 +33,13 @@ class Problem(BaseModel):
 class SearchHit(BaseModel):
     id: int = Field(description="item (file) id: use it for /v1/items/{id}, similar search, classify")
     score: float = Field(description="cosine similarity to the query, -1..1")
-    relevance: float | None = Field(None, description=(
-        "text queries on calibrated models: P(match) from the model's score calibration, 0..1, comparable "
-        "across queries (a nonsense query scores near 0); null otherwise"))
+    relevance: float | None = Field(
+        None,
+        description=(
+            "text queries on calibrated models: P(match) from the model's score calibration, 0..1, comparable "
+            "across queries (a nonsense query scores near 0); null otherwise"
+        ),
+    )
     path: str
     name: str
     duration_s: float | None = None
@@ -59,13 +63,39 @@ class SearchResponse(BaseModel):
     offset: int
     results: list[SearchHit]
 
-    model_config = {"json_schema_extra": {"examples": [{
-        "query": "dog barking in the rain", "collection": "default", "model": "clapsearch-sfx-v1",
-        "index_version": 3, "took_ms": 11.2, "cached": False, "limit": 10, "offset": 0,
-        "results": [{"id": 42, "score": 0.412, "relevance": 0.93, "path": "/srv/library/animals/dog_bark_rain.flac",
-                     "name": "dog_bark_rain.flac", "duration_s": 7.5, "format": "FLAC", "tags": {},
-                     "start_s": None, "end_s": None, "segment_id": None,
-                     "audio_url": "/v1/items/42/audio", "peaks_url": "/v1/items/42/peaks"}]}]}}
+    model_config = {
+        "json_schema_extra": {
+            "examples": [
+                {
+                    "query": "dog barking in the rain",
+                    "collection": "default",
+                    "model": "clapsearch-sfx-v1",
+                    "index_version": 3,
+                    "took_ms": 11.2,
+                    "cached": False,
+                    "limit": 10,
+                    "offset": 0,
+                    "results": [
+                        {
+                            "id": 42,
+                            "score": 0.412,
+                            "relevance": 0.93,
+                            "path": "/srv/library/animals/dog_bark_rain.flac",
+                            "name": "dog_bark_rain.flac",
+                            "duration_s": 7.5,
+                            "format": "FLAC",
+                            "tags": {},
+                            "start_s": None,
+                            "end_s": None,
+                            "segment_id": None,
+                            "audio_url": "/v1/items/42/audio",
+                            "peaks_url": "/v1/items/42/peaks",
+                        }
+                    ],
+                }
+            ]
+        }
+    }
 
 
 class TextHit(BaseModel):
@@ -83,8 +113,10 @@ class TextsResponse(BaseModel):
 
 class LabelScore(BaseModel):
     label: str
-    score: float = Field(description="softmax probability over the candidates, or with multi_label "
-                                     "the share of AudioSet's labels this label beats for the clip")
+    score: float = Field(
+        description="softmax probability over the candidates, or with multi_label "
+        "the share of AudioSet's labels this label beats for the clip"
+    )
     cosine: float = Field(description="raw cosine similarity of the clip and the phrased label")
 
 
@@ -97,12 +129,25 @@ class ClassifyResponse(BaseModel):
     logit_scale: float
     labels: list[LabelScore]
 
-    model_config = {"json_schema_extra": {"examples": [{
-        "query": "clip.wav", "model": "clapsearch-sfx-v1", "took_ms": 31.0, "multi_label": False,
-        "hypothesis_template": "This is a sound of {}.", "logit_scale": 14.95,
-        "labels": [{"label": "dog", "score": 0.81, "cosine": 0.39},
-                   {"label": "rain", "score": 0.15, "cosine": 0.28},
-                   {"label": "engine", "score": 0.04, "cosine": 0.19}]}]}}
+    model_config = {
+        "json_schema_extra": {
+            "examples": [
+                {
+                    "query": "clip.wav",
+                    "model": "clapsearch-sfx-v1",
+                    "took_ms": 31.0,
+                    "multi_label": False,
+                    "hypothesis_template": "This is a sound of {}.",
+                    "logit_scale": 14.95,
+                    "labels": [
+                        {"label": "dog", "score": 0.81, "cosine": 0.39},
+                        {"label": "rain", "score": 0.15, "cosine": 0.28},
+                        {"label": "engine", "score": 0.04, "cosine": 0.19},
+                    ],
+                }
+            ]
+        }
+    }
 
 
 class Item(BaseModel):
@@ -173,16 +218,25 @@ class JobList(Page):
 # ----------------------------------------------------------------------------- inputs
 # POST bodies, JSON or form fields alike (routes/body.py). Flat models: OpenAPI shows them inline.
 
+
 class SearchOptions(BaseModel):
     """Paging and filters of every search; GET takes the same as query parameters (routes/params.py)."""
 
-    collection: str | None = Field(None, max_length=200, description="collection to search (default: the configured one)")
+    collection: str | None = Field(
+        None, max_length=200, description="collection to search (default: the configured one)"
+    )
     limit: int = Field(10, ge=1, description="results per page; capped at CLAPSEARCH_MAX_LIMIT")
     offset: int = Field(0, ge=0, description="skip this many results (pagination)")
     min_score: float | None = Field(None, ge=-1, le=1, description="drop hits below this cosine")
-    min_relevance: float | None = Field(None, ge=0, le=1, description=(
-        "text queries: drop hits whose calibrated relevance (0..1, the same meaning for every query; "
-        "0.5 = as likely a match as not) is below this; needs a model with a score calibration"))
+    min_relevance: float | None = Field(
+        None,
+        ge=0,
+        le=1,
+        description=(
+            "text queries: drop hits whose calibrated relevance (0..1, the same meaning for every query; "
+            "0.5 = as likely a match as not) is below this; needs a model with a score calibration"
+        ),
+    )
     min_duration: float | None = Field(None, ge=0, description="seconds")
     max_duration: float | None = Field(None, ge=0, description="seconds")
     format: list[str] = Field([], max_length=100, description="container formats to keep, e.g. WAV, FLAC, MP3")
@@ -209,15 +263,18 @@ class TextsInput(BaseModel):
 
 class ClassifyInput(BaseModel):
     id: int | None = Field(None, ge=1, description="an indexed item instead of an upload")
-    candidate_labels: list[str] = Field([], description="labels to choose from: a JSON array or repeated "
-                                                        "fields; a label may contain commas")
+    candidate_labels: list[str] = Field(
+        [], description="labels to choose from: a JSON array or repeated fields; a label may contain commas"
+    )
     hypothesis_template: str | None = Field(None, max_length=1000, description='default "This is a sound of {}."')
     multi_label: bool = Field(False, description="true: score labels independently")
 
 
 class IngestRequest(BaseModel):
-    path: str = Field(description="a file or folder under one of CLAPSEARCH_ALLOWED_INGEST_ROOTS",
-                      examples=["/srv/library/new-recordings"])
+    path: str = Field(
+        description="a file or folder under one of CLAPSEARCH_ALLOWED_INGEST_ROOTS",
+        examples=["/srv/library/new-recordings"],
+    )
     collection: str = Field("default", min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.-]+$")
     segments: bool = Field(False, description="also index 10 s windows of long files")
     prune: bool = Field(False, description="forget files under path that no longer exist")

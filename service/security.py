@@ -27,7 +27,7 @@ class TokenBuckets:
         self.rate = per_minute / 60.0
         self.burst = float(burst)
         self.max_clients = max_clients
-        self._buckets: dict[str, tuple[float, float]] = {}   # who -> (tokens, last refill)
+        self._buckets: dict[str, tuple[float, float]] = {}  # who -> (tokens, last refill)
         self._lock = threading.Lock()
 
     def take(self, who: str) -> float:
@@ -38,7 +38,7 @@ class TokenBuckets:
             tokens = min(self.burst, tokens + (now - last) * self.rate)
             if tokens >= 1.0:
                 if len(self._buckets) >= self.max_clients and who not in self._buckets:
-                    self._buckets.clear()       # bounded memory under address churn
+                    self._buckets.clear()  # bounded memory under address churn
                 self._buckets[who] = (tokens - 1.0, now)
                 return 0.0
             self._buckets[who] = (tokens, now)
@@ -67,16 +67,22 @@ class Guard:
             return f"addr:{request.client.host if request.client else 'unknown'}"
         key = presented_key(request)
         if not key:
-            raise ProblemError("auth.required", "send an API key as X-API-Key or Authorization: Bearer",
-                               headers={"WWW-Authenticate": 'Bearer realm="clapsearch"'})
+            raise ProblemError(
+                "auth.required",
+                "send an API key as X-API-Key or Authorization: Bearer",
+                headers={"WWW-Authenticate": 'Bearer realm="clapsearch"'},
+            )
         given = key.encode()
         # compare with every key, constant time, so timing does not reveal a key's prefix
         matched = False
         for known in self.keys:
             matched |= hmac.compare_digest(given, known)
         if not matched:
-            raise ProblemError("auth.invalid_key", "the API key is not accepted",
-                               headers={"WWW-Authenticate": 'Bearer realm="clapsearch", error="invalid_token"'})
+            raise ProblemError(
+                "auth.invalid_key",
+                "the API key is not accepted",
+                headers={"WWW-Authenticate": 'Bearer realm="clapsearch", error="invalid_token"'},
+            )
         return "key:" + hmac.new(b"clapsearch", given, "sha256").hexdigest()[:16]
 
     def __call__(self, request: Request) -> str:
@@ -85,8 +91,9 @@ class Guard:
             wait = self.buckets.take(who)
             if wait > 0:
                 retry = max(1, int(wait + 0.999))
-                raise ProblemError("rate_limited", f"rate limit exceeded; retry in {retry} s",
-                                   headers={"Retry-After": str(retry)})
+                raise ProblemError(
+                    "rate_limited", f"rate limit exceeded; retry in {retry} s", headers={"Retry-After": str(retry)}
+                )
         return who
 
 

@@ -32,28 +32,38 @@ class ServiceSettings(IndexerSettings):
     # --- the server process (clapsearch-api serve) -------------------------------------------
     host: str = Field("127.0.0.1", description="address uvicorn listens on (the images: `0.0.0.0`)")
     port: int = Field(8000, ge=1, le=65535, description="port uvicorn listens on")
-    workers: int = Field(1, ge=1, description="uvicorn worker processes (each holds the model and the index, "
-                         "so memory grows with them)")
+    workers: int = Field(
+        1, ge=1, description="uvicorn worker processes (each holds the model and the index, so memory grows with them)"
+    )
 
     # --- connections -------------------------------------------------------------------------
     redis_url: str | None = Field(
-        None, description="redis://host:6379/0. Unset: no cache, ingest jobs run inside the API "
-                          "process, replicas notice new index versions by polling only.")
-    redis_timeout_s: float = Field(0.25, gt=0, description="socket timeout of every Redis call; "
-                                   "a dead Redis costs at most this per request, then is skipped")
+        None,
+        description="redis://host:6379/0. Unset: no cache, ingest jobs run inside the API "
+        "process, replicas notice new index versions by polling only.",
+    )
+    redis_timeout_s: float = Field(
+        0.25,
+        gt=0,
+        description="socket timeout of every Redis call; a dead Redis costs at most this per request, then is skipped",
+    )
 
     # --- what is served ----------------------------------------------------------------------
     default_collection: str = "default"
-    label_template: str = Field("This is a sound of {}.",
-                                description="how vocabulary labels are phrased before embedding")
+    label_template: str = Field(
+        "This is a sound of {}.", description="how vocabulary labels are phrased before embedding"
+    )
     vocabulary_file: Path | None = Field(
-        None, description="extra labels for audio->text, one per line (added to AudioSet's)")
+        None, description="extra labels for audio->text, one per line (added to AudioSet's)"
+    )
 
     # --- security and limits -----------------------------------------------------------------
     api_keys: Annotated[list[SecretStr], NoDecode] = Field(
-        default_factory=list, description="accepted X-API-Key / Bearer values; empty: no auth")
-    rate_limit_per_minute: int = Field(0, ge=0, description="requests per minute per API key "
-                                       "(per client address without keys); 0: unlimited")
+        default_factory=list, description="accepted X-API-Key / Bearer values; empty: no auth"
+    )
+    rate_limit_per_minute: int = Field(
+        0, ge=0, description="requests per minute per API key (per client address without keys); 0: unlimited"
+    )
     rate_limit_burst: int = Field(20, ge=1, description="requests a key may make at once")
     metrics_public: bool = Field(False, description="serve /metrics without an API key")
     max_upload_bytes: int = Field(50 * MB, gt=0, description="largest accepted request body")
@@ -68,21 +78,31 @@ class ServiceSettings(IndexerSettings):
     batch_wait_ms: float = Field(2.0, ge=0, description="how long a batch waits to fill up")
     queue_max: int = Field(512, ge=1, description="queued inference requests before 503 busy")
     decode_threads: int = Field(2, ge=1, description="uploads decoded at once")
-    onnx_threads: int | None = Field(1, ge=0, description="ONNX Runtime threads per call; 1 in the "
-                                     "service: a text query is too small to split, and the cores "
-                                     "serve concurrent requests instead (0: one per core)")
-    onnx_spinning: bool = Field(False, description="idle ONNX Runtime threads spin-wait for the next "
-                                "call; off in the service so they leave the cores to the event loop")
-    gil_switch_interval_ms: float = Field(0.5, gt=0, description="Python's thread switch interval "
-                                          "in the API process (default 5 ms delays hand-offs)")
+    onnx_threads: int | None = Field(
+        1,
+        ge=0,
+        description="ONNX Runtime threads per call; 1 in the "
+        "service: a text query is too small to split, and the cores "
+        "serve concurrent requests instead (0: one per core)",
+    )
+    onnx_spinning: bool = Field(
+        False,
+        description="idle ONNX Runtime threads spin-wait for the next "
+        "call; off in the service so they leave the cores to the event loop",
+    )
+    gil_switch_interval_ms: float = Field(
+        0.5, gt=0, description="Python's thread switch interval in the API process (default 5 ms delays hand-offs)"
+    )
     embedding_cache_ttl_s: int = Field(7 * 24 * 3600, ge=0)
     result_cache_ttl_s: int = Field(600, ge=0)
 
     # --- ingest over HTTP and index reloads -----------------------------------------------------
     allowed_ingest_roots: Annotated[list[Path], NoDecode] = Field(
-        default_factory=list, description="folders HTTP ingest jobs may read; empty: jobs refused")
-    reload_poll_s: float = Field(5.0, gt=0, description="how often replicas check for a newly "
-                                 "published index version besides the Redis notice")
+        default_factory=list, description="folders HTTP ingest jobs may read; empty: jobs refused"
+    )
+    reload_poll_s: float = Field(
+        5.0, gt=0, description="how often replicas check for a newly published index version besides the Redis notice"
+    )
     job_queue: str = Field("clapsearch-ingest", description="Redis queue name of ingest jobs")
 
     @field_validator("api_keys", "cors_origins", "allowed_ingest_roots", mode="before")

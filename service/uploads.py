@@ -39,8 +39,14 @@ class BodyLimitMiddleware:
         self.app, self.max_bytes = app, max_bytes
 
     def _refuse(self, scope, detail: str):
-        return problem_response(413, "upload.too_large", "Request too large", detail,
-                                instance=scope.get("path"), headers={"Connection": "close"})
+        return problem_response(
+            413,
+            "upload.too_large",
+            "Request too large",
+            detail,
+            instance=scope.get("path"),
+            headers={"Connection": "close"},
+        )
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -53,8 +59,9 @@ class BodyLimitMiddleware:
                 except ValueError:
                     declared = 0
                 if declared > limit:
-                    return await self._refuse(scope, f"the body is {declared} bytes; the limit is "
-                                              f"{limit} (CLAPSEARCH_MAX_UPLOAD_BYTES)")(scope, receive, send)
+                    return await self._refuse(
+                        scope, f"the body is {declared} bytes; the limit is {limit} (CLAPSEARCH_MAX_UPLOAD_BYTES)"
+                    )(scope, receive, send)
         received = 0
         started = False
 
@@ -66,8 +73,7 @@ class BodyLimitMiddleware:
                 if received > limit:
                     # an HTTPException, not a private error: FastAPI's form parser turns anything
                     # else raised while it reads the body into a 400 "error parsing the body"
-                    raise _TooLarge(413, f"the body passed the limit of {limit} bytes "
-                                         "(CLAPSEARCH_MAX_UPLOAD_BYTES)")
+                    raise _TooLarge(413, f"the body passed the limit of {limit} bytes (CLAPSEARCH_MAX_UPLOAD_BYTES)")
             return message
 
         async def tracking_send(message):
@@ -80,15 +86,17 @@ class BodyLimitMiddleware:
             await self.app(scope, limited_receive, tracking_send)
         except _TooLarge:
             if not started:
-                await self._refuse(scope, f"the body passed the limit of {limit} bytes "
-                                   "(CLAPSEARCH_MAX_UPLOAD_BYTES)")(scope, receive, send)
+                await self._refuse(scope, f"the body passed the limit of {limit} bytes (CLAPSEARCH_MAX_UPLOAD_BYTES)")(
+                    scope, receive, send
+                )
 
 
 def check_content_type(upload: UploadFile) -> None:
     ctype = (upload.content_type or "application/octet-stream").split(";")[0].strip().lower()
     if not (ctype.startswith("audio/") or ctype in _AUDIO_TYPES):
-        raise ProblemError("upload.content_type", f"the uploaded part is {ctype!r}; send audio (audio/*, or "
-                           "application/octet-stream)")
+        raise ProblemError(
+            "upload.content_type", f"the uploaded part is {ctype!r}; send audio (audio/*, or application/octet-stream)"
+        )
 
 
 def _suffix(filename: str | None) -> str:
@@ -97,8 +105,7 @@ def _suffix(filename: str | None) -> str:
 
 
 @asynccontextmanager
-async def stored_upload(upload: UploadFile, *, max_seconds: float, copy_chunk: int = 1 << 20
-                        ) -> AsyncIterator[Path]:
+async def stored_upload(upload: UploadFile, *, max_seconds: float, copy_chunk: int = 1 << 20) -> AsyncIterator[Path]:
     """The upload as a temporary file whose header passed the duration limit; removed afterwards."""
     check_content_type(upload)
     fd, name = tempfile.mkstemp(prefix="clapsearch-upload-", suffix=_suffix(upload.filename))

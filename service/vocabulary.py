@@ -32,8 +32,11 @@ def audioset_labels() -> list[str]:
 
 
 def read_label_file(path: Path) -> list[str]:
-    return [line.strip() for line in Path(path).read_text("utf-8").splitlines()
-            if line.strip() and not line.lstrip().startswith("#")]
+    return [
+        line.strip()
+        for line in Path(path).read_text("utf-8").splitlines()
+        if line.strip() and not line.lstrip().startswith("#")
+    ]
 
 
 def phrase(template: str, label: str) -> str:

@@ -19,8 +19,9 @@ log = logging.getLogger("service.worker")
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="clapsearch-worker",
-                                     description="Run the ingest jobs the API puts in Redis (RQ).")
+    parser = argparse.ArgumentParser(
+        prog="clapsearch-worker", description="Run the ingest jobs the API puts in Redis (RQ)."
+    )
     parser.add_argument("--burst", action="store_true", help="exit when the queue is empty")
     parser.add_argument("--queue", default=None, help="queue name (default: CLAPSEARCH_JOB_QUEUE or clapsearch-ingest)")
     parser.add_argument("--simple", action="store_true", help="run jobs in this process instead of a forked child")
@@ -38,8 +39,11 @@ def main(argv: list[str] | None = None) -> int:
     quiet_library_loggers()
     settings = WorkerSettings()
     if not settings.redis_url:
-        print("clapsearch-worker: CLAPSEARCH_REDIS_URL is not set. The worker takes ingest jobs from "
-              "Redis; without Redis the API runs ingest jobs itself and needs no worker.", file=sys.stderr)
+        print(
+            "clapsearch-worker: CLAPSEARCH_REDIS_URL is not set. The worker takes ingest jobs from "
+            "Redis; without Redis the API runs ingest jobs itself and needs no worker.",
+            file=sys.stderr,
+        )
         sys.exit(2)
 
     from rq import SimpleWorker, Worker
@@ -48,20 +52,30 @@ def main(argv: list[str] | None = None) -> int:
     from service.cache import redact_url, redis_client
 
     # No read timeout: the worker blocks on Redis for minutes while it waits for jobs.
-    connection = redis_client(settings.redis_url, connect_timeout_s=max(settings.redis_timeout_s, 5.0),
-                              read_timeout_s=None, health_check_interval=30)
+    connection = redis_client(
+        settings.redis_url,
+        connect_timeout_s=max(settings.redis_timeout_s, 5.0),
+        read_timeout_s=None,
+        health_check_interval=30,
+    )
     where = redact_url(settings.redis_url)
     try:
         connection.ping()
     except Exception as exc:
-        print(f"clapsearch-worker: Redis at {where} is not reachable: {exc.__class__.__name__}: {exc}",
-              file=sys.stderr)
+        print(f"clapsearch-worker: Redis at {where} is not reachable: {exc.__class__.__name__}: {exc}", file=sys.stderr)
         sys.exit(1)
 
     queue = args.queue or settings.job_queue
     worker_class = SimpleWorker if args.simple else Worker
-    log.info("%s on queue %r at %s (home %s, model %s)%s", worker_class.__name__, queue, where, settings.home,
-             settings.model or "default", ", burst" if args.burst else "")
+    log.info(
+        "%s on queue %r at %s (home %s, model %s)%s",
+        worker_class.__name__,
+        queue,
+        where,
+        settings.home,
+        settings.model or "default",
+        ", burst" if args.burst else "",
+    )
     worker = worker_class([queue], connection=connection)
     worker.work(burst=args.burst, logging_level=args.log_level)
     return 0

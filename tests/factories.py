@@ -9,20 +9,34 @@ from training.models.config import load_config
 from training.random_init import build_clap_model, train_tokenizer
 
 CAPTIONS = [
-    "a dog barks in the rain", "rain falling on a tin roof", "a man speaks while cars pass by",
-    "glass breaking on a stone floor", "church bells ring in the distance", "the sound of a cat",
-    "birds singing at dawn", "footsteps on gravel", "a door creaks open slowly", "thunder and wind",
+    "a dog barks in the rain",
+    "rain falling on a tin roof",
+    "a man speaks while cars pass by",
+    "glass breaking on a stone floor",
+    "church bells ring in the distance",
+    "the sound of a cat",
+    "birds singing at dawn",
+    "footsteps on gravel",
+    "a door creaks open slowly",
+    "thunder and wind",
 ]
 
 
-def tiny_clap_model(fusion: bool, text_hidden: int = 32, text_heads: int = 2, vocab_size: int = 2048,
-                    seed: int = 0):
+def tiny_clap_model(fusion: bool, text_hidden: int = 32, text_heads: int = 2, vocab_size: int = 2048, seed: int = 0):
     """The ``micro`` registry model with every float tensor (norms and running stats included)
     random, so a dropped or mis-mapped tensor changes the output."""
     config = load_config("micro")
     audio = config.audio.model_copy(update={"fusion": fusion})
-    text = config.text.model_copy(update={"config": {**config.text.config, "hidden_size": text_hidden,
-                                                     "num_attention_heads": text_heads, "vocab_size": vocab_size}})
+    text = config.text.model_copy(
+        update={
+            "config": {
+                **config.text.config,
+                "hidden_size": text_hidden,
+                "num_attention_heads": text_heads,
+                "vocab_size": vocab_size,
+            }
+        }
+    )
     config = config.model_copy(update={"audio": audio, "text": text})
     return build_clap_model(config, seed, randomize_norms=True)
 

@@ -9,8 +9,17 @@ import time
 import numpy as np
 
 
-def tone(seconds: float, sr: int, *, freq: float | tuple[float, float] = 440.0, amplitude: float = 0.3,
-         noise: float = 0.02, seed: int = 0, channels: int | None = None, dtype=np.float32) -> np.ndarray:
+def tone(
+    seconds: float,
+    sr: int,
+    *,
+    freq: float | tuple[float, float] = 440.0,
+    amplitude: float = 0.3,
+    noise: float = 0.02,
+    seed: int = 0,
+    channels: int | None = None,
+    dtype=np.float32,
+) -> np.ndarray:
     """A sine of ``freq`` Hz plus white noise of standard deviation ``noise``, from ``seed``.
     A ``(low, high)`` pair draws the pitch from the seed (before the noise, so the same seed always
     gives the same file). Shape ``(n,)``, or ``(n, channels)`` with the same signal in each."""

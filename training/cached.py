@@ -40,9 +40,27 @@ from training.steps import as_list, audio_batch, make_dataset, score, validation
 from training.train_config import TrainConfig
 
 log = logging.getLogger("clap-train")
-CACHE_KEY_FIELDS = {"model", "init", "audio_init", "text_init", "tokenizer", "laion_text_config", "train_manifest",
-                    "train_split", "val_manifest", "val_split", "on_bad_record", "keyword_prob", "debias",
-                    "caption_model", "augment", "seed", "cache_views", "precision", "device"}
+CACHE_KEY_FIELDS = {
+    "model",
+    "init",
+    "audio_init",
+    "text_init",
+    "tokenizer",
+    "laion_text_config",
+    "train_manifest",
+    "train_split",
+    "val_manifest",
+    "val_split",
+    "on_bad_record",
+    "keyword_prob",
+    "debias",
+    "caption_model",
+    "augment",
+    "seed",
+    "cache_views",
+    "precision",
+    "device",
+}
 
 
 def audio_outputs(model, dataset, cfg: TrainConfig, device, amp, epoch: int, desc: str):
@@ -51,8 +69,7 @@ def audio_outputs(model, dataset, cfg: TrainConfig, device, amp, epoch: int, des
     from tqdm import tqdm
 
     dataset.set_epoch(epoch)
-    loader = DataLoader(dataset, batch_size=cfg.batch_size, shuffle=False, num_workers=cfg.workers,
-                        collate_fn=as_list)
+    loader = DataLoader(dataset, batch_size=cfg.batch_size, shuffle=False, num_workers=cfg.workers, collate_fn=as_list)
     feats, captions = [], []
     with torch.inference_mode(), torch.autocast(device.type, dtype=amp, enabled=amp is not None):
         for items in tqdm(loader, desc=desc, unit="batch", disable=not cfg.progress, leave=False):
@@ -71,15 +88,22 @@ def build_cache(model, train_records, val_records, cfg: TrainConfig, tokenizer, 
         captions.append(caps)
     unique = sorted({c for caps in captions for c in caps})
     index = {c: i for i, c in enumerate(unique)}
-    cache = {"audio": torch.stack(views, dim=1),                                   # (N, V, W_audio)
-             "caption_ids": torch.tensor([[index[c] for c in caps] for caps in captions]).T,  # (N, V)
-             "text": model.text_outputs(tokenizer, unique), "captions": unique}
+    cache = {
+        "audio": torch.stack(views, dim=1),  # (N, V, W_audio)
+        "caption_ids": torch.tensor([[index[c] for c in caps] for caps in captions]).T,  # (N, V)
+        "text": model.text_outputs(tokenizer, unique),
+        "captions": unique,
+    }
     if val_records:
         val_set = make_dataset(val_records, model, cfg, train=False)
         feats, _ = audio_outputs(model, val_set, cfg, device, amp, 0, "validation audio")
         texts, owner = validation_texts(val_records)
-        cache.update(val_audio=feats, val_text=model.text_outputs(tokenizer, texts), val_texts=texts,
-                     val_owner=torch.tensor(owner))
+        cache.update(
+            val_audio=feats,
+            val_text=model.text_outputs(tokenizer, texts),
+            val_texts=texts,
+            val_owner=torch.tensor(owner),
+        )
     return cache
 
 
@@ -87,16 +111,27 @@ def load_or_build_cache(cfg: TrainConfig, model, tokenizer, train_records, val_r
     """``out_dir/tower_cache.pt`` when it was built from the same inputs, else a new one (saved)."""
     cache_file = Path(cfg.out_dir) / "tower_cache.pt"
     # What the cached vectors depend on (not the head-training settings, so sweeps reuse the cache).
-    key = json.dumps({"cfg": cfg.model_dump(mode="json", include=CACHE_KEY_FIELDS), "train": len(train_records),
-                      "val": len(val_records or [])}, sort_keys=True)
+    key = json.dumps(
+        {
+            "cfg": cfg.model_dump(mode="json", include=CACHE_KEY_FIELDS),
+            "train": len(train_records),
+            "val": len(val_records or []),
+        },
+        sort_keys=True,
+    )
     cache = torch.load(cache_file, weights_only=True) if cache_file.is_file() else None
     if cache is None or cache.get("key") != key:
         started = time.perf_counter()
         cache = build_cache(model, train_records, val_records, cfg, tokenizer, device, amp)
         cache["key"] = key
         torch.save(cache, cache_file)
-        log.info("cached %d clips x %d views and %d captions in %.0f s", cache["audio"].shape[0],
-                 cache["audio"].shape[1], len(cache["captions"]), time.perf_counter() - started)
+        log.info(
+            "cached %d clips x %d views and %d captions in %.0f s",
+            cache["audio"].shape[0],
+            cache["audio"].shape[1],
+            len(cache["captions"]),
+            time.perf_counter() - started,
+        )
     return cache
 
 
@@ -107,8 +142,14 @@ class CachedStep:
     resumable = False  # the head training restarts (it is fast); the tower cache is what is reused
 
     def __init__(self, cfg: TrainConfig, model, tokenizer, train_records, val_records, device, amp, scaler):
-        self.cfg, self.model, self.tokenizer, self.device, self.amp, self.scaler = \
-            cfg, model, tokenizer, device, amp, scaler
+        self.cfg, self.model, self.tokenizer, self.device, self.amp, self.scaler = (
+            cfg,
+            model,
+            tokenizer,
+            device,
+            amp,
+            scaler,
+        )
         self.cache = load_or_build_cache(cfg, model, tokenizer, train_records, val_records, device, amp)
         self.clips, self.views = self.cache["caption_ids"].shape
         self.batch = min(cfg.batch_size, self.clips)
@@ -131,16 +172,21 @@ class CachedStep:
         if self.train_text:
             ids, mask = self.tokenizer.encode_batch([self.cache["captions"][int(i)] for i in caption_ids])
             with torch.autocast(self.device.type, dtype=self.amp, enabled=self.amp is not None):
-                text_in = self.model.text(torch.from_numpy(ids).to(self.device),
-                                          torch.from_numpy(mask).to(self.device)).float()
+                text_in = self.model.text(
+                    torch.from_numpy(ids).to(self.device), torch.from_numpy(mask).to(self.device)
+                ).float()
         else:
             text_in = self.cache["text"][caption_ids].to(self.device)
         a = F.normalize(self.model.audio_projection(audio_in), dim=-1)
         t = F.normalize(self.model.text_projection(text_in), dim=-1)
         loss = contrastive_loss(a, t, *self.model.logit_scales())
         (self.scaler.scale(loss) if self.scaler else loss).backward()
-        return {"loss": float(loss.detach()), "acc": batch_accuracy(a.detach(), t.detach()), "wait": 0.0,
-                "clips": int(rows.shape[0])}
+        return {
+            "loss": float(loss.detach()),
+            "acc": batch_accuracy(a.detach(), t.detach()),
+            "wait": 0.0,
+            "clips": int(rows.shape[0]),
+        }
 
     def validate(self) -> dict:
         """Retrieval on the cached validation vectors; a training text tower is re-run on the texts."""

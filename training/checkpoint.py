@@ -33,17 +33,26 @@ FORMAT = "clapsearch-train-v1"
 
 @dataclass
 class TrainState:
-    step: int = 0                 # optimizer steps taken
-    epoch: int = 0                # current epoch
-    position: int = 0             # items of this epoch already consumed (per rank)
-    samples_seen: int = 0         # pairs trained on, all ranks
+    step: int = 0  # optimizer steps taken
+    epoch: int = 0  # current epoch
+    position: int = 0  # items of this epoch already consumed (per rank)
+    samples_seen: int = 0  # pairs trained on, all ranks
     best_metric: float | None = None
     best_step: int | None = None
     history: list[dict] = field(default_factory=list)  # evaluation results by step
 
 
-def save_checkpoint(path: Path, *, model, model_config_json: str, tokenizer_json: str, state: TrainState,
-                    optimizer=None, scaler=None, train_config_json: str = "{}") -> Path:
+def save_checkpoint(
+    path: Path,
+    *,
+    model,
+    model_config_json: str,
+    tokenizer_json: str,
+    state: TrainState,
+    optimizer=None,
+    scaler=None,
+    train_config_json: str = "{}",
+) -> Path:
     rng = {"cpu": torch.get_rng_state()}
     if torch.cuda.is_available():
         rng["cuda"] = torch.cuda.get_rng_state_all()

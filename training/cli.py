@@ -1,16 +1,16 @@
 """``clap-train``: train, evaluate and export CLAP models; convert public checkpoints.
 
-    clap-train train --model cnn10-minilm --train data/train.jsonl --val data/val.jsonl --out runs/x
-    clap-train train --config run.json --set batch_size=128 --set lr=3e-4     # any TrainConfig field
-    torchrun --nproc-per-node 4 -m training.cli train --config run.json        # DDP, one process per GPU
-    clap-train evaluate --model models/x --manifest data/test.jsonl            # or --checkpoint best.pt
-    clap-train export runs/x/checkpoints/best.pt models/x --variants fp32,int8
-    clap-train corpus --out data/corpus --extra ../shared/data/extra-sfx    # the default model's data
-    clap-train corpus-pseudo --corpus data/corpus --yamnet yamnet_spectra_in.tflite  # + YAMNet captions
-    clap-train model-card models/x --corpus data/corpus --run runs/x         # held-out numbers + card
-    clap-train convert-laion 630k-audioset-fusion-best.pt models/laion-fusion --tokenizer ./roberta-base
-    clap-train convert-hf ./clap-htsat-unfused models/clap-htsat-unfused
-    clap-train init-random micro models/micro-random     # random weights: tests, benchmarks, demo
+clap-train train --model cnn10-minilm --train data/train.jsonl --val data/val.jsonl --out runs/x
+clap-train train --config run.json --set batch_size=128 --set lr=3e-4     # any TrainConfig field
+torchrun --nproc-per-node 4 -m training.cli train --config run.json        # DDP, one process per GPU
+clap-train evaluate --model models/x --manifest data/test.jsonl            # or --checkpoint best.pt
+clap-train export runs/x/checkpoints/best.pt models/x --variants fp32,int8
+clap-train corpus --out data/corpus --extra ../shared/data/extra-sfx    # the default model's data
+clap-train corpus-pseudo --corpus data/corpus --yamnet yamnet_spectra_in.tflite  # + YAMNet captions
+clap-train model-card models/x --corpus data/corpus --run runs/x         # held-out numbers + card
+clap-train convert-laion 630k-audioset-fusion-best.pt models/laion-fusion --tokenizer ./roberta-base
+clap-train convert-hf ./clap-htsat-unfused models/clap-htsat-unfused
+clap-train init-random micro models/micro-random     # random weights: tests, benchmarks, demo
 """
 
 from __future__ import annotations
@@ -65,25 +65,38 @@ def _variants(text: str) -> tuple[str, ...]:
 
 
 def _report(manifest, out: Path) -> None:
-    print(f"wrote {out}  ({manifest.name}: {manifest.audio.architecture}"
-          f"{' + fusion' if manifest.audio.fusion else ''}, {manifest.text.architecture}, {manifest.embed_dim}-d)")
+    print(
+        f"wrote {out}  ({manifest.name}: {manifest.audio.architecture}"
+        f"{' + fusion' if manifest.audio.fusion else ''}, {manifest.text.architecture}, {manifest.embed_dim}-d)"
+    )
     for name, variant in manifest.variants.items():
         if not variant.shipped:
             print(f"  {name}: measured, not shipped")
             continue
-        costs = [f"{tower} {value:.5f}" for tower, value in (("audio", variant.audio_min_cosine_to_fp32),
-                                                               ("text", variant.text_min_cosine_to_fp32)) if value is not None]
+        costs = [
+            f"{tower} {value:.5f}"
+            for tower, value in (("audio", variant.audio_min_cosine_to_fp32), ("text", variant.text_min_cosine_to_fp32))
+            if value is not None
+        ]
         cost = f"  min cosine to fp32: {', '.join(costs)}" if costs else ""
         print(f"  {name}: {variant.audio}, {variant.text}{cost}")
 
 
 def _export_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--name", help="model name in the manifest (default: the output folder's name)")
-    p.add_argument("--variants", type=_variants, default=("fp32", "int8"),
-                   help="comma-separated: fp32 (always), int8, fp16 (default: fp32,int8)")
+    p.add_argument(
+        "--variants",
+        type=_variants,
+        default=("fp32", "int8"),
+        help="comma-separated: fp32 (always), int8, fp16 (default: fp32,int8)",
+    )
     p.add_argument("--overwrite", action="store_true")
-    p.add_argument("--ship", type=_variants, help="variants whose files the folder keeps (default: all); "
-                   "the others are measured and recorded but left out, e.g. --ship int8 for a small folder")
+    p.add_argument(
+        "--ship",
+        type=_variants,
+        help="variants whose files the folder keeps (default: all); "
+        "the others are measured and recorded but left out, e.g. --ship int8 for a small folder",
+    )
     p.add_argument("--default-variant", help="variant the runtime opens by default (default: fp32 when shipped)")
 
 
@@ -96,8 +109,13 @@ def build_parser() -> argparse.ArgumentParser:
         train.add_argument(flag, dest=field, type=kind, help=text)
     train.add_argument("--freeze-text", action="store_true", default=None, help="lock the text tower (LiT)")
     train.add_argument("--freeze-audio", action="store_true", default=None, help="lock the audio tower")
-    train.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
-                       help="any TrainConfig field; VALUE is parsed as JSON when it can be")
+    train.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="any TrainConfig field; VALUE is parsed as JSON when it can be",
+    )
     train.add_argument("--export-to", type=Path, help="export best.pt to this model folder when done")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
     sub.add_parser("evaluate", add_help=False, help="retrieval / zero-shot / linear-probe metrics")
@@ -110,8 +128,12 @@ def build_parser() -> argparse.ArgumentParser:
     laion = sub.add_parser("convert-laion", help="laion_clap .pt checkpoint -> model folder")
     laion.add_argument("checkpoint", type=Path)
     laion.add_argument("out", type=Path)
-    laion.add_argument("--tokenizer", type=Path, required=True,
-                       help="folder with the RoBERTa tokenizer.json (laion checkpoints carry none)")
+    laion.add_argument(
+        "--tokenizer",
+        type=Path,
+        required=True,
+        help="folder with the RoBERTa tokenizer.json (laion checkpoints carry none)",
+    )
     laion.add_argument("--text-config", type=Path, help="RoBERTa config.json (attention heads are not in the weights)")
     hf = sub.add_parser("convert-hf", help="Hugging Face CLAP folder -> model folder")
     hf.add_argument("folder", type=Path)
@@ -163,9 +185,16 @@ def torch_embedder(checkpoint: Path, args: argparse.Namespace):
     device = "cuda" if args.device == "cuda" else "cpu"
     model = converted.model.to(device)
     tokenizer_file = converted.tokenizer_dir / "tokenizer.json"
-    return TorchEmbedder(AudioEmbedder(model), TextEmbedder(model), converted.frontend, tokenizer_file,
-                         converted.max_text_length, pad_token_id(tokenizer_file, model.text.model.config.pad_token_id),
-                         device=device, name=checkpoint.name)
+    return TorchEmbedder(
+        AudioEmbedder(model),
+        TextEmbedder(model),
+        converted.frontend,
+        tokenizer_file,
+        converted.max_text_length,
+        pad_token_id(tokenizer_file, model.text.model.config.pad_token_id),
+        device=device,
+        name=checkpoint.name,
+    )
 
 
 def _convert(args: argparse.Namespace):
@@ -206,8 +235,10 @@ def main(argv: list[str] | None = None) -> int:
 
             cfg = train_config_from_args(args)
             state = train(cfg)
-            print(f"done: {state.step} steps; best {cfg.select_metric} = {state.best_metric} at step {state.best_step}"
-                  f"; checkpoints in {cfg.checkpoint_dir}")
+            print(
+                f"done: {state.step} steps; best {cfg.select_metric} = {state.best_metric} at step {state.best_step}"
+                f"; checkpoints in {cfg.checkpoint_dir}"
+            )
             if args.export_to is None:
                 return 0
             args.checkpoint, args.out, args.command = cfg.checkpoint_dir / "best.pt", args.export_to, "export"
@@ -216,8 +247,15 @@ def main(argv: list[str] | None = None) -> int:
         converted = _convert(args)
         for note in converted.notes:
             print(f"note: {note}")
-        manifest = write_model_folder(converted, args.out, name=args.name, variants=args.variants,
-                                      overwrite=args.overwrite, ship=args.ship, default_variant=args.default_variant)
+        manifest = write_model_folder(
+            converted,
+            args.out,
+            name=args.name,
+            variants=args.variants,
+            overwrite=args.overwrite,
+            ship=args.ship,
+            default_variant=args.default_variant,
+        )
     except (ClapSearchError, ValueError, FileNotFoundError) as exc:
         return report_error(exc if isinstance(exc, ClapSearchError) else ConfigError(str(exc)))
     _report(manifest, args.out)

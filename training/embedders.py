@@ -60,8 +60,10 @@ def _failed(failures: dict[str, str], skip: bool, dim: int, rows: list) -> np.nd
     if failures and not skip:
         listed = "; ".join(f"{p}: {r}" for p, r in list(failures.items())[:10])
         more = f" (and {len(failures) - 10} more)" if len(failures) > 10 else ""
-        raise EvaluationError(f"{len(failures)} audio file(s) could not be embedded: {listed}{more} "
-                              "(pass skip_failed=True / --skip-failed to evaluate without them)")
+        raise EvaluationError(
+            f"{len(failures)} audio file(s) could not be embedded: {listed}{more} "
+            "(pass skip_failed=True / --skip-failed to evaluate without them)"
+        )
     out = np.full((len(rows), dim), np.nan, dtype=np.float32)
     for i, row in enumerate(rows):
         if row is not None:
@@ -72,17 +74,31 @@ def _failed(failures: dict[str, str], skip: bool, dim: int, rows: list) -> np.nd
 class OnnxEmbedder:
     """An exported model folder through the serving runtime (``ClapEncoder``)."""
 
-    def __init__(self, model_folder: str | Path, variant: str | None = None, *, device: str = "auto",
-                 threads: int | None = None, skip_failed: bool = False, batch_size: int = 16):
+    def __init__(
+        self,
+        model_folder: str | Path,
+        variant: str | None = None,
+        *,
+        device: str = "auto",
+        threads: int | None = None,
+        skip_failed: bool = False,
+        batch_size: int = 16,
+    ):
         from indexer.models.encoder import ClapEncoder
 
         self.encoder = ClapEncoder.open(model_folder, variant=variant, device=device, threads=threads)
         self.skip_failed, self.batch_size = skip_failed, batch_size
         self.failures: dict[str, str] = {}
         m = self.encoder.manifest
-        self.identity = {"kind": "onnx", "name": m.name, "folder": str(model_folder), "variant": self.encoder.variant,
-                         "fingerprint": m.fingerprint, "embed_dim": m.embed_dim,
-                         "providers": list(self.encoder.providers)}
+        self.identity = {
+            "kind": "onnx",
+            "name": m.name,
+            "folder": str(model_folder),
+            "variant": self.encoder.variant,
+            "fingerprint": m.fingerprint,
+            "embed_dim": m.embed_dim,
+            "providers": list(self.encoder.providers),
+        }
 
     def embed_audio(self, paths: Sequence[str]) -> np.ndarray:
         from training.data.records import split_tar_ref
@@ -113,9 +129,20 @@ class TorchEmbedder:
     exactly what the ONNX runtime is fed. Modules are switched to eval mode for each call and
     restored afterwards, so a model in the middle of training can be evaluated."""
 
-    def __init__(self, audio_fn: Callable, text_fn: Callable, frontend, tokenizer_file: str | Path,
-                 max_length: int, pad_token_id: int, batch_size: int = 16, device: str = "cpu", *,
-                 skip_failed: bool = False, name: str = "torch"):
+    def __init__(
+        self,
+        audio_fn: Callable,
+        text_fn: Callable,
+        frontend,
+        tokenizer_file: str | Path,
+        max_length: int,
+        pad_token_id: int,
+        batch_size: int = 16,
+        device: str = "cpu",
+        *,
+        skip_failed: bool = False,
+        name: str = "torch",
+    ):
         from indexer.text import TextTokenizer
 
         self.audio_fn, self.text_fn, self.frontend = audio_fn, text_fn, frontend
@@ -132,9 +159,15 @@ class TorchEmbedder:
         model = converted.model
         device = kwargs.get("device", "cpu")
         kwargs.setdefault("name", Path(str(converted.source)).name)
-        return cls(AudioEmbedder(model).to(device), TextEmbedder(model).to(device), converted.frontend,
-                   Path(converted.tokenizer_dir) / "tokenizer.json", converted.max_text_length,
-                   int(model.config.text_config.pad_token_id), **kwargs)
+        return cls(
+            AudioEmbedder(model).to(device),
+            TextEmbedder(model).to(device),
+            converted.frontend,
+            Path(converted.tokenizer_dir) / "tokenizer.json",
+            converted.max_text_length,
+            int(model.config.text_config.pad_token_id),
+            **kwargs,
+        )
 
     @contextlib.contextmanager
     def _inference(self) -> Iterator[None]:

@@ -45,11 +45,11 @@ VAL_SPLITS = ("val", "valid", "validation")
 # --------------------------------------------------------------------------------------- report
 @dataclass
 class TaskResult:
-    task: str                                   # retrieval | zeroshot | zeroshot-multilabel | linear-probe
+    task: str  # retrieval | zeroshot | zeroshot-multilabel | linear-probe
     metrics: dict[str, Any]
     counts: dict[str, int]
     settings: dict[str, Any] = field(default_factory=dict)
-    skipped: list[dict[str, str]] = field(default_factory=list)    # {"path", "reason"}
+    skipped: list[dict[str, str]] = field(default_factory=list)  # {"path", "reason"}
     seconds: dict[str, float] = field(default_factory=dict)
 
 
@@ -131,8 +131,13 @@ def evaluate_retrieval(embedder: Embedder, records: Sequence[EvalRecord]) -> Tas
         text = embedder.embed_texts(texts)
     with timer("metrics"):
         result = M.retrieval_metrics(audio[keep], text, np.array(owner))
-    counts = {"records": len(records), "clips": len(paths), "captions": len(texts),
-              "clips_with_captions": len(set(owner)), "skipped": len(skipped)}
+    counts = {
+        "records": len(records),
+        "clips": len(paths),
+        "captions": len(texts),
+        "clips_with_captions": len(set(owner)),
+        "skipped": len(skipped),
+    }
     return TaskResult("retrieval", result, counts, {}, skipped, timer.seconds)
 
 
@@ -143,8 +148,14 @@ def _class_names(records: Sequence[EvalRecord], labels: Sequence[str] | None) ->
     return names
 
 
-def evaluate_zero_shot(embedder: Embedder, records: Sequence[EvalRecord], labels: Sequence[str] | None = None,
-                       template: str = DEFAULT_TEMPLATE, *, multilabel: bool = False) -> TaskResult:
+def evaluate_zero_shot(
+    embedder: Embedder,
+    records: Sequence[EvalRecord],
+    labels: Sequence[str] | None = None,
+    template: str = DEFAULT_TEMPLATE,
+    *,
+    multilabel: bool = False,
+) -> TaskResult:
     """Zero-shot classification with one text per class, ``template`` filled with the class name.
 
     Single-label: every record must carry exactly one label; records without a label, or whose
@@ -161,8 +172,10 @@ def evaluate_zero_shot(embedder: Embedder, records: Sequence[EvalRecord], labels
     else:
         several = [r for r in records if len(r.labels) > 1]
         if several:
-            raise EvaluationError(f"{len(several)} record(s) have several labels (first: {several[0].audio}: "
-                                  f"{list(several[0].labels)}); use multilabel=True / --multilabel")
+            raise EvaluationError(
+                f"{len(several)} record(s) have several labels (first: {several[0].audio}: "
+                f"{list(several[0].labels)}); use multilabel=True / --multilabel"
+            )
         chosen = [r for r in records if r.labels and r.labels[0] in index]
     left_out = len(records) - len(chosen)
     audio, keep, skipped = _audio(embedder, [str(r.audio) for r in chosen], timer)
@@ -182,16 +195,26 @@ def evaluate_zero_shot(embedder: Embedder, records: Sequence[EvalRecord], labels
             result = M.zero_shot_metrics(audio[keep], classes, y)
             result["per_class"] = {names[k]: v for k, v in result["per_class"].items()}
             result["support"] = {names[k]: v for k, v in result["support"].items()}
-    counts = {"records": len(records), "clips": len(chosen), "classes": len(names),
-              "left_out": left_out, "skipped": len(skipped)}
+    counts = {
+        "records": len(records),
+        "clips": len(chosen),
+        "classes": len(names),
+        "left_out": left_out,
+        "skipped": len(skipped),
+    }
     settings = {"template": template, "labels": names, "multilabel": multilabel}
-    return TaskResult("zeroshot-multilabel" if multilabel else "zeroshot", result, counts, settings,
-                      skipped, timer.seconds)
+    return TaskResult(
+        "zeroshot-multilabel" if multilabel else "zeroshot", result, counts, settings, skipped, timer.seconds
+    )
 
 
-def evaluate_linear_probe(embedder: Embedder, train_records: Sequence[EvalRecord],
-                          test_records: Sequence[EvalRecord], val_records: Sequence[EvalRecord] | None = None,
-                          **probe_options) -> TaskResult:
+def evaluate_linear_probe(
+    embedder: Embedder,
+    train_records: Sequence[EvalRecord],
+    test_records: Sequence[EvalRecord],
+    val_records: Sequence[EvalRecord] | None = None,
+    **probe_options,
+) -> TaskResult:
     """Logistic regression on frozen audio embeddings of single-label records (classes: the train
     labels; val/test records with other labels, or without exactly one label, are left out)."""
     from training.linear_probe import run_linear_probe
@@ -216,9 +239,14 @@ def evaluate_linear_probe(embedder: Embedder, train_records: Sequence[EvalRecord
         raise EvaluationError("linear probe needs embedded train and test records")
     val = splits.get("val")
     with timer("fit"):
-        result = run_linear_probe(*splits["train"], *splits["test"], num_classes=len(names),
-                                  val_x=val[0] if val and val[1].size else None,
-                                  val_y=val[1] if val and val[1].size else None, **probe_options)
+        result = run_linear_probe(
+            *splits["train"],
+            *splits["test"],
+            num_classes=len(names),
+            val_x=val[0] if val and val[1].size else None,
+            val_y=val[1] if val and val[1].size else None,
+            **probe_options,
+        )
     metrics = result.to_dict()
     metrics["per_class_accuracy"] = {names[k]: v for k, v in result.per_class_accuracy.items()}
     counts["skipped"] = len(skipped_all)
@@ -233,9 +261,12 @@ def _fmt(value: Any) -> str:
 def format_report(report: EvaluationReport) -> str:
     """A terminal summary: one block per task, a row per retrieval direction."""
     m = report.model
-    lines = [f"model  {m.get('name', '?')} ({m.get('kind', '?')}"
-             + (f" {m['variant']}, fingerprint {m.get('fingerprint')}" if "variant" in m else "") + ")",
-             "data   " + "  ".join(f"{k}={v}" for k, v in report.data.items())]
+    lines = [
+        f"model  {m.get('name', '?')} ({m.get('kind', '?')}"
+        + (f" {m['variant']}, fingerprint {m.get('fingerprint')}" if "variant" in m else "")
+        + ")",
+        "data   " + "  ".join(f"{k}={v}" for k, v in report.data.items()),
+    ]
     for r in report.results:
         counts = ", ".join(f"{k} {v}" for k, v in r.counts.items())
         timing = ", ".join(f"{k} {v:.2f}s" for k, v in r.seconds.items())
@@ -280,8 +311,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--val-split", default=None, help="linear probe validation split (default: val/valid/validation)")
     p.add_argument("--task", choices=(*TASKS, "all"), default="all")
     p.add_argument("--template", default=DEFAULT_TEMPLATE, help="zero-shot text; {label} is replaced")
-    p.add_argument("--labels", type=_label_list, help="class names separated by ',' (or by ';' when "
-                   "names contain commas, as AudioSet's do); default: every label in the split")
+    p.add_argument(
+        "--labels",
+        type=_label_list,
+        help="class names separated by ',' (or by ';' when "
+        "names contain commas, as AudioSet's do); default: every label in the split",
+    )
     p.add_argument("--multilabel", action="store_true", help="zero-shot as multi-label tagging (mAP)")
     p.add_argument("--skip-failed", action="store_true", help="leave out audio that fails to decode")
     p.add_argument("--out", type=Path, help="write the JSON report here")
@@ -309,8 +344,12 @@ def _run_tasks(embedder: Embedder, records: Sequence, test: list, args: argparse
     return results
 
 
-def main(argv: list[str] | None = None, *, read_records: Callable | None = None,
-         torch_loader: Callable[[Path, argparse.Namespace], Embedder] | None = None) -> int:
+def main(
+    argv: list[str] | None = None,
+    *,
+    read_records: Callable | None = None,
+    torch_loader: Callable[[Path, argparse.Namespace], Embedder] | None = None,
+) -> int:
     """``read_records(path, **kw)`` returns records or ``(records, issues)`` (default:
     ``training.data.readers.read_any``); ``torch_loader(checkpoint, args)`` returns an
     :class:`Embedder` (e.g. a :class:`TorchEmbedder`) for ``--checkpoint``: without one,
@@ -328,22 +367,29 @@ def main(argv: list[str] | None = None, *, read_records: Callable | None = None,
         test = _split(records, [args.split])
         if not test:
             present = ", ".join(sorted({str(getattr(r, "split", None)) for r in records}))
-            raise EvaluationError(f"no records in split {args.split!r} (splits present: {present}; "
-                                  "--split all uses every record)")
+            raise EvaluationError(
+                f"no records in split {args.split!r} (splits present: {present}; --split all uses every record)"
+            )
         if args.checkpoint is not None:
             if torch_loader is None:
-                raise EvaluationError("--checkpoint: no checkpoint loader is available in this build; "
-                                      "export the checkpoint to a model folder and pass --model")
+                raise EvaluationError(
+                    "--checkpoint: no checkpoint loader is available in this build; "
+                    "export the checkpoint to a model folder and pass --model"
+                )
             embedder = CachedEmbedder(torch_loader(args.checkpoint, args))
         else:
-            embedder = CachedEmbedder(OnnxEmbedder(args.model, args.variant, device=args.device,
-                                                   skip_failed=args.skip_failed))
+            embedder = CachedEmbedder(
+                OnnxEmbedder(args.model, args.variant, device=args.device, skip_failed=args.skip_failed)
+            )
         results = _run_tasks(embedder, records, test, args)
     except (ClapSearchError, ValueError) as exc:  # data problems: a message, not a traceback
         return report_error(exc if isinstance(exc, ClapSearchError) else ConfigError(str(exc)))
-    report = EvaluationReport(model=embedder.identity, results=results,
-                              data={"manifest": str(args.manifest), "split": args.split, "records": len(test)},
-                              seconds_total=round(time.perf_counter() - start, 3))
+    report = EvaluationReport(
+        model=embedder.identity,
+        results=results,
+        data={"manifest": str(args.manifest), "split": args.split, "records": len(test)},
+        seconds_total=round(time.perf_counter() - start, 3),
+    )
     print(format_report(report))
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)

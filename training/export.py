@@ -53,8 +53,13 @@ def _quantize_int8(src: Path, dst: Path) -> None:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     inputs = {i.name for i in onnx.load(str(src), load_external_data=False).graph.input}
-    quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8, per_channel="input_ids" not in inputs,
-                     op_types_to_quantize=["MatMul", "Gemm"])
+    quantize_dynamic(
+        str(src),
+        str(dst),
+        weight_type=QuantType.QInt8,
+        per_channel="input_ids" not in inputs,
+        op_types_to_quantize=["MatMul", "Gemm"],
+    )
 
 
 VARIANT_BUILDERS = {"int8": _quantize_int8, "fp16": towers.convert_fp16}
@@ -67,15 +72,23 @@ def _precisions(variant: str) -> tuple[str, str]:
     audio, _, text = variant.partition("-")
     text = text or audio
     if audio not in PRECISIONS or text not in PRECISIONS:
-        raise ModelError(f"unknown variant {variant!r}: use one of {', '.join(PRECISIONS)} or AUDIO-TEXT "
-                         "such as fp32-fp16")
+        raise ModelError(
+            f"unknown variant {variant!r}: use one of {', '.join(PRECISIONS)} or AUDIO-TEXT such as fp32-fp16"
+        )
     return audio, text
 
 
-def measure_variants(stage: Path, variants: tuple[str, ...], audio_feeds: dict, text_feeds: dict,
-                     audio_ref: np.ndarray, text_ref: np.ndarray) -> dict[str, Variant]:
+def measure_variants(
+    stage: Path,
+    variants: tuple[str, ...],
+    audio_feeds: dict,
+    text_feeds: dict,
+    audio_ref: np.ndarray,
+    text_ref: np.ndarray,
+) -> dict[str, Variant]:
     """Each variant's files (built once, shared between variants), its cosine to fp32 and batch
     invariance, on the probes; fp32 always, since every variant is measured against it."""
+
     def tower_file(tower: str, precision: str) -> str:
         name = f"{tower}.onnx" if precision == "fp32" else f"{tower}.{precision}.onnx"
         if not (stage / name).exists():
@@ -89,15 +102,20 @@ def measure_variants(stage: Path, variants: tuple[str, ...], audio_feeds: dict, 
         audio_cos = None if audio_prec == "fp32" else min_cosine(run_onnx(stage / audio_name, audio_feeds), audio_ref)
         text_cos = None if text_prec == "fp32" else min_cosine(run_onnx(stage / text_name, text_feeds), text_ref)
         files[variant] = Variant(
-            audio=audio_name, text=text_name, audio_min_cosine_to_fp32=audio_cos, text_min_cosine_to_fp32=text_cos,
+            audio=audio_name,
+            text=text_name,
+            audio_min_cosine_to_fp32=audio_cos,
+            text_min_cosine_to_fp32=text_cos,
             audio_batch_invariant=batch_invariant(stage / audio_name, audio_feeds),
             text_batch_invariant=batch_invariant(stage / text_name, equal_length_text_feeds(**text_feeds)),
-            sha256={n: sha256_file(stage / n) for n in (audio_name, text_name)})
+            sha256={n: sha256_file(stage / n) for n in (audio_name, text_name)},
+        )
     return files
 
 
-def keep_shipped(stage: Path, files: dict[str, Variant], ship: tuple[str, ...] | None,
-                 default_variant: str | None) -> str:
+def keep_shipped(
+    stage: Path, files: dict[str, Variant], ship: tuple[str, ...] | None, default_variant: str | None
+) -> str:
     """Mark the variants left out of the folder (measured and recorded all the same), delete the
     files only they use, and return the default variant."""
     shipped = set(files) if ship is None else set(ship)
@@ -126,8 +144,14 @@ def write_model_folder(
     if converted.frontend.long_policy == "patch_mean":  # two audio graphs around the patch mean
         from training.export_patched import write_patch_model_folder
 
-        return write_patch_model_folder(converted, out_dir, name=name, parity_tol=parity_tol, overwrite=overwrite,
-                                        ship_fp16_text=ship is None or "fp32-fp16" in ship)
+        return write_patch_model_folder(
+            converted,
+            out_dir,
+            name=name,
+            parity_tol=parity_tol,
+            overwrite=overwrite,
+            ship_fp16_text=ship is None or "fp32-fp16" in ship,
+        )
     out = Path(out_dir)
     for variant in variants:
         _precisions(variant)  # fail before the (slow) export on a misspelt variant
@@ -142,8 +166,14 @@ def write_model_folder(
         batch = torch.export.Dim("batch")
         audio_args = (torch.from_numpy(features), torch.from_numpy(is_longer))
         text_args = (torch.from_numpy(input_ids), torch.from_numpy(attention_mask))
-        towers.export_onnx(audio_tower, audio_args, ["input_features", "is_longer"], "clap_audio_embeds",
-                    {"input_features": {0: batch}, "is_longer": {0: batch}}, stage / "audio.onnx")
+        towers.export_onnx(
+            audio_tower,
+            audio_args,
+            ["input_features", "is_longer"],
+            "clap_audio_embeds",
+            {"input_features": {0: batch}, "is_longer": {0: batch}},
+            stage / "audio.onnx",
+        )
         towers.export_text(text_tower, text_args, stage / "text.onnx")
 
         with torch.inference_mode():
@@ -178,10 +208,16 @@ def write_model_folder(
             logit_scale_text=float(model.logit_scales()[1].detach()),
         )
         manifest.save(stage)
-        (stage / "export_report.json").write_text(json.dumps({
-            "parity_max_abs": {"audio": audio_err, "text": text_err},
-            "notes": converted.notes,
-        }, indent=2) + "\n")
+        (stage / "export_report.json").write_text(
+            json.dumps(
+                {
+                    "parity_max_abs": {"audio": audio_err, "text": text_err},
+                    "notes": converted.notes,
+                },
+                indent=2,
+            )
+            + "\n"
+        )
     return manifest
 
 
@@ -201,7 +237,14 @@ def converted_from_checkpoint(path: str | Path, tokenizer_dir: Path):
     if state.best_metric is not None:
         notes.append(f"validation metric {state.best_metric:.4f} at step {state.best_step}")
     return ConvertedModel(
-        model=model, frontend=config.audio_frontend(), audio_architecture=architecture_name(config, "audio"),
-        text_architecture=architecture_name(config, "text"), tokenizer_dir=tokenizer_dir,
-        max_text_length=config.text.max_length, source=str(path), source_format="trained",
-        source_sha256=sha256_file(path), notes=notes)
+        model=model,
+        frontend=config.audio_frontend(),
+        audio_architecture=architecture_name(config, "audio"),
+        text_architecture=architecture_name(config, "text"),
+        tokenizer_dir=tokenizer_dir,
+        max_text_length=config.text.max_length,
+        source=str(path),
+        source_format="trained",
+        source_sha256=sha256_file(path),
+        notes=notes,
+    )

@@ -73,8 +73,9 @@ def fp16_weights(src: Path, dst: Path, min_elements: int = 1024) -> None:
         half = numpy_helper.from_array(value.astype(np.float16), init.name + "_fp16")
         graph.initializer.remove(init)
         graph.initializer.append(half)
-        casts.append(helper.make_node("Cast", [half.name], [init.name], to=TensorProto.FLOAT,
-                                      name=init.name + "_to_fp32"))
+        casts.append(
+            helper.make_node("Cast", [half.name], [init.name], to=TensorProto.FLOAT, name=init.name + "_to_fp32")
+        )
     for node in reversed(casts):
         graph.node.insert(0, node)
     onnx.checker.check_model(model)
@@ -113,31 +114,66 @@ def label_space_parts(head, encoder: str) -> tuple[LabelSpace, list[JointPart]]:
     labels = head.labels()
     label_space = LabelSpace(template=head.template, temperature=head.temperature, labels=labels, encoder=encoder)
     keep = 1.0 - head.embedding_weight
-    joint = [JointPart(name="prior", dim=len(labels), weight=head.prior_weight, audio_weight=keep * head.prior_weight,
-                       description="AudioSet label space: mean class scores vs softmax over anchors")]
+    joint = [
+        JointPart(
+            name="prior",
+            dim=len(labels),
+            weight=head.prior_weight,
+            audio_weight=keep * head.prior_weight,
+            description="AudioSet label space: mean class scores vs softmax over anchors",
+        )
+    ]
     if head.branch_dim:
-        joint.append(JointPart(name="branch", dim=head.branch_dim, weight=1.0 - head.prior_weight,
-                               audio_weight=keep * (1.0 - head.prior_weight),
-                               description="trained branch (tower output / text embedding -> MLP)"))
+        joint.append(
+            JointPart(
+                name="branch",
+                dim=head.branch_dim,
+                weight=1.0 - head.prior_weight,
+                audio_weight=keep * (1.0 - head.prior_weight),
+                description="trained branch (tower output / text embedding -> MLP)",
+            )
+        )
     if head.embedding_dim:
-        joint.append(JointPart(name="embedding", dim=head.embedding_dim, weight=0.0, audio_weight=head.embedding_weight,
-                               description="tower embedding on its principal axes; zero in text vectors"))
+        joint.append(
+            JointPart(
+                name="embedding",
+                dim=head.embedding_dim,
+                weight=0.0,
+                audio_weight=head.embedding_weight,
+                description="tower embedding on its principal axes; zero in text vectors",
+            )
+        )
     return label_space, joint
 
 
-def add_fp16_variants(stage: Path, files: dict[str, Variant], clips: list[np.ndarray], spec, patch_feeds: dict,
-                      text_feeds: dict, text_ref: np.ndarray, ship_fp16_text: bool) -> tuple[str, float, float]:
+def add_fp16_variants(
+    stage: Path,
+    files: dict[str, Variant],
+    clips: list[np.ndarray],
+    spec,
+    patch_feeds: dict,
+    text_feeds: dict,
+    text_ref: np.ndarray,
+    ship_fp16_text: bool,
+) -> tuple[str, float, float]:
     """Measure ``fp32-fp16`` (text tower in fp16) and ``fp16w-fp16`` (audio weights stored in fp16
     too) against fp32; returns the variant to ship and the two costs (min cosines to fp32)."""
     towers.convert_fp16(stage / "text.onnx", stage / "text.fp16.onnx")
     fp16_cos = towers.min_cosine(run_onnx(stage / "text.fp16.onnx", text_feeds), text_ref)
     fp16_ok = ship_fp16_text and fp16_cos >= 0.999
     files["fp32-fp16"] = Variant(
-        audio="audio.onnx", audio_head="audio_head.onnx", text="text.fp16.onnx",
-        text_min_cosine_to_fp32=fp16_cos, audio_batch_invariant=files["fp32"].audio_batch_invariant,
+        audio="audio.onnx",
+        audio_head="audio_head.onnx",
+        text="text.fp16.onnx",
+        text_min_cosine_to_fp32=fp16_cos,
+        audio_batch_invariant=files["fp32"].audio_batch_invariant,
         text_batch_invariant=batch_invariant(stage / "text.fp16.onnx", equal_length_text_feeds(**text_feeds)),
-        sha256={**{n: files["fp32"].sha256[n] for n in ("audio.onnx", "audio_head.onnx")},
-                "text.fp16.onnx": sha256_file(stage / "text.fp16.onnx")}, shipped=fp16_ok)
+        sha256={
+            **{n: files["fp32"].sha256[n] for n in ("audio.onnx", "audio_head.onnx")},
+            "text.fp16.onnx": sha256_file(stage / "text.fp16.onnx"),
+        },
+        shipped=fp16_ok,
+    )
     # Audio weights stored in fp16 (float32 arithmetic): shipped with the fp16 text tower when
     # the file vectors stay at cosine >= 0.999 to fp32 and rows stay batch-invariant.
     fp16_weights(stage / "audio.onnx", stage / "audio.fp16w.onnx")
@@ -148,18 +184,29 @@ def add_fp16_variants(stage: Path, files: dict[str, Variant], clips: list[np.nda
     small_invariant = batch_invariant(stage / "audio.fp16w.onnx", patch_feeds)
     compact_ok = fp16_ok and audio_cos >= 0.999 and small_invariant
     files["fp16w-fp16"] = Variant(
-        audio="audio.fp16w.onnx", audio_head="audio_head.fp16w.onnx", text="text.fp16.onnx",
-        audio_min_cosine_to_fp32=audio_cos, text_min_cosine_to_fp32=fp16_cos,
-        audio_batch_invariant=small_invariant, text_batch_invariant=files["fp32-fp16"].text_batch_invariant,
+        audio="audio.fp16w.onnx",
+        audio_head="audio_head.fp16w.onnx",
+        text="text.fp16.onnx",
+        audio_min_cosine_to_fp32=audio_cos,
+        text_min_cosine_to_fp32=fp16_cos,
+        audio_batch_invariant=small_invariant,
+        text_batch_invariant=files["fp32-fp16"].text_batch_invariant,
         sha256={n: sha256_file(stage / n) for n in ("audio.fp16w.onnx", "audio_head.fp16w.onnx", "text.fp16.onnx")},
-        shipped=compact_ok)
+        shipped=compact_ok,
+    )
     default = "fp16w-fp16" if compact_ok else "fp32-fp16" if fp16_ok else "fp32"
     return default, fp16_cos, audio_cos
 
 
-def write_patch_model_folder(converted: ConvertedModel, out_dir: str | Path, *, name: str | None = None,
-                             ship_fp16_text: bool = True, parity_tol: float = 1e-4,
-                             overwrite: bool = False) -> Manifest:
+def write_patch_model_folder(
+    converted: ConvertedModel,
+    out_dir: str | Path,
+    *,
+    name: str | None = None,
+    ship_fp16_text: bool = True,
+    parity_tol: float = 1e-4,
+    overwrite: bool = False,
+) -> Manifest:
     """Export a patch model (YAMNet tower) into ``out_dir``; variants ``fp32`` and ``fp32-fp16``
     (text tower in fp16), shipping the latter only when its cosine to fp32 is >= 0.999."""
     from indexer.audio.patches import frames_to_patches
@@ -176,19 +223,33 @@ def write_patch_model_folder(converted: ConvertedModel, out_dir: str | Path, *, 
 
     with towers.staged_folder(out, overwrite) as stage:
         batch = torch.export.Dim("batch")
-        export_onnx(_PatchGraph(model.audio).eval(), (torch.from_numpy(np.ascontiguousarray(patches)),), ["patches"],
-                "patch_outputs", {"patches": {0: batch}}, stage / "audio.onnx")
-        export_onnx(_HeadGraph(model.audio_projection).eval(), (torch.zeros(3, width),), ["pooled"],
-                "clap_audio_embeds", {"pooled": {0: batch}}, stage / "audio_head.onnx")
+        export_onnx(
+            _PatchGraph(model.audio).eval(),
+            (torch.from_numpy(np.ascontiguousarray(patches)),),
+            ["patches"],
+            "patch_outputs",
+            {"patches": {0: batch}},
+            stage / "audio.onnx",
+        )
+        export_onnx(
+            _HeadGraph(model.audio_projection).eval(),
+            (torch.zeros(3, width),),
+            ["pooled"],
+            "clap_audio_embeds",
+            {"pooled": {0: batch}},
+            stage / "audio_head.onnx",
+        )
         text_args = (torch.from_numpy(input_ids), torch.from_numpy(attention_mask))
         towers.export_text(text_tower, text_args, stage / "text.onnx")
 
         with torch.inference_mode():
-            audio_ref = torch.cat([model.encode_audio(torch.from_numpy(c[None]), torch.zeros(1, dtype=torch.bool))
-                                   for c in clips]).numpy()
+            audio_ref = torch.cat(
+                [model.encode_audio(torch.from_numpy(c[None]), torch.zeros(1, dtype=torch.bool)) for c in clips]
+            ).numpy()
             text_ref = text_tower(*text_args).numpy()
-        audio_err = float(np.abs(_onnx_file_vectors(stage, "audio.onnx", "audio_head.onnx", clips, spec)
-                                 - audio_ref).max())
+        audio_err = float(
+            np.abs(_onnx_file_vectors(stage, "audio.onnx", "audio_head.onnx", clips, spec) - audio_ref).max()
+        )
         text_feeds = {"input_ids": input_ids, "attention_mask": attention_mask}
         text_err = float(np.abs(run_onnx(stage / "text.onnx", text_feeds) - text_ref).max())
         towers.check_parity(audio_err, text_err, parity_tol)
@@ -196,11 +257,19 @@ def write_patch_model_folder(converted: ConvertedModel, out_dir: str | Path, *, 
         audio_invariant = batch_invariant(stage / "audio.onnx", patch_feeds)
         text_invariant = batch_invariant(stage / "text.onnx", equal_length_text_feeds(**text_feeds))
         hashes = {n: sha256_file(stage / n) for n in ("audio.onnx", "audio_head.onnx", "text.onnx")}
-        files = {"fp32": Variant(audio="audio.onnx", audio_head="audio_head.onnx", text="text.onnx",
-                                 audio_batch_invariant=audio_invariant, text_batch_invariant=text_invariant,
-                                 sha256=hashes)}
-        default, fp16_cos, audio_cos = add_fp16_variants(stage, files, clips, spec, patch_feeds, text_feeds, text_ref,
-                                                         ship_fp16_text)
+        files = {
+            "fp32": Variant(
+                audio="audio.onnx",
+                audio_head="audio_head.onnx",
+                text="text.onnx",
+                audio_batch_invariant=audio_invariant,
+                text_batch_invariant=text_invariant,
+                sha256=hashes,
+            )
+        }
+        default, fp16_cos, audio_cos = add_fp16_variants(
+            stage, files, clips, spec, patch_feeds, text_feeds, text_ref, ship_fp16_text
+        )
         keep_only(stage, files, default)
         shutil.copyfile(tokenizer_file, stage / "tokenizer.json")
 
@@ -208,11 +277,18 @@ def write_patch_model_folder(converted: ConvertedModel, out_dir: str | Path, *, 
         head = config.head
         label_space, joint = label_space_parts(head, converted.text_architecture) if head else (None, [])
         manifest = Manifest(
-            name=name or out.name, embed_dim=int(config.embed_dim), audio_frontend=spec,
-            audio=AudioTower(architecture=converted.audio_architecture, input_channels=1,
-                             config=config.audio.model_dump(exclude={"fusion"}), patch_outputs=width),
+            name=name or out.name,
+            embed_dim=int(config.embed_dim),
+            audio_frontend=spec,
+            audio=AudioTower(
+                architecture=converted.audio_architecture,
+                input_channels=1,
+                config=config.audio.model_dump(exclude={"fusion"}),
+                patch_outputs=width,
+            ),
             text=towers.text_entry(converted, model, tokenizer_file, label_space=label_space),
-            variants=files, default_variant=default,
+            variants=files,
+            default_variant=default,
             provenance=towers.provenance(converted, "training.export_patched.write_patch_model_folder"),
             logit_scale_audio=float(model.logit_scales()[0].detach()),
             logit_scale_text=float(model.logit_scales()[1].detach()),
@@ -220,7 +296,16 @@ def write_patch_model_folder(converted: ConvertedModel, out_dir: str | Path, *, 
             score_calibration=ScoreCalibration(**head.calibration) if head and head.calibration else None,
         )
         manifest.save(stage)
-        (stage / "export_report.json").write_text(json.dumps({
-            "parity_max_abs": {"audio": audio_err, "text": text_err},
-            "text_fp16_min_cosine": fp16_cos, "audio_fp16_weights_min_cosine": audio_cos, "notes": converted.notes}, indent=2) + "\n")
+        (stage / "export_report.json").write_text(
+            json.dumps(
+                {
+                    "parity_max_abs": {"audio": audio_err, "text": text_err},
+                    "text_fp16_min_cosine": fp16_cos,
+                    "audio_fp16_weights_min_cosine": audio_cos,
+                    "notes": converted.notes,
+                },
+                indent=2,
+            )
+            + "\n"
+        )
     return manifest

@@ -57,8 +57,12 @@ def pooled_audio(model, paths: list[str]) -> dict[str, np.ndarray]:
         for path in dict.fromkeys(paths):
             views, _ = file_views(path, spec)
             patches = np.ascontiguousarray(frames_to_patches(views.features[0], spec))
-            rows = torch.cat([model.audio.patch_outputs(torch.from_numpy(patches[i : i + 256].copy()))
-                              for i in range(0, len(patches), 256)]).numpy()
+            rows = torch.cat(
+                [
+                    model.audio.patch_outputs(torch.from_numpy(patches[i : i + 256].copy()))
+                    for i in range(0, len(patches), 256)
+                ]
+            ).numpy()
             out[path] = (np.add.reduce(rows, axis=0, dtype=np.float64) / len(rows)).astype(np.float32)
     return out
 
@@ -74,14 +78,23 @@ class TextCache:
         return np.stack([self.seen[t] for t in texts])
 
 
-def set_mix(model, *, prior_weight: float | None = None, temperature: float | None = None,
-            template: str | None = None, tokenizer=None) -> None:
+def set_mix(
+    model,
+    *,
+    prior_weight: float | None = None,
+    temperature: float | None = None,
+    template: str | None = None,
+    tokenizer=None,
+) -> None:
     """Change the label-space settings of a model in place (config and heads agree)."""
     from training.models.clap import refresh_anchors
 
     head = model.config.head
-    update = {k: v for k, v in (("prior_weight", prior_weight), ("temperature", temperature),
-                                ("template", template)) if v is not None}
+    update = {
+        k: v
+        for k, v in (("prior_weight", prior_weight), ("temperature", temperature), ("template", template))
+        if v is not None
+    }
     model.config = model.config.model_copy(update={"head": head.model_copy(update=update)})
     if prior_weight is not None:
         model.audio_projection.prior_weight = model.text_projection.prior_weight = prior_weight
@@ -102,8 +115,11 @@ def sweep(model, tokenizer, records, temperatures, templates, weights, audio_cac
         if any(r.captions for r in records):
             t2a = evaluate_retrieval(embedder, records).metrics["text_to_audio"]
             row.update({f"t2a_{k}": t2a[k] for k in ("R@1", "R@5", "R@10", "mAP@10")})
-        labelled = [LabelledRecord(r.audio, tuple(r.captions), (primary_label(r),), r.split)
-                    for r in records if primary_label(r)]
+        labelled = [
+            LabelledRecord(r.audio, tuple(r.captions), (primary_label(r),), r.split)
+            for r in records
+            if primary_label(r)
+        ]
         if labelled:
             row["zeroshot_top1"] = evaluate_zero_shot(embedder, labelled, None, DEFAULT_TEMPLATE).metrics["top1"]
         rows.append(row)
@@ -119,21 +135,35 @@ def same_label_top1(vectors: np.ndarray, labels: list[str]) -> float:
     return float((y[sims.argmax(axis=1)] == y).mean())
 
 
-def embedding_sweep(model, train_pooled: np.ndarray, pooled: np.ndarray, labels: list[str], dim: int,
-                    weights: list[float]) -> list[dict]:
+def embedding_sweep(
+    model, train_pooled: np.ndarray, pooled: np.ndarray, labels: list[str], dim: int, weights: list[float]
+) -> list[dict]:
     """Audio->audio same-label top-1 with an embedding block of ``dim`` axes at each share, plus
     the two reference spaces (class scores alone, the whole 1024-d embedding alone)."""
     head = model.audio_projection
     head.fit_embedding_block(torch.from_numpy(train_pooled[:, : -head.num_classes]), dim, 0.0)
-    rows = [{"space": "class scores (prior block)", "same_label_top1": same_label_top1(pooled[:, -head.num_classes :], labels)},
-            {"space": f"tower embedding ({pooled.shape[1] - head.num_classes}-d)",
-             "same_label_top1": same_label_top1(pooled[:, : -head.num_classes], labels)}]
+    rows = [
+        {
+            "space": "class scores (prior block)",
+            "same_label_top1": same_label_top1(pooled[:, -head.num_classes :], labels),
+        },
+        {
+            "space": f"tower embedding ({pooled.shape[1] - head.num_classes}-d)",
+            "same_label_top1": same_label_top1(pooled[:, : -head.num_classes], labels),
+        },
+    ]
     for weight in weights:
         head.embedding_weight = weight
         with torch.inference_mode():
             vectors = head(torch.from_numpy(pooled)).numpy()
-        rows.append({"space": "joint vector", "embedding_dim": dim, "embedding_weight": weight,
-                     "same_label_top1": same_label_top1(vectors, labels)})
+        rows.append(
+            {
+                "space": "joint vector",
+                "embedding_dim": dim,
+                "embedding_weight": weight,
+                "same_label_top1": same_label_top1(vectors, labels),
+            }
+        )
     return rows
 
 
@@ -141,12 +171,16 @@ def add_embedding_block(model, train_pooled: np.ndarray, dim: int, weight: float
     """Fit the audio-only block on the training split and record it in the config."""
     head = model.config.head
     model.audio_projection.fit_embedding_block(
-        torch.from_numpy(train_pooled[:, : -model.audio_projection.num_classes]), dim, weight)
+        torch.from_numpy(train_pooled[:, : -model.audio_projection.num_classes]), dim, weight
+    )
     model.text_projection.embedding_dim = dim
     extra = dim - head.embedding_dim
-    model.config = model.config.model_copy(update={
-        "embed_dim": model.config.embed_dim + extra,
-        "head": head.model_copy(update={"embedding_dim": dim, "embedding_weight": weight})})
+    model.config = model.config.model_copy(
+        update={
+            "embed_dim": model.config.embed_dim + extra,
+            "head": head.model_copy(update={"embedding_dim": dim, "embedding_weight": weight}),
+        }
+    )
 
 
 def _fit_logistic(feats: np.ndarray, y: np.ndarray, w: np.ndarray, ridge: np.ndarray | None = None) -> np.ndarray:
@@ -185,12 +219,12 @@ def fit_calibration(model, records, audio_cache: dict[str, np.ndarray], text_cac
             captions.append(c)
             owner.append(paths.index(str(r.audio)))
     texts = embedder.embed_texts(captions)
-    sims = texts @ audio.T                                                 # (captions, clips)
+    sims = texts @ audio.T  # (captions, clips)
     positive = np.zeros_like(sims, dtype=bool)
     positive[np.arange(len(captions)), owner] = True
     classes = model.audio_projection.num_classes
     block = texts[:, :classes]
-    peaks = block.max(axis=1) / np.maximum(np.linalg.norm(block, axis=1), 1e-12)   # ScoreCalibration.query_peak
+    peaks = block.max(axis=1) / np.maximum(np.linalg.norm(block, axis=1), 1e-12)  # ScoreCalibration.query_peak
     x, y = sims.ravel().astype(np.float64), positive.ravel().astype(np.float64)
     peak = np.repeat(peaks, sims.shape[1]).astype(np.float64)
     w = np.where(y > 0, 0.5 / y.sum(), 0.5 / (1 - y).sum())
@@ -207,41 +241,66 @@ def fit_calibration(model, records, audio_cache: dict[str, np.ndarray], text_cac
     b = theta[2] - a * mean[0] - c * mean[1]
     pos, neg = x[y > 0], x[y == 0]
     auc = float((pos[:, None] > neg[None, :]).mean()) if len(pos) * len(neg) < 5e7 else None
-    return {"slope": float(a), "intercept": float(b), "peak_slope": float(c), "prior_dims": int(classes), "auc": auc,
-            "fitted_on": f"{where}: {len(captions)} captions x {len(paths)} clips, positives and negatives "
-                         "weighted equally"}
+    return {
+        "slope": float(a),
+        "intercept": float(b),
+        "peak_slope": float(c),
+        "prior_dims": int(classes),
+        "auc": auc,
+        "fitted_on": f"{where}: {len(captions)} captions x {len(paths)} clips, positives and negatives "
+        "weighted equally",
+    }
 
 
 def render_alternatives(val: dict, heldout: dict) -> str:
     """Markdown: every mix scored on validation (where it was chosen) and held-out (reported)."""
+
     def key(r):
         return (r["template"], r["temperature"], r["prior_weight"])
+
     held = {key(r): r for r in heldout["rows"]}
     best = key(val["best"])
     pct = lambda x: "" if x is None else f"{100 * x:.1f} %"  # noqa: E731
-    lines = ["## Alternatives", "",
-             "Chosen on the validation split (widelands-data, animalia) only; the held-out columns are reported, "
-             "never used to choose. Prior weight 1 = the label-space prior alone (no training), 0 = the trained "
-             "branch alone.", "",
-             "| prompt | temperature | prior weight | val zero-shot | val t2a R@10 | held-out zero-shot | "
-             "held-out t2a R@1 | held-out t2a R@10 | held-out mAP@10 |", "|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "## Alternatives",
+        "",
+        "Chosen on the validation split (widelands-data, animalia) only; the held-out columns are reported, "
+        "never used to choose. Prior weight 1 = the label-space prior alone (no training), 0 = the trained "
+        "branch alone.",
+        "",
+        "| prompt | temperature | prior weight | val zero-shot | val t2a R@10 | held-out zero-shot | "
+        "held-out t2a R@1 | held-out t2a R@10 | held-out mAP@10 |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in sorted(val["rows"], key=lambda r: (r["template"], r["temperature"], -r["prior_weight"])):
         h = held.get(key(r), {})
         mark = " **(shipped)**" if key(r) == best else ""
-        lines.append(f"| `{r['template']}` | {r['temperature']:g} | {r['prior_weight']:g}{mark} | "
-                     f"{pct(r.get('zeroshot_top1'))} | {pct(r.get('t2a_R@10'))} | {pct(h.get('zeroshot_top1'))} | "
-                     f"{pct(h.get('t2a_R@1'))} | {pct(h.get('t2a_R@10'))} | "
-                     f"{h.get('t2a_mAP@10', float('nan')):.3f} |")
+        lines.append(
+            f"| `{r['template']}` | {r['temperature']:g} | {r['prior_weight']:g}{mark} | "
+            f"{pct(r.get('zeroshot_top1'))} | {pct(r.get('t2a_R@10'))} | {pct(h.get('zeroshot_top1'))} | "
+            f"{pct(h.get('t2a_R@1'))} | {pct(h.get('t2a_R@10'))} | "
+            f"{h.get('t2a_mAP@10', float('nan')):.3f} |"
+        )
     if val.get("audio_rows"):
         held_audio = {(r["space"], r.get("embedding_weight")): r for r in heldout.get("audio_rows", [])}
-        lines += ["", "Query by example: same-label nearest neighbour (top-1) in each space.", "",
-                  "| space | embedding share | validation | held-out |", "|---|---|---|---|"]
+        lines += [
+            "",
+            "Query by example: same-label nearest neighbour (top-1) in each space.",
+            "",
+            "| space | embedding share | validation | held-out |",
+            "|---|---|---|---|",
+        ]
         for r in val["audio_rows"]:
             h = held_audio.get((r["space"], r.get("embedding_weight")), {})
-            chosen = val.get("best_audio") and r.get("embedding_weight") == val["best_audio"]["embedding_weight"] \
+            chosen = (
+                val.get("best_audio")
+                and r.get("embedding_weight") == val["best_audio"]["embedding_weight"]
                 and r["space"] == "joint vector"
-            lines.append(f"| {r['space']} | {r.get('embedding_weight', '')}{' **(shipped)**' if chosen else ''} | "
-                         f"{pct(r['same_label_top1'])} | {pct(h.get('same_label_top1'))} |")
+            )
+            lines.append(
+                f"| {r['space']} | {r.get('embedding_weight', '')}{' **(shipped)**' if chosen else ''} | "
+                f"{pct(r['same_label_top1'])} | {pct(h.get('same_label_top1'))} |"
+            )
     return "\n".join(lines) + "\n"
 
 
@@ -257,14 +316,23 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--temperatures", default="0.02")
     p.add_argument("--templates", default="This is a sound of {}.", help="'|'-separated, {} = the label")
     p.add_argument("--weights", default="1", help="prior weights to try (1 = prior alone, 0 = branch alone)")
-    p.add_argument("--embedding-dims", type=int, default=0,
-                   help="add the audio-only embedding block with this many principal axes (fitted on --fit-split)")
+    p.add_argument(
+        "--embedding-dims",
+        type=int,
+        default=0,
+        help="add the audio-only embedding block with this many principal axes (fitted on --fit-split)",
+    )
     p.add_argument("--embedding-weights", default="0,0.3,0.5,0.7", help="its audio->audio shares to try")
     p.add_argument("--fit-split", default="train")
     p.add_argument("--out", type=Path)
     p.add_argument("--apply", type=Path, help="write the checkpoint with the best setting here")
-    p.add_argument("--render", type=Path, nargs=2, metavar=("VAL_JSON", "HELDOUT_JSON"),
-                   help="only print the alternatives table of two earlier --out files")
+    p.add_argument(
+        "--render",
+        type=Path,
+        nargs=2,
+        metavar=("VAL_JSON", "HELDOUT_JSON"),
+        help="only print the alternatives table of two earlier --out files",
+    )
     args = p.parse_args(argv)
     if args.render:
         print(render_alternatives(*(json.loads(path.read_text()) for path in args.render)))
@@ -278,18 +346,30 @@ def main(argv: list[str] | None = None) -> int:
     tokenizer = TextTokenizer(tokenizer_file, max_length=model.config.text.max_length)
     every = read_corpus(args.manifest)
     records = [r for r in every if r.split == args.split]
-    audio_cache = pooled_audio(model, [str(r.audio) for r in records])   # the towers run once per clip
-    rows = sweep(model, tokenizer, records, [float(t) for t in args.temperatures.split(",")],
-                 args.templates.split("|"), [float(w) for w in args.weights.split(",")], audio_cache)
+    audio_cache = pooled_audio(model, [str(r.audio) for r in records])  # the towers run once per clip
+    rows = sweep(
+        model,
+        tokenizer,
+        records,
+        [float(t) for t in args.temperatures.split(",")],
+        args.templates.split("|"),
+        [float(w) for w in args.weights.split(",")],
+        audio_cache,
+    )
     audio_rows, train_pooled = [], None
     if args.embedding_dims:
         labelled = [r for r in records if primary_label(r)]
         cache = audio_cache
         fit = pooled_audio(model, [str(r.audio) for r in every if r.split == args.fit_split])
         train_pooled = np.stack(list(fit.values()))
-        audio_rows = embedding_sweep(model, train_pooled, np.stack([cache[str(r.audio)] for r in labelled]),
-                                     [primary_label(r) for r in labelled], args.embedding_dims,
-                                     [float(w) for w in args.embedding_weights.split(",")])
+        audio_rows = embedding_sweep(
+            model,
+            train_pooled,
+            np.stack([cache[str(r.audio)] for r in labelled]),
+            [primary_label(r) for r in labelled],
+            args.embedding_dims,
+            [float(w) for w in args.embedding_weights.split(",")],
+        )
         for r in audio_rows:
             print(json.dumps(r))
     # The two things users do: find sounds by text (R@10) and tag them (zero-shot top-1), equally.
@@ -300,19 +380,37 @@ def main(argv: list[str] | None = None) -> int:
     joint = [r for r in audio_rows if r["space"] == "joint vector"]
     best_audio = max(joint, key=lambda r: (r["same_label_top1"], -r["embedding_weight"])) if joint else None
     if args.out:
-        args.out.write_text(json.dumps({"split": args.split, "rows": rows, "best": best, "audio_rows": audio_rows,
-                                        "best_audio": best_audio}, indent=2) + "\n")
+        args.out.write_text(
+            json.dumps(
+                {"split": args.split, "rows": rows, "best": best, "audio_rows": audio_rows, "best_audio": best_audio},
+                indent=2,
+            )
+            + "\n"
+        )
     if args.apply:
-        set_mix(model, prior_weight=best["prior_weight"], temperature=best["temperature"],
-                template=best["template"], tokenizer=tokenizer)
+        set_mix(
+            model,
+            prior_weight=best["prior_weight"],
+            temperature=best["temperature"],
+            template=best["template"],
+            tokenizer=tokenizer,
+        )
         if best_audio is not None and train_pooled is not None:
             add_embedding_block(model, train_pooled, args.embedding_dims, best_audio["embedding_weight"])
-        calibration = fit_calibration(model, records, audio_cache, TextCache(model, tokenizer), f"{args.manifest.name} split {args.split!r}")
+        calibration = fit_calibration(
+            model, records, audio_cache, TextCache(model, tokenizer), f"{args.manifest.name} split {args.split!r}"
+        )
         print("calibration", json.dumps(calibration))
-        model.config = model.config.model_copy(update={
-            "head": model.config.head.model_copy(update={"calibration": calibration})})
-        save_checkpoint(args.apply, model=model, model_config_json=model.config.model_dump_json(),
-                        tokenizer_json=payload["tokenizer_json"], state=payload["state"],
-                        train_config_json=payload.get("train_config", "{}"))
+        model.config = model.config.model_copy(
+            update={"head": model.config.head.model_copy(update={"calibration": calibration})}
+        )
+        save_checkpoint(
+            args.apply,
+            model=model,
+            model_config_json=model.config.model_dump_json(),
+            tokenizer_json=payload["tokenizer_json"],
+            state=payload["state"],
+            train_config_json=payload.get("train_config", "{}"),
+        )
         print(f"wrote {args.apply}")
     return 0

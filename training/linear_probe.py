@@ -28,8 +28,8 @@ WEIGHT_DECAY_GRID = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1)
 
 @dataclass(frozen=True)
 class LinearProbe:
-    weights: np.ndarray   # (D, K) float64
-    bias: np.ndarray      # (K,) float64
+    weights: np.ndarray  # (D, K) float64
+    bias: np.ndarray  # (K,) float64
     weight_decay: float
     final_loss: float
 
@@ -45,7 +45,7 @@ class LinearProbe:
 class ProbeResult:
     train_accuracy: float
     test_accuracy: float
-    per_class_accuracy: dict[int, float]        # test split, classes with test examples
+    per_class_accuracy: dict[int, float]  # test split, classes with test examples
     mean_per_class_accuracy: float
     weight_decay: float
     num_classes: int
@@ -81,8 +81,9 @@ def _check(x: np.ndarray, y: np.ndarray, num_classes: int, name: str) -> tuple[n
     return x, y.astype(np.int64)
 
 
-def fit_linear_probe(x: np.ndarray, y: np.ndarray, num_classes: int, *,
-                     weight_decay: float = DEFAULT_WEIGHT_DECAY, max_iter: int = 500) -> LinearProbe:
+def fit_linear_probe(
+    x: np.ndarray, y: np.ndarray, num_classes: int, *, weight_decay: float = DEFAULT_WEIGHT_DECAY, max_iter: int = 500
+) -> LinearProbe:
     """Minimise ``mean cross-entropy + weight_decay * ||W||^2`` over (W, b) with L-BFGS."""
     import torch
     import torch.nn.functional as F
@@ -94,9 +95,15 @@ def fit_linear_probe(x: np.ndarray, y: np.ndarray, num_classes: int, *,
     targets = torch.from_numpy(y)
     weights = torch.zeros(x.shape[1], num_classes, dtype=torch.float64, requires_grad=True)
     bias = torch.zeros(num_classes, dtype=torch.float64, requires_grad=True)
-    optimizer = torch.optim.LBFGS([weights, bias], lr=1.0, max_iter=max_iter, history_size=20,
-                                  tolerance_grad=1e-10, tolerance_change=1e-12,
-                                  line_search_fn="strong_wolfe")
+    optimizer = torch.optim.LBFGS(
+        [weights, bias],
+        lr=1.0,
+        max_iter=max_iter,
+        history_size=20,
+        tolerance_grad=1e-10,
+        tolerance_change=1e-12,
+        line_search_fn="strong_wolfe",
+    )
 
     def objective() -> torch.Tensor:
         optimizer.zero_grad()

@@ -30,8 +30,9 @@ def gather_global(x: torch.Tensor) -> tuple[torch.Tensor, int]:
     return torch.cat(parts, dim=0), dist.get_rank() * x.shape[0]
 
 
-def contrastive_loss(audio: torch.Tensor, text: torch.Tensor, scale_a: torch.Tensor,
-                     scale_t: torch.Tensor) -> torch.Tensor:
+def contrastive_loss(
+    audio: torch.Tensor, text: torch.Tensor, scale_a: torch.Tensor, scale_t: torch.Tensor
+) -> torch.Tensor:
     """Mean of the audio->text and text->audio cross entropies (see the module docstring)."""
     all_audio, offset = gather_global(audio)
     all_text, _ = gather_global(text)
@@ -44,8 +45,9 @@ def contrastive_loss(audio: torch.Tensor, text: torch.Tensor, scale_a: torch.Ten
 def batch_accuracy(audio: torch.Tensor, text: torch.Tensor) -> float:
     """Share of local pairs whose own text is the audio's top match (a cheap training signal)."""
     with torch.no_grad():
-        return float((audio @ text.T).argmax(dim=1).eq(torch.arange(audio.shape[0], device=audio.device))
-                     .float().mean())
+        return float(
+            (audio @ text.T).argmax(dim=1).eq(torch.arange(audio.shape[0], device=audio.device)).float().mean()
+        )
 
 
 def lr_at(step: int, *, base_lr: float, warmup_steps: int, total_steps: int, min_ratio: float = 0.0) -> float:

@@ -61,8 +61,9 @@ def relevant_ranks(scores: np.ndarray, query: np.ndarray, item: np.ndarray) -> n
     return out
 
 
-def _ranking_summary(query: np.ndarray, ranks: np.ndarray, n_queries: int, ks: Sequence[int],
-                     cutoff: int) -> dict[str, float]:
+def _ranking_summary(
+    query: np.ndarray, ranks: np.ndarray, n_queries: int, ks: Sequence[int], cutoff: int
+) -> dict[str, float]:
     """R@k, mAP@cutoff, mean and median first-relevant rank over queries 0..n_queries-1.
 
     Every query must own at least one (query, rank) pair.
@@ -70,11 +71,11 @@ def _ranking_summary(query: np.ndarray, ranks: np.ndarray, n_queries: int, ks: S
     order = np.lexsort((ranks, query))
     q, r = query[order], ranks[order]
     first_of_query = np.searchsorted(q, q, side="left")
-    hit_number = np.arange(q.shape[0]) - first_of_query + 1          # 1st, 2nd, ... relevant hit
+    hit_number = np.arange(q.shape[0]) - first_of_query + 1  # 1st, 2nd, ... relevant hit
     n_relevant = np.bincount(q, minlength=n_queries)
     precision = np.where(r <= cutoff, hit_number / r, 0.0)
     ap = np.bincount(q, weights=precision, minlength=n_queries) / n_relevant
-    first = r[hit_number == 1]                                         # rank of the first hit, per query
+    first = r[hit_number == 1]  # rank of the first hit, per query
     out = {f"R@{k}": float(np.mean(first <= k)) for k in ks}
     out[f"mAP@{cutoff}"] = float(np.mean(ap))
     out["mean_rank"] = float(np.mean(first))
@@ -123,13 +124,13 @@ def retrieval_metrics(
         raise ValueError("no captions to evaluate")
     if owner.min() < 0 or owner.max() >= audio.shape[0]:
         raise ValueError("text_to_audio refers to a clip index outside audio_emb")
-    scores = similarity(text, audio)                      # (Nt, Na)
+    scores = similarity(text, audio)  # (Nt, Na)
     t2a_ranks = relevant_ranks(scores, np.arange(text.shape[0]), owner)
     t2a = _ranking_summary(np.arange(text.shape[0]), t2a_ranks, text.shape[0], ks, MAP_CUTOFF)
 
-    clips_with_text = np.unique(owner)                     # query ids for audio->text, sorted
+    clips_with_text = np.unique(owner)  # query ids for audio->text, sorted
     query_of_caption = np.searchsorted(clips_with_text, owner)
-    a2t_scores = scores.T[clips_with_text]                 # the same numbers, transposed
+    a2t_scores = scores.T[clips_with_text]  # the same numbers, transposed
     a2t_ranks = relevant_ranks(a2t_scores, query_of_caption, np.arange(text.shape[0]))
     a2t = _ranking_summary(query_of_caption, a2t_ranks, clips_with_text.shape[0], ks, MAP_CUTOFF)
     return {"text_to_audio": t2a, "audio_to_text": a2t}
@@ -168,7 +169,7 @@ def zero_shot_metrics(
     classes with examples), ``support`` (class index -> number of clips), ``mean_per_class``
     (the unweighted mean of ``per_class``: balanced accuracy) and ``clips``.
     """
-    scores = similarity(audio_emb, class_text_emb)        # (N, K)
+    scores = similarity(audio_emb, class_text_emb)  # (N, K)
     n, k_classes = scores.shape
     if n == 0:
         raise ValueError("no clips to classify")
@@ -199,7 +200,7 @@ def average_precision(scores: np.ndarray, positives: np.ndarray) -> float:
     s, y = s[order], y[order]
     tp = np.cumsum(y)
     seen = np.arange(1, y.shape[0] + 1)
-    group_end = np.r_[s[1:] != s[:-1], True]               # last position of each distinct score
+    group_end = np.r_[s[1:] != s[:-1], True]  # last position of each distinct score
     tp, seen = tp[group_end], seen[group_end]
     recall = tp / n_pos
     precision = tp / seen
@@ -214,7 +215,7 @@ def zero_shot_multilabel(audio_emb: np.ndarray, class_text_emb: np.ndarray, targ
     listed in ``classes_without_positives``. Also returns ``per_class_ap`` (class index -> AP)
     and ``clips``.
     """
-    scores = similarity(audio_emb, class_text_emb)        # (N, K)
+    scores = similarity(audio_emb, class_text_emb)  # (N, K)
     y = np.asarray(targets, dtype=bool)
     if y.shape != scores.shape:
         raise ValueError(f"targets must be (clips, classes) = {scores.shape}, got {y.shape}")

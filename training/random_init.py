@@ -17,15 +17,40 @@ from training.convert import ConvertedModel
 from training.models.config import ModelConfig, load_config
 
 TOKENIZER_CORPUS = [
-    "a dog barks", "a dog barking in the rain", "rain falling on a tin roof", "heavy rain and thunder",
-    "a man speaks while cars pass by in the distance", "a woman laughs", "children playing in a park",
-    "glass breaking on a stone floor", "church bells ring in the distance", "the sound of a cat meowing",
-    "birds singing at dawn", "footsteps on gravel", "footsteps on wood", "a door creaks open slowly",
-    "wind blowing through trees", "waves crashing on the shore", "a car engine starts", "a jet flies over",
-    "a helicopter hovers", "a train passes by", "keyboard typing", "a clock ticking", "water dripping",
-    "a fire crackling", "a cow moos", "a rooster crows", "sheep bleating", "a horse neighs",
-    "piano and violin duet, slow tempo", "drum kit playing a rock beat", "an electric guitar riff",
-    "This is a sound of applause.", "This is a sound of a siren.", "This is a sound of a chainsaw.",
+    "a dog barks",
+    "a dog barking in the rain",
+    "rain falling on a tin roof",
+    "heavy rain and thunder",
+    "a man speaks while cars pass by in the distance",
+    "a woman laughs",
+    "children playing in a park",
+    "glass breaking on a stone floor",
+    "church bells ring in the distance",
+    "the sound of a cat meowing",
+    "birds singing at dawn",
+    "footsteps on gravel",
+    "footsteps on wood",
+    "a door creaks open slowly",
+    "wind blowing through trees",
+    "waves crashing on the shore",
+    "a car engine starts",
+    "a jet flies over",
+    "a helicopter hovers",
+    "a train passes by",
+    "keyboard typing",
+    "a clock ticking",
+    "water dripping",
+    "a fire crackling",
+    "a cow moos",
+    "a rooster crows",
+    "sheep bleating",
+    "a horse neighs",
+    "piano and violin duet, slow tempo",
+    "drum kit playing a rock beat",
+    "an electric guitar riff",
+    "This is a sound of applause.",
+    "This is a sound of a siren.",
+    "This is a sound of a chainsaw.",
 ]
 
 
@@ -41,8 +66,9 @@ def build_clap_model(config: ModelConfig | str | dict, seed: int = 0, *, randomi
         raise ValueError("the transformers ClapModel layout needs an htsat audio and a roberta text tower")
     torch.manual_seed(seed)
     audio = dict(config.audio.config, enable_fusion=config.fusion, fusion_type="aff_2d" if config.fusion else None)
-    model = ClapModel(ClapConfig(text_config=dict(config.text.config), audio_config=audio,
-                                 projection_dim=config.embed_dim))
+    model = ClapModel(
+        ClapConfig(text_config=dict(config.text.config), audio_config=audio, projection_dim=config.embed_dim)
+    )
     if randomize_norms:
         gen = torch.Generator().manual_seed(seed + 1)
         with torch.no_grad():
@@ -56,8 +82,9 @@ def build_clap_model(config: ModelConfig | str | dict, seed: int = 0, *, randomi
     return model.eval()
 
 
-def train_tokenizer(dest: Path, vocab_size: int = 2048, corpus: list[str] | None = None,
-                    style: str = "roberta") -> Path:
+def train_tokenizer(
+    dest: Path, vocab_size: int = 2048, corpus: list[str] | None = None, style: str = "roberta"
+) -> Path:
     """Train a small tokenizer and save it as ``dest/tokenizer.json``.
 
     roberta: byte-level BPE, <s>=0 <pad>=1 </s>=2 <unk>=3 <mask>=4. bert: lower-cased WordPiece,
@@ -76,19 +103,27 @@ def train_tokenizer(dest: Path, vocab_size: int = 2048, corpus: list[str] | None
         tok.decoder = decoders.WordPiece()
         tok.post_processor = processors.BertProcessing(("[SEP]", 3), ("[CLS]", 2))
     elif style in ("roberta", "clip"):
-        specials = (["<s>", "<pad>", "</s>", "<unk>", "<mask>"] if style == "roberta"
-                    else ["<|startoftext|>", "<pad>", "<|endoftext|>"])
+        specials = (
+            ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
+            if style == "roberta"
+            else ["<|startoftext|>", "<pad>", "<|endoftext|>"]
+        )
         tok = Tokenizer(models.BPE())
         if style == "clip":
             tok.normalizer = normalizers.Lowercase()
         tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
         tok.decoder = decoders.ByteLevel()
-        tok.train_from_iterator(texts, trainers.BpeTrainer(
-            vocab_size=vocab_size, special_tokens=specials, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-            show_progress=False))
+        tok.train_from_iterator(
+            texts,
+            trainers.BpeTrainer(
+                vocab_size=vocab_size,
+                special_tokens=specials,
+                initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+                show_progress=False,
+            ),
+        )
         bos, eos = specials[0], specials[2]
-        tok.post_processor = processors.RobertaProcessing((eos, 2), (bos, 0), trim_offsets=True,
-                                                          add_prefix_space=False)
+        tok.post_processor = processors.RobertaProcessing((eos, 2), (bos, 0), trim_offsets=True, add_prefix_space=False)
     else:
         raise ValueError(f"unknown tokenizer style {style!r}")
     dest.mkdir(parents=True, exist_ok=True)
@@ -133,10 +168,15 @@ def random_converted(config_name: str | Path | dict, tokenizer_dir: Path, seed: 
 
         refresh_anchors(model, TextTokenizer(Path(tokenizer_dir) / "tokenizer.json", max_length=config.text.max_length))
     return ConvertedModel(
-        model=model, frontend=config.audio_frontend(),
-        audio_architecture=architecture_name(config, "audio"), text_architecture=config.text.type,
-        tokenizer_dir=tokenizer_dir, max_text_length=config.text.max_length,
-        source=f"random:{label}:seed={seed}", source_format="random", source_sha256=None,
+        model=model,
+        frontend=config.audio_frontend(),
+        audio_architecture=architecture_name(config, "audio"),
+        text_architecture=config.text.type,
+        tokenizer_dir=tokenizer_dir,
+        max_text_length=config.text.max_length,
+        source=f"random:{label}:seed={seed}",
+        source_format="random",
+        source_sha256=None,
         notes=[f"RANDOM WEIGHTS from config {label!r} (seed {seed}): vectors carry no meaning"],
     )
 

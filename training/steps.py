@@ -48,10 +48,19 @@ def make_dataset(records, model, cfg: TrainConfig, *, train: bool):
         from training.data.captions import Seq2SeqCaptioner
 
         generator = Seq2SeqCaptioner(cfg.caption_model)
-    policy = (CaptionPolicy(keyword_prob=cfg.keyword_prob, debias=cfg.debias, generator=generator) if train
-              else CaptionPolicy(random_caption=False, random_template=False, debias=False))
-    return ClapDataset(records, model.config.audio_frontend(), caption_policy=policy, augment=augment,
-                       seed=cfg.seed, on_error=cfg.on_bad_record)
+    policy = (
+        CaptionPolicy(keyword_prob=cfg.keyword_prob, debias=cfg.debias, generator=generator)
+        if train
+        else CaptionPolicy(random_caption=False, random_template=False, debias=False)
+    )
+    return ClapDataset(
+        records,
+        model.config.audio_frontend(),
+        caption_policy=policy,
+        augment=augment,
+        seed=cfg.seed,
+        on_error=cfg.on_bad_record,
+    )
 
 
 def as_list(items: list) -> list:
@@ -87,8 +96,9 @@ def score(audio: np.ndarray, text: np.ndarray, owner) -> dict:
     from training.metrics import retrieval_metrics
 
     result = retrieval_metrics(audio, text, np.asarray(owner))
-    result["mean_recall"] = float(np.mean([result[d][f"R@{k}"] for d in ("text_to_audio", "audio_to_text")
-                                           for k in (1, 5, 10)]))
+    result["mean_recall"] = float(
+        np.mean([result[d][f"R@{k}"] for d in ("text_to_audio", "audio_to_text") for k in (1, 5, 10)])
+    )
     return result
 
 
@@ -107,8 +117,12 @@ def validate(model, records, cfg: TrainConfig, device, tokenizer) -> dict:
             audio.append(model.encode_audio(*audio_batch(items, device)).float().cpu().numpy())
         for start in range(0, len(captions), cfg.batch_size):
             ids, mask = tokenizer.encode_batch(captions[start : start + cfg.batch_size])
-            text.append(model.encode_text(torch.from_numpy(ids).to(device),
-                                          torch.from_numpy(mask).to(device)).float().cpu().numpy())
+            text.append(
+                model.encode_text(torch.from_numpy(ids).to(device), torch.from_numpy(mask).to(device))
+                .float()
+                .cpu()
+                .numpy()
+            )
     model.train(was_training)
     return score(np.concatenate(audio), np.concatenate(text), owner)
 
@@ -120,8 +134,7 @@ class TowerStep:
 
     resumable = True
 
-    def __init__(self, cfg: TrainConfig, rt, model, ddp_model, tokenizer, train_records, val_records, amp,
-                 scaler):
+    def __init__(self, cfg: TrainConfig, rt, model, ddp_model, tokenizer, train_records, val_records, amp, scaler):
         from training.data.sampler import EpochSampler
 
         self.cfg, self.rt, self.model, self.ddp_model, self.tokenizer = cfg, rt, model, ddp_model, tokenizer
@@ -130,8 +143,10 @@ class TowerStep:
         self.sampler = EpochSampler(len(self.dataset), seed=cfg.seed, shuffle=True, rank=rt.rank, world_size=rt.world)
         self.steps_per_epoch = self.sampler.per_rank // (cfg.batch_size * cfg.grad_accum)
         if self.steps_per_epoch == 0:
-            raise ValueError(f"{len(self.dataset)} training records cannot fill one step of "
-                             f"{cfg.batch_size} x {cfg.grad_accum} x {rt.world} clips; lower --batch-size")
+            raise ValueError(
+                f"{len(self.dataset)} training records cannot fill one step of "
+                f"{cfg.batch_size} x {cfg.grad_accum} x {rt.world} clips; lower --batch-size"
+            )
         self.summary = f"{len(self.dataset)} clips, {cfg.batch_size} x {cfg.grad_accum} x {rt.world} clips a step"
         self.batches = None
 
@@ -144,10 +159,16 @@ class TowerStep:
         self.dataset.set_epoch(state.epoch)
         self.sampler.set_epoch(state.epoch)
         self.sampler.set_start(state.position)
-        loader = DataLoader(self.dataset, batch_size=self.cfg.batch_size, sampler=self.sampler, drop_last=True,
-                            collate_fn=make_collate(self.tokenizer), num_workers=self.cfg.workers,
-                            pin_memory=self.rt.device.type == "cuda",
-                            generator=torch.Generator().manual_seed(self.cfg.seed + state.epoch))
+        loader = DataLoader(
+            self.dataset,
+            batch_size=self.cfg.batch_size,
+            sampler=self.sampler,
+            drop_last=True,
+            collate_fn=make_collate(self.tokenizer),
+            num_workers=self.cfg.workers,
+            pin_memory=self.rt.device.type == "cuda",
+            generator=torch.Generator().manual_seed(self.cfg.seed + state.epoch),
+        )
         return iter(loader)
 
     def step(self, state: TrainState) -> dict | None:
@@ -166,9 +187,12 @@ class TowerStep:
             # only the last micro-batch all-reduces its gradients
             sync = nullcontext() if (k == cfg.grad_accum - 1 or self.rt.world == 1) else self.ddp_model.no_sync()
             with sync, torch.autocast(device.type, dtype=self.amp, enabled=self.amp is not None):
-                audio, text = self.ddp_model(batch["features"].to(device, non_blocking=True),
-                                             batch["is_longer"].to(device), batch["input_ids"].to(device),
-                                             batch["attention_mask"].to(device))
+                audio, text = self.ddp_model(
+                    batch["features"].to(device, non_blocking=True),
+                    batch["is_longer"].to(device),
+                    batch["input_ids"].to(device),
+                    batch["attention_mask"].to(device),
+                )
                 loss = contrastive_loss(audio.float(), text.float(), *self.model.logit_scales()) / cfg.grad_accum
                 (self.scaler.scale(loss) if self.scaler else loss).backward()
             stats["loss"] += float(loss.detach())

@@ -94,8 +94,16 @@ def export_onnx(module: torch.nn.Module, args: tuple, names: list[str], output: 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(
-            module, args, str(path), input_names=names, output_names=[output], opset_version=OPSET,
-            dynamo=True, dynamic_shapes=dynamic, external_data=False, verbose=False,
+            module,
+            args,
+            str(path),
+            input_names=names,
+            output_names=[output],
+            opset_version=OPSET,
+            dynamo=True,
+            dynamic_shapes=dynamic,
+            external_data=False,
+            verbose=False,
         )
 
 
@@ -117,8 +125,7 @@ def batch_invariant(path: Path, feeds: dict[str, np.ndarray]) -> bool:
     together = run_onnx(path, feeds)
     rows = next(iter(feeds.values())).shape[0]
     return all(
-        np.array_equal(together[i], run_onnx(path, {k: v[i : i + 1] for k, v in feeds.items()})[0])
-        for i in range(rows)
+        np.array_equal(together[i], run_onnx(path, {k: v[i : i + 1] for k, v in feeds.items()})[0]) for i in range(rows)
     )
 
 
@@ -183,26 +190,42 @@ def staged_folder(out: Path, overwrite: bool):
 def export_text(text_tower: nn.Module, text_args: tuple, path: Path) -> None:
     """The text tower with a dynamic batch and text length."""
     batch, length = torch.export.Dim("batch"), torch.export.Dim("length")
-    export_onnx(text_tower, text_args, ["input_ids", "attention_mask"], "clap_text_embeds",
-                {"input_ids": {0: batch, 1: length}, "attention_mask": {0: batch, 1: length}}, path)
+    export_onnx(
+        text_tower,
+        text_args,
+        ["input_ids", "attention_mask"],
+        "clap_text_embeds",
+        {"input_ids": {0: batch, 1: length}, "attention_mask": {0: batch, 1: length}},
+        path,
+    )
 
 
 def check_parity(audio_err: float, text_err: float, tol: float) -> None:
     if audio_err > tol or text_err > tol:
-        raise ModelError(f"ONNX export does not reproduce the torch model: audio max|diff| {audio_err:.2e}, "
-                         f"text {text_err:.2e} (tolerance {tol:.0e})")
+        raise ModelError(
+            f"ONNX export does not reproduce the torch model: audio max|diff| {audio_err:.2e}, "
+            f"text {text_err:.2e} (tolerance {tol:.0e})"
+        )
 
 
 def text_entry(converted, model, tokenizer_file: Path, **extra) -> TextTower:
     """The manifest's text tower: architecture, length, padding token and transformers config."""
     config = model.full_config()
-    return TextTower(architecture=converted.text_architecture, max_length=converted.max_text_length,
-                     pad_token_id=pad_token_id(tokenizer_file, model.text.model.config.pad_token_id),
-                     config={"pooling": config.text.resolved_pooling, **config.text.config}, **extra)
+    return TextTower(
+        architecture=converted.text_architecture,
+        max_length=converted.max_text_length,
+        pad_token_id=pad_token_id(tokenizer_file, model.text.model.config.pad_token_id),
+        config={"pooling": config.text.resolved_pooling, **config.text.config},
+        **extra,
+    )
 
 
 def provenance(converted, converter: str) -> Provenance:
-    return Provenance(source=converted.source, source_format=converted.source_format,
-                      source_sha256=converted.source_sha256, converter=converter,
-                      created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-                      versions=tool_versions())
+    return Provenance(
+        source=converted.source,
+        source_format=converted.source_format,
+        source_sha256=converted.source_sha256,
+        converter=converter,
+        created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        versions=tool_versions(),
+    )

@@ -105,8 +105,13 @@ def prepare_model(cfg: TrainConfig, resume: dict | None, captions: list[str], ra
     if resume is not None:
         return create_model(pretrained=resume).train(), resume["tokenizer_json"], ["resumed"]
     # a whole-model source brings its own architecture (cfg.model is only the default then)
-    model = create_model(None if cfg.init else cfg.model, pretrained=cfg.init, seed=cfg.seed,
-                         tokenizer=cfg.tokenizer, text_config=cfg.laion_text_config)
+    model = create_model(
+        None if cfg.init else cfg.model,
+        pretrained=cfg.init,
+        seed=cfg.seed,
+        tokenizer=cfg.tokenizer,
+        text_config=cfg.laion_text_config,
+    )
     notes, tokenizer_dir = [f"initialised from {cfg.init}"] if cfg.init else [], model.tokenizer_dir
     if cfg.audio_init:
         notes.append("audio: " + init_tower(model, "audio", cfg.audio_init).summary())
@@ -123,8 +128,7 @@ def prepare_model(cfg: TrainConfig, resume: dict | None, captions: list[str], ra
         config = model.config
         vocab = min(config.tokenizer_vocab_size, int(config.text.config.get("vocab_size", 2048)))
         folder = Path(cfg.out_dir) / ("tokenizer" if rank == 0 else f".tokenizer-rank{rank}")  # no write races
-        tokenizer_dir = train_tokenizer(folder, vocab_size=vocab,
-                                        corpus=captions or None, style=model.text.family)
+        tokenizer_dir = train_tokenizer(folder, vocab_size=vocab, corpus=captions or None, style=model.text.family)
         notes.append(f"trained a {model.text.family}-style tokenizer ({vocab} tokens) on the training captions")
     tokenizer_file = Path(tokenizer_dir) / "tokenizer.json"
     if not tokenizer_file.is_file():
@@ -140,8 +144,9 @@ def prepare_model(cfg: TrainConfig, resume: dict | None, captions: list[str], ra
 
 def frozen_parts(cfg: TrainConfig) -> set[str]:
     """Parts that take no gradients: the locked towers (cached-tower runs always lock the audio)."""
-    return {part for part, locked in (("audio", cfg.freeze_audio or cfg.cache_towers), ("text", cfg.freeze_text))
-            if locked}
+    return {
+        part for part, locked in (("audio", cfg.freeze_audio or cfg.cache_towers), ("text", cfg.freeze_text)) if locked
+    }
 
 
 def set_train_mode(model, cfg: TrainConfig) -> None:
@@ -201,19 +206,27 @@ def start(cfg: TrainConfig, rt: Runtime) -> Run:
         log.info("resuming from %s at step %d (epoch %d, item %d)", last, state.step, state.epoch, state.position)
     else:
         torch.manual_seed(cfg.seed + rt.rank)
-    tokenizer = TextTokenizer(tokenizer_file if rt.main else _tokenizer_copy(tokenizer_json, out, rt),
-                              max_length=model.config.text.max_length,
-                              pad_token_id=int(model.text.model.config.pad_token_id or 0))
+    tokenizer = TextTokenizer(
+        tokenizer_file if rt.main else _tokenizer_copy(tokenizer_json, out, rt),
+        max_length=model.config.text.max_length,
+        pad_token_id=int(model.text.model.config.pad_token_id or 0),
+    )
     step = make_step(cfg, rt, model, tokenizer, train_records, val_records, amp, scaler)
     set_train_mode(model, cfg)
     model_config_json = model.full_config().model_dump_json()
 
     def checkpoint(name: str) -> None:
         if rt.main:
-            save_checkpoint(cfg.checkpoint_dir / name, model=model, model_config_json=model_config_json,
-                            tokenizer_json=tokenizer_json, state=state, train_config_json=cfg.model_dump_json(),
-                            # optimizer state only where a run can continue from it
-                            **({"optimizer": optimizer, "scaler": scaler} if step.resumable else {}))
+            save_checkpoint(
+                cfg.checkpoint_dir / name,
+                model=model,
+                model_config_json=model_config_json,
+                tokenizer_json=tokenizer_json,
+                state=state,
+                train_config_json=cfg.model_dump_json(),
+                # optimizer state only where a run can continue from it
+                **({"optimizer": optimizer, "scaler": scaler} if step.resumable else {}),
+            )
 
     log.info("training %s on %s, autocast=%s", step.summary, rt.device, amp)
     return Run(model, optimizer, scaler, state, step, bool(val_records), checkpoint)
@@ -274,8 +287,13 @@ def train(cfg: TrainConfig, *, stop_after_steps: int | None = None) -> TrainStat
     while state.step < total_steps:
         started = time.perf_counter()
         for group in run.optimizer.param_groups:
-            group["lr"] = lr_at(state.step, base_lr=group["base_lr"], warmup_steps=cfg.warmup_steps,
-                                total_steps=total_steps, min_ratio=cfg.min_lr_ratio)
+            group["lr"] = lr_at(
+                state.step,
+                base_lr=group["base_lr"],
+                warmup_steps=cfg.warmup_steps,
+                total_steps=total_steps,
+                min_ratio=cfg.min_lr_ratio,
+            )
         run.optimizer.zero_grad(set_to_none=True)
         stats = step.step(state)
         if stats is None:  # the epoch ran dry: next epoch
@@ -315,10 +333,17 @@ def log_record(window: Counter, state: TrainState, run: Run) -> dict:
     """The log line of the optimizer steps summed in ``window`` (means per step, rates per second)."""
     scale_a, scale_t = run.model.logit_scales()
     n, seconds = window["n"], window["time"]
-    return {"step": state.step, "epoch": state.epoch, "loss": window["loss"] / n, "batch_acc": window["acc"] / n,
-            "lr": run.optimizer.param_groups[0]["lr"], "logit_scale_a": float(scale_a.detach()),
-            "logit_scale_t": float(scale_t.detach()), "clips_per_s": window["clips"] / seconds,
-            "data_wait_share": window["wait"] / seconds}
+    return {
+        "step": state.step,
+        "epoch": state.epoch,
+        "loss": window["loss"] / n,
+        "batch_acc": window["acc"] / n,
+        "lr": run.optimizer.param_groups[0]["lr"],
+        "logit_scale_a": float(scale_a.detach()),
+        "logit_scale_t": float(scale_t.detach()),
+        "clips_per_s": window["clips"] / seconds,
+        "data_wait_share": window["wait"] / seconds,
+    }
 
 
 def _tokenizer_copy(text: str, out: Path, rt: Runtime) -> Path:

@@ -33,10 +33,10 @@ from indexer.audio.spec import AudioFrontend
 
 @dataclass(frozen=True)
 class ClipViews:
-    features: np.ndarray          # (C, chunk_frames, n_mels) float32; C = 4 (fusion) or 1
-    is_longer: bool               # fusion models: True when the local views carry information
+    features: np.ndarray  # (C, chunk_frames, n_mels) float32; C = 4 (fusion) or 1
+    is_longer: bool  # fusion models: True when the local views carry information
     fusion_starts: tuple[int, int, int] | None = None  # frame index of each local view
-    crop_start: int | None = None                       # sample index of a centre crop
+    crop_start: int | None = None  # sample index of a centre crop
 
 
 def repeat_pad(waveform: np.ndarray, clip_samples: int) -> np.ndarray:

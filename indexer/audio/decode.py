@@ -72,25 +72,56 @@ PathLike = str | os.PathLike[str]
 
 # Extensions we advertise; a file with one of them that libsndfile rejects is damaged, not exotic.
 _SUPPORTED_EXT = {
-    ".wav": "WAV", ".wave": "WAV", ".flac": "FLAC", ".ogg": "OGG", ".oga": "OGG",
-    ".opus": "Opus", ".mp3": "MP3", ".aif": "AIFF", ".aiff": "AIFF", ".aifc": "AIFF",
+    ".wav": "WAV",
+    ".wave": "WAV",
+    ".flac": "FLAC",
+    ".ogg": "OGG",
+    ".oga": "OGG",
+    ".opus": "Opus",
+    ".mp3": "MP3",
+    ".aif": "AIFF",
+    ".aiff": "AIFF",
+    ".aifc": "AIFF",
 }
 # Common containers libsndfile cannot read: named so the user knows to convert, not to re-download.
 _UNSUPPORTED_EXT = {
-    ".m4a": "MPEG-4 audio (AAC/ALAC)", ".m4b": "MPEG-4 audio", ".mp4": "MPEG-4",
-    ".aac": "AAC", ".wma": "Windows Media Audio", ".asf": "Windows Media", ".webm": "WebM",
-    ".mka": "Matroska", ".mkv": "Matroska", ".amr": "AMR", ".ape": "Monkey's Audio",
-    ".wv": "WavPack", ".ac3": "AC-3", ".dts": "DTS", ".mid": "MIDI", ".midi": "MIDI",
-    ".3gp": "3GPP", ".mov": "QuickTime", ".ra": "RealAudio", ".rm": "RealMedia",
-    ".dsf": "DSD", ".dff": "DSD", ".mpc": "Musepack", ".alac": "ALAC",
+    ".m4a": "MPEG-4 audio (AAC/ALAC)",
+    ".m4b": "MPEG-4 audio",
+    ".mp4": "MPEG-4",
+    ".aac": "AAC",
+    ".wma": "Windows Media Audio",
+    ".asf": "Windows Media",
+    ".webm": "WebM",
+    ".mka": "Matroska",
+    ".mkv": "Matroska",
+    ".amr": "AMR",
+    ".ape": "Monkey's Audio",
+    ".wv": "WavPack",
+    ".ac3": "AC-3",
+    ".dts": "DTS",
+    ".mid": "MIDI",
+    ".midi": "MIDI",
+    ".3gp": "3GPP",
+    ".mov": "QuickTime",
+    ".ra": "RealAudio",
+    ".rm": "RealMedia",
+    ".dsf": "DSD",
+    ".dff": "DSD",
+    ".mpc": "Musepack",
+    ".alac": "ALAC",
 }
 _MAGIC = [  # (offset, bytes, name): sniffed only after libsndfile has refused the file
     (4, b"ftyp", "MPEG-4/QuickTime (AAC, ALAC)"),
     (0, b"\x30\x26\xb2\x75\x8e\x66\xcf\x11", "Windows Media (ASF)"),
     (0, b"\x1a\x45\xdf\xa3", "Matroska/WebM"),
-    (0, b"#!AMR", "AMR"), (0, b"MAC ", "Monkey's Audio"), (0, b"wvpk", "WavPack"),
-    (0, b"MThd", "MIDI"), (0, b"ADIF", "AAC (ADIF)"), (0, b".RMF", "RealMedia"),
-    (0, b"DSD ", "DSD"), (0, b"MPCK", "Musepack"),
+    (0, b"#!AMR", "AMR"),
+    (0, b"MAC ", "Monkey's Audio"),
+    (0, b"wvpk", "WavPack"),
+    (0, b"MThd", "MIDI"),
+    (0, b"ADIF", "AAC (ADIF)"),
+    (0, b".RMF", "RealMedia"),
+    (0, b"DSD ", "DSD"),
+    (0, b"MPCK", "Musepack"),
 ]
 
 
@@ -155,23 +186,21 @@ def _hms(seconds: float) -> str:
     return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}"
 
 
-def _check_limits(
-    path: str | None, sample_rate: int, channels: int, frames: int, limits: DecodeLimits
-) -> None:
+def _check_limits(path: str | None, sample_rate: int, channels: int, frames: int, limits: DecodeLimits) -> None:
     """Reject absurd headers and over-long files before a single sample is decoded."""
     if not limits.min_sample_rate <= sample_rate <= limits.max_sample_rate:
         raise InvalidSamplesError(
-            path, f"sample rate {sample_rate} Hz is outside the accepted range "
+            path,
+            f"sample rate {sample_rate} Hz is outside the accepted range "
             f"{limits.min_sample_rate}..{limits.max_sample_rate} Hz",
         )
     if not 1 <= channels <= limits.max_channels:
-        raise InvalidSamplesError(
-            path, f"{channels} channels is outside the accepted range 1..{limits.max_channels}"
-        )
+        raise InvalidSamplesError(path, f"{channels} channels is outside the accepted range 1..{limits.max_channels}")
     duration = frames / sample_rate
     if limits.max_duration_s is not None and duration > limits.max_duration_s:
         raise AudioTooLongError(
-            path, f"is {_hms(duration)} ({duration:.1f} s) long; the limit is "
+            path,
+            f"is {_hms(duration)} ({duration:.1f} s) long; the limit is "
             f"{_hms(limits.max_duration_s)} ({limits.max_duration_s:g} s)",
         )
 
@@ -183,28 +212,22 @@ def _classify_open_error(path: str, head: bytes, exc: Exception) -> Exception:
         detail = "no decodable audio stream found"
     hint = f"supported formats: {SUPPORTED_FORMATS_TEXT}"
     for offset, magic, name in _MAGIC:
-        if head[offset:offset + len(magic)] == magic:
+        if head[offset : offset + len(magic)] == magic:
             return UnsupportedFormatError(path, f"{name} files are not supported ({hint})")
     if len(head) >= 2 and head[0] == 0xFF and head[1] & 0xF6 == 0xF0:
         return UnsupportedFormatError(path, f"AAC (ADTS) files are not supported ({hint})")
     ext = Path(path).suffix.lower()
     if ext in _UNSUPPORTED_EXT:
-        return UnsupportedFormatError(
-            path, f"{ext} ({_UNSUPPORTED_EXT[ext]}) files are not supported ({hint})"
-        )
+        return UnsupportedFormatError(path, f"{ext} ({_UNSUPPORTED_EXT[ext]}) files are not supported ({hint})")
     if ext in _SUPPORTED_EXT:
-        return AudioDecodeError(
-            path, f"not a valid {_SUPPORTED_EXT[ext]} file, or it is damaged ({detail})"
-        )
+        return AudioDecodeError(path, f"not a valid {_SUPPORTED_EXT[ext]} file, or it is damaged ({detail})")
     if "not recognised" in detail.lower():
         return UnsupportedFormatError(path, f"not a recognised audio format ({hint})")
     return AudioDecodeError(path, f"could not be opened as audio ({detail})")
 
 
 @contextmanager
-def _open_checked(
-    path: PathLike, limits: DecodeLimits | None
-) -> Iterator[tuple[sf.SoundFile, AudioInfo]]:
+def _open_checked(path: PathLike, limits: DecodeLimits | None) -> Iterator[tuple[sf.SoundFile, AudioInfo]]:
     """Open ``path`` with libsndfile, turning every failure into a typed AudioError."""
     p = os.fspath(path)
     if not os.path.exists(p):
@@ -220,7 +243,7 @@ def _open_checked(
         raise AudioDecodeError(p, f"cannot be read ({exc.strerror or exc})") from exc
     if not head:
         raise EmptyAudioError(p, "file is empty (0 bytes)")
-    with decoder_output_captured():   # the caller's decoding runs inside too (it is under yield)
+    with decoder_output_captured():  # the caller's decoding runs inside too (it is under yield)
         try:
             handle = sf.SoundFile(p)
         except (sf.SoundFileError, RuntimeError) as exc:
@@ -232,15 +255,16 @@ def _open_checked(
 def _checked_info(p: str, handle: sf.SoundFile, limits: DecodeLimits | None) -> AudioInfo:
     """The header's facts, checked for sense and against ``limits``."""
     info = AudioInfo(
-        path=p, format=handle.format, subtype=handle.subtype or None,
-        sample_rate=int(handle.samplerate), channels=int(handle.channels),
+        path=p,
+        format=handle.format,
+        subtype=handle.subtype or None,
+        sample_rate=int(handle.samplerate),
+        channels=int(handle.channels),
         frames=int(handle.frames),
         duration_s=handle.frames / handle.samplerate if handle.samplerate > 0 else 0.0,
     )
     if info.sample_rate <= 0 or info.channels <= 0:
-        raise InvalidSamplesError(
-            p, f"header declares {info.sample_rate} Hz and {info.channels} channels"
-        )
+        raise InvalidSamplesError(p, f"header declares {info.sample_rate} Hz and {info.channels} channels")
     if info.frames <= 0:
         raise EmptyAudioError(p, "contains no audio frames")
     if limits is not None:
@@ -251,11 +275,13 @@ def _checked_info(p: str, handle: sf.SoundFile, limits: DecodeLimits | None) -> 
 def _note_short(handle: sf.SoundFile, info: AudioInfo, decoded: int) -> None:
     """Log (not fail) when a header promised more audio than the file holds."""
     if decoded < info.frames:
-        log.warning("%s: truncated? decoded %d of the %d frames the header announces",
-                    info.path, decoded, info.frames)
+        log.warning("%s: truncated? decoded %d of the %d frames the header announces", info.path, decoded, info.frames)
     elif "should be" in handle.extra_info:
-        log.warning("%s: truncated? the header announces more data than the file holds; "
-                    "using the %d decodable frames", info.path, decoded)
+        log.warning(
+            "%s: truncated? the header announces more data than the file holds; using the %d decodable frames",
+            info.path,
+            decoded,
+        )
 
 
 def probe(path: PathLike, *, limits: DecodeLimits | None = None) -> AudioInfo:
@@ -289,17 +315,14 @@ def _decode_whole(handle: sf.SoundFile, info: AudioInfo, target_sr: int) -> np.n
 
 
 def _fits_in_memory(info: AudioInfo, limits: DecodeLimits) -> bool:
-    return (info.duration_s <= limits.in_memory_max_s
-            and info.frames * info.channels <= limits.in_memory_max_s * 96_000)
+    return info.duration_s <= limits.in_memory_max_s and info.frames * info.channels <= limits.in_memory_max_s * 96_000
 
 
 def _block_frames(info: AudioInfo, limits: DecodeLimits) -> int:
     return block_frames_for(info.sample_rate, info.channels, limits.stream_block_s)
 
 
-def load_audio(
-    path: PathLike, target_sr: int, *, limits: DecodeLimits = DEFAULT_LIMITS
-) -> np.ndarray:
+def load_audio(path: PathLike, target_sr: int, *, limits: DecodeLimits = DEFAULT_LIMITS) -> np.ndarray:
     """Decode ``path`` to a 1-D float32 mono waveform at ``target_sr``.
 
     Identical to ``librosa.load(path, sr=target_sr, mono=True)[0]`` for files libsndfile reads.
@@ -312,8 +335,7 @@ def load_audio(
         if _fits_in_memory(info, limits):
             return _decode_whole(handle, info, target_sr)
         chunks: list[np.ndarray] = []
-        decoded = stream_decode(handle, info.path, target_sr, _block_frames(info, limits),
-                                chunks.append)
+        decoded = stream_decode(handle, info.path, target_sr, _block_frames(info, limits), chunks.append)
         if decoded == 0:
             raise EmptyAudioError(info.path, "no audio could be decoded")
         _note_short(handle, info, decoded)
@@ -348,14 +370,10 @@ def prepare_waveform(
     else:
         raise InvalidSamplesError(name, f"unsupported sample type {a.dtype}")
     if a.ndim not in (1, 2):
-        raise InvalidSamplesError(
-            name, f"expected shape (n,) or (n, channels), got {a.shape}"
-        )
+        raise InvalidSamplesError(name, f"expected shape (n,) or (n, channels), got {a.shape}")
     channels = 1 if a.ndim == 1 else a.shape[1]
     if a.ndim == 2 and channels > limits.max_channels and a.shape[0] <= limits.max_channels:
-        raise InvalidSamplesError(
-            name, f"shape {a.shape} looks like (channels, n); pass (n, channels)"
-        )
+        raise InvalidSamplesError(name, f"shape {a.shape} looks like (channels, n); pass (n, channels)")
     if a.shape[0] == 0 or channels == 0:
         raise EmptyAudioError(name, "contains no samples")
     if int(sample_rate) != sample_rate:

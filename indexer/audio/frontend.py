@@ -48,7 +48,13 @@ def _mel_to_hz(mel: np.ndarray, scale: str) -> np.ndarray:
 
 @lru_cache(maxsize=16)
 def _mel_filter_bank_cached(
-    sample_rate: int, n_fft: int, n_mels: int, f_min: float, f_max: float, scale: str, norm: str | None,
+    sample_rate: int,
+    n_fft: int,
+    n_mels: int,
+    f_min: float,
+    f_max: float,
+    scale: str,
+    norm: str | None,
     triangles: str = "hz",
 ) -> np.ndarray:
     fft_freqs = np.linspace(0.0, sample_rate / 2, n_fft // 2 + 1)
@@ -81,7 +87,13 @@ def mel_filter_bank(spec: AudioFrontend) -> np.ndarray:
     HTK scale without norm equals torchaudio's default (fusion checkpoints).
     """
     return _mel_filter_bank_cached(
-        spec.sample_rate, spec.n_fft, spec.n_mels, spec.f_min, spec.f_max, spec.mel_scale, spec.mel_norm,
+        spec.sample_rate,
+        spec.n_fft,
+        spec.n_mels,
+        spec.f_min,
+        spec.f_max,
+        spec.mel_scale,
+        spec.mel_norm,
         spec.mel_triangles,
     )
 
@@ -137,9 +149,7 @@ def _read_span(read: SampleReader, num_samples: int, lo: int, hi: int, pad_mode:
     return np.concatenate(parts)
 
 
-def log_mel_frames(
-    read: SampleReader, num_samples: int, frame_indices: np.ndarray, spec: AudioFrontend
-) -> np.ndarray:
+def log_mel_frames(read: SampleReader, num_samples: int, frame_indices: np.ndarray, spec: AudioFrontend) -> np.ndarray:
     """Log-mel of the given STFT frames of a waveform: (len(frame_indices), n_mels) float32.
 
     Contiguous runs of indices are read as one span, so asking for all frames of a clip is one

@@ -64,11 +64,12 @@ def total_frames(num_samples: int, spec: AudioFrontend) -> int:
 
 def zero_filled(read: SampleReader, num_samples: int) -> SampleReader:
     """``read`` extended with zeros past ``num_samples``."""
+
     def padded(start: int, stop: int) -> np.ndarray:
-        body = read(min(start, num_samples), min(stop, num_samples)) if start < num_samples else \
-            np.zeros(0, np.float32)
+        body = read(min(start, num_samples), min(stop, num_samples)) if start < num_samples else np.zeros(0, np.float32)
         missing = (stop - start) - body.shape[0]
         return np.concatenate([body, np.zeros(missing, np.float32)]) if missing > 0 else body
+
     return padded
 
 
@@ -85,8 +86,9 @@ def frames_to_patches(frames: np.ndarray, spec: AudioFrontend) -> np.ndarray:
     return view.transpose(0, 2, 1)
 
 
-def iter_patch_chunks(read: SampleReader, num_samples: int, spec: AudioFrontend,
-                      chunk: int = PATCH_CHUNK) -> Iterator[np.ndarray]:
+def iter_patch_chunks(
+    read: SampleReader, num_samples: int, spec: AudioFrontend, chunk: int = PATCH_CHUNK
+) -> Iterator[np.ndarray]:
     """All patches of a waveform in order, as contiguous float32 chunks of at most ``chunk``."""
     size, hop = _geometry(spec)
     padded = zero_filled(read, num_samples)

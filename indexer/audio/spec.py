@@ -107,11 +107,11 @@ class AudioFrontend(StrictModel):
             raise ValueError("long_policy 'patch_mean' needs patch_frames and patch_hop_frames, and only it")
         if patched:
             if self.center or self.short_policy != "zeropad" or self.pad_mode != "constant":
-                raise ValueError("patch_mean front ends frame without centring and zero-pad (short clips, "
-                                 "last frames)")
-            if not 0 < self.patch_hop_frames <= self.patch_frames:  # type: ignore[operator]
+                raise ValueError("patch_mean front ends frame without centring and zero-pad (short clips, last frames)")
+            frames, hop = self.patch_frames, self.patch_hop_frames
+            assert frames is not None and hop is not None  # both set when patched (checked above)
+            if not 0 < hop <= frames:
                 raise ValueError("need 0 < patch_hop_frames <= patch_frames")
-            if (self.clip_samples - self.win_length) % self.hop_length or \
-                    (self.chunk_frames - self.patch_frames) % self.patch_hop_frames:  # type: ignore[operator]
+            if (self.clip_samples - self.win_length) % self.hop_length or (self.chunk_frames - frames) % hop:
                 raise ValueError("clip_samples must cover a whole number of patch hops")
         return self

@@ -71,8 +71,9 @@ def decoder_output_captured() -> Iterator[None]:
             os.dup2(saved, 2)
             restored = True
             sink.seek(0)
-            said = " / ".join(line.strip() for line in sink.read().decode("utf-8", "replace").splitlines()
-                              if line.strip())
+            said = " / ".join(
+                line.strip() for line in sink.read().decode("utf-8", "replace").splitlines() if line.strip()
+            )
             if said:
                 if len(said) > _CAPTURED_MAX_CHARS:
                     said = said[:_CAPTURED_MAX_CHARS] + "..."
@@ -144,9 +145,7 @@ def first_non_finite(x: np.ndarray) -> int | None:
 
 def non_finite_error(path: str | None, index: int, sample_rate: int) -> InvalidSamplesError:
     """The error for a NaN/Inf sample, saying where it is so the user can inspect the file."""
-    return InvalidSamplesError(
-        path, f"contains NaN or infinite samples (first at {index / sample_rate:.3f} s)"
-    )
+    return InvalidSamplesError(path, f"contains NaN or infinite samples (first at {index / sample_rate:.3f} s)")
 
 
 def block_frames_for(sample_rate: int, channels: int, block_s: float) -> int:
@@ -174,11 +173,7 @@ def stream_decode(
     """
     sr, channels = handle.samplerate, handle.channels
     buf = np.empty((block_frames, channels), dtype=np.float32)
-    resampler = (
-        None
-        if sr == target_sr
-        else soxr.ResampleStream(sr, target_sr, 1, dtype="float32", quality="HQ")
-    )
+    resampler = None if sr == target_sr else soxr.ResampleStream(sr, target_sr, 1, dtype="float32", quality="HQ")
     done = 0
     left = handle.frames
     while left > 0:
@@ -186,9 +181,7 @@ def stream_decode(
         try:
             block = handle.read(want, dtype="float32", always_2d=True, out=buf[:want])
         except (sf.SoundFileError, RuntimeError) as exc:
-            raise AudioDecodeError(
-                path, f"decoding failed after {done / sr:.2f} s: {exc}"
-            ) from exc
+            raise AudioDecodeError(path, f"decoding failed after {done / sr:.2f} s: {exc}") from exc
         n = len(block)
         if n == 0:
             break  # the header promised more than the file holds: keep what was decodable
@@ -296,12 +289,13 @@ class AudioSource:
         return self
 
     def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
         self.close()
 
     def __repr__(self) -> str:
         where = "memory" if self.in_memory else ("closed" if self._closed else "disk")
-        return (f"AudioSource({self.path or '<array>'}, {self.num_samples} samples at "
-                f"{self.sample_rate} Hz, {where})")
+        return f"AudioSource({self.path or '<array>'}, {self.num_samples} samples at {self.sample_rate} Hz, {where})"

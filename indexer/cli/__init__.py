@@ -25,16 +25,21 @@ from indexer.errors import report_error, translate
 
 
 @click.group(help=__doc__.split("\n\n")[0], context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--verbose", "-v", count=True,
-              help="log what happens (-v: info, including the libraries' start-up lines; -vv: debug)")
+@click.option(
+    "--verbose",
+    "-v",
+    count=True,
+    help="log what happens (-v: info, including the libraries' start-up lines; -vv: debug)",
+)
 def app(verbose: int) -> None:
     if verbose:
         import logging
 
         from indexer.logs import set_verbose
 
-        logging.basicConfig(level=logging.DEBUG if verbose > 1 else logging.INFO,
-                            format="%(levelname)s %(name)s: %(message)s")
+        logging.basicConfig(
+            level=logging.DEBUG if verbose > 1 else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
+        )
         set_verbose()
 
 
@@ -73,8 +78,8 @@ def main(argv: list[str] | None = None) -> int:
         exc.show()
         return 2
     except Exception as exc:
-        known = translate(exc)      # a core error, or a database/disk/runtime failure it names
+        known = translate(exc)  # a core error, or a database/disk/runtime failure it names
         if known is None:
-            raise                   # a bug: the traceback is the useful report
+            raise  # a bug: the traceback is the useful report
         return report_error(known)
     return int(result or 0)

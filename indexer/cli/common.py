@@ -11,20 +11,44 @@ from pathlib import Path
 import click
 
 _MODEL_OPTIONS = [
-    click.option("--model", type=click.Path(path_type=Path), default=None,
-                 help="model folder [env CLAPSEARCH_MODEL; default: the shipped model]"),
-    click.option("--variant", "model_variant", default=None,
-                 help="model variant: fp32, int8, fp16... if the folder has it [env CLAPSEARCH_MODEL_VARIANT]"),
-    click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default=None,
-                 help="where ONNX Runtime runs [env CLAPSEARCH_DEVICE]"),
+    click.option(
+        "--model",
+        type=click.Path(path_type=Path),
+        default=None,
+        help="model folder [env CLAPSEARCH_MODEL; default: the shipped model]",
+    ),
+    click.option(
+        "--variant",
+        "model_variant",
+        default=None,
+        help="model variant: fp32, int8, fp16... if the folder has it [env CLAPSEARCH_MODEL_VARIANT]",
+    ),
+    click.option(
+        "--device",
+        type=click.Choice(["auto", "cpu", "cuda"]),
+        default=None,
+        help="where ONNX Runtime runs [env CLAPSEARCH_DEVICE]",
+    ),
 ]
 _STORE_OPTIONS = [
-    click.option("--home", type=click.Path(path_type=Path), default=None,
-                 help="data folder of the embedded default [env CLAPSEARCH_HOME]"),
-    click.option("--db", "database_url", default=None,
-                 help="database URL, e.g. postgresql+psycopg://user@host/db [env CLAPSEARCH_DATABASE_URL]"),
-    click.option("--index-dir", type=click.Path(path_type=Path), default=None,
-                 help="where index versions are published [env CLAPSEARCH_INDEX_DIR]"),
+    click.option(
+        "--home",
+        type=click.Path(path_type=Path),
+        default=None,
+        help="data folder of the embedded default [env CLAPSEARCH_HOME]",
+    ),
+    click.option(
+        "--db",
+        "database_url",
+        default=None,
+        help="database URL, e.g. postgresql+psycopg://user@host/db [env CLAPSEARCH_DATABASE_URL]",
+    ),
+    click.option(
+        "--index-dir",
+        type=click.Path(path_type=Path),
+        default=None,
+        help="where index versions are published [env CLAPSEARCH_INDEX_DIR]",
+    ),
 ]
 _NAMES = ("model", "model_variant", "device", "home", "database_url", "index_dir")
 
@@ -72,9 +96,9 @@ def read_store_options(func):
     """``store_options`` for commands that only read: they never create a database or a home
     folder (a typo in --home must not leave an empty library behind); a missing one is
     ``error [store.missing]``, exit 2."""
-    return _settings_command(func, _STORE_OPTIONS + _MODEL_OPTIONS,
-                             functools.partial(_open_store, create=False))
+    return _settings_command(func, _STORE_OPTIONS + _MODEL_OPTIONS, functools.partial(_open_store, create=False))
 
 
-collection_option = click.option("--collection", "-c", default="default", show_default=True,
-                                 help="collection (named index) to use")
+collection_option = click.option(
+    "--collection", "-c", default="default", show_default=True, help="collection (named index) to use"
+)

@@ -42,8 +42,14 @@ def embed(paths, out, batch_size, quiet, settings) -> int:
             bar.update(1)
             bar.set_postfix(audio_h=f"{seconds / 3600:.2f}", errors=len(failures))
     matrix = np.stack(vectors) if vectors else np.zeros((0, encoder.dim), np.float32)
-    np.savez(out, vectors=matrix, paths=np.array(kept), model=encoder.manifest.name,
-             fingerprint=encoder.manifest.fingerprint, variant=encoder.variant)
+    np.savez(
+        out,
+        vectors=matrix,
+        paths=np.array(kept),
+        model=encoder.manifest.name,
+        fingerprint=encoder.manifest.fingerprint,
+        variant=encoder.variant,
+    )
     print(f"embedded {len(kept)} files ({seconds / 60:.1f} min of audio) -> {out}")
     for item in failures:
         print(f"failed [{item.error.code}] {item.error}", file=sys.stderr)
@@ -73,9 +79,11 @@ def rank(embeddings, queries, top, settings) -> int:
     encoder = settings.open_encoder()
     data = np.load(embeddings)
     if str(data["fingerprint"]) != encoder.manifest.fingerprint:
-        raise ModelMismatchError(f"{embeddings} was embedded with model {str(data['model'])!r} "
-                                 f"({str(data['fingerprint'])}), not {encoder.manifest.name!r} "
-                                 f"({encoder.manifest.fingerprint})")
+        raise ModelMismatchError(
+            f"{embeddings} was embedded with model {str(data['model'])!r} "
+            f"({str(data['fingerprint'])}), not {encoder.manifest.name!r} "
+            f"({encoder.manifest.fingerprint})"
+        )
     scores = data["vectors"] @ encoder.embed_text(list(queries)).T
     for q, query in enumerate(queries):
         print(f"{query}")

@@ -15,20 +15,27 @@ from indexer.ingest.discover import AUDIO_EXTENSIONS
 
 def _print_report(report) -> None:
     stats = report.stats
-    print(f"collection {report.collection!r}: {stats.discovered} files found, {stats.embedded} embedded "
-          f"({stats.audio_seconds / 3600:.2f} h of audio), {stats.skipped} unchanged, "
-          f"{stats.failed} failed, {stats.removed} removed in {report.seconds:.1f} s")
+    print(
+        f"collection {report.collection!r}: {stats.discovered} files found, {stats.embedded} embedded "
+        f"({stats.audio_seconds / 3600:.2f} h of audio), {stats.skipped} unchanged, "
+        f"{stats.failed} failed, {stats.removed} removed in {report.seconds:.1f} s"
+    )
     for result in report.published:
         if result.version is not None:
-            print(f"  {result.kind} index {result.version.folder.name}: {result.mode}, "
-                  f"{result.version.n_vectors} vectors (+{result.added} -{result.removed}, {result.seconds:.1f} s)")
+            print(
+                f"  {result.kind} index {result.version.folder.name}: {result.mode}, "
+                f"{result.version.n_vectors} vectors (+{result.added} -{result.removed}, {result.seconds:.1f} s)"
+            )
     # Every file failing now, not just this run's: a re-run skips unchanged broken files, and
     # a summary without them would read as if they were fixed.
     new = {path for path, _, _ in report.failures}
     failing = report.failing or report.failures
     if failing:
-        print(f"{len(failing)} file{'s' if len(failing) != 1 else ''} failing (fix or replace them, then "
-              f"`indexer ingest --retry-failed`; `indexer status --errors` lists them again):", file=sys.stderr)
+        print(
+            f"{len(failing)} file{'s' if len(failing) != 1 else ''} failing (fix or replace them, then "
+            f"`indexer ingest --retry-failed`; `indexer status --errors` lists them again):",
+            file=sys.stderr,
+        )
     for path, code, message in failing[:50]:
         since = "" if path in new else "  (since an earlier run)"
         print(f"  failed [{code}] {path}: {message}{since}", file=sys.stderr)
@@ -39,16 +46,27 @@ def _print_report(report) -> None:
 
 
 def _ingest_options(func):
-    for option in reversed([
-        click.option("--ext", "extensions", multiple=True,
-                     help=f"extensions to pick up in folders (repeatable; default {' '.join(AUDIO_EXTENSIONS)})"),
-        click.option("--follow-symlinks", is_flag=True, help="enter symlinked folders and files"),
-        click.option("--workers", type=int, default=None, help="decode processes (default: one per core)"),
-        click.option("--batch-size", type=int, default=32, show_default=True),
-        click.option("--quiet", "-q", is_flag=True, help="no progress bar"),
-        click.option("--progress-every", type=click.FloatRange(min=0.1), default=5.0, show_default=True,
-                     help="seconds between progress lines when stderr is not a terminal (a log, a pipe)"),
-    ]):
+    for option in reversed(
+        [
+            click.option(
+                "--ext",
+                "extensions",
+                multiple=True,
+                help=f"extensions to pick up in folders (repeatable; default {' '.join(AUDIO_EXTENSIONS)})",
+            ),
+            click.option("--follow-symlinks", is_flag=True, help="enter symlinked folders and files"),
+            click.option("--workers", type=int, default=None, help="decode processes (default: one per core)"),
+            click.option("--batch-size", type=int, default=32, show_default=True),
+            click.option("--quiet", "-q", is_flag=True, help="no progress bar"),
+            click.option(
+                "--progress-every",
+                type=click.FloatRange(min=0.1),
+                default=5.0,
+                show_default=True,
+                help="seconds between progress lines when stderr is not a terminal (a log, a pipe)",
+            ),
+        ]
+    ):
         func = option(func)
     return func
 
@@ -59,25 +77,54 @@ def _ingest_options(func):
 @_ingest_options
 @click.option("--prune", is_flag=True, help="forget files under PATHS that no longer exist")
 @click.option("--retry-failed", is_flag=True, help="try files that failed before again")
-@click.option("--segments/--no-segments", default=False,
-              help="also index windows of long files, so search can return the moment inside them")
+@click.option(
+    "--segments/--no-segments",
+    default=False,
+    help="also index windows of long files, so search can return the moment inside them",
+)
 @click.option("--segment-seconds", type=float, default=10.0, show_default=True)
 @click.option("--segment-hop", type=float, default=5.0, show_default=True)
-@click.option("--commit-every", type=int, default=200, show_default=True,
-              help="files per database transaction (a kill loses at most this many)")
+@click.option(
+    "--commit-every",
+    type=int,
+    default=200,
+    show_default=True,
+    help="files per database transaction (a kill loses at most this many)",
+)
 @store_options
-def ingest(paths, collection, extensions, follow_symlinks, workers, batch_size, quiet, progress_every, prune,
-           retry_failed, segments, segment_seconds, segment_hop, commit_every, store) -> int:
+def ingest(
+    paths,
+    collection,
+    extensions,
+    follow_symlinks,
+    workers,
+    batch_size,
+    quiet,
+    progress_every,
+    prune,
+    retry_failed,
+    segments,
+    segment_seconds,
+    segment_hop,
+    commit_every,
+    store,
+) -> int:
     from indexer.cli.progress import IngestProgress
     from indexer.ingest.pipeline import IngestOptions, run_ingest
     from indexer.store.catalog import SegmentSpec
 
     options = IngestOptions(
-        paths=[str(p) for p in paths], collection=collection,
-        extensions=tuple(extensions) or AUDIO_EXTENSIONS, follow_symlinks=follow_symlinks,
-        prune=prune, retry_failed=retry_failed, workers=workers, batch_size=batch_size,
+        paths=[str(p) for p in paths],
+        collection=collection,
+        extensions=tuple(extensions) or AUDIO_EXTENSIONS,
+        follow_symlinks=follow_symlinks,
+        prune=prune,
+        retry_failed=retry_failed,
+        workers=workers,
+        batch_size=batch_size,
         commit_every=commit_every,
-        segments=SegmentSpec(segment_seconds, segment_hop) if segments else None)
+        segments=SegmentSpec(segment_seconds, segment_hop) if segments else None,
+    )
     bar = IngestProgress(quiet=quiet, interval=progress_every)
     try:
         report = run_ingest(store, options, progress=bar)
@@ -138,8 +185,9 @@ def rebuild(collection, extensions, follow_symlinks, workers, batch_size, quiet,
 
     bar = IngestProgress(quiet=quiet, interval=progress_every)
     try:
-        report = rebuild_collection(store, collection, progress=bar, workers=workers,
-                                    batch_size=batch_size, follow_symlinks=follow_symlinks)
+        report = rebuild_collection(
+            store, collection, progress=bar, workers=workers, batch_size=batch_size, follow_symlinks=follow_symlinks
+        )
     finally:
         bar.close()
     _print_report(report)
@@ -159,19 +207,31 @@ def export(collection, out, segments, store) -> int:
     return 0
 
 
-@click.command("search", help="Search a collection by text, by example (--audio FILE) or like an "
-                              "indexed item (--item ID); the same answers as the API's /v1/search.")
+@click.command(
+    "search",
+    help="Search a collection by text, by example (--audio FILE) or like an "
+    "indexed item (--item ID); the same answers as the API's /v1/search.",
+)
 @click.argument("text", required=False)
 @click.option("--audio", type=click.Path(path_type=Path, exists=True), default=None)
-@click.option("--item", "item_id", type=click.IntRange(min=1), default=None,
-              help="an indexed item's id: its similar sounds (the item itself left out)")
+@click.option(
+    "--item",
+    "item_id",
+    type=click.IntRange(min=1),
+    default=None,
+    help="an indexed item's id: its similar sounds (the item itself left out)",
+)
 @collection_option
 @click.option("--top", "-k", "limit", type=click.IntRange(min=1), default=10, show_default=True)
 @click.option("--offset", type=click.IntRange(min=0), default=0, help="skip this many hits (pagination)")
 @click.option("--segments", is_flag=True, help="search windows of long files (start/end seconds)")
 @click.option("--min-score", type=click.FloatRange(-1, 1), default=None, help="drop hits below this cosine")
-@click.option("--min-relevance", type=click.FloatRange(0, 1), default=None,
-              help="text queries on calibrated models: drop hits below this relevance (0..1)")
+@click.option(
+    "--min-relevance",
+    type=click.FloatRange(0, 1),
+    default=None,
+    help="text queries on calibrated models: drop hits below this relevance (0..1)",
+)
 @click.option("--tag", "tags", multiple=True, help="'rain' (any tag contains it) or 'genre:ambient' (repeatable)")
 @click.option("--format", "formats", multiple=True, help="container formats to keep: WAV, FLAC... (repeatable)")
 @click.option("--min-duration", type=click.FloatRange(min=0), default=None, help="seconds")
@@ -179,8 +239,24 @@ def export(collection, out, segments, store) -> int:
 @click.option("--path-prefix", default=None, help="only files whose path starts with this")
 @click.option("--json", "as_json", is_flag=True)
 @read_store_options
-def search(text, audio, item_id, collection, limit, offset, segments, min_score, min_relevance, tags, formats,
-           min_duration, max_duration, path_prefix, as_json, store) -> int:
+def search(
+    text,
+    audio,
+    item_id,
+    collection,
+    limit,
+    offset,
+    segments,
+    min_score,
+    min_relevance,
+    tags,
+    formats,
+    min_duration,
+    max_duration,
+    path_prefix,
+    as_json,
+    store,
+) -> int:
     from indexer.filters import SearchFilters
     from indexer.query import SearchRequest, run_search, stored_vector
 
@@ -188,8 +264,13 @@ def search(text, audio, item_id, collection, limit, offset, segments, min_score,
         raise click.UsageError("give a TEXT query, --audio FILE or --item ID (one of them)")
     if min_duration is not None and max_duration is not None and min_duration > max_duration:
         raise click.UsageError("--min-duration is larger than --max-duration")
-    filters = SearchFilters(min_duration=min_duration, max_duration=max_duration, formats=tuple(formats),
-                            tags=tuple(t for t in tags if t), path_prefix=path_prefix or None)
+    filters = SearchFilters(
+        min_duration=min_duration,
+        max_duration=max_duration,
+        formats=tuple(formats),
+        tags=tuple(t for t in tags if t),
+        path_prefix=path_prefix or None,
+    )
     req = SearchRequest(collection, limit, offset, min_score, segments, filters, min_relevance)
     vector = None
     if audio is not None:

@@ -30,7 +30,7 @@ def describe(stats, now: float) -> tuple[str, float | None]:
     elapsed = max(now - stats.started, 1e-6)
     done = stats.done
     total = stats.discovered if stats.discovery_done else None
-    worked = stats.embedded + stats.failed          # skipped files cost nothing: not in the rate
+    worked = stats.embedded + stats.failed  # skipped files cost nothing: not in the rate
     rate = worked / elapsed
     if total is None:
         count, fraction = f"{done}/{stats.discovered}+ files (still looking)", None
@@ -38,8 +38,13 @@ def describe(stats, now: float) -> tuple[str, float | None]:
         fraction = done / total if total else 1.0
         count = f"{done}/{total} files ({100 * fraction:.0f} %)"
     # Failures first: a narrow terminal cuts the end of the line.
-    parts = [count, f"{stats.failed} failed", f"{stats.skipped} unchanged", f"{rate:.1f} files/s",
-             f"{stats.audio_seconds / 3600 / elapsed:.3f} audio-h/s"]
+    parts = [
+        count,
+        f"{stats.failed} failed",
+        f"{stats.skipped} unchanged",
+        f"{rate:.1f} files/s",
+        f"{stats.audio_seconds / 3600 / elapsed:.3f} audio-h/s",
+    ]
     if fraction is not None and fraction >= 1.0:
         parts.append(f"took {_duration(elapsed)}")
     elif total is not None and rate > 0:
@@ -55,16 +60,16 @@ class IngestProgress:
         self.quiet = quiet
         self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
         self.interval = 0.5 if self.tty else interval
-        self.last = time.perf_counter()      # the first piped line comes after one interval
+        self.last = time.perf_counter()  # the first piped line comes after one interval
         self.stats = None
-        self.width = 0                       # of the line drawn in place (to blank leftovers)
+        self.width = 0  # of the line drawn in place (to blank leftovers)
 
     def __call__(self, stats) -> None:
         self.stats = stats
         now = time.perf_counter()
         finished = stats.discovery_done and stats.done >= stats.discovered
         if self.quiet or finished or now - self.last < self.interval:
-            return      # the final line is close()'s, written once
+            return  # the final line is close()'s, written once
         self.last = now
         self._write(stats, now, final=False)
 

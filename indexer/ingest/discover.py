@@ -18,8 +18,21 @@ from pathlib import Path
 from types import ModuleType
 from urllib.parse import quote, unquote_to_bytes
 
-AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".aifc",
-                    ".au", ".caf", ".w64", ".rf64")
+AUDIO_EXTENSIONS = (
+    ".wav",
+    ".flac",
+    ".ogg",
+    ".oga",
+    ".opus",
+    ".mp3",
+    ".aif",
+    ".aiff",
+    ".aifc",
+    ".au",
+    ".caf",
+    ".w64",
+    ".rf64",
+)
 LIST_SUFFIXES = (".txt", ".lst", ".list")
 INSTALL_HINT = "pip install 'clapsearch[distributed]'"
 
@@ -37,8 +50,8 @@ _SAFE = "/ !#$&'()*+,-.:;=@[]^_`{|}~"
 
 @dataclass(frozen=True)
 class FoundFile:
-    path: str          # absolute, normalised (symlinks are NOT resolved: the user's name is kept);
-                       # as the catalogue stores it (``stored_path``): ``os_path`` gives the name to open
+    path: str  # absolute, normalised (symlinks are NOT resolved: the user's name is kept);
+    # as the catalogue stores it (``stored_path``): ``os_path`` gives the name to open
     size: int
     mtime_ns: int
 
@@ -57,7 +70,7 @@ def os_path(stored: str) -> str:
     """The path to open for a catalogue path: ``stored_path``'s inverse (lone surrogates for the
     bytes that are not UTF-8, which ``os`` functions turn back into the original bytes)."""
     if stored.startswith(NON_UTF8_PREFIX):
-        return os.fsdecode(unquote_to_bytes(stored[len(NON_UTF8_PREFIX):]))
+        return os.fsdecode(unquote_to_bytes(stored[len(NON_UTF8_PREFIX) :]))
     return stored
 
 
@@ -103,8 +116,13 @@ def mtime_ns(info: dict) -> int:
     for key in ("mtime", "LastModified", "last_modified", "updated", "modified", "date_time", "created"):
         value = info.get(key)
         try:
-            value = (datetime(*value) if isinstance(value, (tuple, list)) else
-                     datetime.fromisoformat(value.replace("Z", "+00:00")) if isinstance(value, str) else value)
+            value = (
+                datetime(*value)
+                if isinstance(value, (tuple, list))
+                else datetime.fromisoformat(value.replace("Z", "+00:00"))
+                if isinstance(value, str)
+                else value
+            )
             if isinstance(value, (int, float, datetime)):
                 return int((value.timestamp() if isinstance(value, datetime) else value) * 1e9)
         except (TypeError, ValueError):
@@ -117,7 +135,7 @@ def list_url(url: str, wanted: tuple[str, ...], *, stat_single: bool = True) -> 
     listing. A URL naming one file comes back as itself, whatever its extension; unstatted with
     ``stat_single=False`` (Ray), so a missing one fails as its own row rather than the listing."""
     chain = "::" + url.split("::", 1)[1] if "::" in url else ""
-    keep_path = local_path(url) is not None      # local globs stay plain paths, not file:// URLs
+    keep_path = local_path(url) is not None  # local globs stay plain paths, not file:// URLs
     fs, path = require("fsspec").core.url_to_fs(re.sub(r"(^|/)\*\*(?=[^/])", r"\1**/*", url))
     if is_glob(url):
         found = fs.glob(path, detail=True)
@@ -129,8 +147,9 @@ def list_url(url: str, wanted: tuple[str, ...], *, stat_single: bool = True) -> 
         return
     for name, info in sorted(found.items()):
         if info.get("type") == "file" and os.path.splitext(name)[1].lower() in wanted:
-            yield FoundFile((name if keep_path else fs.unstrip_protocol(name)) + chain,
-                            int(info.get("size") or 0), mtime_ns(info))
+            yield FoundFile(
+                (name if keep_path else fs.unstrip_protocol(name)) + chain, int(info.get("size") or 0), mtime_ns(info)
+            )
 
 
 def local_copy(url: str) -> str:
@@ -174,9 +193,13 @@ def normalise_extensions(extensions: Iterable[str]) -> tuple[str, ...]:
     return tuple(sorted({e.lower() if e.startswith(".") else "." + e.lower() for e in extensions}))
 
 
-def walk(paths: Iterable[str | Path], *, extensions: Iterable[str] = AUDIO_EXTENSIONS,
-         follow_symlinks: bool = False,
-         on_error: Callable[[str, OSError], None] | None = None) -> Iterator[FoundFile]:
+def walk(
+    paths: Iterable[str | Path],
+    *,
+    extensions: Iterable[str] = AUDIO_EXTENSIONS,
+    follow_symlinks: bool = False,
+    on_error: Callable[[str, OSError], None] | None = None,
+) -> Iterator[FoundFile]:
     """Files named directly (any extension) plus matching files below folders, recursively.
     fsspec URLs (``s3://bucket/prefix/``, globs, ``zip://*.wav::file.zip``) are listed remotely
     and decoded from a local copy by the worker.
@@ -210,8 +233,9 @@ def walk(paths: Iterable[str | Path], *, extensions: Iterable[str] = AUDIO_EXTEN
             try:
                 if entry.is_dir(follow_symlinks=follow_symlinks):
                     subdirs.append(entry.path)
-                elif (entry.is_file(follow_symlinks=follow_symlinks)
-                      and os.path.splitext(entry.name)[1].lower() in wanted):
+                elif (
+                    entry.is_file(follow_symlinks=follow_symlinks) and os.path.splitext(entry.name)[1].lower() in wanted
+                ):
                     st = entry.stat(follow_symlinks=True)
                     yield FoundFile(stored_path(entry.path), st.st_size, st.st_mtime_ns)
             except OSError as exc:  # vanished, dangling link, permission
@@ -222,7 +246,7 @@ def walk(paths: Iterable[str | Path], *, extensions: Iterable[str] = AUDIO_EXTEN
     for raw in paths:
         raw = os.fspath(raw)
         path = local_path(raw)
-        if path is None:     # a bucket or archive through fsspec (pip install 'clapsearch[distributed]')
+        if path is None:  # a bucket or archive through fsspec (pip install 'clapsearch[distributed]')
             try:
                 yield from list_url(raw, wanted)
             except (OSError, ValueError, ImportError) as exc:

@@ -63,7 +63,7 @@ def model_folder(model_dir: str | Path) -> Path:
         partial = Path(tempfile.mkdtemp(dir=target.parent))
         fs.get(root.rstrip("/") + "/", str(partial) + "/", recursive=True)
         try:
-            os.replace(partial, target)          # another actor on this node may have won
+            os.replace(partial, target)  # another actor on this node may have won
         except OSError:
             shutil.rmtree(partial, ignore_errors=True)
     return target
@@ -72,9 +72,18 @@ def model_folder(model_dir: str | Path) -> Path:
 class ShardEmbedder:
     """A Ray actor: opens the model once; each call turns a batch of URLs into one shard file."""
 
-    def __init__(self, model_dir: str | Path, variant: str | None, device: str, threads: int,
-                 segments: SegmentSpec | None, limits: DecodeLimits, batch_size: int, out_dir: str | Path,
-                 fingerprint: str):
+    def __init__(
+        self,
+        model_dir: str | Path,
+        variant: str | None,
+        device: str,
+        threads: int,
+        segments: SegmentSpec | None,
+        limits: DecodeLimits,
+        batch_size: int,
+        out_dir: str | Path,
+        fingerprint: str,
+    ):
         from indexer.models.encoder import ClapEncoder
 
         self.encoder = ClapEncoder.open(model_folder(model_dir), variant=variant, device=device, threads=threads)
@@ -91,23 +100,28 @@ class ShardEmbedder:
         import pyarrow.parquet as pq
 
         urls, self.fatal = batch.column("url").to_pylist(), None
-        with ThreadPoolExecutor(self.threads) as pool:      # decode threads feed one batcher
+        with ThreadPoolExecutor(self.threads) as pool:  # decode threads feed one batcher
             items = list(pool.map(self.one, urls))
         self.flush()
-        if self.fatal is not None:          # the model failed, not a file: fail the batch, not its files
+        if self.fatal is not None:  # the model failed, not a file: fail the batch, not its files
             raise self.fatal
         name = "part-" + hashlib.sha1("\n".join(urls).encode()).hexdigest()[:20] + ".parquet"
         table = records_table([item.record() for item in items], self.schema)
         final, partial = f"{self.root}/{name}", f"{self.root}/.{name}.partial"
         protocols = (self.fs.protocol,) if isinstance(self.fs.protocol, str) else self.fs.protocol
-        local = "file" in protocols        # object stores write a whole object at once: no rename
+        local = "file" in protocols  # object stores write a whole object at once: no rename
         with self.fs.open(partial if local else final, "wb") as handle:
             pq.write_table(table, handle, compression="zstd")
         if local:
             os.replace(partial, final)
-        return pa.table({"shard": [name], "files": [len(items)],
-                         "failed": [sum(item.error is not None for item in items)],
-                         "audio_s": [sum((item.meta or {}).get("duration_s") or 0.0 for item in items)]})
+        return pa.table(
+            {
+                "shard": [name],
+                "files": [len(items)],
+                "failed": [sum(item.error is not None for item in items)],
+                "audio_s": [sum((item.meta or {}).get("duration_s") or 0.0 for item in items)],
+            }
+        )
 
     def one(self, url: str) -> FileResult:
         item, local, copy, fetching = FileResult(url, 0, 0), local_path(url), None, True
@@ -121,8 +135,13 @@ class ShardEmbedder:
                 st = os.stat(local)
                 item.size, item.mtime_ns = st.st_size, st.st_mtime_ns
             fetching = False
-            process_file(DecodeTask(0, local, item.size, item.mtime_ns), lambda message: self.add(item, message),
-                         self.spec, self.limits, self.segments)
+            process_file(
+                DecodeTask(0, local, item.size, item.mtime_ns),
+                lambda message: self.add(item, message),
+                self.spec,
+                self.limits,
+                self.segments,
+            )
         except Exception as exc:  # one bad file costs one row, never the task
             code, message = error_of(exc)
             code = FileFetchError.code if fetching and code == AudioDecodeError.code else code
@@ -156,11 +175,22 @@ class ShardEmbedder:
             item.set_vector(slot, vector)
 
 
-def ray_embed(sources: list[str] | str, model_dir: Path | str, out_dir: Path | str, *, variant: str | None = None,
-              segments: SegmentSpec | None = None, num_actors: int | None = None,
-              num_gpus_per_actor: float = 0, num_cpus_per_actor: float = 1, batch_size: int = 64,
-              files_per_shard: int = 1000, limits: DecodeLimits = DecodeLimits(),
-              extensions: Iterable[str] = AUDIO_EXTENSIONS, max_failed_batches: int = 0) -> dict:
+def ray_embed(
+    sources: list[str] | str,
+    model_dir: Path | str,
+    out_dir: Path | str,
+    *,
+    variant: str | None = None,
+    segments: SegmentSpec | None = None,
+    num_actors: int | None = None,
+    num_gpus_per_actor: float = 0,
+    num_cpus_per_actor: float = 1,
+    batch_size: int = 64,
+    files_per_shard: int = 1000,
+    limits: DecodeLimits = DecodeLimits(),
+    extensions: Iterable[str] = AUDIO_EXTENSIONS,
+    max_failed_batches: int = 0,
+) -> dict:
     """Embed every file named by ``sources`` on the Ray cluster (``ray.init`` first, or a local
     Ray is started) into Parquet shards under ``out_dir``. ``batch_size``: views per ONNX call;
     ``files_per_shard``: files per actor call and shard. A batch whose actor dies (node lost,
@@ -171,19 +201,21 @@ def ray_embed(sources: list[str] | str, model_dir: Path | str, out_dir: Path | s
     import pyarrow as pa
 
     started = time.perf_counter()
-    model_dir = local_path(str(model_dir)) or str(model_dir)        # actors may run in another folder
+    model_dir = local_path(str(model_dir)) or str(model_dir)  # actors may run in another folder
     out_dir = local_path(str(out_dir)) or str(out_dir)
     manifest = load_manifest(model_folder(model_dir))
     variant = variant or manifest.default_variant
     header = shard_manifest(manifest, variant, segments)
     fs, root = shard_fs(out_dir)
     fs.makedirs(root, exist_ok=True)
-    if fs.exists(f"{root}/{MANIFEST}"):                 # adding to earlier shards: same model and spec
+    if fs.exists(f"{root}/{MANIFEST}"):  # adding to earlier shards: same model and spec
         earlier = read_shard_manifest(out_dir)
         check_model(earlier, manifest.fingerprint, out_dir)
         if shard_spec(earlier) != segments:
-            raise StoreError(f"{out_dir} holds shards with segments {earlier.get('segments')}; "
-                             f"write segments {header['segments']} to another folder")
+            raise StoreError(
+                f"{out_dir} holds shards with segments {earlier.get('segments')}; "
+                f"write segments {header['segments']} to another folder"
+            )
         header["runs"] = earlier.get("runs", [])
     urls = expand_sources(sources, extensions=extensions)
     if not urls:
@@ -198,21 +230,43 @@ def ray_embed(sources: list[str] | str, model_dir: Path | str, out_dir: Path | s
     per_shard = max(1, min(files_per_shard, -(-len(urls) // (4 * num_actors))))
     blocks = [pa.table({"url": urls[i : i + per_shard]}) for i in range(0, len(urls), per_shard)]
     resources = {"num_cpus": num_cpus_per_actor} | ({"num_gpus": num_gpus_per_actor} if num_gpus_per_actor else {})
-    actor_args = (model_dir, variant, "auto" if num_gpus_per_actor else "cpu", max(1, int(num_cpus_per_actor)),
-                  segments, limits, batch_size, out_dir, manifest.fingerprint)
+    actor_args = (
+        model_dir,
+        variant,
+        "auto" if num_gpus_per_actor else "cpu",
+        max(1, int(num_cpus_per_actor)),
+        segments,
+        limits,
+        batch_size,
+        out_dir,
+        manifest.fingerprint,
+    )
     dataset = ray.data.from_arrow(blocks).map_batches(
-        ShardEmbedder, batch_size=per_shard, batch_format="pyarrow", fn_constructor_args=actor_args,
-        compute=ray.data.ActorPoolStrategy(size=num_actors), max_restarts=-1, max_task_retries=3, **resources)
+        ShardEmbedder,
+        batch_size=per_shard,
+        batch_format="pyarrow",
+        fn_constructor_args=actor_args,
+        compute=ray.data.ActorPoolStrategy(size=num_actors),
+        max_restarts=-1,
+        max_task_retries=3,
+        **resources,
+    )
     context = ray.data.DataContext.get_current()
     saved, context.max_errored_blocks = context.max_errored_blocks, max_failed_batches
     try:
         rows = dataset.take_all()
     finally:
         context.max_errored_blocks = saved
-    summary = {"files": sum(r["files"] for r in rows), "failed": sum(r["failed"] for r in rows),
-               "missing": len(urls) - sum(r["files"] for r in rows),
-               "audio_seconds": sum(r["audio_s"] for r in rows), "shards": len(rows),
-               "actors": num_actors, "seconds": time.perf_counter() - started, "out": str(out_dir)}
+    summary = {
+        "files": sum(r["files"] for r in rows),
+        "failed": sum(r["failed"] for r in rows),
+        "missing": len(urls) - sum(r["files"] for r in rows),
+        "audio_seconds": sum(r["audio_s"] for r in rows),
+        "shards": len(rows),
+        "actors": num_actors,
+        "seconds": time.perf_counter() - started,
+        "out": str(out_dir),
+    }
     header["runs"] = header.get("runs", []) + [dict(summary, finished=datetime.now().isoformat())]
     with fs.open(f"{root}/{MANIFEST}", "wt") as handle:
         json.dump(header, handle, indent=2)

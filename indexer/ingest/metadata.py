@@ -9,8 +9,20 @@ from __future__ import annotations
 from pathlib import Path
 
 # mutagen's "easy" keys, which it maps across ID3, Vorbis comments, MP4 atoms and RIFF INFO.
-FIELDS = ("title", "artist", "album", "genre", "date", "comment", "description", "copyright",
-          "organization", "composer", "license", "keywords")
+FIELDS = (
+    "title",
+    "artist",
+    "album",
+    "genre",
+    "date",
+    "comment",
+    "description",
+    "copyright",
+    "organization",
+    "composer",
+    "license",
+    "keywords",
+)
 MAX_VALUE_CHARS = 1000
 
 
@@ -27,8 +39,7 @@ def _sndfile_tags(path: str | Path) -> dict[str, str]:
             found = handle.copy_metadata()
     except Exception:
         return {}
-    return {k: str(v).strip()[:MAX_VALUE_CHARS] for k, v in found.items()
-            if k in FIELDS and str(v).strip()}
+    return {k: str(v).strip()[:MAX_VALUE_CHARS] for k, v in found.items() if k in FIELDS and str(v).strip()}
 
 
 def _mutagen_tags(path: str | Path) -> dict[str, str]:

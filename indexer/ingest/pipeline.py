@@ -68,9 +68,9 @@ class _Feeder(threading.Thread):
         self.store, self.collection_id, self.options = store, collection_id, options
         self.tasks, self.stats = tasks, stats
         self.lock = threading.Lock()
-        self.submitted: dict[int, _InFlight] = {}   # queued, not yet started
+        self.submitted: dict[int, _InFlight] = {}  # queued, not yet started
         self.count = 0
-        self.seen = bytearray()            # bitmap over file ids met on disk (for --prune)
+        self.seen = bytearray()  # bitmap over file ids met on disk (for --prune)
         self.walk_errors: list[tuple[str, str]] = []
         self.error: BaseException | None = None
         self.stop = threading.Event()
@@ -83,9 +83,12 @@ class _Feeder(threading.Thread):
     def run(self) -> None:
         try:
             batch: list[FoundFile] = []
-            for found in walk(self.options.paths, extensions=self.options.extensions,
-                              follow_symlinks=self.options.follow_symlinks,
-                              on_error=lambda p, e: self.walk_errors.append((p, f"{e.__class__.__name__}: {e}"))):
+            for found in walk(
+                self.options.paths,
+                extensions=self.options.extensions,
+                follow_symlinks=self.options.follow_symlinks,
+                on_error=lambda p, e: self.walk_errors.append((p, f"{e.__class__.__name__}: {e}")),
+            ):
                 batch.append(found)
                 if len(batch) >= 500:
                     self._check(batch)
@@ -93,7 +96,7 @@ class _Feeder(threading.Thread):
                 if self.stop.is_set():
                     return
             self._check(batch)
-        except BaseException as exc:   # surfaced by the main loop
+        except BaseException as exc:  # surfaced by the main loop
             self.error = exc
         finally:
             self.stats.discovery_done = True
@@ -111,7 +114,7 @@ class _Feeder(threading.Thread):
                     self.stats.skipped += 1
                     continue
                 if row.size == found.size and row.content_hash:
-                    known_hash = row.content_hash   # maybe only touched: confirm by content
+                    known_hash = row.content_hash  # maybe only touched: confirm by content
             with self.lock:
                 self.count += 1
                 task_id = self.count
@@ -141,8 +144,9 @@ def default_workers() -> int:
     return max(1, os.cpu_count() or 1)
 
 
-def run_ingest(store: Store, options: IngestOptions, *, progress: Callable[[IngestStats], None] | None = None
-               ) -> IngestReport:
+def run_ingest(
+    store: Store, options: IngestOptions, *, progress: Callable[[IngestStats], None] | None = None
+) -> IngestReport:
     """Ingest ``options.paths`` into ``options.collection`` of ``store`` (``indexer.store.Store``)."""
     return _Ingest(store, options, progress).run()
 
@@ -153,12 +157,12 @@ class _Ingest:
         self.stats = IngestStats()
         self.failures: list[tuple[str, str, str]] = []
         self.inflight: dict[int, _InFlight] = {}
-        self.buffer: list[tuple[int, int | None, ClipViews]] = []   # (task, slot, views)
+        self.buffer: list[tuple[int, int | None, ClipViews]] = []  # (task, slot, views)
         self.writes: list[FileRecord] = []
         self.touches: list[tuple[int, int]] = []
         self.last_commit = self.last_publish = time.perf_counter()
         self.workers: dict[int, BaseProcess] = {}
-        self.busy: dict[int, tuple[int, float]] = {}             # worker -> (task, since)
+        self.busy: dict[int, tuple[int, float]] = {}  # worker -> (task, since)
         self.next_worker = 0
         self.encoder: ClapEncoder | None = None
 
@@ -168,7 +172,7 @@ class _Ingest:
         manifest = store.manifest
         self.collection = store.open_collection(options.collection, segments=options.segments)
         self.segments = catalog.segment_spec(self.collection)
-        self.ctx = ctx = mp.get_context("spawn")   # never fork a process that runs ONNX Runtime threads
+        self.ctx = ctx = mp.get_context("spawn")  # never fork a process that runs ONNX Runtime threads
         self.n_workers = max(1, options.workers or default_workers())
         self.tasks = ctx.Queue(maxsize=4 * self.n_workers)
         self.results = ctx.Queue(maxsize=8 * self.n_workers)
@@ -193,17 +197,30 @@ class _Ingest:
             raise self.feeder.error
         self._report_progress(force=True)
         roots = [p if is_remote(p) else os.path.abspath(p) for p in options.paths]
-        failing = [(path, code, reason) for path, code, reason, *_ in failing_files(store, self.collection.id)
-                   if _under(path, roots)]
-        return IngestReport(options.collection, self.stats, self.failures, self.feeder.walk_errors,
-                            published, time.perf_counter() - self.stats.started, failing)
+        failing = [
+            (path, code, reason)
+            for path, code, reason, *_ in failing_files(store, self.collection.id)
+            if _under(path, roots)
+        ]
+        return IngestReport(
+            options.collection,
+            self.stats,
+            self.failures,
+            self.feeder.walk_errors,
+            published,
+            time.perf_counter() - self.stats.started,
+            failing,
+        )
 
     def _start_worker(self) -> None:
         wid = self.next_worker
         self.next_worker += 1
-        proc = self.ctx.Process(target=_decode_worker, name=f"ingest-decode-{wid}", daemon=True,
-                                args=(wid, self.tasks, self.results, self.spec_json, self.options.limits,
-                                      self.segments))
+        proc = self.ctx.Process(
+            target=_decode_worker,
+            name=f"ingest-decode-{wid}",
+            daemon=True,
+            args=(wid, self.tasks, self.results, self.spec_json, self.options.limits, self.segments),
+        )
         proc.start()
         self.workers[wid] = proc
 
@@ -230,8 +247,7 @@ class _Ingest:
     # ------------------------------------------------------------------ main loop
     def _all_done(self) -> bool:
         with self.feeder.lock:
-            return (self.stats.discovery_done and not self.feeder.submitted and not self.inflight
-                    and not self.buffer)
+            return self.stats.discovery_done and not self.feeder.submitted and not self.inflight and not self.buffer
 
     def _loop(self) -> None:
         while not self._all_done():
@@ -261,7 +277,7 @@ class _Ingest:
         task_id = message.task_id
         item = self.inflight.get(task_id)
         if item is None:
-            return   # its file already failed (e.g. the worker was killed); late message
+            return  # its file already failed (e.g. the worker was killed); late message
         if isinstance(message, Unchanged):
             row = catalog.known_files(self.store.db, self.collection.id, [item.path]).get(item.path)
             if row is not None:
@@ -330,8 +346,11 @@ class _Ingest:
                 proc.join(timeout=5)
             del self.workers[wid]
             if task is not None and task[0] in self.inflight:
-                reason = (f"decoding took longer than {self.options.task_timeout_s:.0f} s" if hung else
-                          f"the decoder process died (exit code {proc.exitcode}) on this file")
+                reason = (
+                    f"decoding took longer than {self.options.task_timeout_s:.0f} s"
+                    if hung
+                    else f"the decoder process died (exit code {proc.exitcode}) on this file"
+                )
                 self._fail(task[0], (DecodeTimeoutError if hung else DecoderCrashedError).code, reason)
             self.busy.pop(wid, None)
             self._start_worker()

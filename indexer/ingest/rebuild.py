@@ -23,15 +23,18 @@ def shadow_name(name: str) -> str:
     return f"{name}~rebuild"
 
 
-def rebuild_collection(store: Store, name: str, *,
-                       progress: Callable[[IngestStats], None] | None = None, **options) -> IngestReport:
+def rebuild_collection(
+    store: Store, name: str, *, progress: Callable[[IngestStats], None] | None = None, **options
+) -> IngestReport:
     """Re-embed collection ``name`` with ``store``'s model (see module doc)."""
     old = store.collection(name)
     shadow = shadow_name(name)
     paths = [path for _, path in catalog.iter_file_paths(store.db, old.id)]
-    report = run_ingest(store, IngestOptions(paths=paths, collection=shadow,
-                                             segments=catalog.segment_spec(old), **options),
-                        progress=progress)
+    report = run_ingest(
+        store,
+        IngestOptions(paths=paths, collection=shadow, segments=catalog.segment_spec(old), **options),
+        progress=progress,
+    )
     with store.lock(name):
         with store.db.session() as s:
             s.execute(delete(Collection).where(Collection.id == old.id))

@@ -17,14 +17,14 @@ class IngestOptions:
     collection: str = "default"
     extensions: tuple[str, ...] = AUDIO_EXTENSIONS
     follow_symlinks: bool = False
-    prune: bool = False                 # forget files under ``paths`` that no longer exist
-    retry_failed: bool = False          # re-try files that failed before even if unchanged
+    prune: bool = False  # forget files under ``paths`` that no longer exist
+    retry_failed: bool = False  # re-try files that failed before even if unchanged
     segments: SegmentSpec | None = None
-    workers: int | None = None          # decode processes (default: one per core)
-    batch_size: int = 32                # views per embedding flush
-    commit_every: int = 200             # files per transaction (also at least every 5 s)
-    publish_every_s: float = 600.0      # long ingests become searchable as they go
-    task_timeout_s: float = 900.0       # a decoder stuck on one file longer is killed
+    workers: int | None = None  # decode processes (default: one per core)
+    batch_size: int = 32  # views per embedding flush
+    commit_every: int = 200  # files per transaction (also at least every 5 s)
+    publish_every_s: float = 600.0  # long ingests become searchable as they go
+    task_timeout_s: float = 900.0  # a decoder stuck on one file longer is killed
     limits: DecodeLimits = field(default_factory=DecodeLimits)
 
 
@@ -32,7 +32,7 @@ class IngestOptions:
 class IngestStats:
     discovered: int = 0
     discovery_done: bool = False
-    skipped: int = 0                    # unchanged (size + mtime), or unchanged content
+    skipped: int = 0  # unchanged (size + mtime), or unchanged content
     embedded: int = 0
     failed: int = 0
     removed: int = 0
@@ -48,7 +48,7 @@ class IngestStats:
 class IngestReport:
     collection: str
     stats: IngestStats
-    failures: list[tuple[str, str, str]]          # (path, code, message): failed in this run
+    failures: list[tuple[str, str, str]]  # (path, code, message): failed in this run
     walk_errors: list[tuple[str, str]]
     published: list = field(default_factory=list)
     seconds: float = 0.0

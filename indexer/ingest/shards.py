@@ -45,8 +45,19 @@ if TYPE_CHECKING:
 
 MANIFEST = "_manifest.json"
 SHARD_FORMAT = "clapsearch.vector-shards/1"
-_SCALARS = ("path", "size", "mtime_ns", "content_hash", "duration_s", "format", "subtype",
-            "sample_rate", "channels", "error_code", "error")
+_SCALARS = (
+    "path",
+    "size",
+    "mtime_ns",
+    "content_hash",
+    "duration_s",
+    "format",
+    "subtype",
+    "sample_rate",
+    "channels",
+    "error_code",
+    "error",
+)
 
 
 def shard_schema(dim: int, fingerprint: str = "") -> pa.Schema:
@@ -54,12 +65,25 @@ def shard_schema(dim: int, fingerprint: str = "") -> pa.Schema:
 
     vector = pa.list_(pa.float32(), dim)
     segment = pa.struct([("start_s", pa.float64()), ("end_s", pa.float64()), ("vector", vector)])
-    return pa.schema([("path", pa.string()), ("size", pa.int64()), ("mtime_ns", pa.int64()),
-                      ("content_hash", pa.string()), ("duration_s", pa.float64()), ("format", pa.string()),
-                      ("subtype", pa.string()), ("sample_rate", pa.int32()), ("channels", pa.int32()),
-                      ("tags", pa.string()), ("vector", vector), ("error_code", pa.string()),
-                      ("error", pa.string()), ("segments", pa.list_(segment))],
-                     metadata={"clapsearch.model_fingerprint": fingerprint})
+    return pa.schema(
+        [
+            ("path", pa.string()),
+            ("size", pa.int64()),
+            ("mtime_ns", pa.int64()),
+            ("content_hash", pa.string()),
+            ("duration_s", pa.float64()),
+            ("format", pa.string()),
+            ("subtype", pa.string()),
+            ("sample_rate", pa.int32()),
+            ("channels", pa.int32()),
+            ("tags", pa.string()),
+            ("vector", vector),
+            ("error_code", pa.string()),
+            ("error", pa.string()),
+            ("segments", pa.list_(segment)),
+        ],
+        metadata={"clapsearch.model_fingerprint": fingerprint},
+    )
 
 
 def records_table(records: list[FileRecord], schema: pa.Schema) -> pa.Table:
@@ -75,16 +99,22 @@ def records_table(records: list[FileRecord], schema: pa.Schema) -> pa.Table:
     seg_vectors = np.asarray([v for *_, v in flat], np.float32).reshape(len(flat), dim)
     seg_type = schema.field("segments").type
     structs = pa.StructArray.from_arrays(
-        [pa.array([s[0] for s in flat], pa.float64()), pa.array([s[1] for s in flat], pa.float64()),
-         pa.FixedSizeListArray.from_arrays(pa.array(seg_vectors.ravel()), dim)],
-        fields=list(seg_type.value_type))
+        [
+            pa.array([s[0] for s in flat], pa.float64()),
+            pa.array([s[1] for s in flat], pa.float64()),
+            pa.FixedSizeListArray.from_arrays(pa.array(seg_vectors.ravel()), dim),
+        ],
+        fields=list(seg_type.value_type),
+    )
     offsets = np.concatenate([[0], np.cumsum([len(r.segments or ()) for r in records])]).astype(np.int32)
     columns = {name: pa.array([getattr(r, name) for r in records], schema.field(name).type) for name in _SCALARS}
     columns["tags"] = pa.array([json.dumps(r.tags) if r.tags else None for r in records], pa.string())
     columns["vector"] = pa.FixedSizeListArray.from_arrays(
-        pa.array(vectors.ravel()), dim, mask=pa.array([r.vector is None for r in records]))
-    columns["segments"] = pa.ListArray.from_arrays(pa.array(offsets), structs, type=seg_type,
-                                                   mask=pa.array([not r.segments for r in records]))
+        pa.array(vectors.ravel()), dim, mask=pa.array([r.vector is None for r in records])
+    )
+    columns["segments"] = pa.ListArray.from_arrays(
+        pa.array(offsets), structs, type=seg_type, mask=pa.array([not r.segments for r in records])
+    )
     return pa.Table.from_arrays([columns[f.name] for f in schema], schema=schema)
 
 
@@ -102,7 +132,7 @@ def records_from_batch(batch: pa.RecordBatch, dim: int) -> list[FileRecord]:
     scol = batch.column("segments")
     lengths = scol.value_lengths().fill_null(0).to_numpy(zero_copy_only=False)
     splits = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
-    starts = ends = np.zeros(0)                       # no segment in this batch: never indexed
+    starts = ends = np.zeros(0)  # no segment in this batch: never indexed
     seg_vectors = np.zeros((0, dim), np.float32)
     if splits[-1]:
         start_col, end_col, vector_col = scol.flatten().flatten()
@@ -113,9 +143,14 @@ def records_from_batch(batch: pa.RecordBatch, dim: int) -> list[FileRecord]:
         a, b = splits[i], splits[i + 1]
         segments = [(float(starts[j]), float(ends[j]), seg_vectors[j].copy()) for j in range(a, b)]
         tags = cols["tags"][i]
-        out.append(FileRecord(**{name: cols[name][i] for name in _SCALARS},
-                              tags=json.loads(tags) if tags else None,
-                              vector=vectors[i].copy() if has_vector[i] else None, segments=segments or None))
+        out.append(
+            FileRecord(
+                **{name: cols[name][i] for name in _SCALARS},
+                tags=json.loads(tags) if tags else None,
+                vector=vectors[i].copy() if has_vector[i] else None,
+                segments=segments or None,
+            )
+        )
     return out
 
 
@@ -136,25 +171,34 @@ def read_shard_manifest(shard_dir: Any) -> dict:
 
 def shard_manifest(manifest: Manifest, variant: str, segments: SegmentSpec | None) -> dict:
     """The ``_manifest.json`` of a shard folder: which model (and segment spec) made its vectors."""
-    return {"format": SHARD_FORMAT,
-            "model": {"name": manifest.name, "fingerprint": manifest.fingerprint, "variant": variant,
-                      "embed_dim": manifest.embed_dim},
-            "segments": None if segments is None else {"seconds": segments.seconds, "hop": segments.hop}}
+    return {
+        "format": SHARD_FORMAT,
+        "model": {
+            "name": manifest.name,
+            "fingerprint": manifest.fingerprint,
+            "variant": variant,
+            "embed_dim": manifest.embed_dim,
+        },
+        "segments": None if segments is None else {"seconds": segments.seconds, "hop": segments.hop},
+    }
 
 
 def check_model(found: dict, fingerprint: str, where: Any) -> None:
     model = found.get("model") or {}
     if model.get("fingerprint") != fingerprint:
-        raise ModelMismatchError(f"{where} holds vectors of model {model.get('name')!r} "
-                                 f"({model.get('fingerprint')}), not this store's model ({fingerprint})")
+        raise ModelMismatchError(
+            f"{where} holds vectors of model {model.get('name')!r} "
+            f"({model.get('fingerprint')}), not this store's model ({fingerprint})"
+        )
 
 
 def shard_spec(found: dict) -> SegmentSpec | None:
     return SegmentSpec(**found["segments"]) if found.get("segments") else None
 
 
-def import_shards(store: Store, collection: str, shard_dir: Any, *, segments: SegmentSpec | None = None,
-                  batch: int = 500) -> dict:
+def import_shards(
+    store: Store, collection: str, shard_dir: Any, *, segments: SegmentSpec | None = None, batch: int = 500
+) -> dict:
     """Upsert the rows of every shard in ``shard_dir`` into ``collection`` of ``store``
     (``indexer.store.Store``), one transaction per ``batch`` rows, then publish its index."""
     import pyarrow.parquet as pq
@@ -169,8 +213,10 @@ def import_shards(store: Store, collection: str, shard_dir: Any, *, segments: Se
     target = store.open_collection(collection, segments=segments or spec)
     have = segment_spec(target)
     if spec is not None and have is not None and have != spec:
-        raise StoreError(f"collection {collection!r} has {have.seconds:g} s segments every {have.hop:g} s; "
-                         f"{shard_dir} holds {spec.seconds:g} s every {spec.hop:g} s")
+        raise StoreError(
+            f"collection {collection!r} has {have.seconds:g} s segments every {have.hop:g} s; "
+            f"{shard_dir} holds {spec.seconds:g} s every {spec.hop:g} s"
+        )
     fs, root = shard_fs(shard_dir)
     shards = sorted(p for p in fs.glob(f"{root}/*.parquet") if not p.rsplit("/", 1)[-1].startswith((".", "_")))
     dim = store.manifest.embed_dim
@@ -180,14 +226,22 @@ def import_shards(store: Store, collection: str, shard_dir: Any, *, segments: Se
             with fs.open(shard, "rb") as handle:
                 reader = pq.ParquetFile(handle)
                 meta = reader.schema_arrow.metadata or {}
-                check_model({"model": {"fingerprint": meta.get(b"clapsearch.model_fingerprint", b"").decode()}},
-                            fingerprint, shard)
+                check_model(
+                    {"model": {"fingerprint": meta.get(b"clapsearch.model_fingerprint", b"").decode()}},
+                    fingerprint,
+                    shard,
+                )
                 for record_batch in reader.iter_batches(batch_size=batch):
-                    records = {r.path: r for r in records_from_batch(record_batch, dim)}   # last row wins
+                    records = {r.path: r for r in records_from_batch(record_batch, dim)}  # last row wins
                     write_files(store.db, target.id, list(records.values()))
                     totals["files"] += len(records)
                     totals["failed"] += sum(r.error_code is not None for r in records.values())
                     totals["segments"] += sum(len(r.segments or ()) for r in records.values())
         published = store.publish(store.collection(collection))
-    return {"collection": collection, "shards": len(shards), **totals, "published": published,
-            "seconds": time.perf_counter() - started}
+    return {
+        "collection": collection,
+        "shards": len(shards),
+        **totals,
+        "published": published,
+        "seconds": time.perf_counter() - started,
+    }

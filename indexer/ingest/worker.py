@@ -33,17 +33,17 @@ class DecodeTask:
     path: str
     size: int
     mtime_ns: int
-    known_hash: str | None = None     # set when only the mtime changed: confirm by content
+    known_hash: str | None = None  # set when only the mtime changed: confirm by content
 
 
 @dataclass(frozen=True)
-class Started:                    # a worker took a task: a hung or dead worker is blamed on its file
+class Started:  # a worker took a task: a hung or dead worker is blamed on its file
     worker_id: int
     task_id: int
 
 
 @dataclass(frozen=True)
-class Unchanged:                  # same bytes as the database row: nothing decoded
+class Unchanged:  # same bytes as the database row: nothing decoded
     task_id: int
     content_hash: str
 
@@ -51,13 +51,13 @@ class Unchanged:                  # same bytes as the database row: nothing deco
 @dataclass(frozen=True)
 class Meta:
     task_id: int
-    fields: dict[str, Any]       # content_hash, duration_s, format, subtype, sample_rate, channels, tags
+    fields: dict[str, Any]  # content_hash, duration_s, format, subtype, sample_rate, channels, tags
 
 
 @dataclass(frozen=True)
 class Views:
     task_id: int
-    kind: str                    # "file" (one view) or "segments" (one per window, spans in s)
+    kind: str  # "file" (one view) or "segments" (one per window, spans in s)
     features: np.ndarray
     is_longer: np.ndarray
     spans: list[tuple[float, float]] | None
@@ -91,7 +91,7 @@ class FileResult:
     vector: np.ndarray | None = None
     spans: list[tuple[float, float]] = field(default_factory=list)
     seg_vectors: list[np.ndarray | None] = field(default_factory=list)
-    error: tuple[str, str] | None = None     # (code, message): the file is recorded as failed
+    error: tuple[str, str] | None = None  # (code, message): the file is recorded as failed
 
     def take(self, message: Message) -> list[tuple[int | None, ClipViews]]:
         """Keep a ``Meta``'s fields; return a ``Views``' model inputs, each with the slot its
@@ -119,14 +119,21 @@ class FileResult:
 
     def record(self) -> FileRecord:
         if self.error is not None:
-            return FileRecord(self.path, self.size, self.mtime_ns, content_hash=(self.meta or {}).get("content_hash"),
-                              error_code=self.error[0], error=self.error[1])
+            return FileRecord(
+                self.path,
+                self.size,
+                self.mtime_ns,
+                content_hash=(self.meta or {}).get("content_hash"),
+                error_code=self.error[0],
+                error=self.error[1],
+            )
         segments: list[tuple[float, float, np.ndarray]] = []
         for (a, b), v in zip(self.spans, self.seg_vectors):
             assert v is not None, "a file is recorded only once all its views are embedded"
             segments.append((a, b, v))
-        return FileRecord(self.path, self.size, self.mtime_ns, vector=self.vector, segments=segments or None,
-                          **(self.meta or {}))
+        return FileRecord(
+            self.path, self.size, self.mtime_ns, vector=self.vector, segments=segments or None, **(self.meta or {})
+        )
 
 
 def window_starts(num_samples: int, window: int, hop: int) -> list[int]:
@@ -140,8 +147,9 @@ def window_starts(num_samples: int, window: int, hop: int) -> list[int]:
     return starts
 
 
-def process_file(task: DecodeTask, put: Sink, spec: AudioFrontend, limits: DecodeLimits,
-                 segments: SegmentSpec | None) -> None:
+def process_file(
+    task: DecodeTask, put: Sink, spec: AudioFrontend, limits: DecodeLimits, segments: SegmentSpec | None
+) -> None:
     """Hash, read tags, decode and cut views of ``task.path`` (a local path, or a remote URL
     through a temporary copy), handing each message to ``put``. Raises on a bad file: the
     caller turns the exception into a ``Failed`` row with ``error_of``."""
@@ -167,14 +175,15 @@ def non_utf8_alias(path: str) -> str:
     while True:
         alias = os.path.join(tempfile.gettempdir(), f"clapsearch-name-{uuid.uuid4().hex}{suffix}")
         try:
-            os.symlink(os.fsencode(path), alias)     # fails rather than reuse a name that exists
+            os.symlink(os.fsencode(path), alias)  # fails rather than reuse a name that exists
             return alias
         except FileExistsError:
             continue
 
 
-def _process(task: DecodeTask, put: Sink, spec: AudioFrontend, limits: DecodeLimits,
-             segments: SegmentSpec | None) -> None:
+def _process(
+    task: DecodeTask, put: Sink, spec: AudioFrontend, limits: DecodeLimits, segments: SegmentSpec | None
+) -> None:
     digest = sha256_file(task.path)
     if task.known_hash is not None and digest == task.known_hash:
         put(Unchanged(task.task_id, digest))
@@ -182,11 +191,20 @@ def _process(task: DecodeTask, put: Sink, spec: AudioFrontend, limits: DecodeLim
     with open_audio(task.path, spec.sample_rate, limits=limits) as source:
         info = source.info
         n = source.num_samples
-        put(Meta(task.task_id, dict(
-            content_hash=digest, duration_s=n / spec.sample_rate,
-            format=info.format if info else None, subtype=info.subtype if info else None,
-            sample_rate=info.sample_rate if info else None, channels=info.channels if info else None,
-            tags=read_tags(task.path) or None)))
+        put(
+            Meta(
+                task.task_id,
+                dict(
+                    content_hash=digest,
+                    duration_s=n / spec.sample_rate,
+                    format=info.format if info else None,
+                    subtype=info.subtype if info else None,
+                    sample_rate=info.sample_rate if info else None,
+                    channels=info.channels if info else None,
+                    tags=read_tags(task.path) or None,
+                ),
+            )
+        )
         whole = reader_views(source.read, n, spec)
         put(Views(task.task_id, "file", whole.features[None], np.array([whole.is_longer]), None))
         if segments is not None and n > int(segments.seconds * spec.sample_rate):
@@ -197,8 +215,9 @@ def _process(task: DecodeTask, put: Sink, spec: AudioFrontend, limits: DecodeLim
                 feats, longer, spans = [], [], []
                 for s0 in starts[i : i + SEGMENT_CHUNK]:
                     length = min(window, n - s0)
-                    views = reader_views(lambda a, b, s0=s0, length=length: source.read(s0 + a, s0 + min(b, length)),
-                                         length, spec)
+                    views = reader_views(
+                        lambda a, b, s0=s0, length=length: source.read(s0 + a, s0 + min(b, length)), length, spec
+                    )
                     feats.append(views.features)
                     longer.append(views.is_longer)
                     spans.append((s0 / spec.sample_rate, (s0 + length) / spec.sample_rate))
@@ -206,8 +225,9 @@ def _process(task: DecodeTask, put: Sink, spec: AudioFrontend, limits: DecodeLim
         put(Done(task.task_id))
 
 
-def worker_main(worker_id: int, tasks: Queue, results: Queue, spec_json: dict, limits: DecodeLimits,
-                segments: SegmentSpec | None) -> None:
+def worker_main(
+    worker_id: int, tasks: Queue, results: Queue, spec_json: dict, limits: DecodeLimits, segments: SegmentSpec | None
+) -> None:
     """Loop: take a task, process it, report; ``None`` ends the loop."""
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     import mutagen  # noqa: F401  (warm up once, so a task's time is the file's, not first-import time)

@@ -21,5 +21,6 @@ def shipped_model_dir() -> Path:
     shipped = MODELS_DIR / DEFAULT_MODEL
     if (shipped / "manifest.json").is_file():
         return shipped
-    raise ModelError(f"no model folder: pass --model, set CLAPSEARCH_MODEL, or restore the shipped default "
-                     f"model at {shipped}")
+    raise ModelError(
+        f"no model folder: pass --model, set CLAPSEARCH_MODEL, or restore the shipped default model at {shipped}"
+    )

@@ -40,7 +40,7 @@ from indexer.text import TextTokenizer
 @dataclass(frozen=True)
 class FileEmbedding:
     path: str
-    vector: np.ndarray | None          # (D,) float32, unit norm; None when ``error`` is set
+    vector: np.ndarray | None  # (D,) float32, unit norm; None when ``error`` is set
     error: AudioError | None = None
     duration_s: float | None = None
     is_longer: bool = False
@@ -54,15 +54,25 @@ def available_providers(prefer: str = "auto") -> list[str]:
     if prefer == "cpu":
         return ["CPUExecutionProvider"]
     if prefer == "cuda" and "CUDAExecutionProvider" not in have:
-        raise ModelError("CUDA was requested but this onnxruntime build has no CUDAExecutionProvider "
-                         "(install the 'gpu' extra: onnxruntime-gpu)")
+        raise ModelError(
+            "CUDA was requested but this onnxruntime build has no CUDAExecutionProvider "
+            "(install the 'gpu' extra: onnxruntime-gpu)"
+        )
     return (["CUDAExecutionProvider"] if "CUDAExecutionProvider" in have else []) + ["CPUExecutionProvider"]
 
 
 class ClapEncoder:
-    def __init__(self, folder: str | Path, manifest: Manifest, *, variant: str | None = None,
-                 options: OnnxOptions | None = None, device: str = "auto", threads: int | None = None,
-                 spinning: bool = True):
+    def __init__(
+        self,
+        folder: str | Path,
+        manifest: Manifest,
+        *,
+        variant: str | None = None,
+        options: OnnxOptions | None = None,
+        device: str = "auto",
+        threads: int | None = None,
+        spinning: bool = True,
+    ):
         """``options`` (the settings' ``onnx``), or its fields as keywords for one-off use."""
         import onnxruntime as ort
 
@@ -89,8 +99,11 @@ class ClapEncoder:
         providers = available_providers(device)
         self._audio = ort.InferenceSession(str(self.folder / files.audio), session_options, providers=providers)
         self._text = ort.InferenceSession(str(self.folder / files.text), session_options, providers=providers)
-        self._head = (ort.InferenceSession(str(self.folder / files.audio_head), session_options, providers=providers)
-                      if files.audio_head else None)
+        self._head = (
+            ort.InferenceSession(str(self.folder / files.audio_head), session_options, providers=providers)
+            if files.audio_head
+            else None
+        )
         self.providers = self._audio.get_providers()
         # One clip per call also when the variant is batch-invariant but runs on CPU: a clip's
         # activations (~100 MB for HTSAT-tiny at batch 16) then stay in cache, and ONNX Runtime's
@@ -100,9 +113,11 @@ class ClapEncoder:
         if manifest.patched:  # a patch is small: many per call, unless the variant is not row-invariant
             self._audio_max_batch = PATCH_CHUNK if files.audio_batch_invariant else 1
         self._text_max_batch = None if files.text_batch_invariant else 1
-        self.tokenizer = TextTokenizer(self.folder / manifest.text.tokenizer,
-                                       max_length=manifest.text.max_length,
-                                       pad_token_id=manifest.text.pad_token_id)
+        self.tokenizer = TextTokenizer(
+            self.folder / manifest.text.tokenizer,
+            max_length=manifest.text.max_length,
+            pad_token_id=manifest.text.pad_token_id,
+        )
 
     @classmethod
     def open(cls, folder: str | Path, **kwargs) -> ClapEncoder:
@@ -190,9 +205,11 @@ class ClapEncoder:
 
     def _run_head(self, pooled: np.ndarray) -> np.ndarray:
         assert self._head is not None
-        return np.concatenate([self._head.run(None, {"pooled": pooled[i : i + 1]})[0]
-                               for i in range(pooled.shape[0])]) if pooled.shape[0] else \
-            np.zeros((0, self.dim), np.float32)
+        return (
+            np.concatenate([self._head.run(None, {"pooled": pooled[i : i + 1]})[0] for i in range(pooled.shape[0])])
+            if pooled.shape[0]
+            else np.zeros((0, self.dim), np.float32)
+        )
 
     def _embed_patched(self, views: Sequence[ClipViews]) -> np.ndarray:
         return self.pool_patches(self.patch_outputs(views))
@@ -200,8 +217,14 @@ class ClapEncoder:
     def embed_waveforms(self, waveforms: Sequence[np.ndarray], sample_rate: int) -> np.ndarray:
         return self.embed_views([self.views_from_waveform(w, sample_rate) for w in waveforms])
 
-    def embed_files(self, paths: Iterable[str | Path], *, batch_size: int = 16, workers: int | None = None,
-                    limits: DecodeLimits = DecodeLimits()) -> Iterator[FileEmbedding]:
+    def embed_files(
+        self,
+        paths: Iterable[str | Path],
+        *,
+        batch_size: int = 16,
+        workers: int | None = None,
+        limits: DecodeLimits = DecodeLimits(),
+    ) -> Iterator[FileEmbedding]:
         """Embed files in order; a bad file yields a FileEmbedding with ``error`` and never stops the run.
 
         Decoding and the front end run in a thread pool (soundfile, soxr and numpy's FFT release
@@ -226,8 +249,9 @@ class ClapEncoder:
                 vectors = self.embed_views([d[1] for _, d in good])
                 vector_of = {i: vectors[k] for k, (i, _) in enumerate(good)}
                 for i, (path, views, duration, error) in enumerate(done):
-                    yield FileEmbedding(path, vector_of.get(i), error, duration,
-                                        bool(views.is_longer) if views is not None else False)
+                    yield FileEmbedding(
+                        path, vector_of.get(i), error, duration, bool(views.is_longer) if views is not None else False
+                    )
                 futures = upcoming
 
 

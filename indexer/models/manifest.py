@@ -122,7 +122,7 @@ class ScoreCalibration(StrictModel):
     peak_slope: float = 0.0
     prior_dims: int | None = None
     fitted_on: str = ""
-    auc: float | None = None           # ranking quality of the raw cosine on those pairs
+    auc: float | None = None  # ranking quality of the raw cosine on those pairs
 
     def query_peak(self, query) -> float:
         """The label-space peak of a query vector (1.0 when the model has no such block)."""

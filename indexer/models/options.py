@@ -11,5 +11,5 @@ class OnnxOptions:
     """How ONNX Runtime runs a model's graphs."""
 
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    threads: int | None = None     # intra-op threads; None or 0: one per physical core
-    spinning: bool = True          # idle threads busy-wait for the next call
+    threads: int | None = None  # intra-op threads; None or 0: one per physical core
+    spinning: bool = True  # idle threads busy-wait for the next call

@@ -33,7 +33,7 @@ _IN_CHUNK = 500  # paths per IN (...) query: well under SQLite's variable limit
 COLLECTION_NAME_MAX = 64
 COLLECTION_NAME_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$"
 _COLLECTION_NAME = re.compile(COLLECTION_NAME_PATTERN)
-_SHADOW_SUFFIX = "~rebuild"      # indexer/ingest/rebuild.py's shadow collection, never user-given
+_SHADOW_SUFFIX = "~rebuild"  # indexer/ingest/rebuild.py's shadow collection, never user-given
 
 
 @dataclass(frozen=True)
@@ -80,21 +80,26 @@ class FileRecord:
 
 # ----------------------------------------------------------------------------- collections
 
+
 def check_collection_name(name: str, *, shadow_ok: bool = False) -> str:
     """``name`` when it is a valid collection name: 1-64 characters of ``[A-Za-z0-9_.-]`` not
     starting with '.' or '-' (so no dot-only name, no hidden folder, no option look-alike).
     ``shadow_ok``: the store also accepts rebuild's ``<name>~rebuild``."""
-    base = name[: -len(_SHADOW_SUFFIX)] if shadow_ok and isinstance(name, str) and name.endswith(_SHADOW_SUFFIX) else name
+    base = (
+        name[: -len(_SHADOW_SUFFIX)] if shadow_ok and isinstance(name, str) and name.endswith(_SHADOW_SUFFIX) else name
+    )
     if not isinstance(base, str) or not _COLLECTION_NAME.fullmatch(base):
         shown = repr(name)[:80] if isinstance(name, str) else type(name).__name__
         raise CollectionNameError(
             f"collection name {shown} is not allowed: use 1-{COLLECTION_NAME_MAX} letters, digits, '_', "
-            "'.' or '-', starting with a letter, digit or '_'")
+            "'.' or '-', starting with a letter, digit or '_'"
+        )
     return name
 
 
-def open_collection(db: Database, name: str, manifest: Manifest, variant: str,
-                    segments: SegmentSpec | None = None) -> Collection:
+def open_collection(
+    db: Database, name: str, manifest: Manifest, variant: str, segments: SegmentSpec | None = None
+) -> Collection:
     """The collection ``name``, created for this model if new; refuses another model's."""
     check_collection_name(name, shadow_ok=True)
     with db.session() as s:
@@ -105,10 +110,15 @@ def open_collection(db: Database, name: str, manifest: Manifest, variant: str,
                 found.segment_seconds, found.segment_hop_seconds = segments.seconds, segments.hop
             return found
         created = Collection(
-            name=name, model_name=manifest.name, model_fingerprint=manifest.fingerprint,
-            model_variant=variant, manifest=manifest.model_dump(mode="json"), dim=manifest.embed_dim,
+            name=name,
+            model_name=manifest.name,
+            model_fingerprint=manifest.fingerprint,
+            model_variant=variant,
+            manifest=manifest.model_dump(mode="json"),
+            dim=manifest.embed_dim,
             segment_seconds=segments.seconds if segments else None,
-            segment_hop_seconds=segments.hop if segments else None, generation=0,
+            segment_hop_seconds=segments.hop if segments else None,
+            generation=0,
         )
         s.add(created)
         s.flush()
@@ -120,15 +130,18 @@ def check_model(collection: Collection, manifest: Manifest) -> None:
         raise ModelMismatchError(
             f"collection {collection.name!r} holds vectors of model {collection.model_name!r} "
             f"({collection.model_fingerprint}), not {manifest.name!r} ({manifest.fingerprint}); "
-            f"use `indexer rebuild --collection {collection.name} --model ...` to move it to a new model")
+            f"use `indexer rebuild --collection {collection.name} --model ...` to move it to a new model"
+        )
 
 
 def get_collection(db: Database, name: str) -> Collection:
     with db.session() as s:
         found = s.scalars(select(Collection).where(Collection.name == name)).one_or_none()
     if found is None:
-        raise CollectionNotFoundError(f"no collection named {name!r} in {db.url.split('://')[0]} database; "
-                                      f"known: {[c.name for c in list_collections(db)]}")
+        raise CollectionNotFoundError(
+            f"no collection named {name!r} in {db.url.split('://')[0]} database; "
+            f"known: {[c.name for c in list_collections(db)]}"
+        )
     return found
 
 
@@ -144,8 +157,13 @@ def list_collections(db: Database) -> list[Collection]:
             check_collection_name(row.name, shadow_ok=True)
             kept.append(row)
         except CollectionNameError:
-            log.warning("collection id %s has a name no version may use (%r); it is not listed: delete "
-                        "its rows (collections.id = %s) or rename it in the database", row.id, row.name, row.id)
+            log.warning(
+                "collection id %s has a name no version may use (%r); it is not listed: delete "
+                "its rows (collections.id = %s) or rename it in the database",
+                row.id,
+                row.name,
+                row.id,
+            )
     return kept
 
 
@@ -162,15 +180,17 @@ def delete_collection(db: Database, name: str) -> None:
 
 # ----------------------------------------------------------------------------- files
 
+
 def known_files(db: Database, collection_id: int, paths: Sequence[str]) -> dict[str, KnownFile]:
     """What the database already holds for these paths (one query per 500 paths)."""
     out: dict[str, KnownFile] = {}
     with db.session() as s:
         for i in range(0, len(paths), _IN_CHUNK):
-            rows = s.execute(select(File.path, File.id, File.size, File.mtime_ns, File.content_hash,
-                                    File.status)
-                             .where(File.collection_id == collection_id,
-                                    File.path.in_(paths[i : i + _IN_CHUNK])))
+            rows = s.execute(
+                select(File.path, File.id, File.size, File.mtime_ns, File.content_hash, File.status).where(
+                    File.collection_id == collection_id, File.path.in_(paths[i : i + _IN_CHUNK])
+                )
+            )
             for path, file_id, size, mtime_ns, content_hash, status in rows:
                 out[path] = KnownFile(file_id, size, mtime_ns, content_hash, status)
     return out
@@ -180,8 +200,9 @@ def touch_files(db: Database, collection_id: int, updates: Iterable[tuple[int, i
     """Record a new mtime for files whose content hash proved them unchanged: (id, mtime_ns)."""
     with db.session() as s:
         for file_id, mtime_ns in updates:
-            s.execute(update(File).where(File.id == file_id, File.collection_id == collection_id)
-                      .values(mtime_ns=mtime_ns))
+            s.execute(
+                update(File).where(File.id == file_id, File.collection_id == collection_id).values(mtime_ns=mtime_ns)
+            )
 
 
 def write_files(db: Database, collection_id: int, records: Sequence[FileRecord]) -> None:
@@ -194,21 +215,38 @@ def write_files(db: Database, collection_id: int, records: Sequence[FileRecord])
         return
     with db.session() as s:
         generation = next_generation(s, collection_id)
-        existing = {path: fid for path, fid in s.execute(
-            select(File.path, File.id).where(File.collection_id == collection_id,
-                                             File.path.in_([r.path for r in records])))}
+        existing = {
+            path: fid
+            for path, fid in s.execute(
+                select(File.path, File.id).where(
+                    File.collection_id == collection_id, File.path.in_([r.path for r in records])
+                )
+            )
+        }
         if existing:
             s.execute(delete(Segment).where(Segment.file_id.in_(list(existing.values()))))
         now = utcnow()
         for r in records:
             values = dict(
-                collection_id=collection_id, path=r.path, size=r.size, mtime_ns=r.mtime_ns,
-                content_hash=r.content_hash, duration_s=r.duration_s, format=r.format,
-                subtype=r.subtype, sample_rate=r.sample_rate, channels=r.channels, tags=r.tags,
+                collection_id=collection_id,
+                path=r.path,
+                size=r.size,
+                mtime_ns=r.mtime_ns,
+                content_hash=r.content_hash,
+                duration_s=r.duration_s,
+                format=r.format,
+                subtype=r.subtype,
+                sample_rate=r.sample_rate,
+                channels=r.channels,
+                tags=r.tags,
                 status=STATUS_FAILED if r.error_code else STATUS_INDEXED,
-                error_code=r.error_code, error=r.error,
+                error_code=r.error_code,
+                error=r.error,
                 vector=None if r.vector is None else vector_bytes(r.vector),
-                n_segments=len(r.segments or ()), generation=generation, updated_at=now)
+                n_segments=len(r.segments or ()),
+                generation=generation,
+                updated_at=now,
+            )
             file_id = existing.get(r.path)
             if file_id is None:
                 row = File(**values)
@@ -218,9 +256,17 @@ def write_files(db: Database, collection_id: int, records: Sequence[FileRecord])
             else:
                 s.execute(update(File).where(File.id == file_id).values(**values))
             if r.segments:
-                s.add_all(Segment(file_id=file_id, collection_id=collection_id, start_s=start,
-                                  end_s=end, vector=vector_bytes(v), generation=generation)
-                          for start, end, v in r.segments)
+                s.add_all(
+                    Segment(
+                        file_id=file_id,
+                        collection_id=collection_id,
+                        start_s=start,
+                        end_s=end,
+                        vector=vector_bytes(v),
+                        generation=generation,
+                    )
+                    for start, end, v in r.segments
+                )
 
 
 def remove_files(db: Database, collection_id: int, file_ids: Sequence[int]) -> int:
@@ -231,8 +277,8 @@ def remove_files(db: Database, collection_id: int, file_ids: Sequence[int]) -> i
             chunk = list(file_ids[i : i + _IN_CHUNK])
             s.execute(delete(Segment).where(Segment.file_id.in_(chunk)))
             # the stubs type Session.execute as Result; a DELETE's is a CursorResult, with rowcount
-            removed += s.execute(delete(File).where(File.collection_id == collection_id,
-                                                    File.id.in_(chunk))).rowcount or 0  # type: ignore[attr-defined]
+            deleted = s.execute(delete(File).where(File.collection_id == collection_id, File.id.in_(chunk)))
+            removed += deleted.rowcount or 0  # type: ignore[attr-defined]
         if removed:
             next_generation(s, collection_id)
     return removed
@@ -244,9 +290,14 @@ def file_ids_under(db: Database, collection_id: int, prefixes: Sequence[str]) ->
     with db.session() as s:
         for prefix in prefixes:
             folder = prefix.rstrip("/") + "/"
-            ids.extend(s.scalars(select(File.id).where(
-                File.collection_id == collection_id,
-                (File.path == prefix) | (func.substr(File.path, 1, len(folder)) == folder))))
+            ids.extend(
+                s.scalars(
+                    select(File.id).where(
+                        File.collection_id == collection_id,
+                        (File.path == prefix) | (func.substr(File.path, 1, len(folder)) == folder),
+                    )
+                )
+            )
     return sorted(set(ids))
 
 
@@ -255,9 +306,12 @@ def iter_file_paths(db: Database, collection_id: int, batch: int = 5000) -> Iter
     last = 0
     while True:
         with db.session() as s:
-            rows = s.execute(select(File.id, File.path).where(File.collection_id == collection_id,
-                                                              File.id > last)
-                             .order_by(File.id).limit(batch)).all()
+            rows = s.execute(
+                select(File.id, File.path)
+                .where(File.collection_id == collection_id, File.id > last)
+                .order_by(File.id)
+                .limit(batch)
+            ).all()
         if not rows:
             return
         yield from rows
@@ -265,8 +319,11 @@ def iter_file_paths(db: Database, collection_id: int, batch: int = 5000) -> Iter
 
 
 def next_generation(s: Session, collection_id: int) -> int:
-    s.execute(update(Collection).where(Collection.id == collection_id)
-              .values(generation=Collection.generation + 1, updated_at=utcnow()))
+    s.execute(
+        update(Collection)
+        .where(Collection.id == collection_id)
+        .values(generation=Collection.generation + 1, updated_at=utcnow())
+    )
     generation = s.scalar(select(Collection.generation).where(Collection.id == collection_id))
     if generation is None:
         raise StoreError(f"collection id {collection_id} vanished during a write")
@@ -274,6 +331,7 @@ def next_generation(s: Session, collection_id: int) -> int:
 
 
 # ----------------------------------------------------------------------------- vectors
+
 
 def _table(kind: str):
     if kind not in KINDS:
@@ -300,8 +358,9 @@ def live_ids(db: Database, collection_id: int, kind: str) -> np.ndarray:
     parts, last = [], 0
     while True:
         with db.session() as s:
-            ids = s.scalars(select(table.id).where(*_live(table, collection_id), table.id > last)
-                            .order_by(table.id).limit(100_000)).all()
+            ids = s.scalars(
+                select(table.id).where(*_live(table, collection_id), table.id > last).order_by(table.id).limit(100_000)
+            ).all()
         if not ids:
             break
         parts.append(np.asarray(ids, np.int64))
@@ -309,18 +368,26 @@ def live_ids(db: Database, collection_id: int, kind: str) -> np.ndarray:
     return np.concatenate(parts) if parts else np.zeros(0, np.int64)
 
 
-def iter_vectors(db: Database, collection_id: int, kind: str, *, after_generation: int | None = None,
-                 ids: np.ndarray | None = None, batch: int = 20_000
-                 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+def iter_vectors(
+    db: Database,
+    collection_id: int,
+    kind: str,
+    *,
+    after_generation: int | None = None,
+    ids: np.ndarray | None = None,
+    batch: int = 20_000,
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """(ids int64, vectors float32 (n, D)) pages, in id order: all live vectors, those written
     after ``after_generation``, or exactly ``ids``. Memory: one page at a time."""
     table = _table(kind)
     if ids is not None:
         for i in range(0, len(ids), _IN_CHUNK):
             with db.session() as s:
-                rows = s.execute(select(table.id, table.vector).where(
-                    *_live(table, collection_id), table.id.in_([int(x) for x in ids[i : i + _IN_CHUNK]]))
-                    .order_by(table.id)).all()
+                rows = s.execute(
+                    select(table.id, table.vector)
+                    .where(*_live(table, collection_id), table.id.in_([int(x) for x in ids[i : i + _IN_CHUNK]]))
+                    .order_by(table.id)
+                ).all()
             if rows:
                 yield _unpack(rows)
         return
@@ -340,8 +407,9 @@ def iter_vectors(db: Database, collection_id: int, kind: str, *, after_generatio
 def ids_written_after(db: Database, collection_id: int, kind: str, generation: int) -> np.ndarray:
     table = _table(kind)
     with db.session() as s:
-        ids = s.scalars(select(table.id).where(table.collection_id == collection_id,
-                                               table.generation > generation)).all()
+        ids = s.scalars(
+            select(table.id).where(table.collection_id == collection_id, table.generation > generation)
+        ).all()
     return np.asarray(sorted(ids), np.int64)
 
 

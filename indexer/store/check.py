@@ -86,7 +86,7 @@ def check_collection(store: Store, name: str, *, repair: bool = False) -> CheckR
 
         try:
             held = VectorIndex.load(live.folder).ids()
-        except VectorIndexError as exc:      # truncated, damaged: repair rebuilds it from the rows
+        except VectorIndexError as exc:  # truncated, damaged: repair rebuilds it from the rows
             report.problems.append(f"{kind}: live index {live.folder.name} is unreadable ({exc})")
             rebuild = True
             continue
@@ -96,24 +96,34 @@ def check_collection(store: Store, name: str, *, repair: bool = False) -> CheckR
             behind = live.generation < collection.generation
             report.problems.append(
                 f"{kind}: index {live.folder.name} lacks {len(missing)} live ids and holds {len(extra)} "
-                f"deleted ones" + (" (unpublished changes: an ingest was interrupted?)" if behind else ""))
+                f"deleted ones" + (" (unpublished changes: an ingest was interrupted?)" if behind else "")
+            )
             rebuild = rebuild or not behind
     if repair and report.problems:
         with store.lock(name):
             results = store.publish(store.collection(name), force_rebuild=rebuild)
-        report.repaired.extend(f"{r.kind}: published {r.version.folder.name if r.version else '-'} ({r.mode})"
-                               for r in results)
+        report.repaired.extend(
+            f"{r.kind}: published {r.version.folder.name if r.version else '-'} ({r.mode})" for r in results
+        )
     return report
 
 
 def _quarantine(store: Store, collection: Collection, kind: str, ids: list[int]) -> None:
     with store.db.session() as s:
         if kind == "files":
-            s.execute(update(File).where(File.id.in_(ids)).values(
-                status=STATUS_FAILED, error_code=CorruptVectorError.code, vector=None, size=-1,
-                error="stored vector was damaged; the next ingest re-embeds this file"))
+            s.execute(
+                update(File)
+                .where(File.id.in_(ids))
+                .values(
+                    status=STATUS_FAILED,
+                    error_code=CorruptVectorError.code,
+                    vector=None,
+                    size=-1,
+                    error="stored vector was damaged; the next ingest re-embeds this file",
+                )
+            )
         else:
             file_ids = s.scalars(select(Segment.file_id).where(Segment.id.in_(ids))).all()
             s.execute(update(File).where(File.id.in_(file_ids)).values(size=-1))
             s.execute(delete(Segment).where(Segment.id.in_(ids)))
-        catalog.next_generation(s, collection.id)   # so the next publish sees the change
+        catalog.next_generation(s, collection.id)  # so the next publish sees the change

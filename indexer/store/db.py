@@ -25,10 +25,10 @@ MIGRATIONS = Path(__file__).with_name("migrations")
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")       # readers never block the writer
-    cursor.execute("PRAGMA synchronous=NORMAL")     # durable at every WAL checkpoint; safe in WAL
-    cursor.execute("PRAGMA foreign_keys=ON")        # ON DELETE CASCADE for segments
-    cursor.execute("PRAGMA busy_timeout=30000")     # wait for another writer instead of failing
+    cursor.execute("PRAGMA journal_mode=WAL")  # readers never block the writer
+    cursor.execute("PRAGMA synchronous=NORMAL")  # durable at every WAL checkpoint; safe in WAL
+    cursor.execute("PRAGMA foreign_keys=ON")  # ON DELETE CASCADE for segments
+    cursor.execute("PRAGMA busy_timeout=30000")  # wait for another writer instead of failing
     cursor.close()
 
 
@@ -88,8 +88,10 @@ def open_database(url: str, *, migrate: bool = True, create: bool = True) -> Dat
     ``StoreMissingError`` rather than leaving an empty database (and its folder) behind."""
     path = sqlite_path(url)
     if not create and path is not None and not path.exists():
-        raise StoreMissingError(f"nothing stored at {path.parent}: no database there yet (ingest files "
-                                f"first: `indexer ingest PATH --home {path.parent}`, or pick another --home/--db)")
+        raise StoreMissingError(
+            f"nothing stored at {path.parent}: no database there yet (ingest files "
+            f"first: `indexer ingest PATH --home {path.parent}`, or pick another --home/--db)"
+        )
     try:
         engine = make_engine(url)
         if migrate:
@@ -97,8 +99,10 @@ def open_database(url: str, *, migrate: bool = True, create: bool = True) -> Dat
     except StoreError:
         raise
     except Exception as exc:  # driver missing, server down, bad URL: one clear message
-        raise StoreError(f"cannot open the database {_safe(url)}: {exc.__class__.__name__}: "
-                         f"{str(exc).splitlines()[0] if str(exc) else ''}") from exc
+        raise StoreError(
+            f"cannot open the database {_safe(url)}: {exc.__class__.__name__}: "
+            f"{str(exc).splitlines()[0] if str(exc) else ''}"
+        ) from exc
     return Database(url, engine)
 
 

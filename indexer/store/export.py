@@ -25,17 +25,35 @@ def _schema(dim: int, kind: str, collection: Collection):
 
     vector = pa.list_(pa.float32(), dim)
     if kind == "files":
-        fields = [("id", pa.int64()), ("path", pa.string()), ("size", pa.int64()),
-                  ("mtime_ns", pa.int64()), ("content_hash", pa.string()), ("duration_s", pa.float64()),
-                  ("format", pa.string()), ("sample_rate", pa.int32()), ("channels", pa.int32()),
-                  ("tags", pa.string()), ("vector", vector)]
+        fields = [
+            ("id", pa.int64()),
+            ("path", pa.string()),
+            ("size", pa.int64()),
+            ("mtime_ns", pa.int64()),
+            ("content_hash", pa.string()),
+            ("duration_s", pa.float64()),
+            ("format", pa.string()),
+            ("sample_rate", pa.int32()),
+            ("channels", pa.int32()),
+            ("tags", pa.string()),
+            ("vector", vector),
+        ]
     else:
-        fields = [("id", pa.int64()), ("file_id", pa.int64()), ("path", pa.string()),
-                  ("start_s", pa.float64()), ("end_s", pa.float64()), ("vector", vector)]
-    meta = {"clapsearch.collection": collection.name, "clapsearch.kind": kind,
-            "clapsearch.model_name": collection.model_name,
-            "clapsearch.model_fingerprint": collection.model_fingerprint,
-            "clapsearch.manifest": json.dumps(collection.manifest)}
+        fields = [
+            ("id", pa.int64()),
+            ("file_id", pa.int64()),
+            ("path", pa.string()),
+            ("start_s", pa.float64()),
+            ("end_s", pa.float64()),
+            ("vector", vector),
+        ]
+    meta = {
+        "clapsearch.collection": collection.name,
+        "clapsearch.kind": kind,
+        "clapsearch.model_name": collection.model_name,
+        "clapsearch.model_fingerprint": collection.model_fingerprint,
+        "clapsearch.manifest": json.dumps(collection.manifest),
+    }
     return pa.schema(fields, metadata=meta)
 
 
@@ -54,17 +72,32 @@ def export_parquet(db: Database, collection: Collection, out: Path, *, kind: str
         while True:
             with db.session() as s:
                 if kind == "files":
-                    rows = s.execute(select(File.id, File.path, File.size, File.mtime_ns, File.content_hash,
-                                            File.duration_s, File.format, File.sample_rate, File.channels,
-                                            File.tags, File.vector)
-                                     .where(File.collection_id == collection.id, File.status == STATUS_INDEXED,
-                                            File.id > last).order_by(File.id).limit(PAGE)).all()
+                    rows = s.execute(
+                        select(
+                            File.id,
+                            File.path,
+                            File.size,
+                            File.mtime_ns,
+                            File.content_hash,
+                            File.duration_s,
+                            File.format,
+                            File.sample_rate,
+                            File.channels,
+                            File.tags,
+                            File.vector,
+                        )
+                        .where(File.collection_id == collection.id, File.status == STATUS_INDEXED, File.id > last)
+                        .order_by(File.id)
+                        .limit(PAGE)
+                    ).all()
                 else:
-                    rows = s.execute(select(Segment.id, Segment.file_id, File.path, Segment.start_s,
-                                            Segment.end_s, Segment.vector)
-                                     .join(File, File.id == Segment.file_id)
-                                     .where(Segment.collection_id == collection.id, Segment.id > last)
-                                     .order_by(Segment.id).limit(PAGE)).all()
+                    rows = s.execute(
+                        select(Segment.id, Segment.file_id, File.path, Segment.start_s, Segment.end_s, Segment.vector)
+                        .join(File, File.id == Segment.file_id)
+                        .where(Segment.collection_id == collection.id, Segment.id > last)
+                        .order_by(Segment.id)
+                        .limit(PAGE)
+                    ).all()
             if not rows:
                 break
             columns = list(zip(*rows))

@@ -22,14 +22,14 @@ import math
 from dataclasses import asdict, dataclass
 
 KINDS = ("flat", "ivf_flat", "ivf_sq8", "ivf_pq")
-TRAIN_POINTS_PER_CENTROID = 40   # k-means sample per list (FAISS warns below 39)
-MIN_POINTS_PER_CENTROID = 16     # below this a sample is refused (ValueError in VectorIndex.build)
-MIN_NLIST = 64                   # fewer lists than this: an inverted file has no advantage over exact
+TRAIN_POINTS_PER_CENTROID = 40  # k-means sample per list (FAISS warns below 39)
+MIN_POINTS_PER_CENTROID = 16  # below this a sample is refused (ValueError in VectorIndex.build)
+MIN_NLIST = 64  # fewer lists than this: an inverted file has no advantage over exact
 MAX_NLIST = 1 << 16
-PQ_TRAIN_MIN = 4_096             # sample wanted for the 256 centroids of each PQ sub-quantizer
-PQ_MIN_ROWS = 1_024              # fewest rows accepted for them (FAISS needs >= 256)
-ID_BYTES = 8                     # int64 id per vector in the inverted lists
-IDMAP2_BYTES = 48                # IndexIDMap2: id array + reverse hash map entry (approximate)
+PQ_TRAIN_MIN = 4_096  # sample wanted for the 256 centroids of each PQ sub-quantizer
+PQ_MIN_ROWS = 1_024  # fewest rows accepted for them (FAISS needs >= 256)
+ID_BYTES = 8  # int64 id per vector in the inverted lists
+IDMAP2_BYTES = 48  # IndexIDMap2: id array + reverse hash map entry (approximate)
 
 
 @dataclass(frozen=True)
@@ -91,8 +91,7 @@ def _flat_plan(n: int, dim: int, budget: int, why: str) -> IndexPlan:
     return IndexPlan("flat", "Flat", dim, n, None, None, 0, per, est, why + over)
 
 
-def plan_index(n_vectors: int, dim: int, *, memory_budget_bytes: int = 4 << 30,
-               exact_below: int = 50_000) -> IndexPlan:
+def plan_index(n_vectors: int, dim: int, *, memory_budget_bytes: int = 4 << 30, exact_below: int = 50_000) -> IndexPlan:
     """Plan the index for ``n_vectors`` L2-normalised ``dim``-d vectors (inner-product metric)."""
     if dim <= 0:
         raise ValueError(f"dim must be positive, got {dim}")
@@ -101,38 +100,78 @@ def plan_index(n_vectors: int, dim: int, *, memory_budget_bytes: int = 4 << 30,
     if n == 0:
         return _flat_plan(0, dim, budget, "Exact search: the collection has no vectors yet.")
     if n < exact_below:
-        return _flat_plan(n, dim, budget,
-                          f"Exact search: {n:,} vectors is below the {exact_below:,} where an approximate "
-                          f"index starts to pay off; every query scans all of them and needs no training.")
+        return _flat_plan(
+            n,
+            dim,
+            budget,
+            f"Exact search: {n:,} vectors is below the {exact_below:,} where an approximate "
+            f"index starts to pay off; every query scans all of them and needs no training.",
+        )
     nlist = choose_nlist(n)
     if nlist < MIN_NLIST:
-        return _flat_plan(n, dim, budget,
-                          f"Exact search: {n:,} vectors give only {nlist} inverted lists of "
-                          f"{TRAIN_POINTS_PER_CENTROID}+ training points, too few to save work over a full scan.")
+        return _flat_plan(
+            n,
+            dim,
+            budget,
+            f"Exact search: {n:,} vectors give only {nlist} inverted lists of "
+            f"{TRAIN_POINTS_PER_CENTROID}+ training points, too few to save work over a full scan.",
+        )
     train = min(n, nlist * TRAIN_POINTS_PER_CENTROID)
     centroids = nlist * dim * 4
     lists = f"IVF with {nlist:,} lists (4*sqrt(n) rounded to a power of two), trained on {train:,} sampled vectors"
     flat_per = float(dim * 4 + ID_BYTES)
     flat_est = int(n * flat_per) + centroids
     if flat_est <= budget:
-        return IndexPlan("ivf_flat", f"IVF{nlist},Flat", dim, n, nlist, None, train, flat_per, flat_est,
-                         f"{n:,} vectors: {lists}; a query scans only the nearest lists. Full float32 vectors "
-                         f"need {_gb(flat_est)}, within the {_gb(budget)} budget, so they are kept unquantised.")
+        return IndexPlan(
+            "ivf_flat",
+            f"IVF{nlist},Flat",
+            dim,
+            n,
+            nlist,
+            None,
+            train,
+            flat_per,
+            flat_est,
+            f"{n:,} vectors: {lists}; a query scans only the nearest lists. Full float32 vectors "
+            f"need {_gb(flat_est)}, within the {_gb(budget)} budget, so they are kept unquantised.",
+        )
     sq_per = float(dim + ID_BYTES)
     sq_est = int(n * sq_per) + centroids + 2 * dim * 4
     if sq_est <= budget:
-        return IndexPlan("ivf_sq8", f"IVF{nlist},SQ8", dim, n, nlist, None, train, sq_per, sq_est,
-                         f"{n:,} vectors: {lists}. Full vectors would need {_gb(flat_est)}, over the "
-                         f"{_gb(budget)} budget, so each is stored as {dim} 8-bit values ({_gb(sq_est)}).")
+        return IndexPlan(
+            "ivf_sq8",
+            f"IVF{nlist},SQ8",
+            dim,
+            n,
+            nlist,
+            None,
+            train,
+            sq_per,
+            sq_est,
+            f"{n:,} vectors: {lists}. Full vectors would need {_gb(flat_est)}, over the "
+            f"{_gb(budget)} budget, so each is stored as {dim} 8-bit values ({_gb(sq_est)}).",
+        )
     fixed = centroids + 256 * dim * 4
     divisors = [m for m in range(dim - 1, 0, -1) if dim % m == 0]
     fitting = [m for m in divisors if n * (m + ID_BYTES) + fixed <= budget]
     m = fitting[0] if fitting else divisors[-1] if divisors else 1
     pq_per = float(m + ID_BYTES)
     pq_est = int(n * pq_per) + fixed
-    tail = (f"each is stored as {m} bytes of product-quantisation codes ({_gb(pq_est)})" if fitting else
-            f"even {m}-byte product-quantisation codes need {_gb(pq_est)}: the budget cannot be met")
-    return IndexPlan("ivf_pq", f"IVF{nlist},PQ{m}x8", dim, n, nlist, m, max(train, min(n, PQ_TRAIN_MIN)),
-                     pq_per, pq_est,
-                     f"{n:,} vectors: {lists}. 8-bit codes would need {_gb(sq_est)}, over the {_gb(budget)} "
-                     f"budget, so {tail}; expect lower recall than unquantised vectors.")
+    tail = (
+        f"each is stored as {m} bytes of product-quantisation codes ({_gb(pq_est)})"
+        if fitting
+        else f"even {m}-byte product-quantisation codes need {_gb(pq_est)}: the budget cannot be met"
+    )
+    return IndexPlan(
+        "ivf_pq",
+        f"IVF{nlist},PQ{m}x8",
+        dim,
+        n,
+        nlist,
+        m,
+        max(train, min(n, PQ_TRAIN_MIN)),
+        pq_per,
+        pq_est,
+        f"{n:,} vectors: {lists}. 8-bit codes would need {_gb(sq_est)}, over the {_gb(budget)} "
+        f"budget, so {tail}; expect lower recall than unquantised vectors.",
+    )

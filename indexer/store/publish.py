@@ -30,7 +30,7 @@ REPLAN_GROWTH = 4.0
 @dataclass(frozen=True)
 class PublishResult:
     kind: str
-    mode: str                       # "unchanged" | "incremental" | "rebuild" | "first"
+    mode: str  # "unchanged" | "incremental" | "rebuild" | "first"
     version: versions.VersionInfo | None
     added: int
     removed: int
@@ -52,9 +52,17 @@ def _sample(db: Database, collection_id: int, kind: str, ids: np.ndarray, size: 
     return np.concatenate(parts) if parts else np.zeros((0, 0), np.float32)
 
 
-def publish_index(db: Database, collection: Collection, index_dir: Path, kind: str, *,
-                  memory_budget_bytes: int = 4 << 30, force_rebuild: bool = False,
-                  use_gpu: str = "auto", seed: int = 0) -> PublishResult:
+def publish_index(
+    db: Database,
+    collection: Collection,
+    index_dir: Path,
+    kind: str,
+    *,
+    memory_budget_bytes: int = 4 << 30,
+    force_rebuild: bool = False,
+    use_gpu: str = "auto",
+    seed: int = 0,
+) -> PublishResult:
     """Publish ``kind`` ("files" or "segments") of ``collection`` if anything changed.
 
     The caller holds ``versions.collection_lock``.
@@ -66,8 +74,9 @@ def publish_index(db: Database, collection: Collection, index_dir: Path, kind: s
         generation = int(s.execute(select(Collection.generation).where(Collection.id == collection.id)).scalar_one())
     # A version of an earlier collection of the same name (deleted, or moved to another model
     # by ``indexer rebuild``) is never updated in place.
-    if live is not None and (live.collection_id != collection.id
-                             or live.model_fingerprint != collection.model_fingerprint):
+    if live is not None and (
+        live.collection_id != collection.id or live.model_fingerprint != collection.model_fingerprint
+    ):
         force_rebuild = True
     current: VectorIndex | None = None
     if live is not None and not force_rebuild:
@@ -89,32 +98,47 @@ def publish_index(db: Database, collection: Collection, index_dir: Path, kind: s
         if not _needs_replan(current.plan, fresh, len(ids)):
             index = current
             held = index.ids()
-            stale = np.union1d(np.setdiff1d(held, ids, assume_unique=True),
-                               catalog.ids_written_after(db, collection.id, kind, live.generation))
+            stale = np.union1d(
+                np.setdiff1d(held, ids, assume_unique=True),
+                catalog.ids_written_after(db, collection.id, kind, live.generation),
+            )
             removed = index.remove(stale) if len(stale) else 0
-            for batch_ids, vectors in catalog.iter_vectors(db, collection.id, kind,
-                                                           after_generation=live.generation):
+            for batch_ids, vectors in catalog.iter_vectors(db, collection.id, kind, after_generation=live.generation):
                 index.add(batch_ids, vectors)
                 added += len(batch_ids)
             mode = "incremental"
     if index is None:
         sample = _sample(db, collection.id, kind, ids, fresh.train_size, seed) if fresh.train_size else None
-        index = VectorIndex.build(fresh, catalog.iter_vectors(db, collection.id, kind), sample=sample,
-                                  use_gpu=use_gpu, seed=seed)
+        index = VectorIndex.build(
+            fresh, catalog.iter_vectors(db, collection.id, kind), sample=sample, use_gpu=use_gpu, seed=seed
+        )
         added = index.ntotal
         removed = live.n_vectors if live is not None else 0
         mode = "rebuild" if live is not None else "first"
 
-
     tmp, number = versions.new_version_folder(index_dir, collection.name, kind)
     index.save(tmp)
-    info = versions.publish_folder(tmp, collection=collection.name, collection_id=collection.id, kind=kind, version=number,
-                                   generation=generation, model_name=collection.model_name,
-                                   model_fingerprint=collection.model_fingerprint,
-                                   n_vectors=index.ntotal)
+    info = versions.publish_folder(
+        tmp,
+        collection=collection.name,
+        collection_id=collection.id,
+        kind=kind,
+        version=number,
+        generation=generation,
+        model_name=collection.model_name,
+        model_fingerprint=collection.model_fingerprint,
+        n_vectors=index.ntotal,
+    )
     with db.session() as s:
-        s.add(IndexVersion(collection_id=collection.id, kind=kind, version=number,
-                           folder=str(info.folder), generation=generation, n_vectors=index.ntotal,
-                           plan={"plan": index.plan.to_dict(), "params": index.params,
-                                 "tuning": index.tuning, "mode": mode}))
+        s.add(
+            IndexVersion(
+                collection_id=collection.id,
+                kind=kind,
+                version=number,
+                folder=str(info.folder),
+                generation=generation,
+                n_vectors=index.ntotal,
+                plan={"plan": index.plan.to_dict(), "params": index.params, "tuning": index.tuning, "mode": mode},
+            )
+        )
     return PublishResult(kind, mode, info, added, removed, time.perf_counter() - start, index.plan)

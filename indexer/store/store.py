@@ -37,8 +37,7 @@ class Store:
         self._encoder: ClapEncoder | None = None
 
     @classmethod
-    def open(cls, settings: IndexerSettings | None = None, *, model: Path | None = None,
-             create: bool = True) -> Store:
+    def open(cls, settings: IndexerSettings | None = None, *, model: Path | None = None, create: bool = True) -> Store:
         """``create=False``: read-only use, a missing SQLite database is an error (``open_database``)."""
         settings = settings or IndexerSettings()
         return cls(settings, open_database(settings.resolved_database_url, create=create), model)
@@ -63,8 +62,7 @@ class Store:
         if self._encoder is None:
             from indexer.models.encoder import ClapEncoder
 
-            self._encoder = ClapEncoder(self.model_dir, self.manifest, variant=self.variant,
-                                        options=self.settings.onnx)
+            self._encoder = ClapEncoder(self.model_dir, self.manifest, variant=self.variant, options=self.settings.onnx)
         return self._encoder
 
     # ------------------------------------------------------------------ collections
@@ -76,7 +74,7 @@ class Store:
 
     @contextmanager
     def lock(self, name: str, *, wait: bool = False) -> Iterator[None]:
-        catalog.check_collection_name(name, shadow_ok=True)   # the lock is a file in <index>/<name>/
+        catalog.check_collection_name(name, shadow_ok=True)  # the lock is a file in <index>/<name>/
         with versions.collection_lock(self.index_dir, name, wait=wait):
             yield
 
@@ -86,6 +84,15 @@ class Store:
 
         kinds = ["files"] + (["segments"] if collection.segment_seconds else [])
         budget = int(self.settings.index_memory_gb * (1 << 30))
-        return [publish_index(self.db, collection, self.index_dir, kind, memory_budget_bytes=budget,
-                              force_rebuild=force_rebuild, use_gpu=self.settings.faiss_gpu)
-                for kind in kinds]
+        return [
+            publish_index(
+                self.db,
+                collection,
+                self.index_dir,
+                kind,
+                memory_budget_bytes=budget,
+                force_rebuild=force_rebuild,
+                use_gpu=self.settings.faiss_gpu,
+            )
+            for kind in kinds
+        ]

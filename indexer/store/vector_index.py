@@ -37,8 +37,8 @@ __all__ = ["IndexPlan", "VectorIndex", "plan_index"]
 
 GPU_MODES = ("auto", "never", "always")
 FORMAT = 1
-_EXACT_BLOCK = 65_536       # rows per brute-force block while tracking the tuning queries' top-k
-_SELF_TOL = 1e-5            # a tuning query whose best exact score is its own norm^2 is in the index
+_EXACT_BLOCK = 65_536  # rows per brute-force block while tracking the tuning queries' top-k
+_SELF_TOL = 1e-5  # a tuning query whose best exact score is its own norm^2 is in the index
 
 
 def _gpu_count() -> int:
@@ -61,7 +61,8 @@ def _want_gpu(mode: str) -> bool:
     if mode == "always" and gpus == 0:
         raise VectorIndexError(
             "use_gpu='always' but FAISS sees no GPU (faiss-cpu is installed, or no CUDA device is "
-            "visible); install faiss-gpu-cu12 on a CUDA machine or use use_gpu='auto'/'never'")
+            "visible); install faiss-gpu-cu12 on a CUDA machine or use use_gpu='auto'/'never'"
+        )
     return gpus > 0
 
 
@@ -96,22 +97,21 @@ class _ExactTopK:
 
     def update(self, ids: np.ndarray, x: np.ndarray) -> None:
         for lo in range(0, len(ids), _EXACT_BLOCK):
-            s = self.queries @ x[lo:lo + _EXACT_BLOCK].T
-            block_ids = ids[lo:lo + _EXACT_BLOCK]
+            s = self.queries @ x[lo : lo + _EXACT_BLOCK].T
+            block_ids = ids[lo : lo + _EXACT_BLOCK]
             if s.shape[1] > self.k:
-                part = np.argpartition(-s, self.k - 1, axis=1)[:, :self.k]
+                part = np.argpartition(-s, self.k - 1, axis=1)[:, : self.k]
                 s, cand = np.take_along_axis(s, part, 1), block_ids[part]
             else:
                 cand = np.broadcast_to(block_ids, s.shape)
             all_s = np.concatenate([self.scores, s], 1)
             all_i = np.concatenate([self.ids, cand], 1)
-            order = np.argsort(-all_s, axis=1, kind="stable")[:, :self.k]
+            order = np.argsort(-all_s, axis=1, kind="stable")[:, : self.k]
             self.scores = np.take_along_axis(all_s, order, 1)
             self.ids = np.take_along_axis(all_i, order, 1)
 
 
-def recall_at_k(approx_ids: np.ndarray, exact_ids: np.ndarray, k: int,
-                exclude: np.ndarray | None = None) -> float:
+def recall_at_k(approx_ids: np.ndarray, exact_ids: np.ndarray, k: int, exclude: np.ndarray | None = None) -> float:
     """Share of the exact top-k found in the approximate top-k, over all queries (-1 slots ignored).
 
     ``exclude[j]`` (an id or -1) is dropped from both lists first: a query taken from the
@@ -141,8 +141,15 @@ def _ladder(nlist: int) -> list[int]:
 
 
 class VectorIndex:
-    def __init__(self, plan: IndexPlan, index: faiss.Index, *, params: dict | None = None,
-                 tuning: dict | None = None, read_only: bool = False):
+    def __init__(
+        self,
+        plan: IndexPlan,
+        index: faiss.Index,
+        *,
+        params: dict | None = None,
+        tuning: dict | None = None,
+        read_only: bool = False,
+    ):
         self.plan = plan
         self.index = index
         self.dim = plan.dim
@@ -158,9 +165,18 @@ class VectorIndex:
         return cls(plan_index(0, dim), faiss.IndexIDMap2(faiss.IndexFlatIP(dim)), tuning=_exact_tuning(10))
 
     @classmethod
-    def build(cls, plan: IndexPlan, batches: Iterable[tuple[np.ndarray, np.ndarray]], *,
-              sample: np.ndarray | None = None, target_recall: float = 0.95, k: int = 10,
-              use_gpu: str = "auto", tune_queries: int = 200, seed: int = 0) -> VectorIndex:
+    def build(
+        cls,
+        plan: IndexPlan,
+        batches: Iterable[tuple[np.ndarray, np.ndarray]],
+        *,
+        sample: np.ndarray | None = None,
+        target_recall: float = 0.95,
+        k: int = 10,
+        use_gpu: str = "auto",
+        tune_queries: int = 200,
+        seed: int = 0,
+    ) -> VectorIndex:
         """Build ``plan`` from ``(ids, vectors)`` batches (one pass; never all in memory at once).
 
         IVF plans train on ``sample`` (rows of the collection, ideally ``plan.train_size`` of them);
@@ -177,12 +193,16 @@ class VectorIndex:
                 self.add(ids, x)
             return self
         if sample is None:
-            raise ValueError(f"a {plan.kind} plan ({plan.factory}) needs a training sample: pass sample= with "
-                             f"about {plan.train_size:,} rows of the collection (at least {plan.min_train_size:,})")
+            raise ValueError(
+                f"a {plan.kind} plan ({plan.factory}) needs a training sample: pass sample= with "
+                f"about {plan.train_size:,} rows of the collection (at least {plan.min_train_size:,})"
+            )
         sample = _as_vectors(sample, plan.dim, "sample")
         if len(sample) < plan.min_train_size:
-            raise ValueError(f"training sample too small for {plan.factory}: {len(sample):,} rows, need at "
-                             f"least {plan.min_train_size:,} (plan asks for {plan.train_size:,})")
+            raise ValueError(
+                f"training sample too small for {plan.factory}: {len(sample):,} rows, need at "
+                f"least {plan.min_train_size:,} (plan asks for {plan.train_size:,})"
+            )
 
         index = faiss.index_factory(plan.dim, plan.factory, faiss.METRIC_INNER_PRODUCT)
         ivf = faiss.extract_index_ivf(index)
@@ -225,8 +245,9 @@ class VectorIndex:
                 exact.update(ids, x)
         add_s = time.perf_counter() - started
         self.tuning = self._autotune(exact, k, target_recall)
-        self.tuning.update(train_seconds=round(train_s, 3), add_seconds=round(add_s, 3), gpu=gpu,
-                           train_rows=len(sample))
+        self.tuning.update(
+            train_seconds=round(train_s, 3), add_seconds=round(add_s, 3), gpu=gpu, train_rows=len(sample)
+        )
         return self
 
     def _autotune(self, exact: _ExactTopK, k: int, target: float) -> dict:
@@ -237,8 +258,11 @@ class VectorIndex:
         out: dict[str, Any] = {"target_recall": target, "k": k, "queries": len(exact.queries)}
         if not len(exact.queries) or self.ntotal == 0:
             self.params = {"nprobe": min(nlist, 16)}
-            return out | {"nprobe": self.params["nprobe"], "reached": None,
-                          "note": "not tuned: no tuning queries or no vectors; nprobe left at a default"}
+            return out | {
+                "nprobe": self.params["nprobe"],
+                "reached": None,
+                "note": "not tuned: no tuning queries or no vectors; nprobe left at a default",
+            }
         norms = np.einsum("ij,ij->i", exact.queries, exact.queries)
         is_self = exact.scores[:, 0] >= norms - _SELF_TOL * np.maximum(norms, 1.0)
         exclude = np.where(is_self, exact.ids[:, 0], -1)
@@ -255,25 +279,35 @@ class VectorIndex:
             # where recall plateaus (two steps gaining < 0.002 each); full vectors reach 1.0 at nlist.
             if len(tried) > 1:
                 gains.append(recall - tried[-2]["recall"])
-            if recall - se >= target or (self.plan.kind != "ivf_flat" and nprobe >= 8
-                                         and len(gains) >= 2 and max(gains[-2:]) < 0.002):
+            if recall - se >= target or (
+                self.plan.kind != "ivf_flat" and nprobe >= 8 and len(gains) >= 2 and max(gains[-2:]) < 0.002
+            ):
                 break
         reached = [t for t in tried if t["recall"] - t["se"] >= target]
         best = reached[0] if reached else max(tried, key=lambda t: (t["recall"], -t["nprobe"]))
         self.params = {"nprobe": best["nprobe"]}
-        out |= {"nprobe": best["nprobe"], "recall": best["recall"], f"recall_at_{k}": best["recall"],
-                "recall_se": best["se"], "reached": bool(reached), "self_matches_excluded": int(is_self.sum()),
-                "ladder": tried}
+        out |= {
+            "nprobe": best["nprobe"],
+            "recall": best["recall"],
+            f"recall_at_{k}": best["recall"],
+            "recall_se": best["se"],
+            "reached": bool(reached),
+            "self_matches_excluded": int(is_self.sum()),
+            "ladder": tried,
+        }
         if not reached:
-            out["note"] = (f"no nprobe reached recall@{k} {target}; using the best, {best['recall']:.3f} at "
-                           f"nprobe {best['nprobe']} (the codes' quantisation limits recall)")
+            out["note"] = (
+                f"no nprobe reached recall@{k} {target}; using the best, {best['recall']:.3f} at "
+                f"nprobe {best['nprobe']} (the codes' quantisation limits recall)"
+            )
         return out
 
     # ---- updates ----------------------------------------------------------------------------
     def _writable(self) -> None:
         if self.read_only:
-            raise VectorIndexError("this index was loaded with mmap=True and is read-only; load it without "
-                                   "mmap to add or remove vectors")
+            raise VectorIndexError(
+                "this index was loaded with mmap=True and is read-only; load it without mmap to add or remove vectors"
+            )
 
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
         """Add vectors under new ids (an id already present would be stored twice: remove it first)."""
@@ -296,8 +330,9 @@ class VectorIndex:
     def ntotal(self) -> int:
         return int(self.index.ntotal)
 
-    def search(self, queries: np.ndarray, k: int, *, allowed_ids: np.ndarray | None = None,
-               params: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def search(
+        self, queries: np.ndarray, k: int, *, allowed_ids: np.ndarray | None = None, params: dict | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Top-``k`` by inner product: (scores float32 (q, k), ids int64 (q, k)); empty slots: id -1, -inf.
 
         ``allowed_ids`` restricts the results to those ids inside the search (an ``IDSelectorBatch``).
@@ -364,9 +399,16 @@ class VectorIndex:
         faiss.write_index(self.index, str(tmp))
         fsync_path(tmp)
         os.replace(tmp, folder / "index.faiss")
-        meta = {"format": FORMAT, "plan": self.plan.to_dict(), "params": self.params, "tuning": self.tuning,
-                "dim": self.dim, "ntotal": self.ntotal, "memory_bytes": self.memory_bytes,
-                "faiss_version": faiss.__version__}
+        meta = {
+            "format": FORMAT,
+            "plan": self.plan.to_dict(),
+            "params": self.params,
+            "tuning": self.tuning,
+            "dim": self.dim,
+            "ntotal": self.ntotal,
+            "memory_bytes": self.memory_bytes,
+            "faiss_version": faiss.__version__,
+        }
         tmp = folder / "index.json.tmp"
         tmp.write_text(json.dumps(meta, indent=2) + "\n")
         fsync_path(tmp)
@@ -390,8 +432,10 @@ class VectorIndex:
         except RuntimeError as exc:
             raise VectorIndexError(f"{folder}: cannot read index.faiss: {str(exc).splitlines()[0]}") from exc
         if index.d != plan.dim or index.ntotal != meta.get("ntotal", index.ntotal):
-            raise VectorIndexError(f"{folder}: index.faiss holds {index.ntotal} vectors of {index.d}-d, "
-                                   f"index.json says {meta.get('ntotal')} of {plan.dim}-d")
+            raise VectorIndexError(
+                f"{folder}: index.faiss holds {index.ntotal} vectors of {index.d}-d, "
+                f"index.json says {meta.get('ntotal')} of {plan.dim}-d"
+            )
         return cls(plan, index, params=meta.get("params"), tuning=meta.get("tuning"), read_only=mmap)
 
     def describe(self) -> str:
@@ -402,8 +446,10 @@ class VectorIndex:
         else:
             how = f"search: nprobe {self.params.get('nprobe')} of {self._ivf.nlist:,} lists"
             if t.get("recall") is not None:
-                how += (f"; recall@{t['k']} {t['recall']:.3f} vs exact on {t['queries']} sample queries "
-                        f"(target {t['target_recall']}{'' if t.get('reached') else ', not reached'})")
+                how += (
+                    f"; recall@{t['k']} {t['recall']:.3f} vs exact on {t['queries']} sample queries "
+                    f"(target {t['target_recall']}{'' if t.get('reached') else ', not reached'})"
+                )
             elif t.get("note"):
                 how += f"; {t['note']}"
         return "\n".join([head, how, f"why: {p.reason}"])

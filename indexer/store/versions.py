@@ -47,16 +47,25 @@ class VersionInfo:
     @classmethod
     def read(cls, folder: Path) -> VersionInfo:
         data = json.loads((folder / "version.json").read_text())
-        return cls(data["collection"], int(data["collection_id"]), data["kind"], int(data["version"]), folder,
-                   int(data["generation"]), data["model_name"], data["model_fingerprint"],
-                   int(data["n_vectors"]))
+        return cls(
+            data["collection"],
+            int(data["collection_id"]),
+            data["kind"],
+            int(data["version"]),
+            folder,
+            int(data["generation"]),
+            data["model_name"],
+            data["model_fingerprint"],
+            int(data["n_vectors"]),
+        )
 
     def check_model(self, fingerprint: str, name: str = "") -> None:
         if fingerprint != self.model_fingerprint:
             raise ModelMismatchError(
                 f"index {self.folder} was built with model {self.model_name!r} "
                 f"({self.model_fingerprint}); it cannot serve queries of {name or 'another model'!r} "
-                f"({fingerprint})")
+                f"({fingerprint})"
+            )
 
 
 def kind_dir(index_dir: Path, collection: str, kind: str) -> Path:
@@ -90,8 +99,10 @@ def collection_lock(index_dir: Path, collection: str, *, wait: bool = False) -> 
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
         except BlockingIOError:
-            raise CollectionBusyError(f"collection {collection!r} is being written by another process "
-                                      f"(lock {folder / '.lock'}); wait for it to finish") from None
+            raise CollectionBusyError(
+                f"collection {collection!r} is being written by another process "
+                f"(lock {folder / '.lock'}); wait for it to finish"
+            ) from None
         try:
             yield
         finally:
@@ -110,12 +121,30 @@ def new_version_folder(index_dir: Path, collection: str, kind: str) -> tuple[Pat
     return tmp, version
 
 
-def publish_folder(tmp: Path, *, collection: str, collection_id: int, kind: str, version: int, generation: int,
-                   model_name: str, model_fingerprint: str, n_vectors: int) -> VersionInfo:
+def publish_folder(
+    tmp: Path,
+    *,
+    collection: str,
+    collection_id: int,
+    kind: str,
+    version: int,
+    generation: int,
+    model_name: str,
+    model_fingerprint: str,
+    n_vectors: int,
+) -> VersionInfo:
     """Seal ``tmp`` as version ``version`` and make it live."""
-    meta = dict(collection=collection, collection_id=collection_id, kind=kind, version=version, generation=generation,
-                model_name=model_name, model_fingerprint=model_fingerprint, n_vectors=n_vectors,
-                format=1)
+    meta = dict(
+        collection=collection,
+        collection_id=collection_id,
+        kind=kind,
+        version=version,
+        generation=generation,
+        model_name=model_name,
+        model_fingerprint=model_fingerprint,
+        n_vectors=n_vectors,
+        format=1,
+    )
     _write_durably(tmp / "version.json", json.dumps(meta, indent=2).encode())
     fsync_path(tmp)
     base = tmp.parent

@@ -37,22 +37,29 @@ MAX_FORM_FIELDS = 1000
 def _is_list(annotation: Any) -> bool:
     if get_origin(annotation) is list:
         return True
-    return get_origin(annotation) in (Union, types.UnionType) and any(get_origin(a) is list for a in get_args(annotation))
+    return get_origin(annotation) in (Union, types.UnionType) and any(
+        get_origin(a) is list for a in get_args(annotation)
+    )
 
 
 class Fields:
     """The fields of one request body: ``values`` from JSON (any JSON types) or ``multi`` from a
     form (every value a list of strings), and the uploaded ``file`` part if any."""
 
-    def __init__(self, values: Mapping[str, Any] | None = None, multi: Mapping[str, list] | None = None,
-                 file: UploadFile | None = None):
+    def __init__(
+        self,
+        values: Mapping[str, Any] | None = None,
+        multi: Mapping[str, list] | None = None,
+        file: UploadFile | None = None,
+    ):
         self.values, self.multi, self.file = dict(values or {}), dict(multi or {}), file
 
     def parse(self, model: type[M], query: Mapping[str, Any] | None = None) -> M:
         unknown = sorted(set(self.values) - {f.alias or n for n, f in model.model_fields.items()})
-        if unknown:     # a typo ("query" for "q") answers 422, not a default answer to no question
-            raise RequestValidationError([{"loc": ("body", key), "msg": "unknown field", "type": "extra_forbidden"}
-                                          for key in unknown])
+        if unknown:  # a typo ("query" for "q") answers 422, not a default answer to no question
+            raise RequestValidationError(
+                [{"loc": ("body", key), "msg": "unknown field", "type": "extra_forbidden"} for key in unknown]
+            )
         data: dict[str, Any] = {}
         for name, info in model.model_fields.items():
             key, many = info.alias or name, _is_list(info.annotation)
@@ -64,13 +71,14 @@ class Fields:
                 found = [v for v in found if not isinstance(v, UploadFile)]
                 if many:
                     data[key] = found
-                elif found and found[-1] != "":     # a browser's empty field is an absent one
+                elif found and found[-1] != "":  # a browser's empty field is an absent one
                     data[key] = found[-1]
         try:
             return model.model_validate(data)
         except ValidationError as exc:
-            raise RequestValidationError([{**e, "loc": ("body", *e["loc"])}
-                                          for e in exc.errors(include_url=False)]) from None
+            raise RequestValidationError(
+                [{**e, "loc": ("body", *e["loc"])} for e in exc.errors(include_url=False)]
+            ) from None
 
 
 def media_type(request: Request) -> str:
@@ -85,7 +93,7 @@ async def request_fields(request: Request) -> AsyncIterator[Fields]:
         raw = await request.body()
         try:
             data = json.loads(raw) if raw.strip() else {}
-        except (ValueError, RecursionError):     # RecursionError: nesting deeper than Python's stack
+        except (ValueError, RecursionError):  # RecursionError: nesting deeper than Python's stack
             raise ProblemError("request.invalid", "the body is not valid JSON") from None
         if not isinstance(data, dict):
             raise ProblemError("request.invalid", "send the fields as one JSON object")
@@ -105,8 +113,10 @@ async def request_fields(request: Request) -> AsyncIterator[Fields]:
             await form.close()
     else:
         if ctype or await request.body():
-            raise ProblemError("upload.content_type", f"send fields as {JSON}, {MULTIPART} or {FORM}"
-                               + (f", not {ctype}" if ctype else ""))
+            raise ProblemError(
+                "upload.content_type",
+                f"send fields as {JSON}, {MULTIPART} or {FORM}" + (f", not {ctype}" if ctype else ""),
+            )
         yield Fields()
 
 
@@ -121,8 +131,17 @@ def body_doc(model: type[BaseModel], *, file: bool = False, required: bool = Fal
     form = {**schema, "properties": dict(schema.get("properties", {}))}
     content: dict[str, Any] = {JSON: {"schema": schema}, FORM: {"schema": form}}
     if file:
-        multipart = {**form, "properties": {**form["properties"], "file": {
-            "type": "string", "format": "binary", "description": "an audio clip (WAV, FLAC, Ogg, Opus, MP3, AIFF...)"}}}
+        multipart = {
+            **form,
+            "properties": {
+                **form["properties"],
+                "file": {
+                    "type": "string",
+                    "format": "binary",
+                    "description": "an audio clip (WAV, FLAC, Ogg, Opus, MP3, AIFF...)",
+                },
+            },
+        }
         content = {MULTIPART: {"schema": multipart}, **content}
     else:
         content[MULTIPART] = {"schema": form}

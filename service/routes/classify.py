@@ -35,16 +35,26 @@ def _labels(values: list[str], limit: int) -> list[str]:
     if not labels:
         raise ProblemError("request.no_labels", "send candidate_labels: a JSON array or repeated form fields")
     if len(labels) > limit:
-        raise ProblemError("request.too_many_labels", f"{len(labels)} labels; the limit is {limit} (CLAPSEARCH_MAX_LABELS)")
+        raise ProblemError(
+            "request.too_many_labels", f"{len(labels)} labels; the limit is {limit} (CLAPSEARCH_MAX_LABELS)"
+        )
     if any(len(label) > 200 for label in labels):
         raise ProblemError("request.label_too_long", "labels are at most 200 characters")
     return labels
 
 
-@router.post("/v1/classify", response_model=ClassifyResponse, summary="Zero-shot tagging",
-             openapi_extra=body_doc(ClassifyInput, file=True, required=True))
-@router.post("/classify", response_model=ClassifyResponse, summary="Zero-shot tagging (unversioned alias)",
-             openapi_extra=body_doc(ClassifyInput, file=True, required=True))
+@router.post(
+    "/v1/classify",
+    response_model=ClassifyResponse,
+    summary="Zero-shot tagging",
+    openapi_extra=body_doc(ClassifyInput, file=True, required=True),
+)
+@router.post(
+    "/classify",
+    response_model=ClassifyResponse,
+    summary="Zero-shot tagging (unversioned alias)",
+    openapi_extra=body_doc(ClassifyInput, file=True, required=True),
+)
 async def classify(request: Request, fields: Fields = BodyFields):
     rt: Runtime = request.app.state.runtime
     started = time.perf_counter()
@@ -64,7 +74,15 @@ async def classify(request: Request, fields: Fields = BodyFields):
     else:
         scores = queries.softmax(scale * cosines)
     order = np.lexsort((-cosines, -scores))
-    return {"query": name, "model": rt.manifest.name, "multi_label": multi, "hypothesis_template": template,
-            "logit_scale": scale, "took_ms": round((time.perf_counter() - started) * 1000, 3),
-            "labels": [{"label": labels[i], "score": round(float(scores[i]), 6),
-                        "cosine": round(float(cosines[i]), 6)} for i in order]}
+    return {
+        "query": name,
+        "model": rt.manifest.name,
+        "multi_label": multi,
+        "hypothesis_template": template,
+        "logit_scale": scale,
+        "took_ms": round((time.perf_counter() - started) * 1000, 3),
+        "labels": [
+            {"label": labels[i], "score": round(float(scores[i]), 6), "cosine": round(float(cosines[i]), 6)}
+            for i in order
+        ],
+    }

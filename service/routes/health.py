@@ -13,8 +13,11 @@ async def healthz():
     return {"status": "ok"}
 
 
-@router.get("/readyz", summary="Readiness: model and published indexes loaded",
-            responses={503: {"description": "not ready; the body says what is missing"}})
+@router.get(
+    "/readyz",
+    summary="Readiness: model and published indexes loaded",
+    responses={503: {"description": "not ready; the body says what is missing"}},
+)
 async def readyz(request: Request):
     ready, detail = request.app.state.runtime.readiness()
     return JSONResponse(detail, status_code=200 if ready else 503)

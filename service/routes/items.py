@@ -25,9 +25,17 @@ if TYPE_CHECKING:
 
 router = APIRouter(tags=["items"])
 
-_MEDIA = {"WAV": "audio/wav", "FLAC": "audio/flac", "OGG": "audio/ogg", "MP3": "audio/mpeg",
-          "AIFF": "audio/aiff", "AU": "audio/basic", "CAF": "audio/x-caf", "W64": "audio/x-w64",
-          "RF64": "audio/wav"}
+_MEDIA = {
+    "WAV": "audio/wav",
+    "FLAC": "audio/flac",
+    "OGG": "audio/ogg",
+    "MP3": "audio/mpeg",
+    "AIFF": "audio/aiff",
+    "AU": "audio/basic",
+    "CAF": "audio/x-caf",
+    "W64": "audio/x-w64",
+    "RF64": "audio/wav",
+}
 PEAK_BLOCK_FRAMES = 1 << 16
 
 
@@ -35,12 +43,25 @@ PEAK_BLOCK_FRAMES = 1 << 16
 async def item(request: Request, item_id: int):
     rt: Runtime = request.app.state.runtime
     row, collection = await run_in_threadpool(item_row, rt.store, item_id)
-    return {"id": row.id, "collection": collection.name, "path": row.path, "name": Path(row.path).name,
-            "size": row.size, "duration_s": row.duration_s, "format": row.format, "subtype": row.subtype,
-            "sample_rate": row.sample_rate, "channels": row.channels, "tags": row.tags or None,
-            "status": row.status, "error_code": row.error_code, "n_segments": row.n_segments,
-            "updated_at": row.updated_at, "audio_url": f"/v1/items/{row.id}/audio",
-            "peaks_url": f"/v1/items/{row.id}/peaks"}
+    return {
+        "id": row.id,
+        "collection": collection.name,
+        "path": row.path,
+        "name": Path(row.path).name,
+        "size": row.size,
+        "duration_s": row.duration_s,
+        "format": row.format,
+        "subtype": row.subtype,
+        "sample_rate": row.sample_rate,
+        "channels": row.channels,
+        "tags": row.tags or None,
+        "status": row.status,
+        "error_code": row.error_code,
+        "n_segments": row.n_segments,
+        "updated_at": row.updated_at,
+        "audio_url": f"/v1/items/{row.id}/audio",
+        "peaks_url": f"/v1/items/{row.id}/peaks",
+    }
 
 
 class _OpenedFileResponse(FileResponse):
@@ -63,16 +84,26 @@ async def _open(rt: Runtime, item_id: int):
     return row, await run_in_threadpool(open_item_audio, row, rt.settings.allowed_ingest_roots)
 
 
-@router.get("/v1/items/{item_id}/audio", summary="Stream the audio file",
-            response_class=FileResponse, responses={206: {"description": "a byte range"}})
+@router.get(
+    "/v1/items/{item_id}/audio",
+    summary="Stream the audio file",
+    response_class=FileResponse,
+    responses={206: {"description": "a byte range"}},
+)
 async def audio(request: Request, item_id: int):
     rt: Runtime = request.app.state.runtime
     row, opened = await _open(rt, item_id)
     try:
-        media = (_MEDIA.get((row.format or "").upper()) or mimetypes.guess_type(opened.name)[0]
-                 or "application/octet-stream")
-        return _OpenedFileResponse(opened, media_type=media, filename=opened.name, content_disposition_type="inline",
-                                   headers={"Cache-Control": "private, max-age=3600"})
+        media = (
+            _MEDIA.get((row.format or "").upper()) or mimetypes.guess_type(opened.name)[0] or "application/octet-stream"
+        )
+        return _OpenedFileResponse(
+            opened,
+            media_type=media,
+            filename=opened.name,
+            content_disposition_type="inline",
+            headers={"Cache-Control": "private, max-age=3600"},
+        )
     except BaseException:
         opened.close()
         raise
@@ -98,17 +129,21 @@ def compute_peaks(path: Path, n: int) -> dict:
                 np.maximum.at(highs, bucket, mono)
                 position += len(mono)
         except Exception:
-            pass    # a truncated tail: draw what decoded
+            pass  # a truncated tail: draw what decoded
     empty = ~np.isfinite(lows)
     lows[empty], highs[empty] = 0.0, 0.0
-    return {"n": n, "duration_s": round(frames / rate, 3) if rate else 0.0,
-            "min": [round(float(v), 4) for v in lows], "max": [round(float(v), 4) for v in highs]}
+    return {
+        "n": n,
+        "duration_s": round(frames / rate, 3) if rate else 0.0,
+        "min": [round(float(v), 4) for v in lows],
+        "max": [round(float(v), 4) for v in highs],
+    }
 
 
 @router.get("/v1/items/{item_id}/peaks", response_model=Peaks, summary="Waveform thumbnail data")
 async def peaks(request: Request, item_id: int, n: int = Query(200, ge=8, le=2000)):
     rt: Runtime = request.app.state.runtime
-    row, opened = await _open(rt, item_id)      # checked before the cache: a refused file shows nothing
+    row, opened = await _open(rt, item_id)  # checked before the cache: a refused file shows nothing
     try:
         key = f"peaks:{row.id}:{row.mtime_ns}:{n}"
         cached = await run_in_threadpool(rt.cache.get, key) if rt.cache.enabled else None

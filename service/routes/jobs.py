@@ -28,23 +28,31 @@ router = APIRouter(tags=["jobs"])
 JOBS_COUNTED = 1000
 
 
-@router.post("/v1/jobs/ingest", response_model=JobInfo, status_code=202, summary="Start an ingest job",
-             openapi_extra=body_doc(IngestRequest, required=True))
+@router.post(
+    "/v1/jobs/ingest",
+    response_model=JobInfo,
+    status_code=202,
+    summary="Start an ingest job",
+    openapi_extra=body_doc(IngestRequest, required=True),
+)
 async def submit(request: Request, fields: Fields = BodyFields):
     rt: Runtime = request.app.state.runtime
     body = fields.parse(IngestRequest)
     await run_in_threadpool(check_ingest_path, body.path, rt.settings.allowed_ingest_roots)
     # catalogue the path as the user wrote it (absolute, symlinks kept), as `indexer ingest` does,
     # so the same file never appears under two names
-    spec = IngestJobSpec(path=os.path.abspath(body.path), collection=body.collection, segments=body.segments, prune=body.prune)
+    spec = IngestJobSpec(
+        path=os.path.abspath(body.path), collection=body.collection, segments=body.segments, prune=body.prune
+    )
     return await run_in_threadpool(rt.jobs.submit, spec)
 
 
 @router.get("/v1/jobs", response_model=JobList, summary="Recent ingest jobs, newest first")
-async def list_jobs(request: Request, limit: int = Query(20, ge=1, le=200),
-                    offset: int = Query(0, ge=0, le=JOBS_COUNTED)):
+async def list_jobs(
+    request: Request, limit: int = Query(20, ge=1, le=200), offset: int = Query(0, ge=0, le=JOBS_COUNTED)
+):
     jobs = await run_in_threadpool(request.app.state.runtime.jobs.list, JOBS_COUNTED)
-    return {"items": jobs[offset:offset + limit], "total": len(jobs), "limit": limit, "offset": offset}
+    return {"items": jobs[offset : offset + limit], "total": len(jobs), "limit": limit, "offset": offset}
 
 
 @router.get("/v1/jobs/{job_id}", response_model=JobInfo, summary="An ingest job's progress")

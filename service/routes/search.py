@@ -29,9 +29,12 @@ def _fast_json(body: dict) -> Response:
     response models still document the shape in OpenAPI, and tests check bodies against them."""
     return Response(json.dumps(body, separators=(",", ":")), media_type="application/json")
 
-_TEXT_DOC = ("Text -> audio: the files (or, with `segments=true`, the moments inside long files) "
-             "whose sound best matches `q`. Filters apply inside the search, so a page is full "
-             "even when few files match.")
+
+_TEXT_DOC = (
+    "Text -> audio: the files (or, with `segments=true`, the moments inside long files) "
+    "whose sound best matches `q`. Filters apply inside the search, so a page is full "
+    "even when few files match."
+)
 
 
 def _answer(name: str, result: dict) -> Response:
@@ -45,35 +48,54 @@ async def _text_search(rt: Runtime, q: str, params: SearchRequest) -> Response:
 
 @router.get("/v1/search", response_model=SearchResponse, summary="Search audio by text", description=_TEXT_DOC)
 @router.get("/search", response_model=SearchResponse, include_in_schema=False)
-async def search_text(request: Request, q: str = Query(..., description="what it should sound like",
-                                                       examples=["dog barking in the rain"]),
-                      params=SearchParams):
+async def search_text(
+    request: Request,
+    q: str = Query(..., description="what it should sound like", examples=["dog barking in the rain"]),
+    params=SearchParams,
+):
     return await _text_search(request.app.state.runtime, q, params)
 
 
-@router.post("/v1/search", response_model=SearchResponse, summary="Search audio by text (fields in the body)",
-             description=_TEXT_DOC, openapi_extra=body_doc(SearchTextInput, required=True))
-@router.post("/search", response_model=SearchResponse, summary="Search audio by text (unversioned alias)",
-             description=_TEXT_DOC, openapi_extra=body_doc(SearchTextInput, required=True))
+@router.post(
+    "/v1/search",
+    response_model=SearchResponse,
+    summary="Search audio by text (fields in the body)",
+    description=_TEXT_DOC,
+    openapi_extra=body_doc(SearchTextInput, required=True),
+)
+@router.post(
+    "/search",
+    response_model=SearchResponse,
+    summary="Search audio by text (unversioned alias)",
+    description=_TEXT_DOC,
+    openapi_extra=body_doc(SearchTextInput, required=True),
+)
 async def search_text_post(request: Request, fields: Fields = BodyFields):
     body = fields.parse(SearchTextInput, request.query_params)
     return await _text_search(request.app.state.runtime, body.q, search_options(request, body))
 
 
-@router.post("/v1/search/audio", response_model=SearchResponse, summary="Search audio by example",
-             description="Audio -> audio: upload a clip as multipart `file`, or name an indexed item "
-                         "with `id`; returns the most similar sounds (the item itself excluded).",
-             openapi_extra=body_doc(SearchAudioInput, file=True))
+@router.post(
+    "/v1/search/audio",
+    response_model=SearchResponse,
+    summary="Search audio by example",
+    description="Audio -> audio: upload a clip as multipart `file`, or name an indexed item "
+    "with `id`; returns the most similar sounds (the item itself excluded).",
+    openapi_extra=body_doc(SearchAudioInput, file=True),
+)
 async def search_audio(request: Request, fields: Fields = BodyFields):
     rt: Runtime = request.app.state.runtime
     body = fields.parse(SearchAudioInput, request.query_params)
     params = search_options(request, body)
     item_id = body.id
     vector, name = await queries.audio_vector(rt, optional_upload(fields.file), item_id)
-    result = await queries.search(rt, params, vector=vector,
-                                  exclude_file=item_id if body.exclude_self else None,
-                                  query_id=(name if body.exclude_self else name + ":with-self")
-                                  if item_id is not None else None)
+    result = await queries.search(
+        rt,
+        params,
+        vector=vector,
+        exclude_file=item_id if body.exclude_self else None,
+        query_id=(name if body.exclude_self else name + ":with-self") if item_id is not None else None,
+    )
     return _answer(name, result)
 
 
@@ -85,9 +107,14 @@ async def similar(request: Request, item_id: int, params=SearchParams):
     return _answer(name, result)
 
 
-@router.post("/v1/search/texts", response_model=TextsResponse, summary="Describe audio with text",
-             description="Audio -> text: the texts nearest to a clip, from AudioSet's label vocabulary "
-                         "and/or the `texts` you send.", openapi_extra=body_doc(TextsInput, file=True))
+@router.post(
+    "/v1/search/texts",
+    response_model=TextsResponse,
+    summary="Describe audio with text",
+    description="Audio -> text: the texts nearest to a clip, from AudioSet's label vocabulary "
+    "and/or the `texts` you send.",
+    openapi_extra=body_doc(TextsInput, file=True),
+)
 async def search_texts(request: Request, fields: Fields = BodyFields):
     rt: Runtime = request.app.state.runtime
     started = time.perf_counter()
@@ -110,7 +137,12 @@ async def search_texts(request: Request, fields: Fields = BodyFields):
     else:
         scores = np.concatenate(blocks) @ vector
         order = np.argsort(-scores, kind="stable")[:limit]
-        results = [{"text": candidates[i][0], "score": round(float(scores[i]), 6), "source": candidates[i][1]}
-                   for i in order]
-    return {"query": name, "model": rt.manifest.name,
-            "took_ms": round((time.perf_counter() - started) * 1000, 3), "results": results}
+        results = [
+            {"text": candidates[i][0], "score": round(float(scores[i]), 6), "source": candidates[i][1]} for i in order
+        ]
+    return {
+        "query": name,
+        "model": rt.manifest.name,
+        "took_ms": round((time.perf_counter() - started) * 1000, 3),
+        "results": results,
+    }

@@ -12,8 +12,25 @@ pytest.importorskip("faiss")
 @pytest.mark.slow
 def test_bench_index_quick_run(tmp_path):
     out = tmp_path / "results_index.json"
-    results = run_bench("index.py", "--n", "20000", "--dim", "64", "--queries", "50", "--exact-below", "0",
-                        "--rounds", "2", "--wait-quiet", "0", "--out", str(out), out=out, timeout=300)
+    results = run_bench(
+        "index.py",
+        "--n",
+        "20000",
+        "--dim",
+        "64",
+        "--queries",
+        "50",
+        "--exact-below",
+        "0",
+        "--rounds",
+        "2",
+        "--wait-quiet",
+        "0",
+        "--out",
+        str(out),
+        out=out,
+        timeout=300,
+    )
     assert results["command"] and results["machine"]["cpu"] and results["machine"]["faiss"]
     assert results["data"]["n"] == 20000 and results["data"]["dim"] == 64 and results["data"]["generator"]
     assert results["plan"]["kind"].startswith("ivf") and results["index"]["ntotal"] == 20000

@@ -15,8 +15,9 @@ if not (REPO / "models" / "clapsearch-sfx-v1" / "manifest.json").is_file():
 @pytest.mark.slow
 def test_bench_ingest_quick_run(tmp_path):
     out = tmp_path / "results_ingest.json"
-    results = run_bench("ingest.py", "--quick", "--out", str(out), "--work", str(tmp_path / "work"), out=out,
-                        timeout=300)
+    results = run_bench(
+        "ingest.py", "--quick", "--out", str(out), "--work", str(tmp_path / "work"), out=out, timeout=300
+    )
     assert results["command"] and results["machine"]["logical_cpus"] >= 1
     assert results["config"]["quick"] is True
     files = results["config"]["files"]
@@ -38,7 +39,7 @@ def test_bench_ingest_quick_run(tmp_path):
     cli = tp["cli_ingest"]
     assert cli["embedded"] == files and cli["failed"] == 0 and cli["index"]["files"]["vectors"] == files
     assert 0 < cli["memory"]["peak_single_rss_gb"] <= cli["memory"]["peak_tree_rss_gb"]
-    assert cli["memory"]["max_processes"] >= 2     # the CLI and at least one decode worker were seen
+    assert cli["memory"]["max_processes"] >= 2  # the CLI and at least one decode worker were seen
 
     rr = results["rerun"]
     n, k = rr["files"], results["config"]["touch"]

@@ -22,9 +22,9 @@ def test_bench_train_quick_run(tmp_path):
     assert model["ratio_ours_vs_peer"]["fp32"] > 0
     detail = model["ratio_detail"]["fp32"]
     assert len(detail["per_round"]) == 2 and all(r > 0 for r in detail["per_round"])
-    assert detail["ratio_of_medians"] == pytest.approx(systems["ours micro"]["clips_per_s"]
-                                                       / systems["transformers ClapModel micro"]["clips_per_s"],
-                                                       rel=1e-3)
+    assert detail["ratio_of_medians"] == pytest.approx(
+        systems["ours micro"]["clips_per_s"] / systems["transformers ClapModel micro"]["clips_per_s"], rel=1e-3
+    )
 
     runs = results["end_to_end"]["runs"]
     assert sorted(run["workers"] for run in runs) == [0, 1, 2]

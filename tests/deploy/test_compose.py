@@ -33,8 +33,10 @@ def test_docker_compose_v2_config(tmp_path):
     """`docker compose config` where the Compose v2 plugin is installed (not on Debian 12)."""
     docker = find_tool("docker", "the Docker CLI with the compose plugin")
     if subprocess.run([docker, "compose", "version"], capture_output=True).returncode != 0:
-        pytest.skip("docker CLI without the compose v2 plugin (docker-compose v1 and the compose-spec "
-                    "schema check cover the file)")
+        pytest.skip(
+            "docker CLI without the compose v2 plugin (docker-compose v1 and the compose-spec "
+            "schema check cover the file)"
+        )
     result = _run_config([docker, "compose", "--profile", "gpu", "--profile", "monitoring", "config", "-q"], tmp_path)
     assert result.returncode == 0, result.stderr
 
@@ -42,8 +44,12 @@ def test_docker_compose_v2_config(tmp_path):
 def test_compose_spec_schema():
     """The current Compose Specification schema (vendored by check-jsonschema, offline)."""
     tool = find_tool("check-jsonschema", "pip install check-jsonschema (dev extra)")
-    result = subprocess.run([tool, "--builtin-schema", "vendor.compose-spec", str(REPO / "docker-compose.yml")],
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [tool, "--builtin-schema", "vendor.compose-spec", str(REPO / "docker-compose.yml")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -107,8 +113,9 @@ def test_settings_are_real_and_safe():
         env = services[name]["environment"]
         unknown = {k for k in env if k.startswith("CLAPSEARCH_")} - known
         assert not unknown, f"{name} sets variables no clapsearch process reads: {sorted(unknown)}"
-        assert {k: v for k, v in env.items() if k != "CLAPSEARCH_DEVICE" and k != "CLAPSEARCH_FAISS_GPU"} == \
-               {k: v for k, v in reference.items() if k != "CLAPSEARCH_DEVICE"}, name
+        assert {k: v for k, v in env.items() if k != "CLAPSEARCH_DEVICE" and k != "CLAPSEARCH_FAISS_GPU"} == {
+            k: v for k, v in reference.items() if k != "CLAPSEARCH_DEVICE"
+        }, name
     env = {k: interpolate_defaults(v) for k, v in reference.items()}
     assert env["CLAPSEARCH_DATABASE_URL"].startswith("postgresql+psycopg://")
     assert env["CLAPSEARCH_REDIS_URL"].startswith("redis://redis:6379")
@@ -118,8 +125,14 @@ def test_settings_are_real_and_safe():
     # the settings class accepts every default compose passes
     from service.settings import ServiceSettings
 
-    settings = ServiceSettings(_env_file=None, **{k[len("CLAPSEARCH_"):].lower(): v for k, v in env.items()
-                                                  if k[len("CLAPSEARCH_"):].lower() in ServiceSettings.model_fields})
+    settings = ServiceSettings(
+        _env_file=None,
+        **{
+            k[len("CLAPSEARCH_") :].lower(): v
+            for k, v in env.items()
+            if k[len("CLAPSEARCH_") :].lower() in ServiceSettings.model_fields
+        },
+    )
     assert settings.api_keys == [] and settings.rate_limit_per_minute == 0
     assert [str(p) for p in settings.allowed_ingest_roots] == ["/library"]
 

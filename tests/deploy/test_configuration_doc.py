@@ -12,11 +12,17 @@ SCRIPT = REPO / "scripts" / "settings_reference.py"
 
 
 def test_configuration_reference_is_current():
-    result = subprocess.run([sys.executable, str(SCRIPT), "--check", str(DOC)], capture_output=True, text=True,
-                            timeout=120, env={"PATH": "/usr/bin:/bin", "CLAPSEARCH_API_KEYS": "not-read"})
+    result = subprocess.run(
+        [sys.executable, str(SCRIPT), "--check", str(DOC)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"PATH": "/usr/bin:/bin", "CLAPSEARCH_API_KEYS": "not-read"},
+    )
     assert result.returncode == 0, (
         f"docs/configuration.md is stale; regenerate it: python scripts/settings_reference.py > docs/configuration.md\n"
-        f"{result.stderr[-4000:]}")
+        f"{result.stderr[-4000:]}"
+    )
 
 
 def test_every_setting_is_documented():

@@ -42,7 +42,7 @@ def _credit_rows() -> dict[str, dict[str, str]]:
     lines = CREDITS.read_text(encoding="utf-8").splitlines()
     header = next(i for i, line in enumerate(lines) if line.startswith("| File |"))
     names = [c.strip() for c in lines[header].strip("|").split("|")]
-    for line in lines[header + 2:]:
+    for line in lines[header + 2 :]:
         if not line.startswith("|"):
             break
         cells = [c.strip() for c in re.split(r"(?<!\\)\|", line.strip().strip("|"))]
@@ -80,42 +80,65 @@ def test_page_links_the_same_credits():
     page = (REPO / "service" / "static" / "index.html").read_text(encoding="utf-8")
     assert 'href="/static/demo-credits.html"' in page
     listed = re.findall(r"<tr><td>([^<]+)</td>", CREDITS_HTML.read_text(encoding="utf-8"))
-    assert [html.unescape(n) for n in listed] == list(_credit_rows()), \
+    assert [html.unescape(n) for n in listed] == list(_credit_rows()), (
         "service/static/demo-credits.html is out of date: rerun scripts/build_demo_library.py"
+    )
 
 
 def test_demo_library_is_committed_and_not_ignored():
-    tracked = subprocess.run(["git", "-C", str(REPO), "ls-files", "deploy/demo-library"],
-                             capture_output=True, text=True, check=True).stdout.split()
+    tracked = subprocess.run(
+        ["git", "-C", str(REPO), "ls-files", "deploy/demo-library"], capture_output=True, text=True, check=True
+    ).stdout.split()
     if not tracked:
         pytest.skip("deploy/demo-library is not committed yet")
     assert {f"deploy/demo-library/{p.name}" for p in _audio_files()} <= set(tracked)
-    ignored = subprocess.run(["git", "-C", str(REPO), "check-ignore", "--no-index", *tracked],
-                             capture_output=True, text=True).stdout.split()
+    ignored = subprocess.run(
+        ["git", "-C", str(REPO), "check-ignore", "--no-index", *tracked], capture_output=True, text=True
+    ).stdout.split()
     assert ignored == []
 
 
 def _search(clone: Path, env: dict[str, str], query: str) -> list[str]:
     out = subprocess.run(
-        [str(clone / ".venv" / "bin" / "indexer"), "search", query, "--model", "models/clapsearch-sfx-v2",
-         "--home", "runs/demo-home", "--top", "3", "--json"],
-        cwd=clone, env=env, capture_output=True, text=True, timeout=120)
+        [
+            str(clone / ".venv" / "bin" / "indexer"),
+            "search",
+            query,
+            "--model",
+            "models/clapsearch-sfx-v2",
+            "--home",
+            "runs/demo-home",
+            "--top",
+            "3",
+            "--json",
+        ],
+        cwd=clone,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     return [r["path"] for r in json.loads(out.stdout)]
 
 
 @pytest.mark.slow
 def test_fresh_clone_demo_finds_a_dog_for_dog_barking(tmp_path):
-    head = subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True,
-                          check=True).stdout.strip()
-    listed = subprocess.run(["git", "-C", str(REPO), "ls-tree", "-r", "--name-only", head, "deploy/demo-library"],
-                            capture_output=True, text=True, check=True).stdout.split()
+    head = subprocess.run(
+        ["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    listed = subprocess.run(
+        ["git", "-C", str(REPO), "ls-tree", "-r", "--name-only", head, "deploy/demo-library"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
     if not any(n.endswith(".ogg") for n in listed):
         pytest.skip("deploy/demo-library is not in the committed HEAD yet")
     venv_bin = Path(sys.executable).parent
     if not (venv_bin / "indexer").exists():
         pytest.skip(f"no indexer entry point beside {sys.executable}")
-    clone = tmp_path / "clapsearch"          # alone in its temporary folder: no ../shared beside it
+    clone = tmp_path / "clapsearch"  # alone in its temporary folder: no ../shared beside it
     subprocess.run(["git", "clone", "-q", str(REPO), str(clone)], check=True, timeout=300)
     subprocess.run(["git", "-C", str(clone), "checkout", "-q", "--detach", head], check=True)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["clapsearch"]
@@ -123,15 +146,20 @@ def test_fresh_clone_demo_finds_a_dog_for_dog_barking(tmp_path):
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("CLAPSEARCH_")}
     env.update(PYTHONPATH=str(clone), DEMO_SETUP="0", DEMO_SERVE="0", PYTHONDONTWRITEBYTECODE="1")
-    demo = subprocess.run(["bash", "scripts/demo.sh"], cwd=clone, env=env, capture_output=True, text=True,
-                          timeout=600)
+    demo = subprocess.run(["bash", "scripts/demo.sh"], cwd=clone, env=env, capture_output=True, text=True, timeout=600)
     assert demo.returncode == 0, (demo.stdout[-3000:], demo.stderr[-3000:])
     assert "deploy/demo-library" in demo.stdout
     assert "SYNTHETIC" not in demo.stdout + demo.stderr
 
     # the clone's own code answered (not the checkout the tests run from)
-    probe = subprocess.run([sys.executable, "-c", "import indexer; print(indexer.__file__)"], cwd=clone,
-                           env=env, capture_output=True, text=True, check=True).stdout.strip()
+    probe = subprocess.run(
+        [sys.executable, "-c", "import indexer; print(indexer.__file__)"],
+        cwd=clone,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     assert Path(probe).resolve().is_relative_to(clone.resolve()), probe
 
     top = _search(clone, env, "dog barking")

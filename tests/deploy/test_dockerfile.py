@@ -68,8 +68,7 @@ def stages() -> dict[str, dict]:
 
 
 def _instructions(stage: str, keyword: str) -> list[str]:
-    return [line[len(keyword):].strip() for line in stages()[stage]["lines"]
-            if line.upper().startswith(keyword + " ")]
+    return [line[len(keyword) :].strip() for line in stages()[stage]["lines"] if line.upper().startswith(keyword + " ")]
 
 
 def _env(stage: str) -> dict[str, str]:
@@ -102,8 +101,11 @@ def test_stages_and_default_target():
 
 
 def test_dependencies_come_from_the_locks():
-    expected = {"builder": "requirements/runtime.txt", "cuda-builder": "requirements/gpu.txt",
-                "train": "requirements/train.txt"}
+    expected = {
+        "builder": "requirements/runtime.txt",
+        "cuda-builder": "requirements/gpu.txt",
+        "train": "requirements/train.txt",
+    }
     for stage, lock in expected.items():
         runs = " ".join(_instructions(stage, "RUN"))
         assert f"deploy/docker/install.sh deps /opt/venv {lock}" in runs, stage
@@ -121,8 +123,9 @@ def test_runtime_stage():
     lines = stages()["runtime"]["lines"]
     text = "\n".join(lines)
     assert "COPY --from=builder /opt/venv /opt/venv" in text
-    assert not re.search(r"apt-get install|gcc|build-essential|pip install|torch", text), \
+    assert not re.search(r"apt-get install|gcc|build-essential|pip install|torch", text), (
         "the runtime stage installs nothing: no compilers, no torch"
+    )
     users = _instructions("runtime", "USER")
     assert users and re.fullmatch(r"[1-9]\d*(:[1-9]\d*)?", users[-1]), "numeric non-root USER (for runAsNonRoot)"
     assert _instructions("runtime", "EXPOSE") == ["8000"]
@@ -147,7 +150,7 @@ def test_healthcheck(stage):
 
     argv = json.loads(exec_form)
     assert argv[:2] == ["python", "-c"]
-    compile(argv[2], "<healthcheck>", "exec")      # the one-liner is valid Python
+    compile(argv[2], "<healthcheck>", "exec")  # the one-liner is valid Python
 
 
 def test_cuda_stage():
@@ -182,7 +185,7 @@ def _dockerignore_matcher():
                 regex, i = regex + "[^/]", i + 1
             elif pattern[i] == "[":
                 end = pattern.index("]", i)
-                regex, i = regex + pattern[i:end + 1], end + 1
+                regex, i = regex + pattern[i : end + 1], end + 1
             else:
                 regex, i = regex + re.escape(pattern[i]), i + 1
         rules.append((re.compile(regex + "$"), negate))
@@ -216,9 +219,17 @@ def test_dockerignore_lets_copies_in_and_keeps_state_out():
         files = [f for f in files if "__pycache__" not in f.parts and not f.name.endswith(".pyc")]
         kept_out = [str(f.relative_to(REPO)) for f in files if excluded(str(f.relative_to(REPO)))]
         assert not kept_out, f".dockerignore excludes files the Dockerfile copies: {kept_out[:5]}"
-    for local in (".venv/bin/python", ".git/HEAD", "runs/demo-home/clapsearch.db", "data/x.wav",
-                  "tests/conftest.py", "models/other-model/manifest.json", "indexer/__pycache__/x.pyc",
-                  ".env", "library/a.wav"):
+    for local in (
+        ".venv/bin/python",
+        ".git/HEAD",
+        "runs/demo-home/clapsearch.db",
+        "data/x.wav",
+        "tests/conftest.py",
+        "models/other-model/manifest.json",
+        "indexer/__pycache__/x.pyc",
+        ".env",
+        "library/a.wav",
+    ):
         assert excluded(local), f"{local} would be sent to the Docker daemon"
 
 
@@ -226,7 +237,7 @@ def test_install_script_is_posix_sh():
     script = REPO / "deploy" / "docker" / "install.sh"
     result = subprocess.run(["sh", "-n", str(script)], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
-    checkbashisms = shutil.which("checkbashisms")     # optional (Debian devscripts)
+    checkbashisms = shutil.which("checkbashisms")  # optional (Debian devscripts)
     if checkbashisms:
         result = subprocess.run([checkbashisms, str(script)], capture_output=True, text=True)
         assert result.returncode == 0, result.stdout + result.stderr

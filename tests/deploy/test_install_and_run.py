@@ -63,26 +63,24 @@ def venv(tmp_path_factory) -> Path:
     src, venv = base / "src", base / "venv"
     copies, installs = _builder_steps()
     assert copies and len(installs) == 2, (copies, installs)
-    for sources, destination in copies:          # Docker's COPY semantics, /src -> src
+    for sources, destination in copies:  # Docker's COPY semantics, /src -> src
         assert destination.startswith("/src"), destination
         into_dir = destination.endswith(("/", "/.")) or len(sources) > 1
-        target = src / posixpath.normpath(destination)[len("/src"):].strip("/")
+        target = src / posixpath.normpath(destination)[len("/src") :].strip("/")
         for source in sources:
             path = REPO / source
             if path.is_dir():
-                shutil.copytree(path, target, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"),
-                                dirs_exist_ok=True)
+                shutil.copytree(path, target, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"), dirs_exist_ok=True)
             else:
                 dest = target / path.name if into_dir else target
                 dest.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(path, dest)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "VIRTUAL_ENV", "PYTHON"))}
-    env["PYTHON"] = sys.executable        # the image's python3 -> this interpreter
+    env["PYTHON"] = sys.executable  # the image's python3 -> this interpreter
     start = time.monotonic()
     for assignments, argv in installs:
         argv = [str(venv) if a == "/opt/venv" else str(src) if a == "/src" else a for a in argv]
-        result = subprocess.run(argv, cwd=src, env={**env, **assignments}, capture_output=True, text=True,
-                                timeout=900)
+        result = subprocess.run(argv, cwd=src, env={**env, **assignments}, capture_output=True, text=True, timeout=900)
         assert result.returncode == 0, f"{' '.join(argv)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
     print(f"image install steps: {time.monotonic() - start:.0f} s")
     no_torch = subprocess.run([venv / "bin" / "python", "-c", "import torch"], capture_output=True)
@@ -146,7 +144,7 @@ def _compose_env(tmp: Path, database_url: str, redis_url: str, port: int) -> dic
         "CLAPSEARCH_REDIS_URL": redis_url,
         "CLAPSEARCH_HOME": str(tmp / "home"),
         "CLAPSEARCH_INDEX_DIR": str(tmp / "indexes"),
-        "CLAPSEARCH_MODEL": str(MODEL),                      # the image: /opt/clapsearch/models/...
+        "CLAPSEARCH_MODEL": str(MODEL),  # the image: /opt/clapsearch/models/...
         "CLAPSEARCH_ALLOWED_INGEST_ROOTS": str(tmp / "library"),
         "CLAPSEARCH_HOST": "127.0.0.1",
         "CLAPSEARCH_PORT": str(port),
@@ -161,8 +159,9 @@ def _compose_env(tmp: Path, database_url: str, redis_url: str, port: int) -> dic
 
 def _request(url: str, method: str = "GET", body: dict | None = None, timeout: float = 30):
     data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(url, data=data, method=method,
-                                     headers={"Content-Type": "application/json"} if data else {})
+    request = urllib.request.Request(
+        url, data=data, method=method, headers={"Content-Type": "application/json"} if data else {}
+    )
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             return response.status, response.headers, response.read()
@@ -186,10 +185,11 @@ def _wait(what: str, check, timeout: float, procs):
             last = check()
             return last
         except (urllib.error.URLError, ConnectionError, TimeoutError, OSError) as exc:
-            last = exc   # not up yet: kept for the failure message, never returned as success
+            last = exc  # not up yet: kept for the failure message, never returned as success
 
     return wait_until(probe, timeout, every_s=0.5) or pytest.fail(
-        f"timed out after {timeout:.0f} s waiting for {what}; last: {last!r}")
+        f"timed out after {timeout:.0f} s waiting for {what}; last: {last!r}"
+    )
 
 
 class Services:
@@ -199,8 +199,9 @@ class Services:
 
     def start(self, name: str, argv: list[str], env: dict) -> None:
         log = open(self.tmp / f"{name}.log", "wb")
-        self.procs[name] = subprocess.Popen(argv, env=env, cwd=self.tmp, stdout=log, stderr=subprocess.STDOUT,
-                                            start_new_session=True)
+        self.procs[name] = subprocess.Popen(
+            argv, env=env, cwd=self.tmp, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
 
     def logs(self) -> str:
         return "\n".join(f"----- {p.name}\n{p.read_text(errors='replace')[-6000:]}" for p in self.tmp.glob("*.log"))
@@ -225,15 +226,17 @@ def test_image_install_serves_search_after_ingest(venv, database, redis_db, tmp_
     port = free_port()
     env = _compose_env(tmp_path, database, redis_url, port)
     redis_markers.append(env["CLAPSEARCH_JOB_QUEUE"])
-    assert env["CLAPSEARCH_WORKERS"] == "2"              # uvicorn workers, as compose runs them
+    assert env["CLAPSEARCH_WORKERS"] == "2"  # uvicorn workers, as compose runs them
     (tmp_path / "home").mkdir()
     library = tmp_path / "library"
-    first = [write(library / "tones" / f"tone_{freq}.wav", 2.0, freq=float(freq), seed=freq)
-             for freq in (220, 440, 880)]
+    first = [
+        write(library / "tones" / f"tone_{freq}.wav", 2.0, freq=float(freq), seed=freq) for freq in (220, 440, 880)
+    ]
     base = f"http://127.0.0.1:{port}"
 
-    migrate = subprocess.run([bin_dir / "clapsearch-api", "migrate"], env=env, cwd=tmp_path,
-                             capture_output=True, text=True, timeout=180)
+    migrate = subprocess.run(
+        [bin_dir / "clapsearch-api", "migrate"], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=180
+    )
     assert migrate.returncode == 0, migrate.stdout + migrate.stderr
 
     services = Services(tmp_path)
@@ -241,20 +244,26 @@ def test_image_install_serves_search_after_ingest(venv, database, redis_db, tmp_
         services.start("api", [str(bin_dir / "clapsearch-api"), "serve"], env)
         services.start("worker", [str(bin_dir / "clapsearch-worker")], env)
         _wait("/healthz", lambda: _json(base + "/healthz", timeout=5) == (200, {"status": "ok"}), 180, services.procs)
-        status, ready = _wait("/readyz", lambda: (r := _json(base + "/readyz", timeout=5))[0] == 200 and r, 180,
-                              services.procs)
+        status, ready = _wait(
+            "/readyz", lambda: (r := _json(base + "/readyz", timeout=5))[0] == 200 and r, 180, services.procs
+        )
         assert ready["ready"] is True and ready["model"]["loaded"] is True
         assert ready["redis"]["state"] == "ok", ready["redis"]
 
         # 1. the HTTP ingest job, run by clapsearch-worker
-        status, job = _json(base + "/v1/jobs/ingest", method="POST",
-                            body={"path": str(library / "tones"), "collection": "default"})
+        status, job = _json(
+            base + "/v1/jobs/ingest", method="POST", body={"path": str(library / "tones"), "collection": "default"}
+        )
         assert status == 202, job
         redis_markers.append(job["id"])
         outside, problem = _json(base + "/v1/jobs/ingest", method="POST", body={"path": str(REPO)})
         assert outside == 403 and problem["code"] == "ingest.path_not_allowed", problem
-        job = _wait("the ingest job", lambda: (j := _json(f"{base}/v1/jobs/{job['id']}")[1])["status"]
-                    in ("finished", "failed") and j, 300, services.procs)
+        job = _wait(
+            "the ingest job",
+            lambda: (j := _json(f"{base}/v1/jobs/{job['id']}")[1])["status"] in ("finished", "failed") and j,
+            300,
+            services.procs,
+        )
         assert job["status"] == "finished", job
         assert job["progress"]["failed"] == 0 and job["progress"]["embedded"] == len(first), job
 
@@ -270,10 +279,15 @@ def test_image_install_serves_search_after_ingest(venv, database, redis_db, tmp_
         assert status == 200 and audio == Path(page["results"][0]["path"]).read_bytes()
 
         # 2. the CLI, with the same settings (docker compose exec worker indexer ingest /library)
-        more = [write(library / "more" / f"tone_{freq}.flac", 1.5, freq=float(freq), seed=freq)
-                for freq in (330, 660)]
-        cli = subprocess.run([bin_dir / "indexer", "ingest", str(library)], env=env, cwd=tmp_path,
-                             capture_output=True, text=True, timeout=300)
+        more = [write(library / "more" / f"tone_{freq}.flac", 1.5, freq=float(freq), seed=freq) for freq in (330, 660)]
+        cli = subprocess.run(
+            [bin_dir / "indexer", "ingest", str(library)],
+            env=env,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert cli.returncode == 0, cli.stdout + cli.stderr
         # both uvicorn workers must hot-reload the new version (CURRENT polling): ask several times
         for _ in range(4):
@@ -293,5 +307,6 @@ def test_image_install_serves_search_after_ingest(venv, database, redis_db, tmp_
     finally:
         services.stop()
     for name, proc in services.procs.items():
-        assert proc.returncode in (0, -signal.SIGTERM, 128 + signal.SIGTERM), \
+        assert proc.returncode in (0, -signal.SIGTERM, 128 + signal.SIGTERM), (
             f"{name} did not stop cleanly on SIGTERM ({proc.returncode})\n{services.logs()}"
+        )

@@ -117,8 +117,10 @@ def test_shared_index_volume_and_read_only_library():
     claims = _by_kind("PersistentVolumeClaim")
     assert claims["clapsearch-indexes"]["spec"]["accessModes"] == ["ReadWriteMany"]
     config = _by_kind("ConfigMap")["clapsearch-config"]["data"]
-    for deployment, container, index_read_only in (("clapsearch-api", "api", True),
-                                                   ("clapsearch-worker", "worker", False)):
+    for deployment, container, index_read_only in (
+        ("clapsearch-api", "api", True),
+        ("clapsearch-worker", "worker", False),
+    ):
         pod = _pod(deployment)["spec"]
         volumes = {v["name"]: v for v in pod["volumes"]}
         mounts = {m["mountPath"]: m for m in _container(deployment, container)["volumeMounts"]}
@@ -135,7 +137,7 @@ def test_pods_are_locked_down():
     for deployment in ("clapsearch-api", "clapsearch-worker"):
         spec = _pod(deployment)["spec"]
         assert spec["securityContext"]["runAsNonRoot"] is True
-        assert spec["securityContext"]["runAsUser"] == 10001     # the image's USER
+        assert spec["securityContext"]["runAsUser"] == 10001  # the image's USER
         for container in spec["containers"] + spec.get("initContainers", []):
             security = container["securityContext"]
             assert security["allowPrivilegeEscalation"] is False
@@ -161,7 +163,7 @@ def test_config_and_secret_keys_are_settings():
     assert all(isinstance(v, str) for v in config.values()), "ConfigMap values must be strings"
     from service.settings import ServiceSettings
 
-    values = {k[len("CLAPSEARCH_"):].lower(): v for k, v in {**config, **secret}.items()}
+    values = {k[len("CLAPSEARCH_") :].lower(): v for k, v in {**config, **secret}.items()}
     ServiceSettings(_env_file=None, **{k: v for k, v in values.items() if k in ServiceSettings.model_fields})
 
 

@@ -43,9 +43,15 @@ def lock(name: str) -> dict[str, list[tuple[Version, str | None]]]:
 
 
 def _applies(marker: str | None, python: str) -> bool:
-    env = {"python_version": ".".join(python.split(".")[:2]), "python_full_version": python,
-           "sys_platform": "linux", "platform_system": "Linux", "platform_machine": "x86_64",
-           "implementation_name": "cpython", "platform_python_implementation": "CPython"}
+    env = {
+        "python_version": ".".join(python.split(".")[:2]),
+        "python_full_version": python,
+        "sys_platform": "linux",
+        "platform_system": "Linux",
+        "platform_machine": "x86_64",
+        "implementation_name": "cpython",
+        "platform_python_implementation": "CPython",
+    }
     return marker is None or Marker(marker).evaluate(env)
 
 
@@ -74,7 +80,7 @@ def _check_covers(lock_name: str, requirements, python: str, skip=()):
             problems.append(f"{req.name} is not in {lock_name}")
         elif version not in req.specifier:
             problems.append(f"{req.name}=={version} in {lock_name} does not satisfy {req.specifier}")
-        for extra in req.extras:           # e.g. uvicorn[standard]: its extra's packages are locked too
+        for extra in req.extras:  # e.g. uvicorn[standard]: its extra's packages are locked too
             if (req.name, extra) == ("uvicorn", "standard"):
                 for needed in ("uvloop", "httptools", "websockets", "watchfiles", "python-dotenv", "pyyaml"):
                     if _pinned(pins, needed, python) is None:
@@ -107,15 +113,20 @@ def test_gpu_lock_replaces_the_cpu_builds():
     assert "onnxruntime" not in pins and "faiss-cpu" not in pins
     assert not TORCH_FAMILY & set(pins)
     ort = _pinned(pins, "onnxruntime-gpu", "3.12.3")
-    assert ort < Version("1.27"), "onnxruntime-gpu >= 1.27 is built for CUDA 13; faiss-gpu-cu12 and the image are CUDA 12"
+    assert ort < Version("1.27"), (
+        "onnxruntime-gpu >= 1.27 is built for CUDA 13; faiss-gpu-cu12 and the image are CUDA 12"
+    )
     assert _pinned(pins, "faiss-gpu-cu12", "3.12.3") is not None
     cuda_majors = {n.split("-cu")[-1] for n in pins if n.startswith("nvidia-") and "-cu" in n}
     assert cuda_majors <= {"12"}, f"CUDA wheels of another major in gpu.txt: {cuda_majors}"
     _assert_hashed("gpu.txt")
     # the same resolution as the CPU lock wherever the two overlap (no silent drift)
     runtime = lock("runtime.txt")
-    drift = [f"{n}: runtime {_pinned(runtime, n, '3.12.3')} gpu {_pinned(pins, n, '3.12.3')}"
-             for n in set(runtime) & set(pins) if _pinned(runtime, n, "3.12.3") != _pinned(pins, n, "3.12.3")]
+    drift = [
+        f"{n}: runtime {_pinned(runtime, n, '3.12.3')} gpu {_pinned(pins, n, '3.12.3')}"
+        for n in set(runtime) & set(pins)
+        if _pinned(runtime, n, "3.12.3") != _pinned(pins, n, "3.12.3")
+    ]
     assert not drift, drift
 
 
@@ -123,8 +134,9 @@ def test_train_lock_matches_pyproject_and_constraints():
     _check_covers("train.txt", _requirements("postgres", "train"), "3.11.7")
     pins = lock("train.txt")
     torch = _pinned(pins, "torch", "3.11.7")
-    constraint = next(Requirement(line) for line in (REPO / "constraints.txt").read_text().splitlines()
-                      if line.startswith("torch"))
+    constraint = next(
+        Requirement(line) for line in (REPO / "constraints.txt").read_text().splitlines() if line.startswith("torch")
+    )
     assert torch in constraint.specifier and torch.local == "cpu", torch
     assert not any(n.startswith("nvidia-") or n == "triton" for n in pins), "train.txt must take the CPU torch"
 

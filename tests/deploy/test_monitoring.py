@@ -42,8 +42,14 @@ def _rule_exprs() -> list[str]:
 
 def test_issue_metrics_are_exported():
     series = exported_series()
-    for name in ("clapsearch_request_seconds_bucket", "clapsearch_stage_seconds_bucket", "clapsearch_batch_size_bucket",
-                 "clapsearch_queue_depth", "clapsearch_cache_total", "clapsearch_index_vectors"):
+    for name in (
+        "clapsearch_request_seconds_bucket",
+        "clapsearch_stage_seconds_bucket",
+        "clapsearch_batch_size_bucket",
+        "clapsearch_queue_depth",
+        "clapsearch_cache_total",
+        "clapsearch_index_vectors",
+    ):
         assert name in series, name
 
 
@@ -54,8 +60,10 @@ def test_queries_use_exported_metrics(source):
     elif source == "rules":
         exprs = _rule_exprs()
     else:
-        exprs = [r["seriesQuery"] + r["name"]["matches"] for r in
-                 load_yaml_documents(DEPLOY / "prometheus" / "adapter-rules.yaml")[0]["rules"]["custom"]]
+        exprs = [
+            r["seriesQuery"] + r["name"]["matches"]
+            for r in load_yaml_documents(DEPLOY / "prometheus" / "adapter-rules.yaml")[0]["rules"]["custom"]
+        ]
     series = exported_series()
     used = {m for e in exprs for m in METRIC.findall(e)}
     assert used, source
@@ -68,8 +76,14 @@ def test_dashboard_covers_the_service_metrics():
     ids = [p["id"] for p in dashboard["panels"]]
     assert len(ids) == len(set(ids))
     text = " ".join(_dashboard_exprs())
-    for family in ("clapsearch_request_seconds", "clapsearch_stage_seconds", "clapsearch_batch_size",
-                   "clapsearch_queue_depth", "clapsearch_cache_total", "clapsearch_index_vectors"):
+    for family in (
+        "clapsearch_request_seconds",
+        "clapsearch_stage_seconds",
+        "clapsearch_batch_size",
+        "clapsearch_queue_depth",
+        "clapsearch_cache_total",
+        "clapsearch_index_vectors",
+    ):
         assert family in text, f"no panel shows {family}"
     for panel in dashboard["panels"]:
         assert panel["datasource"]["uid"] == "${datasource}", panel["title"]
@@ -85,8 +99,13 @@ def _promtool() -> str:
 
 def test_promtool_check_config_and_rules():
     tool = _promtool()
-    result = subprocess.run([tool, "check", "config", "prometheus.yml"], cwd=DEPLOY / "prometheus",
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [tool, "check", "config", "prometheus.yml"],
+        cwd=DEPLOY / "prometheus",
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "1 rule files found" in result.stdout + result.stderr
 

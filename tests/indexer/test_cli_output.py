@@ -20,8 +20,9 @@ CHATTER = ("faiss.loader", "ModuleNotFoundError", "alembic", "setuptools", "pkg_
 
 def _indexer(*args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.run([sys.executable, "-m", "indexer.cli.run", *args], capture_output=True, text=True,
-                          env=env, timeout=300, cwd=REPO)
+    return subprocess.run(
+        [sys.executable, "-m", "indexer.cli.run", *args], capture_output=True, text=True, env=env, timeout=300, cwd=REPO
+    )
 
 
 class _Terminal(io.StringIO):
@@ -31,31 +32,34 @@ class _Terminal(io.StringIO):
 
 def _stats(**fields) -> IngestStats:
     stats = IngestStats(**fields)
-    stats.started -= 10.0            # ten seconds in
+    stats.started -= 10.0  # ten seconds in
     return stats
 
 
 def test_piped_ingest_prints_progress_lines_and_no_library_chatter(tmp_path):
     for i in range(6):
         library.write(tmp_path / "lib" / f"clip{i}.wav", 1.0, sr=16_000, freq=200.0 + 90 * i, seed=i)
-    run = _indexer("ingest", str(tmp_path / "lib"), "--home", str(tmp_path / "home"), "--workers", "1",
-                   "--progress-every", "0.2")
+    run = _indexer(
+        "ingest", str(tmp_path / "lib"), "--home", str(tmp_path / "home"), "--workers", "1", "--progress-every", "0.2"
+    )
     assert run.returncode == 0, run.stderr
     lines = [line for line in run.stderr.splitlines() if line.startswith("ingest: ")]
-    assert len(lines) >= 2, run.stderr                 # alive while it runs, not only at the end
+    assert len(lines) >= 2, run.stderr  # alive while it runs, not only at the end
     assert lines[-1].startswith("ingest: 6/6 files (100 %), 0 failed, 0 unchanged,") and "files/s" in lines[-1]
-    assert "\r" not in run.stderr                        # no bar redraws in a log file
+    assert "\r" not in run.stderr  # no bar redraws in a log file
     assert not [word for word in CHATTER if word in run.stderr + run.stdout], run.stderr
 
     quiet = _indexer("status", "--home", str(tmp_path / "home"))
     assert quiet.returncode == 0 and quiet.stderr == ""
-    verbose = _indexer("status", "--home", str(tmp_path / "home"), "-v")   # -v after the command works too
+    verbose = _indexer("status", "--home", str(tmp_path / "home"), "-v")  # -v after the command works too
     assert verbose.returncode == 0 and "alembic.runtime.migration" in verbose.stderr
 
 
 def test_progress_text_has_rate_and_eta_and_no_stray_separators():
-    text, fraction = describe(_stats(discovered=40, discovery_done=True, embedded=10, skipped=5, failed=0,
-                                     audio_seconds=36.0), now=_stats().started + 10.0)
+    text, fraction = describe(
+        _stats(discovered=40, discovery_done=True, embedded=10, skipped=5, failed=0, audio_seconds=36.0),
+        now=_stats().started + 10.0,
+    )
     assert fraction == 15 / 40
     assert text.startswith("15/40 files (38 %), 0 failed, 5 unchanged, 1.0 files/s")
     assert "ETA 25s" in text and ", ," not in text

@@ -20,8 +20,14 @@ REPO = Path(__file__).resolve().parents[2]
 
 def _indexer(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.run([sys.executable, "-m", "indexer.cli.run", *args], capture_output=True, text=True,
-                          env=env, timeout=timeout, cwd=REPO)
+    return subprocess.run(
+        [sys.executable, "-m", "indexer.cli.run", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+        cwd=REPO,
+    )
 
 
 def _raw_noise(stderr: str) -> list[str]:
@@ -36,8 +42,9 @@ def _library(root: Path) -> Path:
     return root
 
 
-@pytest.mark.parametrize("command", [["search", "rain"], ["status"], ["status", "--errors"], ["check"],
-                                     ["export", "--out", "x.parquet"]])
+@pytest.mark.parametrize(
+    "command", [["search", "rain"], ["status"], ["status", "--errors"], ["check"], ["export", "--out", "x.parquet"]]
+)
 def test_read_only_commands_never_create_a_home(tmp_path, capsys, command):
     home = tmp_path / "nothing-here"
     if command[0] == "export":
@@ -53,14 +60,17 @@ def test_decoder_noise_goes_to_the_error_record_and_reruns_stay_honest(tmp_path)
     lib, home = _library(tmp_path / "lib"), tmp_path / "home"
     first = _indexer("ingest", str(lib), "--home", str(home), "--workers", "1")
     assert first.returncode == 1, first.stderr
-    assert not _raw_noise(first.stderr)          # only inside the failure's reason, never a line of its own
+    assert not _raw_noise(first.stderr)  # only inside the failure's reason, never a line of its own
     assert "failed [audio.decode]" in first.stderr and "broken.mp3" in first.stderr
 
     status = _indexer("status", "--errors", "--json", "--home", str(home))
     (row,) = json.loads(status.stdout)[0]["errors"]
     assert row["code"] == "audio.decode" and "the decoder said: Note: Illegal Audio-MPEG-Header" in row["error"]
-    versions = sorted(p.name for p in (home / "indexes" / "default" / "files").glob("v*")) \
-        if (home / "indexes").exists() else None
+    versions = (
+        sorted(p.name for p in (home / "indexes" / "default" / "files").glob("v*"))
+        if (home / "indexes").exists()
+        else None
+    )
 
     # A plain re-run skips the broken file as unchanged, yet the summary still names it.
     again = _indexer("ingest", str(lib), "--home", str(home), "--workers", "1")

@@ -69,6 +69,7 @@ def test_global_view_matches_torch_bilinear_resize():
     torch = pytest.importorskip("torch")
     x = _noise(2_928_000, seed=4)
     mel = log_mel(x, FUSED)
-    ref = torch.nn.functional.interpolate(torch.from_numpy(mel)[None, None], size=[1001, 64],
-                                          mode="bilinear", align_corners=False, antialias=False)[0, 0].numpy()
+    ref = torch.nn.functional.interpolate(
+        torch.from_numpy(mel)[None, None], size=[1001, 64], mode="bilinear", align_corners=False, antialias=False
+    )[0, 0].numpy()
     np.testing.assert_allclose(waveform_views(x, FUSED).features[0], ref, atol=1e-5)

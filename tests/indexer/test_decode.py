@@ -94,7 +94,7 @@ def test_resample_stream_equals_one_shot_soxr():
     x = noise(3.1, 44_100)
     ref = soxr.resample(x, 44_100, SR, quality="soxr_hq")
     rs = soxr.ResampleStream(44_100, SR, 1, dtype="float32", quality="HQ")
-    parts = [rs.resample_chunk(x[i:i + 12_345]) for i in range(0, len(x), 12_345)]
+    parts = [rs.resample_chunk(x[i : i + 12_345]) for i in range(0, len(x), 12_345)]
     parts.append(rs.resample_chunk(np.zeros(0, np.float32), last=True))
     np.testing.assert_array_equal(np.concatenate(parts), ref)
 
@@ -176,9 +176,16 @@ def test_missing_file_and_directory(tmp_path):
         probe(tmp_path)
 
 
-@pytest.mark.parametrize("suffix, content", [
-    (".wav", "random"), (".mp3", "random"), (".mp3", "text"), (".flac", "text"), (".ogg", "random"),
-])
+@pytest.mark.parametrize(
+    "suffix, content",
+    [
+        (".wav", "random"),
+        (".mp3", "random"),
+        (".mp3", "text"),
+        (".flac", "text"),
+        (".ogg", "random"),
+    ],
+)
 def test_garbage_with_an_audio_extension_is_a_decode_error(tmp_path, suffix, content):
     data = np.random.default_rng(1).bytes(20_000) if content == "random" else b"hello\n" * 3000
     path = tmp_path / f"bad{suffix}"
@@ -276,14 +283,17 @@ def test_too_long_is_refused_from_the_header(tmp_path, monkeypatch):
     assert probe(path).duration_s == 3.0  # probe alone does not judge
 
 
-@pytest.mark.parametrize("name, data", [
-    ("song.m4a", b"\x00\x00\x00\x20ftypM4A \x00\x00\x00\x00M4A mp42isom" + bytes(4000)),
-    ("song.wma", bytes.fromhex("3026b2758e66cf11a6d900aa0062ce6c") + bytes(4000)),
-    ("song.aac", bytes([0xFF, 0xF1, 0x50, 0x80]) + bytes(4000)),
-    ("clip.webm", bytes.fromhex("1a45dfa3") + bytes(4000)),
-    ("no_extension", bytes.fromhex("1a45dfa3") + bytes(4000)),
-    ("notes.txt", b"just some text\n" * 100),
-])
+@pytest.mark.parametrize(
+    "name, data",
+    [
+        ("song.m4a", b"\x00\x00\x00\x20ftypM4A \x00\x00\x00\x00M4A mp42isom" + bytes(4000)),
+        ("song.wma", bytes.fromhex("3026b2758e66cf11a6d900aa0062ce6c") + bytes(4000)),
+        ("song.aac", bytes([0xFF, 0xF1, 0x50, 0x80]) + bytes(4000)),
+        ("clip.webm", bytes.fromhex("1a45dfa3") + bytes(4000)),
+        ("no_extension", bytes.fromhex("1a45dfa3") + bytes(4000)),
+        ("notes.txt", b"just some text\n" * 100),
+    ],
+)
 def test_unsupported_containers_list_the_supported_formats(tmp_path, name, data):
     path = tmp_path / name
     path.write_bytes(data)
@@ -330,8 +340,7 @@ def test_prepare_waveform_errors_use_the_given_name():
     with pytest.raises(InvalidSamplesError, match="sample rate"):
         prepare_waveform(np.zeros(10, np.float32), 10**7, SR)
     with pytest.raises(AudioTooLongError):
-        prepare_waveform(np.zeros(SR * 3, np.float32), SR, SR,
-                         limits=DecodeLimits(max_duration_s=2))
+        prepare_waveform(np.zeros(SR * 3, np.float32), SR, SR, limits=DecodeLimits(max_duration_s=2))
     with pytest.raises(InvalidSamplesError, match="sample type"):
         prepare_waveform(np.zeros(10, np.complex64), SR, SR)
 
@@ -394,8 +403,7 @@ def test_streaming_keeps_memory_bounded(tmp_path):
 
 
 def test_int16_roundtrip_matches_laion_clap_expression():
-    x = np.array([0.0, 0.5, -0.5, 0.99999, -1.0, 1.5, -2e-5, 3.3e-5, 1e-4, -0.7071],
-                 dtype=np.float32)
+    x = np.array([0.0, 0.5, -0.5, 0.99999, -1.0, 1.5, -2e-5, 3.3e-5, 1e-4, -0.7071], dtype=np.float32)
     ref = ((np.clip(x, -1, 1) * 32767).astype(np.int16) / 32767).astype(np.float32)
     y = int16_roundtrip(x)
     assert y.dtype == np.float32

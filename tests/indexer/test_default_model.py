@@ -46,8 +46,14 @@ def test_text_queries_find_the_matching_recordings():
     import csv
 
     rows = list(csv.DictReader((EXTRA_SFX / "manifest.csv").open()))
-    kinds = {"a dog barking": "dog", "footsteps": "footstep", "a bird singing": "bird", "a frog croaking": "frog",
-             "a cow mooing": "cow", "water": "water"}
+    kinds = {
+        "a dog barking": "dog",
+        "footsteps": "footstep",
+        "a bird singing": "bird",
+        "a frog croaking": "frog",
+        "a cow mooing": "cow",
+        "water": "water",
+    }
     files, owner = [], []
     for query, word in kinds.items():
         hits = [r for r in rows if word in r["label_words"].lower()][:3]
@@ -85,7 +91,9 @@ def test_nonsense_queries_score_clearly_below_real_matches():
     if manifest.score_calibration is None:
         pytest.skip("the shipped default has no score calibration")
     rows = list(csv.DictReader((EXTRA_SFX / "manifest.csv").open()))
-    files = [EXTRA_SFX / r["path"] for r in rows if any(w in r["label_words"].lower() for w in ("rain", "dog", "bird"))][:30]
+    files = [
+        EXTRA_SFX / r["path"] for r in rows if any(w in r["label_words"].lower() for w in ("rain", "dog", "bird"))
+    ][:30]
     encoder = ClapEncoder.open(SHIPPED)
     audio = np.stack([e.vector for e in encoder.embed_files(files)])
     real = encoder.embed_text(["rain falling", "a dog barking", "a bird singing"]) @ audio.T

@@ -62,8 +62,7 @@ def built(ray_session, lib, tiny_model_dir, tmp_path_factory):
     shards = home / "shards"
     summary = ray_embed([str(lib)], tiny_model_dir, shards, segments=SEGMENTS, num_actors=2, batch_size=4)
     imported = import_shards(store, "ray", shards)
-    yield {"store": store, "home": home, "single": single, "shards": shards, "summary": summary,
-           "imported": imported}
+    yield {"store": store, "home": home, "single": single, "shards": shards, "summary": summary, "imported": imported}
     store.close()
 
 
@@ -87,8 +86,20 @@ def test_shards_match_single_machine_ingest(built, lib):
     assert set(ray_rows) == set(single) and len(single) == 5
     for path, (want, want_segs) in single.items():
         got, got_segs = ray_rows[path]
-        for column in ("size", "mtime_ns", "content_hash", "duration_s", "format", "subtype", "sample_rate",
-                       "channels", "tags", "status", "error_code", "n_segments"):
+        for column in (
+            "size",
+            "mtime_ns",
+            "content_hash",
+            "duration_s",
+            "format",
+            "subtype",
+            "sample_rate",
+            "channels",
+            "tags",
+            "status",
+            "error_code",
+            "n_segments",
+        ):
             assert getattr(got, column) == getattr(want, column), (path, column)
         if want.vector is None:
             assert got.vector is None
@@ -98,7 +109,7 @@ def test_shards_match_single_machine_ingest(built, lib):
         for a, b in zip(got_segs, want_segs):
             np.testing.assert_allclose(_vec(a.vector), _vec(b.vector), atol=1e-5)
     long_file = single[str(lib / "long.wav")]
-    assert long_file[0].n_segments == 4 and len(long_file[1]) == 4        # 0-10, 5-15, 10-20, 13-23 s
+    assert long_file[0].n_segments == 4 and len(long_file[1]) == 4  # 0-10, 5-15, 10-20, 13-23 s
     assert (built["summary"]["files"], built["summary"]["failed"], built["summary"]["missing"]) == (5, 1, 0)
     published = {r.kind: r.version.n_vectors for r in built["imported"]["published"]}
     assert published == {"files": 4, "segments": 4}
@@ -118,16 +129,28 @@ def test_reimport_duplicates_nothing(built):
     def counts():
         cid = store.collection("ray").id
         with store.db.session() as s:
-            return (s.scalar(select(func.count()).select_from(File).where(File.collection_id == cid)),
-                    s.scalar(select(func.count()).select_from(Segment).where(Segment.collection_id == cid)))
+            return (
+                s.scalar(select(func.count()).select_from(File).where(File.collection_id == cid)),
+                s.scalar(select(func.count()).select_from(Segment).where(Segment.collection_id == cid)),
+            )
 
     before = counts()
-    again = import_shards(store, "ray", built["shards"], batch=2)     # several transactions
+    again = import_shards(store, "ray", built["shards"], batch=2)  # several transactions
     assert counts() == before == (5, 4)
     assert {r.kind: r.version.n_vectors for r in again["published"]} == {"files": 4, "segments": 4}
     # the CLI route: same rows into another collection, exit 1 because one file failed
-    code = cli.main(["import-shards", str(built["shards"]), "-c", "cli", "--home", str(built["home"]),
-                     "--model", str(store.model_dir)])
+    code = cli.main(
+        [
+            "import-shards",
+            str(built["shards"]),
+            "-c",
+            "cli",
+            "--home",
+            str(built["home"]),
+            "--model",
+            str(store.model_dir),
+        ]
+    )
     assert code == 1 and len(_rows(store, "cli")) == 5
 
 
@@ -140,7 +163,7 @@ def test_shards_of_another_model_are_refused(built, tiny_model_dir, tmp_path):
     (other / "_manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(ModelMismatchError):
         import_shards(built["store"], "other", other)
-    with pytest.raises(ModelMismatchError):              # nor are new shards added beside them
+    with pytest.raises(ModelMismatchError):  # nor are new shards added beside them
         ray_embed([str(tmp_path)], tiny_model_dir, other)
     assert "other" not in [c.name for c in list_collections(built["store"].db)]
 
@@ -148,9 +171,11 @@ def test_shards_of_another_model_are_refused(built, tiny_model_dir, tmp_path):
 def test_fsspec_url_sources(built, lib, tiny_model_dir, tmp_path):
     listing = tmp_path / "files.txt"
     listing.write_text(f"# one URL per line\nfile://{lib / 'c.ogg'}\n")
-    sources = [f"file://{lib}/*.wav",                                # glob over a file:// URL
-               f"zip://inner/*.flac::file://{lib.parent / 'archive.zip'}",   # remote-style: copied locally
-               str(listing)]
+    sources = [
+        f"file://{lib}/*.wav",  # glob over a file:// URL
+        f"zip://inner/*.flac::file://{lib.parent / 'archive.zip'}",  # remote-style: copied locally
+        str(listing),
+    ]
     summary = ray_embed(sources, tiny_model_dir, tmp_path / "shards", num_actors=1)
     assert (summary["files"], summary["failed"]) == (5, 1)
     import_shards(built["store"], "urls", tmp_path / "shards")
@@ -161,8 +186,9 @@ def test_fsspec_url_sources(built, lib, tiny_model_dir, tmp_path):
     assert got.content_hash == want.content_hash and got.size == want.size and got.mtime_ns > 0
     np.testing.assert_allclose(_vec(got.vector), _vec(want.vector), atol=1e-5)
     for name in ("a.wav", "c.ogg"):
-        np.testing.assert_allclose(_vec(urls[str(lib / name)][0].vector),
-                                   _vec(single[str(lib / name)][0].vector), atol=1e-5)
+        np.testing.assert_allclose(
+            _vec(urls[str(lib / name)][0].vector), _vec(single[str(lib / name)][0].vector), atol=1e-5
+        )
 
 
 def test_memory_urls_and_a_remote_model_in_process(built, lib):
@@ -188,11 +214,21 @@ def test_memory_urls_and_a_remote_model_in_process(built, lib):
     try:
         urls = expand_sources(["memory://dist-test/lib/**.wav", "memory://dist-test/lib/sub"])
         assert urls == [f"memory:///dist-test/lib/{n}" for n in ("a.wav", "corrupt.wav", "sub/b.flac")]
-        fs.pipe("/dist-test/shards/_manifest.json",
-                json.dumps(shard_manifest(store.manifest, store.variant, None)).encode())
-        embedder = ShardEmbedder("memory://dist-test/model", store.variant, "cpu", 2, None, DecodeLimits(), 4,
-                             "memory://dist-test/shards", store.manifest.fingerprint)
-        cached = model_folder("memory://dist-test/model")          # the copy the embedder opened
+        fs.pipe(
+            "/dist-test/shards/_manifest.json", json.dumps(shard_manifest(store.manifest, store.variant, None)).encode()
+        )
+        embedder = ShardEmbedder(
+            "memory://dist-test/model",
+            store.variant,
+            "cpu",
+            2,
+            None,
+            DecodeLimits(),
+            4,
+            "memory://dist-test/shards",
+            store.manifest.fingerprint,
+        )
+        cached = model_folder("memory://dist-test/model")  # the copy the embedder opened
         assert (cached / "manifest.json").is_file() and cached != store.model_dir
         assert embedder(pa.table({"url": urls})).column("failed").to_pylist() == [1]
         assert import_shards(store, "memory", "memory://dist-test/shards")["files"] == 3
@@ -202,7 +238,7 @@ def test_memory_urls_and_a_remote_model_in_process(built, lib):
         np.testing.assert_allclose(_vec(got.vector), _vec(want.vector), atol=1e-5)
         bad = rows["memory:///dist-test/lib/corrupt.wav"][0]
         assert bad.error_code == single[str(lib / "corrupt.wav")][0].error_code
-        assert "clapsearch-ray-" not in bad.error                  # names the URL, not the temp copy
+        assert "clapsearch-ray-" not in bad.error  # names the URL, not the temp copy
     finally:
         fs.rm("/dist-test", recursive=True)
         if cached is not None:

@@ -32,10 +32,12 @@ def _tone(path, seconds, sr=48_000, channels=1, seed=0):
 
 
 def test_serving_modules_do_not_import_torch():
-    code = ("import sys, indexer.cli, indexer.models.encoder, indexer.audio.decode, indexer.audio.clip\n"
-            "import indexer.cli.library, indexer.ingest.pipeline, indexer.store.store, indexer.search\n"
-            "heavy = sorted(m for m in ('torch', 'transformers', 'librosa') if m in sys.modules)\n"
-            "assert not heavy, heavy")
+    code = (
+        "import sys, indexer.cli, indexer.models.encoder, indexer.audio.decode, indexer.audio.clip\n"
+        "import indexer.cli.library, indexer.ingest.pipeline, indexer.store.store, indexer.search\n"
+        "heavy = sorted(m for m in ('torch', 'transformers', 'librosa') if m in sys.modules)\n"
+        "assert not heavy, heavy"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
@@ -57,8 +59,15 @@ def test_bad_files_are_reported_and_never_stop_the_run(tiny_model_dir, tmp_path)
 
     results = list(ClapEncoder.open(tiny_model_dir).embed_files(paths, batch_size=3))
     assert [r.path for r in results] == [str(p) for p in paths]
-    expected = [None, AudioDecodeError, EmptyAudioError, None, InvalidSamplesError, UnsupportedFormatError,
-                AudioDecodeError]
+    expected = [
+        None,
+        AudioDecodeError,
+        EmptyAudioError,
+        None,
+        InvalidSamplesError,
+        UnsupportedFormatError,
+        AudioDecodeError,
+    ]
     for result, error in zip(results, expected):
         if error is None:
             assert result.error is None and result.vector is not None

@@ -17,11 +17,28 @@ from tests.helpers import tone
 CONFIG = {
     "embed_dim": 521 + 16 + 8,
     "audio": {"type": "yamnet"},
-    "text": {"type": "bert", "pooling": "mean", "max_length": 32,
-             "config": {"vocab_size": 400, "hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2,
-                        "intermediate_size": 64, "max_position_embeddings": 64, "pad_token_id": 0}},
-    "head": {"type": "label_space", "temperature": 0.05, "prior_weight": 0.6, "branch_dim": 16,
-             "embedding_dim": 8, "embedding_weight": 0.5},
+    "text": {
+        "type": "bert",
+        "pooling": "mean",
+        "max_length": 32,
+        "config": {
+            "vocab_size": 400,
+            "hidden_size": 32,
+            "num_hidden_layers": 1,
+            "num_attention_heads": 2,
+            "intermediate_size": 64,
+            "max_position_embeddings": 64,
+            "pad_token_id": 0,
+        },
+    },
+    "head": {
+        "type": "label_space",
+        "temperature": 0.05,
+        "prior_weight": 0.6,
+        "branch_dim": 16,
+        "embedding_dim": 8,
+        "embedding_weight": 0.5,
+    },
     "tokenizer_vocab_size": 400,
 }
 
@@ -35,7 +52,7 @@ def patched(tmp_path_factory):
     converted = random_converted(CONFIG, root / "tok", seed=3)
     head = converted.model.audio_projection  # a fitted (random) embedding block, as label-space tuning leaves it
     head.fit_embedding_block(torch.randn(64, 1024, generator=torch.Generator().manual_seed(0)), 8, 0.5)
-    write_model_folder(converted, root / "model", ship=("fp32",))   # exact float32 graphs for parity
+    write_model_folder(converted, root / "model", ship=("fp32",))  # exact float32 graphs for parity
     return converted.model, root / "model"
 
 
@@ -51,8 +68,11 @@ def test_manifest_describes_the_patch_model(patched):
     variant = manifest.variants[manifest.default_variant]
     assert variant.audio_head == "audio_head.onnx" and variant.audio_batch_invariant
     assert manifest.text.label_space is not None and len(manifest.text.label_space.labels) == 521
-    assert [(p.name, p.dim, p.weight) for p in manifest.joint] == [("prior", 521, 0.6), ("branch", 16, pytest.approx(0.4)),
-                                                                  ("embedding", 8, 0.0)]
+    assert [(p.name, p.dim, p.weight) for p in manifest.joint] == [
+        ("prior", 521, 0.6),
+        ("branch", 16, pytest.approx(0.4)),
+        ("embedding", 8, 0.0),
+    ]
     assert manifest.joint[2].audio_weight == 0.5 and manifest.joint[0].audio_weight == pytest.approx(0.3)
 
 
@@ -62,7 +82,8 @@ def test_compact_folder_ships_fp16_stored_weights_within_cosine_0999(patched, tm
 
     converted = random_converted(CONFIG, tmp_path / "tok", seed=3)
     converted.model.audio_projection.fit_embedding_block(
-        torch.randn(64, 1024, generator=torch.Generator().manual_seed(0)), 8, 0.5)
+        torch.randn(64, 1024, generator=torch.Generator().manual_seed(0)), 8, 0.5
+    )
     write_model_folder(converted, tmp_path / "compact")
     manifest = load_manifest(tmp_path / "compact")
     assert manifest.default_variant == "fp16w-fp16" and not manifest.variants["fp32"].shipped
@@ -116,8 +137,12 @@ def test_long_file_uses_all_patches_not_a_crop(patched, tmp_path):
 def test_edge_signals_give_real_unit_vectors(patched, tmp_path, kind):
     _, folder = patched
     n = 16_000 * 3
-    wave = {"silence": np.zeros(n), "dc": np.full(n, 0.4), "clipped": np.clip(_wave(3.0) * 20, -1, 1),
-            "click": np.r_[np.ones(20), np.zeros(100)]}[kind].astype(np.float32)
+    wave = {
+        "silence": np.zeros(n),
+        "dc": np.full(n, 0.4),
+        "clipped": np.clip(_wave(3.0) * 20, -1, 1),
+        "click": np.r_[np.ones(20), np.zeros(100)],
+    }[kind].astype(np.float32)
     path = tmp_path / f"{kind}.wav"
     sf.write(path, wave, 16_000)
     (item,) = ClapEncoder.open(folder).embed_files([path])
@@ -181,12 +206,14 @@ def test_ingest_with_segments_stores_the_runtime_vectors(patched, tmp_path):
     store = Store.open(IndexerSettings(home=tmp_path / "home", model=folder))
     report = run_ingest(store, IngestOptions(paths=[str(lib)], segments=SegmentSpec(10, 5), workers=1))
     assert [r.kind for r in report.published] == ["files", "segments"]
-    assert report.published[1].version.n_vectors == 6                 # 0,5,...,20 and one flush with the end
+    assert report.published[1].version.n_vectors == 6  # 0,5,...,20 and one flush with the end
     col = store.collection("default")
     paths = dict(catalog.iter_file_paths(store.db, col.id))
-    stored = {paths[int(i)]: v for ids, vecs in catalog.iter_vectors(store.db, col.id, "files") for i, v in zip(ids, vecs)}
+    stored = {
+        paths[int(i)]: v for ids, vecs in catalog.iter_vectors(store.db, col.id, "files") for i, v in zip(ids, vecs)
+    }
     encoder = ClapEncoder.open(folder)
     for item in encoder.embed_files(sorted(stored)):
-        assert np.array_equal(stored[item.path], item.vector)        # the pipeline is the runtime, bit for bit
+        assert np.array_equal(stored[item.path], item.vector)  # the pipeline is the runtime, bit for bit
     hits = Searcher(store, "default").search_text("a tone", 2)
     assert len(hits) == 2 and all(np.isfinite(h.score) for h in hits)

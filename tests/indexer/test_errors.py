@@ -18,7 +18,7 @@ REPO = errors.Path(__file__).resolve().parents[2]
 def _raised(fn):
     try:
         fn()
-    except Exception as exc:   # the real library's exception, whatever it is
+    except Exception as exc:  # the real library's exception, whatever it is
         return exc
     raise AssertionError("expected an exception")
 
@@ -62,17 +62,23 @@ def test_exit_codes_come_from_one_table(monkeypatch):
 def test_every_code_is_unique_and_documented():
     codes = [cls.code for cls in _all_classes(errors.ClapSearchError)]
     assert len(codes) == len(set(codes)), sorted(codes)
-    result = subprocess.run([sys.executable, "scripts/errors_reference.py", "--check", "docs/errors.md"],
-                            cwd=REPO, capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, ("docs/errors.md is stale: python scripts/errors_reference.py > docs/errors.md\n"
-                                    + result.stderr[-3000:])
+    result = subprocess.run(
+        [sys.executable, "scripts/errors_reference.py", "--check", "docs/errors.md"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, (
+        "docs/errors.md is stale: python scripts/errors_reference.py > docs/errors.md\n" + result.stderr[-3000:]
+    )
 
 
 def test_every_core_code_has_an_http_answer():
     from service.problems import PROBLEMS, ProblemError, core_status
 
     for cls in _all_classes(errors.ClapSearchError):
-        if cls is not errors.ClapSearchError:      # matched by its code or its family's
+        if cls is not errors.ClapSearchError:  # matched by its code or its family's
             assert core_status(cls.__new__(cls)) != PROBLEMS["internal"], cls
     with pytest.raises(KeyError):
         ProblemError("made.up")

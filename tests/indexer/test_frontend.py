@@ -27,8 +27,15 @@ def test_slaney_bank_equals_librosa():
 @pytest.mark.parametrize("spec,scale,norm", [(SLANEY, "slaney", "slaney"), (HTK, "htk", None)])
 def test_bank_equals_transformers(spec, scale, norm):
     audio_utils = pytest.importorskip("transformers.audio_utils")
-    ref = audio_utils.mel_filter_bank(num_frequency_bins=513, num_mel_filters=64, min_frequency=50,
-                                      max_frequency=14_000, sampling_rate=48_000, norm=norm, mel_scale=scale)
+    ref = audio_utils.mel_filter_bank(
+        num_frequency_bins=513,
+        num_mel_filters=64,
+        min_frequency=50,
+        max_frequency=14_000,
+        sampling_rate=48_000,
+        norm=norm,
+        mel_scale=scale,
+    )
     np.testing.assert_allclose(mel_filter_bank(spec), ref, atol=1e-7)
 
 
@@ -36,8 +43,9 @@ def test_bank_equals_transformers(spec, scale, norm):
 def test_log_mel_matches_clap_feature_extractor(spec, truncation):
     transformers = pytest.importorskip("transformers")
     x = _signal()
-    extractor = transformers.ClapFeatureExtractor(frequency_min=50, frequency_max=14_000,
-                                                  truncation=truncation, padding="repeatpad")
+    extractor = transformers.ClapFeatureExtractor(
+        frequency_min=50, frequency_max=14_000, truncation=truncation, padding="repeatpad"
+    )
     ref = extractor(x, sampling_rate=48_000, return_tensors="np")["input_features"][0, 0]
     ours = log_mel(x, spec)
     assert ours.shape == ref.shape == (1001, 64)
@@ -74,15 +82,38 @@ def test_aisfx_style_front_end_matches_librosa():
     librosa = pytest.importorskip("librosa")
     from indexer.models.manifest import AudioFrontend, LogSpec
 
-    spec = AudioFrontend(sample_rate=44_100, clip_samples=5 * 44_100, n_fft=2048, win_length=2048,
-                         hop_length=1024, n_mels=96, f_min=0.0, f_max=22_050.0, mel_scale="htk", mel_norm="l1",
-                         pad_mode="constant", log=LogSpec(kind="log1p", gain=10_000.0, divisor=9.457798957824707))
+    spec = AudioFrontend(
+        sample_rate=44_100,
+        clip_samples=5 * 44_100,
+        n_fft=2048,
+        win_length=2048,
+        hop_length=1024,
+        n_mels=96,
+        f_min=0.0,
+        f_max=22_050.0,
+        mel_scale="htk",
+        mel_norm="l1",
+        pad_mode="constant",
+        log=LogSpec(kind="log1p", gain=10_000.0, divisor=9.457798957824707),
+    )
     rng = np.random.default_rng(3)
     y = (0.2 * rng.standard_normal(3 * 44_100)).astype(np.float32)
     ours = log_mel(y, spec)
-    ref = librosa.feature.melspectrogram(y=y, sr=44_100, n_fft=2048, hop_length=1024, win_length=2048, n_mels=96,
-                                         fmin=0.0, fmax=22_050.0, htk=True, norm=1.0, power=2.0, center=True,
-                                         pad_mode="constant")
+    ref = librosa.feature.melspectrogram(
+        y=y,
+        sr=44_100,
+        n_fft=2048,
+        hop_length=1024,
+        win_length=2048,
+        n_mels=96,
+        fmin=0.0,
+        fmax=22_050.0,
+        htk=True,
+        norm=1.0,
+        power=2.0,
+        center=True,
+        pad_mode="constant",
+    )
     expected = np.log10(1 + 10_000 * ref.T) / 9.457798957824707
     assert ours.shape == expected.shape
     assert np.abs(ours - expected).max() < 1e-4
@@ -92,8 +123,16 @@ def test_peak_normalize_makes_features_gain_invariant():
     from indexer.audio.clip import waveform_views
     from indexer.models.manifest import AudioFrontend
 
-    spec = AudioFrontend(sample_rate=16_000, clip_samples=16_000, n_fft=512, win_length=512, hop_length=160,
-                         n_mels=32, f_max=8000, peak_normalize=True)
+    spec = AudioFrontend(
+        sample_rate=16_000,
+        clip_samples=16_000,
+        n_fft=512,
+        win_length=512,
+        hop_length=160,
+        n_mels=32,
+        f_max=8000,
+        peak_normalize=True,
+    )
     rng = np.random.default_rng(1)
     for seconds in (0.4, 2.5):  # a repeat-padded short clip and a centre-cropped long one
         y = (0.5 * rng.standard_normal(int(seconds * 16_000))).astype(np.float32)

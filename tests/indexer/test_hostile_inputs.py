@@ -33,9 +33,9 @@ def test_stored_path_rule_is_lossless_and_reversible():
     for raw in [b"/lib/a.wav", b"/lib/" + BAD, b"/lib/100%_\xff%FF.wav", b"/lib/caf\xc3\xa9.wav"]:
         path = os.fsdecode(raw)
         stored = stored_path(path)
-        stored.encode("utf-8")                                # storable anywhere
+        stored.encode("utf-8")  # storable anywhere
         assert os.fsencode(os_path(stored)) == raw
-    assert stored_path("/lib/a.wav") == "/lib/a.wav"           # valid names are stored as they are
+    assert stored_path("/lib/a.wav") == "/lib/a.wav"  # valid names are stored as they are
     assert stored_path(os.fsdecode(b"/l/" + BAD)) == NON_UTF8_PREFIX + "/l/bad_name_%FF%FE.wav"
     assert os_path("/lib/fs-bytes:x.wav") == "/lib/fs-bytes:x.wav"
 
@@ -93,7 +93,7 @@ def test_a_truncated_live_index_is_republished_by_ingest_and_repaired_by_check(t
     broken = _truncate_live(home)
     assert cli.main(["ingest", str(root), *args, "-q", "--workers", "1"]) == 0
     out = capsys.readouterr().out
-    assert "unchanged" not in out.split("files index")[-1], out      # a broken index is not "unchanged"
+    assert "unchanged" not in out.split("files index")[-1], out  # a broken index is not "unchanged"
     from indexer.store import versions
 
     live = versions.current_version(home / "indexes", "default", "files")

@@ -56,7 +56,7 @@ def test_every_format_ingests_and_bad_files_are_recorded_not_fatal(tmp_path, enc
     home = tmp_path / "home"
     code = cli.main(["ingest", str(tmp_path / "lib"), "--home", str(home), "-q", "--workers", "2"])
     out = capsys.readouterr()
-    assert code == 1                                           # something failed: exit code says so
+    assert code == 1  # something failed: exit code says so
     assert f"{len(good)} embedded" in out.out and f"{len(bad)} failed" in out.out
     for path in bad.values():
         assert str(path) in out.err
@@ -87,19 +87,21 @@ def test_reruns_skip_unchanged_confirm_touched_by_hash_and_follow_edits(tmp_path
     options = IngestOptions(paths=[str(tmp_path / "lib")], workers=1)
     first = run_ingest(store, options)
     assert first.stats.embedded == len(files) and first.exit_code == 0
-    ids_before = {p: k.id for p, k in catalog.known_files(store.db, store.collection("default").id,
-                                                          [str(f) for f in files]).items()}
+    ids_before = {
+        p: k.id
+        for p, k in catalog.known_files(store.db, store.collection("default").id, [str(f) for f in files]).items()
+    }
     again = run_ingest(store, options)
     assert (again.stats.skipped, again.stats.embedded) == (len(files), 0)
     assert again.published[0].mode == "unchanged"
     touched, edited, deleted = files[-1], files[-2], files[-3]
-    os.utime(touched, ns=(time.time_ns(), time.time_ns() + 10**9))             # same bytes, new mtime
-    library.write(edited, 3.0, sr=16_000, freq=1234.0, seed=99)                # new content
+    os.utime(touched, ns=(time.time_ns(), time.time_ns() + 10**9))  # same bytes, new mtime
+    library.write(edited, 3.0, sr=16_000, freq=1234.0, seed=99)  # new content
     old_vector = _vectors(store)[str(edited)]
     deleted.unlink()
     third = run_ingest(store, IngestOptions(paths=[str(tmp_path / "lib")], workers=1, prune=True))
     assert third.stats.embedded == 1 and third.stats.removed == 1
-    assert third.stats.skipped == len(files) - 2                                # touched one included
+    assert third.stats.skipped == len(files) - 2  # touched one included
     vectors = _vectors(store)
     assert str(deleted) not in vectors and not np.allclose(vectors[str(edited)], old_vector)
     col = store.collection("default")
@@ -115,7 +117,9 @@ def test_segments_return_the_moment_inside_a_long_file(tmp_path, encoder):
     t = np.arange(40 * sr) / sr
     rng = np.random.default_rng(0)
     # 0-20 s a tone, 20-40 s noise bursts: windows in the second half must not match the tone.
-    wave = np.where(t < 20, 0.3 * np.sin(2 * np.pi * 660 * t), 0.3 * rng.standard_normal(t.size) * (np.sin(2 * np.pi * 2 * t) > 0))
+    wave = np.where(
+        t < 20, 0.3 * np.sin(2 * np.pi * 660 * t), 0.3 * rng.standard_normal(t.size) * (np.sin(2 * np.pi * 2 * t) > 0)
+    )
     import soundfile as sf
 
     (tmp_path / "lib").mkdir()
@@ -124,7 +128,7 @@ def test_segments_return_the_moment_inside_a_long_file(tmp_path, encoder):
     store = _store(tmp_path / "home")
     report = run_ingest(store, IngestOptions(paths=[str(tmp_path / "lib")], segments=SegmentSpec(10, 5), workers=1))
     assert [r.kind for r in report.published] == ["files", "segments"]
-    assert report.published[1].version.n_vectors == 7             # 0,5,...,30: 7 windows of 40 s
+    assert report.published[1].version.n_vectors == 7  # 0,5,...,30: 7 windows of 40 s
     searcher = Searcher(store, "default", kind="segments")
     query = encoder.embed_waveforms([wave[25 * sr : 35 * sr].astype(np.float32)], sr)
     top = searcher.search_vectors(query, 3)[0][0]
@@ -144,13 +148,26 @@ def _db_count(db_path: Path) -> int:
 def test_kill_minus_9_mid_ingest_then_resume_loses_and_duplicates_nothing(tmp_path):
     files = library.good_library(tmp_path / "lib", n_extra=40)
     home = tmp_path / "home"
-    command = [sys.executable, "-m", "indexer.cli.run", "ingest", str(tmp_path / "lib"), "--home", str(home),
-               "-q", "--workers", "1", "--commit-every", "3"]
-    proc = subprocess.Popen(command, cwd=REPO, start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    command = [
+        sys.executable,
+        "-m",
+        "indexer.cli.run",
+        "ingest",
+        str(tmp_path / "lib"),
+        "--home",
+        str(home),
+        "-q",
+        "--workers",
+        "1",
+        "--commit-every",
+        "3",
+    ]
+    proc = subprocess.Popen(
+        command, cwd=REPO, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
     wait_until(lambda: _db_count(home / "clapsearch.db") >= 6 or proc.poll() is not None, 120, every_s=0.05)
     assert proc.poll() is None, "ingest finished before it could be killed: make the library bigger"
-    os.killpg(proc.pid, signal.SIGKILL)                            # the CLI and its decode workers
+    os.killpg(proc.pid, signal.SIGKILL)  # the CLI and its decode workers
     proc.wait()
     partial = _db_count(home / "clapsearch.db")
     assert 0 < partial < len(files)
@@ -159,7 +176,7 @@ def test_kill_minus_9_mid_ingest_then_resume_loses_and_duplicates_nothing(tmp_pa
     assert f"{len(files) - partial} embedded" in resumed.stdout
     store = _store(home)
     vectors = _vectors(store)
-    assert sorted(vectors) == sorted(str(f) for f in files)        # each file exactly once
+    assert sorted(vectors) == sorted(str(f) for f in files)  # each file exactly once
     clean = _store(tmp_path / "clean")
     run_ingest(clean, IngestOptions(paths=[str(tmp_path / "lib")], workers=1))
     for path, vector in _vectors(clean).items():
@@ -210,7 +227,7 @@ def test_export_check_and_repair(tmp_path, capsys):
     assert cli.main(["check", "--home", str(home), "--repair"]) == 0
     assert cli.main(["check", "--home", str(home)]) == 0
     again = run_ingest(store, IngestOptions(paths=[str(tmp_path / "lib")], workers=1))
-    assert again.stats.embedded == 1                               # the damaged file is re-embedded
+    assert again.stats.embedded == 1  # the damaged file is re-embedded
     assert cli.main(["check", "--home", str(home)]) == 0
 
 
@@ -234,7 +251,7 @@ def test_rebuild_moves_a_collection_to_another_model(tmp_path, tiny_model_dir):
     assert len(_vectors(tiny)) == len(files)
     assert Searcher(tiny, "default").search_audio(files[1], 1)[0].path == str(files[1])
     with pytest.raises(ModelMismatchError):
-        Searcher(_store(home), "default")                          # the default model may not serve it
+        Searcher(_store(home), "default")  # the default model may not serve it
 
 
 def test_a_stuck_decoder_is_killed_and_replaced_and_the_run_goes_on(tmp_path):
@@ -243,7 +260,7 @@ def test_a_stuck_decoder_is_killed_and_replaced_and_the_run_goes_on(tmp_path):
     lib = tmp_path / "lib"
     long_file = lib / "a_long.flac"
     lib.mkdir()
-    with sf.SoundFile(long_file, "w", 48_000, 2, format="FLAC") as handle:   # 10 min, written in blocks
+    with sf.SoundFile(long_file, "w", 48_000, 2, format="FLAC") as handle:  # 10 min, written in blocks
         for block in range(60):
             handle.write(tone(10.0, 48_000, channels=2, seed=block))
     short = [library.write(lib / f"b{i}.wav", 1.0, sr=16_000, seed=i) for i in range(3)]
@@ -257,8 +274,10 @@ def test_a_remote_source_is_listed_and_fetched_through_fsspec(tmp_path, encoder)
     """A bucket behaves like a folder; here an archive stands in for it (zip:// chained URL)."""
     import zipfile
 
-    local = [library.write(tmp_path / "src" / f"{name}.wav", 1.5, sr=16_000, freq=f, seed=i)
-             for i, (name, f) in enumerate([("hum", 120.0), ("whistle", 2400.0)])]
+    local = [
+        library.write(tmp_path / "src" / f"{name}.wav", 1.5, sr=16_000, freq=f, seed=i)
+        for i, (name, f) in enumerate([("hum", 120.0), ("whistle", 2400.0)])
+    ]
     archive = tmp_path / "pack.zip"
     with zipfile.ZipFile(archive, "w") as zf:
         for path in local:

@@ -46,8 +46,10 @@ def _tf_reference(wave: np.ndarray) -> np.ndarray:
     return np.log(magnitude @ bank + 0.001)
 
 
-@pytest.mark.parametrize("n, patches", [(1, 1), (8_000, 1), (15_600, 1), (15_601, 2), (15_600 + 7_680, 2),
-                                        (15_600 + 7_681, 3), (16_000 * 60, 124)])
+@pytest.mark.parametrize(
+    "n, patches",
+    [(1, 1), (8_000, 1), (15_600, 1), (15_601, 2), (15_600 + 7_680, 2), (15_600 + 7_681, 3), (16_000 * 60, 124)],
+)
 def test_patch_geometry_covers_every_sample(n, patches):
     assert patch_count(n, SPEC) == patches
     length = padded_length(n, SPEC)
@@ -89,14 +91,20 @@ def test_view_is_all_frames_of_the_file_without_crop():
 @pytest.mark.parametrize("kind", ["silence", "dc", "clipped", "short"])
 def test_edge_signals_give_finite_features(kind):
     n = 16_000 * 2
-    wave = {"silence": np.zeros(n), "dc": np.full(n, 0.5), "clipped": np.clip(np.sin(np.arange(n)) * 5, -1, 1),
-            "short": np.sin(np.arange(400) * 0.3)}[kind].astype(np.float32)
+    wave = {
+        "silence": np.zeros(n),
+        "dc": np.full(n, 0.5),
+        "clipped": np.clip(np.sin(np.arange(n)) * 5, -1, 1),
+        "short": np.sin(np.arange(400) * 0.3),
+    }[kind].astype(np.float32)
     frames = waveform_views(wave, SPEC).features[0]
     assert np.isfinite(frames).all()
     if kind == "silence":
         assert np.allclose(frames, np.log(0.001))
     if kind == "short":  # shorter than one patch: one patch, sound then zero fill
-        assert frames.shape == (96, 64) and frames[0].max() > np.log(0.001) + 1 and np.allclose(frames[-1], np.log(0.001))
+        assert (
+            frames.shape == (96, 64) and frames[0].max() > np.log(0.001) + 1 and np.allclose(frames[-1], np.log(0.001))
+        )
 
 
 def test_patch_mean_manifest_rules():
@@ -126,7 +134,7 @@ def test_clip_frames_in_chunks_equal_one_pass():
     from indexer.audio.frontend import log_mel_frames
 
     rng = np.random.default_rng(3)
-    wave = (0.2 * rng.standard_normal(16_000 * 50)).astype(np.float32)   # > one FRAME_CHUNK
+    wave = (0.2 * rng.standard_normal(16_000 * 50)).astype(np.float32)  # > one FRAME_CHUNK
     chunked = clip_frames(_reader(wave), wave.size, SPEC)
     length = padded_length(wave.size, SPEC)
     whole = log_mel_frames(P.zero_filled(_reader(wave), wave.size), length, np.arange(chunked.shape[0]), SPEC)

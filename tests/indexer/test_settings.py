@@ -17,8 +17,13 @@ V1 = Path(__file__).resolve().parents[2] / "models" / "clapsearch-sfx-v1"
 
 
 def test_tests_see_no_developer_settings():
-    leaked = [n for n in os.environ if n.startswith("CLAPSEARCH_") and not n.startswith("CLAPSEARCH_TEST_")
-              and n not in ("CLAPSEARCH_REQUIRE_SERVICES", "CLAPSEARCH_GOLDEN_DIR")]
+    leaked = [
+        n
+        for n in os.environ
+        if n.startswith("CLAPSEARCH_")
+        and not n.startswith("CLAPSEARCH_TEST_")
+        and n not in ("CLAPSEARCH_REQUIRE_SERVICES", "CLAPSEARCH_GOLDEN_DIR")
+    ]
     assert leaked == []
 
 
@@ -41,11 +46,11 @@ def test_model_commands_read_the_same_settings_as_the_library_commands(monkeypat
     monkeypatch.setenv("CLAPSEARCH_MODEL", str(V1))
     assert cli.main(["embed-text", "rain"]) == 0
     assert len(capsys.readouterr().out.splitlines()) == 1
-    monkeypatch.setenv("CLAPSEARCH_MODEL_VARIANT", "int4")     # `indexer embed` used to ignore it
+    monkeypatch.setenv("CLAPSEARCH_MODEL_VARIANT", "int4")  # `indexer embed` used to ignore it
     assert cli.main(["embed-text", "rain"]) == 2
     err = capsys.readouterr().err
     assert "error [model]" in err and "'int4'" in err
-    assert cli.main(["embed-text", "rain", "--variant", "fp32-fp16"]) == 0    # the option wins
+    assert cli.main(["embed-text", "rain", "--variant", "fp32-fp16"]) == 0  # the option wins
 
 
 def test_worker_settings_are_typed_and_write_no_environment(monkeypatch):

@@ -19,7 +19,7 @@ from indexer.store.publish import publish_index
 from indexer.store.schema import Base
 from indexer.store.vector_index import VectorIndex
 
-DIM = load_manifest(shipped_model_dir()).embed_dim   # the store tests' rows match the default model
+DIM = load_manifest(shipped_model_dir()).embed_dim  # the store tests' rows match the default model
 
 
 @pytest.fixture(scope="module")
@@ -59,8 +59,19 @@ def _records(rng, names, *, segments=0):
     out = []
     for name in names:
         segs = [(5.0 * j, 5.0 * j + 10, _unit(rng)[0]) for j in range(segments)] or None
-        out.append(FileRecord(f"/lib/{name}.wav", 100, 1, content_hash="h" + name, duration_s=2.0,
-                              format="WAV", tags={"title": name}, vector=_unit(rng)[0], segments=segs))
+        out.append(
+            FileRecord(
+                f"/lib/{name}.wav",
+                100,
+                1,
+                content_hash="h" + name,
+                duration_s=2.0,
+                format="WAV",
+                tags={"title": name},
+                vector=_unit(rng)[0],
+                segments=segs,
+            )
+        )
     return out
 
 
@@ -105,7 +116,7 @@ def test_a_write_batch_is_all_or_nothing(db, manifest):
     rng = np.random.default_rng(1)
     col = catalog.open_collection(db, "lib", manifest, "fp32")
     records = _records(rng, ["a", "b"])
-    records[1].vector = "not a vector"          # fails while the transaction is open
+    records[1].vector = "not a vector"  # fails while the transaction is open
     with pytest.raises(Exception):  # noqa: B017  (whatever the driver raises: the rollback is the point)
         catalog.write_files(db, col.id, records)
     assert catalog.known_files(db, col.id, ["/lib/a.wav", "/lib/b.wav"]) == {}
@@ -127,7 +138,7 @@ def test_publish_is_incremental_and_a_version_names_its_model(db, manifest, tmp_
     first = publish_index(db, catalog.get_collection(db, "lib"), tmp_path, "files")
     assert first.mode == "first" and first.version.n_vectors == 20
     assert publish_index(db, catalog.get_collection(db, "lib"), tmp_path, "files").mode == "unchanged"
-    catalog.write_files(db, col.id, _records(rng, ["f0", "new"]))          # one changed, one new
+    catalog.write_files(db, col.id, _records(rng, ["f0", "new"]))  # one changed, one new
     catalog.remove_files(db, col.id, [catalog.known_files(db, col.id, ["/lib/f1.wav"])["/lib/f1.wav"].id])
     second = publish_index(db, catalog.get_collection(db, "lib"), tmp_path, "files")
     assert second.mode == "incremental" and second.version.n_vectors == 20
@@ -176,14 +187,23 @@ def test_readers_never_see_a_half_published_index(tmp_path):
             index.add(np.arange(n, dtype=np.int64), vectors[:n])
             tmp, number = versions.new_version_folder(tmp_path, "lib", "files")
             index.save(tmp)
-            versions.publish_folder(tmp, collection="lib", collection_id=1, kind="files", version=number,
-                                    generation=step, model_name="m", model_fingerprint="f", n_vectors=n)
+            versions.publish_folder(
+                tmp,
+                collection="lib",
+                collection_id=1,
+                kind="files",
+                version=number,
+                generation=step,
+                model_name="m",
+                model_fingerprint="f",
+                n_vectors=n,
+            )
     finally:
         stop.set()
         for t in threads:
             t.join()
     assert not errors, errors[:3]
-    assert len(set(seen)) > 3                       # the readers really raced the publisher
+    assert len(set(seen)) > 3  # the readers really raced the publisher
     kept = sorted(p.name for p in (tmp_path / "lib" / "files").iterdir())
     assert kept == ["CURRENT", "v000011", "v000012"]
 
@@ -192,13 +212,22 @@ def test_a_crashed_publish_leaves_the_live_version_and_is_swept(tmp_path):
     index = VectorIndex.empty(DIM)
     tmp, number = versions.new_version_folder(tmp_path, "lib", "files")
     index.save(tmp)
-    versions.publish_folder(tmp, collection="lib", collection_id=1, kind="files", version=number,
-                            generation=1, model_name="m", model_fingerprint="f", n_vectors=0)
-    crashed, _ = versions.new_version_folder(tmp_path, "lib", "files")    # killed mid-write
+    versions.publish_folder(
+        tmp,
+        collection="lib",
+        collection_id=1,
+        kind="files",
+        version=number,
+        generation=1,
+        model_name="m",
+        model_fingerprint="f",
+        n_vectors=0,
+    )
+    crashed, _ = versions.new_version_folder(tmp_path, "lib", "files")  # killed mid-write
     (crashed / "index.faiss").write_bytes(b"half")
     assert versions.current_version(tmp_path, "lib", "files").version == 1
     fresh, number = versions.new_version_folder(tmp_path, "lib", "files")
-    assert number == 2 and not (crashed / "index.faiss").exists()       # the leftover was swept
+    assert number == 2 and not (crashed / "index.faiss").exists()  # the leftover was swept
     assert [p.name for p in (tmp_path / "lib" / "files").iterdir() if p.name.startswith(".")] == [fresh.name]
 
 
@@ -207,5 +236,5 @@ def test_one_writer_per_collection(tmp_path):
         with pytest.raises(CollectionBusyError):
             with versions.collection_lock(tmp_path, "lib"):
                 pass
-    with versions.collection_lock(tmp_path, "lib"):   # released
+    with versions.collection_lock(tmp_path, "lib"):  # released
         pass

@@ -34,7 +34,7 @@ def brute_force(db: np.ndarray, db_ids: np.ndarray, queries: np.ndarray, k: int)
 def batches(ids: np.ndarray, x: np.ndarray, size: int):
     """A one-pass generator, as the database streams it."""
     for lo in range(0, len(ids), size):
-        yield ids[lo:lo + size], x[lo:lo + size]
+        yield ids[lo : lo + size], x[lo : lo + size]
 
 
 # ----------------------------------------------------------------------------- planning
@@ -62,7 +62,7 @@ def test_plan_big_collection_with_room_is_ivf_flat():
 
 def test_plan_tight_budget_picks_sq8_then_pq():
     n, dim = 1_000_000, 512
-    sq8 = plan_index(n, dim, memory_budget_bytes=1 << 30)   # flat 2 GiB does not fit, 0.5 GiB does
+    sq8 = plan_index(n, dim, memory_budget_bytes=1 << 30)  # flat 2 GiB does not fit, 0.5 GiB does
     assert sq8.kind == "ivf_sq8" and sq8.factory.endswith(",SQ8")
     assert sq8.bytes_per_vector == dim + 8 and sq8.estimated_bytes <= 1 << 30
     assert "1.00 GiB" in sq8.reason
@@ -92,7 +92,7 @@ def test_plan_round_trips_through_dict():
 @pytest.fixture(scope="module")
 def flat_data():
     x = unit_vectors(3_000, seed=1)
-    ids = np.arange(len(x), dtype=np.int64) * 7 + 1000   # ids are row ids, not positions
+    ids = np.arange(len(x), dtype=np.int64) * 7 + 1000  # ids are row ids, not positions
     return ids, x
 
 
@@ -132,10 +132,10 @@ def test_flat_add_remove(flat_data):
     index.add(ids[2000:], x[2000:])
     gone = ids[::3]
     assert index.remove(gone) == len(gone)
-    assert index.remove(gone) == 0          # already removed
+    assert index.remove(gone) == 0  # already removed
     assert index.ntotal == len(ids) - len(gone)
     np.testing.assert_array_equal(index.ids(), np.setdiff1d(ids, gone))
-    _, found = index.search(x[::3][:50], 10)   # the removed vectors themselves as queries
+    _, found = index.search(x[::3][:50], 10)  # the removed vectors themselves as queries
     assert not np.isin(found, gone).any()
     left = ~np.isin(ids, gone)
     np.testing.assert_array_equal(found, brute_force(x[left], ids[left], x[::3][:50], 10)[1])
@@ -152,7 +152,7 @@ def ivf_data():
     plan = plan_index(N_IVF, DIM, exact_below=10_000)
     assert plan.kind == "ivf_flat" and plan.nlist == 512
     rng = np.random.default_rng(11)
-    sample = x[rng.choice(N_IVF, plan.train_size, replace=False)]   # rows of the collection
+    sample = x[rng.choice(N_IVF, plan.train_size, replace=False)]  # rows of the collection
     index = VectorIndex.build(plan, batches(ids, x, 6_000), sample=sample, target_recall=0.95, use_gpu="never")
     return ids, x, plan, sample, index
 
@@ -165,9 +165,9 @@ def test_ivf_from_one_pass_generator_reaches_target_recall(ivf_data):
     assert index.params["nprobe"] == t["nprobe"] and 1 <= t["nprobe"] < plan.nlist
     ladder = [step["nprobe"] for step in t["ladder"]]
     assert ladder[-1] == t["nprobe"] and ladder == sorted(ladder)
-    assert t["ladder"][0]["recall"] < 0.95        # the data are not trivially easy
-    assert t["self_matches_excluded"] == 200      # tuning queries came from the collection
-    queries = unit_vectors(300, seed=12)          # held out
+    assert t["ladder"][0]["recall"] < 0.95  # the data are not trivially easy
+    assert t["self_matches_excluded"] == 200  # tuning queries came from the collection
+    queries = unit_vectors(300, seed=12)  # held out
     _, found = index.search(queries, 10)
     _, exact = brute_force(x, ids, queries, 10)
     assert recall_at_k(found, exact, 10) >= 0.95
@@ -232,7 +232,7 @@ def test_save_load_round_trip(ivf_data, flat_data, tmp_path):
         np.testing.assert_array_equal(after[0], before[0])
         np.testing.assert_array_equal(loaded.ids(), ids)
     with pytest.raises(VectorIndexError):
-        loaded.remove(ids[:1])                    # mmap-loaded indexes are read-only
+        loaded.remove(ids[:1])  # mmap-loaded indexes are read-only
 
     fids, fx = flat_data
     flat = VectorIndex.build(plan_index(len(fx), DIM), batches(fids, fx, 1000))

@@ -31,6 +31,7 @@ PROBLEM_KEYS = {"type", "title", "status", "code"}
 
 # ----------------------------------------------------------------------------- the library
 
+
 @dataclass(frozen=True)
 class Track:
     rel: str
@@ -62,7 +63,7 @@ _SUBTYPE = {"WAV": "PCM_16", "FLAC": "PCM_16", "OGG": "VORBIS", "MP3": "MPEG_LAY
 @dataclass
 class Library:
     root: Path
-    tracks: dict[str, Track]            # file name -> what was written
+    tracks: dict[str, Track]  # file name -> what was written
 
     def path(self, name: str) -> Path:
         return self.root / self.tracks[name].rel
@@ -99,8 +100,12 @@ def ingest(home: Path, paths: list[Path], *, segments: bool = True, database_url
 
     store = Store.open(IndexerSettings(home=home, model=MODEL, database_url=database_url, index_dir=None))
     try:
-        report = run_ingest(store, IngestOptions(paths=[str(p) for p in paths], workers=1,
-                                                 segments=SegmentSpec(SEGMENT_S, HOP_S) if segments else None))
+        report = run_ingest(
+            store,
+            IngestOptions(
+                paths=[str(p) for p in paths], workers=1, segments=SegmentSpec(SEGMENT_S, HOP_S) if segments else None
+            ),
+        )
     finally:
         store.close()
     return report.stats
@@ -127,7 +132,7 @@ def ingested_home(library, tmp_path_factory) -> Path:
     stats = ingest(home, [library.root])
     assert stats.embedded == len(TRACKS) and stats.failed == 1, stats
     with TestClient(create_app(service_settings(home))) as warm:
-        settle(warm)          # the label vocabulary's vectors are now cached in the home
+        settle(warm)  # the label vocabulary's vectors are now cached in the home
     return home
 
 
@@ -149,13 +154,15 @@ def item_ids(ingested_home, library) -> dict[str, int]:
 
 # ----------------------------------------------------------------------------- apps
 
+
 def service_settings(home: Path, **overrides):
     """Settings for a test app: the defaults (the environment is ignored: tests/conftest.py),
     the test library's home and model, then the test's overrides."""
     from service.settings import ServiceSettings
 
-    base = dict(home=home, model=MODEL, reload_poll_s=60.0,
-                embedding_cache_ttl_s=900, result_cache_ttl_s=900)   # short: Redis outlives runs
+    base = dict(
+        home=home, model=MODEL, reload_poll_s=60.0, embedding_cache_ttl_s=900, result_cache_ttl_s=900
+    )  # short: Redis outlives runs
     base.update(overrides)
     return ServiceSettings(**base)
 
@@ -169,11 +176,13 @@ def open_client(ingested_home):
     from service.app import create_app
 
     with ExitStack() as stack:
+
         def _open(home: Path | None = None, **overrides) -> TestClient:
             app = create_app(service_settings(home or ingested_home, **overrides))
             client = stack.enter_context(TestClient(app, raise_server_exceptions=False))
-            stack.callback(settle, client)       # runs before the client closes
+            stack.callback(settle, client)  # runs before the client closes
             return client
+
         yield _open
 
 
@@ -190,6 +199,7 @@ def client(ingested_home):
 
 
 # ----------------------------------------------------------------------------- helpers
+
 
 def settle(client) -> None:
     """Wait for the app's background embedding of the label vocabulary (a daemon thread that

@@ -9,7 +9,7 @@ import pytest
 
 from tests.service.conftest import assert_problem, valid_search
 
-COMMA_LABEL = "Crowing, cock-a-doodle-doo"     # one of AudioSet's own labels
+COMMA_LABEL = "Crowing, cock-a-doodle-doo"  # one of AudioSet's own labels
 
 
 def _upload(library, name="tone_440.wav"):
@@ -17,6 +17,7 @@ def _upload(library, name="tone_440.wav"):
 
 
 # ----------------------------------------------------------------------------- JSON = form = query
+
 
 @pytest.mark.parametrize("path", ["/search", "/v1/search"])
 def test_text_search_takes_json_form_and_query_alike(client, path):
@@ -37,10 +38,12 @@ def test_text_search_without_q_names_the_field(client):
 
 
 def test_classify_takes_json_form_and_query_alike(client, item_ids):
-    fields = {"id": item_ids["roof.wav"], "candidate_labels": [COMMA_LABEL, "rain", "a dog"],
-              "multi_label": True}
-    answers = [client.post("/v1/classify", json=fields), client.post("/classify", data=fields),
-               client.post("/v1/classify", params=fields)]
+    fields = {"id": item_ids["roof.wav"], "candidate_labels": [COMMA_LABEL, "rain", "a dog"], "multi_label": True}
+    answers = [
+        client.post("/v1/classify", json=fields),
+        client.post("/classify", data=fields),
+        client.post("/v1/classify", params=fields),
+    ]
     for response in answers:
         assert response.status_code == 200, response.text
     labels = [sorted(e["label"] for e in r.json()["labels"]) for r in answers]
@@ -55,16 +58,18 @@ def test_a_label_with_a_comma_stays_one_label(client, item_ids, library):
     upload = client.post("/v1/classify", files=_upload(library), data={"candidate_labels": [COMMA_LABEL, "x"]})
     assert sorted(e["label"] for e in upload.json()["labels"]) == sorted([COMMA_LABEL, "x"])
     single = client.post("/v1/classify", json={"id": item_ids["roof.wav"], "candidate_labels": COMMA_LABEL})
-    assert [e["label"] for e in single.json()["labels"]] == [COMMA_LABEL]     # a string is a list of one
+    assert [e["label"] for e in single.json()["labels"]] == [COMMA_LABEL]  # a string is a list of one
 
 
 def test_texts_take_form_fields_json_and_query(client, item_ids, library):
     item = item_ids["tone_440.wav"]
     mine = ["a pure sine tone", COMMA_LABEL]
     fields = {"id": item, "texts": mine, "vocabulary": "false"}
-    answers = [client.post("/v1/search/texts", data=fields),
-               client.post("/v1/search/texts", json={**fields, "vocabulary": False}),
-               client.post("/v1/search/texts", params=fields)]
+    answers = [
+        client.post("/v1/search/texts", data=fields),
+        client.post("/v1/search/texts", json={**fields, "vocabulary": False}),
+        client.post("/v1/search/texts", params=fields),
+    ]
     for response in answers:
         assert response.status_code == 200, response.text
         assert sorted(r["text"] for r in response.json()["results"]) == sorted(mine)
@@ -95,6 +100,7 @@ def test_ingest_takes_json_and_form(open_client, tmp_path):
 
 # ----------------------------------------------------------------------------- shapes
 
+
 def test_list_resources_share_one_envelope(client):
     for path in ("/v1/collections", "/v1/jobs"):
         body = client.get(path).json()
@@ -114,38 +120,47 @@ def test_tags_are_always_an_object(client, item_ids):
 
 # ----------------------------------------------------------------------------- hostile input
 
-@pytest.mark.parametrize("path", ["/search", "/v1/classify", "/v1/search/texts", "/v1/search/audio",
-                                  "/v1/jobs/ingest"])
+
+@pytest.mark.parametrize("path", ["/search", "/v1/classify", "/v1/search/texts", "/v1/search/audio", "/v1/jobs/ingest"])
 def test_bodies_that_are_not_fields_are_problems(client, path):
-    assert_problem(client.post(path, content=b"q=dog", headers={"Content-Type": "text/plain"}),
-                   415, "upload.content_type")
-    assert_problem(client.post(path, content=b"\x00\x01", headers={"Content-Type": "application/octet-stream"}),
-                   415, "upload.content_type")
-    assert_problem(client.post(path, content=b'{"q": ', headers={"Content-Type": "application/json"}),
-                   422, "request.invalid")
-    assert_problem(client.post(path, content=b"\xff\xfe", headers={"Content-Type": "application/json"}),
-                   422, "request.invalid")
+    assert_problem(
+        client.post(path, content=b"q=dog", headers={"Content-Type": "text/plain"}), 415, "upload.content_type"
+    )
+    assert_problem(
+        client.post(path, content=b"\x00\x01", headers={"Content-Type": "application/octet-stream"}),
+        415,
+        "upload.content_type",
+    )
+    assert_problem(
+        client.post(path, content=b'{"q": ', headers={"Content-Type": "application/json"}), 422, "request.invalid"
+    )
+    assert_problem(
+        client.post(path, content=b"\xff\xfe", headers={"Content-Type": "application/json"}), 422, "request.invalid"
+    )
     assert_problem(client.post(path, json=["q", "dog"]), 422, "request.invalid")
     assert_problem(client.post(path, json="dog"), 422, "request.invalid")
     assert_problem(client.post(path, json={"nonsense": 1, "qq": "dog"}), 422, "request.invalid")
 
 
-@pytest.mark.parametrize("path, fields", [
-    ("/search", {"q": ["a", "b"]}),
-    ("/search", {"q": "a", "limit": "many"}),
-    ("/search", {"q": "a", "limit": -1}),
-    ("/search", {"q": "a", "format": [{"x": 1}]}),
-    ("/search", {"q": "a", "tag": ["t"] * 5000}),
-    ("/search", {"q": {"text": "a"}}),
-    ("/v1/classify", {"id": "seven", "candidate_labels": ["a"]}),
-    ("/v1/classify", {"id": 1, "candidate_labels": [1, 2]}),
-    ("/v1/classify", {"id": 1, "candidate_labels": {"a": 1}}),
-    ("/v1/classify", {"id": 1, "candidate_labels": ["a"], "multi_label": "perhaps"}),
-    ("/v1/search/texts", {"id": 1, "texts": "x", "limit": 0}),
-    ("/v1/search/texts", {"id": 1, "texts": [None]}),
-    ("/v1/jobs/ingest", {"path": 5}),
-    ("/v1/jobs/ingest", {"path": "/tmp", "collection": "../x"}),
-])
+@pytest.mark.parametrize(
+    "path, fields",
+    [
+        ("/search", {"q": ["a", "b"]}),
+        ("/search", {"q": "a", "limit": "many"}),
+        ("/search", {"q": "a", "limit": -1}),
+        ("/search", {"q": "a", "format": [{"x": 1}]}),
+        ("/search", {"q": "a", "tag": ["t"] * 5000}),
+        ("/search", {"q": {"text": "a"}}),
+        ("/v1/classify", {"id": "seven", "candidate_labels": ["a"]}),
+        ("/v1/classify", {"id": 1, "candidate_labels": [1, 2]}),
+        ("/v1/classify", {"id": 1, "candidate_labels": {"a": 1}}),
+        ("/v1/classify", {"id": 1, "candidate_labels": ["a"], "multi_label": "perhaps"}),
+        ("/v1/search/texts", {"id": 1, "texts": "x", "limit": 0}),
+        ("/v1/search/texts", {"id": 1, "texts": [None]}),
+        ("/v1/jobs/ingest", {"path": 5}),
+        ("/v1/jobs/ingest", {"path": "/tmp", "collection": "../x"}),
+    ],
+)
 def test_wrong_types_are_422(client, path, fields):
     assert_problem(client.post(path, json=fields), 422, "request.invalid")
 
@@ -153,8 +168,9 @@ def test_wrong_types_are_422(client, path, fields):
 def test_huge_lists_are_4xx_problems(client, item_ids):
     item = item_ids["tone_440.wav"]
     many = [f"label {i}" for i in range(20_000)]
-    assert_problem(client.post("/v1/classify", json={"id": item, "candidate_labels": many}), 422,
-                   "request.too_many_labels")
+    assert_problem(
+        client.post("/v1/classify", json={"id": item, "candidate_labels": many}), 422, "request.too_many_labels"
+    )
     assert_problem(client.post("/v1/search/texts", json={"id": item, "texts": many}), 422, "request.too_many_labels")
     form = client.post("/v1/classify", data={"id": item, "candidate_labels": many[:5000]})
     assert form.status_code in (400, 413, 422) and form.headers["content-type"].startswith("application/problem+json")
@@ -162,11 +178,13 @@ def test_huge_lists_are_4xx_problems(client, item_ids):
 
 def test_deep_json_and_long_query_lists_are_problems(client):
     deep = b"[" * 200_000 + b"]" * 200_000
-    assert_problem(client.post("/search", content=deep, headers={"Content-Type": "application/json"}),
-                   422, "request.invalid")
+    assert_problem(
+        client.post("/search", content=deep, headers={"Content-Type": "application/json"}), 422, "request.invalid"
+    )
     nested = b'{"q": ' + b"[" * 200_000 + b"]" * 200_000 + b"}"
-    assert_problem(client.post("/search", content=nested, headers={"Content-Type": "application/json"}),
-                   422, "request.invalid")
+    assert_problem(
+        client.post("/search", content=nested, headers={"Content-Type": "application/json"}), 422, "request.invalid"
+    )
     assert_problem(client.get("/v1/search", params=[("q", "a")] + [("tag", "t")] * 500), 422, "request.invalid")
 
 
@@ -175,8 +193,16 @@ def test_file_must_be_a_file_part(client, item_ids):
     assert_problem(client.post("/v1/search/audio", json={"file": "clip.wav"}), 422, "request.invalid")
 
 
-@pytest.mark.parametrize("method, path", [("DELETE", "/v1/search"), ("PUT", "/v1/classify"), ("GET", "/v1/classify"),
-                                          ("PATCH", "/v1/collections"), ("POST", "/v1/jobs")])
+@pytest.mark.parametrize(
+    "method, path",
+    [
+        ("DELETE", "/v1/search"),
+        ("PUT", "/v1/classify"),
+        ("GET", "/v1/classify"),
+        ("PATCH", "/v1/collections"),
+        ("POST", "/v1/jobs"),
+    ],
+)
 def test_wrong_method_is_a_405_problem(client, method, path):
     body = assert_problem(client.request(method, path), 405, "request.method")
     assert "." in body["code"]

@@ -16,14 +16,20 @@ def secured(open_client):
 
 def _protected(item_ids) -> list[tuple[str, str, dict]]:
     item = item_ids["tone_440.wav"]
-    return [("GET", "/v1/search", {"params": {"q": "rain"}}),
-            ("POST", "/search", {"params": {"q": "rain"}}),
-            ("POST", "/v1/search/audio", {"params": {"id": item}}),
-            ("POST", "/v1/search/texts", {"params": {"id": item, "limit": 3}}),
-            ("POST", "/v1/classify", {"data": {"id": item, "candidate_labels": ["a", "b"]}}),
-            ("GET", f"/v1/items/{item}", {}), ("GET", f"/v1/items/{item}/audio", {}),
-            ("GET", f"/v1/items/{item}/peaks", {}), ("GET", f"/v1/items/{item}/similar", {}),
-            ("GET", "/v1/collections", {}), ("GET", "/v1/collections/default", {}), ("GET", "/v1/jobs", {})]
+    return [
+        ("GET", "/v1/search", {"params": {"q": "rain"}}),
+        ("POST", "/search", {"params": {"q": "rain"}}),
+        ("POST", "/v1/search/audio", {"params": {"id": item}}),
+        ("POST", "/v1/search/texts", {"params": {"id": item, "limit": 3}}),
+        ("POST", "/v1/classify", {"data": {"id": item, "candidate_labels": ["a", "b"]}}),
+        ("GET", f"/v1/items/{item}", {}),
+        ("GET", f"/v1/items/{item}/audio", {}),
+        ("GET", f"/v1/items/{item}/peaks", {}),
+        ("GET", f"/v1/items/{item}/similar", {}),
+        ("GET", "/v1/collections", {}),
+        ("GET", "/v1/collections/default", {}),
+        ("GET", "/v1/jobs", {}),
+    ]
 
 
 def test_every_api_route_needs_a_key(secured, item_ids):
@@ -35,8 +41,12 @@ def test_every_api_route_needs_a_key(secured, item_ids):
 
 
 def test_a_wrong_key_is_401(secured):
-    for headers in ({"X-API-Key": "nope"}, {"Authorization": "Bearer nope"},
-                    {"X-API-Key": KEYS[0][:-1]}, {"X-API-Key": KEYS[0] + "x"}):
+    for headers in (
+        {"X-API-Key": "nope"},
+        {"Authorization": "Bearer nope"},
+        {"X-API-Key": KEYS[0][:-1]},
+        {"X-API-Key": KEYS[0] + "x"},
+    ):
         response = secured.get("/v1/collections", headers=headers)
         assert_problem(response, 401, "auth.invalid_key")
         assert "invalid_token" in response.headers["www-authenticate"]
@@ -45,10 +55,15 @@ def test_a_wrong_key_is_401(secured):
 
 def test_every_accepted_way_to_send_a_key(secured, item_ids):
     for method, path, kw in _protected(item_ids):
-        for headers, params in (({"X-API-Key": KEYS[0]}, {}), ({"Authorization": f"Bearer {KEYS[1]}"}, {}),
-                                ({"Authorization": f"bearer {KEYS[0]}"}, {}), ({}, {"api_key": KEYS[1]})):
-            response = secured.request(method, path, headers=headers,
-                                       params={**kw.get("params", {}), **params}, data=kw.get("data"))
+        for headers, params in (
+            ({"X-API-Key": KEYS[0]}, {}),
+            ({"Authorization": f"Bearer {KEYS[1]}"}, {}),
+            ({"Authorization": f"bearer {KEYS[0]}"}, {}),
+            ({}, {"api_key": KEYS[1]}),
+        ):
+            response = secured.request(
+                method, path, headers=headers, params={**kw.get("params", {}), **params}, data=kw.get("data")
+            )
             assert response.status_code == 200, (path, headers, params, response.text[:200])
 
 
@@ -63,7 +78,7 @@ def test_metrics_need_a_key_unless_public(secured, open_client):
     public = open_client(api_keys=KEYS, metrics_public=True)
     response = public.get("/metrics")
     assert response.status_code == 200 and "clapsearch_stage_seconds" in response.text
-    assert_problem(public.get("/v1/collections"), 401, "auth.required")    # only metrics are public
+    assert_problem(public.get("/v1/collections"), 401, "auth.required")  # only metrics are public
 
 
 def test_no_keys_configured_is_open(client):

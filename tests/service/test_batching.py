@@ -45,6 +45,7 @@ def run(coro_fn, batcher: MicroBatcher):
             return await asyncio.wait_for(coro_fn(), timeout=30)
         finally:
             batcher.stop()
+
     return asyncio.run(main())
 
 
@@ -54,6 +55,7 @@ async def _until(predicate, timeout_s: float = 10.0) -> None:
 
 
 # ----------------------------------------------------------------------------- MicroBatcher
+
 
 def test_concurrent_submits_share_calls_and_each_gets_its_own_result():
     recorder = Recorder(sleep_s=0.01)
@@ -66,7 +68,7 @@ def test_concurrent_submits_share_calls_and_each_gets_its_own_result():
     results = run(go, batcher)
     assert results == [i * 2 for i in range(50)]
     assert len(recorder.batches) < 50
-    assert sorted(x for batch in recorder.batches for x in batch) == list(range(50))   # each item once
+    assert sorted(x for batch in recorder.batches for x in batch) == list(range(50))  # each item once
     assert max(len(b) for b in recorder.batches) > 1
     assert sizes == [len(b) for b in recorder.batches]
 
@@ -90,7 +92,7 @@ def test_batches_never_exceed_max_batch():
 
 def test_a_lone_request_does_not_wait_for_company():
     recorder = Recorder()
-    batcher = MicroBatcher(recorder, max_batch=64, max_wait_s=60.0)   # a wait would be a minute
+    batcher = MicroBatcher(recorder, max_batch=64, max_wait_s=60.0)  # a wait would be a minute
 
     async def go():
         return await asyncio.wait_for(batcher.submit(21), timeout=10)
@@ -115,7 +117,7 @@ def test_an_exception_in_the_results_fails_only_its_item():
         return await asyncio.gather(first, *rest, return_exceptions=True)
 
     results = run(go, batcher)
-    assert [len(b) for b in recorder.batches] == [1, 5]       # item 3 shared a batch with the others
+    assert [len(b) for b in recorder.batches] == [1, 5]  # item 3 shared a batch with the others
     assert results[:3] == [100, 101, 102] and results[4:] == [104, 105]
     assert isinstance(results[3], ValueError) and str(results[3]) == "bad item 3"
 
@@ -179,7 +181,7 @@ def test_a_full_queue_is_503_busy():
     refused, results = run(go, batcher)
     assert refused.status == 503 and refused.code == "busy"
     assert refused.headers.get("Retry-After") == "1"
-    assert results == [0, 2, 4]                               # the queued ones were still answered
+    assert results == [0, 2, 4]  # the queued ones were still answered
 
 
 def test_busy_is_a_503_problem_through_the_app(ingested_home):
@@ -202,9 +204,9 @@ def test_busy_is_a_503_problem_through_the_app(ingested_home):
             transport = httpx.ASGITransport(app=app)
             async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
                 first = asyncio.ensure_future(http.get("/v1/search", params={"q": "one"}))
-                await _until(entered.is_set)                  # being processed: the queue is empty
+                await _until(entered.is_set)  # being processed: the queue is empty
                 second = asyncio.ensure_future(http.get("/v1/search", params={"q": "two"}))
-                await _until(lambda: batcher.depth == 1)      # waiting: the queue is full
+                await _until(lambda: batcher.depth == 1)  # waiting: the queue is full
                 third = await http.get("/v1/search", params={"q": "three"})
                 release.set()
                 return third, await first, await second
@@ -217,6 +219,7 @@ def test_busy_is_a_503_problem_through_the_app(ingested_home):
 
 
 # ----------------------------------------------------------------------------- the engine
+
 
 @pytest.fixture(scope="module")
 def encoder():
@@ -239,14 +242,24 @@ def test_text_vectors_are_the_same_alone_or_batched(encoder):
     for i, vector in enumerate(together[:-1]):
         np.testing.assert_allclose(vector[0], alone[i], atol=1e-6)
     np.testing.assert_allclose(together[-1], alone[::-1], atol=1e-6)
-    np.testing.assert_array_equal(together[0], together[3])          # the same text, one vector
-    assert float(alone[0] @ alone[1]) < 0.99                        # different texts differ
+    np.testing.assert_array_equal(together[0], together[3])  # the same text, one vector
+    assert float(alone[0] @ alone[1]) < 0.99  # different texts differ
 
 
 # ----------------------------------------------------------------------------- through the app
 
-QUERIES = ["dog barking", "rain falling on a roof", "a high beep", "a low hum", "birds singing",
-           "a car engine", "wind", "a bell", "footsteps", "a sine wave"]
+QUERIES = [
+    "dog barking",
+    "rain falling on a roof",
+    "a high beep",
+    "a low hum",
+    "birds singing",
+    "a car engine",
+    "wind",
+    "a bell",
+    "footsteps",
+    "a sine wave",
+]
 
 
 def test_concurrent_searches_are_batched_and_equal_each_query_alone(ingested_home):
@@ -257,6 +270,7 @@ def test_concurrent_searches_are_batched_and_equal_each_query_alone(ingested_hom
         async with app.router.lifespan_context(app):
             transport = httpx.ASGITransport(app=app)
             async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+
                 async def search(q):
                     response = await http.get("/v1/search", params={"q": q, "limit": 100})
                     assert response.status_code == 200, response.text
@@ -276,6 +290,6 @@ def test_concurrent_searches_are_batched_and_equal_each_query_alone(ingested_hom
     count = metric_samples(metrics, "clapsearch_batch_size_count")[()] - before[()]
     total = metric_samples(metrics, "clapsearch_batch_size_sum")[()]
     ones = metric_samples(metrics, "clapsearch_batch_size_bucket")[(("le", "1.0"),)]
-    assert 0 < count < 50                      # 50 searches, fewer inference batches
-    assert total >= len(QUERIES) + 50          # every search went through the batcher
-    assert ones < metric_samples(metrics, "clapsearch_batch_size_count")[()]   # some batch held > 1
+    assert 0 < count < 50  # 50 searches, fewer inference batches
+    assert total >= len(QUERIES) + 50  # every search went through the batcher
+    assert ones < metric_samples(metrics, "clapsearch_batch_size_count")[()]  # some batch held > 1

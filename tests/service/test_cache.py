@@ -11,7 +11,7 @@ import pytest
 
 from service.cache import Cache, redact_url, redis_client
 
-DEAD = "redis://127.0.0.1:1/0"     # nothing listens on port 1: connection refused at once
+DEAD = "redis://127.0.0.1:1/0"  # nothing listens on port 1: connection refused at once
 
 
 @pytest.fixture
@@ -76,7 +76,7 @@ def test_dead_redis_never_raises_and_reports_down(caplog):
             assert c.get("a") is None
             c.set("a", b"1", 60)
             assert c.get_many(["a"]) == [None]
-    assert time.monotonic() - started < 2       # the breaker skips Redis after the first error
+    assert time.monotonic() - started < 2  # the breaker skips Redis after the first error
     assert len([r for r in caplog.records if "unusable" in r.getMessage()]) == 1
     status = c.status()
     assert status["state"] == "down" and "127.0.0.1:1" in status["detail"]
@@ -97,6 +97,7 @@ class _Flaky:
             if self.broken:
                 raise redis.ConnectionError("simulated outage")
             return getattr(self.real, name)(*args, **kwargs)
+
         return call
 
 
@@ -110,10 +111,10 @@ def test_breaker_skips_redis_then_recovers(cache, redis_url, caplog):
     with caplog.at_level(logging.WARNING, logger="service.cache"):
         assert cache.get("k") is None
         assert cache.get("k") is None and cache.get_many(["k"]) == [None]
-        assert flaky.calls == 1                     # skipped inside the quiet period
+        assert flaky.calls == 1  # skipped inside the quiet period
         flaky.broken = False
         time.sleep(0.35)
-        assert cache.get("k") == b"v"               # tried again, and it works
+        assert cache.get("k") == b"v"  # tried again, and it works
     messages = [r.getMessage() for r in caplog.records]
     assert sum("unusable" in m for m in messages) == 1 and sum("is back" in m for m in messages) == 1
     flaky.real.close()

@@ -20,7 +20,7 @@ def _upload(library, name="tone_440.wav"):
 def _check_softmax(body):
     labels = body["labels"]
     scores = [entry["score"] for entry in labels]
-    assert scores == sorted(scores, reverse=True)            # HF order: best first
+    assert scores == sorted(scores, reverse=True)  # HF order: best first
     assert sum(scores) == pytest.approx(1.0, abs=1e-4)
     assert all(0.0 <= s <= 1.0 for s in scores)
     assert all(-1.0 <= entry["cosine"] <= 1.0 for entry in labels)
@@ -51,15 +51,18 @@ def test_repeated_labels_json_arrays_query_params_and_both_routes_agree(client, 
     assert repeated["query"] == f"item:{item}"
     _check_softmax(repeated)
     # an upload of the same file gives (nearly) the same cosines as its stored vector
-    uploaded = {e["label"]: e["cosine"] for e in
-                client.post("/classify", files=_upload(library), data={"candidate_labels": LABELS}).json()["labels"]}
+    uploaded = {
+        e["label"]: e["cosine"]
+        for e in client.post("/classify", files=_upload(library), data={"candidate_labels": LABELS}).json()["labels"]
+    }
     for entry in repeated["labels"]:
         assert entry["cosine"] == pytest.approx(uploaded[entry["label"]], abs=2e-3)
 
 
 def test_repeated_values_may_contain_commas(client, item_ids):
-    body = client.post("/v1/classify", data={"id": item_ids["roof.wav"],
-                                             "candidate_labels": ["rain, falling on a roof", "a dog"]}).json()
+    body = client.post(
+        "/v1/classify", data={"id": item_ids["roof.wav"], "candidate_labels": ["rain, falling on a roof", "a dog"]}
+    ).json()
     assert sorted(entry["label"] for entry in body["labels"]) == ["a dog", "rain, falling on a roof"]
 
 
@@ -73,8 +76,10 @@ def test_label_order_of_the_request_does_not_change_scores(client, item_ids):
 def test_custom_hypothesis_template_changes_the_cosines(client, item_ids):
     item = item_ids["tone_880.wav"]
     default = client.post("/v1/classify", data={"id": item, "candidate_labels": LABELS}).json()
-    custom = client.post("/v1/classify", data={"id": item, "candidate_labels": LABELS,
-                                               "hypothesis_template": "A recording of {} far away."}).json()
+    custom = client.post(
+        "/v1/classify",
+        data={"id": item, "candidate_labels": LABELS, "hypothesis_template": "A recording of {} far away."},
+    ).json()
     assert custom["hypothesis_template"] == "A recording of {} far away."
     before = {e["label"]: e["cosine"] for e in default["labels"]}
     after = {e["label"]: e["cosine"] for e in custom["labels"]}
@@ -82,11 +87,14 @@ def test_custom_hypothesis_template_changes_the_cosines(client, item_ids):
     assert all(before[label] != after[label] for label in before)
     _check_softmax(custom)
     # the explicit default template is the default
-    explicit = client.post("/v1/classify", data={"id": item, "candidate_labels": LABELS,
-                                                 "hypothesis_template": "This is a sound of {}."}).json()
+    explicit = client.post(
+        "/v1/classify", data={"id": item, "candidate_labels": LABELS, "hypothesis_template": "This is a sound of {}."}
+    ).json()
     assert explicit["labels"] == default["labels"]
-    named = client.post("/v1/classify", data={"id": item, "candidate_labels": LABELS,
-                                              "hypothesis_template": "This is a sound of {label}."}).json()
+    named = client.post(
+        "/v1/classify",
+        data={"id": item, "candidate_labels": LABELS, "hypothesis_template": "This is a sound of {label}."},
+    ).json()
     assert named["labels"] == default["labels"]
 
 
@@ -101,10 +109,11 @@ def test_multi_label_scores_each_label_on_its_own(client, item_ids):
     scores = [e["score"] for e in entries]
     assert all(0.0 <= s <= 1.0 for s in scores)
     assert scores == sorted(scores, reverse=True)
-    assert sum(scores) != pytest.approx(1.0, abs=1e-3)      # no softmax competition
+    assert sum(scores) != pytest.approx(1.0, abs=1e-3)  # no softmax competition
     # independent: a label's score does not depend on the other candidates
-    alone = client.post("/v1/classify", data={"id": item, "candidate_labels": [entries[0]["label"], "rain"],
-                                              "multi_label": "true"}).json()["labels"]
+    alone = client.post(
+        "/v1/classify", data={"id": item, "candidate_labels": [entries[0]["label"], "rain"], "multi_label": "true"}
+    ).json()["labels"]
     assert {e["label"]: e["score"] for e in alone}[entries[0]["label"]] == entries[0]["score"]
     # monotonic in the cosine
     by_cosine = sorted(entries, key=lambda e: e["cosine"])
@@ -122,29 +131,41 @@ def test_classify_cosines_cached_or_not_are_stable(client, item_ids):
     assert first == second
 
 
-@pytest.mark.parametrize("data, code", [
-    ({"candidate_labels": ""}, "request.no_labels"),
-    ({"candidate_labels": [" ", ""]}, "request.no_labels"),
-    ({}, "request.no_labels"),
-    ({"candidate_labels": ["a", "b"], "hypothesis_template": "no placeholder"}, "request.template"),
-    ({"candidate_labels": "x" * 201}, "request.label_too_long"),
-])
+@pytest.mark.parametrize(
+    "data, code",
+    [
+        ({"candidate_labels": ""}, "request.no_labels"),
+        ({"candidate_labels": [" ", ""]}, "request.no_labels"),
+        ({}, "request.no_labels"),
+        ({"candidate_labels": ["a", "b"], "hypothesis_template": "no placeholder"}, "request.template"),
+        ({"candidate_labels": "x" * 201}, "request.label_too_long"),
+    ],
+)
 def test_bad_labels_are_422_problems(client, item_ids, data, code):
     assert_problem(client.post("/v1/classify", data={"id": item_ids["tone_440.wav"], **data}), 422, code)
 
 
 def test_too_many_labels(open_client, item_ids):
     few = open_client(max_labels=3)
-    assert few.post("/classify", data={"id": item_ids["tone_440.wav"], "candidate_labels": ["a", "b", "c"]}).status_code == 200
-    assert_problem(few.post("/classify", data={"id": item_ids["tone_440.wav"], "candidate_labels": ["a", "b", "c", "d"]}),
-                   422, "request.too_many_labels")
+    assert (
+        few.post("/classify", data={"id": item_ids["tone_440.wav"], "candidate_labels": ["a", "b", "c"]}).status_code
+        == 200
+    )
+    assert_problem(
+        few.post("/classify", data={"id": item_ids["tone_440.wav"], "candidate_labels": ["a", "b", "c", "d"]}),
+        422,
+        "request.too_many_labels",
+    )
 
 
 def test_audio_source_errors(client, library, item_ids):
     labels = {"candidate_labels": ["a", "b"]}
     assert_problem(client.post("/v1/classify", data=labels), 422, "request.audio_source")
-    assert_problem(client.post("/v1/classify", files=_upload(library), data={**labels, "id": item_ids["tone_440.wav"]}),
-                   422, "request.audio_source")
+    assert_problem(
+        client.post("/v1/classify", files=_upload(library), data={**labels, "id": item_ids["tone_440.wav"]}),
+        422,
+        "request.audio_source",
+    )
     assert_problem(client.post("/v1/classify", data={**labels, "id": 999999}), 404, "item.not_found")
     assert_problem(client.post("/v1/classify", data={**labels, "id": item_ids["garbage.wav"]}), 409, "item.not_indexed")
     assert_problem(client.post("/v1/classify", data={**labels, "id": 0}), 422, "request.invalid")

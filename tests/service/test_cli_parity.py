@@ -17,10 +17,14 @@ URL_FIELDS = {"audio_url", "peaks_url"}
 CASES = {
     "plain": ([], {}),
     "tag": (["--tag", "genre:ambient"], {"tag": "genre:ambient"}),
-    "tags-and-format": (["--tag", "rain", "--format", "flac", "--format", "WAV"],
-                        {"tag": "rain", "format": ["flac", "WAV"]}),
-    "durations-paged": (["--min-duration", "2", "--max-duration", "4", "-k", "3", "--offset", "1"],
-                        {"min_duration": 2, "max_duration": 4, "limit": 3, "offset": 1}),
+    "tags-and-format": (
+        ["--tag", "rain", "--format", "flac", "--format", "WAV"],
+        {"tag": "rain", "format": ["flac", "WAV"]},
+    ),
+    "durations-paged": (
+        ["--min-duration", "2", "--max-duration", "4", "-k", "3", "--offset", "1"],
+        {"min_duration": 2, "max_duration": 4, "limit": 3, "offset": 1},
+    ),
     "path-prefix": (["--path-prefix", "{root}/tones"], {"path_prefix": "{root}/tones"}),
     "min-score": (["--min-score", "0.2"], {"min_score": 0.2}),
     "moments": (["--segments", "-k", "20"], {"segments": "true", "limit": 20}),
@@ -55,7 +59,7 @@ def test_text_search_answers_match(case, query, client, ingested_home, library, 
     api = _api_hits(client.get("/v1/search", params={"q": query, **{k: _fill(v, root) for k, v in params.items()}}))
     ours = _cli_hits(capsys, ingested_home, [query, *_fill(options, root)])
     assert ours == api
-    assert api or case == "min-score"          # the cases are built to return something
+    assert api or case == "min-score"  # the cases are built to return something
 
 
 @pytest.mark.parametrize("case", ["plain", "tag", "durations-paged", "moments"])
@@ -72,10 +76,12 @@ def test_similar_item_and_example_answers_match(case, client, ingested_home, ite
 
 
 def test_refusals_carry_the_same_code(client, ingested_home, capsys):
-    cases = [(["x", "--min-relevance", "0.5"], {"q": "x", "min_relevance": 0.5}, "request.min_relevance"),
-             (["   "], {"q": "   "}, "text.empty"),
-             (["x" * 1001], {"q": "x" * 1001}, "text.too_long"),
-             (["--item", str(2**63)], None, "item.not_found")]
+    cases = [
+        (["x", "--min-relevance", "0.5"], {"q": "x", "min_relevance": 0.5}, "request.min_relevance"),
+        (["   "], {"q": "   "}, "text.empty"),
+        (["x" * 1001], {"q": "x" * 1001}, "text.too_long"),
+        (["--item", str(2**63)], None, "item.not_found"),
+    ]
     for options, params, code in cases:
         capsys.readouterr()
         assert cli.main(["search", *options, "--home", str(ingested_home), "--model", str(MODEL)]) == 2

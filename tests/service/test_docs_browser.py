@@ -79,7 +79,7 @@ def test_api_docs_render_offline(page, site, sync_api):
 
     page.goto(site["url"] + "/redoc")
     expect(page.get_by_role("heading", name="Zero-shot tagging").first).to_be_visible(timeout=60_000)
-    assert page.get_by_role("heading", level=2).count() >= 15      # one per operation
+    assert page.get_by_role("heading", level=2).count() >= 15  # one per operation
     assert not outside, f"the docs asked outside this server for {outside}"
     # ReDoc's sidebar tries its vendor's logo; the pages' Content-Security-Policy refuses it
     # before any request is made (the browser says so on the console), and nothing else is refused

@@ -14,8 +14,12 @@ from tests.service.conftest import assert_problem
 
 # src="..." / href="..." attributes and url: '...' / spec-url="..." in the pages' inline script
 URL = re.compile(r"""(?:src|href|spec-url)\s*=\s*["']([^"']+)["']|\burl\s*:\s*['"]([^'"]+)['"]""")
-EXPECTED_TYPE = {".js": ("text/javascript", "application/javascript"), ".css": ("text/css",),
-                 ".svg": ("image/svg+xml",), ".json": ("application/json",)}
+EXPECTED_TYPE = {
+    ".js": ("text/javascript", "application/javascript"),
+    ".css": ("text/css",),
+    ".svg": ("image/svg+xml",),
+    ".json": ("application/json",),
+}
 
 
 def _urls(html: str) -> list[str]:
@@ -30,7 +34,7 @@ def test_docs_pages_reference_only_local_assets(client, page):
     urls = _urls(html)
     assert urls, html
     assert "cdn" not in html.lower() and "fonts.googleapis" not in html
-    assert "default-src 'self'" in response.headers["content-security-policy"]   # nothing else, even by script
+    assert "default-src 'self'" in response.headers["content-security-policy"]  # nothing else, even by script
     for url in urls:
         parts = urlsplit(url)
         assert not parts.scheme and not parts.netloc, f"{page} loads {url} from elsewhere"
@@ -49,7 +53,7 @@ def test_the_assets_are_the_real_bundles(client):
     assert b"SwaggerUIBundle" in client.get(js).content
     (redoc,) = [u for u in _urls(client.get("/redoc").text) if u.endswith(".js")]
     assert b"Redoc" in client.get(redoc).content[:2000]
-    assert "validatorUrl" in html and '"validatorUrl": null' in html   # no badge fetched from swagger.io
+    assert "validatorUrl" in html and '"validatorUrl": null' in html  # no badge fetched from swagger.io
 
 
 def test_oauth2_redirect_and_unknown_assets(client):

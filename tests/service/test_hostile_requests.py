@@ -104,8 +104,9 @@ def test_search_filters_bound_their_lists_in_the_core():
 def test_long_or_unencodable_ingest_paths_are_refused_not_500(ingest_client, tmp_path, tail):
     path = str(tmp_path / "lib") + "/" + tail
     # json.dumps writes lone surrogates as \udcff escapes: valid JSON that decodes to them
-    r = ingest_client.post("/v1/jobs/ingest", content=json.dumps({"path": path}),
-                           headers={"content-type": "application/json"})
+    r = ingest_client.post(
+        "/v1/jobs/ingest", content=json.dumps({"path": path}), headers={"content-type": "application/json"}
+    )
     assert r.status_code < 500, r.text[:300]
     assert_problem(r, 404 if len(tail) < 4000 and "\udcff" not in tail else 422)
     assert ingest_client.get("/v1/jobs").status_code == 200
@@ -120,8 +121,10 @@ def test_a_dot_collection_left_by_an_older_version_no_longer_breaks_listings(ope
         row = list(db.execute("SELECT * FROM collections LIMIT 1").fetchone())
         columns = [c[1] for c in db.execute("PRAGMA table_info(collections)")]
         values = dict(zip(columns, row), id=None, name="..")
-        db.execute(f"INSERT INTO collections ({', '.join(values)}) VALUES ({', '.join('?' * len(values))})",
-                   list(values.values()))
+        db.execute(
+            f"INSERT INTO collections ({', '.join(values)}) VALUES ({', '.join('?' * len(values))})",
+            list(values.values()),
+        )
     client = open_client(home_copy)
     r = client.get("/v1/collections")
     assert r.status_code == 200 and ".." not in [c["name"] for c in r.json()["collections"]]

@@ -8,6 +8,7 @@ from tests.service.conftest import LONG, TRACKS, assert_problem, metric_samples
 
 # ----------------------------------------------------------------------------- items
 
+
 def test_item_metadata(client, library, item_ids):
     for name in ("rain.flac", LONG, "beep.mp3"):
         response = client.get(f"/v1/items/{item_ids[name]}")
@@ -20,7 +21,7 @@ def test_item_metadata(client, library, item_ids):
         assert item["size"] == path.stat().st_size
         assert item["format"] == track.format and item["sample_rate"] == 16_000 and item["channels"] == 1
         assert item["duration_s"] == pytest.approx(track.seconds, abs=0.05)
-        assert item["tags"] == track.tags       # {} when the file has none, never null
+        assert item["tags"] == track.tags  # {} when the file has none, never null
         assert item["status"] == "indexed" and item["error_code"] is None
         assert item["n_segments"] == (4 if name == LONG else 0)
         assert item["audio_url"] == f"/v1/items/{item['id']}/audio"
@@ -37,8 +38,12 @@ def test_failed_item_says_why(client, item_ids):
 
 
 def test_audio_is_the_file(client, library, item_ids):
-    for name, media in (("rain.flac", "audio/flac"), ("birds.ogg", "audio/ogg"), ("roof.wav", "audio/wav"),
-                        ("beep.mp3", "audio/mpeg")):
+    for name, media in (
+        ("rain.flac", "audio/flac"),
+        ("birds.ogg", "audio/ogg"),
+        ("roof.wav", "audio/wav"),
+        ("beep.mp3", "audio/mpeg"),
+    ):
         response = client.get(f"/v1/items/{item_ids[name]}/audio")
         assert response.status_code == 200
         assert response.content == library.path(name).read_bytes()
@@ -92,6 +97,7 @@ def test_item_whose_file_is_gone(open_client, home_copy, tmp_path):
 
 # ----------------------------------------------------------------------------- collections
 
+
 def _check_default(info):
     assert info["name"] == "default" and info["model"] == "clapsearch-sfx-v1" and info["served"] is True
     assert info["dim"] == 512
@@ -123,6 +129,7 @@ def test_unknown_collection_is_404(client):
 
 # ----------------------------------------------------------------------------- health, metrics, docs
 
+
 def test_healthz_and_readyz(client):
     assert client.get("/healthz").json() == {"status": "ok"}
     ready = client.get("/readyz")
@@ -143,8 +150,9 @@ def test_metrics_count_the_stages_of_a_search(client):
     assert any(dict(k).get("route") == "/v1/search" and dict(k).get("status") == "200" for k in requests)
     # routes are labelled by template, never by raw ids
     client.get("/v1/items/987654")
-    routes = {dict(k).get("route") for k in metric_samples(client.get("/metrics").text,
-                                                           "clapsearch_request_seconds_count")}
+    routes = {
+        dict(k).get("route") for k in metric_samples(client.get("/metrics").text, "clapsearch_request_seconds_count")
+    }
     assert "/v1/items/{item_id}" in routes and not any("987654" in (r or "") for r in routes)
 
 
@@ -152,12 +160,22 @@ def test_openapi_lists_the_routes(client):
     spec = client.get("/openapi.json")
     assert spec.status_code == 200
     paths = spec.json()["paths"]
-    for path, method in [("/v1/search", "get"), ("/search", "post"), ("/v1/search/audio", "post"),
-                         ("/v1/search/texts", "post"), ("/v1/classify", "post"), ("/classify", "post"),
-                         ("/v1/items/{item_id}", "get"), ("/v1/items/{item_id}/audio", "get"),
-                         ("/v1/items/{item_id}/peaks", "get"), ("/v1/items/{item_id}/similar", "get"),
-                         ("/v1/collections", "get"), ("/v1/collections/{name}", "get"),
-                         ("/healthz", "get"), ("/readyz", "get")]:
+    for path, method in [
+        ("/v1/search", "get"),
+        ("/search", "post"),
+        ("/v1/search/audio", "post"),
+        ("/v1/search/texts", "post"),
+        ("/v1/classify", "post"),
+        ("/classify", "post"),
+        ("/v1/items/{item_id}", "get"),
+        ("/v1/items/{item_id}/audio", "get"),
+        ("/v1/items/{item_id}/peaks", "get"),
+        ("/v1/items/{item_id}/similar", "get"),
+        ("/v1/collections", "get"),
+        ("/v1/collections/{name}", "get"),
+        ("/healthz", "get"),
+        ("/readyz", "get"),
+    ]:
         assert method in paths.get(path, {}), (path, method)
 
 

@@ -22,8 +22,20 @@ from tests.indexer.library import write
 REPO = Path(__file__).resolve().parents[2]
 MODEL = REPO / "models" / "clapsearch-sfx-v1"
 DEAD = "redis://127.0.0.1:1/0"
-JOB_KEYS = {"id", "status", "path", "collection", "segments", "prune", "progress", "result", "error",
-            "created_at", "started_at", "ended_at"}
+JOB_KEYS = {
+    "id",
+    "status",
+    "path",
+    "collection",
+    "segments",
+    "prune",
+    "progress",
+    "result",
+    "error",
+    "created_at",
+    "started_at",
+    "ended_at",
+}
 
 
 def _library(root: Path, n: int = 3) -> Path:
@@ -34,13 +46,20 @@ def _library(root: Path, n: int = 3) -> Path:
 
 def _settings(tmp_path: Path, **kw) -> ServiceSettings:
     kw.setdefault("redis_url", None)
-    return ServiceSettings(home=tmp_path / "home", model=MODEL, database_url=None, index_dir=None,
-                           allowed_ingest_roots=[tmp_path / "lib"], **kw)
+    return ServiceSettings(
+        home=tmp_path / "home",
+        model=MODEL,
+        database_url=None,
+        index_dir=None,
+        allowed_ingest_roots=[tmp_path / "lib"],
+        **kw,
+    )
 
 
 def _wait_job(queue, job_id: str, timeout: float = 90.0) -> JobInfo:
-    job = wait_until(lambda: (j := queue.get(job_id)) is not None and j.status in ("finished", "failed") and j,
-                     timeout, every_s=0.05)
+    job = wait_until(
+        lambda: (j := queue.get(job_id)) is not None and j.status in ("finished", "failed") and j, timeout, every_s=0.05
+    )
     assert job, f"job {job_id} did not end: {queue.get(job_id)}"
     return job
 
@@ -76,7 +95,7 @@ def test_check_ingest_path(tmp_path):
     with pytest.raises(ProblemError) as err:
         check_ingest_path(str(root / "nope"), roots)
     assert (err.value.status, err.value.code) == (404, "ingest.path_not_found")
-    with pytest.raises(ProblemError) as err:          # outside and missing: still 403, reveals nothing
+    with pytest.raises(ProblemError) as err:  # outside and missing: still 403, reveals nothing
         check_ingest_path(str(outside / "nope"), roots)
     assert err.value.status == 403
     with pytest.raises(ProblemError) as err:
@@ -117,7 +136,7 @@ def test_local_queue_failures(tmp_path):
     published: list = []
     queue = LocalJobQueue(settings, on_published=published.append)
     try:
-        with versions.collection_lock(settings.resolved_index_dir, "default"):    # another ingest
+        with versions.collection_lock(settings.resolved_index_dir, "default"):  # another ingest
             busy = queue.submit(IngestJobSpec(str(lib)))
             busy_done = _wait_job(queue, busy.id)
         assert busy_done.status == "failed" and busy_done.error.startswith("store.busy:")
@@ -125,7 +144,7 @@ def test_local_queue_failures(tmp_path):
         gone = queue.submit(IngestJobSpec(str(lib / "vanished")))
         gone_done = _wait_job(queue, gone.id)
         assert gone_done.status == "failed" and gone_done.error.startswith("ingest.path_not_found:")
-        assert [j.id for j in queue.list()] == [gone.id, busy.id]        # newest first
+        assert [j.id for j in queue.list()] == [gone.id, busy.id]  # newest first
         assert queue.get("no-such-job") is None
         assert published == []
     finally:
@@ -135,8 +154,9 @@ def test_local_queue_failures(tmp_path):
 # ---------------------------------------------------------------------- RQ
 @pytest.fixture
 def rq_settings(tmp_path, redis_url):
-    settings = _settings(tmp_path, redis_url=redis_url, job_queue=f"test-ingest-{uuid.uuid4().hex[:8]}",
-                         reload_poll_s=60)
+    settings = _settings(
+        tmp_path, redis_url=redis_url, job_queue=f"test-ingest-{uuid.uuid4().hex[:8]}", reload_poll_s=60
+    )
     yield settings
     from service.cache import redis_client
 
@@ -152,11 +172,21 @@ def rq_settings(tmp_path, redis_url):
 
 def _run_worker(settings: ServiceSettings, *extra: str) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CLAPSEARCH_")}
-    env.update(CLAPSEARCH_HOME=str(settings.home), CLAPSEARCH_MODEL=str(MODEL),
-               CLAPSEARCH_REDIS_URL=settings.redis_url, CLAPSEARCH_JOB_QUEUE=settings.job_queue,
-               CLAPSEARCH_ALLOWED_INGEST_ROOTS=",".join(str(r) for r in settings.allowed_ingest_roots))
-    proc = subprocess.run([sys.executable, "-m", "service.worker", "--burst", *extra], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=180)
+    env.update(
+        CLAPSEARCH_HOME=str(settings.home),
+        CLAPSEARCH_MODEL=str(MODEL),
+        CLAPSEARCH_REDIS_URL=settings.redis_url,
+        CLAPSEARCH_JOB_QUEUE=settings.job_queue,
+        CLAPSEARCH_ALLOWED_INGEST_ROOTS=",".join(str(r) for r in settings.allowed_ingest_roots),
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "service.worker", "--burst", *extra],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc
 
@@ -186,7 +216,7 @@ def test_rq_end_to_end(tmp_path, rq_settings):
         assert done.created_at <= done.started_at <= done.ended_at
         assert set(done.model_dump(mode="json")) == JOB_KEYS
         assert [j.id for j in queue.list()] == [job.id]
-        assert wait_until(lambda: "default" in seen)           # the worker announced the new version
+        assert wait_until(lambda: "default" in seen)  # the worker announced the new version
         _assert_searchable(rq_settings, 3)
     finally:
         watcher.stop()
@@ -203,7 +233,7 @@ def test_rq_failed_job_in_forking_worker(tmp_path, rq_settings):
         assert [j.id for j in queue.list()] == [second.id, first.id]
         with versions.collection_lock(rq_settings.resolved_index_dir, "default"):
             with versions.collection_lock(rq_settings.resolved_index_dir, "other"):
-                _run_worker(rq_settings)                      # forking rq.Worker
+                _run_worker(rq_settings)  # forking rq.Worker
         for job in (first, second):
             failed = queue.get(job.id)
             assert failed.status == "failed" and failed.error.startswith("store.busy:"), failed

@@ -33,10 +33,18 @@ def _type(schema: dict) -> str:
         text = {"integer": "int", "string": "str", "boolean": "bool", "number": "float"}.get(kind, kind)
         if schema.get("format") == "binary":
             text = "file"
-    for key, sign in (("minimum", ">="), ("exclusiveMinimum", ">"), ("maximum", "<="), ("minLength", " len>="),
-                      ("maxLength", " len<="), ("minItems", " items>="), ("maxItems", " items<="), ("pattern", " ~")):
+    for key, sign in (
+        ("minimum", ">="),
+        ("exclusiveMinimum", ">"),
+        ("maximum", "<="),
+        ("minLength", " len>="),
+        ("maxLength", " len<="),
+        ("minItems", " items>="),
+        ("maxItems", " items<="),
+        ("pattern", " ~"),
+    ):
         if key in schema:
-            value = schema[key]     # 1 and 1.0 are one bound (pydantic writes either)
+            value = schema[key]  # 1 and 1.0 are one bound (pydantic writes either)
             text += f"{sign}{int(value) if isinstance(value, float) and value.is_integer() else value}"
     if "enum" in schema:
         text += "{" + ",".join(map(str, schema["enum"])) + "}"
@@ -45,13 +53,16 @@ def _type(schema: dict) -> str:
 
 def _fields(schema: dict) -> str:
     required = set(schema.get("required", ()))
-    return ", ".join(f"{name}{'' if name in required else '?'}: {_type(prop)}"
-                     for name, prop in schema.get("properties", {}).items())
+    return ", ".join(
+        f"{name}{'' if name in required else '?'}: {_type(prop)}" for name, prop in schema.get("properties", {}).items()
+    )
 
 
 def summarise(spec: dict) -> str:
-    lines = [f"# {spec['info']['title']} {spec['info']['version']} (OpenAPI {spec['openapi']})",
-             f"# regenerate: {REGENERATE}"]
+    lines = [
+        f"# {spec['info']['title']} {spec['info']['version']} (OpenAPI {spec['openapi']})",
+        f"# regenerate: {REGENERATE}",
+    ]
     for path in sorted(spec["paths"]):
         for method, op in sorted(spec["paths"][path].items()):
             lines.append(f"{method.upper()} {path}")
@@ -64,8 +75,10 @@ def summarise(spec: dict) -> str:
                     shown = _type(schema) if "$ref" in schema else "{" + _fields(schema) + "}"
                     lines.append(f"  body{'' if body.get('required') else '?'} {ctype}: {shown}")
             for status, answer in sorted(op.get("responses", {}).items()):
-                kinds = [f"{ctype} {_type(media.get('schema', {}))}" for ctype, media in
-                         sorted(answer.get("content", {}).items())]
+                kinds = [
+                    f"{ctype} {_type(media.get('schema', {}))}"
+                    for ctype, media in sorted(answer.get("content", {}).items())
+                ]
                 lines.append(f"  -> {status} {'; '.join(kinds)}".rstrip())
     lines.append("")
     for name, schema in sorted(spec.get("components", {}).get("schemas", {}).items()):
@@ -77,17 +90,22 @@ def current() -> str:
     from service.app import create_app
     from service.settings import ServiceSettings
 
-    with tempfile.TemporaryDirectory() as home:      # openapi() needs no lifespan: nothing starts
+    with tempfile.TemporaryDirectory() as home:  # openapi() needs no lifespan: nothing starts
         return summarise(create_app(ServiceSettings(home=Path(home))).openapi())
 
 
 def test_the_public_surface_is_the_committed_one():
     now, pinned = current(), SNAPSHOT.read_text()
     if now != pinned:
-        diff = "".join(difflib.unified_diff(pinned.splitlines(True), now.splitlines(True),
-                                            "openapi_surface.txt (committed)", "the app now"))
-        raise AssertionError(f"the public API changed; if that is meant, regenerate the summary and "
-                             f"commit it with the change:\n    {REGENERATE}\n\n{diff}")
+        diff = "".join(
+            difflib.unified_diff(
+                pinned.splitlines(True), now.splitlines(True), "openapi_surface.txt (committed)", "the app now"
+            )
+        )
+        raise AssertionError(
+            f"the public API changed; if that is meant, regenerate the summary and "
+            f"commit it with the change:\n    {REGENERATE}\n\n{diff}"
+        )
 
 
 def test_every_operation_documents_its_errors_as_problems():

@@ -30,16 +30,32 @@ pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[2]
 MODEL = REPO / "models" / "clapsearch-sfx-v1"
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--autoplay-policy=no-user-gesture-required"]
-MODEL_NAME = json.loads((MODEL / "manifest.json").read_text()).get("name", "clapsearch-sfx-v1") \
-    if (MODEL / "manifest.json").is_file() else "clapsearch-sfx-v1"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--autoplay-policy=no-user-gesture-required",
+]
+MODEL_NAME = (
+    json.loads((MODEL / "manifest.json").read_text()).get("name", "clapsearch-sfx-v1")
+    if (MODEL / "manifest.json").is_file()
+    else "clapsearch-sfx-v1"
+)
 
 # name, seconds, frequency
-LIBRARY = [("low_hum_110hz.wav", 3.0, 110.0), ("beep_440hz.wav", 1.5, 440.0),
-           ("whistle_1760hz.flac", 2.0, 1760.0), ("tone_880hz.ogg", 2.5, 880.0),
-           ("buzz_220hz.wav", 4.0, 220.0), ("long_drone_330hz.wav", 25.0, 330.0)]
+LIBRARY = [
+    ("low_hum_110hz.wav", 3.0, 110.0),
+    ("beep_440hz.wav", 1.5, 440.0),
+    ("whistle_1760hz.flac", 2.0, 1760.0),
+    ("tone_880hz.ogg", 2.5, 880.0),
+    ("buzz_220hz.wav", 4.0, 220.0),
+    ("long_drone_330hz.wav", 25.0, 330.0),
+]
 NEW_FILE = "fresh_chime_660hz.wav"
 LONG_FILE = "long_drone_330hz.wav"
 
@@ -81,12 +97,32 @@ def site(tmp_path_factory, sync_api):
     write(incoming / NEW_FILE, 2.0, sr=22_050, freq=660.0, seed=42)
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("CLAPSEARCH_")}
-    env.update(CLAPSEARCH_HOME=str(home), CLAPSEARCH_MODEL=str(MODEL),
-               CLAPSEARCH_ALLOWED_INGEST_ROOTS=str(root), PYTHONUNBUFFERED="1")
+    env.update(
+        CLAPSEARCH_HOME=str(home),
+        CLAPSEARCH_MODEL=str(MODEL),
+        CLAPSEARCH_ALLOWED_INGEST_ROOTS=str(root),
+        PYTHONUNBUFFERED="1",
+    )
     ingest = subprocess.run(
-        [sys.executable, "-c", "from indexer.cli import main; main()", "ingest", str(library),
-         "--home", str(home), "--model", str(MODEL), "--segments", "-q"],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+        [
+            sys.executable,
+            "-c",
+            "from indexer.cli import main; main()",
+            "ingest",
+            str(library),
+            "--home",
+            str(home),
+            "--model",
+            str(MODEL),
+            "--segments",
+            "-q",
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert ingest.returncode == 0, f"indexer ingest failed:\n{ingest.stdout}\n{ingest.stderr}"
 
     with _serve(env, base / "uvicorn.log") as url:
@@ -101,9 +137,24 @@ def _serve(env: dict, log: Path):
     port = free_port()
     with open(log, "wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "--factory", "service.app:create_app",
-             "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
-            cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "--factory",
+                "service.app:create_app",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--log-level",
+                "warning",
+            ],
+            cwd=REPO,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 240
@@ -145,8 +196,10 @@ def page(browser):
     pg = context.new_page()
     pg.set_default_timeout(30_000)
     pg.console_errors = []
-    pg.on("console", lambda m: m.type == "error" and pg.console_errors.append(
-        f"console: {m.text} @ {m.location.get('url', '')}"))
+    pg.on(
+        "console",
+        lambda m: m.type == "error" and pg.console_errors.append(f"console: {m.text} @ {m.location.get('url', '')}"),
+    )
     pg.on("pageerror", lambda e: pg.console_errors.append(f"pageerror: {e}"))
     try:
         yield pg
@@ -189,6 +242,7 @@ def _wait_summary(page, expect, pattern: str):
 
 # -------------------------------------------------------------------------------------------- test
 
+
 def test_page_in_a_real_browser(page, site, sync_api, tmp_path):
     expect = sync_api.expect
     url = site["url"]
@@ -214,8 +268,10 @@ def test_page_in_a_real_browser(page, site, sync_api, tmp_path):
     # play: the <audio> element plays, and the card shows it
     first = _cards(page).first
     first.get_by_test_id("play").click()
-    page.wait_for_function("() => { const p = document.getElementById('player');"
-                           " return !p.paused && p.currentTime > 0.15; }", timeout=20_000)
+    page.wait_for_function(
+        "() => { const p = document.getElementById('player'); return !p.paused && p.currentTime > 0.15; }",
+        timeout=20_000,
+    )
     expect(first).to_have_class(re.compile(r"\bplaying\b"))
     expect(first.get_by_test_id("play")).to_have_attribute("aria-label", "Pause")
     page.screenshot(path=str(tmp_path / "page-playing.png"))
@@ -228,7 +284,10 @@ def test_page_in_a_real_browser(page, site, sync_api, tmp_path):
     page.wait_for_function(
         "(id) => { const p = document.getElementById('player');"
         " return p.getAttribute('src').includes('/v1/items/' + id + '/audio') && !p.paused"
-        " && p.currentTime > 13 && p.currentTime < 18; }", arg=long_id, timeout=20_000)
+        " && p.currentTime > 13 && p.currentTime < 18; }",
+        arg=long_id,
+        timeout=20_000,
+    )
     expect(long_card).to_have_class(re.compile(r"\bplaying\b"))
     expect(first).not_to_have_class(re.compile(r"\bplaying\b"))
     long_card.focus()
@@ -242,7 +301,7 @@ def test_page_in_a_real_browser(page, site, sync_api, tmp_path):
 
     # moments inside long files: segment hits shade their span
     page.locator("#f-segments").check()
-    expect(page).to_have_url(re.compile(r"segments=true"))      # filters re-run the search
+    expect(page).to_have_url(re.compile(r"segments=true"))  # filters re-run the search
     _wait_summary(page, expect, r"results for “a steady electronic tone”")
     moments = _cards(page).filter(has_text=re.compile(r"moment \d"))
     assert moments.count() >= 2, _names(page)
@@ -327,7 +386,7 @@ def test_page_in_a_real_browser(page, site, sync_api, tmp_path):
     expect(message.locator(".message-title")).to_have_text(problem["title"])
     if problem.get("detail"):
         expect(message.locator(".message-detail")).to_contain_text(problem["detail"][:40])
-    page.wait_for_timeout(300)      # the message's pop-in animation
+    page.wait_for_timeout(300)  # the message's pop-in animation
     page.screenshot(path=str(tmp_path / "page-error.png"))
     message.get_by_test_id("dismiss-message").click()
     expect(message).to_have_count(0)
@@ -366,7 +425,7 @@ def test_page_asks_for_an_api_key(page, site, sync_api):
     with _serve(env, site["dir"] / "uvicorn-keys.log") as url:
         page.goto(url + "/")
         message = page.locator("#messages [data-testid=error-message]")
-        expect(message).to_have_count(1)      # one message for all the requests the key broke
+        expect(message).to_have_count(1)  # one message for all the requests the key broke
         expect(message.locator(".message-title")).to_have_text("Authentication required")
         expect(page.locator("#apikey-panel")).to_be_visible()
         expect(page.locator("#apikey-input")).to_be_focused()
@@ -382,17 +441,18 @@ def test_page_asks_for_an_api_key(page, site, sync_api):
         expect(message).to_have_count(0)
         assert page.evaluate("localStorage.getItem('clapsearch.apiKey')") == "s3cret-key"
 
-        page.reload()                        # the key survives a reload
+        page.reload()  # the key survives a reload
         page.fill("#q", "a buzz")
         page.press("#q", "Enter")
         _wait_summary(page, expect, r"^\d+ results for “a buzz”")
         page.wait_for_function(WAVES_DRAWN, timeout=30_000)
         _cards(page).first.get_by_test_id("play").click()
-        page.wait_for_function("() => { const p = document.getElementById('player');"
-                               " return !p.paused && p.currentTime > 0.15; }", timeout=20_000)
+        page.wait_for_function(
+            "() => { const p = document.getElementById('player'); return !p.paused && p.currentTime > 0.15; }",
+            timeout=20_000,
+        )
         assert "api_key=s3cret-key" in page.get_attribute("#player", "src")
         expect(page.locator("#messages [data-testid=error-message]")).to_have_count(0)
 
     errors = [e for e in page.console_errors if "status of 401" not in e]
     assert not errors, "console errors:\n" + "\n".join(errors)
-

@@ -21,8 +21,6 @@ def _settings(**kw) -> ServiceSettings:
     return ServiceSettings(redis_timeout_s=0.5, **kw)
 
 
-
-
 def _stopped_quickly(watcher: IndexWatcher) -> None:
     started = time.monotonic()
     watcher.stop()
@@ -94,7 +92,7 @@ class _Proxy:
         probe = socket.socket()
         probe.bind(("127.0.0.1", 0))
         self.port = probe.getsockname()[1]
-        probe.close()                      # nothing listens here until start()
+        probe.close()  # nothing listens here until start()
         self.server = None
 
     def start(self) -> None:
@@ -151,9 +149,9 @@ def test_watcher_resubscribes_when_redis_comes_back(redis_url):
     watcher.start()
     try:
         assert wait_until(lambda: watcher.status()["last_error"] is not None)
-        proxy.start()                                  # Redis is back
+        proxy.start()  # Redis is back
         assert wait_until(lambda: watcher.status()["subscribed"])
-        assert wait_until(lambda: None in seen)             # one catch-up check for lost notices
+        assert wait_until(lambda: None in seen)  # one catch-up check for lost notices
         assert watcher.status()["last_error"] is None
         name = f"back-{uuid.uuid4().hex[:8]}"
         assert notify_published(settings, name)

@@ -35,8 +35,11 @@ def _search(client, q, **params):
 
 
 def _upload_search(client, path):
-    return valid_search(client.post("/v1/search/audio", params={"limit": 3},
-                                    files={"file": (path.name, path.read_bytes(), "audio/wav")}))
+    return valid_search(
+        client.post(
+            "/v1/search/audio", params={"limit": 3}, files={"file": (path.name, path.read_bytes(), "audio/wav")}
+        )
+    )
 
 
 def _unique(text: str) -> str:
@@ -45,6 +48,7 @@ def _unique(text: str) -> str:
 
 
 # ----------------------------------------------------------------------------- readiness
+
 
 def test_readiness_detail(client):
     response = client.get("/readyz")
@@ -69,8 +73,11 @@ def test_empty_home_is_ready_and_serves_what_is_ingested_later(open_client, tmp_
     assert ready.status_code == 200 and ready.json()["ready"] is True and ready.json()["indexes"] == {}
     assert_problem(client.get("/v1/search", params={"q": "rain"}), 404, "store.collection_not_found")
     clip = write_new_file(tmp_path / "lib")
-    assert_problem(client.post("/v1/search/audio", files={"file": ("c.wav", clip.read_bytes(), "audio/wav")}),
-                   404, "store.collection_not_found")
+    assert_problem(
+        client.post("/v1/search/audio", files={"file": ("c.wav", clip.read_bytes(), "audio/wav")}),
+        404,
+        "store.collection_not_found",
+    )
     assert client.get("/v1/collections").json() == {"items": [], "total": 0, "limit": 100, "offset": 0}
 
     second = write_new_file(tmp_path / "lib", "second.wav", freq=150.0)
@@ -81,6 +88,7 @@ def test_empty_home_is_ready_and_serves_what_is_ingested_later(open_client, tmp_
 
 
 # ----------------------------------------------------------------------------- hot reload
+
 
 def test_hot_reload_switches_to_the_new_version_without_restart(open_client, home_copy, tmp_path):
     client = open_client(home=home_copy, reload_poll_s=3600)
@@ -100,8 +108,11 @@ def test_hot_reload_switches_to_the_new_version_without_restart(open_client, hom
     assert top["name"] == new.name and top["score"] == pytest.approx(1.0, abs=2e-3)
     ready = client.get("/readyz").json()
     assert ready["ready"] is True and ready["index_errors"] == {}
-    assert ready["indexes"]["default/files"] == {"version": 2, "n_vectors": len(TRACKS) + 1,
-                                                 "generation": ready["indexes"]["default/files"]["generation"]}
+    assert ready["indexes"]["default/files"] == {
+        "version": 2,
+        "n_vectors": len(TRACKS) + 1,
+        "generation": ready["indexes"]["default/files"]["generation"],
+    }
     assert metric_samples(client.get("/metrics").text, "clapsearch_index_reloads_total")[()] >= 1
     item = client.get(f"/v1/items/{top['id']}")
     assert item.status_code == 200 and item.json()["path"] == str(new)
@@ -141,6 +152,7 @@ def test_a_failed_reload_keeps_serving_the_old_version(open_client, home_copy, t
 
 # ----------------------------------------------------------------------------- Redis
 
+
 def test_redis_down_changes_nothing_users_see(open_client, library, item_ids):
     client = open_client(redis_url=DEAD_REDIS, redis_timeout_s=0.1)
     first = _search(client, "dog barking")
@@ -150,8 +162,10 @@ def test_redis_down_changes_nothing_users_see(open_client, library, item_ids):
     assert len(first["results"]) == len(TRACKS)
     assert _upload_search(client, library.path("roof.wav"))["results"][0]["name"] == "roof.wav"
     assert client.get(f"/v1/items/{item_ids['roof.wav']}/peaks").status_code == 200
-    assert client.post("/v1/classify", data={"id": item_ids["roof.wav"], "candidate_labels": ["rain", "dog"]}
-                       ).status_code == 200
+    assert (
+        client.post("/v1/classify", data={"id": item_ids["roof.wav"], "candidate_labels": ["rain", "dog"]}).status_code
+        == 200
+    )
     ready = client.get("/readyz")
     assert ready.status_code == 200
     assert ready.json()["ready"] is True and ready.json()["redis"]["state"] == "down"
@@ -208,7 +222,8 @@ def test_cached_embeddings_give_the_same_classification(open_client, redis_url, 
 
     def embedding_hits():
         return metric_samples(client.get("/metrics").text, "clapsearch_cache_total").get(
-            (("kind", "embedding"), ("result", "hit")), 0)
+            (("kind", "embedding"), ("result", "hit")), 0
+        )
 
     first = client.post("/v1/classify", data=data).json()["labels"]
     answers = []
@@ -216,7 +231,7 @@ def test_cached_embeddings_give_the_same_classification(open_client, redis_url, 
     def from_cache():
         before = embedding_hits()
         answers.append(client.post("/v1/classify", data=data).json()["labels"])
-        return embedding_hits() - before == 3        # all three texts came from Redis
+        return embedding_hits() - before == 3  # all three texts came from Redis
 
     _wait_for(from_cache)
     assert all(answer == first for answer in answers)
@@ -226,7 +241,7 @@ def test_cached_embeddings_give_the_same_classification(open_client, redis_url, 
 def test_exclude_self_is_part_of_the_cached_answer(open_client, redis_url, item_ids):
     client = open_client(redis_url=redis_url)
     item = item_ids["tone_660.wav"]
-    params = {"id": item, "limit": 100, "min_score": -1 + random.random() * 1e-6}   # a fresh cache entry
+    params = {"id": item, "limit": 100, "min_score": -1 + random.random() * 1e-6}  # a fresh cache entry
     excluded = _wait_for(lambda: (r := client.post("/v1/search/audio", params=params).json())["cached"] and r)
     assert item not in [h["id"] for h in excluded["results"]]
     included = client.post("/v1/search/audio", params={**params, "exclude_self": "false"}).json()
@@ -252,6 +267,7 @@ def test_result_cache_is_not_shared_between_stores(open_client, redis_url, tmp_p
 
 
 # ----------------------------------------------------------------------------- PostgreSQL
+
 
 @pytest.fixture
 def pg_url(postgres_url):
@@ -281,11 +297,14 @@ def test_postgresql_store(open_client, pg_url, library, tmp_path):
     everything = _search(client, "rain on a roof")["results"]
     assert sorted(h["name"] for h in everything) == sorted(t.name for t in TRACKS)
     # filters run in PostgreSQL's SQL (JSON tags cast to text, substr on paths)
-    assert sorted(names(client.get("/v1/search", params={"q": "rain", "tag": "genre:ambient"}))) == \
-        ["rain.flac", "roof.wav"]
+    assert sorted(names(client.get("/v1/search", params={"q": "rain", "tag": "genre:ambient"}))) == [
+        "rain.flac",
+        "roof.wav",
+    ]
     assert sorted(names(client.get("/v1/search", params={"q": "rain", "format": "ogg"}))) == ["birds.ogg", "hum.ogg"]
-    assert sorted(names(client.get("/v1/search", params={"q": "rain", "path_prefix": str(library.root / "tones")}))) \
-        == sorted(t.name for t in TRACKS if t.rel.startswith("tones/"))
+    assert sorted(
+        names(client.get("/v1/search", params={"q": "rain", "path_prefix": str(library.root / "tones")}))
+    ) == sorted(t.name for t in TRACKS if t.rel.startswith("tones/"))
     segments = _search(client, "rain", segments="true")["results"]
     assert len([h for h in segments if h["name"] == LONG]) == 4
     top = _upload_search(client, library.path("roof.wav"))["results"][0]

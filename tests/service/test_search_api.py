@@ -24,6 +24,7 @@ def _scores_sorted(results) -> bool:
 
 # ----------------------------------------------------------------------------- text -> audio
 
+
 def test_post_search_alias_and_get_v1_give_the_same_ranking(client, library, item_ids):
     posted = client.post("/search", params={"q": QUERY, "limit": 100})
     got = client.get("/v1/search", params={"q": QUERY, "limit": 100})
@@ -43,7 +44,7 @@ def test_post_search_alias_and_get_v1_give_the_same_ranking(client, library, ite
         assert hit["path"] == str(library.path(hit["name"]))
         assert hit["format"] == track.format
         assert hit["duration_s"] == pytest.approx(track.seconds, abs=0.05)
-        assert hit["tags"] == track.tags       # {} when the file has none, never null
+        assert hit["tags"] == track.tags  # {} when the file has none, never null
         assert hit["start_s"] is None and hit["end_s"] is None and hit["segment_id"] is None
         assert hit["audio_url"] == f"/v1/items/{hit['id']}/audio"
         assert hit["peaks_url"] == f"/v1/items/{hit['id']}/peaks"
@@ -51,8 +52,9 @@ def test_post_search_alias_and_get_v1_give_the_same_ranking(client, library, ite
 
 def test_different_queries_rank_differently(client):
     """The query text matters (the ranking is not a fixed order of the library)."""
-    assert ranking(client.get("/v1/search", params={"q": "a high pitched whistle", "limit": 100})) != \
-        ranking(client.get("/v1/search", params={"q": QUERY, "limit": 100}))
+    assert ranking(client.get("/v1/search", params={"q": "a high pitched whistle", "limit": 100})) != ranking(
+        client.get("/v1/search", params={"q": QUERY, "limit": 100})
+    )
 
 
 def test_limit_is_capped_at_max_limit(open_client):
@@ -69,8 +71,7 @@ def test_default_limit_is_ten(client):
 
 def test_offset_pages_are_disjoint_and_continue_the_ranking(client):
     full = ranking(client.get("/v1/search", params={"q": QUERY, "limit": 9}))
-    pages = [ranking(client.get("/v1/search", params={"q": QUERY, "limit": 3, "offset": off}))
-             for off in (0, 3, 6)]
+    pages = [ranking(client.get("/v1/search", params={"q": QUERY, "limit": 3, "offset": off})) for off in (0, 3, 6)]
     assert all(len(page) == 3 for page in pages)
     ids = [i for page in pages for i, _ in page]
     assert len(set(ids)) == 9
@@ -81,7 +82,7 @@ def test_offset_pages_are_disjoint_and_continue_the_ranking(client):
 
 def test_min_score_keeps_exactly_the_hits_at_or_above_it(client):
     full = _all(client)
-    threshold = (full[4]["score"] + full[5]["score"]) / 2     # between two hits: no rounding question
+    threshold = (full[4]["score"] + full[5]["score"]) / 2  # between two hits: no rounding question
     kept = _all(client, min_score=threshold)
     assert [h["id"] for h in kept] == [h["id"] for h in full[:5]]
     assert _all(client, min_score=1.0) == []
@@ -96,6 +97,7 @@ def test_min_score_equal_to_a_shown_score_keeps_that_hit(client):
 
 
 # ----------------------------------------------------------------------------- filters
+
 
 def _tags_match(tags: dict, rule: str) -> bool:
     key, sep, value = rule.partition(":")
@@ -114,8 +116,10 @@ FILTERS = {
     "tag-key-is-not-any": ({"tag": "genre:rain"}, lambda t, p: False),
     "tags-all": ({"tag": ["ambient", "title:roof"]}, lambda t, p: t.name == "roof.wav"),
     "path-prefix": ({"path_prefix": "<root>/tagged/"}, lambda t, p: t.rel.startswith("tagged/")),
-    "combined": ({"path_prefix": "<root>/tones/", "max_duration": 2.5, "format": "wav"},
-                 lambda t, p: t.rel.startswith("tones/") and t.seconds <= 2.5),
+    "combined": (
+        {"path_prefix": "<root>/tones/", "max_duration": 2.5, "format": "wav"},
+        lambda t, p: t.rel.startswith("tones/") and t.seconds <= 2.5,
+    ),
 }
 
 
@@ -143,6 +147,7 @@ def test_filtered_scores_equal_the_unfiltered_ones(client):
 
 # ----------------------------------------------------------------------------- segments
 
+
 def test_segments_give_moments_in_long_files_and_whole_spans_for_short_ones(client, library):
     results = _all(client, segments="true")
     assert _scores_sorted(results)
@@ -168,15 +173,18 @@ def test_segment_pages_continue_the_ranking(client):
     page = {"q": QUERY, "segments": "true", "limit": 3}
     first = client.get("/v1/search", params=page).json()["results"]
     second = client.get("/v1/search", params={**page, "offset": 3}).json()["results"]
-    key = lambda hit: (hit["id"], hit["start_s"])   # noqa: E731
+    key = lambda hit: (hit["id"], hit["start_s"])  # noqa: E731
     assert [key(h) for h in first + second] == [key(h) for h in everything[:6]]
 
 
-@pytest.mark.parametrize("params, expected", [
-    ({"tag": "ambient"}, {"rain.flac", "roof.wav"}),
-    ({"format": "FLAC"}, {LONG, "rain.flac"}),
-    ({"min_duration": 4.5}, {LONG, "hum.ogg"}),
-])
+@pytest.mark.parametrize(
+    "params, expected",
+    [
+        ({"tag": "ambient"}, {"rain.flac", "roof.wav"}),
+        ({"format": "FLAC"}, {LONG, "rain.flac"}),
+        ({"min_duration": 4.5}, {LONG, "hum.ogg"}),
+    ],
+)
 def test_segments_with_a_filter(client, params, expected):
     response = client.get("/v1/search", params={"q": QUERY, "segments": "true", "limit": 100, **params})
     assert response.status_code == 200, response.text[:300]
@@ -185,18 +193,23 @@ def test_segments_with_a_filter(client, params, expected):
 
 # ----------------------------------------------------------------------------- audio -> audio
 
+
 def test_uploaded_library_file_finds_itself_first(client, library):
     path = library.path("rain.flac")
-    response = client.post("/v1/search/audio", params={"limit": 5},
-                           files={"file": ("query.flac", path.read_bytes(), "audio/flac")})
+    response = client.post(
+        "/v1/search/audio", params={"limit": 5}, files={"file": ("query.flac", path.read_bytes(), "audio/flac")}
+    )
     body = valid(response)
     assert body["query"] == "query.flac"
     top = body["results"][0]
     assert top["name"] == "rain.flac" and top["score"] == pytest.approx(1.0, abs=2e-3)
     assert _scores_sorted(body["results"]) and len(body["results"]) == 5
     # exclude_self only concerns an item id, never an upload
-    again = client.post("/v1/search/audio", params={"limit": 5, "exclude_self": "true"},
-                        files={"file": ("query.flac", path.read_bytes(), "audio/flac")})
+    again = client.post(
+        "/v1/search/audio",
+        params={"limit": 5, "exclude_self": "true"},
+        files={"file": ("query.flac", path.read_bytes(), "audio/flac")},
+    )
     assert names(again)[0] == "rain.flac"
 
 
@@ -206,7 +219,7 @@ def test_search_by_id_excludes_the_item_itself(client, item_ids):
     assert excluded.status_code == 200, excluded.text
     assert excluded.json()["query"] == f"item:{item}"
     hits = ranking(excluded)
-    assert item not in [i for i, _ in hits] and len(hits) == len(item_ids) - 2   # self and the failed file
+    assert item not in [i for i, _ in hits] and len(hits) == len(item_ids) - 2  # self and the failed file
     included = ranking(client.post("/v1/search/audio", params={"id": item, "limit": 100, "exclude_self": "false"}))
     assert included[0][0] == item and included[0][1] == pytest.approx(1.0, abs=1e-4)
     assert included[1:] == hits
@@ -228,6 +241,7 @@ def test_similar_of_an_unknown_or_failed_item(client, item_ids):
 
 # ----------------------------------------------------------------------------- audio -> text
 
+
 def test_texts_mix_vocabulary_and_user_texts(client, item_ids):
     mine = ["a sine wave tone", "a dog barking"]
     response = client.post("/v1/search/texts", params={"id": item_ids["tone_440.wav"], "texts": mine, "limit": 1000})
@@ -237,53 +251,66 @@ def test_texts_mix_vocabulary_and_user_texts(client, item_ids):
     sources = {hit["source"] for hit in results}
     assert sources == {"vocabulary", "user"}
     assert sorted(hit["text"] for hit in results if hit["source"] == "user") == sorted(mine)
-    assert len(results) > 500    # AudioSet's labels
+    assert len(results) > 500  # AudioSet's labels
     seven = client.post("/v1/search/texts", params={"id": item_ids["tone_440.wav"], "limit": 7})
     assert len(seven.json()["results"]) == 7
 
 
 def test_texts_without_vocabulary_only_score_the_user_texts(client, item_ids):
     mine = ["a sine wave tone", "a dog barking", "rain on a tin roof"]
-    response = client.post("/v1/search/texts", params={"id": item_ids["tone_440.wav"], "texts": mine,
-                                                       "vocabulary": "false"})
+    response = client.post(
+        "/v1/search/texts", params={"id": item_ids["tone_440.wav"], "texts": mine, "vocabulary": "false"}
+    )
     results = response.json()["results"]
     assert sorted(hit["text"] for hit in results) == sorted(mine)
     assert {hit["source"] for hit in results} == {"user"}
     assert _scores_sorted(results)
-    assert client.post("/v1/search/texts", params={"id": item_ids["tone_440.wav"], "vocabulary": "false"}
-                       ).json()["results"] == []
+    assert (
+        client.post("/v1/search/texts", params={"id": item_ids["tone_440.wav"], "vocabulary": "false"}).json()[
+            "results"
+        ]
+        == []
+    )
 
 
 def test_texts_scores_are_the_cosines_classify_reports(client, item_ids, library):
     """The same clip and text give the same cosine through /v1/search/texts and /v1/classify."""
     item = item_ids["roof.wav"]
     texts = client.post("/v1/search/texts", params={"id": item, "texts": ["falling rain"], "vocabulary": "false"})
-    classify = client.post("/v1/classify", data={"id": item, "candidate_labels": ["falling rain", "x"],
-                                                 "hypothesis_template": "{}"})
+    classify = client.post(
+        "/v1/classify", data={"id": item, "candidate_labels": ["falling rain", "x"], "hypothesis_template": "{}"}
+    )
     cosine = {hit["label"]: hit["cosine"] for hit in classify.json()["labels"]}["falling rain"]
     assert texts.json()["results"][0]["score"] == pytest.approx(cosine, abs=1e-5)
-    upload = client.post("/v1/search/texts", params={"texts": ["falling rain"], "vocabulary": "false"},
-                         files={"file": ("roof.wav", library.path("roof.wav").read_bytes(), "audio/wav")})
+    upload = client.post(
+        "/v1/search/texts",
+        params={"texts": ["falling rain"], "vocabulary": "false"},
+        files={"file": ("roof.wav", library.path("roof.wav").read_bytes(), "audio/wav")},
+    )
     assert upload.status_code == 200 and upload.json()["query"] == "roof.wav"
     assert upload.json()["results"][0]["score"] == pytest.approx(cosine, abs=2e-3)
 
 
 # ----------------------------------------------------------------------------- bad parameters
 
-@pytest.mark.parametrize("params, code", [
-    ({"q": QUERY, "limit": 0}, "request.invalid"),
-    ({"q": QUERY, "limit": -3}, "request.invalid"),
-    ({"q": QUERY, "offset": -1}, "request.invalid"),
-    ({"q": QUERY, "offset": 1001}, "request.offset"),
-    ({"q": QUERY, "min_duration": 5, "max_duration": 2}, "request.invalid"),
-    ({"q": QUERY, "min_duration": -1}, "request.invalid"),
-    ({"q": QUERY, "min_score": 2}, "request.invalid"),
-    ({"q": QUERY, "limit": "ten"}, "request.invalid"),
-    ({"q": QUERY, "segments": "maybe"}, "request.invalid"),
-    ({"q": "   "}, "text.empty"),
-    ({"q": "x" * 1001}, "text.too_long"),
-    ({}, "request.invalid"),
-])
+
+@pytest.mark.parametrize(
+    "params, code",
+    [
+        ({"q": QUERY, "limit": 0}, "request.invalid"),
+        ({"q": QUERY, "limit": -3}, "request.invalid"),
+        ({"q": QUERY, "offset": -1}, "request.invalid"),
+        ({"q": QUERY, "offset": 1001}, "request.offset"),
+        ({"q": QUERY, "min_duration": 5, "max_duration": 2}, "request.invalid"),
+        ({"q": QUERY, "min_duration": -1}, "request.invalid"),
+        ({"q": QUERY, "min_score": 2}, "request.invalid"),
+        ({"q": QUERY, "limit": "ten"}, "request.invalid"),
+        ({"q": QUERY, "segments": "maybe"}, "request.invalid"),
+        ({"q": "   "}, "text.empty"),
+        ({"q": "x" * 1001}, "text.too_long"),
+        ({}, "request.invalid"),
+    ],
+)
 def test_absurd_parameters_are_422_problems(client, params, code):
     assert_problem(client.get("/v1/search", params=params), 422, code)
 
@@ -295,8 +322,10 @@ def test_offset_limit_follows_settings(open_client):
 
 
 def test_unknown_collection_is_a_404_problem(client, item_ids):
-    for response in (client.get("/v1/search", params={"q": QUERY, "collection": "nope"}),
-                     client.post("/v1/search/audio", params={"id": item_ids["hum.ogg"], "collection": "nope"})):
+    for response in (
+        client.get("/v1/search", params={"q": QUERY, "collection": "nope"}),
+        client.post("/v1/search/audio", params={"id": item_ids["hum.ogg"], "collection": "nope"}),
+    ):
         assert_problem(response, 404, "store.collection_not_found")
 
 

@@ -75,7 +75,7 @@ def test_a_failed_row_and_a_fifo_are_not_served(served):
     client, lib, _, ids = served
     assert_problem(client.get(f"/v1/items/{ids['garbage.wav']}/audio"), 404, "item.audio_unavailable")
     (lib / "a.wav").unlink()
-    os.mkfifo(lib / "a.wav")                 # opening it blocking would hang the request
+    os.mkfifo(lib / "a.wav")  # opening it blocking would hang the request
     assert_problem(client.get(f"/v1/items/{ids['a.wav']}/audio"), 404, "item.audio_unavailable")
 
 
@@ -85,9 +85,9 @@ def test_a_job_rechecks_its_path_when_it_runs(tmp_path):
     outside.mkdir()
     write(outside / "private.wav", 1.0, sr=16_000, freq=500.0, seed=1)
     settings = service_settings(tmp_path / "home", allowed_ingest_roots=[lib])
-    spec = IngestJobSpec(str(lib / "sub"))         # checked and queued while sub is a folder ...
+    spec = IngestJobSpec(str(lib / "sub"))  # checked and queued while sub is a folder ...
     (lib / "sub").rmdir()
-    (lib / "sub").symlink_to(outside)              # ... swapped before the job runs
+    (lib / "sub").symlink_to(outside)  # ... swapped before the job runs
     with pytest.raises(ProblemError) as caught:
         execute_ingest(spec, settings, lambda progress: None)
     assert caught.value.code == "ingest.path_not_allowed"
@@ -96,10 +96,15 @@ def test_a_job_rechecks_its_path_when_it_runs(tmp_path):
         job = queue.submit(spec)
         from tests.helpers import wait_until
 
-        done = wait_until(lambda: (j := queue.get(job.id)) is not None and j.status in ("finished", "failed") and j,
-                          60.0, every_s=0.05)
+        done = wait_until(
+            lambda: (j := queue.get(job.id)) is not None and j.status in ("finished", "failed") and j,
+            60.0,
+            every_s=0.05,
+        )
         assert done and done.status == "failed" and done.error.startswith("ingest.path_not_allowed:")
     finally:
         queue.close()
-    assert not (tmp_path / "home" / "clapsearch.db").exists() or b"private" not in (
-        tmp_path / "home" / "clapsearch.db").read_bytes()
+    assert (
+        not (tmp_path / "home" / "clapsearch.db").exists()
+        or b"private" not in (tmp_path / "home" / "clapsearch.db").read_bytes()
+    )

@@ -62,6 +62,7 @@ def assert_client_error(response, status: int, code: str) -> dict:
 
 # ----------------------------------------------------------------------------- what is in the file
 
+
 @pytest.mark.parametrize("endpoint", list(ENDPOINTS))
 def test_non_audio_bytes_labelled_audio_are_decode_errors(client, endpoint):
     noise = np.random.default_rng(3).bytes(5000)
@@ -109,6 +110,7 @@ def test_octet_stream_and_browser_types_are_accepted(client):
 
 # ----------------------------------------------------------------------------- audio source
 
+
 @pytest.mark.parametrize("endpoint", list(ENDPOINTS))
 def test_neither_file_nor_id_or_both_are_422(client, item_ids, endpoint):
     path, extra = ENDPOINTS[endpoint]
@@ -116,14 +118,18 @@ def test_neither_file_nor_id_or_both_are_422(client, item_ids, endpoint):
     # a browser's empty file part (no file chosen) is no file either
     assert_problem(post(client, endpoint, ("", b"", "application/octet-stream")), 422, "request.audio_source")
     item = item_ids["tone_440.wav"]
-    both = (client.post(path, params={"id": item}, files={"file": ("clip.wav", wav_bytes(1.0), "audio/wav")},
-                        data=extra or None)
-            if endpoint != "classify" else
-            post(client, endpoint, ("clip.wav", wav_bytes(1.0), "audio/wav"), data={"id": item}))
+    both = (
+        client.post(
+            path, params={"id": item}, files={"file": ("clip.wav", wav_bytes(1.0), "audio/wav")}, data=extra or None
+        )
+        if endpoint != "classify"
+        else post(client, endpoint, ("clip.wav", wav_bytes(1.0), "audio/wav"), data={"id": item})
+    )
     assert_problem(both, 422, "request.audio_source")
 
 
 # ----------------------------------------------------------------------------- limits
+
 
 @pytest.mark.parametrize("endpoint", list(ENDPOINTS))
 def test_clip_longer_than_max_upload_seconds_is_413(limited, endpoint):
@@ -145,8 +151,10 @@ def _chunked_multipart(payload_chunks, filename="big.wav", ctype="audio/wav"):
     boundary = "clapsearchtestboundary"
 
     def body():
-        yield (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{filename}\"\r\n"
-               f"Content-Type: {ctype}\r\n\r\n").encode()
+        yield (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{filename}"\r\n'
+            f"Content-Type: {ctype}\r\n\r\n"
+        ).encode()
         yield from payload_chunks
         yield f"\r\n--{boundary}--\r\n".encode()
 
@@ -155,13 +163,13 @@ def _chunked_multipart(payload_chunks, filename="big.wav", ctype="audio/wav"):
 
 def _oversized_chunks():
     for _ in range(40):
-        yield bytes(10_000)      # 400 kB in all, no Content-Length
+        yield bytes(10_000)  # 400 kB in all, no Content-Length
 
 
 @pytest.mark.parametrize("endpoint", ["search/audio", "search/texts"])
 def test_chunked_body_within_the_limit_works(limited, endpoint):
     data = wav_bytes(1.0)
-    content, headers = _chunked_multipart(data[i:i + 4096] for i in range(0, len(data), 4096))
+    content, headers = _chunked_multipart(data[i : i + 4096] for i in range(0, len(data), 4096))
     response = limited.post(ENDPOINTS[endpoint][0], content=content, headers=headers)
     assert response.status_code == 200, response.text
 

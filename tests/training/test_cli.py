@@ -16,8 +16,19 @@ from training.models.factory import create_model, list_models  # noqa: E402
 def test_convert_laion_command(golden_dir, tmp_path, capsys):
     roberta = golden_dir / "configs" / "roberta-tiny"
     out = tmp_path / "laion-unfused"
-    code = cli.main(["convert-laion", str(golden_dir / "tiny_unfused.pt"), str(out), "--tokenizer", str(roberta),
-                     "--text-config", str(roberta / "config.json"), "--variants", "fp32"])
+    code = cli.main(
+        [
+            "convert-laion",
+            str(golden_dir / "tiny_unfused.pt"),
+            str(out),
+            "--tokenizer",
+            str(roberta),
+            "--text-config",
+            str(roberta / "config.json"),
+            "--variants",
+            "fp32",
+        ]
+    )
     assert code == 0
     manifest = load_manifest(out)
     assert manifest.provenance.source_format == "laion_clap_pt"
@@ -25,8 +36,9 @@ def test_convert_laion_command(golden_dir, tmp_path, capsys):
     assert "dropped" in capsys.readouterr().out  # the user sees what was left out and why
     report = json.loads((out / "export_report.json").read_text())
     assert max(report["parity_max_abs"].values()) < 1e-4
-    assert cli.main(["convert-laion", str(golden_dir / "tiny_unfused.pt"), str(out), "--tokenizer",
-                     str(roberta)]) == 2  # exists, and no text config: a clear error, not a traceback
+    assert (
+        cli.main(["convert-laion", str(golden_dir / "tiny_unfused.pt"), str(out), "--tokenizer", str(roberta)]) == 2
+    )  # exists, and no text config: a clear error, not a traceback
 
 
 def test_registry_configs_all_build():
@@ -52,13 +64,23 @@ def test_init_random_and_rank_refuses_another_models_vectors(tmp_path, capsys):
     manifest = load_manifest(out)
     assert manifest.provenance.source_format == "random"
     vectors = np.eye(3, 512, dtype=np.float32)
-    np.savez(tmp_path / "ok.npz", vectors=vectors, paths=np.array(["a", "b", "c"]),
-             model=manifest.name, fingerprint=manifest.fingerprint)
+    np.savez(
+        tmp_path / "ok.npz",
+        vectors=vectors,
+        paths=np.array(["a", "b", "c"]),
+        model=manifest.name,
+        fingerprint=manifest.fingerprint,
+    )
     capsys.readouterr()
     assert indexer_cli.main(["rank", str(tmp_path / "ok.npz"), "rain", "--model", str(out), "--top", "2"]) == 0
     assert len(capsys.readouterr().out.splitlines()) == 3  # query line + top 2
-    np.savez(tmp_path / "other.npz", vectors=vectors, paths=np.array(["a", "b", "c"]),
-             model="other", fingerprint="0123456789abcdef")
+    np.savez(
+        tmp_path / "other.npz",
+        vectors=vectors,
+        paths=np.array(["a", "b", "c"]),
+        model="other",
+        fingerprint="0123456789abcdef",
+    )
     assert indexer_cli.main(["rank", str(tmp_path / "other.npz"), "rain", "--model", str(out)]) == 2
     assert "was embedded with model 'other'" in capsys.readouterr().err
 
@@ -70,8 +92,22 @@ def test_a_folder_can_ship_only_its_compact_variants(tmp_path, capsys):
     from indexer.models.encoder import ClapEncoder
 
     out = tmp_path / "small"
-    assert cli.main(["init-random", "micro-cnn-bert", str(out), "--variants", "fp32,int8,fp32-int8",
-                     "--ship", "int8,fp32-int8", "--default-variant", "int8"]) == 0
+    assert (
+        cli.main(
+            [
+                "init-random",
+                "micro-cnn-bert",
+                str(out),
+                "--variants",
+                "fp32,int8,fp32-int8",
+                "--ship",
+                "int8,fp32-int8",
+                "--default-variant",
+                "int8",
+            ]
+        )
+        == 0
+    )
     manifest = load_manifest(out)
     assert manifest.default_variant == "int8" and not manifest.variants["fp32"].shipped
     mixed = manifest.variants["fp32-int8"]  # audio fp32, text int8: the audio file is shared with fp32

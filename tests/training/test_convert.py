@@ -32,9 +32,7 @@ TOL = 1e-4
 def golden() -> Path:
     """The shared golden folder (next to the repository checkout), or skip."""
     if not (GOLDEN_DIR / "index.json").is_file():
-        pytest.skip(
-            f"laion golden fixtures not found at {GOLDEN_DIR} (set CLAPSEARCH_GOLDEN_DIR)"
-        )
+        pytest.skip(f"laion golden fixtures not found at {GOLDEN_DIR} (set CLAPSEARCH_GOLDEN_DIR)")
     return GOLDEN_DIR
 
 
@@ -43,9 +41,7 @@ def golden_models() -> dict[str, object]:
     g = golden()
     tok = g / "configs" / "roberta-tiny"
     return {
-        name: load_laion_checkpoint(
-            g / f"tiny_{name}.pt", text_config=tok / "config.json", tokenizer_dir=tok
-        )
+        name: load_laion_checkpoint(g / f"tiny_{name}.pt", text_config=tok / "config.json", tokenizer_dir=tok)
         for name in ("fused", "unfused")
     }
 
@@ -56,15 +52,11 @@ def golden_models() -> dict[str, object]:
 def test_golden_fused_audio(golden_models):
     g = golden()
     conv = golden_models["fused"]
-    mel = torch.from_numpy(
-        np.stack([np.load(g / "expected" / "mel_fusion" / f"mel_fusion_{c}.npy") for c in CLIPS])
-    )
+    mel = torch.from_numpy(np.stack([np.load(g / "expected" / "mel_fusion" / f"mel_fusion_{c}.npy") for c in CLIPS]))
     longer = torch.from_numpy(np.load(g / "expected" / "longer_fused.npy")).reshape(5, 1)
     assert mel.shape == (5, 4, 1001, 64) and longer.sum() == 2  # the 25 s and 61 s clips
     with torch.inference_mode():
-        got = conv.model.get_audio_features(
-            input_features=mel, is_longer=longer
-        ).pooler_output.numpy()
+        got = conv.model.get_audio_features(input_features=mel, is_longer=longer).pooler_output.numpy()
     diff = np.abs(got - np.load(g / "expected" / "audio_fused.npy")).max()
     assert diff < TOL, f"fused audio max abs diff {diff:.3g}"
 
@@ -75,11 +67,7 @@ def test_golden_text(golden_models, name):
     ids = torch.from_numpy(np.load(g / "expected" / "text_input_ids.npy"))
     mask = torch.from_numpy(np.load(g / "expected" / "text_attention_mask.npy"))
     with torch.inference_mode():
-        got = (
-            golden_models[name]
-            .model.get_text_features(input_ids=ids, attention_mask=mask)
-            .pooler_output.numpy()
-        )
+        got = golden_models[name].model.get_text_features(input_ids=ids, attention_mask=mask).pooler_output.numpy()
     diff = np.abs(got - np.load(g / "expected" / f"text_{name}.npy")).max()
     assert diff < TOL, f"{name} text max abs diff {diff:.3g}"
 
@@ -99,25 +87,17 @@ def _laion_unfused_features(path: Path) -> np.ndarray:
     elif len(x) > n:
         start = (len(x) - n) // 2
         x = x[start : start + n]
-    fe = ClapFeatureExtractor(
-        frequency_min=50, frequency_max=14_000, truncation="rand_trunc", padding="repeatpad"
-    )
+    fe = ClapFeatureExtractor(frequency_min=50, frequency_max=14_000, truncation="rand_trunc", padding="repeatpad")
     return fe(x, sampling_rate=48_000, return_tensors="np")["input_features"][0]  # (1, 1001, 64)
 
 
 def test_golden_unfused_audio(golden_models):
     g = golden()
     rows = json.loads((g / "index.json").read_text())["audio_rows"]
-    feats = torch.from_numpy(
-        np.stack([_laion_unfused_features(g / r["file"]) for r in rows]).astype(np.float32)
-    )
+    feats = torch.from_numpy(np.stack([_laion_unfused_features(g / r["file"]) for r in rows]).astype(np.float32))
     assert feats.shape == (5, 1, 1001, 64)
     with torch.inference_mode():
-        got = (
-            golden_models["unfused"]
-            .model.get_audio_features(input_features=feats)
-            .pooler_output.numpy()
-        )
+        got = golden_models["unfused"].model.get_audio_features(input_features=feats).pooler_output.numpy()
     diff = np.abs(got - np.load(g / "expected" / "audio_unfused.npy")).max()
     assert diff < TOL, f"unfused audio max abs diff {diff:.3g}"
 
@@ -141,19 +121,10 @@ def test_golden_detection_and_frontend(golden_models):
         )
         assert conv.audio_architecture == "htsat-custom" and conv.max_text_length == 77
         assert conv.source_format == "laion_clap_pt" and len(conv.source_sha256) == 64
-        assert (
-            conv.frontend.int16_roundtrip
-            and conv.frontend.f_min == 50
-            and conv.frontend.f_max == 14_000
-        )
-        assert any("audio_transform" in n for n in conv.notes) and any(
-            "position_ids" in n for n in conv.notes
-        )
+        assert conv.frontend.int16_roundtrip and conv.frontend.f_min == 50 and conv.frontend.f_max == 14_000
+        assert any("audio_transform" in n for n in conv.notes) and any("position_ids" in n for n in conv.notes)
         assert not conv.model.training
-    assert (
-        fused.model.config.audio_config.enable_fusion
-        and fused.model.config.audio_config.fusion_type == "aff_2d"
-    )
+    assert fused.model.config.audio_config.enable_fusion and fused.model.config.audio_config.fusion_type == "aff_2d"
     assert (fused.frontend.mel_scale, fused.frontend.mel_norm, fused.frontend.long_policy) == (
         "htk",
         None,
@@ -215,8 +186,15 @@ def _transformers_bank(scale: str, norm: str | None) -> torch.Tensor:
     """transformers' mel bank for the LAION front end: an independent reference to our own."""
     from transformers.audio_utils import mel_filter_bank
 
-    bank = mel_filter_bank(num_frequency_bins=513, num_mel_filters=64, min_frequency=50,
-                           max_frequency=14_000, sampling_rate=48_000, norm=norm, mel_scale=scale)
+    bank = mel_filter_bank(
+        num_frequency_bins=513,
+        num_mel_filters=64,
+        min_frequency=50,
+        max_frequency=14_000,
+        sampling_rate=48_000,
+        norm=norm,
+        mel_scale=scale,
+    )
     return torch.from_numpy(bank.astype(np.float32))
 
 
@@ -236,11 +214,7 @@ def test_hf_folder_round_trip(tmp_path, fusion):
     _tokenizer_files(tmp_path)
     conv = load_hf_folder(tmp_path)
     _assert_same_state(model, conv.model)
-    assert (
-        not conv.model.training
-        and conv.source_format == "hf_clap"
-        and len(conv.source_sha256) == 64
-    )
+    assert not conv.model.training and conv.source_format == "hf_clap" and len(conv.source_sha256) == 64
     fe = conv.frontend
     assert (
         fe.sample_rate,
@@ -276,9 +250,7 @@ def test_laion_layout_round_trip(tmp_path, fusion):
     _assert_same_state(model, conv.model)
     assert conv.model.config.audio_config.enable_fusion is fusion
     assert conv.frontend.long_policy == ("fusion" if fusion else "center_crop")
-    assert any("attn_mask" in n for n in conv.notes) and any(
-        "audio_transform" in n for n in conv.notes
-    )
+    assert any("attn_mask" in n for n in conv.notes) and any("audio_transform" in n for n in conv.notes)
     assert any("melW matches" in n for n in conv.notes) != fusion
 
 
@@ -303,13 +275,9 @@ def test_laion_missing_text_config_infers_heads(tmp_path):
 
 
 def test_laion_missing_key_is_an_error(tmp_path):
-    path = _save_laion(
-        _tiny_model(False), tmp_path / "m.pt", drop="audio_branch.layers.2.blocks.1.norm2.bias"
-    )
+    path = _save_laion(_tiny_model(False), tmp_path / "m.pt", drop="audio_branch.layers.2.blocks.1.norm2.bias")
     with pytest.raises(ModelError, match="missing.*layernorm_after.bias"):
-        load_laion_checkpoint(
-            path, text_config={"num_attention_heads": 2}, tokenizer_dir=_tokenizer_files(tmp_path)
-        )
+        load_laion_checkpoint(path, text_config={"num_attention_heads": 2}, tokenizer_dir=_tokenizer_files(tmp_path))
 
 
 @pytest.mark.parametrize(
@@ -323,18 +291,14 @@ def test_laion_missing_key_is_an_error(tmp_path):
 def test_laion_unknown_key_is_an_error(tmp_path, key):
     path = _save_laion(_tiny_model(False), tmp_path / "m.pt", extra={key: torch.zeros(3)})
     with pytest.raises(ModelError, match="unexpected|unknown"):
-        load_laion_checkpoint(
-            path, text_config={"num_attention_heads": 2}, tokenizer_dir=_tokenizer_files(tmp_path)
-        )
+        load_laion_checkpoint(path, text_config={"num_attention_heads": 2}, tokenizer_dir=_tokenizer_files(tmp_path))
 
 
 def test_laion_wrong_mel_bank_is_an_error(tmp_path):
     extra = {"audio_branch.logmel_extractor.melW": _transformers_bank("htk", None)}
     path = _save_laion(_tiny_model(False), tmp_path / "m.pt", extra=extra)
     with pytest.raises(ModelError, match="mel matrix"):
-        load_laion_checkpoint(
-            path, text_config={"num_attention_heads": 2}, tokenizer_dir=_tokenizer_files(tmp_path)
-        )
+        load_laion_checkpoint(path, text_config={"num_attention_heads": 2}, tokenizer_dir=_tokenizer_files(tmp_path))
 
 
 def test_laion_text_config_disagreeing_with_weights_is_an_error(tmp_path):
@@ -373,9 +337,7 @@ def _fake_htsat(embed: int, depths: list[int], heads: list[int], fusion: bool = 
     sd["audio_projection.0.weight"] = torch.empty(512, final, **meta)
     if fusion:
         sd["audio_branch.patch_embed.mel_conv2d.weight"] = torch.empty(embed, 1, 4, 12, **meta)
-        sd["audio_branch.patch_embed.fusion_model.local_att.0.weight"] = torch.empty(
-            embed // 4, embed, 1, 1, **meta
-        )
+        sd["audio_branch.patch_embed.fusion_model.local_att.0.weight"] = torch.empty(embed // 4, embed, 1, 1, **meta)
     return sd
 
 
@@ -405,9 +367,7 @@ def test_detect_audio_architecture(embed, depths, heads, name, width, fusion):
 
 def test_detect_rejects_other_fusion_types():
     sd = _fake_htsat(96, [2, 2, 6, 2], [4, 8, 16, 32])
-    sd["audio_branch.patch_embed.mel_conv2d.weight"] = torch.empty(
-        96, 1, 4, 12, device="meta"
-    )  # daf_2d: no AFF
+    sd["audio_branch.patch_embed.mel_conv2d.weight"] = torch.empty(96, 1, 4, 12, device="meta")  # daf_2d: no AFF
     with pytest.raises(ModelError, match="aff_2d"):
         detect_audio_config(sd)
 
@@ -419,9 +379,7 @@ def _hf_folder(tmp_path: Path, fusion: bool = False, **fe_kwargs) -> Path:
     from transformers import ClapFeatureExtractor
 
     _tiny_model(fusion, seed=30).save_pretrained(tmp_path)
-    kwargs = dict(
-        frequency_min=50, frequency_max=14_000, truncation="fusion" if fusion else "rand_trunc"
-    )
+    kwargs = dict(frequency_min=50, frequency_max=14_000, truncation="fusion" if fusion else "rand_trunc")
     kwargs.update(fe_kwargs)
     ClapFeatureExtractor(**kwargs).save_pretrained(tmp_path)
     return tmp_path
@@ -458,9 +416,7 @@ def test_hf_slow_tokenizer_files_become_tokenizer_json(tmp_path):
     (folder / "vocab.json").write_text(json.dumps(tok["model"]["vocab"]))
     merges = [m if isinstance(m, str) else " ".join(m) for m in tok["model"]["merges"]]
     (folder / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n")
-    shutil.copy(
-        g / "configs" / "roberta-tiny" / "tokenizer_config.json", folder / "tokenizer_config.json"
-    )
+    shutil.copy(g / "configs" / "roberta-tiny" / "tokenizer_config.json", folder / "tokenizer_config.json")
     conv = load_hf_folder(folder)
     assert conv.tokenizer_dir != folder and (conv.tokenizer_dir / "tokenizer.json").is_file()
     assert not (folder / "tokenizer.json").exists()  # the user's folder is not written to
@@ -512,9 +468,7 @@ def _embeddings(conv, fusion: bool) -> tuple[np.ndarray, np.ndarray]:
 @pytest.mark.parametrize("fusion", [False, True])
 def test_hf_processor_config_layout_matches_legacy(tmp_path, fusion):
     model = _tiny_model(fusion, seed=40)
-    fe_kwargs = dict(
-        frequency_min=50, frequency_max=14_000, truncation="fusion" if fusion else "rand_trunc"
-    )
+    fe_kwargs = dict(frequency_min=50, frequency_max=14_000, truncation="fusion" if fusion else "rand_trunc")
     legacy = save_hf_folder(model, tmp_path / "legacy", **fe_kwargs)
     new = _save_with_processor(model, tmp_path / "new", legacy, **fe_kwargs)
     if int(transformers.__version__.split(".")[0]) >= 5:  # the layout this test exists for

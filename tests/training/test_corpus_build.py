@@ -56,8 +56,13 @@ def _make_world(tmp: Path) -> tuple[BuildConfig, dict[str, Path]]:
     _wav(snd / "ambient/silence.wav", np.zeros(SR, dtype="float32"))
     (snd / "broken_door.wav").write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunkjunk")
     _wav(snd / "ambient/weather/rain_loop.wav", _sound(150, 35.0, seed=2) + 0.05)
-    game_src = Source("fake-game", "CC-BY-SA-3.0", include=(r"sounds/",), skip_words=COMBAT_WORDS,
-                      noise_words=frozenset({"fake", "actor", "fauna", "ui"}))
+    game_src = Source(
+        "fake-game",
+        "CC-BY-SA-3.0",
+        include=(r"sounds/",),
+        skip_words=COMBAT_WORDS,
+        noise_words=frozenset({"fake", "actor", "fauna", "ui"}),
+    )
 
     zipped = tmp / "pkgs" / "fake-zip"
     z = zipped / "usr/share/games/zipgame/public.zip"
@@ -70,39 +75,63 @@ def _make_world(tmp: Path) -> tuple[BuildConfig, dict[str, Path]]:
 
     rcc = tmp / "pkgs" / "fake-rcc"
     (rcc / "rcc").mkdir(parents=True)
-    (rcc / "rcc" / "farm.rcc").write_bytes(build_rcc({
-        "gcompris/src/activities/farm/resource/horse.wav": _wav_bytes(_sound(400, 1.2, seed=7)),
-        "gcompris/src/activities/farm/resource/voices/en/horse.wav": _wav_bytes(_sound(450, 1.0)),
-    }))
-    rcc_src = Source("fake-rcc", "GPL-3+", nested=(("**/*.rcc", "rcc"),), include=(r"resource/",),
-                     noise_words=frozenset({"gcompris", "src", "activities", "resource", "farm"}))
+    (rcc / "rcc" / "farm.rcc").write_bytes(
+        build_rcc(
+            {
+                "gcompris/src/activities/farm/resource/horse.wav": _wav_bytes(_sound(400, 1.2, seed=7)),
+                "gcompris/src/activities/farm/resource/voices/en/horse.wav": _wav_bytes(_sound(450, 1.0)),
+            }
+        )
+    )
+    rcc_src = Source(
+        "fake-rcc",
+        "GPL-3+",
+        nested=(("**/*.rcc", "rcc"),),
+        include=(r"resource/",),
+        noise_words=frozenset({"gcompris", "src", "activities", "resource", "farm"}),
+    )
 
     stamps = tmp / "pkgs" / "fake-stamps"
     birds = stamps / "usr/share/tuxpaint/stamps/animals/birds"
     _wav(birds / "rooster.wav", _sound(1200, 1.0, seed=8))
     _wav(birds / "rooster_desc_fr.wav", _sound(250, 1.0, seed=9))
     (birds / "rooster.txt").write_text("A colorful rooster.\nfr.utf8=Un coq.\n")
-    stamp_src = Source("fake-stamps", "GPL-2+", text_captions=True, include=(r"stamps/",),
-                       exclude=(r"_desc",), noise_words=frozenset({"stamps", "tuxpaint", "animals"}))
+    stamp_src = Source(
+        "fake-stamps",
+        "GPL-2+",
+        text_captions=True,
+        include=(r"stamps/",),
+        exclude=(r"_desc",),
+        noise_words=frozenset({"stamps", "tuxpaint", "animals"}),
+    )
 
     extra = tmp / "extra"
     _wav(extra / "a__b/dog_bark.wav", _sound(600, 1.0, seed=10))
     _wav(extra / "c__d/bell.wav", _sound(1800, 2.0, seed=11))
     with open(extra / "manifest.csv", "w", newline="") as fh:
         w = csv.writer(fh)
-        w.writerow(["path", "caption", "label_words", "source_repo", "source_path", "licence",
-                    "attribution", "duration_s"])
-        w.writerow(["a__b/dog_bark.wav", "a dog barks once", "dog, bark", "a/b", "snd/dog.ogg",
-                    "CC0", "Jane Recordist", "1.0"])
-        w.writerow(["c__d/bell.wav", "a church bell rings", "bell", "c/d", "snd/bell.ogg",
-                    "CC BY 3.0", "Bell Ringer", "2.0"])
+        w.writerow(
+            ["path", "caption", "label_words", "source_repo", "source_path", "licence", "attribution", "duration_s"]
+        )
+        w.writerow(
+            ["a__b/dog_bark.wav", "a dog barks once", "dog, bark", "a/b", "snd/dog.ogg", "CC0", "Jane Recordist", "1.0"]
+        )
+        w.writerow(
+            ["c__d/bell.wav", "a church bell rings", "bell", "c/d", "snd/bell.ogg", "CC BY 3.0", "Bell Ringer", "2.0"]
+        )
 
-    cfg = BuildConfig(out=tmp / "corpus", cache=tmp / "cache", extra=extra,
-                      heldout=("fake-zip", "extra-sfx:c/d"), val=("fake-rcc",), fluidsynth=False,
-                      workers=1, progress=False,
-                      roots={"fake-game": game, "fake-zip": zipped, "fake-rcc": rcc,
-                             "fake-stamps": stamps},
-                      sources=(game_src, zip_src, rcc_src, stamp_src))
+    cfg = BuildConfig(
+        out=tmp / "corpus",
+        cache=tmp / "cache",
+        extra=extra,
+        heldout=("fake-zip", "extra-sfx:c/d"),
+        val=("fake-rcc",),
+        fluidsynth=False,
+        workers=1,
+        progress=False,
+        roots={"fake-game": game, "fake-zip": zipped, "fake-rcc": rcc, "fake-stamps": stamps},
+        sources=(game_src, zip_src, rcc_src, stamp_src),
+    )
     return cfg, {"cow": cow}
 
 
@@ -152,8 +181,17 @@ def test_specific_captions_and_labels(built):
 def test_filtering_is_reported(built):
     _, report, rows = built
     paths = " ".join(r["meta"]["source_path"] for r in rows)
-    for gone in ("peaceful_theme", "greeting", "sword_hit", "click_short", "silence",
-                 "broken_door", "hello", "rooster_desc", "voices/en"):
+    for gone in (
+        "peaceful_theme",
+        "greeting",
+        "sword_hit",
+        "click_short",
+        "silence",
+        "broken_door",
+        "hello",
+        "rooster_desc",
+        "voices/en",
+    ):
         assert gone not in paths
     f = report["packages"]["fake-game"]["filtered"]
     assert f["music/speech (music)"] == 1 and f["music/speech (voice)"] == 1
@@ -208,9 +246,22 @@ def test_rebuild_is_idempotent(built):
 def test_cli_runs_offline(tmp_path, capsys):
     game = tmp_path / "pkg"
     _wav(game / "usr/share/buckle/wav/1a-0.wav", _sound(3000, 0.5))
-    rc = cli_main(["--out", str(tmp_path / "c"), "--packages", "bucklespring-data",
-                   "--root", f"bucklespring-data={game}", "--no-fluidsynth", "--workers", "1",
-                   "--no-progress", "--cache", str(tmp_path / "cache")])
+    rc = cli_main(
+        [
+            "--out",
+            str(tmp_path / "c"),
+            "--packages",
+            "bucklespring-data",
+            "--root",
+            f"bucklespring-data={game}",
+            "--no-fluidsynth",
+            "--workers",
+            "1",
+            "--no-progress",
+            "--cache",
+            str(tmp_path / "cache"),
+        ]
+    )
     assert rc == 0
     row = json.loads((tmp_path / "c" / "manifest.jsonl").read_text().splitlines()[0])
     assert row["captions"][0] == "A key press on a mechanical keyboard"

@@ -28,15 +28,15 @@ SOURCES = (Source("trainpkg", "CC0"), Source("heldpkg", "CC0"))
 
 # stub scores by file stem; anything else scores zero everywhere
 STUB = {
-    "rain_01": {"Rain on surface": 0.6, "Rain": 0.5},   # existing clip: gains a caption
+    "rain_01": {"Rain on surface": 0.6, "Rain": 0.5},  # existing clip: gains a caption
     "rain_roof": {"Rain on surface": 0.5, "Rain": 0.4},  # path "rain" agrees
-    "x17": {"Dog": 0.9, "Bark": 0.8, "Animal": 0.95},    # path says nothing, YAMNet is sure
-    "zz3": {"Dog": 0.5},                                  # path says nothing, YAMNet unsure
-    "cow_moo": {"Dog": 0.9, "Bark": 0.85},                # path says cow: disagreement
-    "thing": {"Speech": 0.8, "Door": 0.5},                # speech
-    "knock_guitar": {"Knock": 0.6, "Guitar": 0.4},        # an instrument is music (a child)
-    "wind_long": {"Wind": 0.6, "Rustling leaves": 0.3},   # long: cut into windows
-    "dog_bark": {"Bow-wow": 0.7, "Dog": 0.6},             # extra-sfx clip: extended only
+    "x17": {"Dog": 0.9, "Bark": 0.8, "Animal": 0.95},  # path says nothing, YAMNet is sure
+    "zz3": {"Dog": 0.5},  # path says nothing, YAMNet unsure
+    "cow_moo": {"Dog": 0.9, "Bark": 0.85},  # path says cow: disagreement
+    "thing": {"Speech": 0.8, "Door": 0.5},  # speech
+    "knock_guitar": {"Knock": 0.6, "Guitar": 0.4},  # an instrument is music (a child)
+    "wind_long": {"Wind": 0.6, "Rustling leaves": 0.3},  # long: cut into windows
+    "dog_bark": {"Bow-wow": 0.7, "Dog": 0.6},  # extra-sfx clip: extended only
 }
 
 
@@ -68,9 +68,22 @@ class Stub:
 
 
 def _row(audio: str, pkg: str, split: str, src: str, labels: list[str], caption: str) -> dict:
-    return {"audio": audio, "captions": [caption], "tags": [], "labels": labels, "split": split,
-            "licence": "CC0", "meta": {"package": pkg, "source_path": src, "attribution": "",
-                                       "duration_s": 1.5, "primary_label": labels[0], "window": None}}
+    return {
+        "audio": audio,
+        "captions": [caption],
+        "tags": [],
+        "labels": labels,
+        "split": split,
+        "licence": "CC0",
+        "meta": {
+            "package": pkg,
+            "source_path": src,
+            "attribution": "",
+            "duration_s": 1.5,
+            "primary_label": labels[0],
+            "window": None,
+        },
+    }
 
 
 @pytest.fixture()
@@ -80,25 +93,37 @@ def corpus(tmp_path: Path) -> PseudoConfig:
     _write(out / "audio/trainpkg/sounds/rain_01.flac", _sound(300, 1.5, 1), "FLAC")
     _write(out / "audio/heldpkg/sounds/owl.flac", held, "FLAC")
     _write(out / "audio/extra-sfx_a_b/dog_bark.flac", _sound(700, 1.5, 8), "FLAC")
-    rows = [_row("audio/trainpkg/sounds/rain_01.flac", "trainpkg", "train", "sounds/rain_01.wav",
-                 ["Rain"], "Rain"),
-            _row("audio/extra-sfx_a_b/dog_bark.flac", "extra-sfx:a/b", "train", "a/b/dog_bark.ogg",
-                 ["Dog"], "A dog barking"),
-            _row("audio/heldpkg/sounds/owl.flac", "heldpkg", "heldout", "sounds/owl.wav",
-                 ["Owl"], "An owl hooting")]
+    rows = [
+        _row("audio/trainpkg/sounds/rain_01.flac", "trainpkg", "train", "sounds/rain_01.wav", ["Rain"], "Rain"),
+        _row(
+            "audio/extra-sfx_a_b/dog_bark.flac", "extra-sfx:a/b", "train", "a/b/dog_bark.ogg", ["Dog"], "A dog barking"
+        ),
+        _row("audio/heldpkg/sounds/owl.flac", "heldpkg", "heldout", "sounds/owl.wav", ["Owl"], "An owl hooting"),
+    ]
     (out / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    (out / "report.json").write_text(json.dumps({"config": {"heldout": ["heldpkg"], "val": []},
-                                                 "packages": {"trainpkg": {}, "heldpkg": {}}}))
-    files = {"rain_01": (300, 1.5), "rain_roof": (350, 2.0), "x17": (420, 1.2), "zz3": (500, 1.1),
-             "cow_moo": (560, 1.3), "thing": (610, 1.4), "knock_guitar": (660, 1.0),
-             "bell_song": (720, 1.0), "wind_long": (200, 25.0), "tick": (800, 0.1)}
+    (out / "report.json").write_text(
+        json.dumps({"config": {"heldout": ["heldpkg"], "val": []}, "packages": {"trainpkg": {}, "heldpkg": {}}})
+    )
+    files = {
+        "rain_01": (300, 1.5),
+        "rain_roof": (350, 2.0),
+        "x17": (420, 1.2),
+        "zz3": (500, 1.1),
+        "cow_moo": (560, 1.3),
+        "thing": (610, 1.4),
+        "knock_guitar": (660, 1.0),
+        "bell_song": (720, 1.0),
+        "wind_long": (200, 25.0),
+        "tick": (800, 0.1),
+    }
     for k, (stem, (f, s)) in enumerate(files.items()):
         _write(ext / f"trainpkg/sounds/{stem}.wav", _sound(f, s, k + 1))
-    _write(ext / "trainpkg/sounds/copy_of_owl.wav", held)   # a held-out recording's copy
+    _write(ext / "trainpkg/sounds/copy_of_owl.wav", held)  # a held-out recording's copy
     _write(ext / "heldpkg/sounds/owl.wav", held)
     _write(ext / "heldpkg/sounds/rain_more.wav", _sound(330, 2.0, 12))
-    return PseudoConfig(out, roots={"trainpkg": ext / "trainpkg", "heldpkg": ext / "heldpkg"},
-                        sources=SOURCES, progress=False)
+    return PseudoConfig(
+        out, roots={"trainpkg": ext / "trainpkg", "heldpkg": ext / "heldpkg"}, sources=SOURCES, progress=False
+    )
 
 
 def _rows(cfg: PseudoConfig) -> dict[str, dict]:
@@ -110,19 +135,20 @@ def test_agreement_thresholds_exclusions_and_split_protection(corpus: PseudoConf
     report = run(corpus, stub, NAMES)
     rows = _rows(corpus)
     new = {a: r for a, r in rows.items() if r["meta"].get("pseudo", {}).get("new")}
-    assert sorted(new) == ["audio/trainpkg/sounds/rain_roof.flac",
-                           "audio/trainpkg/sounds/wind_long_w00.flac",
-                           "audio/trainpkg/sounds/wind_long_w01.flac",
-                           "audio/trainpkg/sounds/x17.flac"]
+    assert sorted(new) == [
+        "audio/trainpkg/sounds/rain_roof.flac",
+        "audio/trainpkg/sounds/wind_long_w00.flac",
+        "audio/trainpkg/sounds/wind_long_w01.flac",
+        "audio/trainpkg/sounds/x17.flac",
+    ]
     rain = new["audio/trainpkg/sounds/rain_roof.flac"]
     assert rain["captions"][0] == "Rain falling on a surface"
-    assert rain["meta"]["pseudo"] == {"classes": ["Rain on surface"], "scores": [0.5],
-                                      "agreement": "path", "new": True}
+    assert rain["meta"]["pseudo"] == {"classes": ["Rain on surface"], "scores": [0.5], "agreement": "path", "new": True}
     assert rain["labels"][0] == "Rain on surface" and "Rain" in rain["labels"]
     assert rain["split"] == "train" and rain["meta"]["source_path"] == "sounds/rain_roof.wav"
     dog = new["audio/trainpkg/sounds/x17.flac"]
     assert dog["meta"]["pseudo"]["agreement"] == "confident"
-    assert dog["captions"][0] == "A dog barking"            # Bark is more specific than Dog
+    assert dog["captions"][0] == "A dog barking"  # Bark is more specific than Dog
     wind = new["audio/trainpkg/sounds/wind_long_w01.flac"]
     assert wind["meta"]["window"] == {"index": 1, "start_s": 10.0, "end_s": 20.0}
     assert wind["meta"]["duration_s"] == 10.0
@@ -131,8 +157,7 @@ def test_agreement_thresholds_exclusions_and_split_protection(corpus: PseudoConf
         assert info.format == "FLAC" and info.channels == 1
     # existing clips: the train one gains an agreeing caption; held-out untouched
     old = rows["audio/trainpkg/sounds/rain_01.flac"]
-    assert old["captions"] == ["Rain", "Rain falling on a surface",
-                               "The sound of many rain drops striking a surface"]
+    assert old["captions"] == ["Rain", "Rain falling on a surface", "The sound of many rain drops striking a surface"]
     assert old["meta"]["pseudo"]["new"] is False
     assert "pseudo" in rows["audio/extra-sfx_a_b/dog_bark.flac"]["meta"]
     held = json.loads((corpus.corpus / "manifest.jsonl").read_text().splitlines()[2])
@@ -159,11 +184,12 @@ def test_deterministic_and_idempotent(corpus: PseudoConfig):
     first_stub, second_stub = Stub(), Stub()
     first_report = run(corpus, first_stub, NAMES)
     first = (corpus.corpus / corpus.out_name).read_bytes()
-    second_report = run(corpus, second_stub, NAMES)   # FLACs exist now: kept, same manifest
+    second_report = run(corpus, second_stub, NAMES)  # FLACs exist now: kept, same manifest
     assert (corpus.corpus / corpus.out_name).read_bytes() == first
-    assert first_stub.calls == second_stub.calls       # same files, same order
-    assert {k: v for k, v in first_report.items() if k != "seconds"} == \
-        {k: v for k, v in second_report.items() if k != "seconds"}
+    assert first_stub.calls == second_stub.calls  # same files, same order
+    assert {k: v for k, v in first_report.items() if k != "seconds"} == {
+        k: v for k, v in second_report.items() if k != "seconds"
+    }
 
 
 def test_dry_run_writes_only_the_report(corpus: PseudoConfig):
@@ -184,12 +210,12 @@ def test_judge_rules():
             x[NAMES.index(name)] = s
         return judge(x, labels, tree, cfg)
 
-    assert v({"Rain on surface": 0.3}, ["Rain"]) == ("path", ["Rain on surface"])   # below path
-    assert v({"Rain": 0.3}, ["Rain on surface"])[0] == "disagree"                   # above: no
+    assert v({"Rain on surface": 0.3}, ["Rain"]) == ("path", ["Rain on surface"])  # below path
+    assert v({"Rain": 0.3}, ["Rain on surface"])[0] == "disagree"  # above: no
     assert v({"Fly, housefly": 0.5}, ["Bee, wasp, etc.", "Insect"])[0] == "disagree"  # refined
-    assert v({"Dog": 0.9}, ["Animal"])[0] == "disagree"   # not through a top-level class
+    assert v({"Dog": 0.9}, ["Animal"])[0] == "disagree"  # not through a top-level class
     assert v({"Dog": 0.65}, [])[0] == "unsure" and v({"Dog": 0.75}, [])[0] == "confident"
-    assert v({"Knock": 0.9, "Drum": 0.35}, [])[0] == "music/speech"   # an instrument is Music
+    assert v({"Knock": 0.9, "Drum": 0.35}, [])[0] == "music/speech"  # an instrument is Music
     assert v({"Knock": 0.9, "Narration, monologue": 0.31}, [])[0] == "music/speech"
     assert v({"Knock": 0.9, "Narration, monologue": 0.29}, [])[0] == "confident"
     assert v({"Silence": 0.9, "Inside, small room": 0.8}, [])[0] == "unsure"  # generic classes
@@ -210,7 +236,7 @@ def test_real_yamnet(corpus: PseudoConfig, tmp_path: Path):
     path = _write(tmp_path / "noise.wav", _sound(440, 3.0, 3))
     scores = tag(str(path), [(0.0, float("inf")), (0.0, 1.0), (1.0, 3.0)])
     assert scores.shape == (3, len(NAMES)) and np.all((scores >= 0) & (scores <= 1))
-    assert not np.allclose(scores[1], scores[2])          # windows see their own patches
+    assert not np.allclose(scores[1], scores[2])  # windows see their own patches
     report = run(corpus, tag, NAMES)
     assert report["before"]["all"]["clips"] == 3 and report["after"]["all"]["clips"] >= 3
     rows = _rows(corpus)

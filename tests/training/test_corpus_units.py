@@ -28,8 +28,7 @@ def test_rcc_roundtrip(tmp_path, version):
     assert got == files
     (tmp_path / "r.rcc").write_bytes(blob)
     written = extract_rcc(tmp_path / "r.rcc", tmp_path / "out", (".ogg", ".wav"))
-    assert sorted(p.relative_to(tmp_path / "out").as_posix() for p in written) == [
-        "a/b/horse.ogg", "top.wav"]
+    assert sorted(p.relative_to(tmp_path / "out").as_posix() for p in written) == ["a/b/horse.ogg", "top.wav"]
 
 
 def test_rcc_rejects_other_files():
@@ -41,23 +40,27 @@ def test_path_words_split_camel_case_and_digits():
     assert path_words("LRRain_in_garden01.ogg") == ["lr", "rain", "in", "garden", "ogg"]
 
 
-@pytest.mark.parametrize("package, rel, reason", [
-    ("0ad-data", "x/public.zip/audio/actor/fauna/animal/cattle/cow_moo_02.ogg", None),
-    ("0ad-data", "x/public.zip/audio/voice/greek/civ/hello.ogg", "outside sound folders"),
-    ("0ad-data", "x/public.zip/audio/actor/human/death/death_1.ogg", "excluded path"),
-    ("0ad-data", "x/public.zip/audio/music/peace.ogg", "outside sound folders"),
-    ("tuxpaint-stamps-default", "usr/share/tuxpaint/stamps/animals/birds/rooster_desc_fr.ogg",
-     "excluded path"),
-    ("tuxpaint-stamps-default", "usr/share/tuxpaint/stamps/animals/birds/rooster.ogg", None),
-    ("hedgewars-data", "usr/share/games/hedgewars/Data/Sounds/voices/Default/Ooff1.ogg",
-     "excluded path"),
-    ("wesnoth-1.16-data", "usr/share/games/wesnoth/1.16/data/core/sounds/ambient/birds1.ogg", None),
-    ("megaglest-data", "usr/share/games/megaglest/techs/megapack/commondata/sounds/archer_attack1.wav",
-     "skipped word (attack)"),
-    ("megaglest-data", "usr/share/games/megaglest/techs/megapack/commondata/sounds/cow_ack1.wav", None),
-    ("supertux-data", "usr/share/games/supertux2/music/forest/forest.ogg", "outside sound folders"),
-    ("minetest-data", "usr/share/games/minetest/readme.txt", "not audio"),
-])
+@pytest.mark.parametrize(
+    "package, rel, reason",
+    [
+        ("0ad-data", "x/public.zip/audio/actor/fauna/animal/cattle/cow_moo_02.ogg", None),
+        ("0ad-data", "x/public.zip/audio/voice/greek/civ/hello.ogg", "outside sound folders"),
+        ("0ad-data", "x/public.zip/audio/actor/human/death/death_1.ogg", "excluded path"),
+        ("0ad-data", "x/public.zip/audio/music/peace.ogg", "outside sound folders"),
+        ("tuxpaint-stamps-default", "usr/share/tuxpaint/stamps/animals/birds/rooster_desc_fr.ogg", "excluded path"),
+        ("tuxpaint-stamps-default", "usr/share/tuxpaint/stamps/animals/birds/rooster.ogg", None),
+        ("hedgewars-data", "usr/share/games/hedgewars/Data/Sounds/voices/Default/Ooff1.ogg", "excluded path"),
+        ("wesnoth-1.16-data", "usr/share/games/wesnoth/1.16/data/core/sounds/ambient/birds1.ogg", None),
+        (
+            "megaglest-data",
+            "usr/share/games/megaglest/techs/megapack/commondata/sounds/archer_attack1.wav",
+            "skipped word (attack)",
+        ),
+        ("megaglest-data", "usr/share/games/megaglest/techs/megapack/commondata/sounds/cow_ack1.wav", None),
+        ("supertux-data", "usr/share/games/supertux2/music/forest/forest.ogg", "outside sound folders"),
+        ("minetest-data", "usr/share/games/minetest/readme.txt", "not audio"),
+    ],
+)
 def test_skip_reasons(package, rel, reason):
     assert skip_reason(BY_NAME[package], rel) == reason
 
@@ -67,17 +70,20 @@ def test_source_table_is_unique():
     assert len(names) == len(set(names))
 
 
-@pytest.mark.parametrize("package, rel, phrase", [
-    ("0ad-data", "p.zip/audio/actor/fauna/animal/cattle/cow_moo_02.ogg", "a cow mooing"),
-    ("0ad-data", "p.zip/audio/actor/singlesteps/gravel_3.ogg", "footsteps on gravel"),
-    ("minetest-data", "mods/default/sounds/default_break_glass.1.ogg", "glass breaking"),
-    ("flightgear-data-base", "flightgear/Sounds/door-closing.wav", "a door closing"),
-    ("widelands-data", "data/sound/animals/crickets1_00.ogg", "crickets chirping"),
-    ("sonic-pi-samples", "sonic-pi/samples/drum_snare_hard.flac", "a snare drum hit"),
-    ("hydrogen-drumkits", "drumkits/K/hihat-closed-1.flac", "a closed hi-hat hit"),
-    ("bucklespring-data", "usr/share/buckle/wav/1a-0.wav", "a key press on a mechanical keyboard"),
-    ("supertuxkart-data", "data/sfx/thunder.ogg", "thunder"),
-])
+@pytest.mark.parametrize(
+    "package, rel, phrase",
+    [
+        ("0ad-data", "p.zip/audio/actor/fauna/animal/cattle/cow_moo_02.ogg", "a cow mooing"),
+        ("0ad-data", "p.zip/audio/actor/singlesteps/gravel_3.ogg", "footsteps on gravel"),
+        ("minetest-data", "mods/default/sounds/default_break_glass.1.ogg", "glass breaking"),
+        ("flightgear-data-base", "flightgear/Sounds/door-closing.wav", "a door closing"),
+        ("widelands-data", "data/sound/animals/crickets1_00.ogg", "crickets chirping"),
+        ("sonic-pi-samples", "sonic-pi/samples/drum_snare_hard.flac", "a snare drum hit"),
+        ("hydrogen-drumkits", "drumkits/K/hihat-closed-1.flac", "a closed hi-hat hit"),
+        ("bucklespring-data", "usr/share/buckle/wav/1a-0.wav", "a key press on a mechanical keyboard"),
+        ("supertuxkart-data", "data/sfx/thunder.ogg", "thunder"),
+    ],
+)
 def test_specific_phrases(package, rel, phrase):
     captions, tags, got = describe(BY_NAME[package], rel)
     assert got == phrase
@@ -88,8 +94,9 @@ def test_specific_phrases(package, rel, phrase):
 
 
 def test_given_text_first_and_debiased():
-    captions, tags, phrase = describe(BY_NAME["minetest-data"], "x/sounds/foo.ogg",
-                                      given=["A man whistles a tune"], extra_words=["whistle"])
+    captions, tags, phrase = describe(
+        BY_NAME["minetest-data"], "x/sounds/foo.ogg", given=["A man whistles a tune"], extra_words=["whistle"]
+    )
     assert captions[0] == "A person whistles a tune"
     assert "whistle" in tags
 
@@ -100,12 +107,21 @@ def test_phrase_fallbacks():
     assert event_phrase(["rooster", "crow"]) == "a rooster crowing"
 
 
-@pytest.mark.parametrize("words, first", [
-    (["cow", "moo"], "Moo"), (["footstep", "gravel"], "Walk, footsteps"),
-    (["bass", "drum"], "Bass drum"), (["hi", "hat", "closed"], "Hi-hat"),
-    (["rain"], "Rain"), (["dogs", "barking"], "Dog"), (["helicopter"], "Helicopter"),
-    (["glass", "break"], "Glass"), (["keyboard"], "Computer keyboard"), (["clock"], "Tick-tock"),
-])
+@pytest.mark.parametrize(
+    "words, first",
+    [
+        (["cow", "moo"], "Moo"),
+        (["footstep", "gravel"], "Walk, footsteps"),
+        (["bass", "drum"], "Bass drum"),
+        (["hi", "hat", "closed"], "Hi-hat"),
+        (["rain"], "Rain"),
+        (["dogs", "barking"], "Dog"),
+        (["helicopter"], "Helicopter"),
+        (["glass", "break"], "Glass"),
+        (["keyboard"], "Computer keyboard"),
+        (["clock"], "Tick-tock"),
+    ],
+)
 def test_audioset_labels(onto, words, first):
     labels = onto.labels_for(words)
     assert labels, words
@@ -156,11 +172,13 @@ def test_fingerprint_separates_sounds_and_matches_copies():
 def test_find_duplicates_keeps_first():
     fp = A.fingerprint(_tone(440, 2.0), 22050).tolist()
     other = A.fingerprint(_tone(1500, 2.0), 22050).tolist()
-    items = [("a", A.Analysis("ok", 2.0, 22050, "h1", fp)),
-             ("b", A.Analysis("ok", 2.0, 22050, "h1", fp)),
-             ("c", A.Analysis("ok", 2.05, 22050, "h2", fp)),
-             ("d", A.Analysis("ok", 5.0, 22050, "h3", fp)),  # same spectrum, other length
-             ("e", A.Analysis("ok", 2.0, 22050, "h4", other))]
+    items = [
+        ("a", A.Analysis("ok", 2.0, 22050, "h1", fp)),
+        ("b", A.Analysis("ok", 2.0, 22050, "h1", fp)),
+        ("c", A.Analysis("ok", 2.05, 22050, "h2", fp)),
+        ("d", A.Analysis("ok", 5.0, 22050, "h3", fp)),  # same spectrum, other length
+        ("e", A.Analysis("ok", 2.0, 22050, "h4", other)),
+    ]
     assert A.find_duplicates(items) == {"b": ("a", "exact"), "c": ("a", "near")}
 
 
@@ -176,4 +194,4 @@ def test_source_patterns_are_tuples():
         for name in ("members", "include", "exclude", "keep", "context"):
             assert isinstance(getattr(s, name), tuple), (s.package, name)
     with pytest.raises(TypeError):
-        Source("x", "MIT", exclude=("a" "b"))
+        Source("x", "MIT", exclude=("ab"))

@@ -19,8 +19,10 @@ from training.data.records import ClipRecord
 
 
 def test_keywords_to_caption_without_rng_is_the_first_template_in_order():
-    assert keywords_to_caption(["Dog", "owl", "rain", "dog", " ", "barking"]) == \
-        "The sound of a dog, an owl, rain and barking"
+    assert (
+        keywords_to_caption(["Dog", "owl", "rain", "dog", " ", "barking"])
+        == "The sound of a dog, an owl, rain and barking"
+    )
     assert keywords_to_caption(["cars"]) == "The sound of cars"
     assert keywords_to_caption(["DJ", "the sea"]) == "The sound of a DJ and the sea"
     with pytest.raises(ValueError):
@@ -40,8 +42,10 @@ def test_keywords_to_caption_with_rng_is_deterministic_and_varied():
     assert len(TEMPLATES) >= 3
 
 
-@pytest.mark.parametrize("word, article", [("owl", "an"), ("dog", "a"), ("hour", "an"),
-                                           ("unicorn", "a"), ("European", "a"), ("engine", "an")])
+@pytest.mark.parametrize(
+    "word, article",
+    [("owl", "an"), ("dog", "a"), ("hour", "an"), ("unicorn", "a"), ("European", "a"), ("engine", "an")],
+)
 def test_indefinite_article(word, article):
     assert indefinite_article(word) == article
 
@@ -51,23 +55,26 @@ def test_join_list_has_no_oxford_comma():
     assert join_list(["a", "b"]) == "a and b" and join_list(["a", "b", "c"]) == "a, b and c"
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("A woman speaks", "A person speaks"),
-    ("a man and a woman talk", "a person and a person talk"),
-    ("Two men and three WOMEN laugh", "Two people and three PEOPLE laugh"),
-    ("Boys and girls shout", "People and people shout"),
-    ("A lady and a gentleman", "A person and a person"),
-    ("The man's dog barks", "The person's dog barks"),
-    ("He coughs, then she laughs", "The person coughs, then the person laughs"),
-    ("She hands her phone to him", "The person hands their phone to them"),
-    ("A crowd cheers for her.", "A crowd cheers for them."),
-    ("A male announcer speaks", "An announcer speaks"),
-    ("Female vocals over a guitar", "Vocals over a guitar"),
-    ("A male speaks", "A person speaks"),
-    ("Manhattan traffic at night", "Manhattan traffic at night"),
-    ("human voices and a fireman", "human voices and a fireman"),
-    ("the theme of Shere Khan", "the theme of Shere Khan"),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("A woman speaks", "A person speaks"),
+        ("a man and a woman talk", "a person and a person talk"),
+        ("Two men and three WOMEN laugh", "Two people and three PEOPLE laugh"),
+        ("Boys and girls shout", "People and people shout"),
+        ("A lady and a gentleman", "A person and a person"),
+        ("The man's dog barks", "The person's dog barks"),
+        ("He coughs, then she laughs", "The person coughs, then the person laughs"),
+        ("She hands her phone to him", "The person hands their phone to them"),
+        ("A crowd cheers for her.", "A crowd cheers for them."),
+        ("A male announcer speaks", "An announcer speaks"),
+        ("Female vocals over a guitar", "Vocals over a guitar"),
+        ("A male speaks", "A person speaks"),
+        ("Manhattan traffic at night", "Manhattan traffic at night"),
+        ("human voices and a fireman", "human voices and a fireman"),
+        ("the theme of Shere Khan", "the theme of Shere Khan"),
+    ],
+)
 def test_debias(text, expected):
     assert debias(text) == expected
     assert debias(expected) == expected
@@ -87,11 +94,14 @@ def test_policy_picks_deterministically_from_the_rng():
     policy = CaptionPolicy(keyword_prob=0.5)
     picks = [policy.pick(both, np.random.default_rng(s)) for s in range(40)]
     assert picks == [policy.pick(both, np.random.default_rng(s)) for s in range(40)]
-    assert set(picks) - set(both.captions)                 # some keyword captions...
-    assert set(picks) & set(both.captions) == set(both.captions)   # ...and every caption
+    assert set(picks) - set(both.captions)  # some keyword captions...
+    assert set(picks) & set(both.captions) == set(both.captions)  # ...and every caption
     rng = np.random.default_rng(0)
-    assert CaptionPolicy(keyword_prob=1.0).pick(both, rng).endswith(("speech and a room", "a room and speech",
-                                                                      "can be heard"))
+    assert (
+        CaptionPolicy(keyword_prob=1.0)
+        .pick(both, rng)
+        .endswith(("speech and a room", "a room and speech", "can be heard"))
+    )
     assert CaptionPolicy(random_caption=False).pick(both, rng) == "A man talks"
     assert CaptionPolicy(random_caption=False, debias=True).pick(both, rng) == "A person talks"
     assert CaptionPolicy(random_template=False).pick(_record(tags=["dog"]), rng) == "The sound of a dog"
@@ -104,8 +114,26 @@ def test_policy_picks_deterministically_from_the_rng():
 
 # ----------------------------------------------------------------------------- seq2seq plumbing
 
-WORDS = ["dog", "rain", "man", "woman", "barks", "falls", "a", "the", "keywords", "write", "an",
-         "audio", "caption", "using", "the:", "with", ",", ":"]
+WORDS = [
+    "dog",
+    "rain",
+    "man",
+    "woman",
+    "barks",
+    "falls",
+    "a",
+    "the",
+    "keywords",
+    "write",
+    "an",
+    "audio",
+    "caption",
+    "using",
+    "the:",
+    "with",
+    ",",
+    ":",
+]
 
 
 @pytest.fixture(scope="module")
@@ -119,16 +147,28 @@ def tiny_bart(tmp_path_factory):
     vocab = {w: k for k, w in enumerate(["<s>", "<pad>", "</s>", "<unk>", *WORDS])}
     tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    tok.post_processor = processors.TemplateProcessing(single="<s> $A </s>",
-                                                       special_tokens=[("<s>", 0), ("</s>", 2)])
+    tok.post_processor = processors.TemplateProcessing(single="<s> $A </s>", special_tokens=[("<s>", 0), ("</s>", 2)])
     folder = tmp_path_factory.mktemp("tiny_bart")
-    transformers.PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>",
-                                         pad_token="<pad>", unk_token="<unk>").save_pretrained(folder)
+    transformers.PreTrainedTokenizerFast(
+        tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>", unk_token="<unk>"
+    ).save_pretrained(folder)
     config = transformers.BartConfig(
-        vocab_size=len(vocab), d_model=16, encoder_layers=1, decoder_layers=1,
-        encoder_attention_heads=2, decoder_attention_heads=2, encoder_ffn_dim=32,
-        decoder_ffn_dim=32, max_position_embeddings=64, pad_token_id=1, bos_token_id=0,
-        eos_token_id=2, decoder_start_token_id=2, forced_bos_token_id=None, forced_eos_token_id=None)
+        vocab_size=len(vocab),
+        d_model=16,
+        encoder_layers=1,
+        decoder_layers=1,
+        encoder_attention_heads=2,
+        decoder_attention_heads=2,
+        encoder_ffn_dim=32,
+        decoder_ffn_dim=32,
+        max_position_embeddings=64,
+        pad_token_id=1,
+        bos_token_id=0,
+        eos_token_id=2,
+        decoder_start_token_id=2,
+        forced_bos_token_id=None,
+        forced_eos_token_id=None,
+    )
     torch.manual_seed(0)
     model = transformers.BartForConditionalGeneration(config)
     with torch.no_grad():
@@ -146,7 +186,8 @@ def test_seq2seq_captioner_loads_offline_is_deterministic_and_debiased(tiny_bart
     assert text == debias(raw) == "person person person person"
     assert captioner.generate([["dog"], ["rain", "dog", "dog"]]) == [text, text]
     import pickle
-    assert pickle.loads(pickle.dumps(captioner))._loaded is None      # workers reload, lazily
+
+    assert pickle.loads(pickle.dumps(captioner))._loaded is None  # workers reload, lazily
     policy = CaptionPolicy(generator=captioner)
     assert policy.pick(_record(tags=["dog"]), np.random.default_rng(0)) == text
     with pytest.raises(ValueError, match="keywords"):

@@ -22,13 +22,13 @@ from training.data.dataset import AugmentConfig, ClapDataset, make_collate  # no
 from training.data.records import ClipRecord  # noqa: E402
 from training.data.sampler import EpochSampler  # noqa: E402
 
-SMALL = dict(sample_rate=16000, clip_samples=16000, hop_length=160, n_fft=512, win_length=512,
-             n_mels=32, f_max=8000)
+SMALL = dict(sample_rate=16000, clip_samples=16000, hop_length=160, n_fft=512, win_length=512, n_mels=32, f_max=8000)
 FUSION = AudioFrontend(**SMALL, long_policy="fusion")
 CROP = AudioFrontend(**SMALL, long_policy="center_crop")
 RANDOM_VIEWS = AugmentConfig(random_crop=True, random_fusion=True)
-WAVE_AUG = AugmentConfig(normalize_dbfs=-20.0, gain_db=(-6.0, 6.0), noise_snr_db=(5.0, 20.0),
-                         noise_prob=1.0, mix_prob=1.0)
+WAVE_AUG = AugmentConfig(
+    normalize_dbfs=-20.0, gain_db=(-6.0, 6.0), noise_snr_db=(5.0, 20.0), noise_prob=1.0, mix_prob=1.0
+)
 
 
 def write_audio(path: Path, seconds: float, sr: int, channels: int = 1, seed: int = 0) -> Path:
@@ -52,8 +52,10 @@ def clips(tmp_path_factory) -> dict[str, Path]:
 
 
 def records_for(paths, captions=None) -> list[ClipRecord]:
-    return [ClipRecord(str(p), (captions[k] if captions else f"clip number {k}",), ("tag",),
-                       source="m.jsonl", line=k + 1) for k, p in enumerate(paths)]
+    return [
+        ClipRecord(str(p), (captions[k] if captions else f"clip number {k}",), ("tag",), source="m.jsonl", line=k + 1)
+        for k, p in enumerate(paths)
+    ]
 
 
 @pytest.mark.parametrize("spec", [FUSION, CROP], ids=["fusion", "center_crop"])
@@ -82,7 +84,7 @@ def test_random_views_depend_only_on_seed_epoch_and_index(clips, spec):
     ds = ClapDataset(records, spec, augment=RANDOM_VIEWS, seed=7)
     first = ds[1]["features"].numpy()
     assert np.array_equal(first, ClapDataset(records, spec, augment=RANDOM_VIEWS, seed=7)[1]["features"].numpy())
-    assert np.array_equal(first, ds[(0, 1)]["features"].numpy())        # (epoch, index) keys
+    assert np.array_equal(first, ds[(0, 1)]["features"].numpy())  # (epoch, index) keys
     epochs = []
     for epoch in range(1, 4):
         ds.set_epoch(epoch)
@@ -124,7 +126,9 @@ def test_waveform_augmentation_is_reproducible(clips):
     assert np.array_equal(item["features"].numpy(), ds[0]["features"].numpy())
     assert np.isfinite(item["features"].numpy()).all()
     assert item["caption"].startswith("A dog barks and ") and item["caption"] in {
-        "A dog barks and rain", "A dog barks and a car"}
+        "A dog barks and rain",
+        "A dog barks and a car",
+    }
     serving = file_views(clips["short"], FUSION)[0].features
     assert not np.array_equal(item["features"].numpy(), serving)
     ds.set_epoch(1)
@@ -155,14 +159,13 @@ def test_bad_audio_is_substituted_not_raised(clips, tmp_path, caplog):
     broken = tmp_path / "broken.wav"
     broken.write_bytes(b"RIFF not really a wave file" * 20)
     shard = _tar_with(tmp_path / "s.tar", {"ok.flac": clips["long"]})
-    records = records_for([clips["short"], broken, tmp_path / "missing.wav", f"{shard}#nope.flac",
-                           clips["long"]])
+    records = records_for([clips["short"], broken, tmp_path / "missing.wav", f"{shard}#nope.flac", clips["long"]])
     ds = ClapDataset(records, CROP, augment=RANDOM_VIEWS, seed=2)
     with caplog.at_level(logging.WARNING, logger="training.data.dataset"):
         item = ds[1]
         ds[1]
     assert item["substituted"] and item["index"] == 1 and item["source_index"] == 4
-    assert item["caption"] == "clip number 4"                          # the caption travels with the audio
+    assert item["caption"] == "clip number 4"  # the caption travels with the audio
     assert np.array_equal(item["features"].numpy(), ds[4]["features"].numpy())
     assert ds.failures == 6
     warnings = [r.getMessage() for r in caplog.records]
@@ -178,14 +181,12 @@ def test_collate_and_dataloader_workers(clips, tmp_path):
     tokenizer = TextTokenizer(make_tokenizer(tmp_path) / "tokenizer.json", max_length=77, pad_token_id=1)
     captions = ["a dog barks", "rain falling on a tin roof while a man speaks", "thunder"]
     records = records_for([clips["short"], clips["long"], clips["long44"]], captions)
-    ds = ClapDataset(records, FUSION, augment=RANDOM_VIEWS, seed=1,
-                     caption_policy=CaptionPolicy(random_caption=False))
+    ds = ClapDataset(records, FUSION, augment=RANDOM_VIEWS, seed=1, caption_policy=CaptionPolicy(random_caption=False))
     collate = make_collate(tokenizer)
 
     def batches(workers: int):
         sampler = EpochSampler(len(ds), seed=4, drop_last=False)
-        loader = torch.utils.data.DataLoader(ds, batch_size=3, sampler=sampler, collate_fn=collate,
-                                             num_workers=workers)
+        loader = torch.utils.data.DataLoader(ds, batch_size=3, sampler=sampler, collate_fn=collate, num_workers=workers)
         return next(iter(loader))
 
     batch = batches(0)

@@ -36,18 +36,32 @@ def test_jsonl_happy_path(tmp_path):
     wav(tmp_path / "clips" / "dog.wav")
     rain = wav(tmp_path / "elsewhere" / "rain.wav")
     wav(tmp_path / "birds.wav")
-    manifest = lines(tmp_path / "m.jsonl", [
-        {"audio": "clips/dog.wav", "caption": "A dog barks", "tags": ["dog", "bark"]},
-        "",
-        {"audio": str(rain), "captions": ["Rain on a roof", "Heavy rain"], "split": "test",
-         "labels": "Rain; Rain on surface", "licence": "CC-BY-4.0"},
-        {"audio": "birds.wav", "tags": "birds, dawn; chorus", "meta": {"origin": "field"}},
-    ])
+    manifest = lines(
+        tmp_path / "m.jsonl",
+        [
+            {"audio": "clips/dog.wav", "caption": "A dog barks", "tags": ["dog", "bark"]},
+            "",
+            {
+                "audio": str(rain),
+                "captions": ["Rain on a roof", "Heavy rain"],
+                "split": "test",
+                "labels": "Rain; Rain on surface",
+                "licence": "CC-BY-4.0",
+            },
+            {"audio": "birds.wav", "tags": "birds, dawn; chorus", "meta": {"origin": "field"}},
+        ],
+    )
     records, issues = read_jsonl(manifest, split="train")
     assert issues == []
     dog, rain_rec, birds = records
-    assert dog == ClipRecord(str(tmp_path / "clips" / "dog.wav"), ("A dog barks",), ("dog", "bark"),
-                             split="train", source=str(manifest), line=1)
+    assert dog == ClipRecord(
+        str(tmp_path / "clips" / "dog.wav"),
+        ("A dog barks",),
+        ("dog", "bark"),
+        split="train",
+        source=str(manifest),
+        line=1,
+    )
     assert rain_rec.audio == str(rain) and rain_rec.captions == ("Rain on a roof", "Heavy rain")
     assert rain_rec.labels == ("Rain", "Rain on surface") and rain_rec.split == "test"
     assert rain_rec.licence == "CC-BY-4.0" and rain_rec.line == 3
@@ -56,17 +70,17 @@ def test_jsonl_happy_path(tmp_path):
 
 
 BAD_JSONL = [
-    {"audio": "ok.wav", "caption": "fine"},                  # 1 ok
-    '{"audio": "ok.wav", "caption": ',                        # 2 broken JSON
-    {"file": "ok.wav", "caption": "x"},                       # 3 unknown key, no audio
-    {"caption": "no audio key"},                              # 4 missing audio
-    {"audio": "ok.wav", "caption": "  "},                     # 5 empty caption
-    {"audio": "ok.wav", "captions": ["good", ""]},            # 6 empty caption in list
-    {"audio": "missing.wav", "caption": "gone"},              # 7 file not found
-    {"audio": "ok.wav"},                                      # 8 neither caption nor tags
-    {"audio": "ok.wav", "caption": 3},                        # 9 wrong type
-    "[1, 2]",                                                 # 10 not an object
-    {"audio": "ok.wav", "tags": ["only", "tags"]},            # 11 ok
+    {"audio": "ok.wav", "caption": "fine"},  # 1 ok
+    '{"audio": "ok.wav", "caption": ',  # 2 broken JSON
+    {"file": "ok.wav", "caption": "x"},  # 3 unknown key, no audio
+    {"caption": "no audio key"},  # 4 missing audio
+    {"audio": "ok.wav", "caption": "  "},  # 5 empty caption
+    {"audio": "ok.wav", "captions": ["good", ""]},  # 6 empty caption in list
+    {"audio": "missing.wav", "caption": "gone"},  # 7 file not found
+    {"audio": "ok.wav"},  # 8 neither caption nor tags
+    {"audio": "ok.wav", "caption": 3},  # 9 wrong type
+    "[1, 2]",  # 10 not an object
+    {"audio": "ok.wav", "tags": ["only", "tags"]},  # 11 ok
 ]
 
 
@@ -107,7 +121,7 @@ def test_probe_audio_reports_undecodable_files(tmp_path):
     (tmp_path / "junk.wav").write_bytes(b"this is not a wav file at all" * 10)
     manifest = lines(tmp_path / "m.jsonl", [{"audio": "junk.wav", "caption": "c"}])
     records, issues = read_jsonl(manifest)
-    assert len(records) == 1 and issues == []            # existence only, by default
+    assert len(records) == 1 and issues == []  # existence only, by default
     records, issues = read_jsonl(manifest, probe_audio=True)
     assert records == [] and "cannot be used" in issues[0].reason and "WAV" in issues[0].reason
 
@@ -123,7 +137,8 @@ def test_csv_happy_path(tmp_path):
         "audio,caption_1,caption_2,caption_3,tags,labels,split\n"
         'audio/a.wav,First,Second,,dog;bark,"Dog; Domestic animals, pets",train\n'
         "audio/b.wav,,,,rain,,\n"
-        'audio/c.wav,"One, with a comma",,,,,valid\n')
+        'audio/c.wav,"One, with a comma",,,,,valid\n'
+    )
     records, issues = read_csv(manifest)
     assert issues == []
     a, b, c = records
@@ -136,28 +151,29 @@ def test_csv_happy_path(tmp_path):
 def test_csv_pipe_separated_captions_and_bad_rows(tmp_path):
     wav(tmp_path / "a.wav")
     manifest = tmp_path / "m.csv"
-    manifest.write_text("audio,captions,tags\n"
-                        "a.wav,one|two,\n"
-                        ",orphan,\n"
-                        "a.wav,one||three,\n"
-                        "a.wav,,\n"
-                        "a.wav,x,y,z\n"
-                        "nope.wav,x,\n")
+    manifest.write_text(
+        "audio,captions,tags\na.wav,one|two,\n,orphan,\na.wav,one||three,\na.wav,,\na.wav,x,y,z\nnope.wav,x,\n"
+    )
     records, issues = read_csv(manifest)
     assert [r.captions for r in records] == [("one", "two")]
     assert [(i.line, i.reason.split(" (")[0]) for i in issues] == [
-        (3, "'audio' is empty"), (4, "empty caption"), (5, "no caption and no tags"),
-        (6, "4 fields but 3 columns"), (7, f"audio file not found: {tmp_path / 'nope.wav'}")]
+        (3, "'audio' is empty"),
+        (4, "empty caption"),
+        (5, "no caption and no tags"),
+        (6, "4 fields but 3 columns"),
+        (7, f"audio file not found: {tmp_path / 'nope.wav'}"),
+    ]
 
 
-@pytest.mark.parametrize("header, missing", [("file,text", "file, text"),
-                                             ("audio,captoin", "unknown: captoin"),
-                                             ("audio,split", "audio, split")])
+@pytest.mark.parametrize(
+    "header, missing",
+    [("file,text", "file, text"), ("audio,captoin", "unknown: captoin"), ("audio,split", "audio, split")],
+)
 def test_csv_wrong_columns_name_found_and_expected(tmp_path, header, missing):
     manifest = tmp_path / "m.csv"
     manifest.write_text(header + "\nx,y\n")
     with pytest.raises(DataManifestError, match="wrong columns") as info:
-        read_csv(manifest)          # even with on_error="skip": every row would be bad
+        read_csv(manifest)  # even with on_error="skip": every row would be bad
     message = str(info.value)
     assert missing in message and "expected 'audio'" in message and info.value.issue.line == 1
 
@@ -170,13 +186,15 @@ def test_audiocaps_groups_captions_per_clip(tmp_path):
     wav(audio / "yid_A.wav")
     wav(audio / "yid_B_30.flac")
     manifest = tmp_path / "val.csv"
-    manifest.write_text("audiocap_id,youtube_id,start_time,caption\n"
-                        "1,yid_A,0,A man talks\n"
-                        "2,yid_B,30,Birds chirp\n"
-                        "3,yid_A,0,Someone speaks\n"
-                        "4,yid_C,10,No audio for this one\n"
-                        "5,yid_A,0,\n"
-                        "6,yid_B,30.0,Birds sing loudly\n")
+    manifest.write_text(
+        "audiocap_id,youtube_id,start_time,caption\n"
+        "1,yid_A,0,A man talks\n"
+        "2,yid_B,30,Birds chirp\n"
+        "3,yid_A,0,Someone speaks\n"
+        "4,yid_C,10,No audio for this one\n"
+        "5,yid_A,0,\n"
+        "6,yid_B,30.0,Birds sing loudly\n"
+    )
     records, issues = read_audiocaps(manifest, audio, split="val")
     a, b = records
     assert a.audio == str(audio / "yid_A.wav") and a.captions == ("A man talks", "Someone speaks")
@@ -193,11 +211,14 @@ def test_clotho(tmp_path):
     wav(audio / "Rain, heavy on roof.wav")
     wav(audio / "door creak 2.wav")
     manifest = tmp_path / "clotho_captions_development.csv"
-    rows = [["file_name"] + [f"caption_{k}" for k in range(1, 6)],
-            ["Rain, heavy on roof.wav"] + [f"rain caption {k}" for k in range(1, 6)],
-            ["door creak 2.wav"] + [f"a door creaks {k}" for k in range(1, 6)],
-            ["absent.wav"] + ["x"] * 5]
+    rows = [
+        ["file_name"] + [f"caption_{k}" for k in range(1, 6)],
+        ["Rain, heavy on roof.wav"] + [f"rain caption {k}" for k in range(1, 6)],
+        ["door creak 2.wav"] + [f"a door creaks {k}" for k in range(1, 6)],
+        ["absent.wav"] + ["x"] * 5,
+    ]
     import csv
+
     with open(manifest, "w", newline="") as fh:
         csv.writer(fh).writerows(rows)
     records, issues = read_clotho(manifest, audio, split="train")
@@ -231,16 +252,22 @@ def laion_json(text, tags=(), **extra) -> bytes:
 
 def test_webdataset_shards(tmp_path):
     audio = _flac_bytes()
-    make_shard(tmp_path / "shards" / "000000.tar", {
-        "s0": {"flac": audio, "json": laion_json(["A dog barks", ""], ["dog"])},
-        "s1": {"flac": audio},                                  # no json
-        "s2": {"json": laion_json("no audio")},                 # no audio
-        "s3": {"flac": audio, "json": b"{broken"},
-    })
-    make_shard(tmp_path / "shards" / "000001.tar", {
-        "t0": {"wav": audio, "json": laion_json("Rain falls", license="CC0")},
-        "t1": {"flac": audio, "json": laion_json([], [])},      # nothing to say
-    })
+    make_shard(
+        tmp_path / "shards" / "000000.tar",
+        {
+            "s0": {"flac": audio, "json": laion_json(["A dog barks", ""], ["dog"])},
+            "s1": {"flac": audio},  # no json
+            "s2": {"json": laion_json("no audio")},  # no audio
+            "s3": {"flac": audio, "json": b"{broken"},
+        },
+    )
+    make_shard(
+        tmp_path / "shards" / "000001.tar",
+        {
+            "t0": {"wav": audio, "json": laion_json("Rain falls", license="CC0")},
+            "t1": {"flac": audio, "json": laion_json([], [])},  # nothing to say
+        },
+    )
     pattern = str(tmp_path / "shards" / "{000000..000002}.tar")
     assert expand_shards(pattern)[-1].endswith("000002.tar")
     records, issues = read_webdataset(pattern, split="train")
@@ -250,7 +277,12 @@ def test_webdataset_shards(tmp_path):
     assert records[0].meta["original_data"] == {"id": 7} and records[0].split == "train"
     assert records[1].licence == "CC0" and split_tar_ref(records[1].audio) == (shard1, "t0.wav")
     assert [(i.source.rsplit("/", 1)[-1], i.line) for i in issues] == [
-        ("000000.tar", 2), ("000000.tar", 3), ("000000.tar", 4), ("000001.tar", 2), ("000002.tar", 0)]
+        ("000000.tar", 2),
+        ("000000.tar", 3),
+        ("000000.tar", 4),
+        ("000001.tar", 2),
+        ("000002.tar", 0),
+    ]
     assert "no s1.json" in issues[0].reason and issues[-1].reason == "shard not found"
     assert read_any(str(tmp_path / "shards" / "*.tar"))[0] == records_without_split(records)
     report = summarize(issues)
@@ -259,6 +291,7 @@ def test_webdataset_shards(tmp_path):
 
 def records_without_split(records):
     from dataclasses import replace
+
     return [replace(r, split=None) for r in records]
 
 

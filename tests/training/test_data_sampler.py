@@ -28,19 +28,18 @@ def test_each_epoch_is_a_seeded_permutation():
 
 @pytest.mark.parametrize("drop_last, per_rank", [(True, 3), (False, 4)])
 def test_ranks_get_equal_disjoint_shards(drop_last, per_rank):
-    shards = [run(EpochSampler(10, seed=0, rank=r, world_size=3, drop_last=drop_last), [2])[0]
-              for r in range(3)]
+    shards = [run(EpochSampler(10, seed=0, rank=r, world_size=3, drop_last=drop_last), [2])[0] for r in range(3)]
     assert [len(s) for s in shards] == [per_rank] * 3
     assert len(EpochSampler(10, seed=0, rank=1, world_size=3, drop_last=drop_last)) == per_rank
     flat = [i for s in shards for i in s]
     if drop_last:
-        assert len(set(flat)) == 9             # disjoint; the permutation's tail is dropped
+        assert len(set(flat)) == 9  # disjoint; the permutation's tail is dropped
     else:
-        assert set(flat) == set(range(10))      # every item, two repeated to even the ranks
+        assert set(flat) == set(range(10))  # every item, two repeated to even the ranks
     full = EpochSampler(10, seed=0)
     full.set_epoch(2)
     order = list(full)
-    padded = (order + order)[:3 * per_rank]
+    padded = (order + order)[: 3 * per_rank]
     assert shards == [padded[r::3] for r in range(3)]
     with pytest.raises(ValueError):
         EpochSampler(10, seed=0, rank=3, world_size=3)
@@ -70,8 +69,10 @@ def test_resume_mid_epoch_replays_the_uninterrupted_order(world_size):
 
 def test_resume_with_a_dataloader_counts_consumed_batches():
     data = list(range(100, 130))
-    reference = [b.tolist() for b in torch.utils.data.DataLoader(data, batch_size=4,
-                                                                 sampler=_at_epoch(EpochSampler(30, seed=3), 4))]
+    reference = [
+        b.tolist()
+        for b in torch.utils.data.DataLoader(data, batch_size=4, sampler=_at_epoch(EpochSampler(30, seed=3), 4))
+    ]
     sampler = _at_epoch(EpochSampler(30, seed=3), 4)
     loader = torch.utils.data.DataLoader(data, batch_size=4, sampler=sampler, num_workers=0)
     done = []

@@ -52,7 +52,7 @@ def wavs(tmp_path_factory) -> dict[str, str]:
     for name, (seconds, tone, _, _) in CLIPS.items():
         t = np.arange(int(seconds * SR)) / SR
         wave = 0.3 * rng.standard_normal(t.size) if tone is None else 0.4 * np.sin(2 * np.pi * tone * t)
-        wave *= np.linspace(0.3, 1.0, t.size)        # a level change, so the fused views differ
+        wave *= np.linspace(0.3, 1.0, t.size)  # a level change, so the fused views differ
         out[name] = str(folder / f"{name}.wav")
         sf.write(out[name], wave.astype(np.float32), SR)
     return out
@@ -142,7 +142,7 @@ class FakeEmbedder:
         for k, c in enumerate(CLASSES):
             if c in text:
                 v[k] = 1.0
-        v[7] += (sum(map(ord, text)) % 13) / 100           # a small deterministic "noise"
+        v[7] += (sum(map(ord, text)) % 13) / 100  # a small deterministic "noise"
         return v / np.linalg.norm(v)
 
     def embed_audio(self, paths):
@@ -163,7 +163,9 @@ def test_zero_shot_labels_template_and_multilabel():
     assert result.metrics["top1"] == 1.0 and result.metrics["per_class"] == {"bell": 1.0, "dog": 1.0, "rain": 1.0}
     assert result.settings["template"] == "This is a sound of {label}." and result.settings["labels"] == sorted(CLASSES)
     subset = evaluate_zero_shot(fake, _fake_records(), labels=["rain", "dog"], template="{label} noise")
-    assert subset.counts["clips"] == 4 and subset.counts["left_out"] == 2 and subset.settings["labels"] == ["rain", "dog"]
+    assert (
+        subset.counts["clips"] == 4 and subset.counts["left_out"] == 2 and subset.settings["labels"] == ["rain", "dog"]
+    )
     with pytest.raises(EvaluationError, match="placeholder"):
         evaluate_zero_shot(fake, _fake_records(), template="no placeholder")
     two = [Rec("/x/dog_rain.wav", (), ("dog", "rain"))]
@@ -175,8 +177,13 @@ def test_zero_shot_labels_template_and_multilabel():
 
 
 def test_linear_probe_task():
-    result = evaluate_linear_probe(FakeEmbedder(), _fake_records("train", 4), _fake_records("test"),
-                                   _fake_records("val"), weight_decays=(1e-3, 1e-1))
+    result = evaluate_linear_probe(
+        FakeEmbedder(),
+        _fake_records("train", 4),
+        _fake_records("test"),
+        _fake_records("val"),
+        weight_decays=(1e-3, 1e-1),
+    )
     assert result.metrics["test_accuracy"] == 1.0 and result.counts["train"] == 12
     assert result.counts["val"] == 6 and set(result.metrics["per_class_accuracy"]) == set(CLASSES)
     with pytest.raises(EvaluationError, match="2 classes"):
@@ -197,8 +204,15 @@ def test_report_round_trips_through_json():
 # ----------------------------------------------------------------------------- CLI
 def _jsonl_reader(path, base=None):
     rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    return [Rec(str(base / r["audio"]) if base else r["audio"], tuple(r.get("captions", ())),
-                tuple(r.get("labels", ())), r.get("split")) for r in rows], []
+    return [
+        Rec(
+            str(base / r["audio"]) if base else r["audio"],
+            tuple(r.get("captions", ())),
+            tuple(r.get("labels", ())),
+            r.get("split"),
+        )
+        for r in rows
+    ], []
 
 
 def _reader_or_fallback():
@@ -211,35 +225,54 @@ def _reader_or_fallback():
 
 
 def test_cli_on_a_model_folder(tiny_model_dir, wavs, tmp_path, capsys):
-    manifest = Path(wavs["dog_a"]).parent / "data.jsonl"         # audio paths relative to it
-    lines = [{"audio": Path(wavs[n]).name, "labels": [label], "split": split,
-              **({"captions": caps} if caps else {"tags": [label]})}
-             for split in ("train", "test") for n, (_, _, caps, label) in CLIPS.items()]
+    manifest = Path(wavs["dog_a"]).parent / "data.jsonl"  # audio paths relative to it
+    lines = [
+        {
+            "audio": Path(wavs[n]).name,
+            "labels": [label],
+            "split": split,
+            **({"captions": caps} if caps else {"tags": [label]}),
+        }
+        for split in ("train", "test")
+        for n, (_, _, caps, label) in CLIPS.items()
+    ]
     manifest.write_text("\n".join(json.dumps(x) for x in lines) + "\n")
     out = tmp_path / "reports" / "report.json"
     reader = _reader_or_fallback()
     if reader is not None:
         reader = lambda path: _jsonl_reader(path, base=path.parent)  # noqa: E731
-    code = main(["--model", str(tiny_model_dir), "--manifest", str(manifest), "--out", str(out),
-                 "--device", "cpu"], read_records=reader)
+    code = main(
+        ["--model", str(tiny_model_dir), "--manifest", str(manifest), "--out", str(out), "--device", "cpu"],
+        read_records=reader,
+    )
     assert code == 0, capsys.readouterr().err
     report = json.loads(out.read_text())
     assert [r["task"] for r in report["results"]] == ["retrieval", "zeroshot", "linear-probe"]
     assert report["model"]["kind"] == "onnx" and report["data"]["records"] == 5
     assert report["results"][0]["counts"]["clips"] == 5 and report["results"][0]["counts"]["captions"] == 7
     assert "text_to_audio" in capsys.readouterr().out
-    code = main(["--model", str(tiny_model_dir), "--manifest", str(manifest), "--split", "nope"],
-                read_records=reader)
+    code = main(["--model", str(tiny_model_dir), "--manifest", str(manifest), "--split", "nope"], read_records=reader)
     assert code == 2 and "splits present: test, train" in capsys.readouterr().err
 
 
 def test_cli_checkpoint_goes_through_the_torch_loader(tmp_path, capsys):
     manifest = tmp_path / "data.jsonl"
-    manifest.write_text("\n".join(json.dumps({"audio": r.audio, "captions": list(r.captions),
-                                              "labels": list(r.labels), "split": "test"})
-                                  for r in _fake_records()))
-    argv = ["--checkpoint", str(tmp_path / "ck.pt"), "--manifest", str(manifest), "--task", "zeroshot",
-            "--labels", "dog,rain"]
+    manifest.write_text(
+        "\n".join(
+            json.dumps({"audio": r.audio, "captions": list(r.captions), "labels": list(r.labels), "split": "test"})
+            for r in _fake_records()
+        )
+    )
+    argv = [
+        "--checkpoint",
+        str(tmp_path / "ck.pt"),
+        "--manifest",
+        str(manifest),
+        "--task",
+        "zeroshot",
+        "--labels",
+        "dog,rain",
+    ]
     assert main(argv, read_records=_jsonl_reader) == 2
     assert "no checkpoint loader" in capsys.readouterr().err
     seen = []

@@ -50,8 +50,17 @@ def _bert_folder(dest: Path) -> Path:
     from training.random_init import train_tokenizer
 
     torch.manual_seed(5)
-    BertModel(BertConfig(vocab_size=300, hidden_size=48, num_hidden_layers=1, num_attention_heads=2,
-                         intermediate_size=64, max_position_embeddings=64), add_pooling_layer=False).save_pretrained(dest)
+    BertModel(
+        BertConfig(
+            vocab_size=300,
+            hidden_size=48,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            intermediate_size=64,
+            max_position_embeddings=64,
+        ),
+        add_pooling_layer=False,
+    ).save_pretrained(dest)
     train_tokenizer(dest, vocab_size=300, style="bert")
     return dest
 
@@ -59,8 +68,12 @@ def _bert_folder(dest: Path) -> Path:
 def test_text_init_from_an_hf_folder_brings_its_weights_and_tokenizer(tmp_path):
     corpus = write_corpus(tmp_path / "data", per_kind=2)
     folder = _bert_folder(tmp_path / "minilm-like")
-    cfg = TrainConfig(model=str(write_config(tmp_path)), train_manifest=str(corpus), text_init=str(folder),
-                      out_dir=str(tmp_path / "run"))
+    cfg = TrainConfig(
+        model=str(write_config(tmp_path)),
+        train_manifest=str(corpus),
+        text_init=str(folder),
+        out_dir=str(tmp_path / "run"),
+    )
     model, tokenizer_json, notes = prepare_model(cfg, None, [])
     assert model.text.width == 48 and model.text_projection.linear1.in_features == 48  # new width, new head
     from transformers import BertModel
@@ -86,8 +99,17 @@ def test_whole_model_init_from_an_hf_clap_folder_then_export(tmp_path):
 
     hf = save_hf_folder(tiny_clap_model(True, vocab_size=400, seed=3), tmp_path / "hf")
     corpus = write_corpus(tmp_path / "data", per_kind=1)
-    cfg = TrainConfig(init=str(hf), train_manifest=str(corpus), out_dir=str(tmp_path / "run"), max_steps=2,
-                      batch_size=2, workers=0, progress=False, lr=1e-3, warmup_steps=1)
+    cfg = TrainConfig(
+        init=str(hf),
+        train_manifest=str(corpus),
+        out_dir=str(tmp_path / "run"),
+        max_steps=2,
+        batch_size=2,
+        workers=0,
+        progress=False,
+        lr=1e-3,
+        warmup_steps=1,
+    )
     model, tokenizer_json, _ = prepare_model(cfg, None, [])
     assert model.config.audio.type == "htsat" and model.config.fusion
     assert tokenizer_json == (hf / "tokenizer.json").read_text()
@@ -100,8 +122,9 @@ def test_whole_model_init_from_an_hf_clap_folder_then_export(tmp_path):
     assert max(report["parity_max_abs"].values()) < 1e-4
 
     # --init with our own checkpoint: a warm start from exactly those weights
-    warm, _, _ = prepare_model(cfg.model_copy(update={"init": str(tmp_path / "run" / "checkpoints" / "last.pt")}),
-                               None, [])
+    warm, _, _ = prepare_model(
+        cfg.model_copy(update={"init": str(tmp_path / "run" / "checkpoints" / "last.pt")}), None, []
+    )
     for key, tensor in converted.model.state_dict().items():
         assert torch.equal(warm.state_dict()[key], tensor), key
 
@@ -115,7 +138,10 @@ def test_known_public_checkpoints_name_real_configs_and_refuse_a_mismatch(tmp_pa
     fake.write_bytes(b"not a checkpoint")
     with pytest.raises(ModelError, match="is a htsat-tiny-roberta checkpoint, not htsat-base-roberta"):
         create_model("htsat-base-roberta", pretrained=fake)
-    monkeypatch.setattr(factory, "pretrained_table", lambda: {"pinned": {
-        "kind": "clap", "file": fake.name, "model": "htsat-tiny-roberta", "sha256": "0" * 64}})
+    monkeypatch.setattr(
+        factory,
+        "pretrained_table",
+        lambda: {"pinned": {"kind": "clap", "file": fake.name, "model": "htsat-tiny-roberta", "sha256": "0" * 64}},
+    )
     with pytest.raises(ModelError, match="not the published pinned"):
         create_model(pretrained=fake)

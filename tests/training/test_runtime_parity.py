@@ -32,8 +32,9 @@ LENGTHS = {"3s": 144_000, "10s": 480_000, "10s+240": 480_240, "25s": 1_200_000, 
 @pytest.fixture(scope="module", params=["unfused", "fused"])
 def golden_model(request, golden_dir, tmp_path_factory):
     roberta = golden_dir / "configs" / "roberta-tiny"
-    converted = load_laion_checkpoint(golden_dir / f"tiny_{request.param}.pt",
-                                      text_config=roberta / "config.json", tokenizer_dir=roberta)
+    converted = load_laion_checkpoint(
+        golden_dir / f"tiny_{request.param}.pt", text_config=roberta / "config.json", tokenizer_dir=roberta
+    )
     out = tmp_path_factory.mktemp("golden") / request.param
     write_model_folder(converted, out, variants=("fp32", "int8"))
     return request.param, out
@@ -48,7 +49,9 @@ def test_golden_audio_and_text(golden_model, golden_dir):
     audio = np.stack([r.vector for r in results])
     assert np.abs(audio - np.load(golden_dir / "expected" / f"audio_{kind}.npy")).max() < TOL
     if kind == "fused":
-        np.testing.assert_array_equal([r.is_longer for r in results], np.load(golden_dir / "expected" / "longer_fused.npy"))
+        np.testing.assert_array_equal(
+            [r.is_longer for r in results], np.load(golden_dir / "expected" / "longer_fused.npy")
+        )
     text = encoder.embed_text([r["text"] for r in index["text_rows"]])
     assert np.abs(text - np.load(golden_dir / "expected" / f"text_{kind}.npy")).max() < TOL
 
@@ -117,8 +120,11 @@ def test_audio_matches_transformers(hf_model, monkeypatch):
     for row, (name, wave) in enumerate(clips.items()):
         mel, longer = _reference_features(extractor, wave, "fusion" if fusion else "rand_trunc", monkeypatch)
         with torch.inference_mode():
-            ref = model.get_audio_features(input_features=torch.from_numpy(mel)[None],
-                                           is_longer=torch.tensor([[longer]])).pooler_output[0].numpy()
+            ref = (
+                model.get_audio_features(input_features=torch.from_numpy(mel)[None], is_longer=torch.tensor([[longer]]))
+                .pooler_output[0]
+                .numpy()
+            )
         assert np.abs(ours[row] - ref).max() < TOL, name
         assert encoder.views_from_waveform(wave, SR).is_longer == (fusion and longer)
 
@@ -128,8 +134,9 @@ def test_text_matches_transformers(hf_model):
     encoder = ClapEncoder.open(out)
     ids, mask = encoder.tokenizer.encode_batch(CAPTIONS)  # padded to the longest, like a user would
     with torch.inference_mode():
-        ref = model.get_text_features(input_ids=torch.from_numpy(ids),
-                                      attention_mask=torch.from_numpy(mask)).pooler_output.numpy()
+        ref = model.get_text_features(
+            input_ids=torch.from_numpy(ids), attention_mask=torch.from_numpy(mask)
+        ).pooler_output.numpy()
     assert np.abs(encoder.embed_text(CAPTIONS) - ref).max() < TOL
 
 

@@ -35,10 +35,21 @@ def toy(tmp_path_factory) -> Path:
 
 
 def toy_config(toy: Path, out: Path, **overrides) -> TrainConfig:
-    values = dict(model=str(toy / "toy-config.json"), train_manifest=str(toy / "train.jsonl"), out_dir=str(out),
-                  batch_size=8, max_steps=6, lr=3e-3, warmup_steps=2, workers=0, log_every=1, eval_every=100,
-                  save_every=3, progress=False, augment={"enabled": True, "gain_db": [-6, 6], "noise_prob": 0.5,
-                                                         "noise_snr_db": [10, 30]})
+    values = dict(
+        model=str(toy / "toy-config.json"),
+        train_manifest=str(toy / "train.jsonl"),
+        out_dir=str(out),
+        batch_size=8,
+        max_steps=6,
+        lr=3e-3,
+        warmup_steps=2,
+        workers=0,
+        log_every=1,
+        eval_every=100,
+        save_every=3,
+        progress=False,
+        augment={"enabled": True, "gain_db": [-6, 6], "noise_prob": 0.5, "noise_snr_db": [10, 30]},
+    )
     values.update(overrides)
     return TrainConfig.model_validate(values)
 
@@ -61,7 +72,7 @@ def test_contrastive_loss_matches_hand_computation():
 def test_lr_schedule_warms_up_then_decays_to_the_floor():
     kw = dict(base_lr=1.0, warmup_steps=4, total_steps=14, min_ratio=0.1)
     assert [lr_at(s, **kw) for s in range(4)] == [0.25, 0.5, 0.75, 1.0]
-    assert lr_at(9, **kw) == pytest.approx(0.1 + 0.9 * 0.5)      # half-way through the cosine
+    assert lr_at(9, **kw) == pytest.approx(0.1 + 0.9 * 0.5)  # half-way through the cosine
     assert lr_at(14, **kw) == pytest.approx(0.1) and lr_at(99, **kw) == pytest.approx(0.1)
     assert all(lr_at(s, **kw) >= lr_at(s + 1, **kw) for s in range(4, 20))
 
@@ -93,8 +104,14 @@ def test_one_augmentation_config_validated_by_the_train_config():
 
 # ----------------------------------------------------------------------------- the loop
 def test_loss_goes_down_and_validation_improves(toy, tmp_path):
-    cfg = toy_config(toy, tmp_path / "run", max_steps=30, eval_every=30, val_manifest=str(toy / "val.jsonl"),
-                     augment={"enabled": False})
+    cfg = toy_config(
+        toy,
+        tmp_path / "run",
+        max_steps=30,
+        eval_every=30,
+        val_manifest=str(toy / "val.jsonl"),
+        augment={"enabled": False},
+    )
     state = train(cfg)
     rows = [m for m in metrics(tmp_path / "run") if "loss" in m]
     first, last = np.mean([m["loss"] for m in rows[:3]]), np.mean([m["loss"] for m in rows[-3:]])
@@ -109,9 +126,9 @@ def test_loss_goes_down_and_validation_improves(toy, tmp_path):
 
 def test_resume_continues_bit_for_bit(toy, tmp_path):
     whole = train(toy_config(toy, tmp_path / "whole"))
-    part = train(toy_config(toy, tmp_path / "part"), stop_after_steps=3)   # "killed" after step 3
+    part = train(toy_config(toy, tmp_path / "part"), stop_after_steps=3)  # "killed" after step 3
     assert part.step == 3
-    resumed = train(toy_config(toy, tmp_path / "part"))                   # same command again
+    resumed = train(toy_config(toy, tmp_path / "part"))  # same command again
     assert whole.step == resumed.step == 6
     a = load_checkpoint(tmp_path / "whole" / "checkpoints" / "last.pt")
     b = load_checkpoint(tmp_path / "part" / "checkpoints" / "last.pt")
@@ -137,12 +154,18 @@ def test_frozen_text_tower_stays_put_and_lr_groups_apply(toy, tmp_path):
 
 def test_bad_manifest_lines_are_skipped_with_their_line_numbers_or_fatal(toy, tmp_path, caplog):
     lines = (toy / "train.jsonl").read_text().splitlines()
-    bad = [json.dumps({"audio": str(toy / "missing.wav"), "caption": "gone"}),
-           json.dumps({"audio": str(toy / json.loads(lines[0])["audio"]), "caption": ""}),
-           "{not json"]
+    bad = [
+        json.dumps({"audio": str(toy / "missing.wav"), "caption": "gone"}),
+        json.dumps({"audio": str(toy / json.loads(lines[0])["audio"]), "caption": ""}),
+        "{not json",
+    ]
     manifest = tmp_path / "bad.jsonl"
-    manifest.write_text("\n".join([*(json.dumps({**json.loads(x), "audio": str(toy / json.loads(x)["audio"])})
-                                      for x in lines[:16]), *bad]) + "\n")
+    manifest.write_text(
+        "\n".join(
+            [*(json.dumps({**json.loads(x), "audio": str(toy / json.loads(x)["audio"])}) for x in lines[:16]), *bad]
+        )
+        + "\n"
+    )
     with caplog.at_level("WARNING"):
         state = train(toy_config(toy, tmp_path / "skip", train_manifest=str(manifest), max_steps=2))
     assert state.step == 2
@@ -171,14 +194,40 @@ def _cli(*args: str) -> list[str]:
 
 
 def test_kill_dash_nine_then_rerun_gives_the_uninterrupted_weights(toy, tmp_path):
-    common = ["train", "--model", str(toy / "toy-config.json"), "--train", str(toy / "train.jsonl"),
-              "--batch-size", "8", "--max-steps", "24", "--lr", "3e-3", "--workers", "2", "--save-every", "4",
-              "--set", "warmup_steps=2", "--set", "log_every=1", "--quiet"]
+    common = [
+        "train",
+        "--model",
+        str(toy / "toy-config.json"),
+        "--train",
+        str(toy / "train.jsonl"),
+        "--batch-size",
+        "8",
+        "--max-steps",
+        "24",
+        "--lr",
+        "3e-3",
+        "--workers",
+        "2",
+        "--save-every",
+        "4",
+        "--set",
+        "warmup_steps=2",
+        "--set",
+        "log_every=1",
+        "--quiet",
+    ]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    subprocess.run(_cli(*common, "--out", str(tmp_path / "whole")), check=True, env=env, cwd=REPO,
-                   capture_output=True, timeout=600)
-    victim = subprocess.Popen(_cli(*common, "--out", str(tmp_path / "killed")), env=env, cwd=REPO,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    subprocess.run(
+        _cli(*common, "--out", str(tmp_path / "whole")), check=True, env=env, cwd=REPO, capture_output=True, timeout=600
+    )
+    victim = subprocess.Popen(
+        _cli(*common, "--out", str(tmp_path / "killed")),
+        env=env,
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     metrics_file = tmp_path / "killed" / "metrics.jsonl"
     logged = lambda: metrics_file.is_file() and sum(1 for _ in metrics_file.open()) >= 10  # noqa: E731
     if wait_until(lambda: victim.poll() is not None or logged(), 300, every_s=0.05) and victim.poll() is None:
@@ -186,8 +235,14 @@ def test_kill_dash_nine_then_rerun_gives_the_uninterrupted_weights(toy, tmp_path
     victim.wait(timeout=60)
     assert victim.returncode == -signal.SIGKILL, "the run finished before it could be killed"
     assert load_checkpoint(tmp_path / "killed" / "checkpoints" / "last.pt")["state"].step < 24
-    subprocess.run(_cli(*common, "--out", str(tmp_path / "killed")), check=True, env=env, cwd=REPO,
-                   capture_output=True, timeout=600)
+    subprocess.run(
+        _cli(*common, "--out", str(tmp_path / "killed")),
+        check=True,
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        timeout=600,
+    )
     a = load_checkpoint(tmp_path / "whole" / "checkpoints" / "last.pt")["model"]
     b = load_checkpoint(tmp_path / "killed" / "checkpoints" / "last.pt")["model"]
     assert all(torch.equal(a[k], b[k]) for k in a)
@@ -195,12 +250,41 @@ def test_kill_dash_nine_then_rerun_gives_the_uninterrupted_weights(toy, tmp_path
 
 def test_torchrun_ddp_two_processes(toy, tmp_path):
     out = tmp_path / "ddp"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "29533",
-           "-m", "training.cli", "train", "--model", str(toy / "toy-config.json"), "--train",
-           str(toy / "train.jsonl"), "--out", str(out), "--batch-size", "4", "--max-steps", "4",
-           "--workers", "0", "--set", "log_every=1", "--quiet"]
-    done = subprocess.run(cmd, env={**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}, cwd=REPO,
-                          capture_output=True, text=True, timeout=600)
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc-per-node",
+        "2",
+        "--master-port",
+        "29533",
+        "-m",
+        "training.cli",
+        "train",
+        "--model",
+        str(toy / "toy-config.json"),
+        "--train",
+        str(toy / "train.jsonl"),
+        "--out",
+        str(out),
+        "--batch-size",
+        "4",
+        "--max-steps",
+        "4",
+        "--workers",
+        "0",
+        "--set",
+        "log_every=1",
+        "--quiet",
+    ]
+    done = subprocess.run(
+        cmd,
+        env={**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"},
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     state = load_checkpoint(out / "checkpoints" / "last.pt")["state"]
     assert state.step == 4 and state.samples_seen == 4 * 4 * 2  # steps x per-rank batch x ranks
@@ -216,8 +300,10 @@ def test_trained_checkpoint_exports_and_scores_the_same_in_onnx_and_torch(toy, t
 
     out = tmp_path / "run"
     train(toy_config(toy, out, max_steps=8, val_manifest=str(toy / "val.jsonl"), eval_every=4))
-    assert cli.main(["export", str(out / "checkpoints" / "best.pt"), str(tmp_path / "model"),
-                     "--variants", "fp32,int8"]) == 0
+    assert (
+        cli.main(["export", str(out / "checkpoints" / "best.pt"), str(tmp_path / "model"), "--variants", "fp32,int8"])
+        == 0
+    )
     encoder = ClapEncoder.open(tmp_path / "model")
     assert encoder.manifest.provenance.source_format == "trained"
     assert encoder.manifest.audio_frontend.sample_rate == 16_000  # the config's front end travels along
@@ -231,8 +317,23 @@ def test_trained_checkpoint_exports_and_scores_the_same_in_onnx_and_torch(toy, t
     reports = {}
     for source in (["--model", str(tmp_path / "model")], ["--checkpoint", str(out / "checkpoints" / "best.pt")]):
         target = tmp_path / f"{source[0][2:]}.json"
-        assert cli.main(["evaluate", *source, "--manifest", str(toy / "val.jsonl"), "--split", "val",
-                         "--task", "retrieval", "--out", str(target)]) == 0
+        assert (
+            cli.main(
+                [
+                    "evaluate",
+                    *source,
+                    "--manifest",
+                    str(toy / "val.jsonl"),
+                    "--split",
+                    "val",
+                    "--task",
+                    "retrieval",
+                    "--out",
+                    str(target),
+                ]
+            )
+            == 0
+        )
         reports[source[0]] = json.loads(target.read_text())["results"][0]["metrics"]
     assert reports["--model"] == reports["--checkpoint"]
 
@@ -249,9 +350,19 @@ def test_cached_towers_train_the_heads_and_export(toy, tmp_path):
     from training import cli
     from training.models.factory import create_model
 
-    cfg = toy_config(toy, tmp_path / "cached", cache_towers=True, freeze_text=True, cache_views=3, max_steps=150,
-                     batch_size=12,
-                     lr=3e-3, eval_every=50, log_every=10, val_manifest=str(toy / "val.jsonl"))
+    cfg = toy_config(
+        toy,
+        tmp_path / "cached",
+        cache_towers=True,
+        freeze_text=True,
+        cache_views=3,
+        max_steps=150,
+        batch_size=12,
+        lr=3e-3,
+        eval_every=50,
+        log_every=10,
+        val_manifest=str(toy / "val.jsonl"),
+    )
     train(cfg.model_copy(update={"max_steps": 1, "eval_every": 1}))  # step 1: the towers as initialised
     start = create_model(pretrained=tmp_path / "cached" / "checkpoints" / "last.pt")
     state = train(cfg)  # reuses tower_cache.pt
@@ -261,15 +372,28 @@ def test_cached_towers_train_the_heads_and_export(toy, tmp_path):
             assert torch.equal(p0, p1), name
     evals = [m["eval"] for m in metrics(tmp_path / "cached") if "eval" in m]
     assert evals[-1]["text_to_audio"]["R@5"] > 0.6 and state.best_metric >= evals[0]["mean_recall"]
-    assert cli.main(["export", str(tmp_path / "cached" / "checkpoints" / "best.pt"), str(tmp_path / "m"),
-                     "--variants", "fp32"]) == 0
+    assert (
+        cli.main(
+            ["export", str(tmp_path / "cached" / "checkpoints" / "best.pt"), str(tmp_path / "m"), "--variants", "fp32"]
+        )
+        == 0
+    )
 
 
 def test_cached_audio_with_a_fine_tuned_text_tower(toy, tmp_path):
     from training.models.factory import create_model
 
-    cfg = toy_config(toy, tmp_path / "text", cache_towers=True, cache_views=2, max_steps=20, batch_size=12,
-                     lr=3e-3, eval_every=10, val_manifest=str(toy / "val.jsonl"))
+    cfg = toy_config(
+        toy,
+        tmp_path / "text",
+        cache_towers=True,
+        cache_views=2,
+        max_steps=20,
+        batch_size=12,
+        lr=3e-3,
+        eval_every=10,
+        val_manifest=str(toy / "val.jsonl"),
+    )
     train(cfg.model_copy(update={"max_steps": 1}))
     start = create_model(pretrained=tmp_path / "text" / "checkpoints" / "last.pt")
     train(cfg)

@@ -69,7 +69,7 @@ def _patches() -> list[np.ndarray]:
         out.append(np.log(np.abs(mel) + 0.001))
     out.append(np.full((96, 64), LOG_FLOOR))
     rng = np.random.default_rng(99)
-    out.append(4.5 + 0.2 * _smooth(rng, (96, 64), 0.2, 0.2))   # loud: every bin near the top
+    out.append(4.5 + 0.2 * _smooth(rng, (96, 64), 0.2, 0.2))  # loud: every bin near the top
     return [np.clip(p, LOG_FLOOR, 5.0).astype(np.float32) for p in out]
 
 
@@ -118,8 +118,7 @@ def test_parity_with_tflite_interpreter_on_generated_patches(tflite_path: Path, 
     diffs = np.abs(ours - ref).max(axis=1)
     corrs = np.array([np.corrcoef(a, b)[0, 1] for a, b in zip(ref, ours, strict=True)])
     top1 = [_top1_agrees(a, b) for a, b in zip(ref, ours, strict=True)]
-    top5 = [len(set(np.argsort(-a)[:5]) & set(np.argsort(-b)[:5]))
-            for a, b in zip(ref, ours, strict=True)]
+    top5 = [len(set(np.argsort(-a)[:5]) & set(np.argsort(-b)[:5])) for a, b in zip(ref, ours, strict=True)]
     # measured (22 patches, values -6.91..5.0): top-1 agrees on 22/22 (silence -> "Silence" on
     # both); top-5 overlap mean 4.77 of 5, min 3; per-patch max |diff| median 0.015, worst 0.069;
     # mean |diff| over all scores 0.0002; per-patch correlation min 0.991, all scores pooled 0.9992
@@ -142,16 +141,17 @@ def test_weights_are_dequantized_exactly(tflite_path: Path):
         shape = [1] * t.data.ndim
         shape[axis] = -1
         q = t.quantization
-        return ((t.data.astype(np.float64) - q.zero_point.reshape(shape))
-                * q.scale.astype(np.float64).reshape(shape)).astype(np.float32)
+        return (
+            (t.data.astype(np.float64) - q.zero_point.reshape(shape)) * q.scale.astype(np.float64).reshape(shape)
+        ).astype(np.float32)
 
-    stem_w = by_hand(convs[0].inputs[1], 0)                       # [32, 3, 3, 1]
+    stem_w = by_hand(convs[0].inputs[1], 0)  # [32, 3, 3, 1]
     assert np.array_equal(state["stem.weight"].numpy(), stem_w.transpose(0, 3, 1, 2))
     assert np.array_equal(state["stem.bias"].numpy(), by_hand(convs[0].inputs[2], 0))
-    dw = by_hand(convs[3].inputs[1], 3)                           # block 1 depthwise [1,3,3,64]
+    dw = by_hand(convs[3].inputs[1], 3)  # block 1 depthwise [1,3,3,64]
     assert np.array_equal(state["blocks.1.depthwise.weight"].numpy(), dw.transpose(3, 0, 1, 2))
     assert np.array_equal(state["blocks.1.depthwise.bias"].numpy(), by_hand(convs[3].inputs[2], 0))
-    pw = by_hand(convs[-1].inputs[1], 0)                          # block 12 pointwise
+    pw = by_hand(convs[-1].inputs[1], 0)  # block 12 pointwise
     assert np.array_equal(state["blocks.12.pointwise.weight"].numpy()[:, :, 0, 0], pw[:, 0, 0, :])
     assert np.array_equal(state["classifier.weight"].numpy(), by_hand(dense.inputs[1], 0))
     assert np.array_equal(state["classifier.bias"].numpy(), by_hand(dense.inputs[2], 0))
@@ -172,7 +172,7 @@ def test_graph_facts_and_class_map(tflite_path: Path):
     assert {op.options["fused_activation"] for op in convs} == {"RELU6"}
     assert {op.options["padding"] for op in convs} == {"SAME"}
     assert [op.op for op in graph.operators[:3]] == ["QUANTIZE", "RESHAPE", "SPLIT"]
-    assert graph.tensors[graph.operators[1].outputs[0]].shape == (1, 96, 64, 1)   # NHWC, H=frames
+    assert graph.tensors[graph.operators[1].outputs[0]].shape == (1, 96, 64, 1)  # NHWC, H=frames
     assert check_sha256(tflite_path) == YAMNET_SHA256
     names = class_names(YAMNET_DIR / "yamnet_class_map.csv")
     assert len(names) == 521 and names[0] == "Speech" and names[1] == "Child speech, kid speaking"
@@ -180,7 +180,7 @@ def test_graph_facts_and_class_map(tflite_path: Path):
 
 def test_other_hash_warns_but_converts(tflite_path: Path, tmp_path: Path):
     copy = tmp_path / "yamnet.tflite"
-    copy.write_bytes(tflite_path.read_bytes() + b"\0" * 16)   # trailing bytes: same graph
+    copy.write_bytes(tflite_path.read_bytes() + b"\0" * 16)  # trailing bytes: same graph
     with pytest.warns(UserWarning, match="sha256"):
         state = yamnet_state_dict(copy)
     assert torch.equal(state["classifier.bias"], yamnet_state_dict(tflite_path)["classifier.bias"])
@@ -191,18 +191,18 @@ def test_tower_is_mean_of_patch_outputs_and_trains():
     tower = YamnetTower()
     assert (tower.width, tower.embedding_width, tower.num_classes) == (1545, 1024, 521)
     assert (tower.patch_frames, tower.patch_hop) == (96, 48)
-    frames = [96, 200, 250]   # 1, 3 (drops 8 frames) and 4 patches (drops 10)
+    frames = [96, 200, 250]  # 1, 3 (drops 8 frames) and 4 patches (drops 10)
     clips = torch.randn(3, 1, max(frames), 64)
-    out = torch.stack([tower(clips[i:i + 1, :, :t], None)[0] for i, t in enumerate(frames)])
+    out = torch.stack([tower(clips[i : i + 1, :, :t], None)[0] for i, t in enumerate(frames)])
     for i, t in enumerate(frames):
         starts = range(0, t - 96 + 1, 48)
-        patches = torch.stack([clips[i, 0, s:s + 96] for s in starts])
+        patches = torch.stack([clips[i, 0, s : s + 96] for s in starts])
         # same patches, same batch size: the same arithmetic, so equal bit for bit
         assert torch.equal(out[i], tower.patch_outputs(patches).mean(dim=0)), i
     # batched clips of one length: each row as alone
     batch = tower(clips[:, :, :200], torch.zeros(3, dtype=torch.bool))
     assert batch.shape == (3, 1545)
-    single = torch.cat([tower(clips[i:i + 1, :, :200], None) for i in range(3)])
+    single = torch.cat([tower(clips[i : i + 1, :, :200], None) for i in range(3)])
     torch.testing.assert_close(batch, single, rtol=1e-5, atol=1e-5)
     batch.sum().backward()
     assert tower.net.stem.weight.grad is not None and tower.net.stem.weight.grad.abs().sum() > 0
@@ -218,10 +218,16 @@ def test_onnx_export_dynamic_batch(net: YamnetNet, tmp_path: Path):
     path = tmp_path / "yamnet.onnx"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(net, (x[:2],), str(path), input_names=["patches"],
-                          output_names=["embedding", "logits"], opset_version=17, dynamo=False,
-                          dynamic_axes={name: {0: "batch"} for name in ("patches", "embedding",
-                                                                         "logits")})
+        torch.onnx.export(
+            net,
+            (x[:2],),
+            str(path),
+            input_names=["patches"],
+            output_names=["embedding", "logits"],
+            opset_version=17,
+            dynamo=False,
+            dynamic_axes={name: {0: "batch"} for name in ("patches", "embedding", "logits")},
+        )
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     embedding, logits = session.run(None, {"patches": x.numpy()})
     with torch.no_grad():
@@ -230,7 +236,7 @@ def test_onnx_export_dynamic_batch(net: YamnetNet, tmp_path: Path):
     np.testing.assert_allclose(logits, ref_logits.numpy(), rtol=0, atol=1e-4)
     # measured: each row alone equals the same row inside the batch of 7 bit for bit
     for i in range(7):
-        alone_embedding, alone_logits = session.run(None, {"patches": x[i:i + 1].numpy()})
+        alone_embedding, alone_logits = session.run(None, {"patches": x[i : i + 1].numpy()})
         assert np.array_equal(alone_embedding[0], embedding[i]), i
         assert np.array_equal(alone_logits[0], logits[i]), i
 
@@ -319,11 +325,10 @@ def test_unsupported_op_and_wrong_graph_are_model_errors(tmp_path: Path):
         read_tflite(unsupported)
     other = tmp_path / "logistic.tflite"
     other.write_bytes(_one_op_tflite("LOGISTIC"))
-    graph = read_tflite(other)   # a valid TFLite file with supported ops ...
+    graph = read_tflite(other)  # a valid TFLite file with supported ops ...
     assert [op.op for op in graph.operators] == ["LOGISTIC"]
     assert graph.tensors[0].shape == (1, 96, 64) and graph.tensors[0].data is None
-    with pytest.warns(UserWarning, match="sha256"), \
-            pytest.raises(ModelError, match="not the expected YAMNet graph"):
+    with pytest.warns(UserWarning, match="sha256"), pytest.raises(ModelError, match="not the expected YAMNet graph"):
         yamnet_state_dict(other)  # ... but not YAMNet
 
 

@@ -20,11 +20,29 @@ TOY_CONFIG = {
     "description": "toy CNN + BERT with a 1 s, 16 kHz front end",
     "embed_dim": 32,
     "audio": {"type": "cnn", "preset": "cnn10", "fusion": False, "widths": [8, 16, 32, 32]},
-    "text": {"type": "bert", "pooling": "mean", "max_length": 16,
-             "config": {"vocab_size": 256, "hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2,
-                        "intermediate_size": 64, "max_position_embeddings": 32, "pad_token_id": 0}},
-    "frontend": {"sample_rate": SR, "clip_samples": SR, "n_fft": 512, "win_length": 512, "hop_length": 160,
-                 "n_mels": 32, "f_max": 8000},
+    "text": {
+        "type": "bert",
+        "pooling": "mean",
+        "max_length": 16,
+        "config": {
+            "vocab_size": 256,
+            "hidden_size": 32,
+            "num_hidden_layers": 1,
+            "num_attention_heads": 2,
+            "intermediate_size": 64,
+            "max_position_embeddings": 32,
+            "pad_token_id": 0,
+        },
+    },
+    "frontend": {
+        "sample_rate": SR,
+        "clip_samples": SR,
+        "n_fft": 512,
+        "win_length": 512,
+        "hop_length": 160,
+        "n_mels": 32,
+        "f_max": 8000,
+    },
     "tokenizer_vocab_size": 256,
 }
 
@@ -43,8 +61,9 @@ def sound(kind: str, rng: np.random.Generator, seconds: float) -> np.ndarray:
     return (0.3 * y / max(np.abs(y).max(), 1e-9)).astype(np.float32)
 
 
-def write_corpus(folder: Path, per_kind: int = 8, seed: int = 0, split: str = "train",
-                 name: str = "train.jsonl") -> Path:
+def write_corpus(
+    folder: Path, per_kind: int = 8, seed: int = 0, split: str = "train", name: str = "train.jsonl"
+) -> Path:
     """``per_kind`` clips of every kind (0.6 to 1.8 s) and a JSONL manifest listing them."""
     rng = np.random.default_rng(seed)
     folder.mkdir(parents=True, exist_ok=True)

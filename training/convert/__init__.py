@@ -20,13 +20,13 @@ if TYPE_CHECKING:  # torch stays out of import time
 
 @dataclass
 class ConvertedModel:
-    model: ClapModel                       # eval mode, float32, CPU
-    frontend: AudioFrontend                # exact preprocessing these weights expect
-    audio_architecture: str                  # "htsat-tiny", "htsat-base", or "htsat-custom"
-    text_architecture: str                   # "roberta"
-    tokenizer_dir: Path                      # folder holding tokenizer.json (or vocab.json + merges.txt)
-    max_text_length: int                     # 77 for laion checkpoints
-    source: str                              # path as the user gave it
+    model: ClapModel  # eval mode, float32, CPU
+    frontend: AudioFrontend  # exact preprocessing these weights expect
+    audio_architecture: str  # "htsat-tiny", "htsat-base", or "htsat-custom"
+    text_architecture: str  # "roberta"
+    tokenizer_dir: Path  # folder holding tokenizer.json (or vocab.json + merges.txt)
+    max_text_length: int  # 77 for laion checkpoints
+    source: str  # path as the user gave it
     source_format: Literal["laion_clap_pt", "hf_clap", "trained", "random"]
     source_sha256: str | None
     notes: list[str] = field(default_factory=list)  # what the converter dropped or inferred

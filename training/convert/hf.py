@@ -66,10 +66,7 @@ def _weights_digest(folder: Path, notes: list[str]) -> str:
             combined = hashlib.sha256()
             for shard in shards:
                 combined.update(f"{shard}:{sha256_file(folder / shard)}\n".encode())
-            notes.append(
-                f"sharded weights ({len(shards)} files): "
-                "source_sha256 is a digest of the shard digests"
-            )
+            notes.append(f"sharded weights ({len(shards)} files): source_sha256 is a digest of the shard digests")
             return combined.hexdigest()
     raise ModelError(f"{folder}: no weights ({', '.join(WEIGHT_FILES + SHARD_INDEXES)})")
 
@@ -128,8 +125,7 @@ def hf_frontend(
     truncation = pre.get("truncation", "fusion")
     if truncation not in SUPPORTED_TRUNCATION:
         raise ModelError(
-            f"{source} truncation={truncation!r} is not supported "
-            f"(expected one of {SUPPORTED_TRUNCATION})"
+            f"{source} truncation={truncation!r} is not supported (expected one of {SUPPORTED_TRUNCATION})"
         )
     if (truncation == "fusion") != fusion:
         notes.append(
@@ -174,17 +170,13 @@ def ensure_tokenizer_json(folder: Path, notes: list[str]) -> Path:
     if (folder / "tokenizer.json").is_file():
         return folder
     if not ((folder / "vocab.json").is_file() and (folder / "merges.txt").is_file()):
-        raise ModelError(
-            f"{folder}: no tokenizer (need tokenizer.json, or vocab.json + merges.txt)"
-        )
+        raise ModelError(f"{folder}: no tokenizer (need tokenizer.json, or vocab.json + merges.txt)")
     from transformers import AutoTokenizer
 
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
     except Exception as exc:  # transformers raises several types for unusable tokenizer files
-        raise ModelError(
-            f"{folder}: cannot build a tokenizer from vocab.json + merges.txt: {exc}"
-        ) from exc
+        raise ModelError(f"{folder}: cannot build a tokenizer from vocab.json + merges.txt: {exc}") from exc
     out = Path(tempfile.mkdtemp(prefix="clap-tokenizer-"))
     tokenizer.save_pretrained(str(out))
     if not (out / "tokenizer.json").is_file():
@@ -203,11 +195,7 @@ def _max_text_length(folder: Path, max_positions: int, notes: list[str]) -> int:
         if not (folder / name).is_file():
             continue
         value = _read_json(folder / name).get("model_max_length")
-        if (
-            isinstance(value, int)
-            and 8 <= value < max_positions - 2
-            and value != LAION_MAX_TEXT_LENGTH
-        ):
+        if isinstance(value, int) and 8 <= value < max_positions - 2 and value != LAION_MAX_TEXT_LENGTH:
             notes.append(f"max_text_length {value} from {name}")
             return value
     return LAION_MAX_TEXT_LENGTH
@@ -219,16 +207,11 @@ def _check_loading_info(info: dict[str, Any], folder: Path, notes: list[str]) ->
     bad_missing = [k for k in missing if k not in benign]
     unexpected = sorted(info.get("unexpected_keys") or [])
     mismatched = sorted(str(k) for k in (info.get("mismatched_keys") or []))
-    problems = describe_key_problems(
-        {"missing": bad_missing, "unexpected": unexpected, "shape mismatch": mismatched}
-    )
+    problems = describe_key_problems({"missing": bad_missing, "unexpected": unexpected, "shape mismatch": mismatched})
     if problems:
         raise ModelError(f"{folder}: weights do not fit config.json; " + "; ".join(problems))
     if benign:
-        notes.append(
-            f"rebuilt {len(benign)} deterministic buffers absent from the weights "
-            f"(e.g. {benign[0]})"
-        )
+        notes.append(f"rebuilt {len(benign)} deterministic buffers absent from the weights (e.g. {benign[0]})")
 
 
 def load_hf_folder(path: str | Path) -> ConvertedModel:
@@ -241,9 +224,7 @@ def load_hf_folder(path: str | Path) -> ConvertedModel:
         raise ModelError(f"{str(folder)!r} is not a folder")
     config = _read_json(folder / "config.json") if (folder / "config.json").is_file() else None
     if config is None or config.get("model_type") != "clap":
-        raise ModelError(
-            f"{folder}: config.json is missing or is not a CLAP config (model_type 'clap')"
-        )
+        raise ModelError(f"{folder}: config.json is missing or is not a CLAP config (model_type 'clap')")
     notes: list[str] = []
     # read before the (slow) weight load so a folder without a front end fails fast
     pre, pre_source = feature_extractor_settings(folder, notes)
@@ -261,29 +242,21 @@ def load_hf_folder(path: str | Path) -> ConvertedModel:
     text_cfg = model.config.text_config
     fusion = bool(audio_cfg.enable_fusion)
     if fusion and audio_cfg.fusion_type not in (None, "aff_2d"):
-        raise ModelError(
-            f"{folder}: fusion_type {audio_cfg.fusion_type!r} is not supported (only aff_2d)"
-        )
+        raise ModelError(f"{folder}: fusion_type {audio_cfg.fusion_type!r} is not supported (only aff_2d)")
     if fusion and audio_cfg.fusion_type is None:
         notes.append("config enables fusion with fusion_type null; transformers runs it as aff_2d")
     frontend = hf_frontend(pre, fusion, notes, pre_source)
     if frontend.n_mels != audio_cfg.num_mel_bins:
         raise ModelError(
-            f"{folder}: {pre_source} feature_size {frontend.n_mels} != model num_mel_bins "
-            f"{audio_cfg.num_mel_bins}"
+            f"{folder}: {pre_source} feature_size {frontend.n_mels} != model num_mel_bins {audio_cfg.num_mel_bins}"
         )
     if abs(float(text_cfg.layer_norm_eps) - 1e-12) < 1e-18:
-        notes.append(
-            "text layer_norm_eps is 1e-12 (transformers' default; RoBERTa used 1e-5); "
-            "following config.json"
-        )
+        notes.append("text layer_norm_eps is 1e-12 (transformers' default; RoBERTa used 1e-5); following config.json")
     tokenizer_dir = ensure_tokenizer_json(folder, notes)
     return ConvertedModel(
         model=model,
         frontend=frontend,
-        audio_architecture=audio_architecture_name(
-            int(audio_cfg.patch_embeds_hidden_size), list(audio_cfg.depths)
-        ),
+        audio_architecture=audio_architecture_name(int(audio_cfg.patch_embeds_hidden_size), list(audio_cfg.depths)),
         text_architecture="roberta",
         tokenizer_dir=tokenizer_dir,
         max_text_length=_max_text_length(folder, int(text_cfg.max_position_embeddings), notes),

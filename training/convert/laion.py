@@ -79,56 +79,39 @@ def detect_audio_config(sd: Mapping[str, Tensor]) -> AudioDetection:
         if m := re.match(r"^audio_branch\.layers\.(\d+)\.blocks\.(\d+)\.", key):
             stages.setdefault(int(m.group(1)), set()).add(int(m.group(2)))
     if not stages or sorted(stages) != list(range(len(stages))):
-        raise ModelError(
-            f"laion checkpoint: audio stages are not numbered 0..n-1: {sorted(stages)}"
-        )
+        raise ModelError(f"laion checkpoint: audio stages are not numbered 0..n-1: {sorted(stages)}")
     depths = []
     for i in range(len(stages)):
         blocks = sorted(stages[i])
         if blocks != list(range(len(blocks))):
-            raise ModelError(
-                f"laion checkpoint: stage {i} blocks are not numbered 0..n-1: {blocks}"
-            )
+            raise ModelError(f"laion checkpoint: stage {i} blocks are not numbered 0..n-1: {blocks}")
         depths.append(len(blocks))
     heads, windows = [], []
     for i, depth in enumerate(depths):
         stage_heads = set()
         for j in range(depth):
-            table = _need(
-                sd, f"{_A}layers.{i}.blocks.{j}.attn.relative_position_bias_table", "Swin bias"
-            )
+            table = _need(sd, f"{_A}layers.{i}.blocks.{j}.attn.relative_position_bias_table", "Swin bias")
             side = math.isqrt(int(table.shape[0]))
             if side * side != table.shape[0] or side % 2 == 0:
-                raise ModelError(
-                    f"stage {i} block {j}: bias table of {table.shape[0]} rows is not (2w-1)^2"
-                )
+                raise ModelError(f"stage {i} block {j}: bias table of {table.shape[0]} rows is not (2w-1)^2")
             stage_heads.add(int(table.shape[1]))
             if j == 0:
                 windows.append((side + 1) // 2)
         if len(stage_heads) != 1:
-            raise ModelError(
-                f"stage {i}: blocks disagree on the number of heads {sorted(stage_heads)}"
-            )
+            raise ModelError(f"stage {i}: blocks disagree on the number of heads {sorted(stage_heads)}")
         heads.append(stage_heads.pop())
     final = embed * 2 ** (len(depths) - 1)
     norm = _need(sd, _A + "norm.weight", "final LayerNorm")
     if int(norm.shape[0]) != final:
-        raise ModelError(
-            f"audio final width {int(norm.shape[0])} != patch width {embed} * 2^{len(depths) - 1}"
-        )
+        raise ModelError(f"audio final width {int(norm.shape[0])} != patch width {embed} * 2^{len(depths) - 1}")
     a_proj = _need(sd, "audio_projection.0.weight", "audio projection")
     if int(a_proj.shape[1]) != final:
-        raise ModelError(
-            f"audio_projection takes {int(a_proj.shape[1])} inputs but the tower gives {final}"
-        )
+        raise ModelError(f"audio_projection takes {int(a_proj.shape[1])} inputs but the tower gives {final}")
     fc1 = _need(sd, _A + "layers.0.blocks.0.mlp.fc1.weight", "Swin MLP")
     mel_bins = int(_need(sd, _A + "bn0.weight", "input BatchNorm").shape[0])
 
     fusion_keys = [
-        k
-        for k in sd
-        if k.startswith(_A + "patch_embed.fusion_model.")
-        or k.startswith(_A + "patch_embed.mel_conv2d.")
+        k for k in sd if k.startswith(_A + "patch_embed.fusion_model.") or k.startswith(_A + "patch_embed.mel_conv2d.")
     ]
     fusion = bool(fusion_keys)
     aff_r = 4
@@ -205,9 +188,7 @@ def detect_text_config(
     """ClapTextConfig kwargs from the RoBERTa tensors, plus the heads/eps the weights lack."""
     given = _read_text_config(text_config)
     if given.get("model_type") not in (None, "roberta", "clap_text_model"):
-        raise ModelError(
-            f"text_config is a {given['model_type']!r} config; laion checkpoints need RoBERTa"
-        )
+        raise ModelError(f"text_config is a {given['model_type']!r} config; laion checkpoints need RoBERTa")
     words = sd.get(_T + "embeddings.word_embeddings.weight")
     if words is None:
         raise ModelError(
@@ -215,30 +196,20 @@ def detect_text_config(
             "only tmodel='roberta' checkpoints are supported"
         )
     vocab, hidden = (int(x) for x in words.shape)
-    layers = {
-        int(m.group(1)) for k in sd if (m := re.match(r"^text_branch\.encoder\.layer\.(\d+)\.", k))
-    }
+    layers = {int(m.group(1)) for k in sd if (m := re.match(r"^text_branch\.encoder\.layer\.(\d+)\.", k))}
     if not layers or sorted(layers) != list(range(len(layers))):
         raise ModelError(f"laion checkpoint: text layers are not numbered 0..n-1: {sorted(layers)}")
     detected = dict(
         vocab_size=vocab,
         hidden_size=hidden,
         num_hidden_layers=len(layers),
-        intermediate_size=int(
-            _need(sd, _T + "encoder.layer.0.intermediate.dense.weight", "FFN").shape[0]
-        ),
-        max_position_embeddings=int(
-            _need(sd, _T + "embeddings.position_embeddings.weight", "positions").shape[0]
-        ),
-        type_vocab_size=int(
-            _need(sd, _T + "embeddings.token_type_embeddings.weight", "token types").shape[0]
-        ),
+        intermediate_size=int(_need(sd, _T + "encoder.layer.0.intermediate.dense.weight", "FFN").shape[0]),
+        max_position_embeddings=int(_need(sd, _T + "embeddings.position_embeddings.weight", "positions").shape[0]),
+        type_vocab_size=int(_need(sd, _T + "embeddings.token_type_embeddings.weight", "token types").shape[0]),
     )
     for key, value in detected.items():
         if key in given and int(given[key]) != value:
-            raise ModelError(
-                f"text_config says {key}={given[key]} but the checkpoint's weights have {value}"
-            )
+            raise ModelError(f"text_config says {key}={given[key]} but the checkpoint's weights have {value}")
     if "num_attention_heads" in given:
         heads = int(given["num_attention_heads"])
     else:
@@ -248,9 +219,7 @@ def detect_text_config(
                 "number of attention heads"
             )
         heads = hidden // 64
-        notes.append(
-            f"text attention heads not in the weights: assumed head size 64 -> {heads} heads"
-        )
+        notes.append(f"text attention heads not in the weights: assumed head size 64 -> {heads} heads")
     if hidden % heads:
         raise ModelError(f"text width {hidden} is not divisible by {heads} attention heads")
     if not given and detected["type_vocab_size"] != 1:
@@ -306,9 +275,7 @@ def mel_bank(frontend: AudioFrontend, *, scale: str, norm: str | None):
     )
 
 
-def check_stored_frontend(
-    raw: Mapping[str, Tensor], frontend: AudioFrontend, fusion: bool, notes: list[str]
-) -> None:
+def check_stored_frontend(raw: Mapping[str, Tensor], frontend: AudioFrontend, fusion: bool, notes: list[str]) -> None:
     """Compare the checkpoint's own STFT kernels and mel matrix with the front end we will use.
 
     The fusion checkpoints still carry torchlibrosa's slaney ``melW`` although their fusion input
@@ -343,9 +310,7 @@ def check_stored_frontend(
         return
     n = np.arange(frontend.n_fft)
     k = np.arange(frontend.n_fft // 2 + 1)[:, None]
-    hann = 0.5 - 0.5 * np.cos(
-        2 * np.pi * n / frontend.win_length
-    )  # periodic Hann, win == n_fft here
+    hann = 0.5 - 0.5 * np.cos(2 * np.pi * n / frontend.win_length)  # periodic Hann, win == n_fft here
     phase = 2 * np.pi * k * n / frontend.n_fft
     for name, tensor, want in (
         ("real", real, np.cos(phase) * hann),
@@ -385,13 +350,9 @@ def load_state_dict_checked(model, mapped: Mapping[str, Tensor], source: str) ->
         for k in sorted(set(mapped) & set(expected))
         if tuple(mapped[k].shape) != tuple(expected[k].shape)
     ]
-    problems = describe_key_problems(
-        {"missing": missing, "unexpected": unexpected, "shape mismatch": shapes}
-    )
+    problems = describe_key_problems({"missing": missing, "unexpected": unexpected, "shape mismatch": shapes})
     if problems:
-        raise ModelError(
-            f"{source}: checkpoint does not fit the detected architecture; " + "; ".join(problems)
-        )
+        raise ModelError(f"{source}: checkpoint does not fit the detected architecture; " + "; ".join(problems))
     model.load_state_dict(dict(mapped), strict=True)
 
 
@@ -417,21 +378,14 @@ def load_laion_checkpoint(
             "(a folder with tokenizer.json, e.g. roberta-base)"
         )
     tok = Path(tokenizer_dir)
-    if not (
-        (tok / "tokenizer.json").is_file()
-        or ((tok / "vocab.json").is_file() and (tok / "merges.txt").is_file())
-    ):
-        raise ModelError(
-            f"tokenizer_dir {str(tok)!r} holds neither tokenizer.json nor vocab.json + merges.txt"
-        )
+    if not ((tok / "tokenizer.json").is_file() or ((tok / "vocab.json").is_file() and (tok / "merges.txt").is_file())):
+        raise ModelError(f"tokenizer_dir {str(tok)!r} holds neither tokenizer.json nor vocab.json + merges.txt")
     if not path.is_file():
         raise ModelError(f"laion checkpoint {str(path)!r} does not exist")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # pickle errors come in many types; all mean "not loadable safely"
-        raise ModelError(
-            f"cannot load {str(path)!r} as a weights-only torch checkpoint: {exc}"
-        ) from exc
+        raise ModelError(f"cannot load {str(path)!r} as a weights-only torch checkpoint: {exc}") from exc
     raw = unwrap_laion(obj)
     kept, dropped = split_dropped(raw)
     notes = _summarise_dropped(dropped)
@@ -448,14 +402,10 @@ def load_laion_checkpoint(
     frontend = laion_frontend(audio.fusion, n_mels=audio.config["num_mel_bins"])
     check_stored_frontend(raw, frontend, audio.fusion, notes)
 
-    non_float = sorted(
-        {str(v.dtype) for v in kept.values() if v.is_floating_point() and v.dtype != torch.float32}
-    )
+    non_float = sorted({str(v.dtype) for v in kept.values() if v.is_floating_point() and v.dtype != torch.float32})
     if non_float:
         notes.append(f"weights stored as {', '.join(non_float)}; converted to float32")
-    config = ClapConfig(
-        text_config=text_cfg, audio_config=audio.config, projection_dim=projection_dim
-    )
+    config = ClapConfig(text_config=text_cfg, audio_config=audio.config, projection_dim=projection_dim)
     model = ClapModel(config)
     mapped = laion_to_hf(kept)
     own = model.state_dict()

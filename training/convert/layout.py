@@ -77,9 +77,7 @@ def unwrap_laion(obj: object) -> dict[str, Tensor]:
     if isinstance(obj, Mapping) and "state_dict" in obj and isinstance(obj["state_dict"], Mapping):
         obj = obj["state_dict"]
     if not isinstance(obj, Mapping):
-        raise ModelError(
-            f"not a laion_clap checkpoint: expected a state dict, got {type(obj).__name__}"
-        )
+        raise ModelError(f"not a laion_clap checkpoint: expected a state dict, got {type(obj).__name__}")
     out: dict[str, Tensor] = {}
     for key, value in obj.items():
         if not isinstance(key, str):
@@ -116,9 +114,7 @@ def _audio_laion_to_hf(rest: str, value: Tensor, out: dict[str, Tensor]) -> None
     if tail.startswith("attn.qkv."):
         param = tail[len("attn.qkv.") :]
         if value.shape[0] % 3:
-            raise ModelError(
-                f"{LAION_AUDIO}{rest}: fused qkv dim 0 ({value.shape[0]}) is not divisible by 3"
-            )
+            raise ModelError(f"{LAION_AUDIO}{rest}: fused qkv dim 0 ({value.shape[0]}) is not divisible by 3")
         for name, part in zip(_QKV, value.chunk(3, dim=0), strict=True):
             out[f"{HF_AUDIO}{block}attention.self.{name}.{param}"] = part.clone()
         return

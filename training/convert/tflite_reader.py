@@ -29,23 +29,32 @@ from indexer.errors import ModelError
 
 # TensorType enum of the TFLite schema -> numpy dtype (little-endian, as the flatbuffer stores it).
 _DTYPES: dict[int, np.dtype] = {
-    0: np.dtype("<f4"),   # FLOAT32
-    1: np.dtype("<f2"),   # FLOAT16
-    2: np.dtype("<i4"),   # INT32
-    3: np.dtype("u1"),    # UINT8
-    4: np.dtype("<i8"),   # INT64
-    6: np.dtype("?"),     # BOOL
-    7: np.dtype("<i2"),   # INT16
-    9: np.dtype("i1"),    # INT8
+    0: np.dtype("<f4"),  # FLOAT32
+    1: np.dtype("<f2"),  # FLOAT16
+    2: np.dtype("<i4"),  # INT32
+    3: np.dtype("u1"),  # UINT8
+    4: np.dtype("<i8"),  # INT64
+    6: np.dtype("?"),  # BOOL
+    7: np.dtype("<i2"),  # INT16
+    9: np.dtype("i1"),  # INT8
     10: np.dtype("<f8"),  # FLOAT64
 }
 _ACTIVATIONS = {0: "NONE", 1: "RELU", 2: "RELU_N1_TO_1", 3: "RELU6", 4: "TANH", 5: "SIGN_BIT"}
 _PADDINGS = {0: "SAME", 1: "VALID"}
 # The ops we know how to decode (their options, if any, are read in _options).
-SUPPORTED_OPS = frozenset({
-    "CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "MEAN", "RESHAPE", "SPLIT",
-    "QUANTIZE", "DEQUANTIZE", "LOGISTIC",
-})
+SUPPORTED_OPS = frozenset(
+    {
+        "CONV_2D",
+        "DEPTHWISE_CONV_2D",
+        "FULLY_CONNECTED",
+        "MEAN",
+        "RESHAPE",
+        "SPLIT",
+        "QUANTIZE",
+        "DEQUANTIZE",
+        "LOGISTIC",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -57,8 +66,8 @@ class Quantization:
     depthwise kernel, the bias element).
     """
 
-    scale: np.ndarray            # float32, (1,) or (channels,)
-    zero_point: np.ndarray       # int64, same length as scale
+    scale: np.ndarray  # float32, (1,) or (channels,)
+    zero_point: np.ndarray  # int64, same length as scale
     quantized_dimension: int
 
 
@@ -68,15 +77,15 @@ class Tensor:
     name: str
     shape: tuple[int, ...]
     dtype: np.dtype
-    data: np.ndarray | None      # the constant buffer reshaped to ``shape``; None for activations
+    data: np.ndarray | None  # the constant buffer reshaped to ``shape``; None for activations
     quantization: Quantization | None
 
 
 @dataclass(frozen=True)
 class Operator:
     index: int
-    op: str                      # builtin op name, e.g. "DEPTHWISE_CONV_2D"
-    inputs: tuple[int, ...]      # tensor indices; -1 marks an omitted optional input
+    op: str  # builtin op name, e.g. "DEPTHWISE_CONV_2D"
+    inputs: tuple[int, ...]  # tensor indices; -1 marks an omitted optional input
     outputs: tuple[int, ...]
     options: dict[str, Any] = field(default_factory=dict)
 
@@ -86,7 +95,7 @@ class TFLiteGraph:
     """Subgraph 0 of a model: what a single-signature model like YAMNet consists of."""
 
     tensors: list[Tensor]
-    operators: list[Operator]    # in execution order
+    operators: list[Operator]  # in execution order
     inputs: tuple[int, ...]
     outputs: tuple[int, ...]
     version: int
@@ -99,22 +108,24 @@ def dequantize(tensor: Tensor) -> np.ndarray:
     a float constant is returned as float32 unchanged.
     """
     if tensor.data is None:
-        raise ModelError(f"tensor {tensor.index} ({tensor.name!r}) has no constant data "
-                         "to dequantize")
+        raise ModelError(f"tensor {tensor.index} ({tensor.name!r}) has no constant data to dequantize")
     if tensor.dtype.kind == "f":
         return tensor.data.astype(np.float32)
     q = tensor.quantization
     if q is None:
-        raise ModelError(f"tensor {tensor.index} ({tensor.name!r}) is {tensor.dtype} but has no "
-                         "quantization parameters")
+        raise ModelError(
+            f"tensor {tensor.index} ({tensor.name!r}) is {tensor.dtype} but has no quantization parameters"
+        )
     data = tensor.data.astype(np.float64)
     scale = q.scale.astype(np.float64)
     zero = q.zero_point.astype(np.float64)
     if scale.size > 1:  # per channel: broadcast along the quantized dimension
         axis = q.quantized_dimension
         if not 0 <= axis < data.ndim or data.shape[axis] != scale.size:
-            raise ModelError(f"tensor {tensor.index} ({tensor.name!r}): {scale.size} scales do not "
-                             f"match dimension {axis} of shape {data.shape}")
+            raise ModelError(
+                f"tensor {tensor.index} ({tensor.name!r}): {scale.size} scales do not "
+                f"match dimension {axis} of shape {data.shape}"
+            )
         shape = [1] * data.ndim
         shape[axis] = scale.size
         scale, zero = scale.reshape(shape), zero.reshape(shape)
@@ -138,8 +149,7 @@ def read_tflite(path: str | Path) -> TFLiteGraph:
     except ModelError:
         raise
     except Exception as exc:  # a truncated or corrupt flatbuffer fails in arbitrary ways
-        raise ModelError(f"{path}: corrupt TensorFlow Lite model "
-                         f"({type(exc).__name__}: {exc})") from exc
+        raise ModelError(f"{path}: corrupt TensorFlow Lite model ({type(exc).__name__}: {exc})") from exc
 
 
 def _parse(buf: bytes, path: Path) -> TFLiteGraph:
@@ -163,16 +173,22 @@ def _parse(buf: bytes, path: Path) -> TFLiteGraph:
         if number == tflite.BuiltinOperator.CUSTOM:
             name = f"CUSTOM ({(code.CustomCode() or b'').decode(errors='replace')})"
         if name not in SUPPORTED_OPS:
-            raise ModelError(f"{path}: operator {i} is {name}, which this reader does not support "
-                             f"(supported: {', '.join(sorted(SUPPORTED_OPS))})")
-        operators.append(Operator(
-            index=i, op=name,
-            inputs=tuple(int(t) for t in raw.InputsAsNumpy()) if raw.InputsLength() else (),
-            outputs=tuple(int(t) for t in raw.OutputsAsNumpy()) if raw.OutputsLength() else (),
-            options=_options(tflite, name, raw),
-        ))
+            raise ModelError(
+                f"{path}: operator {i} is {name}, which this reader does not support "
+                f"(supported: {', '.join(sorted(SUPPORTED_OPS))})"
+            )
+        operators.append(
+            Operator(
+                index=i,
+                op=name,
+                inputs=tuple(int(t) for t in raw.InputsAsNumpy()) if raw.InputsLength() else (),
+                outputs=tuple(int(t) for t in raw.OutputsAsNumpy()) if raw.OutputsLength() else (),
+                options=_options(tflite, name, raw),
+            )
+        )
     return TFLiteGraph(
-        tensors=tensors, operators=operators,
+        tensors=tensors,
+        operators=operators,
         inputs=tuple(int(t) for t in graph.InputsAsNumpy()),
         outputs=tuple(int(t) for t in graph.OutputsAsNumpy()),
         version=model.Version(),
@@ -190,7 +206,7 @@ def _tensor(model: Any, raw: Any, index: int, buf: bytes, path: Path) -> Tensor:
     buffer = model.Buffers(raw.Buffer())
     if buffer is not None:
         if buffer.Offset() > 1:  # models over 2 GB keep buffers after the flatbuffer
-            raw_bytes = buf[buffer.Offset(): buffer.Offset() + buffer.Size()]
+            raw_bytes = buf[buffer.Offset() : buffer.Offset() + buffer.Size()]
         elif buffer.DataLength():
             raw_bytes = buffer.DataAsNumpy().tobytes()
         else:
@@ -198,21 +214,17 @@ def _tensor(model: Any, raw: Any, index: int, buf: bytes, path: Path) -> Tensor:
         if raw_bytes:
             data = np.frombuffer(raw_bytes, dtype=dtype)
             if data.size != int(np.prod(shape, dtype=np.int64)):
-                raise ModelError(f"{path}: tensor {index} ({name!r}) holds {data.size} values for "
-                                 f"shape {shape}")
+                raise ModelError(f"{path}: tensor {index} ({name!r}) holds {data.size} values for shape {shape}")
             data = data.reshape(shape)
 
     quant = None
     q = raw.Quantization()
     if q is not None and q.ScaleLength():
         scale = q.ScaleAsNumpy().astype(np.float32)
-        zero = q.ZeroPointAsNumpy().astype(np.int64) if q.ZeroPointLength() else np.zeros(
-            scale.size, np.int64)
+        zero = q.ZeroPointAsNumpy().astype(np.int64) if q.ZeroPointLength() else np.zeros(scale.size, np.int64)
         if zero.size != scale.size:
-            raise ModelError(f"{path}: tensor {index} ({name!r}) has {scale.size} scales but "
-                             f"{zero.size} zero points")
-        quant = Quantization(scale=scale, zero_point=zero,
-                             quantized_dimension=q.QuantizedDimension())
+            raise ModelError(f"{path}: tensor {index} ({name!r}) has {scale.size} scales but {zero.size} zero points")
+        quant = Quantization(scale=scale, zero_point=zero, quantized_dimension=q.QuantizedDimension())
     return Tensor(index=index, name=name, shape=shape, dtype=dtype, data=data, quantization=quant)
 
 
@@ -231,19 +243,22 @@ def _options(tflite: Any, name: str, raw: Any) -> dict[str, Any]:
         o = view(tflite.Conv2DOptions if name == "CONV_2D" else tflite.DepthwiseConv2DOptions)
         out = {
             "padding": _PADDINGS.get(o.Padding(), f"#{o.Padding()}"),
-            "stride_h": o.StrideH(), "stride_w": o.StrideW(),
-            "dilation_h": o.DilationHFactor(), "dilation_w": o.DilationWFactor(),
-            "fused_activation": _ACTIVATIONS.get(o.FusedActivationFunction(),
-                                                 f"#{o.FusedActivationFunction()}"),
+            "stride_h": o.StrideH(),
+            "stride_w": o.StrideW(),
+            "dilation_h": o.DilationHFactor(),
+            "dilation_w": o.DilationWFactor(),
+            "fused_activation": _ACTIVATIONS.get(o.FusedActivationFunction(), f"#{o.FusedActivationFunction()}"),
         }
         if name == "DEPTHWISE_CONV_2D":
             out["depth_multiplier"] = o.DepthMultiplier()
         return out
     if name == "FULLY_CONNECTED":
         o = view(tflite.FullyConnectedOptions)
-        return {"fused_activation": _ACTIVATIONS.get(o.FusedActivationFunction(),
-                                                     f"#{o.FusedActivationFunction()}"),
-                "keep_num_dims": bool(o.KeepNumDims()), "weights_format": o.WeightsFormat()}
+        return {
+            "fused_activation": _ACTIVATIONS.get(o.FusedActivationFunction(), f"#{o.FusedActivationFunction()}"),
+            "keep_num_dims": bool(o.KeepNumDims()),
+            "weights_format": o.WeightsFormat(),
+        }
     if name == "MEAN":
         return {"keep_dims": bool(view(tflite.ReducerOptions).KeepDims())}
     if name == "SPLIT":

@@ -48,9 +48,11 @@ def check_sha256(tflite_path: str | Path) -> str:
     export with the same graph converts fine but its numbers were never checked here."""
     digest = sha256_file(tflite_path)
     if digest != YAMNET_SHA256:
-        warnings.warn(f"{tflite_path}: sha256 {digest} is not the known YAMNet file "
-                      f"({YAMNET_SHA256}); converting anyway, the graph is checked op by op",
-                      stacklevel=2)
+        warnings.warn(
+            f"{tflite_path}: sha256 {digest} is not the known YAMNet file "
+            f"({YAMNET_SHA256}); converting anyway, the graph is checked op by op",
+            stacklevel=2,
+        )
     return digest
 
 
@@ -58,15 +60,19 @@ def _fail(path: Path, what: str) -> ModelError:
     return ModelError(f"{path}: not the expected YAMNet graph: {what}")
 
 
-def _check_conv(path: Path, graph: TFLiteGraph, op: Operator, kind: str, stride: int,
-                cin: int, cout: int, kernel: int) -> None:
+def _check_conv(
+    path: Path, graph: TFLiteGraph, op: Operator, kind: str, stride: int, cin: int, cout: int, kernel: int
+) -> None:
     """Op type, options and weight/bias shapes of one conv of the expected network."""
     where = f"operator {op.index} ({op.op})"
     if op.op != kind:
         raise _fail(path, f"{where}: expected {kind}")
     o = op.options
-    if o.get("padding") != "SAME" or (o.get("stride_h"), o.get("stride_w")) != (stride, stride) \
-            or (o.get("dilation_h"), o.get("dilation_w")) != (1, 1):
+    if (
+        o.get("padding") != "SAME"
+        or (o.get("stride_h"), o.get("stride_w")) != (stride, stride)
+        or (o.get("dilation_h"), o.get("dilation_w")) != (1, 1)
+    ):
         raise _fail(path, f"{where}: expected SAME padding, stride {stride}, no dilation; got {o}")
     if o.get("fused_activation") != "RELU6":
         # YamnetNet hard-codes ReLU6 because that is what this graph has; anything else would
@@ -89,8 +95,7 @@ def _core_ops(path: Path, graph: TFLiteGraph) -> list[Operator]:
     from training.models.audio_yamnet import MEL_BINS, NUM_CLASSES, PATCH_FRAMES
 
     if len(graph.inputs) != 1 or len(graph.outputs) != 1:
-        raise _fail(path, f"{len(graph.inputs)} inputs / {len(graph.outputs)} outputs, "
-                          "expected 1 / 1")
+        raise _fail(path, f"{len(graph.inputs)} inputs / {len(graph.outputs)} outputs, expected 1 / 1")
     shape_in = graph.tensors[graph.inputs[0]].shape
     if shape_in not in ((1, PATCH_FRAMES, MEL_BINS), (1, PATCH_FRAMES, MEL_BINS, 1)):
         raise _fail(path, f"input shape {shape_in}, expected (1, {PATCH_FRAMES}, {MEL_BINS})")
@@ -104,17 +109,14 @@ def _core_ops(path: Path, graph: TFLiteGraph) -> list[Operator]:
             # the only reshape allowed is adding the channel axis: frames stay H, mel bins W
             out = graph.tensors[op.outputs[0]].shape
             if out != (1, PATCH_FRAMES, MEL_BINS, 1):
-                raise _fail(path, f"operator {op.index}: RESHAPE to {out}, expected "
-                                  f"(1, {PATCH_FRAMES}, {MEL_BINS}, 1)")
+                raise _fail(path, f"operator {op.index}: RESHAPE to {out}, expected (1, {PATCH_FRAMES}, {MEL_BINS}, 1)")
     core = [op for op in graph.operators if op.op not in _LAYOUT_OPS]
     for prev, op in pairwise(core):
         if op.inputs[0] != prev.outputs[0]:
-            raise _fail(path, f"operator {op.index} does not consume the output of "
-                              f"operator {prev.index}")
+            raise _fail(path, f"operator {op.index} does not consume the output of operator {prev.index}")
     stem_in = graph.tensors[core[0].inputs[0]].shape if core else None
     if stem_in != (1, PATCH_FRAMES, MEL_BINS, 1):
-        raise _fail(path, f"first conv sees {stem_in}, "
-                          f"expected NHWC (1, {PATCH_FRAMES}, {MEL_BINS}, 1)")
+        raise _fail(path, f"first conv sees {stem_in}, expected NHWC (1, {PATCH_FRAMES}, {MEL_BINS}, 1)")
     return core
 
 
@@ -132,8 +134,7 @@ def yamnet_state_dict(tflite_path: str | Path) -> dict[str, torch.Tensor]:
     graph = read_tflite(path)
     check_sha256(path)
     core = _core_ops(path, graph)
-    expected = ["CONV_2D"] + ["DEPTHWISE_CONV_2D", "CONV_2D"] * len(BLOCKS) \
-        + ["MEAN", "FULLY_CONNECTED", "LOGISTIC"]
+    expected = ["CONV_2D"] + ["DEPTHWISE_CONV_2D", "CONV_2D"] * len(BLOCKS) + ["MEAN", "FULLY_CONNECTED", "LOGISTIC"]
     if [op.op for op in core] != expected:
         raise _fail(path, f"ops {[op.op for op in core]}")
 
@@ -145,7 +146,7 @@ def yamnet_state_dict(tflite_path: str | Path) -> dict[str, torch.Tensor]:
         state[f"{name}.bias"] = dequantize(bias)
 
     _check_conv(path, graph, core[0], "CONV_2D", 2, 1, STEM_WIDTH, 3)
-    take(core[0], "stem", (0, 3, 1, 2))                 # [out, kh, kw, in] -> [out, in, kh, kw]
+    take(core[0], "stem", (0, 3, 1, 2))  # [out, kh, kw, in] -> [out, in, kh, kw]
     cin = STEM_WIDTH
     for i, (stride, cout) in enumerate(BLOCKS):
         dw, pw = core[1 + 2 * i], core[2 + 2 * i]
@@ -162,11 +163,18 @@ def yamnet_state_dict(tflite_path: str | Path) -> dict[str, torch.Tensor]:
     if dense.options.get("fused_activation") != "NONE" or len(dense.inputs) != 3:
         raise _fail(path, f"operator {dense.index}: dense layer with {dense.options}")
     weight, bias = graph.tensors[dense.inputs[1]], graph.tensors[dense.inputs[2]]
-    if weight.shape != (NUM_CLASSES, EMBEDDING_WIDTH) or bias.shape != (NUM_CLASSES,) \
-            or weight.data is None or bias.data is None:
-        raise _fail(path, f"dense weights {weight.shape} / bias {bias.shape}, expected "
-                          f"({NUM_CLASSES}, {EMBEDDING_WIDTH}) / ({NUM_CLASSES},)")
-    state["classifier.weight"] = dequantize(weight)     # [out, in] already
+    if (
+        weight.shape != (NUM_CLASSES, EMBEDDING_WIDTH)
+        or bias.shape != (NUM_CLASSES,)
+        or weight.data is None
+        or bias.data is None
+    ):
+        raise _fail(
+            path,
+            f"dense weights {weight.shape} / bias {bias.shape}, expected "
+            f"({NUM_CLASSES}, {EMBEDDING_WIDTH}) / ({NUM_CLASSES},)",
+        )
+    state["classifier.weight"] = dequantize(weight)  # [out, in] already
     state["classifier.bias"] = dequantize(bias)
     if graph.outputs[0] not in (logistic.outputs[0], graph.operators[-1].outputs[0]):
         raise _fail(path, "the model output is not the LOGISTIC scores")
@@ -184,8 +192,7 @@ def load_yamnet(tflite_path: str | Path) -> YamnetNet:
         raise ModelError(f"YAMNet keys differ from YamnetNet: {sorted(state.keys() ^ mine.keys())}")
     for key, value in state.items():
         if value.shape != mine[key].shape:
-            raise ModelError(f"{key}: converted shape {tuple(value.shape)}, "
-                             f"YamnetNet expects {tuple(mine[key].shape)}")
+            raise ModelError(f"{key}: converted shape {tuple(value.shape)}, YamnetNet expects {tuple(mine[key].shape)}")
     net.load_state_dict(state, strict=True)
     return net.eval()
 
@@ -202,6 +209,5 @@ def class_names(csv_path: str | Path) -> list[str]:
     except (OSError, KeyError, TypeError, ValueError, csv.Error) as exc:
         raise ModelError(f"{path}: cannot read the YAMNet class map ({exc})") from exc
     if sorted(indexed) != list(range(NUM_CLASSES)) or len(rows) != NUM_CLASSES:
-        raise ModelError(f"{path}: expected indices 0..{NUM_CLASSES - 1} once each, "
-                         f"got {len(rows)} rows")
+        raise ModelError(f"{path}: expected indices 0..{NUM_CLASSES - 1} once each, got {len(rows)} rows")
     return [indexed[i] for i in range(NUM_CLASSES)]

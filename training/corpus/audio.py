@@ -22,7 +22,7 @@ import soxr
 FP_RATE = 16000
 FP_BANDS = 32
 FP_SEGMENTS = 8
-SILENCE_PEAK = 1e-3     # peak below this (-60 dBFS) is silence
+SILENCE_PEAK = 1e-3  # peak below this (-60 dBFS) is silence
 MAX_DECODE_S = 20 * 60  # longer files are not sound effects; skip instead of filling RAM
 
 
@@ -45,6 +45,7 @@ def read_mono(path: str | Path) -> tuple[np.ndarray, int]:
 
 def _mel_filters(n_fft: int, sr: int, bands: int) -> np.ndarray:
     """Triangular HTK-mel filters, ``(bands, n_fft // 2 + 1)``."""
+
     def mel(f):
         return 2595.0 * np.log10(1.0 + np.asarray(f) / 700.0)
 
@@ -75,7 +76,7 @@ def fingerprint(x: np.ndarray, sr: int) -> np.ndarray:
         y = np.pad(y, (0, 512 - y.size))
     frames = np.lib.stride_tricks.sliding_window_view(y, 512)[::256]
     spec = np.abs(np.fft.rfft(frames * np.hanning(512).astype(np.float32), axis=1)) ** 2
-    logmel = np.log10(1e-8 + spec @ _FB.T)                          # (frames, bands)
+    logmel = np.log10(1e-8 + spec @ _FB.T)  # (frames, bands)
     segs = np.array_split(logmel, FP_SEGMENTS, axis=0)
     vec = np.concatenate([s.mean(axis=0) if len(s) else logmel.mean(axis=0) for s in segs])
     vec = vec - vec.mean()
@@ -104,8 +105,9 @@ def analyse(path: str | Path, min_s: float = 0.3) -> Analysis:
     return Analysis("ok", dur, sr, sha1, fingerprint(x, sr).round(5).tolist())
 
 
-def find_duplicates(items: list[tuple[str, Analysis]], threshold: float = 0.995,
-                    duration_tol: float = 0.10) -> dict[str, tuple[str, str]]:
+def find_duplicates(
+    items: list[tuple[str, Analysis]], threshold: float = 0.995, duration_tol: float = 0.10
+) -> dict[str, tuple[str, str]]:
     """``{key: (kept_key, how)}`` for every duplicate; the first of each group (in ``items``
     order, so callers put train sources first) is kept. ``how`` is "exact" or "near"."""
     dups: dict[str, tuple[str, str]] = {}
@@ -125,16 +127,17 @@ def find_duplicates(items: list[tuple[str, Analysis]], threshold: float = 0.995,
     for i in range(len(kept)):
         if not alive[i]:
             continue
-        sims = fps[i + 1:] @ fps[i]
-        close = np.abs(durs[i + 1:] - durs[i]) <= duration_tol * np.maximum(durs[i + 1:], durs[i])
-        for j in np.nonzero((sims > threshold) & close & alive[i + 1:])[0] + i + 1:
+        sims = fps[i + 1 :] @ fps[i]
+        close = np.abs(durs[i + 1 :] - durs[i]) <= duration_tol * np.maximum(durs[i + 1 :], durs[i])
+        for j in np.nonzero((sims > threshold) & close & alive[i + 1 :])[0] + i + 1:
             alive[j] = False
             dups[kept[j][0]] = (kept[i][0], "near")
     return dups
 
 
-def windows(duration_s: float, long_s: float = 12.0, win_s: float = 10.0, hop_s: float = 10.0,
-            max_windows: int = 6) -> list[tuple[float, float]]:
+def windows(
+    duration_s: float, long_s: float = 12.0, win_s: float = 10.0, hop_s: float = 10.0, max_windows: int = 6
+) -> list[tuple[float, float]]:
     """``[(start, end)]`` in seconds: the whole file when it is not longer than ``long_s``, else
     full windows of ``win_s`` every ``hop_s`` (at most ``max_windows``)."""
     if duration_s <= long_s:
@@ -158,7 +161,7 @@ def write_clips(src: str | Path, targets: list[tuple[Path, float, float]]) -> li
     gain = 0.98 / peak if peak > 1.0 else 1.0  # float files can exceed full scale
     ok = []
     for path, start, end in targets:
-        seg = x[int(round(start * sr)): int(round(end * sr))] * gain
+        seg = x[int(round(start * sr)) : int(round(end * sr))] * gain
         if seg.size == 0 or float(np.max(np.abs(seg))) < SILENCE_PEAK:
             ok.append(False)
             continue

@@ -40,9 +40,11 @@ from training.corpus.sources import (
 DEFAULT_HELDOUT = ("supertuxkart-data", "minetest-data", EXTRA_PREFIX + "runsy/petz")
 DEFAULT_VAL = ("widelands-data", EXTRA_PREFIX + "ElCeejo/animalia")
 SPLIT_ORDER = {"train": 0, "val": 1, "heldout": 2}
-EXTRA_SOURCE = Source("extra-sfx", "see manifest",
-                      noise_words=frozenset("sounds mobs mcl mobs_mc petz animalia ambience "
-                                            "homedecor technic default".split()))
+EXTRA_SOURCE = Source(
+    "extra-sfx",
+    "see manifest",
+    noise_words=frozenset("sounds mobs mcl mobs_mc petz animalia ambience homedecor technic default".split()),
+)
 
 
 @dataclass
@@ -51,9 +53,9 @@ class BuildConfig:
 
     out: Path
     cache: Path = Path("data/deb-cache")
-    packages: tuple[str, ...] | None = None       # None: every source in ``sources``
+    packages: tuple[str, ...] | None = None  # None: every source in ``sources``
     skip_packages: tuple[str, ...] = ()
-    extra: Path | None = None                     # extra-sfx folder (manifest.csv)
+    extra: Path | None = None  # extra-sfx folder (manifest.csv)
     heldout: tuple[str, ...] = DEFAULT_HELDOUT
     val: tuple[str, ...] = DEFAULT_VAL
     fluidsynth: bool = True
@@ -88,10 +90,18 @@ def _extra_candidates(folder: Path) -> list[Candidate]:
     out = []
     for r in rows:
         words = tuple(w.strip() for w in re.split(r"[,;]", r.get("label_words", "")) if w.strip())
-        out.append(Candidate(EXTRA_PREFIX + r["source_repo"], folder / r["path"], r["path"],
-                             r.get("licence", ""), given=(r["caption"],) if r.get("caption") else (),
-                             extra_words=words, attribution=r.get("attribution", ""),
-                             source_path=f"{r['source_repo']}/{r.get('source_path', '')}"))
+        out.append(
+            Candidate(
+                EXTRA_PREFIX + r["source_repo"],
+                folder / r["path"],
+                r["path"],
+                r.get("licence", ""),
+                given=(r["caption"],) if r.get("caption") else (),
+                extra_words=words,
+                attribution=r.get("attribution", ""),
+                source_path=f"{r['source_repo']}/{r.get('source_path', '')}",
+            )
+        )
     return out
 
 
@@ -99,6 +109,7 @@ def _tqdm(it, cfg: BuildConfig, **kw):
     if not cfg.progress:
         return it
     from tqdm import tqdm
+
     return tqdm(it, **kw)
 
 
@@ -145,30 +156,41 @@ def collect(cfg: BuildConfig, report: dict) -> tuple[list[Candidate], dict[str, 
         pk["files_found"] = len(found) + sum(skipped.values())
         pk["filtered"] = dict(skipped)
         cands += found
-    if cfg.fluidsynth and (wanted is None or FLUIDSYNTH_PACKAGE in wanted) \
-            and FLUIDSYNTH_PACKAGE not in skip:
+    if cfg.fluidsynth and (wanted is None or FLUIDSYNTH_PACKAGE in wanted) and FLUIDSYNTH_PACKAGE not in skip:
         pk = report["packages"].setdefault(FLUIDSYNTH_PACKAGE, {"licence": FLUIDSYNTH_LICENCE})
         try:
             from training.corpus.gm import render_all
+
             rendered = render_all(cfg.cache / "fluidsynth")
             pk["files_found"], pk["filtered"] = len(rendered), {}
             for r, wav in rendered:
-                cands.append(Candidate(FLUIDSYNTH_PACKAGE, wav, f"{r.name}.wav", FLUIDSYNTH_LICENCE,
-                                       given=(r.phrase,), extra_words=r.tags,
-                                       attribution="FluidR3 GM soundfont by Frank Wen (MIT), "
-                                                   "rendered with FluidSynth",
-                                       source_path=f"program render {r.name}"))
+                cands.append(
+                    Candidate(
+                        FLUIDSYNTH_PACKAGE,
+                        wav,
+                        f"{r.name}.wav",
+                        FLUIDSYNTH_LICENCE,
+                        given=(r.phrase,),
+                        extra_words=r.tags,
+                        attribution="FluidR3 GM soundfont by Frank Wen (MIT), rendered with FluidSynth",
+                        source_path=f"program render {r.name}",
+                    )
+                )
                 presets[str(wav)] = {"labels": list(r.labels)}
         except (RuntimeError, OSError) as exc:
             pk["dropped"] = str(exc)
     if cfg.extra:
         extra = _extra_candidates(Path(cfg.extra))
         for c in extra:
-            if (wanted is None or c.package in wanted or "extra-sfx" in wanted) \
-                    and c.package not in skip and "extra-sfx" not in skip:
+            if (
+                (wanted is None or c.package in wanted or "extra-sfx" in wanted)
+                and c.package not in skip
+                and "extra-sfx" not in skip
+            ):
                 cands.append(c)
-                pk = report["packages"].setdefault(c.package, {"licence": "per file (manifest)",
-                                                               "files_found": 0, "filtered": {}})
+                pk = report["packages"].setdefault(
+                    c.package, {"licence": "per file (manifest)", "files_found": 0, "filtered": {}}
+                )
                 pk["files_found"] += 1
     return cands, presets
 
@@ -185,10 +207,19 @@ def build(cfg: BuildConfig) -> dict:
     t0 = time.time()
     out = Path(cfg.out)
     (out / ".cache").mkdir(parents=True, exist_ok=True)
-    report: dict = {"packages": {}, "config": {
-        "heldout": list(cfg.heldout), "val": list(cfg.val), "min_s": cfg.min_s,
-        "long_s": cfg.long_s, "window_s": cfg.window_s, "hop_s": cfg.hop_s,
-        "max_windows": cfg.max_windows, "dedupe_threshold": cfg.dedupe_threshold}}
+    report: dict = {
+        "packages": {},
+        "config": {
+            "heldout": list(cfg.heldout),
+            "val": list(cfg.val),
+            "min_s": cfg.min_s,
+            "long_s": cfg.long_s,
+            "window_s": cfg.window_s,
+            "hop_s": cfg.hop_s,
+            "max_windows": cfg.max_windows,
+            "dedupe_threshold": cfg.dedupe_threshold,
+        },
+    }
     cands, presets = collect(cfg, report)
     srcs = {s.package: s for s in cfg.sources}
 
@@ -211,8 +242,10 @@ def build(cfg: BuildConfig) -> dict:
     for c, res in zip(todo, results):
         cache[keys[str(c.path)]] = res.__dict__
     cache_path.write_text(json.dumps(cache))
-    analysis = {str(c.path): A.Analysis(**cache[keys[str(c.path)]]) if keys[str(c.path)]
-                else A.Analysis("missing file") for c in cands}
+    analysis = {
+        str(c.path): A.Analysis(**cache[keys[str(c.path)]]) if keys[str(c.path)] else A.Analysis("missing file")
+        for c in cands
+    }
 
     # 2. drop unusable clips, then duplicates (train sources first, so leaks leave held-out)
     ok: list[Candidate] = []
@@ -224,16 +257,19 @@ def build(cfg: BuildConfig) -> dict:
         else:
             ok.append(c)
     ok.sort(key=lambda c: (SPLIT_ORDER[split_of(c.package, cfg)], c.package, c.rel_path))
-    dups = A.find_duplicates([(str(c.path), analysis[str(c.path)]) for c in ok],
-                             cfg.dedupe_threshold)
+    dups = A.find_duplicates([(str(c.path), analysis[str(c.path)]) for c in ok], cfg.dedupe_threshold)
     by_path = {str(c.path): c for c in ok}
     duplicates = []
     for c in ok:
         if str(c.path) in dups:
             kept, how = dups[str(c.path)]
-            duplicates.append({"dropped": f"{c.package}:{c.rel_path}",
-                               "kept": f"{by_path[kept].package}:{by_path[kept].rel_path}",
-                               "how": how})
+            duplicates.append(
+                {
+                    "dropped": f"{c.package}:{c.rel_path}",
+                    "kept": f"{by_path[kept].package}:{by_path[kept].rel_path}",
+                    "how": how,
+                }
+            )
             pk = report["packages"][c.package]
             pk["duplicates"] = pk.get("duplicates", 0) + 1
     ok = [c for c in ok if str(c.path) not in dups]
@@ -260,8 +296,12 @@ def build(cfg: BuildConfig) -> dict:
             base = base.with_name(base.name + "_" + slug(Path(c.rel_path).suffix.lstrip(".")))
         used_names.add(str(base))
         wins = A.windows(a.duration_s, cfg.long_s, cfg.window_s, cfg.hop_s, cfg.max_windows)
-        targets = [(str(base) + ".flac", s, e) if len(wins) == 1 and s == 0 and e == a.duration_s
-                   else (f"{base}_w{k:02d}.flac", s, e) for k, (s, e) in enumerate(wins)]
+        targets = [
+            (str(base) + ".flac", s, e)
+            if len(wins) == 1 and s == 0 and e == a.duration_s
+            else (f"{base}_w{k:02d}.flac", s, e)
+            for k, (s, e) in enumerate(wins)
+        ]
         plans.append((c, a, captions, tags, labels, targets))
     written = _pmap(_write_job, [(str(c.path), t) for c, _, _, _, _, t in plans], cfg, "write")
 
@@ -277,16 +317,32 @@ def build(cfg: BuildConfig) -> dict:
             if not good:
                 pk.setdefault("filtered", {})["silent window"] = pk["filtered"].get("silent window", 0) + 1
                 continue
-            window = None if len(targets) == 1 and s == 0 and e == a.duration_s else \
-                {"index": k, "start_s": round(s, 3), "end_s": round(e, 3)}
-            meta = {"package": c.package, "source_path": c.source_path or c.rel_path,
-                    "attribution": c.attribution, "duration_s": round(e - s, 3),
-                    "primary_label": labels[0] if labels else None, "window": window}
+            window = (
+                None
+                if len(targets) == 1 and s == 0 and e == a.duration_s
+                else {"index": k, "start_s": round(s, 3), "end_s": round(e, 3)}
+            )
+            meta = {
+                "package": c.package,
+                "source_path": c.source_path or c.rel_path,
+                "attribution": c.attribution,
+                "duration_s": round(e - s, 3),
+                "primary_label": labels[0] if labels else None,
+                "window": window,
+            }
             if c.text:
                 meta["source_text"] = c.text
-            rows.append({"audio": os.path.relpath(path, out), "captions": captions, "tags": tags,
-                         "labels": labels, "split": split_of(c.package, cfg),
-                         "licence": c.licence, "meta": meta})
+            rows.append(
+                {
+                    "audio": os.path.relpath(path, out),
+                    "captions": captions,
+                    "tags": tags,
+                    "labels": labels,
+                    "split": split_of(c.package, cfg),
+                    "licence": c.licence,
+                    "meta": meta,
+                }
+            )
     with open(out / "manifest.jsonl", "w", encoding="utf-8") as fh:
         for r in rows:
             fh.write(json.dumps(r, ensure_ascii=False) + "\n")

@@ -25,75 +25,237 @@ NOISE_WORDS = frozenset(
     "ogg oga wav flac mp3 opus sfx snd sound sounds fx loop loops var variant usr share games game "
     "data audio media resource resources assets effects effect sample samples misc generic "
     "the and to a an rcc zip mono stereo short long new old final cut edit mix version "
-    "take alt small big large medium wav ambient ambience ambi env".split())
+    "take alt small big large medium wav ambient ambience ambi env".split()
+)
 
 ANIMAL_CALLS: dict[str, str] = {
-    "cow": "mooing", "cattle": "mooing", "bull": "bellowing", "ox": "lowing", "bison": "grunting",
-    "dog": "barking", "puppy": "yapping", "wolf": "howling", "coyote": "howling", "fox": "yelping",
-    "cat": "meowing", "kitten": "meowing", "lion": "roaring", "tiger": "roaring", "bear": "growling",
-    "sheep": "bleating", "lamb": "bleating", "goat": "bleating", "ram": "bleating",
-    "pig": "oinking", "piglet": "squealing", "boar": "grunting", "horse": "neighing",
-    "donkey": "braying", "chicken": "clucking", "hen": "clucking", "rooster": "crowing",
-    "duck": "quacking", "drake": "quacking", "goose": "honking", "gander": "honking",
-    "turkey": "gobbling", "owl": "hooting", "crow": "cawing", "raven": "cawing",
-    "bird": "singing", "birds": "singing", "blackbird": "singing", "lark": "singing",
-    "cuckoo": "calling", "seagull": "calling", "gull": "calling", "hawk": "screeching",
-    "eagle": "screeching", "vulture": "screeching", "parrot": "squawking", "pigeon": "cooing",
-    "dove": "cooing", "frog": "croaking", "frogs": "croaking", "toad": "croaking",
-    "cricket": "chirping", "crickets": "chirping", "grasshopper": "chirping", "bee": "buzzing",
-    "bees": "buzzing", "wasp": "buzzing", "hornet": "buzzing", "mosquito": "buzzing",
-    "fly": "buzzing", "elephant": "trumpeting", "monkey": "chattering", "chimp": "screeching",
-    "gorilla": "grunting", "whale": "singing", "dolphin": "clicking", "moose": "calling",
-    "stag": "bellowing", "deer": "calling", "camel": "grunting", "zebra": "braying",
-    "mouse": "squeaking", "rat": "squeaking", "squirrel": "chattering", "seal": "barking",
-    "penguin": "calling", "turkeys": "gobbling", "animal": "calling",
+    "cow": "mooing",
+    "cattle": "mooing",
+    "bull": "bellowing",
+    "ox": "lowing",
+    "bison": "grunting",
+    "dog": "barking",
+    "puppy": "yapping",
+    "wolf": "howling",
+    "coyote": "howling",
+    "fox": "yelping",
+    "cat": "meowing",
+    "kitten": "meowing",
+    "lion": "roaring",
+    "tiger": "roaring",
+    "bear": "growling",
+    "sheep": "bleating",
+    "lamb": "bleating",
+    "goat": "bleating",
+    "ram": "bleating",
+    "pig": "oinking",
+    "piglet": "squealing",
+    "boar": "grunting",
+    "horse": "neighing",
+    "donkey": "braying",
+    "chicken": "clucking",
+    "hen": "clucking",
+    "rooster": "crowing",
+    "duck": "quacking",
+    "drake": "quacking",
+    "goose": "honking",
+    "gander": "honking",
+    "turkey": "gobbling",
+    "owl": "hooting",
+    "crow": "cawing",
+    "raven": "cawing",
+    "bird": "singing",
+    "birds": "singing",
+    "blackbird": "singing",
+    "lark": "singing",
+    "cuckoo": "calling",
+    "seagull": "calling",
+    "gull": "calling",
+    "hawk": "screeching",
+    "eagle": "screeching",
+    "vulture": "screeching",
+    "parrot": "squawking",
+    "pigeon": "cooing",
+    "dove": "cooing",
+    "frog": "croaking",
+    "frogs": "croaking",
+    "toad": "croaking",
+    "cricket": "chirping",
+    "crickets": "chirping",
+    "grasshopper": "chirping",
+    "bee": "buzzing",
+    "bees": "buzzing",
+    "wasp": "buzzing",
+    "hornet": "buzzing",
+    "mosquito": "buzzing",
+    "fly": "buzzing",
+    "elephant": "trumpeting",
+    "monkey": "chattering",
+    "chimp": "screeching",
+    "gorilla": "grunting",
+    "whale": "singing",
+    "dolphin": "clicking",
+    "moose": "calling",
+    "stag": "bellowing",
+    "deer": "calling",
+    "camel": "grunting",
+    "zebra": "braying",
+    "mouse": "squeaking",
+    "rat": "squeaking",
+    "squirrel": "chattering",
+    "seal": "barking",
+    "penguin": "calling",
+    "turkeys": "gobbling",
+    "animal": "calling",
 }
 # Call words a path may name itself ("cow_moo") -> the gerund to use.
 CALL_WORDS: dict[str, str] = {
-    "moo": "mooing", "bark": "barking", "woof": "barking", "meow": "meowing", "purr": "purring",
-    "bleat": "bleating", "baa": "bleating", "oink": "oinking", "grunt": "grunting",
-    "neigh": "neighing", "whinny": "whinnying", "cluck": "clucking", "crow": "crowing",
-    "quack": "quacking", "honk": "honking", "hoot": "hooting", "caw": "cawing", "chirp": "chirping",
-    "tweet": "tweeting", "croak": "croaking", "buzz": "buzzing", "howl": "howling",
-    "growl": "growling", "roar": "roaring", "squeal": "squealing", "hiss": "hissing",
-    "snort": "snorting", "canter": "cantering", "gallop": "galloping", "trot": "trotting",
-    "call": "calling", "sing": "singing", "song": "singing", "flapping": "flapping its wings",
-    "flap": "flapping its wings", "fly": "flying", "eat": "eating", "drink": "drinking",
+    "moo": "mooing",
+    "bark": "barking",
+    "woof": "barking",
+    "meow": "meowing",
+    "purr": "purring",
+    "bleat": "bleating",
+    "baa": "bleating",
+    "oink": "oinking",
+    "grunt": "grunting",
+    "neigh": "neighing",
+    "whinny": "whinnying",
+    "cluck": "clucking",
+    "crow": "crowing",
+    "quack": "quacking",
+    "honk": "honking",
+    "hoot": "hooting",
+    "caw": "cawing",
+    "chirp": "chirping",
+    "tweet": "tweeting",
+    "croak": "croaking",
+    "buzz": "buzzing",
+    "howl": "howling",
+    "growl": "growling",
+    "roar": "roaring",
+    "squeal": "squealing",
+    "hiss": "hissing",
+    "snort": "snorting",
+    "canter": "cantering",
+    "gallop": "galloping",
+    "trot": "trotting",
+    "call": "calling",
+    "sing": "singing",
+    "song": "singing",
+    "flapping": "flapping its wings",
+    "flap": "flapping its wings",
+    "fly": "flying",
+    "eat": "eating",
+    "drink": "drinking",
 }
 FOOTSTEP_WORDS = frozenset("footstep footsteps step steps walk walking singlesteps run running".split())
 SURFACES = frozenset(
     "gravel grass sand snow wood wooden metal stone dirt mud water leaves concrete carpet tile ice "
-    "glass rock hard soft dry wet floor ground forest".split())
+    "glass rock hard soft dry wet floor ground forest".split()
+)
 # Action words -> gerunds: "door_open" -> "a door opening".
 ACTIONS: dict[str, str] = {
-    "open": "opening", "opening": "opening", "close": "closing", "closing": "closing",
-    "shut": "shutting", "break": "breaking", "breaking": "breaking", "shatter": "shattering",
-    "crack": "cracking", "cracking": "cracking", "fall": "falling", "falling": "falling",
-    "drop": "dropping", "roll": "rolling", "rolling": "rolling", "bounce": "bouncing",
-    "slide": "sliding", "drip": "dripping", "pour": "pouring", "splash": "splashing",
-    "bubble": "bubbling", "boil": "boiling", "burn": "burning", "crackle": "crackling",
-    "explode": "exploding", "ring": "ringing", "ringing": "ringing", "tick": "ticking",
-    "knock": "knocking", "creak": "creaking", "squeak": "squeaking", "idle": "idling",
-    "start": "starting", "starting": "starting", "stop": "stopping", "accel": "accelerating",
-    "revving": "revving", "moving": "moving", "turning": "turning", "spin": "spinning",
-    "dig": "digging", "chop": "chopping", "saw": "sawing", "sawing": "sawing", "hammer": "hammering",
-    "hammering": "hammering", "cut": "cutting", "grind": "grinding", "weaving": "weaving",
-    "sharpening": "sharpening", "flush": "flushing", "whistle": "whistling", "blow": "blowing",
-    "rattle": "rattling", "flapping": "flapping", "flying": "flying", "screech": "screeching",
-    "crank": "cranking", "cranking": "cranking", "takeoff": "taking off",
-    "inflate": "inflating", "pop": "popping", "swish": "swishing", "place": "being placed",
-    "dug": "being dug", "cool": "cooling", "strike": "striking",
+    "open": "opening",
+    "opening": "opening",
+    "close": "closing",
+    "closing": "closing",
+    "shut": "shutting",
+    "break": "breaking",
+    "breaking": "breaking",
+    "shatter": "shattering",
+    "crack": "cracking",
+    "cracking": "cracking",
+    "fall": "falling",
+    "falling": "falling",
+    "drop": "dropping",
+    "roll": "rolling",
+    "rolling": "rolling",
+    "bounce": "bouncing",
+    "slide": "sliding",
+    "drip": "dripping",
+    "pour": "pouring",
+    "splash": "splashing",
+    "bubble": "bubbling",
+    "boil": "boiling",
+    "burn": "burning",
+    "crackle": "crackling",
+    "explode": "exploding",
+    "ring": "ringing",
+    "ringing": "ringing",
+    "tick": "ticking",
+    "knock": "knocking",
+    "creak": "creaking",
+    "squeak": "squeaking",
+    "idle": "idling",
+    "start": "starting",
+    "starting": "starting",
+    "stop": "stopping",
+    "accel": "accelerating",
+    "revving": "revving",
+    "moving": "moving",
+    "turning": "turning",
+    "spin": "spinning",
+    "dig": "digging",
+    "chop": "chopping",
+    "saw": "sawing",
+    "sawing": "sawing",
+    "hammer": "hammering",
+    "hammering": "hammering",
+    "cut": "cutting",
+    "grind": "grinding",
+    "weaving": "weaving",
+    "sharpening": "sharpening",
+    "flush": "flushing",
+    "whistle": "whistling",
+    "blow": "blowing",
+    "rattle": "rattling",
+    "flapping": "flapping",
+    "flying": "flying",
+    "screech": "screeching",
+    "crank": "cranking",
+    "cranking": "cranking",
+    "takeoff": "taking off",
+    "inflate": "inflating",
+    "pop": "popping",
+    "swish": "swishing",
+    "place": "being placed",
+    "dug": "being dug",
+    "cool": "cooling",
+    "strike": "striking",
 }
 SKIP_IN_PHRASE = frozenset("in on at of with by from for".split())
 # Percussion words -> the instrument name used in "a snare drum hit".
 PERCUSSION: dict[str, str] = {
-    "hi hat": "hi-hat", "snare": "snare drum", "bass drum": "bass drum", "kick drum": "kick drum",
-    "kick": "kick drum", "tom": "tom drum", "drum bass": "bass drum", "crash cymbal": "crash cymbal", "ride cymbal": "ride cymbal",
-    "cymbal": "cymbal", "tom drum": "tom drum", "conga drum": "conga drum", "conga": "conga drum",
-    "bongo": "bongo drum", "cowbell": "cowbell", "clap": "hand clap", "rimshot": "rimshot",
-    "tambourine": "tambourine", "shaker": "shaker", "agogo": "agogo bell", "tabla": "tabla",
-    "triangle": "triangle", "woodblock": "wood block", "timpani": "timpani", "gong": "gong",
-    "maracas": "maracas", "cabasa": "cabasa", "guiro": "guiro", "claves": "claves",
+    "hi hat": "hi-hat",
+    "snare": "snare drum",
+    "bass drum": "bass drum",
+    "kick drum": "kick drum",
+    "kick": "kick drum",
+    "tom": "tom drum",
+    "drum bass": "bass drum",
+    "crash cymbal": "crash cymbal",
+    "ride cymbal": "ride cymbal",
+    "cymbal": "cymbal",
+    "tom drum": "tom drum",
+    "conga drum": "conga drum",
+    "conga": "conga drum",
+    "bongo": "bongo drum",
+    "cowbell": "cowbell",
+    "clap": "hand clap",
+    "rimshot": "rimshot",
+    "tambourine": "tambourine",
+    "shaker": "shaker",
+    "agogo": "agogo bell",
+    "tabla": "tabla",
+    "triangle": "triangle",
+    "woodblock": "wood block",
+    "timpani": "timpani",
+    "gong": "gong",
+    "maracas": "maracas",
+    "cabasa": "cabasa",
+    "guiro": "guiro",
+    "claves": "claves",
 }
 _PERC_MODS = ("closed", "open", "pedal", "muted", "high", "low", "electronic", "acoustic")
 _HAS_DIGIT = re.compile(r"\d")
@@ -106,15 +268,16 @@ def clip_words(source: Source, rel_path: str) -> list[str]:
     out: list[str] = []
     for w in raw:
         for part in source.aliases.get(w, w).split():
-            if (len(part) < 2 or part in NOISE_WORDS or part in source.noise_words
-                    or _HAS_DIGIT.search(part)):
+            if len(part) < 2 or part in NOISE_WORDS or part in source.noise_words or _HAS_DIGIT.search(part):
                 continue
             out.append(part)
     return list(dict.fromkeys(out))
 
 
-_MASS = frozenset("glass water gravel sand snow ice wood metal lava steam grass paper rain wind "
-                  "fire thunder traffic machinery static applause laughter typing".split())
+_MASS = frozenset(
+    "glass water gravel sand snow ice wood metal lava steam grass paper rain wind "
+    "fire thunder traffic machinery static applause laughter typing".split()
+)
 
 
 def mass_aware_article(phrase: str) -> str:
@@ -123,8 +286,7 @@ def mass_aware_article(phrase: str) -> str:
     return phrase if words[-1] in _MASS or words[0] in _MASS else with_article(phrase)
 
 
-def event_phrase(words: Sequence[str], hint: str | None = None,
-                 head: Sequence[str] = ()) -> str | None:
+def event_phrase(words: Sequence[str], hint: str | None = None, head: Sequence[str] = ()) -> str | None:
     """The most specific phrase the words support, or ``hint``, or None when there is nothing.
     ``head``: the file name's own words, preferred over folder words for the plain noun phrase
     (``mammals/rodents/beaver`` -> "a beaver", not "a mammals rodents beaver")."""
@@ -137,7 +299,8 @@ def event_phrase(words: Sequence[str], hint: str | None = None,
         return hint
     pairs = [f"{a} {b}" for a, b in zip(ws, ws[1:])]
     perc = next((PERCUSSION[p] for p in reversed(pairs) if p in PERCUSSION), None) or next(
-        (PERCUSSION[w] for w in reversed(ws) if w in PERCUSSION), None)
+        (PERCUSSION[w] for w in reversed(ws) if w in PERCUSSION), None
+    )
     if perc:
         mods = [m for m in _PERC_MODS if m in ws]
         name = " ".join(mods[:1] + [perc])
@@ -190,8 +353,9 @@ def make_captions(phrase: str | None, keywords: Sequence[str], given: Sequence[s
     return list(seen.values())
 
 
-def describe(source: Source, rel_path: str, given: Sequence[str] = (),
-             extra_words: Sequence[str] = ()) -> tuple[list[str], list[str], str | None]:
+def describe(
+    source: Source, rel_path: str, given: Sequence[str] = (), extra_words: Sequence[str] = ()
+) -> tuple[list[str], list[str], str | None]:
     """``(captions, tags, phrase)`` for one clip of ``source``. ``extra_words`` (e.g. label words
     from a manifest) are added to the tags and used for the phrase when the path has none."""
     words = clip_words(source, rel_path)
@@ -200,11 +364,11 @@ def describe(source: Source, rel_path: str, given: Sequence[str] = (),
     # Curated label words name the event better than a repository's file naming.
     file_words = clip_words(source, rel_path.split("/")[-1])
     phrase = event_phrase(extra_split or words, source.hint, () if extra_split else file_words)
-    tags = clean_tags([w for w in list(extra) + words + list(source.context)
-                       if w not in SKIP_IN_PHRASE])
+    tags = clean_tags([w for w in list(extra) + words + list(source.context) if w not in SKIP_IN_PHRASE])
     # Keywords for the keyword caption: the file name's words as one chunk, then the nearest
     # folder's, so "cattle/cow_moo" reads "a cow moo and a cattle", not a bag of words.
-    chunks = [" ".join(w for w in clip_words(source, seg) if w not in SKIP_IN_PHRASE)
-              for seg in reversed(rel_path.split("/"))]
+    chunks = [
+        " ".join(w for w in clip_words(source, seg) if w not in SKIP_IN_PHRASE) for seg in reversed(rel_path.split("/"))
+    ]
     keywords = (extra or [c for c in chunks if c][:2]) + list(source.context)
     return make_captions(phrase, keywords or tags, given), tags, phrase

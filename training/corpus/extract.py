@@ -32,21 +32,22 @@ class Candidate:
     """One audio file found in a source, before any decoding."""
 
     package: str
-    path: Path          # the file on disk
-    rel_path: str       # relative to the package root, "/"-separated (archives appear as dirs)
+    path: Path  # the file on disk
+    rel_path: str  # relative to the package root, "/"-separated (archives appear as dirs)
     licence: str
-    given: tuple[str, ...] = ()       # captions shipped with the file (manifest)
+    given: tuple[str, ...] = ()  # captions shipped with the file (manifest)
     extra_words: tuple[str, ...] = ()  # label words shipped with the file
     attribution: str = ""
     source_path: str = ""  # where the file lives in its origin (package path or repo path)
-    text: str = ""         # text shipped beside the file (tuxpaint .txt), kept in meta
+    text: str = ""  # text shipped beside the file (tuxpaint .txt), kept in meta
 
 
 def _run(cmd: list[str] | str, cwd: Path | None = None, shell: bool = False) -> None:
     proc = subprocess.run(cmd, cwd=cwd, shell=shell, capture_output=True, text=True)
     if proc.returncode != 0:
-        raise FetchError(f"{cmd if isinstance(cmd, str) else ' '.join(cmd)}: "
-                         f"{(proc.stderr or proc.stdout).strip()[-400:]}")
+        raise FetchError(
+            f"{cmd if isinstance(cmd, str) else ' '.join(cmd)}: {(proc.stderr or proc.stdout).strip()[-400:]}"
+        )
 
 
 def download(package: str, cache: Path) -> Path:
@@ -69,8 +70,9 @@ def unpack(source: Source, deb: Path, dest: Path) -> Path:
     dest.mkdir(parents=True, exist_ok=True)
     pats = " ".join(f"'{p}'" for p in (*source.members, "*/copyright"))
     # tar exits 2 when a wildcard matched nothing; only a missing data tar is an error.
-    cmd = (f"dpkg-deb --fsys-tarfile '{deb}' | tar -x -C '{dest}' --wildcards "
-           f"--no-same-owner {pats}; rc=$?; [ $rc -le 2 ]")
+    cmd = (
+        f"dpkg-deb --fsys-tarfile '{deb}' | tar -x -C '{dest}' --wildcards --no-same-owner {pats}; rc=$?; [ $rc -le 2 ]"
+    )
     _run(cmd, shell=True)
     open_nested(source, dest)
     marker.write_text("ok\n")
@@ -148,7 +150,7 @@ def candidates(source: Source, root: Path, skipped: dict[str, int] | None = None
             # Tuxpaint texts describe the picture ("A colorful rooster."), not the sound:
             # kept in meta for reference, never used as a caption.
             text = _given_text(source, path)
-            out.append(Candidate(source.package, path, rel, source.licence, source_path=rel,
-                                 text=text[0] if text else ""))
+            out.append(
+                Candidate(source.package, path, rel, source.licence, source_path=rel, text=text[0] if text else "")
+            )
     return out
-

@@ -73,7 +73,9 @@ PROGRAMS: tuple[_I | None, ...] = (
     ("String Ensemble 2", "string ensemble", ("String section",)),
     ("Synth Strings 1", "synth strings", ("Synthesizer",)),
     ("Synth Strings 2", "synth strings", ("Synthesizer",)),
-    None, None, None,  # choir aahs, voice oohs, synth voice: voices
+    None,
+    None,
+    None,  # choir aahs, voice oohs, synth voice: voices
     ("Orchestra Hit", "orchestra hit", ("Orchestra",)),
     ("Trumpet", "trumpet", ("Trumpet", "Brass instrument")),
     ("Trombone", "trombone", ("Trombone", "Brass instrument")),
@@ -99,15 +101,45 @@ PROGRAMS: tuple[_I | None, ...] = (
     ("Shakuhachi", "shakuhachi", ("Flute", "Wind instrument, woodwind instrument")),
     ("Whistle", "whistle", ("Whistle",)),
     ("Ocarina", "ocarina", ("Wind instrument, woodwind instrument",)),
-    *[(n, "synthesizer lead", ("Synthesizer",)) for n in (
-        "Lead 1 (square)", "Lead 2 (sawtooth)", "Lead 3 (calliope)", "Lead 4 (chiff)",
-        "Lead 5 (charang)", "Lead 6 (voice)", "Lead 7 (fifths)", "Lead 8 (bass + lead)")],
-    *[(n, "synthesizer pad", ("Synthesizer",)) for n in (
-        "Pad 1 (new age)", "Pad 2 (warm)", "Pad 3 (polysynth)", "Pad 4 (choir)", "Pad 5 (bowed)",
-        "Pad 6 (metallic)", "Pad 7 (halo)", "Pad 8 (sweep)")],
-    *[(n, "synthesizer effect", ("Synthesizer",)) for n in (
-        "FX 1 (rain)", "FX 2 (soundtrack)", "FX 3 (crystal)", "FX 4 (atmosphere)",
-        "FX 5 (brightness)", "FX 6 (goblins)", "FX 7 (echoes)", "FX 8 (sci-fi)")],
+    *[
+        (n, "synthesizer lead", ("Synthesizer",))
+        for n in (
+            "Lead 1 (square)",
+            "Lead 2 (sawtooth)",
+            "Lead 3 (calliope)",
+            "Lead 4 (chiff)",
+            "Lead 5 (charang)",
+            "Lead 6 (voice)",
+            "Lead 7 (fifths)",
+            "Lead 8 (bass + lead)",
+        )
+    ],
+    *[
+        (n, "synthesizer pad", ("Synthesizer",))
+        for n in (
+            "Pad 1 (new age)",
+            "Pad 2 (warm)",
+            "Pad 3 (polysynth)",
+            "Pad 4 (choir)",
+            "Pad 5 (bowed)",
+            "Pad 6 (metallic)",
+            "Pad 7 (halo)",
+            "Pad 8 (sweep)",
+        )
+    ],
+    *[
+        (n, "synthesizer effect", ("Synthesizer",))
+        for n in (
+            "FX 1 (rain)",
+            "FX 2 (soundtrack)",
+            "FX 3 (crystal)",
+            "FX 4 (atmosphere)",
+            "FX 5 (brightness)",
+            "FX 6 (goblins)",
+            "FX 7 (echoes)",
+            "FX 8 (sci-fi)",
+        )
+    ],
     ("Sitar", "sitar", ("Sitar", "Plucked string instrument")),
     ("Banjo", "banjo", ("Banjo", "Plucked string instrument")),
     ("Shamisen", "shamisen", ("Plucked string instrument",)),
@@ -136,27 +168,52 @@ PROGRAMS: tuple[_I | None, ...] = (
 
 # GM percussion map (channel 10): key -> (caption noun, labels).
 PERCUSSION: dict[int, tuple[str, tuple[str, ...]]] = {
-    35: ("acoustic bass drum", ("Bass drum", "Drum")), 36: ("bass drum", ("Bass drum", "Drum")),
-    37: ("side stick", ("Rimshot", "Drum")), 38: ("acoustic snare drum", ("Snare drum", "Drum")),
-    39: ("hand clap", ("Clapping",)), 40: ("electric snare drum", ("Snare drum", "Drum")),
-    41: ("low floor tom", ("Drum",)), 42: ("closed hi-hat", ("Hi-hat", "Cymbal")),
-    43: ("high floor tom", ("Drum",)), 44: ("pedal hi-hat", ("Hi-hat", "Cymbal")),
-    45: ("low tom", ("Drum",)), 46: ("open hi-hat", ("Hi-hat", "Cymbal")),
-    47: ("low-mid tom", ("Drum",)), 48: ("high-mid tom", ("Drum",)),
-    49: ("crash cymbal", ("Crash cymbal", "Cymbal")), 50: ("high tom", ("Drum",)),
-    51: ("ride cymbal", ("Cymbal",)), 52: ("chinese cymbal", ("Cymbal",)),
-    53: ("ride bell", ("Cymbal", "Bell")), 54: ("tambourine", ("Tambourine",)),
-    55: ("splash cymbal", ("Cymbal",)), 56: ("cowbell", ("Cowbell",)),
-    57: ("crash cymbal", ("Crash cymbal", "Cymbal")), 58: ("vibraslap", ("Rattle (instrument)",)),
-    59: ("ride cymbal", ("Cymbal",)), 60: ("high bongo", ("Drum",)), 61: ("low bongo", ("Drum",)),
-    62: ("muted high conga", ("Drum",)), 63: ("open high conga", ("Drum",)),
-    64: ("low conga", ("Drum",)), 65: ("high timbale", ("Drum",)), 66: ("low timbale", ("Drum",)),
-    67: ("high agogo", ("Cowbell",)), 68: ("low agogo", ("Cowbell",)), 69: ("cabasa", ("Rattle (instrument)",)),
-    70: ("maracas", ("Maraca",)), 71: ("short whistle", ("Whistle",)), 72: ("long whistle", ("Whistle",)),
-    73: ("short guiro", ("Scrape", "Percussion")), 74: ("long guiro", ("Scrape", "Percussion")),
-    75: ("claves", ("Wood block", "Percussion")), 76: ("high wood block", ("Wood block",)),
-    77: ("low wood block", ("Wood block",)), 78: ("muted cuica", ("Percussion",)),
-    79: ("open cuica", ("Percussion",)), 80: ("muted triangle", ("Chime", "Percussion")),
+    35: ("acoustic bass drum", ("Bass drum", "Drum")),
+    36: ("bass drum", ("Bass drum", "Drum")),
+    37: ("side stick", ("Rimshot", "Drum")),
+    38: ("acoustic snare drum", ("Snare drum", "Drum")),
+    39: ("hand clap", ("Clapping",)),
+    40: ("electric snare drum", ("Snare drum", "Drum")),
+    41: ("low floor tom", ("Drum",)),
+    42: ("closed hi-hat", ("Hi-hat", "Cymbal")),
+    43: ("high floor tom", ("Drum",)),
+    44: ("pedal hi-hat", ("Hi-hat", "Cymbal")),
+    45: ("low tom", ("Drum",)),
+    46: ("open hi-hat", ("Hi-hat", "Cymbal")),
+    47: ("low-mid tom", ("Drum",)),
+    48: ("high-mid tom", ("Drum",)),
+    49: ("crash cymbal", ("Crash cymbal", "Cymbal")),
+    50: ("high tom", ("Drum",)),
+    51: ("ride cymbal", ("Cymbal",)),
+    52: ("chinese cymbal", ("Cymbal",)),
+    53: ("ride bell", ("Cymbal", "Bell")),
+    54: ("tambourine", ("Tambourine",)),
+    55: ("splash cymbal", ("Cymbal",)),
+    56: ("cowbell", ("Cowbell",)),
+    57: ("crash cymbal", ("Crash cymbal", "Cymbal")),
+    58: ("vibraslap", ("Rattle (instrument)",)),
+    59: ("ride cymbal", ("Cymbal",)),
+    60: ("high bongo", ("Drum",)),
+    61: ("low bongo", ("Drum",)),
+    62: ("muted high conga", ("Drum",)),
+    63: ("open high conga", ("Drum",)),
+    64: ("low conga", ("Drum",)),
+    65: ("high timbale", ("Drum",)),
+    66: ("low timbale", ("Drum",)),
+    67: ("high agogo", ("Cowbell",)),
+    68: ("low agogo", ("Cowbell",)),
+    69: ("cabasa", ("Rattle (instrument)",)),
+    70: ("maracas", ("Maraca",)),
+    71: ("short whistle", ("Whistle",)),
+    72: ("long whistle", ("Whistle",)),
+    73: ("short guiro", ("Scrape", "Percussion")),
+    74: ("long guiro", ("Scrape", "Percussion")),
+    75: ("claves", ("Wood block", "Percussion")),
+    76: ("high wood block", ("Wood block",)),
+    77: ("low wood block", ("Wood block",)),
+    78: ("muted cuica", ("Percussion",)),
+    79: ("open cuica", ("Percussion",)),
+    80: ("muted triangle", ("Chime", "Percussion")),
     81: ("open triangle", ("Chime", "Percussion")),
 }
 
@@ -165,8 +222,8 @@ PERCUSSION: dict[int, tuple[str, tuple[str, ...]]] = {
 class Render:
     """One clip to render: a MIDI event list and what describes it."""
 
-    name: str            # file stem, unique
-    phrase: str          # caption phrase
+    name: str  # file stem, unique
+    phrase: str  # caption phrase
     tags: tuple[str, ...]
     labels: tuple[str, ...]
     midi: bytes
@@ -186,8 +243,7 @@ def midi_file(events: list[tuple[int, bytes]], ticks: int = 480, tempo_us: int =
     for delta, msg in events:
         body += _vlq(delta) + msg
     body += b"\x00\xff\x2f\x00"
-    return (b"MThd" + struct.pack(">IHHH", 6, 0, 1, ticks)
-            + b"MTrk" + struct.pack(">I", len(body)) + body)
+    return b"MThd" + struct.pack(">IHHH", 6, 0, 1, ticks) + b"MTrk" + struct.pack(">I", len(body)) + body
 
 
 def _notes(channel: int, program: int | None, notes: list[tuple[int, int, int]]) -> bytes:
@@ -213,20 +269,33 @@ def renders() -> list[Render]:
         tags = tuple(dict.fromkeys([noun, "musical instrument"] if prog < 120 else [noun]))
         if prog >= 120:  # sound effects: one long note
             for key in (60, 72) if prog == 123 else (60,):
-                out.append(Render(f"sfx_{prog:03d}_{slug}_{key}", noun, tags, labels,
-                                  _notes(0, prog, [(key, 100, 480 * 8)])))
+                out.append(
+                    Render(f"sfx_{prog:03d}_{slug}_{key}", noun, tags, labels, _notes(0, prog, [(key, 100, 480 * 8)]))
+                )
             continue
         low, high = (36, 48) if "bass" in noun.lower() or prog in (42, 43, 58, 70) else (55, 72)
         for register, root in (("low", low), ("high", high)):
             notes = [(root, 100, 480), (root + 4, 90, 480), (root + 7, 100, 960)]
-            out.append(Render(f"gm_{prog:03d}_{slug}_{register}",
-                              f"{noun} playing a few {register} notes", tags, labels,
-                              _notes(0, prog, notes)))
+            out.append(
+                Render(
+                    f"gm_{prog:03d}_{slug}_{register}",
+                    f"{noun} playing a few {register} notes",
+                    tags,
+                    labels,
+                    _notes(0, prog, notes),
+                )
+            )
     for key, (noun, labels) in PERCUSSION.items():
         hits = [(key, 110, 240), (key, 70, 240), (key, 120, 480)]
-        out.append(Render(f"perc_{key:02d}_{noun.replace(' ', '_')}",
-                          f"{noun} hit several times", (noun, "percussion"), labels,
-                          _notes(9, None, hits)))
+        out.append(
+            Render(
+                f"perc_{key:02d}_{noun.replace(' ', '_')}",
+                f"{noun} hit several times",
+                (noun, "percussion"),
+                labels,
+                _notes(9, None, hits),
+            )
+        )
     return out
 
 
@@ -239,8 +308,10 @@ def render_all(dest: Path, sample_rate: int = 44100) -> list[tuple[Render, Path]
     ``(render, wav)`` pairs; raises RuntimeError when fluidsynth or the soundfont is missing."""
     binary, sf2 = shutil.which("fluidsynth"), find_soundfont()
     if not binary or not sf2:
-        raise RuntimeError("fluidsynth or fluid-soundfont-gm missing (apt-get install -y "
-                           "--no-install-recommends fluidsynth fluid-soundfont-gm)")
+        raise RuntimeError(
+            "fluidsynth or fluid-soundfont-gm missing (apt-get install -y "
+            "--no-install-recommends fluidsynth fluid-soundfont-gm)"
+        )
     dest.mkdir(parents=True, exist_ok=True)
     out = []
     for r in renders():
@@ -249,8 +320,12 @@ def render_all(dest: Path, sample_rate: int = 44100) -> list[tuple[Render, Path]
             mid = dest / f"{r.name}.mid"
             mid.write_bytes(r.midi)
             tmp = wav.with_suffix(".tmp.wav")
-            subprocess.run([binary, "-ni", "-q", "-g", "0.7", "-r", str(sample_rate), "-F", str(tmp),
-                            sf2, str(mid)], check=True, capture_output=True, timeout=120)
+            subprocess.run(
+                [binary, "-ni", "-q", "-g", "0.7", "-r", str(sample_rate), "-F", str(tmp), sf2, str(mid)],
+                check=True,
+                capture_output=True,
+                timeout=120,
+            )
             tmp.replace(wav)
             mid.unlink()
         out.append((r, wav))

@@ -91,10 +91,11 @@ def _window_prints(path: Path, a: A.Analysis, spans: list) -> list[A.Analysis | 
     x, sr = A.read_mono(path)
     out: list[A.Analysis | None] = []
     for k, (s, e) in enumerate(spans):
-        seg = x[int(round(s * sr)): int(round(e * sr))]
+        seg = x[int(round(s * sr)) : int(round(e * sr))]
         quiet = seg.size == 0 or float(np.max(np.abs(seg))) < A.SILENCE_PEAK
-        out.append(None if quiet else A.Analysis("ok", e - s, sr, f"{a.sha1}#{k}",
-                                                 A.fingerprint(seg, sr).round(5).tolist()))
+        out.append(
+            None if quiet else A.Analysis("ok", e - s, sr, f"{a.sha1}#{k}", A.fingerprint(seg, sr).round(5).tolist())
+        )
     return out
 
 
@@ -109,16 +110,16 @@ def _calibration(pairs: list[tuple[float, bool]]) -> list[dict]:
     out = []
     for t in (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8):
         hit = [ok for s, ok in pairs if s >= t]
-        out.append({"min_score": t, "clips": len(hit),
-                    "agree": round(sum(hit) / len(hit), 3) if hit else None})
+        out.append({"min_score": t, "clips": len(hit), "agree": round(sum(hit) / len(hit), 3) if hit else None})
     return out
 
 
 def report_path(cfg: PseudoConfig) -> Path:
     """``manifest_pseudo.jsonl`` -> ``report_pseudo.json`` beside it."""
     stem = Path(cfg.out_name).stem
-    return Path(cfg.corpus) / ((stem.replace("manifest", "report", 1) if "manifest" in stem
-                                else stem + "_report") + ".json")
+    return Path(cfg.corpus) / (
+        (stem.replace("manifest", "report", 1) if "manifest" in stem else stem + "_report") + ".json"
+    )
 
 
 def run(cfg: PseudoConfig, tagger: Tagger, names: list[str]) -> dict:
@@ -131,12 +132,14 @@ def run(cfg: PseudoConfig, tagger: Tagger, names: list[str]) -> dict:
     except (OSError, ValueError):
         built = {}
     bc = built.get("config", {})
-    win = (bc.get("long_s", 12.0), bc.get("window_s", 10.0), bc.get("hop_s", 10.0),
-           bc.get("max_windows", 6))
+    win = (bc.get("long_s", 12.0), bc.get("window_s", 10.0), bc.get("hop_s", 10.0), bc.get("max_windows", 6))
     onto = load_ontology(cfg.ontology)
     tree = class_tree(names, onto, cfg.excluded_roots)
-    protected = {r["meta"]["package"] for r in rows if r["split"] != "train"} \
-        | set(bc.get("heldout", [])) | set(bc.get("val", []))
+    protected = (
+        {r["meta"]["package"] for r in rows if r["split"] != "train"}
+        | set(bc.get("heldout", []))
+        | set(bc.get("val", []))
+    )
     train = ({r["meta"]["package"] for r in rows} | set(built.get("packages", {}))) - protected
     stats: dict[str, dict] = {}
 
@@ -166,8 +169,7 @@ def run(cfg: PseudoConfig, tagger: Tagger, names: list[str]) -> dict:
 
     # 2. decode check, windows, de-duplication against every existing clip (all splits)
     an = _Analyses(out)
-    items = [(f"old:{r['audio']}", a) for r in rows
-             if (a := an.get(out / r["audio"], 0.0)).status == "ok"]
+    items = [(f"old:{r['audio']}", a) for r in rows if (a := an.get(out / r["audio"], 0.0)).status == "ok"]
     plans = []
     for src, c in pool:
         a = an.get(c.path, bc.get("min_s", 0.3))
@@ -186,18 +188,21 @@ def run(cfg: PseudoConfig, tagger: Tagger, names: list[str]) -> dict:
     an.save()
     dups = A.find_duplicates(items, bc.get("dedupe_threshold", 0.995))
     split_of = {f"old:{r['audio']}": r["split"] for r in rows}
-    blocked = sorted(f"{k[4:]} = {kept[4:]}" for k, (kept, _) in dups.items()
-                     if k.startswith("new:") and split_of.get(kept, "train") != "train")
+    blocked = sorted(
+        f"{k[4:]} = {kept[4:]}"
+        for k, (kept, _) in dups.items()
+        if k.startswith("new:") and split_of.get(kept, "train") != "train"
+    )
 
     def bar(it, desc):
         if not cfg.progress:
             return it
         from tqdm import tqdm
+
         return tqdm(it, desc=desc)
 
     # 3. existing train clips: extra captions from agreeing classes
-    counts = {"agreement": 0, "confidence": 0, "path_words_on_new_clips": 0,
-              "existing_clips_extended": 0}
+    counts = {"agreement": 0, "confidence": 0, "path_words_on_new_clips": 0, "existing_clips_extended": 0}
     flagged, pairs, out_rows = [], [], []
     for r in bar(rows, "tag corpus"):
         pkg = r["meta"]["package"]
@@ -213,12 +218,24 @@ def run(cfg: PseudoConfig, tagger: Tagger, names: list[str]) -> dict:
             top = max(np.nonzero(tree.usable)[0], key=lambda k: sc[k])
             pairs.append((float(sc[top]), tree.agrees(names[top], r["labels"])))
         seen = {c.lower().rstrip(".") for c in r["captions"]}
-        add = [c for c in class_captions(classes, onto) if c.lower().rstrip(".") not in seen] \
-            if verdict == "path" else []
+        add = (
+            [c for c in class_captions(classes, onto) if c.lower().rstrip(".") not in seen] if verdict == "path" else []
+        )
         if add:
-            r = {**r, "captions": r["captions"] + add, "meta": {**r["meta"], "pseudo": {
-                "classes": classes, "scores": [round(float(sc[names.index(n)]), 4) for n in classes],
-                "agreement": "path", "new": False, "added_captions": len(add)}}}
+            r = {
+                **r,
+                "captions": r["captions"] + add,
+                "meta": {
+                    **r["meta"],
+                    "pseudo": {
+                        "classes": classes,
+                        "scores": [round(float(sc[names.index(n)]), 4) for n in classes],
+                        "agreement": "path",
+                        "new": False,
+                        "added_captions": len(add),
+                    },
+                },
+            }
             counts["agreement"] += len(add)
             counts["existing_clips_extended"] += 1
             bump(pkg, "existing clips extended")
@@ -247,8 +264,11 @@ def run(cfg: PseudoConfig, tagger: Tagger, names: list[str]) -> dict:
             if verdict in ("path", "confident"):
                 rel = f"{base}.flac" if whole else f"{base}_w{k:02d}.flac"
                 accepted.append((k, s, e, rel, verdict, classes, sc))
-        ok = A.write_clips(c.path, [(out / t[3], t[1], t[2]) for t in accepted]) \
-            if cfg.write and accepted else [True] * len(accepted)
+        ok = (
+            A.write_clips(c.path, [(out / t[3], t[1], t[2]) for t in accepted])
+            if cfg.write and accepted
+            else [True] * len(accepted)
+        )
         for (k, s, e, rel, verdict, classes, sc), good in zip(accepted, ok):
             if not good:
                 bump(c.package, "silent window")
@@ -256,38 +276,70 @@ def run(cfg: PseudoConfig, tagger: Tagger, names: list[str]) -> dict:
             caps = class_captions(classes, onto)
             counts["agreement" if verdict == "path" else "confidence"] += len(caps)
             if verdict == "path":
-                more = [p for p in path_caps
-                        if p.lower().rstrip(".") not in {x.lower().rstrip(".") for x in caps}]
+                more = [p for p in path_caps if p.lower().rstrip(".") not in {x.lower().rstrip(".") for x in caps}]
                 counts["path_words_on_new_clips"] += len(more)
                 caps = caps + more
             labels = list(dict.fromkeys(classes + (path_labels if verdict == "path" else [])))
             labels.sort(key=lambda n: -onto.depth.get(n, 0))
-            tags = clean_tags((path_tags if verdict == "path" else []) +
-                              [re.sub(r"\s*\(.*?\)", "", n.split(", ")[0]).lower() for n in classes])
-            meta = {"package": c.package, "source_path": c.source_path or c.rel_path,
-                    "attribution": c.attribution, "duration_s": round(e - s, 3),
-                    "primary_label": labels[0], "window": None if whole else
-                    {"index": k, "start_s": round(s, 3), "end_s": round(e, 3)},
-                    "pseudo": {"classes": classes,
-                               "scores": [round(float(sc[names.index(n)]), 4) for n in classes],
-                               "agreement": verdict, "new": True}}
+            tags = clean_tags(
+                (path_tags if verdict == "path" else [])
+                + [re.sub(r"\s*\(.*?\)", "", n.split(", ")[0]).lower() for n in classes]
+            )
+            meta = {
+                "package": c.package,
+                "source_path": c.source_path or c.rel_path,
+                "attribution": c.attribution,
+                "duration_s": round(e - s, 3),
+                "primary_label": labels[0],
+                "window": None if whole else {"index": k, "start_s": round(s, 3), "end_s": round(e, 3)},
+                "pseudo": {
+                    "classes": classes,
+                    "scores": [round(float(sc[names.index(n)]), 4) for n in classes],
+                    "agreement": verdict,
+                    "new": True,
+                },
+            }
             if c.text:
                 meta["source_text"] = c.text
-            new_rows.append({"audio": rel, "captions": caps, "tags": tags, "labels": labels,
-                             "split": "train", "licence": c.licence, "meta": meta})
+            new_rows.append(
+                {
+                    "audio": rel,
+                    "captions": caps,
+                    "tags": tags,
+                    "labels": labels,
+                    "split": "train",
+                    "licence": c.licence,
+                    "meta": meta,
+                }
+            )
             bump(c.package, f"new clips ({verdict})")
             bump(c.package, "new seconds", round(e - s, 3))
     new_rows.sort(key=lambda r: r["audio"])
     final = out_rows + new_rows
     report = {
-        "config": {k: getattr(cfg, k) for k in ("agree_min", "confident_min", "music_speech_max",
-                                                "top_k", "max_classes", "excluded_roots", "out_name")},
+        "config": {
+            k: getattr(cfg, k)
+            for k in (
+                "agree_min",
+                "confident_min",
+                "music_speech_max",
+                "top_k",
+                "max_classes",
+                "excluded_roots",
+                "out_name",
+            )
+        },
         "before": {"all": _hours(rows), "train": _hours(rows, "train")},
-        "after": {"all": _hours(final), "train": _hours(final, "train"),
-                  "new_clips": {v: sum(r["meta"]["pseudo"]["agreement"] == v for r in new_rows)
-                                for v in ("path", "confident")},
-                  "new_hours": round(sum(r["meta"]["duration_s"] for r in new_rows) / 3600, 3)},
-        "captions": counts, "protected_packages": sorted(protected),
+        "after": {
+            "all": _hours(final),
+            "train": _hours(final, "train"),
+            "new_clips": {
+                v: sum(r["meta"]["pseudo"]["agreement"] == v for r in new_rows) for v in ("path", "confident")
+            },
+            "new_hours": round(sum(r["meta"]["duration_s"] for r in new_rows) / 3600, 3),
+        },
+        "captions": counts,
+        "protected_packages": sorted(protected),
         "new_windows_matching_val_or_heldout": {"count": len(blocked), "examples": blocked[:20]},
         "existing_flagged_music_speech": {"count": len(flagged), "examples": flagged[:20]},
         "calibration_existing_top_class": _calibration(pairs),
@@ -307,8 +359,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--corpus", type=Path, required=True, help="corpus folder with manifest.jsonl")
     p.add_argument("--yamnet", type=Path, required=True, help="yamnet_spectra_in.tflite")
     p.add_argument("--class-map", type=Path, default=CLASS_MAP)
-    p.add_argument("--cache", type=Path, default=Path("data/deb-cache"),
-                   help="the corpus build's package cache (extracted/<package>)")
+    p.add_argument(
+        "--cache",
+        type=Path,
+        default=Path("data/deb-cache"),
+        help="the corpus build's package cache (extracted/<package>)",
+    )
     d = PseudoConfig(Path("."))
     for flag in ("agree_min", "confident_min", "music_speech_max"):
         p.add_argument("--" + flag.replace("_", "-"), type=float, default=getattr(d, flag))
@@ -321,12 +377,22 @@ def main(argv: list[str] | None = None) -> int:
     a = p.parse_args(sys.argv[1:] if argv is None else argv)
     from training.convert.yamnet import class_names
 
-    cfg = PseudoConfig(a.corpus, a.cache, agree_min=a.agree_min, confident_min=a.confident_min,
-                       music_speech_max=a.music_speech_max, top_k=a.top_k, max_classes=a.max_classes,
-                       out_name=a.out_name, write=not a.dry_run, progress=not a.no_progress)
+    cfg = PseudoConfig(
+        a.corpus,
+        a.cache,
+        agree_min=a.agree_min,
+        confident_min=a.confident_min,
+        music_speech_max=a.music_speech_max,
+        top_k=a.top_k,
+        max_classes=a.max_classes,
+        out_name=a.out_name,
+        write=not a.dry_run,
+        progress=not a.no_progress,
+    )
     st = a.yamnet.stat()
-    tag, save = cached(yamnet_tagger(a.yamnet, a.threads), a.corpus / ".cache" / "pseudo_scores.npz",
-                       f"{a.yamnet.name}:{st.st_size}")
+    tag, save = cached(
+        yamnet_tagger(a.yamnet, a.threads), a.corpus / ".cache" / "pseudo_scores.npz", f"{a.yamnet.name}:{st.st_size}"
+    )
     try:
         report = run(cfg, tag, class_names(a.class_map))
     finally:

@@ -59,7 +59,7 @@ class RccArchive:
     def _name(self, offset: int) -> str:
         at = self.names + offset
         (length,) = struct.unpack_from(">H", self.blob, at)
-        raw = self.blob[at + 6: at + 6 + 2 * length]
+        raw = self.blob[at + 6 : at + 6 + 2 * length]
         if len(raw) != 2 * length:
             raise RccError("name runs past the end of the file")
         return raw.decode("utf-16-be")
@@ -95,7 +95,7 @@ class RccArchive:
     def read(self, entry: RccEntry) -> bytes:
         at = self.data + entry.data_offset
         (size,) = struct.unpack_from(">I", self.blob, at)
-        payload = self.blob[at + 4: at + 4 + size]
+        payload = self.blob[at + 4 : at + 4 + size]
         if len(payload) != size:
             raise RccError(f"{entry.path}: data runs past the end of the file")
         if entry.flags & FLAG_COMPRESSED:

@@ -39,13 +39,14 @@ def summarise(report: dict, rows: list[dict], duplicates: list[dict]) -> None:
         pk.setdefault("duplicates", 0)
         pk.setdefault("windowed_files", 0)
         pk.setdefault("filtered", {})
-    report["splits"] = {k: {"clips": v["clips"], "hours": round(v["seconds"] / 3600, 3),
-                            "packages": sorted(v["packages"])} for k, v in sorted(splits.items())}
+    report["splits"] = {
+        k: {"clips": v["clips"], "hours": round(v["seconds"] / 3600, 3), "packages": sorted(v["packages"])}
+        for k, v in sorted(splits.items())
+    }
     report["labels"] = {k: {"clips": n, **dict(label_split[k])} for k, n in labels.most_common()}
     report["clips_without_label"] = sum(1 for r in rows if not r["meta"].get("primary_label"))
     report["duplicates"] = duplicates
-    report["total"] = {"clips": len(rows),
-                       "hours": round(sum(r["meta"]["duration_s"] for r in rows) / 3600, 3)}
+    report["total"] = {"clips": len(rows), "hours": round(sum(r["meta"]["duration_s"] for r in rows) / 3600, 3)}
 
 
 def copyright_licences(cache: Path, package: str) -> list[str]:
@@ -61,13 +62,18 @@ def copyright_licences(cache: Path, package: str) -> list[str]:
 def licences_md(report: dict, rows: list[dict], cache: Path) -> str:
     """Markdown listing each package's licence (and its copyright file's licences) and every
     extra-sfx clip's attribution."""
-    lines = ["# Corpus sources and licences", "",
-             "Built by `clap-train corpus`. Every clip's own licence is in `manifest.jsonl` "
-             "(`licence`, `meta.attribution`, `meta.source_path`). Share-alike (CC-BY-SA) and GPL "
-             "material is included: a model trained on it should carry this file.", "",
-             "## Debian packages and renders", "",
-             "| package | licence | clips kept | licences named in debian/copyright |",
-             "|---|---|---|---|"]
+    lines = [
+        "# Corpus sources and licences",
+        "",
+        "Built by `clap-train corpus`. Every clip's own licence is in `manifest.jsonl` "
+        "(`licence`, `meta.attribution`, `meta.source_path`). Share-alike (CC-BY-SA) and GPL "
+        "material is included: a model trained on it should carry this file.",
+        "",
+        "## Debian packages and renders",
+        "",
+        "| package | licence | clips kept | licences named in debian/copyright |",
+        "|---|---|---|---|",
+    ]
     for name, pk in sorted(report["packages"].items()):
         if name.startswith("extra-sfx:"):
             continue
@@ -75,15 +81,19 @@ def licences_md(report: dict, rows: list[dict], cache: Path) -> str:
         lines.append(f"| {name} | {pk.get('licence', '?')} | {pk.get('clips', 0)} | {lic} |")
     extra = [r for r in rows if r["meta"]["package"].startswith("extra-sfx:")]
     if extra:
-        lines += ["", "## Curated extra sound effects (extra-sfx)", "",
-                  "Attribution per clip, as required by CC-BY / CC-BY-SA; grouped by source "
-                  "repository.", ""]
+        lines += [
+            "",
+            "## Curated extra sound effects (extra-sfx)",
+            "",
+            "Attribution per clip, as required by CC-BY / CC-BY-SA; grouped by source repository.",
+            "",
+        ]
         by_repo: dict[str, dict[tuple[str, str], list[str]]] = defaultdict(lambda: defaultdict(list))
         for r in extra:
             m = r["meta"]
-            by_repo[m["package"][len("extra-sfx:"):]][(r.get("licence") or "?",
-                                                        m.get("attribution") or "?")].append(
-                Path(m["source_path"]).name)
+            by_repo[m["package"][len("extra-sfx:") :]][(r.get("licence") or "?", m.get("attribution") or "?")].append(
+                Path(m["source_path"]).name
+            )
         for repo, groups in sorted(by_repo.items()):
             lines += [f"### {repo}", ""]
             for (lic, who), files in sorted(groups.items()):

@@ -20,7 +20,8 @@ AUDIO_SUFFIXES = (".ogg", ".oga", ".wav", ".flac", ".mp3")
 GLOBAL_SKIP_WORDS = frozenset(
     "music musics song songs speech voice voices vocal vocals spoken speak speaking desc dialog "
     "dialogue narration narrator taunt taunts announcer announcement jingle jingles credits "
-    "fanfare soundtrack menu tutorial".split())
+    "fanfare soundtrack menu tutorial".split()
+)
 
 # Combat words for game packages whose notes say to skip weapons and combat.
 COMBAT_WORDS = frozenset(
@@ -29,7 +30,8 @@ COMBAT_WORDS = frozenset(
     "gun guns gunshot shotgun minigun sniper rifle pistol laser phaser plasma bullet bullets "
     "shoot shot grenade molotov bazooka cannon catapult siege blast "
     "magic spell missile ack select scream hurt pain grunt grunts impact strike swing slash "
-    "claws fist bite punch".split())
+    "claws fist bite punch".split()
+)
 
 
 @dataclass(frozen=True)
@@ -103,154 +105,348 @@ _AUDIO_MEMBERS = ("*.ogg", "*.oga", "*.wav", "*.flac", "*.mp3")
 _GAME_NOISE = frozenset("default data sounds sound sfx audio".split())
 
 SOURCES: tuple[Source, ...] = (
-    Source("tuxpaint-stamps-default", "GPL-2+", text_captions=True,
-           include=(r"stamps/",),
-           # *_desc* are spoken names; letters, digits, signs and emotions are spoken words too.
-           exclude=(r"_desc", r"_[a-z]{2}(_[A-Za-z]{2})?\.ogg$", r"/(alphabet|symbols|signs|"
-                    r"text|letters|numbers|emotions|hebrew|cyrillic|greek)/",
-                    r"_(filled|outline)", r"/[0-9a-zA-Z]\.ogg$"),
-           noise_words=frozenset("stamps tuxpaint animals household mammals marsupials aquatic rodents "
-                                 "bovines apes cats bears seasonal halloween christmas hobbies "
-                                 "arttools tools dishes roadsigns town amphibians insects reptiles "
-                                 "food vehicles".split())),
-    Source("gcompris-qt-data", "GPL-3+ / CC-BY-SA-4.0 (per file, see debian/copyright)",
-           members=("*.rcc",), nested=(("**/*.rcc", "rcc"),),
-           include=(r"resource/",),
-           exclude=(r"/voices", r"explore_world_music", r"/chronos/", r"/morse_code/",
-                    r"core/resource/intro", r"memory-sound/resource/(guitar|LRWeird|LRLaPause)"),
-           skip_words=frozenset("melody son melodie".split()),
-           noise_words=frozenset("gcompris src activities activity resource resources lr la cut "
-                                 "core memory explore farm animals instruments qt tac toe tic ballcatch "
-                                 "guessnumber".split()),
-           aliases={"xylofon": "xylophone", "traversiere": "", "applauses": "applause",
-                    "apert": "", "son": ""}),
-    Source("0ad-data", "CC-BY-SA-3.0", members=("*/mods/public/public.zip",),
-           nested=(("**/public.zip", "zip"),),
-           include=(r"audio/(actor|ambient|resource)/",),
-           exclude=(r"/death/", r"/voice/", r"/attack/", r"ambient/building/"),
-           skip_words=COMBAT_WORDS,
-           noise_words=frozenset("actor fauna public zip ambient resource movement "
-                                 "dayscape actors mounted mods ad con fs gather construction gathering "
-                                 "lumbering".split()) | _GAME_NOISE,
-           aliases={"singlesteps": "footstep", "lumber": "wood chopping", "hoe": "hoe digging",
-                    "meat": "meat cutting", "fruit": "fruit picking"}),
-    Source("megaglest-data", "GPL-2+ / CC-BY-SA-3.0",
-           include=(r"tilesets/.*/sounds/", r"water_sounds/", r"commondata/sounds/"),
-           keep=(r"(cow|pig|chicken|sheep)_(ack|select)",),
-           skip_words=COMBAT_WORDS | frozenset("heal summon golem daemon shaman good".split()),
-           aliases={"day": "daytime outdoor ambience", "sunny": "", "nightime": "night",
-                    "night": "night-time outdoor ambience", "desertday": "daytime outdoor ambience"},
-           noise_words=frozenset("megaglest tilesets tileset techs megapack commondata core "
-                                 "autumn birch forest desert mudchute ack select orni karningul mediterran scrub land "
-                                 "meadow spring evergreen pine peat rock hell dark jungle winter "
-                                 "swamp snowy tech".split())
-           | _GAME_NOISE),
-    Source("widelands-data", "GPL-2+ / CC-BY-SA-3.0", include=(r"data/sound/",),
-           exclude=(r"/(message|lobby)", r"under_attack", r"site_occupied", r"create_construction",
-                    r"/fizzle"),
-           skip_words=COMBAT_WORDS,
-           noise_words=frozenset("widelands barbarians atlanteans empire frisians farm smiths "
-                                 "metal".split()) | _GAME_NOISE),
-    Source("flightgear-data-base", "GPL-2+",
-           include=(r"/Sounds/",),
-           exclude=(r"/mk-viii/", r"/tcas/", r"/(female|male)/", r"gatling", r"checklist",
-                    r"/(intro|callouts?)"),
-           skip_words=frozenset("altitude glideslope gpws minimums callouts".split()),
-           noise_words=frozenset("flightgear aircraft instruments c p r slow".split()) | _GAME_NOISE,
-           aliases={"engstart": "engine start", "gear hrn": "gear horn", "hrn": "horn",
-                    "lck": "lock"}),
-    Source("supertuxkart-data", "CC-BY-SA-3.0 / CC0 (per file)",
-           include=(r"data/sfx/", r"data/tracks/", r"data/library/"),
-           exclude=(r"WilhelmScream", r"introcutscene", r"sara_airport_pa", r"nolok_speech", r"/(goal_scored|"
-                    r"gp_end|race_finish|last_lap|pre_start|start_race|track_intro|energy_bar|"
-                    r"grab_collectable|bubblegum|nitro|plunger|swatter|portal|forcefield|swap|"
-                    r"tractor_beam|wee|ugh|dark|appear|goo)"),
-           skip_words=COMBAT_WORDS,
-           noise_words=frozenset("supertuxkart tracks library stklib introcutscene".split())
-           | _GAME_NOISE, aliases={"plopp": "plop", "revup": "revving"}),
-    Source("minetest-data", "CC-BY-SA-3.0",
-           include=(r"mods/.*/sounds/",),
-           exclude=(r"soundstuff", r"oddly_breakable", r"dig_immediate", r"dug_node",
-                    r"place_node", r"item_smoke"),
-           noise_words=frozenset("minetest games game minetest_game mods default env carts xpanes "
-                                 "tnt doors choppy cracky crumbly snappy dug node hard".split())
-           | _GAME_NOISE),
-    Source("wesnoth-1.16-data", "GPL-2+",
-           include=(r"sounds/ambient/", r"/(horse-canter|horse-elf-canter|fire|bell|rumble|"
-                    r"wolf-growl-\d|gryphon-shriek-\d|bat-flapping|open-chest|potion|gold)\.",
-                    r"/(birds\d|campfire|morning|night|ship)\."),
-           skip_words=COMBAT_WORDS,
-           noise_words=frozenset("wesnoth core ambient elf".split()) | _GAME_NOISE),
-    Source("supertux-data", "GPL-3+ / CC-BY-SA-3.0",
-           include=(r"supertux2/sounds/",),
-           exclude=(r"/(coin|coins|grow|invincible|lifeup|upgrade|warp|tada|welldone|excellent|"
-                    r"yeti|willo|totem|mr_tree|tux_|penny|retro|fire-flower|kill|hurt|stomp|"
-                    r"trampoline|brick|flip|flop|empty|iceblock|squish|dartfire|darthit|bigjump|"
-                    r"jump|hop|fall|grunts|crystallo|tree_)",),
-           skip_words=COMBAT_WORDS,
-           noise_words=frozenset("supertux".split()) | _GAME_NOISE),
-    Source("freedroidrpg-data", "GPL-2+",
-           include=(r"sound/effects/",),
-           exclude=(r"bot_sounds", r"tux_ingame_comments", r"bullets/", r"Influencer",
-                    r"Takeover", r"Menu", r"Mission", r"Shop", r"Spell", r"ThouArt",
-                    r"GotInto", r"No_Ammo", r"swing", r"Item_Range"),
-           skip_words=COMBAT_WORDS,
-           noise_words=frozenset("freedroidrpg effects item items new put".split()) | _GAME_NOISE),
-    Source("hedgewars-data", "GPL-2 / GFDL (see debian/copyright)",
-           include=(r"Data/Sounds/",),
-           exclude=(r"/voices/", r"mine", r"/\d[A-G]\.", r"countdown", r"custom\d", r"hog", r"Hellish",
-                    r"hell_", r"suddendeath", r"extratime", r"homerun", r"denied", r"Yoohoo",
-                    r"Kiss", r"TARDIS", r"portal", r"ride_of", r"rope", r"invulnerable",
-                    r"lowgravity", r"skip", r"placed", r"CollectCrate", r"sinegun", r"melon",
-                    r"cake", r"egg", r"lasersight", r"landgun", r"ice_beam", r"firepunch",
-                    r"drillgun", r"throw", r"airmine", r"graveimpact", r"BirdyLay", r"ufo",
-                    r"shotgun", r"sniper", r"grenade", r"mortar", r"baseballbat", r"jetpack",
-                    r"warp", r"bump"),
-           skip_words=COMBAT_WORDS,
-           noise_words=frozenset("hedgewars rubberduck".split()) | _GAME_NOISE,
-           aliases={"rcplane": "toy plane", "shutterclick": "camera shutter click",
-                    "whipcrack": "whip crack", "beewater": "bee water", "planewater":
-                    "plane water", "pickhammer": "jackhammer"}),
-    Source("lincity-ng-data", "GPL-2+", include=(r"lincity-ng/sounds/",),
-           exclude=(r"/(Click|Build|Raze|Tip|Recycle|Monument|Health|School|University|Commune|"
-                    r"Market|Power|Substation|Shanty|Residential|Industry|Green|Rocket\d)",),
-           noise_words=frozenset("lincity ng parkland organic".split()) | _GAME_NOISE,
-           aliases={"trafic": "traffic", "croud": "crowd", "sports": "sports", "oremine":
-                    "ore mine", "coalmine": "coal mine", "firestation": "fire station",
-                    "windmill": "windmill", "dirttrack": "dirt track", "railtrain": "train"}),
-    Source("bucklespring-data", "GPL-2", include=(r"buckle/wav/",),
-           hint="a key press on a mechanical keyboard",
-           context=("keyboard", "key press", "typing"),
-           noise_words=frozenset("buckle wav".split())),
-    Source("hydrogen-drumkits", "GPL-2+ / CC (per drumkit, see debian/copyright)",
-           include=(r"drumkits/",),
-           # rumpf's "beats_01-NN" files are numbered hits nobody named: uncaptionable.
-           exclude=(r"/(Audiophob|HardElectro1)/", r"/beats_"),
-           noise_words=frozenset("hydrogen drumkits drumkit kit rumpf forzee stereo millo "
-                                 "multi layered drums colombo acoustic electric empire ee h z "
-                                 "mics br normal mic opaque shot noise menegass minorr paiste "
-                                 "cbeeching anillogic trimo connersaw cubix lewis sabmute "
-                                 "dayvonjersen fxshake sstokes ss crunchtime walter odington "
-                                 "garage city snappy stomachache zgump i p dirty phaser nz old "
-                                 "power ring stomp dist lite low high hard".split()) | _GAME_NOISE,
-           aliases={"hhat": "hi hat", "hihat": "hi hat", "hat": "hi hat", "bassdrum": "bass drum",
-                    "kick": "kick drum", "tomh": "tom drum", "tom": "tom drum", "ht": "tom drum",
-                    "cl": "closed", "op": "open", "crash": "crash cymbal", "ride": "ride cymbal",
-                    "bd": "bass drum", "sd": "snare", "jsnare": "snare", "rsnare": "snare",
-                    "hhopen": "open hi hat", "hhclosed": "closed hi hat", "china": "china cymbal"},
-           context=("drum",)),
-    Source("sonic-pi-samples", "CC0-1.0", include=(r"sonic-pi/samples/",),
-           exclude=(r"/(loop_|glitch_|mehackit_|bass_|ambi_(choir|piano|drone|dark|haunted|"
-                    r"lunar|soft|sauna|swoosh)|guit_|elec_|perc_bell2|vinyl_)",),
-           noise_words=frozenset("sonic pi samples hard soft hi lo mid fat pure boom tek zum zome "
-                                 "klub haus gas ada sone".split()) | _GAME_NOISE,
-           aliases={"bd": "bass drum", "sn": "snare", "drum_cymbal": "cymbal", "perc": "percussion",
-                    "ambi": "", "tom": "tom drum", "tabla": "tabla", "misc": ""}),
-    Source("sound-theme-freedesktop", "GPL-2+ / CC-BY-SA-3.0 / CC-BY-3.0 (per file)",
-           include=(r"sounds/freedesktop/",),
-           exclude=(r"audio-channel", r"audio-test-signal", r"service-log"),
-           noise_words=frozenset("freedesktop stereo oga".split()) | _GAME_NOISE,
-           aliases={"elapsed": "", "trash": "trash can"}),
+    Source(
+        "tuxpaint-stamps-default",
+        "GPL-2+",
+        text_captions=True,
+        include=(r"stamps/",),
+        # *_desc* are spoken names; letters, digits, signs and emotions are spoken words too.
+        exclude=(
+            r"_desc",
+            r"_[a-z]{2}(_[A-Za-z]{2})?\.ogg$",
+            r"/(alphabet|symbols|signs|"
+            r"text|letters|numbers|emotions|hebrew|cyrillic|greek)/",
+            r"_(filled|outline)",
+            r"/[0-9a-zA-Z]\.ogg$",
+        ),
+        noise_words=frozenset(
+            "stamps tuxpaint animals household mammals marsupials aquatic rodents "
+            "bovines apes cats bears seasonal halloween christmas hobbies "
+            "arttools tools dishes roadsigns town amphibians insects reptiles "
+            "food vehicles".split()
+        ),
+    ),
+    Source(
+        "gcompris-qt-data",
+        "GPL-3+ / CC-BY-SA-4.0 (per file, see debian/copyright)",
+        members=("*.rcc",),
+        nested=(("**/*.rcc", "rcc"),),
+        include=(r"resource/",),
+        exclude=(
+            r"/voices",
+            r"explore_world_music",
+            r"/chronos/",
+            r"/morse_code/",
+            r"core/resource/intro",
+            r"memory-sound/resource/(guitar|LRWeird|LRLaPause)",
+        ),
+        skip_words=frozenset("melody son melodie".split()),
+        noise_words=frozenset(
+            "gcompris src activities activity resource resources lr la cut "
+            "core memory explore farm animals instruments qt tac toe tic ballcatch "
+            "guessnumber".split()
+        ),
+        aliases={"xylofon": "xylophone", "traversiere": "", "applauses": "applause", "apert": "", "son": ""},
+    ),
+    Source(
+        "0ad-data",
+        "CC-BY-SA-3.0",
+        members=("*/mods/public/public.zip",),
+        nested=(("**/public.zip", "zip"),),
+        include=(r"audio/(actor|ambient|resource)/",),
+        exclude=(r"/death/", r"/voice/", r"/attack/", r"ambient/building/"),
+        skip_words=COMBAT_WORDS,
+        noise_words=frozenset(
+            "actor fauna public zip ambient resource movement "
+            "dayscape actors mounted mods ad con fs gather construction gathering "
+            "lumbering".split()
+        )
+        | _GAME_NOISE,
+        aliases={
+            "singlesteps": "footstep",
+            "lumber": "wood chopping",
+            "hoe": "hoe digging",
+            "meat": "meat cutting",
+            "fruit": "fruit picking",
+        },
+    ),
+    Source(
+        "megaglest-data",
+        "GPL-2+ / CC-BY-SA-3.0",
+        include=(r"tilesets/.*/sounds/", r"water_sounds/", r"commondata/sounds/"),
+        keep=(r"(cow|pig|chicken|sheep)_(ack|select)",),
+        skip_words=COMBAT_WORDS | frozenset("heal summon golem daemon shaman good".split()),
+        aliases={
+            "day": "daytime outdoor ambience",
+            "sunny": "",
+            "nightime": "night",
+            "night": "night-time outdoor ambience",
+            "desertday": "daytime outdoor ambience",
+        },
+        noise_words=frozenset(
+            "megaglest tilesets tileset techs megapack commondata core "
+            "autumn birch forest desert mudchute ack select orni karningul mediterran scrub land "
+            "meadow spring evergreen pine peat rock hell dark jungle winter "
+            "swamp snowy tech".split()
+        )
+        | _GAME_NOISE,
+    ),
+    Source(
+        "widelands-data",
+        "GPL-2+ / CC-BY-SA-3.0",
+        include=(r"data/sound/",),
+        exclude=(r"/(message|lobby)", r"under_attack", r"site_occupied", r"create_construction", r"/fizzle"),
+        skip_words=COMBAT_WORDS,
+        noise_words=frozenset("widelands barbarians atlanteans empire frisians farm smiths metal".split())
+        | _GAME_NOISE,
+    ),
+    Source(
+        "flightgear-data-base",
+        "GPL-2+",
+        include=(r"/Sounds/",),
+        exclude=(r"/mk-viii/", r"/tcas/", r"/(female|male)/", r"gatling", r"checklist", r"/(intro|callouts?)"),
+        skip_words=frozenset("altitude glideslope gpws minimums callouts".split()),
+        noise_words=frozenset("flightgear aircraft instruments c p r slow".split()) | _GAME_NOISE,
+        aliases={"engstart": "engine start", "gear hrn": "gear horn", "hrn": "horn", "lck": "lock"},
+    ),
+    Source(
+        "supertuxkart-data",
+        "CC-BY-SA-3.0 / CC0 (per file)",
+        include=(r"data/sfx/", r"data/tracks/", r"data/library/"),
+        exclude=(
+            r"WilhelmScream",
+            r"introcutscene",
+            r"sara_airport_pa",
+            r"nolok_speech",
+            r"/(goal_scored|"
+            r"gp_end|race_finish|last_lap|pre_start|start_race|track_intro|energy_bar|"
+            r"grab_collectable|bubblegum|nitro|plunger|swatter|portal|forcefield|swap|"
+            r"tractor_beam|wee|ugh|dark|appear|goo)",
+        ),
+        skip_words=COMBAT_WORDS,
+        noise_words=frozenset("supertuxkart tracks library stklib introcutscene".split()) | _GAME_NOISE,
+        aliases={"plopp": "plop", "revup": "revving"},
+    ),
+    Source(
+        "minetest-data",
+        "CC-BY-SA-3.0",
+        include=(r"mods/.*/sounds/",),
+        exclude=(r"soundstuff", r"oddly_breakable", r"dig_immediate", r"dug_node", r"place_node", r"item_smoke"),
+        noise_words=frozenset(
+            "minetest games game minetest_game mods default env carts xpanes "
+            "tnt doors choppy cracky crumbly snappy dug node hard".split()
+        )
+        | _GAME_NOISE,
+    ),
+    Source(
+        "wesnoth-1.16-data",
+        "GPL-2+",
+        include=(
+            r"sounds/ambient/",
+            r"/(horse-canter|horse-elf-canter|fire|bell|rumble|"
+            r"wolf-growl-\d|gryphon-shriek-\d|bat-flapping|open-chest|potion|gold)\.",
+            r"/(birds\d|campfire|morning|night|ship)\.",
+        ),
+        skip_words=COMBAT_WORDS,
+        noise_words=frozenset("wesnoth core ambient elf".split()) | _GAME_NOISE,
+    ),
+    Source(
+        "supertux-data",
+        "GPL-3+ / CC-BY-SA-3.0",
+        include=(r"supertux2/sounds/",),
+        exclude=(
+            r"/(coin|coins|grow|invincible|lifeup|upgrade|warp|tada|welldone|excellent|"
+            r"yeti|willo|totem|mr_tree|tux_|penny|retro|fire-flower|kill|hurt|stomp|"
+            r"trampoline|brick|flip|flop|empty|iceblock|squish|dartfire|darthit|bigjump|"
+            r"jump|hop|fall|grunts|crystallo|tree_)",
+        ),
+        skip_words=COMBAT_WORDS,
+        noise_words=frozenset("supertux".split()) | _GAME_NOISE,
+    ),
+    Source(
+        "freedroidrpg-data",
+        "GPL-2+",
+        include=(r"sound/effects/",),
+        exclude=(
+            r"bot_sounds",
+            r"tux_ingame_comments",
+            r"bullets/",
+            r"Influencer",
+            r"Takeover",
+            r"Menu",
+            r"Mission",
+            r"Shop",
+            r"Spell",
+            r"ThouArt",
+            r"GotInto",
+            r"No_Ammo",
+            r"swing",
+            r"Item_Range",
+        ),
+        skip_words=COMBAT_WORDS,
+        noise_words=frozenset("freedroidrpg effects item items new put".split()) | _GAME_NOISE,
+    ),
+    Source(
+        "hedgewars-data",
+        "GPL-2 / GFDL (see debian/copyright)",
+        include=(r"Data/Sounds/",),
+        exclude=(
+            r"/voices/",
+            r"mine",
+            r"/\d[A-G]\.",
+            r"countdown",
+            r"custom\d",
+            r"hog",
+            r"Hellish",
+            r"hell_",
+            r"suddendeath",
+            r"extratime",
+            r"homerun",
+            r"denied",
+            r"Yoohoo",
+            r"Kiss",
+            r"TARDIS",
+            r"portal",
+            r"ride_of",
+            r"rope",
+            r"invulnerable",
+            r"lowgravity",
+            r"skip",
+            r"placed",
+            r"CollectCrate",
+            r"sinegun",
+            r"melon",
+            r"cake",
+            r"egg",
+            r"lasersight",
+            r"landgun",
+            r"ice_beam",
+            r"firepunch",
+            r"drillgun",
+            r"throw",
+            r"airmine",
+            r"graveimpact",
+            r"BirdyLay",
+            r"ufo",
+            r"shotgun",
+            r"sniper",
+            r"grenade",
+            r"mortar",
+            r"baseballbat",
+            r"jetpack",
+            r"warp",
+            r"bump",
+        ),
+        skip_words=COMBAT_WORDS,
+        noise_words=frozenset("hedgewars rubberduck".split()) | _GAME_NOISE,
+        aliases={
+            "rcplane": "toy plane",
+            "shutterclick": "camera shutter click",
+            "whipcrack": "whip crack",
+            "beewater": "bee water",
+            "planewater": "plane water",
+            "pickhammer": "jackhammer",
+        },
+    ),
+    Source(
+        "lincity-ng-data",
+        "GPL-2+",
+        include=(r"lincity-ng/sounds/",),
+        exclude=(
+            r"/(Click|Build|Raze|Tip|Recycle|Monument|Health|School|University|Commune|"
+            r"Market|Power|Substation|Shanty|Residential|Industry|Green|Rocket\d)",
+        ),
+        noise_words=frozenset("lincity ng parkland organic".split()) | _GAME_NOISE,
+        aliases={
+            "trafic": "traffic",
+            "croud": "crowd",
+            "sports": "sports",
+            "oremine": "ore mine",
+            "coalmine": "coal mine",
+            "firestation": "fire station",
+            "windmill": "windmill",
+            "dirttrack": "dirt track",
+            "railtrain": "train",
+        },
+    ),
+    Source(
+        "bucklespring-data",
+        "GPL-2",
+        include=(r"buckle/wav/",),
+        hint="a key press on a mechanical keyboard",
+        context=("keyboard", "key press", "typing"),
+        noise_words=frozenset("buckle wav".split()),
+    ),
+    Source(
+        "hydrogen-drumkits",
+        "GPL-2+ / CC (per drumkit, see debian/copyright)",
+        include=(r"drumkits/",),
+        # rumpf's "beats_01-NN" files are numbered hits nobody named: uncaptionable.
+        exclude=(r"/(Audiophob|HardElectro1)/", r"/beats_"),
+        noise_words=frozenset(
+            "hydrogen drumkits drumkit kit rumpf forzee stereo millo "
+            "multi layered drums colombo acoustic electric empire ee h z "
+            "mics br normal mic opaque shot noise menegass minorr paiste "
+            "cbeeching anillogic trimo connersaw cubix lewis sabmute "
+            "dayvonjersen fxshake sstokes ss crunchtime walter odington "
+            "garage city snappy stomachache zgump i p dirty phaser nz old "
+            "power ring stomp dist lite low high hard".split()
+        )
+        | _GAME_NOISE,
+        aliases={
+            "hhat": "hi hat",
+            "hihat": "hi hat",
+            "hat": "hi hat",
+            "bassdrum": "bass drum",
+            "kick": "kick drum",
+            "tomh": "tom drum",
+            "tom": "tom drum",
+            "ht": "tom drum",
+            "cl": "closed",
+            "op": "open",
+            "crash": "crash cymbal",
+            "ride": "ride cymbal",
+            "bd": "bass drum",
+            "sd": "snare",
+            "jsnare": "snare",
+            "rsnare": "snare",
+            "hhopen": "open hi hat",
+            "hhclosed": "closed hi hat",
+            "china": "china cymbal",
+        },
+        context=("drum",),
+    ),
+    Source(
+        "sonic-pi-samples",
+        "CC0-1.0",
+        include=(r"sonic-pi/samples/",),
+        exclude=(
+            r"/(loop_|glitch_|mehackit_|bass_|ambi_(choir|piano|drone|dark|haunted|"
+            r"lunar|soft|sauna|swoosh)|guit_|elec_|perc_bell2|vinyl_)",
+        ),
+        noise_words=frozenset(
+            "sonic pi samples hard soft hi lo mid fat pure boom tek zum zome klub haus gas ada sone".split()
+        )
+        | _GAME_NOISE,
+        aliases={
+            "bd": "bass drum",
+            "sn": "snare",
+            "drum_cymbal": "cymbal",
+            "perc": "percussion",
+            "ambi": "",
+            "tom": "tom drum",
+            "tabla": "tabla",
+            "misc": "",
+        },
+    ),
+    Source(
+        "sound-theme-freedesktop",
+        "GPL-2+ / CC-BY-SA-3.0 / CC-BY-3.0 (per file)",
+        include=(r"sounds/freedesktop/",),
+        exclude=(r"audio-channel", r"audio-test-signal", r"service-log"),
+        noise_words=frozenset("freedesktop stereo oga".split()) | _GAME_NOISE,
+        aliases={"elapsed": "", "trash": "trash can"},
+    ),
 )
 
 FLUIDSYNTH_PACKAGE = "fluid-soundfont-gm"

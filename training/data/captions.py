@@ -37,15 +37,17 @@ TEMPLATES = (
 # Words after which a tag needs no article, and uncountable sounds ("the sound of rain").
 _DETERMINERS = frozenset(
     "a an the some many several few this that these those my your his her its our their no one "
-    "two three four five".split())
+    "two three four five".split()
+)
 _MASS_NOUNS = frozenset(
     "music speech rain wind water noise applause laughter silence traffic thunder static fire "
     "snow hail rustling chatter babble gunfire machinery wildlife rock jazz pop techno hip-hop "
-    "electronica reggae folk blues country funk soul ambience ambient white pink brown".split())
+    "electronica reggae folk blues country funk soul ambience ambient white pink brown".split()
+)
 
 
 def indefinite_article(word: str) -> str:
-    """"a" or "an" by the (approximate) sound of ``word``: an owl, a unicorn, an hour."""
+    """ "a" or "an" by the (approximate) sound of ``word``: an owl, a unicorn, an hour."""
     w = word.lower()
     if w.startswith(("uni", "use", "usu", "uti", "eu", "one", "once", "ubiq", "ur")):
         return "a"
@@ -69,7 +71,7 @@ def clean_tags(tags: Sequence[str]) -> list[str]:
 
 
 def with_article(phrase: str) -> str:
-    """"dog" -> "a dog", "owl" -> "an owl"; plurals, gerunds, mass nouns and phrases that already
+    """ "dog" -> "a dog", "owl" -> "an owl"; plurals, gerunds, mass nouns and phrases that already
     start with a determiner are left alone ("dogs", "barking", "rain", "the sea")."""
     words = phrase.split()
     first, last = words[0].lower(), words[-1].lower()
@@ -81,7 +83,7 @@ def with_article(phrase: str) -> str:
 
 
 def join_list(items: Sequence[str]) -> str:
-    """"a", "a and b", "a, b and c" (no Oxford comma)."""
+    """ "a", "a and b", "a, b and c" (no Oxford comma)."""
     if len(items) <= 1:
         return "".join(items)
     return ", ".join(items[:-1]) + " and " + items[-1]
@@ -115,27 +117,33 @@ def combine_captions(first: str, second: str) -> str:
 # ----------------------------------------------------------------------------- de-biasing
 
 _NEUTRAL = {
-    **dict.fromkeys(("man", "woman", "boy", "girl", "male", "female", "lady", "gentleman", "guy"),
-                    "person"),
-    **dict.fromkeys(("men", "women", "boys", "girls", "males", "females", "ladies", "gentlemen",
-                     "guys"), "people"),
-    "he": "the person", "she": "the person", "him": "them", "his": "their", "hers": "theirs",
-    "himself": "themselves", "herself": "themselves",
+    **dict.fromkeys(("man", "woman", "boy", "girl", "male", "female", "lady", "gentleman", "guy"), "person"),
+    **dict.fromkeys(("men", "women", "boys", "girls", "males", "females", "ladies", "gentlemen", "guys"), "people"),
+    "he": "the person",
+    "she": "the person",
+    "him": "them",
+    "his": "their",
+    "hers": "theirs",
+    "himself": "themselves",
+    "herself": "themselves",
 }
 # "her" is "them" before these (or punctuation/end), otherwise possessive "their".
-_AFTER_OBJECT_HER = frozenset(
-    "and or but to from in on at with as while when because then a an the for by".split())
+_AFTER_OBJECT_HER = frozenset("and or but to from in on at with as while when because then a an the for by".split())
 # "a male voice" -> "a voice": dropping the adjective reads better than "a person voice".
 _VOICE_NOUNS = frozenset(
     "voice voices vocal vocals vocalist speech speaker speakers singer singers singing speaking "
     "talking narrator narration announcer presenter host child children adult adults teenager "
     "laughter laugh laughing chorus choir crowd student students cough coughing scream screaming "
-    "whisper whispering shout shouting yell yelling".split())
+    "whisper whispering shout shouting yell yelling".split()
+)
 _WORD = r"(?<![\w-]){}(?![\w-])"
-_ADJECTIVE = re.compile(r"(?<![\w-])(?:(a|an)\s+)?(?:male|female)\s+(" + "|".join(
-    sorted(_VOICE_NOUNS, key=len, reverse=True)) + r")(?![\w-])", re.IGNORECASE)
-_GENDERED = re.compile(_WORD.format("(" + "|".join(sorted(_NEUTRAL, key=len, reverse=True)) + ")"),
-                       re.IGNORECASE)
+_ADJECTIVE = re.compile(
+    r"(?<![\w-])(?:(a|an)\s+)?(?:male|female)\s+("
+    + "|".join(sorted(_VOICE_NOUNS, key=len, reverse=True))
+    + r")(?![\w-])",
+    re.IGNORECASE,
+)
+_GENDERED = re.compile(_WORD.format("(" + "|".join(sorted(_NEUTRAL, key=len, reverse=True)) + ")"), re.IGNORECASE)
 _HER = re.compile(_WORD.format("(her)") + r"(\s*)(\w*)", re.IGNORECASE)
 
 
@@ -186,10 +194,16 @@ class Seq2SeqCaptioner:
     prefer captioning the whole manifest once, offline.
     """
 
-    def __init__(self, model_dir: str | Path, *,
-                 prompt: str = "Write an audio caption using the keywords: {keywords}",
-                 max_new_tokens: int = 40, num_beams: int = 1, debias_output: bool = True,
-                 device: str = "cpu"):
+    def __init__(
+        self,
+        model_dir: str | Path,
+        *,
+        prompt: str = "Write an audio caption using the keywords: {keywords}",
+        max_new_tokens: int = 40,
+        num_beams: int = 1,
+        debias_output: bool = True,
+        device: str = "cpu",
+    ):
         if "{keywords}" not in prompt:
             raise ValueError("prompt must contain '{keywords}'")
         self.model_dir = Path(model_dir)
@@ -205,8 +219,7 @@ class Seq2SeqCaptioner:
             from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
             tokenizer = AutoTokenizer.from_pretrained(str(self.model_dir), local_files_only=True)
-            model = AutoModelForSeq2SeqLM.from_pretrained(str(self.model_dir),
-                                                          local_files_only=True)
+            model = AutoModelForSeq2SeqLM.from_pretrained(str(self.model_dir), local_files_only=True)
             self._loaded = tokenizer, model.to(self.device).eval()
         return self._loaded
 
@@ -218,8 +231,7 @@ class Seq2SeqCaptioner:
         prompts = [self.prompt.format(keywords=", ".join(clean_tags(tags))) for tags in batch]
         enc = tokenizer(prompts, return_tensors="pt", padding=True, truncation=True).to(self.device)
         with torch.inference_mode():
-            out = model.generate(**enc, do_sample=False, num_beams=self.num_beams,
-                                 max_new_tokens=self.max_new_tokens)
+            out = model.generate(**enc, do_sample=False, num_beams=self.num_beams, max_new_tokens=self.max_new_tokens)
         texts = [" ".join(t.split()) for t in tokenizer.batch_decode(out, skip_special_tokens=True)]
         return [debias(t) for t in texts] if self.debias_output else texts
 
@@ -238,10 +250,10 @@ class CaptionPolicy:
     otherwise one of its captions; a record with only one kind uses that kind.
     """
 
-    keyword_prob: float = 0.0        # P(keyword caption) when a record has both captions and tags
-    random_caption: bool = True      # one caption at random; False: always the first (evaluation)
-    random_template: bool = True     # keyword captions: random template and tag order
-    debias: bool = False             # apply debias() to the chosen text
+    keyword_prob: float = 0.0  # P(keyword caption) when a record has both captions and tags
+    random_caption: bool = True  # one caption at random; False: always the first (evaluation)
+    random_template: bool = True  # keyword captions: random template and tag order
+    debias: bool = False  # apply debias() to the chosen text
     generator: CaptionGenerator | None = None  # keyword captions from a model instead of templates
 
     def __post_init__(self) -> None:

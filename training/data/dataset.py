@@ -114,7 +114,7 @@ def _noise(color: str, n: int, rng: np.random.Generator) -> np.ndarray:
 def _fit_length(y: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
     if y.shape[0] >= n:
         start = int(rng.integers(y.shape[0] - n + 1))
-        return y[start:start + n]
+        return y[start : start + n]
     return repeat_pad(y, n)
 
 
@@ -130,10 +130,18 @@ class ClapDataset(Dataset):
     :class:`CaptionPolicy`. ``on_error="fail"`` raises on bad audio instead (for debugging).
     """
 
-    def __init__(self, records: Sequence[ClipRecord], frontend: AudioFrontend, *,
-                 caption_policy: CaptionPolicy | None = None, augment: AugmentConfig | None = None,
-                 seed: int = 0, limits: DecodeLimits = DecodeLimits(),
-                 on_error: Literal["skip", "fail"] = "skip", max_attempts: int = 16):
+    def __init__(
+        self,
+        records: Sequence[ClipRecord],
+        frontend: AudioFrontend,
+        *,
+        caption_policy: CaptionPolicy | None = None,
+        augment: AugmentConfig | None = None,
+        seed: int = 0,
+        limits: DecodeLimits = DecodeLimits(),
+        on_error: Literal["skip", "fail"] = "skip",
+        max_attempts: int = 16,
+    ):
         if not records:
             raise ValueError("ClapDataset needs at least one record")
         self.records = list(records)
@@ -143,7 +151,7 @@ class ClapDataset(Dataset):
         self.seed, self.limits, self.on_error = int(seed), limits, on_error
         self.max_attempts = max(1, max_attempts)
         self.epoch = 0
-        self.failures = 0                    # per process: workers count their own
+        self.failures = 0  # per process: workers count their own
         self._warned: set[int] = set()
 
     def set_epoch(self, epoch: int) -> None:
@@ -168,18 +176,24 @@ class ClapDataset(Dataset):
                 self._note_failure(j, exc)
                 last = exc
                 continue
-            return {"features": torch.from_numpy(views.features),
-                    "is_longer": torch.tensor(views.is_longer), "caption": caption,
-                    "index": i, "source_index": j, "substituted": attempt > 0}
-        raise RuntimeError(f"{min(self.max_attempts, n)} items from {i} on failed to load "
-                           f"(from {self.records[i].where}); last error: {last}")
+            return {
+                "features": torch.from_numpy(views.features),
+                "is_longer": torch.tensor(views.is_longer),
+                "caption": caption,
+                "index": i,
+                "source_index": j,
+                "substituted": attempt > 0,
+            }
+        raise RuntimeError(
+            f"{min(self.max_attempts, n)} items from {i} on failed to load "
+            f"(from {self.records[i].where}); last error: {last}"
+        )
 
     def _note_failure(self, j: int, exc: Exception) -> None:
         self.failures += 1
         if j not in self._warned:
             self._warned.add(j)
-            log.warning("skipping %s (%s): %s; using the next item", self.records[j].where,
-                        self.records[j].audio, exc)
+            log.warning("skipping %s (%s): %s; using the next item", self.records[j].where, self.records[j].audio, exc)
 
     def load(self, j: int, epoch: int) -> tuple[ClipViews, str]:
         """Views and caption of item ``j`` in ``epoch``; raises on bad audio (no substitution)."""
@@ -191,8 +205,7 @@ class ClapDataset(Dataset):
         choose = self.view_chooser(view_rng) if random_views else None
         if aug.needs_waveform:
             wave, caption = self._augmented(j, caption, wave_rng, mix_rng)
-            views = array_views(wave, spec.sample_rate, spec, name=record.audio, limits=limits,
-                                choose=choose)
+            views = array_views(wave, spec.sample_rate, spec, name=record.audio, limits=limits, choose=choose)
         elif (ref := split_tar_ref(record.audio)) is None:
             views = file_views(record.audio, spec, limits=limits, choose=choose)[0]
         else:
@@ -206,18 +219,18 @@ class ClapDataset(Dataset):
         if ref is None:
             return load_audio(record.audio, self.frontend.sample_rate, limits=self.limits)
         samples, rate = decode_bytes(read_tar_member(*ref), record.audio, self.limits)
-        return prepare_waveform(samples, rate, self.frontend.sample_rate, name=record.audio,
-                                limits=self.limits)
+        return prepare_waveform(samples, rate, self.frontend.sample_rate, name=record.audio, limits=self.limits)
 
-    def _augmented(self, j: int, caption: str, rng: np.random.Generator,
-                   mix_rng: np.random.Generator) -> tuple[np.ndarray, str]:
+    def _augmented(
+        self, j: int, caption: str, rng: np.random.Generator, mix_rng: np.random.Generator
+    ) -> tuple[np.ndarray, str]:
         aug = self.augment
         wave = self.waveform(self.records[j])
         if aug.normalize_dbfs is not None:
             wave = _scale_to_dbfs(wave, aug.normalize_dbfs)
         n = len(self.records)
         if n > 1 and mix_rng.random() < aug.mix_prob:
-            other = (j + 1 + int(mix_rng.integers(n - 1))) % n    # any item but this one
+            other = (j + 1 + int(mix_rng.integers(n - 1))) % n  # any item but this one
             try:
                 extra = self.waveform(self.records[other])
             except DECODE_ERRORS as exc:
@@ -254,12 +267,13 @@ class ClapDataset(Dataset):
             positions = num_frames(num_samples, spec) - spec.chunk_frames + 1
             if not aug.random_fusion or positions <= 1:
                 return {}
-            starts, lo = [], 0   # np.array_split's thirds of range(positions), laion_clap's draw
+            starts, lo = [], 0  # np.array_split's thirds of range(positions), laion_clap's draw
             for k in range(3):
                 size = positions // 3 + (1 if k < positions % 3 else 0)
                 starts.append(lo + int(rng.integers(size)) if size else 0)
                 lo += size
             return {"fusion_starts": tuple(starts)}
+
         return choose
 
 

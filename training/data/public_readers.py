@@ -32,19 +32,26 @@ AUDIO_EXTS = ("flac", "wav", "ogg", "mp3", "opus")
 AUDIOCAPS_TEMPLATES = ("{youtube_id}.{ext}", "{youtube_id}_{start_time}.{ext}", "Y{youtube_id}.{ext}")
 
 
-def read_audiocaps(path: str | Path, audio_dir: str | Path | None = None, *,
-                   split: str | None = None, templates: Sequence[str] = AUDIOCAPS_TEMPLATES,
-                   exts: Sequence[str] = AUDIO_EXTS, on_error: OnError = "skip",
-                   check_audio: bool = True, probe_audio: bool = False,
-                   limits: DecodeLimits | None = None) -> Result:
+def read_audiocaps(
+    path: str | Path,
+    audio_dir: str | Path | None = None,
+    *,
+    split: str | None = None,
+    templates: Sequence[str] = AUDIOCAPS_TEMPLATES,
+    exts: Sequence[str] = AUDIO_EXTS,
+    on_error: OnError = "skip",
+    check_audio: bool = True,
+    probe_audio: bool = False,
+    limits: DecodeLimits | None = None,
+) -> Result:
     """AudioCaps ``audiocap_id,youtube_id,start_time,caption``: one record per (youtube_id,
     start_time) with all its captions. The audio is the first existing
     ``audio_dir/template.format(youtube_id=, start_time=, audiocap_id=, ext=)`` over ``templates``
     x ``exts`` (``start_time`` as an integer when whole, e.g. ``30``)."""
-    ctx = row_checker(path, on_error, audio_dir, split=split, check_audio=check_audio,
-               probe_audio=probe_audio, limits=limits)
-    _, rows = csv_rows(path, ("youtube_id", "start_time", "caption"),
-                        "audiocap_id, youtube_id, start_time, caption")
+    ctx = row_checker(
+        path, on_error, audio_dir, split=split, check_audio=check_audio, probe_audio=probe_audio, limits=limits
+    )
+    _, rows = csv_rows(path, ("youtube_id", "start_time", "caption"), "audiocap_id, youtube_id, start_time, caption")
     groups: dict[tuple[str, str], dict] = {}
     for line, row in rows:
         if not row.get("youtube_id"):
@@ -57,8 +64,7 @@ def read_audiocaps(path: str | Path, audio_dir: str | Path | None = None, *,
                 start = str(int(float(start))) if float(start).is_integer() else start
             except ValueError:
                 pass
-            g = groups.setdefault((row["youtube_id"], start),
-                                  {"line": line, "captions": [], "ids": []})
+            g = groups.setdefault((row["youtube_id"], start), {"line": line, "captions": [], "ids": []})
             g["captions"].append(row["caption"])
             g["ids"].append(row.get("audiocap_id", ""))
     records = []
@@ -67,23 +73,36 @@ def read_audiocaps(path: str | Path, audio_dir: str | Path | None = None, *,
         names = [t.format(ext=e, **fields) for t in templates for e in exts]
         found = next((n for n in names if os.path.isfile(ctx.base_dir / n)), None)
         if found is None and check_audio:
-            ctx.issue(g["line"], f"no audio for youtube_id {yid} in {ctx.base_dir} "
-                      f"(looked for {', '.join(names[:3])}, ...)")
+            ctx.issue(
+                g["line"], f"no audio for youtube_id {yid} in {ctx.base_dir} (looked for {', '.join(names[:3])}, ...)"
+            )
             continue
-        rec = ctx.record(g["line"], found or names[0], g["captions"],
-                         meta={"youtube_id": yid, "start_time": start, "audiocap_ids": g["ids"]})
+        rec = ctx.record(
+            g["line"],
+            found or names[0],
+            g["captions"],
+            meta={"youtube_id": yid, "start_time": start, "audiocap_ids": g["ids"]},
+        )
         if rec is not None:
             records.append(rec)
     return records, sorted(ctx.issues, key=lambda i: i.line)
 
 
-def read_clotho(path: str | Path, audio_dir: str | Path | None = None, *, split: str | None = None,
-                on_error: OnError = "skip", check_audio: bool = True, probe_audio: bool = False,
-                limits: DecodeLimits | None = None) -> Result:
+def read_clotho(
+    path: str | Path,
+    audio_dir: str | Path | None = None,
+    *,
+    split: str | None = None,
+    on_error: OnError = "skip",
+    check_audio: bool = True,
+    probe_audio: bool = False,
+    limits: DecodeLimits | None = None,
+) -> Result:
     """Clotho ``file_name,caption_1..caption_5`` (one CSV per split, hence the ``split``
     argument); audio is ``audio_dir/file_name``."""
-    ctx = row_checker(path, on_error, audio_dir, split=split, check_audio=check_audio,
-               probe_audio=probe_audio, limits=limits)
+    ctx = row_checker(
+        path, on_error, audio_dir, split=split, check_audio=check_audio, probe_audio=probe_audio, limits=limits
+    )
     header, rows = csv_rows(path, ("file_name", "caption_1"), "file_name, caption_1..caption_N")
     numbered = sorted((c for c in header if CAPTION_N.fullmatch(c)), key=lambda c: int(c[8:]))
     records = []
@@ -106,7 +125,7 @@ def expand_shards(shards: str | Path | Sequence[str | Path]) -> list[str]:
         if m is None:
             out.extend(sorted(glob.glob(pattern)) if glob.has_magic(pattern) else [pattern])
             continue
-        body, head, tail = m.group(1), pattern[:m.start()], pattern[m.end():]
+        body, head, tail = m.group(1), pattern[: m.start()], pattern[m.end() :]
         rng = re.fullmatch(r"(\d+)\.\.(\d+)", body)
         if rng:
             lo, hi, width = int(rng.group(1)), int(rng.group(2)), len(rng.group(1))
@@ -117,10 +136,16 @@ def expand_shards(shards: str | Path | Sequence[str | Path]) -> list[str]:
     return out
 
 
-def read_webdataset(shards: str | Path | Sequence[str | Path], *, split: str | None = None,
-                    on_error: OnError = "skip", audio_exts: Sequence[str] = AUDIO_EXTS,
-                    check_audio: bool = True, probe_audio: bool = False,
-                    limits: DecodeLimits | None = None) -> Result:
+def read_webdataset(
+    shards: str | Path | Sequence[str | Path],
+    *,
+    split: str | None = None,
+    on_error: OnError = "skip",
+    audio_exts: Sequence[str] = AUDIO_EXTS,
+    check_audio: bool = True,
+    probe_audio: bool = False,
+    limits: DecodeLimits | None = None,
+) -> Result:
     """LAION-Audio-630K style shards: ``KEY.<audio>`` + ``KEY.json`` per sample. The line of a
     record is its 1-based sample number in the shard. ``text`` (string or list) gives captions
     (empty strings dropped), ``tag`` gives tags, ``original_data`` and other keys go to meta.
@@ -172,5 +197,11 @@ def _laion_record(ctx: RowChecker, number: int, shard: str, key: str, sample: di
         return ctx.issue(number, f"{key}.json: {exc}")
     licence = obj.get("licence", obj.get("license"))
     meta = {k: v for k, v in obj.items() if k not in ("text", "tag")}
-    return ctx.record(number, tar_ref(shard, sample["audio"]), captions, tags,
-                      licence=licence if isinstance(licence, str) else None, meta=meta)
+    return ctx.record(
+        number,
+        tar_ref(shard, sample["audio"]),
+        captions,
+        tags,
+        licence=licence if isinstance(licence, str) else None,
+        meta=meta,
+    )

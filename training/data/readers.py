@@ -61,21 +61,28 @@ from training.data.records import (
     wrong_columns,
 )
 
-_OUR_FIELDS = ("audio", "caption", "captions", "tags", "labels", "split", "licence", "license",
-               "meta")
+_OUR_FIELDS = ("audio", "caption", "captions", "tags", "labels", "split", "licence", "license", "meta")
 _LABEL_SEP = re.compile(r";")
 
 
 # ----------------------------------------------------------------------------- our manifest
 
 
-def read_jsonl(path: str | Path, *, audio_dir: str | Path | None = None, split: str | None = None,
-               on_error: OnError = "skip", extra: Literal["error", "meta"] = "error",
-               check_audio: bool = True, probe_audio: bool = False,
-               limits: DecodeLimits | None = None) -> Result:
+def read_jsonl(
+    path: str | Path,
+    *,
+    audio_dir: str | Path | None = None,
+    split: str | None = None,
+    on_error: OnError = "skip",
+    extra: Literal["error", "meta"] = "error",
+    check_audio: bool = True,
+    probe_audio: bool = False,
+    limits: DecodeLimits | None = None,
+) -> Result:
     """Our JSON Lines manifest (see the module docstring); ``split`` fills rows that have none."""
-    ctx = row_checker(path, on_error, audio_dir, split=split, check_audio=check_audio, probe_audio=probe_audio,
-                      limits=limits)
+    ctx = row_checker(
+        path, on_error, audio_dir, split=split, check_audio=check_audio, probe_audio=probe_audio, limits=limits
+    )
     records = []
     with open(path, encoding="utf-8-sig") as fh:
         for line, text in enumerate(fh, 1):
@@ -91,8 +98,11 @@ def read_jsonl(path: str | Path, *, audio_dir: str | Path | None = None, split: 
                 continue
             unknown = sorted(set(obj) - set(_OUR_FIELDS))
             if unknown and extra == "error":
-                ctx.issue(line, f"wrong key(s) {', '.join(unknown)}; expected "
-                          f"{', '.join(_OUR_FIELDS)} (pass extra='meta' to keep unknown keys)")
+                ctx.issue(
+                    line,
+                    f"wrong key(s) {', '.join(unknown)}; expected "
+                    f"{', '.join(_OUR_FIELDS)} (pass extra='meta' to keep unknown keys)",
+                )
                 continue
             try:
                 captions = _json_captions(obj)
@@ -131,27 +141,37 @@ def _json_captions(obj: dict) -> list[str]:
     return captions
 
 
-def read_csv(path: str | Path, *, audio_dir: str | Path | None = None, split: str | None = None,
-             on_error: OnError = "skip", extra: Literal["error", "meta"] = "error",
-             check_audio: bool = True, probe_audio: bool = False,
-             limits: DecodeLimits | None = None) -> Result:
+def read_csv(
+    path: str | Path,
+    *,
+    audio_dir: str | Path | None = None,
+    split: str | None = None,
+    on_error: OnError = "skip",
+    extra: Literal["error", "meta"] = "error",
+    check_audio: bool = True,
+    probe_audio: bool = False,
+    limits: DecodeLimits | None = None,
+) -> Result:
     """Our CSV manifest (see the module docstring)."""
-    ctx = row_checker(path, on_error, audio_dir, split=split, check_audio=check_audio, probe_audio=probe_audio,
-                      limits=limits)
+    ctx = row_checker(
+        path, on_error, audio_dir, split=split, check_audio=check_audio, probe_audio=probe_audio, limits=limits
+    )
     records = []
     with open(path, newline="", encoding="utf-8-sig") as fh:
         reader = csv.DictReader(fh)
         header = [h.strip() for h in reader.fieldnames or []]
         reader.fieldnames = header
-        numbered = sorted((c for c in header if CAPTION_N.fullmatch(c)),
-                          key=lambda c: int(c.split("_")[1]))
+        numbered = sorted((c for c in header if CAPTION_N.fullmatch(c)), key=lambda c: int(c.split("_")[1]))
         unknown = [c for c in header if c not in _OUR_FIELDS and c not in numbered]
         has_text = {"caption", "captions", "tags"} & set(header) or numbered
         if "audio" not in header or not has_text or (unknown and extra == "error"):
-            raise wrong_columns(str(path), header, "'audio', a caption column ('caption', "
-                                 "'captions' or 'caption_1..caption_N') and/or 'tags'; optional "
-                                 "'labels', 'split', 'licence'"
-                                 + (f"; unknown: {', '.join(unknown)}" if unknown else ""))
+            raise wrong_columns(
+                str(path),
+                header,
+                "'audio', a caption column ('caption', "
+                "'captions' or 'caption_1..caption_N') and/or 'tags'; optional "
+                "'labels', 'split', 'licence'" + (f"; unknown: {', '.join(unknown)}" if unknown else ""),
+            )
         for row in reader:
             line = reader.line_num
             if None in row:
@@ -162,10 +182,16 @@ def read_csv(path: str | Path, *, audio_dir: str | Path | None = None, split: st
             if cell.get("captions"):
                 captions += cell["captions"].split("|")
             tags = split_list(cell.get("tags"), TAG_SEP, "tags")
-            rec = ctx.record(line, cell["audio"], captions, tags,
-                             split_list(cell.get("labels"), _LABEL_SEP, "labels"), cell.get("split"),
-                             cell.get("licence") or cell.get("license"),
-                             {k: cell[k] for k in unknown})
+            rec = ctx.record(
+                line,
+                cell["audio"],
+                captions,
+                tags,
+                split_list(cell.get("labels"), _LABEL_SEP, "labels"),
+                cell.get("split"),
+                cell.get("licence") or cell.get("license"),
+                {k: cell[k] for k in unknown},
+            )
             if rec is not None:
                 records.append(rec)
     return records, ctx.issues
@@ -195,8 +221,10 @@ def read_any(path: str | Path | Sequence[str | Path], **kw) -> Result:
         if {"file_name", "caption_1"} <= header:
             return read_clotho(path, **kw)
         return read_csv(path, **kw)
-    raise ValueError(f"{path}: cannot tell the manifest format from the extension {suffix!r} "
-                     "(expected .jsonl, .json, .csv or .tar shards)")
+    raise ValueError(
+        f"{path}: cannot tell the manifest format from the extension {suffix!r} "
+        "(expected .jsonl, .json, .csv or .tar shards)"
+    )
 
 
 def summarize(issues: Sequence[ManifestIssue], *, max_listed: int = 20) -> str:

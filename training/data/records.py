@@ -58,7 +58,7 @@ def split_tar_ref(audio: str) -> tuple[str, str] | None:
     if at < 0:
         return None
     cut = at + len(TAR_MEMBER_SEP) - 1
-    return audio[:cut], audio[cut + 1:]
+    return audio[:cut], audio[cut + 1 :]
 
 
 def tar_ref(shard: str, member: str) -> str:
@@ -70,7 +70,7 @@ class ManifestIssue:
     """A line of a manifest that could not become a record, and why."""
 
     source: str
-    line: int          # 1-based line/row/sample number in ``source``; 0 for the file as a whole
+    line: int  # 1-based line/row/sample number in ``source``; 0 for the file as a whole
     reason: str
 
     def __str__(self) -> str:
@@ -124,9 +124,17 @@ class RowChecker:
                 return f"audio cannot be used: {exc.reason} ({target})"
         return None
 
-    def record(self, line: int, audio: str, captions: Sequence[str], tags: Sequence[str] = (),
-               labels: Sequence[str] = (), split: str | None = None, licence: str | None = None,
-               meta: dict | None = None) -> ClipRecord | None:
+    def record(
+        self,
+        line: int,
+        audio: str,
+        captions: Sequence[str],
+        tags: Sequence[str] = (),
+        labels: Sequence[str] = (),
+        split: str | None = None,
+        licence: str | None = None,
+        meta: dict | None = None,
+    ) -> ClipRecord | None:
         """Validate one row's fields; None (after reporting) when it cannot be used."""
         if not audio.strip():
             return self.issue(line, "'audio' is empty")
@@ -140,8 +148,9 @@ class RowChecker:
         problem = self.audio_problem(path) if self.check_audio else None
         if problem:
             return self.issue(line, problem)
-        return ClipRecord(path, captions, tags, tuple(labels), split or self.split, self.source,
-                          line, licence or None, meta or {})
+        return ClipRecord(
+            path, captions, tags, tuple(labels), split or self.split, self.source, line, licence or None, meta or {}
+        )
 
 
 def split_list(value, sep: re.Pattern, what: str) -> list[str]:
@@ -181,4 +190,5 @@ def csv_rows(path: str | Path, required: Iterable[str], expected: str):
         with fh:
             for row in reader:
                 yield reader.line_num, {k: (v or "").strip() for k, v in row.items() if k}
+
     return header, rows()

@@ -23,8 +23,17 @@ class EpochSampler(Sampler[int]):
     """Yields item indices (or ``(epoch, index)`` with ``yield_epoch=True``, for datasets held by
     persistent workers that never see ``set_epoch``)."""
 
-    def __init__(self, num_items: int, *, seed: int, shuffle: bool = True, rank: int = 0,
-                 world_size: int = 1, drop_last: bool = True, yield_epoch: bool = False):
+    def __init__(
+        self,
+        num_items: int,
+        *,
+        seed: int,
+        shuffle: bool = True,
+        rank: int = 0,
+        world_size: int = 1,
+        drop_last: bool = True,
+        yield_epoch: bool = False,
+    ):
         if num_items < 1:
             raise ValueError("num_items must be positive")
         if world_size < 1 or not 0 <= rank < world_size:
@@ -35,8 +44,8 @@ class EpochSampler(Sampler[int]):
         self.rank, self.world_size, self.drop_last = rank, world_size, drop_last
         self.yield_epoch = yield_epoch
         self.epoch = 0
-        self.start = 0        # items of this rank to skip at the start of this epoch
-        self.yielded = 0      # items handed out by the current iterator (incl. the skipped start)
+        self.start = 0  # items of this rank to skip at the start of this epoch
+        self.yielded = 0  # items handed out by the current iterator (incl. the skipped start)
 
     @property
     def per_rank(self) -> int:
@@ -59,18 +68,17 @@ class EpochSampler(Sampler[int]):
         """This rank's full order for ``epoch`` (default: the current one)."""
         epoch = self.epoch if epoch is None else epoch
         if self.shuffle:
-            order = np.random.default_rng(np.random.SeedSequence([self.seed, epoch])).permutation(
-                self.num_items)
+            order = np.random.default_rng(np.random.SeedSequence([self.seed, epoch])).permutation(self.num_items)
         else:
             order = np.arange(self.num_items)
         total = self.per_rank * self.world_size
         if total > order.shape[0]:
             order = np.concatenate([order, order[: total - order.shape[0]]])
-        return order[:total][self.rank::self.world_size]
+        return order[:total][self.rank :: self.world_size]
 
     def __iter__(self) -> Iterator:
         self.yielded = self.start
-        for index in self.indices()[self.start:].tolist():
+        for index in self.indices()[self.start :].tolist():
             self.yielded += 1
             yield (self.epoch, index) if self.yield_epoch else index
 
@@ -82,16 +90,24 @@ class EpochSampler(Sampler[int]):
         default: items handed out so far, which a DataLoader's prefetching makes run ahead of
         training, so pass ``batches_done * batch_size`` when using one."""
         position = self.yielded if position is None else int(position)
-        return {"epoch": self.epoch, "position": position,
-                "seed": self.seed, "num_items": self.num_items, "world_size": self.world_size,
-                "shuffle": self.shuffle, "drop_last": self.drop_last}
+        return {
+            "epoch": self.epoch,
+            "position": position,
+            "seed": self.seed,
+            "num_items": self.num_items,
+            "world_size": self.world_size,
+            "shuffle": self.shuffle,
+            "drop_last": self.drop_last,
+        }
 
     def load_state_dict(self, state: dict) -> None:
         """Continue from ``state``; refuses one saved with another seed, size or sharding, which
         would silently replay a different order."""
         for key in ("seed", "num_items", "world_size", "shuffle", "drop_last"):
             if key in state and state[key] != getattr(self, key):
-                raise ValueError(f"sampler state has {key}={state[key]!r}, this sampler "
-                                 f"{getattr(self, key)!r}: the order would not replay")
+                raise ValueError(
+                    f"sampler state has {key}={state[key]!r}, this sampler "
+                    f"{getattr(self, key)!r}: the order would not replay"
+                )
         self.epoch = int(state["epoch"])
         self.set_start(int(state["position"]))

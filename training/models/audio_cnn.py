@@ -25,14 +25,42 @@ import torch.nn.functional as F
 from torch import nn
 
 PRESETS: dict[str, dict] = {
-    "cnn6": dict(widths=[64, 128, 256, 512], convs_per_block=1, kernel_size=5, pool_type="avg",
-                 input_norm=True, head="pann", dropout=0.2),
-    "cnn10": dict(widths=[64, 128, 256, 512], convs_per_block=2, kernel_size=3, pool_type="avg",
-                  input_norm=True, head="pann", dropout=0.2),
-    "cnn14": dict(widths=[64, 128, 256, 512, 1024, 2048], convs_per_block=2, kernel_size=3, pool_type="avg",
-                  input_norm=True, head="pann", dropout=0.2),
-    "cnn9-max": dict(widths=[64, 128, 256, 512], convs_per_block=2, kernel_size=3, pool_type="max",
-                     input_norm=False, head="max", dropout=0.0),
+    "cnn6": dict(
+        widths=[64, 128, 256, 512],
+        convs_per_block=1,
+        kernel_size=5,
+        pool_type="avg",
+        input_norm=True,
+        head="pann",
+        dropout=0.2,
+    ),
+    "cnn10": dict(
+        widths=[64, 128, 256, 512],
+        convs_per_block=2,
+        kernel_size=3,
+        pool_type="avg",
+        input_norm=True,
+        head="pann",
+        dropout=0.2,
+    ),
+    "cnn14": dict(
+        widths=[64, 128, 256, 512, 1024, 2048],
+        convs_per_block=2,
+        kernel_size=3,
+        pool_type="avg",
+        input_norm=True,
+        head="pann",
+        dropout=0.2,
+    ),
+    "cnn9-max": dict(
+        widths=[64, 128, 256, 512],
+        convs_per_block=2,
+        kernel_size=3,
+        pool_type="max",
+        input_norm=False,
+        head="max",
+        dropout=0.0,
+    ),
 }
 
 
@@ -77,10 +105,15 @@ class AttentionalFusion(nn.Module):
         super().__init__()
         inner = max(channels // reduction, 1)
         self.local_att = nn.Sequential(
-            nn.Conv2d(channels, inner, 1), nn.BatchNorm2d(inner), nn.ReLU(),
-            nn.Conv2d(inner, channels, 1), nn.BatchNorm2d(channels))
+            nn.Conv2d(channels, inner, 1),
+            nn.BatchNorm2d(inner),
+            nn.ReLU(),
+            nn.Conv2d(inner, channels, 1),
+            nn.BatchNorm2d(channels),
+        )
         self.global_att = nn.Sequential(
-            nn.AdaptiveAvgPool2d(1), nn.Conv2d(channels, inner, 1), nn.ReLU(), nn.Conv2d(inner, channels, 1))
+            nn.AdaptiveAvgPool2d(1), nn.Conv2d(channels, inner, 1), nn.ReLU(), nn.Conv2d(inner, channels, 1)
+        )
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         both = x + y

@@ -35,8 +35,19 @@ NUM_CLASSES = 521
 STEM_WIDTH = 32
 # (stride, output width) of the 13 depthwise-separable blocks, MobileNetV1 as YAMNet uses it.
 BLOCKS: tuple[tuple[int, int], ...] = (
-    (1, 64), (2, 128), (1, 128), (2, 256), (1, 256), (2, 512),
-    (1, 512), (1, 512), (1, 512), (1, 512), (1, 512), (2, 1024), (1, 1024),
+    (1, 64),
+    (2, 128),
+    (1, 128),
+    (2, 256),
+    (1, 256),
+    (2, 512),
+    (1, 512),
+    (1, 512),
+    (1, 512),
+    (1, 512),
+    (1, 512),
+    (2, 1024),
+    (1, 1024),
 )
 
 
@@ -56,8 +67,7 @@ class SameConv2d(nn.Conv2d):
     keeps the state-dict keys ``weight``/``bias``.
     """
 
-    def __init__(self, cin: int, cout: int, kernel: int, stride: int, in_hw: tuple[int, int],
-                 groups: int = 1):
+    def __init__(self, cin: int, cout: int, kernel: int, stride: int, in_hw: tuple[int, int], groups: int = 1):
         ph = same_padding(in_hw[0], kernel, stride)
         pw = same_padding(in_hw[1], kernel, stride)
         super().__init__(cin, cout, kernel, stride=stride, padding=(ph[0], pw[0]), groups=groups)
@@ -105,8 +115,7 @@ class YamnetNet(nn.Module):
 
     def forward(self, patches: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if patches.dim() != 3 or tuple(patches.shape[1:]) != (PATCH_FRAMES, MEL_BINS):
-            raise ValueError(f"expected patches (N, {PATCH_FRAMES}, {MEL_BINS}), "
-                             f"got {tuple(patches.shape)}")
+            raise ValueError(f"expected patches (N, {PATCH_FRAMES}, {MEL_BINS}), got {tuple(patches.shape)}")
         x = F.relu6(self.stem(patches.unsqueeze(1)))
         for block in self.blocks:
             x = block(x)
@@ -139,15 +148,11 @@ class YamnetTower(nn.Module):
         embedding, logits = self.net(patches)
         return torch.cat([embedding, torch.sigmoid(logits)], dim=1)
 
-    def forward(self, input_features: torch.Tensor,
-                is_longer: torch.Tensor | None = None) -> torch.Tensor:
-        if input_features.dim() != 4 or input_features.shape[1] != 1 \
-                or input_features.shape[3] != MEL_BINS:
-            raise ValueError(f"expected input_features (B, 1, T, {MEL_BINS}), "
-                             f"got {tuple(input_features.shape)}")
+    def forward(self, input_features: torch.Tensor, is_longer: torch.Tensor | None = None) -> torch.Tensor:
+        if input_features.dim() != 4 or input_features.shape[1] != 1 or input_features.shape[3] != MEL_BINS:
+            raise ValueError(f"expected input_features (B, 1, T, {MEL_BINS}), got {tuple(input_features.shape)}")
         if input_features.shape[2] < self.patch_frames:
-            raise ValueError(f"need at least {self.patch_frames} frames, "
-                             f"got {input_features.shape[2]}")
+            raise ValueError(f"need at least {self.patch_frames} frames, got {input_features.shape[2]}")
         batch = input_features.shape[0]
         # unfold: (B, T, 64) -> (B, P, 64, 96), window last; back to frames x mels per patch
         patches = input_features[:, 0].unfold(1, self.patch_frames, self.patch_hop).transpose(2, 3)

@@ -79,16 +79,19 @@ class ClapTrainModel(nn.Module):
 
     def logit_scales(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(audio->text, text->audio) multipliers, exp of the learned logs, clamped."""
-        return (self.logit_scale_a.exp().clamp(max=MAX_LOGIT_SCALE),
-                self.logit_scale_t.exp().clamp(max=MAX_LOGIT_SCALE))
+        return (
+            self.logit_scale_a.exp().clamp(max=MAX_LOGIT_SCALE),
+            self.logit_scale_t.exp().clamp(max=MAX_LOGIT_SCALE),
+        )
 
     def forward(self, input_features, is_longer, input_ids, attention_mask):
         return self.encode_audio(input_features, is_longer), self.encode_text(input_ids, attention_mask)
 
     def full_config(self) -> ModelConfig:
         """The config with the text tower's actual transformers settings, enough to rebuild it."""
-        text = self.config.text.model_copy(update={"type": self.text.family, "config": self.text.config_dict(),
-                                                   "pooling": self.text.pooling})
+        text = self.config.text.model_copy(
+            update={"type": self.text.family, "config": self.text.config_dict(), "pooling": self.text.pooling}
+        )
         return self.config.model_copy(update={"text": text})
 
     def replace_text_tower(self, tower: TextTower) -> None:
@@ -102,12 +105,17 @@ class ClapTrainModel(nn.Module):
         return {
             "audio": list(self.audio.parameters()),
             "text": list(self.text.parameters()),
-            "heads": [*self.audio_projection.parameters(), *self.text_projection.parameters(),
-                      self.logit_scale_a, self.logit_scale_t],
+            "heads": [
+                *self.audio_projection.parameters(),
+                *self.text_projection.parameters(),
+                self.logit_scale_a,
+                self.logit_scale_t,
+            ],
         }
 
-    def configure_optimizers(self, weight_decay: float, rates: dict[str, float],
-                             frozen: Collection[str] = ()) -> torch.optim.AdamW:
+    def configure_optimizers(
+        self, weight_decay: float, rates: dict[str, float], frozen: Collection[str] = ()
+    ) -> torch.optim.AdamW:
         """AdamW with one group per (part, decay / no decay) of :meth:`parameter_groups`; each group
         carries its part's rate as ``base_lr`` for the schedule (``training.loss.lr_at``).
 
@@ -120,10 +128,22 @@ class ClapTrainModel(nn.Module):
                 p.requires_grad_(part not in frozen)
             if part in frozen:
                 continue
-            groups += [{"params": [p for p in params if p.ndim >= 2], "weight_decay": weight_decay,
-                        "base_lr": rates[part], "lr": rates[part], "name": part},
-                       {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0,
-                        "base_lr": rates[part], "lr": rates[part], "name": part + "/no_decay"}]
+            groups += [
+                {
+                    "params": [p for p in params if p.ndim >= 2],
+                    "weight_decay": weight_decay,
+                    "base_lr": rates[part],
+                    "lr": rates[part],
+                    "name": part,
+                },
+                {
+                    "params": [p for p in params if p.ndim < 2],
+                    "weight_decay": 0.0,
+                    "base_lr": rates[part],
+                    "lr": rates[part],
+                    "name": part + "/no_decay",
+                },
+            ]
         return torch.optim.AdamW([g for g in groups if g["params"]], betas=(0.9, 0.98), eps=1e-6)
 
 
@@ -160,12 +180,16 @@ def _install_label_space(model: ClapTrainModel) -> None:
         raise ModelError(f"label_space heads need an audio tower with {classes} class scores")
     want = embed_dim(classes, head.prior_weight, head.branch_dim, head.embedding_dim)
     if model.config.embed_dim != want:
-        raise ModelError(f"embed_dim must be {want} for {classes} labels + branch {head.branch_dim} "
-                         f"+ embedding block {head.embedding_dim}")
-    model.audio_projection = LabelSpaceAudioHead(model.audio.width, classes, head.prior_weight, head.branch_dim,
-                                                 head.embedding_dim, head.embedding_weight)
-    model.text_projection = LabelSpaceTextHead(torch.zeros(classes, model.text.width), head.temperature,
-                                               head.prior_weight, head.branch_dim, head.embedding_dim)
+        raise ModelError(
+            f"embed_dim must be {want} for {classes} labels + branch {head.branch_dim} "
+            f"+ embedding block {head.embedding_dim}"
+        )
+    model.audio_projection = LabelSpaceAudioHead(
+        model.audio.width, classes, head.prior_weight, head.branch_dim, head.embedding_dim, head.embedding_weight
+    )
+    model.text_projection = LabelSpaceTextHead(
+        torch.zeros(classes, model.text.width), head.temperature, head.prior_weight, head.branch_dim, head.embedding_dim
+    )
 
 
 def refresh_anchors(model: ClapTrainModel, tokenizer) -> None:
@@ -204,14 +228,29 @@ def from_hf_clap(clap, max_text_length: int = 77) -> ClapTrainModel:
     heads and temperatures are the ClapModel's own modules; the text tower becomes a
     ``RobertaModel`` holding the same weights."""
     audio_cfg = clap.config.audio_config
-    keys = ("patch_embeds_hidden_size", "depths", "num_attention_heads", "window_size", "hidden_size",
-            "spec_size", "patch_size", "patch_stride", "num_mel_bins", "mlp_ratio", "flatten_patch_embeds",
-            "enable_patch_layer_norm", "projection_hidden_act")
+    keys = (
+        "patch_embeds_hidden_size",
+        "depths",
+        "num_attention_heads",
+        "window_size",
+        "hidden_size",
+        "spec_size",
+        "patch_size",
+        "patch_stride",
+        "num_mel_bins",
+        "mlp_ratio",
+        "flatten_patch_embeds",
+        "enable_patch_layer_norm",
+        "projection_hidden_act",
+    )
     config = ModelConfig(
         description=f"converted transformers ClapModel ({'fused' if audio_cfg.enable_fusion else 'unfused'})",
         embed_dim=int(clap.config.projection_dim),
-        audio={"type": "htsat", "fusion": bool(audio_cfg.enable_fusion),
-               "config": {k: getattr(audio_cfg, k) for k in keys if hasattr(audio_cfg, k)}},
+        audio={
+            "type": "htsat",
+            "fusion": bool(audio_cfg.enable_fusion),
+            "config": {k: getattr(audio_cfg, k) for k in keys if hasattr(audio_cfg, k)},
+        },
         text=TextConfig(type="roberta", pooling="pooler", max_length=max_text_length),
     )
     model = ClapTrainModel.__new__(ClapTrainModel)

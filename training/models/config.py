@@ -49,13 +49,13 @@ class CnnAudioConfig(_Strict):
     type: Literal["cnn"] = "cnn"
     preset: Literal["cnn6", "cnn10", "cnn14", "cnn9-max"] | None = None
     fusion: bool = False
-    widths: list[int] | None = None            # channels per conv block
-    convs_per_block: int | None = None         # 2 (CNN10/14: two 3x3 convs) or 1 (CNN6: one 5x5)
+    widths: list[int] | None = None  # channels per conv block
+    convs_per_block: int | None = None  # 2 (CNN10/14: two 3x3 convs) or 1 (CNN6: one 5x5)
     kernel_size: int | None = None
     pool_type: Literal["avg", "max"] | None = None  # 2x2 pooling after every block but the last
-    input_norm: bool | None = None             # BatchNorm over mel bins before the first block
+    input_norm: bool | None = None  # BatchNorm over mel bins before the first block
     head: Literal["pann", "max"] | None = None  # pann: max+mean over time, then fc; max: max over time
-    embed_width: int | None = None             # width of the pann head's fc (default: last block's)
+    embed_width: int | None = None  # width of the pann head's fc (default: last block's)
     dropout: float | None = None
 
 
@@ -71,13 +71,13 @@ class LabelSpaceHeadConfig(_Strict):
     """Heads that meet in the tagger's label space (:mod:`training.models.label_space`)."""
 
     type: Literal["label_space"] = "label_space"
-    labels_file: str = "yamnet_class_map.csv"   # index,mid,display_name; relative to model_configs/
-    template: str = "This is a sound of {}."     # anchor prompt per label
-    temperature: float = 0.02                    # softmax temperature over the anchor cosines
-    prior_weight: float = 1.0                    # share of the cosine given to the label-space prior
-    branch_dim: int = 0                          # trained branch width (0 = prior only)
-    embedding_dim: int = 0                       # audio-only block: principal axes of the tower embedding
-    embedding_weight: float = 0.0                # its share of audio->audio cosines
+    labels_file: str = "yamnet_class_map.csv"  # index,mid,display_name; relative to model_configs/
+    template: str = "This is a sound of {}."  # anchor prompt per label
+    temperature: float = 0.02  # softmax temperature over the anchor cosines
+    prior_weight: float = 1.0  # share of the cosine given to the label-space prior
+    branch_dim: int = 0  # trained branch width (0 = prior only)
+    embedding_dim: int = 0  # audio-only block: principal axes of the tower embedding
+    embedding_weight: float = 0.0  # its share of audio->audio cosines
     # text->audio cosine -> relevance: {"slope", "intercept", "fitted_on", "auc"} (clap-train label-space)
     calibration: dict | None = None
 
@@ -111,8 +111,8 @@ class ModelConfig(_Strict):
     frontend: dict = Field(default_factory=dict, description="AudioFrontend overrides")
     # None: projection MLPs into ``embed_dim``; label_space: see LabelSpaceHeadConfig.
     head: LabelSpaceHeadConfig | None = None
-    logit_scale_init: float = 1 / 0.07         # CLIP's initial temperature
-    tokenizer_vocab_size: int = 2048           # for a tokenizer trained from scratch (random init)
+    logit_scale_init: float = 1 / 0.07  # CLIP's initial temperature
+    tokenizer_vocab_size: int = 2048  # for a tokenizer trained from scratch (random init)
 
     @property
     def fusion(self) -> bool:
@@ -132,11 +132,26 @@ class ModelConfig(_Strict):
 # 512-point frame every 10 ms; magnitude; 64 HTK mel bands 125-7500 Hz drawn on the mel axis, no
 # normalisation; ln(mel + 0.001); 96-frame patches every 48 frames. Training crops 10 patches.
 YAMNET_FRONTEND = dict(
-    sample_rate=16_000, clip_samples=15_600 + 9 * 7_680, n_fft=512, win_length=400, hop_length=160,
-    window_align="left", center=False, pad_mode="constant", power=1.0, n_mels=64, f_min=125.0,
-    f_max=7_500.0, mel_scale="htk", mel_norm=None, mel_triangles="mel",
-    log={"kind": "ln_eps", "amin": 0.001}, short_policy="zeropad", long_policy="patch_mean",
-    patch_frames=96, patch_hop_frames=48,
+    sample_rate=16_000,
+    clip_samples=15_600 + 9 * 7_680,
+    n_fft=512,
+    win_length=400,
+    hop_length=160,
+    window_align="left",
+    center=False,
+    pad_mode="constant",
+    power=1.0,
+    n_mels=64,
+    f_min=125.0,
+    f_max=7_500.0,
+    mel_scale="htk",
+    mel_norm=None,
+    mel_triangles="mel",
+    log={"kind": "ln_eps", "amin": 0.001},
+    short_policy="zeropad",
+    long_policy="patch_mean",
+    patch_frames=96,
+    patch_hop_frames=48,
 )
 
 

@@ -42,10 +42,15 @@ def list_pretrained() -> list[tuple[str, str]]:
     return [(entry["model"], name) for name, entry in pretrained_table().items()]
 
 
-def create_model(name: ModelConfig | str | Path | dict | None = None,
-                 pretrained: str | Path | dict | nn.Module | None = None, *, seed: int | None = 0,
-                 tokenizer: str | Path | None = None, text_config: str | Path | None = None,
-                 max_text_length: int = 77) -> ClapTrainModel:
+def create_model(
+    name: ModelConfig | str | Path | dict | None = None,
+    pretrained: str | Path | dict | nn.Module | None = None,
+    *,
+    seed: int | None = 0,
+    tokenizer: str | Path | None = None,
+    text_config: str | Path | None = None,
+    max_text_length: int = 77,
+) -> ClapTrainModel:
     """A :class:`ClapTrainModel`: ``name``'s architecture with fresh weights (``seed``), or the
     whole model ``pretrained`` names (see the module docstring). ``tokenizer`` and ``text_config``
     complete a laion_clap ``.pt`` (it carries neither); ``max_text_length`` a transformers model."""

@@ -46,8 +46,15 @@ def _branch(width: int, dim: int) -> nn.Module:
 
 
 class LabelSpaceAudioHead(nn.Module):
-    def __init__(self, width: int, num_classes: int, prior_weight: float, branch_dim: int,
-                 embedding_dim: int = 0, embedding_weight: float = 0.0):
+    def __init__(
+        self,
+        width: int,
+        num_classes: int,
+        prior_weight: float,
+        branch_dim: int,
+        embedding_dim: int = 0,
+        embedding_weight: float = 0.0,
+    ):
         super().__init__()
         if not 0.0 <= prior_weight <= 1.0 or not 0.0 <= embedding_weight < 1.0:
             raise ValueError("prior_weight must be in [0, 1] and embedding_weight in [0, 1)")
@@ -94,8 +101,9 @@ class LabelSpaceAudioHead(nn.Module):
 class LabelSpaceTextHead(nn.Module):
     """``anchors``: (num_classes, text_width) unit embeddings of the filled template, fixed."""
 
-    def __init__(self, anchors: torch.Tensor, temperature: float, prior_weight: float, branch_dim: int,
-                 embedding_dim: int = 0):
+    def __init__(
+        self, anchors: torch.Tensor, temperature: float, prior_weight: float, branch_dim: int, embedding_dim: int = 0
+    ):
         super().__init__()
         self.embedding_dim = embedding_dim  # zeros: text has no part in the audio-only block
         if temperature <= 0:

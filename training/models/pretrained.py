@@ -22,8 +22,8 @@ from indexer.errors import ModelError
 class LoadReport:
     source: str
     loaded: int
-    missing: list[str] = field(default_factory=list)      # tower tensors left at their init
-    unexpected: list[str] = field(default_factory=list)   # source tensors nobody used
+    missing: list[str] = field(default_factory=list)  # tower tensors left at their init
+    unexpected: list[str] = field(default_factory=list)  # source tensors nobody used
 
     def summary(self) -> str:
         text = f"{self.source}: loaded {self.loaded} tensors"
@@ -65,17 +65,26 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
 def load_into(module: nn.Module, tensors: dict[str, torch.Tensor], source: str, prefix: str = "") -> LoadReport:
     """Copy ``tensors`` (keys under ``prefix``) into ``module`` by name; shapes must match."""
     if prefix:
-        tensors = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+        tensors = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
     own = module.state_dict()
-    bad = [f"{k}: {tuple(v.shape)} vs {tuple(own[k].shape)}" for k, v in tensors.items()
-           if k in own and v.shape != own[k].shape]
+    bad = [
+        f"{k}: {tuple(v.shape)} vs {tuple(own[k].shape)}"
+        for k, v in tensors.items()
+        if k in own and v.shape != own[k].shape
+    ]
     if bad:
         raise ModelError(f"{source}: shape mismatch for {len(bad)} tensors, e.g. {bad[:3]}")
     usable = {k: v for k, v in tensors.items() if k in own}
     if not usable:
-        raise ModelError(f"{source}: none of its {len(tensors)} tensors match this tower "
-                         f"(its keys look like {list(tensors)[:3]}, the tower's like {list(own)[:3]}; "
-                         "give PATH:PREFIX to strip a prefix)")
+        raise ModelError(
+            f"{source}: none of its {len(tensors)} tensors match this tower "
+            f"(its keys look like {list(tensors)[:3]}, the tower's like {list(own)[:3]}; "
+            "give PATH:PREFIX to strip a prefix)"
+        )
     result = module.load_state_dict(usable, strict=False)
-    return LoadReport(source, len(usable), missing=[k for k in result.missing_keys if not k.endswith("num_batches_tracked")],
-                      unexpected=sorted(set(tensors) - set(usable)))
+    return LoadReport(
+        source,
+        len(usable),
+        missing=[k for k in result.missing_keys if not k.endswith("num_batches_tracked")],
+        unexpected=sorted(set(tensors) - set(usable)),
+    )

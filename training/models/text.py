@@ -17,8 +17,14 @@ from indexer.errors import ModelError
 FAMILIES = {"roberta": "RobertaModel", "bert": "BertModel", "clip": "CLIPTextModel"}
 CONFIGS = {"roberta": "RobertaConfig", "bert": "BertConfig", "clip": "CLIPTextConfig"}
 # transformers model_type -> our family name, for towers loaded from a folder
-MODEL_TYPES = {"roberta": "roberta", "xlm-roberta": "roberta", "bert": "bert", "clip_text_model": "clip",
-               "clip": "clip", "clap_text_model": "roberta"}
+MODEL_TYPES = {
+    "roberta": "roberta",
+    "xlm-roberta": "roberta",
+    "bert": "bert",
+    "clip_text_model": "clip",
+    "clip": "clip",
+    "clap_text_model": "roberta",
+}
 
 
 def _transformers_class(name: str):
@@ -52,8 +58,10 @@ class TextTower(nn.Module):
         config = AutoConfig.from_pretrained(str(folder), local_files_only=True)
         family = MODEL_TYPES.get(config.model_type)
         if family is None:
-            raise ModelError(f"{folder}: text model type {config.model_type!r} is not supported "
-                             f"(supported: {', '.join(sorted(MODEL_TYPES))})")
+            raise ModelError(
+                f"{folder}: text model type {config.model_type!r} is not supported "
+                f"(supported: {', '.join(sorted(MODEL_TYPES))})"
+            )
         if config.model_type == "clip":
             config = config.text_config
         pooling = pooling or {"roberta": "pooler", "bert": "mean", "clip": "last"}[family]
