@@ -22,7 +22,7 @@ def test_a_collection_name_outside_the_rule_is_refused_before_a_job_exists(inges
     r = ingest_client.post("/v1/jobs/ingest", json={"path": str(tmp_path / "lib"), "collection": name})
     body = assert_problem(r, 422)
     assert body["code"] in ("store.collection_name", "request.invalid")
-    assert ingest_client.get("/v1/jobs").json() == []
+    assert ingest_client.get("/v1/jobs").json()["items"] == []
     assert ingest_client.get("/v1/collections").status_code == 200
     assert not (tmp_path / "home" / ".lock").exists()
 
@@ -127,6 +127,6 @@ def test_a_dot_collection_left_by_an_older_version_no_longer_breaks_listings(ope
         )
     client = open_client(home_copy)
     r = client.get("/v1/collections")
-    assert r.status_code == 200 and ".." not in [c["name"] for c in r.json()["collections"]]
+    assert r.status_code == 200 and ".." not in [c["name"] for c in r.json()["items"]]
     capsys.readouterr()
     assert cli.main(["status", "--home", str(home_copy)]) == 0, capsys.readouterr()
