@@ -19,6 +19,7 @@ cd "$(dirname "$0")/.."
 if [ "${DEMO_SETUP:-1}" != "0" ]; then
   # The torch-free runtime only (about 0.55 GB); tests and training add their extras
   # (scripts/setup.sh all). An existing full .venv is kept as it is.
+  echo "== installing the torch-free runtime into .venv (first run: a few minutes from PyPI)"
   bash scripts/setup.sh runtime
 fi
 PY=.venv/bin/python
@@ -60,7 +61,7 @@ fi
 PORT=${PORT:-8000}
 HOST=${HOST:-127.0.0.1}
 echo "== serving the search page and API on http://$HOST:$PORT  (API docs: /docs; Ctrl-C stops)"
-echo "   try: curl -X POST 'http://$HOST:$PORT/search?q=dog%20barking'"
+echo "   try: curl 'http://$HOST:$PORT/v1/search?q=dog%20barking&limit=3'"
 # HTTP ingest jobs may read the demo library's folder; nothing else on this machine.
 CLAPSEARCH_HOME="$HOME_DIR" CLAPSEARCH_MODEL="$MODEL" \
 CLAPSEARCH_ALLOWED_INGEST_ROOTS="${CLAPSEARCH_ALLOWED_INGEST_ROOTS:-$(cd "$LIBRARY" && pwd)}" \
