@@ -18,5 +18,9 @@ PY=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
-.venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip
-.venv/bin/python -m pip install -q --disable-pip-version-check -c constraints.txt -e "$TARGET"
+# -qq: errors only. With -q, pip 24+ passes on the build backend's notices (setuptools'
+# "Editable installation ... be careful with folders" box) and every index-location warning,
+# which read like failures on a first run; VERBOSE=1 shows them.
+QUIET=$([ "${VERBOSE:-0}" = "0" ] && echo -qq || echo -q)
+.venv/bin/python -m pip install "$QUIET" --disable-pip-version-check --upgrade pip
+.venv/bin/python -m pip install "$QUIET" --disable-pip-version-check -c constraints.txt -e "$TARGET"
