@@ -17,7 +17,7 @@ import errno
 import os
 import stat
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -36,6 +36,8 @@ if TYPE_CHECKING:
 MAX_QUERY_CHARS = 1000
 MAX_ITEM_ID = 2**63 - 1  # database ids are signed 64-bit; a larger one can name nothing
 SEGMENT_SELF_MARGIN = 64  # a long file's own windows all sit near its query: look past them
+MOMENT_OVERSAMPLE = 4  # overlapping windows fold into one moment: fetch more to fill a page
+MOMENT_MERGE_MARGIN = 0.05  # a window this close to a kept moment's cosine widens its span
 
 Relevance = Callable[[float], float]
 
@@ -67,8 +69,10 @@ def check_query_text(q: str | None) -> str:
 def candidates_needed(req: SearchRequest, exclude_file: int | None) -> int:
     """How many hits to ask the index for so that the page is full after dropping the query's own file."""
     k = req.offset + req.limit + (1 if exclude_file is not None else 0)
-    if req.segments and exclude_file is not None:
-        k += SEGMENT_SELF_MARGIN
+    if req.segments:
+        k *= MOMENT_OVERSAMPLE
+        if exclude_file is not None:
+            k += SEGMENT_SELF_MARGIN
     return k
 
 
@@ -136,16 +140,67 @@ def hit_record(hit: Hit, kind: str, relevance_of: Relevance | None = None) -> di
     }
 
 
+def distinct_moments(hits: Sequence[Hit]) -> list[Hit]:
+    """Non-maximum suppression over time: a window that overlaps a better moment of the same
+    file is folded into it, so a page of moments shows distinct spans.
+
+    Hits are taken best first. An overlapping window widens the kept moment's span only when its
+    cosine is within ``MOMENT_MERGE_MARGIN`` of the moment's (one evenly matching stretch is
+    reported whole); a clearly weaker one is just dropped, so two strong moments far apart in
+    an hour-long file are not chained into one span through the weak windows between them.
+    Whole-file hits (no span) pass through."""
+    kept: list[Hit] = []
+    by_file: dict[int, list[int]] = {}
+    for hit in sorted(hits, key=lambda h: -h.score):
+        if hit.start_s is None or hit.end_s is None:
+            kept.append(hit)
+            continue
+        for slot in by_file.get(hit.file_id, []):
+            moment = kept[slot]
+            assert moment.start_s is not None and moment.end_s is not None
+            if hit.start_s < moment.end_s and moment.start_s < hit.end_s:
+                if hit.score >= moment.score - MOMENT_MERGE_MARGIN:
+                    start, end = min(moment.start_s, hit.start_s), max(moment.end_s, hit.end_s)
+                    kept[slot] = replace(moment, start_s=start, end_s=end)
+                break
+        else:
+            by_file.setdefault(hit.file_id, []).append(len(kept))
+            kept.append(hit)
+    return _coalesce(kept, by_file)
+
+
+def _coalesce(kept: list[Hit], by_file: dict[int, list[int]]) -> list[Hit]:
+    """A widened moment may reach another of its file's moments: join those (the better one's
+    score and id, both spans), so no two moments of a page overlap."""
+    gone: set[int] = set()
+    for slots in by_file.values():
+        slots = sorted(slots, key=lambda i: kept[i].start_s or 0.0)
+        current = slots[0]
+        for slot in slots[1:]:
+            a, b = kept[current], kept[slot]
+            assert a.end_s is not None and b.start_s is not None and b.end_s is not None
+            if b.start_s < a.end_s:
+                best, other = (current, slot) if a.score >= b.score else (slot, current)
+                kept[best] = replace(kept[best], start_s=a.start_s, end_s=max(a.end_s, b.end_s))
+                gone.add(other)
+                current = best
+            else:
+                current = slot
+    return [hit for i, hit in enumerate(kept) if i not in gone]
+
+
 def page_of(
     req: SearchRequest, hits: list[Hit], exclude_file: int | None, relevance_of: Relevance | None = None
 ) -> list[dict]:
-    """Thresholds (on the scores as shown, 6 decimals), then the requested page."""
+    """Thresholds (on the scores as shown, 6 decimals), distinct moments, then the requested page."""
     if exclude_file is not None:
         hits = [h for h in hits if h.file_id != exclude_file]
     if req.min_score is not None:
         hits = [h for h in hits if round(h.score, 6) >= req.min_score]
     if req.min_relevance is not None and relevance_of is not None:
         hits = [h for h in hits if round(relevance_of(h.score), 6) >= req.min_relevance]
+    if req.segments:
+        hits = distinct_moments(hits)
     return [hit_record(h, req.kind, relevance_of) for h in hits[req.offset : req.offset + req.limit]]
 
 
