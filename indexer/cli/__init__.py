@@ -44,9 +44,9 @@ def app(verbose: int) -> None:
 
 
 def _register() -> None:
-    from indexer.cli import distributed, embed, library
+    from indexer.cli import distributed, embed, library, watch
 
-    for module in (library, embed, distributed):
+    for module in (library, embed, distributed, watch):
         for command in module.COMMANDS:
             app.add_command(command)
 

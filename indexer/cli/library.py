@@ -13,7 +13,7 @@ from indexer.cli.common import collection_option, read_store_options, store_opti
 from indexer.ingest.discover import AUDIO_EXTENSIONS
 
 
-def _print_report(report) -> None:
+def print_report(report) -> None:
     stats = report.stats
     print(
         f"collection {report.collection!r}: {stats.discovered} files found, {stats.embedded} embedded "
@@ -45,7 +45,7 @@ def _print_report(report) -> None:
         print(f"unreadable {path}: {message}", file=sys.stderr)
 
 
-def _ingest_options(func):
+def ingest_options(func):
     for option in reversed(
         [
             click.option(
@@ -74,7 +74,7 @@ def _ingest_options(func):
 @click.command("ingest", help="Embed new and changed audio files under PATHS and publish the index.")
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
 @collection_option
-@_ingest_options
+@ingest_options
 @click.option("--prune", is_flag=True, help="forget files under PATHS that no longer exist")
 @click.option("--retry-failed", is_flag=True, help="try files that failed before again")
 @click.option(
@@ -130,7 +130,7 @@ def ingest(
         report = run_ingest(store, options, progress=bar)
     finally:
         bar.close()
-    _print_report(report)
+    print_report(report)
     return report.exit_code
 
 
@@ -177,7 +177,7 @@ def remove(paths, collection, store) -> int:
 
 @click.command("rebuild", help="Re-embed every file of a collection with --model, then swap it in.")
 @collection_option
-@_ingest_options
+@ingest_options
 @store_options
 def rebuild(collection, extensions, follow_symlinks, workers, batch_size, quiet, progress_every, store) -> int:
     from indexer.cli.progress import IngestProgress
@@ -190,7 +190,7 @@ def rebuild(collection, extensions, follow_symlinks, workers, batch_size, quiet,
         )
     finally:
         bar.close()
-    _print_report(report)
+    print_report(report)
     return report.exit_code
 
 
