@@ -194,14 +194,26 @@ def rebuild(collection, extensions, follow_symlinks, workers, batch_size, quiet,
     return report.exit_code
 
 
-@click.command("export", help="Write a collection's vectors and metadata to Parquet.")
+@click.command(
+    "export",
+    help="Write a collection to --out: vectors and metadata as Parquet, or (by the suffix) "
+    "its files as an .m3u8 playlist or a .csv sheet.",
+)
 @collection_option
 @click.option("--out", type=click.Path(path_type=Path), required=True)
-@click.option("--segments", is_flag=True, help="export segment vectors instead of file vectors")
+@click.option("--segments", is_flag=True, help="export segment vectors instead of file vectors (Parquet)")
 @read_store_options
 def export(collection, out, segments, store) -> int:
+    from indexer.exports import collection_records, lines
     from indexer.store.export import export_parquet
 
+    suffix = out.suffix.lower().lstrip(".")
+    if suffix in ("m3u8", "m3u", "csv"):
+        records = collection_records(store.db, store.collection(collection).id)
+        with out.open("w", encoding="utf-8", newline="") as fh:
+            fh.writelines(lines(records, "csv" if suffix == "csv" else "m3u8", locate=lambda r: r["path"]))
+        print(f"wrote {out}")
+        return 0
     rows = export_parquet(store.db, store.collection(collection), out, kind="segments" if segments else "files")
     print(f"wrote {rows} rows to {out}")
     return 0
@@ -237,7 +249,13 @@ def export(collection, out, segments, store) -> int:
 @click.option("--min-duration", type=click.FloatRange(min=0), default=None, help="seconds")
 @click.option("--max-duration", type=click.FloatRange(min=0), default=None, help="seconds")
 @click.option("--path-prefix", default=None, help="only files whose path starts with this")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="the hits as JSON (same as --output json)")
+@click.option(
+    "--output",
+    type=click.Choice(["text", "json", "csv", "m3u8"]),
+    default="text",
+    help="csv: a spreadsheet; m3u8: a playlist for players and DAWs (moments carry VLC start/stop)",
+)
 @read_store_options
 def search(
     text,
@@ -255,6 +273,7 @@ def search(
     max_duration,
     path_prefix,
     as_json,
+    output,
     store,
 ) -> int:
     from indexer.filters import SearchFilters
@@ -279,8 +298,13 @@ def search(
     elif item_id is not None:
         vector = stored_vector(store, item_id)
     hits = run_search(store, req, text=text, vector=vector, exclude_file=item_id)
-    if as_json:
+    if as_json or output == "json":
         print(json.dumps(hits, indent=2))
+        return 0
+    if output in ("csv", "m3u8"):
+        from indexer.exports import render
+
+        sys.stdout.write(render(hits, output, locate=lambda record: record["path"]))
         return 0
     for hit in hits:
         span = f"  [{hit['start_s']:.1f}-{hit['end_s']:.1f} s]" if hit["start_s"] is not None else ""

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from fastapi import APIRouter, Query, Request
+from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
+from indexer import exports
 from indexer.store import catalog
 from indexer.store.status import collection_status
+from service.routes.exported import exported
 from service.schemas import CollectionInfo, CollectionList
 
 if TYPE_CHECKING:
@@ -57,6 +60,19 @@ async def list_collections(
     request: Request, limit: int = Query(100, ge=1, le=1000), offset: int = Query(0, ge=0, le=1_000_000)
 ):
     return await run_in_threadpool(_all, request.app.state.runtime, limit, offset)
+
+
+@router.get(
+    "/v1/collections/{name}/export",
+    summary="A collection's files as a playlist or a sheet",
+    response_class=StreamingResponse,
+    responses={200: {"content": {media: {} for media in exports.MEDIA_TYPES.values()}}},
+)
+async def export_collection(request: Request, name: str, format: Literal["m3u8", "csv"] = Query("m3u8")):
+    rt = request.app.state.runtime
+    collection = await run_in_threadpool(rt.store.collection, name)
+    records = exports.collection_records(rt.store.db, collection.id)  # streamed page by page
+    return exported(request, records, format, name)
 
 
 @router.get("/v1/collections/{name}", response_model=CollectionInfo, summary="One collection")

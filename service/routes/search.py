@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 from fastapi import APIRouter, Query, Request
@@ -14,6 +14,7 @@ from indexer.query import SearchRequest, check_query_text
 from service import queries
 from service.problems import ProblemError
 from service.routes.body import BodyFields, Fields, body_doc
+from service.routes.exported import exported
 from service.routes.params import SearchParams, optional_upload, search_options
 from service.schemas import SearchAudioInput, SearchResponse, SearchTextInput, TextsInput, TextsResponse
 
@@ -52,8 +53,15 @@ async def search_text(
     request: Request,
     q: str = Query(..., description="what it should sound like", examples=["dog barking in the rain"]),
     params=SearchParams,
+    output: Literal["json", "csv", "m3u8"] = Query(
+        "json", description="csv: a sheet of the hits; m3u8: a playlist of their audio for players and DAWs"
+    ),
 ):
-    return await _text_search(request.app.state.runtime, q, params)
+    if output == "json":
+        return await _text_search(request.app.state.runtime, q, params)
+    text = check_query_text(q)
+    result = await queries.search(request.app.state.runtime, params, text=text, query_id="t:" + text)
+    return exported(request, result["results"], output, "search")
 
 
 @router.post(
