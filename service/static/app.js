@@ -100,13 +100,17 @@ function setupFiltersToggle() {
   const btn = $("#filters-toggle");
   btn.addEventListener("click", () => {
     const open = btn.getAttribute("aria-expanded") !== "true";
-    btn.setAttribute("aria-expanded", String(open));
-    document.body.classList.toggle("filters-open", open);
+    setFiltersOpen(open);
     if (open) {
       $("#filters-panel").scrollIntoView({ block: "nearest" });
       $("#f-collection").focus();
     }
   });
+}
+
+function setFiltersOpen(open) {
+  $("#filters-toggle").setAttribute("aria-expanded", String(open));
+  document.body.classList.toggle("filters-open", open);
 }
 
 // ------------------------------------------------------------------------------------------ init
@@ -125,6 +129,7 @@ function init() {
 
   $("#search-form").addEventListener("submit", (ev) => {
     ev.preventDefault();
+    setFiltersOpen(false);     // small screens: the results come first
     searchText($("#q").value);
   });
   $("#more-btn").addEventListener("click", () => runSearch(true));
