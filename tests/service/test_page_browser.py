@@ -596,12 +596,14 @@ def test_page_result_actions_and_keyboard(page, site, sync_api, tmp_path):
     assert saved.read_bytes() == Path(path).read_bytes()
 
     # drag-out: the standard data a desktop folder or a DAW takes (Chromium's DownloadURL)
-    dragged = first.evaluate("""(card) => {
-      const dt = new DataTransfer();
-      card.dispatchEvent(new DragEvent('dragstart', {dataTransfer: dt, bubbles: true, cancelable: true}));
-      return {download: dt.getData('DownloadURL'), uris: dt.getData('text/uri-list'), text: dt.getData('text/plain'),
-              draggable: card.draggable};
-    }""")
+    # (a real mouse drag from the card; a listener after the card's own records what it set)
+    page.evaluate("""() => document.addEventListener('dragstart', (ev) => {
+      const dt = ev.dataTransfer;
+      window.dragged = {download: dt.getData('DownloadURL'), uris: dt.getData('text/uri-list'),
+                        text: dt.getData('text/plain'), draggable: ev.target.draggable};
+    })""")
+    first.locator(".rank").drag_to(page.locator("#results-summary"))
+    dragged = page.evaluate("window.dragged")
     audio = f"{url}/v1/items/{item_id}/audio"
     assert dragged == {
         "download": f"{MIME[name.rsplit('.', 1)[1]]}:{name}:{audio}",
