@@ -199,6 +199,7 @@ function addCard(hit, rank) {
   $(".name", li).title = hit.name;
   $(".path", li).textContent = ltr(hit.path);
   $(".path", li).title = hit.path;
+  $(".play", li).setAttribute("aria-label", `Play ${hit.name}`);
   $(".wave", li).setAttribute("aria-label", `Waveform of ${hit.name}: click to seek`);
   $(".similar", li).setAttribute("aria-label", `Find sounds similar to ${hit.name}`);
   $(".tag", li).setAttribute("aria-label", `Tag ${hit.name}`);

@@ -276,7 +276,7 @@ def test_page_in_a_real_browser(page, site, sync_api, tmp_path):
         timeout=20_000,
     )
     expect(first).to_have_class(re.compile(r"\bplaying\b"))
-    expect(first.get_by_test_id("play")).to_have_attribute("aria-label", "Pause")
+    expect(first.get_by_test_id("play")).to_have_attribute("aria-label", "Pause " + _names(page)[0])
     page.screenshot(path=str(tmp_path / "page-playing.png"))
 
     # clicking the waveform of the 25 s file seeks into it (HTTP Range), space toggles playback
