@@ -67,6 +67,11 @@ function setupKeys() {
       if (msg) msg.remove();
       return;
     }
+    if (ev.key === "ArrowDown" && el === $("#q") && state.hits.length) {
+      ev.preventDefault();     // from the search box down into the results
+      state.hits[0].card.focus();
+      return;
+    }
     const card = el && el.closest && el.closest(".card");
     if (!card || isTyping(el)) return;
     const entry = state.hits.find((e) => e.card === card);
@@ -79,11 +84,33 @@ function setupKeys() {
       (card.nextElementSibling || card).focus();
     } else if ((ev.key === "ArrowUp" || ev.key === "k") && el === card) {
       ev.preventDefault();
-      (card.previousElementSibling || card).focus();
-    } else if (ev.key === "s" && el === card) {
-      searchSimilar(entry.hit.id, entry.hit.name);
+      if (card.previousElementSibling) card.previousElementSibling.focus();
+      else $("#q").focus();
+    } else if ((ev.key === "Enter" || ev.key === "s") && el === card) {
+      ev.preventDefault();
+      searchSimilar(entry.hit.id, entry.hit.name, { focus: true });
     }
   });
+}
+
+// --------------------------------------------------------------------- small screens: filters
+
+/** On small screens the filters hide behind a toggle in the top bar, so results come first. */
+function setupFiltersToggle() {
+  const btn = $("#filters-toggle");
+  btn.addEventListener("click", () => {
+    const open = btn.getAttribute("aria-expanded") !== "true";
+    setFiltersOpen(open);
+    if (open) {
+      $("#filters-panel").scrollIntoView({ block: "nearest" });
+      $("#f-collection").focus();
+    }
+  });
+}
+
+function setFiltersOpen(open) {
+  $("#filters-toggle").setAttribute("aria-expanded", String(open));
+  document.body.classList.toggle("filters-open", open);
 }
 
 // ------------------------------------------------------------------------------------------ init
@@ -102,9 +129,11 @@ function init() {
 
   $("#search-form").addEventListener("submit", (ev) => {
     ev.preventDefault();
+    setFiltersOpen(false);     // small screens: the results come first
     searchText($("#q").value);
   });
   $("#more-btn").addEventListener("click", () => runSearch(true));
+  setupFiltersToggle();
 
   const refilter = debounce(() => { if (state.query) runSearch(false); }, 350);
   const filters = $("#filters-form");

@@ -2,7 +2,7 @@
 // "more" pagination, and the query in the page's URL.
 
 import { $, state, player, ltr, fmtTime } from "./common.js";
-import { api, showError } from "./api.js";
+import { api, mediaUrl, showError, showMessage } from "./api.js";
 import { filterParams, applyFiltersFromUrl, setModel } from "./filters.js";
 import { isMoment, entryDuration, loadPeaks, togglePlay, seek, stopIfGone } from "./waveform.js";
 import { setTagTarget } from "./panels.js";
@@ -15,6 +15,11 @@ export function searchText(q) {
     $("#q").focus();
     return;
   }
+  // the box still shows what a "similar" or clip search is searching: Enter repeats that search
+  if (state.query && state.query.kind !== "text" && q === queryLabel(state.query)) {
+    runSearch(false);
+    return;
+  }
   state.query = { kind: "text", q };
   runSearch(false);
 }
@@ -23,12 +28,24 @@ export function searchFile(file) {
   if (!file) return;
   state.droppedFile = file;
   state.query = { kind: "file", file };
+  $("#q").value = queryLabel(state.query);
   runSearch(false);     // the clip becomes the tagging target once the server could decode it
 }
 
-export function searchSimilar(id, name) {
+/** "Similar" on a result: the search box says what is being searched; `focus` moves the keyboard
+ *  to the first new result once they arrive (Enter on a focused card). */
+export function searchSimilar(id, name, { focus = false } = {}) {
   state.query = { kind: "item", id, name };
+  state.focusFirst = focus;
+  $("#q").value = queryLabel(state.query);
   runSearch(false);
+}
+
+/** What the search box shows for a query. */
+export function queryLabel(query) {
+  if (query.kind === "text") return query.q;
+  if (query.kind === "item") return `sounds like ${query.name || "item " + query.id}`;
+  return `sounds like your clip ${query.file.name}`;
 }
 
 export async function runSearch(append) {
@@ -80,6 +97,8 @@ export async function runSearch(append) {
   state.offset = data.offset + data.results.length;
   $("#more-btn").hidden = data.results.length < data.limit;
   renderSummary(query, data);
+  if (!append && state.focusFirst && state.hits.length) state.hits[0].card.focus();
+  state.focusFirst = false;
 }
 
 function renderSummary(query, data) {
@@ -133,6 +152,7 @@ export function fromUrl() {
     runSearch(false);
   } else if (similar && /^\d+$/.test(similar)) {
     state.query = { kind: "item", id: Number(similar), name: `item ${similar}` };
+    $("#q").value = queryLabel(state.query);
     runSearch(false);
   }
 }
@@ -147,29 +167,31 @@ function addCard(hit, rank) {
   li.dataset.id = hit.id;
   const seg = isMoment(hit);
   li.setAttribute("aria-label", `${rank}. ${hit.name}, score ${hit.score.toFixed(3)}${seg ? `, moment at ${fmtTime(hit.start_s)}` : ""}`);
+  li.draggable = true;
   li.innerHTML = `
     <button type="button" class="play" aria-label="Play" data-testid="play">
       <svg viewBox="0 0 24 24" aria-hidden="true"><path class="i-play" d="M8 5v14l11-7z"/><path class="i-pause" d="M7 5h4v14H7zM13 5h4v14h-4z"/></svg>
     </button>
     <div class="card-main">
       <div class="card-head">
-        <span class="rank">${rank}</span>
+        <span class="rank" aria-hidden="true">${rank}</span>
         <span class="name" data-testid="result-name"></span>
         <span class="score" data-testid="score" title="cosine similarity">
-          <span class="score-bar"><span></span></span><span class="score-num"></span>
+          <span class="score-bar" aria-hidden="true"><span></span></span><span class="score-num"></span>
         </span>
       </div>
       <div class="wave-wrap">
-        <canvas class="wave" data-testid="waveform" role="slider" aria-label="Waveform: click to seek"
-                aria-valuemin="0" aria-valuenow="0"></canvas>
+        <canvas class="wave" data-testid="waveform" role="slider" aria-valuemin="0" aria-valuenow="0"></canvas>
         <span class="wave-note"></span>
       </div>
       <div class="card-foot">
         <span class="path" data-testid="result-path"></span>
-        <span class="meta"></span>
+        <span class="meta" data-testid="result-meta"></span>
         <span class="actions">
           <button type="button" class="ghost small similar" data-testid="similar">Similar</button>
           <button type="button" class="ghost small tag" data-testid="tag-this">Tag</button>
+          <button type="button" class="ghost small copy" data-testid="copy-path">Copy path</button>
+          <a class="button ghost small download" data-testid="download" draggable="false">Download</a>
         </span>
       </div>
     </div>`;
@@ -177,6 +199,17 @@ function addCard(hit, rank) {
   $(".name", li).title = hit.name;
   $(".path", li).textContent = ltr(hit.path);
   $(".path", li).title = hit.path;
+  $(".play", li).setAttribute("aria-label", `Play ${hit.name}`);
+  $(".wave", li).setAttribute("aria-label", `Waveform of ${hit.name}: click to seek`);
+  $(".similar", li).setAttribute("aria-label", `Find sounds similar to ${hit.name}`);
+  $(".tag", li).setAttribute("aria-label", `Tag ${hit.name}`);
+  $(".copy", li).setAttribute("aria-label", `Copy path of ${hit.name}`);
+  $(".copy", li).title = "Copy the file's path on the server";
+  const dl = $(".download", li);
+  dl.href = mediaUrl(hit.audio_url);
+  dl.download = hit.name;
+  dl.setAttribute("aria-label", `Download ${hit.name}`);
+  dl.title = "Download the audio file (or drag the result into a folder or a DAW)";
   const score = Math.max(0, Math.min(1, hit.score));
   $(".score-bar > span", li).style.width = `${(score * 100).toFixed(1)}%`;
   $(".score-num", li).textContent = hit.score.toFixed(3);
@@ -186,11 +219,14 @@ function addCard(hit, rank) {
     meta.push(Object.entries(hit.tags).slice(0, 4).map(([k, v]) => `${k}: ${v}`).join(", "));
   }
   $(".meta", li).textContent = meta.join(" · ");
+  $(".meta", li).title = meta.join(" · ");
   const entry = { hit, card: li, peaks: null, canvas: $(".wave", li) };
   state.hits.push(entry);
 
   $(".play", li).addEventListener("click", () => togglePlay(entry));
   $(".similar", li).addEventListener("click", () => searchSimilar(hit.id, hit.name));
+  $(".copy", li).addEventListener("click", () => copyPath(hit.path));
+  li.addEventListener("dragstart", (ev) => dragOut(ev, hit));
   $(".tag", li).addEventListener("click", () => {
     setTagTarget({ kind: "item", id: hit.id, name: hit.name });
     $("#labels-input").focus();
@@ -211,3 +247,45 @@ function addCard(hit, rank) {
   loadPeaks(entry);
 }
 
+
+// ------------------------------------------------------------------------- copy path, drag out
+
+async function copyPath(path) {
+  try {
+    await navigator.clipboard.writeText(path);
+  } catch {
+    // no clipboard API (an insecure origin): the old way, through a selected text field
+    const ta = document.createElement("textarea");
+    ta.value = path;
+    ta.setAttribute("aria-hidden", "true");
+    ta.style.position = "fixed";
+    ta.style.opacity = "0";
+    document.body.append(ta);
+    ta.select();
+    const ok = document.execCommand("copy");
+    ta.remove();
+    if (!ok) {
+      showMessage("error", "Could not copy the path", path);
+      return;
+    }
+  }
+  showMessage("info", "Path copied", path);
+}
+
+const MIME = {
+  wav: "audio/wav", flac: "audio/flac", ogg: "audio/ogg", oga: "audio/ogg", opus: "audio/ogg", mp3: "audio/mpeg",
+  aif: "audio/aiff", aiff: "audio/aiff", au: "audio/basic", caf: "audio/x-caf", w64: "audio/x-w64",
+};
+
+/** Dragging a result out of the page hands over the audio file itself: Chromium's DownloadURL
+ *  (a desktop folder, a DAW), plus its URL for everything else. */
+function dragOut(ev, hit) {
+  if (!ev.dataTransfer || ev.target !== ev.currentTarget) return;
+  const url = new URL(mediaUrl(hit.audio_url), location.href).href;
+  const ext = (hit.name.split(".").pop() || "").toLowerCase();
+  const mime = MIME[ext] || "application/octet-stream";
+  ev.dataTransfer.effectAllowed = "copy";
+  ev.dataTransfer.setData("DownloadURL", `${mime}:${hit.name.replace(/:/g, "_")}:${url}`);
+  ev.dataTransfer.setData("text/uri-list", url);
+  ev.dataTransfer.setData("text/plain", url);
+}

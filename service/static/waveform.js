@@ -101,7 +101,7 @@ function markPlaying() {
     e.card.classList.toggle("playing", on);
     e.card.classList.toggle("current", e === state.current);
     const btn = $(".play", e.card);
-    btn.setAttribute("aria-label", on ? "Pause" : "Play");
+    btn.setAttribute("aria-label", `${on ? "Pause" : "Play"} ${e.hit.name}`);
     btn.setAttribute("aria-pressed", String(on));
   }
 }

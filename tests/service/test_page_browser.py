@@ -3,7 +3,10 @@
 A small tone library is ingested with the shipped default model, the app runs under uvicorn in a
 subprocess, and the test does what a user does: search, look at waveforms, play, seek, "similar",
 search with a clip, tag, ingest a second folder, upload a broken file. It fails on any console
-error or uncaught page exception.
+error or uncaught page exception. Further tests check the layout from 360 to 1920 px (no sideways
+scrolling, every result button clickable at 400, 800 and 1400 px, results first on small screens),
+copy path, download, drag-out, the keyboard, and run axe-core (vendored under vendor/) for
+serious or critical accessibility violations.
 
 Skips when chromium or the playwright package is missing, unless CLAPSEARCH_REQUIRE_SERVICES=1.
 """
@@ -273,7 +276,7 @@ def test_page_in_a_real_browser(page, site, sync_api, tmp_path):
         timeout=20_000,
     )
     expect(first).to_have_class(re.compile(r"\bplaying\b"))
-    expect(first.get_by_test_id("play")).to_have_attribute("aria-label", "Pause")
+    expect(first.get_by_test_id("play")).to_have_attribute("aria-label", "Pause " + _names(page)[0])
     page.screenshot(path=str(tmp_path / "page-playing.png"))
 
     # clicking the waveform of the 25 s file seeks into it (HTTP Range), space toggles playback
@@ -456,3 +459,194 @@ def test_page_asks_for_an_api_key(page, site, sync_api):
 
     errors = [e for e in page.console_errors if "status of 401" not in e]
     assert not errors, "console errors:\n" + "\n".join(errors)
+
+
+# ------------------------------------------------------------------- layout, actions, keyboard, a11y
+
+AXE = Path(__file__).parent / "vendor" / "axe.min.js"  # axe-core 4.14.1 (MPL-2.0, see vendor/axe-core.LICENSE)
+LONG_NAME = "rain_on_a_roof_heavy_drops_on_corrugated_metal_recorded_with_contact_microphones_"
+LONG_TAGS = {
+    "description": "rain on a roof, heavy drops on corrugated metal with distant thunder and gutters overflowing",
+    "recorded": "2019-03-01, a barn somewhere far away from the road",
+    "microphone": "a pair of contact microphones and a very long microphone model name",
+}
+MIME = {"wav": "audio/wav", "flac": "audio/flac", "ogg": "audio/ogg"}
+
+# every control of every result card: on screen, inside the viewport, and the topmost element at
+# its centre (nothing covers it), so a click lands on it
+UNCLICKABLE = """() => {
+  const bad = [];
+  for (const el of document.querySelectorAll('[data-testid=result-card] :is(button, a, [tabindex])')) {
+    el.scrollIntoView({block: 'center', inline: 'nearest'});
+    const r = el.getBoundingClientRect();
+    const top = document.elementFromPoint(r.left + r.width / 2, r.top + r.height / 2);
+    if (!r.width || !r.height || r.left < 0 || r.right > innerWidth || !(top === el || el.contains(top)))
+      bad.push(`${el.dataset.testid || el.className} of ${el.closest('[data-testid=result-card]').dataset.id}`
+        + ` at ${Math.round(r.left)}..${Math.round(r.right)} covered by ${top && (top.id || top.className)}`);
+  }
+  scrollTo(0, 0);
+  return bad;
+}"""
+
+
+def _long_metadata_on_card_two(route):
+    """Search results as a real library gives them: card 2 has a long name and long tags."""
+    response = route.fetch()
+    data = response.json()
+    for hit in data["results"][1:2]:
+        hit["name"] = LONG_NAME + hit["name"]
+        hit["tags"] = LONG_TAGS
+    route.fulfill(response=response, json=data)
+
+
+def _axe_violations(page, context: str) -> list[str]:
+    """Serious and critical WCAG 2.1 A/AA violations axe-core finds on the page as it is now."""
+    if not page.evaluate("() => !!window.axe"):
+        page.add_script_tag(path=str(AXE))
+    found = page.evaluate("""async () => {
+      const r = await axe.run(document, {runOnly: {type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa']},
+                                         resultTypes: ['violations']});
+      return r.violations.filter((v) => ['serious', 'critical'].includes(v.impact))
+        .map((v) => `${v.id} (${v.impact}): ${v.nodes.slice(0, 5).map((n) => n.target.join(' ')).join(', ')}`);
+    }""")
+    return [f"{context}: {v}" for v in found]
+
+
+def test_page_layout_from_360_to_1920_px(page, site, sync_api):
+    """No sideways scrolling and every result button clickable, even with a long name and long tags
+    (they used to push Similar/Tag under the right panel); small screens show results first with
+    the filters behind a toggle; axe-core finds no serious accessibility violation."""
+    expect = sync_api.expect
+    page.route("**/v1/search?*", _long_metadata_on_card_two)
+    violations = []
+    for width in (360, 400, 800, 1400, 1920):
+        page.set_viewport_size({"width": width, "height": 900})
+        page.goto(site["url"] + "/?q=rain+on+a+roof")
+        _wait_summary(page, expect, r"^\d+ results for “rain on a roof”")
+        card = _cards(page).nth(1)
+        expect(card.get_by_test_id("result-meta")).to_contain_text("description: rain on a roof")
+        assert page.evaluate("document.documentElement.scrollWidth") <= width, f"scrolls sideways at {width} px"
+        # the whole file name is there to read: wrapped, never cut (and in the title on hover)
+        name = card.get_by_test_id("result-name")
+        assert name.evaluate("(n) => n.scrollWidth <= n.clientWidth && n.scrollHeight <= n.clientHeight + 1")
+        expect(name).to_have_attribute("title", re.compile("^" + LONG_NAME))
+        if width in (400, 800, 1400):
+            assert page.evaluate(UNCLICKABLE) == [], f"at {width} px"
+
+        toggle = page.get_by_test_id("filters-toggle")
+        filters = page.get_by_test_id("filters-panel")
+        if width <= 760:
+            # results first: the first result is on the first screen, the filters are behind a toggle
+            expect(filters).to_be_hidden()
+            assert _cards(page).first.bounding_box()["y"] < 400
+            expect(toggle).to_have_attribute("aria-expanded", "false")
+            toggle.click()
+            expect(filters).to_be_visible()
+            expect(toggle).to_have_attribute("aria-expanded", "true")
+            expect(page.locator("#f-collection")).to_be_focused()
+            assert page.evaluate("document.documentElement.scrollWidth") <= width
+            if width == 400:
+                violations += _axe_violations(page, f"{width} px, filters open")
+                page.press("#q", "Enter")  # a search puts the results first again
+                _wait_summary(page, expect, r"^\d+ results for “rain on a roof”")
+                expect(filters).to_be_hidden()
+                expect(toggle).to_have_attribute("aria-expanded", "false")
+            else:
+                toggle.click()
+                expect(filters).to_be_hidden()
+        else:
+            expect(toggle).to_be_hidden()
+            expect(filters).to_be_visible()
+        if width == 1400:
+            violations += _axe_violations(page, f"{width} px")
+            page.emulate_media(color_scheme="dark")
+            violations += _axe_violations(page, f"{width} px, dark")
+            page.emulate_media(color_scheme="light")
+    assert not violations, "axe-core:\n" + "\n".join(violations)
+    assert not page.console_errors, "console errors:\n" + "\n".join(page.console_errors)
+
+
+def test_page_result_actions_and_keyboard(page, site, sync_api, tmp_path):
+    """Copy path, download, drag-out (the audio file via DownloadURL), "Similar" shown in the search
+    box, and the keyboard: up/down between results, space to play, Enter for similar."""
+    import httpx
+
+    expect = sync_api.expect
+    url = site["url"]
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=url)
+    page.goto(url + "/?q=a+steady+electronic+tone")
+    _wait_summary(page, expect, r"^\d+ results for “a steady electronic tone”")
+    first = _cards(page).first
+    item_id, name = first.get_attribute("data-id"), first.get_by_test_id("result-name").inner_text()
+    path = first.get_by_test_id("result-path").get_attribute("title")
+    assert path.endswith("/" + name) and Path(path).is_file()
+    expect(first.get_by_test_id("result-name")).to_have_attribute("title", name)
+
+    # copy path
+    first.get_by_test_id("copy-path").click()
+    expect(page.locator("#messages [data-testid=info-message]")).to_contain_text("Path copied")
+    assert page.evaluate("navigator.clipboard.readText()") == path
+
+    # download: the original file under its own name
+    with page.expect_download() as download:
+        first.get_by_test_id("download").click()
+    assert download.value.suggested_filename == name
+    saved = tmp_path / "downloaded"
+    download.value.save_as(saved)
+    assert saved.read_bytes() == Path(path).read_bytes()
+
+    # drag-out: the standard data a desktop folder or a DAW takes (Chromium's DownloadURL)
+    # (a real mouse drag from the card; a listener after the card's own records what it set)
+    page.evaluate("""() => document.addEventListener('dragstart', (ev) => {
+      const dt = ev.dataTransfer;
+      window.dragged = {download: dt.getData('DownloadURL'), uris: dt.getData('text/uri-list'),
+                        text: dt.getData('text/plain'), draggable: ev.target.draggable};
+    })""")
+    first.locator(".rank").drag_to(page.locator("#results-summary"))
+    dragged = page.evaluate("window.dragged")
+    audio = f"{url}/v1/items/{item_id}/audio"
+    assert dragged == {
+        "download": f"{MIME[name.rsplit('.', 1)[1]]}:{name}:{audio}",
+        "uris": audio,
+        "text": audio,
+        "draggable": True,
+    }
+    assert httpx.get(audio).content == Path(path).read_bytes()
+
+    # keyboard: down from the search box into the results, up/down between them, space plays
+    page.locator("#q").focus()
+    page.keyboard.press("ArrowDown")
+    expect(first).to_be_focused()
+    page.keyboard.press("ArrowDown")
+    second = _cards(page).nth(1)
+    expect(second).to_be_focused()
+    page.keyboard.press("ArrowUp")
+    expect(first).to_be_focused()
+    page.keyboard.press("ArrowDown")
+    page.keyboard.press(" ")
+    page.wait_for_function("() => !document.getElementById('player').paused", timeout=20_000)
+    expect(second).to_have_class(re.compile(r"\bplaying\b"))
+    page.keyboard.press(" ")
+    page.wait_for_function("() => document.getElementById('player').paused")
+
+    # Enter on a result: sounds like it; the search box says so and the first new result has focus
+    second_id, second_name = second.get_attribute("data-id"), second.get_by_test_id("result-name").inner_text()
+    page.keyboard.press("Enter")
+    _wait_summary(page, expect, r"^\d+ results for sounds like “" + re.escape(second_name))
+    expect(page.locator("#q")).to_have_value(f"sounds like {second_name}")
+    assert f"similar={second_id}" in page.url and second_name not in _names(page)
+    expect(_cards(page).first).to_be_focused()
+
+    # the "Similar" button: the same, and Enter in the untouched box repeats that search
+    third = _cards(page).nth(1)
+    third_id, third_name = third.get_attribute("data-id"), third.get_by_test_id("result-name").inner_text()
+    third.get_by_test_id("similar").click()
+    _wait_summary(page, expect, r"^\d+ results for sounds like “" + re.escape(third_name))
+    expect(page.locator("#q")).to_have_value(f"sounds like {third_name}")
+    page.press("#q", "Enter")
+    _wait_summary(page, expect, r"^\d+ results for sounds like “" + re.escape(third_name))
+    assert f"similar={third_id}" in page.url
+    page.fill("#q", "a low hum")
+    page.press("#q", "Enter")
+    _wait_summary(page, expect, r"^\d+ results for “a low hum”")
+    assert not page.console_errors, "console errors:\n" + "\n".join(page.console_errors)
