@@ -138,12 +138,21 @@ def ingest(
 @click.option("--collection", "-c", default=None, help="one collection (default: all)")
 @click.option("--errors", is_flag=True, help="list the files that failed, with the reason")
 @click.option("--json", "as_json", is_flag=True, help="machine-readable output")
+@click.option("--hardware", is_flag=True, help="load the model and say what it and the index really run on")
 @read_store_options
-def status(collection, errors, as_json, store) -> int:
+def status(collection, errors, as_json, hardware, store) -> int:
     from indexer.store.status import collection_status, format_status
 
     names = [collection] if collection else [c.name for c in store_collections(store)]
     data = [collection_status(store, name, errors=errors) for name in names]
+    if hardware:
+        from indexer.models.hardware import faiss_report, format_report, onnx_report
+
+        onnx, index = onnx_report(store.encoder(), store.settings.device), faiss_report(store.settings.faiss_gpu)
+        if as_json:
+            print(json.dumps({"hardware": {"model": onnx, "index": index}, "collections": data}, indent=2, default=str))
+            return 0
+        print(format_report(onnx, index) + "\n")
     if as_json:
         print(json.dumps(data, indent=2, default=str))
     elif not data:

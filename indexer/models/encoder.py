@@ -119,6 +119,11 @@ class ClapEncoder:
             pad_token_id=manifest.text.pad_token_id,
         )
 
+    def session_providers(self) -> dict[str, list[str]]:
+        """The execution providers each graph actually runs with, best first."""
+        sessions = {"audio": self._audio, "text": self._text, "audio_head": self._head}
+        return {name: list(s.get_providers()) for name, s in sessions.items() if s is not None}
+
     @classmethod
     def open(cls, folder: str | Path, **kwargs) -> ClapEncoder:
         return cls(folder, load_manifest(folder), **kwargs)
