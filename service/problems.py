@@ -94,6 +94,8 @@ PROBLEMS: dict[str, tuple[int, str]] = {
     # issue 16 (hostile inputs): a core code whose family ("store", 503) would misstate it
     "store.collection_name": (422, "Invalid collection name"),
     "request.filters": (422, "Too many filter values"),
+    # issue 16 (keys never in URLs; the server stack's own 400 and 416 as problems)
+    "auth.key_in_url": (400, "API key in URL"),
 }
 # Starlette's own HTTP errors (unknown route, wrong method...) -> our code.
 _HTTP_CODES = {

@@ -65,6 +65,12 @@ class ServiceSettings(IndexerSettings):
         0, ge=0, description="requests per minute per API key (per client address without keys); 0: unlimited"
     )
     rate_limit_burst: int = Field(20, ge=1, description="requests a key may make at once")
+    auth_failures_per_minute: int = Field(
+        10,
+        ge=0,
+        description="wrong API keys a client address may send per minute; past them it gets 429 rate_limited "
+        "with Retry-After (0: unlimited)",
+    )
     metrics_public: bool = Field(False, description="serve /metrics without an API key")
     max_upload_bytes: int = Field(50 * MB, gt=0, description="largest accepted request body")
     max_upload_seconds: float = Field(600.0, gt=0, description="longest accepted uploaded audio")

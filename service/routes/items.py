@@ -13,12 +13,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from indexer.query import ItemAudio, item_row, open_item_audio
 from service.problems import ProblemError
 from service.schemas import Item, Peaks
+from service.security import MEDIA_COOKIE, MEDIA_PATH, MEDIA_TTL_S
 
 if TYPE_CHECKING:
     from service.runtime import Runtime
@@ -62,6 +63,31 @@ async def item(request: Request, item_id: int):
         "audio_url": f"/v1/items/{row.id}/audio",
         "peaks_url": f"/v1/items/{row.id}/peaks",
     }
+
+
+@router.post(
+    "/v1/media-session",
+    status_code=204,
+    response_class=Response,
+    summary="Cookie for media elements",
+    description="Media the browser fetches by itself (`<audio src>`) cannot send an API key header, and keys never "
+    "go in URLs: called with a key, this sets an HttpOnly, SameSite=Strict cookie that authorises GET and HEAD "
+    f"under `{MEDIA_PATH}` for {MEDIA_TTL_S // 3600} hours. Without configured keys it sets nothing.",
+)
+async def media_session(request: Request):
+    guard = request.app.state.guard
+    response = Response(status_code=204)
+    if guard.keys:
+        response.set_cookie(
+            MEDIA_COOKIE,
+            guard.media.issue(),
+            max_age=MEDIA_TTL_S,
+            path=MEDIA_PATH,
+            httponly=True,
+            samesite="strict",
+            secure=request.url.scheme == "https",
+        )
+    return response
 
 
 class _OpenedFileResponse(FileResponse):
