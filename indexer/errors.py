@@ -51,6 +51,8 @@ docs/errors.md lists every code (``scripts/errors_reference.py``).
 from __future__ import annotations
 
 import errno
+import os
+import re
 import sys
 from pathlib import Path
 
@@ -250,6 +252,20 @@ def exit_code(exc: ClapSearchError) -> int:
     while code not in EXIT_CODES and code:
         code = code.rpartition(".")[0]
     return EXIT_CODES.get(code, EXIT_CODES["error"])
+
+
+# FAISS prefixes its messages with its C++ source location ("Error in faiss::read_index_up(...) at
+# /project/faiss/impl/index_read.cpp:3251: "), sometimes followed by the failed assertion.
+_LIBRARY_LOCATION = re.compile(r"Error in .*? at \S+:\d+: (?:Error: '.*?' failed: )?")
+# An absolute path: a "/" that does not continue a word, a URL ("s3://") or a relative path.
+_ABSOLUTE_PATH = re.compile(r"(?<![\w.:/*~-])/[^\s'\"`:,;()\[\]<>]*")
+
+
+def public_text(text: str) -> str:
+    """``text`` fit for someone outside the server: absolute paths shortened to their last part (the
+    file name), library source locations dropped. The full text stays in the server's logs."""
+    text = _LIBRARY_LOCATION.sub("", text)
+    return _ABSOLUTE_PATH.sub(lambda m: os.path.basename(m.group(0).rstrip("/")) or "/", text)
 
 
 _DATABASE_DOWN = {"OperationalError", "InterfaceError", "DisconnectionError", "TimeoutError"}

@@ -282,6 +282,8 @@ def open_item_audio(row: File, roots: Sequence[Path] = ()) -> ItemAudio:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
             raise refuse("it is not a regular file")
+        if st.st_size == 0:  # emptied since the ingest: a 200 with no body would look like silence
+            raise refuse("the file is now empty")
         by_fd = f"/proc/self/fd/{fd}"
         served = by_fd if os.path.exists(by_fd) else path
     except BaseException:

@@ -30,7 +30,7 @@ from service.metrics import Metrics, RequestMetricsMiddleware
 from service.routes import classify, collections, health, items, jobs, search
 from service.runtime import Runtime
 from service.schemas import Problem
-from service.security import Guard, require_access
+from service.security import Guard, redact_keys_in_access_log, require_access
 from service.settings import ServiceSettings
 from service.uploads import BodyLimitMiddleware
 
@@ -52,7 +52,8 @@ Every POST takes its fields as a JSON object or as form fields (multipart when a
 uploaded); lists are JSON arrays or repeated fields, never split on commas. Lists of resources
 answer `{items, total, limit, offset}`; `tags` is always an object.
 Errors are RFC 9457 problem details (`application/problem+json`) with a stable `code`.
-When API keys are configured, send one as `X-API-Key` or `Authorization: Bearer`."""
+When API keys are configured, send one as `X-API-Key` or `Authorization: Bearer` (never in the URL).
+For `<audio>` elements, `POST /v1/media-session` sets a cookie that lets the browser fetch item audio."""
 
 
 def docs_assets() -> Path | None:
@@ -164,7 +165,13 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         title="clapsearch", version="0.1.0", description=DESCRIPTION, lifespan=lifespan, docs_url=None, redoc_url=None
     )
     app.state.settings = settings
-    app.state.guard = Guard(settings.api_key_values(), settings.rate_limit_per_minute, settings.rate_limit_burst)
+    app.state.guard = Guard(
+        settings.api_key_values(),
+        settings.rate_limit_per_minute,
+        settings.rate_limit_burst,
+        failures_per_minute=settings.auth_failures_per_minute,
+    )
+    redact_keys_in_access_log()
     problems.install(app)
     document_problems(app)
 

@@ -94,6 +94,10 @@ PROBLEMS: dict[str, tuple[int, str]] = {
     # issue 16 (hostile inputs): a core code whose family ("store", 503) would misstate it
     "store.collection_name": (422, "Invalid collection name"),
     "request.filters": (422, "Too many filter values"),
+    # issue 16 (keys never in URLs; the server stack's own 400 and 416 as problems)
+    "auth.key_in_url": (400, "API key in URL"),
+    "request.range": (416, "Range not satisfiable"),
+    "request.range_invalid": (400, "Malformed Range header"),
 }
 # Starlette's own HTTP errors (unknown route, wrong method...) -> our code.
 _HTTP_CODES = {
@@ -150,10 +154,9 @@ def core_status(exc: core.ClapSearchError) -> tuple[int, str]:
 
 
 def _core_detail(exc: core.ClapSearchError) -> str:
-    """Audio errors name the server's temporary upload file; say the reason only."""
-    if isinstance(exc, core.AudioError):
-        return exc.reason
-    return str(exc)
+    """Audio errors name the server's temporary upload file; say the reason only. No detail names
+    a server path or a library's source location (``core.public_text``); the log keeps them."""
+    return core.public_text(exc.reason if isinstance(exc, core.AudioError) else str(exc))
 
 
 def _core_problem(request: Request, exc: core.ClapSearchError) -> JSONResponse:

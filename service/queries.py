@@ -32,7 +32,7 @@ from indexer.query import SearchRequest
 from indexer.store.schema import vector_from_bytes
 from service.inference import EmbedAudio, EmbedTexts, SearchQuery
 from service.problems import ProblemError
-from service.uploads import stored_upload
+from service.uploads import decode_upload
 
 if TYPE_CHECKING:
     from indexer.search import Searcher
@@ -221,11 +221,9 @@ async def audio_vector(rt: Runtime, upload, item_id: int | None) -> tuple[np.nda
         vector = await run_in_threadpool(core.stored_vector, rt.store, item_id)
         rt.metrics.observe("database", time.perf_counter() - start)
         return vector, f"item:{item_id}"
-    async with stored_upload(upload, max_seconds=rt.settings.max_upload_seconds) as path:
-        start = time.perf_counter()
-        async with rt.decode_slots:
-            views, _ = await run_in_threadpool(rt.encoder.views_from_file, path)
-        rt.metrics.observe("decode", time.perf_counter() - start)
+    start = time.perf_counter()
+    views, _ = await decode_upload(rt, upload, rt.encoder.views_from_file)
+    rt.metrics.observe("decode", time.perf_counter() - start)
     vector = await rt.batcher.submit(EmbedAudio(views))
     return vector, upload.filename or "upload"
 

@@ -65,9 +65,34 @@ class ServiceSettings(IndexerSettings):
         0, ge=0, description="requests per minute per API key (per client address without keys); 0: unlimited"
     )
     rate_limit_burst: int = Field(20, ge=1, description="requests a key may make at once")
+    auth_failures_per_minute: int = Field(
+        10,
+        ge=0,
+        description="wrong API keys a client address may send per minute; past them it gets 429 rate_limited "
+        "with Retry-After (0: unlimited)",
+    )
     metrics_public: bool = Field(False, description="serve /metrics without an API key")
     max_upload_bytes: int = Field(50 * MB, gt=0, description="largest accepted request body")
     max_upload_seconds: float = Field(600.0, gt=0, description="longest accepted uploaded audio")
+    upload_sample_rate_cap: int = Field(
+        192_000,
+        ge=1000,
+        description="decoding budget of an upload, in samples per second of audio summed over channels (48 kHz x 4 "
+        "channels, or 96 kHz stereo): a file whose header says frames x channels exceeds max_upload_seconds x this "
+        "is refused (413 audio.too_long) before decoding",
+    )
+    upload_queue: int = Field(
+        8, ge=0, description="uploads that may wait for a decode thread (decode_threads); more get 503 busy"
+    )
+    upload_wait_s: float = Field(
+        10.0, gt=0, description="longest an upload waits for a decode thread before 503 busy with Retry-After"
+    )
+    upload_decode_timeout_s: float = Field(
+        30.0,
+        gt=0,
+        description="decode deadline of an upload: past it the request answers 503 busy (its thread still "
+        "counts against decode_threads until the decoder returns, so the CPU stays bounded)",
+    )
     max_limit: int = Field(100, ge=1, description="cap on `limit` (results per page)")
     max_offset: int = Field(1000, ge=0, description="cap on `offset` (deeper pages are refused)")
     max_labels: int = Field(256, ge=1, description="cap on candidate labels / texts per request")

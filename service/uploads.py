@@ -6,23 +6,37 @@
 2. :func:`stored_upload` checks the part's content type (audio/*, or octet-stream when the
    browser does not know), copies it to a temporary file with its extension (libsndfile and our
    error messages use it), and reads the header: a clip longer than ``max_upload_seconds`` is
-   refused (413 ``audio.too_long``) before a single sample is decoded.
+   refused (413 ``audio.too_long``) before a single sample is decoded, and so is one whose
+   decoding would cost more samples (frames x channels) than ``max_upload_seconds`` at
+   ``upload_sample_rate_cap``: duration alone does not bound the CPU (a silent 10-minute,
+   8-channel, 655 kHz FLAC is 3.5 MB and took 22 s to decode).
+3. :class:`UploadGate` admits uploads to the ``decode_threads``: at most ``upload_queue`` wait,
+   each at most ``upload_wait_s``, and a decode past ``upload_decode_timeout_s`` stops being
+   waited for; each of these answers 503 ``busy`` with Retry-After instead of queueing without bound.
 """
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import os
 import re
 import tempfile
-from collections.abc import AsyncIterator
+import weakref
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from fastapi import UploadFile
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
 from indexer.audio.decode import DecodeLimits, probe
 from service.problems import ProblemError, problem_response
+
+if TYPE_CHECKING:
+    from service.runtime import Runtime
 
 # Browsers label audio inconsistently (audio/x-wav, audio/wave, video/ogg for .ogg, octet-stream
 # for .opus or .flac on some systems); anything else (text/plain, image/png...) is not audio.
@@ -104,9 +118,15 @@ def _suffix(filename: str | None) -> str:
     return ext if _SAFE_EXT.match(ext) else ""
 
 
+def upload_limits(settings) -> DecodeLimits:
+    """What an upload may cost: its duration, and its decoded samples (frames x channels)."""
+    seconds = settings.max_upload_seconds
+    return DecodeLimits(max_duration_s=seconds, max_samples=int(seconds * settings.upload_sample_rate_cap))
+
+
 @asynccontextmanager
-async def stored_upload(upload: UploadFile, *, max_seconds: float, copy_chunk: int = 1 << 20) -> AsyncIterator[Path]:
-    """The upload as a temporary file whose header passed the duration limit; removed afterwards."""
+async def stored_upload(upload: UploadFile, *, limits: DecodeLimits, copy_chunk: int = 1 << 20) -> AsyncIterator[Path]:
+    """The upload as a temporary file whose header passed ``limits``; removed afterwards."""
     check_content_type(upload)
     fd, name = tempfile.mkstemp(prefix="clapsearch-upload-", suffix=_suffix(upload.filename))
     path = Path(name)
@@ -116,8 +136,74 @@ async def stored_upload(upload: UploadFile, *, max_seconds: float, copy_chunk: i
                 out.write(chunk)
         if path.stat().st_size == 0:
             raise ProblemError("audio.empty", "the uploaded file has no bytes")
-        # header only: a 3-hour file is refused here, before the decoder sees it
-        probe(path, limits=DecodeLimits(max_duration_s=max_seconds))
+        # header only: a 3-hour file, or a 655 kHz 8-channel one, is refused here, before the decoder sees it
+        probe(path, limits=limits)
         yield path
     finally:
         path.unlink(missing_ok=True)
+
+
+class UploadGate:
+    """Admission of uploads to the decode threads (``slots``), so load sheds instead of queueing.
+
+    At most ``queue`` uploads wait beyond those decoding; a wait longer than ``wait_s`` or a
+    decode longer than ``decode_s`` answers 503 ``busy``. A decode thread cannot be stopped, so
+    one past its deadline keeps its slot until it returns: the deadline frees the client, the
+    slot keeps the CPU bounded.
+    """
+
+    def __init__(self, slots: asyncio.Semaphore, *, capacity: int, queue: int, wait_s: float, decode_s: float):
+        self.slots, self.limit = slots, capacity + queue
+        self.wait_s, self.decode_s = wait_s, decode_s
+        self.inside = 0
+
+    def _busy(self, detail: str, retry_s: float) -> ProblemError:
+        return ProblemError("busy", detail, headers={"Retry-After": str(max(1, round(retry_s)))})
+
+    @asynccontextmanager
+    async def admitted(self) -> AsyncIterator[None]:
+        if self.inside >= self.limit:
+            raise self._busy(f"{self.inside} uploads are already being decoded or waiting", 2)
+        self.inside += 1
+        try:
+            yield
+        finally:
+            self.inside -= 1
+
+    async def run(self, fn: Callable[[Path], Any], path: Path) -> Any:
+        try:
+            await asyncio.wait_for(self.slots.acquire(), self.wait_s)
+        except TimeoutError:
+            raise self._busy(f"no decode thread became free within {self.wait_s:g} s", self.wait_s) from None
+        task = asyncio.ensure_future(run_in_threadpool(fn, path))
+        task.add_done_callback(lambda _: self.slots.release())
+        try:
+            return await asyncio.wait_for(asyncio.shield(task), self.decode_s)
+        except TimeoutError:
+            task.add_done_callback(lambda done: done.cancelled() or done.exception())  # nobody awaits it now
+            raise self._busy(f"decoding the upload took longer than {self.decode_s:g} s", self.decode_s) from None
+
+
+# One gate per runtime, made on first use on the event loop (like the semaphore it wraps).
+_GATES: weakref.WeakKeyDictionary[Runtime, UploadGate] = weakref.WeakKeyDictionary()
+
+
+def upload_gate(rt: Runtime) -> UploadGate:
+    gate = _GATES.get(rt)
+    if gate is None:
+        s = rt.settings
+        gate = _GATES[rt] = UploadGate(
+            rt.decode_slots,
+            capacity=s.decode_threads,
+            queue=s.upload_queue,
+            wait_s=s.upload_wait_s,
+            decode_s=s.upload_decode_timeout_s,
+        )
+    return gate
+
+
+async def decode_upload(rt: Runtime, upload: UploadFile, decode: Callable[..., Any]) -> Any:
+    """``decode(path, limits=...)`` of the uploaded file, admitted by the runtime's gate."""
+    gate, limits = upload_gate(rt), upload_limits(rt.settings)
+    async with gate.admitted(), stored_upload(upload, limits=limits) as path:
+        return await gate.run(functools.partial(decode, limits=limits), path)

@@ -147,6 +147,10 @@ class DecodeLimits:
     768 kHz file is 236 GB of float32), are streamed block by block (``stream_block_s`` seconds
     each, bounded memory). Both paths give identical samples. ``min_sample_rate`` rejects
     headers like 1 Hz that are corrupt, not audio.
+
+    ``max_samples`` bounds the decoding work itself (frames x channels, from the header): the
+    duration alone does not, since a 10-minute, 8-channel, 655 kHz file is 3.1 billion samples
+    (tens of seconds of CPU) although it compresses to a few MB when silent.
     """
 
     max_duration_s: float | None = 4 * 3600
@@ -155,6 +159,7 @@ class DecodeLimits:
     in_memory_max_s: float = 1200.0
     min_sample_rate: int = 1000
     stream_block_s: float = 10.0
+    max_samples: int | None = None
 
     def __post_init__(self) -> None:
         if self.max_duration_s is not None and self.max_duration_s <= 0:
@@ -163,6 +168,8 @@ class DecodeLimits:
             raise ValueError("need 0 < min_sample_rate <= max_sample_rate")
         if self.max_channels < 1 or self.in_memory_max_s < 0 or self.stream_block_s <= 0:
             raise ValueError("max_channels >= 1, in_memory_max_s >= 0, stream_block_s > 0")
+        if self.max_samples is not None and self.max_samples <= 0:
+            raise ValueError("max_samples must be positive or None")
 
 
 DEFAULT_LIMITS = DecodeLimits()
@@ -202,6 +209,12 @@ def _check_limits(path: str | None, sample_rate: int, channels: int, frames: int
             path,
             f"is {_hms(duration)} ({duration:.1f} s) long; the limit is "
             f"{_hms(limits.max_duration_s)} ({limits.max_duration_s:g} s)",
+        )
+    if limits.max_samples is not None and frames * channels > limits.max_samples:
+        raise AudioTooLongError(
+            path,
+            f"would decode {frames * channels:,} samples ({duration:.1f} s x {channels} channels at "
+            f"{sample_rate} Hz); the limit is {limits.max_samples:,}",
         )
 
 

@@ -108,6 +108,7 @@ async def search_audio(request: Request, fields: Fields = BodyFields):
 
 
 @router.get("/v1/items/{item_id}/similar", response_model=SearchResponse, summary="Similar sounds")
+@router.head("/v1/items/{item_id}/similar", include_in_schema=False)  # HEAD wherever GET works on items
 async def similar(request: Request, item_id: int, params=SearchParams):
     rt: Runtime = request.app.state.runtime
     vector, name = await queries.audio_vector(rt, None, item_id)

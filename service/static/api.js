@@ -11,13 +11,20 @@ export function apiKey() {
   try { return localStorage.getItem(KEY_STORE) || ""; } catch { return ""; }
 }
 
-/** URL for media the browser fetches by itself (<audio src>, peaks): carries ?api_key= when set. */
+/** URL for media the browser fetches by itself (<audio src>): keys never go in URLs (they end up in
+ * logs); such requests carry the HttpOnly cookie that mediaSession() obtained instead. */
 export function mediaUrl(url) {
+  return url;
+}
+
+/** Trade the saved key for the media cookie (POST /v1/media-session); quiet when it fails: the
+ * API calls themselves will say what is wrong with the key. */
+export async function mediaSession() {
   const key = apiKey();
-  if (!key) return url;
-  const u = new URL(url, location.origin);
-  u.searchParams.set("api_key", key);
-  return u.pathname + u.search;
+  if (!key) return;
+  try {
+    await fetch("/v1/media-session", { method: "POST", headers: { "X-API-Key": key }, credentials: "same-origin" });
+  } catch { /* offline: the next search says so */ }
 }
 
 export class ApiError extends Error {
@@ -153,7 +160,7 @@ export function setupApiKey(onChange) {
     $("#apikey-toggle").classList.toggle("on", !!key);
     showMessage("info", key ? "API key saved" : "API key removed");
     for (const m of document.querySelectorAll(".message.error")) m.remove();
-    onChange();
+    mediaSession().finally(onChange);
   });
   $("#apikey-clear").addEventListener("click", () => {
     try { localStorage.removeItem(KEY_STORE); } catch { /* private mode */ }
@@ -161,5 +168,6 @@ export function setupApiKey(onChange) {
     $("#apikey-toggle").classList.remove("on");
   });
   $("#apikey-toggle").classList.toggle("on", !!apiKey());
+  mediaSession();
 }
 

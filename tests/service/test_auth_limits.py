@@ -1,4 +1,4 @@
-"""API keys (X-API-Key, Bearer, ?api_key=) and per-key token-bucket rate limits."""
+"""API keys (X-API-Key, Bearer; never ?api_key=: tests/service/test_key_handling.py) and per-key token-bucket rate limits."""
 
 from __future__ import annotations
 
@@ -50,7 +50,6 @@ def test_a_wrong_key_is_401(secured):
         response = secured.get("/v1/collections", headers=headers)
         assert_problem(response, 401, "auth.invalid_key")
         assert "invalid_token" in response.headers["www-authenticate"]
-    assert_problem(secured.get("/v1/collections", params={"api_key": "nope"}), 401, "auth.invalid_key")
 
 
 def test_every_accepted_way_to_send_a_key(secured, item_ids):
@@ -59,7 +58,6 @@ def test_every_accepted_way_to_send_a_key(secured, item_ids):
             ({"X-API-Key": KEYS[0]}, {}),
             ({"Authorization": f"Bearer {KEYS[1]}"}, {}),
             ({"Authorization": f"bearer {KEYS[0]}"}, {}),
-            ({}, {"api_key": KEYS[1]}),
         ):
             response = secured.request(
                 method, path, headers=headers, params={**kw.get("params", {}), **params}, data=kw.get("data")

@@ -422,7 +422,7 @@ def test_page_in_a_real_browser(page, site, sync_api, tmp_path):
 
 def test_page_asks_for_an_api_key(page, site, sync_api):
     """With CLAPSEARCH_API_KEYS set, a 401 opens the key field; the saved key (localStorage) is
-    sent as X-API-Key and appended to the <audio>/peaks URLs, and playback works."""
+    sent as X-API-Key and traded for the media cookie (never put in a URL), and playback works."""
     expect = sync_api.expect
     env = {**site["env"], "CLAPSEARCH_API_KEYS": "s3cret-key,other"}
     with _serve(env, site["dir"] / "uvicorn-keys.log") as url:
@@ -454,7 +454,7 @@ def test_page_asks_for_an_api_key(page, site, sync_api):
             "() => { const p = document.getElementById('player'); return !p.paused && p.currentTime > 0.15; }",
             timeout=20_000,
         )
-        assert "api_key=s3cret-key" in page.get_attribute("#player", "src")
+        assert "api_key" not in page.get_attribute("#player", "src")  # the media cookie authorises it
         expect(page.locator("#messages [data-testid=error-message]")).to_have_count(0)
 
     errors = [e for e in page.console_errors if "status of 401" not in e]
