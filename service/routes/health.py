@@ -19,7 +19,10 @@ async def healthz():
     responses={503: {"description": "not ready; the body says what is missing"}},
 )
 async def readyz(request: Request):
-    ready, detail = request.app.state.runtime.readiness()
+    runtime = request.app.state.runtime
+    if runtime.checks is not None:
+        await runtime.checks.settled()  # at most readiness_timeout_s, right after start only
+    ready, detail = runtime.readiness()  # in-memory state only: never blocks the event loop
     return JSONResponse(detail, status_code=200 if ready else 503)
 
 
