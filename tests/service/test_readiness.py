@@ -97,3 +97,16 @@ def test_readiness_reports_the_database_when_it_answers(client):
     body = client.get("/readyz").json()
     assert body["ready"] is True and body["reasons"] == []
     assert body["database"]["state"] == "ok" and body["database"]["detail"].startswith("sqlite")
+
+
+def test_readiness_details_only_for_authenticated_callers(open_client):
+    client = open_client(api_keys=["sesame"])
+    for headers in ({}, {"X-API-Key": "wrong"}, {"Authorization": "Bearer wrong"}):
+        response = client.get("/readyz", headers=headers)
+        assert response.status_code == 200
+        assert response.json() == {"ready": True}, headers
+    # a key in the URL is never enough (it would be logged)
+    assert client.get("/readyz", params={"api_key": "sesame"}).json() == {"ready": True}
+    for headers in ({"X-API-Key": "sesame"}, {"Authorization": "Bearer sesame"}):
+        body = client.get("/readyz", headers=headers).json()
+        assert body["ready"] is True and "indexes" in body and "database" in body, headers
