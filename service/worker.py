@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
+import threading
 from typing import Any
 
 log = logging.getLogger("service.worker")
@@ -22,22 +24,31 @@ log = logging.getLogger("service.worker")
 # blocking dequeue (415 s by default), so a Redis that froze or vanished at the moment of a
 # SIGTERM would hold the stop bookkeeping (registering the worker's death) for that long.
 STOP_REDIS_TIMEOUT_S = 2.0
+# An idle worker asked to stop exits by then whatever Redis does (a backstop: the bookkeeping
+# is a handful of calls of STOP_REDIS_TIMEOUT_S each).
+STOP_DEADLINE_S = 10.0
 
 
-def _shorten_redis_timeouts(connection) -> None:
+def _shorten_redis_timeouts(connection, *, busy: bool) -> None:
     """From now on every Redis call of ``connection`` waits at most ``STOP_REDIS_TIMEOUT_S``.
 
     Connection objects keep the timeouts they were made with, so the pool drops them (closing
-    their sockets) and makes new ones with the short timeouts on the next call."""
+    their sockets) and makes new ones with the short timeouts on the next call. While a job runs
+    in this process its connection may be mid-command: that socket is left open."""
     pool = connection.connection_pool
     pool.connection_kwargs.update(
         socket_timeout=STOP_REDIS_TIMEOUT_S, socket_connect_timeout=STOP_REDIS_TIMEOUT_S, health_check_interval=0
     )
     try:
-        pool.disconnect()
+        pool.disconnect(inuse_connections=not busy)
     except Exception:  # closing sockets to a dead server may fail; the reset below still applies
         pass
     pool.reset()
+
+
+def _exit_now(worker_name: str) -> None:
+    log.warning("worker %s: Redis did not answer while stopping; exiting without it", worker_name)
+    os._exit(1)
 
 
 def _stops_promptly(worker_class: type[Any]) -> type[Any]:
@@ -47,7 +58,12 @@ def _stops_promptly(worker_class: type[Any]) -> type[Any]:
 
     class PromptStopWorker(worker_class):
         def request_stop(self, signum, frame):
-            _shorten_redis_timeouts(self.connection)
+            busy = self.get_state() == "busy"  # local state: asks Redis nothing
+            _shorten_redis_timeouts(self.connection, busy=busy)
+            if not busy:
+                backstop = threading.Timer(STOP_DEADLINE_S, _exit_now, args=(self.name,))
+                backstop.daemon = True
+                backstop.start()
             super().request_stop(signum, frame)
 
     PromptStopWorker.__name__ = worker_class.__name__

@@ -22,7 +22,8 @@ MODEL = REPO / "models" / "clapsearch-sfx-v1"
 
 
 @pytest.mark.needs_redis
-def test_sigterm_stops_the_worker_promptly_when_redis_freezes(redis_url, tmp_path):
+@pytest.mark.parametrize("mode", [[], ["--simple"]], ids=["forking", "simple"])
+def test_sigterm_stops_the_worker_promptly_when_redis_freezes(redis_url, tmp_path, mode):
     import redis
     from rq import Queue, Worker
 
@@ -39,7 +40,7 @@ def test_sigterm_stops_the_worker_promptly_when_redis_freezes(redis_url, tmp_pat
             "CLAPSEARCH_JOB_QUEUE": queue,
         }
         worker = subprocess.Popen(
-            [sys.executable, "-m", "service.worker", "--simple"],
+            [sys.executable, "-m", "service.worker", *mode],
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
