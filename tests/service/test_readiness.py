@@ -65,7 +65,7 @@ def _problem(response, code):
 
 
 @pytest.mark.needs_postgres
-def test_postgresql_refusing_connections_is_a_503_and_not_ready(open_client, pg_db, library, tmp_path):
+def test_postgresql_hanging_or_refusing_is_not_ready_and_a_503(open_client, pg_db, library, tmp_path):
     home = tmp_path / "pg-home"
     url = pg_db.render_as_string(hide_password=False)
     tracks = [library.path("tone_220.wav"), library.path("roof.wav")]
@@ -77,6 +77,13 @@ def test_postgresql_refusing_connections_is_a_503_and_not_ready(open_client, pg_
         assert ok.status_code == 200
         item = ok.json()["results"][0]["id"]
         assert client.get("/readyz").json()["database"]["state"] == "ok"
+
+        # a PostgreSQL that hangs (SIGSTOP): readiness says so within its budget, never waits on it
+        proxy.freeze()
+        hung = wait_until(lambda: (r := client.get("/readyz")).status_code == 503 and r, 5.0)
+        assert hung, client.get("/readyz").json()
+        assert hung.json()["database"]["state"] == "down"
+        assert max(_timed_get(client, "/readyz")[1] for _ in range(3)) < 1.0
 
         proxy.refuse()
         # cache misses: a clear 503 with Retry-After, never a 500
