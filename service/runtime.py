@@ -29,6 +29,7 @@ from service.inference import InferenceEngine
 from service.jobs import JobQueue, open_job_queue
 from service.metrics import Metrics
 from service.problems import ProblemError
+from service.readiness import Dependency, DependencyChecks
 from service.reload import IndexWatcher
 from service.settings import ServiceSettings
 from service.vocabulary import Vocabulary, audioset_labels, read_label_file
@@ -65,6 +66,7 @@ class Runtime:
         self._lock = threading.Lock()
         self._reload_lock = threading.Lock()  # the watcher and a local job may both call reload
         self.started_at: float | None = None
+        self.checks: DependencyChecks | None = None
 
     # Started by start(); reading one before it ran is a programming error, said clearly.
     @property
@@ -121,9 +123,24 @@ class Runtime:
         self.watcher.start()
         self._vocabulary_thread = threading.Thread(target=self._warm_vocabulary, name="vocabulary", daemon=True)
         self._vocabulary_thread.start()
+        jobs = self._jobs
+        self.checks = DependencyChecks(
+            [
+                # without its database the replica can answer nothing but cache hits: not ready
+                Dependency("database", self._check_database, required=True),
+                # Redis is an optimisation (the cache never fails a request): reported only
+                Dependency("redis", self.cache.status, required=False),
+                Dependency("jobs", jobs.status, required=False),
+            ],
+            interval_s=s.readiness_interval_s,
+            budget_s=s.readiness_timeout_s,
+        )
+        self.checks.start()
         self.started_at = time.time()
 
     def close(self) -> None:
+        if self.checks is not None:
+            self.checks.stop()
         # let the vocabulary finish its ONNX call: a thread killed inside one at exit aborts
         if getattr(self, "_vocabulary_thread", None) is not None:
             self._vocabulary_thread.join(timeout=60)
@@ -227,10 +244,25 @@ class Runtime:
         }
 
     # ------------------------------------------------------------------ readiness
+    def _check_database(self) -> dict:
+        """One round trip to the metadata database (run by a readiness thread, never a request)."""
+        import sqlalchemy as sa
+
+        db = self.store.db
+        started = time.perf_counter()
+        with db.engine.connect() as connection:
+            connection.execute(sa.text("SELECT 1"))
+        return {"state": "ok", "detail": f"{db.dialect}: SELECT 1 in {(time.perf_counter() - started) * 1000:.1f} ms"}
+
     def readiness(self) -> tuple[bool, dict]:
-        """Ready = the model is loaded and every published index is being served. A fresh
-        deployment with no collection yet is ready (there is nothing to load; ingest is allowed)."""
+        """Ready = the model is loaded, the database answers and every published index is being
+        served. A fresh deployment with no collection yet is ready (there is nothing to load).
+
+        Reads only in-memory state (dependency answers come from :class:`DependencyChecks`'
+        threads), so it is safe on the event loop whatever Redis or the database are doing."""
         model_ok = self._encoder is not None
+        deps = self.checks.snapshot() if self.checks is not None else {}
+        failing = self.checks.failing(deps) if self.checks is not None else ["startup"]
         detail = {
             "model": {
                 "loaded": model_ok,
@@ -245,12 +277,18 @@ class Runtime:
                 "labels": len(self._vocabulary.labels) if self._vocabulary else 0,
                 "embedded": bool(self._vocabulary and self._vocabulary.ready),
             },
-            "redis": self.cache.status(),
-            "jobs": self._jobs.status() if self._jobs is not None else None,
+            "database": deps.get("database"),
+            "redis": deps.get("redis"),
+            "jobs": deps.get("jobs"),
             "watcher": self.watcher.status() if self.watcher is not None else None,
         }
         # A failed hot reload leaves the previous version serving: reported, but still ready
         # (one bad publish must not pull every replica out of the load balancer at once).
         unserved = [key for key in self._load_errors if tuple(key.split("/", 1)) not in self._searchers]
-        ready = model_ok and not unserved
-        return ready, {"ready": ready, **detail}
+        ready = model_ok and not unserved and not failing
+        reasons = (
+            ([] if model_ok else ["model: not loaded"])
+            + [f"{name}: {deps[name]['detail']}" if name in deps else name for name in failing]
+            + [f"index {key}: {self._load_errors[key]}" for key in unserved]
+        )
+        return ready, {"ready": ready, "reasons": reasons, **detail}

@@ -48,6 +48,16 @@ class ServiceSettings(IndexerSettings):
         description="socket timeout of every Redis call; a dead Redis costs at most this per request, then is skipped",
     )
 
+    readiness_timeout_s: float = Field(
+        0.5,
+        gt=0,
+        description="/readyz never waits longer than this; a dependency check (database, Redis) "
+        "unanswered for longer reports that dependency down",
+    )
+    readiness_interval_s: float = Field(
+        1.0, gt=0, description="how often background threads check the database and Redis for /readyz"
+    )
+
     # --- what is served ----------------------------------------------------------------------
     default_collection: str = "default"
     label_template: str = Field(

@@ -13,9 +13,61 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
+import threading
+from typing import Any
 
 log = logging.getLogger("service.worker")
+
+# Redis read/connect timeout once a stop is requested: RQ's own socket timeout must outlast its
+# blocking dequeue (415 s by default), so a Redis that froze or vanished at the moment of a
+# SIGTERM would hold the stop bookkeeping (registering the worker's death) for that long.
+STOP_REDIS_TIMEOUT_S = 2.0
+# An idle worker asked to stop exits by then whatever Redis does (a backstop: the bookkeeping
+# is a handful of calls of STOP_REDIS_TIMEOUT_S each).
+STOP_DEADLINE_S = 10.0
+
+
+def _shorten_redis_timeouts(connection, *, busy: bool) -> None:
+    """From now on every Redis call of ``connection`` waits at most ``STOP_REDIS_TIMEOUT_S``.
+
+    Connection objects keep the timeouts they were made with, so the pool drops them (closing
+    their sockets) and makes new ones with the short timeouts on the next call. While a job runs
+    in this process its connection may be mid-command: that socket is left open."""
+    pool = connection.connection_pool
+    pool.connection_kwargs.update(
+        socket_timeout=STOP_REDIS_TIMEOUT_S, socket_connect_timeout=STOP_REDIS_TIMEOUT_S, health_check_interval=0
+    )
+    try:
+        pool.disconnect(inuse_connections=not busy)
+    except Exception:  # closing sockets to a dead server may fail; the reset below still applies
+        pass
+    pool.reset()
+
+
+def _exit_now(worker_name: str) -> None:
+    log.warning("worker %s: Redis did not answer while stopping; exiting without it", worker_name)
+    os._exit(1)
+
+
+def _stops_promptly(worker_class: type[Any]) -> type[Any]:
+    """``worker_class`` whose stop request (SIGTERM, SIGINT) bounds the Redis calls that follow.
+
+    A running job still finishes first (RQ's warm shutdown); only the bookkeeping is bounded."""
+
+    class PromptStopWorker(worker_class):
+        def request_stop(self, signum, frame):
+            busy = self.get_state() == "busy"  # local state: asks Redis nothing
+            _shorten_redis_timeouts(self.connection, busy=busy)
+            if not busy:
+                backstop = threading.Timer(STOP_DEADLINE_S, _exit_now, args=(self.name,))
+                backstop.daemon = True
+                backstop.start()
+            super().request_stop(signum, frame)
+
+    PromptStopWorker.__name__ = worker_class.__name__
+    return PromptStopWorker
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -49,9 +101,10 @@ def main(argv: list[str] | None = None) -> int:
     from rq import SimpleWorker, Worker
 
     import service.jobs  # noqa: F401  (fail now, not on the first job, if the job code is broken)
-    from service.cache import redact_url, redis_client
+    from service.cache import redact_url, redis_client, redis_errors
 
-    # No read timeout: the worker blocks on Redis for minutes while it waits for jobs.
+    # No read timeout of ours: RQ sets one that outlasts its blocking dequeue (minutes); a stop
+    # request shortens it (_stops_promptly), so SIGTERM ends an idle worker within seconds.
     connection = redis_client(
         settings.redis_url,
         connect_timeout_s=max(settings.redis_timeout_s, 5.0),
@@ -66,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.exit(1)
 
     queue = args.queue or settings.job_queue
-    worker_class = SimpleWorker if args.simple else Worker
+    worker_class = _stops_promptly(SimpleWorker if args.simple else Worker)
     log.info(
         "%s on queue %r at %s (home %s, model %s)%s",
         worker_class.__name__,
@@ -77,7 +130,11 @@ def main(argv: list[str] | None = None) -> int:
         ", burst" if args.burst else "",
     )
     worker = worker_class([queue], connection=connection)
-    worker.work(burst=args.burst, logging_level=args.log_level)
+    try:
+        worker.work(burst=args.burst, logging_level=args.log_level)
+    except redis_errors() as exc:  # Redis went away while the worker stopped: it stops anyway
+        log.warning("stopped without telling Redis at %s: %s: %s", where, exc.__class__.__name__, exc)
+        return 1
     return 0
 
 

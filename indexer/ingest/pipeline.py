@@ -40,6 +40,7 @@ from indexer.ingest.worker import (
     Started,
     Unchanged,
     Views,
+    die_with_parent,
     worker_main,
 )
 from indexer.store import catalog
@@ -127,11 +128,12 @@ class _Feeder(threading.Thread):
                     continue
 
 
-def _decode_worker(*args) -> None:
+def _decode_worker(parent_pid: int, *args) -> None:
     """``worker_main`` with native decoder chatter captured into the failing file's error
-    instead of the user's terminal (see ``stream.CAPTURE_DECODER_OUTPUT``)."""
+    instead of the user's terminal (see ``stream.CAPTURE_DECODER_OUTPUT``), ended with its parent."""
     from indexer.audio import stream
 
+    die_with_parent(parent_pid)
     stream.CAPTURE_DECODER_OUTPUT = True
     worker_main(*args)
 
@@ -219,7 +221,7 @@ class _Ingest:
             target=_decode_worker,
             name=f"ingest-decode-{wid}",
             daemon=True,
-            args=(wid, self.tasks, self.results, self.spec_json, self.options.limits, self.segments),
+            args=(os.getpid(), wid, self.tasks, self.results, self.spec_json, self.options.limits, self.segments),
         )
         proc.start()
         self.workers[wid] = proc

@@ -9,6 +9,10 @@ Every message is small (at most ``SEGMENT_CHUNK`` views), and the queue is bound
 from __future__ import annotations
 
 import os
+import signal
+import sys
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from multiprocessing.queues import Queue
@@ -223,6 +227,42 @@ def _process(
                     spans.append((s0 / spec.sample_rate, (s0 + length) / spec.sample_rate))
                 put(Views(task.task_id, "segments", np.stack(feats), np.array(longer), spans))
         put(Done(task.task_id))
+
+
+_PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+_WATCH_EVERY_S = 0.5
+
+
+def die_with_parent(parent_pid: int) -> None:
+    """End this process when ``parent_pid`` (the ingest that spawned it) dies.
+
+    A decode worker blocks on its task queue forever once its parent is gone (it holds a write
+    end of that queue itself, so it never sees end-of-file): when the OOM killer takes only the
+    ingest's main process, its workers would linger for minutes holding memory. On Linux the
+    kernel sends SIGKILL at the parent's death (``PR_SET_PDEATHSIG``; it fires when the spawning
+    *thread* ends, and ingest keeps the thread that starts workers alive until they are stopped).
+    Elsewhere, or if prctl is unavailable, a watchdog thread notices the re-parenting.
+    """
+    armed = False
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            armed = libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0) == 0
+        except (OSError, AttributeError):
+            armed = False
+    # The parent may have died before the signal was armed: we were re-parented already.
+    if os.getppid() != parent_pid:
+        os._exit(1)
+    if not armed:
+        threading.Thread(target=_watch_parent, args=(parent_pid,), name="parent-watchdog", daemon=True).start()
+
+
+def _watch_parent(parent_pid: int) -> None:
+    while os.getppid() == parent_pid:
+        time.sleep(_WATCH_EVERY_S)
+    os._exit(1)  # nobody reads our results any more; no cleanup worth waiting for
 
 
 def worker_main(
