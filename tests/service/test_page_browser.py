@@ -307,7 +307,7 @@ def test_page_in_a_real_browser(page, site, sync_api, tmp_path):
     expect(page).to_have_url(re.compile(r"segments=true"))  # filters re-run the search
     _wait_summary(page, expect, r"results for “a steady electronic tone”")
     moments = _cards(page).filter(has_text=re.compile(r"moment \d"))
-    assert moments.count() >= 2, _names(page)
+    assert moments.count() >= 1, _names(page)  # overlapping windows fold into distinct moments
     assert {moments.nth(i).get_attribute("data-id") for i in range(moments.count())} == {long_id}
     page.wait_for_function(WAVES_DRAWN, timeout=30_000)
     # the span is shaded over the whole height: the top pixel row is inked inside it only

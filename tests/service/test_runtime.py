@@ -306,7 +306,8 @@ def test_postgresql_store(open_client, pg_url, library, tmp_path):
         names(client.get("/v1/search", params={"q": "rain", "path_prefix": str(library.root / "tones")}))
     ) == sorted(t.name for t in TRACKS if t.rel.startswith("tones/"))
     segments = _search(client, "rain", segments="true")["results"]
-    assert len([h for h in segments if h["name"] == LONG]) == 4
+    spans = sorted((h["start_s"], h["end_s"]) for h in segments if h["name"] == LONG)
+    assert 1 <= len(spans) <= 4 and all(a[1] <= b[0] for a, b in zip(spans, spans[1:]))  # distinct moments
     top = _upload_search(client, library.path("roof.wav"))["results"][0]
     assert top["name"] == "roof.wav"
     item = client.get(f"/v1/items/{top['id']}").json()
