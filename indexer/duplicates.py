@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import time
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
@@ -51,6 +52,8 @@ CACHE_NAME = "duplicates.json"
 CACHE_VERSION = 1
 _QUERY_BLOCK = 4096  # queries per range_search call: bounds the result buffers
 _SAME_LENGTH_S = 0.2
+IVF_MIN_VECTORS = 50_000  # below: the exact range search takes seconds; above: the inverted file
+IVF_NPROBE = 16
 
 
 @dataclass(frozen=True)
@@ -120,17 +123,42 @@ def _normalised(x: np.ndarray) -> np.ndarray:
 
 
 def range_pairs(
-    base_ids: np.ndarray, base: np.ndarray, query_ids: np.ndarray, queries: np.ndarray, threshold: float
+    base_ids: np.ndarray,
+    base: np.ndarray,
+    query_ids: np.ndarray,
+    queries: np.ndarray,
+    threshold: float,
+    *,
+    exact: bool | None = None,
 ) -> dict[tuple[int, int], float]:
     """Pairs (low id, high id) -> cosine of every query vector with every base vector at or above
-    ``threshold`` (self-pairs excluded), by FAISS range search on an exact inner-product index."""
+    ``threshold`` (self-pairs excluded), by FAISS range search: on an exact inner-product index, or
+    (``exact=False``; by default from ``IVF_MIN_VECTORS`` vectors searched against as many) on an
+    inverted file that compares each query with a few lists of vectors instead of all of them."""
     import faiss
 
     out: dict[tuple[int, int], float] = {}
     if not len(base) or not len(queries):
         return out
-    index = faiss.IndexFlatIP(base.shape[1])
-    index.add(_normalised(base))
+    x = _normalised(base)
+    if exact is None:
+        exact = len(base) < IVF_MIN_VECTORS or len(queries) < IVF_MIN_VECTORS // 10
+    if exact:
+        index = faiss.IndexFlatIP(x.shape[1])
+    else:
+        # past brute force: an inverted file (4*sqrt(n) lists, as the published indexes use), searched
+        # in IVF_NPROBE lists per query; a near-duplicate lies next to its original, in the same list
+        # or a neighbouring one (bench/RESULTS.md: recall of the pairs against the exact search)
+        nlist = max(1, min(4096, 1 << int(round(np.log2(4 * np.sqrt(len(x)))))))
+        quantizer = faiss.IndexFlatIP(x.shape[1])
+        ivf = faiss.IndexIVFFlat(quantizer, x.shape[1], nlist, faiss.METRIC_INNER_PRODUCT)
+        sample = x[np.random.default_rng(0).choice(len(x), min(len(x), 20 * nlist), replace=False)]
+        ivf.cp.niter = 10
+        ivf.cp.min_points_per_centroid = 16  # 20 per list is enough to place the lists
+        ivf.train(sample)
+        ivf.nprobe = IVF_NPROBE
+        index = ivf
+    index.add(x)
     q_all = _normalised(queries)
     # a hair below: a pair scored exactly at the threshold by numpy must not be lost to float rounding
     radius = float(threshold) - 1e-6
@@ -200,7 +228,7 @@ def _write_cache(path: Path, data: dict) -> None:
     """Write aside and rename (atomic): a concurrent reader sees the old cache or the new one."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
         tmp.write_text(json.dumps(data, separators=(",", ":")))
         os.replace(tmp, path)
     except OSError:

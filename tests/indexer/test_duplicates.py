@@ -49,6 +49,19 @@ def test_range_search_finds_exactly_the_brute_force_pairs():
     assert all(s >= 0.9 for s in found.values())
 
 
+def test_inverted_file_range_search_finds_the_planted_near_duplicates():
+    rng = np.random.default_rng(1)
+    centres = rng.standard_normal((60, 64)).astype(np.float32)
+    x = centres[rng.integers(0, 60, 3000)] + 0.5 * rng.standard_normal((3000, 64)).astype(np.float32)
+    x[2900:] = x[:100] + 0.02 * rng.standard_normal((100, 64)).astype(np.float32)
+    ids = np.arange(3000, dtype=np.int64)
+    approx = range_pairs(ids, x, ids, x, 0.97, exact=False)
+    exact = range_pairs(ids, x, ids, x, 0.97, exact=True)
+    assert approx.keys() <= exact.keys()  # never a pair below the threshold
+    assert {(i, 2900 + i) for i in range(100)} <= approx.keys()
+    assert len(approx) >= 0.95 * len(exact)
+
+
 def test_union_find_groups_chains_and_keeps_components_apart():
     assert group_pairs([(1, 2), (2, 3), (10, 11), (5, 3)]) == [[1, 2, 3, 5], [10, 11]]
     assert group_pairs([]) == []
