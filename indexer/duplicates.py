@@ -47,7 +47,7 @@ if TYPE_CHECKING:
     from indexer.store.store import Store
 
 # Chosen on generated variants (bench/duplicates.py, bench/RESULTS.md "Near-duplicates").
-DEFAULT_THRESHOLD = 0.97
+DEFAULT_THRESHOLD = 0.95
 CACHE_NAME = "duplicates.json"
 CACHE_VERSION = 1
 _QUERY_BLOCK = 4096  # queries per range_search call: bounds the result buffers

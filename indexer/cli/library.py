@@ -315,7 +315,7 @@ def check(collection, repair, store) -> int:
     "--threshold",
     type=float,
     default=None,
-    help="cosine similarity in (0, 1] two files need to be grouped [default: 0.97, bench/RESULTS.md]",
+    help="cosine similarity in (0, 1] two files need to be grouped [default: 0.95, bench/RESULTS.md]",
 )
 @click.option("--min-group", type=int, default=2, show_default=True, help="smallest group to list")
 @click.option("--json", "as_json", is_flag=True, help="machine-readable output ({items, total, ...})")
