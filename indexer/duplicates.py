@@ -144,7 +144,7 @@ def range_pairs(
     if exact is None:
         exact = len(base) < IVF_MIN_VECTORS or len(queries) < IVF_MIN_VECTORS // 10
     if exact:
-        index = faiss.IndexFlatIP(x.shape[1])
+        index: faiss.Index = faiss.IndexFlatIP(x.shape[1])
     else:
         # past brute force: an inverted file (4*sqrt(n) lists, as the published indexes use), searched
         # in IVF_NPROBE lists per query; a near-duplicate lies next to its original, in the same list
