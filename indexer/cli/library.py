@@ -334,6 +334,9 @@ def duplicates(collection, threshold, min_group, as_json, store) -> int:
         for member in group.members:
             best = max((p.score for p in group.pairs if member.id in (p.a, p.b)), default=0.0)
             print(f"  {best:.3f}  {member.path}")
+    if not report.n_files:
+        print(f"collection {collection!r} has no indexed files yet (run `indexer ingest`)", file=sys.stderr)
+        return 0
     grouped = sum(len(g.members) for g in report.groups)
     print(
         f"{len(report.groups)} group{'s' if len(report.groups) != 1 else ''} ({grouped} of {report.n_files} files) "

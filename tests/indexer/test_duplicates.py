@@ -177,7 +177,7 @@ def test_removed_file_leaves_its_group(home):
     assert _names(after) == [set(GROUPS["applause"]) - {"applause_mono.ogg"}]
 
 
-def test_unknown_and_empty_collections(dup_home, tmp_path):
+def test_unknown_and_empty_collections(dup_home, tmp_path, capsys):
     _, home = dup_home
     store = open_store(home)
     try:
@@ -197,6 +197,10 @@ def test_unknown_and_empty_collections(dup_home, tmp_path):
     finally:
         store.close()
     assert report.groups == [] and report.n_files == 0
+    from indexer.cli import main
+
+    assert main(["duplicates", "--home", str(tmp_path / "h2"), "--model", str(MODEL)]) == 0
+    assert "no indexed files yet" in capsys.readouterr().err
 
 
 # ----------------------------------------------------------------------------- the CLI
