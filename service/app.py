@@ -27,7 +27,7 @@ from starlette.concurrency import run_in_threadpool
 from indexer.logs import quiet_library_loggers
 from service import problems
 from service.metrics import Metrics, RequestMetricsMiddleware
-from service.routes import classify, collections, health, items, jobs, search
+from service.routes import classify, collections, duplicates, health, items, jobs, search
 from service.runtime import Runtime
 from service.schemas import Problem
 from service.security import Guard, redact_keys_in_access_log, require_access
@@ -176,7 +176,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     document_problems(app)
 
     protected = [Depends(require_access)]
-    for module in (search, classify, items, collections, jobs):
+    for module in (search, classify, items, collections, duplicates, jobs):
         app.include_router(module.router, dependencies=protected)
     app.include_router(health.router)
     app.add_api_route(

@@ -278,3 +278,41 @@ class IngestRequest(BaseModel):
     collection: str = Field("default", min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.-]+$")
     segments: bool = Field(False, description="also index 10 s windows of long files")
     prune: bool = Field(False, description="forget files under path that no longer exist")
+
+
+# ----------------------------------------------------------------------------- near-duplicates
+
+
+class DuplicateMember(BaseModel):
+    id: int = Field(description="item (file) id: /v1/items/{id}")
+    path: str
+    duration_s: float | None
+    format: str | None
+    sample_rate: int | None
+    channels: int | None
+    size: int
+
+
+class DuplicatePair(BaseModel):
+    a: int = Field(description="item id")
+    b: int = Field(description="item id")
+    score: float = Field(description="cosine similarity of the two files' vectors")
+
+
+class DuplicateGroup(BaseModel):
+    members: list[DuplicateMember]
+    pairs: list[DuplicatePair] = Field(description="every pair of members at or above the threshold")
+    score_min: float
+    score_max: float
+    identical: list[list[int]] = Field(description="ids of byte-identical members (same sha256), two or more each")
+    differences: list[str] = Field(description="stored properties that differ: format, sample_rate, channels, ...")
+    reason: str = Field(examples=["vector similarity 0.982-1.000; same length ±0.2 s (4.00 s); different formats"])
+
+
+class DuplicateList(Page):
+    items: list[DuplicateGroup]
+    collection: str
+    threshold: float
+    files: int = Field(description="files with a vector in the collection")
+    pairs: int = Field(description="pairs at or above the threshold")
+    mode: str = Field(description="cached, incremental (only files added since the last run searched) or full")

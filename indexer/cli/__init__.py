@@ -7,6 +7,7 @@
     indexer rebuild --model models/new-clap     # re-embed a collection with another model
     indexer export --out library.parquet        # vectors + metadata
     indexer check [--repair]                    # rows, vectors and indexes agree?
+    indexer duplicates [--threshold 0.95]       # same recording in other formats, trims, gains
     indexer embed|embed-text|rank|model-info    # model-level tools without a database
     indexer -v ingest ...                       # also log what happens (-vv: debug)
 

@@ -1,4 +1,4 @@
-"""Library commands: ingest, status, remove, rebuild, export, search, check."""
+"""Library commands: ingest, status, remove, rebuild, export, search, check, duplicates."""
 
 from __future__ import annotations
 
@@ -342,4 +342,42 @@ def check(collection, repair, store) -> int:
     return 0 if healthy else 1
 
 
-COMMANDS = [ingest, status, remove, rebuild, export, search, check]
+@click.command("duplicates", help="Groups of files that are the same recording (re-encodes, trims, gain, rates).")
+@collection_option
+@click.option(
+    "--threshold",
+    type=float,
+    default=None,
+    help="cosine similarity in (0, 1] two files need to be grouped [default: 0.95, bench/RESULTS.md]",
+)
+@click.option("--min-group", type=int, default=2, show_default=True, help="smallest group to list")
+@click.option("--json", "as_json", is_flag=True, help="machine-readable output ({items, total, ...})")
+@read_store_options
+def duplicates(collection, threshold, min_group, as_json, store) -> int:
+    from indexer.duplicates import DEFAULT_THRESHOLD, find_duplicates, report_dict
+
+    report = find_duplicates(
+        store, collection, threshold=DEFAULT_THRESHOLD if threshold is None else threshold, min_group=min_group
+    )
+    if as_json:
+        print(json.dumps(report_dict(report), indent=2))
+        return 0
+    for n, group in enumerate(report.groups, 1):
+        print(f"group {n}: {len(group.members)} files, {group.reason}")
+        for member in group.members:
+            best = max((p.score for p in group.pairs if member.id in (p.a, p.b)), default=0.0)
+            print(f"  {best:.3f}  {member.path}")
+    if not report.n_files:
+        print(f"collection {collection!r} has no indexed files yet (run `indexer ingest`)", file=sys.stderr)
+        return 0
+    grouped = sum(len(g.members) for g in report.groups)
+    print(
+        f"{len(report.groups)} group{'s' if len(report.groups) != 1 else ''} ({grouped} of {report.n_files} files) "
+        f"at similarity >= {report.threshold:g} in collection {collection!r} "
+        f"({report.mode}, {report.seconds:.2f} s)",
+        file=sys.stderr,
+    )
+    return 0
+
+
+COMMANDS = [ingest, status, remove, rebuild, export, search, check, duplicates]
