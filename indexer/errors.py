@@ -43,7 +43,7 @@
         └── StorageIOError          the disk under the data folder failed (full, read-only...)
 
 Every error carries a stable ``code`` string (``audio.decode`` ...) for API clients; the CLIs
-print it (``error [store.busy]: ...``) and exit with ``exit_code(exc)``. ``translate`` is the one
+print it (``error [store.busy]: ...``) and exit with ``exit_code(exc.code)``. ``translate`` is the one
 place that says what a foreign exception (OS, libsndfile, SQLAlchemy, ONNX Runtime) means.
 docs/errors.md lists every code (``scripts/errors_reference.py``).
 """
@@ -54,7 +54,11 @@ import errno
 import os
 import re
 import sys
+from collections.abc import Mapping
 from pathlib import Path
+from typing import TypeVar
+
+T = TypeVar("T")
 
 
 class ClapSearchError(Exception):
@@ -244,14 +248,21 @@ EXIT_CODES = {"error": 2}
 def report_error(exc: ClapSearchError) -> int:
     """Print an error as every CLI does (``error [code]: message`` on stderr); its exit code."""
     print(f"error [{exc.code}]: {exc}", file=sys.stderr)
-    return exit_code(exc)
+    return exit_code(exc.code)
 
 
-def exit_code(exc: ClapSearchError) -> int:
-    code = exc.code
-    while code not in EXIT_CODES and code:
+def by_family(code: str, table: Mapping[str, T], default: T) -> T:
+    """``table``'s entry for ``code``, else for its family (``audio.decode`` -> ``audio``), else
+    ``default``: how exit codes and HTTP statuses are looked up alike."""
+    while code:
+        if code in table:
+            return table[code]
         code = code.rpartition(".")[0]
-    return EXIT_CODES.get(code, EXIT_CODES["error"])
+    return default
+
+
+def exit_code(code: str) -> int:
+    return by_family(code, EXIT_CODES, EXIT_CODES["error"])
 
 
 # FAISS prefixes its messages with its C++ source location ("Error in faiss::read_index_up(...) at

@@ -61,11 +61,11 @@ def render() -> str:
     ]
     for depth, cls in _classes(errors.ClapSearchError):
         core_codes.add(cls.code)
-        status = core_status(cls.__new__(cls))[0]  # the code's own row, else its family's
+        status = core_status(cls.code)[0]  # the code's own row, else its family's
         meaning = meanings.get(cls.__name__, "any error of the core")
         lines.append(
             f"| `{cls.code}` | {'&nbsp;' * 2 * depth}`{cls.__name__}` | {status} | "
-            f"{errors.exit_code(cls.__new__(cls))} | {meaning} |"
+            f"{errors.exit_code(cls.code)} | {meaning} |"
         )
     lines += [
         "",

@@ -144,13 +144,9 @@ def problem_response(
     return JSONResponse(body, status_code=status, headers=headers, media_type=PROBLEM_JSON)
 
 
-def core_status(exc: core.ClapSearchError) -> tuple[int, str]:
-    code = exc.code
-    while code:
-        if code in PROBLEMS:
-            return PROBLEMS[code]
-        code = code.rpartition(".")[0]
-    return PROBLEMS["internal"]
+def core_status(code: str) -> tuple[int, str]:
+    """HTTP status and title of a core error code (its own row, else its family's)."""
+    return core.by_family(code, PROBLEMS, PROBLEMS["internal"])
 
 
 def _core_detail(exc: core.ClapSearchError) -> str:
@@ -160,7 +156,7 @@ def _core_detail(exc: core.ClapSearchError) -> str:
 
 
 def _core_problem(request: Request, exc: core.ClapSearchError) -> JSONResponse:
-    status, title = core_status(exc)
+    status, title = core_status(exc.code)
     headers = None
     if status >= 500:
         log.warning("%s on %s: %s", exc.code, request.url.path, exc)

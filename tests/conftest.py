@@ -38,10 +38,9 @@ def settings_ignore_the_environment():
 
 
 def _unavailable(what: str, reason: str):
-    message = f"{what} unavailable: {reason}"
-    if os.environ.get("CLAPSEARCH_REQUIRE_SERVICES") == "1":
-        pytest.fail(message + " (CLAPSEARCH_REQUIRE_SERVICES=1: CI must exercise the real service)")
-    pytest.skip(message)
+    from tests.helpers import unavailable
+
+    unavailable(f"{what} unavailable: {reason}")
 
 
 @pytest.fixture(scope="session")

@@ -64,3 +64,15 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def unavailable(reason: str):
+    """Skip a test whose real dependency (a server, a browser) is missing here; fail it instead
+    under CLAPSEARCH_REQUIRE_SERVICES=1, where CI must exercise the real thing."""
+    import os
+
+    import pytest
+
+    if os.environ.get("CLAPSEARCH_REQUIRE_SERVICES") == "1":
+        pytest.fail(f"{reason} (CLAPSEARCH_REQUIRE_SERVICES=1: CI must exercise the real component)")
+    pytest.skip(reason)

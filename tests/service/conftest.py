@@ -257,3 +257,18 @@ def metric_samples(text: str, name: str) -> dict[tuple, float]:
             if sample.name == name:
                 out[tuple(sorted(sample.labels.items()))] = sample.value
     return out
+
+
+@pytest.fixture(scope="module")
+def sync_api():
+    """Playwright's sync API driving Debian's chromium (the browser tests)."""
+    from tests.helpers import unavailable
+    from tests.service.browser import CHROMIUM
+
+    if not Path(CHROMIUM).is_file():
+        unavailable(f"{CHROMIUM} not found (apt-get install chromium)")
+    try:
+        from playwright import sync_api
+    except ImportError as exc:
+        unavailable(f"playwright is not installed: {exc}")
+    return sync_api

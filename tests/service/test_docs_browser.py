@@ -8,35 +8,25 @@ Skips when chromium or the playwright package is missing, unless CLAPSEARCH_REQU
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import pytest
 
-from tests.service.test_page_browser import CHROMIUM, CHROMIUM_ARGS, MODEL, _serve, _unavailable
+from tests.helpers import unavailable
+from tests.service.browser import CHROMIUM, CHROMIUM_ARGS, serve
+from tests.service.conftest import MODEL
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def sync_api():
-    if not Path(CHROMIUM).is_file():
-        _unavailable(f"{CHROMIUM} not found (apt-get install chromium)")
-    try:
-        from playwright import sync_api
-    except ImportError as exc:
-        _unavailable(f"playwright is not installed: {exc}")
-    return sync_api
 
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory, sync_api):
     """The app under uvicorn over an empty home (the docs need no library): {"url"}."""
     if not (MODEL / "manifest.json").is_file():
-        _unavailable(f"the shipped model is missing: {MODEL}")
+        unavailable(f"the shipped model is missing: {MODEL}")
     base = tmp_path_factory.mktemp("docs")
     env = {k: v for k, v in os.environ.items() if not k.startswith("CLAPSEARCH_")}
     env.update(CLAPSEARCH_HOME=str(base / "home"), CLAPSEARCH_MODEL=str(MODEL), PYTHONUNBUFFERED="1")
-    with _serve(env, base / "uvicorn.log") as url:
+    with serve(env, base / "uvicorn.log") as url:
         yield {"url": url}
 
 

@@ -18,32 +18,19 @@ import os
 import re
 import subprocess
 import sys
-import time
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from tests.helpers import free_port
+from tests.helpers import unavailable
 from tests.indexer.library import write
+from tests.service.browser import CHROMIUM, CHROMIUM_ARGS, serve
 
 pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[2]
 MODEL = REPO / "models" / "clapsearch-sfx-v1"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--autoplay-policy=no-user-gesture-required",
-]
 MODEL_NAME = (
     json.loads((MODEL / "manifest.json").read_text()).get("name", "clapsearch-sfx-v1")
     if (MODEL / "manifest.json").is_file()
@@ -63,35 +50,11 @@ NEW_FILE = "fresh_chime_660hz.wav"
 LONG_FILE = "long_drone_330hz.wav"
 
 
-def _unavailable(reason: str):
-    if os.environ.get("CLAPSEARCH_REQUIRE_SERVICES") == "1":
-        pytest.fail(f"{reason} (CLAPSEARCH_REQUIRE_SERVICES=1: the browser test must run)")
-    pytest.skip(reason)
-
-
-def _tail(path: Path, n: int = 60) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-n:])
-    except OSError:
-        return ""
-
-
-@pytest.fixture(scope="module")
-def sync_api():
-    if not Path(CHROMIUM).is_file():
-        _unavailable(f"{CHROMIUM} not found (apt-get install chromium)")
-    try:
-        from playwright import sync_api
-    except ImportError as exc:
-        _unavailable(f"playwright is not installed: {exc}")
-    return sync_api
-
-
 @pytest.fixture(scope="module")
 def site(tmp_path_factory, sync_api):
     """Ingested library + running app: {"url", "root", "incoming", "home", "log", "dir"}."""
     if not (MODEL / "manifest.json").is_file():
-        _unavailable(f"the shipped model is missing: {MODEL}")
+        unavailable(f"the shipped model is missing: {MODEL}")
     base = tmp_path_factory.mktemp("page")
     home, root = base / "home", base / "allowed"
     library, incoming = root / "sfx", root / "incoming"
@@ -128,58 +91,8 @@ def site(tmp_path_factory, sync_api):
     )
     assert ingest.returncode == 0, f"indexer ingest failed:\n{ingest.stdout}\n{ingest.stderr}"
 
-    with _serve(env, base / "uvicorn.log") as url:
+    with serve(env, base / "uvicorn.log") as url:
         yield {"url": url, "root": root, "incoming": incoming, "home": home, "env": env, "dir": base}
-
-
-@contextmanager
-def _serve(env: dict, log: Path):
-    """The real app under uvicorn on a free port; yields its base URL once /readyz says 200."""
-    import httpx
-
-    port = free_port()
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "--factory",
-                "service.app:create_app",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--log-level",
-                "warning",
-            ],
-            cwd=REPO,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 240
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"the app exited with {proc.returncode}:\n{_tail(log)}")
-            try:
-                if httpx.get(url + "/readyz", timeout=5).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"/readyz not 200 after 240 s:\n{_tail(log)}")
-            time.sleep(0.3)
-        yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 @pytest.fixture()
@@ -425,7 +338,7 @@ def test_page_asks_for_an_api_key(page, site, sync_api):
     sent as X-API-Key and traded for the media cookie (never put in a URL), and playback works."""
     expect = sync_api.expect
     env = {**site["env"], "CLAPSEARCH_API_KEYS": "s3cret-key,other"}
-    with _serve(env, site["dir"] / "uvicorn-keys.log") as url:
+    with serve(env, site["dir"] / "uvicorn-keys.log") as url:
         page.goto(url + "/")
         message = page.locator("#messages [data-testid=error-message]")
         expect(message).to_have_count(1)  # one message for all the requests the key broke
