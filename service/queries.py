@@ -58,21 +58,32 @@ def _embedding_key(rt: Runtime, text: str) -> str:
 
 
 async def text_vectors(rt: Runtime, texts: list[str]) -> np.ndarray:
-    """(n, D) unit vectors of ``texts``: from the embedding cache, the rest in one batched call."""
+    """(n, D) unit vectors of ``texts``: from process memory, then Redis, the rest in one batched call."""
     keys = [_embedding_key(rt, t) for t in texts]
+    out = np.empty((len(texts), rt.encoder.dim), np.float32)
+    local = rt.text_vector_cache.get_many(keys)
+    shared_keys = [k for k, v in zip(keys, local) if v is None]
     start = time.perf_counter()
-    cached = rt.cache.get_many(keys) if rt.cache.enabled else [None] * len(texts)
+    shared = rt.cache.get_many(shared_keys) if shared_keys and rt.cache.enabled else [None] * len(shared_keys)
     rt.metrics.observe("cache", time.perf_counter() - start)
-    missing = [i for i, blob in enumerate(cached) if blob is None]
+    from_redis = iter(shared)
+    missing: list[int] = []
+    for i, vector in enumerate(local):
+        if vector is None:
+            blob = next(from_redis)
+            if blob is None:
+                missing.append(i)
+                continue
+            vector = vector_from_bytes(blob)
+            rt.text_vector_cache.put(keys[i], vector)
+        out[i] = vector
     rt.metrics.cache.labels("embedding", "hit").inc(len(texts) - len(missing))
     rt.metrics.cache.labels("embedding", "miss").inc(len(missing))
-    out = np.empty((len(texts), rt.encoder.dim), np.float32)
-    for i, blob in enumerate(cached):
-        if blob is not None:
-            out[i] = vector_from_bytes(blob)
     if missing:
         fresh = await rt.batcher.submit(EmbedTexts([texts[i] for i in missing]))
         out[missing] = fresh
+        for i in missing:
+            rt.text_vector_cache.put(keys[i], out[i])
         if rt.cache.enabled:
             ttl = rt.settings.embedding_cache_ttl_s
 

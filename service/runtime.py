@@ -24,7 +24,7 @@ from indexer.search import Searcher
 from indexer.store import catalog, versions
 from indexer.store.store import Store
 from service.batching import MicroBatcher
-from service.cache import Cache
+from service.cache import Cache, VectorLRU
 from service.inference import InferenceEngine
 from service.jobs import JobQueue, open_job_queue
 from service.metrics import Metrics
@@ -58,6 +58,7 @@ class Runtime:
         self._encoder: ClapEncoder | None = None
         self._batcher: MicroBatcher | None = None
         self.cache = Cache(settings.redis_url, timeout_s=settings.redis_timeout_s)
+        self.text_vector_cache = VectorLRU(settings.text_vector_cache_size)
         self._jobs: JobQueue | None = None
         self.watcher: IndexWatcher | None = None
         self._vocabulary: Vocabulary | None = None

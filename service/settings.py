@@ -129,6 +129,13 @@ class ServiceSettings(IndexerSettings):
         0.5, gt=0, description="Python's thread switch interval in the API process (default 5 ms delays hand-offs)"
     )
     embedding_cache_ttl_s: int = Field(7 * 24 * 3600, ge=0)
+    text_vector_cache_size: int = Field(
+        20_000,
+        ge=0,
+        le=10_000_000,
+        description="text vectors kept in process memory (least recently used out; about 2-4 KB each), "
+        "so repeated queries and tagging labels are not embedded again; 0 turns it off",
+    )
     result_cache_ttl_s: int = Field(600, ge=0)
 
     # --- ingest over HTTP and index reloads -----------------------------------------------------

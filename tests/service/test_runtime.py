@@ -217,7 +217,7 @@ def test_uploads_are_never_answered_from_the_result_cache(open_client, redis_url
 
 @pytest.mark.needs_redis
 def test_cached_embeddings_give_the_same_classification(open_client, redis_url, item_ids):
-    client = open_client(redis_url=redis_url)
+    client = open_client(redis_url=redis_url, text_vector_cache_size=0)  # Redis alone, as replicas share it
     data = {"id": item_ids["rain.flac"], "candidate_labels": [_unique("rain"), _unique("a dog"), "an engine"]}
 
     def embedding_hits():
