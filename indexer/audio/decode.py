@@ -68,6 +68,7 @@ __all__ = [
     "int16_roundtrip",
     "load_audio",
     "open_audio",
+    "open_blocks",
     "prepare_waveform",
     "probe",
 ]
@@ -246,6 +247,17 @@ def probe(path: PathLike, *, limits: DecodeLimits | None = None) -> AudioInfo:
     and, when ``limits`` is given, for a sample rate, channel count or duration beyond them."""
     with _open_checked(path, limits) as (_, info):
         return info
+
+
+@contextmanager
+def open_blocks(
+    path: PathLike, block_frames: int, *, limits: DecodeLimits | None = None
+) -> Iterator[tuple[AudioInfo, Iterator[np.ndarray]]]:
+    """The header's facts and the raw float32 ``(n, channels)`` blocks of ``path``, from whichever
+    decoder reads it, for callers that look at samples without a model (waveform thumbnails).
+    Blocks may share one buffer: use each before asking for the next."""
+    with _open_checked(path, limits) as (reader, info):
+        yield info, reader.blocks(block_frames)
 
 
 # ----------------------------------------------------------------------------- decoding

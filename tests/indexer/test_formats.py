@@ -233,3 +233,57 @@ def test_ffmpeg_prints_nothing_on_damaged_files(files, tmp_path):
         env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"},
     )
     assert run.returncode == 0 and run.stderr == "", run.stderr
+
+
+def test_ingest_takes_a_folder_mixing_every_format(tmp_path, capsys):
+    """``indexer ingest`` over WAV, FLAC, M4A (AAC, ALAC), ADTS, WMA, WebM, MKV and MP4 video beside
+    a damaged M4A and a video without sound: every audio file is embedded with its format
+    recorded, the two bad ones are per-file errors, and an ALAC file's vector is the vector of a
+    WAV holding the same 16-bit PCM."""
+    import soundfile as sf
+
+    from indexer import cli
+    from indexer.settings import IndexerSettings
+    from indexer.store import catalog
+    from indexer.store.store import Store
+
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    good = {}
+    for i, name in enumerate(
+        ["m4a-aac", "m4a-alac", "aac-adts", "wma-wmav2", "webm-opus", "mkv-vorbis-video", "mp4-aac-video"]
+    ):
+        fmt = BY_NAME[name]
+        sr = 48_000 if "opus" in fmt.codec else 44_100
+        x = tone(3.0, sr, channels=2, freq=300.0 + 90 * i, seed=i)
+        good[name] = encode(lib / f"{name}{fmt.suffix}", x, sr, fmt)
+        if name == "m4a-alac":
+            sf.write(lib / "alac_twin.wav", as_int16(x), sr, subtype="PCM_16")
+            good["wav"] = lib / "alac_twin.wav"
+    sf.write(lib / "plain.flac", tone(3.0, 44_100, freq=1000.0), 44_100)
+    good["flac"] = lib / "plain.flac"
+    damaged = lib / "damaged.m4a"
+    damaged.write_bytes(good["m4a-aac"].read_bytes()[:4000])
+    encode(lib / "silent.mp4", np.zeros((10, 2), np.float32), 44_100, BY_NAME["mp4-aac-video"], audio=False)
+    (lib / "notes.txt").write_text("not picked up: not an audio extension")
+
+    home = tmp_path / "home"
+    code = cli.main(["ingest", str(lib), "--home", str(home), "-q", "--workers", "2"])
+    out = capsys.readouterr()
+    assert code == 1 and f"{len(good)} embedded" in out.out and "2 failed" in out.out, out
+    assert cli.main(["status", "--home", str(home), "--errors", "--json"]) == 0
+    status = json.loads(capsys.readouterr().out)[0]
+    codes = {Path(e["path"]).name: e["code"] for e in status["errors"]}
+    assert codes == {"damaged.m4a": "audio.decode", "silent.mp4": "audio.empty"}
+
+    store = Store.open(IndexerSettings(home=home))
+    col = store.collection("default")
+    paths = dict(catalog.iter_file_paths(store.db, col.id))
+    vectors = {
+        paths[int(i)]: v for ids, vecs in catalog.iter_vectors(store.db, col.id, "files") for i, v in zip(ids, vecs)
+    }
+    assert set(vectors) == {str(p) for p in good.values()}
+    np.testing.assert_allclose(vectors[str(good["m4a-alac"])], vectors[str(good["wav"])], atol=1e-6)
+    assert cli.main(["search", "a steady tone", "--home", str(home), "--format", "M4A", "--json"]) == 0
+    hits = json.loads(capsys.readouterr().out)
+    assert {Path(h["path"]).name for h in hits} == {"m4a-aac.m4a", "m4a-alac.m4a"}
