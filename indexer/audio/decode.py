@@ -208,7 +208,7 @@ def _open_checked(path: PathLike, limits: DecodeLimits | None) -> Iterator[tuple
                 return
         with open_pyav(p, ext, demuxer) as (container, stream, facts):
             info = _checked_header(AudioInfo(path=p, **facts), limits)
-            yield PyAVReader(p, container, stream, info, limits), info
+            yield PyAVReader(p, container, stream, info, limits, demuxer), info
 
 
 def _checked_header(info: AudioInfo, limits: DecodeLimits | None) -> AudioInfo:
@@ -288,7 +288,9 @@ def _decoded_info(reader: Reader, info: AudioInfo, decoded: int) -> AudioInfo:
     return info
 
 
-def _fits_in_memory(info: AudioInfo, limits: DecodeLimits) -> bool:
+def _fits_in_memory(reader: Reader, info: AudioInfo, limits: DecodeLimits) -> bool:
+    if isinstance(reader, PyAVReader) and reader.length_estimated:
+        return False
     # frames == 0: PyAV could not tell the length from the header, so stream it
     return (
         0 < info.frames
@@ -311,7 +313,7 @@ def load_audio(path: PathLike, target_sr: int, *, limits: DecodeLimits = DEFAULT
     """
     _check_target_sr(target_sr)
     with _open_checked(path, limits) as (reader, info):
-        if _fits_in_memory(info, limits):
+        if _fits_in_memory(reader, info, limits):
             return _decode_whole(reader, info, target_sr)[0]
         chunks: list[np.ndarray] = []
         blocks = reader.blocks(_block_frames(info, limits))
@@ -386,7 +388,7 @@ def open_audio(
     """
     _check_target_sr(target_sr)
     with _open_checked(path, limits) as (reader, info):
-        if _fits_in_memory(info, limits):
+        if _fits_in_memory(reader, info, limits):
             y, decoded = _decode_whole(reader, info, target_sr)
             return AudioSource(target_sr, len(y), samples=y, info=_decoded_info(reader, info, decoded))
         fh = tempfile.TemporaryFile(prefix="clapsearch-wave-", suffix=".f32", dir=tmp_dir)

@@ -96,8 +96,13 @@ def _import_av(path: str, what: str) -> Any:
 class PyAVReader:
     """An open container's first audio track, read as float32 ``(n, channels)`` blocks."""
 
-    def __init__(self, path: str, container: Any, stream: Any, info: AudioInfo, limits: DecodeLimits | None):
+    def __init__(
+        self, path: str, container: Any, stream: Any, info: AudioInfo, limits: DecodeLimits | None, demuxer: str
+    ):
         self.path, self.info = path, info
+        #: ADTS has no length field (FFmpeg estimates it from the first frames' bit rate), so such
+        #: a file is always streamed: an estimate must not size an in-memory decode.
+        self.length_estimated = demuxer == "aac"
         self._container, self._stream = container, stream
         import av  # already imported by open_pyav
 
@@ -129,11 +134,21 @@ class PyAVReader:
             raise AudioDecodeError(self.path, f"decoding failed after {done / sr:.2f} s ({_ffmpeg_text(exc)})") from exc
 
     def read_all(self) -> np.ndarray:
-        """The whole track, one ``(n, channels)`` array (preallocated from the header's length)."""
-        channels = self.info.channels
+        """The whole track, one ``(n, channels)`` array (preallocated from the header's length).
+
+        Only for files whose header length chose the in-memory path: one that decodes to far more
+        (a forged or broken length field) is refused before it can grow past the memory planned."""
+        channels, sr = self.info.channels, self.info.sample_rate
         out = np.empty((max(self.info.frames, 1024), channels), dtype=np.float32)
+        cap = int(self.info.frames * 1.5) + 30 * sr
         n = 0
         for block in self._frames():
+            if n + len(block) > cap:
+                raise AudioDecodeError(
+                    self.path,
+                    f"holds more than {cap / sr:.1f} s of audio although its header says "
+                    f"{self.info.duration_s:.1f} s: the length field is wrong (damaged or forged)",
+                )
             if n + len(block) > len(out):
                 grown = np.empty((max(2 * len(out), n + len(block)), channels), dtype=np.float32)
                 grown[:n] = out[:n]

@@ -170,6 +170,22 @@ def test_a_header_that_underestimates_is_caught_while_decoding(tmp_path):
     assert len(load_audio(path, 16_000)) > 360 * 16_000
 
 
+def test_a_length_field_far_below_the_audio_is_refused_in_memory(files, tmp_path, monkeypatch):
+    """A header length sizes the in-memory decode; a file that then decodes to far more (a forged
+    length field: 1 s said, 35 s held) is refused instead of growing past the plan. ADTS, whose
+    length is only an estimate, is always streamed instead."""
+    import indexer.audio.pyav as pyav
+
+    long_alac = encode(tmp_path / "long.m4a", tone(35.0, 8_000), 8_000, BY_NAME["m4a-alac"])
+    real = pyav._header_facts
+    monkeypatch.setattr(pyav, "_header_facts", lambda *a: {**real(*a), "frames": 8_000, "duration_s": 1.0})
+    with pytest.raises(AudioDecodeError, match="header says 1.0 s: the length field is wrong"):
+        load_audio(long_alac, 16_000)
+    with open_audio(files["aac-adts"], SR) as src:
+        assert not src.in_memory and abs(src.num_samples - 2.0 * SR) < 0.05 * SR  # streamed, all of it
+    assert src.info is not None and src.info.duration_s > 1.9  # what was decoded, not the forged header
+
+
 HOUR_SCRIPT = """
 import json, resource, sys
 from indexer.audio.decode import open_audio
