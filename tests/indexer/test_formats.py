@@ -303,3 +303,14 @@ def test_ingest_takes_a_folder_mixing_every_format(tmp_path, capsys):
     assert cli.main(["search", "a steady tone", "--home", str(home), "--format", "M4A", "--json"]) == 0
     hits = json.loads(capsys.readouterr().out)
     assert {Path(h["path"]).name for h in hits} == {"m4a-aac.m4a", "m4a-alac.m4a"}
+
+
+def test_without_pyav_these_formats_say_what_to_install(files, monkeypatch):
+    """av is a core dependency; an environment that lacks it (a platform without its wheel) gets a
+    per-file error naming the package, and the soundfile formats keep working."""
+    from indexer.errors import UnsupportedFormatError
+
+    monkeypatch.setitem(sys.modules, "av", None)  # `import av` raises ImportError
+    with pytest.raises(UnsupportedFormatError, match=r"M4A files need the PyAV decoder.*pip install av"):
+        load_audio(files["m4a-aac"], SR)
+    assert abs(len(load_audio(files["aiff-s24"], SR)) - 2 * SR) <= 1  # 44.1 kHz -> 48 kHz: librosa's ceil
