@@ -8,6 +8,7 @@ from tests.bench import run_bench
 pytest.importorskip("av")
 
 
+@pytest.mark.slow
 def test_bench_decoders_quick_run(tmp_path):
     out = tmp_path / "results_decoders.json"
     args = ("--clips", "2", "--seconds", "1", "--long-seconds", "5", "--rounds", "1", "--out", str(out))
