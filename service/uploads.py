@@ -39,7 +39,8 @@ if TYPE_CHECKING:
     from service.runtime import Runtime
 
 # Browsers label audio inconsistently (audio/x-wav, audio/wave, video/ogg for .ogg, octet-stream
-# for .opus or .flac on some systems); anything else (text/plain, image/png...) is not audio.
+# for .opus or .flac on some systems); video/* (mp4, webm, mkv) is searched by its audio track;
+# anything else (text/plain, image/png...) is not audio.
 _AUDIO_TYPES = {"application/octet-stream", "application/ogg", "video/ogg", "application/x-flac"}
 _SAFE_EXT = re.compile(r"^\.[a-z0-9]{1,8}$")
 
@@ -107,9 +108,11 @@ class BodyLimitMiddleware:
 
 def check_content_type(upload: UploadFile) -> None:
     ctype = (upload.content_type or "application/octet-stream").split(";")[0].strip().lower()
-    if not (ctype.startswith("audio/") or ctype in _AUDIO_TYPES):
+    if not (ctype.startswith(("audio/", "video/")) or ctype in _AUDIO_TYPES):
         raise ProblemError(
-            "upload.content_type", f"the uploaded part is {ctype!r}; send audio (audio/*, or application/octet-stream)"
+            "upload.content_type",
+            f"the uploaded part is {ctype!r}; send audio (audio/*, a video's audio track as video/*, "
+            "or application/octet-stream)",
         )
 
 

@@ -275,6 +275,9 @@ async function copyPath(path) {
 const MIME = {
   wav: "audio/wav", flac: "audio/flac", ogg: "audio/ogg", oga: "audio/ogg", opus: "audio/ogg", mp3: "audio/mpeg",
   aif: "audio/aiff", aiff: "audio/aiff", au: "audio/basic", caf: "audio/x-caf", w64: "audio/x-w64",
+  aifc: "audio/aiff", m4a: "audio/mp4", m4b: "audio/mp4", mp4: "video/mp4", m4v: "video/mp4", mov: "video/quicktime",
+  aac: "audio/aac", wma: "audio/x-ms-wma", asf: "video/x-ms-asf", mka: "audio/x-matroska", mkv: "video/x-matroska",
+  webm: "video/webm",
 };
 
 /** Dragging a result out of the page hands over the audio file itself: Chromium's DownloadURL
