@@ -11,6 +11,7 @@ Ingest spawns decoder processes: it only ever runs inside fixtures or tests, nev
 
 from __future__ import annotations
 
+import re
 import shutil
 import sqlite3
 from contextlib import ExitStack
@@ -27,6 +28,7 @@ from tests.indexer.library import write
 MODEL = Path(__file__).resolve().parents[2] / "models" / "clapsearch-sfx-v1"
 SR = 16_000
 PROBLEM_KEYS = {"type", "title", "status", "code"}
+DOTTED_CODE = re.compile(r"[a-z][a-z0-9_]*(\.[a-z0-9_]+)+")  # docs/errors.md: every code is family.name
 
 
 # ----------------------------------------------------------------------------- the library
@@ -217,6 +219,7 @@ def assert_problem(response, status: int, code: str | None = None) -> dict:
     assert PROBLEM_KEYS <= set(body), body
     assert body["status"] == status
     assert body["type"] == f"/problems/{body['code']}"
+    assert DOTTED_CODE.fullmatch(body["code"]), f"codes are dotted (family.name): {body['code']!r}"
     if code is not None:
         assert body["code"] == code, body
     return body
