@@ -119,7 +119,7 @@ def _search(clone: Path, env: dict[str, str], query: str) -> list[str]:
         timeout=120,
     )
     assert out.returncode == 0, out.stderr[-2000:]
-    return [r["path"] for r in json.loads(out.stdout)]
+    return [r["path"] for r in json.loads(out.stdout)["items"]]
 
 
 @pytest.mark.slow

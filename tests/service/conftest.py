@@ -235,19 +235,19 @@ def valid_search(response) -> dict:
     body = response.json()
     SearchResponse.model_validate(body, strict=True)
     assert set(body) == set(SearchResponse.model_fields)
-    for hit in body["results"]:
+    for hit in body["items"]:
         assert set(hit) == set(SearchHit.model_fields)
     return body
 
 
 def names(response) -> list[str]:
     assert response.status_code == 200, response.text[:500]
-    return [hit["name"] for hit in response.json()["results"]]
+    return [hit["name"] for hit in response.json()["items"]]
 
 
 def ranking(response) -> list[tuple[int, float]]:
     assert response.status_code == 200, response.text[:500]
-    return [(hit["id"], hit["score"]) for hit in response.json()["results"]]
+    return [(hit["id"], hit["score"]) for hit in response.json()["items"]]
 
 
 def metric_samples(text: str, name: str) -> dict[tuple, float]:

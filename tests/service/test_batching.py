@@ -274,7 +274,7 @@ def test_concurrent_searches_are_batched_and_equal_each_query_alone(ingested_hom
                 async def search(q):
                     response = await http.get("/v1/search", params={"q": q, "limit": 100})
                     assert response.status_code == 200, response.text
-                    return [(h["id"], h["score"]) for h in response.json()["results"]]
+                    return [(h["id"], h["score"]) for h in response.json()["items"]]
 
                 alone = {q: await search(q) for q in QUERIES}
                 before = metric_samples((await http.get("/metrics")).text, "clapsearch_batch_size_count")
