@@ -129,6 +129,7 @@ def _result_key(searcher: Searcher, req: SearchRequest, query_id: str) -> str:
         query_id,
         str(req.limit),
         str(req.offset),
+        str(req.max_offset),
         repr(req.min_score),
         repr(req.min_relevance),
         req.filters.key(),
@@ -158,10 +159,10 @@ async def search(
         rt.metrics.observe("cache", time.perf_counter() - t0)
     found = dict(zip(keys, cached))
     cached_result = found.get(result_key) if result_key is not None else None
-    if cached_result is not None:
+    page = json.loads(cached_result) if cached_result is not None else None
+    if isinstance(page, dict):  # a bare list: cached by a release without `total`, a miss
         rt.metrics.cache.labels("result", "hit").inc()
-        results = json.loads(cached_result)
-        return _response(rt, req, version, results, started, cached=True)
+        return _response(rt, req, version, page, started, cached=True)
     if result_key is not None:
         rt.metrics.cache.labels("result", "miss" if rt.cache.enabled else "skip").inc()
     if emb_key is not None:
@@ -180,13 +181,18 @@ async def search(
     if req.kind == "segments":
         hits = await _with_short_files(rt, req, searcher, outcome.vector, k, hits)
     relevance_of = core.relevance_for(rt.manifest, outcome.vector, text_query=text is not None, req=req)
-    results = [_with_urls(r) for r in core.page_of(req, hits, exclude_file, relevance_of)]
+    total = core.known_total(
+        req, hits, k, exclude_file, relevance_of, index_size=searcher.index.ntotal, allowed=allowed
+    )
+    if total is None:
+        total = await _deep_total(rt, req, searcher, outcome.vector, allowed, exclude_file, relevance_of)
+    page = {"items": [_with_urls(r) for r in core.page_of(req, hits, exclude_file, relevance_of)], "total": total}
     if rt.cache.enabled:
         writes = []
         if emb_key is not None and vector is None:
             writes.append((emb_key, outcome.vector.astype("<f4").tobytes(), rt.settings.embedding_cache_ttl_s))
         if result_key is not None:
-            writes.append((result_key, json.dumps(results).encode(), rt.settings.result_cache_ttl_s))
+            writes.append((result_key, json.dumps(page).encode(), rt.settings.result_cache_ttl_s))
         if writes:
 
             def write_results() -> None:
@@ -194,7 +200,26 @@ async def search(
                     rt.cache.set(*w)
 
             _background(write_results)
-    return _response(rt, req, version, results, started, cached=False)
+    return _response(rt, req, version, page, started, cached=False)
+
+
+async def _deep_total(rt: Runtime, req: SearchRequest, searcher: Searcher, vector, allowed, exclude_file, relevance_of):
+    """``total`` where the page's candidates do not show it (thresholds, moments): one more search,
+    to paging's reach (``indexer.query.known_total``). In a worker thread, not through the
+    micro-batcher: stacked there, its deep ``k`` would deepen every query of its batch."""
+    k = core.candidates_needed(core.reach_request(req), exclude_file)
+    files = rt.searcher(req.collection, "files") if req.kind == "segments" else None
+    files_allowed = await _allowed(rt, files, req, "files") if files is not None else None
+
+    def count() -> int:
+        query = np.asarray(vector, np.float32)[None]
+        hits = searcher.search_vectors(query, k, allowed_ids=allowed)[0]
+        if files is not None:  # short files join a moment search whole, as on the page
+            file_hits = files.search_vectors(query, k, allowed_ids=files_allowed)[0]
+            hits = core.merge_short_files(hits, file_hits, searcher.collection.segment_seconds or 0.0)
+        return core.total_hits(req, hits, exclude_file, relevance_of)
+
+    return await run_in_threadpool(count)
 
 
 async def _with_short_files(rt: Runtime, req: SearchRequest, segment_searcher: Searcher, vector, k: int, segment_hits):
@@ -205,16 +230,18 @@ async def _with_short_files(rt: Runtime, req: SearchRequest, segment_searcher: S
     return core.merge_short_files(segment_hits, outcome.hits, segment_searcher.collection.segment_seconds or 0.0)
 
 
-def _response(rt: Runtime, req, version, results, started, *, cached: bool) -> dict:
+def _response(rt: Runtime, req, version, page: dict, started, *, cached: bool) -> dict:
+    """The list envelope every list answers with (``items``, ``total``, ``limit``, ``offset``)."""
     return {
         "collection": req.collection,
         "model": rt.manifest.name,
         "index_version": version.version,
         "took_ms": round((time.perf_counter() - started) * 1000, 3),
         "cached": cached,
+        "items": page["items"],
+        "total": page["total"],
         "limit": req.limit,
         "offset": req.offset,
-        "results": results,
     }
 
 

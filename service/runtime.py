@@ -225,7 +225,7 @@ class Runtime:
                     self._load_errors.pop(f"{name}/{kind}", None)
                     log.info("hot-reloaded %s/%s to %s", name, kind, searcher.version.folder.name)
             except Exception as exc:
-                self._load_errors[f"{name}/{kind}"] = f"{getattr(exc, 'code', 'error')}: {exc}"
+                self._load_errors[f"{name}/{kind}"] = f"{getattr(exc, 'code', type(exc).__name__)}: {exc}"
                 log.error("kept the old %s/%s index: %s", name, kind, exc)
         if collection is not None:
             for kind in KINDS:

@@ -93,9 +93,10 @@ export async function runSearch(append) {
   }
   setModel(data.model);
   const start = state.hits.length;
-  for (const [i, hit] of data.results.entries()) addCard(hit, start + i + 1);
-  state.offset = data.offset + data.results.length;
-  $("#more-btn").hidden = data.results.length < data.limit;
+  for (const [i, hit] of data.items.entries()) addCard(hit, start + i + 1);
+  state.offset = data.offset + data.items.length;
+  state.total = data.total;   // what paging can walk (the API's list envelope)
+  $("#more-btn").hidden = !data.items.length || state.offset >= data.total;
   renderSummary(query, data);
   if (!append && state.focusFirst && state.hits.length) state.hits[0].card.focus();
   state.focusFirst = false;
@@ -110,7 +111,8 @@ function renderSummary(query, data) {
   s.textContent = "";
   const main = document.createElement("span");
   main.className = "summary-main";
-  main.textContent = n ? `${n} result${n === 1 ? "" : "s"} for ${what}` : `Nothing found for ${what}`;
+  const of = state.total > n ? ` of ${state.total}` : "";
+  main.textContent = n ? `${n}${of} result${n === 1 && !of ? "" : "s"} for ${what}` : `Nothing found for ${what}`;
   const meta = document.createElement("span");
   meta.className = "summary-meta";
   meta.innerHTML = `<span id="took-ms" data-testid="took-ms"></span> · <span class="model"></span> · <span class="coll"></span>`;
