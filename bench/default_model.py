@@ -534,6 +534,12 @@ def run(args) -> dict:
     del encoders
 
     # 3. the long file, one fresh subprocess per model
+    results["long_file"] = long_files(args, names, results["models"])
+    return results
+
+
+def long_files(args, names: dict[str, Path], models: dict) -> dict:
+    """One ``--long-seconds`` FLAC embedded by each model in a fresh subprocess: wall time, peak RSS."""
     with tempfile.TemporaryDirectory(prefix="bench-default-model-") as tmp:
         path = Path(tmp) / f"long_{int(args.long_seconds)}s_16k.flac"
         t0 = time.perf_counter()
@@ -549,14 +555,13 @@ def run(args) -> dict:
             with CpuMonitor(children=True) as mon:  # the subprocess is ours
                 long[key] = long_file(names[key], path)
             long[key]["other_load_pct"] = round(mon.other_pct, 1)
-            if results["models"][key]["patched"]:
+            if models[key]["patched"]:
                 from indexer.audio.patches import patch_count
                 from indexer.models.manifest import load_manifest
 
                 spec = load_manifest(names[key]).audio_frontend
                 long[key]["patches"] = int(patch_count(int(args.long_seconds * spec.sample_rate), spec))
-    results["long_file"] = long
-    return results
+    return long
 
 
 def print_report(r: dict) -> None:

@@ -538,38 +538,9 @@ def throughput_part(args, model_dir: Path, work: Path, quick: bool, quiet_s: flo
         + (f" (generated in {summary['generate_s']:.0f} s)" if lib["generated_now"] else " (cached)"),
         flush=True,
     )
-    paths = sorted(f["path"] for f in lib["files"])
     configs = [parse_config(c) for c in args.ingest_configs.split(",") if c.strip()]
     systems = [PEER] + [_ingest_name(c) for c in configs]
-    rounds = []
-    per_system: dict[str, list[dict]] = {name: [] for name in systems}
-    for r in range(args.rounds):
-        order = systems[r % len(systems) :] + systems[: r % len(systems)]
-        print(f"round {r + 1}/{args.rounds}: {' -> '.join(order)}", flush=True)
-        row = {"round": r + 1, "order": order, "files_per_s": {}, "other_load_pct": {}}
-        for name in order:
-            if name == PEER:
-                fn = functools.partial(run_peer, model_dir, paths)
-            else:
-                cfg = configs[systems.index(name) - 1]
-                fn = functools.partial(run_ingest_inprocess, model_dir, lib_dir, work / "homes" / "throughput", cfg)
-            out, mon = timed_block(fn, quiet_s=quiet_s, retries=args.retries, label=name)
-            out.update(
-                round=r + 1,
-                files_per_s=out["files"] / out["wall_s"],
-                audio_s_per_s=out["audio_s"] / out["wall_s"],
-                contention=mon,
-            )
-            out["wall_s"] = round(out["wall_s"], 3)
-            per_system[name].append(out)
-            row["files_per_s"][name] = round(out["files_per_s"], 3)
-            row["other_load_pct"][name] = mon["other_load_pct"]
-            print(
-                f"  {name:28s} {out['wall_s']:7.1f} s  {out['files_per_s']:6.2f} files/s  "
-                f"{out['audio_s_per_s']:6.1f} audio-s/s  (others {mon['other_load_pct']:.0f}% of CPUs)",
-                flush=True,
-            )
-        rounds.append(row)
+    rounds, per_system = throughput_rounds(args, model_dir, lib_dir, lib, work, configs, quiet_s)
     shutil.rmtree(work / "homes" / "throughput", ignore_errors=True)
 
     table = {name: system_row(runs) for name, runs in per_system.items()}
@@ -608,6 +579,52 @@ def throughput_part(args, model_dir: Path, work: Path, quick: bool, quiet_s: flo
         flush=True,
     )
 
+    result["cli_ingest"] = cli_ingest(args, lib_dir, work, quiet_s)
+    return result
+
+
+def throughput_rounds(
+    args, model_dir: Path, lib_dir: Path, lib: dict, work: Path, configs: list[dict], quiet_s: float
+) -> tuple[list[dict], dict[str, list[dict]]]:
+    """``--rounds`` rounds of the peer and each ingest configuration, in a rotating order; each
+    round's files/s, and every system's runs."""
+    paths = sorted(f["path"] for f in lib["files"])
+    systems = [PEER] + [_ingest_name(c) for c in configs]
+    rounds = []
+    per_system: dict[str, list[dict]] = {name: [] for name in systems}
+    for r in range(args.rounds):
+        order = systems[r % len(systems) :] + systems[: r % len(systems)]
+        print(f"round {r + 1}/{args.rounds}: {' -> '.join(order)}", flush=True)
+        row = {"round": r + 1, "order": order, "files_per_s": {}, "other_load_pct": {}}
+        for name in order:
+            if name == PEER:
+                fn = functools.partial(run_peer, model_dir, paths)
+            else:
+                cfg = configs[systems.index(name) - 1]
+                fn = functools.partial(run_ingest_inprocess, model_dir, lib_dir, work / "homes" / "throughput", cfg)
+            out, mon = timed_block(fn, quiet_s=quiet_s, retries=args.retries, label=name)
+            out.update(
+                round=r + 1,
+                files_per_s=out["files"] / out["wall_s"],
+                audio_s_per_s=out["audio_s"] / out["wall_s"],
+                contention=mon,
+            )
+            out["wall_s"] = round(out["wall_s"], 3)
+            per_system[name].append(out)
+            row["files_per_s"][name] = round(out["files_per_s"], 3)
+            row["other_load_pct"][name] = mon["other_load_pct"]
+            print(
+                f"  {name:28s} {out['wall_s']:7.1f} s  {out['files_per_s']:6.2f} files/s  "
+                f"{out['audio_s_per_s']:6.1f} audio-s/s  (others {mon['other_load_pct']:.0f}% of CPUs)",
+                flush=True,
+            )
+        rounds.append(row)
+    return rounds, per_system
+
+
+def cli_ingest(args, lib_dir: Path, work: Path, quiet_s: float) -> dict:
+    """``indexer ingest`` of the throughput library as users run it: wall time with start-up, and
+    the process tree's peak memory."""
     print("CLI ingest of the same library (process tree memory sampled) ...", flush=True)
     home = work / "homes" / "throughput-cli"
     shutil.rmtree(home, ignore_errors=True)
@@ -616,13 +633,12 @@ def throughput_part(args, model_dir: Path, work: Path, quick: bool, quiet_s: flo
     )
     cli["files_per_s"] = round(cli.get("embedded", 0) / cli["wall_s"], 3)
     shutil.rmtree(home, ignore_errors=True)
-    result["cli_ingest"] = cli
     print(
         f"  {cli['wall_s']:.1f} s wall ({cli['files_per_s']:.2f} files/s incl. start-up), peak tree RSS "
         f"{cli['memory']['peak_tree_rss_gb']:.2f} GB, max single {cli['memory']['peak_single_rss_gb']:.2f} GB",
         flush=True,
     )
-    return result
+    return cli
 
 
 def system_row(runs: list[dict]) -> dict:

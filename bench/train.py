@@ -437,7 +437,7 @@ def print_report(results: dict) -> None:
 
 
 # ----------------------------------------------------------------------------- main
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -494,21 +494,14 @@ def main(argv: list[str] | None = None) -> int:
         "--work-dir", type=Path, default=None, help="keep the corpus and runs here (default: a temporary folder)"
     )
     parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
+    return parser
 
+
+def choose_precisions(parser: argparse.ArgumentParser, args, cuda: bool, notes: list[str]) -> list[str]:
+    """The model-step precisions to run: ``--precisions``, or all this device can; what is skipped and why
+    goes to ``notes``."""
     import torch
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    if args.device == "cuda" and not torch.cuda.is_available():
-        parser.error("--device cuda: torch sees no GPU")
-    device_name = "cuda" if args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available()) else "cpu"
-    device = torch.device(device_name)
-    cuda, quick = device_name == "cuda", args.quick
-    parts = {p.strip() for p in args.parts.split(",") if p.strip()}
-    if not parts <= {"model", "e2e"} or not parts:
-        parser.error("--parts: model, e2e or model,e2e")
-    notes: list[str] = []
     if args.precisions:
         precisions = [p.strip() for p in args.precisions.split(",") if p.strip()]
         if not set(precisions) <= {"fp32", "bf16", "fp16"}:
@@ -529,6 +522,27 @@ def main(argv: list[str] | None = None) -> int:
         )
     if not precisions:
         parser.error("no precision left to run on this device")
+    return precisions
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.device == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda: torch sees no GPU")
+    device_name = "cuda" if args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available()) else "cpu"
+    device = torch.device(device_name)
+    cuda, quick = device_name == "cuda", args.quick
+    parts = {p.strip() for p in args.parts.split(",") if p.strip()}
+    if not parts <= {"model", "e2e"} or not parts:
+        parser.error("--parts: model, e2e or model,e2e")
+    notes: list[str] = []
+    precisions = choose_precisions(parser, args, cuda, notes)
     batch = args.batch or (2 if quick else 64 if cuda else 8)
     warmup = args.warmup if args.warmup is not None else (1 if quick or not cuda else 3)
     steps = args.steps or (2 if quick else 20 if cuda else 5)

@@ -302,6 +302,34 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|")
 
 
+def credits_markdown(rows: list[str], total: float) -> list[str]:
+    """CREDITS.md's lines: what the library is and where it comes from, then one table row a file."""
+    return [
+        "# Demo library credits",
+        "",
+        f"{len(SELECTION)} short recordings ({total / 60:.1f} minutes) used by `bash scripts/demo.sh`.",
+        "None of them was used to train or tune the shipped model `models/clapsearch-sfx-v2`: they",
+        "come from the corpus's held-out packages (`supertuxkart-data`, `minetest-data` and",
+        "extra-sfx's `runsy/petz`) or from a package the corpus never reads (`scratch`). Each file",
+        f"was converted to mono 22.05 kHz Ogg Vorbis, and long ones cut to {MAX_S:.0f} s, by",
+        "`scripts/build_demo_library.py`; each keeps the licence its source gives it (named below;",
+        "CC BY-SA files stay CC BY-SA). CC0 and public-domain files need no attribution; CC BY and",
+        "CC BY-SA files need their authors named, which this file does.",
+        "",
+        "Sources: supertuxkart-data 1.4+dfsg-2 (Debian; per-file licences in",
+        "`/usr/share/doc/supertuxkart-data/copyright`), minetest-data 5.6.1 (Debian; per-mod",
+        '`README.txt` "Authors of media" and `/usr/share/doc/minetest-data/copyright`),',
+        "petz by runsy (https://github.com/runsy/petz, per-sound licences in its `petz/sounds` credits),",
+        "scratch 1.4.0.6~dfsg1 (Debian; `Media/*` is CC-BY-SA-3.0, (c) 2011 MIT, per",
+        "`/usr/share/doc/scratch/copyright`).",
+        "",
+        "| File | What it is | Source | Licence | Author |",
+        "|---|---|---|---|---|",
+        *rows,
+        "",
+    ]
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--debs", type=Path, help="folder with supertuxkart-data and minetest-data .debs")
@@ -351,30 +379,7 @@ def main(argv: list[str] | None = None) -> int:
             + "".join(f"<td>{html.escape(v)}</td>" for v in (name, what, f"{source}: {where}", licence, author))
             + "</tr>"
         )
-    credits = [
-        "# Demo library credits",
-        "",
-        f"{len(SELECTION)} short recordings ({total / 60:.1f} minutes) used by `bash scripts/demo.sh`.",
-        "None of them was used to train or tune the shipped model `models/clapsearch-sfx-v2`: they",
-        "come from the corpus's held-out packages (`supertuxkart-data`, `minetest-data` and",
-        "extra-sfx's `runsy/petz`) or from a package the corpus never reads (`scratch`). Each file",
-        f"was converted to mono 22.05 kHz Ogg Vorbis, and long ones cut to {MAX_S:.0f} s, by",
-        "`scripts/build_demo_library.py`; each keeps the licence its source gives it (named below;",
-        "CC BY-SA files stay CC BY-SA). CC0 and public-domain files need no attribution; CC BY and",
-        "CC BY-SA files need their authors named, which this file does.",
-        "",
-        "Sources: supertuxkart-data 1.4+dfsg-2 (Debian; per-file licences in",
-        "`/usr/share/doc/supertuxkart-data/copyright`), minetest-data 5.6.1 (Debian; per-mod",
-        '`README.txt` "Authors of media" and `/usr/share/doc/minetest-data/copyright`),',
-        "petz by runsy (https://github.com/runsy/petz, per-sound licences in its `petz/sounds` credits),",
-        "scratch 1.4.0.6~dfsg1 (Debian; `Media/*` is CC-BY-SA-3.0, (c) 2011 MIT, per",
-        "`/usr/share/doc/scratch/copyright`).",
-        "",
-        "| File | What it is | Source | Licence | Author |",
-        "|---|---|---|---|---|",
-        *rows,
-        "",
-    ]
+    credits = credits_markdown(rows, total)
     (args.out / "CREDITS.md").write_text("\n".join(credits), encoding="utf-8")
     args.credits_html.parent.mkdir(parents=True, exist_ok=True)
     args.credits_html.write_text(

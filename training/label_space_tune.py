@@ -304,11 +304,7 @@ def render_alternatives(val: dict, heldout: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main(argv: list[str] | None = None) -> int:
-    from indexer.text import TextTokenizer
-    from training.checkpoint import load_checkpoint, save_checkpoint
-    from training.models.factory import create_model
-
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="clap-train label-space", description=__doc__.splitlines()[0])
     p.add_argument("--checkpoint", type=Path)
     p.add_argument("--manifest", type=Path)
@@ -333,7 +329,15 @@ def main(argv: list[str] | None = None) -> int:
         metavar=("VAL_JSON", "HELDOUT_JSON"),
         help="only print the alternatives table of two earlier --out files",
     )
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    from indexer.text import TextTokenizer
+    from training.checkpoint import load_checkpoint, save_checkpoint
+    from training.models.factory import create_model
+
+    args = build_parser().parse_args(argv)
     if args.render:
         print(render_alternatives(*(json.loads(path.read_text()) for path in args.render)))
         return 0

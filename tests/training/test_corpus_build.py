@@ -247,20 +247,8 @@ def test_cli_runs_offline(tmp_path, capsys):
     game = tmp_path / "pkg"
     _wav(game / "usr/share/buckle/wav/1a-0.wav", _sound(3000, 0.5))
     rc = cli_main(
-        [
-            "--out",
-            str(tmp_path / "c"),
-            "--packages",
-            "bucklespring-data",
-            "--root",
-            f"bucklespring-data={game}",
-            "--no-fluidsynth",
-            "--workers",
-            "1",
-            "--no-progress",
-            "--cache",
-            str(tmp_path / "cache"),
-        ]
+        ["--out", str(tmp_path / "c"), "--packages", "bucklespring-data", "--root", f"bucklespring-data={game}"]
+        + ["--no-fluidsynth", "--workers", "1", "--no-progress", "--cache", str(tmp_path / "cache")]
     )
     assert rc == 0
     row = json.loads((tmp_path / "c" / "manifest.jsonl").read_text().splitlines()[0])
