@@ -43,8 +43,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from common import command_line, quiet_logs  # noqa: E402
 from embed import machine_info as _embed_machine_info  # noqa: E402
-from embed import quiet_logs  # noqa: E402
 from machine import CpuMonitor, cpu_info, loadavg, wait_quiet  # noqa: E402
 
 CLIP_SECONDS = 10.0
@@ -482,9 +482,7 @@ def run(args) -> dict:
     same = new_dir.resolve() == old_dir.resolve()
     names = {"new": new_dir, "old": old_dir}
     results: dict = {
-        "command": " ".join([Path(sys.executable).name] + sys.argv)
-        if args.argv is None
-        else "bench/default_model.py " + " ".join(args.argv),
+        "command": command_line(args.argv, "bench/default_model.py"),
         "machine": machine_info(),
         "settings": {
             "clips": args.clips,
@@ -536,6 +534,12 @@ def run(args) -> dict:
     del encoders
 
     # 3. the long file, one fresh subprocess per model
+    results["long_file"] = long_files(args, names, results["models"])
+    return results
+
+
+def long_files(args, names: dict[str, Path], models: dict) -> dict:
+    """One ``--long-seconds`` FLAC embedded by each model in a fresh subprocess: wall time, peak RSS."""
     with tempfile.TemporaryDirectory(prefix="bench-default-model-") as tmp:
         path = Path(tmp) / f"long_{int(args.long_seconds)}s_16k.flac"
         t0 = time.perf_counter()
@@ -551,14 +555,13 @@ def run(args) -> dict:
             with CpuMonitor(children=True) as mon:  # the subprocess is ours
                 long[key] = long_file(names[key], path)
             long[key]["other_load_pct"] = round(mon.other_pct, 1)
-            if results["models"][key]["patched"]:
+            if models[key]["patched"]:
                 from indexer.audio.patches import patch_count
                 from indexer.models.manifest import load_manifest
 
                 spec = load_manifest(names[key]).audio_frontend
                 long[key]["patches"] = int(patch_count(int(args.long_seconds * spec.sample_rate), spec))
-    results["long_file"] = long
-    return results
+    return long
 
 
 def print_report(r: dict) -> None:
@@ -571,50 +574,37 @@ def print_report(r: dict) -> None:
         f"new: {m['new']['folder']} ({m['new']['architecture']}, patched={m['new']['patched']})   "
         f"old: {m['old']['folder']} ({m['old']['architecture']}, patched={m['old']['patched']})"
     )
-    rows = []
-    for b in r["settings"]["batches"]:
-        rows.append(
-            (
-                f"audio clips/s, batch {b}",
-                a["new"][f"b{b}"]["clips_per_s"],
-                a["old"][f"b{b}"]["clips_per_s"],
-                a["ratio_new_over_old"][f"b{b}"],
-            )
-        )
-    rows.append(("audio GFLOP / 10 s clip", a["new"]["flops"].get("gflop"), a["old"]["flops"].get("gflop"), None))
-    for b in r["settings"]["batches"]:
-        rows.append(
-            (
-                f"fraction of fp32 peak, b{b}",
-                a["new"][f"b{b}"].get("fraction_of_peak"),
-                a["old"][f"b{b}"].get("fraction_of_peak"),
-                None,
-            )
-        )
-    rows.append(("text p50 ms", t["new"]["p50_ms"], t["old"]["p50_ms"], t["ratio_p50_new_over_old"]))
-    rows.append(
-        ("text p95 ms", t["new"]["p95_ms"], t["old"]["p95_ms"], round(t["new"]["p95_ms"] / t["old"]["p95_ms"], 3))
-    )
+    batches = r["settings"]["batches"]
     label = f"{lf['seconds'] / 3600:g} h file" if lf["seconds"] >= 3600 else f"{lf['seconds']:g} s file"
-    rows.append(
+    a_new, a_old = a["new"], a["old"]
+    rows = [
         (
-            f"{label}: wall s",
-            lf["new"]["wall_s"],
-            lf["old"]["wall_s"],
-            round(lf["new"]["wall_s"] / lf["old"]["wall_s"], 3),
+            f"audio clips/s, batch {b}",
+            a_new[f"b{b}"]["clips_per_s"],
+            a_old[f"b{b}"]["clips_per_s"],
+            a["ratio_new_over_old"][f"b{b}"],
         )
-    )
-    rows.append(
+        for b in batches
+    ]
+    rows.append(("audio GFLOP / 10 s clip", a_new["flops"].get("gflop"), a_old["flops"].get("gflop"), None))
+    rows += [
         (
-            f"{label}: peak RSS MiB",
-            lf["new"]["peak_rss_mib"],
-            lf["old"]["peak_rss_mib"],
-            round(lf["new"]["peak_rss_mib"] / lf["old"]["peak_rss_mib"], 3),
+            f"fraction of fp32 peak, b{b}",
+            a_new[f"b{b}"].get("fraction_of_peak"),
+            a_old[f"b{b}"].get("fraction_of_peak"),
+            None,
         )
-    )
-    rows.append(
-        (f"{label}: RSS after open MiB", lf["new"]["rss_after_open_mib"], lf["old"]["rss_after_open_mib"], None)
-    )
+        for b in batches
+    ]
+    rows.append(("text p50 ms", t["new"]["p50_ms"], t["old"]["p50_ms"], t["ratio_p50_new_over_old"]))
+    for name, part, key, with_ratio in (
+        ("text p95 ms", t, "p95_ms", True),
+        (f"{label}: wall s", lf, "wall_s", True),
+        (f"{label}: peak RSS MiB", lf, "peak_rss_mib", True),
+        (f"{label}: RSS after open MiB", lf, "rss_after_open_mib", False),
+    ):
+        value_new, value_old = part["new"][key], part["old"][key]
+        rows.append((name, value_new, value_old, round(value_new / value_old, 3) if with_ratio else None))
     print(f"{'':32s} {'new':>12s} {'old':>12s} {'new/old':>9s}")
     for name, new, old, ratio in rows:
         fmt = lambda v: "-" if v is None else f"{v:g}"  # noqa: E731
@@ -627,7 +617,7 @@ def print_report(r: dict) -> None:
         )
     print(f"text p50 target <= {t['target_p50_ms']} ms for new: {'PASS' if t['new_meets_target'] else 'MISS'}")
     worst = max(
-        [o for k in ("new", "old") for b in r["settings"]["batches"] for o in a[k][f"b{b}"]["other_load_pct"]]
+        [o for k in ("new", "old") for b in batches for o in a[k][f"b{b}"]["other_load_pct"]]
         + [t["new"]["other_load_pct"], t["old"]["other_load_pct"]],
         default=0.0,
     )

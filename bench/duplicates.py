@@ -163,7 +163,7 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results_duplicates.json")
     args = parser.parse_args()
 
-    from indexer.duplicates import DEFAULT_THRESHOLD, brute_force_pairs, find_duplicates, group_pairs, range_pairs
+    from indexer.duplicates import DEFAULT_THRESHOLD, find_duplicates, range_pairs
     from indexer.ingest.pipeline import IngestOptions, run_ingest
     from indexer.settings import IndexerSettings
     from indexer.store import catalog
@@ -191,32 +191,7 @@ def main() -> int:
         ids = np.concatenate([p[0] for p in pages])
         vectors = np.concatenate([p[1] for p in pages])
 
-        real_stems = {Path(c).stem for c in DEMO.glob("*.ogg")}
-        rows = []
-        for threshold in THRESHOLDS:
-            found = find_duplicates(store, threshold=threshold, use_cache=False)
-            groups = [[names[m.id] for m in g.members] for g in found.groups]
-            precision, recall, n_pred, n_true = pair_scores(groups, truth)
-            # the real clips alone: generated chirps are alike to the model (different chirps join)
-            real_truth = {r: v for r, v in truth.items() if v[0] in real_stems}
-            real_p, real_r, _, _ = pair_scores([[f for f in g if f in real_truth] for g in groups], real_truth)
-            rows.append(
-                {
-                    "threshold": threshold,
-                    "precision": round(precision, 4),
-                    "recall": round(recall, 4),
-                    "groups": len(groups),
-                    "predicted_pairs": n_pred,
-                    "true_pairs": n_true,
-                    "real_clips_precision": round(real_p, 4),
-                    "real_clips_recall": round(real_r, 4),
-                }
-            )
-            print(
-                f"threshold {threshold:.2f}: precision {precision:.3f} recall {recall:.3f} ({len(groups)} groups); "
-                f"real clips only: precision {real_p:.3f} recall {real_r:.3f}"
-            )
-        results["thresholds"] = rows
+        results["thresholds"] = threshold_sweep(store, names, truth)
 
         # recall per variant kind at the default threshold: is the variant in its original's group?
         found = find_duplicates(store, threshold=DEFAULT_THRESHOLD, use_cache=False)
@@ -238,36 +213,7 @@ def main() -> int:
         results["recall_by_kind_at_default"] = {k: round(float(np.mean(v)), 3) for k, v in sorted(per_kind.items())}
         print("recall by kind at", DEFAULT_THRESHOLD, results["recall_by_kind_at_default"])
 
-        # time: the finder (full, cached, incremental) against numpy's n x n matrix, same vectors
-        timings = {}
-        for _ in range(3):
-            t = time.perf_counter()
-            full = find_duplicates(store, threshold=DEFAULT_THRESHOLD, use_cache=False)
-            timings.setdefault("finder_full_s", []).append(time.perf_counter() - t)
-            t = time.perf_counter()
-            again = find_duplicates(store, threshold=DEFAULT_THRESHOLD)
-            timings.setdefault("finder_cached_s", []).append(time.perf_counter() - t)
-            t = time.perf_counter()
-            brute = brute_force_pairs(ids, vectors, DEFAULT_THRESHOLD)
-            groups_brute = group_pairs(brute)
-            timings.setdefault("numpy_brute_force_s", []).append(time.perf_counter() - t)
-        assert again.mode == "cached"
-        assert sorted(sorted(m.id for m in g.members) for g in full.groups) == sorted(
-            g for g in groups_brute if len(g) >= 2
-        )
-        extra = root / "late" / "late_copy.flac"
-        x, sr = sf.read(root / sorted(r for r in truth if r.startswith("originals/"))[0], always_2d=True)
-        write(extra, x * 0.7, sr)
-        run_ingest(store, IngestOptions(paths=[str(extra)]))
-        t = time.perf_counter()
-        after = find_duplicates(store, threshold=DEFAULT_THRESHOLD)
-        timings["finder_incremental_s"] = [time.perf_counter() - t]
-        assert after.mode == "incremental", after.mode
-        results["timing"] = {k: round(min(v), 4) for k, v in timings.items()}
-        results["timing"]["n_vectors"] = int(len(ids))
-        results["timing"]["full_vs_numpy_ratio"] = round(
-            results["timing"]["finder_full_s"] / results["timing"]["numpy_brute_force_s"], 2
-        )
+        results["timing"] = time_finder(store, ids, vectors, root, truth)
         print("timing (best of 3):", results["timing"])
         store.close()
 
@@ -280,6 +226,74 @@ def main() -> int:
     args.out.write_text(json.dumps(results, indent=2) + "\n")
     print(f"wrote {args.out}")
     return 0
+
+
+def threshold_sweep(store, names: dict[int, str], truth: dict[str, tuple[str, str]]) -> list[dict]:
+    """Pair precision and recall of the finder's groups at each of THRESHOLDS."""
+    from indexer.duplicates import find_duplicates
+
+    real_stems = {Path(c).stem for c in DEMO.glob("*.ogg")}
+    rows = []
+    for threshold in THRESHOLDS:
+        found = find_duplicates(store, threshold=threshold, use_cache=False)
+        groups = [[names[m.id] for m in g.members] for g in found.groups]
+        precision, recall, n_pred, n_true = pair_scores(groups, truth)
+        # the real clips alone: generated chirps are alike to the model (different chirps join)
+        real_truth = {r: v for r, v in truth.items() if v[0] in real_stems}
+        real_p, real_r, _, _ = pair_scores([[f for f in g if f in real_truth] for g in groups], real_truth)
+        rows.append(
+            {
+                "threshold": threshold,
+                "precision": round(precision, 4),
+                "recall": round(recall, 4),
+                "groups": len(groups),
+                "predicted_pairs": n_pred,
+                "true_pairs": n_true,
+                "real_clips_precision": round(real_p, 4),
+                "real_clips_recall": round(real_r, 4),
+            }
+        )
+        print(
+            f"threshold {threshold:.2f}: precision {precision:.3f} recall {recall:.3f} ({len(groups)} groups); "
+            f"real clips only: precision {real_p:.3f} recall {real_r:.3f}"
+        )
+    return rows
+
+
+def time_finder(store, ids: np.ndarray, vectors: np.ndarray, root: Path, truth: dict[str, tuple[str, str]]) -> dict:
+    """The finder (full, cached, then incremental after one late copy) against numpy's n x n
+    matrix on the same vectors; best of 3 each."""
+    from indexer.duplicates import DEFAULT_THRESHOLD, brute_force_pairs, find_duplicates, group_pairs
+    from indexer.ingest.pipeline import IngestOptions, run_ingest
+
+    timings = {}
+    for _ in range(3):
+        t = time.perf_counter()
+        full = find_duplicates(store, threshold=DEFAULT_THRESHOLD, use_cache=False)
+        timings.setdefault("finder_full_s", []).append(time.perf_counter() - t)
+        t = time.perf_counter()
+        again = find_duplicates(store, threshold=DEFAULT_THRESHOLD)
+        timings.setdefault("finder_cached_s", []).append(time.perf_counter() - t)
+        t = time.perf_counter()
+        brute = brute_force_pairs(ids, vectors, DEFAULT_THRESHOLD)
+        groups_brute = group_pairs(brute)
+        timings.setdefault("numpy_brute_force_s", []).append(time.perf_counter() - t)
+    assert again.mode == "cached"
+    assert sorted(sorted(m.id for m in g.members) for g in full.groups) == sorted(
+        g for g in groups_brute if len(g) >= 2
+    )
+    extra = root / "late" / "late_copy.flac"
+    x, sr = sf.read(root / sorted(r for r in truth if r.startswith("originals/"))[0], always_2d=True)
+    write(extra, x * 0.7, sr)
+    run_ingest(store, IngestOptions(paths=[str(extra)]))
+    t = time.perf_counter()
+    after = find_duplicates(store, threshold=DEFAULT_THRESHOLD)
+    timings["finder_incremental_s"] = [time.perf_counter() - t]
+    assert after.mode == "incremental", after.mode
+    timing = {k: round(min(v), 4) for k, v in timings.items()}
+    timing["n_vectors"] = int(len(ids))
+    timing["full_vs_numpy_ratio"] = round(timing["finder_full_s"] / timing["numpy_brute_force_s"], 2)
+    return timing
 
 
 def scale_run(n: int, range_pairs) -> dict:

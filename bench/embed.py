@@ -36,7 +36,6 @@ import statistics
 import sys
 import tempfile
 import time
-import warnings
 from collections import defaultdict
 from pathlib import Path
 
@@ -47,6 +46,15 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _peers  # noqa: E402
+from common import (  # noqa: E402
+    command_line,
+    print_contention,
+    print_head,
+    print_targets,
+    quiet_logs,
+    target,
+    work_folder,
+)
 from machine import CpuMonitor, cpu_info, loadavg_figures, wait_quiet, write_results  # noqa: E402
 
 AUDIO_GFLOP_PER_CLIP = 11.8  # HTSAT-tiny, one 10 s clip (torch FlopCounterMode: 11.82)
@@ -153,26 +161,6 @@ def matmul_peaks(n: int, seconds: float) -> dict[str, float]:
             peaks[name] = rate(lambda session=session: session.run(None, {"x": x}))
     peaks["fp32"] = max(peaks["torch_fp32"], peaks["ort_fp32"])
     return {k: round(v, 1) for k, v in peaks.items()}
-
-
-class quiet_logs:
-    """Silence library warnings and onnxruntime.quantization's root-logger advice."""
-
-    def __enter__(self):
-        import logging
-
-        self._warn = warnings.catch_warnings()
-        self._warn.__enter__()
-        warnings.simplefilter("ignore")
-        self._level = logging.getLogger().level
-        logging.getLogger().setLevel(logging.ERROR)
-
-    def __exit__(self, *exc):
-        import logging
-
-        logging.getLogger().setLevel(self._level)
-        self._warn.__exit__(*exc)
-        return False
 
 
 # ----------------------------------------------------------------------------- inputs
@@ -296,7 +284,11 @@ def write_ours(model, tokenizer_dir: Path, out: Path, variants: tuple[str, ...])
         source_sha256=None,
     )
     with quiet_logs():
-        manifest = write_model_folder(converted, out, variants=variants, overwrite=True)
+        return variant_cosines(write_model_folder(converted, out, variants=variants, overwrite=True))
+
+
+def variant_cosines(manifest) -> dict:
+    """Each exported variant's agreement with fp32, as the model folder's manifest records it."""
     return {
         name: {
             "audio_min_cosine_to_fp32": v.audio_min_cosine_to_fp32,
@@ -417,12 +409,11 @@ def evaluate(results: dict) -> list[dict]:
     ratio = fp32["b16"]["clips_per_s"] / audio[eager]["b16"]["clips_per_s"]
     ok = ratio >= TARGETS["fp32_vs_eager_b16"] and fp32["min_cosine_to_eager"] >= TARGETS["fp32_min_cosine"]
     checks.append(
-        {
-            "target": f"ours fp32 >= {TARGETS['fp32_vs_eager_b16']}x eager at batch 16, cosine >= "
-            f"{TARGETS['fp32_min_cosine']}",
-            "measured": f"{ratio:.2f}x, min cosine {fp32['min_cosine_to_eager']:.6f}",
-            "pass": ok,
-        }
+        target(
+            f"ours fp32 >= {TARGETS['fp32_vs_eager_b16']}x eager at batch 16, cosine >= {TARGETS['fp32_min_cosine']}",
+            f"{ratio:.2f}x, min cosine {fp32['min_cosine_to_eager']:.6f}",
+            ok,
+        )
     )
 
     bar = TARGETS["fast_min_cosine"]
@@ -439,23 +430,23 @@ def evaluate(results: dict) -> list[dict]:
     else:
         ok, measured = False, "no variant reaches the cosine bar"
     checks.append(
-        {
-            "target": f"fastest ours variant >= {TARGETS['fast_vs_baseline']}x ONNX int8 baseline at "
+        target(
+            f"fastest ours variant >= {TARGETS['fast_vs_baseline']}x ONNX int8 baseline at "
             f"batch 1 and 16, cosine >= {TARGETS['fast_min_cosine']}",
-            "measured": measured,
-            "pass": ok,
-        }
+            measured,
+            ok,
+        )
     )
 
     text_candidates = [n for n in text if n.startswith("ours ") and text[n]["min_cosine_to_eager"] >= bar]
     best = min(text_candidates, key=lambda n: text[n]["p50_ms"]) if text_candidates else None
     ok = best is not None and text[best]["p50_ms"] <= TARGETS["text_p50_ms"]
     checks.append(
-        {
-            "target": f"single text query p50 <= {TARGETS['text_p50_ms']} ms",
-            "measured": f"{best}: {text[best]['p50_ms']:.2f} ms p50" if best else "none",
-            "pass": ok,
-        }
+        target(
+            f"single text query p50 <= {TARGETS['text_p50_ms']} ms",
+            f"{best}: {text[best]['p50_ms']:.2f} ms p50" if best else "none",
+            ok,
+        )
     )
     return checks
 
@@ -482,8 +473,7 @@ def print_report(results: dict) -> None:
         f"{'system':26s} {'b1 clip/s':>9s} {big + ' clip/s':>10s} {'ms/clip':>8s} {'GFLOP/s':>8s} {'%peak':>6s} "
         f"{'min cos':>9s} {'x eager':>8s} {'x base b1':>9s} {'x base ' + big:>10s}"
     )
-    print(head)
-    print("-" * len(head))
+    print_head(head)
     for name, row in audio.items():
         b1, b16 = row["b1"]["clips_per_s"], row["b16"]["clips_per_s"]
         print(
@@ -500,8 +490,7 @@ def print_report(results: dict) -> None:
         f"{'system':26s} {'p50 ms':>8s} {'p90 ms':>8s} {'GFLOP/s':>8s} {'%peak':>6s} {'min cos':>9s} "
         f"{'x eager':>8s} {'x base':>8s}"
     )
-    print(head)
-    print("-" * len(head))
+    print_head(head)
     for name, row in text.items():
         print(
             f"{name:26s} {row['p50_ms']:8.2f} {row['p90_ms']:8.2f} {row['gflops']:8.0f} {row['pct_fp32_peak']:5.0f}% "
@@ -515,22 +504,18 @@ def print_report(results: dict) -> None:
             f"max |batch-1 - batch-{cfg['batch']}| per variant: "
             + ", ".join(f"{k} {v:.1e}" for k, v in extra["batch_1_vs_16_max_abs_diff"].items())
         )
-    print("\ntargets:")
-    for check in results["targets"]:
-        status = "n/a " if cfg["quick"] else ("PASS" if check["pass"] else "MISS")
-        print(f"  [{status}] {check['target']}: {check['measured']}")
+    print_targets(results["targets"], cfg["quick"])
     load = results["contention"]
-    print(
-        f"\nother processes used {load['other_processes_cpu_s']:.1f} CPU-s during {load['wall_s']:.0f} s of "
-        f"measurement ({load['other_load_pct']:.1f}% of the machine); timed blocks re-run because another "
-        f"process was busy: {load['blocks_retried']}, kept although disturbed: {load['disturbed_blocks_kept']}"
+    print_contention(
+        load,
+        f"timed blocks re-run because another process was busy: {load['blocks_retried']}, kept although "
+        f"disturbed: {load['disturbed_blocks_kept']}",
+        busy=load["disturbed_blocks_kept"] or load["other_load_pct"] > 10,
     )
-    if load["disturbed_blocks_kept"] or load["other_load_pct"] > 10:
-        print("WARNING: the machine was busy during the measurement; re-run on a quiet machine for final numbers")
 
 
 # ----------------------------------------------------------------------------- main
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -588,6 +573,11 @@ def main(argv: list[str] | None = None) -> int:
         "leave the CPUs idle (default 30; quick 0)",
     )
     parser.add_argument("--seed", type=int, default=0)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
 
     quick = args.quick
@@ -609,7 +599,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.manual_seed(args.seed)
     started = time.perf_counter()
     results: dict = {
-        "command": " ".join([Path(sys.executable).name, *sys.argv]) if argv is None else f"embed.py {' '.join(argv)}",
+        "command": command_line(argv, "embed.py"),
         "machine": machine_info(),
         "load_before": loadavg_figures(),
         "config": {
@@ -630,127 +620,113 @@ def main(argv: list[str] | None = None) -> int:
         },
     }
 
-    tmp = None
-    if args.work_dir is None:
-        tmp = tempfile.TemporaryDirectory(prefix="clap-bench-")
-        work = Path(tmp.name)
-    else:
-        work = args.work_dir
-        work.mkdir(parents=True, exist_ok=True)
-    try:
-        stamp = {
-            "quick": quick,
-            "seed": args.seed,
-            "variants": list(variants),
-            "exporter": args.baseline_exporter,
-            "tokenizer": str(args.tokenizer_dir),
-        }
-        stamp_file = work / "stamp.json"
-        reuse = args.reuse and stamp_file.is_file() and json.loads(stamp_file.read_text()) == stamp
+    with work_folder(args.work_dir, "clap-bench-") as work:
         tokenizer_dir = ensure_tokenizer(args.tokenizer_dir, work)
-
         print(f"building the random model ({results['config']['model']}) ...", flush=True)
         model = build_model(quick, args.seed)
-        ours_dir, base_dir = work / "ours", work / "baseline"
-        t0 = time.perf_counter()
-        if reuse:
-            from indexer.models.manifest import load_manifest
-
-            manifest = load_manifest(ours_dir)
-            results["ours_export"] = {
-                n: {
-                    "audio_min_cosine_to_fp32": v.audio_min_cosine_to_fp32,
-                    "text_min_cosine_to_fp32": v.text_min_cosine_to_fp32,
-                }
-                for n, v in manifest.variants.items()
-            }
-            base_files = {t: base_dir / f"{t}.int8.onnx" for t in ("audio", "text")}
-            print("reusing exported models from", work, flush=True)
-        else:
-            stamp_file.unlink(missing_ok=True)
-            print(f"exporting our model folder ({', '.join(variants)}) ...", flush=True)
-            results["ours_export"] = write_ours(model, tokenizer_dir, ours_dir, variants)
-            results["ours_export_s"] = round(time.perf_counter() - t0, 1)
-            print(f"exporting the ONNX int8 baseline ({args.baseline_exporter} exporter) ...", flush=True)
-            t0 = time.perf_counter()
-            shutil.rmtree(base_dir, ignore_errors=True)
-            with quiet_logs(), contextlib.redirect_stdout(io.StringIO()):
-                base_files = _peers.export_onnx_int8_baseline(
-                    model, base_dir, dynamo=args.baseline_exporter == "dynamo"
-                )
-            results["baseline_export_s"] = round(time.perf_counter() - t0, 1)
-            stamp_file.write_text(json.dumps(stamp))
-        paths = make_clips(work / "clips", files, args.seed)
-        queries = make_queries(n_queries, args.seed)
-
+        base_files = export_models(args, model, tokenizer_dir, work, variants, results)
         systems = [
             _peers.EagerPeer(model, tokenizer_dir, threads=torch.get_num_threads()),
             _peers.OnnxInt8Peer(base_files, tokenizer_dir),
         ]
-        systems += [Ours(ours_dir, v, args.threads) for v in variants]
-        eager_name = systems[0].name
-
-        with CpuMonitor() as monitor:
-            print("measuring the matmul peak ...", flush=True)
-            results["config"]["matmul_n"] = 512 if quick else 2048
-            peaks = _undisturbed(lambda: matmul_peaks(results["config"]["matmul_n"], 0.3 if quick else 3.0), quiet)
-            results["matmul_peak_gflops"] = peaks
-            audio: dict = {s.name: {} for s in systems}
-            vectors = {}
-            for b in (1, batch):
-                print(f"timing audio at batch {b} ...", flush=True)
-                rates, vecs = time_audio(systems, paths, b, repeats, quiet)
-                vectors[b] = vecs
-                for name, row in rates.items():
-                    gflops = row["clips_per_s"] * AUDIO_GFLOP_PER_CLIP
-                    row.update(gflops=round(gflops, 1), pct_fp32_peak=round(100 * gflops / peaks["fp32"], 1))
-                    audio[name][f"b{b}" if b == 1 else "b16"] = row
-            print("timing text ...", flush=True)
-            text, text_vectors = time_text(systems, queries, text_repeats, quiet)
-        results["contention"] = {
-            **monitor.summary(),
-            "blocks_retried": RETRIES["blocks"],
-            "disturbed_blocks_kept": RETRIES["disturbed_blocks_kept"],
-        }
-        results["load_after"] = loadavg_figures()
-        if batch != 16:
-            results["config"]["note"] = f"the 'b16' column is batch {batch}"
-
-        ref = vectors[batch][eager_name]
-        for name, row in audio.items():
-            row["min_cosine_to_eager"] = _min_cosine(vectors[batch][name], ref)
-            row["min_cosine_to_eager_b1"] = _min_cosine(vectors[1][name], vectors[1][eager_name])
-            if name.startswith("ours ") and name != "ours fp32":
-                row["min_cosine_to_ours_fp32"] = _min_cosine(vectors[batch][name], vectors[batch]["ours fp32"])
-        tokens = [systems[0].tokens(q) for q in queries]
-        results["text_tokens_mean"] = float(np.mean(tokens))
-        gflop_per_query = TEXT_GFLOP_PER_16_TOKENS * float(np.mean(tokens)) / 16
-        for name, row in text.items():
-            row["min_cosine_to_eager"] = _min_cosine(text_vectors[name], text_vectors[eager_name])
-            row["gflops"] = round(gflop_per_query / (row["p50_ms"] / 1000), 1)
-            row["pct_fp32_peak"] = round(100 * row["gflops"] / peaks["fp32"], 1)
-        results["audio"], results["text"] = audio, text
-        results["ours_checks"] = {
-            "fp32_max_abs_diff_to_eager": float(np.abs(vectors[batch]["ours fp32"] - ref).max()),
-            "fp32_text_max_abs_diff_to_eager": float(
-                np.abs(text_vectors["ours fp32"] - text_vectors[eager_name]).max()
-            ),
-            # max |b1 - b16| per variant: 0.0 means bit-identical alone and inside a batch
-            "batch_1_vs_16_max_abs_diff": {
-                s.variant: float(np.abs(vectors[1][s.name] - vectors[batch][s.name]).max())
-                for s in systems
-                if isinstance(s, Ours)
-            },
-        }
-        results["targets"] = evaluate(results)
-        results["elapsed_s"] = round(time.perf_counter() - started, 1)
-    finally:
-        if tmp is not None:
-            tmp.cleanup()
-
+        systems += [Ours(work / "ours", v, args.threads) for v in variants]
+        paths = make_clips(work / "clips", files, args.seed)
+        measure(systems, paths, make_queries(n_queries, args.seed), results)
+    results["targets"] = evaluate(results)
+    results["elapsed_s"] = round(time.perf_counter() - started, 1)
     print_report(results)
     write_results(args.out, results)
     return 0
+
+
+def export_models(args, model, tokenizer_dir: Path, work: Path, variants: tuple[str, ...], results: dict) -> dict:
+    """Our model folder (``work/ours``) and the ONNX int8 baseline's files; with ``--reuse``, those
+    an earlier run with the same settings exported."""
+    stamp = {
+        "quick": args.quick,
+        "seed": args.seed,
+        "variants": list(variants),
+        "exporter": args.baseline_exporter,
+        "tokenizer": str(args.tokenizer_dir),
+    }
+    stamp_file = work / "stamp.json"
+    ours_dir, base_dir = work / "ours", work / "baseline"
+    if args.reuse and stamp_file.is_file() and json.loads(stamp_file.read_text()) == stamp:
+        from indexer.models.manifest import load_manifest
+
+        results["ours_export"] = variant_cosines(load_manifest(ours_dir))
+        print("reusing exported models from", work, flush=True)
+        return {t: base_dir / f"{t}.int8.onnx" for t in ("audio", "text")}
+    stamp_file.unlink(missing_ok=True)
+    print(f"exporting our model folder ({', '.join(variants)}) ...", flush=True)
+    t0 = time.perf_counter()
+    results["ours_export"] = write_ours(model, tokenizer_dir, ours_dir, variants)
+    results["ours_export_s"] = round(time.perf_counter() - t0, 1)
+    print(f"exporting the ONNX int8 baseline ({args.baseline_exporter} exporter) ...", flush=True)
+    t0 = time.perf_counter()
+    shutil.rmtree(base_dir, ignore_errors=True)
+    with quiet_logs(), contextlib.redirect_stdout(io.StringIO()):
+        base_files = _peers.export_onnx_int8_baseline(model, base_dir, dynamo=args.baseline_exporter == "dynamo")
+    results["baseline_export_s"] = round(time.perf_counter() - t0, 1)
+    stamp_file.write_text(json.dumps(stamp))
+    return base_files
+
+
+def measure(systems: list, paths: list[Path], queries: list[str], results: dict) -> None:
+    """The matmul peak, audio at batch 1 and the large batch, text; then every system's agreement
+    with eager transformers (``systems[0]``), into ``results``."""
+    cfg = results["config"]
+    quick, batch, quiet = cfg["quick"], cfg["batch"], cfg["wait_quiet_s"]
+    with CpuMonitor() as monitor:
+        print("measuring the matmul peak ...", flush=True)
+        cfg["matmul_n"] = 512 if quick else 2048
+        peaks = _undisturbed(lambda: matmul_peaks(cfg["matmul_n"], 0.3 if quick else 3.0), quiet)
+        results["matmul_peak_gflops"] = peaks
+        audio: dict = {s.name: {} for s in systems}
+        vectors = {}
+        for b in (1, batch):
+            print(f"timing audio at batch {b} ...", flush=True)
+            rates, vectors[b] = time_audio(systems, paths, b, cfg["repeats"], quiet)
+            for name, row in rates.items():
+                gflops = row["clips_per_s"] * AUDIO_GFLOP_PER_CLIP
+                row.update(gflops=round(gflops, 1), pct_fp32_peak=round(100 * gflops / peaks["fp32"], 1))
+                audio[name][f"b{b}" if b == 1 else "b16"] = row
+        print("timing text ...", flush=True)
+        text, text_vectors = time_text(systems, queries, cfg["text_repeats"], quiet)
+    results["contention"] = {
+        **monitor.summary(),
+        "blocks_retried": RETRIES["blocks"],
+        "disturbed_blocks_kept": RETRIES["disturbed_blocks_kept"],
+    }
+    results["load_after"] = loadavg_figures()
+    if batch != 16:
+        cfg["note"] = f"the 'b16' column is batch {batch}"
+
+    eager_name = systems[0].name
+    ref = vectors[batch][eager_name]
+    for name, row in audio.items():
+        row["min_cosine_to_eager"] = _min_cosine(vectors[batch][name], ref)
+        row["min_cosine_to_eager_b1"] = _min_cosine(vectors[1][name], vectors[1][eager_name])
+        if name.startswith("ours ") and name != "ours fp32":
+            row["min_cosine_to_ours_fp32"] = _min_cosine(vectors[batch][name], vectors[batch]["ours fp32"])
+    tokens = [systems[0].tokens(q) for q in queries]
+    results["text_tokens_mean"] = float(np.mean(tokens))
+    gflop_per_query = TEXT_GFLOP_PER_16_TOKENS * float(np.mean(tokens)) / 16
+    for name, row in text.items():
+        row["min_cosine_to_eager"] = _min_cosine(text_vectors[name], text_vectors[eager_name])
+        row["gflops"] = round(gflop_per_query / (row["p50_ms"] / 1000), 1)
+        row["pct_fp32_peak"] = round(100 * row["gflops"] / peaks["fp32"], 1)
+    results["audio"], results["text"] = audio, text
+    results["ours_checks"] = {
+        "fp32_max_abs_diff_to_eager": float(np.abs(vectors[batch]["ours fp32"] - ref).max()),
+        "fp32_text_max_abs_diff_to_eager": float(np.abs(text_vectors["ours fp32"] - text_vectors[eager_name]).max()),
+        # max |b1 - b16| per variant: 0.0 means bit-identical alone and inside a batch
+        "batch_1_vs_16_max_abs_diff": {
+            s.variant: float(np.abs(vectors[1][s.name] - vectors[batch][s.name]).max())
+            for s in systems
+            if isinstance(s, Ours)
+        },
+    }
 
 
 if __name__ == "__main__":

@@ -215,22 +215,9 @@ def _nprobe_sweep(index, plan, queries: np.ndarray, gt_i: np.ndarray) -> list[di
     return sweep
 
 
-def run(args) -> dict:
-    n, dim = args.n, args.dim
-    gen = Clustered(
-        dim,
-        args.clusters or max(1, n // 40),
-        latent=args.latent,
-        topics=args.topics,
-        spread=(args.spread_min, args.spread_max),
-        noise=args.noise,
-        seed=args.seed,
-    )
-    plan = plan_index(n, dim, memory_budget_bytes=int(args.budget_gb * 2**30), exact_below=args.exact_below)
-    print(f"plan: {plan.kind} {plan.factory}: {plan.reason}", flush=True)
-    sample = gen.draw(plan.train_size, np.random.default_rng([args.seed, 2])) if plan.train_size else None
-    queries = gen.draw(args.queries, np.random.default_rng([args.seed, 3]))
-
+def build_or_reuse(args, gen: Clustered, plan) -> tuple[VectorIndex, dict]:
+    """The index under test and its build figures: built now, or (``--index-dir``) one this script
+    built and kept earlier with the same arguments, with the build figures from then."""
     saved = args.index_dir / "build.json" if args.index_dir else None
     if saved is not None and saved.exists():
         # re-time an index this script built and kept earlier (same arguments): build figures from then
@@ -240,12 +227,13 @@ def run(args) -> dict:
         index = VectorIndex.load(args.index_dir)
         print(f"reusing the index in {args.index_dir} (built {build['built_at']})", flush=True)
     else:
+        sample = gen.draw(plan.train_size, np.random.default_rng([args.seed, 2])) if plan.train_size else None
         gc.collect()
         rss0, clock = status_bytes("VmRSS"), [0.0]
         t0 = time.perf_counter()
         index = VectorIndex.build(
             plan,
-            gen.stream(n, args.chunk, args.seed, clock),
+            gen.stream(args.n, args.chunk, args.seed, clock),
             sample=sample,
             k=K,
             target_recall=args.target_recall,
@@ -277,13 +265,36 @@ def run(args) -> dict:
         }
         if saved is not None:
             saved.write_text(json.dumps(build, indent=2) + "\n")
+    return index, build
 
+
+def exact_index(args, gen: Clustered) -> tuple[faiss.IndexFlatIP, float]:
+    """The exact (flat inner-product) index of the same vectors, the peer; and its build seconds."""
     t0 = time.perf_counter()
-    exact = faiss.IndexFlatIP(dim)
-    for _, x in gen.stream(n, args.chunk, args.seed):
+    exact = faiss.IndexFlatIP(args.dim)
+    for _, x in gen.stream(args.n, args.chunk, args.seed):
         exact.add(x)
-    exact_build_s = time.perf_counter() - t0
+    return exact, time.perf_counter() - t0
 
+
+def run(args) -> dict:
+    n, dim = args.n, args.dim
+    gen = Clustered(
+        dim,
+        args.clusters or max(1, n // 40),
+        latent=args.latent,
+        topics=args.topics,
+        spread=(args.spread_min, args.spread_max),
+        noise=args.noise,
+        seed=args.seed,
+    )
+    plan = plan_index(n, dim, memory_budget_bytes=int(args.budget_gb * 2**30), exact_below=args.exact_below)
+    print(f"plan: {plan.kind} {plan.factory}: {plan.reason}", flush=True)
+    queries = gen.draw(args.queries, np.random.default_rng([args.seed, 3]))
+
+    index, build = build_or_reuse(args, gen, plan)
+
+    exact, exact_build_s = exact_index(args, gen)
     gt_s, gt_i = exact.search(queries, K)
     difficulty = {
         "mean_cos_nn1": float(gt_s[:, 0].mean()),

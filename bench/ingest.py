@@ -61,6 +61,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from common import command_line, print_head, print_targets, target  # noqa: E402
 from machine import CpuMonitor, cpu_info, git, loadavg_figures, own_cpu, wait_quiet, write_results  # noqa: E402
 
 TARGETS = {"overhead": 0.15, "rerun_s": 30.0, "peak_rss_gb": 2.0}
@@ -164,6 +165,13 @@ _REPORT = re.compile(
     r"(\d+) failed, (\d+) removed in ([\d.]+) s"
 )
 _INDEX = re.compile(r"(files|segments) index \S+: (\w+), (\d+) vectors")
+
+
+def timed_cli(args: list[str], *, sample_s: float | None, quiet_s: float, label: str, retries: int = 0) -> dict:
+    """``run_cli`` in a ``timed_block``; the block's contention record under ``contention``."""
+    row, mon = timed_block(lambda: run_cli(args, sample_s=sample_s), quiet_s=quiet_s, retries=retries, label=label)
+    row["contention"] = mon
+    return row
 
 
 def run_cli(args: list[str], *, sample_s: float | None, timeout: float = 7200) -> dict:
@@ -530,60 +538,12 @@ def throughput_part(args, model_dir: Path, work: Path, quick: bool, quiet_s: flo
         + (f" (generated in {summary['generate_s']:.0f} s)" if lib["generated_now"] else " (cached)"),
         flush=True,
     )
-    paths = sorted(f["path"] for f in lib["files"])
     configs = [parse_config(c) for c in args.ingest_configs.split(",") if c.strip()]
     systems = [PEER] + [_ingest_name(c) for c in configs]
-    rounds = []
-    per_system: dict[str, list[dict]] = {name: [] for name in systems}
-    for r in range(args.rounds):
-        order = systems[r % len(systems) :] + systems[: r % len(systems)]
-        print(f"round {r + 1}/{args.rounds}: {' -> '.join(order)}", flush=True)
-        row = {"round": r + 1, "order": order, "files_per_s": {}, "other_load_pct": {}}
-        for name in order:
-            if name == PEER:
-                fn = functools.partial(run_peer, model_dir, paths)
-            else:
-                cfg = configs[systems.index(name) - 1]
-                fn = functools.partial(run_ingest_inprocess, model_dir, lib_dir, work / "homes" / "throughput", cfg)
-            out, mon = timed_block(fn, quiet_s=quiet_s, retries=args.retries, label=name)
-            out.update(
-                round=r + 1,
-                files_per_s=out["files"] / out["wall_s"],
-                audio_s_per_s=out["audio_s"] / out["wall_s"],
-                contention=mon,
-            )
-            out["wall_s"] = round(out["wall_s"], 3)
-            per_system[name].append(out)
-            row["files_per_s"][name] = round(out["files_per_s"], 3)
-            row["other_load_pct"][name] = mon["other_load_pct"]
-            print(
-                f"  {name:28s} {out['wall_s']:7.1f} s  {out['files_per_s']:6.2f} files/s  "
-                f"{out['audio_s_per_s']:6.1f} audio-s/s  (others {mon['other_load_pct']:.0f}% of CPUs)",
-                flush=True,
-            )
-        rounds.append(row)
+    rounds, per_system = throughput_rounds(args, model_dir, lib_dir, lib, work, configs, quiet_s)
     shutil.rmtree(work / "homes" / "throughput", ignore_errors=True)
 
-    table = {}
-    for name, runs in per_system.items():
-        best = max(runs, key=lambda o: o["files_per_s"])
-        cpu = [(o["contention"]["self_cpu_s"] + o["contention"]["children_cpu_s"]) / max(o["files"], 1) for o in runs]
-        table[name] = {
-            "files_per_s_best": round(best["files_per_s"], 3),
-            "files_per_s_median": round(statistics.median(o["files_per_s"] for o in runs), 3),
-            "audio_s_per_s_best": round(best["audio_s_per_s"], 2),
-            "wall_s_best": best["wall_s"],
-            "files": best["files"],
-            "failed": best["failed"],
-            "audio_s": round(best["audio_s"], 1),
-            "profile_best": best["profile"],
-            "cpu_s_per_file_median": round(statistics.median(cpu), 4),
-            "undisturbed_runs": sum(o["contention"]["other_load_pct"] <= DISTURBED_PCT for o in runs),
-            "runs": [
-                {k: (round(v, 3) if isinstance(v, float) else v) for k, v in o.items() if k != "vectors_sample"}
-                for o in runs
-            ],
-        }
+    table = {name: system_row(runs) for name, runs in per_system.items()}
     default = _ingest_name(configs[0])
     ratio = table[default]["files_per_s_best"] / table[PEER]["files_per_s_best"]
     per_round = [row["files_per_s"][default] / row["files_per_s"][PEER] for row in rounds]
@@ -619,25 +579,88 @@ def throughput_part(args, model_dir: Path, work: Path, quick: bool, quiet_s: flo
         flush=True,
     )
 
+    result["cli_ingest"] = cli_ingest(args, lib_dir, work, quiet_s)
+    return result
+
+
+def throughput_rounds(
+    args, model_dir: Path, lib_dir: Path, lib: dict, work: Path, configs: list[dict], quiet_s: float
+) -> tuple[list[dict], dict[str, list[dict]]]:
+    """``--rounds`` rounds of the peer and each ingest configuration, in a rotating order; each
+    round's files/s, and every system's runs."""
+    paths = sorted(f["path"] for f in lib["files"])
+    systems = [PEER] + [_ingest_name(c) for c in configs]
+    rounds = []
+    per_system: dict[str, list[dict]] = {name: [] for name in systems}
+    for r in range(args.rounds):
+        order = systems[r % len(systems) :] + systems[: r % len(systems)]
+        print(f"round {r + 1}/{args.rounds}: {' -> '.join(order)}", flush=True)
+        row = {"round": r + 1, "order": order, "files_per_s": {}, "other_load_pct": {}}
+        for name in order:
+            if name == PEER:
+                fn = functools.partial(run_peer, model_dir, paths)
+            else:
+                cfg = configs[systems.index(name) - 1]
+                fn = functools.partial(run_ingest_inprocess, model_dir, lib_dir, work / "homes" / "throughput", cfg)
+            out, mon = timed_block(fn, quiet_s=quiet_s, retries=args.retries, label=name)
+            out.update(
+                round=r + 1,
+                files_per_s=out["files"] / out["wall_s"],
+                audio_s_per_s=out["audio_s"] / out["wall_s"],
+                contention=mon,
+            )
+            out["wall_s"] = round(out["wall_s"], 3)
+            per_system[name].append(out)
+            row["files_per_s"][name] = round(out["files_per_s"], 3)
+            row["other_load_pct"][name] = mon["other_load_pct"]
+            print(
+                f"  {name:28s} {out['wall_s']:7.1f} s  {out['files_per_s']:6.2f} files/s  "
+                f"{out['audio_s_per_s']:6.1f} audio-s/s  (others {mon['other_load_pct']:.0f}% of CPUs)",
+                flush=True,
+            )
+        rounds.append(row)
+    return rounds, per_system
+
+
+def cli_ingest(args, lib_dir: Path, work: Path, quiet_s: float) -> dict:
+    """``indexer ingest`` of the throughput library as users run it: wall time with start-up, and
+    the process tree's peak memory."""
     print("CLI ingest of the same library (process tree memory sampled) ...", flush=True)
     home = work / "homes" / "throughput-cli"
     shutil.rmtree(home, ignore_errors=True)
-    cli, mon = timed_block(
-        lambda: run_cli(["ingest", str(lib_dir), "--home", str(home), "-q"], sample_s=args.sample_s),
-        quiet_s=quiet_s,
-        retries=0,
-        label="CLI ingest",
+    cli = timed_cli(
+        ["ingest", str(lib_dir), "--home", str(home), "-q"], sample_s=args.sample_s, quiet_s=quiet_s, label="CLI ingest"
     )
-    cli["contention"] = mon
     cli["files_per_s"] = round(cli.get("embedded", 0) / cli["wall_s"], 3)
     shutil.rmtree(home, ignore_errors=True)
-    result["cli_ingest"] = cli
     print(
         f"  {cli['wall_s']:.1f} s wall ({cli['files_per_s']:.2f} files/s incl. start-up), peak tree RSS "
         f"{cli['memory']['peak_tree_rss_gb']:.2f} GB, max single {cli['memory']['peak_single_rss_gb']:.2f} GB",
         flush=True,
     )
-    return result
+    return cli
+
+
+def system_row(runs: list[dict]) -> dict:
+    """One system's row of the throughput table: its best run, medians over the rounds."""
+    best = max(runs, key=lambda o: o["files_per_s"])
+    cpu = [(o["contention"]["self_cpu_s"] + o["contention"]["children_cpu_s"]) / max(o["files"], 1) for o in runs]
+    return {
+        "files_per_s_best": round(best["files_per_s"], 3),
+        "files_per_s_median": round(statistics.median(o["files_per_s"] for o in runs), 3),
+        "audio_s_per_s_best": round(best["audio_s_per_s"], 2),
+        "wall_s_best": best["wall_s"],
+        "files": best["files"],
+        "failed": best["failed"],
+        "audio_s": round(best["audio_s"], 1),
+        "profile_best": best["profile"],
+        "cpu_s_per_file_median": round(statistics.median(cpu), 4),
+        "undisturbed_runs": sum(o["contention"]["other_load_pct"] <= DISTURBED_PCT for o in runs),
+        "runs": [
+            {k: (round(v, 3) if isinstance(v, float) else v) for k, v in o.items() if k != "vectors_sample"}
+            for o in runs
+        ],
+    }
 
 
 def parse_config(text: str) -> dict:
@@ -669,10 +692,7 @@ def rerun_part(args, work: Path, quiet_s: float) -> dict:
     print(f"  written in {gen_s:.1f} s; first ingest (CLI, memory sampled) ...", flush=True)
     shutil.rmtree(home, ignore_errors=True)
     base = ["ingest", str(lib), "--home", str(home), "-q"]
-    first, mon = timed_block(
-        lambda: run_cli(base, sample_s=args.sample_s), quiet_s=quiet_s, retries=0, label="first ingest"
-    )
-    first["contention"] = mon
+    first = timed_cli(base, sample_s=args.sample_s, quiet_s=quiet_s, label="first ingest")
     print(
         f"  first ingest {first['wall_s']:.1f} s ({first.get('embedded')} embedded, "
         f"{first.get('embedded', 0) / first['wall_s']:.1f} files/s), peak tree RSS "
@@ -684,11 +704,10 @@ def rerun_part(args, work: Path, quiet_s: float) -> dict:
 
     def timed_rerun(label: str, retries: int = args.retries) -> dict:
         # a run after touching/modifying files changes the store: never re-run those blocks
-        row, mon = timed_block(lambda: run_cli(base, sample_s=None), quiet_s=quiet_s, retries=retries, label=label)
-        row["contention"] = mon
+        row = timed_cli(base, sample_s=None, quiet_s=quiet_s, label=label, retries=retries)
         print(
             f"  {label:30s} {row['wall_s']:6.2f} s  (embedded {row.get('embedded')}, unchanged "
-            f"{row.get('unchanged')}, others {mon['other_load_pct']:.0f}% of CPUs)",
+            f"{row.get('unchanged')}, others {row['contention']['other_load_pct']:.0f}% of CPUs)",
             flush=True,
         )
         return row
@@ -737,13 +756,12 @@ def long_part(args, work: Path, quiet_s: float) -> dict:
     )
     home = work / "homes" / "long"
     shutil.rmtree(home, ignore_errors=True)
-    row, mon = timed_block(
-        lambda: run_cli(["ingest", str(folder), "--home", str(home), "-q", "--segments"], sample_s=args.sample_s),
+    row = timed_cli(
+        ["ingest", str(folder), "--home", str(home), "-q", "--segments"],
+        sample_s=args.sample_s,
         quiet_s=quiet_s,
-        retries=0,
         label="long ingest",
     )
-    row["contention"] = mon
     shutil.rmtree(home, ignore_errors=True)
     mem = row["memory"]
     print(
@@ -765,23 +783,21 @@ def evaluate(results: dict) -> list[dict]:
     tp = results.get("throughput")
     if tp:
         checks.append(
-            {
-                "target": f"pipeline overhead < {100 * TARGETS['overhead']:.0f} % (ingest >= "
+            target(
+                f"pipeline overhead < {100 * TARGETS['overhead']:.0f} % (ingest >= "
                 f"{1 - TARGETS['overhead']:.2f}x pure decode+embed)",
-                "measured": f"ratio {tp['ratio_ingest_vs_peer']:.3f} ({tp['default_system']}), "
-                f"overhead {100 * tp['overhead']:.1f} %",
-                "pass": tp["overhead"] < TARGETS["overhead"],
-            }
+                f"ratio {tp['ratio_ingest_vs_peer']:.3f} ({tp['default_system']}), overhead {100 * tp['overhead']:.1f} %",
+                tp["overhead"] < TARGETS["overhead"],
+            )
         )
     rr = results.get("rerun")
     if rr:
         checks.append(
-            {
-                "target": f"no-change re-run of {rr['files']} files < {TARGETS['rerun_s']:.0f} s (CLI, "
-                "start-up included)",
-                "measured": f"median {rr['no_change_median_s']:.2f} s, max {rr['no_change_max_s']:.2f} s",
-                "pass": rr["no_change_max_s"] < TARGETS["rerun_s"],
-            }
+            target(
+                f"no-change re-run of {rr['files']} files < {TARGETS['rerun_s']:.0f} s (CLI, start-up included)",
+                f"median {rr['no_change_median_s']:.2f} s, max {rr['no_change_max_s']:.2f} s",
+                rr["no_change_max_s"] < TARGETS["rerun_s"],
+            )
         )
     peaks = []
     if tp:
@@ -793,11 +809,11 @@ def evaluate(results: dict) -> list[dict]:
     if peaks:
         worst = max(m["peak_tree_rss_gb"] for _, m in peaks)
         checks.append(
-            {
-                "target": f"peak RSS of the ingest process tree < {TARGETS['peak_rss_gb']:.0f} GB",
-                "measured": "; ".join(f"{n}: {m['peak_tree_rss_gb']:.2f} GB" for n, m in peaks),
-                "pass": worst < TARGETS["peak_rss_gb"],
-            }
+            target(
+                f"peak RSS of the ingest process tree < {TARGETS['peak_rss_gb']:.0f} GB",
+                "; ".join(f"{n}: {m['peak_tree_rss_gb']:.2f} GB" for n, m in peaks),
+                worst < TARGETS["peak_rss_gb"],
+            )
         )
     return checks
 
@@ -816,7 +832,7 @@ def print_report(results: dict) -> None:
             f"{'system':28s} {'files/s':>8s} {'median':>8s} {'audio-s/s':>10s} {'wall s':>8s} {'x peer':>7s} "
             f"{'CPU-s/file':>10s} {'quiet runs':>10s}"
         )
-        print(head + "\n" + "-" * len(head))
+        print_head(head)
         peer = tp["systems"][PEER]["files_per_s_best"]
         for name, row in tp["systems"].items():
             print(
@@ -868,10 +884,7 @@ def print_report(results: dict) -> None:
             f"peak tree RSS {mem['peak_tree_rss_gb']:.2f} GB (max single {mem['peak_single_rss_gb']:.2f} GB, tree PSS "
             f"{mem['peak_tree_pss_gb']:.2f} GB, {mem['max_processes']} processes)"
         )
-    print("\ntargets:")
-    for check in results["targets"]:
-        status = "n/a " if results["config"]["quick"] else ("PASS" if check["pass"] else "MISS")
-        print(f"  [{status}] {check['target']}: {check['measured']}")
+    print_targets(results["targets"], results["config"]["quick"])
 
 
 # ----------------------------------------------------------------------------- main
@@ -951,7 +964,7 @@ def main(argv: list[str] | None = None) -> int:
     work.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     results: dict = {
-        "command": " ".join([Path(sys.executable).name, *sys.argv]) if argv is None else f"ingest.py {' '.join(argv)}",
+        "command": command_line(argv, "ingest.py"),
         "machine": machine_info(),
         "git": git_state(),
         "load_before": loadavg_figures(),

@@ -38,9 +38,9 @@ import gc
 import io
 import json
 import os
+import shutil
 import statistics
 import sys
-import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -51,6 +51,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from common import command_line, print_contention, print_head, work_folder  # noqa: E402
 from machine import CpuMonitor, cpu_info, loadavg_figures, wait_quiet, write_results  # noqa: E402
 
 FRAMES, MELS = 1001, 64  # one 10 s clip of the LAION front end (48 kHz, hop 480, 64 mels)
@@ -183,36 +184,16 @@ def build_systems(
 
     pair, solo = load_config(pair_config), load_config(solo_config)
     pair_batch = synthetic_batch(pair, batch, tokens, seed, device)
+    solo_batch = synthetic_batch(solo, batch, tokens, seed, device)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return [
-            StepSystem(
-                f"ours {pair_config}",
-                pair_config,
-                create_model(pair, seed=seed),
-                pair_batch,
-                device,
-                precision,
-                peer=False,
-            ),
-            StepSystem(
-                f"{PEER_NAME} {pair_config}",
-                pair_config,
-                build_clap_model(pair, seed=seed),
-                pair_batch,
-                device,
-                precision,
-                peer=True,
-            ),
-            StepSystem(
-                f"ours {solo_config}",
-                solo_config,
-                create_model(solo, seed=seed),
-                synthetic_batch(solo, batch, tokens, seed, device),
-                device,
-                precision,
-                peer=False,
-            ),
+            StepSystem(name, config_name, build(config, seed=seed), step_batch, device, precision, peer=peer)
+            for name, config_name, build, config, step_batch, peer in (
+                (f"ours {pair_config}", pair_config, create_model, pair, pair_batch, False),
+                (f"{PEER_NAME} {pair_config}", pair_config, build_clap_model, pair, pair_batch, True),
+                (f"ours {solo_config}", solo_config, create_model, solo, solo_batch, False),
+            )
         ]
 
 
@@ -408,8 +389,7 @@ def print_report(results: dict) -> None:
             f"{'system':46s} {'prec':>5s} {'params':>7s} {'step ms':>9s} {'clips/s':>9s} {'x peer':>8s} "
             f"{'other load':>10s}"
         )
-        print(head)
-        print("-" * len(head))
+        print_head(head)
         for row in mo["rows"]:
             ratio = mo["ratio_ours_vs_peer"].get(row["precision"])
             if row["peer"]:
@@ -441,8 +421,7 @@ def print_report(results: dict) -> None:
             f"{'workers':>7s} {'prec':>5s} {'clips/s':>9s} {'step ms':>9s} {'data wait':>10s} "
             f"{'wait ms/step':>12s} {'other load':>10s}"
         )
-        print(head)
-        print("-" * len(head))
+        print_head(head)
         for run in e["runs"]:
             step_ms = 1000 * e["batch"] / run["clips_per_s"]
             print(
@@ -453,17 +432,12 @@ def print_report(results: dict) -> None:
     for note in results["notes"]:
         print(f"note: {note}")
     load = results["contention"]
-    print(
-        f"\nother processes used {load['other_processes_cpu_s']:.1f} CPU-s during {load['wall_s']:.0f} s of "
-        f"measurement ({load['other_load_pct']:.1f}% of the machine); disturbed timed blocks: "
-        f"{load['disturbed_blocks']}"
-    )
-    if load["disturbed_blocks"] or load["other_load_pct"] > DISTURBED_PCT:
-        print("WARNING: the machine was busy during the measurement; re-run on a quiet machine for final numbers")
+    busy = load["disturbed_blocks"] or load["other_load_pct"] > DISTURBED_PCT
+    print_contention(load, f"disturbed timed blocks: {load['disturbed_blocks']}", busy=busy)
 
 
 # ----------------------------------------------------------------------------- main
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -520,21 +494,14 @@ def main(argv: list[str] | None = None) -> int:
         "--work-dir", type=Path, default=None, help="keep the corpus and runs here (default: a temporary folder)"
     )
     parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
+    return parser
 
+
+def choose_precisions(parser: argparse.ArgumentParser, args, cuda: bool, notes: list[str]) -> list[str]:
+    """The model-step precisions to run: ``--precisions``, or all this device can; what is skipped and why
+    goes to ``notes``."""
     import torch
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    if args.device == "cuda" and not torch.cuda.is_available():
-        parser.error("--device cuda: torch sees no GPU")
-    device_name = "cuda" if args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available()) else "cpu"
-    device = torch.device(device_name)
-    cuda, quick = device_name == "cuda", args.quick
-    parts = {p.strip() for p in args.parts.split(",") if p.strip()}
-    if not parts <= {"model", "e2e"} or not parts:
-        parser.error("--parts: model, e2e or model,e2e")
-    notes: list[str] = []
     if args.precisions:
         precisions = [p.strip() for p in args.precisions.split(",") if p.strip()]
         if not set(precisions) <= {"fp32", "bf16", "fp16"}:
@@ -555,6 +522,27 @@ def main(argv: list[str] | None = None) -> int:
         )
     if not precisions:
         parser.error("no precision left to run on this device")
+    return precisions
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.device == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda: torch sees no GPU")
+    device_name = "cuda" if args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available()) else "cpu"
+    device = torch.device(device_name)
+    cuda, quick = device_name == "cuda", args.quick
+    parts = {p.strip() for p in args.parts.split(",") if p.strip()}
+    if not parts <= {"model", "e2e"} or not parts:
+        parser.error("--parts: model, e2e or model,e2e")
+    notes: list[str] = []
+    precisions = choose_precisions(parser, args, cuda, notes)
     batch = args.batch or (2 if quick else 64 if cuda else 8)
     warmup = args.warmup if args.warmup is not None else (1 if quick or not cuda else 3)
     steps = args.steps or (2 if quick else 20 if cuda else 5)
@@ -574,7 +562,7 @@ def main(argv: list[str] | None = None) -> int:
 
     started = time.perf_counter()
     results: dict = {
-        "command": " ".join([Path(sys.executable).name, *sys.argv]) if argv is None else f"train.py {' '.join(argv)}",
+        "command": command_line(argv, "train.py"),
         "machine": machine_info(device_name),
         "load_before": loadavg_figures(),
         "config": {
@@ -595,117 +583,16 @@ def main(argv: list[str] | None = None) -> int:
     torch.manual_seed(args.seed)
     np.random.seed(args.seed)
     busy_blocks = 0
-
     with CpuMonitor(children=True) as monitor:  # our DataLoader workers count as ours
         if "model" in parts:
-            rows: list[dict] = []
-            ratios: dict[str, float] = {}
-            ratio_detail: dict[str, dict] = {}
-            for precision in precisions:
-                print(f"building {pair_config} (ours + {PEER_NAME}) and {solo_config}, {precision} ...", flush=True)
-                systems = build_systems(pair_config, solo_config, batch, args.tokens, args.seed, device, precision)
-                print(f"timing model steps ({warmup} warm-up + {steps} per system, batch {batch}) ...", flush=True)
-                try:
-                    time_model_steps(systems, warmup, steps, quiet)
-                except torch.cuda.OutOfMemoryError as exc:  # a big --batch on a small GPU: report, go on
-                    notes.append(f"{precision}: out of GPU memory at batch {batch}: {str(exc).splitlines()[0]}")
-                    del systems
-                    gc.collect()
-                    torch.cuda.empty_cache()
-                    continue
-                new = model_rows(systems, batch)
-                rows += new
-                ours, peer = systems[0], systems[1]
-                # round by round (the two steps ran back to back), median: robust to the machine's
-                # speed drifting over minutes, which a ratio of two medians is not
-                paired = [p / o for o, p in zip(ours.times, peer.times)]
-                ratios[precision] = round(statistics.median(paired), 4)
-                by_name = {r["system"]: r for r in new}
-                ratio_detail[precision] = {
-                    "per_round": [round(x, 4) for x in paired],
-                    "ratio_of_medians": round(by_name[ours.name]["clips_per_s"] / by_name[peer.name]["clips_per_s"], 4),
-                }
-                busy_blocks += sum(r["disturbed_steps"] for r in new)
-                del systems
-                gc.collect()
-                if cuda:
-                    torch.cuda.empty_cache()
-            peer_attn = next((r["text_attention"] for r in rows if r["peer"]), None)
-            ours_attn = next((r["text_attention"] for r in rows if r["config"] == pair_config and not r["peer"]), None)
-            if peer_attn != ours_attn:
-                notes.append(
-                    f"text attention: ours {ours_attn}, {PEER_NAME} {peer_attn} (transformers' defaults "
-                    f"for RobertaModel and ClapTextModel)"
-                )
-            results["model_only"] = {
-                "rows": rows,
-                "ratio_ours_vs_peer": ratios,
-                "ratio_detail": ratio_detail,
-                "peer": f"{PEER_NAME}(input_ids, attention_mask, input_features, is_longer, "
-                f"return_loss=True) from training.random_init.build_clap_model",
-                "no_peer": {solo_config: "no reference implementation: absolute numbers only"},
-            }
-
+            results["model_only"], busy = model_part(results["config"], device, notes)
+            busy_blocks += busy
         if "e2e" in parts:
-            tmp = None
-            if args.work_dir is None:
-                tmp = tempfile.TemporaryDirectory(prefix="clap-bench-train-")
-                work = Path(tmp.name)
-            else:
-                work = args.work_dir
-                work.mkdir(parents=True, exist_ok=True)
-            try:
-                records = max(files, batch * (e2e_steps + 1))
-                print(f"writing {files} WAV files (3-15 s, {WAV_RATE} Hz), {records} records ...", flush=True)
-                manifest, lengths = write_corpus(work / "corpus", files, records, args.seed)
-                runs = []
-                for precision in loop_precisions:
-                    for workers in worker_counts:
-                        print(
-                            f"training {e2e_model}: {e2e_steps} steps, workers={workers}, {precision} ...", flush=True
-                        )
-                        out_dir = work / f"run-{precision}-w{workers}"
-                        if out_dir.exists():
-                            import shutil
-
-                            shutil.rmtree(out_dir)
-                        wait_quiet(quiet)
-                        with CpuMonitor(children=True) as run_monitor:  # DataLoader workers are ours
-                            run = run_loop(
-                                manifest,
-                                out_dir,
-                                e2e_model,
-                                batch,
-                                e2e_steps,
-                                log_every,
-                                workers,
-                                device_name,
-                                precision,
-                                args.seed,
-                            )
-                        run["other_load_pct"] = round(run_monitor.other_pct, 1)
-                        busy_blocks += run_monitor.other_pct > DISTURBED_PCT
-                        runs.append(run)
-            finally:
-                if tmp is not None:
-                    tmp.cleanup()
-            model_only = {
-                r["precision"]: r["clips_per_s"]
-                for r in results.get("model_only", {}).get("rows", [])
-                if r["config"] == e2e_model and not r["peer"]
-            }
-            results["end_to_end"] = {
-                "model": e2e_model,
-                "batch": batch,
-                "files": files,
-                "records": records,
-                "lengths_s": [round(x, 2) for x in lengths],
-                "sample_rate": WAV_RATE,
-                "steps": e2e_steps,
-                "log_every": log_every,
-                "runs": runs,
-                "model_only_clips_per_s": model_only,
-            }
+            loop = dict(model=e2e_model, steps=e2e_steps, log_every=log_every, device=device_name, seed=args.seed)
+            results["end_to_end"], busy = e2e_part(
+                args.work_dir, files, batch, loop, loop_precisions, worker_counts, quiet, results
+            )
+            busy_blocks += busy
     results["contention"] = {**monitor.summary(), "disturbed_blocks": busy_blocks}
     results["load_after"] = loadavg_figures()
     results["notes"] = notes
@@ -714,6 +601,115 @@ def main(argv: list[str] | None = None) -> int:
     print_report(results)
     write_results(args.json, results)
     return 0
+
+
+def model_part(cfg: dict, device, notes: list[str]) -> tuple[dict, int]:
+    """Part 1, every precision: ours and the peer on the pair config, ours alone on the solo config.
+    Returns the results' ``model_only`` and the number of disturbed steps."""
+    import torch
+
+    pair_config, solo_config, batch, steps, warmup = (
+        cfg[k] for k in ("pair_config", "solo_config", "batch", "steps", "warmup")
+    )
+    rows: list[dict] = []
+    ratios: dict[str, float] = {}
+    ratio_detail: dict[str, dict] = {}
+    busy_blocks = 0
+    for precision in cfg["precisions"]:
+        print(f"building {pair_config} (ours + {PEER_NAME}) and {solo_config}, {precision} ...", flush=True)
+        systems = build_systems(pair_config, solo_config, batch, cfg["tokens"], cfg["seed"], device, precision)
+        print(f"timing model steps ({warmup} warm-up + {steps} per system, batch {batch}) ...", flush=True)
+        try:
+            time_model_steps(systems, warmup, steps, cfg["wait_quiet_s"])
+        except torch.cuda.OutOfMemoryError as exc:  # a big --batch on a small GPU: report, go on
+            notes.append(f"{precision}: out of GPU memory at batch {batch}: {str(exc).splitlines()[0]}")
+            del systems
+            gc.collect()
+            torch.cuda.empty_cache()
+            continue
+        new = model_rows(systems, batch)
+        rows += new
+        ours, peer = systems[0], systems[1]
+        # round by round (the two steps ran back to back), median: robust to the machine's
+        # speed drifting over minutes, which a ratio of two medians is not
+        paired = [p / o for o, p in zip(ours.times, peer.times)]
+        ratios[precision] = round(statistics.median(paired), 4)
+        by_name = {r["system"]: r for r in new}
+        ratio_detail[precision] = {
+            "per_round": [round(x, 4) for x in paired],
+            "ratio_of_medians": round(by_name[ours.name]["clips_per_s"] / by_name[peer.name]["clips_per_s"], 4),
+        }
+        busy_blocks += sum(r["disturbed_steps"] for r in new)
+        del systems
+        gc.collect()
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+    peer_attn = next((r["text_attention"] for r in rows if r["peer"]), None)
+    ours_attn = next((r["text_attention"] for r in rows if r["config"] == pair_config and not r["peer"]), None)
+    if peer_attn != ours_attn:
+        notes.append(
+            f"text attention: ours {ours_attn}, {PEER_NAME} {peer_attn} (transformers' defaults "
+            f"for RobertaModel and ClapTextModel)"
+        )
+    return {
+        "rows": rows,
+        "ratio_ours_vs_peer": ratios,
+        "ratio_detail": ratio_detail,
+        "peer": f"{PEER_NAME}(input_ids, attention_mask, input_features, is_longer, "
+        f"return_loss=True) from training.random_init.build_clap_model",
+        "no_peer": {solo_config: "no reference implementation: absolute numbers only"},
+    }, busy_blocks
+
+
+def e2e_part(
+    work_dir: Path | None,
+    files: int,
+    batch: int,
+    loop: dict,
+    precisions: list[str],
+    worker_counts: list[int],
+    quiet: float,
+    results: dict,
+) -> tuple[dict, int]:
+    """Part 2: the real loop on a generated corpus, per precision and DataLoader worker count
+    (``loop``: ``run_loop``'s model, steps, log_every, device and seed). Returns the results'
+    ``end_to_end`` and the number of disturbed runs."""
+    busy_blocks = 0
+    with work_folder(work_dir, "clap-bench-train-") as work:
+        records = max(files, batch * (loop["steps"] + 1))
+        print(f"writing {files} WAV files (3-15 s, {WAV_RATE} Hz), {records} records ...", flush=True)
+        manifest, lengths = write_corpus(work / "corpus", files, records, loop["seed"])
+        runs = []
+        for precision in precisions:
+            for workers in worker_counts:
+                print(
+                    f"training {loop['model']}: {loop['steps']} steps, workers={workers}, {precision} ...", flush=True
+                )
+                out_dir = work / f"run-{precision}-w{workers}"
+                shutil.rmtree(out_dir, ignore_errors=True)
+                wait_quiet(quiet)
+                with CpuMonitor(children=True) as run_monitor:  # DataLoader workers are ours
+                    run = run_loop(manifest, out_dir, batch=batch, workers=workers, precision=precision, **loop)
+                run["other_load_pct"] = round(run_monitor.other_pct, 1)
+                busy_blocks += run_monitor.other_pct > DISTURBED_PCT
+                runs.append(run)
+    model_only = {
+        r["precision"]: r["clips_per_s"]
+        for r in results.get("model_only", {}).get("rows", [])
+        if r["config"] == loop["model"] and not r["peer"]
+    }
+    return {
+        "model": loop["model"],
+        "batch": batch,
+        "files": files,
+        "records": records,
+        "lengths_s": [round(x, 2) for x in lengths],
+        "sample_rate": WAV_RATE,
+        "steps": loop["steps"],
+        "log_every": loop["log_every"],
+        "runs": runs,
+        "model_only_clips_per_s": model_only,
+    }, busy_blocks
 
 
 if __name__ == "__main__":

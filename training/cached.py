@@ -40,27 +40,10 @@ from training.steps import as_list, audio_batch, make_dataset, score, validation
 from training.train_config import TrainConfig
 
 log = logging.getLogger("clap-train")
-CACHE_KEY_FIELDS = {
-    "model",
-    "init",
-    "audio_init",
-    "text_init",
-    "tokenizer",
-    "laion_text_config",
-    "train_manifest",
-    "train_split",
-    "val_manifest",
-    "val_split",
-    "on_bad_record",
-    "keyword_prob",
-    "debias",
-    "caption_model",
-    "augment",
-    "seed",
-    "cache_views",
-    "precision",
-    "device",
-}
+CACHE_KEY_FIELDS = set(
+    "model init audio_init text_init tokenizer laion_text_config train_manifest train_split val_manifest "
+    "val_split on_bad_record keyword_prob debias caption_model augment seed cache_views precision device".split()
+)
 
 
 def audio_outputs(model, dataset, cfg: TrainConfig, device, amp, epoch: int, desc: str):

@@ -16,7 +16,6 @@ Steps, each checked:
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
@@ -204,20 +203,10 @@ def write_model_folder(
             variants=files,
             default_variant=default_variant,
             provenance=towers.provenance(converted, "training.export.write_model_folder"),
-            logit_scale_audio=float(model.logit_scales()[0].detach()),
-            logit_scale_text=float(model.logit_scales()[1].detach()),
+            **towers.logit_scale_fields(model),
         )
         manifest.save(stage)
-        (stage / "export_report.json").write_text(
-            json.dumps(
-                {
-                    "parity_max_abs": {"audio": audio_err, "text": text_err},
-                    "notes": converted.notes,
-                },
-                indent=2,
-            )
-            + "\n"
-        )
+        towers.write_report(stage, audio_err, text_err, converted)
     return manifest
 
 

@@ -14,7 +14,6 @@ row is bit-identical alone and in a batch is measured into the manifest.
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
@@ -290,22 +289,17 @@ def write_patch_model_folder(
             variants=files,
             default_variant=default,
             provenance=towers.provenance(converted, "training.export_patched.write_patch_model_folder"),
-            logit_scale_audio=float(model.logit_scales()[0].detach()),
-            logit_scale_text=float(model.logit_scales()[1].detach()),
+            **towers.logit_scale_fields(model),
             joint=joint,
             score_calibration=ScoreCalibration(**head.calibration) if head and head.calibration else None,
         )
         manifest.save(stage)
-        (stage / "export_report.json").write_text(
-            json.dumps(
-                {
-                    "parity_max_abs": {"audio": audio_err, "text": text_err},
-                    "text_fp16_min_cosine": fp16_cos,
-                    "audio_fp16_weights_min_cosine": audio_cos,
-                    "notes": converted.notes,
-                },
-                indent=2,
-            )
-            + "\n"
+        towers.write_report(
+            stage,
+            audio_err,
+            text_err,
+            converted,
+            text_fp16_min_cosine=fp16_cos,
+            audio_fp16_weights_min_cosine=audio_cos,
         )
     return manifest

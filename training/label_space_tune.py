@@ -304,11 +304,41 @@ def render_alternatives(val: dict, heldout: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main(argv: list[str] | None = None) -> int:
-    from indexer.text import TextTokenizer
-    from training.checkpoint import load_checkpoint, save_checkpoint
-    from training.models.factory import create_model
+def apply_best(
+    args, payload: dict, model, tokenizer, best: dict, best_audio, train_pooled, records, audio_cache
+) -> None:
+    """``--apply``: the best mix (and embedding block) set in the model, its score calibration fitted,
+    the checkpoint written."""
+    from training.checkpoint import save_checkpoint
 
+    set_mix(
+        model,
+        prior_weight=best["prior_weight"],
+        temperature=best["temperature"],
+        template=best["template"],
+        tokenizer=tokenizer,
+    )
+    if best_audio is not None and train_pooled is not None:
+        add_embedding_block(model, train_pooled, args.embedding_dims, best_audio["embedding_weight"])
+    calibration = fit_calibration(
+        model, records, audio_cache, TextCache(model, tokenizer), f"{args.manifest.name} split {args.split!r}"
+    )
+    print("calibration", json.dumps(calibration))
+    model.config = model.config.model_copy(
+        update={"head": model.config.head.model_copy(update={"calibration": calibration})}
+    )
+    save_checkpoint(
+        args.apply,
+        model=model,
+        model_config_json=model.config.model_dump_json(),
+        tokenizer_json=payload["tokenizer_json"],
+        state=payload["state"],
+        train_config_json=payload.get("train_config", "{}"),
+    )
+    print(f"wrote {args.apply}")
+
+
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="clap-train label-space", description=__doc__.splitlines()[0])
     p.add_argument("--checkpoint", type=Path)
     p.add_argument("--manifest", type=Path)
@@ -333,7 +363,15 @@ def main(argv: list[str] | None = None) -> int:
         metavar=("VAL_JSON", "HELDOUT_JSON"),
         help="only print the alternatives table of two earlier --out files",
     )
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    from indexer.text import TextTokenizer
+    from training.checkpoint import load_checkpoint
+    from training.models.factory import create_model
+
+    args = build_parser().parse_args(argv)
     if args.render:
         print(render_alternatives(*(json.loads(path.read_text()) for path in args.render)))
         return 0
@@ -388,29 +426,5 @@ def main(argv: list[str] | None = None) -> int:
             + "\n"
         )
     if args.apply:
-        set_mix(
-            model,
-            prior_weight=best["prior_weight"],
-            temperature=best["temperature"],
-            template=best["template"],
-            tokenizer=tokenizer,
-        )
-        if best_audio is not None and train_pooled is not None:
-            add_embedding_block(model, train_pooled, args.embedding_dims, best_audio["embedding_weight"])
-        calibration = fit_calibration(
-            model, records, audio_cache, TextCache(model, tokenizer), f"{args.manifest.name} split {args.split!r}"
-        )
-        print("calibration", json.dumps(calibration))
-        model.config = model.config.model_copy(
-            update={"head": model.config.head.model_copy(update={"calibration": calibration})}
-        )
-        save_checkpoint(
-            args.apply,
-            model=model,
-            model_config_json=model.config.model_dump_json(),
-            tokenizer_json=payload["tokenizer_json"],
-            state=payload["state"],
-            train_config_json=payload.get("train_config", "{}"),
-        )
-        print(f"wrote {args.apply}")
+        apply_best(args, payload, model, tokenizer, best, best_audio, train_pooled, records, audio_cache)
     return 0

@@ -126,9 +126,6 @@ def render_card(
     heldout_counts: Counter,
     compute: dict,
 ) -> str:
-    t2a, a2t = report["retrieval"]["text_to_audio"], report["retrieval"]["audio_to_text"]
-    zs = report["zero_shot"]
-    per_class = sorted(zs.get("per_class", {}).items(), key=lambda kv: (-heldout_counts.get(kv[0], 0), kv[0]))
     missing = [c for c in EVERYDAY if train_counts.get(c, 0) == 0]
     unseen = sorted(c for c in heldout_counts if train_counts.get(c, 0) == 0)
     splits = corpus_report.get("splits", {})
@@ -144,25 +141,7 @@ def render_card(
         "",
         "## Held-out results",
         "",
-        f"Held-out split: {report['clips']} clips from source packages the model never saw in training "
-        "(split by package, `clap-train corpus`).",
-        "",
-        "| direction | R@1 | R@5 | R@10 | mAP@10 | median rank |",
-        "|---|---|---|---|---|---|",
-        *(
-            f"| {name} | {_fmt_pct(m['R@1'])} | {_fmt_pct(m['R@5'])} | {_fmt_pct(m['R@10'])} | "
-            f"{m['mAP@10']:.3f} | {m['median_rank']:g} |"
-            for name, m in (("text->audio", t2a), ("audio->text", a2t))
-        ),
-        "",
-        f"Zero-shot over the {zs.get('classes', len(per_class))} AudioSet classes present in the held-out split, "
-        f"prompt `{report['template']}`: top-1 **{_fmt_pct(zs['top1'])}**, top-5 {_fmt_pct(zs['top5'])}, "
-        f"mean per-class {_fmt_pct(zs['mean_per_class'])} ({report['zero_shot_clips']} clips).",
-        "",
-        "| class | held-out clips | training clips | accuracy |",
-        "|---|---|---|---|",
-        *(f"| {c} | {heldout_counts.get(c, 0)} | {train_counts.get(c, 0)} | {_fmt_pct(acc)} |" for c, acc in per_class),
-        "",
+        *results_section(report, train_counts, heldout_counts),
         "## Known gaps",
         "",
         f"- Everyday classes with no training clips at all: {', '.join(missing) or 'none'}. Expect weak results there.",
@@ -199,6 +178,34 @@ def render_card(
         "",
     ]
     return "\n".join(lines)
+
+
+def results_section(report: dict, train_counts: Counter, heldout_counts: Counter) -> list[str]:
+    """The held-out retrieval table and the zero-shot accuracy per class."""
+    t2a, a2t = report["retrieval"]["text_to_audio"], report["retrieval"]["audio_to_text"]
+    zs = report["zero_shot"]
+    per_class = sorted(zs.get("per_class", {}).items(), key=lambda kv: (-heldout_counts.get(kv[0], 0), kv[0]))
+    return [
+        f"Held-out split: {report['clips']} clips from source packages the model never saw in training "
+        "(split by package, `clap-train corpus`).",
+        "",
+        "| direction | R@1 | R@5 | R@10 | mAP@10 | median rank |",
+        "|---|---|---|---|---|---|",
+        *(
+            f"| {name} | {_fmt_pct(m['R@1'])} | {_fmt_pct(m['R@5'])} | {_fmt_pct(m['R@10'])} | "
+            f"{m['mAP@10']:.3f} | {m['median_rank']:g} |"
+            for name, m in (("text->audio", t2a), ("audio->text", a2t))
+        ),
+        "",
+        f"Zero-shot over the {zs.get('classes', len(per_class))} AudioSet classes present in the held-out split, "
+        f"prompt `{report['template']}`: top-1 **{_fmt_pct(zs['top1'])}**, top-5 {_fmt_pct(zs['top5'])}, "
+        f"mean per-class {_fmt_pct(zs['mean_per_class'])} ({report['zero_shot_clips']} clips).",
+        "",
+        "| class | held-out clips | training clips | accuracy |",
+        "|---|---|---|---|",
+        *(f"| {c} | {heldout_counts.get(c, 0)} | {train_counts.get(c, 0)} | {_fmt_pct(acc)} |" for c, acc in per_class),
+        "",
+    ]
 
 
 def model_section(manifest) -> list[str]:

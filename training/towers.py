@@ -14,6 +14,7 @@ Shapes: audio ``input_features`` (B, C, T, F) float32 (C=4 fusion, 1 otherwise) 
 from __future__ import annotations
 
 import datetime as _dt
+import json
 import shutil
 import tempfile
 import warnings
@@ -218,6 +219,19 @@ def text_entry(converted, model, tokenizer_file: Path, **extra) -> TextTower:
         config={"pooling": config.text.resolved_pooling, **config.text.config},
         **extra,
     )
+
+
+def write_report(stage: Path, audio_err: float, text_err: float, converted, **extra: float | None) -> None:
+    """``export_report.json``: the ONNX graphs' largest difference to torch, ``extra`` figures, the
+    conversion's notes."""
+    report = {"parity_max_abs": {"audio": audio_err, "text": text_err}, **extra, "notes": converted.notes}
+    (stage / "export_report.json").write_text(json.dumps(report, indent=2) + "\n")
+
+
+def logit_scale_fields(model) -> dict[str, float]:
+    """The manifest's ``logit_scale_audio`` and ``logit_scale_text`` of a CLAP model."""
+    scale_audio, scale_text = model.logit_scales()
+    return {"logit_scale_audio": float(scale_audio.detach()), "logit_scale_text": float(scale_text.detach())}
 
 
 def provenance(converted, converter: str) -> Provenance:

@@ -34,33 +34,8 @@ def test_bench_default_model_tiny_run(tmp_path, capsys):
             pytest.skip(f"model folder {folder.name} absent")
     bench = _bench()
     out = tmp_path / "results_default_model.json"
-    assert (
-        bench.main(
-            [
-                "--new",
-                str(NEW),
-                "--old",
-                str(OLD),
-                "--clips",
-                "2",
-                "--repeats",
-                "1",
-                "--queries",
-                "5",
-                "--text-warmup",
-                "2",
-                "--long-seconds",
-                "20",
-                "--wait-quiet",
-                "0",
-                "--peak-n",
-                "512",
-                "--out",
-                str(out),
-            ]
-        )
-        == 0
-    )
+    tiny = "--clips 2 --repeats 1 --queries 5 --text-warmup 2 --long-seconds 20 --wait-quiet 0 --peak-n 512".split()
+    assert bench.main(["--new", str(NEW), "--old", str(OLD), *tiny, "--out", str(out)]) == 0
     assert "new/old" in capsys.readouterr().out
     r = json.loads(out.read_text())
     assert r["command"] and r["machine"]["logical_cpus"] and r["peak"]["numpy_fp32_gflops"] > 0

@@ -14,12 +14,7 @@ def test_bench_duplicates_quick_run(tmp_path):
     out = tmp_path / "results_duplicates.json"
     results = run_bench(
         "duplicates.py",
-        "--originals",
-        "3",
-        "--distinct",
-        "3",
-        "--scale",
-        "3000",
+        *"--originals 3 --distinct 3 --scale 3000".split(),
         "--out",
         str(out),
         out=out,

@@ -12,20 +12,10 @@ pytest.importorskip("faiss")
 @pytest.mark.slow
 def test_bench_index_quick_run(tmp_path):
     out = tmp_path / "results_index.json"
+    args = "--n 20000 --dim 64 --queries 50 --exact-below 0 --rounds 2 --wait-quiet 0".split()
     results = run_bench(
         "index.py",
-        "--n",
-        "20000",
-        "--dim",
-        "64",
-        "--queries",
-        "50",
-        "--exact-below",
-        "0",
-        "--rounds",
-        "2",
-        "--wait-quiet",
-        "0",
+        *args,
         "--out",
         str(out),
         out=out,

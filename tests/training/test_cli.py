@@ -92,22 +92,8 @@ def test_a_folder_can_ship_only_its_compact_variants(tmp_path, capsys):
     from indexer.models.encoder import ClapEncoder
 
     out = tmp_path / "small"
-    assert (
-        cli.main(
-            [
-                "init-random",
-                "micro-cnn-bert",
-                str(out),
-                "--variants",
-                "fp32,int8,fp32-int8",
-                "--ship",
-                "int8,fp32-int8",
-                "--default-variant",
-                "int8",
-            ]
-        )
-        == 0
-    )
+    ship = "--variants fp32,int8,fp32-int8 --ship int8,fp32-int8 --default-variant int8".split()
+    assert cli.main(["init-random", "micro-cnn-bert", str(out), *ship]) == 0
     manifest = load_manifest(out)
     assert manifest.default_variant == "int8" and not manifest.variants["fp32"].shipped
     mixed = manifest.variants["fp32-int8"]  # audio fp32, text int8: the audio file is shared with fp32

@@ -42,6 +42,24 @@ def _wav_bytes(x: np.ndarray, sr: int = SR) -> bytes:
     return buf.getvalue()
 
 
+def _extra_sfx(extra: Path) -> Path:
+    """An extra-sfx style folder: two recordings and their manifest.csv."""
+    _wav(extra / "a__b/dog_bark.wav", _sound(600, 1.0, seed=10))
+    _wav(extra / "c__d/bell.wav", _sound(1800, 2.0, seed=11))
+    with open(extra / "manifest.csv", "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(
+            ["path", "caption", "label_words", "source_repo", "source_path", "licence", "attribution", "duration_s"]
+        )
+        w.writerow(
+            ["a__b/dog_bark.wav", "a dog barks once", "dog, bark", "a/b", "snd/dog.ogg", "CC0", "Jane Recordist", "1.0"]
+        )
+        w.writerow(
+            ["c__d/bell.wav", "a church bell rings", "bell", "c/d", "snd/bell.ogg", "CC BY 3.0", "Bell Ringer", "2.0"]
+        )
+    return extra
+
+
 def _make_world(tmp: Path) -> tuple[BuildConfig, dict[str, Path]]:
     game = tmp / "pkgs" / "fake-game"
     snd = game / "usr/share/games/fake/sounds"
@@ -105,20 +123,7 @@ def _make_world(tmp: Path) -> tuple[BuildConfig, dict[str, Path]]:
         noise_words=frozenset({"stamps", "tuxpaint", "animals"}),
     )
 
-    extra = tmp / "extra"
-    _wav(extra / "a__b/dog_bark.wav", _sound(600, 1.0, seed=10))
-    _wav(extra / "c__d/bell.wav", _sound(1800, 2.0, seed=11))
-    with open(extra / "manifest.csv", "w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(
-            ["path", "caption", "label_words", "source_repo", "source_path", "licence", "attribution", "duration_s"]
-        )
-        w.writerow(
-            ["a__b/dog_bark.wav", "a dog barks once", "dog, bark", "a/b", "snd/dog.ogg", "CC0", "Jane Recordist", "1.0"]
-        )
-        w.writerow(
-            ["c__d/bell.wav", "a church bell rings", "bell", "c/d", "snd/bell.ogg", "CC BY 3.0", "Bell Ringer", "2.0"]
-        )
+    extra = _extra_sfx(tmp / "extra")
 
     cfg = BuildConfig(
         out=tmp / "corpus",
@@ -181,17 +186,9 @@ def test_specific_captions_and_labels(built):
 def test_filtering_is_reported(built):
     _, report, rows = built
     paths = " ".join(r["meta"]["source_path"] for r in rows)
-    for gone in (
-        "peaceful_theme",
-        "greeting",
-        "sword_hit",
-        "click_short",
-        "silence",
-        "broken_door",
-        "hello",
-        "rooster_desc",
-        "voices/en",
-    ):
+    for (
+        gone
+    ) in "peaceful_theme greeting sword_hit click_short silence broken_door hello rooster_desc voices/en".split():
         assert gone not in paths
     f = report["packages"]["fake-game"]["filtered"]
     assert f["music/speech (music)"] == 1 and f["music/speech (voice)"] == 1
@@ -247,20 +244,8 @@ def test_cli_runs_offline(tmp_path, capsys):
     game = tmp_path / "pkg"
     _wav(game / "usr/share/buckle/wav/1a-0.wav", _sound(3000, 0.5))
     rc = cli_main(
-        [
-            "--out",
-            str(tmp_path / "c"),
-            "--packages",
-            "bucklespring-data",
-            "--root",
-            f"bucklespring-data={game}",
-            "--no-fluidsynth",
-            "--workers",
-            "1",
-            "--no-progress",
-            "--cache",
-            str(tmp_path / "cache"),
-        ]
+        ["--out", str(tmp_path / "c"), "--packages", "bucklespring-data", "--root", f"bucklespring-data={game}"]
+        + ["--no-fluidsynth", "--workers", "1", "--no-progress", "--cache", str(tmp_path / "cache")]
     )
     assert rc == 0
     row = json.loads((tmp_path / "c" / "manifest.jsonl").read_text().splitlines()[0])

@@ -114,26 +114,7 @@ def test_policy_picks_deterministically_from_the_rng():
 
 # ----------------------------------------------------------------------------- seq2seq plumbing
 
-WORDS = [
-    "dog",
-    "rain",
-    "man",
-    "woman",
-    "barks",
-    "falls",
-    "a",
-    "the",
-    "keywords",
-    "write",
-    "an",
-    "audio",
-    "caption",
-    "using",
-    "the:",
-    "with",
-    ",",
-    ":",
-]
+WORDS = "dog rain man woman barks falls a the keywords write an audio caption using the: with , :".split()
 
 
 @pytest.fixture(scope="module")

@@ -263,16 +263,8 @@ def test_cli_checkpoint_goes_through_the_torch_loader(tmp_path, capsys):
             for r in _fake_records()
         )
     )
-    argv = [
-        "--checkpoint",
-        str(tmp_path / "ck.pt"),
-        "--manifest",
-        str(manifest),
-        "--task",
-        "zeroshot",
-        "--labels",
-        "dog,rain",
-    ]
+    argv = ["--checkpoint", str(tmp_path / "ck.pt"), "--manifest", str(manifest), "--task", "zeroshot"]
+    argv += ["--labels", "dog,rain"]
     assert main(argv, read_records=_jsonl_reader) == 2
     assert "no checkpoint loader" in capsys.readouterr().err
     seen = []

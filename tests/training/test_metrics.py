@@ -79,15 +79,7 @@ def test_retrieval_clip_with_five_captions_and_cutoff():
     m = _retrieval(scores, owner)
     # text->audio is perfect: clip 0 is the only positive score for captions 0..4, and 1.0 beats
     # every column-0 value for captions 5..14.
-    assert m["text_to_audio"] == {
-        "R@1": 1.0,
-        "R@5": 1.0,
-        "R@10": 1.0,
-        "mAP@10": 1.0,
-        "mean_rank": 1.0,
-        "median_rank": 1.0,
-        "queries": 15,
-    }
+    assert m["text_to_audio"] == _uniform(1.0, rank=1.0, queries=15)
     # clip 0: AP@10 = (1/5) * (1/1 + 2/3 + 3/6 + 4/10); the 5th caption (rank 12) adds nothing.
     ap0 = (1 + 2 / 3 + 3 / 6 + 4 / 10) / 5  # 0.513333
     a2t = m["audio_to_text"]
@@ -95,30 +87,24 @@ def test_retrieval_clip_with_five_captions_and_cutoff():
     assert a2t["R@1"] == 1.0 and a2t["mean_rank"] == 1.0 and a2t["queries"] == 11
 
 
+def _uniform(recall: float, rank: float, queries: int) -> dict:
+    """Retrieval metrics where every query has the same ``rank``: R@k and mAP@10 all ``recall``."""
+    return {
+        **dict.fromkeys(("R@1", "R@5", "R@10", "mAP@10"), recall),
+        "mean_rank": rank,
+        "median_rank": rank,
+        "queries": queries,
+    }
+
+
 def test_retrieval_perfect_and_worst():
     n = 12
     perfect = _retrieval(np.eye(n), np.arange(n))
     for direction in perfect.values():
-        assert direction == {
-            "R@1": 1.0,
-            "R@5": 1.0,
-            "R@10": 1.0,
-            "mAP@10": 1.0,
-            "mean_rank": 1.0,
-            "median_rank": 1.0,
-            "queries": n,
-        }
+        assert direction == _uniform(1.0, rank=1.0, queries=n)
     worst = _retrieval(-np.eye(n), np.arange(n))  # the relevant clip scores -1, all others 0
     for direction in worst.values():
-        assert direction == {
-            "R@1": 0.0,
-            "R@5": 0.0,
-            "R@10": 0.0,
-            "mAP@10": 0.0,
-            "mean_rank": 12.0,
-            "median_rank": 12.0,
-            "queries": n,
-        }
+        assert direction == _uniform(0.0, rank=12.0, queries=n)
     small = _retrieval(-np.eye(4), np.arange(4))["text_to_audio"]  # last of 4: inside the top 5 and 10
     assert small["R@1"] == 0.0 and small["R@5"] == 1.0 and small["mAP@10"] == 0.25
 

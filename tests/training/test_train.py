@@ -194,32 +194,12 @@ def _cli(*args: str) -> list[str]:
 
 
 def test_kill_dash_nine_then_rerun_gives_the_uninterrupted_weights(toy, tmp_path):
-    common = [
-        "train",
-        "--model",
-        str(toy / "toy-config.json"),
-        "--train",
-        str(toy / "train.jsonl"),
-        "--batch-size",
-        "8",
-        "--max-steps",
-        "24",
-        "--lr",
-        "3e-3",
-        "--workers",
-        "2",
-        "--save-every",
-        "4",
-        "--set",
-        "warmup_steps=2",
-        "--set",
-        "log_every=1",
-        "--quiet",
-    ]
+    common = ["train", "--model", str(toy / "toy-config.json"), "--train", str(toy / "train.jsonl")]
+    common += "--batch-size 8 --max-steps 24 --lr 3e-3 --workers 2 --save-every 4".split()
+    common += "--set warmup_steps=2 --set log_every=1 --quiet".split()
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    subprocess.run(
-        _cli(*common, "--out", str(tmp_path / "whole")), check=True, env=env, cwd=REPO, capture_output=True, timeout=600
-    )
+    finish = dict(check=True, env=env, cwd=REPO, capture_output=True, timeout=600)
+    subprocess.run(_cli(*common, "--out", str(tmp_path / "whole")), **finish)
     victim = subprocess.Popen(
         _cli(*common, "--out", str(tmp_path / "killed")),
         env=env,
@@ -235,14 +215,7 @@ def test_kill_dash_nine_then_rerun_gives_the_uninterrupted_weights(toy, tmp_path
     victim.wait(timeout=60)
     assert victim.returncode == -signal.SIGKILL, "the run finished before it could be killed"
     assert load_checkpoint(tmp_path / "killed" / "checkpoints" / "last.pt")["state"].step < 24
-    subprocess.run(
-        _cli(*common, "--out", str(tmp_path / "killed")),
-        check=True,
-        env=env,
-        cwd=REPO,
-        capture_output=True,
-        timeout=600,
-    )
+    subprocess.run(_cli(*common, "--out", str(tmp_path / "killed")), **finish)
     a = load_checkpoint(tmp_path / "whole" / "checkpoints" / "last.pt")["model"]
     b = load_checkpoint(tmp_path / "killed" / "checkpoints" / "last.pt")["model"]
     assert all(torch.equal(a[k], b[k]) for k in a)
@@ -250,33 +223,9 @@ def test_kill_dash_nine_then_rerun_gives_the_uninterrupted_weights(toy, tmp_path
 
 def test_torchrun_ddp_two_processes(toy, tmp_path):
     out = tmp_path / "ddp"
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--nproc-per-node",
-        "2",
-        "--master-port",
-        "29533",
-        "-m",
-        "training.cli",
-        "train",
-        "--model",
-        str(toy / "toy-config.json"),
-        "--train",
-        str(toy / "train.jsonl"),
-        "--out",
-        str(out),
-        "--batch-size",
-        "4",
-        "--max-steps",
-        "4",
-        "--workers",
-        "0",
-        "--set",
-        "log_every=1",
-        "--quiet",
-    ]
+    cmd = [sys.executable, *"-m torch.distributed.run --nproc-per-node 2 --master-port 29533 -m training.cli".split()]
+    cmd += ["train", "--model", str(toy / "toy-config.json"), "--train", str(toy / "train.jsonl"), "--out", str(out)]
+    cmd += "--batch-size 4 --max-steps 4 --workers 0 --set log_every=1 --quiet".split()
     done = subprocess.run(
         cmd,
         env={**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"},
@@ -344,11 +293,21 @@ def test_bf16_autocast_runs_on_cpu(toy, tmp_path):
     assert state.step == 2 and all(np.isfinite(losses))
 
 
+def _first_step_then_run(cfg: TrainConfig, **first_step):
+    """The model after step 1 (the towers as initialised), the whole run's state, the model after it."""
+    from training.models.factory import create_model
+
+    last = Path(cfg.out_dir) / "checkpoints" / "last.pt"
+    train(cfg.model_copy(update={"max_steps": 1, **first_step}))
+    start = create_model(pretrained=last)
+    state = train(cfg)
+    return start, state, create_model(pretrained=last)
+
+
 def test_cached_towers_train_the_heads_and_export(toy, tmp_path):
     """Both towers locked: heads trained on cached tower outputs of augmented views; the towers'
     weights stay bit-identical, validation improves on the toy task, best.pt exports."""
     from training import cli
-    from training.models.factory import create_model
 
     cfg = toy_config(
         toy,
@@ -363,10 +322,7 @@ def test_cached_towers_train_the_heads_and_export(toy, tmp_path):
         log_every=10,
         val_manifest=str(toy / "val.jsonl"),
     )
-    train(cfg.model_copy(update={"max_steps": 1, "eval_every": 1}))  # step 1: the towers as initialised
-    start = create_model(pretrained=tmp_path / "cached" / "checkpoints" / "last.pt")
-    state = train(cfg)  # reuses tower_cache.pt
-    end = create_model(pretrained=tmp_path / "cached" / "checkpoints" / "last.pt")
+    start, state, end = _first_step_then_run(cfg, eval_every=1)  # the second run reuses tower_cache.pt
     for part in ("audio", "text"):
         for (name, p0), p1 in zip(getattr(start, part).state_dict().items(), getattr(end, part).state_dict().values()):
             assert torch.equal(p0, p1), name
@@ -381,7 +337,6 @@ def test_cached_towers_train_the_heads_and_export(toy, tmp_path):
 
 
 def test_cached_audio_with_a_fine_tuned_text_tower(toy, tmp_path):
-    from training.models.factory import create_model
 
     cfg = toy_config(
         toy,
@@ -394,9 +349,6 @@ def test_cached_audio_with_a_fine_tuned_text_tower(toy, tmp_path):
         eval_every=10,
         val_manifest=str(toy / "val.jsonl"),
     )
-    train(cfg.model_copy(update={"max_steps": 1}))
-    start = create_model(pretrained=tmp_path / "text" / "checkpoints" / "last.pt")
-    train(cfg)
-    end = create_model(pretrained=tmp_path / "text" / "checkpoints" / "last.pt")
+    start, _, end = _first_step_then_run(cfg)
     assert all(torch.equal(a, b) for a, b in zip(start.audio.state_dict().values(), end.audio.state_dict().values()))
     assert not all(torch.equal(a, b) for a, b in zip(start.text.parameters(), end.text.parameters()))

@@ -74,32 +74,7 @@ def detect_audio_config(sd: Mapping[str, Tensor]) -> AudioDetection:
     notes: list[str] = []
     proj = _need(sd, _A + "patch_embed.proj.weight", "patch embedding")
     embed, in_ch, p0, p1 = (int(x) for x in proj.shape)
-    stages: dict[int, set[int]] = {}
-    for key in sd:
-        if m := re.match(r"^audio_branch\.layers\.(\d+)\.blocks\.(\d+)\.", key):
-            stages.setdefault(int(m.group(1)), set()).add(int(m.group(2)))
-    if not stages or sorted(stages) != list(range(len(stages))):
-        raise ModelError(f"laion checkpoint: audio stages are not numbered 0..n-1: {sorted(stages)}")
-    depths = []
-    for i in range(len(stages)):
-        blocks = sorted(stages[i])
-        if blocks != list(range(len(blocks))):
-            raise ModelError(f"laion checkpoint: stage {i} blocks are not numbered 0..n-1: {blocks}")
-        depths.append(len(blocks))
-    heads, windows = [], []
-    for i, depth in enumerate(depths):
-        stage_heads = set()
-        for j in range(depth):
-            table = _need(sd, f"{_A}layers.{i}.blocks.{j}.attn.relative_position_bias_table", "Swin bias")
-            side = math.isqrt(int(table.shape[0]))
-            if side * side != table.shape[0] or side % 2 == 0:
-                raise ModelError(f"stage {i} block {j}: bias table of {table.shape[0]} rows is not (2w-1)^2")
-            stage_heads.add(int(table.shape[1]))
-            if j == 0:
-                windows.append((side + 1) // 2)
-        if len(stage_heads) != 1:
-            raise ModelError(f"stage {i}: blocks disagree on the number of heads {sorted(stage_heads)}")
-        heads.append(stage_heads.pop())
+    depths, heads, windows = _swin_stages(sd)
     final = embed * 2 ** (len(depths) - 1)
     norm = _need(sd, _A + "norm.weight", "final LayerNorm")
     if int(norm.shape[0]) != final:
@@ -148,6 +123,37 @@ def detect_audio_config(sd: Mapping[str, Tensor]) -> AudioDetection:
         layer_norm_eps=1e-5,
     )
     return AudioDetection(config, audio_architecture_name(embed, depths), fusion, notes)
+
+
+def _swin_stages(sd: Mapping[str, Tensor]) -> tuple[list[int], list[int], list[int]]:
+    """Blocks, attention heads and window size of each Swin stage, read from the bias tables."""
+    stages: dict[int, set[int]] = {}
+    for key in sd:
+        if m := re.match(r"^audio_branch\.layers\.(\d+)\.blocks\.(\d+)\.", key):
+            stages.setdefault(int(m.group(1)), set()).add(int(m.group(2)))
+    if not stages or sorted(stages) != list(range(len(stages))):
+        raise ModelError(f"laion checkpoint: audio stages are not numbered 0..n-1: {sorted(stages)}")
+    depths = []
+    for i in range(len(stages)):
+        blocks = sorted(stages[i])
+        if blocks != list(range(len(blocks))):
+            raise ModelError(f"laion checkpoint: stage {i} blocks are not numbered 0..n-1: {blocks}")
+        depths.append(len(blocks))
+    heads, windows = [], []
+    for i, depth in enumerate(depths):
+        stage_heads = set()
+        for j in range(depth):
+            table = _need(sd, f"{_A}layers.{i}.blocks.{j}.attn.relative_position_bias_table", "Swin bias")
+            side = math.isqrt(int(table.shape[0]))
+            if side * side != table.shape[0] or side % 2 == 0:
+                raise ModelError(f"stage {i} block {j}: bias table of {table.shape[0]} rows is not (2w-1)^2")
+            stage_heads.add(int(table.shape[1]))
+            if j == 0:
+                windows.append((side + 1) // 2)
+        if len(stage_heads) != 1:
+            raise ModelError(f"stage {i}: blocks disagree on the number of heads {sorted(stage_heads)}")
+        heads.append(stage_heads.pop())
+    return depths, heads, windows
 
 
 def _spec_size_from_masks(

@@ -43,17 +43,7 @@ _ACTIVATIONS = {0: "NONE", 1: "RELU", 2: "RELU_N1_TO_1", 3: "RELU6", 4: "TANH", 
 _PADDINGS = {0: "SAME", 1: "VALID"}
 # The ops we know how to decode (their options, if any, are read in _options).
 SUPPORTED_OPS = frozenset(
-    {
-        "CONV_2D",
-        "DEPTHWISE_CONV_2D",
-        "FULLY_CONNECTED",
-        "MEAN",
-        "RESHAPE",
-        "SPLIT",
-        "QUANTIZE",
-        "DEQUANTIZE",
-        "LOGISTIC",
-    }
+    "CONV_2D DEPTHWISE_CONV_2D FULLY_CONNECTED MEAN RESHAPE SPLIT QUANTIZE DEQUANTIZE LOGISTIC".split()
 )
 
 

@@ -319,15 +319,7 @@ def run(cfg: PseudoConfig, tagger: Tagger, names: list[str]) -> dict:
     report = {
         "config": {
             k: getattr(cfg, k)
-            for k in (
-                "agree_min",
-                "confident_min",
-                "music_speech_max",
-                "top_k",
-                "max_classes",
-                "excluded_roots",
-                "out_name",
-            )
+            for k in "agree_min confident_min music_speech_max top_k max_classes excluded_roots out_name".split()
         },
         "before": {"all": _hours(rows), "train": _hours(rows, "train")},
         "after": {

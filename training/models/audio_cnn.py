@@ -24,43 +24,21 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+# CNN10's settings; the other presets say how they differ from it.
+_CNN10 = dict(
+    widths=[64, 128, 256, 512],
+    convs_per_block=2,
+    kernel_size=3,
+    pool_type="avg",
+    input_norm=True,
+    head="pann",
+    dropout=0.2,
+)
 PRESETS: dict[str, dict] = {
-    "cnn6": dict(
-        widths=[64, 128, 256, 512],
-        convs_per_block=1,
-        kernel_size=5,
-        pool_type="avg",
-        input_norm=True,
-        head="pann",
-        dropout=0.2,
-    ),
-    "cnn10": dict(
-        widths=[64, 128, 256, 512],
-        convs_per_block=2,
-        kernel_size=3,
-        pool_type="avg",
-        input_norm=True,
-        head="pann",
-        dropout=0.2,
-    ),
-    "cnn14": dict(
-        widths=[64, 128, 256, 512, 1024, 2048],
-        convs_per_block=2,
-        kernel_size=3,
-        pool_type="avg",
-        input_norm=True,
-        head="pann",
-        dropout=0.2,
-    ),
-    "cnn9-max": dict(
-        widths=[64, 128, 256, 512],
-        convs_per_block=2,
-        kernel_size=3,
-        pool_type="max",
-        input_norm=False,
-        head="max",
-        dropout=0.0,
-    ),
+    "cnn6": {**_CNN10, "convs_per_block": 1, "kernel_size": 5},
+    "cnn10": _CNN10,
+    "cnn14": {**_CNN10, "widths": [64, 128, 256, 512, 1024, 2048]},
+    "cnn9-max": {**_CNN10, "pool_type": "max", "input_norm": False, "head": "max", "dropout": 0.0},
 }
 
 

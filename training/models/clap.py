@@ -229,20 +229,9 @@ def from_hf_clap(clap, max_text_length: int = 77) -> ClapTrainModel:
     ``RobertaModel`` holding the same weights."""
     audio_cfg = clap.config.audio_config
     keys = (
-        "patch_embeds_hidden_size",
-        "depths",
-        "num_attention_heads",
-        "window_size",
-        "hidden_size",
-        "spec_size",
-        "patch_size",
-        "patch_stride",
-        "num_mel_bins",
-        "mlp_ratio",
-        "flatten_patch_embeds",
-        "enable_patch_layer_norm",
-        "projection_hidden_act",
-    )
+        "patch_embeds_hidden_size depths num_attention_heads window_size hidden_size spec_size patch_size "
+        "patch_stride num_mel_bins mlp_ratio flatten_patch_embeds enable_patch_layer_norm projection_hidden_act"
+    ).split()
     config = ModelConfig(
         description=f"converted transformers ClapModel ({'fused' if audio_cfg.enable_fusion else 'unfused'})",
         embed_dim=int(clap.config.projection_dim),
