@@ -18,6 +18,9 @@ A major as A minor), or noise (spectral flatness over ``MAX_FLATNESS``). On the 
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -64,6 +67,15 @@ def librosa_module():
     return librosa
 
 
+@contextmanager
+def _quiet() -> Iterator[None]:
+    """librosa warns about short inputs (an FFT longer than a downsampled CQT octave) and
+    tuning found in no peaks: expected on short or unpitched files, and not the user's to act on."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        yield
+
+
 def is_silent(y: np.ndarray, sr: int = SAMPLE_RATE) -> bool:
     """Too short or too quiet to hold a tempo or a key."""
     return len(y) < MIN_SECONDS * sr or float(np.sqrt(np.mean(np.square(y, dtype=np.float64)))) < MIN_RMS
@@ -74,12 +86,14 @@ def estimate_tempo(y: np.ndarray, sr: int = SAMPLE_RATE) -> Tempo:
     if is_silent(y, sr):
         return Tempo(None, None)
     librosa = librosa_module()
-    envelope = librosa.onset.onset_strength(y=y, sr=sr, hop_length=HOP)
+    with _quiet():
+        envelope = librosa.onset.onset_strength(y=y, sr=sr, hop_length=HOP)
     centred = envelope - envelope.mean()
     energy = float(np.dot(centred, centred))
     if energy <= 0:
         return Tempo(None, None)
-    _, beats = librosa.beat.beat_track(onset_envelope=envelope, sr=sr, hop_length=HOP, units="time")
+    with _quiet():
+        _, beats = librosa.beat.beat_track(onset_envelope=envelope, sr=sr, hop_length=HOP, units="time")
     beats = np.asarray(beats, dtype=np.float64)
     if len(beats) < MIN_BEATS:
         return Tempo(None, 0.0)
@@ -111,9 +125,10 @@ def estimate_key(y: np.ndarray, sr: int = SAMPLE_RATE) -> Key:
     if is_silent(y, sr):
         return Key(None, None)
     librosa = librosa_module()
-    if float(librosa.feature.spectral_flatness(y=y, hop_length=HOP).mean()) > MAX_FLATNESS:
-        return Key(None, None)
-    chroma = librosa.feature.chroma_cqt(y=y, sr=sr, hop_length=HOP).mean(axis=1)
+    with _quiet():
+        if float(librosa.feature.spectral_flatness(y=y, hop_length=HOP).mean()) > MAX_FLATNESS:
+            return Key(None, None)
+        chroma = librosa.feature.chroma_cqt(y=y, sr=sr, hop_length=HOP).mean(axis=1)
     scores = key_scores(np.asarray(chroma, dtype=np.float64))
     if not scores:
         return Key(None, None)
