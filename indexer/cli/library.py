@@ -161,13 +161,13 @@ def status(collection, errors, as_json, hardware, store) -> int:
     names = [collection] if collection else [c.name for c in store_collections(store)]
     data = [collection_status(store, name, errors=errors) for name in names]
     if hardware:
-        from indexer.models.hardware import faiss_report, format_report, onnx_report
+        from indexer.models.hardware import format_report, hardware_report
 
-        onnx, index = onnx_report(store.encoder(), store.settings.device), faiss_report(store.settings.faiss_gpu)
+        report = hardware_report(store.encoder(), store.settings.device, store.settings.faiss_gpu)
         if as_json:
-            print(json.dumps({"hardware": {"model": onnx, "index": index}, "collections": data}, indent=2, default=str))
+            print(json.dumps({"hardware": report, "collections": data}, indent=2, default=str))
             return 0
-        print(format_report(onnx, index) + "\n")
+        print(format_report(report["model"], report["index"]) + "\n")
     if as_json:
         print(json.dumps(data, indent=2, default=str))
     elif not data:
