@@ -30,7 +30,7 @@ from indexer.analysis.musical import SAMPLE_RATE, estimate_key, estimate_tempo, 
 from indexer.audio.decode import DEFAULT_LIMITS, DecodeLimits, open_audio
 from indexer.ingest.discover import NON_UTF8_PREFIX, is_remote, local_copy, os_path
 from indexer.ingest.worker import error_of, non_utf8_alias
-from indexer.store.analyses import AnalysisValues, PendingFile, pending_files, write_analyses
+from indexer.store.analyses import AnalysisValues, PendingFile, mark_analysed, pending_files, write_analyses
 from indexer.store.store import Store
 
 EXCERPT_S = 120.0  # tempo/key from this much of the middle: long sets change key; RAM stays ~10 MB
@@ -143,6 +143,8 @@ def analyze_collection(
         else:
             _in_pool(store, target.id, workers, limits, record)
         write_analyses(store.db, done)
+        if report.analysed or report.failed:
+            mark_analysed(store.index_dir, collection)
     report.seconds = time.perf_counter() - started
     return report
 

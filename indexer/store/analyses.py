@@ -7,8 +7,10 @@ a later ingest is pending again, and its old values are neither shown nor matche
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 from sqlalchemy import and_, delete, func, or_, select
 from sqlalchemy.sql.elements import ColumnElement
@@ -17,6 +19,7 @@ from indexer.store.db import Database
 from indexer.store.schema import STATUS_INDEXED, File, FileAnalysis, utcnow
 
 _IN_CHUNK = 500
+STAMP = "analysis.stamp"
 FIELDS = ("tempo_bpm", "tempo_confidence", "key", "key_confidence", "loudness_lufs")
 
 
@@ -104,3 +107,21 @@ def analyses_of(db: Database, file_ids: Sequence[int]) -> dict[int, dict]:
             for file_id, *values in rows:
                 out[file_id] = dict(zip(FIELDS, values))
     return out
+
+
+def mark_analysed(index_dir: Path, collection: str) -> None:
+    """Touch the collection's analysis stamp: the service's result cache keys on it, so pages
+    cached before an analysis run are not served with stale (or missing) tempo and key."""
+    stamp = Path(index_dir) / collection / STAMP
+    stamp.parent.mkdir(parents=True, exist_ok=True)
+    stamp.touch()
+    os.utime(stamp)
+
+
+def analysis_token(index_dir: Path, collection: str) -> str:
+    """Changes whenever ``mark_analysed`` ran (one stat, no database query)."""
+    try:
+        st = (Path(index_dir) / collection / STAMP).stat()
+    except OSError:
+        return "none"
+    return f"{st.st_ino:x}.{st.st_mtime_ns:x}"
