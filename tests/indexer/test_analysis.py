@@ -18,6 +18,7 @@ from indexer.analysis.musical import estimate_key, estimate_tempo
 from indexer.analysis.run import analyse_file
 from indexer.errors import FilterValueError, InvalidSamplesError
 from indexer.filters import SearchFilters
+from tests.dup_library import DEMO
 from tests.music_library import chord_progression, click_track, musical_library, pink_noise, write_wav
 from tests.service.conftest import MODEL
 
@@ -98,6 +99,9 @@ def test_noise_silence_and_a_lone_sine_get_no_tempo_and_no_key():
         assert estimate_tempo(y, SR).bpm is None
         assert estimate_key(y, SR).name is None
     assert estimate_tempo(np.zeros(0, np.float32), SR).bpm is None
+    # a real recording of radio static: its averaged chroma correlates 0.81 with F major, yet it has no key
+    static, sr = sf.read(DEMO / "radio_static.ogg", dtype="float32")
+    assert estimate_key(static, sr).name is None
 
 
 def test_a_file_is_analysed_whole_for_loudness_and_hostile_ones_get_nulls_or_an_error(tmp_path):
@@ -183,3 +187,30 @@ def test_ingest_analyze_then_search_by_tempo_and_key(tmp_path, capsys):
 
     code, _, err = _run(capsys, "search", "x", "--key", "H minor", *home)
     assert code == 2 and "error [request.filter_value]" in err
+
+
+@pytest.mark.slow
+def test_analysis_in_a_process_pool_gives_the_same_values(tmp_path, capsys):
+    """``--workers 2``: spawned analysis processes (each imports librosa: ~30 s here, so slow)."""
+    from indexer.settings import IndexerSettings
+    from indexer.store.analyses import analyses_of
+    from indexer.store.store import Store
+
+    lib = tmp_path / "lib"
+    write_wav(lib / "click_120.wav", click_track(120, 8))
+    write_wav(lib / "a_minor.wav", chord_progression("A minor"))
+    home = tmp_path / "home"
+    code, out, err = _run(capsys, "ingest", str(lib), "--home", str(home), "--model", str(MODEL), "-q")
+    assert code == 0, err
+    code, out, err = _run(capsys, "analyze", "--workers", "2", "--home", str(home), "--model", str(MODEL))
+    assert code == 0 and "2 files analysed" in out, out + err
+    store = Store.open(IndexerSettings(home=home, model=MODEL, index_dir=None))
+    try:
+        pooled = analyses_of(store.db, [1, 2])
+    finally:
+        store.close()
+    assert len(pooled) == 2
+    for values in pooled.values():
+        path = lib / ("click_120.wav" if values["tempo_bpm"] and values["key"] is None else "a_minor.wav")
+        direct = analyse_file(str(path))
+        assert values == {name: getattr(direct, name) for name in values}
