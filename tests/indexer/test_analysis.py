@@ -6,6 +6,7 @@ no tempo and no key rather than a guess."""
 from __future__ import annotations
 
 import json
+import sys
 
 import numpy as np
 import pytest
@@ -125,6 +126,17 @@ def test_a_file_is_analysed_whole_for_loudness_and_hostile_ones_get_nulls_or_an_
 # ----------------------------------------------------------------------------- filters
 
 
+def test_without_librosa_analysis_is_refused_with_the_way_to_get_it(monkeypatch):
+    from indexer.analysis.run import analyze_collection
+    from indexer.errors import AnalysisUnavailableError
+
+    monkeypatch.setitem(sys.modules, "librosa", None)  # import librosa -> ImportError
+    with pytest.raises(AnalysisUnavailableError, match=r"clapsearch\[analysis\]"):
+        analyze_collection(None, "default")  # refused before the store is touched
+    with pytest.raises(AnalysisUnavailableError):
+        estimate_key(chord_progression("C major", SR), SR)
+
+
 def test_filters_refuse_unknown_keys_and_reversed_bpm_ranges():
     assert SearchFilters(key_name="Bbm").keys == ("A# minor",)
     assert SearchFilters(key_name="gb").keys == ("F# major", "F# minor")
@@ -179,6 +191,14 @@ def test_ingest_analyze_then_search_by_tempo_and_key(tmp_path, capsys):
 
     # only what is missing is analysed again: nothing, then the one changed file
     assert "0 files analysed" in _run(capsys, "analyze", *home)[1]
+    # a file gone between its ingest and its analysis costs that file, with the reason, and exit 1
+    write_wav(tmp_path / "late" / "late.wav", click_track(100, 6))
+    assert _run(capsys, "ingest", str(tmp_path / "late"), "--workers", "1", "-q", *home)[0] == 0
+    (tmp_path / "late" / "late.wav").unlink()
+    code, out, err = _run(capsys, "analyze", *home)
+    assert code == 1 and "0 files analysed" in out and "1 could not be" in out
+    assert "late.wav: [audio.decode] file not found" in err
+    assert "0 files analysed, " not in _run(capsys, "analyze", *home)[1]  # not retried until it changes
     write_wav(files["click_90"], click_track(140, 12))
     code, out, err = _run(capsys, "ingest", str(tmp_path / "lib"), "--analyze", "--workers", "1", "-q", *home)
     assert code == 0 and "1 files analysed (1 with a tempo" in out, out + err
