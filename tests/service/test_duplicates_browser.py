@@ -1,8 +1,9 @@
-"""The duplicates view and the hardware line of the web page, in a real browser (Debian's
+"""The duplicates view, the tempo/key filters and the hardware line of the web page, in a real browser (Debian's
 chromium driven by Playwright) against the real app under uvicorn.
 
-The library: three distinct recordings and one known duplicate pair (a recording and its
-FLAC re-encode, 6 dB quieter and 0.3 s shorter). The user opens "Duplicates" and sees exactly that pair as one group, with the
+The library: three distinct recordings, one known duplicate pair (a recording and its FLAC
+re-encode, 6 dB quieter and 0.3 s shorter) and two chord progressions (A minor, C major),
+ingested with ``--analyze``. The user opens "Duplicates" and sees exactly that pair as one group, with the
 reason and the scores; the footer says what the model and FAISS run on, and a CUDA request that
 fell back to the CPU (a /readyz answer routed in by the test) is shown as a warning.
 
@@ -21,6 +22,7 @@ import soundfile as sf
 
 from tests.dup_library import DEMO, MODEL
 from tests.helpers import unavailable
+from tests.music_library import chord_progression, write_wav
 from tests.service.browser import CHROMIUM, CHROMIUM_ARGS, REPO, serve
 
 pytestmark = pytest.mark.slow
@@ -42,10 +44,12 @@ def site(tmp_path_factory, sync_api):
     x, sr = sf.read(DEMO / "applause.ogg", always_2d=True, dtype="float32")
     sf.write(library / "applause.wav", x, sr)
     sf.write(library / "applause_trim.flac", 0.5 * x[int(0.3 * sr) :], sr)  # -6 dB, 0.3 s trimmed
+    for key in ("A minor", "C major"):
+        write_wav(library / f"{key.replace(' ', '_').lower()}.wav", chord_progression(key))
     env = {k: v for k, v in os.environ.items() if not k.startswith("CLAPSEARCH_")}
     env.update(CLAPSEARCH_HOME=str(home), CLAPSEARCH_MODEL=str(MODEL), PYTHONUNBUFFERED="1")
     ingest = subprocess.run(
-        [sys.executable, "-c", "from indexer.cli import main; main()", "ingest", str(library), "-q"],
+        [sys.executable, "-c", "from indexer.cli import main; main()", "ingest", str(library), "-q", "--analyze"],
         cwd=REPO,
         env=env,
         capture_output=True,
@@ -85,7 +89,7 @@ def test_the_duplicates_view_groups_the_known_pair_with_reason_and_scores(site, 
     assert "vector similarity" in text and "different formats" in text  # the reason, as the core words it
     scores = [float(members.nth(i).locator(".dup-score").inner_text()) for i in range(members.count())]
     assert all(0.95 <= s < 1.0 for s in scores)
-    assert "1 group among 5 files" in page.get_by_test_id("duplicates-summary").inner_text()
+    assert "1 group among 7 files" in page.get_by_test_id("duplicates-summary").inner_text()
     # a stricter threshold than the pair's similarity: no group, said so
     page.fill("#dup-threshold", f"{min(scores) + (1 - min(scores)) / 2:.4f}")
     page.locator("#dup-form button[type=submit]").click()
@@ -97,6 +101,26 @@ def test_the_duplicates_view_groups_the_known_pair_with_reason_and_scores(site, 
     groups.first.wait_for()
     page.get_by_test_id("duplicate-member").first.locator("a").click()
     page.get_by_test_id("result-card").first.wait_for()
+    assert page.console_errors == []
+
+
+def test_the_key_and_tempo_filters_narrow_the_results(site, page):
+    page.goto(site + "/?q=music&key=A%20minor")
+    page.get_by_test_id("result-card").first.wait_for()
+    assert page.get_by_test_id("filter-key").input_value() == "A minor"  # the URL fills the filter
+    assert page.get_by_test_id("result-name").all_inner_texts() == ["a_minor.wav"]
+    page.get_by_test_id("filter-key").fill("C")  # a note alone: either mode
+    page.get_by_test_id("filter-key").press("Enter")
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('[data-testid=result-name]')].map(e => e.textContent).join() === 'c_major.wav'"
+    )
+    assert "key=C" in page.url
+    page.get_by_test_id("filter-key").fill("")
+    page.fill("#f-bpm-min", "55")
+    page.fill("#f-bpm-max", "65")  # the progressions strike a chord a second
+    page.press("#f-bpm-max", "Enter")
+    page.wait_for_function("() => document.querySelectorAll('[data-testid=result-name]').length === 2")
+    assert sorted(page.get_by_test_id("result-name").all_inner_texts()) == ["a_minor.wav", "c_major.wav"]
     assert page.console_errors == []
 
 
