@@ -298,6 +298,9 @@ class IngestRequest(BaseModel):
     collection: str = Field("default", min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.-]+$")
     segments: bool = Field(False, description="also index 10 s windows of long files")
     prune: bool = Field(False, description="forget files under path that no longer exist")
+    analyze: bool = Field(
+        False, description="then estimate tempo, key and loudness of files not analysed yet (needs librosa)"
+    )
 
 
 # ----------------------------------------------------------------------------- near-duplicates
