@@ -250,7 +250,7 @@ class LoadGen:
                 doc = json.loads(body)
                 out["took_ms"].append(float(doc.get("took_ms", 0.0)))
                 out["cached"] += bool(doc.get("cached"))
-                if len(doc.get("results", ())) < self.spec.get("expect_results", K):
+                if len(doc.get("items", ())) < self.spec.get("expect_results", K):
                     out["short_results"] += 1
             except ValueError as exc:
                 err = f"bad JSON: {exc}"

@@ -44,7 +44,9 @@
         ├── DatabaseUnavailableError  the metadata database refused or dropped the connection
         └── StorageIOError          the disk under the data folder failed (full, read-only...)
 
-Every error carries a stable ``code`` string (``audio.decode`` ...) for API clients; the CLIs
+Every error carries a stable dotted ``code`` string (``audio.decode`` ...) for API clients: its
+family, the part before the last dot, names the branch of the tree (``audio``, ``store`` ...), and a
+branch's own class has a code of that family too (``StoreError``: ``store.unavailable``). The CLIs
 print it (``error [store.busy]: ...``) and exit with ``exit_code(exc.code)``. ``translate`` is the one
 place that says what a foreign exception (OS, libsndfile, SQLAlchemy, ONNX Runtime) means.
 docs/errors.md lists every code (``scripts/errors_reference.py``).
@@ -64,11 +66,11 @@ T = TypeVar("T")
 
 
 class ClapSearchError(Exception):
-    code = "error"
+    code = "core.error"
 
 
 class ModelError(ClapSearchError):
-    code = "model"
+    code = "model.invalid"
 
 
 class ManifestError(ModelError):
@@ -86,7 +88,7 @@ class ModelRuntimeError(ModelError):
 class AudioError(ClapSearchError):
     """A single input could not be embedded; names the file and the reason."""
 
-    code = "audio"
+    code = "audio.unusable"
 
     def __init__(self, path: str | Path | None, reason: str):
         self.path = None if path is None else str(path)
@@ -128,7 +130,7 @@ class DecodeTimeoutError(AudioError):
 
 
 class FileError(AudioError):
-    code = "file"
+    code = "file.unreadable"
 
 
 class FileMissingError(FileError):
@@ -144,7 +146,7 @@ class FileFetchError(FileError):
 
 
 class TextError(ClapSearchError):
-    code = "text"
+    code = "text.invalid"
 
 
 class EmptyTextError(TextError):
@@ -156,7 +158,7 @@ class TextTooLongError(TextError):
 
 
 class QueryError(ClapSearchError):
-    code = "request"
+    code = "request.invalid"
 
 
 class RelevanceUnavailableError(QueryError):
@@ -164,11 +166,11 @@ class RelevanceUnavailableError(QueryError):
 
 
 class ConfigError(ClapSearchError):
-    code = "config"
+    code = "config.invalid"
 
 
 class DataError(ClapSearchError):
-    code = "data"
+    code = "data.invalid"
 
 
 class DataManifestError(DataError):
@@ -180,7 +182,7 @@ class DataManifestError(DataError):
 
 
 class EvaluationError(ClapSearchError):
-    code = "evaluation"
+    code = "evaluation.invalid"
 
 
 class FilterLimitError(QueryError):
@@ -196,7 +198,7 @@ class AnalysisUnavailableError(ConfigError):
 
 
 class ItemError(ClapSearchError):
-    code = "item"
+    code = "item.unusable"
 
 
 class ItemNotFoundError(ItemError):
@@ -212,7 +214,7 @@ class ItemAudioUnavailableError(ItemError):
 
 
 class StoreError(ClapSearchError):
-    code = "store"
+    code = "store.unavailable"
 
 
 class CollectionNotFoundError(StoreError):
@@ -250,9 +252,11 @@ class StorageIOError(StoreError):
     code = "store.io"
 
 
-# Exit codes of the command-line tools (`indexer`, `clap-train`) by code family, the most
-# specific prefix first; 1 is kept for "ran, but some files failed", 130 for Ctrl-C.
-EXIT_CODES = {"error": 2}
+# Exit codes of the command-line tools (`indexer`, `clap-train`) by code or code family, the most
+# specific first; EXIT_ERROR for every other error. 1 is kept for "ran, but some files failed",
+# 130 for Ctrl-C.
+EXIT_ERROR = 2
+EXIT_CODES: dict[str, int] = {}
 
 
 def report_error(exc: ClapSearchError) -> int:
@@ -272,7 +276,7 @@ def by_family(code: str, table: Mapping[str, T], default: T) -> T:
 
 
 def exit_code(code: str) -> int:
-    return by_family(code, EXIT_CODES, EXIT_CODES["error"])
+    return by_family(code, EXIT_CODES, EXIT_ERROR)
 
 
 # FAISS prefixes its messages with its C++ source location ("Error in faiss::read_index_up(...) at

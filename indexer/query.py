@@ -5,6 +5,7 @@ The CLI runs it directly::
 
     page = run_search(store, SearchRequest("default", limit=10, filters=SearchFilters(tags=("rain",))),
                       text="rain on a tin roof")
+    page.items, page.total       # one page of hits; how many hits paging can walk (``known_total``)
 
 The service runs the same steps with its cache and micro-batcher around the two costly calls
 (embedding and the FAISS search, ``service/queries.py``), so ``indexer search`` and
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
     from indexer.store.store import Store
 
 MAX_QUERY_CHARS = 1000
+MAX_OFFSET = 1000  # the deepest page offset, by default (the service's CLAPSEARCH_MAX_OFFSET)
 MAX_ITEM_ID = 2**63 - 1  # database ids are signed 64-bit; a larger one can name nothing
 SEGMENT_SELF_MARGIN = 64  # a long file's own windows all sit near its query: look past them
 MOMENT_OVERSAMPLE = 4  # overlapping windows fold into one moment: fetch more to fill a page
@@ -51,6 +53,7 @@ class SearchRequest:
     segments: bool = False
     filters: SearchFilters = SearchFilters()
     min_relevance: float | None = None  # text queries on calibrated models (manifest.score_calibration)
+    max_offset: int = MAX_OFFSET  # paging's reach: ``total`` counts hits up to max_offset + limit
 
     @property
     def kind(self) -> str:
@@ -191,19 +194,83 @@ def _coalesce(kept: list[Hit], by_file: dict[int, list[int]]) -> list[Hit]:
     return [hit for i, hit in enumerate(kept) if i not in gone]
 
 
+def _passes(req: SearchRequest, hit: Hit, relevance_of: Relevance | None) -> bool:
+    """The thresholds, on the scores as shown (6 decimals)."""
+    if req.min_score is not None and round(hit.score, 6) < req.min_score:
+        return False
+    if req.min_relevance is not None and relevance_of is not None:
+        return round(relevance_of(hit.score), 6) >= req.min_relevance
+    return True
+
+
+def passing_hits(
+    req: SearchRequest, hits: list[Hit], exclude_file: int | None, relevance_of: Relevance | None = None
+) -> list[Hit]:
+    """Every hit a page may show, in order: the query's own file dropped, thresholds, distinct moments."""
+    hits = [h for h in hits if h.file_id != exclude_file and _passes(req, h, relevance_of)]
+    return distinct_moments(hits) if req.segments else hits
+
+
 def page_of(
     req: SearchRequest, hits: list[Hit], exclude_file: int | None, relevance_of: Relevance | None = None
 ) -> list[dict]:
-    """Thresholds (on the scores as shown, 6 decimals), distinct moments, then the requested page."""
-    if exclude_file is not None:
-        hits = [h for h in hits if h.file_id != exclude_file]
-    if req.min_score is not None:
-        hits = [h for h in hits if round(h.score, 6) >= req.min_score]
-    if req.min_relevance is not None and relevance_of is not None:
-        hits = [h for h in hits if round(relevance_of(h.score), 6) >= req.min_relevance]
-    if req.segments:
-        hits = distinct_moments(hits)
-    return [hit_record(h, req.kind, relevance_of) for h in hits[req.offset : req.offset + req.limit]]
+    """The requested page of ``passing_hits``, as users see it."""
+    kept = passing_hits(req, hits, exclude_file, relevance_of)
+    return [hit_record(h, req.kind, relevance_of) for h in kept[req.offset : req.offset + req.limit]]
+
+
+# ----------------------------------------------------------------------------- total
+# A vector search ranks every vector it may return, so ``total`` is the number of hits paging can
+# walk: those passing the filters and thresholds (own file excluded, moments merged), counted up
+# to ``paging_reach`` (no page can show a deeper one). Where this page's candidates do not show it,
+# the caller searches once more for ``candidates_needed(reach_request(req), ...)`` candidates.
+
+
+def paging_reach(req: SearchRequest) -> int:
+    """How deep paging can go: the last hit of a page at the deepest offset allowed."""
+    return max(req.offset, req.max_offset) + req.limit
+
+
+def reach_request(req: SearchRequest) -> SearchRequest:
+    """``req`` at the deepest page: its candidates hold every hit ``total`` may count."""
+    return replace(req, offset=paging_reach(req) - req.limit)
+
+
+def known_total(
+    req: SearchRequest,
+    hits: list[Hit],
+    k: int,
+    exclude_file: int | None,
+    relevance_of: Relevance | None,
+    *,
+    index_size: int,
+    allowed: np.ndarray | None,
+) -> int | None:
+    """``total`` where this page's ``k`` candidates (best first) or the index's size show it, else
+    None: (1) fewer than ``k`` came back, or (files) the last one fails a threshold (thresholds
+    grow with the score, so no later one passes): the candidates held every hit; (2) a files
+    search without thresholds: every vector passing the filters (``allowed``, else the whole
+    index of ``index_size``) but the query's own is a hit. A moment search merges two rankings
+    (windows and short files), so only (1)'s first rule tells its end."""
+    reach = paging_reach(req)
+    ended_by_threshold = not req.segments and bool(hits) and not _passes(req, hits[-1], relevance_of)
+    if len(hits) < k or ended_by_threshold:
+        return min(reach, len(passing_hits(req, hits, exclude_file, relevance_of)))
+    if req.segments or req.min_score is not None or req.min_relevance is not None:
+        return None
+    if allowed is None:
+        searchable = index_size - (exclude_file is not None)
+    else:
+        i = int(np.searchsorted(allowed, exclude_file)) if exclude_file is not None else len(allowed)
+        searchable = len(allowed) - (i < len(allowed) and int(allowed[i]) == exclude_file)
+    return min(reach, searchable)
+
+
+def total_hits(
+    req: SearchRequest, deep_hits: list[Hit], exclude_file: int | None, relevance_of: Relevance | None
+) -> int:
+    """``total`` from the hits of the search for ``reach_request(req)``'s candidates."""
+    return min(paging_reach(req), len(passing_hits(req, deep_hits, exclude_file, relevance_of)))
 
 
 # ----------------------------------------------------------------------------- items
@@ -301,6 +368,12 @@ def _inside(path: str, root: str) -> bool:
 # ----------------------------------------------------------------------------- the direct path
 
 
+@dataclass(frozen=True)
+class SearchPage:
+    items: list[dict]  # this page's hits (``hit_record``)
+    total: int  # how many hits paging can walk (``known_total``)
+
+
 def run_search(
     store: Store,
     req: SearchRequest,
@@ -308,17 +381,28 @@ def run_search(
     text: str | None = None,
     vector: np.ndarray | None = None,
     exclude_file: int | None = None,
-) -> list[dict]:
-    """One page of hits for a text or a vector, without the service's cache and batching."""
+) -> SearchPage:
+    """One page of hits for a text or a vector, and their total, without the service's cache and batching."""
     if vector is None:
         vector = store.encoder().embed_text([check_query_text(text)])[0]
     query = np.asarray(vector, np.float32)[None]
     searcher = Searcher(store, req.collection, kind=req.kind)
+    allowed = filter_ids(store, searcher.collection.id, req)
+    files = Searcher(store, req.collection) if req.segments else None
+    files_allowed = filter_ids(store, files.collection.id, req, "files") if files is not None else None
+
+    def candidates(k: int) -> list[Hit]:
+        hits = searcher.search_vectors(query, k, allowed_ids=allowed)[0]
+        if files is not None:
+            file_hits = files.search_vectors(query, k, allowed_ids=files_allowed)[0]
+            hits = merge_short_files(hits, file_hits, searcher.collection.segment_seconds or 0.0)
+        return hits
+
     k = candidates_needed(req, exclude_file)
-    hits = searcher.search_vectors(query, k, allowed_ids=filter_ids(store, searcher.collection.id, req))[0]
-    if req.segments:
-        files = Searcher(store, req.collection)
-        file_hits = files.search_vectors(query, k, allowed_ids=filter_ids(store, files.collection.id, req, "files"))[0]
-        hits = merge_short_files(hits, file_hits, searcher.collection.segment_seconds or 0.0)
+    hits = candidates(k)
     relevance_of = relevance_for(store.manifest, query[0], text_query=text is not None, req=req)
-    return page_of(req, hits, exclude_file, relevance_of)
+    total = known_total(req, hits, k, exclude_file, relevance_of, index_size=searcher.index.ntotal, allowed=allowed)
+    if total is None:
+        deep_k = candidates_needed(reach_request(req), exclude_file)
+        total = total_hits(req, candidates(deep_k), exclude_file, relevance_of)
+    return SearchPage(page_of(req, hits, exclude_file, relevance_of), total)

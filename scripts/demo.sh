@@ -52,7 +52,7 @@ for query in "dog barking" "rain" "a cat meowing" "glass breaking" "a baby cryin
   .venv/bin/indexer search "$query" --model "$MODEL" --home "$HOME_DIR" --top 3
 done
 FIRST=$(.venv/bin/indexer search "dog barking" --model "$MODEL" --home "$HOME_DIR" --top 1 --json \
-        | $PY -c "import json, sys; print(json.load(sys.stdin)[0]['path'])")
+        | $PY -c "import json, sys; print(json.load(sys.stdin)['items'][0]['path'])")
 echo "== sounds like $FIRST"
 .venv/bin/indexer search --audio "$FIRST" --model "$MODEL" --home "$HOME_DIR" --top 4
 if [ "${DEMO_SERVE:-1}" = "0" ]; then

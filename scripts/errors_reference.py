@@ -5,7 +5,8 @@
 
 Rows come from ``indexer.errors`` (every class of the core's tree: its code, what it means from
 the tree in that module's docstring, the CLI exit code) and ``service.problems.PROBLEMS`` (the
-HTTP status and title of every code, and the codes only HTTP knows).
+HTTP status and title of every code, and the codes only HTTP knows) with ``FAMILIES`` (the status
+of a core code that has no row of its own).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ sys.path.insert(0, str(REPO))
 import generated_doc  # noqa: E402  (beside this script)
 
 from indexer import errors  # noqa: E402
-from service.problems import PROBLEMS, core_status  # noqa: E402
+from service.problems import FAMILIES, PROBLEMS, core_status  # noqa: E402
 
 
 def _meanings() -> dict[str, str]:
@@ -52,7 +53,8 @@ def render() -> str:
         "Every error that leaves a clapsearch process carries one of these codes: in an HTTP",
         "problem+json body (`code`), on a CLI's error line (`error [code]: message`, then the exit",
         "code below), and in a failed file's row (`indexer status --errors`). A code's family is",
-        "the part before its last dot; clients can switch on a family (`audio`) or a code.",
+        "the part before its last dot; clients can switch on a family (`audio`) or a code. Every",
+        "code has a dot: a branch's own class has a code of its family too (`store.unavailable`).",
         "",
         "## Core errors (`indexer.errors`)",
         "",
@@ -79,10 +81,22 @@ def render() -> str:
             lines.append(f"| `{code}` | {status} | {title} |")
     lines += [
         "",
+        "Any other error status the server stack answers by itself carries `http.<status>` (`http.418`).",
+        "",
+        "## Families",
+        "",
+        "A core code without a row of its own above answers HTTP with its family's status:",
+        "",
+        "| family | HTTP | title |",
+        "|---|---|---|",
+    ]
+    lines += [f"| `{family}` | {status} | {title} |" for family, (status, title) in sorted(FAMILIES.items())]
+    lines += [
+        "",
         "Foreign exceptions are translated in one place (`indexer.errors.translate`): a database",
         "that refuses connections is `store.database`, a full or read-only disk `store.io`,",
         "libsndfile's errors `audio.decode`, ONNX Runtime's `model.runtime`. Anything else is a",
-        "bug: HTTP answers `internal` (500, logged) and the CLIs show the traceback.",
+        "bug: HTTP answers `service.internal` (500, logged) and the CLIs show the traceback.",
         "",
     ]
     return "\n".join(lines)

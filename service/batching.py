@@ -9,7 +9,7 @@ concurrency 1); under load, requests arriving while a batch runs accumulate and 
 batch by themselves. ``max_wait_s`` only applies once a second request is already waiting, to
 let a burst fill the batch a little more.
 
-Bounded: more than ``max_queue`` waiting requests get 503 ``busy`` with Retry-After instead of
+Bounded: more than ``max_queue`` waiting requests get 503 ``service.busy`` with Retry-After instead of
 piling up memory and latency. The event loop never runs inference; it only awaits futures.
 """
 
@@ -73,7 +73,7 @@ class MicroBatcher(Generic[T, R]):
             self._queue.put_nowait((item, future, loop))
         except queue.Full:
             raise ProblemError(
-                "busy",
+                "service.busy",
                 f"{self._queue.maxsize} requests are already waiting for inference",
                 headers={"Retry-After": "1"},
             ) from None

@@ -9,8 +9,9 @@ The core raises its own exception tree (``indexer.errors``: audio.*, text, store
 the service adds :class:`ProblemError` for what only HTTP knows (auth, limits, uploads, jobs).
 ``PROBLEMS`` below is the one closed table of codes. A foreign exception the core knows the
 meaning of (``indexer.errors.translate``: a database refusing connections, a full disk, ONNX
-Runtime failing) answers with that meaning; anything else is a 500 ``internal`` problem that
-names no internals, and is logged.
+Runtime failing) answers with that meaning; anything else is a 500 ``service.internal`` problem
+that names no internals, and is logged. Every code is dotted, ``family.name``: clients may switch on
+the family (``audio``) or the code.
 """
 
 from __future__ import annotations
@@ -28,10 +29,11 @@ log = logging.getLogger("service")
 
 PROBLEM_JSON = "application/problem+json"
 
-# Every code an HTTP answer can carry: code -> (HTTP status, title). The core's codes
-# (indexer.errors) are looked up most specific first ("audio.decode", then "audio"); the rest are
-# what only HTTP knows. ProblemError refuses a code that is not here, so the set stays closed;
-# docs/errors.md is generated from this table and the core's classes.
+# Every code an HTTP answer can carry: code -> (HTTP status, title). A core code (indexer.errors)
+# without a row here answers with its family's row in FAMILIES ("audio.timeout" -> "audio"); the
+# rest are what only HTTP knows. ProblemError refuses a code that is not here, so the set stays
+# closed; docs/errors.md is generated from these tables and the core's classes. Every code is
+# dotted (tests/indexer/test_errors.py).
 PROBLEMS: dict[str, tuple[int, str]] = {
     # the core
     "audio.too_long": (413, "Audio is too long"),
@@ -39,29 +41,19 @@ PROBLEMS: dict[str, tuple[int, str]] = {
     "audio.decode": (422, "Audio could not be decoded"),
     "audio.empty": (422, "Audio is empty"),
     "audio.invalid_samples": (422, "Audio has invalid samples"),
-    "audio": (422, "Audio could not be used"),
-    "file": (422, "File could not be read"),
-    "data": (422, "Training data could not be used"),
-    "config": (422, "Invalid configuration"),
-    "evaluation": (422, "Evaluation could not run"),
     "text.too_long": (422, "Query too long"),
-    "text": (422, "Text could not be used"),
     "request.min_relevance": (422, "Relevance not available"),
-    "request": (422, "Invalid request"),
     "item.not_found": (404, "No such item"),
     "item.not_indexed": (409, "Item has no vector"),
     "item.audio_unavailable": (404, "Audio file unavailable"),
-    "item": (422, "Item cannot be used"),
     "store.collection_not_found": (404, "No such collection"),
     "store.busy": (409, "Collection is busy"),
     "store.index": (503, "Index unavailable"),
     "store.database": (503, "Database unavailable"),
     "store.io": (503, "Storage unavailable"),
-    "store": (503, "Store unavailable"),
     "model.mismatch": (409, "Index and model do not match"),
     "model.manifest": (503, "Model unavailable"),
     "model.runtime": (503, "Model failed"),
-    "model": (503, "Model unavailable"),
     # requests
     "request.invalid": (422, "Invalid request"),
     "request.method": (405, "Method not allowed"),
@@ -71,7 +63,8 @@ PROBLEMS: dict[str, tuple[int, str]] = {
     "request.too_many_labels": (422, "Too many labels"),
     "request.label_too_long": (422, "Label too long"),
     "request.template": (422, "Invalid hypothesis template"),
-    "not_found": (404, "Not found"),
+    # the server stack's own answers (unknown route, unmapped statuses as http.<status>)
+    "http.not_found": (404, "Not found"),
     # uploads
     "upload.too_large": (413, "Request too large"),
     "upload.content_type": (415, "Unsupported media type"),
@@ -79,8 +72,10 @@ PROBLEMS: dict[str, tuple[int, str]] = {
     "auth.required": (401, "Authentication required"),
     "auth.invalid_key": (401, "Invalid API key"),
     "auth.forbidden": (403, "Forbidden"),
-    "rate_limited": (429, "Too many requests"),
-    "busy": (503, "Server busy"),
+    "auth.rate_limited": (429, "Too many requests"),
+    # the service itself
+    "service.busy": (503, "Server busy"),
+    "service.internal": (500, "Internal error"),
     # indexes and jobs
     "index.no_segments": (404, "Collection has no segments"),
     "index.not_published": (404, "No index yet"),
@@ -88,7 +83,6 @@ PROBLEMS: dict[str, tuple[int, str]] = {
     "ingest.path_not_found": (404, "Ingest path not found"),
     "job.not_found": (404, "No such job"),
     "job.unavailable": (503, "Job queue unavailable"),
-    "internal": (500, "Internal error"),
     # h-api (issue 15, one API style): an empty query had only the family code "text"
     "text.empty": (422, "Query is empty"),
     # issue 16 (hostile inputs): a core code whose family ("store", 503) would misstate it
@@ -101,16 +95,31 @@ PROBLEMS: dict[str, tuple[int, str]] = {
     "request.range": (416, "Range not satisfiable"),
     "request.range_invalid": (400, "Malformed Range header"),
 }
+# The status and title of a core code that has no row in PROBLEMS, by its family (the part before
+# the last dot): the branches of indexer.errors' tree. Families, not codes: no answer carries them.
+FAMILIES: dict[str, tuple[int, str]] = {
+    "audio": (422, "Audio could not be used"),
+    "file": (422, "File could not be read"),
+    "data": (422, "Training data could not be used"),
+    "config": (422, "Invalid configuration"),
+    "evaluation": (422, "Evaluation could not run"),
+    "text": (422, "Text could not be used"),
+    "request": (422, "Invalid request"),
+    "item": (422, "Item cannot be used"),
+    "store": (503, "Store unavailable"),
+    "model": (503, "Model unavailable"),
+}
+_BY_FAMILY = {**FAMILIES, **PROBLEMS}
 # Starlette's own HTTP errors (unknown route, wrong method...) -> our code.
-_HTTP_CODES = {
+HTTP_CODES = {
     400: "request.invalid",
     401: "auth.required",
     403: "auth.forbidden",
-    404: "not_found",
+    404: "http.not_found",
     405: "request.method",
     413: "upload.too_large",
     415: "upload.content_type",
-    429: "rate_limited",
+    429: "auth.rate_limited",
 }
 
 
@@ -148,7 +157,7 @@ def problem_response(
 
 def core_status(code: str) -> tuple[int, str]:
     """HTTP status and title of a core error code (its own row, else its family's)."""
-    return core.by_family(code, PROBLEMS, PROBLEMS["internal"])
+    return core.by_family(code, _BY_FAMILY, PROBLEMS["service.internal"])
 
 
 def _core_detail(exc: core.ClapSearchError) -> str:
@@ -169,7 +178,11 @@ def _core_problem(request: Request, exc: core.ClapSearchError) -> JSONResponse:
 def _internal(request: Request) -> JSONResponse:
     log.exception("unexpected error on %s", request.url.path)
     return problem_response(
-        500, "internal", "Internal error", "the server failed on this request; it is logged", instance=request.url.path
+        500,
+        "service.internal",
+        "Internal error",
+        "the server failed on this request; it is logged",
+        instance=request.url.path,
     )
 
 
@@ -206,7 +219,7 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException):
-        code = _HTTP_CODES.get(exc.status_code)
+        code = HTTP_CODES.get(exc.status_code)
         title = PROBLEMS[code][1] if code else "Error"
         code = code or f"http.{exc.status_code}"
         detail = exc.detail if isinstance(exc.detail, str) else None

@@ -59,21 +59,32 @@ def _embedding_key(rt: Runtime, text: str) -> str:
 
 
 async def text_vectors(rt: Runtime, texts: list[str]) -> np.ndarray:
-    """(n, D) unit vectors of ``texts``: from the embedding cache, the rest in one batched call."""
+    """(n, D) unit vectors of ``texts``: from process memory, then Redis, the rest in one batched call."""
     keys = [_embedding_key(rt, t) for t in texts]
+    out = np.empty((len(texts), rt.encoder.dim), np.float32)
+    local = rt.text_vector_cache.get_many(keys)
+    shared_keys = [k for k, v in zip(keys, local) if v is None]
     start = time.perf_counter()
-    cached = rt.cache.get_many(keys) if rt.cache.enabled else [None] * len(texts)
+    shared = rt.cache.get_many(shared_keys) if shared_keys and rt.cache.enabled else [None] * len(shared_keys)
     rt.metrics.observe("cache", time.perf_counter() - start)
-    missing = [i for i, blob in enumerate(cached) if blob is None]
+    from_redis = iter(shared)
+    missing: list[int] = []
+    for i, vector in enumerate(local):
+        if vector is None:
+            blob = next(from_redis)
+            if blob is None:
+                missing.append(i)
+                continue
+            vector = vector_from_bytes(blob)
+            rt.text_vector_cache.put(keys[i], vector)
+        out[i] = vector
     rt.metrics.cache.labels("embedding", "hit").inc(len(texts) - len(missing))
     rt.metrics.cache.labels("embedding", "miss").inc(len(missing))
-    out = np.empty((len(texts), rt.encoder.dim), np.float32)
-    for i, blob in enumerate(cached):
-        if blob is not None:
-            out[i] = vector_from_bytes(blob)
     if missing:
         fresh = await rt.batcher.submit(EmbedTexts([texts[i] for i in missing]))
         out[missing] = fresh
+        for i in missing:
+            rt.text_vector_cache.put(keys[i], out[i])
         if rt.cache.enabled:
             ttl = rt.settings.embedding_cache_ttl_s
 
@@ -121,6 +132,7 @@ def _result_key(searcher: Searcher, req: SearchRequest, query_id: str) -> str:
         query_id,
         str(req.limit),
         str(req.offset),
+        str(req.max_offset),
         repr(req.min_score),
         repr(req.min_relevance),
         req.filters.key(),
@@ -150,10 +162,10 @@ async def search(
         rt.metrics.observe("cache", time.perf_counter() - t0)
     found = dict(zip(keys, cached))
     cached_result = found.get(result_key) if result_key is not None else None
-    if cached_result is not None:
+    page = json.loads(cached_result) if cached_result is not None else None
+    if isinstance(page, dict):  # a bare list: cached by a release without `total`, a miss
         rt.metrics.cache.labels("result", "hit").inc()
-        results = json.loads(cached_result)
-        return _response(rt, req, version, results, started, cached=True)
+        return _response(rt, req, version, page, started, cached=True)
     if result_key is not None:
         rt.metrics.cache.labels("result", "miss" if rt.cache.enabled else "skip").inc()
     if emb_key is not None:
@@ -172,13 +184,18 @@ async def search(
     if req.kind == "segments":
         hits = await _with_short_files(rt, req, searcher, outcome.vector, k, hits)
     relevance_of = core.relevance_for(rt.manifest, outcome.vector, text_query=text is not None, req=req)
-    results = [_with_urls(r) for r in core.page_of(req, hits, exclude_file, relevance_of)]
+    total = core.known_total(
+        req, hits, k, exclude_file, relevance_of, index_size=searcher.index.ntotal, allowed=allowed
+    )
+    if total is None:
+        total = await _deep_total(rt, req, searcher, outcome.vector, allowed, exclude_file, relevance_of)
+    page = {"items": [_with_urls(r) for r in core.page_of(req, hits, exclude_file, relevance_of)], "total": total}
     if rt.cache.enabled:
         writes = []
         if emb_key is not None and vector is None:
             writes.append((emb_key, outcome.vector.astype("<f4").tobytes(), rt.settings.embedding_cache_ttl_s))
         if result_key is not None:
-            writes.append((result_key, json.dumps(results).encode(), rt.settings.result_cache_ttl_s))
+            writes.append((result_key, json.dumps(page).encode(), rt.settings.result_cache_ttl_s))
         if writes:
 
             def write_results() -> None:
@@ -186,7 +203,26 @@ async def search(
                     rt.cache.set(*w)
 
             _background(write_results)
-    return _response(rt, req, version, results, started, cached=False)
+    return _response(rt, req, version, page, started, cached=False)
+
+
+async def _deep_total(rt: Runtime, req: SearchRequest, searcher: Searcher, vector, allowed, exclude_file, relevance_of):
+    """``total`` where the page's candidates do not show it (thresholds, moments): one more search,
+    to paging's reach (``indexer.query.known_total``). In a worker thread, not through the
+    micro-batcher: stacked there, its deep ``k`` would deepen every query of its batch."""
+    k = core.candidates_needed(core.reach_request(req), exclude_file)
+    files = rt.searcher(req.collection, "files") if req.kind == "segments" else None
+    files_allowed = await _allowed(rt, files, req, "files") if files is not None else None
+
+    def count() -> int:
+        query = np.asarray(vector, np.float32)[None]
+        hits = searcher.search_vectors(query, k, allowed_ids=allowed)[0]
+        if files is not None:  # short files join a moment search whole, as on the page
+            file_hits = files.search_vectors(query, k, allowed_ids=files_allowed)[0]
+            hits = core.merge_short_files(hits, file_hits, searcher.collection.segment_seconds or 0.0)
+        return core.total_hits(req, hits, exclude_file, relevance_of)
+
+    return await run_in_threadpool(count)
 
 
 async def _with_short_files(rt: Runtime, req: SearchRequest, segment_searcher: Searcher, vector, k: int, segment_hits):
@@ -197,16 +233,18 @@ async def _with_short_files(rt: Runtime, req: SearchRequest, segment_searcher: S
     return core.merge_short_files(segment_hits, outcome.hits, segment_searcher.collection.segment_seconds or 0.0)
 
 
-def _response(rt: Runtime, req, version, results, started, *, cached: bool) -> dict:
+def _response(rt: Runtime, req, version, page: dict, started, *, cached: bool) -> dict:
+    """The list envelope every list answers with (``items``, ``total``, ``limit``, ``offset``)."""
     return {
         "collection": req.collection,
         "model": rt.manifest.name,
         "index_version": version.version,
         "took_ms": round((time.perf_counter() - started) * 1000, 3),
         "cached": cached,
+        "items": page["items"],
+        "total": page["total"],
         "limit": req.limit,
         "offset": req.offset,
-        "results": results,
     }
 
 

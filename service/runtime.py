@@ -25,7 +25,7 @@ from indexer.search import Searcher
 from indexer.store import catalog, versions
 from indexer.store.store import Store
 from service.batching import MicroBatcher
-from service.cache import Cache
+from service.cache import Cache, VectorLRU
 from service.inference import InferenceEngine
 from service.jobs import JobQueue, open_job_queue
 from service.metrics import Metrics
@@ -60,6 +60,7 @@ class Runtime:
         self.hardware: dict | None = None  # hardware_report() once the model is loaded
         self._batcher: MicroBatcher | None = None
         self.cache = Cache(settings.redis_url, timeout_s=settings.redis_timeout_s)
+        self.text_vector_cache = VectorLRU(settings.text_vector_cache_size)
         self._jobs: JobQueue | None = None
         self.watcher: IndexWatcher | None = None
         self._vocabulary: Vocabulary | None = None
@@ -228,7 +229,7 @@ class Runtime:
                     self._load_errors.pop(f"{name}/{kind}", None)
                     log.info("hot-reloaded %s/%s to %s", name, kind, searcher.version.folder.name)
             except Exception as exc:
-                self._load_errors[f"{name}/{kind}"] = f"{getattr(exc, 'code', 'error')}: {exc}"
+                self._load_errors[f"{name}/{kind}"] = f"{getattr(exc, 'code', type(exc).__name__)}: {exc}"
                 log.error("kept the old %s/%s index: %s", name, kind, exc)
         if collection is not None:
             for kind in KINDS:

@@ -64,16 +64,32 @@ class SearchHit(BaseModel):
     peaks_url: str
 
 
-class SearchResponse(BaseModel):
+class Page(BaseModel):
+    """The envelope of every list resource."""
+
+    total: int = Field(description="how many there are in all (jobs: of the most recent ones kept)")
+    limit: int
+    offset: int
+
+
+SEARCH_TOTAL = (
+    "how many hits paging can walk: a vector search ranks every vector it may return, so this counts "
+    "the files (segments=true: the distinct moments, short files whole) that pass the filters and "
+    "min_score / min_relevance, the query's own item excluded, up to CLAPSEARCH_MAX_OFFSET + limit "
+    "(no page reaches deeper hits; narrow the query with filters). On an approximate (IVF) index, "
+    "and between an ingest's index publishes, a deep page may hold fewer."
+)
+
+
+class SearchResponse(Page):
     query: str
     collection: str
     model: str
     index_version: int
     took_ms: float
     cached: bool = Field(description="answered from the result cache")
-    limit: int
-    offset: int
-    results: list[SearchHit]
+    items: list[SearchHit] = Field(description="this page of hits, best first")
+    total: int = Field(description=SEARCH_TOTAL)
 
     model_config = {
         "json_schema_extra": {
@@ -85,9 +101,7 @@ class SearchResponse(BaseModel):
                     "index_version": 3,
                     "took_ms": 11.2,
                     "cached": False,
-                    "limit": 10,
-                    "offset": 0,
-                    "results": [
+                    "items": [
                         {
                             "id": 42,
                             "score": 0.412,
@@ -104,6 +118,9 @@ class SearchResponse(BaseModel):
                             "peaks_url": "/v1/items/42/peaks",
                         }
                     ],
+                    "total": 143,
+                    "limit": 10,
+                    "offset": 0,
                 }
             ]
         }
@@ -116,11 +133,12 @@ class TextHit(BaseModel):
     source: str = Field(description="vocabulary (AudioSet labels) or user (texts you sent)")
 
 
-class TextsResponse(BaseModel):
+class TextsResponse(Page):
     query: str
     model: str
     took_ms: float
-    results: list[TextHit]
+    items: list[TextHit] = Field(description="this page of texts, nearest first")
+    total: int = Field(description="how many candidate texts were ranked (vocabulary labels and yours)")
 
 
 class LabelScore(BaseModel):
@@ -212,14 +230,6 @@ class CollectionInfo(BaseModel):
     index: dict[str, IndexSummary | None]
 
 
-class Page(BaseModel):
-    """The envelope of every list resource."""
-
-    total: int = Field(description="how many there are in all (jobs: of the most recent ones kept)")
-    limit: int
-    offset: int
-
-
 class CollectionList(Page):
     items: list[CollectionInfo]
 
@@ -277,6 +287,7 @@ class SearchAudioInput(SearchOptions):
 class TextsInput(BaseModel):
     id: int | None = Field(None, ge=1, description="an indexed item's id instead of an upload")
     limit: int = Field(10, ge=1, le=1000)
+    offset: int = Field(0, ge=0, le=100_000, description="skip this many texts (pagination)")
     texts: list[str] = Field([], description="your own candidate texts")
     vocabulary: bool = Field(True, description="include AudioSet's labels")
 

@@ -13,7 +13,7 @@ key once to ``POST /v1/media-session``, which sets an HttpOnly, SameSite=Strict 
 accepted for GET/HEAD under ``/v1/items/``: it reads audio, it cannot search, ingest or write.
 
 Wrong keys are limited per client address (``auth_failures_per_minute``): past that many in a
-minute, every request from the address gets 429 ``rate_limited`` with Retry-After until the
+minute, every request from the address gets 429 ``auth.rate_limited`` with Retry-After until the
 budget refills, right key or not, so keys cannot be guessed at network speed.
 
 Rate limits are token buckets (``rate_limit_per_minute`` refill, ``rate_limit_burst`` capacity)
@@ -145,7 +145,7 @@ class Guard:
         if self.failures is not None and (wait := self.failures.wait(address)) > 0:
             retry = max(1, int(wait + 0.999))
             raise ProblemError(
-                "rate_limited", f"too many wrong API keys; retry in {retry} s", headers={"Retry-After": str(retry)}
+                "auth.rate_limited", f"too many wrong API keys; retry in {retry} s", headers={"Retry-After": str(retry)}
             )
         key = presented_key(request)
         if not key:
@@ -185,7 +185,7 @@ class Guard:
             if wait > 0:
                 retry = max(1, int(wait + 0.999))
                 raise ProblemError(
-                    "rate_limited", f"rate limit exceeded; retry in {retry} s", headers={"Retry-After": str(retry)}
+                    "auth.rate_limited", f"rate limit exceeded; retry in {retry} s", headers={"Retry-After": str(retry)}
                 )
         return who
 

@@ -78,7 +78,7 @@ class ServiceSettings(IndexerSettings):
     auth_failures_per_minute: int = Field(
         10,
         ge=0,
-        description="wrong API keys a client address may send per minute; past them it gets 429 rate_limited "
+        description="wrong API keys a client address may send per minute; past them it gets 429 auth.rate_limited "
         "with Retry-After (0: unlimited)",
     )
     metrics_public: bool = Field(False, description="serve /metrics without an API key")
@@ -92,15 +92,15 @@ class ServiceSettings(IndexerSettings):
         "is refused (413 audio.too_long) before decoding",
     )
     upload_queue: int = Field(
-        8, ge=0, description="uploads that may wait for a decode thread (decode_threads); more get 503 busy"
+        8, ge=0, description="uploads that may wait for a decode thread (decode_threads); more get 503 service.busy"
     )
     upload_wait_s: float = Field(
-        10.0, gt=0, description="longest an upload waits for a decode thread before 503 busy with Retry-After"
+        10.0, gt=0, description="longest an upload waits for a decode thread before 503 service.busy with Retry-After"
     )
     upload_decode_timeout_s: float = Field(
         30.0,
         gt=0,
-        description="decode deadline of an upload: past it the request answers 503 busy (its thread still "
+        description="decode deadline of an upload: past it the request answers 503 service.busy (its thread still "
         "counts against decode_threads until the decoder returns, so the CPU stays bounded)",
     )
     max_limit: int = Field(100, ge=1, description="cap on `limit` (results per page)")
@@ -111,7 +111,7 @@ class ServiceSettings(IndexerSettings):
     # --- inference -----------------------------------------------------------------------------
     batch_max: int = Field(64, ge=1, description="queries embedded and searched together")
     batch_wait_ms: float = Field(2.0, ge=0, description="how long a batch waits to fill up")
-    queue_max: int = Field(512, ge=1, description="queued inference requests before 503 busy")
+    queue_max: int = Field(512, ge=1, description="queued inference requests before 503 service.busy")
     decode_threads: int = Field(2, ge=1, description="uploads decoded at once")
     onnx_threads: int | None = Field(
         1,
@@ -129,6 +129,13 @@ class ServiceSettings(IndexerSettings):
         0.5, gt=0, description="Python's thread switch interval in the API process (default 5 ms delays hand-offs)"
     )
     embedding_cache_ttl_s: int = Field(7 * 24 * 3600, ge=0)
+    text_vector_cache_size: int = Field(
+        20_000,
+        ge=0,
+        le=10_000_000,
+        description="text vectors kept in process memory (least recently used out; about 2-4 KB each), "
+        "so repeated queries and tagging labels are not embedded again; 0 turns it off",
+    )
     result_cache_ttl_s: int = Field(600, ge=0)
 
     # --- ingest over HTTP and index reloads -----------------------------------------------------

@@ -12,7 +12,7 @@
    8-channel, 655 kHz FLAC is 3.5 MB and took 22 s to decode).
 3. :class:`UploadGate` admits uploads to the ``decode_threads``: at most ``upload_queue`` wait,
    each at most ``upload_wait_s``, and a decode past ``upload_decode_timeout_s`` stops being
-   waited for; each of these answers 503 ``busy`` with Retry-After instead of queueing without bound.
+   waited for; each of these answers 503 ``service.busy`` with Retry-After instead of queueing without bound.
 """
 
 from __future__ import annotations
@@ -39,7 +39,8 @@ if TYPE_CHECKING:
     from service.runtime import Runtime
 
 # Browsers label audio inconsistently (audio/x-wav, audio/wave, video/ogg for .ogg, octet-stream
-# for .opus or .flac on some systems); anything else (text/plain, image/png...) is not audio.
+# for .opus or .flac on some systems); video/* (mp4, webm, mkv) is searched by its audio track;
+# anything else (text/plain, image/png...) is not audio.
 _AUDIO_TYPES = {"application/octet-stream", "application/ogg", "video/ogg", "application/x-flac"}
 _SAFE_EXT = re.compile(r"^\.[a-z0-9]{1,8}$")
 
@@ -107,9 +108,11 @@ class BodyLimitMiddleware:
 
 def check_content_type(upload: UploadFile) -> None:
     ctype = (upload.content_type or "application/octet-stream").split(";")[0].strip().lower()
-    if not (ctype.startswith("audio/") or ctype in _AUDIO_TYPES):
+    if not (ctype.startswith(("audio/", "video/")) or ctype in _AUDIO_TYPES):
         raise ProblemError(
-            "upload.content_type", f"the uploaded part is {ctype!r}; send audio (audio/*, or application/octet-stream)"
+            "upload.content_type",
+            f"the uploaded part is {ctype!r}; send audio (audio/*, a video's audio track as video/*, "
+            "or application/octet-stream)",
         )
 
 
@@ -147,7 +150,7 @@ class UploadGate:
     """Admission of uploads to the decode threads (``slots``), so load sheds instead of queueing.
 
     At most ``queue`` uploads wait beyond those decoding; a wait longer than ``wait_s`` or a
-    decode longer than ``decode_s`` answers 503 ``busy``. A decode thread cannot be stopped, so
+    decode longer than ``decode_s`` answers 503 ``service.busy``. A decode thread cannot be stopped, so
     one past its deadline keeps its slot until it returns: the deadline frees the client, the
     slot keeps the CPU bounded.
     """
@@ -158,7 +161,7 @@ class UploadGate:
         self.inside = 0
 
     def _busy(self, detail: str, retry_s: float) -> ProblemError:
-        return ProblemError("busy", detail, headers={"Retry-After": str(max(1, round(retry_s)))})
+        return ProblemError("service.busy", detail, headers={"Retry-After": str(max(1, round(retry_s)))})
 
     @asynccontextmanager
     async def admitted(self) -> AsyncIterator[None]:

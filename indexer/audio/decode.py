@@ -18,6 +18,11 @@ Truncated files: when libsndfile can tell that the header promises more than the
 returned and a warning is logged. When decoding itself fails (e.g. a FLAC stream cut mid-frame
 "loses sync"), or the file is cut inside its header, :class:`AudioDecodeError` is raised.
 Anything libsndfile opens is accepted, including formats beyond the advertised list (CAF, W64...).
+
+Two decoders, one result: what libsndfile reads goes through soundfile; MPEG-4 (AAC, ALAC),
+ADTS AAC, WMA and Matroska/WebM go through PyAV (:mod:`indexer.audio.pyav`), chosen from the
+first bytes, or from the extension once libsndfile refused the file. Both hand float32
+``(n, channels)`` samples to the same mono mix and resampler, behind the same limits and errors.
 """
 
 from __future__ import annotations
@@ -27,12 +32,14 @@ import os
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 
+from indexer.audio.pyav import PYAV_EXTENSIONS, PyAVReader, open_pyav, sniff_demuxer
+from indexer.audio.sndfile import SndfileReader, classify_open_error
 from indexer.audio.stream import (
     SUPPORTED_FORMATS_TEXT,
     AudioSource,
@@ -51,7 +58,6 @@ from indexer.errors import (
     AudioTooLongError,
     EmptyAudioError,
     InvalidSamplesError,
-    UnsupportedFormatError,
 )
 
 __all__ = [
@@ -62,6 +68,7 @@ __all__ = [
     "int16_roundtrip",
     "load_audio",
     "open_audio",
+    "open_blocks",
     "prepare_waveform",
     "probe",
 ]
@@ -69,60 +76,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 PathLike = str | os.PathLike[str]
-
-# Extensions we advertise; a file with one of them that libsndfile rejects is damaged, not exotic.
-_SUPPORTED_EXT = {
-    ".wav": "WAV",
-    ".wave": "WAV",
-    ".flac": "FLAC",
-    ".ogg": "OGG",
-    ".oga": "OGG",
-    ".opus": "Opus",
-    ".mp3": "MP3",
-    ".aif": "AIFF",
-    ".aiff": "AIFF",
-    ".aifc": "AIFF",
-}
-# Common containers libsndfile cannot read: named so the user knows to convert, not to re-download.
-_UNSUPPORTED_EXT = {
-    ".m4a": "MPEG-4 audio (AAC/ALAC)",
-    ".m4b": "MPEG-4 audio",
-    ".mp4": "MPEG-4",
-    ".aac": "AAC",
-    ".wma": "Windows Media Audio",
-    ".asf": "Windows Media",
-    ".webm": "WebM",
-    ".mka": "Matroska",
-    ".mkv": "Matroska",
-    ".amr": "AMR",
-    ".ape": "Monkey's Audio",
-    ".wv": "WavPack",
-    ".ac3": "AC-3",
-    ".dts": "DTS",
-    ".mid": "MIDI",
-    ".midi": "MIDI",
-    ".3gp": "3GPP",
-    ".mov": "QuickTime",
-    ".ra": "RealAudio",
-    ".rm": "RealMedia",
-    ".dsf": "DSD",
-    ".dff": "DSD",
-    ".mpc": "Musepack",
-    ".alac": "ALAC",
-}
-_MAGIC = [  # (offset, bytes, name): sniffed only after libsndfile has refused the file
-    (4, b"ftyp", "MPEG-4/QuickTime (AAC, ALAC)"),
-    (0, b"\x30\x26\xb2\x75\x8e\x66\xcf\x11", "Windows Media (ASF)"),
-    (0, b"\x1a\x45\xdf\xa3", "Matroska/WebM"),
-    (0, b"#!AMR", "AMR"),
-    (0, b"MAC ", "Monkey's Audio"),
-    (0, b"wvpk", "WavPack"),
-    (0, b"MThd", "MIDI"),
-    (0, b"ADIF", "AAC (ADIF)"),
-    (0, b".RMF", "RealMedia"),
-    (0, b"DSD ", "DSD"),
-    (0, b"MPCK", "Musepack"),
-]
 
 
 @dataclass(frozen=True)
@@ -218,30 +171,12 @@ def _check_limits(path: str | None, sample_rate: int, channels: int, frames: int
         )
 
 
-def _classify_open_error(path: str, head: bytes, exc: Exception) -> Exception:
-    """Decide whether a file libsndfile refused is exotic (unsupported) or damaged (decode)."""
-    detail = getattr(exc, "error_string", None) or str(exc)
-    if "does not exist" in detail:  # libsndfile's mpg123 glue says this for garbage .mp3 files
-        detail = "no decodable audio stream found"
-    hint = f"supported formats: {SUPPORTED_FORMATS_TEXT}"
-    for offset, magic, name in _MAGIC:
-        if head[offset : offset + len(magic)] == magic:
-            return UnsupportedFormatError(path, f"{name} files are not supported ({hint})")
-    if len(head) >= 2 and head[0] == 0xFF and head[1] & 0xF6 == 0xF0:
-        return UnsupportedFormatError(path, f"AAC (ADTS) files are not supported ({hint})")
-    ext = Path(path).suffix.lower()
-    if ext in _UNSUPPORTED_EXT:
-        return UnsupportedFormatError(path, f"{ext} ({_UNSUPPORTED_EXT[ext]}) files are not supported ({hint})")
-    if ext in _SUPPORTED_EXT:
-        return AudioDecodeError(path, f"not a valid {_SUPPORTED_EXT[ext]} file, or it is damaged ({detail})")
-    if "not recognised" in detail.lower():
-        return UnsupportedFormatError(path, f"not a recognised audio format ({hint})")
-    return AudioDecodeError(path, f"could not be opened as audio ({detail})")
+Reader = SndfileReader | PyAVReader
 
 
 @contextmanager
-def _open_checked(path: PathLike, limits: DecodeLimits | None) -> Iterator[tuple[sf.SoundFile, AudioInfo]]:
-    """Open ``path`` with libsndfile, turning every failure into a typed AudioError."""
+def _open_checked(path: PathLike, limits: DecodeLimits | None) -> Iterator[tuple[Reader, AudioInfo]]:
+    """Open ``path`` with the decoder for its format, turning every failure into a typed AudioError."""
     p = os.fspath(path)
     if not os.path.exists(p):
         raise AudioDecodeError(p, "file not found")
@@ -256,13 +191,35 @@ def _open_checked(path: PathLike, limits: DecodeLimits | None) -> Iterator[tuple
         raise AudioDecodeError(p, f"cannot be read ({exc.strerror or exc})") from exc
     if not head:
         raise EmptyAudioError(p, "file is empty (0 bytes)")
+    ext = Path(p).suffix.lower()
+    demuxer = sniff_demuxer(head)
     with decoder_output_captured():  # the caller's decoding runs inside too (it is under yield)
-        try:
-            handle = sf.SoundFile(p)
-        except (sf.SoundFileError, RuntimeError) as exc:
-            raise _classify_open_error(p, head, exc) from exc
-        with handle:
-            yield handle, _checked_info(p, handle, limits)
+        if demuxer is None:
+            try:
+                handle = sf.SoundFile(p)
+            except (sf.SoundFileError, RuntimeError) as exc:
+                demuxer = PYAV_EXTENSIONS.get(ext)  # e.g. QuickTime without ftyp, AAC behind an ID3 tag
+                if demuxer is None:
+                    raise classify_open_error(p, head, exc) from exc
+            else:
+                with handle:
+                    info = _checked_info(p, handle, limits)
+                    yield SndfileReader(handle, info), info
+                return
+        with open_pyav(p, ext, demuxer) as (container, stream, facts):
+            info = _checked_header(AudioInfo(path=p, **facts), limits)
+            yield PyAVReader(p, container, stream, info, limits, demuxer), info
+
+
+def _checked_header(info: AudioInfo, limits: DecodeLimits | None) -> AudioInfo:
+    """PyAV's header facts checked like libsndfile's; an unknown length (0) is checked while decoding."""
+    if info.sample_rate <= 0 or info.channels <= 0:  # FFmpeg found no usable codec parameters
+        raise AudioDecodeError(
+            info.path, f"damaged: its audio track declares {info.sample_rate} Hz and {info.channels} channels"
+        )
+    if limits is not None:
+        _check_limits(info.path, info.sample_rate, info.channels, info.frames, limits)
+    return info
 
 
 def _checked_info(p: str, handle: sf.SoundFile, limits: DecodeLimits | None) -> AudioInfo:
@@ -285,23 +242,22 @@ def _checked_info(p: str, handle: sf.SoundFile, limits: DecodeLimits | None) -> 
     return info
 
 
-def _note_short(handle: sf.SoundFile, info: AudioInfo, decoded: int) -> None:
-    """Log (not fail) when a header promised more audio than the file holds."""
-    if decoded < info.frames:
-        log.warning("%s: truncated? decoded %d of the %d frames the header announces", info.path, decoded, info.frames)
-    elif "should be" in handle.extra_info:
-        log.warning(
-            "%s: truncated? the header announces more data than the file holds; using the %d decodable frames",
-            info.path,
-            decoded,
-        )
-
-
 def probe(path: PathLike, *, limits: DecodeLimits | None = None) -> AudioInfo:
     """Read the header only. Raises typed errors for missing/unreadable/unsupported/empty files,
     and, when ``limits`` is given, for a sample rate, channel count or duration beyond them."""
     with _open_checked(path, limits) as (_, info):
         return info
+
+
+@contextmanager
+def open_blocks(
+    path: PathLike, block_frames: int, *, limits: DecodeLimits | None = None
+) -> Iterator[tuple[AudioInfo, Iterator[np.ndarray]]]:
+    """The header's facts and the raw float32 ``(n, channels)`` blocks of ``path``, from whichever
+    decoder reads it, for callers that look at samples without a model (waveform thumbnails).
+    Blocks may share one buffer: use each before asking for the next."""
+    with _open_checked(path, limits) as (reader, info):
+        yield info, reader.blocks(block_frames)
 
 
 # ----------------------------------------------------------------------------- decoding
@@ -312,23 +268,35 @@ def _check_target_sr(target_sr: int) -> None:
         raise ValueError(f"target_sr must be a positive integer, got {target_sr!r}")
 
 
-def _decode_whole(handle: sf.SoundFile, info: AudioInfo, target_sr: int) -> np.ndarray:
-    """The reference path: one float32 read, channel mean, one-shot soxr (librosa.load)."""
-    try:
-        data = handle.read(dtype="float32", always_2d=True)
-    except (sf.SoundFileError, RuntimeError) as exc:
-        raise AudioDecodeError(info.path, f"decoding failed ({exc})") from exc
+def _decode_whole(reader: Reader, info: AudioInfo, target_sr: int) -> tuple[np.ndarray, int]:
+    """The reference path: one float32 read, channel mean, one-shot soxr (librosa.load).
+    Returns the waveform and the number of frames decoded."""
+    data = reader.read_all()
     if len(data) == 0:
         raise EmptyAudioError(info.path, "no audio could be decoded")
-    _note_short(handle, info, len(data))
+    reader.note_short(len(data))
     bad = first_non_finite(data)
     if bad is not None:
         raise non_finite_error(info.path, bad, info.sample_rate)
-    return resample_whole(to_mono(data), info.sample_rate, target_sr)
+    return resample_whole(to_mono(data), info.sample_rate, target_sr), len(data)
 
 
-def _fits_in_memory(info: AudioInfo, limits: DecodeLimits) -> bool:
-    return info.duration_s <= limits.in_memory_max_s and info.frames * info.channels <= limits.in_memory_max_s * 96_000
+def _decoded_info(reader: Reader, info: AudioInfo, decoded: int) -> AudioInfo:
+    """PyAV's header length is an estimate (lossy codecs, ADTS): report what was decoded."""
+    if isinstance(reader, PyAVReader) and decoded != info.frames:
+        return replace(info, frames=decoded, duration_s=decoded / info.sample_rate)
+    return info
+
+
+def _fits_in_memory(reader: Reader, info: AudioInfo, limits: DecodeLimits) -> bool:
+    if isinstance(reader, PyAVReader) and reader.length_estimated:
+        return False
+    # frames == 0: PyAV could not tell the length from the header, so stream it
+    return (
+        0 < info.frames
+        and info.duration_s <= limits.in_memory_max_s
+        and info.frames * info.channels <= limits.in_memory_max_s * 96_000
+    )
 
 
 def _block_frames(info: AudioInfo, limits: DecodeLimits) -> int:
@@ -344,14 +312,15 @@ def load_audio(path: PathLike, target_sr: int, *, limits: DecodeLimits = DEFAULT
     audio prefer :func:`open_audio`, which keeps the output on disk.
     """
     _check_target_sr(target_sr)
-    with _open_checked(path, limits) as (handle, info):
-        if _fits_in_memory(info, limits):
-            return _decode_whole(handle, info, target_sr)
+    with _open_checked(path, limits) as (reader, info):
+        if _fits_in_memory(reader, info, limits):
+            return _decode_whole(reader, info, target_sr)[0]
         chunks: list[np.ndarray] = []
-        decoded = stream_decode(handle, info.path, target_sr, _block_frames(info, limits), chunks.append)
+        blocks = reader.blocks(_block_frames(info, limits))
+        decoded = stream_decode(blocks, info.path, info.sample_rate, target_sr, chunks.append)
         if decoded == 0:
             raise EmptyAudioError(info.path, "no audio could be decoded")
-        _note_short(handle, info, decoded)
+        reader.note_short(decoded)
     y = np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.float32)
     return fix_length(y, resampled_length(decoded, info.sample_rate, target_sr))
 
@@ -418,10 +387,10 @@ def open_audio(
     A full disk surfaces as OSError: it is the machine's problem, not the file's.
     """
     _check_target_sr(target_sr)
-    with _open_checked(path, limits) as (handle, info):
-        if _fits_in_memory(info, limits):
-            y = _decode_whole(handle, info, target_sr)
-            return AudioSource(target_sr, len(y), samples=y, info=info)
+    with _open_checked(path, limits) as (reader, info):
+        if _fits_in_memory(reader, info, limits):
+            y, decoded = _decode_whole(reader, info, target_sr)
+            return AudioSource(target_sr, len(y), samples=y, info=_decoded_info(reader, info, decoded))
         fh = tempfile.TemporaryFile(prefix="clapsearch-wave-", suffix=".f32", dir=tmp_dir)
         try:
             written = 0
@@ -431,10 +400,12 @@ def open_audio(
                 fh.write(np.ascontiguousarray(chunk, dtype=np.float32).data.cast("B"))
                 written += len(chunk)
 
-            decoded = stream_decode(handle, info.path, target_sr, _block_frames(info, limits), sink)
+            blocks = reader.blocks(_block_frames(info, limits))
+            decoded = stream_decode(blocks, info.path, info.sample_rate, target_sr, sink)
             if decoded == 0:
                 raise EmptyAudioError(info.path, "no audio could be decoded")
-            _note_short(handle, info, decoded)
+            reader.note_short(decoded)
+            info = _decoded_info(reader, info, decoded)
             expected = resampled_length(decoded, info.sample_rate, target_sr)
             if written > expected:
                 fh.truncate(expected * 4)

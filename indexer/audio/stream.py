@@ -21,7 +21,7 @@ import os
 import sys
 import tempfile
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from math import ceil
 from types import TracebackType
@@ -37,7 +37,10 @@ if TYPE_CHECKING:
     from indexer.audio.decode import AudioInfo
 
 #: Shown to users whenever a file cannot be opened, so they know what to convert to.
-SUPPORTED_FORMATS_TEXT = "WAV, FLAC, OGG/Vorbis, Opus, MP3, AIFF"
+SUPPORTED_FORMATS_TEXT = (
+    "WAV, FLAC, OGG/Vorbis, Opus, MP3, AIFF/AIFC, M4A/M4B/MP4/M4V/MOV (AAC, ALAC), AAC, WMA/ASF, "
+    "MKA/MKV/WebM (Opus, Vorbis, FLAC)"
+)
 
 #: Upper bound on the samples (frames x channels) held in one streaming block, so that a block
 #: of a 768 kHz, 64-channel file stays around 8 MB instead of 10 s x 768 000 x 64 x 4 B = 2 GB.
@@ -154,26 +157,11 @@ def block_frames_for(sample_rate: int, channels: int, block_s: float) -> int:
     return max(1, min(frames, MAX_BLOCK_SAMPLES // max(1, channels)))
 
 
-def stream_decode(
-    handle: sf.SoundFile,
-    path: str | None,
-    target_sr: int,
-    block_frames: int,
-    sink: Callable[[np.ndarray], None],
-) -> int:
-    """Decode ``handle`` to mono float32 at ``target_sr`` in bounded memory, feeding ``sink``.
-
-    Reads at most ``handle.frames`` frames (as ``librosa.load`` does), ``block_frames`` at a
-    time into one reused buffer, validates each block, mixes it to mono and pushes it through a
-    streaming soxr resampler. ``sink`` receives fresh arrays it may keep. The caller applies
-    :func:`resampled_length` to the total afterwards (the stream may be a sample short of it).
-
-    Returns the number of input frames decoded. Raises :class:`AudioDecodeError` when libsndfile
-    fails mid-stream and :class:`InvalidSamplesError` on NaN/Inf samples.
-    """
-    sr, channels = handle.samplerate, handle.channels
-    buf = np.empty((block_frames, channels), dtype=np.float32)
-    resampler = None if sr == target_sr else soxr.ResampleStream(sr, target_sr, 1, dtype="float32", quality="HQ")
+def sndfile_blocks(handle: sf.SoundFile, path: str | None, block_frames: int) -> Iterator[np.ndarray]:
+    """Up to ``handle.frames`` frames (as ``librosa.load`` reads), ``block_frames`` at a time
+    into one reused float32 ``(n, channels)`` buffer; stops early when the file holds less."""
+    sr = handle.samplerate
+    buf = np.empty((block_frames, handle.channels), dtype=np.float32)
     done = 0
     left = handle.frames
     while left > 0:
@@ -182,19 +170,44 @@ def stream_decode(
             block = handle.read(want, dtype="float32", always_2d=True, out=buf[:want])
         except (sf.SoundFileError, RuntimeError) as exc:
             raise AudioDecodeError(path, f"decoding failed after {done / sr:.2f} s: {exc}") from exc
+        if len(block) == 0:
+            return  # the header promised more than the file holds: keep what was decodable
+        yield block
+        done += len(block)
+        left -= len(block)
+
+
+def stream_decode(
+    blocks: Iterable[np.ndarray],
+    path: str | None,
+    sample_rate: int,
+    target_sr: int,
+    sink: Callable[[np.ndarray], None],
+) -> int:
+    """Mix float32 ``(n, channels)`` ``blocks`` to mono at ``target_sr`` in bounded memory, feeding ``sink``.
+
+    The blocks come from either decoder (:func:`sndfile_blocks`, or PyAV's reader) and may reuse
+    one buffer: each is validated, mixed to mono and pushed through a streaming soxr resampler
+    before the next is asked for. ``sink`` receives fresh arrays it may keep. The caller applies
+    :func:`resampled_length` to the total afterwards (the stream may be a sample short of it).
+
+    Returns the number of input frames decoded. Raises :class:`InvalidSamplesError` on NaN/Inf
+    samples; the decoders raise their own typed errors.
+    """
+    sr = sample_rate
+    resampler = None if sr == target_sr else soxr.ResampleStream(sr, target_sr, 1, dtype="float32", quality="HQ")
+    done = 0
+    for block in blocks:
         n = len(block)
-        if n == 0:
-            break  # the header promised more than the file holds: keep what was decodable
         bad = first_non_finite(block)
         if bad is not None:
             raise non_finite_error(path, done + bad, sr)
         mono = to_mono(block)
         if resampler is None:
-            sink(mono.copy() if np.shares_memory(mono, buf) else mono)
+            sink(mono.copy() if np.shares_memory(mono, block) else mono)
         else:
             sink(resampler.resample_chunk(np.ascontiguousarray(mono)))
         done += n
-        left -= n
     if resampler is not None:
         sink(resampler.resample_chunk(np.zeros(0, dtype=np.float32), last=True))
     return done

@@ -276,7 +276,9 @@ def export(collection, out, segments, store) -> int:
 @click.option("--bpm-min", type=float, default=None, help="only analysed files at least this tempo (`indexer analyze`)")
 @click.option("--bpm-max", type=float, default=None, help="only analysed files at most this tempo")
 @click.option("--key", "key_name", default=None, help="only files in this key: 'A minor', 'F# major', 'Bbm'")
-@click.option("--json", "as_json", is_flag=True, help="the hits as JSON (same as --output json)")
+@click.option(
+    "--json", "as_json", is_flag=True, help="the page of hits as JSON, {items, total, limit, offset} (= --output json)"
+)
 @click.option(
     "--output",
     type=click.Choice(["text", "json", "csv", "m3u8"]),
@@ -330,9 +332,11 @@ def search(
         vector = encoder.embed_views([encoder.views_from_file(audio)[0]])[0]
     elif item_id is not None:
         vector = stored_vector(store, item_id)
-    hits = run_search(store, req, text=text, vector=vector, exclude_file=item_id)
-    if as_json or output == "json":
-        print(json.dumps(hits, indent=2))
+    page = run_search(store, req, text=text, vector=vector, exclude_file=item_id)
+    hits = page.items
+    if as_json or output == "json":  # the API's list envelope (GET /v1/search)
+        envelope = {"collection": req.collection, "items": hits, "total": page.total, "limit": limit, "offset": offset}
+        print(json.dumps(envelope, indent=2))
         return 0
     if output in ("csv", "m3u8"):
         from indexer.exports import render

@@ -32,6 +32,18 @@ AUDIO_EXTENSIONS = (
     ".caf",
     ".w64",
     ".rf64",
+    # decoded by PyAV (indexer/audio/pyav.py): MPEG-4, ADTS AAC, Windows Media, Matroska/WebM
+    ".m4a",
+    ".m4b",
+    ".mp4",
+    ".m4v",
+    ".mov",
+    ".aac",
+    ".wma",
+    ".asf",
+    ".mka",
+    ".mkv",
+    ".webm",
 )
 LIST_SUFFIXES = (".txt", ".lst", ".list")
 INSTALL_HINT = "pip install 'clapsearch[distributed]'"

@@ -17,7 +17,8 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from indexer.errors import public_text
+from indexer.audio.decode import open_blocks
+from indexer.errors import AudioError, public_text
 from indexer.query import ItemAudio, item_row, open_item_audio
 from indexer.store.analyses import analyses_of
 from service.problems import PROBLEMS, ProblemError, problem_response
@@ -39,6 +40,18 @@ _MEDIA = {
     "CAF": "audio/x-caf",
     "W64": "audio/x-w64",
     "RF64": "audio/wav",
+    # decoded by PyAV (AudioInfo.format is named after the extension)
+    "M4A": "audio/mp4",
+    "M4B": "audio/mp4",
+    "MP4": "video/mp4",
+    "M4V": "video/mp4",
+    "MOV": "video/quicktime",
+    "AAC": "audio/aac",
+    "WMA": "audio/x-ms-wma",
+    "ASF": "video/x-ms-asf",
+    "MKA": "audio/x-matroska",
+    "MKV": "video/x-matroska",
+    "WEBM": "video/webm",
 }
 PEAK_BLOCK_FRAMES = 1 << 16
 
@@ -180,27 +193,25 @@ async def audio(request: Request, item_id: int):
 
 
 def compute_peaks(path: Path, n: int) -> dict:
-    """min/max of the channel mean in ``n`` equal buckets, reading blocks (bounded memory)."""
-    import soundfile as sf
-
+    """min/max of the channel mean in ``n`` equal buckets, reading blocks (bounded memory), from
+    whichever decoder reads the file (soundfile, or PyAV for m4a, wma, webm...)."""
+    lows, highs = np.full(n, np.inf, np.float32), np.full(n, -np.inf, np.float32)
     try:
-        handle = sf.SoundFile(str(path))
-    except Exception as exc:
-        raise ProblemError("audio.decode", public_text(str(exc))) from None
-    with handle:
-        frames, rate = handle.frames, handle.samplerate
-        lows, highs = np.full(n, np.inf, np.float32), np.full(n, -np.inf, np.float32)
-        position = 0
-        try:
-            for block in handle.blocks(blocksize=PEAK_BLOCK_FRAMES, dtype="float32", always_2d=True):
-                mono = block.mean(axis=1)
-                mono[~np.isfinite(mono)] = 0.0  # NaN/Inf samples (float files) draw as silence
-                bucket = ((position + np.arange(len(mono))) * n // max(frames, 1)).clip(0, n - 1)
-                np.minimum.at(lows, bucket, mono)
-                np.maximum.at(highs, bucket, mono)
-                position += len(mono)
-        except Exception:
-            pass  # a truncated tail: draw what decoded
+        with open_blocks(path, PEAK_BLOCK_FRAMES) as (info, blocks):
+            frames, rate = info.frames, info.sample_rate
+            position = 0
+            try:
+                for block in blocks:
+                    mono = block.mean(axis=1)
+                    mono[~np.isfinite(mono)] = 0.0  # NaN/Inf samples (float files) draw as silence
+                    bucket = ((position + np.arange(len(mono))) * n // max(frames, 1)).clip(0, n - 1)
+                    np.minimum.at(lows, bucket, mono)
+                    np.maximum.at(highs, bucket, mono)
+                    position += len(mono)
+            except AudioError:
+                pass  # a truncated tail: draw what decoded
+    except AudioError as exc:
+        raise ProblemError("audio.decode", public_text(exc.reason)) from None
     # buckets no sample fell in draw as silence too: JSON has no Inf/NaN (they became null)
     empty = ~(np.isfinite(lows) & np.isfinite(highs))
     lows[empty], highs[empty] = 0.0, 0.0

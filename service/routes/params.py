@@ -86,6 +86,7 @@ def search_options(request: Request, o: SearchOptions) -> SearchRequest:
         min_score=o.min_score,
         segments=o.segments,
         min_relevance=o.min_relevance,
+        max_offset=settings.max_offset,
         filters=SearchFilters(
             min_duration=o.min_duration,
             max_duration=o.max_duration,

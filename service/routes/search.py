@@ -61,7 +61,7 @@ async def search_text(
         return await _text_search(request.app.state.runtime, q, params)
     text = check_query_text(q)
     result = await queries.search(request.app.state.runtime, params, text=text, query_id="t:" + text)
-    return exported(request, result["results"], output, "search")
+    return exported(request, result["items"], output, "search")
 
 
 @router.post(
@@ -141,17 +141,19 @@ async def search_texts(request: Request, fields: Fields = BodyFields):
     if user:
         blocks.append(await queries.text_vectors(rt, user))
         candidates += [(t, "user") for t in user]
-    if not blocks:
-        results = []
-    else:
+    items = []
+    if blocks:
         scores = np.concatenate(blocks) @ vector
-        order = np.argsort(-scores, kind="stable")[:limit]
-        results = [
+        order = np.argsort(-scores, kind="stable")[body.offset : body.offset + limit]
+        items = [
             {"text": candidates[i][0], "score": round(float(scores[i]), 6), "source": candidates[i][1]} for i in order
         ]
     return {
         "query": name,
         "model": rt.manifest.name,
         "took_ms": round((time.perf_counter() - started) * 1000, 3),
-        "results": results,
+        "items": items,
+        "total": len(candidates),
+        "limit": limit,
+        "offset": body.offset,
     }

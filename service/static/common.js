@@ -5,6 +5,7 @@ export const $ = (sel, root = document) => root.querySelector(sel);
 export const state = {
   query: null,          // {kind: "text", q} | {kind: "file", file} | {kind: "item", id, name}
   offset: 0,
+  total: 0,             // hits paging can walk for the query (the answer's `total`)
   limit: 20,
   hits: [],             // [{hit, card, peaks}]
   seq: 0,               // guards against out-of-order responses

@@ -36,11 +36,11 @@ async function describe(target) {
     const data = await api("/v1/search/texts", { method: "POST", params, body });
     if (state.tagTarget !== target) return;
     list.textContent = "";
-    const top = data.results.length ? data.results[0].score : 1;
-    for (const r of data.results) {
+    const top = data.items.length ? data.items[0].score : 1;
+    for (const r of data.items) {
       list.append(barRow(r.text, r.score, top > 0 ? r.score / top : 0, `cosine ${r.score.toFixed(3)}`, "text-row"));
     }
-    if (!data.results.length) list.innerHTML = `<li class="muted">no texts</li>`;
+    if (!data.items.length) list.innerHTML = `<li class="muted">no texts</li>`;
   } catch (err) {
     if (state.tagTarget === target) list.innerHTML = `<li class="muted">—</li>`;
     showError(err, "what it sounds like");

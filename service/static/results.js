@@ -93,9 +93,10 @@ export async function runSearch(append) {
   }
   setModel(data.model);
   const start = state.hits.length;
-  for (const [i, hit] of data.results.entries()) addCard(hit, start + i + 1);
-  state.offset = data.offset + data.results.length;
-  $("#more-btn").hidden = data.results.length < data.limit;
+  for (const [i, hit] of data.items.entries()) addCard(hit, start + i + 1);
+  state.offset = data.offset + data.items.length;
+  state.total = data.total;   // what paging can walk (the API's list envelope)
+  $("#more-btn").hidden = !data.items.length || state.offset >= data.total;
   renderSummary(query, data);
   if (!append && state.focusFirst && state.hits.length) state.hits[0].card.focus();
   state.focusFirst = false;
@@ -110,7 +111,8 @@ function renderSummary(query, data) {
   s.textContent = "";
   const main = document.createElement("span");
   main.className = "summary-main";
-  main.textContent = n ? `${n} result${n === 1 ? "" : "s"} for ${what}` : `Nothing found for ${what}`;
+  const of = state.total > n ? ` of ${state.total}` : "";
+  main.textContent = n ? `${n}${of} result${n === 1 && !of ? "" : "s"} for ${what}` : `Nothing found for ${what}`;
   const meta = document.createElement("span");
   meta.className = "summary-meta";
   meta.innerHTML = `<span id="took-ms" data-testid="took-ms"></span> · <span class="model"></span> · <span class="coll"></span>`;
@@ -275,6 +277,9 @@ async function copyPath(path) {
 const MIME = {
   wav: "audio/wav", flac: "audio/flac", ogg: "audio/ogg", oga: "audio/ogg", opus: "audio/ogg", mp3: "audio/mpeg",
   aif: "audio/aiff", aiff: "audio/aiff", au: "audio/basic", caf: "audio/x-caf", w64: "audio/x-w64",
+  aifc: "audio/aiff", m4a: "audio/mp4", m4b: "audio/mp4", mp4: "video/mp4", m4v: "video/mp4", mov: "video/quicktime",
+  aac: "audio/aac", wma: "audio/x-ms-wma", asf: "video/x-ms-asf", mka: "audio/x-matroska", mkv: "video/x-matroska",
+  webm: "video/webm",
 };
 
 /** Dragging a result out of the page hands over the audio file itself: Chromium's DownloadURL

@@ -270,13 +270,13 @@ def test_image_install_serves_search_after_ingest(venv, database, redis_db, tmp_
         def search(expected: int):
             status, page = _json(base + "/v1/search?" + urllib.parse.urlencode({"q": "a tone", "limit": 10}))
             assert status == 200, page
-            return page if len(page["results"]) == expected else None
+            return page if len(page["items"]) == expected else None
 
         page = _wait("the job's index in search", lambda: search(len(first)), 60, services.procs)
-        assert {hit["path"] for hit in page["results"]} == {str(p) for p in first}
-        assert all(-1.0 <= hit["score"] <= 1.0 for hit in page["results"])
-        status, headers, audio = _request(base + page["results"][0]["audio_url"])
-        assert status == 200 and audio == Path(page["results"][0]["path"]).read_bytes()
+        assert {hit["path"] for hit in page["items"]} == {str(p) for p in first}
+        assert all(-1.0 <= hit["score"] <= 1.0 for hit in page["items"])
+        status, headers, audio = _request(base + page["items"][0]["audio_url"])
+        assert status == 200 and audio == Path(page["items"][0]["path"]).read_bytes()
 
         # 2. the CLI, with the same settings (docker compose exec worker indexer ingest /library)
         more = [write(library / "more" / f"tone_{freq}.flac", 1.5, freq=float(freq), seed=freq) for freq in (330, 660)]
@@ -292,7 +292,7 @@ def test_image_install_serves_search_after_ingest(venv, database, redis_db, tmp_
         # both uvicorn workers must hot-reload the new version (CURRENT polling): ask several times
         for _ in range(4):
             page = _wait("the CLI's index in search", lambda: search(len(first) + len(more)), 60, services.procs)
-        assert {hit["path"] for hit in page["results"]} == {str(p) for p in first + more}
+        assert {hit["path"] for hit in page["items"]} == {str(p) for p in first + more}
 
         status, headers, metrics = _request(base + "/metrics")
         assert status == 200 and b"clapsearch_request_seconds_bucket" in metrics

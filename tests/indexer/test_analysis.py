@@ -172,7 +172,7 @@ def test_ingest_analyze_then_search_by_tempo_and_key(tmp_path, capsys):
     def search(*options: str) -> list[dict]:
         code, out, err = _run(capsys, "search", "music", "--json", "-k", "20", *options, *home)
         assert code == 0, err
-        return json.loads(out)
+        return json.loads(out)["items"]
 
     assert _names(search("--bpm-min", "118", "--bpm-max", "122")) == ["click_120.wav"]
     assert _names(search("--bpm-min", "85", "--bpm-max", "95")) == ["click_90.wav"]

@@ -286,11 +286,9 @@ def test_too_long_is_refused_from_the_header(tmp_path, monkeypatch):
 @pytest.mark.parametrize(
     "name, data",
     [
-        ("song.m4a", b"\x00\x00\x00\x20ftypM4A \x00\x00\x00\x00M4A mp42isom" + bytes(4000)),
-        ("song.wma", bytes.fromhex("3026b2758e66cf11a6d900aa0062ce6c") + bytes(4000)),
-        ("song.aac", bytes([0xFF, 0xF1, 0x50, 0x80]) + bytes(4000)),
-        ("clip.webm", bytes.fromhex("1a45dfa3") + bytes(4000)),
-        ("no_extension", bytes.fromhex("1a45dfa3") + bytes(4000)),
+        ("song.ape", b"MAC \x96\x0f" + bytes(4000)),
+        ("song.amr", b"#!AMR\n" + bytes(4000)),
+        ("song.wv", b"wvpk" + bytes(4000)),
         ("notes.txt", b"just some text\n" * 100),
     ],
 )
@@ -301,8 +299,28 @@ def test_unsupported_containers_list_the_supported_formats(tmp_path, name, data)
         load_audio(path, SR)
     assert_names_file(ei.value, path)
     assert SUPPORTED_FORMATS_TEXT in ei.value.reason
-    for fmt in ("WAV", "FLAC", "OGG/Vorbis", "Opus", "MP3", "AIFF"):
+    for fmt in ("WAV", "FLAC", "OGG/Vorbis", "Opus", "MP3", "AIFF", "M4A", "AAC", "ALAC", "WMA", "WebM"):
         assert fmt in SUPPORTED_FORMATS_TEXT
+
+
+@pytest.mark.parametrize(
+    "name, data",
+    [  # the first bytes (or the extension) name a container PyAV reads; the rest is garbage
+        ("song.m4a", b"\x00\x00\x00\x20ftypM4A \x00\x00\x00\x00M4A mp42isom" + bytes(4000)),
+        ("song.wma", bytes.fromhex("3026b2758e66cf11a6d900aa0062ce6c") + bytes(4000)),
+        ("song.aac", bytes([0xFF, 0xF1, 0x50, 0x80]) + bytes(4000)),
+        ("clip.webm", bytes.fromhex("1a45dfa3") + bytes(4000)),
+        ("no_extension", bytes.fromhex("1a45dfa3") + bytes(4000)),
+        ("movie.mov", b"just some text\n" * 100),
+    ],
+)
+def test_damaged_pyav_containers_are_decode_errors(tmp_path, name, data):
+    path = tmp_path / name
+    path.write_bytes(data)
+    for fn in (load_audio, open_audio):
+        with pytest.raises((AudioDecodeError, EmptyAudioError)) as ei:
+            fn(path, SR)
+        assert_names_file(ei.value, path)
 
 
 # --------------------------------------------------------------------------- in-memory arrays

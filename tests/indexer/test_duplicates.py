@@ -234,10 +234,10 @@ def test_cli_prints_groups_and_json(dup_home, capsys):
 @pytest.mark.parametrize(
     "args, code_text",
     [
-        (["--threshold", "0"], "error [request]: threshold"),
-        (["--threshold", "1.5"], "error [request]: threshold"),
+        (["--threshold", "0"], "error [request.invalid]: threshold"),
+        (["--threshold", "1.5"], "error [request.invalid]: threshold"),
         (["-c", "nope"], "error [store.collection_not_found]"),
-        (["--min-group", "1"], "error [request]: min_group"),
+        (["--min-group", "1"], "error [request.invalid]: min_group"),
     ],
 )
 def test_cli_bad_input_is_exit_2_with_the_code(dup_home, capsys, args, code_text):

@@ -6,6 +6,7 @@ import json
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -24,6 +25,8 @@ from indexer.errors import (
 from indexer.models.encoder import ClapEncoder
 from indexer.models.manifest import load_manifest
 from tests.helpers import tone
+
+MODELS = Path(__file__).resolve().parents[2] / "models"
 
 
 def _tone(path, seconds, sr=48_000, channels=1, seed=0):
@@ -160,3 +163,62 @@ def test_every_variant_is_deterministic_in_any_batch(tiny_model_dir, tmp_path, v
     recorded = encoder.manifest.variants[variant]
     if variant == "fp32":  # ONNX Runtime's fp32 kernels compute each row alike at any batch size
         assert recorded.audio_batch_invariant and recorded.text_batch_invariant
+
+
+# ----------------------------------------------------------------------------- text batches
+
+BATCH_TEXTS = [
+    "rain",
+    "a dog barks twice",
+    "dog barking in the rain",
+    "glass breaking loudly on a concrete floor next to an open door",
+    "footsteps",
+    "a long recording of a busy market with people talking, carts rolling and a distant church bell",
+    "wind",
+    "rain on a tin roof",
+]
+
+
+class _CountingSession:
+    """Wraps an ONNX session to record the (batch, width) of every call."""
+
+    def __init__(self, session):
+        self.session, self.calls = session, []
+
+    def run(self, outputs, feeds):
+        self.calls.append(feeds["input_ids"].shape)
+        return self.session.run(outputs, feeds)
+
+
+@pytest.mark.parametrize("model", ["clapsearch-sfx-v2", "clapsearch-sfx-v1"])
+def test_text_batches_run_one_call_per_width_and_each_text_is_its_own(model):
+    from indexer.text import bucket_width
+
+    encoder = ClapEncoder.open(MODELS / model)
+    rows = encoder.tokenizer.ids(BATCH_TEXTS)
+    alone = np.stack([encoder.embed_text([t])[0] for t in BATCH_TEXTS])
+    counting = encoder._text = _CountingSession(encoder._text)
+    together = encoder.embed_text(BATCH_TEXTS[::-1])[::-1]
+    shuffled = encoder.embed_text(BATCH_TEXTS[1::2] + BATCH_TEXTS[::2])
+    widths = {bucket_width(len(r), encoder.tokenizer.max_length) for r in rows}
+    if encoder.manifest.variants[encoder.variant].text_batch_invariant:
+        assert sorted(w for _, w in counting.calls[: len(widths)]) == sorted(widths)
+        # a text's vector does not depend on its neighbours: any two batches agree bit for bit
+        np.testing.assert_array_equal(np.concatenate([together[1::2], together[::2]]), shuffled)
+    else:  # a variant measured batch-dependent at export runs one text per call
+        assert all(batch == 1 for batch, _ in counting.calls)
+        np.testing.assert_array_equal(together, alone)
+    # alone, ONNX Runtime may take a single-row kernel path: rounding-level differences at most
+    assert np.abs(together - alone).max() < 1e-6
+    # against each text run unpadded (the reference): padding under the mask is rounding only
+    for row, vector in zip(rows, alone):
+        unpadded = counting.session.run(None, {"input_ids": row[None], "attention_mask": np.ones_like(row[None])})[0]
+        assert np.abs(unpadded[0] - vector).max() < 1e-4
+
+
+def test_bucket_widths_hold_the_text_and_stop_at_the_cap():
+    from indexer.text import bucket_width
+
+    assert [bucket_width(n, 77) for n in (2, 8, 9, 17, 33, 49, 65, 77)] == [8, 8, 16, 24, 48, 64, 77, 77]
+    assert all(bucket_width(n, 512) >= n for n in range(1, 513))
+    assert bucket_width(600, 512) == 512

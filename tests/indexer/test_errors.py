@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import errno
 import io
+import re
 import subprocess
 import sys
 
@@ -54,7 +55,7 @@ def test_bugs_are_not_translated():
 
 def test_exit_codes_come_from_one_table(monkeypatch):
     assert errors.exit_code(errors.CollectionBusyError("x").code) == 2
-    monkeypatch.setitem(errors.EXIT_CODES, "store", 7)
+    monkeypatch.setitem(errors.EXIT_CODES, "store", 7)  # a family
     assert errors.exit_code(errors.CollectionBusyError("x").code) == 7
     assert errors.exit_code(errors.TextError("x").code) == 2
 
@@ -79,9 +80,38 @@ def test_every_core_code_has_an_http_answer():
 
     for cls in _all_classes(errors.ClapSearchError):
         if cls is not errors.ClapSearchError:  # matched by its code or its family's
-            assert core_status(cls.code) != PROBLEMS["internal"], cls
+            assert core_status(cls.code) != PROBLEMS["service.internal"], cls
     with pytest.raises(KeyError):
         ProblemError("made.up")
+
+
+# family.name, both parts lower-case words: what docs/errors.md promises clients can switch on
+DOTTED = re.compile(r"[a-z][a-z0-9_]*(\.[a-z0-9_]+)+")
+
+
+def test_every_code_is_dotted():
+    """Every code a client can meet: each core class's, each row of the HTTP table, what the
+    server stack's own statuses map to, and every code a ProblemError is raised with in the
+    service's source (a typo there would only fail when that line runs)."""
+    from service import problems
+
+    codes = {f"{cls.__name__}: {cls.code}": cls.code for cls in _all_classes(errors.ClapSearchError)}
+    codes.update({f"PROBLEMS: {code}": code for code in problems.PROBLEMS})
+    codes.update({f"HTTP {status}: {code}": code for status, code in problems.HTTP_CODES.items()})
+    raised = set()
+    for source in sorted((REPO / "service").rglob("*.py")):
+        for code in re.findall(r"ProblemError\(\s*[\"']([^\"']*)[\"']", source.read_text(encoding="utf-8")):
+            raised.add(code)
+            codes[f"{source.relative_to(REPO)}: {code}"] = code
+    assert {"service.busy", "auth.rate_limited", "request.offset"} <= raised  # the scan sees the raisers
+    undotted = sorted(where for where, code in codes.items() if not DOTTED.fullmatch(code))
+    assert undotted == [], f"codes without a dot: {undotted}"
+    assert raised <= problems.PROBLEMS.keys(), sorted(raised - problems.PROBLEMS.keys())
+    # families are prefixes, never codes: no answer carries one, every core code falls under one
+    assert not problems.FAMILIES.keys() & problems.PROBLEMS.keys()
+    for cls in _all_classes(errors.ClapSearchError):
+        if cls is not errors.ClapSearchError:
+            assert cls.code in problems.PROBLEMS or cls.code.rpartition(".")[0] in problems.FAMILIES, cls
 
 
 def _all_classes(root):

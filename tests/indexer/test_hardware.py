@@ -51,4 +51,4 @@ def test_status_hardware_reads_the_loaded_sessions(tmp_path, capsys):
     # asking for CUDA where ONNX Runtime has none is an error, never a silent CPU run
     if "CUDAExecutionProvider" not in model["available"]:
         assert cli.main(["status", "--hardware", "--device", "cuda", "--home", home]) == 2
-        assert "error [model]" in capsys.readouterr().err
+        assert "error [model.invalid]" in capsys.readouterr().err

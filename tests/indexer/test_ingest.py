@@ -77,8 +77,10 @@ def test_every_format_ingests_and_bad_files_are_recorded_not_fatal(tmp_path, enc
     assert cli.main(["search", "--audio", str(good[3]), "--home", str(home), "-k", "3"]) == 0
     assert capsys.readouterr().out.splitlines()[0].endswith(str(good[3]))
     assert cli.main(["search", "a steady tone", "--home", str(home), "--json"]) == 0
-    hits = json.loads(capsys.readouterr().out)
+    page = json.loads(capsys.readouterr().out)
+    hits = page["items"]
     assert len(hits) == min(10, len(good)) and all(-1 <= h["score"] <= 1 for h in hits)
+    assert page["total"] == len(good) and (page["limit"], page["offset"]) == (10, 0)
 
 
 def test_reruns_skip_unchanged_confirm_touched_by_hash_and_follow_edits(tmp_path):

@@ -49,7 +49,7 @@ def test_model_commands_read_the_same_settings_as_the_library_commands(monkeypat
     monkeypatch.setenv("CLAPSEARCH_MODEL_VARIANT", "int4")  # `indexer embed` used to ignore it
     assert cli.main(["embed-text", "rain"]) == 2
     err = capsys.readouterr().err
-    assert "error [model]" in err and "'int4'" in err
+    assert "error [model.invalid]" in err and "'int4'" in err
     assert cli.main(["embed-text", "rain", "--variant", "fp32-fp16"]) == 0  # the option wins
 
 

@@ -11,6 +11,7 @@ Ingest spawns decoder processes: it only ever runs inside fixtures or tests, nev
 
 from __future__ import annotations
 
+import re
 import shutil
 import sqlite3
 from contextlib import ExitStack
@@ -27,6 +28,7 @@ from tests.indexer.library import write
 MODEL = Path(__file__).resolve().parents[2] / "models" / "clapsearch-sfx-v1"
 SR = 16_000
 PROBLEM_KEYS = {"type", "title", "status", "code"}
+DOTTED_CODE = re.compile(r"[a-z][a-z0-9_]*(\.[a-z0-9_]+)+")  # docs/errors.md: every code is family.name
 
 
 # ----------------------------------------------------------------------------- the library
@@ -217,6 +219,7 @@ def assert_problem(response, status: int, code: str | None = None) -> dict:
     assert PROBLEM_KEYS <= set(body), body
     assert body["status"] == status
     assert body["type"] == f"/problems/{body['code']}"
+    assert DOTTED_CODE.fullmatch(body["code"]), f"codes are dotted (family.name): {body['code']!r}"
     if code is not None:
         assert body["code"] == code, body
     return body
@@ -232,19 +235,19 @@ def valid_search(response) -> dict:
     body = response.json()
     SearchResponse.model_validate(body, strict=True)
     assert set(body) == set(SearchResponse.model_fields)
-    for hit in body["results"]:
+    for hit in body["items"]:
         assert set(hit) == set(SearchHit.model_fields)
     return body
 
 
 def names(response) -> list[str]:
     assert response.status_code == 200, response.text[:500]
-    return [hit["name"] for hit in response.json()["results"]]
+    return [hit["name"] for hit in response.json()["items"]]
 
 
 def ranking(response) -> list[tuple[int, float]]:
     assert response.status_code == 200, response.text[:500]
-    return [(hit["id"], hit["score"]) for hit in response.json()["results"]]
+    return [(hit["id"], hit["score"]) for hit in response.json()["items"]]
 
 
 def metric_samples(text: str, name: str) -> dict[tuple, float]:

@@ -21,18 +21,18 @@ def test_an_analysis_run_shows_at_once_despite_the_result_cache(open_client, hom
     def names(**params) -> list[str]:
         response = client.get("/v1/search", params={"q": "music", "limit": 30, **params})
         assert response.status_code == 200, response.text[:300]
-        return sorted(hit["name"] for hit in response.json()["results"])
+        return sorted(hit["name"] for hit in response.json()["items"])
 
     assert names(key="A minor") == []  # nothing analysed yet: no file has a key
     cached = client.get("/v1/search", params={"q": "music", "limit": 30, "key": "A minor"}).json()
-    assert cached["cached"] is True and cached["results"] == []
-    hits = client.get("/v1/search", params={"q": "music", "limit": 30}).json()["results"]
+    assert cached["cached"] is True and cached["items"] == []
+    hits = client.get("/v1/search", params={"q": "music", "limit": 30}).json()["items"]
     assert all(hit["analysis"] is None for hit in hits)
     assert cli.main(["analyze", *home]) == 0
     assert names(key="A minor") == ["a_minor.wav"]
     assert names(bpm_min=118, bpm_max=122) == ["click_120.wav"]
-    hits = client.get("/v1/search", params={"q": "music", "limit": 30}).json()["results"]
+    hits = client.get("/v1/search", params={"q": "music", "limit": 30}).json()["items"]
     assert {hit["name"]: hit["analysis"]["key"] for hit in hits}["c_major.wav"] == "C major"
     # POST takes the same filters in its body
     body = client.post("/v1/search", json={"q": "music", "key": "Am", "limit": 30}).json()
-    assert [hit["name"] for hit in body["results"]] == ["a_minor.wav"]
+    assert [hit["name"] for hit in body["items"]] == ["a_minor.wav"]

@@ -27,9 +27,9 @@ def test_text_search_takes_json_form_and_query_alike(client, path):
     as_query = client.post(path, params=fields)
     as_get = client.get("/v1/search", params=fields)
     bodies = [valid_search(r) for r in (as_json, as_form, as_query, as_get)]
-    assert len({tuple((h["id"], h["score"]) for h in b["results"]) for b in bodies}) == 1
+    assert len({tuple((h["id"], h["score"]) for h in b["items"]) for b in bodies}) == 1
     assert bodies[0]["limit"] == 3 and bodies[0]["query"] == "a high tone"
-    assert {h["format"] for h in bodies[0]["results"]} <= {"WAV", "OGG"}
+    assert {h["format"] for h in bodies[0]["items"]} <= {"WAV", "OGG"}
 
 
 def test_text_search_without_q_names_the_field(client):
@@ -72,9 +72,9 @@ def test_texts_take_form_fields_json_and_query(client, item_ids, library):
     ]
     for response in answers:
         assert response.status_code == 200, response.text
-        assert sorted(r["text"] for r in response.json()["results"]) == sorted(mine)
+        assert sorted(r["text"] for r in response.json()["items"]) == sorted(mine)
     upload = client.post("/v1/search/texts", files=_upload(library), data={"texts": mine, "vocabulary": "false"})
-    assert sorted(r["text"] for r in upload.json()["results"]) == sorted(mine)
+    assert sorted(r["text"] for r in upload.json()["items"]) == sorted(mine)
 
 
 def test_audio_search_takes_json_and_form(client, item_ids, library):
@@ -82,12 +82,12 @@ def test_audio_search_takes_json_and_form(client, item_ids, library):
     as_json = valid_search(client.post("/v1/search/audio", json={"id": item, "limit": 4}))
     as_form = valid_search(client.post("/v1/search/audio", data={"id": item, "limit": 4}))
     as_query = valid_search(client.post("/v1/search/audio", params={"id": item, "limit": 4}))
-    assert as_json["results"] == as_form["results"] == as_query["results"]
-    assert len(as_json["results"]) == 4 and item not in {h["id"] for h in as_json["results"]}
+    assert as_json["items"] == as_form["items"] == as_query["items"]
+    assert len(as_json["items"]) == 4 and item not in {h["id"] for h in as_json["items"]}
     with_self = valid_search(client.post("/v1/search/audio", json={"id": item, "exclude_self": False}))
-    assert with_self["results"][0]["id"] == item
+    assert with_self["items"][0]["id"] == item
     upload = valid_search(client.post("/v1/search/audio", files=_upload(library), data={"limit": 2}))
-    assert len(upload["results"]) == 2
+    assert len(upload["items"]) == 2
 
 
 def test_ingest_takes_json_and_form(open_client, tmp_path):
@@ -113,7 +113,7 @@ def test_list_resources_share_one_envelope(client):
 def test_tags_are_always_an_object(client, item_ids):
     untagged = item_ids["tone_440.wav"]
     assert client.get(f"/v1/items/{untagged}").json()["tags"] == {}
-    hits = valid_search(client.get("/v1/search", params={"q": "a tone", "limit": 50}))["results"]
+    hits = valid_search(client.get("/v1/search", params={"q": "a tone", "limit": 50}))["items"]
     assert all(isinstance(h["tags"], dict) for h in hits)
     assert {} in [h["tags"] for h in hits] and any(h["tags"] for h in hits)
 

@@ -90,11 +90,11 @@ def test_rate_limit_per_key(open_client, item_ids):
     path = f"/v1/items/{item_ids['tone_440.wav']}"
     assert [limited.get(path, headers=one).status_code for _ in range(3)] == [200, 200, 200]
     refused = limited.get(path, headers=one)
-    body = assert_problem(refused, 429, "rate_limited")
+    body = assert_problem(refused, 429, "auth.rate_limited")
     assert int(refused.headers["retry-after"]) >= 1
     assert "retry" in body["detail"]
     # the key is the unit: the same key sent another way is limited too, another key is not
-    assert_problem(limited.get(path, headers={"Authorization": f"Bearer {KEYS[0]}"}), 429, "rate_limited")
+    assert_problem(limited.get(path, headers={"Authorization": f"Bearer {KEYS[0]}"}), 429, "auth.rate_limited")
     assert limited.get(path, headers=two).status_code == 200
     # refused keys do not take tokens from anyone; health is never limited
     assert_problem(limited.get(path, headers={"X-API-Key": "wrong"}), 401, "auth.invalid_key")
@@ -104,7 +104,7 @@ def test_rate_limit_per_key(open_client, item_ids):
 def test_rate_limit_without_keys_is_per_client(open_client):
     limited = open_client(rate_limit_per_minute=60, rate_limit_burst=2)
     assert [limited.get("/v1/collections").status_code for _ in range(2)] == [200, 200]
-    assert_problem(limited.get("/v1/collections"), 429, "rate_limited")
+    assert_problem(limited.get("/v1/collections"), 429, "auth.rate_limited")
 
 
 def test_unlimited_by_default(open_client):

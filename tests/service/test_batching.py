@@ -179,7 +179,7 @@ def test_a_full_queue_is_503_busy():
         return refused.value, await asyncio.gather(first, *queued)
 
     refused, results = run(go, batcher)
-    assert refused.status == 503 and refused.code == "busy"
+    assert refused.status == 503 and refused.code == "service.busy"
     assert refused.headers.get("Retry-After") == "1"
     assert results == [0, 2, 4]  # the queued ones were still answered
 
@@ -214,7 +214,7 @@ def test_busy_is_a_503_problem_through_the_app(ingested_home):
     third, first, second = asyncio.run(asyncio.wait_for(go(), timeout=60))
     assert first.status_code == 200 and second.status_code == 200
     assert third.status_code == 503
-    assert third.json()["code"] == "busy" and third.headers["retry-after"] == "1"
+    assert third.json()["code"] == "service.busy" and third.headers["retry-after"] == "1"
     assert third.headers["content-type"].startswith("application/problem+json")
 
 
@@ -274,7 +274,7 @@ def test_concurrent_searches_are_batched_and_equal_each_query_alone(ingested_hom
                 async def search(q):
                     response = await http.get("/v1/search", params={"q": q, "limit": 100})
                     assert response.status_code == 200, response.text
-                    return [(h["id"], h["score"]) for h in response.json()["results"]]
+                    return [(h["id"], h["score"]) for h in response.json()["items"]]
 
                 alone = {q: await search(q) for q in QUERIES}
                 before = metric_samples((await http.get("/metrics")).text, "clapsearch_batch_size_count")

@@ -123,3 +123,36 @@ def test_breaker_skips_redis_then_recovers(cache, redis_url, caplog):
 def test_redact_url_hides_password():
     assert redact_url("redis://user:s3cret@host:6380/2") == "redis://user:***@host:6380/2"
     assert redact_url("redis://host:6379/0") == "redis://host:6379/0"
+
+
+# ----------------------------------------------------------------------------- in-process LRU
+
+
+def test_vector_lru_keeps_the_most_recently_used():
+    import numpy as np
+
+    from service.cache import VectorLRU
+
+    lru = VectorLRU(max_entries=2)
+    a, b, c = (np.full(4, v, np.float32) for v in (1.0, 2.0, 3.0))
+    lru.put("a", a)
+    lru.put("b", b)
+    assert lru.get_many(["a"])[0] is not None  # "a" is now the most recent
+    lru.put("c", c)
+    got = lru.get_many(["a", "b", "c"])
+    assert got[1] is None and len(lru) == 2
+    assert np.array_equal(got[0], a) and np.array_equal(got[2], c)
+    a[:] = 9.0  # the cache keeps its own copy, and it cannot be written through
+    assert lru.get_many(["a"])[0][0] == 1.0
+    with pytest.raises(ValueError):
+        got[0][0] = 5.0
+
+
+def test_vector_lru_of_size_zero_stores_nothing():
+    import numpy as np
+
+    from service.cache import VectorLRU
+
+    lru = VectorLRU(max_entries=0)
+    lru.put("a", np.ones(4, np.float32))
+    assert lru.get_many(["a", "b"]) == [None, None] and len(lru) == 0

@@ -8,7 +8,7 @@ import math
 
 import pytest
 
-from tests.service.conftest import assert_problem
+from tests.service.conftest import assert_problem, metric_samples
 
 LABELS = ["a pure sine tone", "rain", "a dog barking", "a car engine"]
 
@@ -169,3 +169,24 @@ def test_audio_source_errors(client, library, item_ids):
     assert_problem(client.post("/v1/classify", data={**labels, "id": 999999}), 404, "item.not_found")
     assert_problem(client.post("/v1/classify", data={**labels, "id": item_ids["garbage.wav"]}), 409, "item.not_indexed")
     assert_problem(client.post("/v1/classify", data={**labels, "id": 0}), 422, "request.invalid")
+
+
+def _embedding_cache(client) -> dict[str, float]:
+    samples = metric_samples(client.get("/metrics").text, "clapsearch_cache_total")
+    return {r: samples.get((("kind", "embedding"), ("result", r)), 0) for r in ("hit", "miss")}
+
+
+@pytest.mark.parametrize("size", [20_000, 0])
+def test_repeated_labels_are_not_embedded_again_without_redis(open_client, item_ids, size):
+    client = open_client(text_vector_cache_size=size)  # no redis_url: the process is the only cache
+    labels = [f"{label} {size}" for label in LABELS]
+    data = {"id": item_ids["hum.ogg"], "candidate_labels": labels}
+    first = client.post("/v1/classify", data=data).json()["labels"]
+    before = _embedding_cache(client)
+    second = client.post("/v1/classify", data=data).json()["labels"]
+    after = _embedding_cache(client)
+    assert second == first
+    if size:
+        assert after["hit"] - before["hit"] == len(labels) and after["miss"] == before["miss"]
+    else:  # turned off: every label is embedded again
+        assert after["miss"] - before["miss"] == len(labels) and after["hit"] == before["hit"]

@@ -112,3 +112,16 @@ def test_head_works_wherever_get_does_on_items(served):
     head = client.head(f"/v1/items/{item}/audio")
     assert int(head.headers["content-length"]) == (lib / "a.wav").stat().st_size and head.content == b""
     assert client.head("/v1/items/999999/audio").status_code == 404
+
+
+def test_peaks_of_formats_only_pyav_reads(tmp_path):
+    pytest.importorskip("av")
+    from tests.formats import BY_NAME, encode
+
+    for name in ("m4a-alac", "webm-opus", "mp4-aac-video"):
+        sr = 48_000 if name == "webm-opus" else 44_100
+        x = np.zeros((sr, 2), np.float32)  # 1 s: silent first half, a loud tone in the second
+        x[sr // 2 :] = 0.5 * np.sin(2 * np.pi * 440 * np.arange(sr - sr // 2) / sr)[:, None]
+        peaks = compute_peaks(encode(tmp_path / f"clip{BY_NAME[name].suffix}", x, sr, BY_NAME[name]), 10)
+        assert max(peaks["max"][:4]) < 0.05 and min(peaks["max"][6:]) > 0.3, (name, peaks)
+        assert peaks["duration_s"] == pytest.approx(1.0, abs=0.05)

@@ -58,7 +58,7 @@ def test_the_assets_are_the_real_bundles(client):
 
 def test_oauth2_redirect_and_unknown_assets(client):
     assert client.get("/docs/oauth2-redirect").status_code == 200
-    assert_problem(client.get("/docs-assets/nothing.js"), 404, "not_found")
+    assert_problem(client.get("/docs-assets/nothing.js"), 404, "http.not_found")
     assert client.get("/openapi.json").json()["info"]["title"] == "clapsearch"
 
 

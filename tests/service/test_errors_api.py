@@ -43,5 +43,5 @@ def test_a_bug_is_a_logged_500_that_names_no_internals(open_client, item_ids, mo
         raise KeyError("secret_internal_name")
 
     monkeypatch.setattr(db, "session", session)
-    body = assert_problem(client.get(f"/v1/items/{item_ids['rain.flac']}"), 500, "internal")
+    body = assert_problem(client.get(f"/v1/items/{item_ids['rain.flac']}"), 500, "service.internal")
     assert "secret_internal_name" not in str(body)

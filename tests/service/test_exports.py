@@ -53,7 +53,7 @@ def test_playlist_lines_carry_titles_durations_moments_and_no_stray_newlines():
 
 
 def test_cli_search_and_export_write_what_json_says(ingested_home, library, capsys, tmp_path):
-    hits = json.loads(_cli(capsys, ingested_home, "search", QUERY, "--json"))
+    hits = json.loads(_cli(capsys, ingested_home, "search", QUERY, "--json"))["items"]
     playlist = _cli(capsys, ingested_home, "search", QUERY, "--output", "m3u8")
     assert playlist.startswith("#EXTM3U\n") and _entries(playlist) == [h["path"] for h in hits]
     sheet = list(csv.DictReader(io.StringIO(_cli(capsys, ingested_home, "search", QUERY, "--output", "csv"))))
@@ -68,7 +68,7 @@ def test_cli_search_and_export_write_what_json_says(ingested_home, library, caps
 
 
 def test_api_search_downloads_match_the_json_page_and_their_urls_play(client):
-    page = client.get("/v1/search", params={"q": QUERY, "limit": 5}).json()["results"]
+    page = client.get("/v1/search", params={"q": QUERY, "limit": 5}).json()["items"]
     response = client.get("/v1/search", params={"q": QUERY, "limit": 5, "output": "m3u8"})
     assert response.status_code == 200 and response.headers["content-type"].startswith("audio/x-mpegurl")
     assert "attachment" in response.headers["content-disposition"]

@@ -45,10 +45,10 @@ def test_wrong_keys_are_rate_limited_per_address(secured):
     for _ in range(3):
         assert_problem(secured.get("/v1/collections", headers={"X-API-Key": "guess"}), 401, "auth.invalid_key")
     refused = secured.get("/v1/collections", headers={"X-API-Key": "guess"})
-    assert_problem(refused, 429, "rate_limited")
+    assert_problem(refused, 429, "auth.rate_limited")
     assert int(refused.headers["retry-after"]) >= 1
     # the address is locked out, right key or not, until the budget refills (20 s at 3 a minute)
-    assert_problem(secured.get("/v1/collections", headers={"X-API-Key": KEYS[0]}), 429, "rate_limited")
+    assert_problem(secured.get("/v1/collections", headers={"X-API-Key": KEYS[0]}), 429, "auth.rate_limited")
 
 
 def test_right_keys_and_missing_keys_cost_nothing(secured):

@@ -307,14 +307,14 @@ def test_page_in_a_real_browser(page, site, sync_api, tmp_path):
     message.get_by_test_id("dismiss-message").click()
     expect(message).to_have_count(0)
 
-    # a shared link replays the search; "more results" pages through with offset
+    # a shared link replays the search; "more results" pages through with offset, up to the total
     page.goto(url + "/?q=a+low+hum&limit=3")
-    _wait_summary(page, expect, r"^3 results for “a low hum”")
+    _wait_summary(page, expect, r"^3 of 7 results for “a low hum”")  # the answer's total
     expect(page.locator("#q")).to_have_value("a low hum")
     expect(page.locator("#f-limit")).to_have_value("3")
     first_page = _names(page)
     page.get_by_test_id("more-results").click()
-    _wait_summary(page, expect, r"^6 results for “a low hum”")
+    _wait_summary(page, expect, r"^6 of 7 results for “a low hum”")
     assert _names(page)[:3] == first_page
     page.get_by_test_id("more-results").click()
     _wait_summary(page, expect, r"^7 results for “a low hum”")
@@ -406,7 +406,7 @@ def _long_metadata_on_card_two(route):
     """Search results as a real library gives them: card 2 has a long name and long tags."""
     response = route.fetch()
     data = response.json()
-    for hit in data["results"][1:2]:
+    for hit in data["items"][1:2]:
         hit["name"] = LONG_NAME + hit["name"]
         hit["tags"] = LONG_TAGS
     route.fulfill(response=response, json=data)

@@ -75,7 +75,7 @@ def test_postgresql_hanging_or_refusing_is_not_ready_and_a_503(open_client, pg_d
         client = open_client(home=home, database_url=via_proxy, readiness_interval_s=0.2)
         ok = client.get("/v1/search", params={"q": "rain"})
         assert ok.status_code == 200
-        item = ok.json()["results"][0]["id"]
+        item = ok.json()["items"][0]["id"]
         assert client.get("/readyz").json()["database"]["state"] == "ok"
 
         # a PostgreSQL that hangs (SIGSTOP): readiness says so within its budget, never waits on it

@@ -83,7 +83,7 @@ def test_empty_home_is_ready_and_serves_what_is_ingested_later(open_client, tmp_
     second = write_new_file(tmp_path / "lib", "second.wav", freq=150.0)
     assert ingest(home, [tmp_path / "lib"]).embedded == 2
     assert sorted(names(client.get("/v1/search", params={"q": "rain"}))) == ["fresh_chirp.wav", "second.wav"]
-    assert _upload_search(client, second)["results"][0]["name"] == "second.wav"
+    assert _upload_search(client, second)["items"][0]["name"] == "second.wav"
     assert client.get("/readyz").json()["indexes"]["default/files"]["n_vectors"] == 2
 
 
@@ -94,7 +94,7 @@ def test_hot_reload_switches_to_the_new_version_without_restart(open_client, hom
     client = open_client(home=home_copy, reload_poll_s=3600)
     new = write_new_file(tmp_path / "new")
     before = _search(client, "a chirp")
-    assert new.name not in [h["name"] for h in before["results"]] and before["index_version"] == 1
+    assert new.name not in [h["name"] for h in before["items"]] and before["index_version"] == 1
 
     assert ingest(home_copy, [tmp_path / "new"]).embedded == 1
     # published, but this replica has not looked yet: it still serves the old version
@@ -103,8 +103,8 @@ def test_hot_reload_switches_to_the_new_version_without_restart(open_client, hom
     client.app.state.runtime.reload()
     after = _search(client, "a chirp")
     assert after["index_version"] == 2
-    assert sorted(h["name"] for h in after["results"]) == sorted([t.name for t in TRACKS] + [new.name])
-    top = _upload_search(client, new)["results"][0]
+    assert sorted(h["name"] for h in after["items"]) == sorted([t.name for t in TRACKS] + [new.name])
+    top = _upload_search(client, new)["items"][0]
     assert top["name"] == new.name and top["score"] == pytest.approx(1.0, abs=2e-3)
     ready = client.get("/readyz").json()
     assert ready["ready"] is True and ready["index_errors"] == {}
@@ -125,7 +125,7 @@ def test_hot_reload_by_polling(open_client, home_copy, tmp_path):
     _wait_for(lambda: new.name in names(client.get("/v1/search", params={"q": "a beep", "limit": 100})))
     assert client.get("/readyz").json()["watcher"]["polls"] >= 1
     # segments searches see the new short file too (it spans the whole file)
-    hits = _search(client, "a beep", segments="true")["results"]
+    hits = _search(client, "a beep", segments="true")["items"]
     assert [(h["start_s"], h["end_s"]) for h in hits if h["name"] == new.name] == [(0.0, 2.0)]
 
 
@@ -143,7 +143,7 @@ def test_a_failed_reload_keeps_serving_the_old_version(open_client, home_copy, t
 
     client.app.state.runtime.reload()
     after = _search(client, "a chirp")
-    assert after["index_version"] == 1 and after["results"] == before["results"]
+    assert after["index_version"] == 1 and after["items"] == before["items"]
     ready = client.get("/readyz")
     assert ready.status_code == 200 and ready.json()["ready"] is True
     assert "default/files" in ready.json()["index_errors"]
@@ -158,9 +158,9 @@ def test_redis_down_changes_nothing_users_see(open_client, library, item_ids):
     first = _search(client, "dog barking")
     second = _search(client, "dog barking")
     assert first["cached"] is False and second["cached"] is False
-    assert [h["id"] for h in first["results"]] == [h["id"] for h in second["results"]]
-    assert len(first["results"]) == len(TRACKS)
-    assert _upload_search(client, library.path("roof.wav"))["results"][0]["name"] == "roof.wav"
+    assert [h["id"] for h in first["items"]] == [h["id"] for h in second["items"]]
+    assert len(first["items"]) == len(TRACKS)
+    assert _upload_search(client, library.path("roof.wav"))["items"][0]["name"] == "roof.wav"
     assert client.get(f"/v1/items/{item_ids['roof.wav']}/peaks").status_code == 200
     assert (
         client.post("/v1/classify", data={"id": item_ids["roof.wav"], "candidate_labels": ["rain", "dog"]}).status_code
@@ -186,7 +186,7 @@ def test_repeated_query_is_cached_until_a_new_version_is_published(open_client, 
     q = _unique("a dog barking far away")
     first, cached = _cached_page(client, q)
     assert first["cached"] is False and cached["cached"] is True
-    assert cached["results"] == first["results"]
+    assert cached["items"] == first["items"]
     assert cached["index_version"] == first["index_version"] == 1
     hits = metric_samples(client.get("/metrics").text, "clapsearch_cache_total")
     assert hits[(("kind", "result"), ("result", "hit"))] >= 1
@@ -201,9 +201,9 @@ def test_repeated_query_is_cached_until_a_new_version_is_published(open_client, 
     client.app.state.runtime.reload()
     fresh = _search(client, q)
     assert fresh["cached"] is False and fresh["index_version"] == 2
-    assert new.name in [h["name"] for h in fresh["results"]]
+    assert new.name in [h["name"] for h in fresh["items"]]
     _, again = _cached_page(client, q)
-    assert again["results"] == fresh["results"]
+    assert again["items"] == fresh["items"]
 
 
 @pytest.mark.needs_redis
@@ -212,12 +212,12 @@ def test_uploads_are_never_answered_from_the_result_cache(open_client, redis_url
     path = library.path("birds.ogg")
     for _ in range(3):
         response = client.post("/v1/search/audio", files={"file": ("q.ogg", path.read_bytes(), "audio/ogg")})
-        assert response.json()["cached"] is False and response.json()["results"][0]["name"] == "birds.ogg"
+        assert response.json()["cached"] is False and response.json()["items"][0]["name"] == "birds.ogg"
 
 
 @pytest.mark.needs_redis
 def test_cached_embeddings_give_the_same_classification(open_client, redis_url, item_ids):
-    client = open_client(redis_url=redis_url)
+    client = open_client(redis_url=redis_url, text_vector_cache_size=0)  # Redis alone, as replicas share it
     data = {"id": item_ids["rain.flac"], "candidate_labels": [_unique("rain"), _unique("a dog"), "an engine"]}
 
     def embedding_hits():
@@ -243,9 +243,9 @@ def test_exclude_self_is_part_of_the_cached_answer(open_client, redis_url, item_
     item = item_ids["tone_660.wav"]
     params = {"id": item, "limit": 100, "min_score": -1 + random.random() * 1e-6}  # a fresh cache entry
     excluded = _wait_for(lambda: (r := client.post("/v1/search/audio", params=params).json())["cached"] and r)
-    assert item not in [h["id"] for h in excluded["results"]]
+    assert item not in [h["id"] for h in excluded["items"]]
     included = client.post("/v1/search/audio", params={**params, "exclude_self": "false"}).json()
-    assert included["results"][0]["id"] == item
+    assert included["items"][0]["id"] == item
 
 
 @pytest.mark.needs_redis
@@ -261,9 +261,9 @@ def test_result_cache_is_not_shared_between_stores(open_client, redis_url, tmp_p
     (mine, my_files), (theirs, their_files) = homes["mine"], homes["theirs"]
     assert mine.get("/readyz").json()["indexes"] == theirs.get("/readyz").json()["indexes"]
     _, cached = _cached_page(mine, q)
-    assert {h["name"] for h in cached["results"]} == my_files
+    assert {h["name"] for h in cached["items"]} == my_files
     answer = _search(theirs, q)
-    assert {h["name"] for h in answer["results"]} == their_files, answer["cached"]
+    assert {h["name"] for h in answer["items"]} == their_files, answer["cached"]
 
 
 # ----------------------------------------------------------------------------- PostgreSQL
@@ -294,7 +294,7 @@ def test_postgresql_store(open_client, pg_url, library, tmp_path):
     assert stats.embedded == len(TRACKS) and stats.failed == 1
     client = open_client(home=home, database_url=pg_url)
     assert client.get("/readyz").json()["ready"] is True
-    everything = _search(client, "rain on a roof")["results"]
+    everything = _search(client, "rain on a roof")["items"]
     assert sorted(h["name"] for h in everything) == sorted(t.name for t in TRACKS)
     # filters run in PostgreSQL's SQL (JSON tags cast to text, substr on paths)
     assert sorted(names(client.get("/v1/search", params={"q": "rain", "tag": "genre:ambient"}))) == [
@@ -305,14 +305,14 @@ def test_postgresql_store(open_client, pg_url, library, tmp_path):
     assert sorted(
         names(client.get("/v1/search", params={"q": "rain", "path_prefix": str(library.root / "tones")}))
     ) == sorted(t.name for t in TRACKS if t.rel.startswith("tones/"))
-    segments = _search(client, "rain", segments="true")["results"]
+    segments = _search(client, "rain", segments="true")["items"]
     spans = sorted((h["start_s"], h["end_s"]) for h in segments if h["name"] == LONG)
     assert 1 <= len(spans) <= 4 and all(a[1] <= b[0] for a, b in zip(spans, spans[1:]))  # distinct moments
-    top = _upload_search(client, library.path("roof.wav"))["results"][0]
+    top = _upload_search(client, library.path("roof.wav"))["items"][0]
     assert top["name"] == "roof.wav"
     item = client.get(f"/v1/items/{top['id']}").json()
     assert item["tags"] == {"title": "Rain on roof", "genre": "Ambient"} and item["format"] == "WAV"
-    similar = client.get(f"/v1/items/{top['id']}/similar").json()["results"]
+    similar = client.get(f"/v1/items/{top['id']}/similar").json()["items"]
     assert top["id"] not in [h["id"] for h in similar]
     info = client.get("/v1/collections/default").json()
     assert info["files"] == len(TRACKS) and info["failed"] == 1

@@ -14,7 +14,7 @@ QUERY = "dog barking"
 
 def _all(client, q=QUERY, **params):
     response = client.get("/v1/search", params={"q": q, "limit": 100, **params})
-    return valid(response)["results"]
+    return valid(response)["items"]
 
 
 def _scores_sorted(results) -> bool:
@@ -33,7 +33,7 @@ def test_post_search_alias_and_get_v1_give_the_same_ranking(client, library, ite
     body = valid(got)
     assert body["query"] == QUERY and body["collection"] == "default" and body["model"] == "clapsearch-sfx-v1"
     assert body["cached"] is False and body["limit"] == 100 and body["offset"] == 0
-    results = body["results"]
+    results = body["items"]
     # every indexed file once, the one that failed to ingest never
     assert sorted(hit["name"] for hit in results) == sorted(library.names())
     assert _scores_sorted(results)
@@ -62,7 +62,7 @@ def test_limit_is_capped_at_max_limit(open_client):
     response = capped.get("/v1/search", params={"q": QUERY, "limit": 50})
     assert response.status_code == 200
     assert response.json()["limit"] == 4
-    assert len(response.json()["results"]) == 4
+    assert len(response.json()["items"]) == 4
 
 
 def test_default_limit_is_ten(client):
@@ -77,7 +77,7 @@ def test_offset_pages_are_disjoint_and_continue_the_ranking(client):
     assert len(set(ids)) == 9
     assert pages[0] + pages[1] + pages[2] == full
     past_the_end = client.get("/v1/search", params={"q": QUERY, "offset": 50})
-    assert past_the_end.status_code == 200 and past_the_end.json()["results"] == []
+    assert past_the_end.status_code == 200 and past_the_end.json()["items"] == []
 
 
 def test_min_score_keeps_exactly_the_hits_at_or_above_it(client):
@@ -175,8 +175,8 @@ def test_segments_give_moments_in_long_files_and_whole_spans_for_short_ones(clie
 def test_segment_pages_continue_the_ranking(client):
     everything = _all(client, segments="true")
     page = {"q": QUERY, "segments": "true", "limit": 3}
-    first = client.get("/v1/search", params=page).json()["results"]
-    second = client.get("/v1/search", params={**page, "offset": 3}).json()["results"]
+    first = client.get("/v1/search", params=page).json()["items"]
+    second = client.get("/v1/search", params={**page, "offset": 3}).json()["items"]
     key = lambda hit: (hit["id"], hit["start_s"])  # noqa: E731
     assert [key(h) for h in first + second] == [key(h) for h in everything[:6]]
 
@@ -192,7 +192,7 @@ def test_segment_pages_continue_the_ranking(client):
 def test_segments_with_a_filter(client, params, expected):
     response = client.get("/v1/search", params={"q": QUERY, "segments": "true", "limit": 100, **params})
     assert response.status_code == 200, response.text[:300]
-    assert {hit["name"] for hit in response.json()["results"]} == expected
+    assert {hit["name"] for hit in response.json()["items"]} == expected
 
 
 # ----------------------------------------------------------------------------- audio -> audio
@@ -205,9 +205,9 @@ def test_uploaded_library_file_finds_itself_first(client, library):
     )
     body = valid(response)
     assert body["query"] == "query.flac"
-    top = body["results"][0]
+    top = body["items"][0]
     assert top["name"] == "rain.flac" and top["score"] == pytest.approx(1.0, abs=2e-3)
-    assert _scores_sorted(body["results"]) and len(body["results"]) == 5
+    assert _scores_sorted(body["items"]) and len(body["items"]) == 5
     # exclude_self only concerns an item id, never an upload
     again = client.post(
         "/v1/search/audio",
@@ -250,14 +250,14 @@ def test_texts_mix_vocabulary_and_user_texts(client, item_ids):
     mine = ["a sine wave tone", "a dog barking"]
     response = client.post("/v1/search/texts", params={"id": item_ids["tone_440.wav"], "texts": mine, "limit": 1000})
     assert response.status_code == 200, response.text
-    results = response.json()["results"]
+    results = response.json()["items"]
     assert _scores_sorted(results)
     sources = {hit["source"] for hit in results}
     assert sources == {"vocabulary", "user"}
     assert sorted(hit["text"] for hit in results if hit["source"] == "user") == sorted(mine)
     assert len(results) > 500  # AudioSet's labels
     seven = client.post("/v1/search/texts", params={"id": item_ids["tone_440.wav"], "limit": 7})
-    assert len(seven.json()["results"]) == 7
+    assert len(seven.json()["items"]) == 7
 
 
 def test_texts_without_vocabulary_only_score_the_user_texts(client, item_ids):
@@ -265,14 +265,12 @@ def test_texts_without_vocabulary_only_score_the_user_texts(client, item_ids):
     response = client.post(
         "/v1/search/texts", params={"id": item_ids["tone_440.wav"], "texts": mine, "vocabulary": "false"}
     )
-    results = response.json()["results"]
+    results = response.json()["items"]
     assert sorted(hit["text"] for hit in results) == sorted(mine)
     assert {hit["source"] for hit in results} == {"user"}
     assert _scores_sorted(results)
     assert (
-        client.post("/v1/search/texts", params={"id": item_ids["tone_440.wav"], "vocabulary": "false"}).json()[
-            "results"
-        ]
+        client.post("/v1/search/texts", params={"id": item_ids["tone_440.wav"], "vocabulary": "false"}).json()["items"]
         == []
     )
 
@@ -285,14 +283,14 @@ def test_texts_scores_are_the_cosines_classify_reports(client, item_ids, library
         "/v1/classify", data={"id": item, "candidate_labels": ["falling rain", "x"], "hypothesis_template": "{}"}
     )
     cosine = {hit["label"]: hit["cosine"] for hit in classify.json()["labels"]}["falling rain"]
-    assert texts.json()["results"][0]["score"] == pytest.approx(cosine, abs=1e-5)
+    assert texts.json()["items"][0]["score"] == pytest.approx(cosine, abs=1e-5)
     upload = client.post(
         "/v1/search/texts",
         params={"texts": ["falling rain"], "vocabulary": "false"},
         files={"file": ("roof.wav", library.path("roof.wav").read_bytes(), "audio/wav")},
     )
     assert upload.status_code == 200 and upload.json()["query"] == "roof.wav"
-    assert upload.json()["results"][0]["score"] == pytest.approx(cosine, abs=2e-3)
+    assert upload.json()["items"][0]["score"] == pytest.approx(cosine, abs=2e-3)
 
 
 # ----------------------------------------------------------------------------- bad parameters

@@ -3,7 +3,7 @@
 * decoded samples (frames x channels) are bounded from the header: a short, silent, many-channel,
   high-rate FLAC is a few KB and inside max_upload_seconds, yet costs like minutes of stereo;
 * uploads wait for a decode thread in a bounded queue, for a bounded time, and a decode has a
-  deadline: past any of these the answer is 503 ``busy`` with Retry-After, never an open-ended wait.
+  deadline: past any of these the answer is 503 ``service.busy`` with Retry-After, never an open-ended wait.
 """
 
 from __future__ import annotations
@@ -92,7 +92,7 @@ def test_uploads_beyond_the_queue_get_503_busy_with_retry_after(open_client, mon
     assert codes.count(200) >= 1 and codes.count(503) >= 2, codes
     for a in answers:
         if a.status_code == 503:
-            assert_problem(a, 503, "busy")
+            assert_problem(a, 503, "service.busy")
             assert int(a.headers["Retry-After"]) >= 1
     assert time.monotonic() - started < 15
 
@@ -111,7 +111,7 @@ def test_a_decode_past_its_deadline_answers_busy(open_client, monkeypatch):
     monkeypatch.setattr(encoder, "views_from_file", slow)
     started = time.monotonic()
     response = client.post("/v1/search/audio", files={"file": ("a.wav", wav_bytes(), "audio/wav")})
-    assert_problem(response, 503, "busy")
+    assert_problem(response, 503, "service.busy")
     assert "Retry-After" in response.headers
     assert time.monotonic() - started < 1.4
     time.sleep(1.5)  # the abandoned decode returns and frees its slot

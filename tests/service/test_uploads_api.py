@@ -98,8 +98,42 @@ def test_zero_byte_file_is_empty_audio(client, endpoint):
 
 @pytest.mark.parametrize("endpoint", list(ENDPOINTS))
 @pytest.mark.parametrize("head", [b"\x00\x00\x00\x20ftypM4A " + bytes(600), b"not really anything" * 30])
-def test_m4a_is_an_unsupported_format(client, endpoint, head):
-    assert_client_error(post(client, endpoint, ("song.m4a", head, "audio/mp4")), 415, "audio.unsupported_format")
+def test_damaged_m4a_is_a_decode_error(client, endpoint, head):
+    assert_client_error(post(client, endpoint, ("song.m4a", head, "audio/mp4")), 422, "audio.decode")
+
+
+def encoded(name: str, seconds: float, tmp_path, **kw) -> bytes:
+    from tests.formats import BY_NAME, encode
+
+    fmt = BY_NAME[name]
+    return encode(tmp_path / f"clip{fmt.suffix}", tone(seconds, 44_100, channels=2), 44_100, fmt, **kw).read_bytes()
+
+
+@pytest.mark.parametrize(
+    "name, filename, ctype",
+    [
+        ("m4a-aac", "clip.m4a", "audio/mp4"),
+        ("mp4-aac-video", "clip.mp4", "video/mp4"),
+        ("wma-wmav2", "x.wma", "audio/x-ms-wma"),
+    ],
+)
+def test_m4a_video_and_wma_uploads_are_searched_by_their_audio(client, tmp_path, name, filename, ctype):
+    pytest.importorskip("av")
+    response = post(client, "search/audio", (filename, encoded(name, 1.0, tmp_path), ctype))
+    assert response.status_code == 200, response.text
+
+
+def test_a_video_upload_without_sound_is_empty_audio(client, tmp_path):
+    pytest.importorskip("av")
+    data = encoded("mp4-aac-video", 0.1, tmp_path, audio=False)
+    body = assert_client_error(post(client, "search/audio", ("film.mp4", data, "video/mp4")), 422, "audio.empty")
+    assert "no audio track" in body["detail"]
+
+
+def test_long_m4a_upload_is_refused_from_its_header(limited, tmp_path):
+    pytest.importorskip("av")
+    data = encoded("m4a-aac", MAX_SECONDS + 1.0, tmp_path)
+    assert_client_error(post(limited, "search/audio", ("long.m4a", data, "audio/mp4")), 413, "audio.too_long")
 
 
 def test_octet_stream_and_browser_types_are_accepted(client):
