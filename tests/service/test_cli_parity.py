@@ -151,8 +151,8 @@ def test_tempo_and_key_filters_answer_alike(case, analysed, capsys):
     options, params, expected = MUSIC_CASES[case]
     api = _api_hits(client.get("/v1/search", params={"q": "music", **params}))
     assert _cli_hits(capsys, home, ["music", *options]) == api
-    assert {hit["name"] for hit in api} == expected
-    assert all(hit["analysis"] is not None for hit in api)
+    assert {hit["name"] for hit in api["items"]} == expected and api["total"] == len(expected)
+    assert all(hit["analysis"] is not None for hit in api["items"])
 
 
 def test_tempo_and_key_refusals_carry_the_same_code(analysed, capsys):
@@ -166,5 +166,5 @@ def test_tempo_and_key_refusals_carry_the_same_code(analysed, capsys):
         assert "error [request.filter_value]" in capsys.readouterr().err
         response = client.get("/v1/search", params={"q": "x", **params})
         assert response.status_code == 422 and response.json()["code"] == "request.filter_value"
-    item = _api_hits(client.get("/v1/search", params={"q": "music", "key": "A minor"}))[0]["id"]
+    item = _api_hits(client.get("/v1/search", params={"q": "music", "key": "A minor"}))["items"][0]["id"]
     assert client.get(f"/v1/items/{item}").json()["analysis"]["key"] == "A minor"
