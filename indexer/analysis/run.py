@@ -7,7 +7,8 @@ so a re-run costs nothing and an interrupted one goes on where it stopped.
 One file: ``analyse_file(path)``. Tempo and key come from the file's middle ``EXCERPT_S``
 seconds (mono at 22 050 Hz, bounded memory whatever the length); loudness from the whole file,
 every channel, at its own sample rate, streamed block by block (BS.1770 sums the channels'
-energies, so a mono mix-down would misread a stereo file by up to 3 dB).
+energies, so a mono mix-down would misread a stereo file by up to 3 dB); both through the
+decoders ingest uses (libsndfile, then PyAV for m4a/AAC, WMA, video containers).
 
 A file that cannot be analysed gets its error recorded (shown by ``indexer analyze``) and is not
 retried until it changes; one whose analysis process dies costs that file, not the run.
@@ -27,7 +28,7 @@ import numpy as np
 
 from indexer.analysis.loudness import LoudnessMeter
 from indexer.analysis.musical import SAMPLE_RATE, estimate_key, estimate_tempo, librosa_module
-from indexer.audio.decode import DEFAULT_LIMITS, DecodeLimits, open_audio
+from indexer.audio.decode import DEFAULT_LIMITS, DecodeLimits, open_audio, open_blocks
 from indexer.ingest.discover import NON_UTF8_PREFIX, is_remote, local_copy, os_path
 from indexer.ingest.worker import error_of, non_utf8_alias
 from indexer.store.analyses import AnalysisValues, PendingFile, mark_analysed, pending_files, write_analyses
@@ -75,24 +76,19 @@ def _analyse(path: str, limits: DecodeLimits) -> AnalysisValues:
         tempo_confidence=tempo.confidence,
         key=key.name,
         key_confidence=key.confidence,
-        loudness_lufs=file_loudness(path),
+        loudness_lufs=file_loudness(path, limits),
     )
 
 
-def file_loudness(path: str) -> float | None:
-    """Integrated LUFS of every channel at the file's own rate, or None (silence, under 400 ms,
-    or a file libsndfile cannot stream)."""
-    import soundfile as sf
-
-    try:
-        with sf.SoundFile(path) as handle:
-            meter = LoudnessMeter(handle.samplerate, handle.channels)
-            for block in handle.blocks(LOUDNESS_BLOCK_FRAMES, dtype="float64", always_2d=True):
-                if not np.isfinite(block).all():
-                    return None  # open_audio refuses such files first; never average NaN into a number
-                meter.feed(block)
-    except (sf.SoundFileError, RuntimeError, ValueError):
-        return None
+def file_loudness(path: str, limits: DecodeLimits = DEFAULT_LIMITS) -> float | None:
+    """Integrated LUFS of every channel at the file's own rate (whichever decoder reads it:
+    libsndfile or PyAV), or None for silence, under 400 ms, or samples that are not finite."""
+    with open_blocks(path, LOUDNESS_BLOCK_FRAMES, limits=limits) as (info, blocks):
+        meter = LoudnessMeter(info.sample_rate, info.channels)
+        for block in blocks:
+            if not np.isfinite(block).all():
+                return None  # open_audio refuses such files first; never average NaN into a number
+            meter.feed(block)  # copies: the decoder may reuse the block's buffer
     loudness = meter.integrated()
     return None if loudness is None else round(loudness, 2)
 

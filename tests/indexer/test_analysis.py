@@ -123,6 +123,18 @@ def test_a_file_is_analysed_whole_for_loudness_and_hostile_ones_get_nulls_or_an_
         analyse_file(str(nan_path))
 
 
+def test_a_file_only_pyav_reads_is_analysed_like_its_wav(tmp_path):
+    """m4a (ALAC, lossless) goes through the second decoder; loudness counts both channels there too."""
+    pytest.importorskip("av")
+    from tests.formats import BY_NAME, encode
+
+    stereo = np.stack([chord_progression("A minor", 44_100)] * 2, axis=1)
+    m4a = analyse_file(str(encode(tmp_path / "a_minor.m4a", stereo, 44_100, BY_NAME["m4a-alac"])))
+    wav = analyse_file(str(write_wav(tmp_path / "a_minor.wav", stereo, 44_100, "PCM_16")))
+    assert m4a.key == wav.key == "A minor" and m4a.tempo_bpm == pytest.approx(wav.tempo_bpm, abs=0.5)
+    assert m4a.loudness_lufs == pytest.approx(wav.loudness_lufs, abs=0.05)
+
+
 # ----------------------------------------------------------------------------- filters
 
 
