@@ -23,8 +23,10 @@
     │   └── TextTooLongError        longer than the query limit
     ├── QueryError                  a search asked for what this model or request cannot give
     │   ├── RelevanceUnavailableError  min_relevance without a text query and a calibrated model
-    │   └── FilterLimitError        more filter values (tags, formats) or longer ones than a query may carry
+    │   ├── FilterLimitError        more filter values (tags, formats) or longer ones than a query may carry
+    │   └── FilterValueError        a filter value that means nothing: an unknown key name, bpm_min > bpm_max
     ├── ConfigError                 a command's arguments or configuration file are invalid
+    │   └── AnalysisUnavailableError  tempo/key analysis asked for without librosa (the ``analysis`` extra)
     ├── DataError                   training data cannot be used (clap-train)
     │   └── DataManifestError       a training data listing is unusable (``.issue``: where and why)
     ├── EvaluationError             an evaluation cannot run on the given data (clap-train eval)
@@ -185,6 +187,14 @@ class EvaluationError(ClapSearchError):
 
 class FilterLimitError(QueryError):
     code = "request.filters"
+
+
+class FilterValueError(QueryError):
+    code = "request.filter_value"
+
+
+class AnalysisUnavailableError(ConfigError):
+    code = "config.analysis_unavailable"
 
 
 class ItemError(ClapSearchError):

@@ -100,6 +100,7 @@ def merge_short_files(segment_hits: list[Hit], file_hits: list[Hit], window_s: f
             tags=h.tags,
             start_s=0.0,
             end_s=h.duration_s,
+            analysis=h.analysis,
         )
         for h in file_hits
         if h.duration_s is not None and h.duration_s <= window_s
@@ -140,6 +141,7 @@ def hit_record(hit: Hit, kind: str, relevance_of: Relevance | None = None) -> di
         "start_s": hit.start_s,
         "end_s": hit.end_s,
         "segment_id": hit.id if kind == "segments" and hit.id > 0 else None,
+        "analysis": hit.analysis,  # tempo, key and loudness; None until `indexer analyze` ran
     }
 
 

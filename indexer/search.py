@@ -22,6 +22,7 @@ from sqlalchemy import null, select
 
 from indexer.errors import StoreError
 from indexer.store import versions
+from indexer.store.analyses import analyses_of
 from indexer.store.schema import File, Segment
 from indexer.store.vector_index import VectorIndex
 
@@ -40,6 +41,7 @@ class Hit:
     tags: dict | None = field(default=None, hash=False)
     start_s: float | None = None
     end_s: float | None = None
+    analysis: dict | None = field(default=None, hash=False)  # tempo, key, loudness (indexer analyze)
 
 
 class Searcher:
@@ -134,7 +136,11 @@ class Searcher:
                     .join(File, File.id == Segment.file_id)
                     .where(Segment.id.in_(ids))
                 )
-            return {
+            rows = {
                 r[0]: dict(file_id=r[1], path=r[2], duration_s=r[3], format=r[4], tags=r[5], start_s=r[6], end_s=r[7])
                 for r in result
             }
+        found = analyses_of(self.store.db, [row["file_id"] for row in rows.values()])
+        for row in rows.values():
+            row["analysis"] = found.get(row["file_id"])
+        return rows

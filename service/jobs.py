@@ -55,6 +55,7 @@ class IngestJobSpec:
     collection: str = "default"
     segments: bool = False
     prune: bool = False
+    analyze: bool = False  # then tempo, key and loudness of files not analysed yet (indexer analyze)
 
     def __post_init__(self) -> None:
         # the core's one name rule, before a job exists (a bad name used to pass here, then
@@ -85,6 +86,7 @@ class JobInfo(BaseModel):
     collection: str
     segments: bool = False
     prune: bool = False
+    analyze: bool = False
     progress: dict = Field(default_factory=empty_progress)
     result: dict | None = None
     error: str | None = None
@@ -202,6 +204,7 @@ def execute_ingest(spec: IngestJobSpec, settings: ServiceSettings, report: Calla
     store = Store.open(settings)
     try:
         outcome = run_ingest(store, options, progress=throttled)
+        analysis = _analyze(store, spec) if spec.analyze else None
     finally:
         store.close()
     stats = outcome.stats
@@ -215,6 +218,7 @@ def execute_ingest(spec: IngestJobSpec, settings: ServiceSettings, report: Calla
         "removed": stats.removed,
         "audio_seconds": round(float(stats.audio_seconds), 3),
         "seconds": round(float(outcome.seconds), 3),
+        "analysis": analysis,
         "failures": [{"path": p, "code": c, "message": m} for p, c, m in outcome.failures[:MAX_FAILURES]],
         "failures_total": len(outcome.failures),
         "walk_errors": [{"path": p, "message": m} for p, m in outcome.walk_errors[:MAX_FAILURES]],
@@ -229,6 +233,20 @@ def execute_ingest(spec: IngestJobSpec, settings: ServiceSettings, report: Calla
             }
             for r in outcome.published
         ],
+    }
+
+
+def _analyze(store, spec: IngestJobSpec) -> dict:
+    """``indexer ingest --analyze``'s second step, the same core runner: what it did."""
+    from indexer.analysis.run import analyze_collection
+
+    report = analyze_collection(store, spec.collection)
+    return {
+        "analysed": report.analysed,
+        "with_tempo": report.with_tempo,
+        "with_key": report.with_key,
+        "failed": report.failed,
+        "seconds": round(report.seconds, 3),
     }
 
 
@@ -347,7 +365,7 @@ class LocalJobQueue(JobQueue):
                 job = self._jobs.get(job_id)
                 if self._closed or job is None or job.status != "queued":
                     continue
-            spec = IngestJobSpec(job.path, job.collection, job.segments, job.prune)
+            spec = IngestJobSpec(job.path, job.collection, job.segments, job.prune, job.analyze)
             self._update(job_id, status="running", started_at=_now())
 
             def progress(p: dict, job_id: str = job_id) -> None:
@@ -546,6 +564,7 @@ class RQJobQueue(JobQueue):
             collection=spec.get("collection", "default"),
             segments=bool(spec.get("segments")),
             prune=bool(spec.get("prune")),
+            analyze=bool(spec.get("analyze")),
             progress=meta.get("progress") or empty_progress(),
             result=result,
             error=error,

@@ -88,6 +88,8 @@ PROBLEMS: dict[str, tuple[int, str]] = {
     # issue 16 (hostile inputs): a core code whose family ("store", 503) would misstate it
     "store.collection_name": (422, "Invalid collection name"),
     "request.filters": (422, "Too many filter values"),
+    # issue 17 (tempo and key filters): an unknown key name, bpm_min above bpm_max
+    "request.filter_value": (422, "Invalid filter value"),
     # issue 16 (keys never in URLs; the server stack's own 400 and 416 as problems)
     "auth.key_in_url": (400, "API key in URL"),
     "request.range": (416, "Range not satisfiable"),

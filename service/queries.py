@@ -29,6 +29,7 @@ from starlette.concurrency import run_in_threadpool
 
 from indexer import query as core
 from indexer.query import SearchRequest
+from indexer.store.analyses import analysis_token
 from indexer.store.schema import vector_from_bytes
 from service.inference import EmbedAudio, EmbedTexts, SearchQuery
 from service.problems import ProblemError
@@ -124,7 +125,9 @@ def _version_token(folder: Path) -> str:
 
 def _result_key(searcher: Searcher, req: SearchRequest, query_id: str) -> str:
     v = searcher.version
+    analysed = analysis_token(searcher.store.index_dir, searcher.collection.name)  # tempo/key shown and filtered
     return f"res:{v.collection_id}:{req.kind}:{v.version}:{v.generation}:{_version_token(v.folder)}:" + _digest(
+        analysed,
         str(v.folder),
         query_id,
         str(req.limit),

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
 from indexer import errors as core
+from indexer.models.hardware import hardware_report
 from indexer.models.manifest import Manifest
 from indexer.search import Searcher
 from indexer.store import catalog, versions
@@ -56,6 +57,7 @@ class Runtime:
         self.metrics = metrics or Metrics()
         self._store: Store | None = None
         self._encoder: ClapEncoder | None = None
+        self.hardware: dict | None = None  # hardware_report() once the model is loaded
         self._batcher: MicroBatcher | None = None
         self.cache = Cache(settings.redis_url, timeout_s=settings.redis_timeout_s)
         self.text_vector_cache = VectorLRU(settings.text_vector_cache_size)
@@ -95,6 +97,8 @@ class Runtime:
         s = self.settings
         store = self._store = Store.open(s)
         encoder = self._encoder = store.encoder()  # loads the ONNX towers now, not on a request
+        # what the model and FAISS really run on, read once here: /readyz only reads memory
+        self.hardware = hardware_report(encoder, s.device, s.faiss_gpu)
         batcher = self._batcher = MicroBatcher(
             InferenceEngine(encoder, self.metrics),
             max_batch=s.batch_max,
@@ -272,6 +276,7 @@ class Runtime:
                 "variant": self.store.variant if model_ok else None,
                 "providers": list(getattr(self._encoder, "providers", [])),
             },
+            "hardware": self.hardware,
             "indexes": self.loaded(),
             "index_errors": dict(self._load_errors),
             "vocabulary": {

@@ -30,6 +30,17 @@ class Problem(BaseModel):
     errors: list[dict] | None = Field(None, description="request.invalid: one entry per field (loc, msg, type)")
 
 
+class MusicalAnalysis(BaseModel):
+    """What ``indexer analyze`` (or ``ingest --analyze``) found; a value is null where the file
+    has none (no steady beat, no tonal centre, silence)."""
+
+    tempo_bpm: float | None = Field(None, description="beats per minute")
+    tempo_confidence: float | None = Field(None, description="0..1: how periodic the onsets are at that tempo")
+    key: str | None = Field(None, description="'A minor', 'F# major' (sharps)", examples=["A minor"])
+    key_confidence: float | None = Field(None, description="correlation with the Krumhansl-Schmuckler key profile")
+    loudness_lufs: float | None = Field(None, description="integrated loudness, ITU-R BS.1770 / EBU R 128")
+
+
 class SearchHit(BaseModel):
     id: int = Field(description="item (file) id: use it for /v1/items/{id}, similar search, classify")
     score: float = Field(description="cosine similarity to the query, -1..1")
@@ -48,6 +59,7 @@ class SearchHit(BaseModel):
     start_s: float | None = Field(None, description="with segments=true: where the moment starts")
     end_s: float | None = None
     segment_id: int | None = None
+    analysis: MusicalAnalysis | None = Field(None, description="tempo, key and loudness; null until analysed")
     audio_url: str
     peaks_url: str
 
@@ -184,6 +196,7 @@ class Item(BaseModel):
     error_code: str | None = None
     n_segments: int
     updated_at: datetime | None
+    analysis: MusicalAnalysis | None = Field(None, description="tempo, key and loudness; null until analysed")
     audio_url: str
     peaks_url: str
 
@@ -253,6 +266,13 @@ class SearchOptions(BaseModel):
     tag: list[str] = Field([], max_length=100, description="'rain' (any tag contains it) or 'genre:ambient'")
     path_prefix: str | None = Field(None, description="only files whose path starts with this")
     segments: bool = Field(False, description="search 10 s windows inside long files; hits carry start_s/end_s")
+    bpm_min: float | None = Field(None, ge=0, le=1000, description="analysed files at least this tempo (BPM)")
+    bpm_max: float | None = Field(None, ge=0, le=1000, description="analysed files at most this tempo (BPM)")
+    key: str | None = Field(
+        None,
+        max_length=40,
+        description="analysed files in this key: 'A minor', 'F# major', 'Bbm' (a note alone: either mode)",
+    )
 
 
 class SearchTextInput(SearchOptions):
@@ -289,6 +309,9 @@ class IngestRequest(BaseModel):
     collection: str = Field("default", min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.-]+$")
     segments: bool = Field(False, description="also index 10 s windows of long files")
     prune: bool = Field(False, description="forget files under path that no longer exist")
+    analyze: bool = Field(
+        False, description="then estimate tempo, key and loudness of files not analysed yet (needs librosa)"
+    )
 
 
 # ----------------------------------------------------------------------------- near-duplicates

@@ -8,6 +8,7 @@
     indexer export --out library.parquet        # vectors + metadata
     indexer check [--repair]                    # rows, vectors and indexes agree?
     indexer duplicates [--threshold 0.95]       # same recording in other formats, trims, gains
+    indexer analyze                             # tempo, key, loudness (ingest --analyze; search --key "A minor")
     indexer embed|embed-text|rank|model-info    # model-level tools without a database
     indexer -v ingest ...                       # also log what happens (-vv: debug)
 
@@ -45,9 +46,9 @@ def app(verbose: int) -> None:
 
 
 def _register() -> None:
-    from indexer.cli import distributed, embed, library, watch
+    from indexer.cli import analysis, distributed, embed, library, watch
 
-    for module in (library, embed, distributed, watch):
+    for module in (library, analysis, embed, distributed, watch):
         for command in module.COMMANDS:
             app.add_command(command)
 

@@ -78,6 +78,11 @@ def ingest_options(func):
 @click.option("--prune", is_flag=True, help="forget files under PATHS that no longer exist")
 @click.option("--retry-failed", is_flag=True, help="try files that failed before again")
 @click.option(
+    "--analyze",
+    is_flag=True,
+    help="then estimate tempo, key and loudness of files not analysed yet (needs librosa: the `analysis` extra)",
+)
+@click.option(
     "--segments/--no-segments",
     default=False,
     help="also index windows of long files, so search can return the moment inside them",
@@ -103,6 +108,7 @@ def ingest(
     progress_every,
     prune,
     retry_failed,
+    analyze,
     segments,
     segment_seconds,
     segment_hop,
@@ -113,6 +119,10 @@ def ingest(
     from indexer.ingest.pipeline import IngestOptions, run_ingest
     from indexer.store.catalog import SegmentSpec
 
+    if analyze:
+        from indexer.analysis.musical import librosa_module
+
+        librosa_module()  # no librosa: say so before an hour of ingest, not after it
     options = IngestOptions(
         paths=[str(p) for p in paths],
         collection=collection,
@@ -131,6 +141,11 @@ def ingest(
     finally:
         bar.close()
     print_report(report)
+    if analyze:
+        from indexer.cli.analysis import run_analysis
+
+        analysed = run_analysis(store, collection, workers=workers, quiet=quiet)
+        return report.exit_code or analysed
     return report.exit_code
 
 
@@ -146,13 +161,13 @@ def status(collection, errors, as_json, hardware, store) -> int:
     names = [collection] if collection else [c.name for c in store_collections(store)]
     data = [collection_status(store, name, errors=errors) for name in names]
     if hardware:
-        from indexer.models.hardware import faiss_report, format_report, onnx_report
+        from indexer.models.hardware import format_report, hardware_report
 
-        onnx, index = onnx_report(store.encoder(), store.settings.device), faiss_report(store.settings.faiss_gpu)
+        report = hardware_report(store.encoder(), store.settings.device, store.settings.faiss_gpu)
         if as_json:
-            print(json.dumps({"hardware": {"model": onnx, "index": index}, "collections": data}, indent=2, default=str))
+            print(json.dumps({"hardware": report, "collections": data}, indent=2, default=str))
             return 0
-        print(format_report(onnx, index) + "\n")
+        print(format_report(report["model"], report["index"]) + "\n")
     if as_json:
         print(json.dumps(data, indent=2, default=str))
     elif not data:
@@ -258,6 +273,9 @@ def export(collection, out, segments, store) -> int:
 @click.option("--min-duration", type=click.FloatRange(min=0), default=None, help="seconds")
 @click.option("--max-duration", type=click.FloatRange(min=0), default=None, help="seconds")
 @click.option("--path-prefix", default=None, help="only files whose path starts with this")
+@click.option("--bpm-min", type=float, default=None, help="only analysed files at least this tempo (`indexer analyze`)")
+@click.option("--bpm-max", type=float, default=None, help="only analysed files at most this tempo")
+@click.option("--key", "key_name", default=None, help="only files in this key: 'A minor', 'F# major', 'Bbm'")
 @click.option(
     "--json", "as_json", is_flag=True, help="the page of hits as JSON, {items, total, limit, offset} (= --output json)"
 )
@@ -283,6 +301,9 @@ def search(
     min_duration,
     max_duration,
     path_prefix,
+    bpm_min,
+    bpm_max,
+    key_name,
     as_json,
     output,
     store,
@@ -300,6 +321,9 @@ def search(
         formats=tuple(formats),
         tags=tuple(t for t in tags if t),
         path_prefix=path_prefix or None,
+        bpm_min=bpm_min,
+        bpm_max=bpm_max,
+        key_name=key_name or None,
     )
     req = SearchRequest(collection, limit, offset, min_score, segments, filters, min_relevance)
     vector = None
@@ -319,10 +343,12 @@ def search(
 
         sys.stdout.write(render(hits, output, locate=lambda record: record["path"]))
         return 0
+    from indexer.cli.analysis import musical_summary
+
     for hit in hits:
         span = f"  [{hit['start_s']:.1f}-{hit['end_s']:.1f} s]" if hit["start_s"] is not None else ""
         shown = f"  relevance {hit['relevance']:.2f}" if hit["relevance"] is not None else ""
-        print(f"{hit['score']:+.3f}{shown}  {hit['path']}{span}")
+        print(f"{hit['score']:+.3f}{shown}  {hit['path']}{span}{musical_summary(hit.get('analysis'))}")
     return 0
 
 

@@ -1,8 +1,9 @@
 """What the model and the index really run on: ONNX Runtime's active execution providers per
 graph (a CUDA request that fell back to the CPU shows), and FAISS's build and GPUs.
 
-Read by ``indexer status --hardware`` and the service's readiness view; a request for CUDA
-that silently ran on the CPU is the failure this exists to make visible.
+``hardware_report`` is the one view ``indexer status --hardware``, the service's ``/readyz``
+(to authenticated callers) and the web page's hardware line all show; a request for CUDA that
+silently ran on the CPU is the failure this exists to make visible.
 """
 
 from __future__ import annotations
@@ -45,10 +46,31 @@ def faiss_report(mode: str) -> dict:
     }
 
 
+def hardware_report(encoder: ClapEncoder, requested: str, faiss_mode: str) -> dict:
+    """``{"model": onnx_report, "index": faiss_report, "summary": one line}`` for a loaded encoder."""
+    onnx, index = onnx_report(encoder, requested), faiss_report(faiss_mode)
+    return {"model": onnx, "index": index, "summary": summary_line(onnx, index)}
+
+
+def _short(provider: str) -> str:
+    return provider.replace("ExecutionProvider", "")
+
+
+def summary_line(onnx: dict, index: dict) -> str:
+    """One line for a status bar: "model on CPU (audio: CPU, text: CPU) · FAISS CPU build, 0 GPUs"."""
+    graphs = ", ".join(f"{graph}: {_short(providers[0])}" for graph, providers in onnx["active"].items() if providers)
+    line = (
+        f"model on {onnx['device'].upper()} ({graphs}) · FAISS {index['build'].upper()} build, "
+        f"{index['gpus']} GPU{'s' if index['gpus'] != 1 else ''}"
+    )
+    if onnx["fell_back_to_cpu"]:
+        line += " · CUDA requested but (part of) the model runs on the CPU"
+    return line
+
+
 def format_report(onnx: dict, index: dict) -> str:
     graphs = ", ".join(
-        f"{graph}: {' > '.join(p.replace('ExecutionProvider', '') for p in providers)}"
-        for graph, providers in onnx["active"].items()
+        f"{graph}: {' > '.join(_short(p) for p in providers)}" for graph, providers in onnx["active"].items()
     )
     lines = [
         f"model runs on {onnx['device']} (requested {onnx['requested']}; {graphs})",

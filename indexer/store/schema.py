@@ -114,6 +114,29 @@ class Segment(Base):
     generation: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
+class FileAnalysis(Base):
+    """Musical analysis of one file (``indexer analyze``, ``indexer ingest --analyze``): tempo,
+    key and loudness, or ``error`` when the file could not be analysed.
+
+    It describes the bytes whose hash is ``content_hash``: once the file changes (its row gets
+    a new hash) the analysis is stale, filters ignore it and the next analysis run redoes it.
+    A value is null when the file has none worth reporting (no steady beat, no tonal centre,
+    silence), never a guess.
+    """
+
+    __tablename__ = "file_analyses"
+    __table_args__ = (Index("ix_file_analyses_tempo", "tempo_bpm"), Index("ix_file_analyses_key", "key"))
+    file_id: Mapped[int] = mapped_column(ForeignKey("files.id", ondelete="CASCADE"), primary_key=True)
+    content_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    tempo_bpm: Mapped[float | None] = mapped_column(Float, nullable=True)
+    tempo_confidence: Mapped[float | None] = mapped_column(Float, nullable=True)
+    key: Mapped[str | None] = mapped_column(String(16), nullable=True)  # "A minor", "F# major"
+    key_confidence: Mapped[float | None] = mapped_column(Float, nullable=True)
+    loudness_lufs: Mapped[float | None] = mapped_column(Float, nullable=True)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    analyzed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
 class IndexVersion(Base):
     """One published FAISS index (``kind`` files or segments) of a collection."""
 

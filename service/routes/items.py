@@ -20,6 +20,7 @@ from starlette.concurrency import run_in_threadpool
 from indexer.audio.decode import open_blocks
 from indexer.errors import AudioError, public_text
 from indexer.query import ItemAudio, item_row, open_item_audio
+from indexer.store.analyses import analyses_of
 from service.problems import PROBLEMS, ProblemError, problem_response
 from service.schemas import Item, Peaks
 from service.security import MEDIA_COOKIE, MEDIA_PATH, MEDIA_TTL_S
@@ -71,6 +72,7 @@ def utc_iso(moment: datetime | None) -> str | None:
 async def item(request: Request, item_id: int):
     rt: Runtime = request.app.state.runtime
     row, collection = await run_in_threadpool(item_row, rt.store, item_id)
+    analysis = (await run_in_threadpool(analyses_of, rt.store.db, [row.id])).get(row.id)
     body = Item.model_validate(
         {
             "id": row.id,
@@ -88,6 +90,7 @@ async def item(request: Request, item_id: int):
             "error_code": row.error_code,
             "n_segments": row.n_segments,
             "updated_at": row.updated_at,
+            "analysis": analysis,
             "audio_url": f"/v1/items/{row.id}/audio",
             "peaks_url": f"/v1/items/{row.id}/peaks",
         }

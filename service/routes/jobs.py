@@ -41,8 +41,16 @@ async def submit(request: Request, fields: Fields = BodyFields):
     await run_in_threadpool(check_ingest_path, body.path, rt.settings.allowed_ingest_roots)
     # catalogue the path as the user wrote it (absolute, symlinks kept), as `indexer ingest` does,
     # so the same file never appears under two names
+    if body.analyze:
+        from indexer.analysis.musical import librosa_module
+
+        librosa_module()  # no librosa on this server: refused now, not after the ingest
     spec = IngestJobSpec(
-        path=os.path.abspath(body.path), collection=body.collection, segments=body.segments, prune=body.prune
+        path=os.path.abspath(body.path),
+        collection=body.collection,
+        segments=body.segments,
+        prune=body.prune,
+        analyze=body.analyze,
     )
     return await run_in_threadpool(rt.jobs.submit, spec)
 

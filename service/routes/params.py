@@ -37,6 +37,13 @@ async def search_request(  # async: a sync dependency would cost a thread hop pe
     tag: list[str] = Query([], description="'rain' (any tag contains it) or 'genre:ambient' (repeatable)"),
     path_prefix: str | None = Query(None, description="only files whose path starts with this"),
     segments: bool = Query(False, description="search 10 s windows inside long files; hits carry start_s/end_s"),
+    bpm_min: float | None = Query(None, ge=0, le=1000, description="analysed files at least this tempo (BPM)"),
+    bpm_max: float | None = Query(None, ge=0, le=1000, description="analysed files at most this tempo (BPM)"),
+    key: str | None = Query(
+        None,
+        max_length=40,
+        description="analysed files in this key: 'A minor', 'F# major', 'Bbm' (a note alone: either mode)",
+    ),
 ) -> SearchRequest:
     try:  # the Query declarations above already hold all but the list lengths
         options = SearchOptions(
@@ -51,6 +58,9 @@ async def search_request(  # async: a sync dependency would cost a thread hop pe
             tag=tag,
             path_prefix=path_prefix,
             segments=segments,
+            bpm_min=bpm_min,
+            bpm_max=bpm_max,
+            key=key,
         )
     except ValidationError as exc:
         raise RequestValidationError(
@@ -83,6 +93,9 @@ def search_options(request: Request, o: SearchOptions) -> SearchRequest:
             formats=tuple(f for f in o.format if f),
             tags=tuple(t for t in o.tag if t),
             path_prefix=o.path_prefix or None,
+            bpm_min=o.bpm_min,
+            bpm_max=o.bpm_max,
+            key_name=o.key or None,
         ),
     )
 

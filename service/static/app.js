@@ -9,6 +9,8 @@ import { updateMinScoreOut, loadCollections, loadModel } from "./filters.js";
 import { readColors, redrawAll, togglePlay, setupPlayer } from "./waveform.js";
 import { searchText, searchFile, searchSimilar, runSearch, fromUrl } from "./results.js";
 import { classify, submitIngest, loadJobs } from "./panels.js";
+import { loadHardware } from "./hardware.js";
+import { setupDuplicates } from "./duplicates.js";
 
 // ---------------------------------------------------------------------------- drag and drop, keys
 
@@ -120,6 +122,7 @@ function init() {
   readColors();
   setupApiKey(() => {
     loadCollections();
+    loadHardware();
     loadJobs();
     if (state.query) runSearch(false);
   });
@@ -134,6 +137,7 @@ function init() {
   });
   $("#more-btn").addEventListener("click", () => runSearch(true));
   setupFiltersToggle();
+  setupDuplicates();
 
   const refilter = debounce(() => { if (state.query) runSearch(false); }, 350);
   const filters = $("#filters-form");
@@ -155,6 +159,7 @@ function init() {
   window.addEventListener("resize", debounce(redrawAll, 100));
 
   loadModel();
+  loadHardware();
   loadCollections();
   loadJobs();
   fromUrl();

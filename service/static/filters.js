@@ -1,4 +1,4 @@
-// The filter sidebar (collection, score, duration, format, tags, path, moments) and the model name.
+// The filter sidebar (collection, score, duration, format, tags, tempo, key, path, moments) and the model name.
 
 import { $ } from "./common.js";
 import { api, showError, showMessage } from "./api.js";
@@ -15,6 +15,9 @@ export function filterParams() {
   for (const box of document.querySelectorAll("#f-formats input:checked")) p.push(["format", box.value]);
   for (const t of val("#f-tag").split(",").map((s) => s.trim()).filter(Boolean)) p.push(["tag", t]);
   if (val("#f-path-prefix")) p.push(["path_prefix", val("#f-path-prefix")]);
+  if (val("#f-bpm-min") !== "") p.push(["bpm_min", val("#f-bpm-min")]);
+  if (val("#f-bpm-max") !== "") p.push(["bpm_max", val("#f-bpm-max")]);
+  if (val("#f-key")) p.push(["key", val("#f-key")]);
   if ($("#f-segments").checked) p.push(["segments", "true"]);
   return p;
 }
@@ -27,6 +30,9 @@ export function applyFiltersFromUrl(sp) {
   set("#f-min-duration", "min_duration");
   set("#f-max-duration", "max_duration");
   set("#f-path-prefix", "path_prefix");
+  set("#f-bpm-min", "bpm_min");
+  set("#f-bpm-max", "bpm_max");
+  set("#f-key", "key");
   if (sp.has("limit")) ensureLimitOption(sp.get("limit"));
   set("#f-limit", "limit");
   const formats = new Set(sp.getAll("format").map((f) => f.toUpperCase()));

@@ -110,6 +110,7 @@ export async function submitIngest(ev) {
     collection: $("#ingest-collection").value.trim() || "default",
     segments: $("#ingest-segments").checked,
     prune: false,
+    analyze: $("#ingest-analyze").checked,
   };
   const btn = $("#ingest-btn");
   btn.disabled = true;

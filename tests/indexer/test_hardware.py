@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 from indexer import cli
-from indexer.models.hardware import faiss_report, format_report, onnx_report
+from indexer.models.hardware import faiss_report, format_report, hardware_report, onnx_report
 from tests.indexer import library
 
 
@@ -30,6 +30,11 @@ def test_a_cuda_request_that_runs_on_the_cpu_is_reported_as_such():
     fine = onnx_report(_Encoder({"audio": CUDA, "text": CUDA}), "cuda")
     assert fine["device"] == "cuda" and fine["fell_back_to_cpu"] is False
     assert onnx_report(_Encoder({"audio": CPU}), "cpu")["fell_back_to_cpu"] is False
+    # the one-line summary the page shows says it too
+    summary = hardware_report(_Encoder({"audio": CPU, "text": CPU}), "cuda", "auto")["summary"]
+    assert summary.startswith("model on CPU (audio: CPU, text: CPU) · FAISS ")
+    assert summary.endswith("CUDA requested but (part of) the model runs on the CPU")
+    assert "CUDA requested" not in hardware_report(_Encoder({"audio": CPU}), "cpu", "auto")["summary"]
 
 
 def test_status_hardware_reads_the_loaded_sessions(tmp_path, capsys):

@@ -31,7 +31,7 @@ def drop_all(url: str) -> None:
     """The store's tables dropped from the test database, so that a PostgreSQL store test starts empty."""
     engine = sa.create_engine(url)
     with engine.begin() as conn:
-        for table in ("segments", "index_versions", "files", "collections", "alembic_version"):
+        for table in ("file_analyses", "segments", "index_versions", "files", "collections", "alembic_version"):
             conn.execute(sa.text(f"DROP TABLE IF EXISTS {table} CASCADE"))
     engine.dispose()
 
@@ -84,7 +84,7 @@ def test_migrations_create_exactly_the_models_schema(db):
         diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
         version = conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
     assert diff == []
-    assert version == "0001"
+    assert version == "0002"
 
 
 def test_rows_vectors_and_segments_round_trip(db, manifest):

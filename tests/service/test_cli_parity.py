@@ -101,3 +101,70 @@ def test_refusals_carry_the_same_code(client, ingested_home, capsys):
             assert response.status_code == 422 and response.json()["code"] == code
     response = client.get(f"/v1/items/{2**63}/similar")
     assert response.status_code == 404 and response.json()["code"] == "item.not_found"
+
+
+# ----------------------------------------------------------------------------- tempo and key
+
+# (CLI options, API query parameters, the files expected) on the analysed library below
+MUSIC_CASES = {
+    "bpm": (["--bpm-min", "118", "--bpm-max", "122"], {"bpm_min": 118, "bpm_max": 122}, {"click_120.wav"}),
+    "key": (["--key", "A minor"], {"key": "A minor"}, {"a_minor.wav"}),
+    "key-any-mode-with-format": (["--key", "c", "--format", "WAV"], {"key": "c", "format": "WAV"}, {"c_major.wav"}),
+    "slow-moments": (
+        ["--bpm-max", "95", "--segments", "-k", "20"],
+        {"bpm_max": 95, "segments": "true", "limit": 20},
+        {"click_90.wav", "a_minor.wav", "c_major.wav"},
+    ),
+}
+
+
+@pytest.fixture(scope="module")
+def analysed(ingested_home, tmp_path_factory):
+    """A copy of the shared home plus generated music, ingested with ``--analyze``, and an app over it."""
+    import shutil
+
+    from fastapi.testclient import TestClient
+
+    from service.app import create_app
+    from tests.music_library import musical_library
+    from tests.service.conftest import service_settings, settle
+
+    pytest.importorskip("librosa")
+    root = tmp_path_factory.mktemp("analysed")
+    home = root / "home"
+    shutil.copytree(ingested_home, home, symlinks=True)
+    musical_library(root / "music")
+    code = cli.main(["ingest", str(root / "music"), "--analyze", "--workers", "1", "-q"] + _home(home))
+    assert code == 0
+    with TestClient(create_app(service_settings(home)), raise_server_exceptions=False) as client:
+        yield home, client
+        settle(client)
+
+
+def _home(home) -> list[str]:
+    return ["--home", str(home), "--model", str(MODEL)]
+
+
+@pytest.mark.parametrize("case", sorted(MUSIC_CASES))
+def test_tempo_and_key_filters_answer_alike(case, analysed, capsys):
+    home, client = analysed
+    options, params, expected = MUSIC_CASES[case]
+    api = _api_hits(client.get("/v1/search", params={"q": "music", **params}))
+    assert _cli_hits(capsys, home, ["music", *options]) == api
+    assert {hit["name"] for hit in api["items"]} == expected and api["total"] == len(expected)
+    assert all(hit["analysis"] is not None for hit in api["items"])
+
+
+def test_tempo_and_key_refusals_carry_the_same_code(analysed, capsys):
+    home, client = analysed
+    for options, params in (
+        (["--key", "H minor"], {"key": "H minor"}),
+        (["--bpm-min", "130", "--bpm-max", "120"], {"bpm_min": 130, "bpm_max": 120}),
+    ):
+        capsys.readouterr()
+        assert cli.main(["search", "x", *options, *_home(home)]) == 2
+        assert "error [request.filter_value]" in capsys.readouterr().err
+        response = client.get("/v1/search", params={"q": "x", **params})
+        assert response.status_code == 422 and response.json()["code"] == "request.filter_value"
+    item = _api_hits(client.get("/v1/search", params={"q": "music", "key": "A minor"}))["items"][0]["id"]
+    assert client.get(f"/v1/items/{item}").json()["analysis"]["key"] == "A minor"

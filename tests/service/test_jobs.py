@@ -29,6 +29,7 @@ JOB_KEYS = {
     "collection",
     "segments",
     "prune",
+    "analyze",
     "progress",
     "result",
     "error",
@@ -126,6 +127,28 @@ def test_local_queue_runs_an_ingest(tmp_path):
         assert [j.id for j in queue.list()] == [job.id]
         assert queue.status()["backend"] == "local" and queue.status()["state"] == "ok"
         _assert_searchable(settings, 3)
+    finally:
+        queue.close()
+
+
+def test_an_ingest_job_can_analyse_tempo_and_key(tmp_path):
+    """``analyze: true`` runs ``indexer ingest --analyze``'s second step (the same core runner)."""
+    pytest.importorskip("librosa")
+    from tests.music_library import chord_progression, click_track, write_wav
+
+    lib = tmp_path / "lib"
+    write_wav(lib / "click_120.wav", click_track(120, 8))
+    write_wav(lib / "a_minor.wav", chord_progression("A minor"))
+    settings = _settings(tmp_path)
+    queue = open_job_queue(settings)
+    try:
+        job = queue.submit(IngestJobSpec(str(lib), analyze=True))
+        done = _wait_job(queue, job.id, timeout=180)
+        assert done.status == "finished" and done.analyze, done.error
+        analysis = done.result["analysis"]
+        assert (analysis["analysed"], analysis["with_key"], analysis["failed"]) == (2, 1, 0)
+        plain = _wait_job(queue, queue.submit(IngestJobSpec(str(lib))).id)
+        assert plain.result["analysis"] is None and not plain.analyze
     finally:
         queue.close()
 

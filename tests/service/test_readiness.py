@@ -117,3 +117,25 @@ def test_readiness_details_only_for_authenticated_callers(open_client):
     for headers in ({"X-API-Key": "sesame"}, {"Authorization": "Bearer sesame"}):
         body = client.get("/readyz", headers=headers).json()
         assert body["ready"] is True and "indexes" in body and "database" in body, headers
+        assert body["hardware"]["model"]["active"], headers  # what the model runs on: operators only
+
+
+def test_readiness_says_what_the_model_and_faiss_really_run_on(client, capsys):
+    """The same report as `indexer status --hardware` (one core function), read from the loaded
+    sessions: the providers each graph runs with, a CUDA fallback flag, FAISS's build."""
+    import json
+
+    from indexer import cli
+    from tests.service.conftest import MODEL
+
+    hardware = client.get("/readyz").json()["hardware"]
+    model, index = hardware["model"], hardware["index"]
+    assert set(model["active"]) >= {"audio", "text"} and all(model["active"].values())
+    assert model["requested"] == "auto" and isinstance(model["fell_back_to_cpu"], bool)
+    assert index["build"] in ("cpu", "gpu") and isinstance(index["gpus"], int)
+    assert hardware["summary"].startswith(f"model on {model['device'].upper()} (audio: ")
+    home = client.app.state.settings.home
+    capsys.readouterr()
+    assert cli.main(["status", "--hardware", "--json", "--home", str(home), "--model", str(MODEL)]) == 0
+    cli_hardware = json.loads(capsys.readouterr().out)["hardware"]
+    assert cli_hardware["model"] == model and cli_hardware["index"] == index
