@@ -56,9 +56,11 @@ def test_bad_files_are_reported_and_never_stop_the_run(tiny_model_dir, tmp_path)
     wave[1000] = np.nan
     sf.write(nan, wave, 48_000, subtype="FLOAT")
     aac = tmp_path / "song.m4a"
-    aac.write_bytes(b"\x00\x00\x00\x20ftypM4A " + bytes(200))
+    aac.write_bytes(b"\x00\x00\x00\x20ftypM4A " + bytes(200))  # an m4a header, then nothing: damaged
+    ape = tmp_path / "song.ape"
+    ape.write_bytes(b"MAC " + bytes(200))  # Monkey's Audio: neither decoder reads it
     missing = tmp_path / "missing.wav"
-    paths = [good, garbage, empty, stereo, nan, aac, missing]
+    paths = [good, garbage, empty, stereo, nan, aac, ape, missing]
 
     results = list(ClapEncoder.open(tiny_model_dir).embed_files(paths, batch_size=3))
     assert [r.path for r in results] == [str(p) for p in paths]
@@ -68,6 +70,7 @@ def test_bad_files_are_reported_and_never_stop_the_run(tiny_model_dir, tmp_path)
         EmptyAudioError,
         None,
         InvalidSamplesError,
+        AudioDecodeError,
         UnsupportedFormatError,
         AudioDecodeError,
     ]
