@@ -23,7 +23,8 @@
     │   └── TextTooLongError        longer than the query limit
     ├── QueryError                  a search asked for what this model or request cannot give
     │   ├── RelevanceUnavailableError  min_relevance without a text query and a calibrated model
-    │   └── FilterLimitError        more filter values (tags, formats) or longer ones than a query may carry
+    │   ├── FilterLimitError        more filter values (tags, formats) or longer ones than a query may carry
+    │   └── SearchModeError         a search mode the query cannot run in (mode=text for an audio query)
     ├── ConfigError                 a command's arguments or configuration file are invalid
     ├── DataError                   training data cannot be used (clap-train)
     │   └── DataManifestError       a training data listing is unusable (``.issue``: where and why)
@@ -183,6 +184,10 @@ class EvaluationError(ClapSearchError):
 
 class FilterLimitError(QueryError):
     code = "request.filters"
+
+
+class SearchModeError(QueryError):
+    code = "request.mode"
 
 
 class ItemError(ClapSearchError):

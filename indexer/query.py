@@ -25,6 +25,7 @@ import numpy as np
 
 from indexer import errors
 from indexer.filters import SearchFilters, allowed_ids
+from indexer.fulltext import FUSION_DEPTH, MODES, fuse, text_order, text_ranking
 from indexer.ingest.discover import os_path
 from indexer.search import Hit, Searcher
 from indexer.store.schema import STATUS_INDEXED, Collection, File, vector_from_bytes
@@ -51,6 +52,7 @@ class SearchRequest:
     segments: bool = False
     filters: SearchFilters = SearchFilters()
     min_relevance: float | None = None  # text queries on calibrated models (manifest.score_calibration)
+    mode: str = "hybrid"  # text queries: hybrid (words + sound), audio (vectors only) or text (words only)
 
     @property
     def kind(self) -> str:
@@ -74,6 +76,83 @@ def candidates_needed(req: SearchRequest, exclude_file: int | None) -> int:
         if exclude_file is not None:
             k += SEGMENT_SELF_MARGIN
     return k
+
+
+def search_mode(req: SearchRequest, *, text_query: bool) -> str:
+    """The ranking this query gets. Words rank whole files for text queries: a query by example
+    (an upload, a similar item) and a moment search rank by sound, which the default ``hybrid``
+    quietly becomes; asking for ``text`` there is refused."""
+    if req.mode not in MODES:
+        raise errors.SearchModeError(f"mode {req.mode!r} is not one of {', '.join(MODES)}")
+    if req.mode == "audio" or (text_query and not req.segments):
+        return req.mode
+    if req.mode == "text":
+        raise errors.SearchModeError(
+            "mode=text ranks whole files by their words: it needs a text query and no segments "
+            f"(this is {'a moment search' if req.segments else 'a query by example'}); use mode=audio or hybrid"
+        )
+    return "audio"
+
+
+def vector_depth(req: SearchRequest, exclude_file: int | None, mode: str) -> int:
+    """Hits to take from the vector index: a fused page needs the top of the whole ranking."""
+    k = candidates_needed(req, exclude_file)
+    return max(k, FUSION_DEPTH) if mode == "hybrid" else k
+
+
+def with_words(
+    store: Store,
+    collection_id: int,
+    req: SearchRequest,
+    mode: str,
+    text: str,
+    query_vector: np.ndarray,
+    vector_hits: list[Hit],
+    allowed: np.ndarray | None,
+) -> list[Hit]:
+    """The hits of a text query in ``mode``: the vector hits as they are (audio), the files whose
+    words match (text, ordered by the words, then by cosine) or both rankings fused (hybrid).
+    Filters (``allowed``) apply to both rankings before the fusion; every hit keeps its cosine
+    as ``score``, so thresholds and relevance mean the same in every mode."""
+    if mode == "audio":
+        return vector_hits
+    depth = req.offset + req.limit
+    ranked = text_ranking(
+        store.db, collection_id, text, max(depth, FUSION_DEPTH) if mode == "hybrid" else depth, allowed
+    )
+    if not ranked and mode == "hybrid":
+        return vector_hits  # no word of the query is in the index: hybrid is audio search
+    by_id = {h.file_id: h for h in vector_hits}
+    by_id.update(_scored_rows(store, [i for i, _ in ranked if i not in by_id], query_vector))
+    cosines = {i: h.score for i, h in by_id.items()}
+    words_order = text_order(ranked, cosines)
+    order = words_order if mode == "text" else fuse([h.file_id for h in vector_hits], words_order, cosines)
+    return [by_id[i] for i in order if i in by_id]
+
+
+def _scored_rows(store: Store, ids: list[int], query_vector: np.ndarray) -> dict[int, Hit]:
+    """Hits for files the words found but the vector page did not hold, scored by their stored vector."""
+    if not ids:
+        return {}
+    from sqlalchemy import select
+
+    query = np.asarray(query_vector, np.float32).ravel()
+    with store.db.session() as s:
+        rows = s.execute(
+            select(File.id, File.path, File.duration_s, File.format, File.tags, File.vector).where(
+                File.id.in_(ids), File.status == STATUS_INDEXED
+            )
+        ).all()
+    out = {}
+    for file_id, path, duration_s, fmt, tags, blob in rows:
+        vector = vector_from_bytes(blob) if blob is not None else None
+        if vector is None or vector.shape != query.shape:  # a corrupt row (indexer check) cannot rank
+            continue
+        score = float(vector @ query)
+        out[file_id] = Hit(
+            id=file_id, score=score, file_id=file_id, path=path, duration_s=duration_s, format=fmt, tags=tags
+        )
+    return out
 
 
 def filter_ids(store: Store, collection_id: int, req: SearchRequest, kind: str | None = None) -> np.ndarray | None:
@@ -308,15 +387,22 @@ def run_search(
     exclude_file: int | None = None,
 ) -> list[dict]:
     """One page of hits for a text or a vector, without the service's cache and batching."""
+    text_query = vector is None or text is not None
+    mode = search_mode(req, text_query=text_query)
+    if text_query:
+        text = check_query_text(text)
     if vector is None:
         vector = store.encoder().embed_text([check_query_text(text)])[0]
     query = np.asarray(vector, np.float32)[None]
     searcher = Searcher(store, req.collection, kind=req.kind)
-    k = candidates_needed(req, exclude_file)
-    hits = searcher.search_vectors(query, k, allowed_ids=filter_ids(store, searcher.collection.id, req))[0]
+    k = vector_depth(req, exclude_file, mode)
+    allowed = filter_ids(store, searcher.collection.id, req)
+    hits = searcher.search_vectors(query, k, allowed_ids=allowed)[0]
+    if text is not None and mode != "audio":
+        hits = with_words(store, searcher.collection.id, req, mode, text, query[0], hits, allowed)
     if req.segments:
         files = Searcher(store, req.collection)
         file_hits = files.search_vectors(query, k, allowed_ids=filter_ids(store, files.collection.id, req, "files"))[0]
         hits = merge_short_files(hits, file_hits, searcher.collection.segment_seconds or 0.0)
-    relevance_of = relevance_for(store.manifest, query[0], text_query=text is not None, req=req)
+    relevance_of = relevance_for(store.manifest, query[0], text_query=text_query, req=req)
     return page_of(req, hits, exclude_file, relevance_of)

@@ -121,6 +121,7 @@ def _result_key(searcher: Searcher, req: SearchRequest, query_id: str) -> str:
         repr(req.min_score),
         repr(req.min_relevance),
         req.filters.key(),
+        req.mode,
     )
 
 
@@ -135,6 +136,7 @@ async def search(
 ) -> dict:
     """One page of hits for a text or a vector; ``exclude_file`` drops the query's own file."""
     started = time.perf_counter()
+    mode = core.search_mode(req, text_query=text is not None)
     searcher = rt.searcher(req.collection, req.kind)
     version = searcher.version
     result_key = _result_key(searcher, req, query_id) if query_id is not None else None
@@ -161,11 +163,17 @@ async def search(
         if blob is not None:
             vector = vector_from_bytes(blob)
     allowed = await _allowed(rt, searcher, req)
-    k = core.candidates_needed(req, exclude_file)
+    k = core.vector_depth(req, exclude_file, mode)
     outcome = await rt.batcher.submit(
         SearchQuery(searcher, k, vector=vector, text=None if vector is not None else text, allowed_ids=allowed)
     )
     hits = outcome.hits
+    if text is not None and mode != "audio":
+        start = time.perf_counter()
+        hits = await run_in_threadpool(
+            core.with_words, rt.store, searcher.collection.id, req, mode, text, outcome.vector, hits, allowed
+        )
+        rt.metrics.observe("database", time.perf_counter() - start)
     if req.kind == "segments":
         hits = await _with_short_files(rt, req, searcher, outcome.vector, k, hits)
     relevance_of = core.relevance_for(rt.manifest, outcome.vector, text_query=text is not None, req=req)

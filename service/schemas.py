@@ -8,6 +8,7 @@ is always an object.
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Literal
 
 from pydantic import BaseModel, Field, field_validator
 
@@ -219,6 +220,12 @@ class JobList(Page):
 # POST bodies, JSON or form fields alike (routes/body.py). Flat models: OpenAPI shows them inline.
 
 
+MODE_DOC = (
+    "text queries: hybrid (the default) fuses the sound ranking with the words of file names, folders "
+    "and tags; audio ranks by sound only; text by the words only. Queries by example rank by sound"
+)
+
+
 class SearchOptions(BaseModel):
     """Paging and filters of every search; GET takes the same as query parameters (routes/params.py)."""
 
@@ -243,6 +250,7 @@ class SearchOptions(BaseModel):
     tag: list[str] = Field([], max_length=100, description="'rain' (any tag contains it) or 'genre:ambient'")
     path_prefix: str | None = Field(None, description="only files whose path starts with this")
     segments: bool = Field(False, description="search 10 s windows inside long files; hits carry start_s/end_s")
+    mode: Literal["hybrid", "audio", "text"] = Field("hybrid", description=MODE_DOC)
 
 
 class SearchTextInput(SearchOptions):

@@ -3,6 +3,8 @@ parameters on GET, body fields on POST (``SearchOptions``), one ``SearchRequest`
 
 from __future__ import annotations
 
+from typing import Literal
+
 from fastapi import Depends, Query, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
@@ -11,7 +13,7 @@ from starlette.datastructures import UploadFile
 from indexer.filters import SearchFilters
 from indexer.query import SearchRequest
 from service.problems import ProblemError
-from service.schemas import SearchOptions
+from service.schemas import MODE_DOC, SearchOptions
 
 
 async def search_request(  # async: a sync dependency would cost a thread hop per request
@@ -37,6 +39,7 @@ async def search_request(  # async: a sync dependency would cost a thread hop pe
     tag: list[str] = Query([], description="'rain' (any tag contains it) or 'genre:ambient' (repeatable)"),
     path_prefix: str | None = Query(None, description="only files whose path starts with this"),
     segments: bool = Query(False, description="search 10 s windows inside long files; hits carry start_s/end_s"),
+    mode: Literal["hybrid", "audio", "text"] = Query("hybrid", description=MODE_DOC),
 ) -> SearchRequest:
     try:  # the Query declarations above already hold all but the list lengths
         options = SearchOptions(
@@ -51,6 +54,7 @@ async def search_request(  # async: a sync dependency would cost a thread hop pe
             tag=tag,
             path_prefix=path_prefix,
             segments=segments,
+            mode=mode,
         )
     except ValidationError as exc:
         raise RequestValidationError(
@@ -76,6 +80,7 @@ def search_options(request: Request, o: SearchOptions) -> SearchRequest:
         min_score=o.min_score,
         segments=o.segments,
         min_relevance=o.min_relevance,
+        mode=o.mode,
         filters=SearchFilters(
             min_duration=o.min_duration,
             max_duration=o.max_duration,
