@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import sqlalchemy as sa
 
-from indexer.fulltext import FUSION_DEPTH, fuse, query_words, split_words, text_ranking, words_for
+from indexer.fulltext import fuse, query_words, split_words, text_ranking, words_for
 from indexer.models.defaults import shipped_model_dir
 from indexer.models.manifest import load_manifest
 from indexer.store import catalog
@@ -193,4 +193,44 @@ def test_reciprocal_rank_fusion_rewards_agreement_and_keeps_single_lists_intact(
     assert fuse([], [4, 2], cosines) == [4, 2]
     assert fuse([1, 2, 3], [3], cosines)[0] == 3  # on both lists beats the top of one
     assert fuse([1, 2], [2, 1], cosines) == [1, 2]  # a tie goes to the better cosine
-    assert FUSION_DEPTH >= 50
+
+
+# ----------------------------------------------------------------------------- search, end to end
+
+
+def test_search_modes_on_an_ingested_library(url, tmp_path):
+    """`run_search` (what `indexer search` runs) in each mode over a real ingest, on both databases."""
+    from indexer.errors import SearchModeError
+    from indexer.filters import SearchFilters
+    from indexer.ingest.pipeline import IngestOptions, run_ingest
+    from indexer.query import SearchRequest, run_search
+    from indexer.settings import IndexerSettings
+    from indexer.store.store import Store
+    from tests.indexer.library import write
+    from tests.service.conftest import MODEL
+
+    lib = tmp_path / "lib"
+    for n, name in enumerate(
+        ["Animals/DogBarkClose.wav", "Animals/cat_meow-02.flac", "Misc/take_1.wav", "Misc/take_2.wav"]
+    ):
+        write(lib / name, 1.0 + n * 0.5, sr=16_000, freq=300.0 + 400 * n, seed=n)
+    store = Store.open(IndexerSettings(home=tmp_path / "home", model=MODEL, database_url=url, index_dir=None))
+    try:
+        run_ingest(store, IngestOptions(paths=[str(lib)], workers=1))
+
+        def names(q: str, **kw) -> list[str]:
+            return [h["name"] for h in run_search(store, SearchRequest("default", **kw), text=q)]
+
+        assert names("dog barking", mode="text") == ["DogBarkClose.wav"]
+        assert names("dog barking")[0] == "DogBarkClose.wav"
+        assert names("animals", mode="text", filters=SearchFilters(formats=("FLAC",))) == ["cat_meow-02.flac"]
+        assert names("zebra crossing") == names("zebra crossing", mode="audio") and names("zebra crossing")
+        assert names("zebra crossing", mode="text") == []
+        whole = names("animals take", limit=4)
+        assert [n for o in range(4) for n in names("animals take", limit=1, offset=o)] == whole
+        with pytest.raises(SearchModeError):
+            run_search(store, SearchRequest("default", mode="text", segments=True), text="dog")
+        with pytest.raises(SearchModeError):
+            run_search(store, SearchRequest("default", mode="loud"), text="dog")
+    finally:
+        store.close()
