@@ -24,7 +24,8 @@
     ├── QueryError                  a search asked for what this model or request cannot give
     │   ├── RelevanceUnavailableError  min_relevance without a text query and a calibrated model
     │   ├── FilterLimitError        more filter values (tags, formats) or longer ones than a query may carry
-    │   └── FilterValueError        a filter value that means nothing: an unknown key name, bpm_min > bpm_max
+    │   ├── FilterValueError        a filter value that means nothing: an unknown key name, bpm_min > bpm_max
+    │   └── SearchModeError         a search mode the query cannot run in (mode=text for an audio query)
     ├── ConfigError                 a command's arguments or configuration file are invalid
     │   └── AnalysisUnavailableError  tempo/key analysis asked for without librosa (the ``analysis`` extra)
     ├── DataError                   training data cannot be used (clap-train)
@@ -191,6 +192,10 @@ class FilterLimitError(QueryError):
 
 class FilterValueError(QueryError):
     code = "request.filter_value"
+
+
+class SearchModeError(QueryError):
+    code = "request.mode"
 
 
 class AnalysisUnavailableError(ConfigError):

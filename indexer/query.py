@@ -26,6 +26,8 @@ import numpy as np
 
 from indexer import errors
 from indexer.filters import SearchFilters, allowed_ids
+from indexer.fulltext import FUSION_DEPTH, MODES
+from indexer.hybrid import with_words
 from indexer.ingest.discover import os_path
 from indexer.search import Hit, Searcher
 from indexer.store.schema import STATUS_INDEXED, Collection, File, vector_from_bytes
@@ -54,6 +56,7 @@ class SearchRequest:
     filters: SearchFilters = SearchFilters()
     min_relevance: float | None = None  # text queries on calibrated models (manifest.score_calibration)
     max_offset: int = MAX_OFFSET  # paging's reach: ``total`` counts hits up to max_offset + limit
+    mode: str = "hybrid"  # text queries: hybrid (words + sound), audio (vectors only) or text (words only)
 
     @property
     def kind(self) -> str:
@@ -77,6 +80,28 @@ def candidates_needed(req: SearchRequest, exclude_file: int | None) -> int:
         if exclude_file is not None:
             k += SEGMENT_SELF_MARGIN
     return k
+
+
+def search_mode(req: SearchRequest, *, text_query: bool) -> str:
+    """The ranking this query gets. Words rank whole files for text queries: a query by example
+    (an upload, a similar item) and a moment search rank by sound, which the default ``hybrid``
+    quietly becomes; asking for ``text`` there is refused."""
+    if req.mode not in MODES:
+        raise errors.SearchModeError(f"mode {req.mode!r} is not one of {', '.join(MODES)}")
+    if req.mode == "audio" or (text_query and not req.segments):
+        return req.mode
+    if req.mode == "text":
+        raise errors.SearchModeError(
+            "mode=text ranks whole files by their words: it needs a text query and no segments "
+            f"(this is {'a moment search' if req.segments else 'a query by example'}); use mode=audio or hybrid"
+        )
+    return "audio"
+
+
+def vector_depth(req: SearchRequest, exclude_file: int | None, mode: str) -> int:
+    """Hits to take from the vector index: a fused page needs the top of the whole ranking."""
+    k = candidates_needed(req, exclude_file)
+    return max(k, FUSION_DEPTH) if mode == "hybrid" else k
 
 
 def filter_ids(store: Store, collection_id: int, req: SearchRequest, kind: str | None = None) -> np.ndarray | None:
@@ -245,18 +270,22 @@ def known_total(
     *,
     index_size: int,
     allowed: np.ndarray | None,
+    mode: str = "audio",
 ) -> int | None:
     """``total`` where this page's ``k`` candidates (best first) or the index's size show it, else
     None: (1) fewer than ``k`` came back, or (files) the last one fails a threshold (thresholds
     grow with the score, so no later one passes): the candidates held every hit; (2) a files
     search without thresholds: every vector passing the filters (``allowed``, else the whole
     index of ``index_size``) but the query's own is a hit. A moment search merges two rankings
-    (windows and short files), so only (1)'s first rule tells its end."""
+    (windows and short files), so only (1)'s first rule tells its end. With words in the ranking
+    (``mode`` hybrid or text) hits are not in score order, so the threshold rule does not hold,
+    and a words-only search matches only the files that hold a query word, not the whole index."""
     reach = paging_reach(req)
-    ended_by_threshold = not req.segments and bool(hits) and not _passes(req, hits[-1], relevance_of)
+    by_score = mode == "audio" and not req.segments
+    ended_by_threshold = by_score and bool(hits) and not _passes(req, hits[-1], relevance_of)
     if len(hits) < k or ended_by_threshold:
         return min(reach, len(passing_hits(req, hits, exclude_file, relevance_of)))
-    if req.segments or req.min_score is not None or req.min_relevance is not None:
+    if req.segments or req.min_score is not None or req.min_relevance is not None or mode == "text":
         return None
     if allowed is None:
         searchable = index_size - (exclude_file is not None)
@@ -383,6 +412,10 @@ def run_search(
     exclude_file: int | None = None,
 ) -> SearchPage:
     """One page of hits for a text or a vector, and their total, without the service's cache and batching."""
+    text_query = vector is None or text is not None
+    mode = search_mode(req, text_query=text_query)
+    if text_query:
+        text = check_query_text(text)
     if vector is None:
         vector = store.encoder().embed_text([check_query_text(text)])[0]
     query = np.asarray(vector, np.float32)[None]
@@ -391,18 +424,22 @@ def run_search(
     files = Searcher(store, req.collection) if req.segments else None
     files_allowed = filter_ids(store, files.collection.id, req, "files") if files is not None else None
 
-    def candidates(k: int) -> list[Hit]:
+    def candidates(r: SearchRequest, k: int) -> list[Hit]:
         hits = searcher.search_vectors(query, k, allowed_ids=allowed)[0]
+        if text is not None and mode != "audio":
+            hits = with_words(store, searcher.collection.id, r, mode, text, query[0], hits, allowed)
         if files is not None:
             file_hits = files.search_vectors(query, k, allowed_ids=files_allowed)[0]
             hits = merge_short_files(hits, file_hits, searcher.collection.segment_seconds or 0.0)
         return hits
 
-    k = candidates_needed(req, exclude_file)
-    hits = candidates(k)
-    relevance_of = relevance_for(store.manifest, query[0], text_query=text is not None, req=req)
-    total = known_total(req, hits, k, exclude_file, relevance_of, index_size=searcher.index.ntotal, allowed=allowed)
+    k = vector_depth(req, exclude_file, mode)
+    hits = candidates(req, k)
+    relevance_of = relevance_for(store.manifest, query[0], text_query=text_query, req=req)
+    total = known_total(
+        req, hits, k, exclude_file, relevance_of, index_size=searcher.index.ntotal, allowed=allowed, mode=mode
+    )
     if total is None:
-        deep_k = candidates_needed(reach_request(req), exclude_file)
-        total = total_hits(req, candidates(deep_k), exclude_file, relevance_of)
+        deep = reach_request(req)
+        total = total_hits(req, candidates(deep, vector_depth(deep, exclude_file, mode)), exclude_file, relevance_of)
     return SearchPage(page_of(req, hits, exclude_file, relevance_of), total)

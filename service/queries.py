@@ -136,6 +136,7 @@ def _result_key(searcher: Searcher, req: SearchRequest, query_id: str) -> str:
         repr(req.min_score),
         repr(req.min_relevance),
         req.filters.key(),
+        req.mode,
     )
 
 
@@ -150,6 +151,7 @@ async def search(
 ) -> dict:
     """One page of hits for a text or a vector; ``exclude_file`` drops the query's own file."""
     started = time.perf_counter()
+    mode = core.search_mode(req, text_query=text is not None)
     searcher = rt.searcher(req.collection, req.kind)
     version = searcher.version
     result_key = _result_key(searcher, req, query_id) if query_id is not None else None
@@ -176,19 +178,25 @@ async def search(
         if blob is not None:
             vector = vector_from_bytes(blob)
     allowed = await _allowed(rt, searcher, req)
-    k = core.candidates_needed(req, exclude_file)
+    k = core.vector_depth(req, exclude_file, mode)
     outcome = await rt.batcher.submit(
         SearchQuery(searcher, k, vector=vector, text=None if vector is not None else text, allowed_ids=allowed)
     )
     hits = outcome.hits
+    if text is not None and mode != "audio":
+        start = time.perf_counter()
+        hits = await run_in_threadpool(
+            core.with_words, rt.store, searcher.collection.id, req, mode, text, outcome.vector, hits, allowed
+        )
+        rt.metrics.observe("database", time.perf_counter() - start)
     if req.kind == "segments":
         hits = await _with_short_files(rt, req, searcher, outcome.vector, k, hits)
     relevance_of = core.relevance_for(rt.manifest, outcome.vector, text_query=text is not None, req=req)
     total = core.known_total(
-        req, hits, k, exclude_file, relevance_of, index_size=searcher.index.ntotal, allowed=allowed
+        req, hits, k, exclude_file, relevance_of, index_size=searcher.index.ntotal, allowed=allowed, mode=mode
     )
     if total is None:
-        total = await _deep_total(rt, req, searcher, outcome.vector, allowed, exclude_file, relevance_of)
+        total = await _deep_total(rt, req, searcher, outcome.vector, allowed, exclude_file, relevance_of, text, mode)
     page = {"items": [_with_urls(r) for r in core.page_of(req, hits, exclude_file, relevance_of)], "total": total}
     if rt.cache.enabled:
         writes = []
@@ -206,17 +214,22 @@ async def search(
     return _response(rt, req, version, page, started, cached=False)
 
 
-async def _deep_total(rt: Runtime, req: SearchRequest, searcher: Searcher, vector, allowed, exclude_file, relevance_of):
-    """``total`` where the page's candidates do not show it (thresholds, moments): one more search,
-    to paging's reach (``indexer.query.known_total``). In a worker thread, not through the
+async def _deep_total(
+    rt: Runtime, req: SearchRequest, searcher: Searcher, vector, allowed, exclude_file, relevance_of, text, mode
+):
+    """``total`` where the page's candidates do not show it (thresholds, moments, words): one more
+    search, to paging's reach (``indexer.query.known_total``). In a worker thread, not through the
     micro-batcher: stacked there, its deep ``k`` would deepen every query of its batch."""
-    k = core.candidates_needed(core.reach_request(req), exclude_file)
+    deep = core.reach_request(req)
+    k = core.vector_depth(deep, exclude_file, mode)
     files = rt.searcher(req.collection, "files") if req.kind == "segments" else None
     files_allowed = await _allowed(rt, files, req, "files") if files is not None else None
 
     def count() -> int:
         query = np.asarray(vector, np.float32)[None]
         hits = searcher.search_vectors(query, k, allowed_ids=allowed)[0]
+        if text is not None and mode != "audio":
+            hits = core.with_words(rt.store, searcher.collection.id, deep, mode, text, query[0], hits, allowed)
         if files is not None:  # short files join a moment search whole, as on the page
             file_hits = files.search_vectors(query, k, allowed_ids=files_allowed)[0]
             hits = core.merge_short_files(hits, file_hits, searcher.collection.segment_seconds or 0.0)

@@ -8,6 +8,7 @@ is always an object.
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Literal
 
 from pydantic import BaseModel, Field, field_validator
 
@@ -242,6 +243,12 @@ class JobList(Page):
 # POST bodies, JSON or form fields alike (routes/body.py). Flat models: OpenAPI shows them inline.
 
 
+MODE_DOC = (
+    "text queries: hybrid (the default) fuses the sound ranking with the words of file names, folders "
+    "and tags; audio ranks by sound only; text by the words only. Queries by example rank by sound"
+)
+
+
 class SearchOptions(BaseModel):
     """Paging and filters of every search; GET takes the same as query parameters (routes/params.py)."""
 
@@ -273,6 +280,7 @@ class SearchOptions(BaseModel):
         max_length=40,
         description="analysed files in this key: 'A minor', 'F# major', 'Bbm' (a note alone: either mode)",
     )
+    mode: Literal["hybrid", "audio", "text"] = Field("hybrid", description=MODE_DOC)
 
 
 class SearchTextInput(SearchOptions):

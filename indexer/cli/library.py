@@ -261,6 +261,13 @@ def export(collection, out, segments, store) -> int:
 @click.option("--top", "-k", "limit", type=click.IntRange(min=1), default=10, show_default=True)
 @click.option("--offset", type=click.IntRange(min=0), default=0, help="skip this many hits (pagination)")
 @click.option("--segments", is_flag=True, help="search windows of long files (start/end seconds)")
+@click.option(
+    "--mode",
+    type=click.Choice(["hybrid", "audio", "text"]),
+    default="hybrid",
+    show_default=True,
+    help="text queries: words of file names, folders and tags fused with the sound (hybrid), sound only, or words only",
+)
 @click.option("--min-score", type=click.FloatRange(-1, 1), default=None, help="drop hits below this cosine")
 @click.option(
     "--min-relevance",
@@ -294,6 +301,7 @@ def search(
     limit,
     offset,
     segments,
+    mode,
     min_score,
     min_relevance,
     tags,
@@ -325,7 +333,7 @@ def search(
         bpm_max=bpm_max,
         key_name=key_name or None,
     )
-    req = SearchRequest(collection, limit, offset, min_score, segments, filters, min_relevance)
+    req = SearchRequest(collection, limit, offset, min_score, segments, filters, min_relevance, mode)
     vector = None
     if audio is not None:
         encoder = store.encoder()

@@ -18,6 +18,7 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from indexer.errors import CollectionNameError, CollectionNotFoundError, ModelMismatchError, StoreError
+from indexer.fulltext import words_for
 from indexer.models.manifest import Manifest
 from indexer.store.db import Database
 from indexer.store.schema import STATUS_FAILED, STATUS_INDEXED, Collection, File, Segment, utcnow, vector_bytes
@@ -239,6 +240,7 @@ def write_files(db: Database, collection_id: int, records: Sequence[FileRecord])
                 sample_rate=r.sample_rate,
                 channels=r.channels,
                 tags=r.tags,
+                words=words_for(r.path, r.tags),  # the full-text index follows by trigger / GIN index
                 status=STATUS_FAILED if r.error_code else STATUS_INDEXED,
                 error_code=r.error_code,
                 error=r.error,

@@ -88,6 +88,10 @@ class File(Base):
     sample_rate: Mapped[int | None] = mapped_column(Integer, nullable=True)
     channels: Mapped[int | None] = mapped_column(Integer, nullable=True)
     tags: Mapped[dict | None] = mapped_column(JSON, nullable=True)
+    # the file's name, folders and tag values split into words, for the full-text index that the
+    # migrations build on it (FTS5 table + triggers in SQLite, a GIN index in PostgreSQL: see
+    # indexer/fulltext.py); written with the row by catalog.write_files
+    words: Mapped[str | None] = mapped_column(Text, nullable=True)
     status: Mapped[str] = mapped_column(String(16))
     error_code: Mapped[str | None] = mapped_column(String(60), nullable=True)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
@@ -95,6 +99,15 @@ class File(Base):
     n_segments: Mapped[int] = mapped_column(Integer, default=0)
     generation: Mapped[int] = mapped_column(BigInteger, default=0)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+# Full-text objects the migrations create beside the models (alembic's autogenerate cannot
+# describe an FTS5 virtual table or an expression index): schema comparisons leave them out.
+FULLTEXT_OBJECTS = ("files_fts", "ix_files_words_fts")
+
+
+def is_fulltext_object(name: str | None) -> bool:
+    return bool(name) and any(str(name) == n or str(name).startswith(n + "_") for n in FULLTEXT_OBJECTS)
 
 
 class Segment(Base):

@@ -3,6 +3,8 @@ parameters on GET, body fields on POST (``SearchOptions``), one ``SearchRequest`
 
 from __future__ import annotations
 
+from typing import Literal
+
 from fastapi import Depends, Query, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
@@ -11,7 +13,7 @@ from starlette.datastructures import UploadFile
 from indexer.filters import SearchFilters
 from indexer.query import SearchRequest
 from service.problems import ProblemError
-from service.schemas import SearchOptions
+from service.schemas import MODE_DOC, SearchOptions
 
 
 async def search_request(  # async: a sync dependency would cost a thread hop per request
@@ -44,6 +46,7 @@ async def search_request(  # async: a sync dependency would cost a thread hop pe
         max_length=40,
         description="analysed files in this key: 'A minor', 'F# major', 'Bbm' (a note alone: either mode)",
     ),
+    mode: Literal["hybrid", "audio", "text"] = Query("hybrid", description=MODE_DOC),
 ) -> SearchRequest:
     try:  # the Query declarations above already hold all but the list lengths
         options = SearchOptions(
@@ -61,6 +64,7 @@ async def search_request(  # async: a sync dependency would cost a thread hop pe
             bpm_min=bpm_min,
             bpm_max=bpm_max,
             key=key,
+            mode=mode,
         )
     except ValidationError as exc:
         raise RequestValidationError(
@@ -87,6 +91,7 @@ def search_options(request: Request, o: SearchOptions) -> SearchRequest:
         segments=o.segments,
         min_relevance=o.min_relevance,
         max_offset=settings.max_offset,
+        mode=o.mode,
         filters=SearchFilters(
             min_duration=o.min_duration,
             max_duration=o.max_duration,

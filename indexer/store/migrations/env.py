@@ -4,17 +4,25 @@ against ``sqlalchemy.url`` from alembic.ini / ``-x url=...`` when run from the s
 from alembic import context
 from sqlalchemy import create_engine
 
-from indexer.store.schema import Base
+from indexer.store.schema import Base, is_fulltext_object
 
 config = context.config
 target_metadata = Base.metadata
+
+
+def include_name(name, type_, parent_names) -> bool:
+    """Autogenerate leaves the full-text objects alone (migration 0002 owns them)."""
+    return not is_fulltext_object(name)
 
 
 def run() -> None:
     connection = config.attributes.get("connection")
     if connection is not None:
         context.configure(
-            connection=connection, target_metadata=target_metadata, render_as_batch=connection.dialect.name == "sqlite"
+            connection=connection,
+            target_metadata=target_metadata,
+            render_as_batch=connection.dialect.name == "sqlite",
+            include_name=include_name,
         )
         with context.begin_transaction():
             context.run_migrations()
@@ -25,7 +33,10 @@ def run() -> None:
     engine = create_engine(url)
     with engine.begin() as conn:
         context.configure(
-            connection=conn, target_metadata=target_metadata, render_as_batch=conn.dialect.name == "sqlite"
+            connection=conn,
+            target_metadata=target_metadata,
+            render_as_batch=conn.dialect.name == "sqlite",
+            include_name=include_name,
         )
         with context.begin_transaction():
             context.run_migrations()
