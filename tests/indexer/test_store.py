@@ -92,7 +92,7 @@ def test_migrations_create_exactly_the_models_schema(db):
         else:
             assert "ix_files_words_fts" in {i["name"] for i in inspector.get_indexes("files")}
     assert diff == []
-    assert version == "0002"
+    assert version == "0003"
 
 
 def test_rows_vectors_and_segments_round_trip(db, manifest):

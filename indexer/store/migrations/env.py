@@ -11,7 +11,7 @@ target_metadata = Base.metadata
 
 
 def include_name(name, type_, parent_names) -> bool:
-    """Autogenerate leaves the full-text objects alone (migration 0002 owns them)."""
+    """Autogenerate leaves the full-text objects alone (migration 0003 owns them)."""
     return not is_fulltext_object(name)
 
 

@@ -1,7 +1,7 @@
 """full-text index over file names, folders and tags (files.words + FTS5 / GIN)
 
-Revision ID: 0002
-Revises: 0001
+Revision ID: 0003
+Revises: 0002
 Create Date: 2026-12-06
 
 Adds ``files.words`` (indexer/fulltext.py: the file name, its folders and tag values split into
@@ -19,8 +19,8 @@ import sqlalchemy as sa
 
 from indexer.fulltext import words_for
 
-revision = '0002'
-down_revision = '0001'
+revision = '0003'
+down_revision = '0002'
 branch_labels = None
 depends_on = None
 
