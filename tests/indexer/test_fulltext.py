@@ -219,13 +219,20 @@ def test_search_modes_on_an_ingested_library(url, tmp_path):
         run_ingest(store, IngestOptions(paths=[str(lib)], workers=1))
 
         def names(q: str, **kw) -> list[str]:
-            return [h["name"] for h in run_search(store, SearchRequest("default", **kw), text=q)]
+            return [h["name"] for h in run_search(store, SearchRequest("default", **kw), text=q).items]
+
+        def total(q: str, **kw) -> int:
+            return run_search(store, SearchRequest("default", **kw), text=q).total
 
         assert names("dog barking", mode="text") == ["DogBarkClose.wav"]
         assert names("dog barking")[0] == "DogBarkClose.wav"
         assert names("animals", mode="text", filters=SearchFilters(formats=("FLAC",))) == ["cat_meow-02.flac"]
         assert names("zebra crossing") == names("zebra crossing", mode="audio") and names("zebra crossing")
         assert names("zebra crossing", mode="text") == []
+        # totals follow the mode: words alone count the files that hold a word, sound counts all
+        assert total("animals", mode="text", limit=1) == 2 and total("zebra crossing", mode="text") == 0
+        assert total("animals", mode="hybrid", limit=1) == total("animals", mode="audio", limit=1) == 4
+        assert total("animals", mode="text", limit=1, min_score=-1.0) == 2
         whole = names("animals take", limit=4)
         assert [n for o in range(4) for n in names("animals take", limit=1, offset=o)] == whole
         with pytest.raises(SearchModeError):
