@@ -333,7 +333,7 @@ def search(
         bpm_max=bpm_max,
         key_name=key_name or None,
     )
-    req = SearchRequest(collection, limit, offset, min_score, segments, filters, min_relevance, mode)
+    req = SearchRequest(collection, limit, offset, min_score, segments, filters, min_relevance=min_relevance, mode=mode)
     vector = None
     if audio is not None:
         encoder = store.encoder()

@@ -27,10 +27,10 @@ def test_words_in_a_name_or_tag_lift_the_file_in_hybrid_and_text_mode(client):
 def test_a_query_whose_words_match_nothing_ranks_like_audio_mode(client):
     for q in ("a quiet xylophone qzx", "the sound of a"):
         hybrid = valid_search(_search(client, q))
-        assert ranking(_search(client, q, mode="audio")) == [(h["id"], h["score"]) for h in hybrid["results"]]
-        assert hybrid["results"]
+        assert ranking(_search(client, q, mode="audio")) == [(h["id"], h["score"]) for h in hybrid["items"]]
+        assert hybrid["items"]
         text = valid_search(_search(client, q, mode="text"))
-        assert text["results"] == []
+        assert text["items"] == []
 
 
 def test_scores_stay_cosines_in_every_mode(client):
