@@ -100,7 +100,7 @@ def quality(store, placed: dict[str, dict], results: dict) -> None:
         lists[text] = {
             mode: run_search(
                 store, SearchRequest("default", limit=fulltext.FUSION_DEPTH, mode=mode), text=text, vector=vector
-            )
+            ).items
             for mode in ("audio", "text", "hybrid")
         }
 
