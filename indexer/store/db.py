@@ -18,7 +18,7 @@ from pathlib import Path
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
-from indexer.errors import StoreError, StoreMissingError
+from indexer.errors import DatabaseUnavailableError, StoreError, StoreMissingError, translate
 from indexer.store.db_timeout import bound_round_trips, bounded_connect_args
 
 MIGRATIONS = Path(__file__).with_name("migrations")
@@ -106,7 +106,9 @@ def open_database(url: str, *, migrate: bool = True, create: bool = True, timeou
     except StoreError:
         raise
     except Exception as exc:  # driver missing, server down, bad URL: one clear message
-        raise StoreError(
+        # a server that refuses or does not answer is store.database, as it is later on
+        down = isinstance(translate(exc), DatabaseUnavailableError)
+        raise (DatabaseUnavailableError if down else StoreError)(
             f"cannot open the database {_safe(url)}: {exc.__class__.__name__}: "
             f"{str(exc).splitlines()[0] if str(exc) else ''}"
         ) from exc

@@ -326,3 +326,18 @@ def test_disk_full_during_publish_keeps_the_live_version_serving(open_client, ho
         assert reloaded <= RECOVERY_S
     finally:
         subprocess.run(["umount", "-l", str(index_dir)], check=False)
+
+
+def test_indexer_commands_give_up_on_a_hanging_postgresql_within_its_budget(monkeypatch, capsys):
+    """`indexer` against a server that accepts and never answers: before, psycopg's default
+    130 s connect timeout, then no bound at all on statements; now error [store.database]."""
+    from indexer import cli
+    from tests.service.faults import FrozenServer
+
+    monkeypatch.setenv("CLAPSEARCH_DB_TIMEOUT_S", "1")
+    with FrozenServer() as frozen:
+        started = time.monotonic()
+        code = cli.main(["status", "--db", f"postgresql+psycopg://u@127.0.0.1:{frozen.port}/db"])
+        took = time.monotonic() - started
+    assert code == 2 and "error [store.database]" in capsys.readouterr().err
+    assert took < 10.0, took  # libpq's 2 s connect floor, the command's imports, slack (before: 130 s)
