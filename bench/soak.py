@@ -181,6 +181,9 @@ def main() -> int:
         soak_start = time.perf_counter() - server["sampler"].t0
         soak = asyncio.run(traffic.run(args.concurrency, args.seconds))
         memory = _drift(server["sampler"].since(soak_start))
+        series = [(t, rss) for t, rss in server["sampler"].samples if t >= soak_start]
+        step = max(1, len(series) // 40)
+        memory["rss_mb_series"] = [[round(t - soak_start, 1), round(rss / 2**20, 1)] for t, rss in series[::step]]
     finally:
         stop_server(server)
     ratio = soak["rps"] / peer["rps"] if peer["rps"] else None
