@@ -7,7 +7,10 @@ Retry-After, never a 500 and never a hang; ``/readyz`` tells the truth within it
 the dependency is back, service recovers within 2 s. Every dependency is the real server
 (a ``redis-server`` started here on a free port, the local PostgreSQL behind a proxy this test
 controls, a tmpfs sized to fill up) on 127.0.0.1. The recovery times are printed (``-s``);
-bench/RESULTS.md records them.
+bench/RESULTS.md records them. The PostgreSQL tests need CLAPSEARCH_TEST_POSTGRES_URL's server
+(they skip without it, and fail under CLAPSEARCH_REQUIRE_SERVICES=1, as in CI); the disk-full
+test mounts a tmpfs and so runs as root only (skipped otherwise). No long mode: each fault is
+injected once, for seconds.
 """
 
 from __future__ import annotations
