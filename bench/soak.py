@@ -4,6 +4,7 @@ throughput, latency per kind of request, errors, and whether memory stays flat o
 
     python bench/soak.py                                   # 20k vectors, c=8 then c=64 for 180 s -> bench/results_soak.json
     python bench/soak.py --seconds 600 --redis-url redis://127.0.0.1:6379/14
+    python bench/soak.py --server-env MALLOC_ARENA_MAX=2      # the server under another allocator setting
     python bench/soak.py --smoke --home /tmp/soak          # a few seconds, 500 vectors, c=16 (tests/bench/test_soak.py)
 
 Fixture: ``bench/service_fixture.py``'s (``--n`` synthetic rows bound to the v1 model in a
@@ -156,14 +157,18 @@ def main() -> int:
     parser.add_argument("--home", type=Path, default=None)
     parser.add_argument("--out", type=Path, default=Path(__file__).with_name("results_soak.json"))
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--smoke", action="store_true", help="a few seconds on 2,000 vectors")
+    parser.add_argument("--smoke", action="store_true", help="a few seconds on 500 vectors")
+    parser.add_argument(
+        "--server-env", action="append", default=[], metavar="NAME=VALUE", help="extra environment of the server"
+    )
     args = parser.parse_args()
     if args.smoke:
         args.n, args.seconds, args.peer_seconds, args.warmup, args.concurrency = 500, 3.0, 1.5, 1.0, 16
     home = args.home or REPO / "runs" / "bench-soak" / f"home-{args.n}"
     load0, started = loadavg(), time.perf_counter()
     fixture = build_fixture(home, args.n, args.seed)
-    server = start_server(home, args.redis_url, home.parent / "soak-server.log")
+    server_env = dict(item.split("=", 1) for item in args.server_env)
+    server = start_server(home, args.redis_url, home.parent / "soak-server.log", extra_env=server_env)
     try:
         from service_fixture import COLLECTION, open_store
 
@@ -197,7 +202,7 @@ def main() -> int:
         "machine": cpu_info("cores_per_socket", "threads_per_core", "hypervisor")
         | {"loadavg_start": load0, "loadavg_end": loadavg(), "commit": git("rev-parse", "--short", "HEAD")},
         "fixture": {"n": args.n, "reused": fixture.get("reused"), "index": fixture.get("index", {}).get("describe")},
-        "server": {"ready_s": server["ready_s"], "redis": args.redis_url},
+        "server": {"ready_s": server["ready_s"], "redis": args.redis_url, "env": server_env},
         "peer_c8": peer,
         "soak": soak,
         "throughput_vs_c8": round(ratio, 2) if ratio else None,
