@@ -2,6 +2,8 @@
 
     CLAPSEARCH_HOME           where the embedded default keeps its data (~/.local/share/clapsearch)
     CLAPSEARCH_DATABASE_URL   sqlite:///$CLAPSEARCH_HOME/clapsearch.db, or postgresql+psycopg://...
+    CLAPSEARCH_DB_TIMEOUT_S   longest a PostgreSQL connect, statement or round trip may take before
+                              the database counts as unavailable (store.database); 0: no bound
     CLAPSEARCH_INDEX_DIR      $CLAPSEARCH_HOME/indexes: published FAISS index versions
     CLAPSEARCH_MODEL          model folder (default: the shipped clapsearch-sfx-v2)
     CLAPSEARCH_MODEL_VARIANT  fp32 / fp16 / int8 ... if the folder has it (default: its manifest's)
@@ -38,6 +40,7 @@ class IndexerSettings(BaseSettings):
 
     home: Path = Field(default_factory=default_home)
     database_url: str | None = None
+    db_timeout_s: float = Field(30.0, ge=0)
     index_dir: Path | None = None
     model: Path | None = None
     model_variant: str | None = None

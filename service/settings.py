@@ -48,6 +48,12 @@ class ServiceSettings(IndexerSettings):
         description="socket timeout of every Redis call; a dead Redis costs at most this per request, then is skipped",
     )
 
+    db_timeout_s: float = Field(
+        3.0,
+        ge=0,
+        description="a PostgreSQL that hangs costs a request at most about twice this (the pool's ping, then "
+        "one reconnect), then 503 store.database with Retry-After",
+    )
     readiness_timeout_s: float = Field(
         0.5,
         gt=0,
@@ -163,3 +169,6 @@ class WorkerSettings(ServiceSettings):
 
     onnx_threads: int | None = Field(0, ge=0, description="ONNX Runtime threads per call (0: one per core)")
     onnx_spinning: bool = Field(True, description="idle ONNX Runtime threads spin-wait for the next batch")
+    db_timeout_s: float = Field(
+        30.0, ge=0, description="as the indexer CLI: long ingest statements on large collections are no hang"
+    )

@@ -18,7 +18,8 @@ from pathlib import Path
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
-from indexer.errors import StoreError, StoreMissingError
+from indexer.errors import DatabaseUnavailableError, StoreError, StoreMissingError, translate
+from indexer.store.db_timeout import bound_round_trips, bounded_connect_args
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 
@@ -32,7 +33,9 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor.close()
 
 
-def make_engine(url: str) -> Engine:
+def make_engine(url: str, *, timeout_s: float = 0.0) -> Engine:
+    """``timeout_s`` bounds PostgreSQL connects, statements and round trips (``db_timeout``);
+    SQLite, a local file, waits for other writers by its busy timeout instead."""
     if url.startswith("sqlite"):
         path = sqlite_path(url)
         if path is not None:
@@ -40,7 +43,10 @@ def make_engine(url: str) -> Engine:
         engine = create_engine(url, connect_args={"timeout": 30})
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    return create_engine(url, pool_pre_ping=True)
+    engine = create_engine(url, pool_pre_ping=True, connect_args=bounded_connect_args(timeout_s))
+    if engine.dialect.driver == "psycopg":
+        bound_round_trips(engine, timeout_s)
+    return engine
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
@@ -83,9 +89,10 @@ def sqlite_path(url: str) -> Path | None:
     return Path(path) if path and path != ":memory:" else None
 
 
-def open_database(url: str, *, migrate: bool = True, create: bool = True) -> Database:
+def open_database(url: str, *, migrate: bool = True, create: bool = True, timeout_s: float = 0.0) -> Database:
     """``create=False`` (read-only commands): a SQLite file that does not exist raises
-    ``StoreMissingError`` rather than leaving an empty database (and its folder) behind."""
+    ``StoreMissingError`` rather than leaving an empty database (and its folder) behind.
+    ``timeout_s``: a PostgreSQL that stops answering costs this long, then ``store.database``."""
     path = sqlite_path(url)
     if not create and path is not None and not path.exists():
         raise StoreMissingError(
@@ -93,13 +100,15 @@ def open_database(url: str, *, migrate: bool = True, create: bool = True) -> Dat
             f"first: `indexer ingest PATH --home {path.parent}`, or pick another --home/--db)"
         )
     try:
-        engine = make_engine(url)
+        engine = make_engine(url, timeout_s=timeout_s)
         if migrate:
             upgrade(engine)
     except StoreError:
         raise
     except Exception as exc:  # driver missing, server down, bad URL: one clear message
-        raise StoreError(
+        # a server that refuses or does not answer is store.database, as it is later on
+        down = isinstance(translate(exc), DatabaseUnavailableError)
+        raise (DatabaseUnavailableError if down else StoreError)(
             f"cannot open the database {_safe(url)}: {exc.__class__.__name__}: "
             f"{str(exc).splitlines()[0] if str(exc) else ''}"
         ) from exc

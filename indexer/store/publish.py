@@ -9,6 +9,7 @@ stream every vector in from the database page by page, autotune nprobe, save.
 
 from __future__ import annotations
 
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -117,18 +118,24 @@ def publish_index(
         mode = "rebuild" if live is not None else "first"
 
     tmp, number = versions.new_version_folder(index_dir, collection.name, kind)
-    index.save(tmp)
-    info = versions.publish_folder(
-        tmp,
-        collection=collection.name,
-        collection_id=collection.id,
-        kind=kind,
-        version=number,
-        generation=generation,
-        model_name=collection.model_name,
-        model_fingerprint=collection.model_fingerprint,
-        n_vectors=index.ntotal,
-    )
+    try:
+        index.save(tmp)
+        info = versions.publish_folder(
+            tmp,
+            collection=collection.name,
+            collection_id=collection.id,
+            kind=kind,
+            version=number,
+            generation=generation,
+            model_name=collection.model_name,
+            model_fingerprint=collection.model_fingerprint,
+            n_vectors=index.ntotal,
+        )
+    except BaseException:
+        # A full disk (or a kill) mid-write: the live version stays as it was; the half-written
+        # folder goes now, so the space it took is free for the next try.
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     with db.session() as s:
         s.add(
             IndexVersion(

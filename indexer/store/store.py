@@ -40,7 +40,8 @@ class Store:
     def open(cls, settings: IndexerSettings | None = None, *, model: Path | None = None, create: bool = True) -> Store:
         """``create=False``: read-only use, a missing SQLite database is an error (``open_database``)."""
         settings = settings or IndexerSettings()
-        return cls(settings, open_database(settings.resolved_database_url, create=create), model)
+        db = open_database(settings.resolved_database_url, create=create, timeout_s=settings.db_timeout_s)
+        return cls(settings, db, model)
 
     def close(self) -> None:
         self.db.close()

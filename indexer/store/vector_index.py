@@ -396,7 +396,9 @@ class VectorIndex:
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         tmp = folder / "index.faiss.tmp"
-        faiss.write_index(self.index, str(tmp))
+        # Through a Python file, so a full disk is OSError(ENOSPC) (store.io), not FAISS's RuntimeError.
+        with open(tmp, "wb") as out:
+            faiss.write_index(self.index, faiss.PyCallbackIOWriter(out.write))  # type: ignore[attr-defined]
         fsync_path(tmp)
         os.replace(tmp, folder / "index.faiss")
         meta = {

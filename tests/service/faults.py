@@ -4,7 +4,8 @@
 SIGSTOP looks like to a client (the kernel completes the handshake, nothing ever replies).
 ``TcpProxy`` forwards to a real server until ``refuse()``: then its port refuses connections and
 the open ones are cut, as when the server goes away; or until ``freeze()``: then nothing is
-forwarded any more, in either direction, on open or new connections (SIGSTOP).
+forwarded any more, in either direction, on open or new connections (SIGSTOP). ``thaw()`` and
+``restore()`` bring the server back on the same port (SIGCONT, a restart).
 """
 
 from __future__ import annotations
@@ -113,6 +114,17 @@ class TcpProxy:
                 sock.close()
             except OSError:
                 pass
+
+    def thaw(self) -> None:
+        """Forward again (SIGCONT): new connections work; those opened while frozen stay broken."""
+        self._frozen.clear()
+
+    def restore(self) -> None:
+        """After ``refuse()``: the same port accepts and forwards again (the server is back)."""
+        self._listener = socket.create_server(("127.0.0.1", self.port))
+        with self._lock:
+            self._refusing = False
+        threading.Thread(target=self._accept, name="tcp-proxy", daemon=True).start()
 
     def close(self) -> None:
         self.refuse()

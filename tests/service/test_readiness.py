@@ -39,24 +39,6 @@ def test_a_frozen_redis_never_stalls_readiness(open_client):
         assert client.get("/healthz").status_code == 200
 
 
-@pytest.fixture
-def pg_db(postgres_url):
-    """A fresh PostgreSQL database for one test, dropped after it."""
-    import sqlalchemy as sa
-
-    base = sa.engine.make_url(postgres_url)
-    name = f"clapsearch_ready_{uuid.uuid4().hex[:10]}"
-    admin = sa.create_engine(base, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield base.set(database=name)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-
 def _problem(response, code):
     assert response.status_code == 503, (response.status_code, response.text)
     assert response.headers["content-type"].startswith("application/problem+json")
