@@ -128,9 +128,9 @@ def wav_patched(
     return bytes(out)
 
 
-def flac_claiming(samples: int) -> bytes:
+def flac_claiming(samples: int, *, sr: int = SR, channels: int = 1) -> bytes:
     """A 1 s FLAC whose STREAMINFO says it holds ``samples`` frames (36 bits from byte 21)."""
-    out = bytearray(encoded("FLAC", "PCM_16"))
+    out = bytearray(encoded("FLAC", "PCM_16", sr=sr, channels=channels))
     assert out[:4] == b"fLaC"
     out[21] = (out[21] & 0xF0) | ((samples >> 32) & 0x0F)
     struct.pack_into(">I", out, 22, samples & 0xFFFFFFFF)
@@ -337,8 +337,16 @@ KINDS: list[Kind] = [
         "flac_bomb",
         "a FLAC of 30 s of silence, 8 channels at 192 kHz: 46 M samples in a few KB",
         _writer(lambda: silent_flac(30, 192_000, 8), "flac_bomb.flac"),
-        frozenset({INDEXED}),  # inside the ingest limits: decoded in bounded memory and time
-        frozenset({"413 audio.too_long"}),  # over an upload's sample budget, refused from the header
+        frozenset({INDEXED}),  # inside every limit: decoded in bounded memory and time
+        frozenset({"200"}),
+    ),
+    Kind(
+        "flac_claims_samples",
+        "a 1 s FLAC, 8 channels at 192 kHz, whose STREAMINFO claims 500 s: 768 M samples to decode",
+        _writer(lambda: flac_claiming(500 * 192_000, sr=192_000, channels=8), "flac_claims_samples.flac"),
+        DECODE,  # ingest has no sample budget; libFLAC fails where the stream ends before its claim
+        # over an upload's default decoding budget (600 s x 192 kHz of samples), refused from the header
+        frozenset({"413 audio.too_long"}),
     ),
     Kind(
         "channels_64",
