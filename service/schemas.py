@@ -246,7 +246,11 @@ class SearchOptions(BaseModel):
 
 
 class SearchTextInput(SearchOptions):
-    q: str = Field(description="what it should sound like", examples=["dog barking in the rain"])
+    q: str = Field(
+        description="what it should sound like",
+        examples=["dog barking in the rain"],
+        json_schema_extra={"pattern": r"\S"},  # blank is 422 text.empty (checked by the route)
+    )
 
 
 class SearchAudioInput(SearchOptions):

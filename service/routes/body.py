@@ -156,7 +156,7 @@ def _one_or_many(prop: dict) -> dict:
     return keep | {"anyOf": [value, prop.get("items", {"type": "string"})]}
 
 
-def _form_field(prop: dict) -> dict:
+def _form_field(prop: dict, required: bool = False) -> dict:
     """A form field's schema: no null (see ``_without_null``); booleans as the strings read as
     one; and an empty value, which a browser sends for a field left blank, is the field absent."""
     prop = _without_null(prop)
@@ -166,6 +166,8 @@ def _form_field(prop: dict) -> dict:
         if isinstance(out.get("default"), bool):
             out["default"] = str(out["default"]).lower()
         return out
+    if required:  # an empty value is an absent field, and this one must be there
+        return prop | {"minLength": max(1, prop.get("minLength", 1))} if kind == "string" else prop
     if kind in ("integer", "number") or (kind == "string" and {"pattern", "minLength"} & set(prop)):
         value = {k: v for k, v in prop.items() if k not in ("title", "description", "default")}
         keep = {k: v for k, v in prop.items() if k in ("title", "description", "default")}
@@ -189,7 +191,8 @@ def body_doc(
         schema["required"] = sorted({*schema.get("required", []), "id"})
         schema["properties"]["id"] = _without_null(schema["properties"]["id"])
     schema["properties"] = {k: _one_or_many(v) for k, v in schema.get("properties", {}).items()}
-    form = {**schema, "properties": {k: _form_field(v) for k, v in schema["properties"].items()}}
+    needed = set(schema.get("required", []))
+    form = {**schema, "properties": {k: _form_field(v, k in needed) for k, v in schema["properties"].items()}}
     # a JSON body with a field the model does not know is 422 (Fields.parse): say so
     content: dict[str, Any] = {JSON: {"schema": {**schema, "additionalProperties": False}}, FORM: {"schema": form}}
     if file:

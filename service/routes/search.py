@@ -66,7 +66,12 @@ _EXPORTS: dict[int | str, dict[str, Any]] = {
 )
 async def search_text(
     request: Request,
-    q: str = Query(..., description="what it should sound like", examples=["dog barking in the rain"]),
+    q: str = Query(
+        ...,
+        description="what it should sound like",
+        examples=["dog barking in the rain"],
+        json_schema_extra={"pattern": r"\S"},  # blank is 422 text.empty (checked below)
+    ),
     params=SearchParams,
     output: Literal["json", "csv", "m3u8"] = Query(
         "json", description="csv: a sheet of the hits; m3u8: a playlist of their audio for players and DAWs"

@@ -43,3 +43,10 @@ def test_the_schema_states_the_configured_limits_and_the_audio_source(open_clien
     assert "audio/*" in classify["multipart/form-data"]["encoding"]["file"]["contentType"]
     exports = spec["paths"]["/v1/search"]["get"]["responses"]["200"]["content"]
     assert {"application/json", "text/csv"} <= set(exports)
+    # a blank form field is an absent one: a required one may not be blank (found by the long run)
+    ingest_form = spec["paths"]["/v1/jobs/ingest"]["post"]["requestBody"]["content"][
+        "application/x-www-form-urlencoded"
+    ]
+    assert ingest_form["schema"]["properties"]["path"]["minLength"] == 1
+    q = next(p for p in spec["paths"]["/v1/search"]["get"]["parameters"] if p["name"] == "q")
+    assert q["schema"]["pattern"] == r"\S"
