@@ -135,9 +135,27 @@ def document_problems(app: FastAPI) -> None:
                 for operation in operations.values():
                     operation.get("responses", {}).pop("422", None)
                     operation.setdefault("responses", {})["default"] = answer
+                    state_limits(operation, app.state.settings)
         return spec
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+def state_limits(operation: dict, settings: ServiceSettings) -> None:
+    """Write the configured limits the routes enforce into the operation's schemas, so a client
+    (or Schemathesis) sees them: an offset past CLAPSEARCH_MAX_OFFSET is 422 request.offset, more
+    labels or texts than CLAPSEARCH_MAX_LABELS is 422 request.too_many_labels."""
+    limits = {"offset": ("maximum", settings.max_offset)}
+    limits |= {name: ("maxItems", settings.max_labels) for name in ("candidate_labels", "texts")}
+    for parameter in operation.get("parameters", []):
+        rule = limits.get(parameter.get("name"))
+        if rule and rule[0] not in parameter.get("schema", {}):
+            parameter.setdefault("schema", {})[rule[0]] = rule[1]
+    for media in operation.get("requestBody", {}).get("content", {}).values():
+        for name, prop in media.get("schema", {}).get("properties", {}).items():
+            rule = limits.get(name)
+            if rule and rule[0] not in prop:
+                prop[rule[0]] = rule[1]
 
 
 def create_app(settings: ServiceSettings | None = None) -> FastAPI:

@@ -22,6 +22,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from indexer import errors as core
 
@@ -194,6 +195,23 @@ async def _foreign(request: Request, exc: Exception) -> JSONResponse:
     return _core_problem(request, known) if known is not None else _internal(request)
 
 
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+def allowed_methods(request: Request) -> str:
+    """Every method some route serves at this path (RFC 9110: a 405 names them in Allow).
+    Starlette names only the first route that matched the path, and a path served by a GET
+    route and a separate HEAD route said ``Allow: HEAD`` alone. Each method is tried against
+    every route's ``matches`` (FastAPI wraps included routers; their routes are not listed)."""
+    routes = request.app.router.routes
+    allowed = [
+        method
+        for method in _METHODS
+        if any(route.matches({**request.scope, "method": method})[0] == Match.FULL for route in routes)
+    ]
+    return ", ".join(allowed)
+
+
 def install(app: FastAPI) -> None:
     from sqlalchemy.exc import SQLAlchemyError
 
@@ -223,9 +241,10 @@ def install(app: FastAPI) -> None:
         title = PROBLEMS[code][1] if code else "Error"
         code = code or f"http.{exc.status_code}"
         detail = exc.detail if isinstance(exc.detail, str) else None
-        return problem_response(
-            exc.status_code, code, title, detail, instance=request.url.path, headers=getattr(exc, "headers", None)
-        )
+        headers = getattr(exc, "headers", None)
+        if exc.status_code == 405:
+            headers = {**(headers or {}), "Allow": allowed_methods(request)}
+        return problem_response(exc.status_code, code, title, detail, instance=request.url.path, headers=headers)
 
     # Exception last: ONNX Runtime's errors derive from it directly.
     for kind in (OSError, RuntimeError, SQLAlchemyError, Exception):

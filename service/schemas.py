@@ -284,7 +284,11 @@ class SearchOptions(BaseModel):
 
 
 class SearchTextInput(SearchOptions):
-    q: str = Field(description="what it should sound like", examples=["dog barking in the rain"])
+    q: str = Field(
+        description="what it should sound like",
+        examples=["dog barking in the rain"],
+        json_schema_extra={"pattern": r"\S"},  # blank is 422 text.empty (checked by the route)
+    )
 
 
 class SearchAudioInput(SearchOptions):
@@ -302,15 +306,25 @@ class TextsInput(BaseModel):
 
 class ClassifyInput(BaseModel):
     id: int | None = Field(None, ge=1, description="an indexed item instead of an upload")
+    # json_schema_extra: what the route checks itself (answering request.no_labels,
+    # request.label_too_long, request.template), stated in the schema too (Schemathesis, issue 16)
     candidate_labels: list[str] = Field(
-        [], description="labels to choose from: a JSON array or repeated fields; a label may contain commas"
+        [],
+        description="labels to choose from: a JSON array or repeated fields; a label may contain commas",
+        json_schema_extra={"minItems": 1, "items": {"type": "string", "maxLength": 200, "pattern": r"\S"}},
     )
-    hypothesis_template: str | None = Field(None, max_length=1000, description='default "This is a sound of {}."')
+    hypothesis_template: str | None = Field(
+        None,
+        max_length=1000,
+        description='default (also when empty) "This is a sound of {}."; must hold {} (or {label}) where the label goes',
+        json_schema_extra={"pattern": r"^$|\{(label)?\}"},
+    )
     multi_label: bool = Field(False, description="true: score labels independently")
 
 
 class IngestRequest(BaseModel):
     path: str = Field(
+        min_length=1,
         description="a file or folder under one of CLAPSEARCH_ALLOWED_INGEST_ROOTS",
         examples=["/srv/library/new-recordings"],
     )

@@ -21,6 +21,22 @@ REPO = Path(__file__).resolve().parents[1]
 GOLDEN = Path(os.environ.get("CLAPSEARCH_GOLDEN_DIR", REPO.parent / "shared" / "data" / "laion-golden"))
 
 
+def _hypothesis_profiles() -> None:
+    """Property tests: a bounded number of examples in CI, many more in the long mode
+    (``CLAPSEARCH_TEST_LONG=1``, docs/reliability.md); no deadline (a loaded CI machine is slow)."""
+    try:
+        from hypothesis import HealthCheck, settings
+    except ImportError:  # the property tests skip themselves
+        return
+    quiet = [HealthCheck.too_slow, HealthCheck.data_too_large]
+    settings.register_profile("ci", max_examples=40, deadline=None, suppress_health_check=quiet, derandomize=True)
+    settings.register_profile("long", max_examples=2000, deadline=None, suppress_health_check=quiet)
+    settings.load_profile("long" if os.environ.get("CLAPSEARCH_TEST_LONG") == "1" else "ci")
+
+
+_hypothesis_profiles()
+
+
 # What the test run itself is told through the environment; every other CLAPSEARCH_* variable is
 # a developer's or a machine's setting and must not reach the code under test.
 TEST_VARIABLES = ("CLAPSEARCH_TEST_", "CLAPSEARCH_REQUIRE_SERVICES", "CLAPSEARCH_GOLDEN_DIR")

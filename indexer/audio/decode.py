@@ -358,7 +358,11 @@ def prepare_waveform(
         raise InvalidSamplesError(name, f"shape {a.shape} looks like (channels, n); pass (n, channels)")
     if a.shape[0] == 0 or channels == 0:
         raise EmptyAudioError(name, "contains no samples")
-    if int(sample_rate) != sample_rate:
+    try:
+        whole_rate = int(sample_rate) == sample_rate
+    except (ValueError, OverflowError, TypeError):  # NaN, infinities, not a number at all
+        whole_rate = False
+    if not whole_rate:
         raise InvalidSamplesError(name, f"sample rate {sample_rate!r} is not an integer")
     _check_limits(name, int(sample_rate), channels, a.shape[0], limits)
     bad = first_non_finite(a)

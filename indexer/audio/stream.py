@@ -132,23 +132,36 @@ def resample_whole(y: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:
     return np.asarray(y_hat, dtype=np.float32)
 
 
-def first_non_finite(x: np.ndarray) -> int | None:
-    """Index (along axis 0) of the first NaN/Inf sample, or None when all are finite.
+# Float files may go past full scale (+-1), but not by 120 dB: a sample of 1e30 is finite yet its
+# power overflows float32 in any front end, and the file came out as a NaN vector in the index.
+MAX_SAMPLE_MAGNITUDE = 1e6
 
-    A float64 sum is a cheap, allocation-free screen (NaN and Inf propagate; float32 values
-    cannot overflow a float64 sum); only a failed screen pays for the exact search.
+
+def first_non_finite(x: np.ndarray) -> int | None:
+    """Index (along axis 0) of the first NaN/Inf sample, or of one beyond +-MAX_SAMPLE_MAGNITUDE;
+    None when all are usable.
+
+    ``min`` and ``max`` are a cheap, allocation-free screen (NaN propagates through both); only
+    a failed screen pays for the exact search.
     """
-    if x.size == 0 or np.isfinite(np.sum(x, dtype=np.float64)):
+    if x.size == 0:
         return None
-    bad = ~np.isfinite(x)
+    low, high = np.min(x), np.max(x)
+    if -MAX_SAMPLE_MAGNITUDE <= low and high <= MAX_SAMPLE_MAGNITUDE:
+        return None
+    bad = ~(np.abs(x) <= MAX_SAMPLE_MAGNITUDE)  # NaN compares false: it is bad too
     if bad.ndim > 1:
         bad = bad.any(axis=tuple(range(1, bad.ndim)))
     return int(np.argmax(bad))
 
 
 def non_finite_error(path: str | None, index: int, sample_rate: int) -> InvalidSamplesError:
-    """The error for a NaN/Inf sample, saying where it is so the user can inspect the file."""
-    return InvalidSamplesError(path, f"contains NaN or infinite samples (first at {index / sample_rate:.3f} s)")
+    """The error for a NaN/Inf/absurd sample, saying where it is so the user can inspect the file."""
+    return InvalidSamplesError(
+        path,
+        f"contains NaN, infinite or absurdly large samples (beyond +-{MAX_SAMPLE_MAGNITUDE:g}; "
+        f"first at {index / sample_rate:.3f} s)",
+    )
 
 
 def block_frames_for(sample_rate: int, channels: int, block_s: float) -> int:

@@ -61,6 +61,7 @@ class Fields:
                 [{"loc": ("body", key), "msg": "unknown field", "type": "extra_forbidden"} for key in unknown]
             )
         data: dict[str, Any] = {}
+        from_text = False  # form fields and query parameters are strings: read them as pydantic does
         for name, info in model.model_fields.items():
             key, many = info.alias or name, _is_list(info.annotation)
             if key in self.values:
@@ -69,12 +70,15 @@ class Fields:
             elif key in self.multi or (query is not None and key in query):
                 found = self.multi[key] if key in self.multi else query.getlist(key)  # type: ignore[union-attr]
                 found = [v for v in found if not isinstance(v, UploadFile)]
+                from_text = True
                 if many:
                     data[key] = found
                 elif found and found[-1] != "":  # a browser's empty field is an absent one
                     data[key] = found[-1]
         try:
-            return model.model_validate(data)
+            # JSON has types: a JSON body is held to them (0 is not false, "5" is not 5), as its
+            # schema says (Schemathesis, issue 16); ints still fill float fields
+            return model.model_validate(data, strict=not from_text)
         except ValidationError as exc:
             raise RequestValidationError(
                 [{**e, "loc": ("body", *e["loc"])} for e in exc.errors(include_url=False)]
@@ -123,16 +127,79 @@ async def request_fields(request: Request) -> AsyncIterator[Fields]:
 BodyFields = Depends(request_fields)
 
 
-def body_doc(model: type[BaseModel], *, file: bool = False, required: bool = False) -> dict:
+def _without_null(prop: dict) -> dict:
+    """A form field's schema: a form cannot send null (an absent field is the default), so
+    ``anyOf: [X, null]`` is X and a default of None is dropped."""
+    options = [o for o in prop.get("anyOf", []) if o.get("type") != "null"]
+    if not options:
+        return prop
+    out = {k: v for k, v in prop.items() if k != "anyOf" and not (k == "default" and v is None)}
+    return {**out, **options[0]} if len(options) == 1 else {**out, "anyOf": options}
+
+
+# What pydantic reads as a boolean in a form field, any case (a browser's checkbox sends "on").
+_FORM_BOOLEANS = ("0", "1", "f", "t", "n", "y", "no", "yes", "off", "on", "false", "true")
+_FORM_BOOLEAN = (
+    "^(|"
+    + "|".join("".join(f"[{c.lower()}{c.upper()}]" if c.isalpha() else c for c in w) for w in _FORM_BOOLEANS)
+    + ")$"
+)
+
+
+def _one_or_many(prop: dict) -> dict:
+    """A list field also takes one value: a JSON string (wrapped by ``Fields.parse``), and on a
+    form one field, indistinguishable from a list of one."""
+    if prop.get("type") != "array":
+        return prop
+    keep = {k: v for k, v in prop.items() if k in ("title", "description", "default")}
+    value = {k: v for k, v in prop.items() if k not in keep}
+    return keep | {"anyOf": [value, prop.get("items", {"type": "string"})]}
+
+
+def _form_field(prop: dict, required: bool = False) -> dict:
+    """A form field's schema: no null (see ``_without_null``); booleans as the strings read as
+    one; and an empty value, which a browser sends for a field left blank, is the field absent."""
+    prop = _without_null(prop)
+    kind = prop.get("type")
+    if kind == "boolean":
+        out = {k: v for k, v in prop.items() if k != "type"} | {"type": "string", "pattern": _FORM_BOOLEAN}
+        if isinstance(out.get("default"), bool):
+            out["default"] = str(out["default"]).lower()
+        return out
+    if required:  # an empty value is an absent field, and this one must be there
+        return prop | {"minLength": max(1, prop.get("minLength", 1))} if kind == "string" else prop
+    if kind in ("integer", "number") or (kind == "string" and {"pattern", "minLength"} & set(prop)):
+        value = {k: v for k, v in prop.items() if k not in ("title", "description", "default")}
+        keep = {k: v for k, v in prop.items() if k in ("title", "description", "default")}
+        return keep | {"anyOf": [value, {"type": "string", "maxLength": 0}]}
+    return prop
+
+
+def body_doc(
+    model: type[BaseModel], *, file: bool = False, required: bool = False, required_fields: tuple[str, ...] = ()
+) -> dict:
     """``openapi_extra`` for a route that reads ``request_fields``: the same fields as JSON, a
-    urlencoded form or (with ``file``) a multipart form with the audio part."""
+    urlencoded form or (with ``file``) a multipart form with the audio part. ``required_fields``
+    are fields the route itself insists on (with its own error code) although the model has a default."""
     schema = model.model_json_schema()
     assert "$defs" not in schema, f"{model.__name__}: keep input models flat"
-    form = {**schema, "properties": dict(schema.get("properties", {}))}
-    content: dict[str, Any] = {JSON: {"schema": schema}, FORM: {"schema": form}}
+    if required_fields:
+        schema["required"] = sorted({*schema.get("required", []), *required_fields})
+        for name in required_fields:
+            schema["properties"][name].pop("default", None)
+    if file:  # one audio source: an indexed item's id in any body, or the uploaded part
+        schema["required"] = sorted({*schema.get("required", []), "id"})
+        schema["properties"]["id"] = _without_null(schema["properties"]["id"])
+    schema["properties"] = {k: _one_or_many(v) for k, v in schema.get("properties", {}).items()}
+    needed = set(schema.get("required", []))
+    form = {**schema, "properties": {k: _form_field(v, k in needed) for k, v in schema["properties"].items()}}
+    # a JSON body with a field the model does not know is 422 (Fields.parse): say so
+    content: dict[str, Any] = {JSON: {"schema": {**schema, "additionalProperties": False}}, FORM: {"schema": form}}
     if file:
         multipart = {
             **form,
+            "required": [r for r in form["required"] if r != "id"],
+            "oneOf": [{"required": ["file"]}, {"required": ["id"]}],  # 422 request.audio_source otherwise
             "properties": {
                 **form["properties"],
                 "file": {
@@ -142,7 +209,10 @@ def body_doc(model: type[BaseModel], *, file: bool = False, required: bool = Fal
                 },
             },
         }
-        content = {MULTIPART: {"schema": multipart}, **content}
+        # the part types the server accepts (anything else is 415 upload.content_type)
+        encoding = {"file": {"contentType": "audio/*, application/octet-stream"}}
+        content = {MULTIPART: {"schema": multipart, "encoding": encoding}, **content}
+        required = True
     else:
         content[MULTIPART] = {"schema": form}
     return {"requestBody": {"required": required, "content": content}}

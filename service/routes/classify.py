@@ -31,6 +31,10 @@ DEFAULT_TEMPLATE = "This is a sound of {}."
 
 def _labels(values: list[str], limit: int) -> list[str]:
     # never split on commas: "Crowing, cock-a-doodle-doo" is one of AudioSet's own labels
+    if len(values) > limit:  # counted as sent (the schema's maxItems), before duplicates are merged
+        raise ProblemError(
+            "request.too_many_labels", f"{len(values)} labels; the limit is {limit} (CLAPSEARCH_MAX_LABELS)"
+        )
     labels = list(dict.fromkeys(v.strip() for v in values if v.strip()))
     if not labels:
         raise ProblemError("request.no_labels", "send candidate_labels: a JSON array or repeated form fields")
@@ -47,13 +51,13 @@ def _labels(values: list[str], limit: int) -> list[str]:
     "/v1/classify",
     response_model=ClassifyResponse,
     summary="Zero-shot tagging",
-    openapi_extra=body_doc(ClassifyInput, file=True, required=True),
+    openapi_extra=body_doc(ClassifyInput, file=True, required=True, required_fields=("candidate_labels",)),
 )
 @router.post(
     "/classify",
     response_model=ClassifyResponse,
     summary="Zero-shot tagging (unversioned alias)",
-    openapi_extra=body_doc(ClassifyInput, file=True, required=True),
+    openapi_extra=body_doc(ClassifyInput, file=True, required=True, required_fields=("candidate_labels",)),
 )
 async def classify(request: Request, fields: Fields = BodyFields):
     rt: Runtime = request.app.state.runtime

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import time
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
+from indexer import exports
 from indexer.query import SearchRequest, check_query_text
 from service import queries
 from service.problems import ProblemError
@@ -47,11 +48,30 @@ async def _text_search(rt: Runtime, q: str, params: SearchRequest) -> Response:
     return _answer(text, await queries.search(rt, params, text=text, query_id="t:" + text))
 
 
-@router.get("/v1/search", response_model=SearchResponse, summary="Search audio by text", description=_TEXT_DOC)
-@router.get("/search", response_model=SearchResponse, include_in_schema=False)
+# output=csv / m3u8 answer a sheet or a playlist instead of JSON: the schema says so (Schemathesis)
+_EXPORTS: dict[int | str, dict[str, Any]] = {
+    200: {"content": {media: {"schema": {"type": "string"}} for media in exports.MEDIA_TYPES.values()}}
+}
+
+
+@router.get(
+    "/v1/search",
+    response_model=SearchResponse,
+    summary="Search audio by text",
+    description=_TEXT_DOC,
+    responses=_EXPORTS,
+)
+@router.get(
+    "/search", response_model=SearchResponse, summary="Search audio by text (unversioned alias)", responses=_EXPORTS
+)
 async def search_text(
     request: Request,
-    q: str = Query(..., description="what it should sound like", examples=["dog barking in the rain"]),
+    q: str = Query(
+        ...,
+        description="what it should sound like",
+        examples=["dog barking in the rain"],
+        json_schema_extra={"pattern": r"\S"},  # blank is 422 text.empty (checked below)
+    ),
     params=SearchParams,
     output: Literal["json", "csv", "m3u8"] = Query(
         "json", description="csv: a sheet of the hits; m3u8: a playlist of their audio for players and DAWs"
@@ -129,9 +149,9 @@ async def search_texts(request: Request, fields: Fields = BodyFields):
     started = time.perf_counter()
     body = fields.parse(TextsInput, request.query_params)
     limit, texts = body.limit, body.texts
+    if len(texts) > rt.settings.max_labels:  # counted as sent (the schema's maxItems)
+        raise ProblemError("request.too_many_labels", f"{len(texts)} texts; the limit is {rt.settings.max_labels}")
     user = list(dict.fromkeys(t.strip() for t in texts if t.strip()))
-    if len(user) > rt.settings.max_labels:
-        raise ProblemError("request.too_many_labels", f"{len(user)} texts; the limit is {rt.settings.max_labels}")
     vector, name = await queries.audio_vector(rt, optional_upload(fields.file), body.id)
     candidates: list[tuple[str, str]] = []
     blocks = []

@@ -241,8 +241,10 @@ def test_empty_inputs(tmp_path):
             open_audio(path, SR)
 
 
-@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf, 1e30, -3e7])
 def test_nan_and_inf_samples(tmp_path, bad):
+    # 1e30 is finite, but its power overflows float32 in the front end: before issue 16's
+    # hostile-audio suite such a file was indexed with a NaN vector
     x = noise(1.0, 44_100, channels=2)
     x[30_000, 1] = bad
     path = write(tmp_path / "nan.wav", x, 44_100, subtype="FLOAT")
@@ -253,6 +255,15 @@ def test_nan_and_inf_samples(tmp_path, bad):
         assert "0.680 s" in ei.value.reason  # 30 000 / 44 100: where to look
     with pytest.raises(InvalidSamplesError):
         open_audio(path, SR, limits=STREAM)
+    with pytest.raises(InvalidSamplesError):
+        prepare_waveform(x, 44_100, SR)
+
+
+def test_float_samples_past_full_scale_within_reason_are_kept(tmp_path):
+    x = noise(0.5, SR)
+    x[100] = 9e5  # far past +-1, yet a usable waveform: not refused
+    y = load_audio(write(tmp_path / "loud.wav", x, SR, subtype="FLOAT"), SR)
+    assert np.isfinite(y).all() and y.max() > 1e5
 
 
 def test_absurd_sample_rate_and_channel_count(tmp_path):

@@ -204,5 +204,19 @@ def test_file_must_be_a_file_part(client, item_ids):
     ],
 )
 def test_wrong_method_is_a_405_problem(client, method, path):
-    body = assert_problem(client.request(method, path), 405, "request.method")
+    response = client.request(method, path)
+    body = assert_problem(response, 405, "request.method")
     assert "." in body["code"]
+    assert method not in response.headers["Allow"] and response.headers["Allow"]
+
+
+@pytest.mark.parametrize(
+    "path, allowed",
+    [("/v1/items/1", {"GET", "HEAD"}), ("/v1/items/1/peaks", {"GET", "HEAD"}), ("/v1/search", {"GET", "POST"})],
+)
+def test_a_405_names_every_method_the_path_serves(client, path, allowed):
+    # Schemathesis (issue 16): a path served by a GET route and a separate HEAD route said
+    # "Allow: HEAD" only, as if GET were refused too
+    response = client.request("OPTIONS", path)
+    assert_problem(response, 405, "request.method")
+    assert allowed <= set(response.headers["Allow"].split(", ")), response.headers["Allow"]
