@@ -451,10 +451,10 @@ KINDS: list[Kind] = [
     ),
     Kind(
         "mp4_as_wav",
-        "an MPEG-4 box header named .wav",
+        "an MPEG-4 box header named .wav (sniffed as MPEG-4: PyAV finds no audio in it)",
         _writer(MP4, "mp4_as_wav.wav"),
-        frozenset({"audio.unsupported_format"}),
-        frozenset({"415 audio.unsupported_format"}),
+        frozenset({"audio.decode"}),
+        frozenset({"422 audio.decode"}),
     ),
     Kind("non_utf8_name", "a good WAV whose name is not UTF-8", _non_utf8_name, frozenset({INDEXED})),
     Kind("long_name", "a good WAV with a 249-byte name", _long_name, frozenset({INDEXED})),
