@@ -103,7 +103,7 @@ def test_killing_the_api_mid_publish_restarts_on_the_last_good_version(home_copy
                 key = f"default/{kind_dir.name}"
                 assert ready["indexes"][key]["version"] == int(live.name[1:]), (ready["indexes"], live)
             status, found = _call(port, "/v1/search?q=chirp&limit=5")
-            assert status == 200 and found["results"], found
+            assert status == 200 and found["items"], found
             if any(landed):
                 break
         assert any(landed), f"no kill landed while a version was being written in {ROUNDS} rounds"
