@@ -172,3 +172,14 @@ class WorkerSettings(ServiceSettings):
     db_timeout_s: float = Field(
         30.0, ge=0, description="as the indexer CLI: long ingest statements on large collections are no hang"
     )
+    watch_paths: Annotated[list[Path], NoDecode] = Field(
+        default_factory=list,
+        description="folders the worker keeps in sync with a collection as files appear, change or go "
+        "(comma-separated; as `indexer watch`; needs the 'watch' extra)",
+    )
+    watch_collection: str = Field("default", description="the collection the watched folders feed")
+
+    @field_validator("watch_paths", mode="before")
+    @classmethod
+    def _watch_list(cls, value):
+        return _split_commas(value)

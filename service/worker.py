@@ -2,6 +2,7 @@
 
     CLAPSEARCH_REDIS_URL=redis://redis:6379/0 clapsearch-worker            # serve forever
     clapsearch-worker --burst                                               # drain, then exit
+    clapsearch-worker --watch /library --watch-collection sfx               # and keep a folder in sync
 
 It reads the same ``CLAPSEARCH_*`` settings as the API (database, index folder, model), so it
 must see the same storage. By default each job runs in a forked child (RQ's ``Worker``): a job
@@ -16,6 +17,7 @@ import logging
 import os
 import sys
 import threading
+from pathlib import Path
 from typing import Any
 
 log = logging.getLogger("service.worker")
@@ -78,6 +80,15 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--queue", default=None, help="queue name (default: CLAPSEARCH_JOB_QUEUE or clapsearch-ingest)")
     parser.add_argument("--simple", action="store_true", help="run jobs in this process instead of a forked child")
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    parser.add_argument(
+        "--watch",
+        action="append",
+        type=Path,
+        default=None,
+        metavar="FOLDER",
+        help="also keep FOLDER in sync with a collection (repeatable; default: CLAPSEARCH_WATCH_PATHS)",
+    )
+    parser.add_argument("--watch-collection", default=None, help="collection of the watched folders (default: default)")
     return parser
 
 
@@ -130,11 +141,23 @@ def main(argv: list[str] | None = None) -> int:
         ", burst" if args.burst else "",
     )
     worker = worker_class([queue], connection=connection)
+    watcher = None
+    watched = args.watch if args.watch is not None else settings.watch_paths
+    if watched:
+        from service.watching import check_folders, start_watcher
+
+        collection = args.watch_collection or settings.watch_collection
+        watcher = start_watcher(settings.model_dump_json(), check_folders(watched), collection)
     try:
         worker.work(burst=args.burst, logging_level=args.log_level)
     except redis_errors() as exc:  # Redis went away while the worker stopped: it stops anyway
         log.warning("stopped without telling Redis at %s: %s: %s", where, exc.__class__.__name__, exc)
         return 1
+    finally:
+        if watcher is not None:
+            from service.watching import stop_watcher
+
+            stop_watcher(watcher)
     return 0
 
 
