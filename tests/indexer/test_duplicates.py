@@ -29,9 +29,9 @@ from tests.dup_library import (
     LATE_VARIANT,
     MODEL,
     ingest,
+    ingested_library,
     open_store,
     write_late_variant,
-    write_library,
 )
 
 # ----------------------------------------------------------------------------- no model
@@ -80,11 +80,7 @@ def test_threshold_outside_zero_one_is_refused(bad):
 
 @pytest.fixture(scope="module")
 def dup_home(tmp_path_factory) -> tuple[Path, Path]:
-    root = write_library(tmp_path_factory.mktemp("duplib"))
-    home = tmp_path_factory.mktemp("duphome")
-    stats = ingest(home, [root])
-    assert stats.embedded == len(DISTINCT) + sum(len(v) for v in GROUPS.values()) and stats.failed == 0
-    return root, home
+    return ingested_library(tmp_path_factory)
 
 
 @pytest.fixture
