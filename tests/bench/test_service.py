@@ -4,13 +4,12 @@ server (uvicorn subprocess), drives /v1/search through the load generator at con
 errors. (The targets are judged by the full 1 M run recorded in bench/RESULTS.md, never here.)"""
 
 import json
-import subprocess
 import sys
 
 import pytest
 
 from tests.bench import REPO
-from tests.helpers import redis_error
+from tests.helpers import redis_error, run_captured
 
 pytest.importorskip("faiss")
 pytest.importorskip("uvicorn")
@@ -38,7 +37,7 @@ def test_bench_service_quick_run(tmp_path):
         str(out),
     ]
     cmd += ["--redis-url", REDIS_URL] if redis else ["--no-redis"]
-    done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=110)
+    done = run_captured(cmd, cwd=REPO, timeout=110)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     results = json.loads(out.read_text())
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 
 import pytest
 
 from tests.deploy import DEPLOY, REPO, compose, find_tool, load_yaml_documents
+from tests.helpers import run_captured
 
 DASHBOARD = DEPLOY / "grafana" / "dashboards" / "clapsearch.json"
 METRIC = re.compile(r"\b(clapsearch_[a-z0-9_]+)")
@@ -99,13 +99,7 @@ def _promtool() -> str:
 
 def test_promtool_check_config_and_rules():
     tool = _promtool()
-    result = subprocess.run(
-        [tool, "check", "config", "prometheus.yml"],
-        cwd=DEPLOY / "prometheus",
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = run_captured([tool, "check", "config", "prometheus.yml"], cwd=DEPLOY / "prometheus", timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "1 rule files found" in result.stdout + result.stderr
 
@@ -120,7 +114,7 @@ def test_promtool_parses_dashboard_queries(tmp_path):
         rules.append({"record": f"dashboard:query{i}", "expr": expr})
     path = tmp_path / "dashboard-rules.yml"
     path.write_text(yaml.safe_dump({"groups": [{"name": "dashboard", "rules": rules}]}))
-    result = subprocess.run([tool, "check", "rules", str(path)], capture_output=True, text=True, timeout=60)
+    result = run_captured([tool, "check", "rules", str(path)], timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
