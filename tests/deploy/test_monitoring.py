@@ -13,6 +13,9 @@ from tests.helpers import run_captured
 
 DASHBOARD = DEPLOY / "grafana" / "dashboards" / "clapsearch.json"
 METRIC = re.compile(r"\b(clapsearch_[a-z0-9_]+)")
+# the service's metric families: histograms are exported as ``<family>_bucket`` series
+HISTOGRAMS = ("clapsearch_request_seconds", "clapsearch_stage_seconds", "clapsearch_batch_size")
+GAUGES_AND_COUNTERS = ("clapsearch_queue_depth", "clapsearch_cache_total", "clapsearch_index_vectors")
 
 
 def exported_series() -> set[str]:
@@ -42,14 +45,7 @@ def _rule_exprs() -> list[str]:
 
 def test_issue_metrics_are_exported():
     series = exported_series()
-    for name in (
-        "clapsearch_request_seconds_bucket",
-        "clapsearch_stage_seconds_bucket",
-        "clapsearch_batch_size_bucket",
-        "clapsearch_queue_depth",
-        "clapsearch_cache_total",
-        "clapsearch_index_vectors",
-    ):
+    for name in [f"{family}_bucket" for family in HISTOGRAMS] + list(GAUGES_AND_COUNTERS):
         assert name in series, name
 
 
@@ -76,14 +72,7 @@ def test_dashboard_covers_the_service_metrics():
     ids = [p["id"] for p in dashboard["panels"]]
     assert len(ids) == len(set(ids))
     text = " ".join(_dashboard_exprs())
-    for family in (
-        "clapsearch_request_seconds",
-        "clapsearch_stage_seconds",
-        "clapsearch_batch_size",
-        "clapsearch_queue_depth",
-        "clapsearch_cache_total",
-        "clapsearch_index_vectors",
-    ):
+    for family in HISTOGRAMS + GAUGES_AND_COUNTERS:
         assert family in text, f"no panel shows {family}"
     for panel in dashboard["panels"]:
         assert panel["datasource"]["uid"] == "${datasource}", panel["title"]
