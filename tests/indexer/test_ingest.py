@@ -141,20 +141,8 @@ def _db_count(db_path: Path) -> int:
 def test_kill_minus_9_mid_ingest_then_resume_loses_and_duplicates_nothing(tmp_path):
     files = library.good_library(tmp_path / "lib", n_extra=40)
     home = tmp_path / "home"
-    command = [
-        sys.executable,
-        "-m",
-        "indexer.cli.run",
-        "ingest",
-        str(tmp_path / "lib"),
-        "--home",
-        str(home),
-        "-q",
-        "--workers",
-        "1",
-        "--commit-every",
-        "3",
-    ]
+    command = [sys.executable, "-m", "indexer.cli.run", "ingest", str(tmp_path / "lib"), "--home", str(home)]
+    command += "-q --workers 1 --commit-every 3".split()
     proc = subprocess.Popen(
         command, cwd=REPO, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
     )

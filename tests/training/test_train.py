@@ -259,23 +259,8 @@ def test_trained_checkpoint_exports_and_scores_the_same_in_onnx_and_torch(toy, t
     reports = {}
     for source in (["--model", str(tmp_path / "model")], ["--checkpoint", str(out / "checkpoints" / "best.pt")]):
         target = tmp_path / f"{source[0][2:]}.json"
-        assert (
-            cli.main(
-                [
-                    "evaluate",
-                    *source,
-                    "--manifest",
-                    str(toy / "val.jsonl"),
-                    "--split",
-                    "val",
-                    "--task",
-                    "retrieval",
-                    "--out",
-                    str(target),
-                ]
-            )
-            == 0
-        )
+        args = ["evaluate", *source, "--manifest", str(toy / "val.jsonl"), "--split", "val", "--task", "retrieval"]
+        assert cli.main([*args, "--out", str(target)]) == 0
         reports[source[0]] = json.loads(target.read_text())["results"][0]["metrics"]
     assert reports["--model"] == reports["--checkpoint"]
 
