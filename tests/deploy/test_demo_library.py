@@ -104,22 +104,9 @@ def test_demo_library_is_committed_and_not_ignored():
 
 
 def _search(clone: Path, env: dict[str, str], query: str) -> list[str]:
+    options = "--model models/clapsearch-sfx-v2 --home runs/demo-home --top 3 --json".split()
     out = run_captured(
-        [
-            str(clone / ".venv" / "bin" / "indexer"),
-            "search",
-            query,
-            "--model",
-            "models/clapsearch-sfx-v2",
-            "--home",
-            "runs/demo-home",
-            "--top",
-            "3",
-            "--json",
-        ],
-        cwd=clone,
-        env=env,
-        timeout=120,
+        [str(clone / ".venv" / "bin" / "indexer"), "search", query, *options], cwd=clone, env=env, timeout=120
     )
     assert out.returncode == 0, out.stderr[-2000:]
     return [r["path"] for r in json.loads(out.stdout)["items"]]
