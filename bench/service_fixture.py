@@ -104,28 +104,10 @@ SOUNDS = [
     "a goat bleating",
     "a pig grunting",
 ]
-ADJECTIVES = [
-    "loud",
-    "distant",
-    "soft",
-    "close",
-    "muffled",
-    "echoing",
-    "short",
-    "long",
-    "sharp",
-    "deep",
-    "quiet",
-    "metallic",
-    "wet",
-    "dry",
-    "heavy",
-    "light",
-    "rhythmic",
-    "sudden",
-    "repeated",
-    "low",
-]
+ADJECTIVES = (
+    "loud distant soft close muffled echoing short long sharp deep quiet metallic wet dry heavy light rhythmic sudden"
+    " repeated low"
+).split()
 PLACES = [
     "in the rain",
     "at night",

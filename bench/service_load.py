@@ -109,22 +109,8 @@ def start_server(
     if redis_url:
         env["CLAPSEARCH_REDIS_URL"] = redis_url
     env.update(extra_env or {})
-    cmd = [
-        sys.executable,
-        "-m",
-        "uvicorn",
-        "--factory",
-        "service.app:create_app",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--workers",
-        "1",
-        "--log-level",
-        "warning",
-        "--no-access-log",
-    ]
+    cmd = [sys.executable, *"-m uvicorn --factory service.app:create_app --host 127.0.0.1 --port".split(), str(port)]
+    cmd += "--workers 1 --log-level warning --no-access-log".split()
     log = open(log_path, "w")
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)

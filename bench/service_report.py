@@ -39,18 +39,7 @@ def machine_info() -> dict:
     info = index_machine_info()
     info["loadavg_start"] = loadavg()
     versions = {}
-    for name in (
-        "numpy",
-        "faiss",
-        "onnxruntime",
-        "fastapi",
-        "starlette",
-        "uvicorn",
-        "httpx",
-        "redis",
-        "sqlalchemy",
-        "pydantic",
-    ):
+    for name in "numpy faiss onnxruntime fastapi starlette uvicorn httpx redis sqlalchemy pydantic".split():
         try:
             versions[name] = __import__(name).__version__
         except Exception:

@@ -62,6 +62,15 @@ def ingest(home: Path, paths: list[Path], collection: str = "default"):
         store.close()
 
 
+def ingested_library(tmp_path_factory) -> tuple[Path, Path]:
+    """(library root, home) with the whole library written and ingested, every file embedded."""
+    root = write_library(tmp_path_factory.mktemp("duplib"))
+    home = tmp_path_factory.mktemp("duphome")
+    stats = ingest(home, [root])
+    assert stats.embedded == len(DISTINCT) + sum(len(v) for v in GROUPS.values()) and stats.failed == 0
+    return root, home
+
+
 def open_store(home: Path):
     from indexer.settings import IndexerSettings
     from indexer.store.store import Store

@@ -4,6 +4,7 @@ threads or processes make true (jobs, notices, reloads), whether a Redis answers
 from __future__ import annotations
 
 import socket
+import subprocess
 import time
 
 import numpy as np
@@ -35,6 +36,17 @@ def tone(
     return x.astype(dtype)
 
 
+def wav_bytes(seconds: float = 1.0, sr: int = 16_000) -> bytes:
+    """A 16-bit WAV of a clean ``tone``, as an upload's bytes."""
+    import io
+
+    import soundfile as sf
+
+    buf = io.BytesIO()
+    sf.write(buf, tone(seconds, sr, noise=0), sr, format="WAV", subtype="PCM_16")
+    return buf.getvalue()
+
+
 def wait_until(predicate, timeout_s: float = 10.0, every_s: float = 0.02):
     """The first truthy value of ``predicate()`` within ``timeout_s``, else its last (falsy) value."""
     deadline = time.monotonic() + timeout_s
@@ -57,6 +69,33 @@ def redis_error(url: str, timeout_s: float = 3.0) -> Exception | None:
     except Exception as exc:  # no client library or any connection failure: not usable here
         return exc
     return None
+
+
+def run_captured(command, **kwargs) -> subprocess.CompletedProcess[str]:
+    """``subprocess.run`` with stdout and stderr captured as text, for the assertion messages."""
+    return subprocess.run(command, capture_output=True, text=True, **kwargs)
+
+
+def run_indexer(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """``indexer ARGS`` in a fresh interpreter, as a user's shell runs it (its own stdout, stderr and exit code)."""
+    import os
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(repo)}
+    return run_captured([sys.executable, "-m", "indexer.cli.run", *args], env=env, timeout=timeout, cwd=repo)
+
+
+def stored_vectors(store, collection: str = "default") -> dict[str, np.ndarray]:
+    """Every file vector a Store holds for ``collection``, by file path."""
+    from indexer.store import catalog
+
+    col = store.collection(collection)
+    paths = dict(catalog.iter_file_paths(store.db, col.id))
+    return {
+        paths[int(i)]: v for ids, vecs in catalog.iter_vectors(store.db, col.id, "files") for i, v in zip(ids, vecs)
+    }
 
 
 def free_port() -> int:

@@ -9,19 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 
 # mutagen's "easy" keys, which it maps across ID3, Vorbis comments, MP4 atoms and RIFF INFO.
-FIELDS = (
-    "title",
-    "artist",
-    "album",
-    "genre",
-    "date",
-    "comment",
-    "description",
-    "copyright",
-    "organization",
-    "composer",
-    "license",
-    "keywords",
+FIELDS = tuple(
+    "title artist album genre date comment description copyright organization composer license keywords".split()
 )
 MAX_VALUE_CHARS = 1000
 

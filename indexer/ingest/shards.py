@@ -45,18 +45,8 @@ if TYPE_CHECKING:
 
 MANIFEST = "_manifest.json"
 SHARD_FORMAT = "clapsearch.vector-shards/1"
-_SCALARS = (
-    "path",
-    "size",
-    "mtime_ns",
-    "content_hash",
-    "duration_s",
-    "format",
-    "subtype",
-    "sample_rate",
-    "channels",
-    "error_code",
-    "error",
+_SCALARS = tuple(
+    "path size mtime_ns content_hash duration_s format subtype sample_rate channels error_code error".split()
 )
 
 

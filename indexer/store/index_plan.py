@@ -122,35 +122,19 @@ def plan_index(n_vectors: int, dim: int, *, memory_budget_bytes: int = 4 << 30, 
     flat_per = float(dim * 4 + ID_BYTES)
     flat_est = int(n * flat_per) + centroids
     if flat_est <= budget:
-        return IndexPlan(
-            "ivf_flat",
-            f"IVF{nlist},Flat",
-            dim,
-            n,
-            nlist,
-            None,
-            train,
-            flat_per,
-            flat_est,
+        why = (
             f"{n:,} vectors: {lists}; a query scans only the nearest lists. Full float32 vectors "
-            f"need {_gb(flat_est)}, within the {_gb(budget)} budget, so they are kept unquantised.",
+            f"need {_gb(flat_est)}, within the {_gb(budget)} budget, so they are kept unquantised."
         )
+        return IndexPlan("ivf_flat", f"IVF{nlist},Flat", dim, n, nlist, None, train, flat_per, flat_est, why)
     sq_per = float(dim + ID_BYTES)
     sq_est = int(n * sq_per) + centroids + 2 * dim * 4
     if sq_est <= budget:
-        return IndexPlan(
-            "ivf_sq8",
-            f"IVF{nlist},SQ8",
-            dim,
-            n,
-            nlist,
-            None,
-            train,
-            sq_per,
-            sq_est,
+        why = (
             f"{n:,} vectors: {lists}. Full vectors would need {_gb(flat_est)}, over the "
-            f"{_gb(budget)} budget, so each is stored as {dim} 8-bit values ({_gb(sq_est)}).",
+            f"{_gb(budget)} budget, so each is stored as {dim} 8-bit values ({_gb(sq_est)})."
         )
+        return IndexPlan("ivf_sq8", f"IVF{nlist},SQ8", dim, n, nlist, None, train, sq_per, sq_est, why)
     fixed = centroids + 256 * dim * 4
     divisors = [m for m in range(dim - 1, 0, -1) if dim % m == 0]
     fitting = [m for m in divisors if n * (m + ID_BYTES) + fixed <= budget]
@@ -162,16 +146,9 @@ def plan_index(n_vectors: int, dim: int, *, memory_budget_bytes: int = 4 << 30, 
         if fitting
         else f"even {m}-byte product-quantisation codes need {_gb(pq_est)}: the budget cannot be met"
     )
-    return IndexPlan(
-        "ivf_pq",
-        f"IVF{nlist},PQ{m}x8",
-        dim,
-        n,
-        nlist,
-        m,
-        max(train, min(n, PQ_TRAIN_MIN)),
-        pq_per,
-        pq_est,
+    why = (
         f"{n:,} vectors: {lists}. 8-bit codes would need {_gb(sq_est)}, over the {_gb(budget)} "
-        f"budget, so {tail}; expect lower recall than unquantised vectors.",
+        f"budget, so {tail}; expect lower recall than unquantised vectors."
     )
+    pq_train = max(train, min(n, PQ_TRAIN_MIN))
+    return IndexPlan("ivf_pq", f"IVF{nlist},PQ{m}x8", dim, n, nlist, m, pq_train, pq_per, pq_est, why)

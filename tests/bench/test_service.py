@@ -4,13 +4,12 @@ server (uvicorn subprocess), drives /v1/search through the load generator at con
 errors. (The targets are judged by the full 1 M run recorded in bench/RESULTS.md, never here.)"""
 
 import json
-import subprocess
 import sys
 
 import pytest
 
 from tests.bench import REPO
-from tests.helpers import redis_error
+from tests.helpers import redis_error, run_captured
 
 pytest.importorskip("faiss")
 pytest.importorskip("uvicorn")
@@ -22,23 +21,10 @@ REDIS_URL = "redis://127.0.0.1:6379/13"  # not the full benchmark's db 14: this 
 def test_bench_service_quick_run(tmp_path):
     out = tmp_path / "results_service.json"
     redis = redis_error(REDIS_URL, timeout_s=2) is None
-    cmd = [
-        sys.executable,
-        "bench/service.py",
-        "--quick",
-        "--n",
-        "20000",
-        "--requests",
-        "40",
-        "--concurrency",
-        "1,4",
-        "--home",
-        str(tmp_path / "home"),
-        "--out",
-        str(out),
-    ]
+    cmd = [sys.executable, *"bench/service.py --quick --n 20000 --requests 40 --concurrency 1,4".split()]
+    cmd += ["--home", str(tmp_path / "home"), "--out", str(out)]
     cmd += ["--redis-url", REDIS_URL] if redis else ["--no-redis"]
-    done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=110)
+    done = run_captured(cmd, cwd=REPO, timeout=110)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     results = json.loads(out.read_text())
 

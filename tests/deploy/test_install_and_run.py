@@ -30,7 +30,7 @@ import pytest
 
 from tests.deploy import REPO, compose, interpolate_defaults
 from tests.deploy.test_dockerfile import stages
-from tests.helpers import free_port, wait_until
+from tests.helpers import free_port, run_captured, wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.needs_postgres, pytest.mark.needs_redis]
 
@@ -80,7 +80,7 @@ def venv(tmp_path_factory) -> Path:
     start = time.monotonic()
     for assignments, argv in installs:
         argv = [str(venv) if a == "/opt/venv" else str(src) if a == "/src" else a for a in argv]
-        result = subprocess.run(argv, cwd=src, env={**env, **assignments}, capture_output=True, text=True, timeout=900)
+        result = run_captured(argv, cwd=src, env={**env, **assignments}, timeout=900)
         assert result.returncode == 0, f"{' '.join(argv)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
     print(f"image install steps: {time.monotonic() - start:.0f} s")
     no_torch = subprocess.run([venv / "bin" / "python", "-c", "import torch"], capture_output=True)
@@ -234,9 +234,7 @@ def test_image_install_serves_search_after_ingest(venv, database, redis_db, tmp_
     ]
     base = f"http://127.0.0.1:{port}"
 
-    migrate = subprocess.run(
-        [bin_dir / "clapsearch-api", "migrate"], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=180
-    )
+    migrate = run_captured([bin_dir / "clapsearch-api", "migrate"], env=env, cwd=tmp_path, timeout=180)
     assert migrate.returncode == 0, migrate.stdout + migrate.stderr
 
     services = Services(tmp_path)
@@ -280,14 +278,7 @@ def test_image_install_serves_search_after_ingest(venv, database, redis_db, tmp_
 
         # 2. the CLI, with the same settings (docker compose exec worker indexer ingest /library)
         more = [write(library / "more" / f"tone_{freq}.flac", 1.5, freq=float(freq), seed=freq) for freq in (330, 660)]
-        cli = subprocess.run(
-            [bin_dir / "indexer", "ingest", str(library)],
-            env=env,
-            cwd=tmp_path,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
+        cli = run_captured([bin_dir / "indexer", "ingest", str(library)], env=env, cwd=tmp_path, timeout=300)
         assert cli.returncode == 0, cli.stdout + cli.stderr
         # both uvicorn workers must hot-reload the new version (CURRENT polling): ask several times
         for _ in range(4):

@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 
 import pytest
 
 from tests.deploy import DEPLOY, REPO, compose, find_tool, load_yaml_documents
+from tests.helpers import run_captured
 
 DASHBOARD = DEPLOY / "grafana" / "dashboards" / "clapsearch.json"
 METRIC = re.compile(r"\b(clapsearch_[a-z0-9_]+)")
+# the service's metric families: histograms are exported as ``<family>_bucket`` series
+HISTOGRAMS = ("clapsearch_request_seconds", "clapsearch_stage_seconds", "clapsearch_batch_size")
+GAUGES_AND_COUNTERS = ("clapsearch_queue_depth", "clapsearch_cache_total", "clapsearch_index_vectors")
 
 
 def exported_series() -> set[str]:
@@ -42,14 +45,7 @@ def _rule_exprs() -> list[str]:
 
 def test_issue_metrics_are_exported():
     series = exported_series()
-    for name in (
-        "clapsearch_request_seconds_bucket",
-        "clapsearch_stage_seconds_bucket",
-        "clapsearch_batch_size_bucket",
-        "clapsearch_queue_depth",
-        "clapsearch_cache_total",
-        "clapsearch_index_vectors",
-    ):
+    for name in [f"{family}_bucket" for family in HISTOGRAMS] + list(GAUGES_AND_COUNTERS):
         assert name in series, name
 
 
@@ -76,14 +72,7 @@ def test_dashboard_covers_the_service_metrics():
     ids = [p["id"] for p in dashboard["panels"]]
     assert len(ids) == len(set(ids))
     text = " ".join(_dashboard_exprs())
-    for family in (
-        "clapsearch_request_seconds",
-        "clapsearch_stage_seconds",
-        "clapsearch_batch_size",
-        "clapsearch_queue_depth",
-        "clapsearch_cache_total",
-        "clapsearch_index_vectors",
-    ):
+    for family in HISTOGRAMS + GAUGES_AND_COUNTERS:
         assert family in text, f"no panel shows {family}"
     for panel in dashboard["panels"]:
         assert panel["datasource"]["uid"] == "${datasource}", panel["title"]
@@ -99,13 +88,7 @@ def _promtool() -> str:
 
 def test_promtool_check_config_and_rules():
     tool = _promtool()
-    result = subprocess.run(
-        [tool, "check", "config", "prometheus.yml"],
-        cwd=DEPLOY / "prometheus",
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = run_captured([tool, "check", "config", "prometheus.yml"], cwd=DEPLOY / "prometheus", timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "1 rule files found" in result.stdout + result.stderr
 
@@ -120,7 +103,7 @@ def test_promtool_parses_dashboard_queries(tmp_path):
         rules.append({"record": f"dashboard:query{i}", "expr": expr})
     path = tmp_path / "dashboard-rules.yml"
     path.write_text(yaml.safe_dump({"groups": [{"name": "dashboard", "rules": rules}]}))
-    result = subprocess.run([tool, "check", "rules", str(path)], capture_output=True, text=True, timeout=60)
+    result = run_captured([tool, "check", "rules", str(path)], timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
 
 

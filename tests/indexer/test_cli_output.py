@@ -5,24 +5,15 @@ from __future__ import annotations
 
 import io
 import logging
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 from indexer.cli.progress import IngestProgress, describe
 from indexer.ingest.pipeline import IngestStats
+from tests.helpers import run_indexer
 from tests.indexer import library
 
 REPO = Path(__file__).resolve().parents[2]
 CHATTER = ("faiss.loader", "ModuleNotFoundError", "alembic", "setuptools", "pkg_resources")
-
-
-def _indexer(*args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.run(
-        [sys.executable, "-m", "indexer.cli.run", *args], capture_output=True, text=True, env=env, timeout=300, cwd=REPO
-    )
 
 
 class _Terminal(io.StringIO):
@@ -39,7 +30,7 @@ def _stats(**fields) -> IngestStats:
 def test_piped_ingest_prints_progress_lines_and_no_library_chatter(tmp_path):
     for i in range(6):
         library.write(tmp_path / "lib" / f"clip{i}.wav", 1.0, sr=16_000, freq=200.0 + 90 * i, seed=i)
-    run = _indexer(
+    run = run_indexer(
         "ingest", str(tmp_path / "lib"), "--home", str(tmp_path / "home"), "--workers", "1", "--progress-every", "0.2"
     )
     assert run.returncode == 0, run.stderr
@@ -49,9 +40,9 @@ def test_piped_ingest_prints_progress_lines_and_no_library_chatter(tmp_path):
     assert "\r" not in run.stderr  # no bar redraws in a log file
     assert not [word for word in CHATTER if word in run.stderr + run.stdout], run.stderr
 
-    quiet = _indexer("status", "--home", str(tmp_path / "home"))
+    quiet = run_indexer("status", "--home", str(tmp_path / "home"))
     assert quiet.returncode == 0 and quiet.stderr == ""
-    verbose = _indexer("status", "--home", str(tmp_path / "home"), "-v")  # -v after the command works too
+    verbose = run_indexer("status", "--home", str(tmp_path / "home"), "-v")  # -v after the command works too
     assert verbose.returncode == 0 and "alembic.runtime.migration" in verbose.stderr
 
 

@@ -5,29 +5,13 @@ lands in the file's error record (not the terminal), and the summary lists every
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from indexer import cli
+from tests.helpers import run_indexer
 from tests.indexer import library
-
-REPO = Path(__file__).resolve().parents[2]
-
-
-def _indexer(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.run(
-        [sys.executable, "-m", "indexer.cli.run", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=timeout,
-        cwd=REPO,
-    )
 
 
 def _raw_noise(stderr: str) -> list[str]:
@@ -58,12 +42,12 @@ def test_read_only_commands_never_create_a_home(tmp_path, capsys, command):
 
 def test_decoder_noise_goes_to_the_error_record_and_reruns_stay_honest(tmp_path):
     lib, home = _library(tmp_path / "lib"), tmp_path / "home"
-    first = _indexer("ingest", str(lib), "--home", str(home), "--workers", "1")
+    first = run_indexer("ingest", str(lib), "--home", str(home), "--workers", "1")
     assert first.returncode == 1, first.stderr
     assert not _raw_noise(first.stderr)  # only inside the failure's reason, never a line of its own
     assert "failed [audio.decode]" in first.stderr and "broken.mp3" in first.stderr
 
-    status = _indexer("status", "--errors", "--json", "--home", str(home))
+    status = run_indexer("status", "--errors", "--json", "--home", str(home))
     (row,) = json.loads(status.stdout)[0]["errors"]
     assert row["code"] == "audio.decode" and "the decoder said: Note: Illegal Audio-MPEG-Header" in row["error"]
     versions = (
@@ -73,7 +57,7 @@ def test_decoder_noise_goes_to_the_error_record_and_reruns_stay_honest(tmp_path)
     )
 
     # A plain re-run skips the broken file as unchanged, yet the summary still names it.
-    again = _indexer("ingest", str(lib), "--home", str(home), "--workers", "1")
+    again = run_indexer("ingest", str(lib), "--home", str(home), "--workers", "1")
     assert again.returncode == 1
     assert "3 unchanged, 0 failed" in again.stdout
     assert "1 file failing" in again.stderr
@@ -81,7 +65,7 @@ def test_decoder_noise_goes_to_the_error_record_and_reruns_stay_honest(tmp_path)
     assert "(since an earlier run)" in again.stderr
 
     # --retry-failed on a file still broken the same way: nothing changed, nothing published.
-    retry = _indexer("ingest", str(lib), "--home", str(home), "--workers", "1", "--retry-failed")
+    retry = run_indexer("ingest", str(lib), "--home", str(home), "--workers", "1", "--retry-failed")
     assert retry.returncode == 1
     assert not _raw_noise(retry.stderr)
     assert "files index v000001: unchanged" in retry.stdout, retry.stdout

@@ -28,6 +28,10 @@ pytest.importorskip("fsspec")
 
 pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore::DeprecationWarning")]
 SEGMENTS = SegmentSpec(10.0, 5.0)
+# what a file row holds beside its vector, compared between single-machine and sharded ingest
+COLUMNS = (
+    "size mtime_ns content_hash duration_s format subtype sample_rate channels tags status error_code n_segments"
+).split()
 
 
 @pytest.fixture(scope="module")
@@ -86,20 +90,7 @@ def test_shards_match_single_machine_ingest(built, lib):
     assert set(ray_rows) == set(single) and len(single) == 5
     for path, (want, want_segs) in single.items():
         got, got_segs = ray_rows[path]
-        for column in (
-            "size",
-            "mtime_ns",
-            "content_hash",
-            "duration_s",
-            "format",
-            "subtype",
-            "sample_rate",
-            "channels",
-            "tags",
-            "status",
-            "error_code",
-            "n_segments",
-        ):
+        for column in COLUMNS:
             assert getattr(got, column) == getattr(want, column), (path, column)
         if want.vector is None:
             assert got.vector is None

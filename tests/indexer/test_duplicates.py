@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from contextlib import closing
 from pathlib import Path
 
 import numpy as np
@@ -28,9 +29,9 @@ from tests.dup_library import (
     LATE_VARIANT,
     MODEL,
     ingest,
+    ingested_library,
     open_store,
     write_late_variant,
-    write_library,
 )
 
 # ----------------------------------------------------------------------------- no model
@@ -79,11 +80,7 @@ def test_threshold_outside_zero_one_is_refused(bad):
 
 @pytest.fixture(scope="module")
 def dup_home(tmp_path_factory) -> tuple[Path, Path]:
-    root = write_library(tmp_path_factory.mktemp("duplib"))
-    home = tmp_path_factory.mktemp("duphome")
-    stats = ingest(home, [root])
-    assert stats.embedded == len(DISTINCT) + sum(len(v) for v in GROUPS.values()) and stats.failed == 0
-    return root, home
+    return ingested_library(tmp_path_factory)
 
 
 @pytest.fixture
@@ -101,11 +98,8 @@ def _names(report) -> list[set[str]]:
 
 def test_variants_group_together_and_distinct_recordings_do_not(dup_home):
     _, home = dup_home
-    store = open_store(home)
-    try:
+    with closing(open_store(home)) as store:
         report = find_duplicates(store, threshold=0.9, use_cache=False)
-    finally:
-        store.close()
     assert _names(report) == [set(GROUPS["applause"])]
     group = report.groups[0]
     assert all(0.9 <= p.score <= 1.0 for p in group.pairs) and group.score_min >= 0.9
@@ -116,13 +110,10 @@ def test_variants_group_together_and_distinct_recordings_do_not(dup_home):
 
 def test_threshold_is_respected(dup_home):
     _, home = dup_home
-    store = open_store(home)
-    try:
+    with closing(open_store(home)) as store:
         loose = find_duplicates(store, threshold=0.9, use_cache=False)
         strict = find_duplicates(store, threshold=0.999, use_cache=False)
         everything = find_duplicates(store, threshold=1e-6, use_cache=False, min_group=3)
-    finally:
-        store.close()
     scores = [p.score for p in loose.groups[0].pairs]
     # a gain change of the same samples is the same vector; re-encodes, trims and mix-downs are not
     assert _names(strict) == [{"applause.wav", "applause_quiet.flac"}]
@@ -133,13 +124,10 @@ def test_threshold_is_respected(dup_home):
 
 def test_second_call_is_cached_and_an_ingest_updates_it_incrementally(home):
     root, home = home
-    store = open_store(home)
-    try:
+    with closing(open_store(home)) as store:
         first = find_duplicates(store, threshold=0.9)
         again = find_duplicates(store, threshold=0.9)
         higher = find_duplicates(store, threshold=0.999)  # served by the cache found at 0.9
-    finally:
-        store.close()
     assert first.mode == "full" and again.mode == "cached" and higher.mode == "cached"
     assert _names(again) == _names(first) and again.searched == 0
     assert _names(higher) == [{"applause.wav", "applause_quiet.flac"}]
@@ -147,12 +135,9 @@ def test_second_call_is_cached_and_an_ingest_updates_it_incrementally(home):
     assert cached["threshold"] == 0.9 and cached["generation"] == first.generation
 
     ingest(home, [write_late_variant(root)])
-    store = open_store(home)
-    try:
+    with closing(open_store(home)) as store:
         after = find_duplicates(store, threshold=0.9)
         full = find_duplicates(store, threshold=0.9, use_cache=False)
-    finally:
-        store.close()
     assert after.mode == "incremental" and after.searched == 1 and after.generation > first.generation
     assert _names(after) == [set(GROUPS["applause"]) | {LATE_VARIANT}] == _names(full)
     assert after.n_pairs == full.n_pairs
@@ -162,40 +147,28 @@ def test_removed_file_leaves_its_group(home):
     from indexer.cli import main
 
     root, home = home
-    store = open_store(home)
-    try:
+    with closing(open_store(home)) as store:
         find_duplicates(store, threshold=0.9)
-    finally:
-        store.close()
     assert main(["remove", "--home", str(home), "--model", str(MODEL), str(root / "applause_mono.ogg")]) == 0
-    store = open_store(home)
-    try:
+    with closing(open_store(home)) as store:
         after = find_duplicates(store, threshold=0.9)
-    finally:
-        store.close()
     assert after.mode == "incremental"
     assert _names(after) == [set(GROUPS["applause"]) - {"applause_mono.ogg"}]
 
 
 def test_unknown_and_empty_collections(dup_home, tmp_path, capsys):
     _, home = dup_home
-    store = open_store(home)
-    try:
+    with closing(open_store(home)) as store:
         with pytest.raises(CollectionNotFoundError):
             find_duplicates(store, "nope")
         with pytest.raises(QueryError, match="min_group"):
             find_duplicates(store, min_group=1)
-    finally:
-        store.close()
     empty_lib = tmp_path / "empty"
     empty_lib.mkdir()
     (empty_lib / "bad.wav").write_bytes(b"not audio at all" * 100)
     ingest(tmp_path / "h2", [empty_lib])  # the collection exists, with no vector in it
-    store = open_store(tmp_path / "h2")
-    try:
+    with closing(open_store(tmp_path / "h2")) as store:
         report = find_duplicates(store)
-    finally:
-        store.close()
     assert report.groups == [] and report.n_files == 0
     from indexer.cli import main
 

@@ -12,7 +12,7 @@ from indexer.audio.patches import patch_count
 from indexer.errors import EmptyAudioError, ManifestError
 from indexer.models.encoder import ClapEncoder
 from indexer.models.manifest import load_manifest
-from tests.helpers import tone
+from tests.helpers import stored_vectors, tone
 
 CONFIG = {
     "embed_dim": 521 + 16 + 8,
@@ -194,7 +194,6 @@ def test_ingest_with_segments_stores_the_runtime_vectors(patched, tmp_path):
     from indexer.ingest.pipeline import IngestOptions, run_ingest
     from indexer.search import Searcher
     from indexer.settings import IndexerSettings
-    from indexer.store import catalog
     from indexer.store.catalog import SegmentSpec
     from indexer.store.store import Store
 
@@ -207,11 +206,7 @@ def test_ingest_with_segments_stores_the_runtime_vectors(patched, tmp_path):
     report = run_ingest(store, IngestOptions(paths=[str(lib)], segments=SegmentSpec(10, 5), workers=1))
     assert [r.kind for r in report.published] == ["files", "segments"]
     assert report.published[1].version.n_vectors == 6  # 0,5,...,20 and one flush with the end
-    col = store.collection("default")
-    paths = dict(catalog.iter_file_paths(store.db, col.id))
-    stored = {
-        paths[int(i)]: v for ids, vecs in catalog.iter_vectors(store.db, col.id, "files") for i, v in zip(ids, vecs)
-    }
+    stored = stored_vectors(store)
     encoder = ClapEncoder.open(folder)
     for item in encoder.embed_files(sorted(stored)):
         assert np.array_equal(stored[item.path], item.vector)  # the pipeline is the runtime, bit for bit

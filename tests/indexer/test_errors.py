@@ -6,12 +6,12 @@ from __future__ import annotations
 import errno
 import io
 import re
-import subprocess
 import sys
 
 import pytest
 
 from indexer import errors
+from tests.helpers import run_captured
 
 REPO = errors.Path(__file__).resolve().parents[2]
 
@@ -63,12 +63,8 @@ def test_exit_codes_come_from_one_table(monkeypatch):
 def test_every_code_is_unique_and_documented():
     codes = [cls.code for cls in _all_classes(errors.ClapSearchError)]
     assert len(codes) == len(set(codes)), sorted(codes)
-    result = subprocess.run(
-        [sys.executable, "scripts/errors_reference.py", "--check", "docs/errors.md"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
+    result = run_captured(
+        [sys.executable, "scripts/errors_reference.py", "--check", "docs/errors.md"], cwd=REPO, timeout=120
     )
     assert result.returncode == 0, (
         "docs/errors.md is stale: python scripts/errors_reference.py > docs/errors.md\n" + result.stderr[-3000:]

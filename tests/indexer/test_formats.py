@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 import sys
 from pathlib import Path
 
@@ -22,7 +21,7 @@ from indexer.audio.decode import SUPPORTED_FORMATS_TEXT, DecodeLimits, load_audi
 from indexer.audio.pyav import PyAVReader
 from indexer.errors import AudioDecodeError, AudioError, AudioTooLongError, EmptyAudioError
 from tests.formats import BY_NAME, FORMATS, Format, encode
-from tests.helpers import tone
+from tests.helpers import run_captured, stored_vectors, tone
 from tests.indexer.test_decode import FORMATS as SOUNDFILE_FORMATS
 
 pytest.importorskip("av")
@@ -205,10 +204,8 @@ def test_an_hour_of_aac_streams_in_bounded_memory(tmp_path):
     ten = encode(tmp_path / "ten.aac", tone(10.0, 16_000), 16_000, fmt).read_bytes()
     path = tmp_path / "hour.aac"
     path.write_bytes(ten * 360)
-    run = subprocess.run(
+    run = run_captured(
         [sys.executable, "-c", HOUR_SCRIPT, str(path)],
-        capture_output=True,
-        text=True,
         timeout=300,
         cwd=REPO,
         env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"},
@@ -240,10 +237,8 @@ def test_ffmpeg_prints_nothing_on_damaged_files(files, tmp_path):
         raw[len(raw) // 3 : len(raw) // 3 + 3000] = np.random.default_rng(1).bytes(3000)
         paths.append(tmp_path / f"noisy_{name}{files[name].suffix}")
         paths[-1].write_bytes(bytes(raw))
-    run = subprocess.run(
+    run = run_captured(
         [sys.executable, "-c", NOISE_SCRIPT, *map(str, paths)],
-        capture_output=True,
-        text=True,
         timeout=120,
         cwd=REPO,
         env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"},
@@ -260,7 +255,6 @@ def test_ingest_takes_a_folder_mixing_every_format(tmp_path, capsys):
 
     from indexer import cli
     from indexer.settings import IndexerSettings
-    from indexer.store import catalog
     from indexer.store.store import Store
 
     lib = tmp_path / "lib"
@@ -293,15 +287,11 @@ def test_ingest_takes_a_folder_mixing_every_format(tmp_path, capsys):
     assert codes == {"damaged.m4a": "audio.decode", "silent.mp4": "audio.empty"}
 
     store = Store.open(IndexerSettings(home=home))
-    col = store.collection("default")
-    paths = dict(catalog.iter_file_paths(store.db, col.id))
-    vectors = {
-        paths[int(i)]: v for ids, vecs in catalog.iter_vectors(store.db, col.id, "files") for i, v in zip(ids, vecs)
-    }
+    vectors = stored_vectors(store)
     assert set(vectors) == {str(p) for p in good.values()}
     np.testing.assert_allclose(vectors[str(good["m4a-alac"])], vectors[str(good["wav"])], atol=1e-6)
     assert cli.main(["search", "a steady tone", "--home", str(home), "--format", "M4A", "--json"]) == 0
-    hits = json.loads(capsys.readouterr().out)
+    hits = json.loads(capsys.readouterr().out)["items"]
     assert {Path(h["path"]).name for h in hits} == {"m4a-aac.m4a", "m4a-alac.m4a"}
 
 

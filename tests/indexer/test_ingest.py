@@ -26,7 +26,7 @@ from indexer.store import catalog
 from indexer.store.catalog import SegmentSpec
 from indexer.store.store import Store
 from indexer.store.vector_index import VectorIndex
-from tests.helpers import tone, wait_until
+from tests.helpers import run_captured, stored_vectors, tone, wait_until
 from tests.indexer import library
 
 REPO = Path(__file__).resolve().parents[2]
@@ -41,15 +41,6 @@ def _store(home: Path, **settings) -> Store:
     return Store.open(IndexerSettings(home=home, **settings))
 
 
-def _vectors(store: Store, name: str = "default") -> dict[str, np.ndarray]:
-    col = store.collection(name)
-    out = {}
-    for ids, vecs in catalog.iter_vectors(store.db, col.id, "files"):
-        paths = dict(catalog.iter_file_paths(store.db, col.id))
-        out.update({paths[int(i)]: v for i, v in zip(ids, vecs)})
-    return out
-
-
 def test_every_format_ingests_and_bad_files_are_recorded_not_fatal(tmp_path, encoder, capsys):
     good = library.good_library(tmp_path / "lib")
     bad = library.bad_files(tmp_path / "lib" / "bad")
@@ -61,7 +52,7 @@ def test_every_format_ingests_and_bad_files_are_recorded_not_fatal(tmp_path, enc
     for path in bad.values():
         assert str(path) in out.err
     store = _store(home)
-    vectors = _vectors(store)
+    vectors = stored_vectors(store)
     assert set(vectors) == {str(p) for p in good}
     # The pipeline (worker processes, batches across files) gives the direct path's vectors.
     direct = {item.path: item.vector for item in encoder.embed_files([str(p) for p in good])}
@@ -99,12 +90,12 @@ def test_reruns_skip_unchanged_confirm_touched_by_hash_and_follow_edits(tmp_path
     touched, edited, deleted = files[-1], files[-2], files[-3]
     os.utime(touched, ns=(time.time_ns(), time.time_ns() + 10**9))  # same bytes, new mtime
     library.write(edited, 3.0, sr=16_000, freq=1234.0, seed=99)  # new content
-    old_vector = _vectors(store)[str(edited)]
+    old_vector = stored_vectors(store)[str(edited)]
     deleted.unlink()
     third = run_ingest(store, IngestOptions(paths=[str(tmp_path / "lib")], workers=1, prune=True))
     assert third.stats.embedded == 1 and third.stats.removed == 1
     assert third.stats.skipped == len(files) - 2  # touched one included
-    vectors = _vectors(store)
+    vectors = stored_vectors(store)
     assert str(deleted) not in vectors and not np.allclose(vectors[str(edited)], old_vector)
     col = store.collection("default")
     assert catalog.known_files(store.db, col.id, [str(edited)])[str(edited)].id == ids_before[str(edited)]
@@ -150,20 +141,8 @@ def _db_count(db_path: Path) -> int:
 def test_kill_minus_9_mid_ingest_then_resume_loses_and_duplicates_nothing(tmp_path):
     files = library.good_library(tmp_path / "lib", n_extra=40)
     home = tmp_path / "home"
-    command = [
-        sys.executable,
-        "-m",
-        "indexer.cli.run",
-        "ingest",
-        str(tmp_path / "lib"),
-        "--home",
-        str(home),
-        "-q",
-        "--workers",
-        "1",
-        "--commit-every",
-        "3",
-    ]
+    command = [sys.executable, "-m", "indexer.cli.run", "ingest", str(tmp_path / "lib"), "--home", str(home)]
+    command += "-q --workers 1 --commit-every 3".split()
     proc = subprocess.Popen(
         command, cwd=REPO, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
     )
@@ -173,15 +152,15 @@ def test_kill_minus_9_mid_ingest_then_resume_loses_and_duplicates_nothing(tmp_pa
     proc.wait()
     partial = _db_count(home / "clapsearch.db")
     assert 0 < partial < len(files)
-    resumed = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
+    resumed = run_captured(command, cwd=REPO, timeout=300)
     assert resumed.returncode == 0, resumed.stderr
     assert f"{len(files) - partial} embedded" in resumed.stdout
     store = _store(home)
-    vectors = _vectors(store)
+    vectors = stored_vectors(store)
     assert sorted(vectors) == sorted(str(f) for f in files)  # each file exactly once
     clean = _store(tmp_path / "clean")
     run_ingest(clean, IngestOptions(paths=[str(tmp_path / "lib")], workers=1))
-    for path, vector in _vectors(clean).items():
+    for path, vector in stored_vectors(clean).items():
         np.testing.assert_allclose(vectors[path], vector, atol=1e-6)
     assert cli.main(["check", "--home", str(home)]) == 0
 
@@ -217,7 +196,7 @@ def test_export_check_and_repair(tmp_path, capsys):
     meta = table.schema.metadata
     assert meta[b"clapsearch.model_fingerprint"].decode() == store.manifest.fingerprint
     exported = dict(zip(table.column("path").to_pylist(), np.asarray(table.column("vector").to_pylist())))
-    for path, vector in _vectors(store).items():
+    for path, vector in stored_vectors(store).items():
         np.testing.assert_array_equal(exported[path], vector)
     # Damage one stored vector and add a row the index has not seen (a kill after commit).
     col = store.collection("default")
@@ -250,7 +229,7 @@ def test_rebuild_moves_a_collection_to_another_model(tmp_path, tiny_model_dir):
     assert cli.main(["rebuild", "--home", str(home), "--model", str(tiny_model_dir), "-q"]) == 0
     tiny = _store(home, model=tiny_model_dir)
     assert tiny.collection("default").model_fingerprint == tiny.manifest.fingerprint
-    assert len(_vectors(tiny)) == len(files)
+    assert len(stored_vectors(tiny)) == len(files)
     assert Searcher(tiny, "default").search_audio(files[1], 1)[0].path == str(files[1])
     with pytest.raises(ModelMismatchError):
         Searcher(_store(home), "default")  # the default model may not serve it
@@ -289,7 +268,7 @@ def test_a_remote_source_is_listed_and_fetched_through_fsspec(tmp_path, encoder)
     url = f"zip://sfx/*.wav::{archive}"
     report = run_ingest(store, IngestOptions(paths=[url], workers=1))
     assert report.stats.embedded == 2 and report.exit_code == 0
-    vectors = _vectors(store)
+    vectors = stored_vectors(store)
     assert sorted(vectors) == [f"zip://sfx/hum.wav::{archive}", f"zip://sfx/whistle.wav::{archive}"]
     direct = {Path(item.path).name: item.vector for item in encoder.embed_files([str(p) for p in local])}
     for url_path, vector in vectors.items():

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import threading
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import pytest
@@ -45,7 +46,9 @@ def _paths(store: Store) -> set[str]:
     return {os.path.basename(p) for _, p in catalog.iter_file_paths(store.db, collection.id)}
 
 
+@contextmanager
 def _watching(store: Store, root: Path, syncs: list):
+    """A watcher thread over ``root`` for the block; stopped after it, and checked to have stopped."""
     stop = threading.Event()
     thread = threading.Thread(
         target=watch_collection,
@@ -54,7 +57,12 @@ def _watching(store: Store, root: Path, syncs: list):
         daemon=True,
     )
     thread.start()
-    return stop, thread
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(15)
+    assert not thread.is_alive(), "the watcher did not stop"
 
 
 def test_the_collection_follows_the_folder_and_a_restart_catches_up(tmp_path):
@@ -62,8 +70,7 @@ def test_the_collection_follows_the_folder_and_a_restart_catches_up(tmp_path):
     library.write(root / "a.wav", 1.0, sr=16_000, freq=300)
     store = Store.open(IndexerSettings(home=tmp_path / "home"))
     syncs: list = []
-    stop, thread = _watching(store, root, syncs)
-    try:
+    with _watching(store, root, syncs):
         assert wait_until(lambda: _paths(store) == {"a.wav"}, 60), _paths(store)
         library.write(root / "new" / "b.flac", 1.5, sr=16_000, freq=900, seed=1)
         assert wait_until(lambda: _paths(store) == {"a.wav", "b.flac"}, 60), _paths(store)
@@ -74,20 +81,12 @@ def test_the_collection_follows_the_folder_and_a_restart_catches_up(tmp_path):
         (root / "notes.txt").write_text("not audio")  # no sync for a file that is not ours
         threading.Event().wait(1.5)
         assert len(syncs) == synced
-    finally:
-        stop.set()
-        thread.join(15)
-    assert not thread.is_alive(), "the watcher did not stop"
     assert all(report.exit_code == 0 for report in syncs)
     # while nothing watches, a file arrives; the next start indexes it before any event
     library.write(root / "c.wav", 1.0, sr=16_000, freq=1500, seed=2)
     syncs.clear()
-    stop, thread = _watching(store, root, syncs)
-    try:
+    with _watching(store, root, syncs):
         assert wait_until(lambda: _paths(store) == {"b.flac", "c.wav"}, 60), _paths(store)
-    finally:
-        stop.set()
-        thread.join(15)
     store.close()
 
 
@@ -107,13 +106,10 @@ def test_a_busy_collection_is_synced_once_the_other_ingest_ends(tmp_path):
     store = Store.open(IndexerSettings(home=tmp_path / "home"))
     store.open_collection("default")
     syncs: list = []
-    with store.lock("default"):  # another ingest holds the collection
-        stop, thread = _watching(store, root, syncs)
-        threading.Event().wait(1.0)
-        assert syncs == [] and _paths(store) == set()
-    try:
+    with ExitStack() as watching:
+        with store.lock("default"):  # another ingest holds the collection
+            watching.enter_context(_watching(store, root, syncs))
+            threading.Event().wait(1.0)
+            assert syncs == [] and _paths(store) == set()
         assert wait_until(lambda: _paths(store) == {"a.wav"}, 60), _paths(store)
-    finally:
-        stop.set()
-        thread.join(15)
     store.close()

@@ -17,6 +17,13 @@ def _upload(library, name="tone_440.wav"):
     return {"file": (name, library.path(name).read_bytes(), "audio/wav")}
 
 
+def _classify(client, item: int, labels: list[str] = LABELS, **fields: str) -> dict:
+    """``/v1/classify`` of an indexed item: the body of its 200 answer."""
+    response = client.post("/v1/classify", data={"id": item, "candidate_labels": labels, **fields})
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
 def _check_softmax(body):
     labels = body["labels"]
     scores = [entry["score"] for entry in labels]
@@ -44,7 +51,7 @@ def test_upload_with_repeated_labels(client, library):
 
 def test_repeated_labels_json_arrays_query_params_and_both_routes_agree(client, library, item_ids):
     item = item_ids["tone_440.wav"]
-    repeated = client.post("/v1/classify", data={"id": item, "candidate_labels": LABELS}).json()
+    repeated = _classify(client, item)
     as_json = client.post("/classify", json={"id": item, "candidate_labels": LABELS}).json()
     as_query = client.post("/classify", params={"id": item, "candidate_labels": LABELS}).json()
     assert repeated["labels"] == as_json["labels"] == as_query["labels"]
@@ -60,26 +67,21 @@ def test_repeated_labels_json_arrays_query_params_and_both_routes_agree(client, 
 
 
 def test_repeated_values_may_contain_commas(client, item_ids):
-    body = client.post(
-        "/v1/classify", data={"id": item_ids["roof.wav"], "candidate_labels": ["rain, falling on a roof", "a dog"]}
-    ).json()
+    body = _classify(client, item_ids["roof.wav"], ["rain, falling on a roof", "a dog"])
     assert sorted(entry["label"] for entry in body["labels"]) == ["a dog", "rain, falling on a roof"]
 
 
 def test_label_order_of_the_request_does_not_change_scores(client, item_ids):
     item = item_ids["rain.flac"]
-    forward = client.post("/v1/classify", data={"id": item, "candidate_labels": LABELS}).json()["labels"]
-    backward = client.post("/v1/classify", data={"id": item, "candidate_labels": LABELS[::-1]}).json()["labels"]
+    forward = _classify(client, item)["labels"]
+    backward = _classify(client, item, LABELS[::-1])["labels"]
     assert forward == backward
 
 
 def test_custom_hypothesis_template_changes_the_cosines(client, item_ids):
     item = item_ids["tone_880.wav"]
-    default = client.post("/v1/classify", data={"id": item, "candidate_labels": LABELS}).json()
-    custom = client.post(
-        "/v1/classify",
-        data={"id": item, "candidate_labels": LABELS, "hypothesis_template": "A recording of {} far away."},
-    ).json()
+    default = _classify(client, item)
+    custom = _classify(client, item, hypothesis_template="A recording of {} far away.")
     assert custom["hypothesis_template"] == "A recording of {} far away."
     before = {e["label"]: e["cosine"] for e in default["labels"]}
     after = {e["label"]: e["cosine"] for e in custom["labels"]}
@@ -87,23 +89,16 @@ def test_custom_hypothesis_template_changes_the_cosines(client, item_ids):
     assert all(before[label] != after[label] for label in before)
     _check_softmax(custom)
     # the explicit default template is the default
-    explicit = client.post(
-        "/v1/classify", data={"id": item, "candidate_labels": LABELS, "hypothesis_template": "This is a sound of {}."}
-    ).json()
+    explicit = _classify(client, item, hypothesis_template="This is a sound of {}.")
     assert explicit["labels"] == default["labels"]
-    named = client.post(
-        "/v1/classify",
-        data={"id": item, "candidate_labels": LABELS, "hypothesis_template": "This is a sound of {label}."},
-    ).json()
+    named = _classify(client, item, hypothesis_template="This is a sound of {label}.")
     assert named["labels"] == default["labels"]
 
 
 def test_multi_label_scores_each_label_on_its_own(client, item_ids):
     item = item_ids["tone_1760.wav"]
     labels = LABELS + ["a beep", "a whistle", "silence"]
-    response = client.post("/v1/classify", data={"id": item, "candidate_labels": labels, "multi_label": "true"})
-    assert response.status_code == 200, response.text
-    body = response.json()
+    body = _classify(client, item, labels, multi_label="true")
     assert body["multi_label"] is True
     entries = body["labels"]
     scores = [e["score"] for e in entries]
@@ -111,23 +106,21 @@ def test_multi_label_scores_each_label_on_its_own(client, item_ids):
     assert scores == sorted(scores, reverse=True)
     assert sum(scores) != pytest.approx(1.0, abs=1e-3)  # no softmax competition
     # independent: a label's score does not depend on the other candidates
-    alone = client.post(
-        "/v1/classify", data={"id": item, "candidate_labels": [entries[0]["label"], "rain"], "multi_label": "true"}
-    ).json()["labels"]
+    alone = _classify(client, item, [entries[0]["label"], "rain"], multi_label="true")["labels"]
     assert {e["label"]: e["score"] for e in alone}[entries[0]["label"]] == entries[0]["score"]
     # monotonic in the cosine
     by_cosine = sorted(entries, key=lambda e: e["cosine"])
     assert [e["score"] for e in by_cosine] == sorted(scores)
     # multi_label off (explicitly) is the softmax again
-    single = client.post("/v1/classify", data={"id": item, "candidate_labels": labels, "multi_label": "false"}).json()
+    single = _classify(client, item, labels, multi_label="false")
     assert single["multi_label"] is False
     _check_softmax(single)
 
 
 def test_classify_cosines_cached_or_not_are_stable(client, item_ids):
     item = item_ids["hum.ogg"]
-    first = client.post("/v1/classify", data={"id": item, "candidate_labels": LABELS}).json()["labels"]
-    second = client.post("/v1/classify", data={"id": item, "candidate_labels": LABELS}).json()["labels"]
+    first = _classify(client, item)["labels"]
+    second = _classify(client, item)["labels"]
     assert first == second
 
 

@@ -9,17 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.dup_library import DISTINCT, GROUPS, MODEL, ingest, write_library
+from tests.dup_library import GROUPS, MODEL, ingest, ingested_library
 from tests.service.conftest import assert_problem, service_settings, settle
 
 
 @pytest.fixture(scope="module")
 def dup_home(tmp_path_factory) -> Path:
-    root = write_library(tmp_path_factory.mktemp("duplib"))
-    home = tmp_path_factory.mktemp("duphome")
-    stats = ingest(home, [root])
-    assert stats.embedded == len(DISTINCT) + sum(len(v) for v in GROUPS.values())
-    return home
+    return ingested_library(tmp_path_factory)[1]
 
 
 @pytest.fixture(scope="module")

@@ -16,14 +16,13 @@ from __future__ import annotations
 import json
 import os
 import re
-import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from tests.helpers import unavailable
+from tests.helpers import run_captured, unavailable
 from tests.indexer.library import write
 from tests.service.browser import CHROMIUM, CHROMIUM_ARGS, serve
 
@@ -69,26 +68,9 @@ def site(tmp_path_factory, sync_api):
         CLAPSEARCH_ALLOWED_INGEST_ROOTS=str(root),
         PYTHONUNBUFFERED="1",
     )
-    ingest = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            "from indexer.cli import main; main()",
-            "ingest",
-            str(library),
-            "--home",
-            str(home),
-            "--model",
-            str(MODEL),
-            "--segments",
-            "-q",
-        ],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    command = [sys.executable, "-c", "from indexer.cli import main; main()", "ingest", str(library)]
+    command += ["--home", str(home), "--model", str(MODEL), "--segments", "-q"]
+    ingest = run_captured(command, cwd=REPO, env=env, timeout=600)
     assert ingest.returncode == 0, f"indexer ingest failed:\n{ingest.stdout}\n{ingest.stderr}"
 
     with serve(env, base / "uvicorn.log") as url:

@@ -18,19 +18,13 @@ import soundfile as sf
 
 from indexer.audio.decode import DecodeLimits, probe
 from indexer.errors import AudioTooLongError
-from tests.helpers import tone
+from tests.helpers import wav_bytes
 from tests.service.conftest import assert_problem
 
 
 def flac_bytes(seconds: float, sr: int, channels: int) -> bytes:
     buf = io.BytesIO()
     sf.write(buf, np.zeros((int(seconds * sr), channels), np.float32), sr, format="FLAC", subtype="PCM_16")
-    return buf.getvalue()
-
-
-def wav_bytes(seconds: float = 1.0, sr: int = 16_000) -> bytes:
-    buf = io.BytesIO()
-    sf.write(buf, tone(seconds, sr, noise=0), sr, format="WAV", subtype="PCM_16")
     return buf.getvalue()
 
 

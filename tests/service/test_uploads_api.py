@@ -4,13 +4,10 @@ over max_upload_seconds, bodies over max_upload_bytes (declared or streamed chun
 
 from __future__ import annotations
 
-import io
-
 import numpy as np
 import pytest
-import soundfile as sf
 
-from tests.helpers import tone
+from tests.helpers import tone, wav_bytes
 from tests.indexer.library import bad_files
 from tests.service.conftest import assert_problem, service_settings, settle
 
@@ -21,12 +18,6 @@ ENDPOINTS = {
     "classify": ("/v1/classify", {"candidate_labels": ["rain", "dog"]}),
 }
 MAX_SECONDS, MAX_BYTES = 2.0, 300_000
-
-
-def wav_bytes(seconds: float, sr: int = 16_000) -> bytes:
-    buf = io.BytesIO()
-    sf.write(buf, tone(seconds, sr, noise=0), sr, format="WAV", subtype="PCM_16")
-    return buf.getvalue()
 
 
 @pytest.fixture(scope="module")

@@ -16,19 +16,8 @@ from training.models.factory import create_model, list_models  # noqa: E402
 def test_convert_laion_command(golden_dir, tmp_path, capsys):
     roberta = golden_dir / "configs" / "roberta-tiny"
     out = tmp_path / "laion-unfused"
-    code = cli.main(
-        [
-            "convert-laion",
-            str(golden_dir / "tiny_unfused.pt"),
-            str(out),
-            "--tokenizer",
-            str(roberta),
-            "--text-config",
-            str(roberta / "config.json"),
-            "--variants",
-            "fp32",
-        ]
-    )
+    args = ["convert-laion", str(golden_dir / "tiny_unfused.pt"), str(out), "--tokenizer", str(roberta)]
+    code = cli.main([*args, "--text-config", str(roberta / "config.json"), "--variants", "fp32"])
     assert code == 0
     manifest = load_manifest(out)
     assert manifest.provenance.source_format == "laion_clap_pt"

@@ -15,7 +15,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from tests.helpers import wait_until  # noqa: E402
+from tests.helpers import run_captured, wait_until  # noqa: E402
 from tests.training.toy import write_config, write_corpus  # noqa: E402
 from training.checkpoint import load_checkpoint  # noqa: E402
 from training.loss import contrastive_loss, lr_at  # noqa: E402
@@ -226,14 +226,7 @@ def test_torchrun_ddp_two_processes(toy, tmp_path):
     cmd = [sys.executable, *"-m torch.distributed.run --nproc-per-node 2 --master-port 29533 -m training.cli".split()]
     cmd += ["train", "--model", str(toy / "toy-config.json"), "--train", str(toy / "train.jsonl"), "--out", str(out)]
     cmd += "--batch-size 4 --max-steps 4 --workers 0 --set log_every=1 --quiet".split()
-    done = subprocess.run(
-        cmd,
-        env={**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"},
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    done = run_captured(cmd, env={**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}, cwd=REPO, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     state = load_checkpoint(out / "checkpoints" / "last.pt")["state"]
     assert state.step == 4 and state.samples_seen == 4 * 4 * 2  # steps x per-rank batch x ranks
@@ -266,23 +259,8 @@ def test_trained_checkpoint_exports_and_scores_the_same_in_onnx_and_torch(toy, t
     reports = {}
     for source in (["--model", str(tmp_path / "model")], ["--checkpoint", str(out / "checkpoints" / "best.pt")]):
         target = tmp_path / f"{source[0][2:]}.json"
-        assert (
-            cli.main(
-                [
-                    "evaluate",
-                    *source,
-                    "--manifest",
-                    str(toy / "val.jsonl"),
-                    "--split",
-                    "val",
-                    "--task",
-                    "retrieval",
-                    "--out",
-                    str(target),
-                ]
-            )
-            == 0
-        )
+        args = ["evaluate", *source, "--manifest", str(toy / "val.jsonl"), "--split", "val", "--task", "retrieval"]
+        assert cli.main([*args, "--out", str(target)]) == 0
         reports[source[0]] = json.loads(target.read_text())["results"][0]["metrics"]
     assert reports["--model"] == reports["--checkpoint"]
 
