@@ -131,6 +131,13 @@ class ServiceSettings(IndexerSettings):
         description="idle ONNX Runtime threads spin-wait for the next "
         "call; off in the service so they leave the cores to the event loop",
     )
+    malloc_arenas: int = Field(
+        2,
+        ge=0,
+        le=64,
+        description="glibc malloc arenas of the API process (as MALLOC_ARENA_MAX, which wins when set): few "
+        "arenas keep memory flat under many concurrent requests; 0 leaves glibc's default (8 per core)",
+    )
     gil_switch_interval_ms: float = Field(
         0.5, gt=0, description="Python's thread switch interval in the API process (default 5 ms delays hand-offs)"
     )
