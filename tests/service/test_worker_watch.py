@@ -28,7 +28,10 @@ def _indexed(home: Path, collection: str) -> set[str]:
 
     if not (home / "clapsearch.db").exists():
         return set()
-    store = Store.open(IndexerSettings(home=home, model=MODEL))
+    try:  # the worker's watcher may be creating the database at this moment: poll again
+        store = Store.open(IndexerSettings(home=home, model=MODEL))
+    except Exception:
+        return set()
     try:
         found = store.collection(collection)
         return {os.path.basename(p) for _, p in catalog.iter_file_paths(store.db, found.id)}
