@@ -4,10 +4,11 @@
 
 Three ways to run the same batch of natural one-line queries through the SAME text graph of the
 model folder, measured in one run, interleaved round by round:
-  - exact lengths: one call per distinct token length (the runtime before width buckets);
+  - exact lengths: one call per distinct token length (what the runtime does);
   - pad to longest: the whole batch padded to its longest text in one call (what a hand-written
     ONNX baseline does; a text's vector then depends on its neighbours);
-  - buckets (shipped): each text padded to the bucket of its own length, one call per bucket.
+  - buckets: each text padded to the bucket of its own length (8, 16, 24, ...), one call per
+    bucket (tried for issue 18 and measured slower here, so not adopted).
 Prints texts/s at ``--batch`` and the single-query p50 (one text, one call) for each, the number
 of calls per batch, and the largest difference of any vector to the text run alone, unpadded.
 A variant the export measured batch-dependent runs one text per call in the runtime; the bench
@@ -61,16 +62,22 @@ def pad_to_longest(rows: list[np.ndarray], pad_id: int, max_length: int) -> Plan
     return grouped(rows, lambda n: longest, pad_id)
 
 
-def buckets(rows: list[np.ndarray], pad_id: int, max_length: int) -> Plan:
-    from indexer.text import bucket_width
+BUCKET_WIDTHS = (8, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512)
 
+
+def bucket_width(length: int, max_length: int) -> int:
+    """The smallest bucket that holds ``length`` tokens, never more than ``max_length``."""
+    return min(next((w for w in BUCKET_WIDTHS if w >= length), max_length), max_length)
+
+
+def buckets(rows: list[np.ndarray], pad_id: int, max_length: int) -> Plan:
     return grouped(rows, lambda n: bucket_width(n, max_length), pad_id)
 
 
 STRATEGIES = {
-    "exact lengths (before)": exact_lengths,
+    "exact lengths (shipped)": exact_lengths,
     "pad to longest (baseline)": pad_to_longest,
-    "buckets (shipped)": buckets,
+    "buckets (not adopted)": buckets,
 }
 
 

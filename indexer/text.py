@@ -2,11 +2,8 @@
 
 The tokenizer file travels inside the model folder, so the same ids come out offline everywhere.
 Texts are truncated to the manifest's ``max_length`` (special tokens included), like laion_clap.
-They are NOT padded to ``max_length`` (a 77-token pad would make a 5-word query cost 5x more) but
-to a bucket width fixed by the text's own length (:func:`bucket_width`): texts of nearby lengths
-then share one ONNX call, while a text's padding, and so its vector, never depends on what else
-is in the batch. The attention mask makes the padding irrelevant up to float rounding (measured:
-at most 5e-5 per coordinate, the fp16 graphs' own rounding).
+They are NOT padded to ``max_length``: attention masks make padding irrelevant to the result
+(up to float rounding), and a 77-token pad would make a 5-word query cost 5x more.
 """
 
 from __future__ import annotations
@@ -18,17 +15,6 @@ import numpy as np
 from indexer.errors import EmptyTextError, ManifestError
 
 MAX_QUERY_CHARS = 2000  # bound the work one request can ask for; truncation keeps max_length tokens anyway
-# Padded widths: every 8 tokens up to 32 (where queries live), then 1.5x / 2x steps.
-BUCKET_WIDTHS = (8, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512)
-
-
-def bucket_width(length: int, max_length: int) -> int:
-    """The width a text of ``length`` tokens is padded to: the smallest bucket that holds it,
-    never more than ``max_length`` (a text at the cap runs unpadded)."""
-    for width in BUCKET_WIDTHS:
-        if width >= length:
-            return min(width, max_length)
-    return max_length
 
 
 def pad_rows(rows: list[np.ndarray], width: int, pad_token_id: int) -> tuple[np.ndarray, np.ndarray]:

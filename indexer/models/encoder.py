@@ -8,9 +8,10 @@ Determinism: the same file gives the bit-identical vector alone or inside any ba
 * every clip's views are computed on their own (``indexer.audio.clip``), with fixed fusion chunks;
 * audio clips all have the same shape, and ONNX Runtime's CPU kernels compute each batch row with
   the same arithmetic whatever the batch size (checked by tests and ``bench/embed.py``);
-* texts are never padded against each other: each is padded to a width set by its own length
-  (``indexer.text.bucket_width``) and a batch runs one call per width, so a text's computation
-  does not depend on its neighbours' lengths. Measured on AMD EPYC (AVX2) with ONNX Runtime 1.32:
+* texts are never padded against each other: a batch is split into groups of equal token length,
+  so a text's computation does not depend on its neighbours' lengths (padding to width buckets
+  was measured slower on the shipped models: ``bench/text_batches.py``). Measured on AMD EPYC
+  (AVX2) with ONNX Runtime 1.32:
   rows of any two multi-row calls agree bit for bit, but a call with ONE row takes a single-row
   kernel path and may differ at rounding level (<= 2.4e-7 per coordinate, cosine 1 - 1e-13), so
   a query's text vector alone and inside a batch is equal to float rounding, not to the bit;
@@ -38,7 +39,7 @@ from indexer.audio.views import array_views, file_views
 from indexer.errors import AudioError, ModelError
 from indexer.models.manifest import Manifest, load_manifest
 from indexer.models.options import OnnxOptions
-from indexer.text import TextTokenizer, bucket_width, pad_rows
+from indexer.text import TextTokenizer
 
 
 @dataclass(frozen=True)
@@ -143,13 +144,13 @@ class ClapEncoder:
             texts = [texts]
         rows = self.tokenizer.ids(list(texts))
         out = np.empty((len(rows), self.dim), np.float32)
-        by_width: dict[int, list[int]] = defaultdict(list)
+        by_length: dict[int, list[int]] = defaultdict(list)
         for i, row in enumerate(rows):
-            by_width[bucket_width(len(row), self.tokenizer.max_length)].append(i)
-        for width, members in by_width.items():
+            by_length[len(row)].append(i)
+        for members in by_length.values():
             for group in _split(members, self._text_max_batch):
-                ids, mask = pad_rows([rows[i] for i in group], width, self.tokenizer.pad_token_id)
-                out[group] = self._text.run(None, {"input_ids": ids, "attention_mask": mask})[0]
+                ids = np.stack([rows[i] for i in group])
+                out[group] = self._text.run(None, {"input_ids": ids, "attention_mask": np.ones_like(ids)})[0]
         return out
 
     # ------------------------------------------------------------------ audio
