@@ -154,6 +154,7 @@ def render() -> str:
     docs = _docstring_descriptions()
     indexer_names = [n for n in fields if n in IndexerSettings.model_fields]
     service_names = [n for n in fields if n not in IndexerSettings.model_fields]
+    worker_names = [n for n in WorkerSettings.model_fields if n not in fields]
     lines = [
         "# Configuration reference",
         "",
@@ -178,6 +179,10 @@ def render() -> str:
         "## Service",
         "",
         *_settings_rows(service_names, fields, docs),
+        "",
+        "## Worker only (`clapsearch-worker`)",
+        "",
+        *_settings_rows(worker_names, WorkerSettings.model_fields, docs),
         "",
     ]
     return "\n".join(lines)
