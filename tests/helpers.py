@@ -98,6 +98,15 @@ def stored_vectors(store, collection: str = "default") -> dict[str, np.ndarray]:
     }
 
 
+def reap(process: subprocess.Popen) -> None:
+    """Kill ``process`` if a failed test left it running, and close its stderr pipe."""
+    if process.poll() is None:
+        process.kill()
+        process.wait(10)
+    if process.stderr is not None:
+        process.stderr.close()
+
+
 def free_port() -> int:
     """A loopback TCP port nothing listens on (for a server a test starts)."""
     with socket.socket() as sock:

@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from tests.helpers import wait_until
+from tests.helpers import reap, wait_until
 from tests.service.faults import TcpProxy
 
 REPO = Path(__file__).resolve().parents[2]
@@ -59,11 +59,7 @@ def test_sigterm_stops_the_worker_promptly_when_redis_freezes(redis_url, tmp_pat
                 pytest.fail("clapsearch-worker ignored SIGTERM for 10 s with Redis frozen")
             assert time.monotonic() - started < 8
         finally:
-            if worker.poll() is None:
-                worker.kill()
-                worker.wait(10)
-            if worker.stderr is not None:
-                worker.stderr.close()
+            reap(worker)
             for key in direct.scan_iter(f"rq:*{queue}*"):
                 direct.delete(key)
             direct.close()

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import wait_until
+from tests.helpers import reap, wait_until
 from tests.indexer.library import write
 
 REPO = Path(__file__).resolve().parents[2]
@@ -86,11 +86,7 @@ def test_the_worker_watches_a_folder_and_its_watcher_goes_with_it(redis_url, tmp
         worker.wait(30)
         assert wait_until(lambda: not any(_alive(p) for p in watchers), 20.0), "the watcher outlived the worker"
     finally:
-        if worker.poll() is None:
-            worker.kill()
-            worker.wait(10)
-        if worker.stderr is not None:
-            worker.stderr.close()
+        reap(worker)
 
 
 def test_a_watch_path_that_is_not_a_folder_is_refused(tmp_path, redis_url):
