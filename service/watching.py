@@ -5,7 +5,8 @@ runs the indexer's watcher (``indexer.ingest.watch``: one catch-up ingest, then 
 ingest of each folder once its changes settle) next to the job loop. It runs in its own process,
 started with ``spawn``: RQ forks a child per job, and forking a process that has a watcher
 thread mid-ingest (holding the database's or the logger's locks) could leave the child stuck.
-The process dies with the worker (a parent-death signal where the OS has one, and a stop on exit).
+The process stops with the worker: SIGTERM on the worker's exit, and the decode workers' own
+parent-death guard (``indexer.ingest.worker.die_with_parent``) when the worker is killed.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ def check_folders(paths: list[Path]) -> list[str]:
 def start_watcher(settings_json: str, folders: list[str], collection: str) -> multiprocessing.process.BaseProcess:
     # Not a daemon process: its ingests start decode processes of their own, which daemons may not.
     process = multiprocessing.get_context("spawn").Process(
-        target=_watch, args=(settings_json, folders, collection), name="clapsearch-watch"
+        target=_watch, args=(settings_json, folders, collection, os.getpid()), name="clapsearch-watch"
     )
     process.start()
     log.info("watching %s for collection %r (pid %s)", ", ".join(folders), collection, process.pid)
@@ -53,16 +54,17 @@ def stop_watcher(process: multiprocessing.process.BaseProcess) -> None:
         process.join(5)
 
 
-def _watch(settings_json: str, folders: list[str], collection: str) -> None:
+def _watch(settings_json: str, folders: list[str], collection: str, worker_pid: int) -> None:
     from indexer.ingest.report import IngestOptions
     from indexer.ingest.watch import watch_collection
+    from indexer.ingest.worker import die_with_parent
     from indexer.logs import quiet_library_loggers
     from indexer.store.store import Store
     from service.settings import WorkerSettings
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     quiet_library_loggers()
-    _die_with_parent()
+    die_with_parent(worker_pid)  # the decode workers' guard: a killed worker takes its watcher along
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     settings = WorkerSettings.model_validate_json(settings_json)
@@ -76,18 +78,3 @@ def _watch(settings_json: str, folders: list[str], collection: str) -> None:
         watch_collection(store, IngestOptions(paths=folders, collection=collection), stop=stop, on_sync=synced)
     finally:
         store.close()
-
-
-def _die_with_parent() -> None:
-    """Linux: SIGTERM when the worker dies, even by SIGKILL (elsewhere the worker's exit stops us)."""
-    if sys.platform != "linux":
-        return
-    import ctypes
-
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        return
-    if os.getppid() == 1:  # the worker died before the signal was armed
-        os.kill(os.getpid(), signal.SIGTERM)
