@@ -17,8 +17,8 @@ from __future__ import annotations
 import errno
 import os
 import stat
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -29,6 +29,7 @@ from indexer.filters import SearchFilters, allowed_ids
 from indexer.fulltext import FUSION_DEPTH, MODES
 from indexer.hybrid import with_words
 from indexer.ingest.discover import os_path
+from indexer.paging import Relevance, known_total, passing_hits, reach_request, total_hits
 from indexer.search import Hit, Searcher
 from indexer.store.schema import STATUS_INDEXED, Collection, File, vector_from_bytes
 
@@ -41,9 +42,6 @@ MAX_OFFSET = 1000  # the deepest page offset, by default (the service's CLAPSEAR
 MAX_ITEM_ID = 2**63 - 1  # database ids are signed 64-bit; a larger one can name nothing
 SEGMENT_SELF_MARGIN = 64  # a long file's own windows all sit near its query: look past them
 MOMENT_OVERSAMPLE = 4  # overlapping windows fold into one moment: fetch more to fill a page
-MOMENT_MERGE_MARGIN = 0.05  # a window this close to a kept moment's cosine widens its span
-
-Relevance = Callable[[float], float]
 
 
 @dataclass(frozen=True)
@@ -170,72 +168,6 @@ def hit_record(hit: Hit, kind: str, relevance_of: Relevance | None = None) -> di
     }
 
 
-def distinct_moments(hits: Sequence[Hit]) -> list[Hit]:
-    """Non-maximum suppression over time: a window that overlaps a better moment of the same
-    file is folded into it, so a page of moments shows distinct spans.
-
-    Hits are taken best first. An overlapping window widens the kept moment's span only when its
-    cosine is within ``MOMENT_MERGE_MARGIN`` of the moment's (one evenly matching stretch is
-    reported whole); a clearly weaker one is just dropped, so two strong moments far apart in
-    an hour-long file are not chained into one span through the weak windows between them.
-    Whole-file hits (no span) pass through."""
-    kept: list[Hit] = []
-    by_file: dict[int, list[int]] = {}
-    for hit in sorted(hits, key=lambda h: -h.score):
-        if hit.start_s is None or hit.end_s is None:
-            kept.append(hit)
-            continue
-        for slot in by_file.get(hit.file_id, []):
-            moment = kept[slot]
-            assert moment.start_s is not None and moment.end_s is not None
-            if hit.start_s < moment.end_s and moment.start_s < hit.end_s:
-                if hit.score >= moment.score - MOMENT_MERGE_MARGIN:
-                    start, end = min(moment.start_s, hit.start_s), max(moment.end_s, hit.end_s)
-                    kept[slot] = replace(moment, start_s=start, end_s=end)
-                break
-        else:
-            by_file.setdefault(hit.file_id, []).append(len(kept))
-            kept.append(hit)
-    return _coalesce(kept, by_file)
-
-
-def _coalesce(kept: list[Hit], by_file: dict[int, list[int]]) -> list[Hit]:
-    """A widened moment may reach another of its file's moments: join those (the better one's
-    score and id, both spans), so no two moments of a page overlap."""
-    gone: set[int] = set()
-    for slots in by_file.values():
-        slots = sorted(slots, key=lambda i: kept[i].start_s or 0.0)
-        current = slots[0]
-        for slot in slots[1:]:
-            a, b = kept[current], kept[slot]
-            assert a.end_s is not None and b.start_s is not None and b.end_s is not None
-            if b.start_s < a.end_s:
-                best, other = (current, slot) if a.score >= b.score else (slot, current)
-                kept[best] = replace(kept[best], start_s=a.start_s, end_s=max(a.end_s, b.end_s))
-                gone.add(other)
-                current = best
-            else:
-                current = slot
-    return [hit for i, hit in enumerate(kept) if i not in gone]
-
-
-def _passes(req: SearchRequest, hit: Hit, relevance_of: Relevance | None) -> bool:
-    """The thresholds, on the scores as shown (6 decimals)."""
-    if req.min_score is not None and round(hit.score, 6) < req.min_score:
-        return False
-    if req.min_relevance is not None and relevance_of is not None:
-        return round(relevance_of(hit.score), 6) >= req.min_relevance
-    return True
-
-
-def passing_hits(
-    req: SearchRequest, hits: list[Hit], exclude_file: int | None, relevance_of: Relevance | None = None
-) -> list[Hit]:
-    """Every hit a page may show, in order: the query's own file dropped, thresholds, distinct moments."""
-    hits = [h for h in hits if h.file_id != exclude_file and _passes(req, h, relevance_of)]
-    return distinct_moments(hits) if req.segments else hits
-
-
 def page_of(
     req: SearchRequest, hits: list[Hit], exclude_file: int | None, relevance_of: Relevance | None = None
 ) -> list[dict]:
@@ -244,67 +176,7 @@ def page_of(
     return [hit_record(h, req.kind, relevance_of) for h in kept[req.offset : req.offset + req.limit]]
 
 
-# ----------------------------------------------------------------------------- total
-# A vector search ranks every vector it may return, so ``total`` is the number of hits paging can
-# walk: those passing the filters and thresholds (own file excluded, moments merged), counted up
-# to ``paging_reach`` (no page can show a deeper one). Where this page's candidates do not show it,
-# the caller searches once more for ``candidates_needed(reach_request(req), ...)`` candidates.
-
-
-def paging_reach(req: SearchRequest) -> int:
-    """How deep paging can go: the last hit of a page at the deepest offset allowed."""
-    return max(req.offset, req.max_offset) + req.limit
-
-
-def reach_request(req: SearchRequest) -> SearchRequest:
-    """``req`` at the deepest page: its candidates hold every hit ``total`` may count."""
-    return replace(req, offset=paging_reach(req) - req.limit)
-
-
-def known_total(
-    req: SearchRequest,
-    hits: list[Hit],
-    k: int,
-    exclude_file: int | None,
-    relevance_of: Relevance | None,
-    *,
-    index_size: int,
-    allowed: np.ndarray | None,
-    mode: str = "audio",
-) -> int | None:
-    """``total`` where this page's ``k`` candidates (best first) or the index's size show it, else
-    None: (1) fewer than ``k`` came back, or (files) the last one fails a threshold (thresholds
-    grow with the score, so no later one passes): the candidates held every hit; (2) a files
-    search without thresholds: every vector passing the filters (``allowed``, else the whole
-    index of ``index_size``) but the query's own is a hit. A moment search merges two rankings
-    (windows and short files), so only (1)'s first rule tells its end. With words in the ranking
-    (``mode`` hybrid or text) hits are not in score order, so the threshold rule does not hold,
-    and a words-only search matches only the files that hold a query word, not the whole index."""
-    reach = paging_reach(req)
-    by_score = mode == "audio" and not req.segments
-    ended_by_threshold = by_score and bool(hits) and not _passes(req, hits[-1], relevance_of)
-    if len(hits) < k or ended_by_threshold:
-        return min(reach, len(passing_hits(req, hits, exclude_file, relevance_of)))
-    if req.segments or req.min_score is not None or req.min_relevance is not None or mode == "text":
-        return None
-    if allowed is None:
-        searchable = index_size - (exclude_file is not None)
-    else:
-        i = int(np.searchsorted(allowed, exclude_file)) if exclude_file is not None else len(allowed)
-        searchable = len(allowed) - (i < len(allowed) and int(allowed[i]) == exclude_file)
-    return min(reach, searchable)
-
-
-def total_hits(
-    req: SearchRequest, deep_hits: list[Hit], exclude_file: int | None, relevance_of: Relevance | None
-) -> int:
-    """``total`` from the hits of the search for ``reach_request(req)``'s candidates."""
-    return min(paging_reach(req), len(passing_hits(req, deep_hits, exclude_file, relevance_of)))
-
-
 # ----------------------------------------------------------------------------- items
-
-
 def item_row(store: Store, item_id: int) -> tuple[File, Collection]:
     """An item's row and its collection's, detached from the session."""
     if not 1 <= item_id <= MAX_ITEM_ID:

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from starlette.concurrency import run_in_threadpool
 
+from indexer import paging
 from indexer import query as core
 from indexer.query import SearchRequest
 from indexer.store.analyses import analysis_token
@@ -192,7 +193,7 @@ async def search(
     if req.kind == "segments":
         hits = await _with_short_files(rt, req, searcher, outcome.vector, k, hits)
     relevance_of = core.relevance_for(rt.manifest, outcome.vector, text_query=text is not None, req=req)
-    total = core.known_total(
+    total = paging.known_total(
         req, hits, k, exclude_file, relevance_of, index_size=searcher.index.ntotal, allowed=allowed, mode=mode
     )
     if total is None:
@@ -218,9 +219,9 @@ async def _deep_total(
     rt: Runtime, req: SearchRequest, searcher: Searcher, vector, allowed, exclude_file, relevance_of, text, mode
 ):
     """``total`` where the page's candidates do not show it (thresholds, moments, words): one more
-    search, to paging's reach (``indexer.query.known_total``). In a worker thread, not through the
+    search, to paging's reach (``indexer.paging.known_total``). In a worker thread, not through the
     micro-batcher: stacked there, its deep ``k`` would deepen every query of its batch."""
-    deep = core.reach_request(req)
+    deep = paging.reach_request(req)
     k = core.vector_depth(deep, exclude_file, mode)
     files = rt.searcher(req.collection, "files") if req.kind == "segments" else None
     files_allowed = await _allowed(rt, files, req, "files") if files is not None else None
@@ -233,7 +234,7 @@ async def _deep_total(
         if files is not None:  # short files join a moment search whole, as on the page
             file_hits = files.search_vectors(query, k, allowed_ids=files_allowed)[0]
             hits = core.merge_short_files(hits, file_hits, searcher.collection.segment_seconds or 0.0)
-        return core.total_hits(req, hits, exclude_file, relevance_of)
+        return paging.total_hits(req, hits, exclude_file, relevance_of)
 
     return await run_in_threadpool(count)
 

@@ -3,7 +3,7 @@ suppression over time), without chaining strong moments through weak windows."""
 
 from __future__ import annotations
 
-from indexer.query import MOMENT_MERGE_MARGIN, distinct_moments
+from indexer.paging import MOMENT_MERGE_MARGIN, distinct_moments
 from indexer.search import Hit
 
 

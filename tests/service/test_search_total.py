@@ -11,7 +11,7 @@ from tests.service.conftest import assert_problem
 from tests.service.conftest import valid_search as valid
 
 QUERY = "rain on a roof"
-# name -> (path, extra query parameters); each reaches total another way (indexer.query.known_total)
+# name -> (path, extra query parameters); each reaches total another way (indexer.paging.known_total)
 CASES = {
     "plain": ("/v1/search", {"q": QUERY}),  # the whole index minus nothing
     "filtered": ("/v1/search", {"q": QUERY, "format": "WAV"}),  # the allowed ids
