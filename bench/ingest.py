@@ -1,43 +1,12 @@
 #!/usr/bin/env python
 """Ingest pipeline benchmark: ``indexer ingest`` against the pure decode+embed path of the same
-files, no-change re-runs of a large library, and the peak memory of an ingest.
+files, no-change re-runs of a large library, and the peak memory of an ingest (the shipped default
+model, or ``--model``). How each part is measured: bench/README.md; results: bench/RESULTS.md.
 
     python bench/ingest.py                              # full run, ~30-40 min on 2 cores -> bench/results_ingest.json
     python bench/ingest.py --quick                      # smoke run, small sizes (used by tests/bench/test_ingest.py)
     python bench/ingest.py --parts throughput --files 200 --rounds 3
     python bench/ingest.py --parts rerun --rerun-files 10000
-
-Everything runs the shipped default model (``IndexerSettings().resolved_model_dir``, or
-``--model``). Parts:
-
-1. throughput: a seeded library (``--files``, mixed WAV/FLAC/Ogg Vorbis/MP3, 16/44.1/48 kHz,
-   mono/stereo, 1-30 s plus a few 2-5 min files, in sub-folders) generated once into
-   ``WORK/cache``. Peer: ``ClapEncoder.open(model).embed_files(paths)`` (decode thread pool one
-   batch ahead of ONNX; no database, no index), timed from opening the model to the last vector.
-   Ours: ``run_ingest(Store.open(IndexerSettings(home=fresh)), IngestOptions(paths=[library]))``
-   in this process, timed from ``Store.open`` to the return (model load, decode worker start-up,
-   database writes and the index publish included), with default workers and each extra
-   ``--ingest-configs`` entry (IngestOptions overrides). ``--rounds`` rounds, systems in a rotating order; each system's
-   figure is its BEST round (the least disturbed on this noisy VM), the ratio is best ingest /
-   best peer; per-round ratios and medians are reported as well. Ingest runs are instrumented from
-   outside (wrappers around the encoder's ``embed_views``, ``catalog.write_files``/``touch_files``/
-   ``known_files`` and ``Store.publish``; CPU time of the main process and of the reaped decode
-   workers from ``os.times``) to say where the time goes. Then one ``indexer ingest LIBRARY -q``
-   CLI run with its process tree's memory sampled.
-2. rerun: ``--rerun-files`` small WAV files (0.5-1 s, 16 kHz mono, 100 per folder) ingested once
-   by the CLI (timed, memory sampled), then ``indexer ingest DIR --home HOME -q`` of the unchanged
-   library ``--rerun-repeats`` times (a subprocess of the real CLI: Python start-up included), after
-   touching ``--touch`` files (new mtime, same bytes: the content hash confirms them), once more
-   after that, and after rewriting ``--touch`` other files with new content.
-3. memory: a library with one ``--long-minutes`` 48 kHz stereo FLAC (written block by block) and
-   a few short files, ingested by the CLI with ``--segments`` (10 s windows, 5 s hop).
-
-Memory: a thread samples the CLI process and all its descendants every ``--sample-ms`` ms with
-psutil and keeps the peak of the summed RSS (shared library pages are counted once per process,
-so this over-states the real footprint), the peak single-process RSS and, every 10th sample, the
-summed PSS. Contention: CPU time other processes took during each timed block (from /proc/stat,
-minus this process and its reaped children); a block is re-run (up to ``--retries`` times) when
-others took more than 15 % of the machine. See bench/README.md and bench/RESULTS.md.
 """
 
 from __future__ import annotations
@@ -106,7 +75,9 @@ def timed_block(fn, *, quiet_s: float, retries: int, label: str) -> tuple[object
 
 # ----------------------------------------------------------------------------- memory sampling
 class TreeSampler(threading.Thread):
-    """Peak RSS of a process and all its descendants, sampled every ``interval`` seconds."""
+    """Peak RSS of a process and all its descendants, sampled every ``interval`` seconds: the summed
+    RSS (shared library pages count once per process, so it over-states the footprint), the largest
+    single process and, every 10th sample, the summed PSS."""
 
     def __init__(self, pid: int, interval: float):
         super().__init__(daemon=True, name="rss-sampler")
@@ -114,12 +85,10 @@ class TreeSampler(threading.Thread):
 
         self.psutil, self.root, self.interval = psutil, psutil.Process(pid), interval
         self.stop = threading.Event()
-        self.peak_tree = self.peak_single = self.peak_pss = 0
-        self.peak_procs = self.samples = 0
-        self.timeline: list[tuple[float, int]] = []  # (t, tree RSS) every ~1 s
+        self.peak_tree = self.peak_single = self.peak_pss = self.peak_procs = self.samples = 0
 
     def run(self) -> None:
-        ps, t0, last_mark = self.psutil, time.perf_counter(), -1.0
+        ps = self.psutil
         while not self.stop.is_set():
             try:
                 procs = [self.root, *self.root.children(recursive=True)]
@@ -143,17 +112,11 @@ class TreeSampler(threading.Thread):
                 self.peak_pss = max(self.peak_pss, pss)
             self.peak_procs = max(self.peak_procs, len(procs))
             self.samples += 1
-            now = time.perf_counter() - t0
-            if now - last_mark >= 1.0:
-                self.timeline.append((round(now, 1), total))
-                last_mark = now
             self.stop.wait(self.interval)
 
     def result(self) -> dict:
-        return {
-            "peak_tree_rss_gb": round(self.peak_tree / GB, 3),
-            "peak_single_rss_gb": round(self.peak_single / GB, 3),
-            "peak_tree_pss_gb": round(self.peak_pss / GB, 3),
+        gb = {"tree_rss": self.peak_tree, "single_rss": self.peak_single, "tree_pss": self.peak_pss}
+        return {f"peak_{k}_gb": round(v / GB, 3) for k, v in gb.items()} | {
             "max_processes": self.peak_procs,
             "samples": self.samples,
             "interval_ms": round(1000 * self.interval),
@@ -161,8 +124,8 @@ class TreeSampler(threading.Thread):
 
 
 _REPORT = re.compile(
-    r"(\d+) files found, (\d+) embedded \(([\d.]+) h of audio\), (\d+) unchanged, "
-    r"(\d+) failed, (\d+) removed in ([\d.]+) s"
+    r"(?P<found>\d+) files found, (?P<embedded>\d+) embedded \((?P<audio_h>[\d.]+) h of audio\), "
+    r"(?P<unchanged>\d+) unchanged, (?P<failed>\d+) failed, (?P<removed>\d+) removed in (?P<reported_s>[\d.]+) s"
 )
 _INDEX = re.compile(r"(files|segments) index \S+: (\w+), (\d+) vectors")
 
@@ -195,16 +158,7 @@ def run_cli(args: list[str], *, sample_s: float | None, timeout: float = 7200) -
     row: dict = {"wall_s": round(wall, 3), "command": "indexer " + " ".join(args)}
     m = _REPORT.search(out)
     if m:
-        found, embedded, hours, unchanged, failed, removed, secs = m.groups()
-        row.update(
-            found=int(found),
-            embedded=int(embedded),
-            audio_h=float(hours),
-            unchanged=int(unchanged),
-            failed=int(failed),
-            removed=int(removed),
-            reported_s=float(secs),
-        )
+        row |= {k: float(v) if k in ("audio_h", "reported_s") else int(v) for k, v in m.groupdict().items()}
     row["index"] = {kind: {"mode": mode, "vectors": int(n)} for kind, mode, n in _INDEX.findall(out)}
     if sampler is not None:
         row["memory"] = sampler.result()
@@ -213,6 +167,8 @@ def run_cli(args: list[str], *, sample_s: float | None, timeout: float = 7200) -
 
 # ----------------------------------------------------------------------------- machine
 def machine_info() -> dict:
+    import soundfile
+
     info = cpu_info("cores_per_socket", "threads_per_core", "hypervisor")
     try:
         import psutil
@@ -226,10 +182,7 @@ def machine_info() -> dict:
             versions[mod] = getattr(__import__(mod), "__version__", "?")
         except ImportError:
             pass
-    import soundfile
-
-    versions["libsndfile"] = soundfile.__libsndfile_version__
-    info["versions"] = versions
+    info["versions"] = versions | {"libsndfile": soundfile.__libsndfile_version__}
     return info
 
 
@@ -277,56 +230,58 @@ def write_blocks(path: Path, wave: np.ndarray, rate: int, sf_format: str, subtyp
             out.write(wave[start : start + 10 * rate])
 
 
-def make_library(folder: Path, count: int, seed: int, quick: bool) -> dict:
-    """The throughput library, generated once; ``folder/library.json`` marks a complete one."""
-    import soundfile as sf
-
-    stamp = {"count": count, "seed": seed, "quick": quick, "version": 2}
+def cached_library(folder: Path, stamp: dict, make, complete=lambda data: True) -> dict:
+    """A generated library, made once: ``folder/library.json`` records ``make(folder)``'s record
+    under ``stamp`` and marks a complete library; another stamp (or an incomplete one) is made anew."""
     marker = folder / "library.json"
     if marker.is_file():
         data = json.loads(marker.read_text())
-        if data.get("stamp") == stamp and all(Path(f["path"]).is_file() for f in data["files"]):
-            data["generated_now"] = False
-            return data
+        if data.get("stamp") == stamp and complete(data):
+            return data | {"generated_now": False}
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
+    t0 = time.perf_counter()
+    data = {"stamp": stamp, **make(folder)}
+    data["generate_s"] = round(time.perf_counter() - t0, 1)
+    marker.write_text(json.dumps(data, indent=1))
+    return data | {"generated_now": True}
+
+
+def make_library(folder: Path, count: int, seed: int, quick: bool) -> dict:
+    """The throughput library: mixed formats, rates and channels, 1-30 s plus a few 2-5 min files."""
+
+    def complete(data: dict) -> bool:
+        return all(Path(f["path"]).is_file() for f in data["files"])
+
+    stamp = {"count": count, "seed": seed, "quick": quick, "version": 2}
+    return cached_library(folder, stamp, lambda folder: {"files": _write_library(folder, count, seed, quick)}, complete)
+
+
+def _write_library(folder: Path, count: int, seed: int, quick: bool) -> list[dict]:
+    import soundfile as sf
+
     formats = [f for f in FORMATS if FORMATS[f][1] in sf.available_formats()]
     weights = np.array([{"wav": 0.35, "flac": 0.25, "ogg": 0.2, "mp3": 0.2}[f] for f in formats])
     rng = np.random.default_rng(seed)
     n_long = 0 if quick else max(1, count // 100)
-    t0 = time.perf_counter()
     files = []
     for i in range(count):
         fmt = formats[int(rng.choice(len(formats), p=weights / weights.sum()))]
         ext, sf_format, subtypes = FORMATS[fmt]
         rate = int(rng.choice([16_000, 44_100, 48_000]))
         channels = int(rng.choice([1, 2]))
-        if i < n_long:
-            seconds = float(rng.uniform(120, 300))
-        else:
-            seconds = float(rng.uniform(1, 6 if quick else 30))
+        seconds = float(rng.uniform(120, 300)) if i < n_long else float(rng.uniform(1, 6 if quick else 30))
         subtype = str(rng.choice(subtypes))
         n = int(seconds * rate) // 2 * 2  # even: libsndfile writes an odd-sized 24-bit mono data chunk unpadded
         sub = folder / FOLDERS[i % len(FOLDERS)]
         sub.mkdir(exist_ok=True)
         path = sub / f"sound_{i:04d}{ext}"
-        wave = synth(np.random.default_rng(seed * 100_003 + i), n, rate, channels)
-        write_blocks(path, wave, rate, sf_format, subtype)
-        files.append(
-            {
-                "path": str(path),
-                "format": fmt,
-                "subtype": subtype,
-                "sample_rate": rate,
-                "channels": channels,
-                "seconds": round(n / rate, 3),
-                "bytes": path.stat().st_size,
-            }
+        write_blocks(
+            path, synth(np.random.default_rng(seed * 100_003 + i), n, rate, channels), rate, sf_format, subtype
         )
-    data = {"stamp": stamp, "files": files, "generate_s": round(time.perf_counter() - t0, 1)}
-    marker.write_text(json.dumps(data, indent=1))
-    data["generated_now"] = True
-    return data
+        row = {"path": str(path), "format": fmt, "subtype": subtype, "sample_rate": rate, "channels": channels}
+        files.append(row | {"seconds": round(n / rate, 3), "bytes": path.stat().st_size})
+    return files
 
 
 def library_summary(lib: dict) -> dict:
@@ -370,50 +325,28 @@ def make_small_library(folder: Path, count: int, seed: int) -> float:
 
 def make_long_library(folder: Path, minutes: float, seed: int) -> dict:
     """One ``minutes``-long 48 kHz stereo FLAC written in 10 s blocks, plus 3 short files."""
-    import soundfile as sf
 
-    stamp = {"minutes": minutes, "seed": seed, "version": 1}
-    marker = folder / "library.json"
-    if marker.is_file() and json.loads(marker.read_text()).get("stamp") == stamp:
-        data = json.loads(marker.read_text())
-        data["generated_now"] = False
-        return data
-    shutil.rmtree(folder, ignore_errors=True)
-    folder.mkdir(parents=True)
-    t0 = time.perf_counter()
-    rate, block = 48_000, 10 * 48_000
-    total = int(minutes * 60 * rate)
-    path = folder / f"long_{minutes:g}min.flac"
-    rng = np.random.default_rng(seed)
-    with sf.SoundFile(str(path), "w", rate, 2, format="FLAC", subtype="PCM_16") as out:
-        for start in range(0, total, block):
-            out.write(
-                synth(
-                    np.random.default_rng([seed, start // block % 64]),
-                    min(block, total - start),
-                    rate,
-                    2,
-                    t0=start / rate,
-                )
-            )
-    for i in range(3):
-        sf.write(str(folder / f"short_{i}.wav"), synth(rng, 3 * 44_100, 44_100, 1), 44_100, subtype="PCM_16")
-    data = {
-        "stamp": stamp,
-        "long_file": str(path),
-        "long_seconds": total / rate,
-        "long_bytes": path.stat().st_size,
-        "files": 4,
-        "generate_s": round(time.perf_counter() - t0, 1),
-    }
-    marker.write_text(json.dumps(data, indent=1))
-    data["generated_now"] = True
-    return data
+    def make(folder: Path) -> dict:
+        import soundfile as sf
+
+        rate, block = 48_000, 10 * 48_000
+        total = int(minutes * 60 * rate)
+        path = folder / f"long_{minutes:g}min.flac"
+        rng = np.random.default_rng(seed)
+        with sf.SoundFile(str(path), "w", rate, 2, format="FLAC", subtype="PCM_16") as out:
+            for start in range(0, total, block):
+                block_rng = np.random.default_rng([seed, start // block % 64])
+                out.write(synth(block_rng, min(block, total - start), rate, 2, t0=start / rate))
+        for i in range(3):
+            sf.write(str(folder / f"short_{i}.wav"), synth(rng, 3 * 44_100, 44_100, 1), 44_100, subtype="PCM_16")
+        return {"long_file": str(path), "long_seconds": total / rate, "long_bytes": path.stat().st_size, "files": 4}
+
+    return cached_library(folder, {"minutes": minutes, "seed": seed, "version": 1}, make)
 
 
 # ----------------------------------------------------------------------------- throughput systems
 class _Timer:
-    """Accumulates wall time of wrapped calls (from any thread)."""
+    """Accumulates wall time, calls and first start of wrapped calls (from any thread)."""
 
     def __init__(self):
         self.lock = threading.Lock()
@@ -437,7 +370,8 @@ class _Timer:
 
 
 def run_peer(model_dir: Path, paths: list[str]) -> dict:
-    """Pure decode + embed: open the model, ``embed_files`` over the paths (its own thread pool)."""
+    """Pure decode + embed: open the model, ``embed_files`` over the paths (its own thread pool, one
+    batch ahead of ONNX; no database, no index), timed from opening the model to the last vector."""
     from indexer.models.encoder import ClapEncoder
 
     timer = _Timer()
@@ -449,25 +383,25 @@ def run_peer(model_dir: Path, paths: list[str]) -> dict:
     out = list(enc.embed_files(paths))
     wall = time.perf_counter() - t0
     errors = [e.path for e in out if e.error is not None]
-    audio_s = sum(e.duration_s or 0.0 for e in out)
     del enc
     return {
         "wall_s": wall,
         "files": len(out) - len(errors),
         "failed": len(errors),
-        "audio_s": audio_s,
+        "audio_s": sum(e.duration_s or 0.0 for e in out),
         "profile": {
             "model_open_s": round(t_open, 3),
             "onnx_s": round(timer.seconds.get("onnx", 0.0), 2),
             "decode_thread_wall_s": round(timer.seconds.get("decode", 0.0), 2),
             "first_vector_s": round(timer.first.get("onnx", t0) - t0 + 0.0, 2),
         },
-        "vectors_sample": [e.vector[:4].tolist() for e in out[:1] if e.vector is not None],
     }
 
 
 def run_ingest_inprocess(model_dir: Path, library: Path, home: Path, config: dict) -> dict:
-    """``run_ingest`` into a fresh home, instrumented from outside (no change to indexer code)."""
+    """``run_ingest`` into a fresh home, timed from ``Store.open`` to the return, instrumented from
+    outside (wrappers around the encoder's ``embed_views``, the catalogue's writes and lookups and
+    ``Store.publish``; CPU of this process and of the reaped decode workers): no change to indexer code."""
     from indexer.ingest.pipeline import IngestOptions, run_ingest
     from indexer.settings import IndexerSettings
     from indexer.store import catalog
@@ -503,7 +437,6 @@ def run_ingest_inprocess(model_dir: Path, library: Path, home: Path, config: dic
     s = timer.seconds
     db = sum(v for k, v in s.items() if k.startswith("db_") and k != "db_known_files")
     onnx, publish, model_open = s.get("onnx", 0.0), s.get("publish", 0.0), s.get("model_open", 0.0)
-    first_vec = timer.first.get("onnx", t0) - t0
     stats = report.stats
     return {
         "wall_s": wall,
@@ -514,7 +447,7 @@ def run_ingest_inprocess(model_dir: Path, library: Path, home: Path, config: dic
         "ingest_reported_s": round(report.seconds, 3),
         "profile": {
             "model_open_s": round(model_open, 3),
-            "first_vector_s": round(first_vec, 2),
+            "first_vector_s": round(timer.first.get("onnx", t0) - t0, 2),
             "onnx_s": round(onnx, 2),
             "onnx_calls": timer.calls.get("onnx", 0),
             "db_write_s": round(db, 3),
@@ -539,37 +472,18 @@ def throughput_part(args, model_dir: Path, work: Path, quick: bool, quiet_s: flo
         flush=True,
     )
     configs = [parse_config(c) for c in args.ingest_configs.split(",") if c.strip()]
-    systems = [PEER] + [_ingest_name(c) for c in configs]
     rounds, per_system = throughput_rounds(args, model_dir, lib_dir, lib, work, configs, quiet_s)
     shutil.rmtree(work / "homes" / "throughput", ignore_errors=True)
 
     table = {name: system_row(runs) for name, runs in per_system.items()}
     default = _ingest_name(configs[0])
-    ratio = table[default]["files_per_s_best"] / table[PEER]["files_per_s_best"]
+    best = {name: row["files_per_s_best"] for name, row in table.items()}
+    ratio = best[default] / best[PEER]
     per_round = [row["files_per_s"][default] / row["files_per_s"][PEER] for row in rounds]
-    clean = [
-        x
-        for x, row in zip(per_round, rounds)
-        if max(row["other_load_pct"][default], row["other_load_pct"][PEER]) <= DISTURBED_PCT
-    ]
-    best_ingest = max((n for n in systems if n != PEER), key=lambda n: table[n]["files_per_s_best"])
-    result = {
-        "library": summary,
-        "rounds": rounds,
-        "systems": table,
-        "default_system": default,
-        "ratio_ingest_vs_peer": round(ratio, 4),
-        "overhead": round(1 - ratio, 4),
-        "ratio_per_round": [round(x, 4) for x in per_round],
-        "ratio_per_undisturbed_round": [round(x, 4) for x in clean],
-        "cpu_ratio_peer_vs_ingest": round(
-            table[PEER]["cpu_s_per_file_median"] / table[default]["cpu_s_per_file_median"], 4
-        ),
-        "ratio_of_medians": round(table[default]["files_per_s_median"] / table[PEER]["files_per_s_median"], 4),
-        "best_ingest_config": best_ingest,
-        "ratio_best_config": round(table[best_ingest]["files_per_s_best"] / table[PEER]["files_per_s_best"], 4),
-        "statistic": f"best of {args.rounds} round(s) per system (highest files/s)",
-    }
+    quiet_rounds = [max(row["other_load_pct"][default], row["other_load_pct"][PEER]) <= DISTURBED_PCT for row in rounds]
+    clean = [x for x, ok in zip(per_round, quiet_rounds) if ok]
+    best_ingest = max((n for n in table if n != PEER), key=best.__getitem__)
+    cpu = {name: row["cpu_s_per_file_median"] for name, row in table.items()}
     print(
         f"ratio ingest/peer = {ratio:.3f} (overhead {100 * (1 - ratio):.1f} %; per round "
         + ", ".join(f"{x:.3f}" for x in per_round)
@@ -578,9 +492,22 @@ def throughput_part(args, model_dir: Path, work: Path, quick: bool, quiet_s: flo
         + ")",
         flush=True,
     )
-
-    result["cli_ingest"] = cli_ingest(args, lib_dir, work, quiet_s)
-    return result
+    return {
+        "library": summary,
+        "rounds": rounds,
+        "systems": table,
+        "default_system": default,
+        "ratio_ingest_vs_peer": round(ratio, 4),
+        "overhead": round(1 - ratio, 4),
+        "ratio_per_round": [round(x, 4) for x in per_round],
+        "ratio_per_undisturbed_round": [round(x, 4) for x in clean],
+        "cpu_ratio_peer_vs_ingest": round(cpu[PEER] / cpu[default], 4),
+        "ratio_of_medians": round(table[default]["files_per_s_median"] / table[PEER]["files_per_s_median"], 4),
+        "best_ingest_config": best_ingest,
+        "ratio_best_config": round(best[best_ingest] / best[PEER], 4),
+        "statistic": f"best of {args.rounds} round(s) per system (highest files/s)",
+        "cli_ingest": cli_ingest(args, lib_dir, work, quiet_s),
+    }
 
 
 def throughput_rounds(
@@ -589,7 +516,11 @@ def throughput_rounds(
     """``--rounds`` rounds of the peer and each ingest configuration, in a rotating order; each
     round's files/s, and every system's runs."""
     paths = sorted(f["path"] for f in lib["files"])
-    systems = [PEER] + [_ingest_name(c) for c in configs]
+    home = work / "homes" / "throughput"
+    runners = {PEER: functools.partial(run_peer, model_dir, paths)} | {
+        _ingest_name(c): functools.partial(run_ingest_inprocess, model_dir, lib_dir, home, c) for c in configs
+    }
+    systems = list(runners)
     rounds = []
     per_system: dict[str, list[dict]] = {name: [] for name in systems}
     for r in range(args.rounds):
@@ -597,12 +528,7 @@ def throughput_rounds(
         print(f"round {r + 1}/{args.rounds}: {' -> '.join(order)}", flush=True)
         row = {"round": r + 1, "order": order, "files_per_s": {}, "other_load_pct": {}}
         for name in order:
-            if name == PEER:
-                fn = functools.partial(run_peer, model_dir, paths)
-            else:
-                cfg = configs[systems.index(name) - 1]
-                fn = functools.partial(run_ingest_inprocess, model_dir, lib_dir, work / "homes" / "throughput", cfg)
-            out, mon = timed_block(fn, quiet_s=quiet_s, retries=args.retries, label=name)
+            out, mon = timed_block(runners[name], quiet_s=quiet_s, retries=args.retries, label=name)
             out.update(
                 round=r + 1,
                 files_per_s=out["files"] / out["wall_s"],
@@ -656,10 +582,7 @@ def system_row(runs: list[dict]) -> dict:
         "profile_best": best["profile"],
         "cpu_s_per_file_median": round(statistics.median(cpu), 4),
         "undisturbed_runs": sum(o["contention"]["other_load_pct"] <= DISTURBED_PCT for o in runs),
-        "runs": [
-            {k: (round(v, 3) if isinstance(v, float) else v) for k, v in o.items() if k != "vectors_sample"}
-            for o in runs
-        ],
+        "runs": [{k: (round(v, 3) if isinstance(v, float) else v) for k, v in o.items()} for o in runs],
     }
 
 
@@ -685,6 +608,8 @@ def _ingest_name(config: dict) -> str:
 
 # ----------------------------------------------------------------------------- rerun
 def rerun_part(args, work: Path, quiet_s: float) -> dict:
+    """A small-file library ingested once by the CLI, then re-run unchanged, after touching files
+    (new mtime, same bytes: the content hash confirms them), once more, and after rewriting others."""
     lib = work / "rerun-library"
     home = work / "homes" / "rerun"
     print(f"rerun library: {args.rerun_files} small WAV files ...", flush=True)
@@ -748,39 +673,33 @@ def long_part(args, work: Path, quiet_s: float) -> dict:
     folder = work / "cache" / f"long-{args.long_minutes:g}min-s{args.seed}"
     print(f"long-file library: one {args.long_minutes:g} min 48 kHz stereo FLAC ...", flush=True)
     lib = make_long_library(folder, args.long_minutes, args.seed)
-    print(
-        f"  {lib['long_bytes'] / 1e6:.0f} MB"
-        + (f", written in {lib['generate_s']:.0f} s" if lib["generated_now"] else " (cached)")
-        + "; CLI ingest --segments ...",
-        flush=True,
-    )
+    made = f", written in {lib['generate_s']:.0f} s" if lib["generated_now"] else " (cached)"
+    print(f"  {lib['long_bytes'] / 1e6:.0f} MB{made}; CLI ingest --segments ...", flush=True)
     home = work / "homes" / "long"
     shutil.rmtree(home, ignore_errors=True)
-    row = timed_cli(
-        ["ingest", str(folder), "--home", str(home), "-q", "--segments"],
-        sample_s=args.sample_s,
-        quiet_s=quiet_s,
-        label="long ingest",
-    )
+    args_ = ["ingest", str(folder), "--home", str(home), "-q", "--segments"]
+    row = timed_cli(args_, sample_s=args.sample_s, quiet_s=quiet_s, label="long ingest")
     shutil.rmtree(home, ignore_errors=True)
-    mem = row["memory"]
     print(
         f"  {row['wall_s']:.1f} s, {row.get('embedded')} files, segments index "
-        f"{row['index'].get('segments', {}).get('vectors')} vectors; peak tree RSS {mem['peak_tree_rss_gb']:.2f} GB, "
-        f"max single {mem['peak_single_rss_gb']:.2f} GB, tree PSS {mem['peak_tree_pss_gb']:.2f} GB",
+        f"{row['index'].get('segments', {}).get('vectors')} vectors; {memory_line(row['memory'])}",
         flush=True,
     )
-    return {
-        "library": {k: v for k, v in lib.items() if k != "stamp"},
-        "ingest": row,
-        "segments": "10 s windows, 5 s hop",
-    }
+    library = {k: v for k, v in lib.items() if k != "stamp"}
+    return {"library": library, "ingest": row, "segments": "10 s windows, 5 s hop"}
 
 
 # ----------------------------------------------------------------------------- report
+def memory_line(mem: dict) -> str:
+    return (
+        f"peak tree RSS {mem['peak_tree_rss_gb']:.2f} GB, max single {mem['peak_single_rss_gb']:.2f} GB, "
+        f"tree PSS {mem['peak_tree_pss_gb']:.2f} GB"
+    )
+
+
 def evaluate(results: dict) -> list[dict]:
     checks = []
-    tp = results.get("throughput")
+    tp, rr, lf = results.get("throughput"), results.get("rerun"), results.get("long_file")
     if tp:
         checks.append(
             target(
@@ -790,7 +709,6 @@ def evaluate(results: dict) -> list[dict]:
                 tp["overhead"] < TARGETS["overhead"],
             )
         )
-    rr = results.get("rerun")
     if rr:
         checks.append(
             target(
@@ -799,20 +717,15 @@ def evaluate(results: dict) -> list[dict]:
                 rr["no_change_max_s"] < TARGETS["rerun_s"],
             )
         )
-    peaks = []
-    if tp:
-        peaks.append(("throughput library", tp["cli_ingest"]["memory"]))
-    if rr:
-        peaks.append((f"{rr['files']}-file first ingest", rr["first_ingest"]["memory"]))
-    if results.get("long_file"):
-        peaks.append(("long file --segments", results["long_file"]["ingest"]["memory"]))
+    peaks = [("throughput library", tp["cli_ingest"]["memory"])] if tp else []
+    peaks += [(f"{rr['files']}-file first ingest", rr["first_ingest"]["memory"])] if rr else []
+    peaks += [("long file --segments", lf["ingest"]["memory"])] if lf else []
     if peaks:
-        worst = max(m["peak_tree_rss_gb"] for _, m in peaks)
         checks.append(
             target(
                 f"peak RSS of the ingest process tree < {TARGETS['peak_rss_gb']:.0f} GB",
                 "; ".join(f"{n}: {m['peak_tree_rss_gb']:.2f} GB" for n, m in peaks),
-                worst < TARGETS["peak_rss_gb"],
+                max(m["peak_tree_rss_gb"] for _, m in peaks) < TARGETS["peak_rss_gb"],
             )
         )
     return checks
@@ -824,46 +737,9 @@ def print_report(results: dict) -> None:
         f"\nmachine: {m['cpu']}, {m['logical_cpus']} logical CPUs; load avg before/after "
         f"{results['load_before']} / {results['load_after']}"
     )
-    tp = results.get("throughput")
-    if tp:
-        lib = tp["library"]
-        print(f"\nthroughput: {lib['files']} files, {lib['audio_s'] / 60:.1f} min of audio ({tp['statistic']})")
-        head = (
-            f"{'system':28s} {'files/s':>8s} {'median':>8s} {'audio-s/s':>10s} {'wall s':>8s} {'x peer':>7s} "
-            f"{'CPU-s/file':>10s} {'quiet runs':>10s}"
-        )
-        print_head(head)
-        peer = tp["systems"][PEER]["files_per_s_best"]
-        for name, row in tp["systems"].items():
-            print(
-                f"{name:28s} {row['files_per_s_best']:8.2f} {row['files_per_s_median']:8.2f} "
-                f"{row['audio_s_per_s_best']:10.1f} {row['wall_s_best']:8.1f} {row['files_per_s_best'] / peer:6.3f}x "
-                f"{row['cpu_s_per_file_median']:10.4f} {row['undisturbed_runs']:>5d}/{len(row['runs'])}"
-            )
-        cli = tp["cli_ingest"]
-        print(
-            f"{'CLI indexer ingest (1 run)':28s} {cli['files_per_s']:8.2f} {'':8s} {'':10s} {cli['wall_s']:8.1f} "
-            f"{cli['files_per_s'] / peer:6.3f}x"
-        )
-        print(
-            f"ratio ingest/peer = {tp['ratio_ingest_vs_peer']:.3f}  overhead = {100 * tp['overhead']:.1f} %  "
-            f"(per round {tp['ratio_per_round']}, undisturbed rounds {tp['ratio_per_undisturbed_round']}, ratio of "
-            f"medians {tp['ratio_of_medians']:.3f}); CPU-s per file peer/ingest {tp['cpu_ratio_peer_vs_ingest']:.3f}"
-        )
-        p = tp["systems"][tp["default_system"]]["profile_best"]
-        q = tp["systems"][PEER]["profile_best"]
-        print(
-            f"where the time goes (best {tp['default_system']} run): model open {p['model_open_s']:.2f} s, first "
-            f"vector at {p['first_vector_s']:.2f} s, ONNX {p['onnx_s']:.1f} s, DB writes {p['db_write_s']:.2f} s, "
-            f"publish {p['publish_s']:.2f} s, main loop not embedding {p['main_not_embedding_s']:.1f} s; CPU: main "
-            f"{p['main_process_cpu_s']:.1f} s, decode workers {p['decode_workers_cpu_s']:.1f} s"
-        )
-        print(
-            f"peer: model open {q['model_open_s']:.2f} s, first vector at {q['first_vector_s']:.2f} s, ONNX "
-            f"{q['onnx_s']:.1f} s, decode (thread wall) {q['decode_thread_wall_s']:.1f} s"
-        )
-    rr = results.get("rerun")
-    if rr:
+    if tp := results.get("throughput"):
+        print_throughput(tp)
+    if rr := results.get("rerun"):
         print(
             f"\nrerun: {rr['files']} files; first ingest {rr['first_ingest']['wall_s']:.1f} s; CLI start-up "
             f"(ingest --help) {rr['cli_startup_s']:.2f} s"
@@ -876,8 +752,7 @@ def print_report(results: dict) -> None:
         ):
             r = rr[key]
             print(f"  {label:13s} {r['wall_s']:.2f} s (embedded {r.get('embedded')}, unchanged {r.get('unchanged')})")
-    lf = results.get("long_file")
-    if lf:
+    if lf := results.get("long_file"):
         mem = lf["ingest"]["memory"]
         print(
             f"\nlong file: {lf['library']['long_seconds'] / 3600:.2f} h FLAC, --segments: {lf['ingest']['wall_s']:.1f} s, "
@@ -887,7 +762,65 @@ def print_report(results: dict) -> None:
     print_targets(results["targets"], results["config"]["quick"])
 
 
+def print_throughput(tp: dict) -> None:
+    lib = tp["library"]
+    print(f"\nthroughput: {lib['files']} files, {lib['audio_s'] / 60:.1f} min of audio ({tp['statistic']})")
+    print_head(
+        f"{'system':28s} {'files/s':>8s} {'median':>8s} {'audio-s/s':>10s} {'wall s':>8s} {'x peer':>7s} "
+        f"{'CPU-s/file':>10s} {'quiet runs':>10s}"
+    )
+    peer = tp["systems"][PEER]["files_per_s_best"]
+    for name, row in tp["systems"].items():
+        print(
+            f"{name:28s} {row['files_per_s_best']:8.2f} {row['files_per_s_median']:8.2f} "
+            f"{row['audio_s_per_s_best']:10.1f} {row['wall_s_best']:8.1f} {row['files_per_s_best'] / peer:6.3f}x "
+            f"{row['cpu_s_per_file_median']:10.4f} {row['undisturbed_runs']:>5d}/{len(row['runs'])}"
+        )
+    cli = tp["cli_ingest"]
+    print(
+        f"{'CLI indexer ingest (1 run)':28s} {cli['files_per_s']:8.2f} {'':8s} {'':10s} {cli['wall_s']:8.1f} "
+        f"{cli['files_per_s'] / peer:6.3f}x"
+    )
+    print(
+        f"ratio ingest/peer = {tp['ratio_ingest_vs_peer']:.3f}  overhead = {100 * tp['overhead']:.1f} %  "
+        f"(per round {tp['ratio_per_round']}, undisturbed rounds {tp['ratio_per_undisturbed_round']}, ratio of "
+        f"medians {tp['ratio_of_medians']:.3f}); CPU-s per file peer/ingest {tp['cpu_ratio_peer_vs_ingest']:.3f}"
+    )
+    p, q = tp["systems"][tp["default_system"]]["profile_best"], tp["systems"][PEER]["profile_best"]
+    print(
+        f"where the time goes (best {tp['default_system']} run): model open {p['model_open_s']:.2f} s, first "
+        f"vector at {p['first_vector_s']:.2f} s, ONNX {p['onnx_s']:.1f} s, DB writes {p['db_write_s']:.2f} s, "
+        f"publish {p['publish_s']:.2f} s, main loop not embedding {p['main_not_embedding_s']:.1f} s; CPU: main "
+        f"{p['main_process_cpu_s']:.1f} s, decode workers {p['decode_workers_cpu_s']:.1f} s"
+    )
+    print(
+        f"peer: model open {q['model_open_s']:.2f} s, first vector at {q['first_vector_s']:.2f} s, ONNX "
+        f"{q['onnx_s']:.1f} s, decode (thread wall) {q['decode_thread_wall_s']:.1f} s"
+    )
+
+
 # ----------------------------------------------------------------------------- main
+# options whose default depends on --quick: name -> (type, full run, quick run, help)
+SIZED = {
+    "files": (int, 400, 6, "throughput library size"),
+    "rounds": (int, 2, 1, "throughput rounds"),
+    "ingest_configs": (
+        str,
+        "default,workers=1",
+        "default",
+        "ingest configurations, comma list of 'default' or overrides joined by '+' (workers=N, batch=N: the "
+        "CLI's --workers / --batch-size); the first is the one the ratio uses",
+    ),
+    "rerun_files": (int, 10_000, 30, "re-run library size"),
+    "rerun_repeats": (int, 3, 1, "no-change re-runs timed"),
+    "touch": (int, 100, 3, "files touched, and files modified"),
+    "long_minutes": (float, 120.0, 1.0, "long file length"),
+    "wait_quiet": (float, 20.0, 0.0, "wait up to this many s for other processes to idle before each block"),
+    "retries": (int, 1, 0, f"re-runs of a timed block that others disturbed (> {DISTURBED_PCT:.0f} %% of the CPUs)"),
+}
+ZERO_IS_A_VALUE = ("touch", "wait_quiet", "retries")  # the others take their default when given 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
@@ -902,35 +835,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--model", type=Path, default=None, help="model folder (default: the shipped default model)")
     parser.add_argument("--parts", default="throughput,rerun,long", help="comma list of throughput, rerun, long")
-    parser.add_argument("--files", type=int, default=None, help="throughput library size (default 400; quick 6)")
-    parser.add_argument("--rounds", type=int, default=None, help="throughput rounds (default 2; quick 1)")
-    parser.add_argument(
-        "--ingest-configs",
-        default=None,
-        help="ingest configurations, comma list of 'default' or overrides joined by '+' "
-        "(workers=N, batch=N: the CLI's --workers / --batch-size); the first is the one the "
-        "ratio uses (default 'default,workers=1'; quick 'default')",
-    )
-    parser.add_argument("--rerun-files", type=int, default=None, help="re-run library size (default 10000; quick 30)")
-    parser.add_argument("--rerun-repeats", type=int, default=None, help="no-change re-runs timed (default 3; quick 1)")
-    parser.add_argument(
-        "--touch", type=int, default=None, help="files touched, and files modified (default 100; quick 3)"
-    )
-    parser.add_argument("--long-minutes", type=float, default=None, help="long file length (default 120; quick 1)")
+    for name, (kind, full, quick, text) in SIZED.items():
+        flag = "--" + name.replace("_", "-")
+        parser.add_argument(flag, type=kind, default=None, help=f"{text} (default {full}; quick {quick})")
     parser.add_argument("--sample-ms", type=float, default=50.0, help="memory sampling interval")
-    parser.add_argument(
-        "--wait-quiet",
-        type=float,
-        default=None,
-        help="wait up to this many s for other processes to idle before each block (default 20; quick 0)",
-    )
-    parser.add_argument(
-        "--retries",
-        type=int,
-        default=None,
-        help=f"re-runs of a timed block that others disturbed (> {DISTURBED_PCT:.0f} %% of the CPUs) "
-        "(default 1; quick 0)",
-    )
     parser.add_argument("--seed", type=int, default=0)
     return parser
 
@@ -938,21 +846,15 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-
     quick = args.quick
-    args.files = args.files or (6 if quick else 400)
-    args.rounds = args.rounds or (1 if quick else 2)
-    args.ingest_configs = args.ingest_configs or ("default" if quick else "default,workers=1")
-    args.rerun_files = args.rerun_files or (30 if quick else 10_000)
-    args.rerun_repeats = args.rerun_repeats or (1 if quick else 3)
-    args.touch = args.touch if args.touch is not None else (3 if quick else 100)
-    args.long_minutes = args.long_minutes or (1.0 if quick else 120.0)
+    for name, (_, full, small, _) in SIZED.items():
+        value = getattr(args, name)
+        if value is None or (not value and name not in ZERO_IS_A_VALUE):
+            setattr(args, name, small if quick else full)
     args.sample_s = args.sample_ms / 1000.0
-    quiet_s = args.wait_quiet if args.wait_quiet is not None else (0.0 if quick else 20.0)
-    args.retries = args.retries if args.retries is not None else (0 if quick else 1)
+    quiet_s = args.wait_quiet
     parts = {p.strip() for p in args.parts.split(",") if p.strip()}
-    unknown = parts - {"throughput", "rerun", "long"}
-    if unknown:
+    if unknown := parts - {"throughput", "rerun", "long"}:
         parser.error(f"unknown parts {sorted(unknown)}")
     if 2 * args.touch > args.rerun_files:
         parser.error("--touch must be at most half of --rerun-files")
@@ -963,6 +865,7 @@ def main(argv: list[str] | None = None) -> int:
     work = args.work.resolve()
     work.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
+    sizes = {name: getattr(args, name) for name in SIZED if name not in ("wait_quiet", "retries")}
     results: dict = {
         "command": command_line(argv, "ingest.py"),
         "machine": machine_info(),
@@ -972,20 +875,11 @@ def main(argv: list[str] | None = None) -> int:
             "quick": quick,
             "parts": sorted(parts),
             "model": str(model_dir),
-            "files": args.files,
-            "rounds": args.rounds,
-            "ingest_configs": args.ingest_configs,
-            "rerun_files": args.rerun_files,
-            "rerun_repeats": args.rerun_repeats,
-            "touch": args.touch,
-            "long_minutes": args.long_minutes,
+            **sizes,
             "sample_ms": args.sample_ms,
-            "wait_quiet_s": quiet_s,
-            "retries": args.retries,
-            "seed": args.seed,
-            "work": str(work),
-            "default_workers": os.cpu_count(),
-        },
+        }
+        | {"wait_quiet_s": quiet_s, "retries": args.retries, "seed": args.seed, "work": str(work)}
+        | {"default_workers": os.cpu_count()},
     }
     print(f"model {model_dir.name}; work dir {work}", flush=True)
     with CpuMonitor(children=True, exclude_waits=False) as total:
