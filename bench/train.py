@@ -1,33 +1,12 @@
 #!/usr/bin/env python
-"""Training throughput benchmark: clips/s of a training step, ours vs transformers' ClapModel, and
-the real training loop's data-wait share, on the same machine in the same run.
+"""Training throughput benchmark: clips/s of a training step, ours vs transformers' ClapModel on the
+same config and batch (and cnn10-minilm, which has no reference implementation), and the real
+training loop's clips/s and data-wait share per DataLoader worker count, on the same machine in the
+same run. On CUDA also bf16 and fp16 (GradScaler) steps. How each part is measured: bench/README.md.
 
     python bench/train.py                        # full run: ~6-10 min on 2 CPU cores -> bench/results-train.json
     python bench/train.py --quick                # smoke run on micro models, well under a minute
     python bench/train.py --device cuda          # on a GPU: fp32, bf16 and fp16 (GradScaler) model steps
-
-Parts:
-
-1. model-only step: forward + symmetric contrastive loss + backward + AdamW step on one synthetic
-   batch (random log-mel features ``(B, C, 1001, 64)``, random token ids of ``--tokens`` length),
-   for ``htsat-tiny-roberta`` (ours, ``training.models.factory.create_model``) and its peer, the
-   reference implementation ``transformers.ClapModel(..., return_loss=True)`` built from the same
-   config (``training.random_init.build_clap_model``) on the same batch; and ``cnn10-minilm``
-   (ours only: no reference implementation exists, absolute numbers). Every system gets
-   ``--warmup`` untimed steps, then ``--steps`` timed steps in rounds (one step per system per
-   round, systems in a rotating order); clips/s = batch / median step time; the ours/peer ratio
-   is the median over rounds of the two back-to-back steps' ratio.
-2. end to end: ``training.train.train(TrainConfig(...))`` on generated WAV files (3-15 s, 44.1 kHz,
-   so the resampler and the long-file crops run) for ``cnn10-minilm`` with ``--workers`` DataLoader
-   workers each; clips/s and ``data_wait_share`` come from the run's ``metrics.jsonl``, first log
-   window skipped (worker start-up, first-step allocations).
-3. CUDA (``--device cuda``, or ``auto`` when torch sees a GPU): model steps also under bf16
-   autocast and fp16 autocast + GradScaler, the loop also with ``precision="bf16"``; timings are
-   bracketed by ``torch.cuda.synchronize()``. On a CPU-only machine the CUDA parts are skipped.
-
-Noise control as in ``bench/embed.py``: before each timed block the script waits (up to
-``--wait-quiet`` s) for other processes to leave the CPUs idle and reports the CPU time other
-processes took during every timed step. See bench/README.md.
 """
 
 from __future__ import annotations
@@ -252,8 +231,8 @@ CAPTION_ENDINGS = [
     " close to the microphone",
     " with a lot of echo",
     " outdoors on a windy day",
-    " in a small room",
 ]
+CAPTION_ENDINGS.append(" in a small room")
 
 
 def write_corpus(folder: Path, files: int, records: int, seed: int) -> tuple[Path, list[float]]:
@@ -276,12 +255,8 @@ def write_corpus(folder: Path, files: int, records: int, seed: int) -> tuple[Pat
             freq, start = rng.uniform(80, 4000), rng.uniform(0, seconds)
             envelope = np.exp(-np.clip(t - start, 0, None) * rng.uniform(0.5, 4)) * (t >= start)
             y += 0.2 * envelope * np.sin(2 * np.pi * freq * t)
-        sf.write(
-            folder / f"clip{i:03d}.wav",
-            (0.9 * y / max(np.abs(y).max(), 1e-9)).astype(np.float32),
-            WAV_RATE,
-            subtype="PCM_16",
-        )
+        wave = (0.9 * y / max(np.abs(y).max(), 1e-9)).astype(np.float32)
+        sf.write(folder / f"clip{i:03d}.wav", wave, WAV_RATE, subtype="PCM_16")
     lines = []
     for r in range(records):
         caps = [
@@ -294,78 +269,41 @@ def write_corpus(folder: Path, files: int, records: int, seed: int) -> tuple[Pat
     return manifest, [float(x) for x in lengths]
 
 
-def run_loop(
-    manifest: Path,
-    out_dir: Path,
-    model: str,
-    batch: int,
-    steps: int,
-    log_every: int,
-    workers: int,
-    device: str,
-    precision: str,
-    seed: int,
-) -> dict:
-    """One real training run; clips/s and data-wait share over the log windows after the first."""
+def run_loop(manifest: Path, out_dir: Path, loop: dict, batch: int, workers: int, precision: str) -> dict:
+    """One real training run (``loop``: model, steps, log_every, device, seed); clips/s and data-wait
+    share over the log windows after the first (worker start-up, first-step allocations)."""
     from training.train import train
     from training.train_config import TrainConfig
 
+    steps = loop["steps"]
+    cfg = dict(model=loop["model"], train_manifest=str(manifest), out_dir=str(out_dir), batch_size=batch)
     # max_steps above what we run + stop_after_steps: the same loop, but no final checkpoint to write
-    cfg = TrainConfig(
-        model=model,
-        train_manifest=str(manifest),
-        out_dir=str(out_dir),
-        batch_size=batch,
-        max_steps=steps * 10,
-        warmup_steps=2,
-        workers=workers,
-        log_every=log_every,
-        eval_every=10**9,
-        save_every=10**9,
-        progress=False,
-        device=device,
-        precision=precision,
-        seed=seed,
-    )
+    cfg |= dict(max_steps=steps * 10, warmup_steps=2, workers=workers, log_every=loop["log_every"], progress=False)
+    cfg |= dict(eval_every=10**9, save_every=10**9, device=loop["device"], precision=precision, seed=loop["seed"])
     t0 = time.perf_counter()
     with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
         warnings.simplefilter("ignore")
-        train(cfg, stop_after_steps=steps)
+        train(TrainConfig(**cfg), stop_after_steps=steps)
     wall = time.perf_counter() - t0
     windows = [json.loads(line) for line in (out_dir / "metrics.jsonl").read_text().splitlines()]
     windows = [w for w in windows if "clips_per_s" in w]
-    prev, rows = 0, []
-    for w in windows:
-        clips = (w["step"] - prev) * batch
-        seconds = clips / w["clips_per_s"]
-        rows.append(
-            {
-                "step": w["step"],
-                "clips": clips,
-                "seconds": seconds,
-                "wait_s": w["data_wait_share"] * seconds,
-                "clips_per_s": w["clips_per_s"],
-                "data_wait_share": w["data_wait_share"],
-            }
-        )
-        prev = w["step"]
-    used = rows[1:] or rows
-    clips, seconds, wait = (sum(r[k] for r in used) for k in ("clips", "seconds", "wait_s"))
+    ends = [w["step"] for w in windows]
+    clips = [(end - start) * batch for start, end in zip([0, *ends], ends)]
+    seconds = [c / w["clips_per_s"] for c, w in zip(clips, windows)]
+    used = slice(1 if len(windows) > 1 else 0, None)
+    timed_s = sum(seconds[used])
+    wait_s = sum(w["data_wait_share"] * t for w, t in zip(windows[used], seconds[used]))
     return {
         "workers": workers,
         "precision": precision,
-        "clips_per_s": round(clips / seconds, 4),
-        "data_wait_share": round(wait / seconds, 4),
-        "steps_timed": sum(r["clips"] for r in used) // batch,
-        "warmup_window_skipped": len(rows) > 1,
+        "clips_per_s": round(sum(clips[used]) / timed_s, 4),
+        "data_wait_share": round(wait_s / timed_s, 4),
+        "steps_timed": sum(clips[used]) // batch,
+        "warmup_window_skipped": len(windows) > 1,
         "wall_s": round(wall, 1),
         "windows": [
-            {
-                "step": r["step"],
-                "clips_per_s": round(r["clips_per_s"], 4),
-                "data_wait_share": round(r["data_wait_share"], 4),
-            }
-            for r in rows
+            {k: round(w[k], 4) if k != "step" else w[k] for k in ("step", "clips_per_s", "data_wait_share")}
+            for w in windows
         ],
     }
 
@@ -392,12 +330,8 @@ def print_report(results: dict) -> None:
         print_head(head)
         for row in mo["rows"]:
             ratio = mo["ratio_ours_vs_peer"].get(row["precision"])
-            if row["peer"]:
-                rel = "1.00x"
-            elif row["config"] == cfg["pair_config"]:
-                rel = f"{ratio:.2f}x" if ratio else "-"
-            else:
-                rel = "no peer"
+            rel = f"{ratio:.2f}x" if ratio else "-"
+            rel = "1.00x" if row["peer"] else rel if row["config"] == cfg["pair_config"] else "no peer"
             print(
                 f"{row['system']:46s} {row['precision']:>5s} {row['params_m']:6.1f}M {row['step_ms_median']:9.1f} "
                 f"{row['clips_per_s']:9.3f} {rel:>8s} {max(row['other_load_pct'], default=0):9.0f}%"
@@ -437,69 +371,42 @@ def print_report(results: dict) -> None:
 
 
 # ----------------------------------------------------------------------------- main
+# options whose default depends on the run: name -> (CPU, CUDA, --quick)
+SIZED = {"batch": (8, 64, 2), "warmup": (1, 3, 1), "steps": (5, 20, 2), "wait_quiet": (20.0, 20.0, 0.0)}
+SIZED |= {"e2e_steps": (10, 30, 4), "e2e_log_every": (2, 10, 1), "e2e_files": (64, 64, 8)}
+ZERO_IS_A_VALUE = ("warmup", "wait_quiet")  # the others take their default when given 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument(
-        "--quick", action="store_true", help="smoke run: micro / micro-cnn-bert, batch 2, 2 steps, 8 short files"
-    )
-    parser.add_argument(
-        "--json",
-        "--out",
-        dest="json",
-        type=Path,
-        default=REPO / "bench" / "results-train.json",
-        help="results JSON (default bench/results-train.json)",
-    )
-    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    parser.add_argument(
-        "--precisions",
-        default=None,
-        help="model-step precisions, comma separated (default: fp32 on CPU; fp32,bf16,fp16 on "
-        "CUDA); the loop runs the fp32/bf16 ones",
-    )
-    parser.add_argument(
-        "--batch", type=int, default=None, help="clips per step (default 8 on CPU, 64 on CUDA; quick 2)"
-    )
-    parser.add_argument("--tokens", type=int, default=16, help="tokens per synthetic caption (default 16)")
-    parser.add_argument("--warmup", type=int, default=None, help="untimed steps per system (default 1; CUDA 3)")
-    parser.add_argument("--steps", type=int, default=None, help="timed steps per system (default 5; CUDA 20; quick 2)")
-    parser.add_argument("--parts", default="model,e2e", help="which parts to run: model, e2e or both")
-    parser.add_argument(
-        "--workers",
-        default=None,
-        help="DataLoader worker counts for the loop (default 0,1,2; CUDA also 4,8 up to the CPU count)",
-    )
-    parser.add_argument(
-        "--e2e-model", default=None, help="registry config for the loop (default cnn10-minilm; quick micro-cnn-bert)"
-    )
-    parser.add_argument("--e2e-files", type=int, default=None, help="WAV files to generate (default 64; quick 8)")
-    parser.add_argument("--e2e-steps", type=int, default=None, help="loop steps per run (default 10, CUDA 30; quick 4)")
-    parser.add_argument(
-        "--e2e-log-every",
-        type=int,
-        default=None,
-        help="steps per log window; the first window is skipped (default 2, CUDA 10; quick 1)",
-    )
-    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
-    parser.add_argument(
-        "--wait-quiet",
-        type=float,
-        default=None,
-        help="before each timed block, wait up to this many seconds for other processes to "
-        "leave the CPUs idle (default 20; quick 0)",
-    )
-    parser.add_argument(
-        "--work-dir", type=Path, default=None, help="keep the corpus and runs here (default: a temporary folder)"
-    )
-    parser.add_argument("--seed", type=int, default=0)
+    add = parser.add_argument
+    add("--quick", action="store_true", help="smoke run: micro / micro-cnn-bert, batch 2, 2 steps, 8 short files")
+    out = REPO / "bench" / "results-train.json"
+    add("--json", "--out", dest="json", type=Path, default=out, help="results JSON (default bench/results-train.json)")
+    add("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    add("--precisions", help="model-step precisions, comma separated (default: fp32 on CPU; fp32,bf16,fp16 on CUDA)")
+    add("--batch", type=int, help="clips per step (default 8 on CPU, 64 on CUDA; quick 2)")
+    add("--tokens", type=int, default=16, help="tokens per synthetic caption (default 16)")
+    add("--warmup", type=int, help="untimed steps per system (default 1; CUDA 3)")
+    add("--steps", type=int, help="timed steps per system (default 5; CUDA 20; quick 2)")
+    add("--parts", default="model,e2e", help="which parts to run: model, e2e or both")
+    add("--workers", help="DataLoader worker counts for the loop (default 0,1,2; CUDA also 4,8 up to the CPU count)")
+    add("--e2e-model", help="registry config for the loop (default cnn10-minilm; quick micro-cnn-bert)")
+    add("--e2e-files", type=int, help="WAV files to generate (default 64; quick 8)")
+    add("--e2e-steps", type=int, help="loop steps per run (default 10, CUDA 30; quick 4)")
+    add("--e2e-log-every", type=int, help="steps per log window; the first is skipped (default 2, CUDA 10; quick 1)")
+    add("--threads", type=int, help="torch.set_num_threads (default: torch's)")
+    add("--wait-quiet", type=float, help="max s to wait for idle CPUs before each timed block (default 20; quick 0)")
+    add("--work-dir", type=Path, help="keep the corpus and runs here (default: a temporary folder)")
+    add("--seed", type=int, default=0)
     return parser
 
 
 def choose_precisions(parser: argparse.ArgumentParser, args, cuda: bool, notes: list[str]) -> list[str]:
     """The model-step precisions to run: ``--precisions``, or all this device can; what is skipped and why
-    goes to ``notes``."""
+    goes to ``notes``. The loop runs the fp32 and bf16 ones."""
     import torch
 
     if args.precisions:
@@ -515,11 +422,8 @@ def choose_precisions(parser: argparse.ArgumentParser, args, cuda: bool, notes: 
         if "fp16" in precisions:
             precisions.remove("fp16")
             notes.append("fp16 autocast + GradScaler is a CUDA mode: skipped on CPU")
-        notes.append(
-            "no CUDA device: mixed-precision (bf16/fp16) GPU runs skipped"
-            if args.device != "cpu"
-            else "--device cpu: GPU runs skipped"
-        )
+        cpu = "--device cpu: GPU runs skipped" if args.device == "cpu" else None
+        notes.append(cpu or "no CUDA device: mixed-precision (bf16/fp16) GPU runs skipped")
     if not precisions:
         parser.error("no precision left to run on this device")
     return precisions
@@ -528,6 +432,7 @@ def choose_precisions(parser: argparse.ArgumentParser, args, cuda: bool, notes: 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    sys.stdout.reconfigure(line_buffering=True)  # progress lines show as they are printed
 
     import torch
 
@@ -536,62 +441,46 @@ def main(argv: list[str] | None = None) -> int:
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: torch sees no GPU")
     device_name = "cuda" if args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available()) else "cpu"
-    device = torch.device(device_name)
     cuda, quick = device_name == "cuda", args.quick
     parts = {p.strip() for p in args.parts.split(",") if p.strip()}
     if not parts <= {"model", "e2e"} or not parts:
         parser.error("--parts: model, e2e or model,e2e")
     notes: list[str] = []
     precisions = choose_precisions(parser, args, cuda, notes)
-    batch = args.batch or (2 if quick else 64 if cuda else 8)
-    warmup = args.warmup if args.warmup is not None else (1 if quick or not cuda else 3)
-    steps = args.steps or (2 if quick else 20 if cuda else 5)
-    quiet = args.wait_quiet if args.wait_quiet is not None else (0.0 if quick else 20.0)
+    for name, defaults in SIZED.items():
+        value = getattr(args, name)
+        if value is None or (not value and name not in ZERO_IS_A_VALUE):
+            setattr(args, name, defaults[2 if quick else 1 if cuda else 0])
     pair_config, solo_config = ("micro", "micro-cnn-bert") if quick else ("htsat-tiny-roberta", "cnn10-minilm")
-    e2e_model = args.e2e_model or solo_config
-    e2e_steps = args.e2e_steps or (4 if quick else 30 if cuda else 10)
-    log_every = args.e2e_log_every or (1 if quick else 10 if cuda else 2)
-    if e2e_steps < 2 * log_every:
+    if args.e2e_steps < 2 * args.e2e_log_every:
         parser.error("--e2e-steps must cover at least two log windows (the first is skipped)")
-    files = args.e2e_files or (8 if quick else 64)
     if args.workers:
         worker_counts = [int(w) for w in args.workers.split(",")]
     else:
         worker_counts = [0, 1, 2] + ([w for w in (4, 8) if w <= (os.cpu_count() or 1)] if cuda else [])
-    loop_precisions = [p for p in precisions if p in ("fp32", "bf16")] or ["fp32"]
 
     started = time.perf_counter()
+    sizes = {k: getattr(args, k) for k in ("batch", "tokens", "warmup", "steps")}
     results: dict = {
         "command": command_line(argv, "train.py"),
         "machine": machine_info(device_name),
         "load_before": loadavg_figures(),
-        "config": {
-            "quick": quick,
-            "device": device_name,
-            "precisions": precisions,
-            "batch": batch,
-            "tokens": args.tokens,
-            "warmup": warmup,
-            "steps": steps,
-            "pair_config": pair_config,
-            "solo_config": solo_config,
-            "seed": args.seed,
-            "wait_quiet_s": quiet,
-            "parts": sorted(parts),
-        },
+        "config": {"quick": quick, "device": device_name, "precisions": precisions, **sizes}
+        | {"pair_config": pair_config, "solo_config": solo_config, "seed": args.seed, "wait_quiet_s": args.wait_quiet}
+        | {"parts": sorted(parts)},
     }
     torch.manual_seed(args.seed)
     np.random.seed(args.seed)
     busy_blocks = 0
     with CpuMonitor(children=True) as monitor:  # our DataLoader workers count as ours
         if "model" in parts:
-            results["model_only"], busy = model_part(results["config"], device, notes)
+            results["model_only"], busy = model_part(results["config"], torch.device(device_name), notes)
             busy_blocks += busy
         if "e2e" in parts:
-            loop = dict(model=e2e_model, steps=e2e_steps, log_every=log_every, device=device_name, seed=args.seed)
-            results["end_to_end"], busy = e2e_part(
-                args.work_dir, files, batch, loop, loop_precisions, worker_counts, quiet, results
-            )
+            loop = dict(model=args.e2e_model or solo_config, steps=args.e2e_steps, log_every=args.e2e_log_every)
+            loop |= dict(device=device_name, seed=args.seed)
+            loop_precisions = [p for p in precisions if p in ("fp32", "bf16")] or ["fp32"]
+            results["end_to_end"], busy = e2e_part(args, loop, loop_precisions, worker_counts, results)
             busy_blocks += busy
     results["contention"] = {**monitor.summary(), "disturbed_blocks": busy_blocks}
     results["load_after"] = loadavg_figures()
@@ -616,9 +505,9 @@ def model_part(cfg: dict, device, notes: list[str]) -> tuple[dict, int]:
     ratio_detail: dict[str, dict] = {}
     busy_blocks = 0
     for precision in cfg["precisions"]:
-        print(f"building {pair_config} (ours + {PEER_NAME}) and {solo_config}, {precision} ...", flush=True)
+        print(f"building {pair_config} (ours + {PEER_NAME}) and {solo_config}, {precision} ...")
         systems = build_systems(pair_config, solo_config, batch, cfg["tokens"], cfg["seed"], device, precision)
-        print(f"timing model steps ({warmup} warm-up + {steps} per system, batch {batch}) ...", flush=True)
+        print(f"timing model steps ({warmup} warm-up + {steps} per system, batch {batch}) ...")
         try:
             time_model_steps(systems, warmup, steps, cfg["wait_quiet_s"])
         except torch.cuda.OutOfMemoryError as exc:  # a big --batch on a small GPU: report, go on
@@ -661,35 +550,23 @@ def model_part(cfg: dict, device, notes: list[str]) -> tuple[dict, int]:
     }, busy_blocks
 
 
-def e2e_part(
-    work_dir: Path | None,
-    files: int,
-    batch: int,
-    loop: dict,
-    precisions: list[str],
-    worker_counts: list[int],
-    quiet: float,
-    results: dict,
-) -> tuple[dict, int]:
+def e2e_part(args, loop: dict, precisions: list[str], worker_counts: list[int], results: dict) -> tuple[dict, int]:
     """Part 2: the real loop on a generated corpus, per precision and DataLoader worker count
-    (``loop``: ``run_loop``'s model, steps, log_every, device and seed). Returns the results'
-    ``end_to_end`` and the number of disturbed runs."""
-    busy_blocks = 0
-    with work_folder(work_dir, "clap-bench-train-") as work:
+    (``loop``: ``run_loop``'s). Returns the results' ``end_to_end`` and the number of disturbed runs."""
+    busy_blocks, files, batch = 0, args.e2e_files, args.batch
+    with work_folder(args.work_dir, "clap-bench-train-") as work:
         records = max(files, batch * (loop["steps"] + 1))
-        print(f"writing {files} WAV files (3-15 s, {WAV_RATE} Hz), {records} records ...", flush=True)
+        print(f"writing {files} WAV files (3-15 s, {WAV_RATE} Hz), {records} records ...")
         manifest, lengths = write_corpus(work / "corpus", files, records, loop["seed"])
         runs = []
         for precision in precisions:
             for workers in worker_counts:
-                print(
-                    f"training {loop['model']}: {loop['steps']} steps, workers={workers}, {precision} ...", flush=True
-                )
+                print(f"training {loop['model']}: {loop['steps']} steps, workers={workers}, {precision} ...")
                 out_dir = work / f"run-{precision}-w{workers}"
                 shutil.rmtree(out_dir, ignore_errors=True)
-                wait_quiet(quiet)
+                wait_quiet(args.wait_quiet)
                 with CpuMonitor(children=True) as run_monitor:  # DataLoader workers are ours
-                    run = run_loop(manifest, out_dir, batch=batch, workers=workers, precision=precision, **loop)
+                    run = run_loop(manifest, out_dir, loop, batch=batch, workers=workers, precision=precision)
                 run["other_load_pct"] = round(run_monitor.other_pct, 1)
                 busy_blocks += run_monitor.other_pct > DISTURBED_PCT
                 runs.append(run)
