@@ -1,29 +1,12 @@
 #!/usr/bin/env python
-"""The new default model against the old one, in the same run, through the torch-free runtime.
+"""The new default model against the old one, in the same run, through the torch-free runtime
+(``ClapEncoder.open``, default variant, CPU): audio clips/s at batch 1 and 16 with the audio network's
+GFLOP per clip and fraction of the fp32 peak, single text query latency, and one long file embedded
+in a fresh subprocess per model (wall time, peak RSS). What each part measures: bench/README.md.
 
     .venv/bin/python bench/default_model.py                       # full run -> bench/results_default_model.json
     .venv/bin/python bench/default_model.py --new models/clapsearch-sfx-v2 --old models/clapsearch-sfx-v1
     .venv/bin/python bench/default_model.py --clips 2 --queries 5 --long-seconds 20 --out /tmp/r.json  # smoke
-
-For each model folder (``ClapEncoder.open``, default variant, CPU):
-
-1. audio clips/s, end to end from an in-memory 10 s, 44.1 kHz mono waveform (tones + noise, so
-   both models resample) to the unit vector: ``views_from_waveform`` + ``embed_views``, batch 1
-   (one clip per call) and batch 16 (16 clips per call); median of ``--repeats`` passes, the two
-   models in their own blocks in alternating order; ratio new/old. GFLOP per 10 s clip of the
-   audio network, counted from ``audio.onnx`` (Conv/Gemm/MatMul multiply-adds on the shapes
-   ``onnx.shape_inference`` gives; 1 MAC = 2 FLOP; x patches per clip for patch models, plus
-   ``audio_head.onnx``), checked against the analytic MobileNetV1/YAMNet count for patch models;
-   fraction of the fp32 peak = achieved GFLOP/s / GFLOP/s of a 2048x2048 float32 numpy matmul
-   (best of 5) timed in the same run;
-2. one text query per ``embed_text`` call (tokenisation included), p50/p95 over ``--queries``
-   everyday-sound phrases after a warm-up;
-3. a one-hour 16 kHz mono FLAC (generated, in a temp dir) through ``embed_files([path])`` in a
-   fresh subprocess per model: wall time and that subprocess's peak RSS (VmHWM), plus its RSS
-   after opening the model (so the growth due to the file is visible).
-
-Noise control: ``wait_quiet`` / ``CpuMonitor`` from ``bench/machine.py``; the CPU share other
-processes took during each block is recorded. See bench/README.md.
 """
 
 from __future__ import annotations
@@ -45,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import command_line, quiet_logs  # noqa: E402
 from embed import machine_info as _embed_machine_info  # noqa: E402
-from machine import CpuMonitor, cpu_info, loadavg, wait_quiet  # noqa: E402
+from machine import CpuMonitor, cpu_info, loadavg, timed, wait_quiet, write_results  # noqa: E402
 
 CLIP_SECONDS = 10.0
 CLIP_RATE = 44_100
@@ -57,81 +40,21 @@ YAMNET_STRIDES = (1, 2, 1, 2, 1, 2, 1, 1, 1, 1, 1, 2, 1)
 YAMNET_WIDTHS = (64, 128, 128, 256, 256, 512, 512, 512, 512, 512, 512, 1024, 1024)
 
 SOUNDS = (
-    "dog barking",
-    "rain on a tin roof",
-    "church bells ringing",
-    "glass breaking",
-    "birds singing at dawn",
-    "footsteps on gravel",
-    "a door creaking open",
-    "wind in the trees",
-    "waves crashing on the shore",
-    "a car engine starting",
-    "a jet flying overhead",
-    "a helicopter passing",
-    "a train horn",
-    "typing on a keyboard",
-    "a clock ticking",
-    "water dripping",
-    "a crackling fire",
-    "a rooster crowing",
-    "a horse galloping",
-    "slow piano",
-    "a violin melody",
-    "a drum roll",
-    "an electric guitar riff",
-    "applause",
-    "a police siren",
-    "a chainsaw",
-    "a crowd cheering",
-    "a baby crying",
-    "thunder",
-    "a busy kitchen",
-    "street market chatter",
-    "children laughing",
-    "a cat meowing",
-    "a phone ringing",
-    "a microwave beeping",
-    "a vacuum cleaner",
-    "a toilet flushing",
-    "frying bacon",
-    "a kettle whistling",
-    "cutlery clinking",
-    "a bicycle bell",
-    "a motorbike revving",
-    "a lawn mower",
-    "bees buzzing",
-    "frogs croaking at night",
-    "an owl hooting",
-    "a cow mooing",
-    "sheep bleating",
-    "a door slamming",
-    "a zipper",
-    "coins dropping",
-    "paper rustling",
-    "a camera shutter",
-    "a ball bouncing",
-    "a whistle blowing",
-    "a fog horn",
-    "a heartbeat",
-    "someone snoring",
-    "a man coughing",
-    "a woman whispering",
-)
-PLACES = (
-    "",
-    "",
-    " in the distance",
-    " close up",
-    " indoors",
-    " outside",
-    " at night",
-    " in a large hall",
-    " with traffic behind",
-    " in the rain",
-    " on the radio",
-    " echoing in a tunnel",
-)
+    "dog barking; rain on a tin roof; church bells ringing; glass breaking; birds singing at dawn; "
+    "footsteps on gravel; a door creaking open; wind in the trees; waves crashing on the shore; "
+    "a car engine starting; a jet flying overhead; a helicopter passing; a train horn; "
+    "typing on a keyboard; a clock ticking; water dripping; a crackling fire; a rooster crowing; "
+    "a horse galloping; slow piano; a violin melody; a drum roll; an electric guitar riff; applause; "
+    "a police siren; a chainsaw; a crowd cheering; a baby crying; thunder; a busy kitchen; "
+    "street market chatter; children laughing; a cat meowing; a phone ringing; a microwave beeping; "
+    "a vacuum cleaner; a toilet flushing; frying bacon; a kettle whistling; cutlery clinking; "
+    "a bicycle bell; a motorbike revving; a lawn mower; bees buzzing; frogs croaking at night; "
+    "an owl hooting; a cow mooing; sheep bleating; a door slamming; a zipper; coins dropping; "
+    "paper rustling; a camera shutter; a ball bouncing; a whistle blowing; a fog horn; a heartbeat; "
+    "someone snoring; a man coughing; a woman whispering"
+).split("; ")
+PLACES = ("", " in the distance", " close up", " indoors", " outside", " at night", " in a large hall")
+PLACES += (" with traffic behind", " in the rain", " on the radio", " echoing in a tunnel")
 
 
 # ----------------------------------------------------------------------------- inputs
@@ -167,8 +90,7 @@ def write_long_flac(path: Path, seconds: float, seed: int, rate: int = LONG_RATE
     block = int(block_s * rate)
     total = int(seconds * rate)
     with sf.SoundFile(str(path), "w", samplerate=rate, channels=1, subtype="PCM_16", format="FLAC") as fh:
-        done = 0
-        while done < total:
+        for done in range(0, total, block):
             n = min(block, total - done)
             t = (done + np.arange(n)) / rate
             wave = rng.uniform(0.01, 0.08) * rng.standard_normal(n)
@@ -176,7 +98,6 @@ def write_long_flac(path: Path, seconds: float, seed: int, rate: int = LONG_RATE
                 envelope = 0.5 + 0.5 * np.sin(2 * np.pi * rng.uniform(0.05, 1.0) * t)
                 wave += rng.uniform(0.05, 0.25) * envelope * np.sin(2 * np.pi * rng.uniform(60, 5000) * t)
             fh.write(np.clip(wave, -1, 1).astype(np.float32))
-            done += n
     return path
 
 
@@ -277,11 +198,8 @@ def _run_shapes(model, names: list[str], feeds: dict | None) -> dict[str, tuple[
     options.log_severity_level = 3
     session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
     dtypes = {
-        "tensor(float)": np.float32,
-        "tensor(bool)": np.bool_,
-        "tensor(int64)": np.int64,
-        "tensor(int32)": np.int32,
-        "tensor(float16)": np.float16,
+        f"tensor({t})": np.dtype(t if t != "float" else "float32")
+        for t in ("float", "bool", "int64", "int32", "float16")
     }
     inputs = {
         i.name: np.zeros([d if isinstance(d, int) else 1 for d in i.shape], dtypes.get(i.type, np.float32))
@@ -327,22 +245,12 @@ def numpy_peak_gflops(n: int = 2048, tries: int = 5) -> float:
     """GFLOP/s of an n x n float32 numpy matmul, best of ``tries`` (after one warm-up)."""
     rng = np.random.default_rng(0)
     a, b = rng.standard_normal((n, n), np.float32), rng.standard_normal((n, n), np.float32)
-    a @ b
-    best = float("inf")
-    for _ in range(tries):
-        t0 = time.perf_counter()
-        a @ b
-        best = min(best, time.perf_counter() - t0)
+    a @ b  # warm-up
+    best = min(timed(lambda: a @ b)[0] for _ in range(tries))
     return 2.0 * n**3 / best / 1e9
 
 
 # ----------------------------------------------------------------------------- measurements
-def _open(folder: Path):
-    from indexer.models.encoder import ClapEncoder
-
-    return ClapEncoder.open(folder, device="cpu")
-
-
 def audio_pass(encoder, waves: list[np.ndarray], batch: int, rate: int = CLIP_RATE) -> float:
     """Seconds to embed every wave end to end, ``batch`` clips per ``embed_views`` call."""
     t0 = time.perf_counter()
@@ -390,26 +298,16 @@ def time_text(encoder, phrases: list[str], warmup: int, quiet: float) -> dict:
             t0 = time.perf_counter()
             encoder.embed_text([q])
             lat.append(1000 * (time.perf_counter() - t0))
-    return {
-        "p50_ms": round(float(np.percentile(lat, 50)), 3),
-        "p95_ms": round(float(np.percentile(lat, 95)), 3),
-        "mean_ms": round(float(np.mean(lat)), 3),
-        "max_ms": round(float(np.max(lat)), 3),
-        "queries": len(lat),
-        "warmup": warmup,
-        "other_load_pct": round(mon.other_pct, 1),
-    }
+    figures = {"p50_ms": np.percentile(lat, 50), "p95_ms": np.percentile(lat, 95), "mean_ms": np.mean(lat)}
+    figures = {k: round(float(v), 3) for k, v in (figures | {"max_ms": np.max(lat)}).items()}
+    return figures | {"queries": len(lat), "warmup": warmup, "other_load_pct": round(mon.other_pct, 1)}
 
 
 _LONG_CHILD = r"""
 import json, sys, time
-sys.path.insert(0, sys.argv[1])
-def status(key):
-    for line in open('/proc/self/status'):
-        if line.startswith(key + ':'):
-            return int(line.split()[1]) * 1024
-    return 0
+sys.path[:0] = [sys.argv[1], sys.argv[1] + '/bench']
 import numpy as np
+from machine import status_bytes as status
 from indexer.models.encoder import ClapEncoder
 t0 = time.perf_counter()
 enc = ClapEncoder.open(sys.argv[2], device='cpu')
@@ -484,20 +382,18 @@ def run(args) -> dict:
     results: dict = {
         "command": command_line(args.argv, "bench/default_model.py"),
         "machine": machine_info(),
-        "settings": {
-            "clips": args.clips,
-            "repeats": args.repeats,
-            "batches": args.batches,
-            "queries": args.queries,
-            "long_seconds": args.long_seconds,
+        "settings": {k: getattr(args, k) for k in ("clips", "repeats", "batches", "queries", "long_seconds")}
+        | {
             "clip_seconds": CLIP_SECONDS,
             "clip_rate": CLIP_RATE,
             "long_rate": LONG_RATE,
             "same_folder_both_sides": same,
         },
     }
+    from indexer.models.encoder import ClapEncoder
+
     with quiet_logs():
-        encoders = {key: _open(folder) for key, folder in names.items()}
+        encoders = {key: ClapEncoder.open(folder, device="cpu") for key, folder in names.items()}
     results["models"] = {key: _model_info(key, enc) for key, enc in encoders.items()}
 
     # 1. audio throughput, FLOPs and fraction of peak
@@ -542,14 +438,9 @@ def long_files(args, names: dict[str, Path], models: dict) -> dict:
     """One ``--long-seconds`` FLAC embedded by each model in a fresh subprocess: wall time, peak RSS."""
     with tempfile.TemporaryDirectory(prefix="bench-default-model-") as tmp:
         path = Path(tmp) / f"long_{int(args.long_seconds)}s_16k.flac"
-        t0 = time.perf_counter()
-        write_long_flac(path, args.long_seconds, args.seed)
-        long = {
-            "seconds": args.long_seconds,
-            "rate": LONG_RATE,
-            "file_bytes": path.stat().st_size,
-            "write_s": round(time.perf_counter() - t0, 1),
-        }
+        write_s = timed(lambda: write_long_flac(path, args.long_seconds, args.seed))[0]
+        long = {"seconds": args.long_seconds, "rate": LONG_RATE, "file_bytes": path.stat().st_size}
+        long["write_s"] = round(write_s, 1)
         for key in ("new", "old"):
             wait_quiet(args.wait_quiet)
             with CpuMonitor(children=True) as mon:  # the subprocess is ours
@@ -576,37 +467,20 @@ def print_report(r: dict) -> None:
     )
     batches = r["settings"]["batches"]
     label = f"{lf['seconds'] / 3600:g} h file" if lf["seconds"] >= 3600 else f"{lf['seconds']:g} s file"
-    a_new, a_old = a["new"], a["old"]
+    per_batch = {b: {k: a[k][f"b{b}"] for k in ("new", "old")} for b in batches}
+    # (row, {"new": ..., "old": ...}, figure, new/old: a value, True to compute it, or None)
     rows = [
-        (
-            f"audio clips/s, batch {b}",
-            a_new[f"b{b}"]["clips_per_s"],
-            a_old[f"b{b}"]["clips_per_s"],
-            a["ratio_new_over_old"][f"b{b}"],
-        )
-        for b in batches
+        (f"audio clips/s, batch {b}", per_batch[b], "clips_per_s", a["ratio_new_over_old"][f"b{b}"]) for b in batches
     ]
-    rows.append(("audio GFLOP / 10 s clip", a_new["flops"].get("gflop"), a_old["flops"].get("gflop"), None))
-    rows += [
-        (
-            f"fraction of fp32 peak, b{b}",
-            a_new[f"b{b}"].get("fraction_of_peak"),
-            a_old[f"b{b}"].get("fraction_of_peak"),
-            None,
-        )
-        for b in batches
-    ]
-    rows.append(("text p50 ms", t["new"]["p50_ms"], t["old"]["p50_ms"], t["ratio_p50_new_over_old"]))
-    for name, part, key, with_ratio in (
-        ("text p95 ms", t, "p95_ms", True),
-        (f"{label}: wall s", lf, "wall_s", True),
-        (f"{label}: peak RSS MiB", lf, "peak_rss_mib", True),
-        (f"{label}: RSS after open MiB", lf, "rss_after_open_mib", False),
-    ):
-        value_new, value_old = part["new"][key], part["old"][key]
-        rows.append((name, value_new, value_old, round(value_new / value_old, 3) if with_ratio else None))
+    rows.append(("audio GFLOP / 10 s clip", {k: a[k]["flops"] for k in ("new", "old")}, "gflop", None))
+    rows += [(f"fraction of fp32 peak, b{b}", per_batch[b], "fraction_of_peak", None) for b in batches]
+    rows += [("text p50 ms", t, "p50_ms", t["ratio_p50_new_over_old"]), ("text p95 ms", t, "p95_ms", True)]
+    rows += [(f"{label}: wall s", lf, "wall_s", True), (f"{label}: peak RSS MiB", lf, "peak_rss_mib", True)]
+    rows.append((f"{label}: RSS after open MiB", lf, "rss_after_open_mib", None))
     print(f"{'':32s} {'new':>12s} {'old':>12s} {'new/old':>9s}")
-    for name, new, old, ratio in rows:
+    for name, part, key, ratio in rows:
+        new, old = part["new"].get(key), part["old"].get(key)
+        ratio = round(new / old, 3) if ratio is True else ratio
         fmt = lambda v: "-" if v is None else f"{v:g}"  # noqa: E731
         print(f"{name:32s} {fmt(new):>12s} {fmt(old):>12s} {fmt(ratio):>9s}")
     fl = a["new"]["flops"]
@@ -646,10 +520,11 @@ def parse_args(argv: list[str] | None = None):
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    started = time.perf_counter()
     results = run(args)
+    results["elapsed_s"] = round(time.perf_counter() - started, 1)
     print_report(results)
-    Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    write_results(Path(args.out), results)
     return 0
 
 

@@ -80,11 +80,8 @@ def synthetic_batch(config, batch: int, tokens: int, seed: int, device):
     bos, eos = {"roberta": (0, 2), "bert": (2, 3), "clip": (0, 2)}[config.text.type]
     ids = torch.randint(5, vocab, (batch, tokens), generator=gen)
     ids[:, 0], ids[:, -1] = bos, eos
-    mask = torch.ones_like(ids)
-    return {
-        k: v.to(device)
-        for k, v in {"features": features, "is_longer": is_longer, "input_ids": ids, "attention_mask": mask}.items()
-    }
+    tensors = {"features": features, "is_longer": is_longer, "input_ids": ids, "attention_mask": torch.ones_like(ids)}
+    return {k: v.to(device) for k, v in tensors.items()}
 
 
 class StepSystem:
@@ -100,9 +97,7 @@ class StepSystem:
         self.batch, self.device, self.precision = batch, device, precision
         self.amp = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
         # the loop's optimiser settings (training/train.py), one group: both systems get the same
-        self.optimizer = torch.optim.AdamW(
-            self.model.parameters(), lr=1e-4, betas=(0.9, 0.98), eps=1e-6, weight_decay=0.2
-        )
+        self.optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.9, 0.98), eps=1e-6, weight_decay=0.2)
         self.scaler = torch.amp.GradScaler(device.type) if self.amp == torch.float16 else None
         self.times: list[float] = []
         self.other_pct: list[float] = []
@@ -118,14 +113,9 @@ class StepSystem:
         b = self.batch
         with torch.autocast(self.device.type, dtype=self.amp, enabled=self.amp is not None):
             if self.peer:  # the reference: transformers computes the symmetric CLIP loss itself
-                out = self.model(
-                    input_ids=b["input_ids"],
-                    attention_mask=b["attention_mask"],
-                    input_features=b["features"],
-                    is_longer=b["is_longer"].unsqueeze(-1),
-                    return_loss=True,
-                )
-                return out.loss
+                texts = {"input_ids": b["input_ids"], "attention_mask": b["attention_mask"]}
+                audio = {"input_features": b["features"], "is_longer": b["is_longer"].unsqueeze(-1)}
+                return self.model(**texts, **audio, return_loss=True).loss
             audio, text = self.model(b["features"], b["is_longer"], b["input_ids"], b["attention_mask"])
             scale_a, scale_t = self.model.logit_scales()
             return contrastive_loss(audio.float(), text.float(), scale_a, scale_t)
@@ -497,9 +487,8 @@ def model_part(cfg: dict, device, notes: list[str]) -> tuple[dict, int]:
     Returns the results' ``model_only`` and the number of disturbed steps."""
     import torch
 
-    pair_config, solo_config, batch, steps, warmup = (
-        cfg[k] for k in ("pair_config", "solo_config", "batch", "steps", "warmup")
-    )
+    pair_config, solo_config = cfg["pair_config"], cfg["solo_config"]
+    batch, steps, warmup = cfg["batch"], cfg["steps"], cfg["warmup"]
     rows: list[dict] = []
     ratios: dict[str, float] = {}
     ratio_detail: dict[str, dict] = {}
@@ -510,29 +499,26 @@ def model_part(cfg: dict, device, notes: list[str]) -> tuple[dict, int]:
         print(f"timing model steps ({warmup} warm-up + {steps} per system, batch {batch}) ...")
         try:
             time_model_steps(systems, warmup, steps, cfg["wait_quiet_s"])
+            new = model_rows(systems, batch)
+            # round by round (the two steps ran back to back), median: robust to the machine's
+            # speed drifting over minutes, which a ratio of two medians is not
+            paired = [p / o for o, p in zip(systems[0].times, systems[1].times)]
         except torch.cuda.OutOfMemoryError as exc:  # a big --batch on a small GPU: report, go on
             notes.append(f"{precision}: out of GPU memory at batch {batch}: {str(exc).splitlines()[0]}")
+            continue
+        finally:
             del systems
             gc.collect()
-            torch.cuda.empty_cache()
-            continue
-        new = model_rows(systems, batch)
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
         rows += new
-        ours, peer = systems[0], systems[1]
-        # round by round (the two steps ran back to back), median: robust to the machine's
-        # speed drifting over minutes, which a ratio of two medians is not
-        paired = [p / o for o, p in zip(ours.times, peer.times)]
         ratios[precision] = round(statistics.median(paired), 4)
-        by_name = {r["system"]: r for r in new}
+        ours, peer = new[0]["clips_per_s"], new[1]["clips_per_s"]  # model_rows keeps build_systems' order
         ratio_detail[precision] = {
             "per_round": [round(x, 4) for x in paired],
-            "ratio_of_medians": round(by_name[ours.name]["clips_per_s"] / by_name[peer.name]["clips_per_s"], 4),
+            "ratio_of_medians": round(ours / peer, 4),
         }
         busy_blocks += sum(r["disturbed_steps"] for r in new)
-        del systems
-        gc.collect()
-        if device.type == "cuda":
-            torch.cuda.empty_cache()
     peer_attn = next((r["text_attention"] for r in rows if r["peer"]), None)
     ours_attn = next((r["text_attention"] for r in rows if r["config"] == pair_config and not r["peer"]), None)
     if peer_attn != ours_attn:
