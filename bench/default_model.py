@@ -152,29 +152,20 @@ def onnx_macs(path: Path, feeds: dict[str, tuple[int, ...]] | None = None) -> di
     by_op: dict[str, int] = {}
     unresolved = 0
     for node in counted:
-        out = shapes.get(node.output[0])
-        if out is None:
+        conv = node.op_type in ("Conv", "ConvTranspose")
+        # what the count needs: the output's shape and the weight's (Conv) or the left operand's (Gemm/MatMul)
+        out, operand = shapes.get(node.output[0]), shapes.get(node.input[1 if conv else 0])
+        if out is None or operand is None:
             unresolved += 1
             continue
         attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
-        if node.op_type in ("Conv", "ConvTranspose"):
-            w = shapes.get(node.input[1])
-            if w is None:
-                unresolved += 1
-                continue
-            # Conv weight (Cout, Cin/g, k...): each output element costs Cin/g * prod(k) MACs
-            per_out = (
-                int(np.prod(w[1:])) if node.op_type == "Conv" else int(np.prod(w[2:])) * w[0] // attrs.get("group", 1)
-            )
-            macs = int(np.prod(out)) * per_out
+        if node.op_type == "Conv":  # weight (Cout, Cin/g, k...): each output element costs Cin/g * prod(k) MACs
+            per_out = int(np.prod(operand[1:]))
+        elif conv:  # ConvTranspose weight (Cin, Cout/g, k...)
+            per_out = int(np.prod(operand[2:])) * operand[0] // attrs.get("group", 1)
         else:
-            a = shapes.get(node.input[0])
-            if a is None:
-                unresolved += 1
-                continue
-            k = a[0] if (node.op_type == "Gemm" and attrs.get("transA", 0)) else a[-1]
-            macs = int(np.prod(out)) * int(k)
-        by_op[node.op_type] = by_op.get(node.op_type, 0) + macs
+            per_out = int(operand[0] if (node.op_type == "Gemm" and attrs.get("transA", 0)) else operand[-1])
+        by_op[node.op_type] = by_op.get(node.op_type, 0) + int(np.prod(out)) * per_out
     return {
         "macs": sum(by_op.values()),
         "by_op": by_op,

@@ -64,11 +64,8 @@ def timed_block(fn, *, quiet_s: float, retries: int, label: str) -> tuple[object
             best = (out, summary)
         if summary["other_load_pct"] <= DISTURBED_PCT:
             break
-        print(
-            f"    ({label}: other processes took {summary['other_load_pct']:.0f}% of the CPUs"
-            + (", re-running)" if attempt < retries else ", kept)"),
-            flush=True,
-        )
+        then = "re-running" if attempt < retries else "kept"
+        print(f"    ({label}: other processes took {summary['other_load_pct']:.0f}% of the CPUs, {then})")
     best[1]["attempts"] = attempt + 1
     return best
 
@@ -462,14 +459,13 @@ def run_ingest_inprocess(model_dir: Path, library: Path, home: Path, config: dic
 
 def throughput_part(args, model_dir: Path, work: Path, quick: bool, quiet_s: float) -> dict:
     lib_dir = work / "cache" / f"library-{args.files}-s{args.seed}{'-quick' if quick else ''}"
-    print(f"library: {args.files} files in {lib_dir} ...", flush=True)
+    print(f"library: {args.files} files in {lib_dir} ...")
     lib = make_library(lib_dir, args.files, args.seed, quick)
     summary = library_summary(lib)
     print(
         f"  {summary['files']} files, {summary['audio_s'] / 60:.1f} min of audio, formats {summary['formats']}, "
         f"rates {summary['sample_rates']}, channels {summary['channels']}"
-        + (f" (generated in {summary['generate_s']:.0f} s)" if lib["generated_now"] else " (cached)"),
-        flush=True,
+        + (f" (generated in {summary['generate_s']:.0f} s)" if lib["generated_now"] else " (cached)")
     )
     configs = [parse_config(c) for c in args.ingest_configs.split(",") if c.strip()]
     rounds, per_system = throughput_rounds(args, model_dir, lib_dir, lib, work, configs, quiet_s)
@@ -489,8 +485,7 @@ def throughput_part(args, model_dir: Path, work: Path, quick: bool, quiet_s: flo
         + ", ".join(f"{x:.3f}" for x in per_round)
         + "; rounds where neither block was disturbed: "
         + (", ".join(f"{x:.3f}" for x in clean) or "none")
-        + ")",
-        flush=True,
+        + ")"
     )
     return {
         "library": summary,
@@ -525,7 +520,7 @@ def throughput_rounds(
     per_system: dict[str, list[dict]] = {name: [] for name in systems}
     for r in range(args.rounds):
         order = systems[r % len(systems) :] + systems[: r % len(systems)]
-        print(f"round {r + 1}/{args.rounds}: {' -> '.join(order)}", flush=True)
+        print(f"round {r + 1}/{args.rounds}: {' -> '.join(order)}")
         row = {"round": r + 1, "order": order, "files_per_s": {}, "other_load_pct": {}}
         for name in order:
             out, mon = timed_block(runners[name], quiet_s=quiet_s, retries=args.retries, label=name)
@@ -541,8 +536,7 @@ def throughput_rounds(
             row["other_load_pct"][name] = mon["other_load_pct"]
             print(
                 f"  {name:28s} {out['wall_s']:7.1f} s  {out['files_per_s']:6.2f} files/s  "
-                f"{out['audio_s_per_s']:6.1f} audio-s/s  (others {mon['other_load_pct']:.0f}% of CPUs)",
-                flush=True,
+                f"{out['audio_s_per_s']:6.1f} audio-s/s  (others {mon['other_load_pct']:.0f}% of CPUs)"
             )
         rounds.append(row)
     return rounds, per_system
@@ -551,7 +545,7 @@ def throughput_rounds(
 def cli_ingest(args, lib_dir: Path, work: Path, quiet_s: float) -> dict:
     """``indexer ingest`` of the throughput library as users run it: wall time with start-up, and
     the process tree's peak memory."""
-    print("CLI ingest of the same library (process tree memory sampled) ...", flush=True)
+    print("CLI ingest of the same library (process tree memory sampled) ...")
     home = work / "homes" / "throughput-cli"
     shutil.rmtree(home, ignore_errors=True)
     cli = timed_cli(
@@ -561,8 +555,7 @@ def cli_ingest(args, lib_dir: Path, work: Path, quiet_s: float) -> dict:
     shutil.rmtree(home, ignore_errors=True)
     print(
         f"  {cli['wall_s']:.1f} s wall ({cli['files_per_s']:.2f} files/s incl. start-up), peak tree RSS "
-        f"{cli['memory']['peak_tree_rss_gb']:.2f} GB, max single {cli['memory']['peak_single_rss_gb']:.2f} GB",
-        flush=True,
+        f"{cli['memory']['peak_tree_rss_gb']:.2f} GB, max single {cli['memory']['peak_single_rss_gb']:.2f} GB"
     )
     return cli
 
@@ -612,17 +605,16 @@ def rerun_part(args, work: Path, quiet_s: float) -> dict:
     (new mtime, same bytes: the content hash confirms them), once more, and after rewriting others."""
     lib = work / "rerun-library"
     home = work / "homes" / "rerun"
-    print(f"rerun library: {args.rerun_files} small WAV files ...", flush=True)
+    print(f"rerun library: {args.rerun_files} small WAV files ...")
     gen_s = make_small_library(lib, args.rerun_files, args.seed + 7)
-    print(f"  written in {gen_s:.1f} s; first ingest (CLI, memory sampled) ...", flush=True)
+    print(f"  written in {gen_s:.1f} s; first ingest (CLI, memory sampled) ...")
     shutil.rmtree(home, ignore_errors=True)
     base = ["ingest", str(lib), "--home", str(home), "-q"]
     first = timed_cli(base, sample_s=args.sample_s, quiet_s=quiet_s, label="first ingest")
     print(
         f"  first ingest {first['wall_s']:.1f} s ({first.get('embedded')} embedded, "
         f"{first.get('embedded', 0) / first['wall_s']:.1f} files/s), peak tree RSS "
-        f"{first['memory']['peak_tree_rss_gb']:.2f} GB",
-        flush=True,
+        f"{first['memory']['peak_tree_rss_gb']:.2f} GB"
     )
 
     startup, _ = timed_block(lambda: run_cli(["ingest", "--help"], sample_s=None), quiet_s=0, retries=0, label="help")
@@ -632,8 +624,7 @@ def rerun_part(args, work: Path, quiet_s: float) -> dict:
         row = timed_cli(base, sample_s=None, quiet_s=quiet_s, label=label, retries=retries)
         print(
             f"  {label:30s} {row['wall_s']:6.2f} s  (embedded {row.get('embedded')}, unchanged "
-            f"{row.get('unchanged')}, others {row['contention']['other_load_pct']:.0f}% of CPUs)",
-            flush=True,
+            f"{row.get('unchanged')}, others {row['contention']['other_load_pct']:.0f}% of CPUs)"
         )
         return row
 
@@ -671,10 +662,10 @@ def rerun_part(args, work: Path, quiet_s: float) -> dict:
 # ----------------------------------------------------------------------------- long file
 def long_part(args, work: Path, quiet_s: float) -> dict:
     folder = work / "cache" / f"long-{args.long_minutes:g}min-s{args.seed}"
-    print(f"long-file library: one {args.long_minutes:g} min 48 kHz stereo FLAC ...", flush=True)
+    print(f"long-file library: one {args.long_minutes:g} min 48 kHz stereo FLAC ...")
     lib = make_long_library(folder, args.long_minutes, args.seed)
     made = f", written in {lib['generate_s']:.0f} s" if lib["generated_now"] else " (cached)"
-    print(f"  {lib['long_bytes'] / 1e6:.0f} MB{made}; CLI ingest --segments ...", flush=True)
+    print(f"  {lib['long_bytes'] / 1e6:.0f} MB{made}; CLI ingest --segments ...")
     home = work / "homes" / "long"
     shutil.rmtree(home, ignore_errors=True)
     args_ = ["ingest", str(folder), "--home", str(home), "-q", "--segments"]
@@ -682,8 +673,7 @@ def long_part(args, work: Path, quiet_s: float) -> dict:
     shutil.rmtree(home, ignore_errors=True)
     print(
         f"  {row['wall_s']:.1f} s, {row.get('embedded')} files, segments index "
-        f"{row['index'].get('segments', {}).get('vectors')} vectors; {memory_line(row['memory'])}",
-        flush=True,
+        f"{row['index'].get('segments', {}).get('vectors')} vectors; {memory_line(row['memory'])}"
     )
     library = {k: v for k, v in lib.items() if k != "stamp"}
     return {"library": library, "ingest": row, "segments": "10 s windows, 5 s hop"}
@@ -701,33 +691,21 @@ def evaluate(results: dict) -> list[dict]:
     checks = []
     tp, rr, lf = results.get("throughput"), results.get("rerun"), results.get("long_file")
     if tp:
-        checks.append(
-            target(
-                f"pipeline overhead < {100 * TARGETS['overhead']:.0f} % (ingest >= "
-                f"{1 - TARGETS['overhead']:.2f}x pure decode+embed)",
-                f"ratio {tp['ratio_ingest_vs_peer']:.3f} ({tp['default_system']}), overhead {100 * tp['overhead']:.1f} %",
-                tp["overhead"] < TARGETS["overhead"],
-            )
-        )
+        most = TARGETS["overhead"]
+        goal = f"pipeline overhead < {100 * most:.0f} % (ingest >= {1 - most:.2f}x pure decode+embed)"
+        got = f"ratio {tp['ratio_ingest_vs_peer']:.3f} ({tp['default_system']}), overhead {100 * tp['overhead']:.1f} %"
+        checks.append(target(goal, got, tp["overhead"] < most))
     if rr:
-        checks.append(
-            target(
-                f"no-change re-run of {rr['files']} files < {TARGETS['rerun_s']:.0f} s (CLI, start-up included)",
-                f"median {rr['no_change_median_s']:.2f} s, max {rr['no_change_max_s']:.2f} s",
-                rr["no_change_max_s"] < TARGETS["rerun_s"],
-            )
-        )
+        goal = f"no-change re-run of {rr['files']} files < {TARGETS['rerun_s']:.0f} s (CLI, start-up included)"
+        got = f"median {rr['no_change_median_s']:.2f} s, max {rr['no_change_max_s']:.2f} s"
+        checks.append(target(goal, got, rr["no_change_max_s"] < TARGETS["rerun_s"]))
     peaks = [("throughput library", tp["cli_ingest"]["memory"])] if tp else []
     peaks += [(f"{rr['files']}-file first ingest", rr["first_ingest"]["memory"])] if rr else []
     peaks += [("long file --segments", lf["ingest"]["memory"])] if lf else []
     if peaks:
-        checks.append(
-            target(
-                f"peak RSS of the ingest process tree < {TARGETS['peak_rss_gb']:.0f} GB",
-                "; ".join(f"{n}: {m['peak_tree_rss_gb']:.2f} GB" for n, m in peaks),
-                max(m["peak_tree_rss_gb"] for _, m in peaks) < TARGETS["peak_rss_gb"],
-            )
-        )
+        goal = f"peak RSS of the ingest process tree < {TARGETS['peak_rss_gb']:.0f} GB"
+        got = "; ".join(f"{n}: {m['peak_tree_rss_gb']:.2f} GB" for n, m in peaks)
+        checks.append(target(goal, got, max(m["peak_tree_rss_gb"] for _, m in peaks) < TARGETS["peak_rss_gb"]))
     return checks
 
 
@@ -753,9 +731,9 @@ def print_report(results: dict) -> None:
             r = rr[key]
             print(f"  {label:13s} {r['wall_s']:.2f} s (embedded {r.get('embedded')}, unchanged {r.get('unchanged')})")
     if lf := results.get("long_file"):
-        mem = lf["ingest"]["memory"]
+        lib, mem = lf["library"], lf["ingest"]["memory"]
         print(
-            f"\nlong file: {lf['library']['long_seconds'] / 3600:.2f} h FLAC, --segments: {lf['ingest']['wall_s']:.1f} s, "
+            f"\nlong file: {lib['long_seconds'] / 3600:.2f} h FLAC, --segments: {lf['ingest']['wall_s']:.1f} s, "
             f"peak tree RSS {mem['peak_tree_rss_gb']:.2f} GB (max single {mem['peak_single_rss_gb']:.2f} GB, tree PSS "
             f"{mem['peak_tree_pss_gb']:.2f} GB, {mem['max_processes']} processes)"
         )
@@ -800,17 +778,13 @@ def print_throughput(tp: dict) -> None:
 
 
 # ----------------------------------------------------------------------------- main
+CONFIGS_HELP = "ingest configurations, comma list of 'default' or overrides joined by '+' (workers=N, batch=N: "
+CONFIGS_HELP += "the CLI's --workers / --batch-size); the first is the one the ratio uses"
 # options whose default depends on --quick: name -> (type, full run, quick run, help)
 SIZED = {
     "files": (int, 400, 6, "throughput library size"),
     "rounds": (int, 2, 1, "throughput rounds"),
-    "ingest_configs": (
-        str,
-        "default,workers=1",
-        "default",
-        "ingest configurations, comma list of 'default' or overrides joined by '+' (workers=N, batch=N: the "
-        "CLI's --workers / --batch-size); the first is the one the ratio uses",
-    ),
+    "ingest_configs": (str, "default,workers=1", "default", CONFIGS_HELP),
     "rerun_files": (int, 10_000, 30, "re-run library size"),
     "rerun_repeats": (int, 3, 1, "no-change re-runs timed"),
     "touch": (int, 100, 3, "files touched, and files modified"),
@@ -825,27 +799,29 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--quick", action="store_true", help="smoke run: small sizes, one round")
-    parser.add_argument("--out", type=Path, default=Path("bench/results_ingest.json"), help="results JSON")
-    parser.add_argument(
+    add = parser.add_argument
+    add("--quick", action="store_true", help="smoke run: small sizes, one round")
+    add("--out", type=Path, default=Path("bench/results_ingest.json"), help="results JSON")
+    add(
         "--work",
         type=Path,
         default=Path("/tmp/clap-bench-ingest"),
         help="generated libraries (cached under WORK/cache) and stores",
     )
-    parser.add_argument("--model", type=Path, default=None, help="model folder (default: the shipped default model)")
-    parser.add_argument("--parts", default="throughput,rerun,long", help="comma list of throughput, rerun, long")
+    add("--model", type=Path, default=None, help="model folder (default: the shipped default model)")
+    add("--parts", default="throughput,rerun,long", help="comma list of throughput, rerun, long")
     for name, (kind, full, quick, text) in SIZED.items():
         flag = "--" + name.replace("_", "-")
-        parser.add_argument(flag, type=kind, default=None, help=f"{text} (default {full}; quick {quick})")
-    parser.add_argument("--sample-ms", type=float, default=50.0, help="memory sampling interval")
-    parser.add_argument("--seed", type=int, default=0)
+        add(flag, type=kind, default=None, help=f"{text} (default {full}; quick {quick})")
+    add("--sample-ms", type=float, default=50.0, help="memory sampling interval")
+    add("--seed", type=int, default=0)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    sys.stdout.reconfigure(line_buffering=True)  # progress lines show as they are printed
     quick = args.quick
     for name, (_, full, small, _) in SIZED.items():
         value = getattr(args, name)
@@ -866,22 +842,17 @@ def main(argv: list[str] | None = None) -> int:
     work.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     sizes = {name: getattr(args, name) for name in SIZED if name not in ("wait_quiet", "retries")}
+    config = {"quick": quick, "parts": sorted(parts), "model": str(model_dir), **sizes, "sample_ms": args.sample_ms}
+    config |= {"wait_quiet_s": quiet_s, "retries": args.retries, "seed": args.seed, "work": str(work)}
+    config["default_workers"] = os.cpu_count()
     results: dict = {
         "command": command_line(argv, "ingest.py"),
         "machine": machine_info(),
         "git": git_state(),
         "load_before": loadavg_figures(),
-        "config": {
-            "quick": quick,
-            "parts": sorted(parts),
-            "model": str(model_dir),
-            **sizes,
-            "sample_ms": args.sample_ms,
-        }
-        | {"wait_quiet_s": quiet_s, "retries": args.retries, "seed": args.seed, "work": str(work)}
-        | {"default_workers": os.cpu_count()},
+        "config": config,
     }
-    print(f"model {model_dir.name}; work dir {work}", flush=True)
+    print(f"model {model_dir.name}; work dir {work}")
     with CpuMonitor(children=True, exclude_waits=False) as total:
         if "throughput" in parts:
             results["throughput"] = throughput_part(args, model_dir, work, quick, quiet_s)
