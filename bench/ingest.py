@@ -821,7 +821,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    sys.stdout.reconfigure(line_buffering=True)  # progress lines show as they are printed
+    if hasattr(sys.stdout, "reconfigure"):  # progress lines show as they are printed, also into a pipe
+        sys.stdout.reconfigure(line_buffering=True)
     quick = args.quick
     for name, (_, full, small, _) in SIZED.items():
         value = getattr(args, name)

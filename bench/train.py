@@ -422,7 +422,8 @@ def choose_precisions(parser: argparse.ArgumentParser, args, cuda: bool, notes: 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    sys.stdout.reconfigure(line_buffering=True)  # progress lines show as they are printed
+    if hasattr(sys.stdout, "reconfigure"):  # progress lines show as they are printed, also into a pipe
+        sys.stdout.reconfigure(line_buffering=True)
 
     import torch
 
