@@ -1,6 +1,6 @@
 """What the benchmarks' scripts share besides machine load (``machine.py``): the command recorded
-in a results file, a work folder, quiet library logs, and the report's tables, targets and
-contention lines, so that every report reads the same way."""
+in a results file, a work folder, quiet library logs, generated audio, and the report's tables,
+targets and contention lines, so that every report reads the same way."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ import tempfile
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
+
+import numpy as np
 
 
 def command_line(argv: list[str] | None, script: str) -> str:
@@ -42,6 +44,23 @@ def quiet_logs() -> Iterator[None]:
             yield
     finally:
         root.setLevel(level)
+
+
+def synth(rng: np.random.Generator, n: int, rate: int, channels: int = 1, t0: float = 0.0) -> np.ndarray:
+    """A few enveloped tones over quiet coloured noise, ``(n, channels)`` float32 in [-1, 1] (``t0``:
+    the start time of a block of a longer signal): the benchmarks' generated audio."""
+    t = t0 + np.arange(n) / rate
+    noise = rng.standard_normal(n)
+    noise = np.convolve(noise, np.ones(int(rng.integers(1, 8))) / 4, mode="same")
+    mono = rng.uniform(0.005, 0.05) * noise
+    for _ in range(int(rng.integers(1, 4))):
+        freq = rng.uniform(60, min(8000, rate / 2.5))
+        env = 0.5 + 0.5 * np.sin(2 * np.pi * rng.uniform(0.1, 2.0) * t + rng.uniform(0, 6.3))
+        mono += rng.uniform(0.05, 0.3) * env * np.sin(2 * np.pi * freq * t)
+    out = np.empty((n, channels), np.float32)
+    for c in range(channels):
+        out[:, c] = mono * (1.0 - 0.2 * c)
+    return np.clip(out, -1, 1)
 
 
 def print_head(head: str) -> None:

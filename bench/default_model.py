@@ -26,7 +26,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import command_line, quiet_logs  # noqa: E402
+from common import command_line, quiet_logs, synth  # noqa: E402
 from embed import machine_info as _embed_machine_info  # noqa: E402
 from machine import CpuMonitor, cpu_info, loadavg, timed, wait_quiet, write_results  # noqa: E402
 
@@ -60,18 +60,7 @@ PLACES += (" with traffic behind", " in the rain", " on the radio", " echoing in
 # ----------------------------------------------------------------------------- inputs
 def make_waves(count: int, seed: int, seconds: float = CLIP_SECONDS, rate: int = CLIP_RATE) -> list[np.ndarray]:
     """``count`` mono float32 waveforms: 1-3 enveloped tones over coloured noise."""
-    n = int(seconds * rate)
-    t = np.arange(n) / rate
-    waves = []
-    for i in range(count):
-        rng = np.random.default_rng(seed * 1000 + i)
-        noise = np.convolve(rng.standard_normal(n), np.ones(int(rng.integers(1, 8))) / 4, mode="same")
-        wave = rng.uniform(0.01, 0.1) * noise
-        for _ in range(int(rng.integers(1, 4))):
-            envelope = 0.5 + 0.5 * np.sin(2 * np.pi * rng.uniform(0.1, 2.0) * t + rng.uniform(0, 6.3))
-            wave += rng.uniform(0.05, 0.3) * envelope * np.sin(2 * np.pi * rng.uniform(80, 6000) * t)
-        waves.append(np.clip(wave, -1, 1).astype(np.float32))
-    return waves
+    return [synth(np.random.default_rng(seed * 1000 + i), int(seconds * rate), rate)[:, 0] for i in range(count)]
 
 
 def make_phrases(count: int, seed: int) -> list[str]:
@@ -83,21 +72,14 @@ def make_phrases(count: int, seed: int) -> list[str]:
 
 
 def write_long_flac(path: Path, seconds: float, seed: int, rate: int = LONG_RATE, block_s: float = 60.0) -> Path:
-    """A mono 16-bit FLAC of ``seconds`` (noise + drifting tones), written block by block."""
+    """A mono 16-bit FLAC of ``seconds`` (other tones every block, over noise), written block by block."""
     import soundfile as sf
 
     rng = np.random.default_rng(seed)
-    block = int(block_s * rate)
-    total = int(seconds * rate)
+    block, total = int(block_s * rate), int(seconds * rate)
     with sf.SoundFile(str(path), "w", samplerate=rate, channels=1, subtype="PCM_16", format="FLAC") as fh:
         for done in range(0, total, block):
-            n = min(block, total - done)
-            t = (done + np.arange(n)) / rate
-            wave = rng.uniform(0.01, 0.08) * rng.standard_normal(n)
-            for _ in range(int(rng.integers(1, 4))):
-                envelope = 0.5 + 0.5 * np.sin(2 * np.pi * rng.uniform(0.05, 1.0) * t)
-                wave += rng.uniform(0.05, 0.25) * envelope * np.sin(2 * np.pi * rng.uniform(60, 5000) * t)
-            fh.write(np.clip(wave, -1, 1).astype(np.float32))
+            fh.write(synth(rng, min(block, total - done), rate, t0=done / rate))
     return path
 
 
@@ -214,22 +196,15 @@ def audio_gflop_per_clip(encoder, wave: np.ndarray, rate: int) -> dict:
         head = onnx_macs(folder / files.audio_head) if files.audio_head else {"macs": 0}
         analytic = yamnet_macs(frames, mels)  # YAMNet's 521-way dense (outputs may add the 1024-d embedding)
         macs = tower["macs"] * n_patches + head["macs"]
-        return {
-            "gflop": round(2 * macs / 1e9, 3),
-            "patches_per_clip": int(n_patches),
-            "tower_mflop_per_patch": round(2 * tower["macs"] / 1e6, 2),
-            "head_mflop": round(2 * head["macs"] / 1e6, 3),
-            "unresolved_nodes": tower["unresolved_nodes"],
-            "analytic_yamnet_gflop": round(2 * analytic * n_patches / 1e9, 3),
-            "analytic_yamnet_mflop_per_patch": round(2 * analytic / 1e6, 2),
-        }
+        flops = {"gflop": round(2 * macs / 1e9, 3), "patches_per_clip": int(n_patches)}
+        flops["tower_mflop_per_patch"] = round(2 * tower["macs"] / 1e6, 2)
+        flops |= {"head_mflop": round(2 * head["macs"] / 1e6, 3), "unresolved_nodes": tower["unresolved_nodes"]}
+        flops["analytic_yamnet_gflop"] = round(2 * analytic * n_patches / 1e9, 3)
+        return flops | {"analytic_yamnet_mflop_per_patch": round(2 * analytic / 1e6, 2)}
     feats = views.features
     tower = onnx_macs(folder / files.audio, {"input_features": (1, *feats.shape), "is_longer": (1,)})
-    return {
-        "gflop": round(2 * tower["macs"] / 1e9, 3),
-        "input_shape": list(feats.shape),
-        "unresolved_nodes": tower["unresolved_nodes"],
-    }
+    flops = {"gflop": round(2 * tower["macs"] / 1e9, 3), "input_shape": list(feats.shape)}
+    return flops | {"unresolved_nodes": tower["unresolved_nodes"]}
 
 
 def numpy_peak_gflops(n: int = 2048, tries: int = 5) -> float:
@@ -268,12 +243,9 @@ def time_audio(encoders: dict, waves: list[np.ndarray], batches: tuple[int, ...]
                 others[name].append(mon.other_pct)
         for name in names:
             med = statistics.median(times[name])
-            out[name][f"b{batch}"] = {
-                "clips_per_s": round(len(waves) / med, 2),
-                "ms_per_clip": round(1000 * med / len(waves), 2),
-                "pass_s": [round(t, 3) for t in times[name]],
-                "other_load_pct": [round(o, 1) for o in others[name]],
-            }
+            row = {"clips_per_s": round(len(waves) / med, 2), "ms_per_clip": round(1000 * med / len(waves), 2)}
+            row |= {"pass_s": [round(t, 3) for t in times[name]], "other_load_pct": [round(o, 1) for o in others[name]]}
+            out[name][f"b{batch}"] = row
     return out
 
 
@@ -348,21 +320,12 @@ def machine_info() -> dict:
     return info
 
 
-def _model_info(name: str, enc) -> dict:
-    m = enc.manifest
-    folder = enc.folder.resolve()
+def _model_info(enc) -> dict:
+    m, folder = enc.manifest, enc.folder.resolve()
     folder = folder.relative_to(REPO) if folder.is_relative_to(REPO) else folder
-    return {
-        "folder": str(folder),
-        "name": m.name,
-        "variant": enc.variant,
-        "patched": bool(m.patched),
-        "architecture": m.audio.architecture,
-        "sample_rate": m.audio_frontend.sample_rate,
-        "long_policy": m.audio_frontend.long_policy,
-        "embed_dim": m.embed_dim,
-        "providers": enc.providers,
-    }
+    info = {"folder": str(folder), "name": m.name, "variant": enc.variant, "patched": bool(m.patched)}
+    info |= {"architecture": m.audio.architecture, "sample_rate": m.audio_frontend.sample_rate}
+    return info | {"long_policy": m.audio_frontend.long_policy, "embed_dim": m.embed_dim, "providers": enc.providers}
 
 
 # ----------------------------------------------------------------------------- the run
@@ -385,7 +348,7 @@ def run(args) -> dict:
 
     with quiet_logs():
         encoders = {key: ClapEncoder.open(folder, device="cpu") for key, folder in names.items()}
-    results["models"] = {key: _model_info(key, enc) for key, enc in encoders.items()}
+    results["models"] = {key: _model_info(enc) for key, enc in encoders.items()}
 
     # 1. audio throughput, FLOPs and fraction of peak
     waves = make_waves(args.clips, args.seed)
@@ -403,10 +366,8 @@ def run(args) -> dict:
             if gflop:
                 row["gflops_achieved"] = round(gflop * row["clips_per_s"], 2)
                 row["fraction_of_peak"] = round(gflop * row["clips_per_s"] / peak, 4)
-    audio["ratio_new_over_old"] = {
-        f"b{b}": round(audio["new"][f"b{b}"]["clips_per_s"] / audio["old"][f"b{b}"]["clips_per_s"], 3)
-        for b in args.batches
-    }
+    clips = {key: {b: audio[key][f"b{b}"]["clips_per_s"] for b in args.batches} for key in ("new", "old")}
+    audio["ratio_new_over_old"] = {f"b{b}": round(clips["new"][b] / clips["old"][b], 3) for b in args.batches}
     results["audio"] = audio
 
     # 2. text latency
@@ -481,11 +442,8 @@ def print_report(r: dict) -> None:
             f"(analytic YAMNet {fl['analytic_yamnet_mflop_per_patch']}) + head {fl['head_mflop']} MFLOP"
         )
     print(f"text p50 target <= {t['target_p50_ms']} ms for new: {'PASS' if t['new_meets_target'] else 'MISS'}")
-    worst = max(
-        [o for k in ("new", "old") for b in batches for o in a[k][f"b{b}"]["other_load_pct"]]
-        + [t["new"]["other_load_pct"], t["old"]["other_load_pct"]],
-        default=0.0,
-    )
+    loads = [o for k in ("new", "old") for b in batches for o in a[k][f"b{b}"]["other_load_pct"]]
+    worst = max(loads + [t["new"]["other_load_pct"], t["old"]["other_load_pct"]], default=0.0)
     if worst > 10:
         print(f"warning: other processes took up to {worst:.0f} % of the CPUs during a timed block")
 

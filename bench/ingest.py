@@ -30,7 +30,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from common import command_line, print_head, print_targets, target  # noqa: E402
+from common import command_line, print_head, print_targets, synth, target  # noqa: E402
 from machine import CpuMonitor, cpu_info, git, loadavg_figures, own_cpu, wait_quiet, write_results  # noqa: E402
 
 TARGETS = {"overhead": 0.15, "rerun_s": 30.0, "peak_rss_gb": 2.0}
@@ -42,13 +42,9 @@ PEER = "peer embed_files"
 # ----------------------------------------------------------------------------- noise control
 def contention(mon: CpuMonitor) -> dict:
     """A ``CpuMonitor(children=True)``'s record, our children's CPU (the CLI runs) apart."""
-    return {
-        "wall_s": round(mon.wall, 3),
-        "self_cpu_s": round(mon.self_cpu, 2),
-        "children_cpu_s": round(mon.children_cpu, 2),
-        "other_processes_cpu_s": round(mon.other, 2),
-        "other_load_pct": round(mon.other_pct, 1),
-    }
+    cpu = {"self_cpu_s": mon.self_cpu, "children_cpu_s": mon.children_cpu, "other_processes_cpu_s": mon.other}
+    record = {"wall_s": round(mon.wall, 3)} | {k: round(v, 2) for k, v in cpu.items()}
+    return record | {"other_load_pct": round(mon.other_pct, 1)}
 
 
 def timed_block(fn, *, quiet_s: float, retries: int, label: str) -> tuple[object, dict]:
@@ -113,11 +109,8 @@ class TreeSampler(threading.Thread):
 
     def result(self) -> dict:
         gb = {"tree_rss": self.peak_tree, "single_rss": self.peak_single, "tree_pss": self.peak_pss}
-        return {f"peak_{k}_gb": round(v / GB, 3) for k, v in gb.items()} | {
-            "max_processes": self.peak_procs,
-            "samples": self.samples,
-            "interval_ms": round(1000 * self.interval),
-        }
+        counts = {"max_processes": self.peak_procs, "samples": self.samples, "interval_ms": round(1000 * self.interval)}
+        return {f"peak_{k}_gb": round(v / GB, 3) for k, v in gb.items()} | counts
 
 
 _REPORT = re.compile(
@@ -141,9 +134,8 @@ def run_cli(args: list[str], *, sample_s: float | None, timeout: float = 7200) -
     cmd = [str(exe) if exe.exists() else sys.executable, *([] if exe.exists() else ["-m", "indexer.cli"]), *args]
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    sampler = None
-    if sample_s:
-        sampler = TreeSampler(proc.pid, sample_s)
+    sampler = TreeSampler(proc.pid, sample_s) if sample_s else None
+    if sampler is not None:
         sampler.start()
     out, err = proc.communicate(timeout=timeout)
     wall = time.perf_counter() - t0
@@ -199,22 +191,6 @@ FORMATS = {  # name -> (extension, soundfile format, subtypes to draw from)
     "mp3": (".mp3", "MP3", ("MPEG_LAYER_III",)),
 }
 FOLDERS = ("ambience", "foley", "impacts", "machines", "nature", "ui", "vehicles", "voices")
-
-
-def synth(rng: np.random.Generator, n: int, rate: int, channels: int, t0: float = 0.0) -> np.ndarray:
-    """A few enveloped tones over quiet coloured noise, ``(n, channels)`` float32 in [-1, 1]."""
-    t = t0 + np.arange(n) / rate
-    noise = rng.standard_normal(n)
-    noise = np.convolve(noise, np.ones(int(rng.integers(1, 8))) / 4, mode="same")
-    mono = rng.uniform(0.005, 0.05) * noise
-    for _ in range(int(rng.integers(1, 4))):
-        freq = rng.uniform(60, min(8000, rate / 2.5))
-        env = 0.5 + 0.5 * np.sin(2 * np.pi * rng.uniform(0.1, 2.0) * t + rng.uniform(0, 6.3))
-        mono += rng.uniform(0.05, 0.3) * env * np.sin(2 * np.pi * freq * t)
-    out = np.empty((n, channels), np.float32)
-    for c in range(channels):
-        out[:, c] = mono * (1.0 - 0.2 * c)
-    return np.clip(out, -1, 1)
 
 
 def write_blocks(path: Path, wave: np.ndarray, rate: int, sf_format: str, subtype: str) -> None:
@@ -281,23 +257,19 @@ def _write_library(folder: Path, count: int, seed: int, quick: bool) -> list[dic
     return files
 
 
+COUNTED = {"sample_rates": "sample_rate", "channels": "channels"}  # summary name -> file record key
+
+
 def library_summary(lib: dict) -> dict:
     files = lib["files"]
     secs = [f["seconds"] for f in files]
-    return {
-        "files": len(files),
-        "audio_s": round(sum(secs), 1),
-        "bytes": sum(f["bytes"] for f in files),
-        "formats": dict(Counter(f["format"] for f in files)),
-        "sample_rates": {str(k): v for k, v in sorted(Counter(f["sample_rate"] for f in files).items())},
-        "channels": {str(k): v for k, v in sorted(Counter(f["channels"] for f in files).items())},
-        "seconds_min": round(min(secs), 2),
-        "seconds_median": round(statistics.median(secs), 2),
-        "seconds_max": round(max(secs), 2),
-        "files_over_60s": sum(s > 60 for s in secs),
-        "generate_s": lib["generate_s"],
-        "generated_now": lib["generated_now"],
-    }
+    counts = {key: Counter(f[key] for f in files) for key in ("format", "sample_rate", "channels")}
+    summary = {"files": len(files), "audio_s": round(sum(secs), 1), "bytes": sum(f["bytes"] for f in files)}
+    summary["formats"] = dict(counts["format"])
+    summary |= {name: {str(k): v for k, v in sorted(counts[key].items())} for name, key in COUNTED.items()}
+    lengths = {"seconds_min": min(secs), "seconds_median": statistics.median(secs), "seconds_max": max(secs)}
+    summary |= {k: round(v, 2) for k, v in lengths.items()} | {"files_over_60s": sum(s > 60 for s in secs)}
+    return summary | {"generate_s": lib["generate_s"], "generated_now": lib["generated_now"]}
 
 
 def make_small_library(folder: Path, count: int, seed: int) -> float:
@@ -381,18 +353,11 @@ def run_peer(model_dir: Path, paths: list[str]) -> dict:
     wall = time.perf_counter() - t0
     errors = [e.path for e in out if e.error is not None]
     del enc
-    return {
-        "wall_s": wall,
-        "files": len(out) - len(errors),
-        "failed": len(errors),
-        "audio_s": sum(e.duration_s or 0.0 for e in out),
-        "profile": {
-            "model_open_s": round(t_open, 3),
-            "onnx_s": round(timer.seconds.get("onnx", 0.0), 2),
-            "decode_thread_wall_s": round(timer.seconds.get("decode", 0.0), 2),
-            "first_vector_s": round(timer.first.get("onnx", t0) - t0 + 0.0, 2),
-        },
-    }
+    profile = {"model_open_s": round(t_open, 3), "onnx_s": round(timer.seconds.get("onnx", 0.0), 2)}
+    profile["decode_thread_wall_s"] = round(timer.seconds.get("decode", 0.0), 2)
+    profile["first_vector_s"] = round(timer.first.get("onnx", t0) - t0 + 0.0, 2)
+    files = {"files": len(out) - len(errors), "failed": len(errors), "audio_s": sum(e.duration_s or 0.0 for e in out)}
+    return {"wall_s": wall, **files, "profile": profile}
 
 
 def run_ingest_inprocess(model_dir: Path, library: Path, home: Path, config: dict) -> dict:
@@ -435,26 +400,13 @@ def run_ingest_inprocess(model_dir: Path, library: Path, home: Path, config: dic
     db = sum(v for k, v in s.items() if k.startswith("db_") and k != "db_known_files")
     onnx, publish, model_open = s.get("onnx", 0.0), s.get("publish", 0.0), s.get("model_open", 0.0)
     stats = report.stats
-    return {
-        "wall_s": wall,
-        "files": stats.embedded,
-        "failed": stats.failed,
-        "skipped": stats.skipped,
-        "audio_s": stats.audio_seconds,
-        "ingest_reported_s": round(report.seconds, 3),
-        "profile": {
-            "model_open_s": round(model_open, 3),
-            "first_vector_s": round(timer.first.get("onnx", t0) - t0, 2),
-            "onnx_s": round(onnx, 2),
-            "onnx_calls": timer.calls.get("onnx", 0),
-            "db_write_s": round(db, 3),
-            "db_lookup_s": round(s.get("db_known_files", 0.0), 3),
-            "publish_s": round(publish, 3),
-            "main_not_embedding_s": round(wall - onnx - db - publish - model_open, 2),
-            "main_process_cpu_s": round(cpu1[0] - cpu0[0], 2),
-            "decode_workers_cpu_s": round(cpu1[1] - cpu0[1], 2),
-        },
-    }
+    profile = {"model_open_s": round(model_open, 3), "first_vector_s": round(timer.first.get("onnx", t0) - t0, 2)}
+    profile |= {"onnx_s": round(onnx, 2), "onnx_calls": timer.calls.get("onnx", 0), "db_write_s": round(db, 3)}
+    profile |= {"db_lookup_s": round(s.get("db_known_files", 0.0), 3), "publish_s": round(publish, 3)}
+    profile["main_not_embedding_s"] = round(wall - onnx - db - publish - model_open, 2)
+    profile |= {"main_process_cpu_s": round(cpu1[0] - cpu0[0], 2), "decode_workers_cpu_s": round(cpu1[1] - cpu0[1], 2)}
+    files = {"files": stats.embedded, "failed": stats.failed, "skipped": stats.skipped, "audio_s": stats.audio_seconds}
+    return {"wall_s": wall, **files, "ingest_reported_s": round(report.seconds, 3), "profile": profile}
 
 
 def throughput_part(args, model_dir: Path, work: Path, quick: bool, quiet_s: float) -> dict:
@@ -487,22 +439,16 @@ def throughput_part(args, model_dir: Path, work: Path, quick: bool, quiet_s: flo
         + (", ".join(f"{x:.3f}" for x in clean) or "none")
         + ")"
     )
-    return {
-        "library": summary,
-        "rounds": rounds,
-        "systems": table,
-        "default_system": default,
-        "ratio_ingest_vs_peer": round(ratio, 4),
-        "overhead": round(1 - ratio, 4),
-        "ratio_per_round": [round(x, 4) for x in per_round],
-        "ratio_per_undisturbed_round": [round(x, 4) for x in clean],
-        "cpu_ratio_peer_vs_ingest": round(cpu[PEER] / cpu[default], 4),
-        "ratio_of_medians": round(table[default]["files_per_s_median"] / table[PEER]["files_per_s_median"], 4),
-        "best_ingest_config": best_ingest,
-        "ratio_best_config": round(best[best_ingest] / best[PEER], 4),
-        "statistic": f"best of {args.rounds} round(s) per system (highest files/s)",
-        "cli_ingest": cli_ingest(args, lib_dir, work, quiet_s),
-    }
+    medians = {name: row["files_per_s_median"] for name, row in table.items()}
+    result = {"library": summary, "rounds": rounds, "systems": table, "default_system": default}
+    result |= {"ratio_ingest_vs_peer": round(ratio, 4), "overhead": round(1 - ratio, 4)}
+    result |= {"ratio_per_round": [round(x, 4) for x in per_round]}
+    result |= {"ratio_per_undisturbed_round": [round(x, 4) for x in clean]}
+    result |= {"cpu_ratio_peer_vs_ingest": round(cpu[PEER] / cpu[default], 4)}
+    result |= {"ratio_of_medians": round(medians[default] / medians[PEER], 4), "best_ingest_config": best_ingest}
+    result |= {"ratio_best_config": round(best[best_ingest] / best[PEER], 4)}
+    result["statistic"] = f"best of {args.rounds} round(s) per system (highest files/s)"
+    return result | {"cli_ingest": cli_ingest(args, lib_dir, work, quiet_s)}
 
 
 def throughput_rounds(
@@ -564,19 +510,13 @@ def system_row(runs: list[dict]) -> dict:
     """One system's row of the throughput table: its best run, medians over the rounds."""
     best = max(runs, key=lambda o: o["files_per_s"])
     cpu = [(o["contention"]["self_cpu_s"] + o["contention"]["children_cpu_s"]) / max(o["files"], 1) for o in runs]
-    return {
-        "files_per_s_best": round(best["files_per_s"], 3),
-        "files_per_s_median": round(statistics.median(o["files_per_s"] for o in runs), 3),
-        "audio_s_per_s_best": round(best["audio_s_per_s"], 2),
-        "wall_s_best": best["wall_s"],
-        "files": best["files"],
-        "failed": best["failed"],
-        "audio_s": round(best["audio_s"], 1),
-        "profile_best": best["profile"],
-        "cpu_s_per_file_median": round(statistics.median(cpu), 4),
-        "undisturbed_runs": sum(o["contention"]["other_load_pct"] <= DISTURBED_PCT for o in runs),
-        "runs": [{k: (round(v, 3) if isinstance(v, float) else v) for k, v in o.items()} for o in runs],
-    }
+    row = {"files_per_s_best": round(best["files_per_s"], 3)}
+    row["files_per_s_median"] = round(statistics.median(o["files_per_s"] for o in runs), 3)
+    row |= {"audio_s_per_s_best": round(best["audio_s_per_s"], 2), "wall_s_best": best["wall_s"]}
+    row |= {"files": best["files"], "failed": best["failed"], "audio_s": round(best["audio_s"], 1)}
+    row |= {"profile_best": best["profile"], "cpu_s_per_file_median": round(statistics.median(cpu), 4)}
+    row["undisturbed_runs"] = sum(o["contention"]["other_load_pct"] <= DISTURBED_PCT for o in runs)
+    return row | {"runs": [{k: (round(v, 3) if isinstance(v, float) else v) for k, v in o.items()} for o in runs]}
 
 
 def parse_config(text: str) -> dict:
@@ -645,18 +585,11 @@ def rerun_part(args, work: Path, quiet_s: float) -> dict:
         sf.write(path, synth(np.random.default_rng(10_000 + k), data.shape[0], rate, 1), rate, subtype="PCM_16")
     after_modify = timed_rerun(f"after modifying {len(modified)}", retries=0)
     walls = [r["wall_s"] for r in no_change]
-    return {
-        "files": args.rerun_files,
-        "generate_s": round(gen_s, 1),
-        "first_ingest": first,
-        "cli_startup_s": startup["wall_s"],
-        "no_change": no_change,
-        "no_change_median_s": round(statistics.median(walls), 3),
-        "no_change_max_s": round(max(walls), 3),
-        "after_touch": {**after_touch, "touched": len(touched)},
-        "after_touch_again": after_touch_again,
-        "after_modify": {**after_modify, "modified": len(modified)},
-    }
+    result = {"files": args.rerun_files, "generate_s": round(gen_s, 1), "first_ingest": first}
+    result |= {"cli_startup_s": startup["wall_s"], "no_change": no_change}
+    result |= {"no_change_median_s": round(statistics.median(walls), 3), "no_change_max_s": round(max(walls), 3)}
+    result |= {"after_touch": {**after_touch, "touched": len(touched)}, "after_touch_again": after_touch_again}
+    return result | {"after_modify": {**after_modify, "modified": len(modified)}}
 
 
 # ----------------------------------------------------------------------------- long file

@@ -30,7 +30,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import command_line, print_contention, print_head, work_folder  # noqa: E402
+from common import command_line, print_contention, print_head, synth, work_folder  # noqa: E402
 from machine import CpuMonitor, cpu_info, loadavg_figures, wait_quiet, write_results  # noqa: E402
 
 FRAMES, MELS = 1001, 64  # one 10 s clip of the LAION front end (48 kHz, hop 480, 64 mels)
@@ -54,13 +54,9 @@ def machine_info(device: str) -> dict:
     }
     if device == "cuda":
         props = torch.cuda.get_device_properties(0)
-        info["gpu"] = {
-            "name": props.name,
-            "memory_gib": round(props.total_memory / 2**30, 1),
-            "capability": f"{props.major}.{props.minor}",
-            "cuda": torch.version.cuda,
-            "bf16_supported": torch.cuda.is_bf16_supported(),
-        }
+        gpu = {"name": props.name, "memory_gib": round(props.total_memory / 2**30, 1)}
+        gpu |= {"capability": f"{props.major}.{props.minor}", "cuda": torch.version.cuda}
+        info["gpu"] = gpu | {"bf16_supported": torch.cuda.is_bf16_supported()}
     return info
 
 
@@ -194,20 +190,13 @@ def model_rows(systems: list[StepSystem], batch: int) -> list[dict]:
     rows = []
     for s in systems:
         median = statistics.median(s.times)
-        row = {
-            "system": s.name,
-            "config": s.config_name,
-            "precision": s.precision,
-            "peer": s.peer,
-            "params_m": round(s.params / 1e6, 1),
-            "text_attention": s.text_attention,
-            "clips_per_s": round(batch / median, 4),
-            "step_ms_median": round(1000 * median, 1),
-            "step_ms": [round(1000 * t, 1) for t in s.times],
-            "clips_per_s_mean": round(batch * len(s.times) / sum(s.times), 4),
-            "other_load_pct": [round(p, 1) for p in s.other_pct],
-            "disturbed_steps": sum(p > DISTURBED_PCT for p in s.other_pct),
-        }
+        row = {"system": s.name, "config": s.config_name, "precision": s.precision, "peer": s.peer}
+        row |= {"params_m": round(s.params / 1e6, 1), "text_attention": s.text_attention}
+        row |= {"clips_per_s": round(batch / median, 4), "step_ms_median": round(1000 * median, 1)}
+        row |= {"step_ms": [round(1000 * t, 1) for t in s.times]}
+        row |= {"clips_per_s_mean": round(batch * len(s.times) / sum(s.times), 4)}
+        row |= {"other_load_pct": [round(p, 1) for p in s.other_pct]}
+        row |= {"disturbed_steps": sum(p > DISTURBED_PCT for p in s.other_pct)}
         if hasattr(s, "step_gib"):
             row["step_memory_gib"] = round(s.step_gib, 2)  # GPU peak during a step above the resident memory
         rows.append(row)
@@ -226,7 +215,7 @@ CAPTION_ENDINGS.append(" in a small room")
 
 
 def write_corpus(folder: Path, files: int, records: int, seed: int) -> tuple[Path, list[float]]:
-    """``files`` mono 16-bit WAVs of 3-15 s at 44.1 kHz (tones with envelopes over noise) and a
+    """``files`` mono 16-bit WAVs of 3-15 s at 44.1 kHz (``common.synth``: tones over noise) and a
     JSONL manifest of ``records`` lines (files repeated, with other captions, when records > files)."""
     import soundfile as sf
 
@@ -237,15 +226,7 @@ def write_corpus(folder: Path, files: int, records: int, seed: int) -> tuple[Pat
     # evenly spread lengths, shuffled: about half the clips are longer than the 10 s window
     lengths = rng.permutation(np.linspace(3.0, 15.0, files))
     for i, seconds in enumerate(lengths):
-        n = int(seconds * WAV_RATE)
-        t = np.arange(n) / WAV_RATE
-        y = 0.05 * np.cumsum(rng.standard_normal(n)) / np.sqrt(n)  # brown-ish noise bed
-        y += 0.02 * rng.standard_normal(n)
-        for _ in range(3):
-            freq, start = rng.uniform(80, 4000), rng.uniform(0, seconds)
-            envelope = np.exp(-np.clip(t - start, 0, None) * rng.uniform(0.5, 4)) * (t >= start)
-            y += 0.2 * envelope * np.sin(2 * np.pi * freq * t)
-        wave = (0.9 * y / max(np.abs(y).max(), 1e-9)).astype(np.float32)
+        wave = synth(rng, int(seconds * WAV_RATE), WAV_RATE)[:, 0]
         sf.write(folder / f"clip{i:03d}.wav", wave, WAV_RATE, subtype="PCM_16")
     lines = []
     for r in range(records):
@@ -283,19 +264,11 @@ def run_loop(manifest: Path, out_dir: Path, loop: dict, batch: int, workers: int
     used = slice(1 if len(windows) > 1 else 0, None)
     timed_s = sum(seconds[used])
     wait_s = sum(w["data_wait_share"] * t for w, t in zip(windows[used], seconds[used]))
-    return {
-        "workers": workers,
-        "precision": precision,
-        "clips_per_s": round(sum(clips[used]) / timed_s, 4),
-        "data_wait_share": round(wait_s / timed_s, 4),
-        "steps_timed": sum(clips[used]) // batch,
-        "warmup_window_skipped": len(windows) > 1,
-        "wall_s": round(wall, 1),
-        "windows": [
-            {k: round(w[k], 4) if k != "step" else w[k] for k in ("step", "clips_per_s", "data_wait_share")}
-            for w in windows
-        ],
-    }
+    run = {"workers": workers, "precision": precision, "clips_per_s": round(sum(clips[used]) / timed_s, 4)}
+    run |= {"data_wait_share": round(wait_s / timed_s, 4), "steps_timed": sum(clips[used]) // batch}
+    run |= {"warmup_window_skipped": len(windows) > 1, "wall_s": round(wall, 1)}
+    shares = ("clips_per_s", "data_wait_share")
+    return run | {"windows": [{"step": w["step"]} | {k: round(w[k], 4) for k in shares} for w in windows]}
 
 
 # ----------------------------------------------------------------------------- report
@@ -313,11 +286,10 @@ def print_report(results: dict) -> None:
             f"batch of {cfg['batch']} clips x (C, {FRAMES}, {MELS}) + {cfg['tokens']} tokens; clips/s = batch / "
             f"median of {cfg['steps']} steps after {cfg['warmup']} warm-up"
         )
-        head = (
+        print_head(
             f"{'system':46s} {'prec':>5s} {'params':>7s} {'step ms':>9s} {'clips/s':>9s} {'x peer':>8s} "
             f"{'other load':>10s}"
         )
-        print_head(head)
         for row in mo["rows"]:
             ratio = mo["ratio_ours_vs_peer"].get(row["precision"])
             rel = f"{ratio:.2f}x" if ratio else "-"
@@ -341,11 +313,10 @@ def print_report(results: dict) -> None:
             f"{e['files']} WAV files ({min(e['lengths_s']):.0f}-{max(e['lengths_s']):.0f} s, {WAV_RATE} Hz); "
             f"steps {e['log_every'] + 1}-{e['steps']} (first log window skipped)"
         )
-        head = (
+        print_head(
             f"{'workers':>7s} {'prec':>5s} {'clips/s':>9s} {'step ms':>9s} {'data wait':>10s} "
             f"{'wait ms/step':>12s} {'other load':>10s}"
         )
-        print_head(head)
         for run in e["runs"]:
             step_ms = 1000 * e["batch"] / run["clips_per_s"]
             print(
@@ -557,23 +528,12 @@ def e2e_part(args, loop: dict, precisions: list[str], worker_counts: list[int], 
                 run["other_load_pct"] = round(run_monitor.other_pct, 1)
                 busy_blocks += run_monitor.other_pct > DISTURBED_PCT
                 runs.append(run)
-    model_only = {
-        r["precision"]: r["clips_per_s"]
-        for r in results.get("model_only", {}).get("rows", [])
-        if r["config"] == loop["model"] and not r["peer"]
-    }
-    return {
-        "model": loop["model"],
-        "batch": batch,
-        "files": files,
-        "records": records,
-        "lengths_s": [round(x, 2) for x in lengths],
-        "sample_rate": WAV_RATE,
-        "steps": loop["steps"],
-        "log_every": loop["log_every"],
-        "runs": runs,
-        "model_only_clips_per_s": model_only,
-    }, busy_blocks
+    rows = results.get("model_only", {}).get("rows", [])
+    model_only = {r["precision"]: r["clips_per_s"] for r in rows if r["config"] == loop["model"] and not r["peer"]}
+    e2e = {"model": loop["model"], "batch": batch, "files": files, "records": records}
+    e2e |= {"lengths_s": [round(x, 2) for x in lengths], "sample_rate": WAV_RATE}
+    e2e |= {"steps": loop["steps"], "log_every": loop["log_every"], "runs": runs, "model_only_clips_per_s": model_only}
+    return e2e, busy_blocks
 
 
 if __name__ == "__main__":
