@@ -27,7 +27,8 @@ from indexer.models.manifest import AudioTower, Manifest, Variant, sha256_file
 from training import towers
 from training.convert import ConvertedModel
 from training.models.factory import create_model
-from training.towers import batch_invariant, equal_length_text_feeds, min_cosine, run_onnx
+from training.rowwise_int8 import quantize_rowwise_int8
+from training.towers import batch_invariant, equal_length_text_feeds, min_cosine, pad_invariant, run_onnx
 
 
 def probe_audio_inputs(converted: ConvertedModel, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -39,25 +40,26 @@ def probe_audio_inputs(converted: ConvertedModel, seed: int = 0) -> tuple[np.nda
 
 
 def _quantize_int8(src: Path, dst: Path) -> None:
-    """Dynamic int8: weights of MatMul/Gemm in int8, activations quantized per call (u8s8, VNNI).
+    """Int8 weights (u8s8, VNNI) with activations quantized at run time.
 
-    Audio tower: per-channel weight scales (no measurable cost there, best cosine). Text tower:
-    per-tensor scales: a single query is bound by reading the 85 M int8 weights, and per-channel
-    scales make it ~7 % slower (bench/embed.py) for a cosine to fp32 still above 0.9997.
-    Measured and rejected (bench/RESULTS.md): ORT transformer-optimizer fusions before quantizing
-    (no gain on these graphs), MatMulNBits 8/4-bit weight-only (slower at 10-token queries), and
-    quantizing the word-embedding Gather (smaller file, no speed gain).
+    Text tower: one activation scale per token row (``training.rowwise_int8``), so a text's vector
+    does not depend on the other texts of its batch or on padding, and a batch runs in one call.
+    Audio tower: ONNX Runtime's ``quantize_dynamic`` with per-channel weight scales (no measurable
+    cost there, best cosine); its per-call activation scale makes a clip batch-dependent, so the
+    runtime embeds int8 clips one per call. Measured and rejected (bench/RESULTS.md): ORT
+    transformer-optimizer fusions before quantizing (no gain on these graphs), MatMulNBits 8/4-bit
+    weight-only (slower at 10-token queries and in batches), and quantizing the word-embedding
+    Gather (smaller file, no speed gain).
     """
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     inputs = {i.name for i in onnx.load(str(src), load_external_data=False).graph.input}
+    if "input_ids" in inputs:
+        quantize_rowwise_int8(src, dst)
+        return
     quantize_dynamic(
-        str(src),
-        str(dst),
-        weight_type=QuantType.QInt8,
-        per_channel="input_ids" not in inputs,
-        op_types_to_quantize=["MatMul", "Gemm"],
+        str(src), str(dst), weight_type=QuantType.QInt8, per_channel=True, op_types_to_quantize=["MatMul", "Gemm"]
     )
 
 
@@ -107,6 +109,7 @@ def measure_variants(
             text_min_cosine_to_fp32=text_cos,
             audio_batch_invariant=batch_invariant(stage / audio_name, audio_feeds),
             text_batch_invariant=batch_invariant(stage / text_name, equal_length_text_feeds(**text_feeds)),
+            text_pad_invariant=pad_invariant(stage / text_name, **text_feeds),
             sha256={n: sha256_file(stage / n) for n in (audio_name, text_name)},
         )
     return files
