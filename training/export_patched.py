@@ -112,36 +112,18 @@ def label_space_parts(head, encoder: str) -> tuple[LabelSpace, list[JointPart]]:
     prior (class scores vs anchors), the trained branch, the audio-only embedding block."""
     labels = head.labels()
     label_space = LabelSpace(template=head.template, temperature=head.temperature, labels=labels, encoder=encoder)
-    keep = 1.0 - head.embedding_weight
+    prior, emb = head.prior_weight, head.embedding_weight
+    keep, rest = 1.0 - emb, 1.0 - prior
+    parts = (  # name, dim, weight, audio_weight, description; the prior is always there
+        ("prior", len(labels), prior, keep * prior, "AudioSet label space: mean class scores vs softmax over anchors"),
+        ("branch", head.branch_dim, rest, keep * rest, "trained branch (tower output / text embedding -> MLP)"),
+        ("embedding", head.embedding_dim, 0.0, emb, "tower embedding on its principal axes; zero in text vectors"),
+    )
     joint = [
-        JointPart(
-            name="prior",
-            dim=len(labels),
-            weight=head.prior_weight,
-            audio_weight=keep * head.prior_weight,
-            description="AudioSet label space: mean class scores vs softmax over anchors",
-        )
+        JointPart(name=name, dim=dim, weight=weight, audio_weight=audio, description=text)
+        for name, dim, weight, audio, text in parts
+        if dim or name == "prior"
     ]
-    if head.branch_dim:
-        joint.append(
-            JointPart(
-                name="branch",
-                dim=head.branch_dim,
-                weight=1.0 - head.prior_weight,
-                audio_weight=keep * (1.0 - head.prior_weight),
-                description="trained branch (tower output / text embedding -> MLP)",
-            )
-        )
-    if head.embedding_dim:
-        joint.append(
-            JointPart(
-                name="embedding",
-                dim=head.embedding_dim,
-                weight=0.0,
-                audio_weight=head.embedding_weight,
-                description="tower embedding on its principal axes; zero in text vectors",
-            )
-        )
     return label_space, joint
 
 

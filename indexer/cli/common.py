@@ -10,45 +10,30 @@ from pathlib import Path
 
 import click
 
+
+def _setting(flag: str, dest: str | None, help: str, **kw):
+    """An option that overrides one setting: ``None`` when not given, so the environment's value stays."""
+    return click.option(flag, *([dest] if dest else []), default=None, help=help, **kw)
+
+
+_PATH = click.Path(path_type=Path)
 _MODEL_OPTIONS = [
-    click.option(
-        "--model",
-        type=click.Path(path_type=Path),
-        default=None,
-        help="model folder [env CLAPSEARCH_MODEL; default: the shipped model]",
-    ),
-    click.option(
+    _setting("--model", None, "model folder [env CLAPSEARCH_MODEL; default: the shipped model]", type=_PATH),
+    _setting(
         "--variant",
         "model_variant",
-        default=None,
-        help="model variant: fp32, int8, fp16... if the folder has it [env CLAPSEARCH_MODEL_VARIANT]",
+        "model variant: fp32, int8, fp16... if the folder has it [env CLAPSEARCH_MODEL_VARIANT]",
     ),
-    click.option(
-        "--device",
-        type=click.Choice(["auto", "cpu", "cuda"]),
-        default=None,
-        help="where ONNX Runtime runs [env CLAPSEARCH_DEVICE]",
+    _setting(
+        "--device", None, "where ONNX Runtime runs [env CLAPSEARCH_DEVICE]", type=click.Choice(["auto", "cpu", "cuda"])
     ),
 ]
 _STORE_OPTIONS = [
-    click.option(
-        "--home",
-        type=click.Path(path_type=Path),
-        default=None,
-        help="data folder of the embedded default [env CLAPSEARCH_HOME]",
+    _setting("--home", None, "data folder of the embedded default [env CLAPSEARCH_HOME]", type=_PATH),
+    _setting(
+        "--db", "database_url", "database URL, e.g. postgresql+psycopg://user@host/db [env CLAPSEARCH_DATABASE_URL]"
     ),
-    click.option(
-        "--db",
-        "database_url",
-        default=None,
-        help="database URL, e.g. postgresql+psycopg://user@host/db [env CLAPSEARCH_DATABASE_URL]",
-    ),
-    click.option(
-        "--index-dir",
-        type=click.Path(path_type=Path),
-        default=None,
-        help="where index versions are published [env CLAPSEARCH_INDEX_DIR]",
-    ),
+    _setting("--index-dir", None, "where index versions are published [env CLAPSEARCH_INDEX_DIR]", type=_PATH),
 ]
 _NAMES = ("model", "model_variant", "device", "home", "database_url", "index_dir")
 

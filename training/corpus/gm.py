@@ -20,6 +20,13 @@ SOUNDFONTS = ("/usr/share/sounds/sf2/FluidR3_GM.sf2", "/usr/share/sounds/sf2/def
 
 # (program name, caption noun, AudioSet labels); None = skipped (voices, gunshot).
 _I = tuple[str, str, tuple[str, ...]]
+
+
+def _numbered(family: str, caption: str, kinds: str) -> list[_I]:
+    """GM's eight synthesizer programs of a family: ``Lead 1 (square)`` .. ``Lead 8 (bass + lead)``."""
+    return [(f"{family} {i} ({kind})", caption, ("Synthesizer",)) for i, kind in enumerate(kinds.split("|"), 1)]
+
+
 PROGRAMS: tuple[_I | None, ...] = (
     ("Acoustic Grand Piano", "grand piano", ("Piano",)),
     ("Bright Acoustic Piano", "piano", ("Piano",)),
@@ -101,45 +108,9 @@ PROGRAMS: tuple[_I | None, ...] = (
     ("Shakuhachi", "shakuhachi", ("Flute", "Wind instrument, woodwind instrument")),
     ("Whistle", "whistle", ("Whistle",)),
     ("Ocarina", "ocarina", ("Wind instrument, woodwind instrument",)),
-    *[
-        (n, "synthesizer lead", ("Synthesizer",))
-        for n in (
-            "Lead 1 (square)",
-            "Lead 2 (sawtooth)",
-            "Lead 3 (calliope)",
-            "Lead 4 (chiff)",
-            "Lead 5 (charang)",
-            "Lead 6 (voice)",
-            "Lead 7 (fifths)",
-            "Lead 8 (bass + lead)",
-        )
-    ],
-    *[
-        (n, "synthesizer pad", ("Synthesizer",))
-        for n in (
-            "Pad 1 (new age)",
-            "Pad 2 (warm)",
-            "Pad 3 (polysynth)",
-            "Pad 4 (choir)",
-            "Pad 5 (bowed)",
-            "Pad 6 (metallic)",
-            "Pad 7 (halo)",
-            "Pad 8 (sweep)",
-        )
-    ],
-    *[
-        (n, "synthesizer effect", ("Synthesizer",))
-        for n in (
-            "FX 1 (rain)",
-            "FX 2 (soundtrack)",
-            "FX 3 (crystal)",
-            "FX 4 (atmosphere)",
-            "FX 5 (brightness)",
-            "FX 6 (goblins)",
-            "FX 7 (echoes)",
-            "FX 8 (sci-fi)",
-        )
-    ],
+    *_numbered("Lead", "synthesizer lead", "square|sawtooth|calliope|chiff|charang|voice|fifths|bass + lead"),
+    *_numbered("Pad", "synthesizer pad", "new age|warm|polysynth|choir|bowed|metallic|halo|sweep"),
+    *_numbered("FX", "synthesizer effect", "rain|soundtrack|crystal|atmosphere|brightness|goblins|echoes|sci-fi"),
     ("Sitar", "sitar", ("Sitar", "Plucked string instrument")),
     ("Banjo", "banjo", ("Banjo", "Plucked string instrument")),
     ("Shamisen", "shamisen", ("Plucked string instrument",)),

@@ -15,31 +15,27 @@ def include_name(name, type_, parent_names) -> bool:
     return not is_fulltext_object(name)
 
 
+def _migrate(connection) -> None:
+    context.configure(
+        connection=connection,
+        target_metadata=target_metadata,
+        render_as_batch=connection.dialect.name == "sqlite",
+        include_name=include_name,
+    )
+    with context.begin_transaction():
+        context.run_migrations()
+
+
 def run() -> None:
     connection = config.attributes.get("connection")
     if connection is not None:
-        context.configure(
-            connection=connection,
-            target_metadata=target_metadata,
-            render_as_batch=connection.dialect.name == "sqlite",
-            include_name=include_name,
-        )
-        with context.begin_transaction():
-            context.run_migrations()
+        _migrate(connection)
         return
     url = context.get_x_argument(as_dictionary=True).get("url") or config.get_main_option("sqlalchemy.url")
     if url is None:
         raise RuntimeError("no database URL: pass `-x url=...` or set sqlalchemy.url in alembic.ini")
-    engine = create_engine(url)
-    with engine.begin() as conn:
-        context.configure(
-            connection=conn,
-            target_metadata=target_metadata,
-            render_as_batch=conn.dialect.name == "sqlite",
-            include_name=include_name,
-        )
-        with context.begin_transaction():
-            context.run_migrations()
+    with create_engine(url).begin() as conn:
+        _migrate(conn)
 
 
 run()
