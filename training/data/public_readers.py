@@ -13,20 +13,22 @@ import re
 import tarfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from indexer.audio.decode import DecodeLimits
 from training.data.records import (  # the shared row checks and issue bookkeeping
     CAPTION_N,
     TAG_SEP,
-    ClipRecord,
-    OnError,
     Result,
     RowChecker,
+    RowChecks,
     csv_rows,
     row_checker,
     split_list,
     tar_ref,
 )
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 AUDIO_EXTS = ("flac", "wav", "ogg", "mp3", "opus")
 AUDIOCAPS_TEMPLATES = ("{youtube_id}.{ext}", "{youtube_id}_{start_time}.{ext}", "Y{youtube_id}.{ext}")
@@ -36,21 +38,15 @@ def read_audiocaps(
     path: str | Path,
     audio_dir: str | Path | None = None,
     *,
-    split: str | None = None,
     templates: Sequence[str] = AUDIOCAPS_TEMPLATES,
     exts: Sequence[str] = AUDIO_EXTS,
-    on_error: OnError = "skip",
-    check_audio: bool = True,
-    probe_audio: bool = False,
-    limits: DecodeLimits | None = None,
+    **checks: Unpack[RowChecks],
 ) -> Result:
     """AudioCaps ``audiocap_id,youtube_id,start_time,caption``: one record per (youtube_id,
     start_time) with all its captions. The audio is the first existing
     ``audio_dir/template.format(youtube_id=, start_time=, audiocap_id=, ext=)`` over ``templates``
     x ``exts`` (``start_time`` as an integer when whole, e.g. ``30``)."""
-    ctx = row_checker(
-        path, on_error, audio_dir, split=split, check_audio=check_audio, probe_audio=probe_audio, limits=limits
-    )
+    ctx = row_checker(path, audio_dir, **checks)
     _, rows = csv_rows(path, ("youtube_id", "start_time", "caption"), "audiocap_id, youtube_id, start_time, caption")
     groups: dict[tuple[str, str], dict] = {}
     for line, row in rows:
@@ -67,50 +63,37 @@ def read_audiocaps(
             g = groups.setdefault((row["youtube_id"], start), {"line": line, "captions": [], "ids": []})
             g["captions"].append(row["caption"])
             g["ids"].append(row.get("audiocap_id", ""))
-    records = []
     for (yid, start), g in groups.items():
         fields = dict(youtube_id=yid, start_time=start, audiocap_id=g["ids"][0])
         names = [t.format(ext=e, **fields) for t in templates for e in exts]
         found = next((n for n in names if os.path.isfile(ctx.base_dir / n)), None)
-        if found is None and check_audio:
+        if found is None and ctx.check_audio:
             ctx.issue(
                 g["line"], f"no audio for youtube_id {yid} in {ctx.base_dir} (looked for {', '.join(names[:3])}, ...)"
             )
             continue
-        rec = ctx.record(
+        ctx.record(
             g["line"],
             found or names[0],
             g["captions"],
             meta={"youtube_id": yid, "start_time": start, "audiocap_ids": g["ids"]},
         )
-        if rec is not None:
-            records.append(rec)
-    return records, sorted(ctx.issues, key=lambda i: i.line)
+    return ctx.records, sorted(ctx.issues, key=lambda i: i.line)
 
 
 def read_clotho(
     path: str | Path,
     audio_dir: str | Path | None = None,
-    *,
-    split: str | None = None,
-    on_error: OnError = "skip",
-    check_audio: bool = True,
-    probe_audio: bool = False,
-    limits: DecodeLimits | None = None,
+    **checks: Unpack[RowChecks],
 ) -> Result:
     """Clotho ``file_name,caption_1..caption_5`` (one CSV per split, hence the ``split``
     argument); audio is ``audio_dir/file_name``."""
-    ctx = row_checker(
-        path, on_error, audio_dir, split=split, check_audio=check_audio, probe_audio=probe_audio, limits=limits
-    )
+    ctx = row_checker(path, audio_dir, **checks)
     header, rows = csv_rows(path, ("file_name", "caption_1"), "file_name, caption_1..caption_N")
     numbered = sorted((c for c in header if CAPTION_N.fullmatch(c)), key=lambda c: int(c[8:]))
-    records = []
     for line, row in rows:
-        rec = ctx.record(line, row["file_name"], [row[c] for c in numbered if row.get(c)])
-        if rec is not None:
-            records.append(rec)
-    return records, ctx.issues
+        ctx.record(line, row["file_name"], [row[c] for c in numbered if row.get(c)])
+    return ctx.records, ctx.issues
 
 
 def expand_shards(shards: str | Path | Sequence[str | Path]) -> list[str]:
@@ -139,12 +122,8 @@ def expand_shards(shards: str | Path | Sequence[str | Path]) -> list[str]:
 def read_webdataset(
     shards: str | Path | Sequence[str | Path],
     *,
-    split: str | None = None,
-    on_error: OnError = "skip",
     audio_exts: Sequence[str] = AUDIO_EXTS,
-    check_audio: bool = True,
-    probe_audio: bool = False,
-    limits: DecodeLimits | None = None,
+    **checks: Unpack[RowChecks],
 ) -> Result:
     """LAION-Audio-630K style shards: ``KEY.<audio>`` + ``KEY.json`` per sample. The line of a
     record is its 1-based sample number in the shard. ``text`` (string or list) gives captions
@@ -153,7 +132,7 @@ def read_webdataset(
     (probing means reading every member; a bad one is substituted at training time)."""
     records, issues = [], []
     for shard in expand_shards(shards):
-        ctx = row_checker(shard, on_error, None, split=split, check_audio=check_audio)
+        ctx = row_checker(shard, None, **{**checks, "probe_audio": False, "limits": None})
         if not os.path.isfile(shard):
             ctx.issue(0, "shard not found")
             issues += ctx.issues
@@ -174,14 +153,13 @@ def read_webdataset(
         except (tarfile.TarError, OSError, EOFError) as exc:
             ctx.issue(len(samples), f"cannot read the shard past sample {len(samples)} ({exc})")
         for number, (key, sample) in enumerate(samples.items(), 1):
-            rec = _laion_record(ctx, number, os.path.abspath(shard), key, sample)
-            if rec is not None:
-                records.append(rec)
+            _laion_record(ctx, number, os.path.abspath(shard), key, sample)
+        records += ctx.records
         issues += ctx.issues
     return records, issues
 
 
-def _laion_record(ctx: RowChecker, number: int, shard: str, key: str, sample: dict) -> ClipRecord | None:
+def _laion_record(ctx: RowChecker, number: int, shard: str, key: str, sample: dict) -> None:
     if "audio" not in sample:
         return ctx.issue(number, f"sample {key} has no audio member")
     if "json" not in sample:
@@ -197,7 +175,7 @@ def _laion_record(ctx: RowChecker, number: int, shard: str, key: str, sample: di
         return ctx.issue(number, f"{key}.json: {exc}")
     licence = obj.get("licence", obj.get("license"))
     meta = {k: v for k, v in obj.items() if k not in ("text", "tag")}
-    return ctx.record(
+    ctx.record(
         number,
         tar_ref(shard, sample["audio"]),
         captions,

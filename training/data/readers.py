@@ -46,20 +46,22 @@ import re
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-from indexer.audio.decode import DecodeLimits
 from training.data.public_readers import read_audiocaps, read_clotho, read_webdataset
 from training.data.records import (
     CAPTION_N,
     TAG_SEP,
     ManifestIssue,
-    OnError,
     Result,
+    RowChecks,
     row_checker,
     split_list,
     wrong_columns,
 )
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 _OUR_FIELDS = ("audio", "caption", "captions", "tags", "labels", "split", "licence", "license", "meta")
 _LABEL_SEP = re.compile(r";")
@@ -72,18 +74,11 @@ def read_jsonl(
     path: str | Path,
     *,
     audio_dir: str | Path | None = None,
-    split: str | None = None,
-    on_error: OnError = "skip",
     extra: Literal["error", "meta"] = "error",
-    check_audio: bool = True,
-    probe_audio: bool = False,
-    limits: DecodeLimits | None = None,
+    **checks: Unpack[RowChecks],
 ) -> Result:
-    """Our JSON Lines manifest (see the module docstring); ``split`` fills rows that have none."""
-    ctx = row_checker(
-        path, on_error, audio_dir, split=split, check_audio=check_audio, probe_audio=probe_audio, limits=limits
-    )
-    records = []
+    """Our JSON Lines manifest (see the module docstring); ``checks``: see :class:`RowChecks`."""
+    ctx = row_checker(path, audio_dir, **checks)
     with open(path, encoding="utf-8-sig") as fh:
         for line, text in enumerate(fh, 1):
             if not text.strip():
@@ -120,10 +115,8 @@ def read_jsonl(
             except (ValueError, TypeError) as exc:
                 ctx.issue(line, str(exc))
                 continue
-            rec = ctx.record(line, audio, captions, tags, labels, split_v, licence, meta)
-            if rec is not None:
-                records.append(rec)
-    return records, ctx.issues
+            ctx.record(line, audio, captions, tags, labels, split_v, licence, meta)
+    return ctx.records, ctx.issues
 
 
 def _json_captions(obj: dict) -> list[str]:
@@ -145,18 +138,11 @@ def read_csv(
     path: str | Path,
     *,
     audio_dir: str | Path | None = None,
-    split: str | None = None,
-    on_error: OnError = "skip",
     extra: Literal["error", "meta"] = "error",
-    check_audio: bool = True,
-    probe_audio: bool = False,
-    limits: DecodeLimits | None = None,
+    **checks: Unpack[RowChecks],
 ) -> Result:
     """Our CSV manifest (see the module docstring)."""
-    ctx = row_checker(
-        path, on_error, audio_dir, split=split, check_audio=check_audio, probe_audio=probe_audio, limits=limits
-    )
-    records = []
+    ctx = row_checker(path, audio_dir, **checks)
     with open(path, newline="", encoding="utf-8-sig") as fh:
         reader = csv.DictReader(fh)
         header = [h.strip() for h in reader.fieldnames or []]
@@ -182,7 +168,7 @@ def read_csv(
             if cell.get("captions"):
                 captions += cell["captions"].split("|")
             tags = split_list(cell.get("tags"), TAG_SEP, "tags")
-            rec = ctx.record(
+            ctx.record(
                 line,
                 cell["audio"],
                 captions,
@@ -192,9 +178,7 @@ def read_csv(
                 cell.get("licence") or cell.get("license"),
                 {k: cell[k] for k in unknown},
             )
-            if rec is not None:
-                records.append(rec)
-    return records, ctx.issues
+    return ctx.records, ctx.issues
 
 
 # ----------------------------------------------------------------------------- dispatch, report

@@ -14,7 +14,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypedDict
 
 from indexer.audio.decode import DecodeLimits, probe
 from indexer.errors import AudioError, DataManifestError
@@ -98,6 +98,7 @@ class RowChecker:
     probe_audio: bool = False
     limits: DecodeLimits | None = None
     issues: list[ManifestIssue] = field(default_factory=list)
+    records: list[ClipRecord] = field(default_factory=list)  # the rows that passed, in order
 
     def issue(self, line: int, reason: str) -> None:
         problem = ManifestIssue(self.source, line, reason)
@@ -135,7 +136,8 @@ class RowChecker:
         licence: str | None = None,
         meta: dict | None = None,
     ) -> ClipRecord | None:
-        """Validate one row's fields; None (after reporting) when it cannot be used."""
+        """Validate one row's fields and keep the record in ``records``; None (after reporting) when
+        it cannot be used."""
         if not audio.strip():
             return self.issue(line, "'audio' is empty")
         if any(not c.strip() for c in captions):
@@ -148,9 +150,11 @@ class RowChecker:
         problem = self.audio_problem(path) if self.check_audio else None
         if problem:
             return self.issue(line, problem)
-        return ClipRecord(
+        rec = ClipRecord(
             path, captions, tags, tuple(labels), split or self.split, self.source, line, licence or None, meta or {}
         )
+        self.records.append(rec)
+        return rec
 
 
 def split_list(value, sep: re.Pattern, what: str) -> list[str]:
@@ -164,11 +168,26 @@ def split_list(value, sep: re.Pattern, what: str) -> list[str]:
     raise ValueError(f"'{what}' must be a string or a list of strings")
 
 
-def row_checker(path: str | Path, on_error: OnError, audio_dir, **kw) -> RowChecker:
+class RowChecks(TypedDict, total=False):
+    """The keyword options every reader takes, passed on to :class:`RowChecker`: ``split`` fills
+    rows that have none; ``on_error`` is ``"skip"`` (the default) or ``"fail"``; ``check_audio``,
+    ``probe_audio`` and ``limits`` say how far each row's audio is checked."""
+
+    split: str | None
+    on_error: OnError
+    check_audio: bool
+    probe_audio: bool
+    limits: DecodeLimits | None
+
+
+def row_checker(path: str | Path, audio_dir, *, on_error: OnError = "skip", **checks) -> RowChecker:
     if on_error not in ("skip", "fail"):
         raise ValueError(f"on_error must be 'skip' or 'fail', got {on_error!r}")
+    unknown = sorted(set(checks) - set(RowChecks.__annotations__))
+    if unknown:  # a reader's own options never reach here; anything else is a caller's typo
+        raise TypeError(f"unexpected keyword argument(s): {', '.join(unknown)}")
     base = Path(audio_dir) if audio_dir is not None else Path(path).resolve().parent
-    return RowChecker(str(path), on_error, base, **kw)
+    return RowChecker(str(path), on_error, base, **checks)
 
 
 def wrong_columns(source: str, found: Sequence[str], expected: str) -> DataManifestError:
