@@ -24,9 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
-import tempfile
 import time
 from itertools import combinations
 from pathlib import Path
@@ -37,7 +35,8 @@ import soundfile as sf
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench.machine import cpu_info, loadavg  # noqa: E402
+from bench.common import work_folder  # noqa: E402
+from bench.machine import loadavg, start_record  # noqa: E402
 
 DEMO = REPO / "deploy" / "demo-library"
 THRESHOLDS = (0.90, 0.93, 0.95, 0.96, 0.97, 0.98, 0.99)
@@ -169,9 +168,8 @@ def main() -> int:
     from indexer.store import catalog
     from indexer.store.store import Store
 
-    results: dict = {"machine": cpu_info(), "loadavg_start": loadavg(), "command": " ".join(sys.argv)}
-    work = Path(tempfile.mkdtemp(prefix="bench-dups-"))
-    try:
+    results = start_record()
+    with work_folder(None, "bench-dups-") as work:
         root, home = work / "library", work / "home"
         truth = build_set(root, args.originals, args.distinct)
         settings = IndexerSettings(home=home, **({"model": args.model} if args.model else {}))
@@ -220,8 +218,6 @@ def main() -> int:
         if args.scale:
             results["scale"] = scale_run(args.scale, range_pairs)
             print("scale:", results["scale"])
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
     results["loadavg_end"] = loadavg()
     args.out.write_text(json.dumps(results, indent=2) + "\n")
     print(f"wrote {args.out}")

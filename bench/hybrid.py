@@ -30,7 +30,6 @@ import re
 import shutil
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -39,7 +38,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench.machine import CpuMonitor, cpu_info, loadavg, wait_quiet  # noqa: E402
+from bench.common import work_folder  # noqa: E402
+from bench.machine import CpuMonitor, loadavg, start_record, wait_quiet  # noqa: E402
 
 DEMO = REPO / "deploy" / "demo-library"
 TUNE_SOURCE = "scratch"
@@ -288,9 +288,8 @@ def main() -> int:
     from indexer.settings import IndexerSettings
     from indexer.store.store import Store
 
-    results: dict = {"machine": cpu_info(), "loadavg_start": loadavg(), "command": " ".join(sys.argv)}
-    work = Path(tempfile.mkdtemp(prefix="bench-hybrid-"))
-    try:
+    results = start_record()
+    with work_folder(None, "bench-hybrid-") as work:
         if not args.no_quality:
             placed = build_library(work / "library", credits())
             store = Store.open(IndexerSettings(home=work / "home", **({"model": args.model} if args.model else {})))
@@ -302,8 +301,6 @@ def main() -> int:
             store.close()
         if args.scale:
             speed(args.scale_home or work / "scale", args.scale, args.queries, args.model, results)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
     print(f"wrote {args.out}")
     return 0

@@ -31,7 +31,16 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from common import command_line, print_head, print_targets, synth, target  # noqa: E402
-from machine import CpuMonitor, cpu_info, git, loadavg_figures, own_cpu, wait_quiet, write_results  # noqa: E402
+from machine import (  # noqa: E402
+    CpuMonitor,
+    cpu_info,
+    git,
+    line_buffered_stdout,
+    loadavg_figures,
+    own_cpu,
+    wait_quiet,
+    write_results,
+)
 
 TARGETS = {"overhead": 0.15, "rerun_s": 30.0, "peak_rss_gb": 2.0}
 DISTURBED_PCT = 15.0
@@ -754,8 +763,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if hasattr(sys.stdout, "reconfigure"):  # progress lines show as they are printed, also into a pipe
-        sys.stdout.reconfigure(line_buffering=True)
+    line_buffered_stdout()
     quick = args.quick
     for name, (_, full, small, _) in SIZED.items():
         value = getattr(args, name)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import platform
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -158,6 +159,17 @@ def timed(fn):
     with CpuMonitor() as monitor:
         out = fn()
     return monitor.wall, out, monitor.other
+
+
+def start_record() -> dict:
+    """What a results file starts with: the machine, its load now, and the command that ran."""
+    return {"machine": cpu_info(), "loadavg_start": loadavg(), "command": " ".join(sys.argv)}
+
+
+def line_buffered_stdout() -> None:
+    """Progress lines show as they are printed, also into a pipe."""
+    if hasattr(sys.stdout, "reconfigure"):
+        sys.stdout.reconfigure(line_buffering=True)
 
 
 def write_results(path: Path, results: dict) -> None:

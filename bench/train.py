@@ -31,7 +31,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import command_line, print_contention, print_head, synth, work_folder  # noqa: E402
-from machine import CpuMonitor, cpu_info, loadavg_figures, wait_quiet, write_results  # noqa: E402
+from machine import CpuMonitor, cpu_info, line_buffered_stdout, loadavg_figures, wait_quiet, write_results  # noqa: E402
 
 FRAMES, MELS = 1001, 64  # one 10 s clip of the LAION front end (48 kHz, hop 480, 64 mels)
 WAV_RATE = 44_100  # generated corpus: not the model's 48 kHz, so every clip is resampled
@@ -393,8 +393,7 @@ def choose_precisions(parser: argparse.ArgumentParser, args, cuda: bool, notes: 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if hasattr(sys.stdout, "reconfigure"):  # progress lines show as they are printed, also into a pipe
-        sys.stdout.reconfigure(line_buffering=True)
+    line_buffered_stdout()
 
     import torch
 

@@ -127,6 +127,14 @@ def label_space_parts(head, encoder: str) -> tuple[LabelSpace, list[JointPart]]:
     return label_space, joint
 
 
+def _variant(stage: Path, graphs: tuple[str, str, str], **measured) -> Variant:
+    """A variant of the (audio, audio head, text) graphs in ``stage``, with their hashes."""
+    audio, head, text = graphs
+    return Variant(
+        audio=audio, audio_head=head, text=text, sha256={n: sha256_file(stage / n) for n in graphs}, **measured
+    )
+
+
 def add_fp16_variants(
     stage: Path,
     files: dict[str, Variant],
@@ -142,17 +150,12 @@ def add_fp16_variants(
     towers.convert_fp16(stage / "text.onnx", stage / "text.fp16.onnx")
     fp16_cos = towers.min_cosine(run_onnx(stage / "text.fp16.onnx", text_feeds), text_ref)
     fp16_ok = ship_fp16_text and fp16_cos >= 0.999
-    files["fp32-fp16"] = Variant(
-        audio="audio.onnx",
-        audio_head="audio_head.onnx",
-        text="text.fp16.onnx",
+    files["fp32-fp16"] = _variant(
+        stage,
+        ("audio.onnx", "audio_head.onnx", "text.fp16.onnx"),
         text_min_cosine_to_fp32=fp16_cos,
         audio_batch_invariant=files["fp32"].audio_batch_invariant,
         text_batch_invariant=batch_invariant(stage / "text.fp16.onnx", equal_length_text_feeds(**text_feeds)),
-        sha256={
-            **{n: files["fp32"].sha256[n] for n in ("audio.onnx", "audio_head.onnx")},
-            "text.fp16.onnx": sha256_file(stage / "text.fp16.onnx"),
-        },
         shipped=fp16_ok,
     )
     # Audio weights stored in fp16 (float32 arithmetic): shipped with the fp16 text tower when
@@ -164,15 +167,13 @@ def add_fp16_variants(
     audio_cos = towers.min_cosine(small, full)
     small_invariant = batch_invariant(stage / "audio.fp16w.onnx", patch_feeds)
     compact_ok = fp16_ok and audio_cos >= 0.999 and small_invariant
-    files["fp16w-fp16"] = Variant(
-        audio="audio.fp16w.onnx",
-        audio_head="audio_head.fp16w.onnx",
-        text="text.fp16.onnx",
+    files["fp16w-fp16"] = _variant(
+        stage,
+        ("audio.fp16w.onnx", "audio_head.fp16w.onnx", "text.fp16.onnx"),
         audio_min_cosine_to_fp32=audio_cos,
         text_min_cosine_to_fp32=fp16_cos,
         audio_batch_invariant=small_invariant,
         text_batch_invariant=files["fp32-fp16"].text_batch_invariant,
-        sha256={n: sha256_file(stage / n) for n in ("audio.fp16w.onnx", "audio_head.fp16w.onnx", "text.fp16.onnx")},
         shipped=compact_ok,
     )
     default = "fp16w-fp16" if compact_ok else "fp32-fp16" if fp16_ok else "fp32"
@@ -237,16 +238,9 @@ def write_patch_model_folder(
         patch_feeds = {"patches": np.ascontiguousarray(patches[:9])}
         audio_invariant = batch_invariant(stage / "audio.onnx", patch_feeds)
         text_invariant = batch_invariant(stage / "text.onnx", equal_length_text_feeds(**text_feeds))
-        hashes = {n: sha256_file(stage / n) for n in ("audio.onnx", "audio_head.onnx", "text.onnx")}
+        graphs = ("audio.onnx", "audio_head.onnx", "text.onnx")
         files = {
-            "fp32": Variant(
-                audio="audio.onnx",
-                audio_head="audio_head.onnx",
-                text="text.onnx",
-                audio_batch_invariant=audio_invariant,
-                text_batch_invariant=text_invariant,
-                sha256=hashes,
-            )
+            "fp32": _variant(stage, graphs, audio_batch_invariant=audio_invariant, text_batch_invariant=text_invariant)
         }
         default, fp16_cos, audio_cos = add_fp16_variants(
             stage, files, clips, spec, patch_feeds, text_feeds, text_ref, ship_fp16_text

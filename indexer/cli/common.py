@@ -10,6 +10,8 @@ from pathlib import Path
 
 import click
 
+from indexer.ingest.discover import AUDIO_EXTENSIONS
+
 
 def _setting(flag: str, dest: str | None, help: str, **kw):
     """An option that overrides one setting: ``None`` when not given, so the environment's value stays."""
@@ -87,3 +89,17 @@ def read_store_options(func):
 collection_option = click.option(
     "--collection", "-c", default="default", show_default=True, help="collection (named index) to use"
 )
+
+
+def ingest_request(paths, collection: str, extensions, follow_symlinks: bool, **options):
+    """What ``ingest`` and ``watch`` ask for: PATHS into ``collection``, every audio extension
+    unless ``--ext`` names some, and their other ``IngestOptions``."""
+    from indexer.ingest.report import IngestOptions
+
+    return IngestOptions(
+        paths=[str(p) for p in paths],
+        collection=collection,
+        extensions=tuple(extensions) or AUDIO_EXTENSIONS,
+        follow_symlinks=follow_symlinks,
+        **options,
+    )

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from indexer.cli.common import collection_option, read_store_options, store_options
+from indexer.cli.common import collection_option, ingest_request, read_store_options, store_options
 from indexer.ingest.discover import AUDIO_EXTENSIONS
 
 
@@ -116,18 +116,18 @@ def ingest(
     store,
 ) -> int:
     from indexer.cli.progress import IngestProgress
-    from indexer.ingest.pipeline import IngestOptions, run_ingest
+    from indexer.ingest.pipeline import run_ingest
     from indexer.store.catalog import SegmentSpec
 
     if analyze:
         from indexer.analysis.musical import librosa_module
 
         librosa_module()  # no librosa: say so before an hour of ingest, not after it
-    options = IngestOptions(
-        paths=[str(p) for p in paths],
-        collection=collection,
-        extensions=tuple(extensions) or AUDIO_EXTENSIONS,
-        follow_symlinks=follow_symlinks,
+    options = ingest_request(
+        paths,
+        collection,
+        extensions,
+        follow_symlinks,
         prune=prune,
         retry_failed=retry_failed,
         workers=workers,

@@ -6,9 +6,8 @@ from pathlib import Path
 
 import click
 
-from indexer.cli.common import collection_option, store_options
+from indexer.cli.common import collection_option, ingest_request, store_options
 from indexer.cli.library import print_report
-from indexer.ingest.discover import AUDIO_EXTENSIONS
 
 
 @click.command("watch", help="Ingest PATHS, then keep the collection in sync as files appear, change or disappear.")
@@ -28,18 +27,11 @@ from indexer.ingest.discover import AUDIO_EXTENSIONS
 @click.option("--poll", is_flag=True, help="poll instead of waiting for events (network file systems)")
 @store_options
 def watch(paths, collection, extensions, follow_symlinks, workers, segments, quiet_seconds, poll, store) -> int:
-    from indexer.ingest.report import IngestOptions
     from indexer.ingest.watch import WatchOptions, watch_collection
     from indexer.store.catalog import SegmentSpec
 
-    options = IngestOptions(
-        paths=[str(p) for p in paths],
-        collection=collection,
-        extensions=tuple(extensions) or AUDIO_EXTENSIONS,
-        follow_symlinks=follow_symlinks,
-        workers=workers,
-        segments=SegmentSpec(10.0, 5.0) if segments else None,
-    )
+    segment_spec = SegmentSpec(10.0, 5.0) if segments else None
+    options = ingest_request(paths, collection, extensions, follow_symlinks, workers=workers, segments=segment_spec)
     print(f"watching {', '.join(str(p) for p in paths)} for {collection!r} (Ctrl-C stops)", flush=True)
 
     def synced(report) -> None:

@@ -153,10 +153,6 @@ def test_laion_needs_tokenizer_dir():
 # ---------------------------------------------------------------- round trips of random tiny models
 
 
-def _tiny_model(fusion: bool, text_hidden: int = 32, text_heads: int = 2, seed: int = 0):
-    return tiny_clap_model(fusion, text_hidden=text_hidden, text_heads=text_heads, seed=seed)
-
-
 def _assert_same_state(a, b):
     sa, sb = a.state_dict(), b.state_dict()
     assert sorted(sa) == sorted(sb)
@@ -204,15 +200,8 @@ def _slaney_melw() -> torch.Tensor:
 
 @pytest.mark.parametrize("fusion", [False, True])
 def test_hf_folder_round_trip(tmp_path, fusion):
-    from transformers import ClapFeatureExtractor
-
-    model = _tiny_model(fusion)
-    model.save_pretrained(tmp_path)
-    ClapFeatureExtractor(
-        frequency_min=50, frequency_max=14_000, truncation="fusion" if fusion else "rand_trunc"
-    ).save_pretrained(tmp_path)
-    _tokenizer_files(tmp_path)
-    conv = load_hf_folder(tmp_path)
+    model = tiny_clap_model(fusion)
+    conv = load_hf_folder(_tokenizer_files(_hf_folder(tmp_path, fusion, model)))
     _assert_same_state(model, conv.model)
     assert not conv.model.training and conv.source_format == "hf_clap" and len(conv.source_sha256) == 64
     fe = conv.frontend
@@ -235,7 +224,7 @@ def test_hf_folder_round_trip(tmp_path, fusion):
 
 @pytest.mark.parametrize("fusion", [False, True])
 def test_laion_layout_round_trip(tmp_path, fusion):
-    model = _tiny_model(fusion, seed=10)
+    model = tiny_clap_model(fusion, seed=10)
     extra = {
         "audio_branch.layers.2.blocks.1.attn_mask": torch.zeros(4, 64, 64),
         "audio_transform.sequential.0.weight": torch.zeros(512, 512),
@@ -255,7 +244,7 @@ def test_laion_layout_round_trip(tmp_path, fusion):
 
 
 def test_layout_functions_are_inverse():
-    sd = _tiny_model(True, seed=3).state_dict()
+    sd = tiny_clap_model(True, seed=3).state_dict()
     back = laion_to_hf(hf_to_laion(sd))
     assert set(back) == set(sd) - {
         "text_model.embeddings.position_ids",
@@ -265,7 +254,7 @@ def test_layout_functions_are_inverse():
 
 
 def test_laion_missing_text_config_infers_heads(tmp_path):
-    model = _tiny_model(False, text_hidden=128, text_heads=2, seed=20)
+    model = tiny_clap_model(False, text_hidden=128, text_heads=2, seed=20)
     path = _save_laion(model, tmp_path / "m.pt")
     conv = load_laion_checkpoint(path, tokenizer_dir=_tokenizer_files(tmp_path))
     t = conv.model.config.text_config
@@ -275,7 +264,7 @@ def test_laion_missing_text_config_infers_heads(tmp_path):
 
 
 def test_laion_missing_key_is_an_error(tmp_path):
-    path = _save_laion(_tiny_model(False), tmp_path / "m.pt", drop="audio_branch.layers.2.blocks.1.norm2.bias")
+    path = _save_laion(tiny_clap_model(False), tmp_path / "m.pt", drop="audio_branch.layers.2.blocks.1.norm2.bias")
     with pytest.raises(ModelError, match="missing.*layernorm_after.bias"):
         load_laion_checkpoint(path, text_config={"num_attention_heads": 2}, tokenizer_dir=_tokenizer_files(tmp_path))
 
@@ -289,20 +278,20 @@ def test_laion_missing_key_is_an_error(tmp_path):
     ],
 )
 def test_laion_unknown_key_is_an_error(tmp_path, key):
-    path = _save_laion(_tiny_model(False), tmp_path / "m.pt", extra={key: torch.zeros(3)})
+    path = _save_laion(tiny_clap_model(False), tmp_path / "m.pt", extra={key: torch.zeros(3)})
     with pytest.raises(ModelError, match="unexpected|unknown"):
         load_laion_checkpoint(path, text_config={"num_attention_heads": 2}, tokenizer_dir=_tokenizer_files(tmp_path))
 
 
 def test_laion_wrong_mel_bank_is_an_error(tmp_path):
     extra = {"audio_branch.logmel_extractor.melW": _transformers_bank("htk", None)}
-    path = _save_laion(_tiny_model(False), tmp_path / "m.pt", extra=extra)
+    path = _save_laion(tiny_clap_model(False), tmp_path / "m.pt", extra=extra)
     with pytest.raises(ModelError, match="mel matrix"):
         load_laion_checkpoint(path, text_config={"num_attention_heads": 2}, tokenizer_dir=_tokenizer_files(tmp_path))
 
 
 def test_laion_text_config_disagreeing_with_weights_is_an_error(tmp_path):
-    path = _save_laion(_tiny_model(False), tmp_path / "m.pt")
+    path = _save_laion(tiny_clap_model(False), tmp_path / "m.pt")
     with pytest.raises(ModelError, match="hidden_size"):
         load_laion_checkpoint(
             path,
@@ -375,10 +364,12 @@ def test_detect_rejects_other_fusion_types():
 # ---------------------------------------------------------------- Hugging Face folder specifics
 
 
-def _hf_folder(tmp_path: Path, fusion: bool = False, **fe_kwargs) -> Path:
+def _hf_folder(tmp_path: Path, fusion: bool = False, model=None, **fe_kwargs) -> Path:
+    """``model`` (a tiny random one by default) and its feature extractor in the Hugging Face
+    layout, without a tokenizer: the tests add the one they need."""
     from transformers import ClapFeatureExtractor
 
-    _tiny_model(fusion, seed=30).save_pretrained(tmp_path)
+    (model or tiny_clap_model(fusion, seed=30)).save_pretrained(tmp_path)
     kwargs = dict(frequency_min=50, frequency_max=14_000, truncation="fusion" if fusion else "rand_trunc")
     kwargs.update(fe_kwargs)
     ClapFeatureExtractor(**kwargs).save_pretrained(tmp_path)
@@ -467,7 +458,7 @@ def _embeddings(conv, fusion: bool) -> tuple[np.ndarray, np.ndarray]:
 
 @pytest.mark.parametrize("fusion", [False, True])
 def test_hf_processor_config_layout_matches_legacy(tmp_path, fusion):
-    model = _tiny_model(fusion, seed=40)
+    model = tiny_clap_model(fusion, seed=40)
     fe_kwargs = dict(frequency_min=50, frequency_max=14_000, truncation="fusion" if fusion else "rand_trunc")
     legacy = save_hf_folder(model, tmp_path / "legacy", **fe_kwargs)
     new = _save_with_processor(model, tmp_path / "new", legacy, **fe_kwargs)
@@ -501,7 +492,7 @@ def test_hf_nested_settings_win_over_a_stale_preprocessor_config(tmp_path):
 
 @pytest.mark.parametrize("processor_config", [None, {"processor_class": "ClapProcessor"}])
 def test_hf_without_feature_extractor_settings_is_an_error(tmp_path, processor_config):
-    folder = save_hf_folder(_tiny_model(False, seed=30), tmp_path)
+    folder = save_hf_folder(tiny_clap_model(False, seed=30), tmp_path)
     (folder / "preprocessor_config.json").unlink()
     if processor_config is not None:
         (folder / "processor_config.json").write_text(json.dumps(processor_config))

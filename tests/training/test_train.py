@@ -282,23 +282,20 @@ def _first_step_then_run(cfg: TrainConfig, **first_step):
     return start, state, create_model(pretrained=last)
 
 
+def _cached_config(toy: Path, out: Path, **overrides) -> TrainConfig:
+    """A run on cached tower outputs, validated on the toy's val split."""
+    return toy_config(
+        toy, out, cache_towers=True, batch_size=12, lr=3e-3, val_manifest=str(toy / "val.jsonl"), **overrides
+    )
+
+
 def test_cached_towers_train_the_heads_and_export(toy, tmp_path):
     """Both towers locked: heads trained on cached tower outputs of augmented views; the towers'
     weights stay bit-identical, validation improves on the toy task, best.pt exports."""
     from training import cli
 
-    cfg = toy_config(
-        toy,
-        tmp_path / "cached",
-        cache_towers=True,
-        freeze_text=True,
-        cache_views=3,
-        max_steps=150,
-        batch_size=12,
-        lr=3e-3,
-        eval_every=50,
-        log_every=10,
-        val_manifest=str(toy / "val.jsonl"),
+    cfg = _cached_config(
+        toy, tmp_path / "cached", freeze_text=True, cache_views=3, max_steps=150, eval_every=50, log_every=10
     )
     start, state, end = _first_step_then_run(cfg, eval_every=1)  # the second run reuses tower_cache.pt
     for part in ("audio", "text"):
@@ -315,18 +312,7 @@ def test_cached_towers_train_the_heads_and_export(toy, tmp_path):
 
 
 def test_cached_audio_with_a_fine_tuned_text_tower(toy, tmp_path):
-
-    cfg = toy_config(
-        toy,
-        tmp_path / "text",
-        cache_towers=True,
-        cache_views=2,
-        max_steps=20,
-        batch_size=12,
-        lr=3e-3,
-        eval_every=10,
-        val_manifest=str(toy / "val.jsonl"),
-    )
+    cfg = _cached_config(toy, tmp_path / "text", cache_views=2, max_steps=20, eval_every=10)
     start, _, end = _first_step_then_run(cfg)
     assert all(torch.equal(a, b) for a, b in zip(start.audio.state_dict().values(), end.audio.state_dict().values()))
     assert not all(torch.equal(a, b) for a, b in zip(start.text.parameters(), end.text.parameters()))

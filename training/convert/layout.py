@@ -102,7 +102,8 @@ def split_dropped(sd: Mapping[str, Tensor]) -> tuple[dict[str, Tensor], dict[str
     return kept, dropped
 
 
-def _audio_laion_to_hf(rest: str, value: Tensor, out: dict[str, Tensor]) -> None:
+def _audio_laion_to_hf(rest: str, sd: Mapping[str, Tensor], out: dict[str, Tensor]) -> None:
+    value = sd[LAION_AUDIO + rest]
     if rest.startswith("bn0."):
         out[HF_AUDIO + "batch_norm." + rest[len("bn0.") :]] = value
         return
@@ -125,23 +126,32 @@ def _audio_laion_to_hf(rest: str, value: Tensor, out: dict[str, Tensor]) -> None
     raise ModelError(f"unknown key in the laion audio tower: {LAION_AUDIO}{rest}")
 
 
+def _rename(sd, text: tuple[str, str], audio: str, audio_fn, projection: tuple[str, dict], what: str, skip=()):
+    """The walk both directions share: logit scales kept, the text tower renamed by prefix, the audio
+    tower handed to ``audio_fn(rest, sd, out)``, the projection MLPs' layers renumbered."""
+    out: dict[str, Tensor] = {}
+    for key, value in sd.items():
+        if key in skip:
+            continue
+        if key in ("logit_scale_a", "logit_scale_t"):
+            out[key] = value
+        elif key.startswith(text[0]):
+            out[text[1] + key[len(text[0]) :]] = value
+        elif key.startswith(audio):
+            audio_fn(key[len(audio) :], sd, out)
+        elif m := re.match(projection[0], key):
+            tower, idx, param = m.groups()
+            out[f"{tower}_projection.{projection[1][idx]}.{param}"] = value
+        else:
+            raise ModelError(f"unexpected key in {what}: {key!r}")
+    return out
+
+
 def laion_to_hf(sd: Mapping[str, Tensor]) -> dict[str, Tensor]:
     """Rename (and split fused qkv of) a laion state dict whose unused keys were already removed
     (see :func:`split_dropped`). Raises ``ModelError`` on a key in no known namespace."""
-    out: dict[str, Tensor] = {}
-    for key, value in sd.items():
-        if key in ("logit_scale_a", "logit_scale_t"):
-            out[key] = value
-        elif key.startswith(LAION_TEXT):
-            out[HF_TEXT + key[len(LAION_TEXT) :]] = value
-        elif key.startswith(LAION_AUDIO):
-            _audio_laion_to_hf(key[len(LAION_AUDIO) :], value, out)
-        elif m := re.match(r"^(audio|text)_projection\.([02])\.(weight|bias)$", key):
-            tower, idx, param = m.groups()
-            out[f"{tower}_projection.linear{1 if idx == '0' else 2}.{param}"] = value
-        else:
-            raise ModelError(f"unexpected key in laion checkpoint: {key!r}")
-    return out
+    projection = (r"^(audio|text)_projection\.([02])\.(weight|bias)$", {"0": "linear1", "2": "linear2"})
+    return _rename(sd, (LAION_TEXT, HF_TEXT), LAION_AUDIO, _audio_laion_to_hf, projection, "laion checkpoint")
 
 
 def _audio_hf_to_laion(rest: str, sd: Mapping[str, Tensor], out: dict[str, Tensor]) -> None:
@@ -172,22 +182,9 @@ def _audio_hf_to_laion(rest: str, sd: Mapping[str, Tensor], out: dict[str, Tenso
 def hf_to_laion(sd: Mapping[str, Tensor]) -> dict[str, Tensor]:
     """Inverse of :func:`laion_to_hf`. ClapModel-only buffers (``position_ids``, ``token_type_ids``)
     are left out; the dropped laion tensors (STFT, mel, heads, loss MLPs) are not invented."""
-    out: dict[str, Tensor] = {}
-    for key, value in sd.items():
-        if key in HF_ONLY_BUFFERS:
-            continue
-        if key in ("logit_scale_a", "logit_scale_t"):
-            out[key] = value
-        elif key.startswith(HF_TEXT):
-            out[LAION_TEXT + key[len(HF_TEXT) :]] = value
-        elif key.startswith(HF_AUDIO):
-            _audio_hf_to_laion(key[len(HF_AUDIO) :], sd, out)
-        elif m := re.match(r"^(audio|text)_projection\.linear([12])\.(weight|bias)$", key):
-            tower, idx, param = m.groups()
-            out[f"{tower}_projection.{0 if idx == '1' else 2}.{param}"] = value
-        else:
-            raise ModelError(f"unexpected key in ClapModel state dict: {key!r}")
-    return out
+    projection = (r"^(audio|text)_projection\.linear([12])\.(weight|bias)$", {"1": "0", "2": "2"})
+    text = (HF_TEXT, LAION_TEXT)
+    return _rename(sd, text, HF_AUDIO, _audio_hf_to_laion, projection, "ClapModel state dict", HF_ONLY_BUFFERS)
 
 
 def describe_key_problems(groups: dict[str, list[str]], shown: int = 8) -> list[str]:

@@ -346,6 +346,10 @@ def run(cfg: PseudoConfig, tagger: Tagger, names: list[str]) -> dict:
     return report
 
 
+# PseudoConfig fields with a flag of their own (--agree-min ...).
+_TUNED = ("agree_min", "confident_min", "music_speech_max", "top_k", "max_classes", "out_name")
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="clap-train corpus-pseudo", description=__doc__.splitlines()[0])
     p.add_argument("--corpus", type=Path, required=True, help="corpus folder with manifest.jsonl")
@@ -357,30 +361,18 @@ def main(argv: list[str] | None = None) -> int:
         default=Path("data/deb-cache"),
         help="the corpus build's package cache (extracted/<package>)",
     )
-    d = PseudoConfig(Path("."))
-    for flag in ("agree_min", "confident_min", "music_speech_max"):
-        p.add_argument("--" + flag.replace("_", "-"), type=float, default=getattr(d, flag))
-    p.add_argument("--top-k", type=int, default=d.top_k)
-    p.add_argument("--max-classes", type=int, default=d.max_classes)
-    p.add_argument("--out-name", default=d.out_name)
+    defaults = PseudoConfig(Path("."))
+    for name in _TUNED:  # typed and defaulted by PseudoConfig
+        default = getattr(defaults, name)
+        p.add_argument("--" + name.replace("_", "-"), type=type(default), default=default)
     p.add_argument("--dry-run", action="store_true", help="report only: no FLACs, no manifest")
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     p.add_argument("--no-progress", action="store_true")
     a = p.parse_args(sys.argv[1:] if argv is None else argv)
     from training.convert.yamnet import class_names
 
-    cfg = PseudoConfig(
-        a.corpus,
-        a.cache,
-        agree_min=a.agree_min,
-        confident_min=a.confident_min,
-        music_speech_max=a.music_speech_max,
-        top_k=a.top_k,
-        max_classes=a.max_classes,
-        out_name=a.out_name,
-        write=not a.dry_run,
-        progress=not a.no_progress,
-    )
+    tuned = {name: getattr(a, name) for name in _TUNED}
+    cfg = PseudoConfig(a.corpus, a.cache, **tuned, write=not a.dry_run, progress=not a.no_progress)
     st = a.yamnet.stat()
     tag, save = cached(
         yamnet_tagger(a.yamnet, a.threads), a.corpus / ".cache" / "pseudo_scores.npz", f"{a.yamnet.name}:{st.st_size}"
