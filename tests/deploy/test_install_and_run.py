@@ -31,6 +31,7 @@ import pytest
 from tests.deploy import REPO, compose, interpolate_defaults
 from tests.deploy.test_dockerfile import stages
 from tests.helpers import free_port, run_captured, wait_until
+from tests.service.conftest import pg_db  # noqa: F401  (a fixture)
 
 pytestmark = [pytest.mark.slow, pytest.mark.needs_postgres, pytest.mark.needs_redis]
 
@@ -92,20 +93,9 @@ def venv(tmp_path_factory) -> Path:
 
 # ----------------------------------------------------------------------------- the services
 @pytest.fixture
-def database(postgres_url):
-    import sqlalchemy as sa
-
-    name = f"clapsearch_e2e_{uuid.uuid4().hex[:10]}"
-    admin = sa.create_engine(postgres_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    url = sa.engine.make_url(postgres_url).set(database=name)
-    try:
-        yield url.render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+def database(pg_db) -> str:  # noqa: F811  (the fixture imported above)
+    """A fresh PostgreSQL database (the service suite's ``pg_db``), as the URL the services read."""
+    return pg_db.render_as_string(hide_password=False)
 
 
 @pytest.fixture

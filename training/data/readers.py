@@ -44,7 +44,7 @@ import glob
 import json
 import re
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -54,6 +54,7 @@ from training.data.records import (
     TAG_SEP,
     ManifestIssue,
     Result,
+    RowChecker,
     RowChecks,
     row_checker,
     split_list,
@@ -70,15 +71,33 @@ _LABEL_SEP = re.compile(r";")
 # ----------------------------------------------------------------------------- our manifest
 
 
-def read_jsonl(
+def read_jsonl(path: str | Path, **options) -> Result:
+    """Our JSON Lines manifest (see the module docstring); ``options``: see :func:`read_ours`."""
+    return read_ours(path, _jsonl_rows, **options)
+
+
+def read_csv(path: str | Path, **options) -> Result:
+    """Our CSV manifest (see the module docstring); ``options``: see :func:`read_ours`."""
+    return read_ours(path, _csv_rows, **options)
+
+
+def read_ours(
     path: str | Path,
+    rows: Callable[[str | Path, RowChecker, str], None],
     *,
     audio_dir: str | Path | None = None,
     extra: Literal["error", "meta"] = "error",
     **checks: Unpack[RowChecks],
 ) -> Result:
-    """Our JSON Lines manifest (see the module docstring); ``checks``: see :class:`RowChecks`."""
+    """Our manifest read by ``rows`` (:func:`read_jsonl`, :func:`read_csv`): relative audio paths
+    are under ``audio_dir`` (default: the manifest's folder); ``extra="meta"`` keeps unknown keys
+    in ``meta`` instead of reporting them; ``checks``: see :class:`RowChecks`."""
     ctx = row_checker(path, audio_dir, **checks)
+    rows(path, ctx, extra)
+    return ctx.records, ctx.issues
+
+
+def _jsonl_rows(path: str | Path, ctx: RowChecker, extra: str) -> None:
     with open(path, encoding="utf-8-sig") as fh:
         for line, text in enumerate(fh, 1):
             if not text.strip():
@@ -116,7 +135,6 @@ def read_jsonl(
                 ctx.issue(line, str(exc))
                 continue
             ctx.record(line, audio, captions, tags, labels, split_v, licence, meta)
-    return ctx.records, ctx.issues
 
 
 def _json_captions(obj: dict) -> list[str]:
@@ -134,15 +152,7 @@ def _json_captions(obj: dict) -> list[str]:
     return captions
 
 
-def read_csv(
-    path: str | Path,
-    *,
-    audio_dir: str | Path | None = None,
-    extra: Literal["error", "meta"] = "error",
-    **checks: Unpack[RowChecks],
-) -> Result:
-    """Our CSV manifest (see the module docstring)."""
-    ctx = row_checker(path, audio_dir, **checks)
+def _csv_rows(path: str | Path, ctx: RowChecker, extra: str) -> None:
     with open(path, newline="", encoding="utf-8-sig") as fh:
         reader = csv.DictReader(fh)
         header = [h.strip() for h in reader.fieldnames or []]
@@ -178,7 +188,6 @@ def read_csv(
                 cell.get("licence") or cell.get("license"),
                 {k: cell[k] for k in unknown},
             )
-    return ctx.records, ctx.issues
 
 
 # ----------------------------------------------------------------------------- dispatch, report
