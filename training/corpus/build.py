@@ -84,6 +84,24 @@ def slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "x"
 
 
+def clip_meta(c: Candidate, k: int, span: tuple[float, float], primary_label: str | None, whole: bool, **extra) -> dict:
+    """A corpus row's ``meta``: where the clip came from, which window ``k`` of the file unless it is
+    the whole file, the ``extra`` keys, then the file's own description if it has one."""
+    s, e = span
+    meta = {
+        "package": c.package,
+        "source_path": c.source_path or c.rel_path,
+        "attribution": c.attribution,
+        "duration_s": round(e - s, 3),
+        "primary_label": primary_label,
+        "window": None if whole else {"index": k, "start_s": round(s, 3), "end_s": round(e, 3)},
+        **extra,
+    }
+    if c.text:
+        meta["source_text"] = c.text
+    return meta
+
+
 def _extra_candidates(folder: Path) -> list[Candidate]:
     """extra-sfx rows; each source repository counts as a "package" for splitting."""
     rows = list(csv.DictReader(open(folder / "manifest.csv", encoding="utf-8")))
@@ -317,21 +335,8 @@ def build(cfg: BuildConfig) -> dict:
             if not good:
                 pk.setdefault("filtered", {})["silent window"] = pk["filtered"].get("silent window", 0) + 1
                 continue
-            window = (
-                None
-                if len(targets) == 1 and s == 0 and e == a.duration_s
-                else {"index": k, "start_s": round(s, 3), "end_s": round(e, 3)}
-            )
-            meta = {
-                "package": c.package,
-                "source_path": c.source_path or c.rel_path,
-                "attribution": c.attribution,
-                "duration_s": round(e - s, 3),
-                "primary_label": labels[0] if labels else None,
-                "window": window,
-            }
-            if c.text:
-                meta["source_text"] = c.text
+            whole = len(targets) == 1 and s == 0 and e == a.duration_s
+            meta = clip_meta(c, k, (s, e), labels[0] if labels else None, whole)
             rows.append(
                 {
                     "audio": os.path.relpath(path, out),

@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from training.corpus import audio as A
-from training.corpus.build import slug
+from training.corpus.build import clip_meta, slug
 from training.corpus.captions import describe
 from training.corpus.extract import candidates
 from training.corpus.ontology import load_ontology
@@ -285,22 +285,9 @@ def run(cfg: PseudoConfig, tagger: Tagger, names: list[str]) -> dict:
                 (path_tags if verdict == "path" else [])
                 + [re.sub(r"\s*\(.*?\)", "", n.split(", ")[0]).lower() for n in classes]
             )
-            meta = {
-                "package": c.package,
-                "source_path": c.source_path or c.rel_path,
-                "attribution": c.attribution,
-                "duration_s": round(e - s, 3),
-                "primary_label": labels[0],
-                "window": None if whole else {"index": k, "start_s": round(s, 3), "end_s": round(e, 3)},
-                "pseudo": {
-                    "classes": classes,
-                    "scores": [round(float(sc[names.index(n)]), 4) for n in classes],
-                    "agreement": verdict,
-                    "new": True,
-                },
-            }
-            if c.text:
-                meta["source_text"] = c.text
+            scored = [round(float(sc[names.index(n)]), 4) for n in classes]
+            pseudo = {"classes": classes, "scores": scored, "agreement": verdict, "new": True}
+            meta = clip_meta(c, k, (s, e), labels[0], whole, pseudo=pseudo)
             new_rows.append(
                 {
                     "audio": rel,
