@@ -18,7 +18,6 @@ from pathlib import Path
 
 SOUNDFONTS = ("/usr/share/sounds/sf2/FluidR3_GM.sf2", "/usr/share/sounds/sf2/default-GM.sf2")
 
-# (program name, caption noun, AudioSet labels); None = skipped (voices, gunshot).
 _I = tuple[str, str, tuple[str, ...]]
 
 
@@ -27,6 +26,7 @@ def _numbered(family: str, caption: str, kinds: str) -> list[_I]:
     return [(f"{family} {i} ({kind})", caption, ("Synthesizer",)) for i, kind in enumerate(kinds.split("|"), 1)]
 
 
+# (program name, caption noun, AudioSet labels); None = skipped (voices, gunshot).
 PROGRAMS: tuple[_I | None, ...] = (
     ("Acoustic Grand Piano", "grand piano", ("Piano",)),
     ("Bright Acoustic Piano", "piano", ("Piano",)),

@@ -208,7 +208,7 @@ _SYNONYM_GROUPS: dict[str, tuple[str, ...]] = {
     "leaves": ("Rustling leaves",),
     "bush": ("Rustle",),
 }
-SYNONYMS = {word: names for words, names in _SYNONYM_GROUPS.items() for word in words.split(", ")}
+SYNONYMS: dict[str, tuple[str, ...]] = {w: names for words, names in _SYNONYM_GROUPS.items() for w in words.split(", ")}
 
 # Words whose labels only qualify the main event (gravel under footsteps): listed after the others.
 WEAK_WORDS = frozenset(
