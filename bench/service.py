@@ -24,8 +24,10 @@ same values reuses the fixture.
 
 Peer ("raw"): the same query texts in this process through ``ClapEncoder.embed_text([q])`` +
 ``Searcher(store, "bench").search_vectors(v, k=10)`` (FAISS search + the SQL metadata join), one
-at a time; timed in two blocks, right before and right after the service's concurrency-1
-cache-miss phase, on the same texts. Overhead = service p50 (c=1, misses) / raw p50 - 1.
+at a time, with ONNX Runtime set as the API sets it by default (``--peer-onnx indexer``: as the
+indexer CLI sets it, a thread per core and spinning, which earlier runs used); alternating with
+the service's concurrency-1 cache-miss phase in ``--rounds`` rounds on the same texts. Overhead =
+median over the rounds of service p50 (c=1, misses) / raw p50 - 1.
 
 Service: ``uvicorn --factory service.app:create_app --workers 1`` in a subprocess on a free
 loopback port (Redis db 14 flushed first unless ``--no-redis``; rate limiting off); the load
@@ -187,7 +189,7 @@ class Phases:
     def measure(self, home: Path, conc_levels: list[int]) -> None:
         args, texts, warm_n = self.args, self.texts, self.args.warmup
         # the peer, loaded beside the idle server
-        peer = Peer(home)
+        peer = Peer(home, onnx=args.peer_onnx)
         peer.run(texts.peer_warm)
 
         # first contact: one warm-up pass through the service so that "start" RSS is after load
@@ -304,6 +306,7 @@ def run(args) -> dict:
         "client": {"kind": args.client, "healthz": ph.health},
         "peer": {
             "what": "ClapEncoder.embed_text([q]) + Searcher.search_vectors(v, k=10) in-process, sequential",
+            "onnx": args.peer_onnx,
             "queries": len(ph.peer_lat),
             **peer_sum,
             "rounds": ph.peer_rounds,
@@ -358,6 +361,12 @@ def main(argv: list[str] | None = None) -> int:
         default=[],
         metavar="K=V",
         help="extra environment of the server (e.g. OMP_NUM_THREADS=1), recorded in the JSON",
+    )
+    ap.add_argument(
+        "--peer-onnx",
+        choices=("service", "indexer"),
+        default="service",
+        help="ONNX Runtime settings of the raw peer: the API's defaults (1 thread, no spinning) or the indexer's",
     )
     ap.add_argument("--rebuild", action="store_true", help="rebuild the fixture even if it matches")
     ap.add_argument("--build-only", action="store_true", help="build (or check) the fixture and stop")

@@ -307,11 +307,25 @@ async def audio_vector(rt: Runtime, upload, item_id: int | None) -> tuple[np.nda
         vector = await run_in_threadpool(core.stored_vector, rt.store, item_id)
         rt.metrics.observe("database", time.perf_counter() - start)
         return vector, f"item:{item_id}"
+    loop = asyncio.get_running_loop()
+    embedded = loop.create_future()
+
+    def decode_then_embed(path: Path, *, limits):
+        # the decode thread queues the views for the inference thread itself: the embedding
+        # starts without waiting for the event loop to wake up and pass them on
+        views, duration = rt.encoder.views_from_file(path, limits=limits)
+        if not embedded.cancelled():
+            rt.batcher.enqueue(EmbedAudio(views), embedded, loop)
+        return views, duration
+
     start = time.perf_counter()
-    views, _ = await decode_upload(rt, upload, rt.encoder.views_from_file)
+    try:
+        await decode_upload(rt, upload, decode_then_embed)
+    except BaseException:
+        embedded.cancel()  # a decode past its deadline may still finish: nobody waits for its embedding
+        raise
     rt.metrics.observe("decode", time.perf_counter() - start)
-    vector = await rt.batcher.submit(EmbedAudio(views))
-    return vector, upload.filename or "upload"
+    return await embedded, upload.filename or "upload"
 
 
 # ----------------------------------------------------------------------------- labels
