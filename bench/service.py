@@ -95,7 +95,9 @@ class Phases:
         self.phases, self.peer_rounds, self.peer_lat = [], [], []
 
     def load(self, texts: list[str], c: int, warmup: list[str], metrics: bool = False) -> dict:
-        return run_load(self.port, texts, c, warmup=warmup, client=self.args.client, metrics=metrics)
+        return run_load(
+            self.port, texts, c, warmup=warmup, client=self.args.client, metrics=metrics, mode=self.args.mode
+        )
 
     def record(
         self, kind: str, c: int, r: dict, window: dict, waited: float, load: str, extra: dict | None = None
@@ -114,7 +116,9 @@ class Phases:
     def _peer_round(self, peer: Peer, chunk: list[str], warm: list[str], row: dict) -> None:
         with report.CpuWindow(self.proc.pid) as w:
             peer.run(warm)
+            cpu0 = time.process_time()
             res = peer.run(chunk)
+            row["peer_cpu_ms"] = round((time.process_time() - cpu0) / len(chunk) * 1e3, 3)
         self.peer_lat.extend(res.pop("_latencies"))
         row["peer_p50_ms"] = res["total"]["p50_ms"]
         row["peer_embed_p50_ms"] = res["embed_p50_ms"]
@@ -123,7 +127,10 @@ class Phases:
 
     def _service_round(self, chunk: list[str], warm: list[str], row: dict, merged: dict, totals: dict) -> None:
         with report.CpuWindow(self.proc.pid) as w:
+            cpu0 = report.tree_cpu(self.proc.pid)
             res = self.load(chunk, 1, warm)
+            served = len(chunk) + len(warm)  # the server's CPU covers its warm-up requests too
+            row["service_cpu_ms"] = round((report.tree_cpu(self.proc.pid) - cpu0) / served * 1e3, 3)
         for key in ("latencies_ms", "took_ms", "errors"):
             merged[key].extend(res[key])
         for key in ("cached", "short_results", "wall_s", "cpu_s"):
@@ -167,11 +174,13 @@ class Phases:
                 else:
                     self._service_round(chunk, warm, row, merged, totals)
             row["overhead_p50"] = round(row["service_p50_ms"] / row["peer_p50_ms"] - 1, 4)
+            row["overhead_cpu"] = round(row["service_cpu_ms"] / row["peer_cpu_ms"] - 1, 4)
             self.peer_rounds.append(row)
             print(
                 f"  c=1 round {r_i}: peer p50 {row['peer_p50_ms']:.2f} ms, "
                 f"service p50 {row['service_p50_ms']:.2f} ms "
-                f"({100 * row['overhead_p50']:+.1f} %); other processes {row['peer_other_cpu_pct']:.0f} / "
+                f"({100 * row['overhead_p50']:+.1f} %); CPU per query {row['peer_cpu_ms']:.2f} / "
+                f"{row['service_cpu_ms']:.2f} ms ({100 * row['overhead_cpu']:+.1f} %); other processes {row['peer_other_cpu_pct']:.0f} / "
                 f"{row['service_other_cpu_pct']:.0f} % CPU",
                 flush=True,
             )
@@ -298,6 +307,7 @@ def run(args) -> dict:
             "command": " ".join(server["command"][1:]),
             "redis": redis_url,
             "extra_env": extra_env,
+            "query_mode": args.mode or "default (hybrid)",
             "ready_s": server["ready_s"],
             "ready_with_vocabulary_s": server["ready_with_vocabulary_s"],
             "readyz": server["readyz"],
@@ -361,6 +371,13 @@ def main(argv: list[str] | None = None) -> int:
         default=[],
         metavar="K=V",
         help="extra environment of the server (e.g. OMP_NUM_THREADS=1), recorded in the JSON",
+    )
+    ap.add_argument(
+        "--mode",
+        choices=("hybrid", "audio", "text"),
+        default=None,
+        help="the searches' mode parameter (default: not sent, the API's default hybrid: words ranked too, "
+        "which the peer does not do; audio: the same work as the peer)",
     )
     ap.add_argument(
         "--peer-onnx",

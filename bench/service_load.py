@@ -317,9 +317,18 @@ def _spawn_loadgen(spec: dict, timeout: float) -> subprocess.CompletedProcess:
 
 
 def run_load(
-    port: int, texts: list[str], concurrency: int, *, warmup: list[str], client: str, metrics: bool = False
+    port: int,
+    texts: list[str],
+    concurrency: int,
+    *,
+    warmup: list[str],
+    client: str,
+    metrics: bool = False,
+    mode: str | None = None,
 ) -> dict:
-    target = lambda t: f"/v1/search?q={quote_plus(t)}&limit={K}"  # noqa: E731
+    """``mode``: the search's ``mode`` parameter (None: not sent, the API's default, hybrid)."""
+    extra = f"&mode={mode}" if mode else ""
+    target = lambda t: f"/v1/search?q={quote_plus(t)}&limit={K}{extra}"  # noqa: E731
     spec = {
         "port": port,
         "concurrency": concurrency,

@@ -88,12 +88,7 @@ async def text_vectors(rt: Runtime, texts: list[str]) -> np.ndarray:
             rt.text_vector_cache.put(keys[i], out[i])
         if rt.cache.enabled:
             ttl = rt.settings.embedding_cache_ttl_s
-
-            def write_embeddings() -> None:
-                for i in missing:
-                    rt.cache.set(keys[i], out[i].astype("<f4").tobytes(), ttl)
-
-            _background(write_embeddings)
+            _background(rt.cache.set_many, [(keys[i], out[i].astype("<f4").tobytes(), ttl) for i in missing])
     return out
 
 
@@ -209,12 +204,7 @@ async def search(
         if result_key is not None:
             writes.append((result_key, json.dumps(page).encode(), rt.settings.result_cache_ttl_s))
         if writes:
-
-            def write_results() -> None:
-                for w in writes:
-                    rt.cache.set(*w)
-
-            _background(write_results)
+            _background(rt.cache.set_many, writes)
     return _response(rt, req, version, page, started, cached=False)
 
 
