@@ -18,8 +18,8 @@ from __future__ import annotations
 import re
 
 from fastapi import FastAPI, Request
-from starlette.datastructures import QueryParams
-from starlette.routing import BaseRoute, Match, get_route_path
+from starlette.datastructures import QueryParams, URLPath
+from starlette.routing import BaseRoute, Match, NoMatchFound, get_route_path
 from starlette.types import Receive, Scope, Send
 
 from service.routes.params import search_options
@@ -63,6 +63,9 @@ class HotTextSearch(BaseRoute):
         if params is None:
             return Match.NONE, {}
         return Match.FULL, {"route": self, "hot_search": params}
+
+    def url_path_for(self, name: str, /, **path_params) -> URLPath:
+        raise NoMatchFound(name, path_params)  # url_for names the FastAPI route, which it shadows
 
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         request = Request(scope, receive, send)

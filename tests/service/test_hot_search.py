@@ -103,3 +103,9 @@ def test_the_lean_path_is_guarded_and_counted(open_client):
     counts = {(dict(labels)["route"], dict(labels)["status"]): n for labels, n in samples.items()}
     assert counts[("/v1/search", "401")] == 2 and counts[("/v1/search", "200")] == 1
     assert counts[("/search", "200")] == 1
+
+
+def test_url_for_still_finds_the_documented_routes(client):
+    """The lean route names nothing: ``url_path_for`` walks past it to the FastAPI routes."""
+    assert client.app.url_path_for("search_text") in ("/v1/search", "/search")
+    assert client.app.url_path_for("openapi") == "/openapi.json"
