@@ -8,9 +8,9 @@ around a 4-6 ms embedding (bench/RESULTS.md, "Service overhead"). This route sit
 app's routes and answers only requests whose parameters it can check completely: each at most
 once, from that list, in their plain form (digits for numbers, a known mode). It then runs the
 same steps as the FastAPI route: the access guard, ``SearchOptions`` and ``search_options``,
-``text_search``; errors propagate to the same exception handlers. Every other request (filters, exports, a
-repeated or odd parameter, HEAD, POST) does not match here and takes the FastAPI route, which
-also documents the endpoint in OpenAPI: this route is not in the schema.
+``text_search``; errors propagate to the same exception handlers. Every other request (filters,
+exports, a repeated or odd parameter, HEAD, POST) does not match here and takes the FastAPI
+route, which also documents the endpoint in OpenAPI: this route is not in the schema.
 """
 
 from __future__ import annotations
