@@ -24,8 +24,10 @@ same values reuses the fixture.
 
 Peer ("raw"): the same query texts in this process through ``ClapEncoder.embed_text([q])`` +
 ``Searcher(store, "bench").search_vectors(v, k=10)`` (FAISS search + the SQL metadata join), one
-at a time; timed in two blocks, right before and right after the service's concurrency-1
-cache-miss phase, on the same texts. Overhead = service p50 (c=1, misses) / raw p50 - 1.
+at a time, with ONNX Runtime set as the API sets it by default (``--peer-onnx indexer``: as the
+indexer CLI sets it, a thread per core and spinning, which earlier runs used); alternating with
+the service's concurrency-1 cache-miss phase in ``--rounds`` rounds on the same texts. Overhead =
+median over the rounds of service p50 (c=1, misses) / raw p50 - 1.
 
 Service: ``uvicorn --factory service.app:create_app --workers 1`` in a subprocess on a free
 loopback port (Redis db 14 flushed first unless ``--no-redis``; rate limiting off); the load
@@ -93,7 +95,9 @@ class Phases:
         self.phases, self.peer_rounds, self.peer_lat = [], [], []
 
     def load(self, texts: list[str], c: int, warmup: list[str], metrics: bool = False) -> dict:
-        return run_load(self.port, texts, c, warmup=warmup, client=self.args.client, metrics=metrics)
+        return run_load(
+            self.port, texts, c, warmup=warmup, client=self.args.client, metrics=metrics, mode=self.args.mode
+        )
 
     def record(
         self, kind: str, c: int, r: dict, window: dict, waited: float, load: str, extra: dict | None = None
@@ -112,7 +116,9 @@ class Phases:
     def _peer_round(self, peer: Peer, chunk: list[str], warm: list[str], row: dict) -> None:
         with report.CpuWindow(self.proc.pid) as w:
             peer.run(warm)
+            cpu0 = time.process_time()
             res = peer.run(chunk)
+            row["peer_cpu_ms"] = round((time.process_time() - cpu0) / len(chunk) * 1e3, 3)
         self.peer_lat.extend(res.pop("_latencies"))
         row["peer_p50_ms"] = res["total"]["p50_ms"]
         row["peer_embed_p50_ms"] = res["embed_p50_ms"]
@@ -121,7 +127,10 @@ class Phases:
 
     def _service_round(self, chunk: list[str], warm: list[str], row: dict, merged: dict, totals: dict) -> None:
         with report.CpuWindow(self.proc.pid) as w:
+            cpu0 = report.tree_cpu(self.proc.pid)
             res = self.load(chunk, 1, warm)
+            served = len(chunk) + len(warm)  # the server's CPU covers its warm-up requests too
+            row["service_cpu_ms"] = round((report.tree_cpu(self.proc.pid) - cpu0) / served * 1e3, 3)
         for key in ("latencies_ms", "took_ms", "errors"):
             merged[key].extend(res[key])
         for key in ("cached", "short_results", "wall_s", "cpu_s"):
@@ -165,11 +174,13 @@ class Phases:
                 else:
                     self._service_round(chunk, warm, row, merged, totals)
             row["overhead_p50"] = round(row["service_p50_ms"] / row["peer_p50_ms"] - 1, 4)
+            row["overhead_cpu"] = round(row["service_cpu_ms"] / row["peer_cpu_ms"] - 1, 4)
             self.peer_rounds.append(row)
             print(
                 f"  c=1 round {r_i}: peer p50 {row['peer_p50_ms']:.2f} ms, "
                 f"service p50 {row['service_p50_ms']:.2f} ms "
-                f"({100 * row['overhead_p50']:+.1f} %); other processes {row['peer_other_cpu_pct']:.0f} / "
+                f"({100 * row['overhead_p50']:+.1f} %); CPU per query {row['peer_cpu_ms']:.2f} / "
+                f"{row['service_cpu_ms']:.2f} ms ({100 * row['overhead_cpu']:+.1f} %); other processes {row['peer_other_cpu_pct']:.0f} / "
                 f"{row['service_other_cpu_pct']:.0f} % CPU",
                 flush=True,
             )
@@ -187,7 +198,7 @@ class Phases:
     def measure(self, home: Path, conc_levels: list[int]) -> None:
         args, texts, warm_n = self.args, self.texts, self.args.warmup
         # the peer, loaded beside the idle server
-        peer = Peer(home)
+        peer = Peer(home, onnx=args.peer_onnx)
         peer.run(texts.peer_warm)
 
         # first contact: one warm-up pass through the service so that "start" RSS is after load
@@ -296,6 +307,7 @@ def run(args) -> dict:
             "command": " ".join(server["command"][1:]),
             "redis": redis_url,
             "extra_env": extra_env,
+            "query_mode": args.mode or "default (hybrid)",
             "ready_s": server["ready_s"],
             "ready_with_vocabulary_s": server["ready_with_vocabulary_s"],
             "readyz": server["readyz"],
@@ -304,6 +316,7 @@ def run(args) -> dict:
         "client": {"kind": args.client, "healthz": ph.health},
         "peer": {
             "what": "ClapEncoder.embed_text([q]) + Searcher.search_vectors(v, k=10) in-process, sequential",
+            "onnx": args.peer_onnx,
             "queries": len(ph.peer_lat),
             **peer_sum,
             "rounds": ph.peer_rounds,
@@ -358,6 +371,19 @@ def main(argv: list[str] | None = None) -> int:
         default=[],
         metavar="K=V",
         help="extra environment of the server (e.g. OMP_NUM_THREADS=1), recorded in the JSON",
+    )
+    ap.add_argument(
+        "--mode",
+        choices=("hybrid", "audio", "text"),
+        default=None,
+        help="the searches' mode parameter (default: not sent, the API's default hybrid: words ranked too, "
+        "which the peer does not do; audio: the same work as the peer)",
+    )
+    ap.add_argument(
+        "--peer-onnx",
+        choices=("service", "indexer"),
+        default="service",
+        help="ONNX Runtime settings of the raw peer: the API's defaults (1 thread, no spinning) or the indexer's",
     )
     ap.add_argument("--rebuild", action="store_true", help="rebuild the fixture even if it matches")
     ap.add_argument("--build-only", action="store_true", help="build (or check) the fixture and stop")

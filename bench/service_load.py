@@ -22,13 +22,26 @@ ENTRY = Path(__file__).with_name("service.py")  # runs the load generator with -
 
 # ----------------------------------------------------------------------------- the peer
 class Peer:
-    """encode + search + metadata join in this process, one query at a time."""
+    """encode + search + metadata join in this process, one query at a time.
 
-    def __init__(self, home: Path):
+    ``onnx``: "service" runs ONNX Runtime as the API does by default (``ServiceSettings().onnx``:
+    one thread per call, no spinning), so the comparison is of the same model calls; "indexer"
+    as the indexer CLI does (a thread per core, idle threads spinning), what earlier runs compared
+    with. Spinning threads keep a core busy after each call, which slowed the peer's own FAISS
+    search after the embedding on this 2-core VM, and everything under load."""
+
+    def __init__(self, home: Path, onnx: str = "service"):
+        from indexer.models.encoder import ClapEncoder
         from indexer.search import Searcher
+        from service.settings import ServiceSettings
 
         self.store = open_store(home)
-        self.encoder = self.store.encoder()
+        if onnx == "service":
+            store = self.store
+            options = ServiceSettings(model=MODEL).onnx
+            self.encoder = ClapEncoder(store.model_dir, store.manifest, variant=store.variant, options=options)
+        else:
+            self.encoder = self.store.encoder()
         self.searcher = Searcher(self.store, COLLECTION)
 
     def run(self, texts: list[str]) -> dict:
@@ -304,9 +317,18 @@ def _spawn_loadgen(spec: dict, timeout: float) -> subprocess.CompletedProcess:
 
 
 def run_load(
-    port: int, texts: list[str], concurrency: int, *, warmup: list[str], client: str, metrics: bool = False
+    port: int,
+    texts: list[str],
+    concurrency: int,
+    *,
+    warmup: list[str],
+    client: str,
+    metrics: bool = False,
+    mode: str | None = None,
 ) -> dict:
-    target = lambda t: f"/v1/search?q={quote_plus(t)}&limit={K}"  # noqa: E731
+    """``mode``: the search's ``mode`` parameter (None: not sent, the API's default, hybrid)."""
+    extra = f"&mode={mode}" if mode else ""
+    target = lambda t: f"/v1/search?q={quote_plus(t)}&limit={K}{extra}"  # noqa: E731
     spec = {
         "port": port,
         "concurrency": concurrency,

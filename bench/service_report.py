@@ -263,6 +263,13 @@ def overhead_figures(phases: list[dict], peer_rounds: list[dict], peer_sum: dict
         "p99": round(c1["p99_ms"] / peer_sum["p99_ms"] - 1, 4),
         "p50_ms": round(c1["p50_ms"] - peer_sum["p50_ms"], 3),
         "p50_per_round": per_round,
+        # CPU per query (the server's process tree vs the peer's process): what the service adds
+        # in work, which other tenants' load does not move the way it moves wall times
+        "cpu": round(float(np.median([r["overhead_cpu"] for r in peer_rounds])), 4),
+        "cpu_ms_per_query": {
+            "peer": round(float(np.median([r["peer_cpu_ms"] for r in peer_rounds])), 3),
+            "service": round(float(np.median([r["service_cpu_ms"] for r in peer_rounds])), 3),
+        },
         "definition": "median over interleaved rounds of service p50 / peer p50 - 1 (same texts, "
         "c=1, cache misses); p50_pooled and p99 from all rounds' latencies",
         "inside_app_p50_ms": c1["server_took_ms_p50"],
@@ -328,6 +335,11 @@ def print_report(res: dict) -> None:
                 f"  median over the {o['quiet_rounds']} quiet rounds (other processes < {QUIET_PCT:.0f} % CPU): "
                 f"{100 * o['p50_quiet_rounds']:+.1f} %"
             )
+        cpu = o["cpu_ms_per_query"]
+        print(
+            f"  CPU per query: service {cpu['service']:.2f} ms vs peer {cpu['peer']:.2f} ms "
+            f"(median over the rounds of their ratio: {100 * o['cpu']:+.1f} %)"
+        )
     mib = lambda b: f"{b / 2**20:,.0f} MiB"  # noqa: E731
     print(
         f"server RSS: ready {mib(m['rss_ready'])}, start {mib(m['rss_start'])}, peak {mib(m['rss_peak'])}, "

@@ -1,6 +1,7 @@
 """Words plus sound in one ranking: a text query's hits in ``mode`` text or hybrid, from the
 vector hits and the words index (``indexer/fulltext.py``); ``indexer/query.py`` (the CLI) and
-``service/queries.py`` (the API) both call :func:`with_words`."""
+``service/queries.py`` (the API) call :func:`with_words`, or its two halves (:func:`words_ranking`,
+:func:`fuse_words`) where the words can be looked up while the query is embedded."""
 
 from __future__ import annotations
 
@@ -32,13 +33,33 @@ def with_words(
     words match (text, ordered by the words, then by cosine) or both rankings fused (hybrid).
     Filters (``allowed``) apply to both rankings before the fusion; every hit keeps its cosine
     as ``score``, so thresholds and relevance mean the same in every mode."""
+    ranked = words_ranking(store, collection_id, req, mode, text, allowed)
+    return fuse_words(store, mode, ranked, query_vector, vector_hits)
+
+
+def words_ranking(
+    store: Store, collection_id: int, req: SearchRequest, mode: str, text: str, allowed: np.ndarray | None
+) -> list[tuple[int, float]]:
+    """The words' side of :func:`with_words` (empty in mode audio). It needs no query vector, so
+    the API looks it up in a worker thread while the text is being embedded."""
     if mode == "audio":
-        return vector_hits
+        return []
     depth = req.offset + req.limit
-    ranked = text_ranking(
-        store.db, collection_id, text, max(depth, FUSION_DEPTH) if mode == "hybrid" else depth, allowed
-    )
-    if not ranked and mode == "hybrid":
+    return text_ranking(store.db, collection_id, text, max(depth, FUSION_DEPTH) if mode == "hybrid" else depth, allowed)
+
+
+def words_need_rows(ranked: list[tuple[int, float]], vector_hits: list[Hit]) -> bool:
+    """Whether :func:`fuse_words` reads the database (files the words found that the vector hits
+    do not hold); when not, it is a few dict operations that need no worker thread."""
+    held = {h.file_id for h in vector_hits}
+    return any(i not in held for i, _ in ranked)
+
+
+def fuse_words(
+    store: Store, mode: str, ranked: list[tuple[int, float]], query_vector: np.ndarray, vector_hits: list[Hit]
+) -> list[Hit]:
+    """The vector hits and the words' ranking (:func:`words_ranking`) as one list in ``mode``."""
+    if mode == "audio" or (not ranked and mode == "hybrid"):
         return vector_hits  # no word of the query is in the index: hybrid is audio search
     by_id = {h.file_id: h for h in vector_hits}
     by_id.update(_scored_rows(store, [i for i, _ in ranked if i not in by_id], query_vector))

@@ -29,6 +29,7 @@ from indexer.logs import quiet_library_loggers
 from service import problems
 from service.metrics import Metrics, RequestMetricsMiddleware
 from service.routes import classify, collections, duplicates, health, items, jobs, search
+from service.routes.hot import add_hot_routes
 from service.runtime import Runtime
 from service.schemas import Problem
 from service.security import Guard, redact_keys_in_access_log, require_access
@@ -219,6 +220,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     for module in (search, classify, items, collections, duplicates, jobs):
         app.include_router(module.router, dependencies=protected)
     app.include_router(health.router)
+    add_hot_routes(app)  # before the FastAPI search routes, which still answer every other form
     app.add_api_route(
         "/metrics",
         health.metrics,

@@ -69,6 +69,12 @@ class MicroBatcher(Generic[T, R]):
     async def submit(self, item: T) -> R:
         loop = asyncio.get_running_loop()
         future = loop.create_future()
+        self.enqueue(item, future, loop)
+        return await future
+
+    def enqueue(self, item: T, future: asyncio.Future, loop: asyncio.AbstractEventLoop) -> None:
+        """Queue ``item``; its result or error resolves ``future`` on ``loop``. Thread-safe: a
+        decode thread hands an upload's views over directly, without a trip through the loop."""
         try:
             self._queue.put_nowait((item, future, loop))
         except queue.Full:
@@ -77,7 +83,6 @@ class MicroBatcher(Generic[T, R]):
                 f"{self._queue.maxsize} requests are already waiting for inference",
                 headers={"Retry-After": "1"},
             ) from None
-        return await future
 
     # ------------------------------------------------------------------ the inference thread
     def _take_batch(self, first) -> list:

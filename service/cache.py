@@ -181,6 +181,23 @@ class Cache:
             return
         self._worked()
 
+    def set_many(self, items: list[tuple[str, bytes, int]]) -> None:
+        """``set`` for several ``(key, value, ttl_s)`` in one round trip (a pipeline, not a
+        transaction): a search miss writes its page and its embedding, a tag request its new labels."""
+        items = [item for item in items if item[2] > 0]
+        client = self._redis() if items else None
+        if client is None:
+            return
+        try:
+            pipe = client.pipeline(transaction=False)
+            for key, value, ttl_s in items:
+                pipe.set(self._key(key), value, ex=int(ttl_s))
+            pipe.execute()
+        except Exception as exc:
+            self._failed(exc)
+            return
+        self._worked()
+
     def status(self) -> dict:
         """``{"state": "ok"|"down"|"disabled", "detail": str}`` for /readyz.
 

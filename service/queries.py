@@ -29,6 +29,7 @@ from starlette.concurrency import run_in_threadpool
 
 from indexer import paging
 from indexer import query as core
+from indexer.hybrid import fuse_words, words_need_rows, words_ranking
 from indexer.query import SearchRequest
 from indexer.store.analyses import analysis_token
 from indexer.store.schema import vector_from_bytes
@@ -56,7 +57,7 @@ def _background(fn, *args) -> None:
 
 
 def _embedding_key(rt: Runtime, text: str) -> str:
-    return f"emb:{rt.manifest.fingerprint[:16]}:{rt.store.variant}:{_digest(text)}"
+    return rt.embedding_key_prefix + _digest(text)
 
 
 async def text_vectors(rt: Runtime, texts: list[str]) -> np.ndarray:
@@ -88,12 +89,7 @@ async def text_vectors(rt: Runtime, texts: list[str]) -> np.ndarray:
             rt.text_vector_cache.put(keys[i], out[i])
         if rt.cache.enabled:
             ttl = rt.settings.embedding_cache_ttl_s
-
-            def write_embeddings() -> None:
-                for i in missing:
-                    rt.cache.set(keys[i], out[i].astype("<f4").tobytes(), ttl)
-
-            _background(write_embeddings)
+            _background(rt.cache.set_many, [(keys[i], out[i].astype("<f4").tobytes(), ttl) for i in missing])
     return out
 
 
@@ -180,16 +176,19 @@ async def search(
             vector = vector_from_bytes(blob)
     allowed = await _allowed(rt, searcher, req)
     k = core.vector_depth(req, exclude_file, mode)
-    outcome = await rt.batcher.submit(
-        SearchQuery(searcher, k, vector=vector, text=None if vector is not None else text, allowed_ids=allowed)
-    )
+    words = _words_meanwhile(rt, searcher, req, mode, text, allowed)
+    try:
+        outcome = await rt.batcher.submit(
+            SearchQuery(searcher, k, vector=vector, text=None if vector is not None else text, allowed_ids=allowed)
+        )
+    except BaseException:
+        if words is not None:  # the request failed first: the words' own outcome answers nobody
+            words.add_done_callback(lambda done: done.cancelled() or done.exception())
+        raise
+    ranked = await words if words is not None else []
     hits = outcome.hits
     if text is not None and mode != "audio":
-        start = time.perf_counter()
-        hits = await run_in_threadpool(
-            core.with_words, rt.store, searcher.collection.id, req, mode, text, outcome.vector, hits, allowed
-        )
-        rt.metrics.observe("database", time.perf_counter() - start)
+        hits = await _fused(rt, mode, ranked, outcome.vector, hits)
     if req.kind == "segments":
         hits = await _with_short_files(rt, req, searcher, outcome.vector, k, hits)
     relevance_of = core.relevance_for(rt.manifest, outcome.vector, text_query=text is not None, req=req)
@@ -206,13 +205,36 @@ async def search(
         if result_key is not None:
             writes.append((result_key, json.dumps(page).encode(), rt.settings.result_cache_ttl_s))
         if writes:
-
-            def write_results() -> None:
-                for w in writes:
-                    rt.cache.set(*w)
-
-            _background(write_results)
+            _background(rt.cache.set_many, writes)
     return _response(rt, req, version, page, started, cached=False)
+
+
+def _words_meanwhile(rt: Runtime, searcher: Searcher, req: SearchRequest, mode: str, text: str | None, allowed):
+    """The words' ranking of a text query (hybrid, text), started in a worker thread before the
+    query goes to the inference thread: it needs no vector, so the database lookups run while the
+    text is embedded instead of after it (one thread hop and ~0.2-2 ms less per miss)."""
+    if text is None or mode == "audio":
+        return None
+    started = time.perf_counter()
+
+    def ranking():
+        try:
+            return words_ranking(rt.store, searcher.collection.id, req, mode, text, allowed)
+        finally:
+            rt.metrics.observe("database", time.perf_counter() - started)
+
+    return asyncio.ensure_future(run_in_threadpool(ranking))
+
+
+async def _fused(rt: Runtime, mode: str, ranked, vector: np.ndarray, hits):
+    """``fuse_words`` on the event loop when it needs no database rows (the usual hybrid miss:
+    no word matched, or the words' files are among the vector hits), else in a worker thread."""
+    if not words_need_rows(ranked, hits):
+        return fuse_words(rt.store, mode, ranked, vector, hits)
+    start = time.perf_counter()
+    fused = await run_in_threadpool(fuse_words, rt.store, mode, ranked, vector, hits)
+    rt.metrics.observe("database", time.perf_counter() - start)
+    return fused
 
 
 async def _deep_total(
@@ -276,11 +298,25 @@ async def audio_vector(rt: Runtime, upload, item_id: int | None) -> tuple[np.nda
         vector = await run_in_threadpool(core.stored_vector, rt.store, item_id)
         rt.metrics.observe("database", time.perf_counter() - start)
         return vector, f"item:{item_id}"
+    loop = asyncio.get_running_loop()
+    embedded = loop.create_future()
+
+    def decode_then_embed(path: Path, *, limits):
+        # the decode thread queues the views for the inference thread itself: the embedding
+        # starts without waiting for the event loop to wake up and pass them on
+        views, duration = rt.encoder.views_from_file(path, limits=limits)
+        if not embedded.cancelled():
+            rt.batcher.enqueue(EmbedAudio(views), embedded, loop)
+        return views, duration
+
     start = time.perf_counter()
-    views, _ = await decode_upload(rt, upload, rt.encoder.views_from_file)
+    try:
+        await decode_upload(rt, upload, decode_then_embed)
+    except BaseException:
+        embedded.cancel()  # a decode past its deadline may still finish: nobody waits for its embedding
+        raise
     rt.metrics.observe("decode", time.perf_counter() - start)
-    vector = await rt.batcher.submit(EmbedAudio(views))
-    return vector, upload.filename or "upload"
+    return await embedded, upload.filename or "upload"
 
 
 # ----------------------------------------------------------------------------- labels

@@ -15,6 +15,7 @@ import asyncio
 import logging
 import threading
 import time
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
@@ -173,6 +174,12 @@ class Runtime:
     @property
     def manifest(self) -> Manifest:
         return self.store.manifest
+
+    @cached_property
+    def embedding_key_prefix(self) -> str:
+        """Cache keys of text vectors start with the model's fingerprint and variant (a hash of
+        its manifest, ~20 us: once, not once per query or label)."""
+        return f"emb:{self.manifest.fingerprint[:16]}:{self.store.variant}:"
 
     def searcher(self, collection: str, kind: str = "files") -> Searcher:
         """The loaded index of ``collection`` (``files`` or ``segments``), loading it on first use."""

@@ -43,7 +43,8 @@ def _answer(name: str, result: dict) -> Response:
     return _fast_json({"query": name, **result})
 
 
-async def _text_search(rt: Runtime, q: str, params: SearchRequest) -> Response:
+async def text_search(rt: Runtime, q: str, params: SearchRequest) -> Response:
+    """The JSON answer of a text search (this route and its lean twin, ``service/routes/hot.py``)."""
     text = check_query_text(q)
     return _answer(text, await queries.search(rt, params, text=text, query_id="t:" + text))
 
@@ -78,7 +79,7 @@ async def search_text(
     ),
 ):
     if output == "json":
-        return await _text_search(request.app.state.runtime, q, params)
+        return await text_search(request.app.state.runtime, q, params)
     text = check_query_text(q)
     result = await queries.search(request.app.state.runtime, params, text=text, query_id="t:" + text)
     return exported(request, result["items"], output, "search")
@@ -100,7 +101,7 @@ async def search_text(
 )
 async def search_text_post(request: Request, fields: Fields = BodyFields):
     body = fields.parse(SearchTextInput, request.query_params)
-    return await _text_search(request.app.state.runtime, body.q, search_options(request, body))
+    return await text_search(request.app.state.runtime, body.q, search_options(request, body))
 
 
 @router.post(

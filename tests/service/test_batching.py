@@ -184,6 +184,24 @@ def test_a_full_queue_is_503_busy():
     assert results == [0, 2, 4]  # the queued ones were still answered
 
 
+def test_items_enqueued_from_another_thread_resolve_on_the_loop_and_cancelled_ones_are_skipped():
+    """A decode thread hands an upload's views straight to the inference thread (``enqueue``);
+    the answer arrives on the caller's loop, and an item whose caller gave up is not processed."""
+    recorder = Recorder()
+    batcher = MicroBatcher(recorder, max_batch=64, max_wait_s=0.0)
+
+    async def go():
+        loop = asyncio.get_running_loop()
+        wanted, abandoned = loop.create_future(), loop.create_future()
+        abandoned.cancel()
+        await asyncio.to_thread(batcher.enqueue, 7, abandoned, loop)
+        await asyncio.to_thread(batcher.enqueue, 21, wanted, loop)
+        return await wanted
+
+    assert run(go, batcher) == 42
+    assert [x for batch in recorder.batches for x in batch] == [21]
+
+
 def test_busy_is_a_503_problem_through_the_app(ingested_home):
     """The app answers a full inference queue with a 503 problem and Retry-After."""
     from service.app import create_app

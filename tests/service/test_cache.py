@@ -58,10 +58,21 @@ def test_get_many_is_one_lookup_in_order(cache):
     assert cache.get_many([]) == []
 
 
+@pytest.mark.needs_redis
+def test_set_many_stores_each_with_its_ttl_in_one_round_trip(cache, redis_url):
+    cache.set_many([("a", b"1", 60), ("b", b"2", 5), ("off", b"3", 0)])
+    assert cache.get_many(["a", "b", "off"]) == [b"1", b"2", None]
+    raw = redis_client(redis_url, connect_timeout_s=1, read_timeout_s=1)
+    assert 5 < raw.ttl(cache.prefix + "a") <= 60 and 0 < raw.ttl(cache.prefix + "b") <= 5
+    raw.close()
+    cache.set_many([])  # nothing to store: no round trip, no error
+
+
 def test_disabled_cache_is_always_a_miss():
     c = Cache(None)
     assert not c.enabled
     c.set("a", b"1", 60)
+    c.set_many([("a", b"1", 60)])
     assert c.get("a") is None
     assert c.get_many(["a", "b"]) == [None, None]
     assert c.status()["state"] == "disabled"
@@ -75,6 +86,7 @@ def test_dead_redis_never_raises_and_reports_down(caplog):
         for _ in range(20):
             assert c.get("a") is None
             c.set("a", b"1", 60)
+            c.set_many([("a", b"1", 60), ("b", b"2", 60)])
             assert c.get_many(["a"]) == [None]
     assert time.monotonic() - started < 2  # the breaker skips Redis after the first error
     assert len([r for r in caplog.records if "unusable" in r.getMessage()]) == 1
