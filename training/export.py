@@ -28,7 +28,7 @@ from training import towers
 from training.convert import ConvertedModel
 from training.models.factory import create_model
 from training.rowwise_int8 import quantize_rowwise_int8
-from training.towers import batch_invariant, equal_length_text_feeds, min_cosine, pad_invariant, run_onnx
+from training.towers import batch_invariant, equal_length_text_feeds, min_cosine, run_onnx
 
 
 def probe_audio_inputs(converted: ConvertedModel, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -43,7 +43,8 @@ def _quantize_int8(src: Path, dst: Path) -> None:
     """Int8 weights (u8s8, VNNI) with activations quantized at run time.
 
     Text tower: one activation scale per token row (``training.rowwise_int8``), so a text's vector
-    does not depend on the other texts of its batch or on padding, and a batch runs in one call.
+    does not depend on the other texts of its batch, and a batch runs in one call per token length
+    instead of one call per text.
     Audio tower: ONNX Runtime's ``quantize_dynamic`` with per-channel weight scales (no measurable
     cost there, best cosine); its per-call activation scale makes a clip batch-dependent, so the
     runtime embeds int8 clips one per call. Measured and rejected (bench/RESULTS.md): ORT
@@ -109,7 +110,6 @@ def measure_variants(
             text_min_cosine_to_fp32=text_cos,
             audio_batch_invariant=batch_invariant(stage / audio_name, audio_feeds),
             text_batch_invariant=batch_invariant(stage / text_name, equal_length_text_feeds(**text_feeds)),
-            text_pad_invariant=pad_invariant(stage / text_name, **text_feeds),
             sha256={n: sha256_file(stage / n) for n in (audio_name, text_name)},
         )
     return files

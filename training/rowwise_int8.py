@@ -11,11 +11,12 @@ Here each MatMul ``X @ W`` with a constant ``W`` becomes
     Xq  = QuantizeLinear(X / s, 1, 128)                    uint8, per row
     Y   = float(MatMulInteger(Xq, Wq, 128)) * w * s        Wq int8 and w one scale per column
 
-Every output row depends on its own input row only, so a text's vector is bit-identical alone, in
-any batch, and padded (attention mask) to a longer text: the runtime can run a whole batch padded
-to its longest text in one call (``Variant.text_pad_invariant``). Per-row and per-column scales
-are also closer to fp32 than one scale per tensor (RoBERTa-base probes: cosine 0.99999 against
-0.9997). The uint8 activations with a zero point of 128 keep ONNX Runtime on its u8s8 (VNNI)
+Every output row depends on its own input row only, so a text's vector is bit-identical alone and
+in any batch (the export records ``text_batch_invariant``), and the runtime embeds a batch in one
+call per token length. (It is even unchanged when padded to a longer text with the attention mask,
+but padding was measured slower than a call per length: bench/RESULTS.md.) Per-row and
+per-column scales are also closer to fp32 than one scale per tensor (RoBERTa-base probes: cosine
+0.99999 against 0.9997). The uint8 activations with a zero point of 128 keep ONNX Runtime on its u8s8 (VNNI)
 kernels; int8 activations fall back to a far slower path (measured ~10x).
 """
 
@@ -54,6 +55,7 @@ def quantize_rowwise_int8(src: Path, dst: Path) -> int:
         numpy_helper.from_array(np.array(ZERO_POINT, np.uint8), "rq_zero_point"),
     ]
     nodes, added, count = [], [], 0
+    quantized: dict[str, str] = {}  # input -> its prefix: Q, K and V share one quantized input
     for node in graph.node:
         if not quantizable(node):
             nodes.append(node)
@@ -64,20 +66,25 @@ def quantize_rowwise_int8(src: Path, dst: Path) -> int:
         p, x, y = f"rq{count}_", node.input[0], node.output[0]
         count += 1
         added += [numpy_helper.from_array(w_q, p + "w_int8"), numpy_helper.from_array(column_scale, p + "w_scale")]
+        if x not in quantized:
+            quantized[x] = q = p
+            nodes += [
+                helper.make_node("Abs", [x], [q + "abs"]),
+                helper.make_node("ReduceMax", [q + "abs", "rq_last_axis"], [q + "max"], keepdims=1),
+                helper.make_node("Div", [q + "max", "rq_levels"], [q + "s_raw"]),
+                helper.make_node("Max", [q + "s_raw", "rq_tiny"], [q + "s"]),
+                helper.make_node("Div", [x, q + "s"], [q + "x_scaled"]),
+                helper.make_node("QuantizeLinear", [q + "x_scaled", "rq_unit", "rq_zero_point"], [q + "x_uint8"]),
+            ]
+        q = quantized[x]
         nodes += [
-            helper.make_node("Abs", [x], [p + "abs"]),
-            helper.make_node("ReduceMax", [p + "abs", "rq_last_axis"], [p + "max"], keepdims=1),
-            helper.make_node("Div", [p + "max", "rq_levels"], [p + "s_raw"]),
-            helper.make_node("Max", [p + "s_raw", "rq_tiny"], [p + "s"]),
-            helper.make_node("Div", [x, p + "s"], [p + "x_scaled"]),
-            helper.make_node("QuantizeLinear", [p + "x_scaled", "rq_unit", "rq_zero_point"], [p + "x_uint8"]),
-            helper.make_node("MatMulInteger", [p + "x_uint8", p + "w_int8", "rq_zero_point"], [p + "y_int32"]),
+            helper.make_node("MatMulInteger", [q + "x_uint8", p + "w_int8", "rq_zero_point"], [p + "y_int32"]),
             helper.make_node("Cast", [p + "y_int32"], [p + "y_raw"], to=TensorProto.FLOAT),
             # column scales first, row scales last: ONNX Runtime's MatMulIntegerToFloat fusion
             # takes a Mul of the two scales for per-tensor ones and would mis-broadcast the rows
             # (measured: cosine to fp32 0.975 on the test model instead of 0.99999)
             helper.make_node("Mul", [p + "y_raw", p + "w_scale"], [p + "y_columns"]),
-            helper.make_node("Mul", [p + "y_columns", p + "s"], [y], name=node.name or p + "out"),
+            helper.make_node("Mul", [p + "y_columns", q + "s"], [y], name=node.name or p + "out"),
         ]
     if count == 0:
         raise ValueError(f"{src}: no MatMul with a constant 2-D weight to quantize")

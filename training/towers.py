@@ -130,23 +130,6 @@ def batch_invariant(path: Path, feeds: dict[str, np.ndarray]) -> bool:
     )
 
 
-def pad_invariant(path: Path, input_ids: np.ndarray, attention_mask: np.ndarray) -> bool:
-    """True when every probe text, padded (attention mask) to the longest and run in one batch,
-    gives the bit-identical vector it gives alone and unpadded: the runtime may then embed a batch
-    of texts of any lengths in one call."""
-    lengths = attention_mask.sum(axis=1).astype(int)
-    if len(set(lengths.tolist())) < 2:
-        raise ValueError("pad invariance needs probe texts of at least two lengths")
-    together = run_onnx(path, {"input_ids": input_ids, "attention_mask": attention_mask})
-    return all(
-        np.array_equal(
-            together[i],
-            run_onnx(path, {"input_ids": input_ids[i : i + 1, :n], "attention_mask": np.ones((1, n), np.int64)})[0],
-        )
-        for i, n in enumerate(lengths)
-    )
-
-
 def equal_length_text_feeds(input_ids: np.ndarray, attention_mask: np.ndarray) -> dict[str, np.ndarray]:
     """Probe rows cut to the shortest one: the runtime only ever batches texts of equal length."""
     shortest = int(attention_mask.sum(axis=1).min())

@@ -8,15 +8,16 @@ Determinism: the same file gives the bit-identical vector alone or inside any ba
 * every clip's views are computed on their own (``indexer.audio.clip``), with fixed fusion chunks;
 * audio clips all have the same shape, and ONNX Runtime's CPU kernels compute each batch row with
   the same arithmetic whatever the batch size (checked by tests and ``bench/embed.py``);
-* texts are padded against each other only where the export proved it changes no bit
-  (``text_pad_invariant``: the row-wise int8 text tower, ``training.rowwise_int8``): a batch then
-  runs in one call, padded to its longest text. Otherwise a batch is split into groups of equal
-  token length, so a text's computation does not depend on its neighbours' lengths (padding to
-  width buckets was measured slower on the shipped models: ``bench/text_batches.py``). Measured on
+* texts are never padded against each other: a batch is split into groups of equal token length,
+  so a text's computation does not depend on its neighbours' lengths. Padding the batch to its
+  longest text in one call (attention mask) or to width buckets was measured slower, also for the
+  row-wise int8 text tower where padding provably changes no bit (``bench/text_batches.py``,
+  ``bench/embed.py``: padded rows cost arithmetic, a call per length costs little). Measured on
   AMD EPYC (AVX2) with ONNX Runtime 1.32, float graphs: rows of any two multi-row calls agree bit
   for bit, but a call with ONE row takes a single-row kernel path and may differ at rounding level
   (<= 2.4e-7 per coordinate, cosine 1 - 1e-13), so a query's text vector alone and inside a batch
-  is equal to float rounding, not to the bit;
+  is equal to float rounding, not to the bit; the int8 text tower (``training.rowwise_int8``) is
+  bit-identical alone and in any batch;
 * a variant whose export measured it NOT batch-invariant (dynamic int8 quantisation picks its
   activation scales per batch) runs one item per call instead;
 * patch models (``patch_mean``): each patch's tower output is computed row by row whatever else
@@ -41,11 +42,7 @@ from indexer.audio.views import array_views, file_views
 from indexer.errors import AudioError, ModelError
 from indexer.models.manifest import Manifest, load_manifest
 from indexer.models.options import OnnxOptions
-from indexer.text import TextTokenizer, pad_rows
-
-# Texts per padded call: sorted by length, so a chunk's padding stays small, and a chunk's
-# activations (64 x 77 tokens x 3072 floats at most, ~60 MB for RoBERTa-base) stay bounded.
-TEXT_CHUNK = 64
+from indexer.text import TextTokenizer
 
 
 @dataclass(frozen=True)
@@ -124,7 +121,6 @@ class ClapEncoder:
         if manifest.patched:  # a patch is small: many per call, unless the variant is not row-invariant
             self._audio_max_batch = PATCH_CHUNK if files.audio_batch_invariant else 1
         self._text_max_batch = None if files.text_batch_invariant else 1
-        self._text_pads = files.text_batch_invariant and files.text_pad_invariant
         self.tokenizer = TextTokenizer(
             self.folder / manifest.text.tokenizer,
             max_length=manifest.text.max_length,
@@ -151,13 +147,6 @@ class ClapEncoder:
             texts = [texts]
         rows = self.tokenizer.ids(list(texts))
         out = np.empty((len(rows), self.dim), np.float32)
-        if self._text_pads:  # one call per TEXT_CHUNK texts, shortest first, padded to the longest
-            order = sorted(range(len(rows)), key=lambda i: len(rows[i]))
-            for group in _split(order, TEXT_CHUNK):
-                members = [rows[i] for i in group]
-                ids, mask = pad_rows(members, max(len(r) for r in members), self.tokenizer.pad_token_id)
-                out[group] = self._text.run(None, {"input_ids": ids, "attention_mask": mask})[0]
-            return out
         by_length: dict[int, list[int]] = defaultdict(list)
         for i, row in enumerate(rows):
             by_length[len(row)].append(i)

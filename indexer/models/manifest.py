@@ -98,10 +98,6 @@ class Variant(StrictModel):
     # the runtime then runs such a tower one item per call to keep vectors deterministic.
     audio_batch_invariant: bool = True
     text_batch_invariant: bool = True
-    # Measured at export: is a text's vector bit-identical when padded (attention mask) to a longer
-    # text's width in one batch? Then the runtime embeds a batch of texts in one call, padded to the
-    # longest; otherwise one call per token length. False for folders exported before it was measured.
-    text_pad_invariant: bool = False
     sha256: dict[str, str] = Field(default_factory=dict)
     # False: the files were measured at export but left out of the folder (a model shipped inside
     # the repository keeps only its compact variant); the entry still pins the model's identity.

@@ -213,29 +213,15 @@ def test_text_batches_run_one_call_per_length_and_each_text_is_its_own(model):
     assert np.abs(together - alone).max() < 1e-6
 
 
-def test_rowwise_int8_text_runs_a_mixed_batch_in_one_padded_call(tiny_model_dir):
-    """The int8 text tower quantizes each token row on its own, so the export proves padding
-    changes no bit and the runtime pads a batch to its longest text: one call, same vectors."""
+def test_int8_text_batches_share_calls_and_each_text_is_its_own(tiny_model_dir):
+    """The int8 text tower quantizes each token row on its own: the export finds it batch-invariant,
+    so a batch runs one call per token length (not one per text), bit-identical to each text alone."""
     recorded = load_manifest(tiny_model_dir).variants["int8"]
-    assert recorded.text_batch_invariant and recorded.text_pad_invariant
-    assert recorded.text_min_cosine_to_fp32 > 0.999
+    assert recorded.text_batch_invariant and recorded.text_min_cosine_to_fp32 > 0.999
     encoder = ClapEncoder.open(tiny_model_dir, variant="int8")
     alone = np.stack([encoder.embed_text([t])[0] for t in BATCH_TEXTS])
     counting = encoder._text = _CountingSession(encoder._text)
     together = encoder.embed_text(BATCH_TEXTS[::-1])[::-1]
-    longest = max(len(r) for r in encoder.tokenizer.ids(BATCH_TEXTS))
-    assert counting.calls == [(len(BATCH_TEXTS), longest)]
-    np.testing.assert_array_equal(together, alone)
-
-
-def test_folders_exported_before_pad_invariance_keep_one_call_per_length(tiny_model_dir, tmp_path):
-    folder = tmp_path / "old"
-    shutil.copytree(tiny_model_dir, folder)
-    data = json.loads((folder / "manifest.json").read_text())
-    del data["variants"]["fp32"]["text_pad_invariant"]  # what an older export wrote
-    (folder / "manifest.json").write_text(json.dumps(data))
-    encoder = ClapEncoder.open(folder, variant="fp32")
-    counting = encoder._text = _CountingSession(encoder._text)
-    encoder.embed_text(BATCH_TEXTS)
     widths = {len(r) for r in encoder.tokenizer.ids(BATCH_TEXTS)}
-    assert sorted(w for _, w in counting.calls) == sorted(widths)
+    assert sorted(w for _, w in counting.calls) == sorted(widths) and len(widths) < len(BATCH_TEXTS)
+    np.testing.assert_array_equal(together, alone)
