@@ -11,6 +11,7 @@ Golden fixtures from laion_clap live in ``../shared/data/laion-golden`` beside t
 from __future__ import annotations
 
 import os
+import uuid
 from pathlib import Path
 
 import pytest
@@ -102,3 +103,21 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("models") / "tiny-fused"
     write_model_folder(load_hf_folder(hf), out, variants=("fp32", "int8"))
     return out
+
+
+@pytest.fixture
+def pg_db(postgres_url):
+    """A fresh PostgreSQL database for one test, dropped after it."""
+    import sqlalchemy as sa
+
+    base = sa.engine.make_url(postgres_url)
+    name = f"clapsearch_ready_{uuid.uuid4().hex[:10]}"
+    admin = sa.create_engine(base, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield base.set(database=name)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()

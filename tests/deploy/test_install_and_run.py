@@ -31,7 +31,6 @@ import pytest
 from tests.deploy import REPO, compose, interpolate_defaults
 from tests.deploy.test_dockerfile import stages
 from tests.helpers import free_port, run_captured, wait_until
-from tests.service.conftest import pg_db  # noqa: F401  (a fixture)
 
 pytestmark = [pytest.mark.slow, pytest.mark.needs_postgres, pytest.mark.needs_redis]
 
@@ -93,7 +92,7 @@ def venv(tmp_path_factory) -> Path:
 
 # ----------------------------------------------------------------------------- the services
 @pytest.fixture
-def database(pg_db) -> str:  # noqa: F811  (the fixture imported above)
+def database(pg_db) -> str:
     """A fresh PostgreSQL database (the service suite's ``pg_db``), as the URL the services read."""
     return pg_db.render_as_string(hide_password=False)
 

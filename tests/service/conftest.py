@@ -14,7 +14,6 @@ from __future__ import annotations
 import re
 import shutil
 import sqlite3
-import uuid
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -156,24 +155,6 @@ def item_ids(ingested_home, library) -> dict[str, int]:
 
 
 # ----------------------------------------------------------------------------- apps
-
-
-@pytest.fixture
-def pg_db(postgres_url):
-    """A fresh PostgreSQL database for one test, dropped after it."""
-    import sqlalchemy as sa
-
-    base = sa.engine.make_url(postgres_url)
-    name = f"clapsearch_ready_{uuid.uuid4().hex[:10]}"
-    admin = sa.create_engine(base, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield base.set(database=name)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 def service_settings(home: Path, **overrides):
