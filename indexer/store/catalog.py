@@ -1,4 +1,5 @@
-"""Collections and their rows: the only code that reads or writes ``files`` and ``segments``.
+"""Collections and their rows: the only code that writes ``files``, ``segments`` and their vectors
+(``file_vectors``, ``segment_vectors``).
 
 A collection is bound to one model: ``open_collection`` refuses a model whose fingerprint differs
 from the one the collection was built with (``indexer rebuild`` moves a collection to a new
@@ -14,14 +15,25 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from indexer.errors import CollectionNameError, CollectionNotFoundError, ModelMismatchError, StoreError
 from indexer.fulltext import words_for
 from indexer.models.manifest import Manifest
 from indexer.store.db import Database
-from indexer.store.schema import STATUS_FAILED, STATUS_INDEXED, Collection, File, Segment, utcnow, vector_bytes
+from indexer.store.schema import (
+    STATUS_FAILED,
+    STATUS_INDEXED,
+    Collection,
+    File,
+    FileVector,
+    Segment,
+    SegmentVector,
+    utcnow,
+    vector_bytes,
+    vector_table,
+)
 
 log = logging.getLogger("indexer.store")
 
@@ -225,8 +237,12 @@ def write_files(db: Database, collection_id: int, records: Sequence[FileRecord])
             )
         }
         if existing:
-            s.execute(delete(Segment).where(Segment.file_id.in_(list(existing.values()))))
+            replaced = list(existing.values())
+            s.execute(delete(Segment).where(Segment.file_id.in_(replaced)))  # their vectors cascade
+            s.execute(delete(FileVector).where(FileVector.file_id.in_(replaced)))
         now = utcnow()
+        file_vectors: list[dict] = []
+        segments: list[tuple[Segment, np.ndarray]] = []
         for r in records:
             values = dict(
                 collection_id=collection_id,
@@ -244,7 +260,6 @@ def write_files(db: Database, collection_id: int, records: Sequence[FileRecord])
                 status=STATUS_FAILED if r.error_code else STATUS_INDEXED,
                 error_code=r.error_code,
                 error=r.error,
-                vector=None if r.vector is None else vector_bytes(r.vector),
                 n_segments=len(r.segments or ()),
                 generation=generation,
                 updated_at=now,
@@ -257,18 +272,19 @@ def write_files(db: Database, collection_id: int, records: Sequence[FileRecord])
                 file_id = row.id
             else:
                 s.execute(update(File).where(File.id == file_id).values(**values))
-            if r.segments:
-                s.add_all(
-                    Segment(
-                        file_id=file_id,
-                        collection_id=collection_id,
-                        start_s=start,
-                        end_s=end,
-                        vector=vector_bytes(v),
-                        generation=generation,
-                    )
-                    for start, end, v in r.segments
-                )
+            if r.vector is not None:
+                file_vectors.append(dict(file_id=file_id, vector=vector_bytes(r.vector)))
+            for start, end, v in r.segments or ():
+                segment = Segment(file_id=file_id, collection_id=collection_id, start_s=start, end_s=end)
+                segments.append((segment, v))
+                s.add(segment)
+        s.flush()  # segment ids for their vectors
+        if file_vectors:
+            s.execute(insert(FileVector), file_vectors)
+        if segments:
+            s.execute(
+                insert(SegmentVector), [dict(segment_id=seg.id, vector=vector_bytes(v)) for seg, v in segments]
+            )
 
 
 def remove_files(db: Database, collection_id: int, file_ids: Sequence[int]) -> int:
@@ -341,6 +357,12 @@ def _table(kind: str):
     return File if kind == "files" else Segment
 
 
+def _with_vectors(kind: str):
+    """SELECT id, vector of ``kind``'s rows joined to their vectors (rows without one are left out)."""
+    table, vectors, key = vector_table(kind)
+    return table, select(table.id, vectors.vector).join(vectors, key == table.id)
+
+
 def _live(table, collection_id: int):
     where = [table.collection_id == collection_id]
     if table is File:
@@ -381,13 +403,12 @@ def iter_vectors(
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """(ids int64, vectors float32 (n, D)) pages, in id order: all live vectors, those written
     after ``after_generation``, or exactly ``ids``. Memory: one page at a time."""
-    table = _table(kind)
+    table, query = _with_vectors(kind)
     if ids is not None:
         for i in range(0, len(ids), _IN_CHUNK):
             with db.session() as s:
                 rows = s.execute(
-                    select(table.id, table.vector)
-                    .where(*_live(table, collection_id), table.id.in_([int(x) for x in ids[i : i + _IN_CHUNK]]))
+                    query.where(*_live(table, collection_id), table.id.in_([int(x) for x in ids[i : i + _IN_CHUNK]]))
                     .order_by(table.id)
                 ).all()
             if rows:
@@ -395,11 +416,11 @@ def iter_vectors(
         return
     last = 0
     while True:
-        query = select(table.id, table.vector).where(*_live(table, collection_id), table.id > last)
+        page = query.where(*_live(table, collection_id), table.id > last)
         if after_generation is not None:
-            query = query.where(table.generation > after_generation)
+            page = page.where(table.generation > after_generation)
         with db.session() as s:
-            rows = s.execute(query.order_by(table.id).limit(batch)).all()
+            rows = s.execute(page.order_by(table.id).limit(batch)).all()
         if not rows:
             return
         yield _unpack(rows)
