@@ -282,9 +282,7 @@ def write_files(db: Database, collection_id: int, records: Sequence[FileRecord])
         if file_vectors:
             s.execute(insert(FileVector), file_vectors)
         if segments:
-            s.execute(
-                insert(SegmentVector), [dict(segment_id=seg.id, vector=vector_bytes(v)) for seg, v in segments]
-            )
+            s.execute(insert(SegmentVector), [dict(segment_id=seg.id, vector=vector_bytes(v)) for seg, v in segments])
 
 
 def remove_files(db: Database, collection_id: int, file_ids: Sequence[int]) -> int:
@@ -408,8 +406,9 @@ def iter_vectors(
         for i in range(0, len(ids), _IN_CHUNK):
             with db.session() as s:
                 rows = s.execute(
-                    query.where(*_live(table, collection_id), table.id.in_([int(x) for x in ids[i : i + _IN_CHUNK]]))
-                    .order_by(table.id)
+                    query.where(
+                        *_live(table, collection_id), table.id.in_([int(x) for x in ids[i : i + _IN_CHUNK]])
+                    ).order_by(table.id)
                 ).all()
             if rows:
                 yield _unpack(rows)
