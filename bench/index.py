@@ -142,11 +142,10 @@ def _loaded_rss(folder: Path) -> int:
 
 
 def _build_args(args) -> dict:
-    return {
-        k: v
-        for k, v in vars(args).items()
-        if k not in ("out", "queries", "rounds", "wait_quiet", "index_dir", "search_threads")
-    }
+    """The arguments that decide the index (a kept one is reused only when they match). An unset
+    ``--flat-max-gb`` is left out, so indexes kept before that option existed still match."""
+    skip = ("out", "queries", "rounds", "wait_quiet", "index_dir", "search_threads")
+    return {k: v for k, v in vars(args).items() if k not in skip and not (k == "flat_max_gb" and v is None)}
 
 
 def _median(xs) -> float:
@@ -292,7 +291,8 @@ def run(args) -> dict:
         noise=args.noise,
         seed=args.seed,
     )
-    plan = plan_index(n, dim, memory_budget_bytes=int(args.budget_gb * 2**30), exact_below=args.exact_below)
+    flat_max = {} if args.flat_max_gb is None else {"flat_max_bytes": int(args.flat_max_gb * 2**30)}
+    plan = plan_index(n, dim, memory_budget_bytes=int(args.budget_gb * 2**30), exact_below=args.exact_below, **flat_max)
     print(f"plan: {plan.kind} {plan.factory}: {plan.reason}", flush=True)
     queries = gen.draw(args.queries, np.random.default_rng([args.seed, 3]))
 
@@ -369,6 +369,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--dim", type=int, default=512)
     ap.add_argument("--queries", type=int, default=1000, help="held-out queries (timed as one batch)")
     ap.add_argument("--budget-gb", type=float, default=4.0, help="index memory budget in GiB")
+    ap.add_argument(
+        "--flat-max-gb",
+        type=float,
+        default=None,
+        help="plan_index's flat_max_bytes in GiB (default: the planner's); a large value keeps IVF-Flat",
+    )
     ap.add_argument("--out", type=Path, default=Path("bench/results_index.json"))
     ap.add_argument("--clusters", type=int, default=0, help="default n / 40")
     ap.add_argument("--topics", type=int, default=1000)
