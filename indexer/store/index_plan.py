@@ -17,9 +17,11 @@ Why Flat stops at ``FLAT_MAX_BYTES`` even with memory to spare (autofaiss likewi
 collections): the speed target is recall@10 >= 0.95 at >= 20x exact search. Once the lists are
 gigabytes a query is bound by the bytes it streams from memory, and on data whose neighbourhoods
 straddle many lists (the "hard" synthetic set of bench/index.py) recall 0.95 needs nprobe 64 of
-4,096 lists. Measured on 2 cores at 1 M x 512-d (bench/RESULTS.md, issue 5 and issue 18 item 5):
-IVF4096,Flat is then only 12x exact search, IVF4096,SQ8 (a quarter of the bytes per vector, recall
-within 0.005 of Flat at the same nprobe) 21x; on the easier default set both pass (85x / 125x).
+4,096 lists. Measured on 2-core VMs at 1 M x 512-d (bench/RESULTS.md, issue 5 and issue 18 item
+5): IVF4096,Flat is then 12x exact search (2 threads, Intel VM; 6.4x with 1 thread on an AMD VM
+whose exact search is faster), IVF4096,SQ8 (a quarter of the bytes per vector, recall within
+0.005 of Flat at the same nprobe) 21x (10.8x): about 1.7x Flat's speed on both machines. On the
+easier default set both pass (Flat 85x, SQ8 79-155x).
 
 HNSW is not offered: building it for 1 M 512-d vectors takes tens of minutes on 2 cores and it
 cannot remove ids, which incremental publishing needs.
@@ -161,7 +163,7 @@ def plan_index(
             over = (
                 f"Full float32 vectors ({_gb(n * dim * 4)}) are over the {_gb(flat_max_bytes or 0)} above which "
                 f"scanning them misses the speed target ({SPEED_TARGET}) on data whose neighbours straddle many "
-                f"lists (measured at 1 M x 512-d: IVF-Flat 12x, SQ8 21x)"
+                f"lists (measured at 1 M x 512-d: SQ8 ~1.7x the queries/s of IVF-Flat at recall 0.95)"
             )
         else:
             over = f"Full vectors would need {_gb(flat_est)}, over the {_gb(budget)} budget"
