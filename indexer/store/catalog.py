@@ -281,7 +281,9 @@ def write_files(db: Database, collection_id: int, records: Sequence[FileRecord])
             if r.vector is not None:
                 file_vectors.append(dict(file_id=file_id, vector=vector_bytes(r.vector)))
             for start, end, v in r.segments or ():
-                segment = Segment(file_id=file_id, collection_id=collection_id, start_s=start, end_s=end)
+                segment = Segment(
+                    file_id=file_id, collection_id=collection_id, start_s=start, end_s=end, generation=generation
+                )
                 segments.append((segment, v))
                 s.add(segment)
         s.flush()  # segment ids for their vectors

@@ -20,11 +20,14 @@ straddle many lists (the "hard" synthetic set of bench/index.py) recall 0.95 nee
 4,096 lists. Measured on 2-core VMs at 1 M x 512-d (bench/RESULTS.md, issue 5 and issue 18 item
 5): IVF4096,Flat is then 12x exact search (2 threads, Intel VM; 6.4x with 1 thread on an AMD VM
 whose exact search is faster), IVF4096,SQ8 (a quarter of the bytes per vector, recall within
-0.005 of Flat at the same nprobe) 21x (10.8x): about 1.7x Flat's speed on both machines. On the
-easier default set both pass (Flat 85x, SQ8 79-155x).
+0.005 of Flat at the same nprobe) 21x (10.8-18.5x): 1.7x Flat's speed or more on both
+machines. On the easier default set both pass (Flat 85x, SQ8 79-155x).
 
 HNSW is not offered: building it for 1 M 512-d vectors takes tens of minutes on 2 cores and it
-cannot remove ids, which incremental publishing needs.
+cannot remove ids, which incremental publishing needs. Nor, yet, fast-scan PQ with an SQ8 refine
+("IVF4096,PQ256x4fs,Refine(SQ8)"): on the hard set it measured recall@10 0.956 at 67x exact search
+(bench/index_fastscan.py), but FAISS's IndexRefine cannot remove ids either, and its k_factor
+would need tuning beside nprobe.
 """
 
 from __future__ import annotations

@@ -115,6 +115,9 @@ def test_rows_vectors_and_segments_round_trip(db, manifest):
     assert catalog.known_files(db, col.id, ["/lib/a.wav"])["/lib/a.wav"].id == known["/lib/a.wav"].id
     assert catalog.count_vectors(db, col.id, "segments") == 7
     assert catalog.ids_written_after(db, col.id, "files", before).tolist() == [known["/lib/a.wav"].id]
+    # the rewritten file's new segment carries the new generation too (incremental publish finds it)
+    (new_segment,) = catalog.ids_written_after(db, col.id, "segments", before).tolist()
+    assert new_segment in catalog.live_ids(db, col.id, "segments").tolist()
     _, (new_a,) = next(catalog.iter_vectors(db, col.id, "files", ids=np.array([known["/lib/a.wav"].id])))
     np.testing.assert_array_equal(new_a, changed[0].vector)
     assert _vector_rows(db) == (3, 7)  # the old vectors went with the old rows; the failed file has none
