@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from indexer.fulltext import FUSION_DEPTH, fuse, text_order, text_ranking
 from indexer.search import Hit
-from indexer.store.schema import STATUS_INDEXED, File, vector_from_bytes
+from indexer.store.schema import STATUS_INDEXED, File, FileVector, vector_from_bytes
 
 if TYPE_CHECKING:
     from indexer.query import SearchRequest
@@ -76,9 +76,9 @@ def _scored_rows(store: Store, ids: list[int], query_vector: np.ndarray) -> dict
     query = np.asarray(query_vector, np.float32).ravel()
     with store.db.session() as s:
         rows = s.execute(
-            select(File.id, File.path, File.duration_s, File.format, File.tags, File.vector).where(
-                File.id.in_(ids), File.status == STATUS_INDEXED
-            )
+            select(File.id, File.path, File.duration_s, File.format, File.tags, FileVector.vector)
+            .join(FileVector, FileVector.file_id == File.id)
+            .where(File.id.in_(ids), File.status == STATUS_INDEXED)
         ).all()
     out = {}
     for file_id, path, duration_s, fmt, tags, blob in rows:

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+from sqlalchemy import select
 
 from indexer import errors
 from indexer.filters import SearchFilters, allowed_ids
@@ -31,7 +32,7 @@ from indexer.hybrid import with_words
 from indexer.ingest.discover import os_path
 from indexer.paging import Relevance, known_total, passing_hits, reach_request, total_hits
 from indexer.search import Hit, Searcher
-from indexer.store.schema import STATUS_INDEXED, Collection, File, vector_from_bytes
+from indexer.store.schema import STATUS_INDEXED, Collection, File, FileVector, vector_from_bytes
 
 if TYPE_CHECKING:
     from indexer.models.manifest import Manifest
@@ -196,13 +197,17 @@ def stored_vector(store: Store, item_id: int) -> np.ndarray:
     """An indexed item's vector, refused when another model than the store's made it."""
     manifest = store.manifest
     row, collection = item_row(store, item_id)
-    if row.status != STATUS_INDEXED or row.vector is None:
+    blob = None
+    if row.status == STATUS_INDEXED:
+        with store.db.session() as s:
+            blob = s.scalar(select(FileVector.vector).where(FileVector.file_id == item_id))
+    if blob is None:
         raise errors.ItemNotIndexedError(f"item {item_id} failed to ingest ({row.error_code}): {row.error}")
     if collection.model_fingerprint != manifest.fingerprint:
         raise errors.ModelMismatchError(
             f"item {item_id} was embedded by model {collection.model_name!r}, not the served {manifest.name!r}"
         )
-    return vector_from_bytes(row.vector).copy()
+    return vector_from_bytes(blob).copy()
 
 
 class ItemAudio:

@@ -1,4 +1,5 @@
-"""Collections and their rows: the only code that reads or writes ``files`` and ``segments``.
+"""Collections and their rows: the only code that writes ``files``, ``segments`` and their vectors
+(``file_vectors``, ``segment_vectors``).
 
 A collection is bound to one model: ``open_collection`` refuses a model whose fingerprint differs
 from the one the collection was built with (``indexer rebuild`` moves a collection to a new
@@ -14,18 +15,35 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from indexer.errors import CollectionNameError, CollectionNotFoundError, ModelMismatchError, StoreError
 from indexer.fulltext import words_for
 from indexer.models.manifest import Manifest
 from indexer.store.db import Database
-from indexer.store.schema import STATUS_FAILED, STATUS_INDEXED, Collection, File, Segment, utcnow, vector_bytes
+from indexer.store.schema import (
+    STATUS_FAILED,
+    STATUS_INDEXED,
+    Collection,
+    File,
+    FileVector,
+    Segment,
+    SegmentVector,
+    utcnow,
+    vector_bytes,
+)
+
+# The readers of the stored vectors live in vector_rows (this module stays the writer); callers
+# keep reaching them as catalog.count_vectors, catalog.iter_vectors, ...: re-exported on purpose.
+from indexer.store.vector_rows import KINDS as KINDS
+from indexer.store.vector_rows import count_vectors as count_vectors
+from indexer.store.vector_rows import ids_written_after as ids_written_after
+from indexer.store.vector_rows import iter_vectors as iter_vectors
+from indexer.store.vector_rows import live_ids as live_ids
 
 log = logging.getLogger("indexer.store")
 
-KINDS = ("files", "segments")
 _IN_CHUNK = 500  # paths per IN (...) query: well under SQLite's variable limit
 
 # THE collection-name rule (CLI, store and service all call check_collection_name): a name is a
@@ -225,8 +243,12 @@ def write_files(db: Database, collection_id: int, records: Sequence[FileRecord])
             )
         }
         if existing:
-            s.execute(delete(Segment).where(Segment.file_id.in_(list(existing.values()))))
+            replaced = list(existing.values())
+            s.execute(delete(Segment).where(Segment.file_id.in_(replaced)))  # their vectors cascade
+            s.execute(delete(FileVector).where(FileVector.file_id.in_(replaced)))
         now = utcnow()
+        file_vectors: list[dict] = []
+        segments: list[tuple[Segment, np.ndarray]] = []
         for r in records:
             values = dict(
                 collection_id=collection_id,
@@ -244,7 +266,6 @@ def write_files(db: Database, collection_id: int, records: Sequence[FileRecord])
                 status=STATUS_FAILED if r.error_code else STATUS_INDEXED,
                 error_code=r.error_code,
                 error=r.error,
-                vector=None if r.vector is None else vector_bytes(r.vector),
                 n_segments=len(r.segments or ()),
                 generation=generation,
                 updated_at=now,
@@ -257,18 +278,19 @@ def write_files(db: Database, collection_id: int, records: Sequence[FileRecord])
                 file_id = row.id
             else:
                 s.execute(update(File).where(File.id == file_id).values(**values))
-            if r.segments:
-                s.add_all(
-                    Segment(
-                        file_id=file_id,
-                        collection_id=collection_id,
-                        start_s=start,
-                        end_s=end,
-                        vector=vector_bytes(v),
-                        generation=generation,
-                    )
-                    for start, end, v in r.segments
+            if r.vector is not None:
+                file_vectors.append(dict(file_id=file_id, vector=vector_bytes(r.vector)))
+            for start, end, v in r.segments or ():
+                segment = Segment(
+                    file_id=file_id, collection_id=collection_id, start_s=start, end_s=end, generation=generation
                 )
+                segments.append((segment, v))
+                s.add(segment)
+        s.flush()  # segment ids for their vectors
+        if file_vectors:
+            s.execute(insert(FileVector), file_vectors)
+        if segments:
+            s.execute(insert(SegmentVector), [dict(segment_id=seg.id, vector=vector_bytes(v)) for seg, v in segments])
 
 
 def remove_files(db: Database, collection_id: int, file_ids: Sequence[int]) -> int:
@@ -330,92 +352,3 @@ def next_generation(s: Session, collection_id: int) -> int:
     if generation is None:
         raise StoreError(f"collection id {collection_id} vanished during a write")
     return int(generation)
-
-
-# ----------------------------------------------------------------------------- vectors
-
-
-def _table(kind: str):
-    if kind not in KINDS:
-        raise ValueError(f"kind must be one of {KINDS}, not {kind!r}")
-    return File if kind == "files" else Segment
-
-
-def _live(table, collection_id: int):
-    where = [table.collection_id == collection_id]
-    if table is File:
-        where.append(File.status == STATUS_INDEXED)
-    return where
-
-
-def count_vectors(db: Database, collection_id: int, kind: str) -> int:
-    table = _table(kind)
-    with db.session() as s:
-        return int(s.execute(select(func.count()).select_from(table).where(*_live(table, collection_id))).scalar_one())
-
-
-def live_ids(db: Database, collection_id: int, kind: str) -> np.ndarray:
-    """Sorted ids of every vector the collection holds (8 bytes each: 80 MB at 10 M)."""
-    table = _table(kind)
-    parts, last = [], 0
-    while True:
-        with db.session() as s:
-            ids = s.scalars(
-                select(table.id).where(*_live(table, collection_id), table.id > last).order_by(table.id).limit(100_000)
-            ).all()
-        if not ids:
-            break
-        parts.append(np.asarray(ids, np.int64))
-        last = ids[-1]
-    return np.concatenate(parts) if parts else np.zeros(0, np.int64)
-
-
-def iter_vectors(
-    db: Database,
-    collection_id: int,
-    kind: str,
-    *,
-    after_generation: int | None = None,
-    ids: np.ndarray | None = None,
-    batch: int = 20_000,
-) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """(ids int64, vectors float32 (n, D)) pages, in id order: all live vectors, those written
-    after ``after_generation``, or exactly ``ids``. Memory: one page at a time."""
-    table = _table(kind)
-    if ids is not None:
-        for i in range(0, len(ids), _IN_CHUNK):
-            with db.session() as s:
-                rows = s.execute(
-                    select(table.id, table.vector)
-                    .where(*_live(table, collection_id), table.id.in_([int(x) for x in ids[i : i + _IN_CHUNK]]))
-                    .order_by(table.id)
-                ).all()
-            if rows:
-                yield _unpack(rows)
-        return
-    last = 0
-    while True:
-        query = select(table.id, table.vector).where(*_live(table, collection_id), table.id > last)
-        if after_generation is not None:
-            query = query.where(table.generation > after_generation)
-        with db.session() as s:
-            rows = s.execute(query.order_by(table.id).limit(batch)).all()
-        if not rows:
-            return
-        yield _unpack(rows)
-        last = rows[-1][0]
-
-
-def ids_written_after(db: Database, collection_id: int, kind: str, generation: int) -> np.ndarray:
-    table = _table(kind)
-    with db.session() as s:
-        ids = s.scalars(
-            select(table.id).where(table.collection_id == collection_id, table.generation > generation)
-        ).all()
-    return np.asarray(sorted(ids), np.int64)
-
-
-def _unpack(rows) -> tuple[np.ndarray, np.ndarray]:
-    ids = np.fromiter((r[0] for r in rows), np.int64, len(rows))
-    vectors = np.frombuffer(b"".join(r[1] for r in rows), dtype="<f4").reshape(len(rows), -1)
-    return ids, vectors.astype(np.float32, copy=True)

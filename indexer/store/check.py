@@ -20,7 +20,7 @@ from sqlalchemy import delete, select, update
 
 from indexer.errors import CorruptVectorError, VectorIndexError
 from indexer.store import catalog, versions
-from indexer.store.schema import STATUS_FAILED, STATUS_INDEXED, Collection, File, Segment
+from indexer.store.schema import STATUS_FAILED, STATUS_INDEXED, Collection, File, FileVector, Segment, vector_table
 
 if TYPE_CHECKING:
     from indexer.store.store import Store
@@ -39,10 +39,15 @@ class CheckReport:
 
 def _bad_vectors(store: Store, collection: Collection, kind: str) -> list[int]:
     bad: list[int] = []
-    table = File if kind == "files" else Segment
+    table, vectors, key = vector_table(kind)
     last = 0
     while True:
-        query = select(table.id, table.vector).where(table.collection_id == collection.id, table.id > last)
+        # an outer join: a live row whose vector row is missing is damaged too
+        query = (
+            select(table.id, vectors.vector)
+            .outerjoin(vectors, key == table.id)
+            .where(table.collection_id == collection.id, table.id > last)
+        )
         if table is File:
             query = query.where(File.status == STATUS_INDEXED)
         with store.db.session() as s:
@@ -117,11 +122,11 @@ def _quarantine(store: Store, collection: Collection, kind: str, ids: list[int])
                 .values(
                     status=STATUS_FAILED,
                     error_code=CorruptVectorError.code,
-                    vector=None,
                     size=-1,
                     error="stored vector was damaged; the next ingest re-embeds this file",
                 )
             )
+            s.execute(delete(FileVector).where(FileVector.file_id.in_(ids)))
         else:
             file_ids = s.scalars(select(Segment.file_id).where(Segment.id.in_(ids))).all()
             s.execute(update(File).where(File.id.in_(file_ids)).values(size=-1))

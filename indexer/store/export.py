@@ -15,7 +15,15 @@ from pathlib import Path
 from sqlalchemy import select
 
 from indexer.store.db import Database
-from indexer.store.schema import STATUS_INDEXED, Collection, File, Segment, vector_from_bytes
+from indexer.store.schema import (
+    STATUS_INDEXED,
+    Collection,
+    File,
+    FileVector,
+    Segment,
+    SegmentVector,
+    vector_from_bytes,
+)
 
 PAGE = 10_000
 
@@ -84,16 +92,20 @@ def export_parquet(db: Database, collection: Collection, out: Path, *, kind: str
                             File.sample_rate,
                             File.channels,
                             File.tags,
-                            File.vector,
+                            FileVector.vector,
                         )
+                        .join(FileVector, FileVector.file_id == File.id)
                         .where(File.collection_id == collection.id, File.status == STATUS_INDEXED, File.id > last)
                         .order_by(File.id)
                         .limit(PAGE)
                     ).all()
                 else:
                     rows = s.execute(
-                        select(Segment.id, Segment.file_id, File.path, Segment.start_s, Segment.end_s, Segment.vector)
+                        select(
+                            Segment.id, Segment.file_id, File.path, Segment.start_s, Segment.end_s, SegmentVector.vector
+                        )
                         .join(File, File.id == Segment.file_id)
+                        .join(SegmentVector, SegmentVector.segment_id == Segment.id)
                         .where(Segment.collection_id == collection.id, Segment.id > last)
                         .order_by(Segment.id)
                         .limit(PAGE)

@@ -8,12 +8,26 @@ and the FAISS wiki "Guidelines to choose an index", cut down to what a 2-core ma
 * above: an inverted file with ``nlist`` ~ 4 * sqrt(n) lists rounded to a power of two (autofaiss'
   first choice below 1 M vectors), capped so that k-means runs on at most ``TRAIN_POINTS_PER_CENTROID``
   points per centroid taken from the collection and at most 65,536 lists;
-* the codes stored per vector are chosen by the budget: full float32 vectors ("IVF..,Flat") if they
-  fit, else 8-bit scalar quantisation ("SQ8", dim bytes) if that fits, else product quantisation with
-  the largest ``m`` dividing ``dim`` (``m`` bytes a vector) that fits.
+* the codes stored per vector: full float32 vectors ("IVF..,Flat") while they are small enough
+  (``flat_max_bytes``, default ``FLAT_MAX_BYTES``) and fit the budget; else 8-bit scalar quantisation
+  ("SQ8", dim bytes) if that fits, else product quantisation with the largest ``m`` dividing ``dim``
+  (``m`` bytes a vector) that fits.
+
+Why Flat stops at ``FLAT_MAX_BYTES`` even with memory to spare (autofaiss likewise quantises large
+collections): the speed target is recall@10 >= 0.95 at >= 20x exact search. Once the lists are
+gigabytes a query is bound by the bytes it streams from memory, and on data whose neighbourhoods
+straddle many lists (the "hard" synthetic set of bench/index.py) recall 0.95 needs nprobe 64 of
+4,096 lists. Measured on 2-core VMs at 1 M x 512-d (bench/RESULTS.md, issue 5 and issue 18 item
+5): IVF4096,Flat is then 12x exact search (2 threads, Intel VM; 6.4x with 1 thread on an AMD VM
+whose exact search is faster), IVF4096,SQ8 (a quarter of the bytes per vector, recall within
+0.005 of Flat at the same nprobe) 21x (10.8-18.5x): 1.7x Flat's speed or more on both
+machines. On the easier default set both pass (Flat 85x, SQ8 79-155x).
 
 HNSW is not offered: building it for 1 M 512-d vectors takes tens of minutes on 2 cores and it
-cannot remove ids, which incremental publishing needs.
+cannot remove ids, which incremental publishing needs. Nor, yet, fast-scan PQ with an SQ8 refine
+("IVF4096,PQ256x4fs,Refine(SQ8)"): on the hard set it measured recall@10 0.956 at 67x exact search
+(bench/index_fastscan.py), but FAISS's IndexRefine cannot remove ids either, and its k_factor
+would need tuning beside nprobe.
 """
 
 from __future__ import annotations
@@ -30,6 +44,10 @@ PQ_TRAIN_MIN = 4_096  # sample wanted for the 256 centroids of each PQ sub-quant
 PQ_MIN_ROWS = 1_024  # fewest rows accepted for them (FAISS needs >= 256)
 ID_BYTES = 8  # int64 id per vector in the inverted lists
 IDMAP2_BYTES = 48  # IndexIDMap2: id array + reverse hash map entry (approximate)
+# Largest float32 payload (n * dim * 4) kept unquantised: 1 GiB is 524,288 vectors at 512-d. At
+# 1 M x 512-d (2 GiB) IVF-Flat missed the 20x target on the hard set, SQ8 met it (module docstring).
+FLAT_MAX_BYTES = 1 << 30
+SPEED_TARGET = "recall@10 0.95 at 20x exact search"
 
 
 @dataclass(frozen=True)
@@ -91,10 +109,23 @@ def _flat_plan(n: int, dim: int, budget: int, why: str) -> IndexPlan:
     return IndexPlan("flat", "Flat", dim, n, None, None, 0, per, est, why + over)
 
 
-def plan_index(n_vectors: int, dim: int, *, memory_budget_bytes: int = 4 << 30, exact_below: int = 50_000) -> IndexPlan:
-    """Plan the index for ``n_vectors`` L2-normalised ``dim``-d vectors (inner-product metric)."""
+def plan_index(
+    n_vectors: int,
+    dim: int,
+    *,
+    memory_budget_bytes: int = 4 << 30,
+    exact_below: int = 50_000,
+    flat_max_bytes: int | None = FLAT_MAX_BYTES,
+) -> IndexPlan:
+    """Plan the index for ``n_vectors`` L2-normalised ``dim``-d vectors (inner-product metric).
+
+    ``flat_max_bytes``: the largest float32 payload an inverted file keeps unquantised (None: no
+    limit but the budget).
+    """
     if dim <= 0:
         raise ValueError(f"dim must be positive, got {dim}")
+    if flat_max_bytes is not None and flat_max_bytes < 0:
+        raise ValueError(f"flat_max_bytes must be >= 0 or None, got {flat_max_bytes}")
     n = max(0, int(n_vectors))
     budget = int(memory_budget_bytes)
     if n == 0:
@@ -121,7 +152,8 @@ def plan_index(n_vectors: int, dim: int, *, memory_budget_bytes: int = 4 << 30, 
     lists = f"IVF with {nlist:,} lists (4*sqrt(n) rounded to a power of two), trained on {train:,} sampled vectors"
     flat_per = float(dim * 4 + ID_BYTES)
     flat_est = int(n * flat_per) + centroids
-    if flat_est <= budget:
+    too_big_to_scan = flat_max_bytes is not None and n * dim * 4 > flat_max_bytes
+    if flat_est <= budget and not too_big_to_scan:
         why = (
             f"{n:,} vectors: {lists}; a query scans only the nearest lists. Full float32 vectors "
             f"need {_gb(flat_est)}, within the {_gb(budget)} budget, so they are kept unquantised."
@@ -130,9 +162,17 @@ def plan_index(n_vectors: int, dim: int, *, memory_budget_bytes: int = 4 << 30, 
     sq_per = float(dim + ID_BYTES)
     sq_est = int(n * sq_per) + centroids + 2 * dim * 4
     if sq_est <= budget:
+        if flat_est <= budget:
+            over = (
+                f"Full float32 vectors ({_gb(n * dim * 4)}) are over the {_gb(flat_max_bytes or 0)} above which "
+                f"scanning them misses the speed target ({SPEED_TARGET}) on data whose neighbours straddle many "
+                f"lists (measured at 1 M x 512-d: SQ8 ~1.7x the queries/s of IVF-Flat at recall 0.95)"
+            )
+        else:
+            over = f"Full vectors would need {_gb(flat_est)}, over the {_gb(budget)} budget"
         why = (
-            f"{n:,} vectors: {lists}. Full vectors would need {_gb(flat_est)}, over the "
-            f"{_gb(budget)} budget, so each is stored as {dim} 8-bit values ({_gb(sq_est)})."
+            f"{n:,} vectors: {lists}. {over}, so each is stored as {dim} 8-bit values ({_gb(sq_est)}): "
+            f"a quarter of the bytes to scan per vector, recall within ~0.005 of full vectors at the same nprobe."
         )
         return IndexPlan("ivf_sq8", f"IVF{nlist},SQ8", dim, n, nlist, None, train, sq_per, sq_est, why)
     fixed = centroids + 256 * dim * 4

@@ -1,8 +1,12 @@
 """The metadata database: one row per collection, file, segment and published index version.
 
-Vectors live in the rows (float32 bytes), committed in the same transaction as the metadata, so
-a file is either fully ingested (row + vector + segments) or absent: a killed ingest can never
-leave a vector without its row or the reverse. FAISS indexes are built from these rows and
+Vectors (float32 bytes) live in their own tables, ``file_vectors`` and ``segment_vectors``, one
+row per file or segment keyed by its id, committed in the same transaction as the metadata, so a
+file is either fully ingested (row + vector + segments + their vectors) or absent: a killed ingest
+can never leave a vector without its row or the reverse (the foreign keys cascade on delete).
+They are kept out of ``files`` and ``segments`` so the metadata rows stay small: a search hit's
+join (path, duration, tags) reads a few hundred bytes a row, not a 2 KB vector beside it, and
+many rows share a page. FAISS indexes are built from these rows and
 published as versions (``indexer.store.versions``); their int64 ids ARE ``files.id`` and
 ``segments.id``.
 
@@ -17,6 +21,7 @@ compares the two.
 from __future__ import annotations
 
 from datetime import datetime, timezone
+from typing import Any
 
 import numpy as np
 from sqlalchemy import (
@@ -95,7 +100,6 @@ class File(Base):
     status: Mapped[str] = mapped_column(String(16))
     error_code: Mapped[str | None] = mapped_column(String(60), nullable=True)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
-    vector: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
     n_segments: Mapped[int] = mapped_column(Integer, default=0)
     generation: Mapped[int] = mapped_column(BigInteger, default=0)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
@@ -123,8 +127,27 @@ class Segment(Base):
     collection_id: Mapped[int] = mapped_column(ForeignKey("collections.id", ondelete="CASCADE"))
     start_s: Mapped[float] = mapped_column(Float)
     end_s: Mapped[float] = mapped_column(Float)
-    vector: Mapped[bytes] = mapped_column(LargeBinary)
     generation: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class FileVector(Base):
+    """The vector of an indexed file (a failed file has none)."""
+
+    __tablename__ = "file_vectors"
+    file_id: Mapped[int] = mapped_column(
+        Id, ForeignKey("files.id", ondelete="CASCADE"), primary_key=True, autoincrement=False
+    )
+    vector: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class SegmentVector(Base):
+    """The vector of one segment."""
+
+    __tablename__ = "segment_vectors"
+    segment_id: Mapped[int] = mapped_column(
+        Id, ForeignKey("segments.id", ondelete="CASCADE"), primary_key=True, autoincrement=False
+    )
+    vector: Mapped[bytes] = mapped_column(LargeBinary)
 
 
 class FileAnalysis(Base):
@@ -164,6 +187,15 @@ class IndexVersion(Base):
     n_vectors: Mapped[int] = mapped_column(BigInteger)
     plan: Mapped[dict] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+def vector_table(kind: str) -> tuple[Any, Any, Any]:
+    """(row table, vector table, the vector table's id column) of ``kind`` "files" or "segments"."""
+    if kind == "files":
+        return File, FileVector, FileVector.file_id
+    if kind == "segments":
+        return Segment, SegmentVector, SegmentVector.segment_id
+    raise ValueError(f"kind must be 'files' or 'segments', not {kind!r}")
 
 
 def vector_bytes(vector: np.ndarray) -> bytes:

@@ -83,9 +83,13 @@ def _grow(library: Path, round_no: int, rng: random.Random) -> None:
 def _snapshot(home: Path) -> tuple[dict[str, bytes], dict[tuple[str, float], bytes], list[str]]:
     """(path -> file vector, (path, start) -> segment vector, every path row) straight from SQLite."""
     with sqlite3.connect(home / "clapsearch.db", timeout=30) as db:
-        rows = db.execute("SELECT path, vector FROM files WHERE status = 'indexed'").fetchall()
+        rows = db.execute(
+            "SELECT f.path, v.vector FROM files f LEFT JOIN file_vectors v ON v.file_id = f.id "
+            "WHERE f.status = 'indexed'"
+        ).fetchall()
         segments = db.execute(
-            "SELECT f.path, s.start_s, s.vector FROM segments s JOIN files f ON f.id = s.file_id"
+            "SELECT f.path, s.start_s, v.vector FROM segments s JOIN files f ON f.id = s.file_id "
+            "LEFT JOIN segment_vectors v ON v.segment_id = s.id"
         ).fetchall()
         paths = [p for (p,) in db.execute("SELECT path FROM files")]
     return {p: v for p, v in rows}, {(p, s): v for p, s, v in segments}, paths

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import shutil
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +20,7 @@ from indexer.ingest.pipeline import IngestOptions, run_ingest
 from indexer.ingest.shards import import_shards, read_shard_manifest
 from indexer.settings import IndexerSettings
 from indexer.store.catalog import SegmentSpec, list_collections
-from indexer.store.schema import File, Segment
+from indexer.store.schema import File, FileVector, Segment, SegmentVector
 from indexer.store.store import Store
 from tests.indexer import library
 
@@ -70,15 +71,28 @@ def built(ray_session, lib, tiny_model_dir, tmp_path_factory):
     store.close()
 
 
-def _rows(store: Store, name: str) -> dict[str, tuple[File, list[Segment]]]:
+@dataclass
+class Stored:
+    """A file or segment row with its vector (from file_vectors / segment_vectors; None if it has none)."""
+
+    row: File | Segment
+    vector: bytes | None
+
+    def __getattr__(self, name: str):
+        return getattr(self.row, name)
+
+
+def _rows(store: Store, name: str) -> dict[str, tuple[Stored, list[Stored]]]:
     cid = store.collection(name).id
     with store.db.session() as s:
         files = s.scalars(select(File).where(File.collection_id == cid)).all()
         segs = s.scalars(select(Segment).where(Segment.collection_id == cid).order_by(Segment.start_s)).all()
-    by_file: dict[int, list[Segment]] = {}
+        file_vectors = dict(s.execute(select(FileVector.file_id, FileVector.vector)).tuples().all())
+        segment_vectors = dict(s.execute(select(SegmentVector.segment_id, SegmentVector.vector)).tuples().all())
+    by_file: dict[int, list[Stored]] = {}
     for seg in segs:
-        by_file.setdefault(seg.file_id, []).append(seg)
-    return {f.path: (f, by_file.get(f.id, [])) for f in files}
+        by_file.setdefault(seg.file_id, []).append(Stored(seg, segment_vectors.get(seg.id)))
+    return {f.path: (Stored(f, file_vectors.get(f.id)), by_file.get(f.id, [])) for f in files}
 
 
 def _vec(blob: bytes) -> np.ndarray:

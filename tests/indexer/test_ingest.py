@@ -202,7 +202,7 @@ def test_export_check_and_repair(tmp_path, capsys):
     col = store.collection("default")
     victim = catalog.known_files(store.db, col.id, [str(files[0])])[str(files[0])].id
     with sqlite3.connect(home / "clapsearch.db") as conn:
-        conn.execute("UPDATE files SET vector = ? WHERE id = ?", (b"\x00" * 12, victim))
+        conn.execute("UPDATE file_vectors SET vector = ? WHERE file_id = ?", (b"\x00" * 12, victim))
     assert cli.main(["check", "--home", str(home)]) == 1
     assert "damaged" in capsys.readouterr().out
     assert cli.main(["check", "--home", str(home), "--repair"]) == 0

@@ -31,7 +31,8 @@ def drop_all(url: str) -> None:
     """The store's tables dropped from the test database, so that a PostgreSQL store test starts empty."""
     engine = sa.create_engine(url)
     with engine.begin() as conn:
-        for table in ("file_analyses", "segments", "index_versions", "files", "collections", "alembic_version"):
+        tables = ("file_vectors", "segment_vectors", "file_analyses", "segments", "index_versions", "files")
+        for table in (*tables, "collections", "alembic_version"):
             conn.execute(sa.text(f"DROP TABLE IF EXISTS {table} CASCADE"))
     engine.dispose()
 
@@ -92,7 +93,7 @@ def test_migrations_create_exactly_the_models_schema(db):
         else:
             assert "ix_files_words_fts" in {i["name"] for i in inspector.get_indexes("files")}
     assert diff == []
-    assert version == "0003"
+    assert version == "0004"
 
 
 def test_rows_vectors_and_segments_round_trip(db, manifest):
@@ -114,10 +115,67 @@ def test_rows_vectors_and_segments_round_trip(db, manifest):
     assert catalog.known_files(db, col.id, ["/lib/a.wav"])["/lib/a.wav"].id == known["/lib/a.wav"].id
     assert catalog.count_vectors(db, col.id, "segments") == 7
     assert catalog.ids_written_after(db, col.id, "files", before).tolist() == [known["/lib/a.wav"].id]
-    # Removing a folder's files takes their segments along.
+    # the rewritten file's new segment carries the new generation too (incremental publish finds it)
+    (new_segment,) = catalog.ids_written_after(db, col.id, "segments", before).tolist()
+    assert new_segment in catalog.live_ids(db, col.id, "segments").tolist()
+    _, (new_a,) = next(catalog.iter_vectors(db, col.id, "files", ids=np.array([known["/lib/a.wav"].id])))
+    np.testing.assert_array_equal(new_a, changed[0].vector)
+    assert _vector_rows(db) == (3, 7)  # the old vectors went with the old rows; the failed file has none
+    # Removing a folder's files takes their segments and every vector along.
     gone = catalog.file_ids_under(db, col.id, ["/lib"])
     assert catalog.remove_files(db, col.id, gone) == 4
     assert catalog.count_vectors(db, col.id, "segments") == 0
+    assert _vector_rows(db) == (0, 0)
+
+
+TABLES = ("file_vectors", "segment_vectors")
+
+
+def _vector_rows(db) -> tuple:
+    with db.engine.connect() as conn:
+        return tuple(conn.execute(sa.text(f"SELECT count(*) FROM {t}")).scalar() for t in TABLES)
+
+
+def _all_vectors(db, collection_id: int, kind: str) -> list:
+    return [(ids.tolist(), v.tolist()) for ids, v in catalog.iter_vectors(db, collection_id, kind)]
+
+
+def _alembic(db, step: str, revision: str) -> None:
+    from alembic import command
+    from alembic.config import Config
+
+    from indexer.store.db import MIGRATIONS
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    with db.engine.begin() as connection:
+        config.attributes["connection"] = connection
+        getattr(command, step)(config, revision)
+
+
+def test_migration_0004_moves_the_vectors_out_of_the_rows_and_back(db, manifest):
+    """Upgrading a 0003 database copies every vector into the vector tables; a downgrade copies
+    them back. The rows, their ids and the full-text index survive both ways."""
+    rng = np.random.default_rng(3)
+    col = catalog.open_collection(db, "lib", manifest, "fp32", SegmentSpec(10, 5))
+    records = _records(rng, ["kick drum", "rain"], segments=2)
+    records.append(FileRecord("/lib/bad.wav", 5, 1, error_code="audio.decode", error="not audio"))
+    catalog.write_files(db, col.id, records)
+    before = {k: _all_vectors(db, col.id, k) for k in ("files", "segments")}
+    _alembic(db, "downgrade", "0003")
+    with db.engine.connect() as conn:
+        old = conn.execute(sa.text("SELECT path, vector FROM files ORDER BY id")).all()
+        assert [p for p, v in old if v is None] == ["/lib/bad.wav"]
+        assert conn.execute(sa.text("SELECT count(*) FROM segments WHERE vector IS NOT NULL")).scalar() == 4
+        assert not set(TABLES) & set(sa.inspect(conn).get_table_names())
+    np.testing.assert_array_equal(np.frombuffer(old[0][1], "<f4"), records[0].vector)
+    _alembic(db, "upgrade", "head")
+    assert _vector_rows(db) == (2, 4)
+    assert {k: _all_vectors(db, col.id, k) for k in before} == before
+    from indexer import fulltext
+
+    rain = catalog.known_files(db, col.id, ["/lib/rain.wav"])["/lib/rain.wav"].id
+    assert [i for i, _ in fulltext.text_ranking(db, col.id, "rain", 10)] == [rain]
 
 
 def test_a_write_batch_is_all_or_nothing(db, manifest):

@@ -47,7 +47,10 @@ def test_plan_small_collection_is_exact_flat():
 
 
 def test_plan_big_collection_with_room_is_ivf_flat():
-    plan = plan_index(1_000_000, 512, memory_budget_bytes=8 << 30)
+    plan = plan_index(500_000, 512, memory_budget_bytes=8 << 30)  # 0.95 GiB of float32: under FLAT_MAX_BYTES
+    assert plan.kind == "ivf_flat" and plan.factory == "IVF2048,Flat" and plan.nlist == 2048
+    assert "kept unquantised" in plan.reason
+    plan = plan_index(1_000_000, 512, memory_budget_bytes=8 << 30, flat_max_bytes=None)
     assert plan.kind == "ivf_flat" and plan.factory == "IVF4096,Flat" and plan.nlist == 4096
     # training sample: ~40 points per centroid, never more than the collection
     assert 30 * plan.nlist <= plan.train_size <= 64 * plan.nlist
@@ -58,6 +61,27 @@ def test_plan_big_collection_with_room_is_ivf_flat():
         nlist = plan_index(n, 64, memory_budget_bytes=1 << 50).nlist
         assert nlist & (nlist - 1) == 0 and nlist <= 1 << 16 and nlist * 40 <= n
         assert nlist == min(1 << 16, 1 << round(np.log2(4 * np.sqrt(n))))
+
+
+def test_plan_large_collection_is_sq8_for_speed_even_with_memory_to_spare():
+    """Above FLAT_MAX_BYTES of float32 lists IVF-Flat misses recall 0.95 at 20x exact search on
+    hard data (bench/RESULTS.md, issue 18 item 5): the planner quantises, and says why."""
+    from indexer.store.index_plan import FLAT_MAX_BYTES
+
+    dim = 512
+    edge = FLAT_MAX_BYTES // (dim * 4)
+    assert plan_index(edge, dim, memory_budget_bytes=64 << 30).kind == "ivf_flat"
+    for n in (edge + 1, 1_000_000, 5_000_000):
+        plan = plan_index(n, dim, memory_budget_bytes=64 << 30)
+        assert plan.kind == "ivf_sq8" and plan.factory.endswith(",SQ8"), n
+        assert "speed target" in plan.reason and "20x exact search" in plan.reason and "1.00 GiB" in plan.reason
+    # smaller vectors: more of them stay unquantised (the limit is bytes to scan)
+    assert plan_index(1_000_000, 256, memory_budget_bytes=64 << 30).kind == "ivf_flat"
+    # a larger limit keeps Flat; a budget too small for SQ8 still falls to PQ
+    assert plan_index(1_000_000, dim, flat_max_bytes=4 << 30).kind == "ivf_flat"
+    assert plan_index(1_000_000, dim, memory_budget_bytes=100 << 20).kind == "ivf_pq"
+    with pytest.raises(ValueError, match="flat_max_bytes"):
+        plan_index(1_000_000, dim, flat_max_bytes=-1)
 
 
 def test_plan_tight_budget_picks_sq8_then_pq():
