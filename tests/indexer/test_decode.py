@@ -89,6 +89,18 @@ def test_bit_identical_to_librosa_load(tmp_path, sr, channels, subtype):
         np.testing.assert_array_equal(src.read(0, len(ref)), ref)
 
 
+@pytest.mark.parametrize("fmt", ["WAV", "FLAC", "AIFF"])
+def test_pcm16_fast_path_equals_libsndfile_float_read(tmp_path, fmt):
+    """16-bit files are read as int16 and scaled in numpy: the very floats libsndfile gives."""
+    rng = np.random.default_rng(1)
+    pcm = rng.integers(-32768, 32768, size=(48_000, 2), dtype=np.int16)
+    pcm[:3, 0] = [-32768, 32767, -1]  # both full-scale ends
+    path = tmp_path / f"x.{fmt.lower()}"
+    sf.write(path, pcm, 48_000, format=fmt, subtype="PCM_16")
+    ref = sf.read(path, dtype="float32", always_2d=True)[0]
+    np.testing.assert_array_equal(load_audio(path, SR), np.mean(ref.T, axis=0))
+
+
 def test_resample_stream_equals_one_shot_soxr():
     """The fact the streaming decoder relies on (python-soxr 1.x, libsoxr HQ)."""
     x = noise(3.1, 44_100)
