@@ -403,9 +403,16 @@ def test_audio_source_read_clamps_and_closes(tmp_path):
             np.testing.assert_array_equal(src.read(n - 3, n + 100), whole[-3:])
             assert src.read(n + 5, n + 10).shape == (0,) and src.read(7, 7).shape == (0,)
             assert src.read(0, 4).dtype == np.float32
+            for a, b in ((1000, 5000), (-50, 10), (n - 3, n + 100), (n + 5, n + 10), (7, 7)):
+                np.testing.assert_array_equal(src.view(a, b), src.read(a, b))
+            part = src.view(10, 20)
+            assert part.flags.writeable != src.in_memory  # in RAM a view of the waveform: read-only
+            assert np.shares_memory(part, src.view(0, n)) == src.in_memory
         assert src.closed
         with pytest.raises(ValueError):
             src.read(0, 10)
+        with pytest.raises(ValueError):
+            src.view(0, 10)
     assert [p.name for p in tmp_path.iterdir()] == ["x.wav"]  # no temp file left behind
 
 
