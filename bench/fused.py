@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import statistics
 import sys
 import time
@@ -39,8 +40,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _fused_peers  # noqa: E402
 import _laion  # noqa: E402
+import embed  # noqa: E402
 from common import command_line, print_contention, print_head, print_targets, quiet_logs, target, work_folder  # noqa: E402
-from embed import ensure_tokenizer  # noqa: E402
 from machine import CpuMonitor, Undisturbed, cpu_info, loadavg_figures, write_results  # noqa: E402
 
 SAMPLE_RATE = 48_000
@@ -89,7 +90,7 @@ def export_ours(model, work: Path, quick: bool, seed: int, reuse: bool) -> Path:
         frontend=frontend,
         audio_architecture="htsat-tiny",
         text_architecture="roberta",
-        tokenizer_dir=ensure_tokenizer(None, work),
+        tokenizer_dir=embed.ensure_tokenizer(None, work),
         max_text_length=77,
         source="random",
         source_format="hf_clap",
@@ -102,44 +103,25 @@ def export_ours(model, work: Path, quick: bool, seed: int, reuse: bool) -> Path:
 
 
 def make_long_clips(folder: Path, count: int, seconds: float, seed: int) -> list[Path]:
-    """``count`` mono 48 kHz 16-bit WAV files of ``seconds``: a different tone mixture every few
-    seconds over coloured noise, so the global view and the three local views all differ."""
+    """``count`` mono 48 kHz 16-bit WAV files of ``seconds``: ``embed.make_clips``' 10 s clips (tones
+    with envelopes over coloured noise) joined end to end, so the global and local views all differ."""
     import soundfile as sf
 
-    folder.mkdir(parents=True, exist_ok=True)
-    n = int(seconds * SAMPLE_RATE)
-    t = np.arange(n) / SAMPLE_RATE
+    pieces = math.ceil(seconds / 10)
+    parts = embed.make_clips(folder / "parts", count * pieces, seed)
     paths = []
     for i in range(count):
-        rng = np.random.default_rng(seed * 1000 + i)
-        noise = np.convolve(rng.standard_normal(n), np.ones(4) / 4, mode="same")
-        wave = rng.uniform(0.02, 0.08) * noise
-        for start in range(0, n, 4 * SAMPLE_RATE):  # a new mixture every 4 s
-            part = slice(start, min(n, start + 4 * SAMPLE_RATE))
-            for _ in range(rng.integers(1, 4)):
-                wave[part] += rng.uniform(0.05, 0.25) * np.sin(2 * np.pi * rng.uniform(80, 8000) * t[part])
-        path = folder / f"long_{i:03d}.wav"
-        sf.write(str(path), np.clip(wave, -1, 1).astype(np.float32), SAMPLE_RATE, subtype="PCM_16")
-        paths.append(path)
+        wave = np.concatenate([sf.read(str(p), dtype="int16")[0] for p in parts[i * pieces : (i + 1) * pieces]])
+        paths.append(folder / f"long_{i:03d}.wav")
+        sf.write(str(paths[-1]), wave[: int(seconds * SAMPLE_RATE)], SAMPLE_RATE, subtype="PCM_16")
     return paths
 
 
-class Ours:
-    """``ClapEncoder`` of our model folder."""
-
-    name = OURS
+class Ours(embed.Ours):
+    """``ClapEncoder`` of our model folder (fp32), with its stages timed one by one."""
 
     def __init__(self, folder: Path, threads: int | None):
-        from indexer.models.encoder import ClapEncoder
-
-        self.encoder = ClapEncoder.open(folder, threads=threads)
-
-    def embed_files(self, paths) -> np.ndarray:
-        results = list(self.encoder.embed_files(paths, batch_size=max(1, len(paths))))
-        bad = [r for r in results if r.error is not None]
-        if bad:
-            raise RuntimeError(f"{self.name}: {bad[0].path}: {bad[0].error}")
-        return np.stack([r.vector for r in results])
+        super().__init__(folder, "fp32", threads)
 
     def stages(self, path: Path) -> tuple[object, object, object]:
         """(decode, front end, network) for one file: ``embed_files``' steps, each on its own."""
@@ -222,6 +204,7 @@ def measure(systems: list, paths: list[Path], cfg: dict, results: dict) -> None:
     ref = unit(vectors[HF])
     for name, row in audio.items():
         row["stages_ms"] = stages[name]
+        row["stages_total_ms"] = round(sum(stages[name].values()), 1)
         row["max_abs_diff_to_transformers"] = float(np.abs(unit(vectors[name]) - ref).max())
         row["min_cosine_to_transformers"] = float(np.sum(unit(vectors[name]) * ref, axis=1).min())
     results["audio"] = audio
@@ -267,6 +250,11 @@ def print_report(results: dict) -> None:
             f"{st['decode']:7.1f} {st['front_end']:7.1f} {st['network']:8.1f} {row['max_abs_diff_to_transformers']:13.2e}"
         )
     print("(stage columns: median ms per file, each stage timed on its own)")
+    totals = {name: row["stages_total_ms"] for name, row in audio.items()}
+    print(
+        "ratios from the stage sums (less exposed to other processes than the clips/s blocks): "
+        + ", ".join(f"ours vs {n} {t / totals[OURS]:.2f}x" for n, t in totals.items() if n != OURS)
+    )
     if "laion_skipped" in results:
         print(results["laion_skipped"])
     elif results.get("laion_stand_ins"):
