@@ -154,6 +154,29 @@ def wait_quiet(max_wait: float, threshold_pct: float = 10.0, window: float = 1.0
             return waited
 
 
+class Undisturbed:
+    """Runs timed blocks on a shared machine: each after :func:`wait_quiet`, and again (up to
+    ``attempts`` times) while other processes took more than ``max_other_pct`` of the CPUs
+    meanwhile. Counts the re-runs and the disturbed blocks it had to keep, for the report."""
+
+    def __init__(self, quiet: float, max_other_pct: float = 10.0, attempts: int = 3):
+        self.quiet, self.max_other_pct, self.attempts = quiet, max_other_pct, attempts
+        self.retried = self.kept_disturbed = 0
+
+    def __call__(self, block):
+        for attempt in range(self.attempts):
+            wait_quiet(self.quiet)
+            time.sleep(0.05)  # the previous system's worker threads stop spinning
+            with CpuMonitor() as monitor:
+                result = block()
+            if self.quiet <= 0 or monitor.other_pct <= self.max_other_pct:
+                return result
+            if attempt + 1 < self.attempts:
+                self.retried += 1
+        self.kept_disturbed += 1
+        return result
+
+
 def timed(fn):
     """(seconds, result, CPU-s other processes took meanwhile)."""
     with CpuMonitor() as monitor:

@@ -92,6 +92,12 @@ class SndfileReader:
 
     def read_all(self) -> np.ndarray:
         try:
+            if self.handle.subtype == "PCM_16":
+                # libsndfile turns 16-bit samples into float one at a time (``sample * (1 / 0x8000)``,
+                # exact: the scale is a power of two); the same product in numpy is bit-identical and
+                # 4-7x faster (60 s mono WAV: 1 ms instead of 4-8 ms; tests/indexer/test_decode.py).
+                raw = self.handle.read(dtype="int16", always_2d=True)
+                return np.multiply(raw, np.float32(1 / 0x8000), dtype=np.float32)
             return self.handle.read(dtype="float32", always_2d=True)
         except (sf.SoundFileError, RuntimeError) as exc:
             raise AudioDecodeError(self.info.path, f"decoding failed ({exc})") from exc

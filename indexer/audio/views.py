@@ -44,7 +44,7 @@ def file_views(
 ) -> tuple[ClipViews, float]:
     """Views of one file, decoded with bounded memory; returns ``(views, duration_s)``."""
     with open_audio(path, spec.sample_rate, limits=limits) as source:
-        views = reader_views(source.read, source.num_samples, spec, choose)
+        views = reader_views(source.view, source.num_samples, spec, choose)
         return views, source.num_samples / spec.sample_rate
 
 

@@ -209,7 +209,7 @@ def _process(
                 ),
             )
         )
-        whole = reader_views(source.read, n, spec)
+        whole = reader_views(source.view, n, spec)
         put(Views(task.task_id, "file", whole.features[None], np.array([whole.is_longer]), None))
         if segments is not None and n > int(segments.seconds * spec.sample_rate):
             window = int(round(segments.seconds * spec.sample_rate))

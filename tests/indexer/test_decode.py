@@ -89,6 +89,18 @@ def test_bit_identical_to_librosa_load(tmp_path, sr, channels, subtype):
         np.testing.assert_array_equal(src.read(0, len(ref)), ref)
 
 
+@pytest.mark.parametrize("fmt", ["WAV", "FLAC", "AIFF"])
+def test_pcm16_fast_path_equals_libsndfile_float_read(tmp_path, fmt):
+    """16-bit files are read as int16 and scaled in numpy: the very floats libsndfile gives."""
+    rng = np.random.default_rng(1)
+    pcm = rng.integers(-32768, 32768, size=(48_000, 2), dtype=np.int16)
+    pcm[:3, 0] = [-32768, 32767, -1]  # both full-scale ends
+    path = tmp_path / f"x.{fmt.lower()}"
+    sf.write(path, pcm, 48_000, format=fmt, subtype="PCM_16")
+    ref = sf.read(path, dtype="float32", always_2d=True)[0]
+    np.testing.assert_array_equal(load_audio(path, SR), np.mean(ref.T, axis=0))
+
+
 def test_resample_stream_equals_one_shot_soxr():
     """The fact the streaming decoder relies on (python-soxr 1.x, libsoxr HQ)."""
     x = noise(3.1, 44_100)
@@ -391,9 +403,16 @@ def test_audio_source_read_clamps_and_closes(tmp_path):
             np.testing.assert_array_equal(src.read(n - 3, n + 100), whole[-3:])
             assert src.read(n + 5, n + 10).shape == (0,) and src.read(7, 7).shape == (0,)
             assert src.read(0, 4).dtype == np.float32
+            for a, b in ((1000, 5000), (-50, 10), (n - 3, n + 100), (n + 5, n + 10), (7, 7)):
+                np.testing.assert_array_equal(src.view(a, b), src.read(a, b))
+            part = src.view(10, 20)
+            assert part.flags.writeable != src.in_memory  # in RAM a view of the waveform: read-only
+            assert np.shares_memory(part, src.view(0, n)) == src.in_memory
         assert src.closed
         with pytest.raises(ValueError):
             src.read(0, 10)
+        with pytest.raises(ValueError):
+            src.view(0, 10)
     assert [p.name for p in tmp_path.iterdir()] == ["x.wav"]  # no temp file left behind
 
 

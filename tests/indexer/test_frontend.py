@@ -66,6 +66,30 @@ def test_sparse_frames_equal_full_computation():
     np.testing.assert_allclose(sparse, full[picks], atol=1e-5)
 
 
+@pytest.mark.parametrize("gap,span", [(1 << 15, 1 << 20), (0, 4096), (5000, 30_000)])
+def test_frames_from_merged_and_cut_spans_equal_full_computation(monkeypatch, gap, span):
+    """A long file's global view reads 2 frames of every few: nearby frames come from one read
+    span, far ones from their own, long runs are cut; any mix gives the frames the full STFT gives,
+    in the order asked (also out of order and repeated), and reads never exceed the span limit."""
+    import indexer.audio.frontend as frontend
+
+    monkeypatch.setattr(frontend, "MERGE_GAP_SAMPLES", gap)
+    monkeypatch.setattr(frontend, "MAX_SPAN_SAMPLES", span)
+    x = _signal(seconds=25.0, seed=4)
+    full = log_mel(x, HTK)
+    total = full.shape[0]
+    picks = np.concatenate([np.arange(0, total, 6), np.arange(1, total, 6), np.arange(700, 1900), [3, 3, total - 1, 0]])
+    reads = []
+
+    def read(a, b):
+        reads.append(b - a)
+        return x[a:b]
+
+    sparse = log_mel_frames(read, x.size, picks, HTK)
+    np.testing.assert_allclose(sparse, full[picks], atol=1e-5)
+    assert max(reads) <= span
+
+
 def test_reflect_padding_matches_numpy_pad():
     x = _signal(seconds=10.0, seed=5)
     spec = HTK
