@@ -217,7 +217,7 @@ def _insert_rows(store, collection, gen, n: int, seed: int) -> tuple[float, floa
     from sqlalchemy import insert
 
     from indexer.store import catalog
-    from indexer.store.schema import STATUS_INDEXED, File, utcnow, vector_bytes
+    from indexer.store.schema import STATUS_INDEXED, File, FileVector, utcnow, vector_bytes
 
     with store.db.session() as s:
         generation = catalog.next_generation(s, collection.id)
@@ -247,15 +247,15 @@ def _insert_rows(store, collection, gen, n: int, seed: int) -> tuple[float, floa
                 status=STATUS_INDEXED,
                 error_code=None,
                 error=None,
-                vector=vector_bytes(x[j]),
                 n_segments=0,
                 generation=generation,
                 updated_at=now,
             )
-            for j, (i, d) in enumerate(zip(range(lo, hi), duration))
+            for i, d in zip(range(lo, hi), duration)
         ]
-        with store.db.engine.begin() as conn:
-            conn.execute(insert(File), rows)
+        with store.db.engine.begin() as conn:  # rows, then their vectors (own table), in one transaction
+            ids = conn.execute(insert(File).returning(File.id, sort_by_parameter_order=True), rows).scalars().all()
+            conn.execute(insert(FileVector), [dict(file_id=f, vector=vector_bytes(v)) for f, v in zip(ids, x)])
         if ci % 10 == 0 or hi == n:
             print(f"  rows {hi:,}/{n:,} ({time.perf_counter() - t0:.0f} s)", flush=True)
     return time.perf_counter() - t0, gen_s
