@@ -175,6 +175,12 @@ def plan_index(
             f"a quarter of the bytes to scan per vector, recall within ~0.005 of full vectors at the same nprobe."
         )
         return IndexPlan("ivf_sq8", f"IVF{nlist},SQ8", dim, n, nlist, None, train, sq_per, sq_est, why)
+    return _pq_plan(n, dim, budget, nlist, train, lists, sq_est)
+
+
+def _pq_plan(n: int, dim: int, budget: int, nlist: int, train: int, lists: str, sq_est: int) -> IndexPlan:
+    """Product quantisation with the largest ``m`` dividing ``dim`` that fits the budget."""
+    centroids = nlist * dim * 4
     fixed = centroids + 256 * dim * 4
     divisors = [m for m in range(dim - 1, 0, -1) if dim % m == 0]
     fitting = [m for m in divisors if n * (m + ID_BYTES) + fixed <= budget]
