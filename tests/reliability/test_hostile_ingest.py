@@ -124,7 +124,9 @@ def run(tmp_path_factory) -> Run:
     stdout, stderr = proc.communicate()
     seconds = time.monotonic() - started
     with sqlite3.connect(home / "clapsearch.db") as db:
-        rows = db.execute("SELECT path, status, error_code, vector FROM files").fetchall()
+        rows = db.execute(
+            "SELECT f.path, f.status, f.error_code, v.vector FROM files f LEFT JOIN file_vectors v ON v.file_id = f.id"
+        ).fetchall()
     return Run(
         paths=paths,
         good=good,
