@@ -270,21 +270,9 @@ def test_result_cache_is_not_shared_between_stores(open_client, redis_url, tmp_p
 
 
 @pytest.fixture
-def pg_url(postgres_url):
-    """A fresh PostgreSQL database for one test, dropped after it."""
-    import sqlalchemy as sa
-
-    base = sa.engine.make_url(postgres_url)
-    name = f"clapsearch_svc_{uuid.uuid4().hex[:10]}"
-    admin = sa.create_engine(base, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield base.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+def pg_url(pg_db) -> str:
+    """A fresh PostgreSQL database for one test (tests/conftest.py's pg_db), as a URL string."""
+    return pg_db.render_as_string(hide_password=False)
 
 
 @pytest.mark.needs_postgres
