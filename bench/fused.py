@@ -7,7 +7,8 @@
 
 Systems, each from the WAV file on disk to a unit vector, one call per file (batch 1):
 
-* ours fp32: ``write_model_folder`` of the model (fusion front end, HTK mel), ``ClapEncoder.embed_files``;
+* ours fp32 (and ours int8, ``--variants``): ``write_model_folder`` of the model (fusion front end,
+  HTK mel), ``ClapEncoder.embed_files``;
 * transformers fp32: soundfile -> ``ClapFeatureExtractor(truncation="fusion")`` -> ``ClapModel`` eager
   (``bench/_fused_peers.py``);
 * laion_clap fp32: its ``CLAP_Module.get_audio_embedding_from_filelist`` with the same weights
@@ -18,7 +19,8 @@ The peers' random fusion chunks are pinned to our fixed ones (``pinned_chunks``)
 the same views and their vectors are compared (max |diff| to transformers). Each system is timed in
 its own block, in a rotating order, after waiting for quiet CPUs; disturbed blocks are re-run
 (``machine.Undisturbed``). A second pass times each system's stages (decode / front end / network)
-one file at a time. Targets: ours >= 2x laion_clap and >= 1.5x transformers, clips/s.
+one file at a time. Targets: ours >= 2x laion_clap and >= 1.5x transformers, clips/s, for fp32 and
+for the fastest of our variants whose vectors keep a cosine >= 0.999 to transformers'.
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ from common import command_line, print_contention, print_head, print_targets, qu
 from machine import CpuMonitor, Undisturbed, cpu_info, loadavg_figures, write_results  # noqa: E402
 
 SAMPLE_RATE = 48_000
-TARGETS = {"vs_laion": 2.0, "vs_transformers": 1.5, "max_abs_diff": 1e-4}
+TARGETS = {"vs_laion": 2.0, "vs_transformers": 1.5, "max_abs_diff": 1e-4, "fast_min_cosine": 0.999}
 OURS, HF, LAION = "ours fp32", _fused_peers.EagerFusedPeer.name, _laion.LaionPeer.name
 STAGES = ("decode", "front_end", "network")
 
@@ -70,7 +72,7 @@ def build_model(quick: bool, seed: int):
     return ClapModel(ClapConfig(audio_config=audio.to_dict(), text_config=text.to_dict())).eval()
 
 
-def export_ours(model, work: Path, quick: bool, seed: int, reuse: bool) -> Path:
+def export_ours(model, work: Path, quick: bool, seed: int, reuse: bool, variants: tuple[str, ...] = ("fp32",)) -> Path:
     """Our model folder of ``model`` through the project's export path (fp32); with ``reuse``, the
     folder an earlier run with the same settings wrote."""
     from indexer.models.manifest import AudioFrontend
@@ -78,12 +80,12 @@ def export_ours(model, work: Path, quick: bool, seed: int, reuse: bool) -> Path:
     from training.export import write_model_folder
 
     folder, stamp_file = work / "ours", work / "stamp.json"
-    stamp = {"quick": quick, "seed": seed, "bench": "fused"}
+    stamp = {"quick": quick, "seed": seed, "bench": "fused", "variants": list(variants)}
     if reuse and stamp_file.is_file() and json.loads(stamp_file.read_text()) == stamp:
         print("reusing the exported model folder in", work, flush=True)
         return folder
     stamp_file.unlink(missing_ok=True)
-    print("exporting our model folder (fp32) ...", flush=True)
+    print(f"exporting our model folder ({', '.join(variants)}) ...", flush=True)
     frontend = AudioFrontend(mel_scale="htk", mel_norm=None, long_policy="fusion", f_min=50, f_max=14_000)
     converted = ConvertedModel(
         model=model,
@@ -97,7 +99,7 @@ def export_ours(model, work: Path, quick: bool, seed: int, reuse: bool) -> Path:
         source_sha256=None,
     )
     with quiet_logs():
-        write_model_folder(converted, folder, variants=("fp32",), overwrite=True)
+        write_model_folder(converted, folder, variants=variants, overwrite=True)
     stamp_file.write_text(json.dumps(stamp))
     return folder
 
@@ -118,10 +120,10 @@ def make_long_clips(folder: Path, count: int, seconds: float, seed: int) -> list
 
 
 class Ours(embed.Ours):
-    """``ClapEncoder`` of our model folder (fp32), with its stages timed one by one."""
+    """``ClapEncoder`` of our model folder (one variant), with its stages timed one by one."""
 
-    def __init__(self, folder: Path, threads: int | None):
-        super().__init__(folder, "fp32", threads)
+    def __init__(self, folder: Path, threads: int | None, variant: str = "fp32"):
+        super().__init__(folder, variant, threads)
 
     def stages(self, path: Path) -> tuple[object, object, object]:
         """(decode, front end, network) for one file: ``embed_files``' steps, each on its own."""
@@ -226,6 +228,21 @@ def evaluate(results: dict) -> list[dict]:
     )
     same = results["ours_batch_1_vs_all_max_abs_diff"]
     checks.append(target("ours: same vector alone and in a batch", f"max |diff| {same:.1e}", same == 0.0))
+    close = [n for n in audio if n.startswith("ours ") and audio[n]["min_cosine_to_transformers"] >= 0.999]
+    fastest = max(close, key=lambda n: audio[n]["clips_per_s"]) if close else None
+    if fastest and fastest != OURS and LAION in audio:
+        row = audio[fastest]
+        ratio = row["clips_per_s"] / audio[LAION]["clips_per_s"]
+        by_stages = audio[LAION]["stages_total_ms"] / row["stages_total_ms"]
+        checks.append(
+            target(
+                f"fastest ours variant (cosine >= {TARGETS['fast_min_cosine']} to transformers) >= "
+                f"{TARGETS['vs_laion']}x {LAION}, batch 1",
+                f"{fastest}: {ratio:.2f}x clips/s, {by_stages:.2f}x on stage sums, "
+                f"min cosine {row['min_cosine_to_transformers']:.5f}",
+                ratio >= TARGETS["vs_laion"],
+            )
+        )
     return checks
 
 
@@ -277,6 +294,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--repeats", type=int, default=None, help="timed passes per system (default 3; quick 1)")
     parser.add_argument("--threads", type=int, default=None, help="ONNX Runtime intra-op threads (default: its own)")
     parser.add_argument("--no-laion", action="store_true", help="skip the laion_clap peer")
+    parser.add_argument("--variants", default="fp32,int8", help="our precision variants to time (fp32 always)")
     parser.add_argument("--work-dir", type=Path, default=None, help="keep the model folder and clips here")
     parser.add_argument("--reuse", action="store_true", help="with --work-dir: reuse an earlier run's export")
     parser.add_argument(
@@ -307,8 +325,10 @@ def main(argv: list[str] | None = None) -> int:
     results["config"] = cfg
     with work_folder(args.work_dir, "clap-fused-") as work:
         model = build_model(quick, args.seed)
-        folder = export_ours(model, work, quick, args.seed, args.reuse)
-        systems: list = [Ours(folder, args.threads), _fused_peers.EagerFusedPeer(model, torch.get_num_threads())]
+        variants = tuple(dict.fromkeys(("fp32", *(v.strip() for v in args.variants.split(",") if v.strip()))))
+        folder = export_ours(model, work, quick, args.seed, args.reuse, variants)
+        systems: list = [Ours(folder, args.threads, v) for v in variants]
+        systems.append(_fused_peers.EagerFusedPeer(model, torch.get_num_threads()))
         skip = "--no-laion given" if args.no_laion else _laion.unavailable()
         if quick and skip is None:
             skip = "quick run: laion_clap builds only its own HTSAT sizes, not the micro model; skipping that peer"
