@@ -165,7 +165,7 @@ def main() -> int:
     from indexer.duplicates import DEFAULT_THRESHOLD, find_duplicates, range_pairs
     from indexer.ingest.pipeline import IngestOptions, run_ingest
     from indexer.settings import IndexerSettings
-    from indexer.store import catalog
+    from indexer.store import catalog, vector_rows
     from indexer.store.store import Store
 
     results = start_record()
@@ -185,7 +185,7 @@ def main() -> int:
 
         target = store.collection("default")
         names = {i: str(Path(p).relative_to(root)) for i, p in catalog.iter_file_paths(store.db, target.id)}
-        pages = list(catalog.iter_vectors(store.db, target.id, "files"))
+        pages = list(vector_rows.iter_vectors(store.db, target.id, "files"))
         ids = np.concatenate([p[0] for p in pages])
         vectors = np.concatenate([p[1] for p in pages])
 

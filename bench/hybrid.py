@@ -188,7 +188,7 @@ def speed(home: Path, n: int, n_queries: int, model: Path | None, results: dict)
     from indexer.query import SearchRequest
     from indexer.search import Searcher
     from indexer.settings import IndexerSettings
-    from indexer.store import catalog
+    from indexer.store import catalog, vector_rows
     from indexer.store.catalog import FileRecord
     from indexer.store.publish import publish_index
     from indexer.store.store import Store
@@ -198,7 +198,7 @@ def speed(home: Path, n: int, n_queries: int, model: Path | None, results: dict)
     words = sorted({w for row in credits() for w in re.findall(r"[a-z]+", row["demo"][:-4] + " " + row["what"])})
     collection = catalog.open_collection(store.db, "default", store.manifest, store.variant)
     started = time.perf_counter()
-    have = catalog.count_vectors(store.db, collection.id, "files")  # a kept --scale-home is reused
+    have = vector_rows.count_vectors(store.db, collection.id, "files")  # a kept --scale-home is reused
     if have not in (0, n):
         raise SystemExit(f"{home} holds {have} files, not {n}: give another --scale-home")
     for start in range(0, n if have == 0 else 0, 5000):

@@ -40,7 +40,7 @@ import numpy as np
 from sqlalchemy import select
 
 from indexer.errors import QueryError
-from indexer.store import catalog
+from indexer.store import vector_rows
 from indexer.store.schema import File
 
 if TYPE_CHECKING:
@@ -239,7 +239,7 @@ def _write_cache(path: Path, data: dict) -> None:
 
 
 def _load_vectors(store: Store, collection_id: int, ids: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    pages = list(catalog.iter_vectors(store.db, collection_id, "files", ids=ids))
+    pages = list(vector_rows.iter_vectors(store.db, collection_id, "files", ids=ids))
     if not pages:
         return np.zeros(0, np.int64), np.zeros((0, 0), np.float32)
     return np.concatenate([p[0] for p in pages]), np.concatenate([p[1] for p in pages])
@@ -249,7 +249,7 @@ def find_pairs(store: Store, collection: str, threshold: float, *, use_cache: bo
     """(pairs (a, b) -> score at or above ``threshold``, facts: mode, searched, n_files, generation)."""
     threshold = check_threshold(threshold)
     target = store.collection(collection)  # CollectionNotFoundError: unknown name
-    live = catalog.live_ids(store.db, target.id, "files")
+    live = vector_rows.live_ids(store.db, target.id, "files")
     path = cache_path(store, target.name)
     cache = _read_cache(path) if use_cache else None
     usable = (
@@ -266,7 +266,9 @@ def find_pairs(store: Store, collection: str, threshold: float, *, use_cache: bo
             facts["mode"] = "cached"
             return {k: s for k, s in cached.items() if s >= threshold - 1e-6}, facts
         # incremental: files written since the cache (new or re-written), and files gone since
-        fresh = np.intersect1d(catalog.ids_written_after(store.db, target.id, "files", int(cache["generation"])), live)
+        fresh = np.intersect1d(
+            vector_rows.ids_written_after(store.db, target.id, "files", int(cache["generation"])), live
+        )
         gone = np.setdiff1d(np.asarray(cache.get("ids", []), np.int64), live)
         stale = set(fresh.tolist()) | set(gone.tolist())
         pairs = {k: s for k, s in cached.items() if k[0] not in stale and k[1] not in stale}

@@ -89,12 +89,12 @@ def run_indexer(*args: str, timeout: float = 300) -> subprocess.CompletedProcess
 
 def stored_vectors(store, collection: str = "default") -> dict[str, np.ndarray]:
     """Every file vector a Store holds for ``collection``, by file path."""
-    from indexer.store import catalog
+    from indexer.store import catalog, vector_rows
 
     col = store.collection(collection)
     paths = dict(catalog.iter_file_paths(store.db, col.id))
     return {
-        paths[int(i)]: v for ids, vecs in catalog.iter_vectors(store.db, col.id, "files") for i, v in zip(ids, vecs)
+        paths[int(i)]: v for ids, vecs in vector_rows.iter_vectors(store.db, col.id, "files") for i, v in zip(ids, vecs)
     }
 
 

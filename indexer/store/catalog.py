@@ -34,14 +34,6 @@ from indexer.store.schema import (
     vector_bytes,
 )
 
-# The readers of the stored vectors live in vector_rows (this module stays the writer); callers
-# keep reaching them as catalog.count_vectors, catalog.iter_vectors, ...: re-exported on purpose.
-from indexer.store.vector_rows import KINDS as KINDS
-from indexer.store.vector_rows import count_vectors as count_vectors
-from indexer.store.vector_rows import ids_written_after as ids_written_after
-from indexer.store.vector_rows import iter_vectors as iter_vectors
-from indexer.store.vector_rows import live_ids as live_ids
-
 log = logging.getLogger("indexer.store")
 
 _IN_CHUNK = 500  # paths per IN (...) query: well under SQLite's variable limit

@@ -19,7 +19,7 @@ import numpy as np
 from sqlalchemy import delete, select, update
 
 from indexer.errors import CorruptVectorError, VectorIndexError
-from indexer.store import catalog, versions
+from indexer.store import catalog, vector_rows, versions
 from indexer.store.schema import STATUS_FAILED, STATUS_INDEXED, Collection, File, FileVector, Segment, vector_table
 
 if TYPE_CHECKING:
@@ -78,7 +78,7 @@ def check_collection(store: Store, name: str, *, repair: bool = False) -> CheckR
                 report.repaired.append(f"{kind}: {len(bad)} damaged rows marked for re-embedding")
                 rebuild = True
         live = versions.current_version(store.index_dir, name, kind)
-        ids = catalog.live_ids(store.db, collection.id, kind)
+        ids = vector_rows.live_ids(store.db, collection.id, kind)
         if live is None:
             if len(ids):
                 report.problems.append(f"{kind}: {len(ids)} vectors but no published index")

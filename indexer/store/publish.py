@@ -18,7 +18,7 @@ import numpy as np
 from sqlalchemy import select
 
 from indexer.errors import VectorIndexError
-from indexer.store import catalog, versions
+from indexer.store import vector_rows, versions
 from indexer.store.db import Database
 from indexer.store.schema import Collection, IndexVersion
 from indexer.store.vector_index import IndexPlan, VectorIndex, plan_index
@@ -49,7 +49,7 @@ def _needs_replan(live: IndexPlan, fresh: IndexPlan, n: int) -> bool:
 
 def _sample(db: Database, collection_id: int, kind: str, ids: np.ndarray, size: int, seed: int) -> np.ndarray:
     pick = ids if len(ids) <= size else np.sort(np.random.default_rng(seed).choice(ids, size, replace=False))
-    parts = [v for _, v in catalog.iter_vectors(db, collection_id, kind, ids=pick)]
+    parts = [v for _, v in vector_rows.iter_vectors(db, collection_id, kind, ids=pick)]
     return np.concatenate(parts) if parts else np.zeros((0, 0), np.float32)
 
 
@@ -91,7 +91,7 @@ def publish_index(
     if live is not None and live.generation == generation and not force_rebuild:
         return PublishResult(kind, "unchanged", live, 0, 0, time.perf_counter() - start, None)
 
-    ids = catalog.live_ids(db, collection.id, kind)
+    ids = vector_rows.live_ids(db, collection.id, kind)
     fresh = plan_index(len(ids), collection.dim, memory_budget_bytes=memory_budget_bytes)
     index: VectorIndex | None = None
     removed = added = 0
@@ -101,17 +101,19 @@ def publish_index(
             held = index.ids()
             stale = np.union1d(
                 np.setdiff1d(held, ids, assume_unique=True),
-                catalog.ids_written_after(db, collection.id, kind, live.generation),
+                vector_rows.ids_written_after(db, collection.id, kind, live.generation),
             )
             removed = index.remove(stale) if len(stale) else 0
-            for batch_ids, vectors in catalog.iter_vectors(db, collection.id, kind, after_generation=live.generation):
+            for batch_ids, vectors in vector_rows.iter_vectors(
+                db, collection.id, kind, after_generation=live.generation
+            ):
                 index.add(batch_ids, vectors)
                 added += len(batch_ids)
             mode = "incremental"
     if index is None:
         sample = _sample(db, collection.id, kind, ids, fresh.train_size, seed) if fresh.train_size else None
         index = VectorIndex.build(
-            fresh, catalog.iter_vectors(db, collection.id, kind), sample=sample, use_gpu=use_gpu, seed=seed
+            fresh, vector_rows.iter_vectors(db, collection.id, kind), sample=sample, use_gpu=use_gpu, seed=seed
         )
         added = index.ntotal
         removed = live.n_vectors if live is not None else 0

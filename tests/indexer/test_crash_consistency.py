@@ -36,7 +36,7 @@ import psutil
 import pytest
 
 from indexer.settings import IndexerSettings
-from indexer.store import catalog, versions
+from indexer.store import catalog, vector_rows, versions
 from indexer.store.check import check_collection
 from indexer.store.store import Store
 from indexer.store.vector_index import VectorIndex
@@ -138,7 +138,7 @@ def _assert_consistent(home: Path, *, finished: bool) -> None:
             held = VectorIndex.load(live.folder).ids()  # a published version is always whole
             assert len(set(held.tolist())) == len(held), f"{kind}: an id twice in the index"
             if finished:
-                assert sorted(held.tolist()) == sorted(catalog.live_ids(store.db, collection.id, kind).tolist())
+                assert sorted(held.tolist()) == sorted(vector_rows.live_ids(store.db, collection.id, kind).tolist())
     finally:
         store.close()
     paths = _snapshot(home)[2]

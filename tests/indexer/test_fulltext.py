@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from indexer.fulltext import fuse, query_words, split_words, text_ranking, words_for
 from indexer.models.defaults import shipped_model_dir
 from indexer.models.manifest import load_manifest
-from indexer.store import catalog
+from indexer.store import catalog, vector_rows
 from indexer.store.catalog import FileRecord
 from indexer.store.db import make_engine, open_database, upgrade
 from tests.indexer.test_store import drop_all
@@ -142,7 +142,7 @@ def test_hostile_query_text_is_just_words(db, manifest, query):
         [],
         [catalog.known_files(db, col.id, ["/lib/dog_bark.wav"])["/lib/dog_bark.wav"].id],
     )
-    assert catalog.count_vectors(db, col.id, "files") == 1
+    assert vector_rows.count_vectors(db, col.id, "files") == 1
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -13,7 +13,7 @@ import soundfile as sf
 from indexer.ingest.discover import NON_UTF8_PREFIX, os_path, stored_path
 from indexer.ingest.pipeline import IngestOptions, run_ingest
 from indexer.settings import IndexerSettings
-from indexer.store import catalog
+from indexer.store import catalog, vector_rows
 from indexer.store.store import Store
 from tests.helpers import tone
 
@@ -61,7 +61,7 @@ def test_a_name_that_is_not_utf8_is_indexed_and_the_rest_of_the_library_too(tmp_
         assert len(stored) == 1 and os.fsencode(os_path(stored[0])) == bad
         again = run_ingest(store, IngestOptions(paths=[str(root)], workers=1))
         assert (again.stats.skipped, again.stats.embedded) == (2, 0)
-        vectors = dict(zip(*[list(a) for a in next(catalog.iter_vectors(store.db, col.id, "files"))]))
+        vectors = dict(zip(*[list(a) for a in next(vector_rows.iter_vectors(store.db, col.id, "files"))]))
         assert len(vectors) == 2 and all(np.isfinite(v).all() for v in vectors.values())
     finally:
         store.close()

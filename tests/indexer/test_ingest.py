@@ -22,7 +22,7 @@ from indexer.models.defaults import shipped_model_dir
 from indexer.models.encoder import ClapEncoder
 from indexer.search import Searcher
 from indexer.settings import IndexerSettings
-from indexer.store import catalog
+from indexer.store import catalog, vector_rows
 from indexer.store.catalog import SegmentSpec
 from indexer.store.store import Store
 from indexer.store.vector_index import VectorIndex
@@ -101,7 +101,7 @@ def test_reruns_skip_unchanged_confirm_touched_by_hash_and_follow_edits(tmp_path
     assert catalog.known_files(store.db, col.id, [str(edited)])[str(edited)].id == ids_before[str(edited)]
     assert catalog.known_files(store.db, col.id, [str(touched)])[str(touched)].mtime_ns == touched.stat().st_mtime_ns
     index = VectorIndex.load(third.published[0].version.folder)
-    np.testing.assert_array_equal(index.ids(), catalog.live_ids(store.db, col.id, "files"))
+    np.testing.assert_array_equal(index.ids(), vector_rows.live_ids(store.db, col.id, "files"))
     assert third.published[0].mode == "incremental"
 
 

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from indexer.errors import CollectionBusyError, CollectionNotFoundError, ModelMismatchError
 from indexer.models.defaults import shipped_model_dir
 from indexer.models.manifest import load_manifest
-from indexer.store import catalog, versions
+from indexer.store import catalog, vector_rows, versions
 from indexer.store.catalog import FileRecord, SegmentSpec
 from indexer.store.db import open_database
 from indexer.store.publish import publish_index
@@ -104,27 +104,27 @@ def test_rows_vectors_and_segments_round_trip(db, manifest):
     catalog.write_files(db, col.id, records)
     known = catalog.known_files(db, col.id, ["/lib/a.wav", "/lib/bad.wav", "/lib/missing.wav"])
     assert set(known) == {"/lib/a.wav", "/lib/bad.wav"} and known["/lib/bad.wav"].status == "failed"
-    assert catalog.count_vectors(db, col.id, "files") == 3
-    assert catalog.count_vectors(db, col.id, "segments") == 9
-    ids, vectors = next(catalog.iter_vectors(db, col.id, "files"))
+    assert vector_rows.count_vectors(db, col.id, "files") == 3
+    assert vector_rows.count_vectors(db, col.id, "segments") == 9
+    ids, vectors = next(vector_rows.iter_vectors(db, col.id, "files"))
     np.testing.assert_array_equal(vectors, np.stack([r.vector for r in records[:3]]))
     # Rewriting a file keeps its id, replaces its vector and segments, and bumps the generation.
     before = catalog.get_collection(db, "lib").generation
     changed = _records(rng, ["a"], segments=1)
     catalog.write_files(db, col.id, changed)
     assert catalog.known_files(db, col.id, ["/lib/a.wav"])["/lib/a.wav"].id == known["/lib/a.wav"].id
-    assert catalog.count_vectors(db, col.id, "segments") == 7
-    assert catalog.ids_written_after(db, col.id, "files", before).tolist() == [known["/lib/a.wav"].id]
+    assert vector_rows.count_vectors(db, col.id, "segments") == 7
+    assert vector_rows.ids_written_after(db, col.id, "files", before).tolist() == [known["/lib/a.wav"].id]
     # the rewritten file's new segment carries the new generation too (incremental publish finds it)
-    (new_segment,) = catalog.ids_written_after(db, col.id, "segments", before).tolist()
-    assert new_segment in catalog.live_ids(db, col.id, "segments").tolist()
-    _, (new_a,) = next(catalog.iter_vectors(db, col.id, "files", ids=np.array([known["/lib/a.wav"].id])))
+    (new_segment,) = vector_rows.ids_written_after(db, col.id, "segments", before).tolist()
+    assert new_segment in vector_rows.live_ids(db, col.id, "segments").tolist()
+    _, (new_a,) = next(vector_rows.iter_vectors(db, col.id, "files", ids=np.array([known["/lib/a.wav"].id])))
     np.testing.assert_array_equal(new_a, changed[0].vector)
     assert _vector_rows(db) == (3, 7)  # the old vectors went with the old rows; the failed file has none
     # Removing a folder's files takes their segments and every vector along.
     gone = catalog.file_ids_under(db, col.id, ["/lib"])
     assert catalog.remove_files(db, col.id, gone) == 4
-    assert catalog.count_vectors(db, col.id, "segments") == 0
+    assert vector_rows.count_vectors(db, col.id, "segments") == 0
     assert _vector_rows(db) == (0, 0)
 
 
@@ -137,7 +137,7 @@ def _vector_rows(db) -> tuple:
 
 
 def _all_vectors(db, collection_id: int, kind: str) -> list:
-    return [(ids.tolist(), v.tolist()) for ids, v in catalog.iter_vectors(db, collection_id, kind)]
+    return [(ids.tolist(), v.tolist()) for ids, v in vector_rows.iter_vectors(db, collection_id, kind)]
 
 
 def _alembic(db, step: str, revision: str) -> None:
@@ -209,10 +209,10 @@ def test_publish_is_incremental_and_a_version_names_its_model(db, manifest, tmp_
     second = publish_index(db, catalog.get_collection(db, "lib"), tmp_path, "files")
     assert second.mode == "incremental" and second.version.n_vectors == 20
     index = VectorIndex.load(second.version.folder)
-    np.testing.assert_array_equal(index.ids(), catalog.live_ids(db, col.id, "files"))
+    np.testing.assert_array_equal(index.ids(), vector_rows.live_ids(db, col.id, "files"))
     # The changed file's NEW vector is what the index returns.
     fid = catalog.known_files(db, col.id, ["/lib/f0.wav"])["/lib/f0.wav"].id
-    _, vec = next(catalog.iter_vectors(db, col.id, "files", ids=np.array([fid])))
+    _, vec = next(vector_rows.iter_vectors(db, col.id, "files", ids=np.array([fid])))
     scores, ids = index.search(vec, 1)
     assert ids[0, 0] == fid and scores[0, 0] == pytest.approx(1.0, abs=1e-5)
     live = versions.current_version(tmp_path, "lib", "files")
