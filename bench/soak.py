@@ -183,7 +183,7 @@ def main() -> int:
     try:
         from service_fixture import COLLECTION, open_store
 
-        from indexer.store.catalog import live_ids
+        from indexer.store.vector_rows import live_ids
 
         store = open_store(home)
         try:
