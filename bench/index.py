@@ -53,7 +53,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import faiss
 from machine import cpu_info, loadavg, status_bytes, timed, wait_quiet  # noqa: E402
 
-from indexer.store.vector_index import VectorIndex, plan_index, recall_at_k
+from indexer.store.index_tuning import recall_at_k
+from indexer.store.vector_index import VectorIndex, plan_index
 
 K = 10
 

@@ -27,7 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from index import Clustered, K  # noqa: E402  (bench/index.py)
 from machine import cpu_info, loadavg, timed  # noqa: E402
 
-from indexer.store.vector_index import VectorIndex, recall_at_k  # noqa: E402
+from indexer.store.index_tuning import recall_at_k  # noqa: E402
+from indexer.store.vector_index import VectorIndex  # noqa: E402
 
 
 def build(args, gen: Clustered, centroids: np.ndarray, db: np.ndarray):

@@ -9,25 +9,24 @@ and the FAISS wiki "Guidelines to choose an index", cut down to what a 2-core ma
   first choice below 1 M vectors), capped so that k-means runs on at most ``TRAIN_POINTS_PER_CENTROID``
   points per centroid taken from the collection and at most 65,536 lists;
 * the codes stored per vector: full float32 vectors ("IVF..,Flat") while they are small enough
-  (``flat_max_bytes``, default ``FLAT_MAX_BYTES``) and fit the budget; else 8-bit scalar quantisation
-  ("SQ8", dim bytes) if that fits, else product quantisation with the largest ``m`` dividing ``dim``
-  (``m`` bytes a vector) that fits.
+  (``flat_max_bytes``, default ``FLAT_MAX_BYTES``) and fit the budget; else 4-bit fast-scan product
+  quantisation with its best candidates re-scored on 8-bit codes ("IVF..,PQ{dim/2}x4fs,Refine(SQ8)",
+  dim/4 + dim bytes) if that fits; else 8-bit scalar quantisation ("SQ8", dim bytes) if that fits,
+  else product quantisation with the largest ``m`` dividing ``dim`` (``m`` bytes a vector) that fits.
 
 Why Flat stops at ``FLAT_MAX_BYTES`` even with memory to spare (autofaiss likewise quantises large
 collections): the speed target is recall@10 >= 0.95 at >= 20x exact search. Once the lists are
 gigabytes a query is bound by the bytes it streams from memory, and on data whose neighbourhoods
 straddle many lists (the "hard" synthetic set of bench/index.py) recall 0.95 needs nprobe 64 of
-4,096 lists. Measured on 2-core VMs at 1 M x 512-d (bench/RESULTS.md, issue 5 and issue 18 item
-5): IVF4096,Flat is then 12x exact search (2 threads, Intel VM; 6.4x with 1 thread on an AMD VM
-whose exact search is faster), IVF4096,SQ8 (a quarter of the bytes per vector, recall within
-0.005 of Flat at the same nprobe) 21x (10.8-18.5x): 1.7x Flat's speed or more on both
-machines. On the easier default set both pass (Flat 85x, SQ8 79-155x).
+4,096 lists. Measured on 2-core VMs at 1 M x 512-d (bench/RESULTS.md, issue 18 item 5), hard set:
+IVF4096,Flat 6.4-12x exact search, IVF4096,SQ8 (a quarter of the bytes) 12.5x on the AMD VM whose
+exact search is fast. Fast scan reads 128 bytes a vector from the lists, scores them with SIMD
+table lookups, and re-scores only k * k_factor candidates on their 8-bit codes (``VectorIndex``
+does that step itself, because FAISS's IndexRefine cannot remove ids, which incremental
+publishing needs); the measured figures are in bench/RESULTS.md.
 
 HNSW is not offered: building it for 1 M 512-d vectors takes tens of minutes on 2 cores and it
-cannot remove ids, which incremental publishing needs. Nor, yet, fast-scan PQ with an SQ8 refine
-("IVF4096,PQ256x4fs,Refine(SQ8)"): on the hard set it measured recall@10 0.956 at 67x exact search
-(bench/index_fastscan.py), but FAISS's IndexRefine cannot remove ids either, and its k_factor
-would need tuning beside nprobe.
+cannot remove ids either.
 """
 
 from __future__ import annotations
@@ -35,7 +34,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
-KINDS = ("flat", "ivf_flat", "ivf_sq8", "ivf_pq")
+KINDS = ("flat", "ivf_flat", "ivf_pq4fs_sq8", "ivf_sq8", "ivf_pq")
 TRAIN_POINTS_PER_CENTROID = 40  # k-means sample per list (FAISS warns below 39)
 MIN_POINTS_PER_CENTROID = 16  # below this a sample is refused (ValueError in VectorIndex.build)
 MIN_NLIST = 64  # fewer lists than this: an inverted file has no advantage over exact
@@ -45,9 +44,11 @@ PQ_MIN_ROWS = 1_024  # fewest rows accepted for them (FAISS needs >= 256)
 ID_BYTES = 8  # int64 id per vector in the inverted lists
 IDMAP2_BYTES = 48  # IndexIDMap2: id array + reverse hash map entry (approximate)
 # Largest float32 payload (n * dim * 4) kept unquantised: 1 GiB is 524,288 vectors at 512-d. At
-# 1 M x 512-d (2 GiB) IVF-Flat missed the 20x target on the hard set, SQ8 met it (module docstring).
+# 1 M x 512-d (2 GiB) IVF-Flat missed the 20x target on the hard set (module docstring).
 FLAT_MAX_BYTES = 1 << 30
 SPEED_TARGET = "recall@10 0.95 at 20x exact search"
+REFINE = ",Refine(SQ8)"  # the factory suffix of the fast-scan kind: candidates re-scored on 8-bit codes
+IDMAP_FLAT_BYTES = 48  # the refine codes' IndexIDMap2: id array + reverse hash map entry (approximate)
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,11 @@ class IndexPlan:
         if plan.kind not in KINDS:
             raise ValueError(f"unknown index kind {plan.kind!r} (expected one of {', '.join(KINDS)})")
         return plan
+
+    @property
+    def base_factory(self) -> str:
+        """The FAISS factory string of the searched index (the refine step is ``VectorIndex``'s own)."""
+        return self.factory.removesuffix(REFINE)
 
     @property
     def min_train_size(self) -> int:
@@ -161,6 +167,9 @@ def plan_index(
         return IndexPlan("ivf_flat", f"IVF{nlist},Flat", dim, n, nlist, None, train, flat_per, flat_est, why)
     sq_per = float(dim + ID_BYTES)
     sq_est = int(n * sq_per) + centroids + 2 * dim * 4
+    fs_plan = _fastscan_plan(n, dim, budget, nlist, train, lists, flat_est)
+    if fs_plan is not None:
+        return fs_plan
     if sq_est <= budget:
         if flat_est <= budget:
             over = (
@@ -176,6 +185,35 @@ def plan_index(
         )
         return IndexPlan("ivf_sq8", f"IVF{nlist},SQ8", dim, n, nlist, None, train, sq_per, sq_est, why)
     return _pq_plan(n, dim, budget, nlist, train, lists, sq_est)
+
+
+def _fastscan_plan(
+    n: int, dim: int, budget: int, nlist: int, train: int, lists: str, flat_est: int
+) -> IndexPlan | None:
+    """4-bit fast-scan PQ searched first, its top ``k * k_factor`` re-scored on 8-bit codes; None
+    when it does not fit the budget (or ``dim`` is odd: the sub-quantizers take 2 dimensions each)."""
+    if dim % 2:
+        return None
+    m = dim // 2
+    per = float(m / 2 + ID_BYTES + dim + IDMAP_FLAT_BYTES)
+    est = int(n * per) + nlist * dim * 4 + 2 * dim * 4
+    if est > budget:
+        return None
+    if flat_est <= budget:
+        over = (
+            f"Full float32 vectors ({_gb(n * dim * 4)}) are over the size above which scanning them misses "
+            f"the speed target ({SPEED_TARGET}) on data whose neighbours straddle many lists"
+        )
+    else:
+        over = f"Full vectors would need {_gb(flat_est)}, over the {_gb(budget)} budget"
+    why = (
+        f"{n:,} vectors: {lists}. {over}, so the lists hold {m} 4-bit product-quantisation codes a vector "
+        f"({m // 2} bytes), scanned with SIMD lookup tables (fast scan), and the best candidates are re-scored "
+        f"on {dim} 8-bit values a vector ({_gb(est)} in all). Measured at 1 M x 512-d on the hard synthetic set: "
+        f"several times the queries/s of 8-bit codes alone at the same recall (bench/RESULTS.md)."
+    )
+    factory = f"IVF{nlist},PQ{m}x4fs{REFINE}"
+    return IndexPlan("ivf_pq4fs_sq8", factory, dim, n, nlist, m, train, per, est, why)
 
 
 def _pq_plan(n: int, dim: int, budget: int, nlist: int, train: int, lists: str, sq_est: int) -> IndexPlan:

@@ -23,22 +23,26 @@ import os
 import time
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
 
 import faiss
 import numpy as np
 from faiss.contrib.ivf_tools import add_preassigned
 
 from indexer.errors import VectorIndexError
-from indexer.store.index_plan import IndexPlan, plan_index
+from indexer.store.index_plan import IDMAP_FLAT_BYTES, IndexPlan, plan_index
+from indexer.store.index_tuning import ExactTopK, autotune_nprobe, exact_tuning
 from indexer.store.versions import fsync_path
 
 __all__ = ["IndexPlan", "VectorIndex", "plan_index"]
 
 GPU_MODES = ("auto", "never", "always")
 FORMAT = 1
-_EXACT_BLOCK = 65_536  # rows per brute-force block while tracking the tuning queries' top-k
-_SELF_TOL = 1e-5  # a tuning query whose best exact score is its own norm^2 is in the index
+REFINE_FILE = "refine.faiss"
+# ivf_pq4fs_sq8: candidates taken from the fast-scan lists per result, then re-scored on 8-bit codes.
+# On the hard 1 M set (bench/index_fastscan.py) 8 gained ~0.01 recall@10 over 4 at the same nprobe.
+K_FACTOR = 8
+K_FACTORS = (8, 16, 32, 64)  # tried in turn while tuning, until one reaches the target recall
+_RESCORE_BLOCK = 128  # queries re-scored at once (128 x 80 candidates x 512-d float32: 21 MiB)
 
 
 def _gpu_count() -> int:
@@ -87,59 +91,6 @@ def _as_ids(ids, n: int | None = None) -> np.ndarray:
     return ids
 
 
-class _ExactTopK:
-    """Running exact top-k of a few queries over vectors seen batch by batch (brute force, merge)."""
-
-    def __init__(self, queries: np.ndarray, k: int):
-        self.queries, self.k = queries, k
-        self.scores = np.full((len(queries), k), -np.inf, np.float32)
-        self.ids = np.full((len(queries), k), -1, np.int64)
-
-    def update(self, ids: np.ndarray, x: np.ndarray) -> None:
-        for lo in range(0, len(ids), _EXACT_BLOCK):
-            s = self.queries @ x[lo : lo + _EXACT_BLOCK].T
-            block_ids = ids[lo : lo + _EXACT_BLOCK]
-            if s.shape[1] > self.k:
-                part = np.argpartition(-s, self.k - 1, axis=1)[:, : self.k]
-                s, cand = np.take_along_axis(s, part, 1), block_ids[part]
-            else:
-                cand = np.broadcast_to(block_ids, s.shape)
-            all_s = np.concatenate([self.scores, s], 1)
-            all_i = np.concatenate([self.ids, cand], 1)
-            order = np.argsort(-all_s, axis=1, kind="stable")[:, : self.k]
-            self.scores = np.take_along_axis(all_s, order, 1)
-            self.ids = np.take_along_axis(all_i, order, 1)
-
-
-def recall_at_k(approx_ids: np.ndarray, exact_ids: np.ndarray, k: int, exclude: np.ndarray | None = None) -> float:
-    """Share of the exact top-k found in the approximate top-k, over all queries (-1 slots ignored).
-
-    ``exclude[j]`` (an id or -1) is dropped from both lists first: a query taken from the
-    collection finds itself, which would inflate recall.
-    """
-    hits, total = _recall_counts(approx_ids, exact_ids, k, exclude)
-    return float(hits.sum() / total.sum()) if total.sum() else 1.0
-
-
-def _recall_counts(approx_ids, exact_ids, k, exclude=None) -> tuple[np.ndarray, np.ndarray]:
-    hits, total = np.zeros(len(exact_ids)), np.zeros(len(exact_ids))
-    for j in range(len(exact_ids)):
-        drop = -1 if exclude is None else exclude[j]
-        exact = [i for i in exact_ids[j] if i >= 0 and i != drop][:k]
-        approx = [i for i in approx_ids[j] if i >= 0 and i != drop][:k]
-        hits[j], total[j] = len(set(approx).intersection(exact)), len(exact)
-    return hits, total
-
-
-def _ladder(nlist: int) -> list[int]:
-    """1, 2, 3, 4, 6, 8, 12, 16, ...: doubling, with a half step between powers of two; ends at nlist."""
-    steps, p = [], 1
-    while p < nlist:
-        steps += [p] + ([p * 3 // 2] if p >= 2 and p * 3 // 2 < nlist else [])
-        p *= 2
-    return steps + [nlist]
-
-
 class VectorIndex:
     def __init__(
         self,
@@ -149,9 +100,13 @@ class VectorIndex:
         params: dict | None = None,
         tuning: dict | None = None,
         read_only: bool = False,
+        refine: faiss.Index | None = None,
     ):
         self.plan = plan
         self.index = index
+        # ivf_pq4fs_sq8: the same ids as 8-bit codes (IndexIDMap2 over IndexScalarQuantizer), on
+        # which the fast-scan index's top k * k_factor candidates are re-scored
+        self.refine = refine
         self.dim = plan.dim
         self.params = dict(params or {})
         self.tuning = dict(tuning or {})
@@ -162,7 +117,7 @@ class VectorIndex:
     @classmethod
     def empty(cls, dim: int) -> VectorIndex:
         """An empty exact index (a collection with no vectors yet)."""
-        return cls(plan_index(0, dim), faiss.IndexIDMap2(faiss.IndexFlatIP(dim)), tuning=_exact_tuning(10))
+        return cls(plan_index(0, dim), faiss.IndexIDMap2(faiss.IndexFlatIP(dim)), tuning=exact_tuning(10))
 
     @classmethod
     def build(
@@ -188,7 +143,7 @@ class VectorIndex:
         if k < 1:
             raise ValueError(f"k must be >= 1, got {k}")
         if plan.kind == "flat":
-            self = cls(plan, faiss.IndexIDMap2(faiss.IndexFlatIP(plan.dim)), tuning=_exact_tuning(k))
+            self = cls(plan, faiss.IndexIDMap2(faiss.IndexFlatIP(plan.dim)), tuning=exact_tuning(k))
             for ids, x in batches:
                 self.add(ids, x)
             return self
@@ -204,12 +159,15 @@ class VectorIndex:
                 f"least {plan.min_train_size:,} (plan asks for {plan.train_size:,})"
             )
 
-        index = faiss.index_factory(plan.dim, plan.factory, faiss.METRIC_INNER_PRODUCT)
+        index = faiss.index_factory(plan.dim, plan.base_factory, faiss.METRIC_INNER_PRODUCT)
         ivf = faiss.extract_index_ivf(index)
         ivf.cp.seed = seed
         ivf.cp.spherical = True  # unit vectors: keep the centroids on the sphere
-        if plan.kind == "ivf_pq":
+        if plan.kind in ("ivf_pq", "ivf_pq4fs_sq8"):
             faiss.downcast_index(index).pq.cp.seed = seed  # type: ignore[attr-defined]  # stub: Index, not IVFPQ
+        refine = _refine_codes(plan.dim, sample) if plan.kind == "ivf_pq4fs_sq8" else None
+        # the fast-scan lists pack codes in blocks that add_preassigned does not fill: added on the CPU
+        gpu_add = gpu and refine is None
         started = time.perf_counter()
         if gpu:
             gpu_flat = _to_gpus(faiss.IndexFlatIP(plan.dim))  # stays referenced while training
@@ -218,89 +176,69 @@ class VectorIndex:
                 ivf.train(sample)
             finally:
                 ivf.clustering_index = None  # type: ignore[assignment]  # stub: not Optional, SWIG takes None
-            assign = _to_gpus(faiss.IndexFlatIP(plan.dim))
-            assign.add(ivf.quantizer.reconstruct_n(0, ivf.nlist))
+            if gpu_add:
+                assign = _to_gpus(faiss.IndexFlatIP(plan.dim))
+                assign.add(ivf.quantizer.reconstruct_n(0, ivf.nlist))
         else:
             ivf.train(sample)
         train_s = time.perf_counter() - started
 
-        self = cls(plan, index, params={"nprobe": 1})
+        params = {"nprobe": 1} | ({"k_factor": K_FACTOR} if refine is not None else {})
+        self = cls(plan, index, params=params, refine=refine)
         # tuning queries: a seeded random subset of the sample (a sample read from the database in
         # id order would otherwise tune on its oldest rows only)
         pick = np.random.default_rng(seed).choice(len(sample), min(max(0, tune_queries), len(sample)), replace=False)
         queries = sample[np.sort(pick)]
-        exact = _ExactTopK(queries, k + 1)
+        exact = ExactTopK(queries, k + 1)
         started = time.perf_counter()
         for ids, x in batches:
             x = _as_vectors(x, plan.dim)
             ids = _as_ids(ids, len(x))
             if not len(ids):
                 continue
-            if gpu:
+            if gpu_add:
                 _, lists = assign.search(x, 1)
                 add_preassigned(ivf, x, np.ascontiguousarray(lists[:, 0]), ids)
             else:
                 index.add_with_ids(x, ids)
+            if refine is not None:
+                refine.add_with_ids(x, ids)
             if len(queries):
                 exact.update(ids, x)
         add_s = time.perf_counter() - started
-        self.tuning = self._autotune(exact, k, target_recall)
+        self._tune(exact, k, target_recall)
         self.tuning.update(
             train_seconds=round(train_s, 3), add_seconds=round(add_s, 3), gpu=gpu, train_rows=len(sample)
         )
         return self
 
-    def _autotune(self, exact: _ExactTopK, k: int, target: float) -> dict:
-        """Smallest nprobe on a doubling ladder whose recall@k on the tuning queries reaches ``target``
-        (by one standard error: the mean over queries minus its standard error)."""
-        assert self._ivf is not None, "nprobe is tuned on IVF indexes only"
-        nlist = self._ivf.nlist
-        out: dict[str, Any] = {"target_recall": target, "k": k, "queries": len(exact.queries)}
-        if not len(exact.queries) or self.ntotal == 0:
-            self.params = {"nprobe": min(nlist, 16)}
-            return out | {
-                "nprobe": self.params["nprobe"],
-                "reached": None,
-                "note": "not tuned: no tuning queries or no vectors; nprobe left at a default",
-            }
-        norms = np.einsum("ij,ij->i", exact.queries, exact.queries)
-        is_self = exact.scores[:, 0] >= norms - _SELF_TOL * np.maximum(norms, 1.0)
-        exclude = np.where(is_self, exact.ids[:, 0], -1)
-        tried, gains = [], []
-        for nprobe in _ladder(nlist):
-            _, found = self.search(exact.queries, k + 1, params={"nprobe": nprobe})
-            hits, total = _recall_counts(found, exact.ids, k, exclude)
-            recall = float(hits.sum() / max(total.sum(), 1))
-            per_query = hits[total > 0] / total[total > 0]
-            se = float(per_query.std(ddof=1) / np.sqrt(len(per_query))) if len(per_query) > 1 else 0.0
-            tried.append({"nprobe": nprobe, "recall": round(recall, 4), "se": round(se, 4)})
-            # Reached: recall one standard error above the target, so that the held-out recall
-            # lands at the target despite the 200-query estimate's noise. Quantised codes also stop
-            # where recall plateaus (two steps gaining < 0.002 each); full vectors reach 1.0 at nlist.
-            if len(tried) > 1:
-                gains.append(recall - tried[-2]["recall"])
-            if recall - se >= target or (
-                self.plan.kind != "ivf_flat" and nprobe >= 8 and len(gains) >= 2 and max(gains[-2:]) < 0.002
-            ):
-                break
-        reached = [t for t in tried if t["recall"] - t["se"] >= target]
-        best = reached[0] if reached else max(tried, key=lambda t: (t["recall"], -t["nprobe"]))
-        self.params = {"nprobe": best["nprobe"]}
-        out |= {
-            "nprobe": best["nprobe"],
-            "recall": best["recall"],
-            f"recall_at_{k}": best["recall"],
-            "recall_se": best["se"],
-            "reached": bool(reached),
-            "self_matches_excluded": int(is_self.sum()),
-            "ladder": tried,
-        }
-        if not reached:
-            out["note"] = (
-                f"no nprobe reached recall@{k} {target}; using the best, {best['recall']:.3f} at "
-                f"nprobe {best['nprobe']} (the codes' quantisation limits recall)"
+    def _tune(self, exact: ExactTopK, k: int, target: float) -> None:
+        """nprobe (and, with re-scoring, the smallest k_factor on K_FACTORS) reaching ``target``."""
+        assert self._ivf is not None, "only inverted files are tuned"
+        best: tuple[float, dict, dict] | None = None
+        for k_factor in K_FACTORS if self.refine is not None else (None,):
+            params: dict[str, int] = {} if k_factor is None else {"k_factor": k_factor}
+
+            def search(q: np.ndarray, kk: int, p: dict, fixed: dict = params) -> tuple[np.ndarray, np.ndarray]:
+                return self.search(q, kk, params=fixed | p)
+
+            nprobe, tuning = autotune_nprobe(
+                search,
+                exact,
+                nlist=self._ivf.nlist,
+                k=k,
+                target=target,
+                lossless=self.plan.kind == "ivf_flat",
+                ntotal=self.ntotal,
             )
-        return out
+            params, tuning = {"nprobe": nprobe} | params, tuning | params
+            if best is None or tuning.get("recall", 0.0) > best[0]:
+                best = (tuning.get("recall", 0.0), params, tuning)
+            if tuning.get("reached") is not False:
+                best = (0.0, params, tuning)
+                break
+        assert best is not None
+        self.params, self.tuning = best[1], best[2]
 
     # ---- updates ----------------------------------------------------------------------------
     def _writable(self) -> None:
@@ -316,6 +254,8 @@ class VectorIndex:
         ids = _as_ids(ids, len(x))
         if len(ids):
             self.index.add_with_ids(x, ids)
+            if self.refine is not None:
+                self.refine.add_with_ids(x, ids)
 
     def remove(self, ids: np.ndarray) -> int:
         """Remove ``ids`` (absent ones are ignored); returns how many vectors were removed."""
@@ -323,7 +263,10 @@ class VectorIndex:
         ids = _as_ids(ids)
         if not len(ids) or self.ntotal == 0:
             return 0
-        return int(self.index.remove_ids(faiss.IDSelectorBatch(ids)))
+        removed = int(self.index.remove_ids(faiss.IDSelectorBatch(ids)))
+        if self.refine is not None:
+            self.refine.remove_ids(faiss.IDSelectorBatch(ids))
+        return removed
 
     # ---- queries ----------------------------------------------------------------------------
     @property
@@ -363,6 +306,10 @@ class VectorIndex:
                 sp = faiss.SearchParametersIVF(nprobe=nprobe)  # type: ignore[call-arg]
         else:
             sp = faiss.SearchParameters(sel=selector) if selector is not None else None  # type: ignore[call-arg]
+        if self.refine is not None:
+            k_factor = max(1, int(chosen.get("k_factor", K_FACTOR)))
+            _, candidates = self.index.search(q, k * k_factor, params=sp)
+            return _rescore(self.refine, q, candidates, k)
         scores, ids = self.index.search(q, k, params=sp)
         scores[ids < 0] = -np.inf
         return scores, ids
@@ -388,19 +335,17 @@ class VectorIndex:
         """Approximate memory of the index: codes + ids (+ centroids)."""
         if self._ivf is None:
             return int(self.ntotal * self.plan.bytes_per_vector)
-        return int(self.ntotal * (self._ivf.code_size + 8) + self._ivf.nlist * self.dim * 4)
+        refine = self.ntotal * (self.dim + IDMAP_FLAT_BYTES) if self.refine is not None else 0
+        return int(self.ntotal * (self._ivf.code_size + 8) + refine + self._ivf.nlist * self.dim * 4)
 
     # ---- persistence ------------------------------------------------------------------------
     def save(self, folder: Path) -> None:
-        """Write ``folder/index.faiss`` and ``folder/index.json`` (atomically, fsynced)."""
+        """Write ``folder/index.faiss`` (+ ``refine.faiss``) and ``folder/index.json`` (atomically, fsynced)."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        tmp = folder / "index.faiss.tmp"
-        # Through a Python file, so a full disk is OSError(ENOSPC) (store.io), not FAISS's RuntimeError.
-        with open(tmp, "wb") as out:
-            faiss.write_index(self.index, faiss.PyCallbackIOWriter(out.write))  # type: ignore[attr-defined]
-        fsync_path(tmp)
-        os.replace(tmp, folder / "index.faiss")
+        if self.refine is not None:
+            _write_faiss(self.refine, folder / REFINE_FILE)
+        _write_faiss(self.index, folder / "index.faiss")
         meta = {
             "format": FORMAT,
             "plan": self.plan.to_dict(),
@@ -429,16 +374,18 @@ class VectorIndex:
         flags = faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY if mmap else 0
         if mmap and plan.kind == "flat":
             flags |= faiss.IO_FLAG_MMAP_IFC
-        try:
-            index = faiss.read_index(str(folder / "index.faiss"), flags)
-        except RuntimeError as exc:
-            raise VectorIndexError(f"{folder}: cannot read index.faiss: {str(exc).splitlines()[0]}") from exc
-        if index.d != plan.dim or index.ntotal != meta.get("ntotal", index.ntotal):
-            raise VectorIndexError(
-                f"{folder}: index.faiss holds {index.ntotal} vectors of {index.d}-d, "
-                f"index.json says {meta.get('ntotal')} of {plan.dim}-d"
-            )
-        return cls(plan, index, params=meta.get("params"), tuning=meta.get("tuning"), read_only=mmap)
+        index = _read_faiss(folder / "index.faiss", flags)
+        refine = None
+        if plan.kind == "ivf_pq4fs_sq8":
+            refine = _read_faiss(folder / REFINE_FILE, faiss.IO_FLAG_MMAP_IFC | flags if mmap else 0)
+        for name, held in (("index.faiss", index), (REFINE_FILE, refine)):
+            if held is not None and (held.d != plan.dim or held.ntotal != meta.get("ntotal", index.ntotal)):
+                raise VectorIndexError(
+                    f"{folder}: {name} holds {held.ntotal} vectors of {held.d}-d, "
+                    f"index.json says {meta.get('ntotal')} of {plan.dim}-d"
+                )
+        params, tuning = meta.get("params"), meta.get("tuning")
+        return cls(plan, index, params=params, tuning=tuning, read_only=mmap, refine=refine)
 
     def describe(self) -> str:
         p, t = self.plan, self.tuning
@@ -447,6 +394,8 @@ class VectorIndex:
             how = "search: exact inner product over every vector (recall 1.0)"
         else:
             how = f"search: nprobe {self.params.get('nprobe')} of {self._ivf.nlist:,} lists"
+            if self.refine is not None:
+                how += f", the best {self.params.get('k_factor', K_FACTOR)}x k re-scored on 8-bit codes"
             if t.get("recall") is not None:
                 how += (
                     f"; recall@{t['k']} {t['recall']:.3f} vs exact on {t['queries']} sample queries "
@@ -460,8 +409,46 @@ class VectorIndex:
         return f"VectorIndex({self.plan.factory!r}, ntotal={self.ntotal}, params={self.params})"
 
 
-def _exact_tuning(k: int) -> dict:
-    return {"exact": True, "k": k, "recall": 1.0, f"recall_at_{k}": 1.0}
+def _refine_codes(dim: int, sample: np.ndarray) -> faiss.Index:
+    """8-bit scalar-quantised copies of the vectors under their ids, trained on ``sample``."""
+    codes = faiss.IndexScalarQuantizer(dim, faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT)
+    codes.train(sample)
+    return faiss.IndexIDMap2(codes)
+
+
+def _rescore(refine: faiss.Index, q: np.ndarray, candidates: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Top-``k`` of each query's ``candidates`` (ids, -1 = none) by inner product with their 8-bit codes."""
+    scores = np.full((len(q), k), -np.inf, np.float32)
+    ids = np.full((len(q), k), -1, np.int64)
+    for lo in range(0, len(q), _RESCORE_BLOCK):
+        cand = candidates[lo : lo + _RESCORE_BLOCK]
+        held = cand >= 0
+        s = np.full(cand.shape, -np.inf, np.float32)
+        if held.any():
+            rows = np.nonzero(held)[0]
+            vectors = refine.reconstruct_batch(cand[held])
+            s[held] = np.einsum("ij,ij->i", vectors, q[lo : lo + _RESCORE_BLOCK][rows])
+        order = np.argsort(-s, axis=1, kind="stable")[:, :k]
+        top_s, top_i = np.take_along_axis(s, order, 1), np.take_along_axis(cand, order, 1)
+        scores[lo : lo + len(cand), : order.shape[1]] = top_s
+        ids[lo : lo + len(cand), : order.shape[1]] = np.where(np.isfinite(top_s), top_i, -1)
+    return scores, ids
+
+
+def _write_faiss(index: faiss.Index, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    # Through a Python file, so a full disk is OSError(ENOSPC) (store.io), not FAISS's RuntimeError.
+    with open(tmp, "wb") as out:
+        faiss.write_index(index, faiss.PyCallbackIOWriter(out.write))  # type: ignore[attr-defined]
+    fsync_path(tmp)
+    os.replace(tmp, path)
+
+
+def _read_faiss(path: Path, flags: int) -> faiss.Index:
+    try:
+        return faiss.read_index(str(path), flags)
+    except RuntimeError as exc:
+        raise VectorIndexError(f"{path.parent}: cannot read {path.name}: {str(exc).splitlines()[0]}") from exc
 
 
 def _size(n_bytes: int) -> str:

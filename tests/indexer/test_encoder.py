@@ -217,7 +217,10 @@ def test_int8_text_batches_share_calls_and_each_text_is_its_own(tiny_model_dir):
     """The int8 text tower quantizes each token row on its own: the export finds it batch-invariant,
     so a batch runs one call per token length (not one per text), bit-identical to each text alone."""
     recorded = load_manifest(tiny_model_dir).variants["int8"]
-    assert recorded.text_batch_invariant and recorded.text_min_cosine_to_fp32 > 0.999
+    # The tiny random tower is harder to quantize than RoBERTa-base (cosine 0.99999 there): measured
+    # 0.9974 row-wise against 0.9923 for ONNX Runtime's per-tensor quantize_dynamic on the same
+    # probes (transformers 5.25). A broken graph (the mis-broadcast scale of issue 18) gave 0.975.
+    assert recorded.text_batch_invariant and recorded.text_min_cosine_to_fp32 > 0.996
     encoder = ClapEncoder.open(tiny_model_dir, variant="int8")
     alone = np.stack([encoder.embed_text([t])[0] for t in BATCH_TEXTS])
     counting = encoder._text = _CountingSession(encoder._text)
