@@ -252,7 +252,7 @@ def build_or_reuse(args, gen: Clustered, plan) -> tuple[VectorIndex, dict]:
         with tempfile.TemporaryDirectory() as tmp:
             folder = args.index_dir or Path(tmp)
             index.save(folder)
-            file_bytes = (folder / "index.faiss").stat().st_size
+            file_bytes = sum(p.stat().st_size for p in folder.glob("*.faiss"))  # + refine.faiss
             loaded_rss = _loaded_rss(folder)
         build = {
             "args": _build_args(args),

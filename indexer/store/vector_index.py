@@ -31,6 +31,7 @@ from faiss.contrib.ivf_tools import add_preassigned
 from indexer.errors import VectorIndexError
 from indexer.store.index_plan import IDMAP_FLAT_BYTES, IndexPlan, plan_index
 from indexer.store.index_tuning import ExactTopK, autotune_nprobe, exact_tuning
+from indexer.store.refine import RefineCodes
 from indexer.store.versions import fsync_path
 
 __all__ = ["IndexPlan", "VectorIndex", "plan_index"]
@@ -42,7 +43,6 @@ REFINE_FILE = "refine.faiss"
 # On the hard 1 M set (bench/index_fastscan.py) 8 gained ~0.01 recall@10 over 4 at the same nprobe.
 K_FACTOR = 8
 K_FACTORS = (8, 16, 32, 64)  # tried in turn while tuning, until one reaches the target recall
-_RESCORE_BLOCK = 128  # queries re-scored at once (128 x 80 candidates x 512-d float32: 21 MiB)
 
 
 def _gpu_count() -> int:
@@ -100,12 +100,12 @@ class VectorIndex:
         params: dict | None = None,
         tuning: dict | None = None,
         read_only: bool = False,
-        refine: faiss.Index | None = None,
+        refine: RefineCodes | None = None,
     ):
         self.plan = plan
         self.index = index
-        # ivf_pq4fs_sq8: the same ids as 8-bit codes (IndexIDMap2 over IndexScalarQuantizer), on
-        # which the fast-scan index's top k * k_factor candidates are re-scored
+        # ivf_pq4fs_sq8: the same ids as 8-bit codes, on which the fast-scan index's top
+        # k * k_factor candidates are re-scored (refine.py)
         self.refine = refine
         self.dim = plan.dim
         self.params = dict(params or {})
@@ -165,7 +165,7 @@ class VectorIndex:
         ivf.cp.spherical = True  # unit vectors: keep the centroids on the sphere
         if plan.kind in ("ivf_pq", "ivf_pq4fs_sq8"):
             faiss.downcast_index(index).pq.cp.seed = seed  # type: ignore[attr-defined]  # stub: Index, not IVFPQ
-        refine = _refine_codes(plan.dim, sample) if plan.kind == "ivf_pq4fs_sq8" else None
+        refine = RefineCodes.train(plan.dim, sample) if plan.kind == "ivf_pq4fs_sq8" else None
         # the fast-scan lists pack codes in blocks that add_preassigned does not fill: added on the CPU
         gpu_add = gpu and refine is None
         started = time.perf_counter()
@@ -202,7 +202,7 @@ class VectorIndex:
             else:
                 index.add_with_ids(x, ids)
             if refine is not None:
-                refine.add_with_ids(x, ids)
+                refine.add(ids, x)
             if len(queries):
                 exact.update(ids, x)
         add_s = time.perf_counter() - started
@@ -255,7 +255,7 @@ class VectorIndex:
         if len(ids):
             self.index.add_with_ids(x, ids)
             if self.refine is not None:
-                self.refine.add_with_ids(x, ids)
+                self.refine.add(ids, x)
 
     def remove(self, ids: np.ndarray) -> int:
         """Remove ``ids`` (absent ones are ignored); returns how many vectors were removed."""
@@ -265,7 +265,7 @@ class VectorIndex:
             return 0
         removed = int(self.index.remove_ids(faiss.IDSelectorBatch(ids)))
         if self.refine is not None:
-            self.refine.remove_ids(faiss.IDSelectorBatch(ids))
+            self.refine.remove(ids)
         return removed
 
     # ---- queries ----------------------------------------------------------------------------
@@ -309,7 +309,7 @@ class VectorIndex:
         if self.refine is not None:
             k_factor = max(1, int(chosen.get("k_factor", K_FACTOR)))
             _, candidates = self.index.search(q, k * k_factor, params=sp)
-            return _rescore(self.refine, q, candidates, k)
+            return self.refine.rescore(q, candidates, k)
         scores, ids = self.index.search(q, k, params=sp)
         scores[ids < 0] = -np.inf
         return scores, ids
@@ -344,7 +344,7 @@ class VectorIndex:
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         if self.refine is not None:
-            _write_faiss(self.refine, folder / REFINE_FILE)
+            _write_faiss(self.refine.index, folder / REFINE_FILE)
         _write_faiss(self.index, folder / "index.faiss")
         meta = {
             "format": FORMAT,
@@ -377,7 +377,7 @@ class VectorIndex:
         index = _read_faiss(folder / "index.faiss", flags)
         refine = None
         if plan.kind == "ivf_pq4fs_sq8":
-            refine = _read_faiss(folder / REFINE_FILE, faiss.IO_FLAG_MMAP_IFC | flags if mmap else 0)
+            refine = RefineCodes(_read_faiss(folder / REFINE_FILE, faiss.IO_FLAG_MMAP_IFC | flags if mmap else 0))
         for name, held in (("index.faiss", index), (REFINE_FILE, refine)):
             if held is not None and (held.d != plan.dim or held.ntotal != meta.get("ntotal", index.ntotal)):
                 raise VectorIndexError(
@@ -407,32 +407,6 @@ class VectorIndex:
 
     def __repr__(self) -> str:
         return f"VectorIndex({self.plan.factory!r}, ntotal={self.ntotal}, params={self.params})"
-
-
-def _refine_codes(dim: int, sample: np.ndarray) -> faiss.Index:
-    """8-bit scalar-quantised copies of the vectors under their ids, trained on ``sample``."""
-    codes = faiss.IndexScalarQuantizer(dim, faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT)
-    codes.train(sample)
-    return faiss.IndexIDMap2(codes)
-
-
-def _rescore(refine: faiss.Index, q: np.ndarray, candidates: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Top-``k`` of each query's ``candidates`` (ids, -1 = none) by inner product with their 8-bit codes."""
-    scores = np.full((len(q), k), -np.inf, np.float32)
-    ids = np.full((len(q), k), -1, np.int64)
-    for lo in range(0, len(q), _RESCORE_BLOCK):
-        cand = candidates[lo : lo + _RESCORE_BLOCK]
-        held = cand >= 0
-        s = np.full(cand.shape, -np.inf, np.float32)
-        if held.any():
-            rows = np.nonzero(held)[0]
-            vectors = refine.reconstruct_batch(cand[held])
-            s[held] = np.einsum("ij,ij->i", vectors, q[lo : lo + _RESCORE_BLOCK][rows])
-        order = np.argsort(-s, axis=1, kind="stable")[:, :k]
-        top_s, top_i = np.take_along_axis(s, order, 1), np.take_along_axis(cand, order, 1)
-        scores[lo : lo + len(cand), : order.shape[1]] = top_s
-        ids[lo : lo + len(cand), : order.shape[1]] = np.where(np.isfinite(top_s), top_i, -1)
-    return scores, ids
 
 
 def _write_faiss(index: faiss.Index, path: Path) -> None:
