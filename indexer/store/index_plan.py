@@ -18,7 +18,7 @@ Why Flat stops at ``FLAT_MAX_BYTES`` even with memory to spare (autofaiss likewi
 collections): the speed target is recall@10 >= 0.95 at >= 20x exact search. Once the lists are
 gigabytes a query is bound by the bytes it streams from memory, and on data whose neighbourhoods
 straddle many lists (the "hard" synthetic set of bench/index.py) recall 0.95 needs nprobe 64 of
-4,096 lists. Measured on 2-core VMs at 1 M x 512-d (bench/RESULTS.md, issue 18 item 5), hard set:
+4,096 lists (and IVF-Flat stays at 3-5x exact search at 250k and 500k vectors). Measured on 2-core VMs at 1 M x 512-d (bench/RESULTS.md, issue 18 item 5), hard set:
 IVF4096,Flat 6.4-12x exact search, IVF4096,SQ8 (a quarter of the bytes) 12.5x on the AMD VM whose
 exact search is fast. Fast scan reads 128 bytes a vector from the lists, scores them with SIMD
 table lookups, and re-scores only k * k_factor candidates on their 8-bit codes (``VectorIndex``
@@ -43,9 +43,11 @@ PQ_TRAIN_MIN = 4_096  # sample wanted for the 256 centroids of each PQ sub-quant
 PQ_MIN_ROWS = 1_024  # fewest rows accepted for them (FAISS needs >= 256)
 ID_BYTES = 8  # int64 id per vector in the inverted lists
 IDMAP2_BYTES = 48  # IndexIDMap2: id array + reverse hash map entry (approximate)
-# Largest float32 payload (n * dim * 4) kept unquantised: 1 GiB is 524,288 vectors at 512-d. At
-# 1 M x 512-d (2 GiB) IVF-Flat missed the 20x target on the hard set (module docstring).
-FLAT_MAX_BYTES = 1 << 30
+# Largest float32 payload (n * dim * 4) kept unquantised: 256 MiB is 131,072 vectors at 512-d.
+# Measured on the hard set (bench/RESULTS.md, issue 18 item 5), fast scan against IVF-Flat:
+# 250k 11.3x vs 4.7x exact search, 500k 15.5x vs 3.0x, 1 M 30x vs 6-12x; on the easy default set
+# at 500k 27x vs 25x, at a third of the memory. Below 131k vectors nothing was measured.
+FLAT_MAX_BYTES = 256 << 20
 SPEED_TARGET = "recall@10 0.95 at 20x exact search"
 REFINE = ",Refine(SQ8)"  # the factory suffix of the fast-scan kind: candidates re-scored on 8-bit codes
 IDMAP_FLAT_BYTES = 48  # the refine codes' IndexIDMap2: id array + reverse hash map entry (approximate)

@@ -159,6 +159,21 @@ class VectorIndex:
                 f"least {plan.min_train_size:,} (plan asks for {plan.train_size:,})"
             )
 
+        # tuning queries: a seeded random subset of the sample (a sample read from the database in
+        # id order would otherwise tune on its oldest rows only), kept out of the training when
+        # the rest suffices: k-means and the PQ codebooks fit their own training rows better than
+        # other rows, and the tuned recall then read high (250k hard set, fast scan: 0.962 tuned on
+        # training rows, 0.940 on held-out queries)
+        pick = np.sort(
+            np.random.default_rng(seed).choice(len(sample), min(max(0, tune_queries), len(sample)), replace=False)
+        )
+        queries = sample[pick]
+        if len(sample) - len(pick) >= plan.min_train_size:
+            sample = np.delete(sample, pick, axis=0)
+            queries_trained_on = False
+        else:
+            queries_trained_on = True
+
         index = faiss.index_factory(plan.dim, plan.base_factory, faiss.METRIC_INNER_PRODUCT)
         ivf = faiss.extract_index_ivf(index)
         ivf.cp.seed = seed
@@ -185,10 +200,6 @@ class VectorIndex:
 
         params = {"nprobe": 1} | ({"k_factor": K_FACTOR} if refine is not None else {})
         self = cls(plan, index, params=params, refine=refine)
-        # tuning queries: a seeded random subset of the sample (a sample read from the database in
-        # id order would otherwise tune on its oldest rows only)
-        pick = np.random.default_rng(seed).choice(len(sample), min(max(0, tune_queries), len(sample)), replace=False)
-        queries = sample[np.sort(pick)]
         exact = ExactTopK(queries, k + 1)
         started = time.perf_counter()
         for ids, x in batches:
@@ -208,7 +219,11 @@ class VectorIndex:
         add_s = time.perf_counter() - started
         self._tune(exact, k, target_recall)
         self.tuning.update(
-            train_seconds=round(train_s, 3), add_seconds=round(add_s, 3), gpu=gpu, train_rows=len(sample)
+            train_seconds=round(train_s, 3),
+            add_seconds=round(add_s, 3),
+            gpu=gpu,
+            train_rows=len(sample),
+            tuning_queries_in_training=queries_trained_on,
         )
         return self
 

@@ -48,8 +48,8 @@ def test_plan_small_collection_is_exact_flat():
 
 
 def test_plan_big_collection_with_room_is_ivf_flat():
-    plan = plan_index(500_000, 512, memory_budget_bytes=8 << 30)  # 0.95 GiB of float32: under FLAT_MAX_BYTES
-    assert plan.kind == "ivf_flat" and plan.factory == "IVF2048,Flat" and plan.nlist == 2048
+    plan = plan_index(120_000, 512, memory_budget_bytes=8 << 30)  # 234 MiB of float32: under FLAT_MAX_BYTES
+    assert plan.kind == "ivf_flat" and plan.factory == "IVF1024,Flat" and plan.nlist == 1024
     assert "kept unquantised" in plan.reason
     plan = plan_index(1_000_000, 512, memory_budget_bytes=8 << 30, flat_max_bytes=None)
     assert plan.kind == "ivf_flat" and plan.factory == "IVF4096,Flat" and plan.nlist == 4096
@@ -80,7 +80,8 @@ def test_plan_large_collection_is_fast_scan_for_speed_even_with_memory_to_spare(
         assert "speed target" in plan.reason and "20x exact search" in plan.reason and "fast scan" in plan.reason
         assert plan.bytes_per_vector == 128 + 8 + 512 + 48
     # smaller vectors: more of them stay unquantised (the limit is bytes to scan)
-    assert plan_index(1_000_000, 256, memory_budget_bytes=64 << 30).kind == "ivf_flat"
+    assert plan_index(edge, 256, memory_budget_bytes=64 << 30).kind == "ivf_flat"
+    assert plan_index(edge * 2 + 1, 256, memory_budget_bytes=64 << 30).kind == "ivf_pq4fs_sq8"
     # a larger limit keeps Flat; odd dimensions (2-d sub-quantizers) fall back to SQ8; a budget
     # too small for SQ8 still falls to PQ
     assert plan_index(1_000_000, dim, flat_max_bytes=4 << 30).kind == "ivf_flat"
