@@ -17,7 +17,7 @@ in an ``IndexIDMap2(IndexScalarQuantizer)`` (removal supported) and scores them 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import faiss
 import numpy as np
@@ -38,7 +38,7 @@ class RefineCodes:
     def __init__(self, index: faiss.Index):
         self.index = index  # IndexIDMap2 around an IndexScalarQuantizer
         # the IndexScalarQuantizer itself (Any: the stubs type downcast_index as a bare Index)
-        self._codes: Any = faiss.downcast_index(index.index)  # type: ignore[attr-defined]  # stub: Index, not IDMap2
+        self._codes: Any = cast(Any, faiss.downcast_index(index.index))  # type: ignore[attr-defined]  # stub: Index, not IDMap2
         self._lookup: tuple[np.ndarray | None, np.ndarray] | None = None  # (sorted ids or None, rows)
         quantizer = self._codes.sq
         trained = faiss.vector_to_array(quantizer.trained).astype(np.float32)
