@@ -45,8 +45,8 @@ ID_BYTES = 8  # int64 id per vector in the inverted lists
 IDMAP2_BYTES = 48  # IndexIDMap2: id array + reverse hash map entry (approximate)
 # Largest float32 payload (n * dim * 4) kept unquantised: 256 MiB is 131,072 vectors at 512-d.
 # Measured on the hard set (bench/RESULTS.md, issue 18 item 5), fast scan against IVF-Flat:
-# 250k 11.3x vs 4.7x exact search, 500k 15.5x vs 3.0x, 1 M 30x vs 6-12x; on the easy default set
-# at 500k 27x vs 25x, at a third of the memory. Below 131k vectors nothing was measured.
+# 250k 17.8x vs 4.7x exact search, 500k 20.5x vs 3.0x, 1 M 39x vs 6-12x; on the easy default set
+# at 500k 49x vs 25x, at a third of the memory. Below 131k vectors nothing was measured.
 FLAT_MAX_BYTES = 256 << 20
 SPEED_TARGET = "recall@10 0.95 at 20x exact search"
 REFINE = ",Refine(SQ8)"  # the factory suffix of the fast-scan kind: candidates re-scored on 8-bit codes
@@ -212,7 +212,7 @@ def _fastscan_plan(
         f"{n:,} vectors: {lists}. {over}, so the lists hold {m} 4-bit product-quantisation codes a vector "
         f"({m // 2} bytes), scanned with SIMD lookup tables (fast scan), and the best candidates are re-scored "
         f"on {dim} 8-bit values a vector ({_gb(est)} in all). Measured at 1 M x 512-d on the hard synthetic set: "
-        f"recall@10 0.956 at 30x exact search, where 8-bit codes alone made 12.5x (bench/RESULTS.md)."
+        f"recall@10 0.955 at 39x exact search, where 8-bit codes alone made 12.5x (bench/RESULTS.md)."
     )
     factory = f"IVF{nlist},PQ{m}x4fs{REFINE}"
     return IndexPlan("ivf_pq4fs_sq8", factory, dim, n, nlist, m, train, per, est, why)
