@@ -79,14 +79,24 @@ class RefineCodes:
             if len(id_map) and id_map.max() < DENSE_FACTOR * len(id_map) + DENSE_SLACK:
                 # database row ids are dense: a direct table (one memory access a candidate,
                 # against ~20 for a binary search over a million ids)
-                table = np.zeros(int(id_map.max()) + 1, np.int64)
+                table = np.full(int(id_map.max()) + 1, -1, np.int64)
                 table[id_map] = rows
                 self._lookup = (None, table)
             else:
                 order = np.argsort(id_map, kind="stable")
                 self._lookup = (id_map[order], rows[order])
         sorted_ids, rows = self._lookup
-        return rows[ids] if sorted_ids is None else rows[np.searchsorted(sorted_ids, ids)]
+        if sorted_ids is None:
+            found = rows[np.minimum(ids, len(rows) - 1)]
+            found[ids >= len(rows)] = -1
+        else:
+            at = np.minimum(np.searchsorted(sorted_ids, ids), len(sorted_ids) - 1)
+            found = np.where(sorted_ids[at] == ids, rows[at], -1)
+        if (found < 0).any():
+            # the fast-scan lists and the codes were written together: a gap means a damaged index
+            missing = ids[found < 0][:5].tolist()
+            raise VectorIndexError(f"the re-scoring codes lack ids the index returned ({missing}); rebuild the index")
+        return found
 
     def rescore(self, q: np.ndarray, candidates: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Top-``k`` of each query's ``candidates`` (ids; -1: none) by inner product with their codes."""

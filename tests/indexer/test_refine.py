@@ -73,3 +73,18 @@ def test_rescore_k_larger_than_candidates_and_empty_index():
     scores, found = refine.rescore(q, np.array([[7, 8], [8, -1], [-1, -1]]), 10)
     assert set(found[0, :2]) == {7, 8} and (found[0, 2:] == -1).all()
     assert found[1, 0] == 8 and (found[1, 1:] == -1).all() and (found[2] == -1).all()
+
+
+def test_ids_missing_from_the_codes_are_a_clear_error():
+    """Candidates the codes do not hold (an index whose two files disagree) raise, never score row 0."""
+    from indexer.errors import VectorIndexError
+
+    x = unit(200, 8)
+    q = unit(2, 9)
+    for ids in (np.arange(200, dtype=np.int64) + 10, np.arange(200, dtype=np.int64) * 10**9 + 1):  # dense, sparse
+        refine = RefineCodes.train(DIM, x)
+        refine.add(ids, x)
+        refine.rescore(q, ids[None, :5].repeat(2, 0), 3)
+        for bad in (int(ids.max()) + 1, 5, 10**15):
+            with pytest.raises(VectorIndexError, match="lack ids"):
+                refine.rescore(q, np.array([[ids[0], bad], [ids[1], -1]]), 2)
