@@ -40,7 +40,7 @@ GPU_MODES = ("auto", "never", "always")
 FORMAT = 1
 REFINE_FILE = "refine.faiss"
 # ivf_pq4fs_sq8: candidates taken from the fast-scan lists per result, then re-scored on 8-bit codes.
-# On the hard 1 M set (bench/index_fastscan.py) 8 gained ~0.01 recall@10 over 4 at the same nprobe.
+# On the hard 1 M set (bench/results_index_fastscan_hard.json) 8 gained ~0.01 recall@10 over 4 at the same nprobe.
 K_FACTOR = 8
 K_FACTORS = (8, 16, 32, 64)  # tried in turn while tuning, until one reaches the target recall
 
