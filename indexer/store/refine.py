@@ -37,8 +37,12 @@ class RefineCodes:
 
     def __init__(self, index: faiss.Index):
         self.index = index  # IndexIDMap2 around an IndexScalarQuantizer
-        # the IndexScalarQuantizer itself (Any: the stubs type downcast_index as a bare Index)
-        self._codes: Any = cast(Any, faiss.downcast_index(index.index))  # type: ignore[attr-defined]  # stub: Index, not IDMap2
+        inner = faiss.downcast_index(index.index) if isinstance(index, faiss.IndexIDMap2) else None
+        if not isinstance(inner, faiss.IndexScalarQuantizer):
+            raise VectorIndexError(
+                f"refine codes must be an IndexIDMap2 over 8-bit codes, found {type(index).__name__}"
+            )
+        self._codes: Any = cast(Any, inner)  # Any: the stubs lack the quantizer's fields
         self._lookup: tuple[np.ndarray | None, np.ndarray] | None = None  # (sorted ids or None, rows)
         quantizer = self._codes.sq
         trained = faiss.vector_to_array(quantizer.trained).astype(np.float32)

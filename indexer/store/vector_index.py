@@ -39,10 +39,10 @@ __all__ = ["IndexPlan", "VectorIndex", "plan_index"]
 GPU_MODES = ("auto", "never", "always")
 FORMAT = 1
 REFINE_FILE = "refine.faiss"
-# ivf_pq4fs_sq8: candidates taken from the fast-scan lists per result, then re-scored on 8-bit codes.
-# On the hard 1 M set (bench/results_index_fastscan_hard.json) 8 gained ~0.01 recall@10 over 4 at the same nprobe.
-K_FACTOR = 8
-K_FACTORS = (8, 16, 32, 64)  # tried in turn while tuning, until one reaches the target recall
+# ivf_pq4fs_sq8: candidates taken from the fast-scan lists per result, then re-scored on 8-bit codes;
+# tried in turn while tuning until one reaches the target recall (the first is the default). On the
+# hard 1 M set (bench/results_index_fastscan_hard.json) 8 gained ~0.01 recall@10 over 4.
+K_FACTORS = (8, 16, 32, 64)
 
 
 def _gpu_count() -> int:
@@ -198,8 +198,7 @@ class VectorIndex:
             ivf.train(sample)
         train_s = time.perf_counter() - started
 
-        params = {"nprobe": 1} | ({"k_factor": K_FACTOR} if refine is not None else {})
-        self = cls(plan, index, params=params, refine=refine)
+        self = cls(plan, index, params={"nprobe": 1}, refine=refine)
         exact = ExactTopK(queries, k + 1)
         started = time.perf_counter()
         for ids, x in batches:
@@ -228,13 +227,14 @@ class VectorIndex:
         return self
 
     def _tune(self, exact: ExactTopK, k: int, target: float) -> None:
-        """nprobe (and, with re-scoring, the smallest k_factor on K_FACTORS) reaching ``target``."""
+        """nprobe (and, with re-scoring, the smallest k_factor on K_FACTORS) reaching ``target``;
+        when none does, the setting with the best recall."""
         assert self._ivf is not None, "only inverted files are tuned"
-        best: tuple[float, dict, dict] | None = None
+        tried: list[tuple[dict, dict]] = []
         for k_factor in K_FACTORS if self.refine is not None else (None,):
-            params: dict[str, int] = {} if k_factor is None else {"k_factor": k_factor}
+            fixed: dict[str, int] = {} if k_factor is None else {"k_factor": k_factor}
 
-            def search(q: np.ndarray, kk: int, p: dict, fixed: dict = params) -> tuple[np.ndarray, np.ndarray]:
+            def search(q: np.ndarray, kk: int, p: dict, fixed: dict = fixed) -> tuple[np.ndarray, np.ndarray]:
                 return self.search(q, kk, params=fixed | p)
 
             nprobe, tuning = autotune_nprobe(
@@ -246,14 +246,12 @@ class VectorIndex:
                 lossless=self.plan.kind == "ivf_flat",
                 ntotal=self.ntotal,
             )
-            params, tuning = {"nprobe": nprobe} | params, tuning | params
-            if best is None or tuning.get("recall", 0.0) > best[0]:
-                best = (tuning.get("recall", 0.0), params, tuning)
-            if tuning.get("reached") is not False:
-                best = (0.0, params, tuning)
-                break
-        assert best is not None
-        self.params, self.tuning = best[1], best[2]
+            tried.append(({"nprobe": nprobe} | fixed, tuning | fixed))
+            if tuning.get("reached") is not False:  # reached, or nothing to tune on
+                self.params, self.tuning = tried[-1]
+                return
+        # none reached the target: the best recall (max keeps the smaller k_factor on a tie)
+        self.params, self.tuning = max(tried, key=lambda t: t[1].get("recall", 0.0))
 
     # ---- updates ----------------------------------------------------------------------------
     def _writable(self) -> None:
@@ -322,7 +320,7 @@ class VectorIndex:
         else:
             sp = faiss.SearchParameters(sel=selector) if selector is not None else None  # type: ignore[call-arg]
         if self.refine is not None:
-            k_factor = max(1, int(chosen.get("k_factor", K_FACTOR)))
+            k_factor = max(1, int(chosen.get("k_factor", K_FACTORS[0])))
             _, candidates = self.index.search(q, k * k_factor, params=sp)
             return self.refine.rescore(q, candidates, k)
         scores, ids = self.index.search(q, k, params=sp)
@@ -410,7 +408,7 @@ class VectorIndex:
         else:
             how = f"search: nprobe {self.params.get('nprobe')} of {self._ivf.nlist:,} lists"
             if self.refine is not None:
-                how += f", the best {self.params.get('k_factor', K_FACTOR)}x k re-scored on 8-bit codes"
+                how += f", the best {self.params.get('k_factor', K_FACTORS[0])}x k re-scored on 8-bit codes"
             if t.get("recall") is not None:
                 how += (
                     f"; recall@{t['k']} {t['recall']:.3f} vs exact on {t['queries']} sample queries "

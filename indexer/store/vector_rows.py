@@ -1,6 +1,6 @@
 """Reading the stored vectors of a collection's rows (``files`` joined to ``file_vectors``,
 ``segments`` to ``segment_vectors``), page by page: what index publishing, ``indexer check`` and
-the duplicate finder stream. ``indexer.store.catalog`` writes them and re-exports these readers.
+the duplicate finder stream. ``indexer.store.catalog`` writes them.
 """
 
 from __future__ import annotations
@@ -11,16 +11,13 @@ import numpy as np
 from sqlalchemy import func, select
 
 from indexer.store.db import Database
-from indexer.store.schema import STATUS_INDEXED, File, Segment, vector_table
+from indexer.store.schema import STATUS_INDEXED, File, vector_table
 
-KINDS = ("files", "segments")
 _IN_CHUNK = 500  # ids per IN (...) query: well under SQLite's variable limit
 
 
 def _table(kind: str):
-    if kind not in KINDS:
-        raise ValueError(f"kind must be one of {KINDS}, not {kind!r}")
-    return File if kind == "files" else Segment
+    return vector_table(kind)[0]  # raises ValueError for a kind other than "files" / "segments"
 
 
 def _with_vectors(kind: str):

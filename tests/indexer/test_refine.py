@@ -88,3 +88,15 @@ def test_ids_missing_from_the_codes_are_a_clear_error():
         for bad in (int(ids.max()) + 1, 5, 10**15):
             with pytest.raises(VectorIndexError, match="lack ids"):
                 refine.rescore(q, np.array([[ids[0], bad], [ids[1], -1]]), 2)
+
+
+def test_refine_file_of_another_kind_is_a_clear_error():
+    from indexer.errors import VectorIndexError
+
+    with pytest.raises(VectorIndexError, match="IndexIDMap2 over 8-bit codes"):
+        RefineCodes(faiss.IndexFlatIP(DIM))
+    with pytest.raises(VectorIndexError, match="IndexIDMap2 over 8-bit codes"):
+        RefineCodes(faiss.IndexIDMap2(faiss.IndexFlatIP(DIM)))
+    four_bit = faiss.IndexScalarQuantizer(DIM, faiss.ScalarQuantizer.QT_4bit, faiss.METRIC_INNER_PRODUCT)
+    with pytest.raises(VectorIndexError, match="8-bit per dimension"):
+        RefineCodes(faiss.IndexIDMap2(four_bit))
